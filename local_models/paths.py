@@ -1,0 +1,50 @@
+"""Where ninetyten keeps its files.
+
+NINETYTEN_HOME pins everything (data and models) under one directory, which is what
+tests, CI and portable installs want; otherwise we follow the platform conventions
+(models are re-creatable, so they live in the cache dir, not the data dir).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import platformdirs
+
+from local_models.errors import ModelError
+
+APP_NAME = "ninetyten"
+HOME_ENV = "NINETYTEN_HOME"
+
+
+def _ensure_dir(path: Path) -> Path:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ModelError(
+            f"Cannot create directory {path}: {exc.strerror or exc}.",
+            f"Set {HOME_ENV} to a writable directory.",
+        ) from exc
+    return path
+
+
+def _home_override() -> Path | None:
+    value = os.environ.get(HOME_ENV, "").strip()
+    return Path(value).expanduser() if value else None
+
+
+def ninetyten_home() -> Path:
+    """The data directory (created on first use)."""
+    override = _home_override()
+    if override is not None:
+        return _ensure_dir(override)
+    return _ensure_dir(Path(platformdirs.user_data_dir(APP_NAME, appauthor=False)))
+
+
+def models_dir() -> Path:
+    """The directory holding model files (created on first use)."""
+    override = _home_override()
+    if override is not None:
+        return _ensure_dir(override / "models")
+    return _ensure_dir(Path(platformdirs.user_cache_dir(APP_NAME, appauthor=False)) / "models")

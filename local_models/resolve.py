@@ -1,0 +1,113 @@
+"""Deciding which model file to load.
+
+Precedence: explicit argument (--model) > NINETYTEN_MODEL > configured value > embedded
+default. Each of those may be a path to a .gguf or a catalog id. Nothing is ever
+downloaded: a catalog model must already be in the models directory.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from local_models.catalog import EMBEDDED_MODEL_ID, CatalogEntry, canonical_id, get_entry, load_catalog
+from local_models.embedded import embedded_model_path
+from local_models.errors import ModelError
+from local_models.paths import models_dir
+from local_models.verify import check_gguf_header
+
+MODEL_ENV = "NINETYTEN_MODEL"
+
+Source = Literal["explicit", "env", "configured", "catalog", "embedded"]
+Origin = Literal["explicit", "env", "configured", "default"]
+
+
+class ResolvedModel(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    path: Path
+    model_id: str | None  # catalog id, when the model is a catalog model
+    entry: CatalogEntry | None
+    # What kind of thing was resolved: a path given via explicit/env/configured, a catalog
+    # id found in the models dir, or the embedded default.
+    source: Source
+    # Which setting asked for it (the same as `source` for paths).
+    origin: Origin
+
+
+def _looks_like_path(value: str) -> bool:
+    return value.lower().endswith(".gguf") or os.sep in value or "/" in value or value.startswith(("~", "."))
+
+
+def _catalog_file(entry: CatalogEntry) -> Path:
+    directory = models_dir()
+    for file_name in entry.preferred_files():
+        candidate = directory / file_name
+        if candidate.exists():
+            return candidate
+    wanted = entry.preferred_files()[0]
+    where = f"https://huggingface.co/{entry.hf_repo}" if entry.hf_repo else str(entry.source)
+    raise ModelError(
+        f"Model {entry.id!r} is not available locally: {directory / wanted} does not exist.",
+        f"Download {wanted} from {where} and put it in {directory}{os.sep}, "
+        "or pass --model PATH to a .gguf you already have.",
+    )
+
+
+def _from_catalog(model_id: str, origin: Origin, progress: bool) -> ResolvedModel:
+    entry = get_entry(model_id)
+    if entry.id == EMBEDDED_MODEL_ID:
+        path = embedded_model_path(progress=progress)
+        source: Source = "embedded"
+    else:
+        path = _catalog_file(entry)
+        source = "catalog"
+    check_gguf_header(path)
+    return ResolvedModel(path=path, model_id=entry.id, entry=entry, source=source, origin=origin)
+
+
+def _entry_for_file(path: Path) -> CatalogEntry | None:
+    """Recognise a catalog model by its file name, so its FIM template etc. still apply."""
+    for entry in load_catalog().values():
+        if path.name in entry.files.values():
+            return entry
+    return None
+
+
+def _resolve_value(value: str, origin: Origin, progress: bool) -> ResolvedModel:
+    value = value.strip()
+    path = Path(value).expanduser()
+    # A catalog id wins unless a file of that exact name exists or it clearly is a path.
+    if canonical_id(value) is not None and not path.exists() and not _looks_like_path(value):
+        return _from_catalog(value, origin, progress)
+    if not path.exists() and not _looks_like_path(value):
+        known = ", ".join(sorted(load_catalog()))
+        raise ModelError(
+            f"{value!r} (from {_describe(origin)}) is neither an existing .gguf file nor a known catalog id ({known}).",
+            "Pass --model PATH to an existing .gguf, set NINETYTEN_MODEL, or run `ninetyten models list`.",
+        )
+    check_gguf_header(path)
+    resolved = path.resolve()
+    entry = _entry_for_file(resolved)
+    return ResolvedModel(path=resolved, model_id=entry.id if entry else None, entry=entry, source=origin, origin=origin)
+
+
+def _describe(origin: Origin) -> str:
+    return {
+        "explicit": "--model",
+        "env": MODEL_ENV,
+        "configured": "the configuration",
+        "default": "the default",
+    }[origin]
+
+
+def resolve_model(explicit: str | None = None, configured: str | None = None, *, progress: bool = True) -> ResolvedModel:
+    """Pick the model file to load. Raises ModelError (with a remedy) when it cannot."""
+    env_value = os.environ.get(MODEL_ENV, "").strip() or None
+    for value, origin in ((explicit, "explicit"), (env_value, "env"), (configured, "configured")):
+        if value is not None and value.strip():
+            return _resolve_value(value, origin, progress)  # type: ignore[arg-type]
+    return _from_catalog(EMBEDDED_MODEL_ID, "default", progress)

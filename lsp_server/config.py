@@ -1,0 +1,54 @@
+"""Server settings: CLI flags and the client's initializationOptions, validated at the edge."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+
+class CompletionConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    max_tokens: int = Field(48, ge=1, le=1024, description="Most tokens one completion may generate.")
+    max_lines: int = Field(8, ge=1, le=200, description="Most lines in one multi-line completion.")
+    time_limit_ms: int = Field(2000, ge=10, le=600_000, description="Time box for one generation.")
+    prefix_tokens: int = Field(1024, ge=16, description="Token budget for text before the cursor.")
+    suffix_tokens: int = Field(128, ge=0, description="Token budget for text after the cursor.")
+    extra_tokens: int = Field(512, ge=0, description="Token budget for other open files (repo-level context).")
+    extra_files: int = Field(4, ge=0, le=64, description="Most other open files offered as context.")
+    classic: Literal["auto", "always", "never"] = Field(
+        "auto",
+        description="Answer textDocument/completion: 'auto' only for clients without inline completion.",
+    )
+
+
+class ServerConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model: str | None = Field(None, description="Path to a .gguf file or a catalog id; default: the embedded model.")
+    n_ctx: int = Field(4096, ge=256, le=262_144, description="llama.cpp context window in tokens.")
+    threads: int | None = Field(None, ge=1, le=256, description="CPU threads for llama.cpp (default: all cores, at most 8).")
+    load_timeout_s: float = Field(120.0, gt=0, description="How long a request waits for the model to finish loading.")
+    completion: CompletionConfig = Field(default_factory=CompletionConfig)
+
+    def merged(self, overrides: dict[str, Any] | None) -> "ServerConfig":
+        """These settings updated with a (possibly partial) dict, validated as a whole."""
+        if not overrides:
+            return self
+        data = self.model_dump()
+        for key, value in overrides.items():
+            if isinstance(value, dict) and isinstance(data.get(key), dict):
+                data[key] = {**data[key], **value}
+            else:
+                data[key] = value
+        return ServerConfig.model_validate(data)
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    """One line per problem, naming the setting: readable in an editor notification."""
+    parts = []
+    for item in error.errors():
+        where = ".".join(str(p) for p in item["loc"]) or "(root)"
+        parts.append(f"{where}: {item['msg']}")
+    return "; ".join(parts)

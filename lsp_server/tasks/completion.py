@@ -1,0 +1,52 @@
+"""The completion task: prompt -> generation with stop rules -> post-processed text."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from ..backends.base import CancelToken, Generation, GenerationRequest
+from ..backends.llama_cpp import LlamaCppBackend
+from ..config import CompletionConfig
+from .completion_prompt import BuiltPrompt, CompletionInput, PromptBudget, PromptBuilder
+from .completion_rules import StopRule, postprocess
+
+
+@dataclass
+class CompletionOutcome:
+    """A post-processed completion and how it was made."""
+
+    text: str | None
+    prompt: BuiltPrompt
+    generation: Generation
+    build_ms: float
+
+
+class CompletionTask:
+    """Knows how to ask a local FIM model for the text at a cursor."""
+
+    def __init__(self, backend: LlamaCppBackend, config: CompletionConfig) -> None:
+        self.backend = backend
+        self.config = config
+        budget = PromptBudget(
+            prefix_tokens=config.prefix_tokens,
+            suffix_tokens=config.suffix_tokens,
+            extra_tokens=config.extra_tokens,
+        )
+        self.builder = PromptBuilder(tokenizer=backend, fim=backend.fim, budget=budget, bos=backend.bos)
+
+    def request_for(self, prompt: BuiltPrompt) -> GenerationRequest:
+        return GenerationRequest(
+            prompt_tokens=prompt.tokens,
+            max_tokens=self.config.max_tokens,
+            time_limit_s=self.config.time_limit_ms / 1000.0,
+            stop=StopRule(prompt.cursor, max_lines=self.config.max_lines),
+        )
+
+    async def run(self, inp: CompletionInput, cancel: CancelToken | None = None) -> CompletionOutcome:
+        started = time.perf_counter()
+        prompt = self.builder.build(inp)
+        build_ms = (time.perf_counter() - started) * 1000.0
+        generation = await self.backend.generate(self.request_for(prompt), cancel)
+        text = None if generation.stop_reason == "cancelled" else postprocess(generation.text, prompt.cursor)
+        return CompletionOutcome(text=text, prompt=prompt, generation=generation, build_ms=build_ms)

@@ -1,0 +1,200 @@
+"""Stop rules and post-processing for inline completions.
+
+Pure functions over strings: the backend calls the stop rule after every generated
+token, and the task runs post-processing once on the final text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+OPENERS = {"(": ")", "[": "]", "{": "}"}
+CLOSERS = {v: k for k, v in OPENERS.items()}
+TAB_WIDTH = 4
+
+
+def indent_width(line: str) -> int:
+    """Width of a line's leading whitespace, tabs counted as TAB_WIDTH."""
+    width = 0
+    for ch in line:
+        if ch == " ":
+            width += 1
+        elif ch == "\t":
+            width += TAB_WIDTH
+        else:
+            break
+    return width
+
+
+@dataclass(frozen=True)
+class CursorContext:
+    """What the stop rules and post-processing need to know about the cursor."""
+
+    line_prefix: str  # text of the cursor line before the cursor
+    line_suffix: str  # text of the cursor line after the cursor (no newline)
+    next_lines: tuple[str, ...] = ()  # a few lines after the cursor line, no newlines
+    prev_line: str = ""  # the nearest non-blank line above the cursor line
+
+    @property
+    def mid_line(self) -> bool:
+        """Text to the right of the cursor means only the rest of this line is wanted."""
+        return self.line_suffix.strip() != ""
+
+    @property
+    def indent(self) -> int:
+        """Indentation a continuation line may not go below."""
+        return indent_width(self.line_prefix)
+
+
+@dataclass(frozen=True)
+class StopRule:
+    """Decides, after each token, whether and where to cut the generated text."""
+
+    cursor: CursorContext
+    max_lines: int = 8
+
+    def __call__(self, text: str) -> int | None:
+        """Return the index to cut the text at, or None to keep generating."""
+        first_nl = text.find("\n")
+        if first_nl < 0:
+            return None
+        if self.cursor.mid_line:
+            return first_nl
+        # A completion that starts on an empty cursor line may start with a newline;
+        # the lines after the first are checked against the cursor's indentation.
+        lines = text.split("\n")
+        offset = len(lines[0]) + 1
+        for number, line in enumerate(lines[1:], start=1):
+            is_last = number == len(lines) - 1
+            cut_here = offset - 1  # just before this line's newline
+            if line.strip() == "":
+                # A finished blank line ends the block; a blank first line after the
+                # cursor line (the model putting the code one line down) does not.
+                if not is_last and (number > 1 or lines[0].strip() != ""):
+                    return cut_here
+            else:
+                if indent_width(line) < self.cursor.indent:
+                    return cut_here
+                if number >= self.max_lines:
+                    return cut_here
+            offset += len(line) + 1
+        return None
+
+
+def trim_suffix_overlap(completion: str, line_suffix: str) -> str:
+    """Drop the end of a single-line completion that repeats the text after the cursor."""
+    suffix = line_suffix.rstrip()
+    if not suffix or "\n" in completion:
+        return completion
+    stripped = completion.rstrip()
+    if stripped.endswith(suffix):
+        return stripped[: len(stripped) - len(suffix)]
+    # Partial overlap: only when the overlapping part is punctuation (closing
+    # brackets, quotes, colons), where a false match costs nothing.
+    for k in range(min(len(stripped), len(suffix)), 0, -1):
+        head = suffix[:k]
+        if stripped.endswith(head) and not any(ch.isalnum() or ch == "_" for ch in head):
+            return stripped[: len(stripped) - k]
+    return completion
+
+
+def trim_next_lines_overlap(completion: str, next_lines: tuple[str, ...]) -> str:
+    """Drop trailing completion lines that the document already has after the cursor."""
+    if "\n" not in completion:
+        return completion
+    following = [line.rstrip() for line in next_lines if line.strip()]
+    if not following:
+        return completion
+    lines = completion.split("\n")
+    for k in range(min(len(lines) - 1, len(following)), 0, -1):
+        tail = [line.rstrip() for line in lines[-k:]]
+        if tail == following[:k]:
+            return "\n".join(lines[:-k])
+    # The document's next line repeated anywhere after the first line: cut there.
+    first_following = following[0].strip()
+    for index in range(1, len(lines)):
+        if lines[index].strip() == first_following:
+            return "\n".join(lines[:index])
+    return completion
+
+
+def drop_repeats(completion: str, prev_line: str) -> str:
+    """Cut at the first line that repeats the line just before it."""
+    lines = completion.split("\n")
+    previous = prev_line.strip()
+    for index, line in enumerate(lines):
+        current = line.strip()
+        if index > 0 and current and current == previous:
+            return "\n".join(lines[:index])
+        if current:
+            previous = current
+    return completion
+
+
+def balance_brackets(completion: str, line_prefix: str) -> str:
+    """Cut the completion at a closing bracket that nothing opened."""
+    stack: list[str] = []
+    for ch in _code_chars(line_prefix):
+        if ch in OPENERS:
+            stack.append(ch)
+        elif ch in CLOSERS and stack and stack[-1] == CLOSERS[ch]:
+            stack.pop()
+    in_string: str | None = None
+    escaped = False
+    for index, ch in enumerate(completion):
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == in_string or ch == "\n":
+                in_string = None
+            continue
+        if ch in "\"'`":
+            in_string = ch
+        elif ch in OPENERS:
+            stack.append(ch)
+        elif ch in CLOSERS:
+            if stack and stack[-1] == CLOSERS[ch]:
+                stack.pop()
+            else:
+                return completion[:index].rstrip()
+    return completion
+
+
+def _code_chars(text: str) -> str:
+    """The characters of one line outside string literals (a cheap approximation)."""
+    out: list[str] = []
+    in_string: str | None = None
+    escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == in_string:
+                in_string = None
+            continue
+        if ch in "\"'`":
+            in_string = ch
+            continue
+        out.append(ch)
+    return "".join(out)
+
+
+def postprocess(completion: str, cursor: CursorContext) -> str | None:
+    """Turn raw generated text into what the editor shows, or None when nothing is left."""
+    text = completion.replace("\r\n", "\n")
+    text = text.rstrip()
+    if cursor.mid_line:
+        text = text.split("\n", 1)[0]
+        text = trim_suffix_overlap(text, cursor.line_suffix)
+    else:
+        text = trim_next_lines_overlap(text, cursor.next_lines)
+    text = drop_repeats(text, cursor.prev_line)
+    text = balance_brackets(text, cursor.line_prefix)
+    text = text.rstrip()
+    if not text.strip():
+        return None
+    return text

@@ -1,0 +1,65 @@
+"""Shared model fixtures: real GGUF files for tests that run real llama.cpp.
+
+Plain pytest fixtures; tests/conftest.py re-exports them with
+`from tests.conftest_models import *`.
+
+Files live under a fixed directory in pytest's base temp dir and are only built when
+missing, so a fixture imported into several modules still builds each file once.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from local_models import build_tiny_model, embedded_model_path
+
+__all__ = [
+    "endless_model_path",
+    "gemma_model_path",
+    "ninetyten_test_home",
+    "tiny_model_path",
+]
+
+
+def _shared_dir(factory: pytest.TempPathFactory, name: str) -> Path:
+    path = factory.getbasetemp() / name
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _tiny(factory: pytest.TempPathFactory, file_name: str, **kwargs: object) -> Path:
+    path = _shared_dir(factory, "tiny-models") / file_name
+    if not path.exists():
+        build_tiny_model(path, **kwargs)  # type: ignore[arg-type]
+    return path
+
+
+@pytest.fixture(scope="session")
+def ninetyten_test_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A NINETYTEN_HOME for the session (models/ inside it); point subprocesses here."""
+    home = _shared_dir(tmp_path_factory, "ninetyten-home")
+    (home / "models").mkdir(exist_ok=True)
+    return home
+
+
+@pytest.fixture(scope="session")
+def tiny_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Tiny random qwen2 model (seed 0) with Qwen FIM tokens; generates arbitrary text."""
+    return _tiny(tmp_path_factory, "tiny-qwen2.gguf", seed=0)
+
+
+@pytest.fixture(scope="session")
+def endless_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Tiny model whose greedy output is "x" forever: never a newline, never EOS."""
+    return _tiny(tmp_path_factory, "tiny-qwen2-endless-x.gguf", seed=0, favour="x")
+
+
+@pytest.fixture(scope="session")
+def gemma_model_path(ninetyten_test_home: Path) -> Path:
+    """The embedded Gemma 3 270M, assembled (once) into ninetyten_test_home/models."""
+    if os.environ.get("NINETYTEN_SKIP_GEMMA") == "1":
+        pytest.skip("NINETYTEN_SKIP_GEMMA=1")
+    return embedded_model_path(progress=False, directory=ninetyten_test_home / "models")

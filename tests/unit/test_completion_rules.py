@@ -1,0 +1,97 @@
+from lsp_server.tasks.completion_rules import (
+    CursorContext,
+    StopRule,
+    balance_brackets,
+    drop_repeats,
+    indent_width,
+    postprocess,
+    trim_next_lines_overlap,
+    trim_suffix_overlap,
+)
+
+
+def cursor(prefix: str, suffix: str = "", next_lines: tuple[str, ...] = (), prev: str = "") -> CursorContext:
+    return CursorContext(line_prefix=prefix, line_suffix=suffix, next_lines=next_lines, prev_line=prev)
+
+
+def feed(rule: StopRule, text: str) -> str:
+    """Feed text one character at a time, as a token stream would, and apply the cut."""
+    for end in range(1, len(text) + 1):
+        cut = rule(text[:end])
+        if cut is not None:
+            return text[:end][:cut]
+    return text
+
+
+def test_indent_width_counts_tabs():
+    assert indent_width("    x") == 4
+    assert indent_width("\tx") == 4
+    assert indent_width("x") == 0
+
+
+def test_mid_line_stops_at_first_newline():
+    rule = StopRule(cursor("print(", ")"))
+    assert feed(rule, '"hello"\nmore stuff') == '"hello"'
+
+
+def test_blank_line_ends_block():
+    rule = StopRule(cursor("    total = 0"))
+    assert feed(rule, "\n    for v in values:\n        total += v\n\nprint(x)") == (
+        "\n    for v in values:\n        total += v"
+    )
+
+
+def test_dedent_below_cursor_line_stops():
+    rule = StopRule(cursor("        x = 1"))
+    assert feed(rule, "\n        y = 2\n    return y") == "\n        y = 2"
+
+
+def test_line_limit():
+    rule = StopRule(cursor("x = ["), max_lines=3)
+    text = "\n".join(f"    {i}," for i in range(10))
+    out = feed(rule, text)
+    assert out.count("\n") == 2
+
+
+def test_blank_first_line_after_empty_cursor_line_is_allowed():
+    rule = StopRule(cursor(""))
+    assert feed(rule, "\n\ndef f():\n    pass\n\n") == "\n\ndef f():\n    pass"
+
+
+def test_suffix_overlap_whole_suffix():
+    assert trim_suffix_overlap('"hi")', ")") == '"hi"'
+    assert trim_suffix_overlap("a, b):", "):") == "a, b"
+
+
+def test_suffix_overlap_keeps_words():
+    # "x" overlaps the suffix "x = 1" but is a word, so it is kept.
+    assert trim_suffix_overlap("foo x", "x = 1") == "foo x"
+
+
+def test_next_lines_overlap():
+    completion = "\n    y = x + 1\n    return y"
+    assert trim_next_lines_overlap(completion, ("    return y", "")) == "\n    y = x + 1"
+
+
+def test_drop_repeats():
+    assert drop_repeats("\n    a = 1\n    a = 1\n    a = 1", "") == "\n    a = 1"
+    assert drop_repeats("x = 1", "x = 1") == "x = 1"  # first line may equal prev (it continues it)
+
+
+def test_balance_brackets_cuts_unmatched_closer():
+    assert balance_brackets("a, b))", "f(") == "a, b)"
+    assert balance_brackets("x]", "") == "x"
+    assert balance_brackets("')' + s)", "f(") == "')' + s)"  # closers inside strings ignored
+
+
+def test_postprocess_mid_line():
+    assert postprocess('"hello")\n', cursor("print(", ")")) == '"hello"'
+
+
+def test_postprocess_empty_is_none():
+    assert postprocess("   \n  ", cursor("x = ")) is None
+    assert postprocess(")", cursor("x = ", ")")) is None
+
+
+def test_postprocess_crlf_and_trailing_space():
+    assert postprocess("a + b  \r\n", cursor("    return ")) == "a + b"
