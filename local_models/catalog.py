@@ -118,9 +118,7 @@ def _parse(text: str) -> tuple[dict[str, CatalogEntry], dict[str, str]]:
         entries: dict[str, CatalogEntry] = {}
         for model_id, fields in raw.models.items():
             template = raw.fim_templates.get(str(fields.get("fim", "none")))
-            entries[model_id] = CatalogEntry.model_validate(
-                {**fields, "id": model_id, "fim_template": template}
-            )
+            entries[model_id] = CatalogEntry.model_validate({**fields, "id": model_id, "fim_template": template})
     except (tomllib.TOMLDecodeError, ValidationError) as exc:
         # A broken catalog is a packaging bug, not a user mistake.
         raise ModelError(

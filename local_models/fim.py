@@ -17,9 +17,9 @@ if TYPE_CHECKING:
     import llama_cpp
 
 __all__ = [
+    "METADATA_KEYS",
     "FimFormat",
     "FimTokens",
-    "METADATA_KEYS",
     "detect_fim_from_metadata",
     "detect_fim_tokens",
     "special_token_ids",

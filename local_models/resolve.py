@@ -92,7 +92,8 @@ def _resolve_value(value: str, origin: Origin, progress: bool) -> ResolvedModel:
     check_gguf_header(path)
     resolved = path.resolve()
     entry = _entry_for_file(resolved)
-    return ResolvedModel(path=resolved, model_id=entry.id if entry else None, entry=entry, source=origin, origin=origin)
+    source: Source = "explicit" if origin == "default" else origin
+    return ResolvedModel(path=resolved, model_id=entry.id if entry else None, entry=entry, source=source, origin=origin)
 
 
 def _describe(origin: Origin) -> str:
@@ -104,10 +105,17 @@ def _describe(origin: Origin) -> str:
     }[origin]
 
 
-def resolve_model(explicit: str | None = None, configured: str | None = None, *, progress: bool = True) -> ResolvedModel:
+def resolve_model(
+    explicit: str | None = None, configured: str | None = None, *, progress: bool = True
+) -> ResolvedModel:
     """Pick the model file to load. Raises ModelError (with a remedy) when it cannot."""
     env_value = os.environ.get(MODEL_ENV, "").strip() or None
-    for value, origin in ((explicit, "explicit"), (env_value, "env"), (configured, "configured")):
+    candidates: tuple[tuple[str | None, Origin], ...] = (
+        (explicit, "explicit"),
+        (env_value, "env"),
+        (configured, "configured"),
+    )
+    for value, origin in candidates:
         if value is not None and value.strip():
-            return _resolve_value(value, origin, progress)  # type: ignore[arg-type]
+            return _resolve_value(value, origin, progress)
     return _from_catalog(EMBEDDED_MODEL_ID, "default", progress)

@@ -47,6 +47,7 @@ CHAT_TEMPLATE = (
 
 # Words that get their own token (with and without a leading space), chosen from what
 # dominates source code; this keeps token counts realistic-ish for prompt-size tests.
+# fmt: off
 _WORDS: tuple[str, ...] = (
     "def", "return", "self", "class", "import", "from", "if", "else", "elif", "for",
     "while", "in", "is", "not", "and", "or", "None", "True", "False", "print", "pass",
@@ -63,6 +64,7 @@ _SYMBOLS: tuple[str, ...] = (
     " {\n", "};", ",", ", ", " (", "[]", " [", "])", "\"\"\"", " #", " //", "/*", "*/",
     " +", " -", " *", " /", " <", " >", " <=", " >=", "...", "::", ".\n",
 )
+# fmt: on
 
 
 def byte_to_unicode() -> dict[int, str]:
@@ -114,7 +116,9 @@ def _favoured_token(favour: str, tokens: list[str]) -> int:
     try:
         token = tokens.index(encoded)
     except ValueError:
-        raise ValueError(f"favour={favour!r} is not a single token of the tiny vocab (try an ASCII character)") from None
+        raise ValueError(
+            f"favour={favour!r} is not a single token of the tiny vocab (try an ASCII character)"
+        ) from None
     if token >= len(tokens) - len(SPECIAL_TOKENS):
         raise ValueError("favour must be ordinary text, not a special token")
     return token
@@ -244,9 +248,7 @@ def build_tiny_model(
         writer.add_tokenizer_model("gpt2")
         writer.add_tokenizer_pre("qwen2")
         writer.add_token_list(tokens)
-        writer.add_token_types(
-            [gguf.TokenType.NORMAL] * first_special + [gguf.TokenType.CONTROL] * n_special
-        )
+        writer.add_token_types([gguf.TokenType.NORMAL] * first_special + [gguf.TokenType.CONTROL] * n_special)
         writer.add_token_merges(merges)
         writer.add_bos_token_id(special["<|endoftext|>"])
         writer.add_eos_token_id(special["<|endoftext|>"])

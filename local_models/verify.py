@@ -66,14 +66,20 @@ def check_gguf_header(path: Path | str) -> tuple[int, int, int]:
             "Pass --model PATH to an existing .gguf, set NINETYTEN_MODEL, or run `ninetyten models list`.",
         ) from None
     except OSError as exc:
-        raise ModelError(f"Cannot access model file {path}: {exc.strerror or exc}.", "Check the path and its permissions.") from exc
+        raise ModelError(
+            f"Cannot access model file {path}: {exc.strerror or exc}.", "Check the path and its permissions."
+        ) from exc
     if not stat.S_ISREG(st.st_mode):
-        raise ModelError(f"Model path {path} is not a regular file.", "Pass --model PATH pointing at a .gguf file, not a directory.")
+        raise ModelError(
+            f"Model path {path} is not a regular file.", "Pass --model PATH pointing at a .gguf file, not a directory."
+        )
     try:
         with path.open("rb") as f:
             header = f.read(_HEADER.size)
     except OSError as exc:
-        raise ModelError(f"Cannot read model file {path}: {exc.strerror or exc}.", "Check the file's permissions.") from exc
+        raise ModelError(
+            f"Cannot read model file {path}: {exc.strerror or exc}.", "Check the file's permissions."
+        ) from exc
     if len(header) < 4 or header[:4] != GGUF_MAGIC:
         raise ModelError(f"{path} is not a GGUF file (bad magic).", _REDOWNLOAD)
     if len(header) < _HEADER.size:

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 class CompletionConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    max_tokens: int = Field(48, ge=1, le=1024, description="Most tokens one completion may generate.")
+    max_tokens: int = Field(48, ge=1, le=32_768, description="Most tokens one completion may generate.")
     max_lines: int = Field(8, ge=1, le=200, description="Most lines in one multi-line completion.")
     time_limit_ms: int = Field(2000, ge=10, le=600_000, description="Time box for one generation.")
     prefix_tokens: int = Field(1024, ge=16, description="Token budget for text before the cursor.")

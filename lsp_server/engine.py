@@ -47,9 +47,11 @@ class CompletionResult:
             "cached_prompt_tokens": self.usage.cached_prompt_tokens,
             "completion_tokens": self.usage.completion_tokens,
             "latency_ms": round(self.latency_ms, 1),
+            "generation_ms": round(self.usage.generation_ms, 1),
             "stop_reason": self.stop_reason,
             "prompt_mode": self.prompt_mode,
             "mean_logprob": None if self.mean_logprob is None else round(self.mean_logprob, 4),
+            **{key: round(value, 1) for key, value in self.extra.items()},
         }
 
 
@@ -84,6 +86,7 @@ class Engine:
     async def complete(self, inp: CompletionInput, cancel: CancelToken | None = None) -> CompletionResult:
         started = time.perf_counter()
         await self.wait_ready()
+        waited_ms = (time.perf_counter() - started) * 1000.0
         outcome = await self.completion_task().run(inp, cancel)
         generation = outcome.generation
         return CompletionResult(
@@ -96,7 +99,7 @@ class Engine:
             latency_ms=(time.perf_counter() - started) * 1000.0,
             mean_logprob=generation.mean_logprob,
             prompt_mode=outcome.prompt.mode,
-            extra={"build_ms": outcome.build_ms},
+            extra={"build_ms": outcome.build_ms, "waited_for_model_ms": waited_ms},
         )
 
     def complete_blocking(self, inp: CompletionInput) -> CompletionResult:

@@ -106,23 +106,38 @@ class NinetyTenServer(LanguageServer):
         inp = self.completion_input(uri, position)
         if inp is None:
             return None
-        try:
-            await self.engine.wait_ready()
-        except asyncio.TimeoutError:
-            log.warning("completion skipped: the model is still loading")
-            return None
-        except Exception:
-            return None  # the load failure was reported once already
         if self._inflight is not None:
             self._inflight.cancel()
         token = self._inflight = CancelToken()
         try:
             result = await self.engine.complete(inp, token)
+        except asyncio.CancelledError:
+            if token.generation is not None:  # $/cancelRequest: say what was stopped
+                usage = token.generation.usage
+                self.notify_served(uri, {
+                    "tier": "local", "backend": self.engine.local.name, "model": self.engine.local.model_name,
+                    "prompt_tokens": usage.prompt_tokens, "cached_prompt_tokens": usage.cached_prompt_tokens,
+                    "completion_tokens": usage.completion_tokens, "latency_ms": round(usage.total_ms, 1),
+                    "generation_ms": round(usage.generation_ms, 1), "stop_reason": "cancelled",
+                }, shown=False)
+            raise
+        except TimeoutError:
+            log.warning("completion skipped: the model is still loading")
+            return None
+        except Exception as error:
+            if self.engine.local.load_failed:
+                return None  # reported to the user once, when loading failed
+            log.exception("completion failed: %s", error)
+            return None
         finally:
             if self._inflight is token:
                 self._inflight = None
-        self.protocol.notify(SERVED_NOTIFICATION, {"uri": uri, **result.summary(), "shown": result.text is not None})
+        self.notify_served(uri, result.summary(), shown=result.text is not None)
         return result
+
+    def notify_served(self, uri: str, summary: dict[str, Any], *, shown: bool) -> None:
+        """Tell the client (status bar, demo, tests) what served a request; never its content."""
+        self.protocol.notify(SERVED_NOTIFICATION, {"uri": uri, **summary, "shown": shown})
 
     def spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)

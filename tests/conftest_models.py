@@ -9,7 +9,6 @@ missing, so a fixture imported into several modules still builds each file once.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -60,6 +59,4 @@ def endless_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def gemma_model_path(ninetyten_test_home: Path) -> Path:
     """The embedded Gemma 3 270M, assembled (once) into ninetyten_test_home/models."""
-    if os.environ.get("NINETYTEN_SKIP_GEMMA") == "1":
-        pytest.skip("NINETYTEN_SKIP_GEMMA=1")
     return embedded_model_path(progress=False, directory=ninetyten_test_home / "models")

@@ -22,6 +22,8 @@ class CancelToken:
 
     def __init__(self) -> None:
         self._event = threading.Event()
+        # What the generation had done when it stopped, for the ledger and the client.
+        self.generation: Generation | None = None
 
     def cancel(self) -> None:
         self._event.set()

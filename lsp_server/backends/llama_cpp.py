@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 # Prompt tokens are fed in slices this size so a cancel lands between slices.
 PROMPT_SLICE = 256
+CANCEL_GRACE_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,11 @@ class LlamaCppBackend:
     @property
     def ready(self) -> bool:
         return self._load_future is not None and self._load_future.done() and self._load_future.exception() is None
+
+    @property
+    def load_failed(self) -> bool:
+        future = self._load_future
+        return future is not None and future.done() and future.exception() is not None
 
     async def wait_ready(self, timeout: float | None = None) -> None:
         future = asyncio.wrap_future(self.start_loading())
@@ -147,6 +153,11 @@ class LlamaCppBackend:
             return await asyncio.shield(future)
         except asyncio.CancelledError:
             token.cancel()
+            # The worker stops within one token; wait for it so the caller can report it.
+            try:
+                token.generation = await asyncio.wait_for(asyncio.shield(future), CANCEL_GRACE_S)
+            except Exception:
+                pass
             raise
 
     def generate_blocking(self, request: GenerationRequest, cancel: CancelToken | None = None) -> Generation:

@@ -48,5 +48,6 @@ class CompletionTask:
         prompt = self.builder.build(inp)
         build_ms = (time.perf_counter() - started) * 1000.0
         generation = await self.backend.generate(self.request_for(prompt), cancel)
-        text = None if generation.stop_reason == "cancelled" else postprocess(generation.text, prompt.cursor)
+        truncated = generation.stop_reason in ("max_tokens", "time_limit", "context_full")
+        text = None if generation.stop_reason == "cancelled" else postprocess(generation.text, prompt.cursor, truncated=truncated)
         return CompletionOutcome(text=text, prompt=prompt, generation=generation, build_ms=build_ms)

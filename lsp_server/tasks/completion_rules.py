@@ -83,18 +83,19 @@ class StopRule:
 
 def trim_suffix_overlap(completion: str, line_suffix: str) -> str:
     """Drop the end of a single-line completion that repeats the text after the cursor."""
-    suffix = line_suffix.rstrip()
-    if not suffix or "\n" in completion:
+    if not line_suffix.strip() or "\n" in completion:
         return completion
     stripped = completion.rstrip()
-    if stripped.endswith(suffix):
-        return stripped[: len(stripped) - len(suffix)]
-    # Partial overlap: only when the overlapping part is punctuation (closing
-    # brackets, quotes, colons), where a false match costs nothing.
-    for k in range(min(len(stripped), len(suffix)), 0, -1):
-        head = suffix[:k]
-        if stripped.endswith(head) and not any(ch.isalnum() or ch == "_" for ch in head):
-            return stripped[: len(stripped) - k]
+    # The suffix may start with spaces the model did not repeat: "x + )" -> "name)".
+    for suffix in dict.fromkeys((line_suffix.rstrip(), line_suffix.strip())):
+        if stripped.endswith(suffix):
+            return stripped[: len(stripped) - len(suffix)]
+        # Partial overlap: only when the overlapping part is punctuation (closing
+        # brackets, quotes, colons), where a false match costs nothing.
+        for k in range(min(len(stripped), len(suffix)), 0, -1):
+            head = suffix[:k]
+            if head.strip() and stripped.endswith(head) and not any(ch.isalnum() or ch == "_" for ch in head):
+                return stripped[: len(stripped) - k]
     return completion
 
 
@@ -183,9 +184,14 @@ def _code_chars(text: str) -> str:
     return "".join(out)
 
 
-def postprocess(completion: str, cursor: CursorContext) -> str | None:
-    """Turn raw generated text into what the editor shows, or None when nothing is left."""
+def postprocess(completion: str, cursor: CursorContext, *, truncated: bool = False) -> str | None:
+    """Turn raw generated text into what the editor shows, or None when nothing is left.
+
+    `truncated`: generation hit a token or time limit, so its last line is unfinished.
+    """
     text = completion.replace("\r\n", "\n")
+    if truncated and "\n" in text.strip("\n") and not cursor.mid_line:
+        text = text[: text.rstrip("\n").rfind("\n")]
     text = text.rstrip()
     if cursor.mid_line:
         text = text.split("\n", 1)[0]

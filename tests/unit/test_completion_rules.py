@@ -95,3 +95,15 @@ def test_postprocess_empty_is_none():
 
 def test_postprocess_crlf_and_trailing_space():
     assert postprocess("a + b  \r\n", cursor("    return ")) == "a + b"
+
+
+def test_suffix_overlap_ignores_leading_space_of_suffix():
+    assert trim_suffix_overlap(" name)", " )") == " name"
+
+
+def test_truncated_multiline_drops_unfinished_last_line():
+    text = "print(i)\n    print(i+1)\n    print("
+    assert postprocess(text, cursor("    "), truncated=True) == "print(i)\n    print(i+1)"
+    assert postprocess(text, cursor("    "), truncated=False).endswith("print(")
+    # A single line is kept: it is all there is.
+    assert postprocess("a + b", cursor("    return "), truncated=True) == "a + b"

@@ -1,0 +1,4 @@
+from __future__ import annotations
+
+from tests.conftest_models import *  # noqa: F401,F403  (model fixtures)
+from tests.lsp_session import *  # noqa: F401,F403  (LSP session helpers)

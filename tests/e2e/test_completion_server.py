@@ -1,0 +1,219 @@
+"""End to end: `ninetyten serve` over stdio, real llama.cpp, tiny generated GGUF models.
+
+The "endless" tiny model greedily emits "x" forever, so what the server returns is
+fully determined by the server's own logic: token limits, time boxes, cancellation,
+suffix-overlap trimming at the cursor the server computed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import pytest
+from lsprotocol import types
+from pytest_lsp import client_capabilities
+
+from tests.lsp_session import SERVED, inline, lsp_session, open_document, served_notifications
+
+FAST = {"completion": {"max_tokens": 8}}
+
+
+async def test_initialize_advertises_completion_and_prefers_utf8(endless_model_path, session_home, tmp_path):
+    caps = types.ClientCapabilities(
+        general=types.GeneralClientCapabilities(
+            position_encodings=[types.PositionEncodingKind.Utf16, types.PositionEncodingKind.Utf8]
+        ),
+        text_document=types.TextDocumentClientCapabilities(
+            inline_completion=types.InlineCompletionClientCapabilities()
+        ),
+    )
+    async with lsp_session(model=endless_model_path, home=session_home, capabilities=caps, options=FAST) as client:
+        capabilities = client.init_result.capabilities
+        assert capabilities.position_encoding == types.PositionEncodingKind.Utf8
+        assert capabilities.inline_completion_provider is not None
+        assert capabilities.completion_provider is not None
+        assert capabilities.text_document_sync.change == types.TextDocumentSyncKind.Incremental
+        uri = open_document(client, tmp_path / "a.py", 'a = "😀😀" + xx\n')
+        # "xx" starts at byte 17 in UTF-8 (each emoji is four bytes); the server must read it so.
+        items = await inline(client, uri, 0, 17)
+        assert items is not None and items.items[0].insert_text == "x" * 6  # "xx" after the cursor trimmed
+
+
+async def test_inline_completion_utf16_positions(endless_model_path, session_home, tmp_path):
+    async with lsp_session(model=endless_model_path, home=session_home, options=FAST) as client:
+        assert client.init_result.capabilities.position_encoding == types.PositionEncodingKind.Utf16
+        uri = open_document(client, tmp_path / "a.py", 'a = "😀😀" + xx\n')
+        # In UTF-16 each emoji is two units, so "xx" starts at character 13 (code point 11).
+        result = await inline(client, uri, 0, 13)
+        assert result is not None
+        item = result.items[0]
+        assert item.insert_text == "x" * 6  # the 8 generated x's minus the "xx" already there
+        assert item.range == types.Range(start=types.Position(0, 13), end=types.Position(0, 13))
+        # At the end of the line nothing follows, so nothing is trimmed.
+        result = await inline(client, uri, 0, 15)
+        assert result.items[0].insert_text == "x" * 8
+
+
+async def test_incremental_edits_are_applied(endless_model_path, session_home, tmp_path):
+    async with lsp_session(model=endless_model_path, home=session_home, options=FAST) as client:
+        served = served_notifications(client)
+        uri = open_document(client, tmp_path / "b.py", "value = \nother = 1\n")
+        first = await inline(client, uri, 0, 8)
+        assert first.items[0].insert_text == "x" * 8
+        client.text_document_did_change(
+            types.DidChangeTextDocumentParams(
+                text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=2),
+                content_changes=[
+                    types.TextDocumentContentChangePartial(
+                        range=types.Range(start=types.Position(0, 8), end=types.Position(0, 8)), text="xx"
+                    )
+                ],
+            )
+        )
+        second = await inline(client, uri, 0, 8)
+        assert second.items[0].insert_text == "x" * 6  # the server saw "xx" after the cursor
+        await asyncio.sleep(0.1)
+        assert [n["tier"] for n in served] == ["local", "local"]
+        assert all(n["completion_tokens"] == 8 for n in served)
+        # The second prompt shares its start with the first: the KV cache was reused.
+        assert served[1]["cached_prompt_tokens"] > 0
+
+
+async def test_classic_completion_for_clients_without_inline(endless_model_path, session_home, tmp_path):
+    caps = client_capabilities("neovim@v0.7.0")
+    assert caps.text_document.inline_completion is None
+    async with lsp_session(model=endless_model_path, home=session_home, capabilities=caps, options=FAST) as client:
+        uri = open_document(client, tmp_path / "c.py", "name = \n")
+        result = await client.text_document_completion_async(
+            types.CompletionParams(
+                text_document=types.TextDocumentIdentifier(uri=uri), position=types.Position(0, 7)
+            )
+        )
+        assert isinstance(result, types.CompletionList) and len(result.items) == 1
+        item = result.items[0]
+        assert item.text_edit.new_text == "x" * 8
+        assert item.text_edit.range.start == types.Position(0, 7)
+        assert item.insert_text_format == types.InsertTextFormat.PlainText
+
+
+async def test_classic_completion_is_quiet_when_client_has_inline(endless_model_path, session_home, tmp_path):
+    async with lsp_session(model=endless_model_path, home=session_home, options=FAST) as client:
+        uri = open_document(client, tmp_path / "d.py", "name = \n")
+        result = await client.text_document_completion_async(
+            types.CompletionParams(text_document=types.TextDocumentIdentifier(uri=uri), position=types.Position(0, 7))
+        )
+        assert list(result.items) == []  # the same text already comes as ghost text
+
+
+async def test_cancel_stops_a_long_generation(endless_model_path, session_home, tmp_path):
+    options = {"n_ctx": 16384, "completion": {"max_tokens": 16000, "time_limit_ms": 10000}}
+    async with lsp_session(model=endless_model_path, home=session_home, options=options) as client:
+        served = served_notifications(client)
+        uri = open_document(client, tmp_path / "e.py", "data = \n")
+        params = types.InlineCompletionParams(
+            text_document=types.TextDocumentIdentifier(uri=uri),
+            position=types.Position(0, 7),
+            context=types.InlineCompletionContext(trigger_kind=types.InlineCompletionTriggerKind.Invoked),
+        )
+        future = client.protocol.send_request(types.TEXT_DOCUMENT_INLINE_COMPLETION, params, msg_id="long-one")
+        await asyncio.sleep(0.5)
+        cancelled_at = time.perf_counter()
+        client.protocol.notify(types.CANCEL_REQUEST, types.CancelParams(id="long-one"))
+        with pytest.raises(Exception) as error:
+            await asyncio.wait_for(asyncio.wrap_future(future), 10)
+        assert "cancel" in str(error.value).lower()
+        while not served:
+            await asyncio.sleep(0.01)
+        stopped = served[0]
+        assert stopped["stop_reason"] == "cancelled"
+        assert time.perf_counter() - cancelled_at < 1.5
+        assert 0 < stopped["completion_tokens"] < 16000
+        assert stopped["generation_ms"] < 2500  # neither the time box (10 s) nor the token limit
+
+        # The next request is served normally, to the end.
+        result = await inline(client, uri, 0, 7)
+        assert result.items and set(result.items[0].insert_text) == {"x"}
+        assert served[-1]["stop_reason"] in ("time_limit", "max_tokens")
+
+
+async def test_newest_request_wins(endless_model_path, session_home, tmp_path):
+    options = {"n_ctx": 8192, "completion": {"max_tokens": 8000, "time_limit_ms": 20000}}
+    async with lsp_session(model=endless_model_path, home=session_home, options=options) as client:
+        served = served_notifications(client)
+        uri = open_document(client, tmp_path / "f.py", "data = \nmore = \n")
+        old = asyncio.ensure_future(inline(client, uri, 0, 7))
+        await asyncio.sleep(0.3)
+        client.text_document_did_change(
+            types.DidChangeTextDocumentParams(
+                text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=2),
+                content_changes=[types.TextDocumentContentChangeWholeDocument(text="data = \nmore = 1\n")],
+            )
+        )
+        started = time.perf_counter()
+        new = asyncio.ensure_future(inline(client, uri, 0, 7))
+        old_result = await asyncio.wait_for(old, 5)
+        assert list(old_result.items) == []  # superseded: nothing to show, not an error
+        assert time.perf_counter() - started < 2
+        new.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await new
+        assert served[0]["stop_reason"] == "cancelled"
+
+
+async def test_request_for_unknown_document_is_empty_not_an_error(endless_model_path, session_home, tmp_path):
+    async with lsp_session(model=endless_model_path, home=session_home, options=FAST) as client:
+        result = await inline(client, (tmp_path / "never-opened.py").as_uri(), 3, 1)
+        assert list(result.items) == []
+        # Positions past the end are clamped, not fatal.
+        uri = open_document(client, tmp_path / "g.py", "a = 1\n")
+        result = await inline(client, uri, 99, 99)
+        assert result is not None
+
+
+async def test_invalid_initialization_options_are_reported_and_defaults_kept(
+    endless_model_path, session_home, tmp_path
+):
+    options = {"completion": {"max_tokens": "lots"}}
+    async with lsp_session(
+        model=endless_model_path, home=session_home, options=options, wait_ready=False
+    ) as client:
+        while not client.messages:
+            await asyncio.sleep(0.02)
+        assert "completion.max_tokens" in client.messages[0].message
+        uri = open_document(client, tmp_path / "h.py", "v = \n")
+        result = await inline(client, uri, 0, 4)
+        assert result.items and result.items[0].insert_text == "x" * 48  # the default limit
+
+
+async def test_progress_and_ready_message(tiny_model_path, session_home):
+    async with lsp_session(model=tiny_model_path, home=session_home) as client:
+        await asyncio.sleep(0.1)
+        assert any("ready" in m.message and "fill-in-the-middle" in m.message for m in client.log_messages)
+        kinds = [type(v).__name__ for reports in client.progress_reports.values() for v in reports]
+        assert kinds[0] == "WorkDoneProgressBegin" and kinds[-1] == "WorkDoneProgressEnd"
+
+
+async def test_missing_model_file_is_a_clear_message(session_home, tmp_path):
+    missing = tmp_path / "nope.gguf"
+    async with lsp_session(model=missing, home=session_home, wait_ready=False) as client:
+        while not client.messages:
+            await asyncio.sleep(0.02)
+        message = client.messages[0]
+        assert message.type == types.MessageType.Error
+        assert str(missing) in message.message
+        # The server is still alive and answers, with nothing to offer.
+        uri = open_document(client, tmp_path / "i.py", "v = \n")
+        assert list((await inline(client, uri, 0, 4)).items) == []
+
+
+async def test_shutdown_exits_cleanly(endless_model_path, session_home):
+    async with lsp_session(model=endless_model_path, home=session_home, options=FAST) as client:
+        server = client._server
+    assert server.returncode == 0
+
+
+def test_served_method_name_is_stable():
+    # Editors (status bar) subscribe to this name.
+    assert SERVED == "ninetyten/served"

