@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import threading
 from dataclasses import dataclass, field
-from typing import Callable, Literal, Protocol
+from typing import AsyncIterator, Callable, Literal, Protocol
 
 StopReason = Literal["eos", "stop_rule", "max_tokens", "time_limit", "cancelled", "context_full"]
 
@@ -38,6 +38,39 @@ class GenerationRequest:
     prompt_tokens: list[int]
     max_tokens: int = 64
     time_limit_s: float | None = None
+    stop: StopCheck | None = None
+
+
+Role = Literal["system", "user", "assistant"]
+
+
+@dataclass(frozen=True)
+class ChatMessage:
+    role: Role
+    content: str
+
+
+@dataclass
+class ChatRequest:
+    """A chat-style request (explain, refactor, ask) for any tier."""
+
+    messages: list[ChatMessage]
+    max_tokens: int = 512
+    temperature: float = 0.0
+    time_limit_s: float | None = None
+    stop: StopCheck | None = None
+
+
+@dataclass
+class TextCompletionRequest:
+    """A raw text completion (FIM prompt as text) for OpenAI-compatible `/v1/completions`."""
+
+    prompt: str
+    suffix: str | None = None
+    max_tokens: int = 64
+    temperature: float = 0.0
+    time_limit_s: float | None = None
+    stop_sequences: list[str] = field(default_factory=list)
     stop: StopCheck | None = None
 
 
@@ -74,7 +107,41 @@ class Generation:
 
 
 class Backend(Protocol):
+    """The async interface every tier speaks. Remote backends raise ProviderError."""
+
     name: str
     model_name: str
 
-    async def generate(self, request: GenerationRequest, cancel: CancelToken | None = None) -> Generation: ...
+    async def chat(self, request: ChatRequest, cancel: CancelToken | None = None) -> Generation: ...
+
+    def stream_chat(self, request: ChatRequest, cancel: CancelToken | None = None) -> AsyncIterator[str]: ...
+
+
+ProviderErrorKind = Literal[
+    "rate_limited",  # 429
+    "overloaded",  # 529 / 503
+    "server_error",  # other 5xx
+    "timeout",
+    "connection",  # refused, DNS, TLS
+    "auth",  # 401/403: never retried
+    "bad_request",  # other 4xx: never retried
+    "bad_response",  # malformed JSON / unexpected shape
+    "stream_cut",  # the stream ended before its final event
+    "cooling_down",  # the tier failed repeatedly and is resting
+    "missing_key",  # the policy names an env var that is not set
+]
+
+
+class ProviderError(BackendError):
+    """A remote tier failed. The message never contains a key, a header or the prompt."""
+
+    def __init__(self, kind: ProviderErrorKind, message: str, *, status: int | None = None,
+                 retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.status = status
+        self.retry_after_s = retry_after_s
+
+    @property
+    def retryable(self) -> bool:
+        return self.kind in ("rate_limited", "overloaded", "server_error", "timeout", "connection", "stream_cut")
