@@ -178,13 +178,23 @@ def cmd_models(args: argparse.Namespace) -> int:
         from rich.console import Console
         from rich.table import Table
 
-        table = Table(title=f"Known models (files are looked for in {models_dir()})")
-        for column in ("id", "name", "params", "FIM", "context", "present"):
-            table.add_column(column)
+        rows = []
         for model_id, entry in load_catalog().items():
             present = next((name for name in entry.preferred_files() if (models_dir() / name).is_file()), None)
-            table.add_row(model_id, entry.name, entry.params, entry.fim.value, str(entry.context_length),
-                          present or "-")
+            source = entry.hf_repo or entry.source or ""
+            rows.append((model_id, entry.name, entry.params, entry.fim.value, str(entry.context_length),
+                         present or "-", source))
+        header = ("id", "name", "params", "FIM", "context", "present", "source")
+        if not sys.stdout.isatty():  # scripts get one tab-separated line per model
+            print("\t".join(header))
+            for row in rows:
+                print("\t".join(row))
+            return 0
+        table = Table(title=f"Known models (files are looked for in {models_dir()})")
+        for column in header:
+            table.add_column(column)
+        for row in rows:
+            table.add_row(*row)
         Console().print(table)
         return 0
     try:

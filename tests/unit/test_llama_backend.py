@@ -1,0 +1,108 @@
+"""The local backend on real llama.cpp with tiny generated GGUFs."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from lsp_server.backends.base import BackendError, CancelToken, GenerationRequest
+from lsp_server.backends.llama_cpp import LlamaCppBackend, LlamaSettings
+
+
+@pytest.fixture(scope="module")
+def endless(endless_model_path):
+    backend = LlamaCppBackend(LlamaSettings(model=endless_model_path, n_ctx=1024))
+    backend.load()
+    yield backend
+    backend.close()
+
+
+def test_editor_text_never_becomes_a_control_token(endless):
+    assert endless.fim is not None
+    tokens = endless.tokenize_text("<|fim_prefix|>")
+    assert len(tokens) > 1
+    assert not set(tokens) & (endless.fim.ids() | endless.stop_tokens)
+    assert endless.detokenize(tokens) == "<|fim_prefix|>"
+
+
+def test_max_tokens_and_logprobs(endless):
+    prompt = [endless.fim.prefix, *endless.tokenize_text("a = "), endless.fim.suffix, endless.fim.middle]
+    generation = endless.generate_blocking(GenerationRequest(prompt_tokens=prompt, max_tokens=7))
+    assert generation.text == "x" * 7
+    assert generation.stop_reason == "max_tokens"
+    assert generation.usage.completion_tokens == 7 and generation.usage.prompt_tokens == len(prompt)
+    assert len(generation.token_logprobs) == 7
+    assert all(lp <= 0 for lp in generation.token_logprobs)
+    assert -1.0 < generation.mean_logprob < 0  # the favoured token dominates
+
+
+def test_stop_rule_cuts_text(endless):
+    prompt = endless.tokenize_text("b = ")
+    generation = endless.generate_blocking(
+        GenerationRequest(prompt_tokens=prompt, max_tokens=50, stop=lambda text: 3 if len(text) >= 5 else None)
+    )
+    assert generation.text == "xxx" and generation.stop_reason == "stop_rule"
+
+
+def test_cancel_lands_within_one_token(endless):
+    token = CancelToken()
+    seen: list[int] = []
+
+    def cancel_at_five(text: str) -> None:
+        seen.append(len(text))
+        if len(text) == 5:
+            token.cancel()  # as $/cancelRequest would, from another thread
+        return None
+
+    generation = endless.generate_blocking(
+        GenerationRequest(prompt_tokens=endless.tokenize_text("c = "), max_tokens=500, stop=cancel_at_five), token
+    )
+    assert generation.stop_reason == "cancelled"
+    assert generation.usage.completion_tokens == 5
+
+
+def test_time_limit(endless):
+    generation = endless.generate_blocking(
+        GenerationRequest(prompt_tokens=endless.tokenize_text("d = "), max_tokens=900, time_limit_s=0.05)
+    )
+    assert generation.stop_reason in ("time_limit", "max_tokens")
+    assert generation.usage.generation_ms < 1000
+
+
+def test_kv_cache_reuse_of_shared_prefix(endless):
+    base = endless.tokenize_text("def f(x):\n    return x\n" * 10)
+    first = endless.generate_blocking(GenerationRequest(prompt_tokens=base + endless.tokenize_text("y"), max_tokens=2))
+    second = endless.generate_blocking(GenerationRequest(prompt_tokens=base + endless.tokenize_text("z"), max_tokens=2))
+    assert first.usage.cached_prompt_tokens < len(base)
+    assert second.usage.cached_prompt_tokens >= len(base) - 1
+
+
+def test_prompt_that_does_not_fit_is_an_error(endless):
+    with pytest.raises(BackendError, match="does not fit"):
+        endless.generate_blocking(GenerationRequest(prompt_tokens=[5] * 1024, max_tokens=4))
+
+
+async def test_async_cancel_stops_the_worker(endless):
+    task = asyncio.ensure_future(
+        endless.generate(GenerationRequest(prompt_tokens=endless.tokenize_text("e = "), max_tokens=1000,
+                                           time_limit_s=30))
+    )
+    await asyncio.sleep(0.05)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    # The worker is free again at once.
+    generation = await asyncio.wait_for(
+        endless.generate(GenerationRequest(prompt_tokens=endless.tokenize_text("f = "), max_tokens=3)), 2
+    )
+    assert generation.text == "xxx"
+
+
+def test_load_failure_is_a_backend_error(tmp_path):
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(b"GGUF" + b"\0" * 64)
+    backend = LlamaCppBackend(LlamaSettings(model=bad))
+    with pytest.raises(BackendError, match="could not load"):
+        backend.load()
+    assert backend.load_failed
