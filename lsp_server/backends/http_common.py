@@ -386,6 +386,10 @@ class BadShape(Exception):
     """A parser found JSON of an unexpected shape; HttpBackend turns it into bad_response."""
 
 
+# What a parser may raise on JSON it cannot read (JSONDecodeError is a ValueError).
+_SHAPE_ERRORS = (ValueError, BadShape, KeyError, TypeError, IndexError, AttributeError)
+
+
 @dataclass
 class _CallSpec:
     path: str
@@ -509,8 +513,7 @@ class HttpBackend:
                         stream.partial_text += delta
                         yield delta
             except ProviderError as error:
-                self._check_retry(error, attempt, attempt_no, restartable, retry_deadline, time_box, loop)
-                delay = self.retry.delay_s(attempt_no, error)
+                delay = self._retry_delay(error, attempt, attempt_no, restartable, retry_deadline, time_box, loop)
                 log.info("%s: %s, retry %d/%d in %.2fs", self.name, error.kind, attempt_no + 1,
                          self.retry.max_attempts, delay)
                 if await self._sleep_unless_cancelled(delay, cancel):
@@ -521,27 +524,28 @@ class HttpBackend:
                     return
                 stream.partial_text = ""
                 continue
-            self.cooldown.record_success()
+            if attempt.got_response:  # a time box that ran out before any answer says nothing either way
+                self.cooldown.record_success()
             stream.generation = self._finish(attempt, spec, started)
             if cancel is not None and stream.generation.stop_reason == "cancelled":
                 cancel.generation = stream.generation
             return
 
-    def _check_retry(self, error: ProviderError, attempt: _Attempt, attempt_no: int, restartable: bool,
-                     retry_deadline: float, time_box: float | None, loop: asyncio.AbstractEventLoop) -> None:
-        """Raise `error` (counting it against the tier) unless another attempt is worth it."""
-        shown = attempt.emitted > 0 and not restartable
-        last = attempt_no >= self.retry.max_attempts
-        if not error.retryable or shown or last:
+    def _retry_delay(self, error: ProviderError, attempt: _Attempt, attempt_no: int, restartable: bool,
+                     retry_deadline: float, time_box: float | None, loop: asyncio.AbstractEventLoop) -> float:
+        """Seconds to wait before the next attempt; raises `error` (counted against the tier) if none is due."""
+        shown = attempt.emitted > 0 and not restartable  # the caller already has part of this answer
+        if not error.retryable or shown or attempt_no >= self.retry.max_attempts:
             self.cooldown.record_failure(error)
             raise error
-        delay = self.retry.delay_s(attempt_no, error) if error.retry_after_s is not None else 0.0
+        delay = self.retry.delay_s(attempt_no, error)
         too_late = time.perf_counter() + delay >= retry_deadline
         if time_box is not None and loop.time() + delay >= time_box:
             too_late = True
         if too_late:
             self.cooldown.record_failure(error)
             raise error
+        return delay
 
     @staticmethod
     async def _sleep_unless_cancelled(delay: float, cancel: CancelToken | None) -> bool:
@@ -583,7 +587,7 @@ class HttpBackend:
                 body = await _read_limited(response, 64 * 1024 * 1024)
                 try:
                     text = attempt.parser.on_body(json.loads(body))
-                except (ValueError, BadShape):
+                except _SHAPE_ERRORS:
                     raise ProviderError("bad_response", _describe(self.name, "malformed JSON body", method, url,
                                                                  status=200)) from None
                 for out in self._take(attempt, spec, text):
@@ -609,11 +613,9 @@ class HttpBackend:
                     continue
                 try:
                     delta = attempt.parser.on_event(event)
-                except (ValueError, BadShape):
+                except _SHAPE_ERRORS:
                     raise ProviderError("bad_response", _describe(self.name, "malformed stream event", method, url,
                                                                  status=200)) from None
-                except ProviderError:
-                    raise
                 if delta:
                     for out in self._take(attempt, spec, delta):
                         yield out
