@@ -9,7 +9,7 @@ import os
 import platform
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import BinaryIO, Sequence
 
 from pydantic import ValidationError
 
@@ -25,6 +25,14 @@ def _add_model_option(parser: argparse.ArgumentParser) -> None:
         "--model",
         metavar="PATH|ID",
         help="a .gguf file or a catalog id (beats NINETYTEN_MODEL; default: the embedded Gemma 3 270M)",
+    )
+
+
+def _add_policy_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--policy",
+        metavar="FILE",
+        help="routing policy file (beats NINETYTEN_POLICY, .ninetyten/policy.toml and the user config)",
     )
 
 
@@ -46,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-file", metavar="FILE", help="append the server log to FILE")
     serve.add_argument("--config", metavar="JSON", help="server settings as JSON, e.g. '{\"n_ctx\": 8192}'")
     _add_model_option(serve)
+    _add_policy_option(serve)
 
     complete = commands.add_parser(
         "complete",
@@ -58,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     complete.add_argument("--max-tokens", type=int, metavar="N", help="most tokens to generate")
     complete.add_argument("--config", metavar="JSON", help="server settings as JSON")
     _add_model_option(complete)
+    _add_policy_option(complete)
 
     models = commands.add_parser("models", help="list, locate and verify model files",
                                  description="Known models, where their files are, and whether they are intact.")
@@ -67,6 +77,30 @@ def build_parser() -> argparse.ArgumentParser:
     path.add_argument("model", nargs="?", metavar="PATH|ID", help="default: what `serve` would load")
     verify = models_commands.add_parser("verify", help="check a model file's GGUF header and SHA-256")
     verify.add_argument("model", nargs="?", metavar="PATH|ID", help="default: what `serve` would load")
+
+    route = commands.add_parser(
+        "route",
+        help="show where a request would go, and why (no model is called)",
+        description="Print the routing decision for a request: tier, backend, model, escalation target, "
+        "sensitivity, risk and the reasons. Nothing is sent anywhere; the content is never printed.",
+    )
+    route.add_argument("--task", required=True, choices=["completion", "explain", "refactor", "ask", "commit_message"])
+    route.add_argument("--path", metavar="P", help="workspace-relative path the content belongs to (default: FILE)")
+    route.add_argument("--auto-apply", action="store_true", help="the result would be applied without review")
+    route.add_argument("--latency", choices=["interactive", "background"])
+    route.add_argument("--json", action="store_true", help="print the decision as one JSON object")
+    route.add_argument("file", nargs="?", metavar="FILE|-", help="the content (default: none; - reads stdin)")
+    _add_policy_option(route)
+
+    report = commands.add_parser("report", help="spend and savings by task type and tier, from the ledger",
+                                 description="What the period cost, and what it would have cost on the frontier "
+                                 "tier alone, by task type and tier. Reads the ledger; no content is stored there.")
+    report.add_argument("--since", metavar="DATE", help="ISO date, or 7d / 24h / month (default: this month)")
+    report.add_argument("--json", action="store_true", help="print one JSON object")
+
+    policy = commands.add_parser("policy", help="check a policy file and show which one applies")
+    policy.add_argument("action", choices=["check", "show"], help="check: validate; show: print the effective policy")
+    _add_policy_option(policy)
 
     commands.add_parser("doctor", help="check the installation: llama.cpp, CPU features, model, config")
     return parser
@@ -99,7 +133,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from .server import create_server
 
     _configure_logging(max(args.verbose, 1), args.log_file)
-    server = create_server(_load_config(args.config), explicit_model=args.model)
+    server = create_server(_load_config(args.config), explicit_model=args.model, policy=args.policy)
     if args.tcp:
         host, _, port = args.tcp.rpartition(":")
         if not host or not port.isdigit():
@@ -107,8 +141,23 @@ def cmd_serve(args: argparse.Namespace) -> int:
             return EXIT_USAGE
         server.start_tcp(host, int(port))
     else:
-        server.start_io()
+        stdin, stdout = _private_stdio()
+        server.start_io(stdin, stdout)
     return 0
+
+
+def _private_stdio() -> tuple[BinaryIO, BinaryIO]:
+    """The LSP channel on its own file descriptor.
+
+    llama.cpp (and llama-cpp-python, which silences it by pointing fds 1 and 2 at
+    /dev/null for a moment) writes to the process's stdout; a message written in that
+    moment would vanish or be corrupted. The channel gets a private copy of fd 1, and
+    fd 1 itself becomes stderr, where stray output belongs.
+    """
+    channel = os.dup(sys.stdout.fileno())
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    sys.stdout = sys.stderr
+    return sys.stdin.buffer, os.fdopen(channel, "wb")  # buffered: large messages are written whole
 
 
 def parse_location(location: str) -> tuple[Path, int, int]:
@@ -147,7 +196,15 @@ def cmd_complete(args: argparse.Namespace) -> int:
     config = _load_config(args.config)
     if args.max_tokens:
         config = config.merged({"completion": {"max_tokens": args.max_tokens}})
-    engine = Engine(config, explicit_model=args.model, progress=True)
+    from .ledger import Ledger
+    from .routing.policy import PolicyError, load_policy
+
+    try:
+        loaded = load_policy(args.policy, Path.cwd())
+    except PolicyError as error:
+        print(f"ninetyten: {error}", file=sys.stderr)
+        return EXIT_FAILURE
+    engine = Engine(config, explicit_model=args.model, policy=loaded, ledger=Ledger(), progress=True)
     try:
         inp = CompletionInput(path=path.name, text="\n".join(lines), line=line - 1, character=min(col - 1, len(lines[line - 1])))
         result = engine.complete_blocking(inp)
@@ -241,8 +298,89 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     except ModelError as error:
         ok = False
         print(f"model          PROBLEM: {error}")
+    from .routing.policy import PolicyError, load_policy
+
+    try:
+        loaded = load_policy(None, Path.cwd())
+        print(f"policy         {loaded.path or 'built-in default (everything local)'} "
+              f"(from {loaded.source}, hash {loaded.digest})")
+        for tier, config in loaded.policy.tiers.items():
+            key = ""
+            if config.api_key_env:
+                # Say whether the key is there, never what it is.
+                key = f", key {config.api_key_env} {'set' if os.environ.get(config.api_key_env) else 'NOT SET'}"
+            print(f"  tier {tier:<9} {config.backend} {config.model}{key}")
+        if loaded.policy.offline:
+            print("  offline: nothing leaves the machine")
+    except PolicyError as error:
+        ok = False
+        print(f"policy         PROBLEM: {error}")
+    print(f"ledger         {ninetyten_home() / 'ledger.sqlite3'}")
     print("status         " + ("ok" if ok else "problems found (see above)"))
     return 0 if ok else EXIT_FAILURE
+
+
+def cmd_route(args: argparse.Namespace) -> int:
+    from .routing.policy import PolicyError, load_policy
+    from .routing.router import RouteRequest, decide
+
+    try:
+        loaded = load_policy(args.policy, Path.cwd())
+    except PolicyError as error:
+        print(f"ninetyten: {error}", file=sys.stderr)
+        return EXIT_FAILURE
+    text = ""
+    if args.file == "-":
+        text = sys.stdin.read()
+    elif args.file:
+        try:
+            text = Path(args.file).read_text(encoding="utf-8", errors="replace")
+        except OSError as error:
+            print(f"ninetyten: cannot read {args.file}: {error}", file=sys.stderr)
+            return EXIT_FAILURE
+    path = args.path or (args.file if args.file and args.file != "-" else None)
+    spend = 0.0
+    if loaded.policy.budget.daily_usd is not None:
+        from .ledger import Ledger, utc_midnight
+
+        spend = Ledger().spend_usd(utc_midnight())
+    decision = decide(loaded.policy, RouteRequest(task=args.task, text=text, path=path, auto_apply=args.auto_apply,
+                                                  latency=args.latency), spend_today_usd=spend)
+    if args.json:
+        print(decision.model_dump_json(indent=2))
+        return 0
+    print(f"tier        {decision.tier} ({decision.backend}, {decision.model})")
+    print(f"escalate to {decision.escalate_to or '-'}")
+    print(f"sensitivity {decision.sensitivity}" + (f" ({', '.join(decision.sensitivity_rules)})"
+                                                    if decision.sensitivity_rules else ""))
+    print(f"risk        {decision.risk}    latency {decision.latency}")
+    if decision.blocked:
+        print("BLOCKED     the policy refuses this request")
+    print(f"policy      {decision.policy_hash} ({loaded.path or 'built-in default'})")
+    for reason in decision.reasons:
+        print(f"  - {reason}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .report import run_report
+
+    return run_report(args.since, args.json)
+
+
+def cmd_policy(args: argparse.Namespace) -> int:
+    from .routing.policy import PolicyError, load_policy
+
+    try:
+        loaded = load_policy(args.policy, Path.cwd())
+    except PolicyError as error:
+        print(f"ninetyten: {error}", file=sys.stderr)
+        return EXIT_FAILURE
+    if args.action == "check":
+        print(f"ok: {loaded.path or 'built-in default'} (policy {loaded.digest}, from {loaded.source})")
+    else:
+        print(json.dumps(loaded.policy.model_dump(mode="json"), indent=2))
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -251,7 +389,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return EXIT_USAGE
-    handlers = {"serve": cmd_serve, "complete": cmd_complete, "models": cmd_models, "doctor": cmd_doctor}
+    handlers = {"serve": cmd_serve, "complete": cmd_complete, "models": cmd_models, "doctor": cmd_doctor,
+                "route": cmd_route, "report": cmd_report, "policy": cmd_policy}
     return handlers[args.command](args)
 
 

@@ -23,6 +23,12 @@ class CompletionConfig(BaseModel):
     )
 
 
+class AssistConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    max_tokens: int = Field(512, ge=1, le=32_768, description="Most tokens for an explain/refactor/ask answer.")
+
+
 class ServerConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -31,6 +37,7 @@ class ServerConfig(BaseModel):
     threads: int | None = Field(None, ge=1, le=256, description="CPU threads for llama.cpp (default: all cores, at most 8).")
     load_timeout_s: float = Field(120.0, gt=0, description="How long a request waits for the model to finish loading.")
     completion: CompletionConfig = Field(default_factory=CompletionConfig)
+    assist: AssistConfig = Field(default_factory=AssistConfig)
 
     def merged(self, overrides: dict[str, Any] | None) -> "ServerConfig":
         """These settings updated with a (possibly partial) dict, validated as a whole."""

@@ -1,25 +1,60 @@
-"""The one place a request becomes an answer: model, task and (later) routing together.
+"""The one place a request becomes an answer: policy, router, backends, tasks, ledger.
 
-The LSP server and the CLI both talk to an `Engine`; neither knows how a model runs.
+The LSP server, the CLI and the git hook all talk to an `Engine`; none of them knows
+how a model runs or where a request goes.
+
+Data flows one way: decide -> attempt on a tier -> check -> maybe escalate (after the
+sensitivity gate runs again on what the escalation would send) -> ledger row per attempt.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import queue
+import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable, Literal
 
 from local_models import ResolvedModel, resolve_model
 
-from .backends.base import CancelToken, Usage
+from .backends.base import BackendError, CancelToken, ChatMessage, ChatRequest, Generation, ProviderError, Usage
 from .backends.llama_cpp import LlamaCppBackend, LlamaSettings
 from .config import ServerConfig
+from .ledger import Ledger, LedgerError, LedgerRow, Reservation, safe_reason, utc_midnight
+from .routing.escalation import completion_confident, verify
+from .routing.policy import LatencyClass, LoadedPolicy, Policy, TaskType, TierName, load_policy
+from .routing.router import Decision, RouteRequest, check_egress, decide
+from .routing.signals import estimate_tokens
+from .routing.runtime import PolicyState
+from .routing.sensitivity import redact
+from .tasks.assist import AssistInput, escalation_messages, messages_for
+from .tasks.assist import postprocess as assist_postprocess
 from .tasks.completion import CompletionTask
-from .tasks.completion_prompt import CompletionInput
+from .tasks.completion_prompt import CompletionInput, split_at_cursor
 
 log = logging.getLogger(__name__)
+
+Outcome = Literal["ok", "escalated", "failed", "cancelled", "blocked", "low_confidence"]
+
+
+@dataclass
+class Attempt:
+    """One try on one tier: what the ledger records, and what the client is told."""
+
+    tier: TierName
+    backend: str
+    model: str
+    outcome: Outcome
+    usage: Usage
+    latency_ms: float
+    cost_usd: float = 0.0
+    frontier_cost_usd: float = 0.0
+    escalation_reason: str | None = None
+    error_kind: str | None = None
 
 
 @dataclass
@@ -36,10 +71,14 @@ class CompletionResult:
     mean_logprob: float | None = None
     prompt_mode: str = "fim"
     extra: dict[str, float] = field(default_factory=dict)
+    escalated: bool = False
+    low_confidence: bool = False
+    request_id: str = ""
 
     def summary(self) -> dict[str, object]:
         """The content-free description sent to clients and printed by the CLI."""
         return {
+            "request_id": self.request_id,
             "tier": self.tier,
             "backend": self.backend,
             "model": self.model,
@@ -51,26 +90,142 @@ class CompletionResult:
             "stop_reason": self.stop_reason,
             "prompt_mode": self.prompt_mode,
             "mean_logprob": None if self.mean_logprob is None else round(self.mean_logprob, 4),
+            "escalated": self.escalated,
+            "low_confidence": self.low_confidence,
             **{key: round(value, 1) for key, value in self.extra.items()},
         }
 
 
-class Engine:
-    """Owns the local model and the tasks that use it."""
+@dataclass
+class AssistResult:
+    """The answer to explain / refactor / ask, with the decision and every attempt."""
 
-    def __init__(self, config: ServerConfig, *, explicit_model: str | None = None, progress: bool = False) -> None:
+    text: str | None
+    decision: Decision
+    attempts: list[Attempt]
+    request_id: str
+    low_confidence: bool = False
+    error: str | None = None  # set when the policy refused the request
+
+    @property
+    def final(self) -> Attempt | None:
+        served = [a for a in self.attempts if a.outcome in ("ok", "low_confidence")]
+        return served[-1] if served else (self.attempts[-1] if self.attempts else None)
+
+    def usage_summary(self) -> dict[str, object]:
+        return {
+            "prompt_tokens": sum(a.usage.prompt_tokens for a in self.attempts),
+            "completion_tokens": sum(a.usage.completion_tokens for a in self.attempts),
+            "latency_ms": round(sum(a.latency_ms for a in self.attempts), 1),
+            "cost_usd": round(sum(a.cost_usd for a in self.attempts), 6),
+            "attempts": [
+                {"tier": a.tier, "model": a.model, "outcome": a.outcome, "escalation_reason": a.escalation_reason,
+                 "error_kind": a.error_kind, "latency_ms": round(a.latency_ms, 1)}
+                for a in self.attempts
+            ],
+        }
+
+    def to_json(self) -> dict[str, object]:
+        final = self.final
+        return {
+            "text": self.text,
+            "tier": final.tier if final else None,
+            "model": final.model if final else None,
+            "low_confidence": self.low_confidence,
+            "error": self.error,
+            "decision": self.decision.model_dump(mode="json"),
+            "usage": self.usage_summary(),
+        }
+
+
+class LedgerSink:
+    """Ledger writes off the request path: one thread, flushed on close so no row is lost."""
+
+    def __init__(self, ledger: Ledger | None) -> None:
+        self.ledger = ledger
+        self._queue: queue.Queue[tuple[LedgerRow, Reservation | None] | None] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def put(self, row: LedgerRow, reservation: Reservation | None = None) -> None:
+        if self.ledger is None:
+            return
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="ninetyten-ledger", daemon=True)
+                self._thread.start()
+            self._queue.put((row, reservation))
+
+    def _run(self) -> None:
+        assert self.ledger is not None
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            row, reservation = item
+            try:
+                # A budget reservation becomes the real row in the same transaction.
+                if reservation is not None:
+                    reservation.commit(row)
+                else:
+                    self.ledger.record(row)
+            except Exception:  # a row that fails validation is a bug; never kill the thread
+                log.exception("ledger row rejected")
+
+    def flush(self) -> None:
+        """Wait until every queued row is written."""
+        with self._lock:
+            thread, self._thread = self._thread, None
+            if thread is not None:
+                self._queue.put(None)
+        if thread is not None:
+            thread.join(timeout=30)
+
+
+class Engine:
+    """Owns the local model, the policy in force, the remote tiers and the ledger."""
+
+    def __init__(
+        self,
+        config: ServerConfig,
+        *,
+        explicit_model: str | None = None,
+        policy: LoadedPolicy | None = None,
+        ledger: Ledger | None = None,
+        progress: bool = False,
+        on_remote_unreachable: Callable[[TierName, str], None] | None = None,
+    ) -> None:
         self.config = config
-        self.explicit_model = explicit_model  # --model beats NINETYTEN_MODEL beats config.model
+        self.explicit_model = explicit_model  # --model beats NINETYTEN_MODEL beats settings beats policy
         self.model: ResolvedModel | None = None
         self._progress = progress
+        self.state = PolicyState.build(policy or load_policy(None, None))
+        self.sink = LedgerSink(ledger)
+        self.on_remote_unreachable = on_remote_unreachable
         self.local = LlamaCppBackend(LlamaSettings(model=self._resolve, n_ctx=config.n_ctx, n_threads=config.threads))
         self._completion: CompletionTask | None = None
 
+    # -- setup ---------------------------------------------------------------------
+
     def _resolve(self) -> Path:
         # Runs on the model thread: the embedded model may need assembling first.
-        self.model = resolve_model(self.explicit_model, self.config.model, progress=self._progress)
+        configured = self.config.model
+        if configured is None:
+            local = self.policy.tier("local")
+            configured = local.model if local is not None and local.model != "default" else None
+        self.model = resolve_model(self.explicit_model, configured, progress=self._progress)
         self.local.catalog_entry = self.model.entry
         return self.model.path
+
+    @property
+    def policy(self) -> Policy:
+        return self.state.policy
+
+    def set_policy(self, loaded: LoadedPolicy) -> None:
+        """Swap in a new policy (hot reload); requests in flight finish on the old one."""
+        old = self.state
+        self.state = PolicyState.build(loaded)
+        old.close_soon()
 
     def start(self) -> None:
         self.local.start_loading()
@@ -83,27 +238,324 @@ class Engine:
             self._completion = CompletionTask(self.local, self.config.completion)
         return self._completion
 
-    async def complete(self, inp: CompletionInput, cancel: CancelToken | None = None) -> CompletionResult:
+    def spend_today_usd(self) -> float:
+        ledger = self.sink.ledger
+        if ledger is None:
+            return 0.0
+        self.sink.flush()  # rows still queued count too
+        try:
+            return ledger.spend_usd(utc_midnight())
+        except LedgerError:
+            # Spend that cannot be read is treated as the cap reached: paid tiers stay off.
+            cap = self.policy.budget.daily_usd
+            return cap if cap is not None else 0.0
+
+    async def reserve_budget(self, tier: TierName, messages: list[ChatMessage], max_tokens: int
+                             ) -> tuple[bool, Reservation | None]:
+        """Hold the worst-case cost of a paid call against today's cap, atomically across
+        requests and processes; (False, None) when it does not fit."""
+        policy = self.policy
+        config = policy.tier(tier)
+        cap = policy.budget.daily_usd
+        ledger = self.sink.ledger
+        if config is None or not config.price.paid or cap is None or ledger is None:
+            return True, None
+        estimate = config.price.cost(estimate_tokens("\n".join(m.content for m in messages)), max_tokens)
+        reservation = await asyncio.to_thread(ledger.reserve, estimate, cap, since=utc_midnight())
+        return reservation is not None, reservation
+
+    def decide(self, request: RouteRequest, *, scan: bool = True) -> Decision:
+        state = self.state
+        paid_possible = self.policy.budget.daily_usd is not None
+        spend = self.spend_today_usd() if paid_possible else 0.0
+        return decide(state.policy, request, state.scanner if scan else None, spend_today_usd=spend,
+                      unavailable=state.unavailable())
+
+    # -- bookkeeping ---------------------------------------------------------------
+
+    def _price_costs(self, tier: TierName, usage: Usage) -> tuple[float, float]:
+        policy = self.policy
+        config = policy.tier(tier)
+        frontier = policy.tier("frontier")
+        cost = config.price.cost(usage.prompt_tokens, usage.completion_tokens) if config else 0.0
+        frontier_cost = frontier.price.cost(usage.prompt_tokens, usage.completion_tokens) if frontier else 0.0
+        return cost, frontier_cost
+
+    def _record(self, request_id: str, number: int, task: TaskType, attempt: Attempt, decision: Decision,
+                reservation: Reservation | None = None) -> None:
+        self.sink.put(
+            LedgerRow(
+                request_id=request_id,
+                attempt=number,
+                task=task,
+                tier=attempt.tier,
+                backend=attempt.backend,
+                model=Path(attempt.model).name or "unknown",
+                prompt_tokens=attempt.usage.prompt_tokens,
+                completion_tokens=attempt.usage.completion_tokens,
+                cached_tokens=attempt.usage.cached_prompt_tokens,
+                latency_ms=max(attempt.latency_ms, 0.0),
+                cost_usd=attempt.cost_usd,
+                frontier_cost_usd=attempt.frontier_cost_usd,
+                outcome=attempt.outcome,
+                escalated=attempt.outcome == "escalated",
+                escalation_reason=attempt.escalation_reason,
+                error_kind=attempt.error_kind,
+                policy_hash=decision.policy_hash or None,
+                reasons=[safe_reason(r) for r in decision.reasons][:32],
+            ),
+            reservation,
+        )
+
+    # -- running one attempt on a tier --------------------------------------------
+
+    async def _chat_on(self, tier: TierName, messages: list[ChatMessage], max_tokens: int,
+                       cancel: CancelToken | None, time_limit_s: float | None = None) -> tuple[Generation, Attempt]:
         started = time.perf_counter()
+        if tier == "local":
+            await self.wait_ready()
+            backend_name, model = self.local.name, self.local.model_name
+            messages = self._fit_local(messages, max_tokens)
+            generation = await self.local.chat(ChatRequest(messages, max_tokens=max_tokens, time_limit_s=time_limit_s),
+                                               cancel)
+        else:
+            backend = self.state.remote[tier]
+            backend_name, model = backend.name, backend.model
+            generation = await backend.chat(ChatRequest(messages, max_tokens=max_tokens, time_limit_s=time_limit_s),
+                                            cancel)
+        usage = generation.usage
+        cost, frontier_cost = self._price_costs(tier, usage)
+        attempt = Attempt(tier, backend_name, model, "ok", usage, (time.perf_counter() - started) * 1000.0,
+                          cost, frontier_cost)
+        return generation, attempt
+
+    def _fit_local(self, messages: list[ChatMessage], max_tokens: int) -> list[ChatMessage]:
+        """Shorten the longest message (its middle) until the prompt fits the local context."""
+        budget = self.local.n_ctx - max_tokens - 8
+        for _ in range(8):
+            prompt, _stops = self.local.chat_tokens(messages)
+            if len(prompt) <= budget:
+                return messages
+            longest = max(range(len(messages)), key=lambda i: len(messages[i].content))
+            content = messages[longest].content
+            keep = max(int(len(content) * budget / len(prompt) * 0.9) - 40, 0)
+            head, tail = content[: keep // 2], content[len(content) - keep // 2 :] if keep else ""
+            shortened = f"{head}\n[... {len(content) - keep} characters left out to fit the local model ...]\n{tail}"
+            messages = [*messages[:longest], ChatMessage(messages[longest].role, shortened), *messages[longest + 1 :]]
+        return messages
+
+    def _failed_attempt(self, tier: TierName, error: Exception, started: float) -> Attempt:
+        backend = self.state.remote.get(tier) if tier != "local" else None
+        kind = error.kind if isinstance(error, ProviderError) else type(error).__name__
+        if isinstance(error, ProviderError) and error.kind in ("connection", "timeout", "cooling_down"):
+            if self.on_remote_unreachable is not None:
+                self.on_remote_unreachable(tier, str(error))
+        return Attempt(tier, backend.name if backend else self.local.name,
+                       backend.model if backend else self.local.model_name, "failed", Usage(),
+                       (time.perf_counter() - started) * 1000.0, error_kind=safe_reason(kind).replace(" ", "_"))
+
+    # -- tasks ---------------------------------------------------------------------
+
+    async def assist(self, inp: AssistInput, *, cancel: CancelToken | None = None, auto_apply: bool = False,
+                     latency: LatencyClass | None = None, max_tokens: int | None = None) -> AssistResult:
+        """Explain, refactor or ask: routed, verified, escalated, recorded."""
+        max_tokens = max_tokens or self.config.assist.max_tokens
+        request_id = uuid.uuid4().hex
+        messages = messages_for(inp)
+        payload = "\n".join(m.content for m in messages)
+        decision = self.decide(RouteRequest(task=inp.task, text=payload, path=inp.path, auto_apply=auto_apply,
+                                            latency=latency))
+        attempts: list[Attempt] = []
+        if decision.blocked:
+            attempt = Attempt(decision.tier, decision.backend, decision.model, "blocked", Usage(), 0.0)
+            self._record(request_id, 1, inp.task, attempt, decision)
+            return AssistResult(None, decision, [attempt], request_id, error="blocked by policy: " + decision.reasons[-1])
+
+        policy = self.policy
+        deadline = time.monotonic() + policy.escalation.deadline_ms / 1000.0
+        kind = "code" if inp.task == "refactor" else "prose"
+        checks = policy.escalation.verify
+        tiers: list[TierName] = [decision.tier]
+        if decision.escalate_to:
+            tiers.append(decision.escalate_to)
+
+        best: str | None = None
+        failed_checks: list[str] = []
+        low_confidence = False
+        tier_index = 0
+        current_messages = messages
+        while tier_index < len(tiers) and len(attempts) < policy.escalation.max_attempts:
+            tier = tiers[tier_index]
+            outgoing = current_messages
+            if tier != "local" and not policy.keeps_data_home(tier):
+                egress = check_egress(policy, "\n".join(m.content for m in outgoing), inp.path, tier,
+                                      self.state.scanner)
+                if not egress.allowed:
+                    decision.reasons.extend(egress.reasons)
+                    break
+                if egress.redact or decision.redact:
+                    outgoing = [ChatMessage(m.role, redact(m.content, self.state.scanner.scan(m.content, inp.path)))
+                                for m in outgoing]
+            fits, reservation = await self.reserve_budget(tier, outgoing, max_tokens)
+            if not fits:
+                decision.reasons.append(f"budget: the daily cap leaves no room for a {tier} call")
+                if "local" not in tiers[tier_index + 1:] and best is None:
+                    tiers.append("local")
+                tier_index += 1
+                continue
+            started = time.perf_counter()
+            remaining = max(deadline - time.monotonic(), 0.5)
+            try:
+                generation, attempt = await self._chat_on(tier, outgoing, max_tokens, cancel,
+                                                          time_limit_s=remaining if tier == "local" else None)
+            except asyncio.CancelledError:
+                attempts.append(Attempt(tier, decision.backend, decision.model, "cancelled", Usage(),
+                                        (time.perf_counter() - started) * 1000.0))
+                self._record(request_id, len(attempts), inp.task, attempts[-1], decision, reservation)
+                raise
+            except (BackendError, OSError) as error:
+                attempt = self._failed_attempt(tier, error, started)
+                attempts.append(attempt)
+                self._record(request_id, len(attempts), inp.task, attempt, decision, reservation)
+                if tier != "local" and "local" not in tiers[tier_index + 1:] and best is None:
+                    tiers.append("local")  # a remote failure falls back to the local model
+                tier_index += 1
+                continue
+            text = assist_postprocess(inp, generation.text) if generation.stop_reason != "cancelled" else None
+            failed_checks = verify(text, checks, kind=kind, language=inp.language, original_length=len(inp.code))
+            attempts.append(attempt)
+            if text is not None and (best is None or not failed_checks):
+                best = text
+            has_next = tier_index + 1 < len(tiers) and len(attempts) < policy.escalation.max_attempts
+            if failed_checks and has_next and time.monotonic() < deadline:
+                attempt.outcome = "escalated"
+                attempt.escalation_reason = "verify_failed:" + "+".join(failed_checks)
+                self._record(request_id, len(attempts), inp.task, attempt, decision, reservation)
+                current_messages = escalation_messages(inp, text or "", failed_checks)
+                tier_index += 1
+                continue
+            if failed_checks:
+                attempt.outcome = "low_confidence"
+                low_confidence = True
+            self._record(request_id, len(attempts), inp.task, attempt, decision, reservation)
+            break
+        if best is not None and failed_checks and attempts and attempts[-1].outcome != "low_confidence":
+            low_confidence = True
+        error = None
+        if best is None and attempts and all(a.outcome in ("failed", "cancelled") for a in attempts):
+            kinds = ", ".join(f"{a.tier}: {a.error_kind or a.outcome}" for a in attempts)
+            error = f"no tier could answer ({kinds})"
+        return AssistResult(best, decision, attempts, request_id, low_confidence=low_confidence, error=error)
+
+    async def complete(self, inp: CompletionInput, cancel: CancelToken | None = None) -> CompletionResult:
+        """An inline completion: local first; escalated only when the policy allows it."""
+        started = time.perf_counter()
+        request_id = uuid.uuid4().hex
+        # The decision needs the content only when it could leave the machine.
+        decision = self._completion_decision(inp)
         await self.wait_ready()
         waited_ms = (time.perf_counter() - started) * 1000.0
         outcome = await self.completion_task().run(inp, cancel)
         generation = outcome.generation
+        text = outcome.text
+        usage = generation.usage
+        attempt = Attempt("local", self.local.name, self.local.model_name,
+                          "cancelled" if generation.stop_reason == "cancelled" else "ok", usage,
+                          (time.perf_counter() - started) * 1000.0)
+        escalated = low_confidence = False
+        threshold = self.policy.escalation.completion_min_mean_logprob
+        if (text is not None and decision.escalate_to
+                and not completion_confident(generation.mean_logprob, threshold)):
+            remote_text = await self._escalate_completion(inp, decision, request_id, attempt)
+            if remote_text is not None:
+                text, escalated = remote_text, True
+            else:
+                low_confidence = True
+        else:
+            self._record(request_id, 1, "completion", attempt, decision)
+        final_tier = decision.escalate_to if escalated else "local"
+        backend = self.state.remote.get(final_tier) if final_tier != "local" else None  # type: ignore[arg-type]
         return CompletionResult(
-            text=outcome.text,
-            tier="local",
-            backend=self.local.name,
-            model=self.local.model_name,
-            usage=generation.usage,
+            text=text,
+            tier=final_tier or "local",
+            backend=backend.name if backend else self.local.name,
+            model=backend.model if backend else self.local.model_name,
+            usage=usage,
             stop_reason=generation.stop_reason,
             latency_ms=(time.perf_counter() - started) * 1000.0,
             mean_logprob=generation.mean_logprob,
             prompt_mode=outcome.prompt.mode,
             extra={"build_ms": outcome.build_ms, "waited_for_model_ms": waited_ms},
+            escalated=escalated,
+            low_confidence=low_confidence,
+            request_id=request_id,
         )
+
+    def _completion_decision(self, inp: CompletionInput) -> Decision:
+        policy = self.policy
+        quick = decide(policy, RouteRequest(task="completion", path=inp.path), _NO_SCAN,
+                       unavailable=self.state.unavailable())
+        if quick.tier == "local" and quick.escalate_to is None:
+            return quick  # nothing can leave the machine: skip the content scan
+        before, line_prefix, line_suffix, after = split_at_cursor(inp)
+        window = "".join(before[-60:]) + line_prefix + line_suffix + "\n" + "".join(after[:30])
+        return self.decide(RouteRequest(task="completion", text=window, path=inp.path))
+
+    async def _escalate_completion(self, inp: CompletionInput, decision: Decision, request_id: str,
+                                   local_attempt: Attempt) -> str | None:
+        """Ask a stronger tier for the text at the cursor; None when it cannot or may not."""
+        target = decision.escalate_to
+        assert target is not None
+        before, line_prefix, line_suffix, after = split_at_cursor(inp)
+        prefix = "".join(before[-80:]) + line_prefix
+        suffix = line_suffix + ("\n" if after else "") + "".join(after[:40])
+        messages = [
+            ChatMessage("system", "You complete code. Reply with only the text to insert at <CURSOR>, no fences."),
+            ChatMessage("user", f"File: {inp.path}\n\n{prefix}<CURSOR>{suffix}"),
+        ]
+        local_attempt.outcome = "escalated"
+        local_attempt.escalation_reason = "low_confidence"
+        self._record(request_id, 1, "completion", local_attempt, decision)
+        egress = check_egress(self.policy, messages[1].content, inp.path, target, self.state.scanner)
+        if not egress.allowed:
+            return None
+        fits, reservation = await self.reserve_budget(target, messages, self.config.completion.max_tokens)
+        if not fits:
+            return None
+        started = time.perf_counter()
+        try:
+            generation, attempt = await self._chat_on(target, messages, self.config.completion.max_tokens, None)
+        except (BackendError, OSError) as error:
+            self._record(request_id, 2, "completion", self._failed_attempt(target, error, started), decision,
+                         reservation)
+            return None
+        self._record(request_id, 2, "completion", attempt, decision, reservation)
+        text = generation.text.strip("\n")
+        return text or None
+
+    # -- lifecycle -----------------------------------------------------------------
 
     def complete_blocking(self, inp: CompletionInput) -> CompletionResult:
         return asyncio.run(self.complete(inp))
 
     def close(self) -> None:
+        self.sink.flush()
         self.local.close()
+
+    async def aclose(self) -> None:
+        self.sink.flush()
+        await self.state.aclose()
+        self.local.close()
+
+
+class _NoScan:
+    """Stands in for the scanner when a decision cannot send anything out."""
+
+    def scan(self, text: str, path: str | None = None):  # type: ignore[no-untyped-def]
+        from .routing.sensitivity import SensitivityReport
+
+        return SensitivityReport(())
+
+
+_NO_SCAN = _NoScan()
+

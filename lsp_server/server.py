@@ -12,21 +12,29 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 from lsprotocol import types
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pygls.lsp.server import LanguageServer
 from pygls.protocol import LanguageServerProtocol, lsp_method
 
 from . import __version__
 from .backends.base import CancelToken
 from .config import ServerConfig, describe_validation_error
-from .engine import CompletionResult, Engine
-from .positions import Encoding, clamp_position, normalize_encoding, split_lines
+from .engine import AssistResult, CompletionResult, Engine
+from .ledger import Ledger
+from .policy_watch import PolicyEvent, PolicyWatcher, initial_policy
+from .positions import Encoding, clamp_position, normalize_encoding, split_lines, to_client_character
+from .routing.policy import PolicyError, TierName, parse_policy
+from .tasks.assist import AssistInput
 from .tasks.completion_prompt import CompletionInput, ContextFile
 
 log = logging.getLogger(__name__)
 
 SERVED_NOTIFICATION = "ninetyten/served"
+EXPLAIN_REQUEST = "ninetyten/explain"
+REFACTOR_REQUEST = "ninetyten/refactor"
+ASK_REQUEST = "ninetyten/ask"
 RECENT_DOCUMENTS = 32
+DIAGNOSTIC_SOURCE = "ninetyten policy"
 
 
 class NinetyTenProtocol(LanguageServerProtocol):
@@ -42,14 +50,46 @@ class NinetyTenProtocol(LanguageServerProtocol):
         return (yield from super().lsp_initialize(params))
 
 
+class _Params(BaseModel):
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+
+class _Pos(_Params):
+    line: int = Field(ge=0)
+    character: int = Field(ge=0)
+
+
+class _Range(_Params):
+    start: _Pos
+    end: _Pos
+
+
+class _Doc(_Params):
+    uri: str
+
+
+class AssistParams(_Params):
+    """Params of ninetyten/explain, ninetyten/refactor and ninetyten/ask."""
+
+    text_document: _Doc = Field(alias="textDocument")
+    range: _Range | None = None
+    instruction: str = Field("", max_length=4000)
+    question: str = Field("", max_length=4000)
+    apply: bool = False
+
+
 class NinetyTenServer(LanguageServer):
-    def __init__(self, config: ServerConfig, explicit_model: str | None = None) -> None:
+    def __init__(self, config: ServerConfig, explicit_model: str | None = None, policy: str | None = None) -> None:
         super().__init__("ninetyten", __version__, protocol_cls=NinetyTenProtocol)
         self.config = config
         self.explicit_model = explicit_model
+        self.explicit_policy = policy
         self.engine: Engine | None = None
         self.load_error: str | None = None
         self.recent: OrderedDict[str, None] = OrderedDict()
+        self.watcher: PolicyWatcher | None = None
+        self.policy_diagnostics_uri: str | None = None
+        self._told_unreachable: set[str] = set()
         self._inflight: CancelToken | None = None
         self._background: set[asyncio.Task[Any]] = set()
 
@@ -58,6 +98,11 @@ class NinetyTenServer(LanguageServer):
     @property
     def encoding(self) -> Encoding:
         return normalize_encoding(self.workspace.position_encoding)
+
+    @property
+    def workspace_root(self) -> Path | None:
+        root = self.workspace.root_path
+        return Path(root) if root else None
 
     def touch(self, uri: str) -> None:
         self.recent[uri] = None
@@ -74,7 +119,78 @@ class NinetyTenServer(LanguageServer):
                 return path.relative_to(root).as_posix()
             except ValueError:
                 pass
-        return path.name or uri
+        return path.as_posix() if path.is_absolute() else (path.name or uri)
+
+    def notify_user(self, kind: types.MessageType, message: str) -> None:
+        self.window_show_message(types.ShowMessageParams(type=kind, message=f"ninetyten: {message}"))
+
+    def tier_unreachable(self, tier: TierName, detail: str) -> None:
+        """Tell the user once that a remote tier is out of reach; requests go local meanwhile."""
+        if tier in self._told_unreachable:
+            return
+        self._told_unreachable.add(tier)
+        self.notify_user(types.MessageType.Warning,
+                         f"the {tier} tier cannot be reached ({detail}); working on the local model")
+
+    # -- policy --------------------------------------------------------------
+
+    def apply_policy_event(self, event: PolicyEvent) -> None:
+        if event.error is not None:
+            self.publish_policy_error(event.error)
+            self.notify_user(types.MessageType.Warning,
+                             f"the policy file has errors; the last good policy stays in force ({event.error.path})")
+            return
+        assert event.loaded is not None
+        self.clear_policy_diagnostics()
+        if self.engine is not None:
+            self.engine.set_policy(event.loaded)
+        self._told_unreachable.clear()
+        where = event.loaded.path or "built-in default"
+        self.window_log_message(types.LogMessageParams(
+            type=types.MessageType.Info,
+            message=f"ninetyten: policy {event.loaded.digest} in force ({where})"))
+        if event.loaded.policy.offline:
+            self.notify_user(types.MessageType.Info, "offline policy: everything runs on the local model")
+
+    def publish_policy_error(self, error: PolicyError, uri: str | None = None) -> None:
+        if error.path is None and uri is None:
+            return
+        uri = uri or error.path.resolve().as_uri()  # type: ignore[union-attr]
+        diagnostics = []
+        for line, key, message in error.problems:
+            row = max((line or 1) - 1, 0)
+            diagnostics.append(types.Diagnostic(
+                range=types.Range(types.Position(row, 0), types.Position(row, 10_000)),
+                message=f"{key}: {message}" if key else message,
+                severity=types.DiagnosticSeverity.Error,
+                source=DIAGNOSTIC_SOURCE,
+            ))
+        self.policy_diagnostics_uri = uri
+        self.text_document_publish_diagnostics(types.PublishDiagnosticsParams(uri=uri, diagnostics=diagnostics))
+
+    def clear_policy_diagnostics(self, uri: str | None = None) -> None:
+        uri = uri or self.policy_diagnostics_uri
+        if uri:
+            self.text_document_publish_diagnostics(types.PublishDiagnosticsParams(uri=uri, diagnostics=[]))
+        if uri == self.policy_diagnostics_uri:
+            self.policy_diagnostics_uri = None
+
+    def check_policy_document(self, uri: str) -> None:
+        """Validate an open policy.toml as the user types (applied only once saved)."""
+        path = Path(unquote(urlparse(uri).path))
+        if path.name != "policy.toml":
+            return
+        document = self.workspace.text_documents.get(uri)
+        if document is None:
+            return
+        try:
+            parse_policy(document.source, path)
+        except PolicyError as error:
+            self.publish_policy_error(error, uri)
+            return
+        self.clear_policy_diagnostics(uri)
+
+    # -- completion ----------------------------------------------------------
 
     def completion_input(self, uri: str, position: types.Position) -> CompletionInput | None:
         document = self.workspace.text_documents.get(uri)
@@ -89,14 +205,14 @@ class NinetyTenServer(LanguageServer):
             if other == uri or other not in self.workspace.text_documents:
                 continue
             extra.append(ContextFile(self.relative_path(other), self.workspace.text_documents[other].source))
-        root = self.workspace.root_path
+        root = self.workspace_root
         return CompletionInput(
             path=self.relative_path(uri),
             text="\n".join(lines),
             line=line,
             character=column,
             extra=extra,
-            repo_name=Path(root).name if root else "",
+            repo_name=root.name if root else "",
         )
 
     async def complete(self, uri: str, position: types.Position) -> CompletionResult | None:
@@ -139,14 +255,79 @@ class NinetyTenServer(LanguageServer):
         """Tell the client (status bar, demo, tests) what served a request; never its content."""
         self.protocol.notify(SERVED_NOTIFICATION, {"uri": uri, **summary, "shown": shown})
 
+    # -- explain / refactor / ask ------------------------------------------------
+
+    def assist_input(self, task: str, params: AssistParams) -> tuple[AssistInput, types.Range]:
+        uri = params.text_document.uri
+        document = self.workspace.text_documents.get(uri)
+        if document is None:
+            raise ValueError(f"{uri} is not open")
+        lines = split_lines(document.source)
+        if params.range is None:
+            start, end = (0, 0), (len(lines) - 1, len(lines[-1]))
+        else:
+            start = clamp_position(lines, params.range.start.line, params.range.start.character, self.encoding)
+            end = clamp_position(lines, params.range.end.line, params.range.end.character, self.encoding)
+            if end < start:
+                start, end = end, start
+        if start[0] == end[0]:
+            code = lines[start[0]][start[1]:end[1]]
+        else:
+            code = "\n".join([lines[start[0]][start[1]:], *lines[start[0] + 1:end[0]], lines[end[0]][:end[1]]])
+        client_range = types.Range(
+            types.Position(start[0], to_client_character(lines[start[0]], start[1], self.encoding)),
+            types.Position(end[0], to_client_character(lines[end[0]], end[1], self.encoding)),
+        )
+        instruction = params.instruction or params.question
+        return AssistInput(task=task, code=code, path=self.relative_path(uri),  # type: ignore[arg-type]
+                           language=document.language_id, instruction=instruction), client_range
+
+    async def assist(self, task: str, raw: Any) -> dict[str, Any]:
+        try:
+            params = AssistParams.model_validate(_plain(raw))
+            inp, selection = self.assist_input(task, params)
+        except (ValidationError, ValueError) as error:
+            return {"error": f"invalid {task} request: {error}"}
+        if self.engine is None:
+            return {"error": "the server is not initialized"}
+        token = CancelToken()
+        try:
+            result: AssistResult = await self.engine.assist(inp, cancel=token, auto_apply=params.apply)
+        except asyncio.CancelledError:
+            token.cancel()
+            raise
+        answer = result.to_json()
+        if task == "refactor" and result.text is not None:
+            document = self.workspace.text_documents.get(params.text_document.uri)
+            edit = types.WorkspaceEdit(document_changes=[types.TextDocumentEdit(
+                text_document=types.OptionalVersionedTextDocumentIdentifier(
+                    uri=params.text_document.uri, version=document.version if document else None),
+                edits=[types.TextEdit(selection, result.text)])])
+            answer["edit"] = self.protocol._converter.unstructure(edit)
+            if params.apply:
+                applied = await self.workspace_apply_edit_async(
+                    types.ApplyWorkspaceEditParams(edit=edit, label="ninetyten: refactor"))
+                answer["applied"] = bool(applied and applied.applied)
+        return answer
+
     def spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
 
-def create_server(config: ServerConfig | None = None, explicit_model: str | None = None) -> NinetyTenServer:
-    server = NinetyTenServer(config or ServerConfig(), explicit_model)
+def _plain(value: Any) -> Any:
+    """pygls hands custom-request params over as namedtuples; pydantic wants dicts."""
+    if hasattr(value, "_asdict"):
+        return {key: _plain(item) for key, item in value._asdict().items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    return value
+
+
+def create_server(config: ServerConfig | None = None, explicit_model: str | None = None,
+                  policy: str | None = None) -> NinetyTenServer:
+    server = NinetyTenServer(config or ServerConfig(), explicit_model, policy)
 
     @server.feature(types.INITIALIZE)
     def initialize(ls: NinetyTenServer, params: types.InitializeParams) -> None:
@@ -156,26 +337,33 @@ def create_server(config: ServerConfig | None = None, explicit_model: str | None
             try:
                 ls.config = ls.config.merged(settings)
             except ValidationError as error:
-                ls.window_show_message(
-                    types.ShowMessageParams(
-                        type=types.MessageType.Error,
-                        message=f"ninetyten: ignoring invalid initializationOptions ({describe_validation_error(error)})",
-                    )
-                )
-        ls.engine = Engine(ls.config, explicit_model=ls.explicit_model)
+                ls.notify_user(types.MessageType.Error,
+                               f"ignoring invalid initializationOptions ({describe_validation_error(error)})")
+        event = initial_policy(ls.explicit_policy, ls.workspace_root)
+        ledger = Ledger()
+        ls.engine = Engine(ls.config, explicit_model=ls.explicit_model, policy=event.loaded, ledger=ledger,
+                           on_remote_unreachable=ls.tier_unreachable)
         ls.engine.start()  # resolve and load on the model thread; initialize answers now
+        if event.error is not None:
+            ls.spawn(_report_initial_policy_error(ls, event.error))
 
     @server.feature(types.INITIALIZED)
     async def initialized(ls: NinetyTenServer, params: types.InitializedParams) -> None:
         ls.spawn(report_loading(ls))
+        if ls.engine is not None and ls.engine.policy.offline:
+            ls.notify_user(types.MessageType.Info, "offline policy: everything runs on the local model")
+        ls.watcher = PolicyWatcher(ls.explicit_policy, ls.workspace_root, ls.apply_policy_event)
+        ls.spawn(ls.watcher.run())
 
     @server.feature(types.TEXT_DOCUMENT_DID_OPEN)
     def did_open(ls: NinetyTenServer, params: types.DidOpenTextDocumentParams) -> None:
         ls.touch(params.text_document.uri)
+        ls.check_policy_document(params.text_document.uri)
 
     @server.feature(types.TEXT_DOCUMENT_DID_CHANGE)
     def did_change(ls: NinetyTenServer, params: types.DidChangeTextDocumentParams) -> None:
         ls.touch(params.text_document.uri)
+        ls.check_policy_document(params.text_document.uri)
 
     @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
     def did_close(ls: NinetyTenServer, params: types.DidCloseTextDocumentParams) -> None:
@@ -206,14 +394,35 @@ def create_server(config: ServerConfig | None = None, explicit_model: str | None
             return empty
         return types.CompletionList(is_incomplete=True, items=[completion_item(result, params.position)])
 
+    @server.feature(EXPLAIN_REQUEST)
+    async def explain(ls: NinetyTenServer, params: Any) -> dict[str, Any]:
+        return await ls.assist("explain", params)
+
+    @server.feature(REFACTOR_REQUEST)
+    async def refactor(ls: NinetyTenServer, params: Any) -> dict[str, Any]:
+        return await ls.assist("refactor", params)
+
+    @server.feature(ASK_REQUEST)
+    async def ask(ls: NinetyTenServer, params: Any) -> dict[str, Any]:
+        return await ls.assist("ask", params)
+
     @server.feature(types.SHUTDOWN)
-    def shutdown(ls: NinetyTenServer, params: Any) -> None:
+    async def shutdown(ls: NinetyTenServer, params: Any) -> None:
+        if ls.watcher is not None:
+            ls.watcher.stop()
         if ls._inflight is not None:
             ls._inflight.cancel()
         if ls.engine is not None:
-            ls.engine.close()
+            await ls.engine.aclose()
 
     return server
+
+
+async def _report_initial_policy_error(ls: NinetyTenServer, error: PolicyError) -> None:
+    ls.publish_policy_error(error)
+    ls.notify_user(types.MessageType.Error,
+                   f"the policy file has errors; using the built-in default (everything local) until it is fixed: "
+                   f"{error.path}:{error.first_line or '?'}")
 
 
 def completion_item(result: CompletionResult, position: types.Position) -> types.CompletionItem:
@@ -259,7 +468,7 @@ async def report_loading(ls: NinetyTenServer) -> None:
         ls.load_error = str(error)
         if token:
             ls.work_done_progress.end(token, types.WorkDoneProgressEnd(message="model failed to load"))
-        ls.window_show_message(types.ShowMessageParams(type=types.MessageType.Error, message=f"ninetyten: {error}"))
+        ls.notify_user(types.MessageType.Error, str(error))
         return
     seconds = time.perf_counter() - started
     backend = engine.local

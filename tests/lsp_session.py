@@ -74,8 +74,9 @@ async def lsp_session(
 
 async def _ready(client: LanguageClient) -> None:
     while not any("ready" in m.message for m in client.log_messages):
-        if client.messages:
-            raise AssertionError(f"server reported: {[m.message for m in client.messages]}")
+        errors = [m.message for m in client.messages if m.type == types.MessageType.Error and "model" in m.message]
+        if errors:
+            raise AssertionError(f"server reported: {errors}")
         await asyncio.sleep(0.02)
 
 

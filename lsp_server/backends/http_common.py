@@ -19,14 +19,16 @@ import contextlib
 import email.utils
 import json
 import logging
+import math
 import os
 import random
 import re
 import ssl
 import time
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, AsyncIterable, AsyncIterator, Callable, ClassVar, Iterable, Iterator, Protocol
+from datetime import UTC, datetime
+from typing import Any, ClassVar, Protocol
 
 import httpx
 
@@ -93,9 +95,11 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
         return None
     value = value.strip()
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
         pass
+    else:
+        return max(0.0, seconds) if math.isfinite(seconds) else None
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):
@@ -103,8 +107,8 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     if when is None:
         return None
     if when.tzinfo is None:  # HTTP-dates are GMT by definition
-        when = when.replace(tzinfo=timezone.utc)
-    current = datetime.now(timezone.utc).timestamp() if now is None else now
+        when = when.replace(tzinfo=UTC)
+    current = datetime.now(UTC).timestamp() if now is None else now
     return max(0.0, when.timestamp() - current)
 
 
@@ -205,8 +209,7 @@ class SseDecoder:
         if line.startswith(":"):  # comment: keep-alives, proxies' notes
             return None
         name, _, value = line.partition(":")
-        if value.startswith(" "):
-            value = value[1:]
+        value = value.removeprefix(" ")
         if name == "data":
             self._data.append(value)
         elif name == "event":
@@ -359,6 +362,9 @@ def error_for_exception(provider: str, method: str, url: httpx.URL, exc: BaseExc
         return ProviderError("stream_cut", _describe(provider, f"stream cut off [{name}]", method, url))
     if _is_tls_error(exc):
         return ProviderError("connection", _describe(provider, f"TLS handshake failed [{name}]", method, url))
+    if isinstance(exc, httpx.RemoteProtocolError):
+        return ProviderError("connection", _describe(provider, f"connection closed without a response [{name}]",
+                                                     method, url))
     return ProviderError("connection", _describe(provider, f"could not connect [{name}]", method, url))
 
 
@@ -371,7 +377,9 @@ class StreamParser(Protocol):
     finished: bool  # the final event arrived (or enough to know the answer is whole)
     stop_reason: StopReason
     prompt_tokens: int | None
+    cached_prompt_tokens: int | None
     completion_tokens: int | None
+    content_events: int  # events that carried generated text, even empty: about one token each
 
     def on_event(self, event: SseEvent) -> str:
         """Take one event; return its text delta ("" for none). Raise ProviderError on an error event."""
@@ -381,9 +389,21 @@ class StreamParser(Protocol):
         """Take a whole, non-streamed JSON response; return its text."""
         ...
 
+    def whole_at_eof(self) -> bool:
+        """The stream ended without its final event: is the answer nonetheless complete?"""
+        ...
+
 
 class BadShape(Exception):
     """A parser found JSON of an unexpected shape; HttpBackend turns it into bad_response."""
+
+
+class StreamErrorEvent(Exception):
+    """A parser met the provider's own error event; HttpBackend maps its type to a kind."""
+
+    def __init__(self, error_type: str | None) -> None:
+        super().__init__(error_type)
+        self.error_type = error_type
 
 
 # What a parser may raise on JSON it cannot read (JSONDecodeError is a ValueError).
@@ -391,13 +411,14 @@ _SHAPE_ERRORS = (ValueError, BadShape, KeyError, TypeError, IndexError, Attribut
 
 
 @dataclass
-class _CallSpec:
+class CallSpec:
     path: str
     payload: dict[str, Any]
     parser_factory: Callable[[], StreamParser]
     stop: StopCheck | None
     time_limit_s: float | None
     prompt_chars: int
+    max_tokens: int
 
 
 @dataclass
@@ -415,19 +436,20 @@ class _Attempt:
 class GenerationStream:
     """Text deltas of one remote generation; `generation` is set once it ends."""
 
-    def __init__(self, run: Callable[["GenerationStream"], AsyncIterator[str]]) -> None:
+    def __init__(self, run: Callable[[GenerationStream], AsyncGenerator[str, None]]) -> None:
         self.generation: Generation | None = None
         self.partial_text = ""  # what the caller has seen so far
         self._iterator = run(self)
 
-    def __aiter__(self) -> "GenerationStream":
+    def __aiter__(self) -> GenerationStream:
         return self
 
     async def __anext__(self) -> str:
         return await self._iterator.__anext__()
 
     async def aclose(self) -> None:
-        await self._iterator.aclose()  # type: ignore[attr-defined]
+        """Stop early: closes the HTTP stream (callers that break out of the loop should call this)."""
+        await self._iterator.aclose()
 
 
 class HttpBackend:
@@ -472,11 +494,11 @@ class HttpBackend:
             )
         return key
 
-    def _stream(self, spec: _CallSpec, cancel: CancelToken | None, *, restartable: bool) -> GenerationStream:
+    def _stream(self, spec: CallSpec, cancel: CancelToken | None, *, restartable: bool) -> GenerationStream:
         """`restartable`: the caller sees only the final text, so a retry may follow partial output."""
         return GenerationStream(lambda stream: self._run(stream, spec, cancel, restartable))
 
-    async def _collect(self, spec: _CallSpec, cancel: CancelToken | None) -> Generation:
+    async def _collect(self, spec: CallSpec, cancel: CancelToken | None) -> Generation:
         stream = self._stream(spec, cancel, restartable=True)
         try:
             async for _ in stream:
@@ -490,8 +512,8 @@ class HttpBackend:
         assert stream.generation is not None
         return stream.generation
 
-    async def _run(self, stream: GenerationStream, spec: _CallSpec, cancel: CancelToken | None,
-                   restartable: bool) -> AsyncIterator[str]:
+    async def _run(self, stream: GenerationStream, spec: CallSpec, cancel: CancelToken | None,
+                   restartable: bool) -> AsyncGenerator[str, None]:
         loop = asyncio.get_running_loop()
         started = time.perf_counter()
         retry_deadline = started + self.retry.deadline_s
@@ -516,13 +538,13 @@ class HttpBackend:
                 delay = self._retry_delay(error, attempt, attempt_no, restartable, retry_deadline, time_box, loop)
                 log.info("%s: %s, retry %d/%d in %.2fs", self.name, error.kind, attempt_no + 1,
                          self.retry.max_attempts, delay)
+                stream.partial_text = ""  # a failed attempt's text is never part of the answer
                 if await self._sleep_unless_cancelled(delay, cancel):
                     self.cooldown.record_failure(error)
-                    stream.generation = Generation(stream.partial_text, "cancelled", RemoteUsage(estimated=True))
+                    stream.generation = Generation("", "cancelled", RemoteUsage(estimated=True))
                     if cancel is not None:
                         cancel.generation = stream.generation
                     return
-                stream.partial_text = ""
                 continue
             if attempt.got_response:  # a time box that ran out before any answer says nothing either way
                 self.cooldown.record_success()
@@ -559,9 +581,9 @@ class HttpBackend:
                 return False
             await asyncio.sleep(min(remaining, 0.05))
 
-    async def _attempt(self, attempt: _Attempt, spec: _CallSpec, url: httpx.URL, key: str | None,
+    async def _attempt(self, attempt: _Attempt, spec: CallSpec, url: httpx.URL, key: str | None,
                        cancel: CancelToken | None, time_box: float | None,
-                       retry_deadline: float) -> AsyncIterator[str]:
+                       retry_deadline: float) -> AsyncGenerator[str, None]:
         """One HTTP exchange; yields text deltas; raises ProviderError."""
         method = "POST"
         headers = {"accept": "text/event-stream", **self._extra_headers, **self._auth_headers(key)}
@@ -613,6 +635,8 @@ class HttpBackend:
                     continue
                 try:
                     delta = attempt.parser.on_event(event)
+                except StreamErrorEvent as exc:
+                    raise error_for_event(self.name, method, url, exc.error_type) from None
                 except _SHAPE_ERRORS:
                     raise ProviderError("bad_response", _describe(self.name, "malformed stream event", method, url,
                                                                  status=200)) from None
@@ -624,7 +648,7 @@ class HttpBackend:
                 if attempt.parser.finished:
                     attempt.stop_reason = attempt.parser.stop_reason
                     return
-            if attempt.parser.finished:
+            if attempt.parser.finished or attempt.parser.whole_at_eof():
                 attempt.stop_reason = attempt.parser.stop_reason
                 return
             raise ProviderError("stream_cut", _describe(self.name, "stream ended before its final event", method,
@@ -637,7 +661,7 @@ class HttpBackend:
                 await response.aclose()
 
     @staticmethod
-    def _take(attempt: _Attempt, spec: _CallSpec, delta: str) -> Iterator[str]:
+    def _take(attempt: _Attempt, spec: CallSpec, delta: str) -> Iterator[str]:
         """Add a delta, apply the stop rule, yield what the caller may see."""
         attempt.deltas += 1
         if attempt.first_delta is None:
@@ -654,7 +678,7 @@ class HttpBackend:
             attempt.emitted = len(attempt.text)
             yield out
 
-    def _finish(self, attempt: _Attempt, spec: _CallSpec, started: float) -> Generation:
+    def _finish(self, attempt: _Attempt, spec: CallSpec, started: float) -> Generation:
         now = time.perf_counter()
         parser = attempt.parser
         usage = RemoteUsage(queue_ms=(attempt.started - started) * 1000.0)
@@ -663,6 +687,7 @@ class HttpBackend:
         usage.generation_ms = (now - first) * 1000.0
         if parser.prompt_tokens is not None:
             usage.prompt_tokens = parser.prompt_tokens
+            usage.cached_prompt_tokens = parser.cached_prompt_tokens or 0
         else:
             usage.prompt_tokens = max(1, spec.prompt_chars // CHARS_PER_TOKEN) if attempt.got_response else 0
             usage.estimated = True
@@ -671,11 +696,15 @@ class HttpBackend:
             usage.completion_tokens = parser.completion_tokens
         elif parser.completion_tokens is not None:
             # Cut short by us: the provider's count (if it sent one early) can only be a lower bound.
-            usage.completion_tokens = max(parser.completion_tokens, attempt.deltas)
+            usage.completion_tokens = min(max(parser.completion_tokens, parser.content_events, attempt.deltas),
+                                          spec.max_tokens)
+            usage.estimated = True
+        elif attempt.stop_reason == "max_tokens":
+            usage.completion_tokens = spec.max_tokens  # the server stopped because it generated exactly that many
             usage.estimated = True
         else:
-            # Servers send about one token per delta.
-            usage.completion_tokens = attempt.deltas
+            # About one token per content event (llama.cpp also sends "" for partial characters).
+            usage.completion_tokens = min(max(parser.content_events, attempt.deltas), spec.max_tokens)
             usage.estimated = True
         return Generation(text=attempt.text, stop_reason=attempt.stop_reason or "eos", usage=usage)
 

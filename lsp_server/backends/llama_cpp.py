@@ -25,7 +25,8 @@ import numpy as np
 
 from local_models.fim import FimTokens
 
-from .base import BackendError, CancelToken, Generation, GenerationRequest, StopReason, Usage
+from .base import BackendError, CancelToken, ChatMessage, ChatRequest, Generation, GenerationRequest, StopReason, Usage
+from .chat_template import render_pieces, stop_at_strings
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +142,29 @@ class LlamaCppBackend:
 
     def detokenize(self, tokens: list[int]) -> str:
         return self.llm.detokenize(tokens).decode("utf-8", errors="replace")
+
+    def chat_tokens(self, messages: list[ChatMessage]) -> tuple[list[int], tuple[str, ...]]:
+        """The model's chat template around the messages (contents tokenized as plain
+        text), and the strings that end the answer when the template has no end token."""
+        llm = self.llm
+        template = llm.metadata.get("tokenizer.chat_template")
+        vocab_text = lambda token: llm.detokenize([token], special=True).decode("utf-8", "replace") if token >= 0 else ""
+        rendered = render_pieces(template, messages, bos_token=vocab_text(llm.token_bos()),
+                                 eos_token=vocab_text(llm.token_eos()))
+        tokens: list[int] = []
+        for piece in rendered.pieces:
+            tokens += llm.tokenize(piece.text.encode("utf-8"), add_bos=False, special=not piece.is_content)
+        if self.bos is not None and (not tokens or tokens[0] != self.bos):
+            tokens.insert(0, self.bos)
+        return tokens, rendered.stop_strings
+
+    async def chat(self, request: ChatRequest, cancel: CancelToken | None = None) -> Generation:
+        prompt, stops = self.chat_tokens(request.messages)
+        return await self.generate(
+            GenerationRequest(prompt_tokens=prompt, max_tokens=request.max_tokens,
+                              time_limit_s=request.time_limit_s, stop=stop_at_strings(stops, request.stop)),
+            cancel,
+        )
 
     # -- generating ----------------------------------------------------------
 

@@ -8,11 +8,14 @@ suffix-overlap trimming at the cursor the server computed.
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 import time
 from pathlib import Path
 
 import pytest
 from lsprotocol import types
+from pygls.lsp.client import LanguageClient
 from pytest_lsp import client_capabilities
 
 from tests.lsp_session import SERVED, inline, lsp_session, open_document, served_notifications
@@ -188,11 +191,41 @@ async def test_invalid_initialization_options_are_reported_and_defaults_kept(
 
 
 async def test_progress_and_ready_message(tiny_model_path, session_home):
-    async with lsp_session(model=tiny_model_path, home=session_home) as client:
-        await asyncio.sleep(0.1)
-        assert any("ready" in m.message and "fill-in-the-middle" in m.message for m in client.log_messages)
-        kinds = [type(v).__name__ for reports in client.progress_reports.values() for v in reports]
-        assert kinds[0] == "WorkDoneProgressBegin" and kinds[-1] == "WorkDoneProgressEnd"
+    # A plain pygls client records every $/progress value in arrival order.
+    client = LanguageClient("progress-test", "1")
+    created: list[str] = []
+    progress: list[tuple[str, str]] = []
+    logs: list[str] = []
+
+    @client.feature(types.WINDOW_WORK_DONE_PROGRESS_CREATE)
+    def on_create(params: types.WorkDoneProgressCreateParams) -> None:
+        created.append(str(params.token))
+
+    @client.feature(types.PROGRESS)
+    def on_progress(params: types.ProgressParams) -> None:
+        progress.append((str(params.token), params.value["kind"]))
+
+    @client.feature(types.WINDOW_LOG_MESSAGE)
+    def on_log(params: types.LogMessageParams) -> None:
+        logs.append(params.message)
+
+    env = {**os.environ, "NINETYTEN_HOME": str(session_home)}
+    await client.start_io(sys.executable, "-m", "lsp_server", "serve", "--model", str(tiny_model_path), env=env)
+    try:
+        await client.initialize_async(types.InitializeParams(
+            capabilities=types.ClientCapabilities(window=types.WindowClientCapabilities(work_done_progress=True))))
+        client.initialized(types.InitializedParams())
+        deadline = time.monotonic() + 30
+        while not any("ready" in message for message in logs):
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.02)
+        assert any("fill-in-the-middle" in message for message in logs)
+        assert len(created) == 1
+        assert progress == [(created[0], "begin"), (created[0], "end")]
+        await client.shutdown_async(None)
+        client.exit(None)
+    finally:
+        await client.stop()
 
 
 async def test_missing_model_file_is_a_clear_message(session_home, tmp_path):

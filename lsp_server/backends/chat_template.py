@@ -1,0 +1,106 @@
+"""Chat prompts for the local model, from the GGUF's own chat template.
+
+The template is rendered in jinja2's immutable sandbox (a model file is untrusted
+input). Message contents never pass through the template as text: each is replaced
+by a sentinel, and the rendered template is split at the sentinels so that the
+template's own markup is tokenized with special tokens enabled and the contents
+with special tokens disabled — a diff containing `<start_of_turn>` stays text.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import jinja2
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from .base import ChatMessage, StopCheck
+
+# Private-use code points: they cannot come from a template's own text.
+_SENTINEL = "\ue000{index}\ue001"
+_SENTINEL_RE = re.compile("\ue000(\\d+)\ue001")
+
+# Used when a model has no template, or its template fails to render.
+PLAIN = (
+    "{% for message in messages %}{{ message.role | capitalize }}: {{ message.content }}\n\n{% endfor %}"
+    "{% if add_generation_prompt %}Assistant: {% endif %}"
+)
+
+
+@dataclass(frozen=True)
+class Piece:
+    text: str
+    is_content: bool  # True: user/editor text, tokenize with special tokens disabled
+
+
+class TemplateError(Exception):
+    pass
+
+
+def _raise(message: str) -> None:
+    raise TemplateError(message)
+
+
+def _environment() -> ImmutableSandboxedEnvironment:
+    env = ImmutableSandboxedEnvironment(
+        loader=jinja2.BaseLoader(), trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.loopcontrols"]
+    )
+    env.globals["raise_exception"] = _raise
+    return env
+
+
+# A plain transcript has no end-of-turn token: stop where the model starts a new turn.
+PLAIN_STOPS = ("\nUser:", "\nSystem:", "\nAssistant:")
+
+
+@dataclass(frozen=True)
+class RenderedChat:
+    pieces: list[Piece]
+    stop_strings: tuple[str, ...] = ()
+
+
+def render_pieces(
+    template: str | None, messages: Sequence[ChatMessage], *, bos_token: str = "", eos_token: str = ""
+) -> RenderedChat:
+    """The prompt as alternating template markup and message contents."""
+    placeholders = [{"role": m.role, "content": _SENTINEL.format(index=i)} for i, m in enumerate(messages)]
+    rendered = None
+    stops: tuple[str, ...] = ()
+    for candidate in (template, PLAIN):
+        if not candidate:
+            continue
+        try:
+            rendered = _environment().from_string(candidate).render(
+                messages=placeholders, add_generation_prompt=True, bos_token=bos_token, eos_token=eos_token
+            )
+            stops = PLAIN_STOPS if candidate is PLAIN else ()
+            break
+        except Exception:  # a broken or hostile template: fall back to plain text
+            continue
+    assert rendered is not None
+    pieces: list[Piece] = []
+    position = 0
+    for match in _SENTINEL_RE.finditer(rendered):
+        if match.start() > position:
+            pieces.append(Piece(rendered[position : match.start()], False))
+        pieces.append(Piece(messages[int(match.group(1))].content, True))
+        position = match.end()
+    if position < len(rendered):
+        pieces.append(Piece(rendered[position:], False))
+    return RenderedChat(pieces, stops)
+
+
+def stop_at_strings(stops: Sequence[str], inner: StopCheck | None = None) -> StopCheck | None:
+    """A stop check that cuts before the first stop string, then defers to `inner`."""
+    if not stops:
+        return inner
+
+    def check(text: str) -> int | None:
+        cuts = [index for stop in stops if (index := text.find(stop)) >= 0]
+        if cuts:
+            return min(cuts)
+        return inner(text) if inner is not None else None
+
+    return check

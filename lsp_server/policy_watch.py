@@ -1,0 +1,87 @@
+"""Hot reload of the routing policy: watch, validate, swap or keep the last good one."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import watchfiles
+
+from .routing.policy import WORKSPACE_POLICY, LoadedPolicy, Policy, PolicyError, find_policy, load_policy
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PolicyEvent:
+    """What a reload produced: a new policy, or the error that kept the old one."""
+
+    loaded: LoadedPolicy | None
+    error: PolicyError | None
+    path: Path | None
+
+
+def initial_policy(explicit: str | None, workspace: Path | None) -> PolicyEvent:
+    """The policy to start with; a broken file means the built-in default (everything local)."""
+    try:
+        loaded = load_policy(explicit, workspace)
+        return PolicyEvent(loaded, None, loaded.path)
+    except PolicyError as error:
+        return PolicyEvent(LoadedPolicy(Policy(), "builtin", None), error, error.path)
+
+
+class PolicyWatcher:
+    """Watches where the policy can come from and reports every change."""
+
+    def __init__(self, explicit: str | None, workspace: Path | None,
+                 on_change: Callable[[PolicyEvent], Awaitable[None] | None], debounce_ms: int = 200) -> None:
+        self.explicit = explicit
+        self.workspace = workspace
+        self.on_change = on_change
+        self.debounce_ms = debounce_ms
+        self._stop = asyncio.Event()
+
+    def watch_dirs(self) -> list[Path]:
+        """Parent folders, watched non-recursively: files may be replaced atomically or deleted."""
+        dirs: list[Path] = []
+        source, path = find_policy(self.explicit, self.workspace)
+        if path is not None:
+            dirs.append(path.parent)
+        if self.workspace is not None:
+            policy_dir = self.workspace / WORKSPACE_POLICY.parent
+            dirs.append(policy_dir if policy_dir.is_dir() else self.workspace)
+        return [d for d in dict.fromkeys(dirs) if d.is_dir()]
+
+    def reload(self) -> PolicyEvent:
+        try:
+            loaded = load_policy(self.explicit, self.workspace)
+            return PolicyEvent(loaded, None, loaded.path)
+        except PolicyError as error:
+            return PolicyEvent(None, error, error.path)
+
+    async def run(self) -> None:
+        while not self._stop.is_set():
+            dirs = self.watch_dirs()
+            if not dirs:
+                return
+            watched = set(dirs)
+            try:
+                async for changes in watchfiles.awatch(*dirs, recursive=False, debounce=self.debounce_ms,
+                                                       stop_event=self._stop, watch_filter=None):
+                    names = {Path(changed).name for _, changed in changes}
+                    if "policy.toml" in names or WORKSPACE_POLICY.parent.name in names:
+                        result = self.on_change(self.reload())
+                        if asyncio.iscoroutine(result):
+                            await result
+                    if set(self.watch_dirs()) != watched:
+                        break  # e.g. .ninetyten/ was created: watch it instead
+            except (FileNotFoundError, RuntimeError, OSError):
+                log.debug("policy watch restarted", exc_info=True)
+                await asyncio.sleep(0.5)
+
+    def stop(self) -> None:
+        self._stop.set()
+

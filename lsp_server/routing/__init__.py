@@ -1,0 +1,1 @@
+"""Routing: the policy file, the signals it reads, and the decision it makes."""

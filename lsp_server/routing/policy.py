@@ -1,0 +1,280 @@
+"""The routing policy: one TOML file the whole team commits (`.ninetyten/policy.toml`).
+
+Validated by pydantic; every error names the file, the line and the key. Where the
+policy comes from, first found wins: `--policy`, `NINETYTEN_POLICY`, the workspace's
+`.ninetyten/policy.toml`, the user config dir, the built-in default (everything local).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import tomllib
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Literal
+
+import platformdirs
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from ..ledger import Price
+
+TierName = Literal["local", "in_house", "frontier"]
+TaskType = Literal["completion", "explain", "refactor", "ask", "commit_message"]
+RiskLevel = Literal["low", "high"]
+LatencyClass = Literal["interactive", "background"]
+Verifier = Literal["syntax", "non_empty", "length"]
+
+TIER_ORDER: tuple[TierName, ...] = ("local", "in_house", "frontier")
+POLICY_ENV = "NINETYTEN_POLICY"
+WORKSPACE_POLICY = Path(".ninetyten") / "policy.toml"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TierConfig(_Strict):
+    backend: Literal["llama_cpp", "openai", "anthropic"]
+    model: str = Field(min_length=1)
+    base_url: str | None = None
+    api_key_env: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    keeps_data_home: bool = False
+    price: Price = Field(default_factory=Price)
+    context_window: int | None = Field(None, gt=0, description="tokens; default: 8192 local, 32768 in-house, 200000 frontier")
+    timeout_s: float = Field(60.0, gt=0)
+    connect_timeout_s: float = Field(3.0, gt=0)
+    max_retries: int = Field(2, ge=0, le=10)
+
+    @model_validator(mode="after")
+    def _remote_needs_url(self) -> "TierConfig":
+        if self.backend != "llama_cpp" and not self.base_url:
+            raise ValueError(f"a {self.backend} tier needs base_url")
+        if self.base_url and not re.match(r"^https?://", self.base_url):
+            raise ValueError("base_url must start with http:// or https://")
+        return self
+
+
+class SensitivityConfig(_Strict):
+    paths: list[str] = Field(default_factory=list, description="path globs whose content is always sensitive")
+    on_sensitive: Literal["keep_home", "redact", "block"] = "keep_home"
+    pii: bool = True
+    entropy: bool = True
+    allowlist: list[str] = Field(default_factory=list, description="regexes of values never to flag")
+
+    @field_validator("allowlist")
+    @classmethod
+    def _compiles(cls, patterns: list[str]) -> list[str]:
+        for pattern in patterns:
+            try:
+                re.compile(pattern)
+            except re.error as error:
+                raise ValueError(f"allowlist pattern {pattern!r} is not a valid regex: {error}") from None
+        return patterns
+
+
+class RiskConfig(_Strict):
+    high: list[str] = Field(default_factory=list, description="path globs that are high risk")
+    auto_apply_is_high: bool = Field(True, description="results applied without review count as high risk")
+
+
+class Rule(_Strict):
+    name: str = Field(min_length=1)
+    task: list[TaskType] | None = None
+    risk: list[RiskLevel] | None = None
+    latency: list[LatencyClass] | None = None
+    paths: list[str] | None = None
+    route: TierName
+    escalate_to: TierName | None = None
+
+
+class EscalationConfig(_Strict):
+    completion_min_mean_logprob: float = Field(-1.2, le=0)
+    verify: list[Verifier] = Field(default_factory=lambda: ["syntax", "non_empty"])
+    max_attempts: int = Field(2, ge=1, le=5)
+    deadline_ms: int = Field(20_000, ge=100)
+
+
+class BudgetConfig(_Strict):
+    daily_usd: float | None = Field(None, ge=0, description="hard cap on paid tiers per UTC day")
+    soft_fraction: float = Field(0.8, gt=0, le=1)
+
+
+class Policy(_Strict):
+    version: Literal[1] = 1
+    offline: bool = False
+    default_route: TierName = "local"
+    tiers: dict[TierName, TierConfig] = Field(
+        default_factory=lambda: {"local": TierConfig(backend="llama_cpp", model="default")}
+    )
+    sensitivity: SensitivityConfig = Field(default_factory=SensitivityConfig)
+    risk: RiskConfig = Field(default_factory=RiskConfig)
+    rules: list[Rule] = Field(default_factory=list)
+    escalation: EscalationConfig = Field(default_factory=EscalationConfig)
+    budget: BudgetConfig = Field(default_factory=BudgetConfig)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "Policy":
+        local = self.tiers.get("local")
+        if local is None:
+            raise ValueError("tiers.local is required: every feature must work on the local model")
+        if local.backend != "llama_cpp":
+            raise ValueError("tiers.local must use backend = \"llama_cpp\"")
+        for tier in ("in_house", "frontier"):
+            config = self.tiers.get(tier)  # type: ignore[call-overload]
+            if config is not None and config.backend == "llama_cpp":
+                raise ValueError(f"tiers.{tier} must be a remote backend (openai or anthropic)")
+        return self
+
+    def tier(self, name: TierName) -> TierConfig | None:
+        return self.tiers.get(name)
+
+    def keeps_data_home(self, name: TierName) -> bool:
+        if name == "local":
+            return True
+        config = self.tiers.get(name)
+        return bool(config and config.keeps_data_home)
+
+    @cached_property
+    def digest(self) -> str:
+        """A short hash of the effective policy, recorded with every ledger row."""
+        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+
+DEFAULT_CONTEXT_WINDOW: dict[TierName, int] = {"local": 8192, "in_house": 32768, "frontier": 200_000}
+
+
+def context_window(policy: Policy, tier: TierName) -> int:
+    config = policy.tier(tier)
+    if config is not None and config.context_window:
+        return config.context_window
+    return DEFAULT_CONTEXT_WINDOW[tier]
+
+
+# -- loading ---------------------------------------------------------------------
+
+
+class PolicyError(Exception):
+    """A policy file that cannot be used; says where and what."""
+
+    def __init__(self, path: Path | None, problems: list[tuple[int | None, str, str]]) -> None:
+        self.path = path
+        self.problems = problems  # (line, key, message)
+        where = str(path) if path else "<policy>"
+        lines = [f"{where}:{line or '?'}: {key or '(file)'}: {message}" for line, key, message in problems]
+        super().__init__("invalid policy\n" + "\n".join(lines))
+
+    @property
+    def first_line(self) -> int | None:
+        return self.problems[0][0] if self.problems else None
+
+
+@dataclass(frozen=True)
+class LoadedPolicy:
+    policy: Policy
+    source: Literal["flag", "env", "workspace", "user", "builtin"]
+    path: Path | None
+
+    @property
+    def digest(self) -> str:
+        return self.policy.digest
+
+
+def _key_lines(text: str) -> dict[tuple[str, ...], int]:
+    """Map dotted key paths to the 1-based line that defines them (headers and keys)."""
+    found: dict[tuple[str, ...], int] = {}
+    table: tuple[str, ...] = ()
+    array_counts: dict[tuple[str, ...], int] = {}
+    header = re.compile(r"^\s*(\[\[?)\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
+    assignment = re.compile(r"^\s*([A-Za-z0-9_\-\"'.]+)\s*=")
+    for number, line in enumerate(text.splitlines(), start=1):
+        match = header.match(line)
+        if match:
+            parts = tuple(part.strip().strip("\"'") for part in match.group(2).split("."))
+            if match.group(1) == "[[":
+                index = array_counts.get(parts, 0)
+                array_counts[parts] = index + 1
+                table = (*parts, str(index))
+            else:
+                table = parts
+            found.setdefault(table, number)
+            continue
+        match = assignment.match(line)
+        if match:
+            key = tuple(part.strip().strip("\"'") for part in match.group(1).split("."))
+            found.setdefault((*table, *key), number)
+    return found
+
+
+def _line_for(lines: dict[tuple[str, ...], int], loc: tuple[str, ...]) -> int | None:
+    for end in range(len(loc), 0, -1):
+        if loc[:end] in lines:
+            return lines[loc[:end]]
+    return None
+
+
+def parse_policy(text: str, path: Path | None = None) -> Policy:
+    """Parse and validate; raise PolicyError naming file, line and key."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        match = re.search(r"line (\d+)", str(error))
+        raise PolicyError(path, [(int(match.group(1)) if match else None, "", f"not valid TOML: {error}")]) from None
+    try:
+        return Policy.model_validate(data)
+    except ValidationError as error:
+        lines = _key_lines(text)
+        problems = []
+        for item in error.errors():
+            loc = tuple(str(part) for part in item["loc"])
+            # pydantic adds the union/literal branch to loc for some errors; keep the data keys.
+            key = ".".join(loc)
+            problems.append((_line_for(lines, loc), key, item["msg"]))
+        raise PolicyError(path, problems) from None
+
+
+def load_policy_file(path: Path) -> Policy:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise PolicyError(path, [(None, "", f"cannot read the file: {error}")]) from None
+    return parse_policy(text, path)
+
+
+def user_policy_path() -> Path:
+    return Path(platformdirs.user_config_dir("ninetyten")) / "policy.toml"
+
+
+def find_policy(explicit: str | Path | None = None, workspace: Path | None = None) -> tuple[str, Path | None]:
+    """Which policy file applies: (source, path); path None means the built-in default."""
+    if explicit:
+        return "flag", Path(explicit)
+    env = os.environ.get(POLICY_ENV, "").strip()
+    if env:
+        return "env", Path(env)
+    if workspace is not None:
+        candidate = workspace / WORKSPACE_POLICY
+        if candidate.is_file():
+            return "workspace", candidate
+    user = user_policy_path()
+    if user.is_file():
+        return "user", user
+    return "builtin", None
+
+
+def load_policy(explicit: str | Path | None = None, workspace: Path | None = None) -> LoadedPolicy:
+    """Find and load the policy that applies; PolicyError when that file is broken."""
+    source, path = find_policy(explicit, workspace)
+    if path is None:
+        return LoadedPolicy(Policy(), "builtin", None)
+    if not path.is_file():
+        raise PolicyError(path, [(None, "", "the policy file does not exist")])
+    return LoadedPolicy(load_policy_file(path), source, path)  # type: ignore[arg-type]
+
+
+def policy_to_jsonable(policy: Policy) -> dict[str, Any]:
+    return policy.model_dump(mode="json")

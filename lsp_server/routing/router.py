@@ -1,0 +1,198 @@
+"""The routing decision: hard gates first, then the first matching rule, then the default.
+
+`decide` is a pure function of the policy, the request and two facts about the world
+(today's spend, which tiers are unavailable); it never calls a model or the network.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from .policy import TIER_ORDER, LatencyClass, Policy, RiskLevel, Rule, TaskType, TierName, context_window
+from .sensitivity import SensitivityReport, SensitivityScanner
+from .signals import estimate_tokens, first_matching_glob, latency_for, risk_for
+
+
+@dataclass(frozen=True)
+class RouteRequest:
+    task: TaskType
+    text: str = ""  # everything that would be sent to a model (never stored or printed)
+    path: str | None = None  # workspace-relative path the content belongs to
+    auto_apply: bool = False
+    latency: LatencyClass | None = None
+    estimated_tokens: int | None = None
+
+
+class Decision(BaseModel):
+    """Where a request goes and why. Safe to print and log: it holds no content."""
+
+    task: TaskType
+    tier: TierName
+    backend: str
+    model: str
+    escalate_to: TierName | None = None
+    sensitivity: Literal["none", "sensitive"] = "none"
+    sensitivity_rules: list[str] = Field(default_factory=list)
+    risk: RiskLevel = "low"
+    latency: LatencyClass = "interactive"
+    rule: str | None = None
+    redact: bool = False  # content going to a tier that does not keep data home is redacted
+    blocked: bool = False  # the policy forbids serving this request at all
+    reasons: list[str] = Field(default_factory=list)
+    policy_hash: str = ""
+
+
+@dataclass(frozen=True)
+class EgressCheck:
+    allowed: bool
+    redact: bool
+    reasons: tuple[str, ...]
+    report: SensitivityReport
+
+
+def scanner_for(policy: Policy) -> SensitivityScanner:
+    s = policy.sensitivity
+    return SensitivityScanner(s.paths, pii=s.pii, entropy=s.entropy, allowlist=s.allowlist)
+
+
+def _rule_matches(rule: Rule, task: TaskType, risk: RiskLevel, latency: LatencyClass, path: str | None) -> bool:
+    if rule.task is not None and task not in rule.task:
+        return False
+    if rule.risk is not None and risk not in rule.risk:
+        return False
+    if rule.latency is not None and latency not in rule.latency:
+        return False
+    if rule.paths is not None and first_matching_glob(path, rule.paths) is None:
+        return False
+    return True
+
+
+def _fallback(route: TierName, allowed: Collection[TierName]) -> TierName:
+    """The nearest allowed tier at or below the wanted one (local is always allowed)."""
+    for tier in reversed(TIER_ORDER[: TIER_ORDER.index(route) + 1]):
+        if tier in allowed:
+            return tier
+    return "local"
+
+
+def decide(
+    policy: Policy,
+    request: RouteRequest,
+    scanner: SensitivityScanner | None = None,
+    *,
+    spend_today_usd: float = 0.0,
+    unavailable: Collection[TierName] = (),
+) -> Decision:
+    scanner = scanner or scanner_for(policy)
+    reasons: list[str] = []
+    report = scanner.scan(request.text, request.path)
+    risk, risk_reason = risk_for(policy, request.path, request.auto_apply)
+    if risk_reason:
+        reasons.append(risk_reason)
+    latency = latency_for(request.task, request.latency)
+
+    rule = next((r for r in policy.rules if _rule_matches(r, request.task, risk, latency, request.path)), None)
+    if rule is not None:
+        route, escalate = rule.route, rule.escalate_to
+        reasons.append(f"rule {rule.name} routes {request.task} to {route}"
+                       + (f", escalating to {escalate}" if escalate else ""))
+    else:
+        route, escalate = policy.default_route, None
+        reasons.append(f"no rule matched: default route {route}")
+
+    # Hard gates, each removing tiers from what is allowed.
+    allowed: set[TierName] = {tier for tier in TIER_ORDER if policy.tier(tier) is not None}
+    for tier in (route, escalate):
+        if tier is not None and tier not in allowed:
+            reasons.append(f"tier {tier} is not configured")
+    if policy.offline:
+        allowed = {"local"}
+        reasons.append("offline: nothing leaves the machine")
+    for tier in unavailable:
+        if tier in allowed and tier != "local":
+            allowed.discard(tier)
+            reasons.append(f"{tier} is unreachable right now")
+
+    redact = blocked = False
+    if report.sensitive:
+        mode = policy.sensitivity.on_sensitive
+        reasons.append(f"sensitive content ({report.summary()}): {mode}")
+        if mode == "keep_home":
+            allowed = {tier for tier in allowed if policy.keeps_data_home(tier)}
+        elif mode == "redact":
+            redact = any(not policy.keeps_data_home(tier) for tier in allowed)
+        elif mode == "block":
+            outside = {tier for tier in allowed if not policy.keeps_data_home(tier)}
+            if route in outside:
+                blocked = True
+                reasons.append(f"blocked: the policy forbids sending sensitive content to {route}")
+            allowed -= outside
+
+    cap = policy.budget.daily_usd
+    if cap is not None:
+        paid = {tier for tier in allowed if (config := policy.tier(tier)) is not None and config.price.paid}
+        if spend_today_usd >= cap and paid:
+            allowed -= paid
+            reasons.append(f"budget: USD {spend_today_usd:.2f} of {cap:.2f} spent today, paid tiers are off")
+        elif spend_today_usd >= cap * policy.budget.soft_fraction and route in paid:
+            reasons.append(
+                f"budget: USD {spend_today_usd:.2f} of {cap:.2f} spent today (over {policy.budget.soft_fraction:.0%}), "
+                f"local first, escalating to {route}"
+            )
+            escalate = escalate or route
+            route = "local"
+
+    tokens = request.estimated_tokens if request.estimated_tokens is not None else estimate_tokens(request.text)
+    for tier in sorted(allowed - {"local"}):
+        if tokens > context_window(policy, tier):
+            allowed.discard(tier)
+            reasons.append(f"{tokens} tokens exceed the {tier} context window ({context_window(policy, tier)})")
+
+    if route not in allowed:
+        new_route = _fallback(route, allowed)
+        reasons.append(f"{route} not allowed: served by {new_route}")
+        route = new_route
+    if escalate is not None and (escalate not in allowed or escalate == route):
+        if escalate != route:
+            reasons.append(f"escalation to {escalate} not allowed")
+        escalate = None
+
+    config = policy.tier(route)
+    assert config is not None  # local is always configured (validated)
+    return Decision(
+        task=request.task,
+        tier=route,
+        backend=config.backend,
+        model=config.model,
+        escalate_to=escalate,
+        sensitivity="sensitive" if report.sensitive else "none",
+        sensitivity_rules=report.rules,
+        risk=risk,
+        latency=latency,
+        rule=rule.name if rule else None,
+        redact=redact and not policy.keeps_data_home(route),
+        blocked=blocked,
+        reasons=reasons,
+        policy_hash=policy.digest,
+    )
+
+
+def check_egress(
+    policy: Policy, text: str, path: str | None, target: TierName, scanner: SensitivityScanner | None = None
+) -> EgressCheck:
+    """The sensitivity gate again, on exactly what would be sent (escalations carry drafts)."""
+    scanner = scanner or scanner_for(policy)
+    report = scanner.scan(text, path)
+    if policy.offline and target != "local":
+        return EgressCheck(False, False, ("offline: nothing leaves the machine",), report)
+    if not report.sensitive or policy.keeps_data_home(target):
+        return EgressCheck(True, False, (), report)
+    mode = policy.sensitivity.on_sensitive
+    reason = f"sensitive content ({report.summary()}) may not go to {target}: {mode}"
+    if mode == "redact":
+        return EgressCheck(True, True, (reason,), report)
+    return EgressCheck(False, False, (reason,), report)

@@ -1,0 +1,44 @@
+from lsp_server.routing.escalation import brackets_balanced, completion_confident, parses, verify
+from lsp_server.tasks.assist import AssistInput, escalation_messages, extract_code, messages_for
+
+
+def test_python_syntax_check():
+    assert parses("def f(x):\n    return x\n", "python")
+    assert parses("    return x + 1\n", "python")  # an indented selection from a body
+    assert not parses("def f(x)\n    return x\n", "python")
+
+
+def test_bracket_check_for_other_languages():
+    assert brackets_balanced("function f(a) { return [a, {b: 1}]; }")
+    assert brackets_balanced('s = "(";  // )')  # brackets in strings and comments do not count
+    assert not brackets_balanced("if (x { y(); }")
+    assert parses("fn main() { }", "rust") and not parses("fn main() { ", "rust")
+
+
+def test_verify_reports_failed_checks():
+    assert verify("def f(:\n", ["syntax", "non_empty"], kind="code", language="python") == ["syntax"]
+    assert verify("   ", ["syntax", "non_empty"], kind="code", language="python") == ["non_empty"]
+    assert verify("It adds two numbers and returns the sum.", ["syntax", "non_empty"], kind="prose") == []
+    assert verify("x" * 10, ["length"], kind="code", original_length=1000) == ["length"]
+    assert verify("ok", ["length"], kind="prose") == ["length"]
+
+
+def test_completion_confidence():
+    assert completion_confident(-0.5, -1.2)
+    assert not completion_confident(-2.0, -1.2)
+    assert not completion_confident(None, -1.2)
+
+
+def test_extract_code_from_fenced_answer():
+    assert extract_code("```python\ndef f():\n    pass\n```") == "def f():\n    pass"
+    assert extract_code("Here you go:\n```\nx = 1\n```\nDone.") == "x = 1"
+    assert extract_code("x = 1\n") == "x = 1"
+
+
+def test_prompts_carry_the_code_and_instruction():
+    inp = AssistInput("refactor", "x=1", path="a.py", language="python", instruction="use snake case")
+    messages = messages_for(inp)
+    assert messages[0].role == "system" and "use snake case" in messages[1].content and "x=1" in messages[1].content
+    again = escalation_messages(inp, "draft", ["syntax"])
+    assert [m.role for m in again] == ["system", "user", "assistant", "user"]
+    assert "syntax" in again[-1].content

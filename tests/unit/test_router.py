@@ -1,0 +1,151 @@
+"""Routing decisions: gates first, then the first matching rule, then the default."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from lsp_server.routing.policy import load_policy_file, parse_policy
+from lsp_server.routing.router import RouteRequest, check_egress, decide
+from lsp_server.routing.signals import glob_match
+
+EXAMPLE = load_policy_file(Path(__file__).resolve().parents[2] / "examples" / "policy.toml")
+SECRET = 'aws_access_key_id = "AKIAZ7QRT2LXW4PN3KVD"\naws_secret_access_key = "q8Lr3+Vt0Zf9YcN2mW7xKp1sHjB4uE6dRaT5gQiO"\n'
+CLEAN = "def add(a, b):\n    return a + b\n"
+
+
+def policy_text(**overrides: str) -> str:
+    text = (Path(__file__).resolve().parents[2] / "examples" / "policy.toml").read_text()
+    for old, new in overrides.items():
+        text = text.replace(old, new)
+    return text
+
+
+def test_completions_stay_local():
+    decision = decide(EXAMPLE, RouteRequest(task="completion", text=CLEAN, path="app/main.py"))
+    assert decision.tier == "local" and decision.escalate_to is None
+    assert decision.rule == "completions stay local"
+    assert any("completions stay local" in reason for reason in decision.reasons)
+
+
+def test_high_risk_refactor_goes_to_frontier():
+    decision = decide(EXAMPLE, RouteRequest(task="refactor", text=CLEAN, path="src/auth/login.py"))
+    assert decision.tier == "frontier" and decision.backend == "anthropic"
+    assert decision.model == "claude-sonnet-5-5" and decision.risk == "high"
+
+
+def test_low_risk_refactor_falls_to_default():
+    decision = decide(EXAMPLE, RouteRequest(task="refactor", text=CLEAN, path="src/util.py"))
+    assert decision.tier == "local" and decision.rule is None
+
+
+def test_auto_applied_result_is_high_risk():
+    decision = decide(EXAMPLE, RouteRequest(task="refactor", text=CLEAN, path="src/util.py", auto_apply=True))
+    assert decision.risk == "high" and decision.tier == "frontier"
+
+
+def test_explain_starts_local_and_escalates():
+    decision = decide(EXAMPLE, RouteRequest(task="explain", text=CLEAN, path="a.py"))
+    assert (decision.tier, decision.escalate_to) == ("local", "frontier")
+
+
+def test_secret_keeps_it_home_even_for_high_risk_refactor():
+    decision = decide(EXAMPLE, RouteRequest(task="refactor", text=SECRET, path="src/auth/keys.py"))
+    assert decision.sensitivity == "sensitive"
+    assert decision.tier == "in_house"  # keeps_data_home = true: the nearest allowed tier
+    assert decision.escalate_to is None
+    assert "AKIA" not in decision.model_dump_json()  # the content never appears
+
+
+def test_secret_blocks_explain_escalation():
+    decision = decide(EXAMPLE, RouteRequest(task="explain", text=SECRET, path="a.py"))
+    assert decision.tier == "local" and decision.escalate_to is None
+
+
+def test_sensitive_path_glob():
+    decision = decide(EXAMPLE, RouteRequest(task="refactor", text=CLEAN, path="deploy/.env", auto_apply=True))
+    assert decision.sensitivity == "sensitive" and decision.tier != "frontier"
+
+
+def test_offline_keeps_everything_local():
+    policy = parse_policy(policy_text(**{"offline = false": "offline = true"}))
+    decision = decide(policy, RouteRequest(task="refactor", text=CLEAN, path="src/auth/x.py"))
+    assert decision.tier == "local" and decision.escalate_to is None
+    assert any("offline" in reason for reason in decision.reasons)
+
+
+def test_redact_mode_marks_redaction():
+    policy = parse_policy(policy_text(**{'on_sensitive = "keep_home"': 'on_sensitive = "redact"'}))
+    decision = decide(policy, RouteRequest(task="refactor", text=SECRET, path="src/auth/keys.py"))
+    assert decision.tier == "frontier" and decision.redact is True
+
+
+def test_block_mode_refuses_remote_route():
+    policy = parse_policy(policy_text(**{'on_sensitive = "keep_home"': 'on_sensitive = "block"'}))
+    decision = decide(policy, RouteRequest(task="refactor", text=SECRET, path="src/auth/keys.py"))
+    assert decision.blocked is True
+    local = decide(policy, RouteRequest(task="completion", text=SECRET, path="src/auth/keys.py"))
+    assert local.blocked is False and local.tier == "local"
+
+
+def test_budget_soft_limit_goes_local_first():
+    decision = decide(EXAMPLE, RouteRequest(task="refactor", text=CLEAN, path="src/auth/x.py"), spend_today_usd=4.5)
+    assert (decision.tier, decision.escalate_to) == ("local", "frontier")
+
+
+def test_budget_cap_turns_paid_tiers_off():
+    decision = decide(EXAMPLE, RouteRequest(task="refactor", text=CLEAN, path="src/auth/x.py"), spend_today_usd=5.0)
+    assert decision.tier == "in_house"  # free, keeps data home
+    explain = decide(EXAMPLE, RouteRequest(task="explain", text=CLEAN), spend_today_usd=5.0)
+    assert explain.escalate_to is None
+
+
+def test_context_window_gate():
+    decision = decide(EXAMPLE, RouteRequest(task="refactor", text=CLEAN, path="src/auth/x.py",
+                                            estimated_tokens=500_000))
+    assert decision.tier == "local"
+    assert any("context window" in reason for reason in decision.reasons)
+
+
+def test_unavailable_tier_falls_back():
+    decision = decide(EXAMPLE, RouteRequest(task="refactor", text=CLEAN, path="src/auth/x.py"),
+                      unavailable={"frontier"})
+    assert decision.tier == "in_house"
+    assert any("unreachable" in reason for reason in decision.reasons)
+
+
+def test_unconfigured_frontier_stays_local():
+    policy = parse_policy('version = 1\n[tiers.local]\nbackend = "llama_cpp"\nmodel = "default"\n'
+                          '[[rules]]\nname = "r"\ntask = ["refactor"]\nroute = "frontier"\n')
+    decision = decide(policy, RouteRequest(task="refactor", text=CLEAN))
+    assert decision.tier == "local"
+    assert any("not configured" in reason for reason in decision.reasons)
+
+
+def test_egress_check_on_escalation_payload():
+    assert check_egress(EXAMPLE, CLEAN, "a.py", "frontier").allowed
+    check = check_egress(EXAMPLE, CLEAN + SECRET, "a.py", "frontier")
+    assert not check.allowed and check.report.sensitive
+    assert check_egress(EXAMPLE, SECRET, "a.py", "in_house").allowed  # keeps data home
+
+
+@pytest.mark.parametrize(
+    ("path", "pattern", "expected"),
+    [
+        (".env", "**/.env", True),
+        ("a/b/.env", "**/.env", True),
+        ("a/b/.envrc", "**/.env", False),
+        ("certs/server.pem", "**/*.pem", True),
+        ("secrets/db/pass.txt", "secrets/**", True),
+        ("app/secrets/x", "secrets/**", False),  # anchored at the workspace root
+        ("/home/me/proj/secrets/x", "secrets/**", True),  # absolute: any tail may be the root
+        ("src/auth/login.py", "**/auth/**", True),
+        ("src/authz/login.py", "**/auth/**", False),
+        ("infra/main.tf", "infra/**", True),
+        ("Makefile", "*.py", False),
+        ("pkg/mod.py", "*.py", True),
+    ],
+)
+def test_glob_match(path, pattern, expected):
+    assert glob_match(path, pattern) is expected
