@@ -43,6 +43,8 @@ test-fast: setup
 
 bench: model
 	$(BIN)/python bench/completion_latency.py
+	$(BIN)/python bench/routing_overhead.py
+	$(BIN)/python bench/secret_detector.py
 
 clean:
 	rm -rf $(VENV)

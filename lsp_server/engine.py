@@ -10,6 +10,7 @@ sensitivity gate runs again on what the escalation would send) -> ledger row per
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import queue
 import threading
@@ -143,11 +144,12 @@ class LedgerSink:
 
     def __init__(self, ledger: Ledger | None) -> None:
         self.ledger = ledger
-        self._queue: queue.Queue[tuple[LedgerRow, Reservation | None] | None] = queue.Queue()
+        self._queue: queue.Queue[tuple[Callable[[], LedgerRow], Reservation | None] | None] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
-    def put(self, row: LedgerRow, reservation: Reservation | None = None) -> None:
+    def put(self, row: Callable[[], LedgerRow], reservation: Reservation | None = None) -> None:
+        """Queue a row; it is built (and validated) on the ledger thread, off the request path."""
         if self.ledger is None:
             return
         with self._lock:
@@ -162,8 +164,9 @@ class LedgerSink:
             item = self._queue.get()
             if item is None:
                 return
-            row, reservation = item
+            make_row, reservation = item
             try:
+                row = make_row()
                 # A budget reservation becomes the real row in the same transaction.
                 if reservation is not None:
                     reservation.commit(row)
@@ -180,6 +183,15 @@ class LedgerSink:
                 self._queue.put(None)
         if thread is not None:
             thread.join(timeout=30)
+
+
+_REQUEST_PREFIX = uuid.uuid4().hex[:12]
+_request_counter = itertools.count(1)
+
+
+def new_request_id() -> str:
+    """Unique across processes without a syscall per request (uuid4 reads the OS's entropy)."""
+    return f"{_REQUEST_PREFIX}-{next(_request_counter):x}"
 
 
 class Engine:
@@ -231,6 +243,8 @@ class Engine:
         self.local.start_loading()
 
     async def wait_ready(self, timeout: float | None = None) -> None:
+        if self.local.ready:
+            return  # the common case: no future wrapping on every keystroke
         await self.local.wait_ready(timeout if timeout is not None else self.config.load_timeout_s)
 
     def completion_task(self) -> CompletionTask:
@@ -283,29 +297,29 @@ class Engine:
 
     def _record(self, request_id: str, number: int, task: TaskType, attempt: Attempt, decision: Decision,
                 reservation: Reservation | None = None) -> None:
-        self.sink.put(
-            LedgerRow(
-                request_id=request_id,
-                attempt=number,
-                task=task,
-                tier=attempt.tier,
-                backend=attempt.backend,
-                model=Path(attempt.model).name or "unknown",
-                prompt_tokens=attempt.usage.prompt_tokens,
-                completion_tokens=attempt.usage.completion_tokens,
-                cached_tokens=attempt.usage.cached_prompt_tokens,
-                latency_ms=max(attempt.latency_ms, 0.0),
-                cost_usd=attempt.cost_usd,
-                frontier_cost_usd=attempt.frontier_cost_usd,
-                outcome=attempt.outcome,
-                escalated=attempt.outcome == "escalated",
-                escalation_reason=attempt.escalation_reason,
-                error_kind=attempt.error_kind,
-                policy_hash=decision.policy_hash or None,
-                reasons=[safe_reason(r) for r in decision.reasons][:32],
-            ),
-            reservation,
+        values = dict(
+            request_id=request_id,
+            attempt=number,
+            task=task,
+            tier=attempt.tier,
+            backend=attempt.backend,
+            model=Path(attempt.model).name or "unknown",
+            prompt_tokens=attempt.usage.prompt_tokens,
+            completion_tokens=attempt.usage.completion_tokens,
+            cached_tokens=attempt.usage.cached_prompt_tokens,
+            latency_ms=max(attempt.latency_ms, 0.0),
+            cost_usd=attempt.cost_usd,
+            frontier_cost_usd=attempt.frontier_cost_usd,
+            outcome=attempt.outcome,
+            escalated=attempt.outcome == "escalated",
+            escalation_reason=attempt.escalation_reason,
+            error_kind=attempt.error_kind,
+            policy_hash=decision.policy_hash or None,
+            reasons=list(decision.reasons[:32]),
         )
+        # Built and validated on the ledger thread, off the request path.
+        self.sink.put(lambda: LedgerRow(**{**values, "reasons": [safe_reason(r) for r in values["reasons"]]}),
+                      reservation)
 
     # -- running one attempt on a tier --------------------------------------------
 
@@ -360,7 +374,7 @@ class Engine:
                      latency: LatencyClass | None = None, max_tokens: int | None = None) -> AssistResult:
         """Explain, refactor or ask: routed, verified, escalated, recorded."""
         max_tokens = max_tokens or self.config.assist.max_tokens
-        request_id = uuid.uuid4().hex
+        request_id = new_request_id()
         messages = messages_for(inp)
         payload = "\n".join(m.content for m in messages)
         decision = self.decide(RouteRequest(task=inp.task, text=payload, path=inp.path, auto_apply=auto_apply,
@@ -450,7 +464,7 @@ class Engine:
     async def complete(self, inp: CompletionInput, cancel: CancelToken | None = None) -> CompletionResult:
         """An inline completion: local first; escalated only when the policy allows it."""
         started = time.perf_counter()
-        request_id = uuid.uuid4().hex
+        request_id = new_request_id()
         # The decision needs the content only when it could leave the machine.
         decision = self._completion_decision(inp)
         await self.wait_ready()

@@ -309,3 +309,113 @@ async def test_escalation_drafts_are_checked_before_they_leave(frontier, server_
     assert len(sent) == 1
     messages = sent[0].body["messages"]
     assert any(m["role"] == "assistant" and m["content"] == "xxxx" for m in messages)  # the draft went along
+
+
+async def test_completion_escalates_on_low_confidence(frontier, server_env, endless_model_path, tmp_path):
+    workspace = tmp_path / "ws"
+    path = write_policy(workspace, frontier.url)
+    # The endless model's mean log-probability is about -0.2: a threshold above it escalates.
+    path.write_text(path.read_text() + '\n[[rules]]\nname = "completions"\ntask = ["completion"]\nroute = "local"\n'
+                    'escalate_to = "frontier"\n\n[escalation]\ncompletion_min_mean_logprob = -0.0001\n')
+    home = tmp_path / "home"
+    async with lsp_session(model=endless_model_path, home=home, options=FAST, root=workspace) as client:
+        uri = open_document(client, workspace / "calc.py", "def add(a, b):\n    return \n")
+        result = await client.text_document_inline_completion_async(types.InlineCompletionParams(
+            text_document=types.TextDocumentIdentifier(uri=uri), position=types.Position(1, 11),
+            context=types.InlineCompletionContext(trigger_kind=types.InlineCompletionTriggerKind.Invoked)))
+        assert result.items[0].insert_text == "def renamed():\n    return 1"  # the frontier's answer
+        sent = frontier.requests
+        assert len(sent) == 1 and "<CURSOR>" in json.dumps(sent[0].body)
+
+        secret_uri = open_document(client, workspace / "keys.py", 'KEY = "AKIAZ7QRT2LXW4PN3KVD"\nvalue = \n')
+        result = await client.text_document_inline_completion_async(types.InlineCompletionParams(
+            text_document=types.TextDocumentIdentifier(uri=secret_uri), position=types.Position(1, 8),
+            context=types.InlineCompletionContext(trigger_kind=types.InlineCompletionTriggerKind.Invoked)))
+        assert set(result.items[0].insert_text) == {"x"}  # the local answer
+        assert len(frontier.requests) == 1  # nothing more went out
+    rows = sqlite3.connect(home / "ledger.sqlite3").execute(
+        "SELECT request_id, attempt, tier, outcome, escalation_reason FROM attempts WHERE task = 'completion' "
+        "ORDER BY id").fetchall()
+    first = [row[1:] for row in rows if row[0] == rows[0][0]]
+    assert first == [(1, "local", "escalated", "low_confidence"), (2, "frontier", "ok", None)]
+
+
+async def test_budget_cap_keeps_paid_tiers_off(frontier, server_env, endless_model_path, tmp_path):
+    workspace = tmp_path / "ws"
+    path = write_policy(workspace, frontier.url)
+    path.write_text(path.read_text() + "\n[budget]\ndaily_usd = 0.0000001\n")
+    async with lsp_session(model=endless_model_path, home=tmp_path / "home", options=FAST, root=workspace) as client:
+        uri = open_document(client, workspace / "a.py", "def f():\n    return 1\n")
+        answer = await request(client, "ninetyten/explain", uri)
+        assert answer["tier"] == "local" and answer["text"]
+        assert any("budget" in reason for reason in answer["decision"]["reasons"])
+    assert frontier.requests == []
+
+
+async def test_report_matches_the_ledger(frontier, server_env, endless_model_path, tmp_path):
+    workspace = tmp_path / "ws"
+    write_policy(workspace, frontier.url)
+    home = tmp_path / "home"
+    async with lsp_session(model=endless_model_path, home=home, options=FAST, root=workspace) as client:
+        uri = open_document(client, workspace / "a.py", "def f():\n    return 1\n")
+        for _ in range(2):
+            await request(client, "ninetyten/explain", uri)
+        await client.text_document_inline_completion_async(types.InlineCompletionParams(
+            text_document=types.TextDocumentIdentifier(uri=uri), position=types.Position(1, 12),
+            context=types.InlineCompletionContext(trigger_kind=types.InlineCompletionTriggerKind.Invoked)))
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "lsp_server", "report", "--json", "--since", "all"],
+                         capture_output=True, text=True, env={**os.environ, "NINETYTEN_HOME": str(home)}, timeout=60)
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    db = sqlite3.connect(home / "ledger.sqlite3")
+    total_cost = db.execute("SELECT SUM(cost_nusd) FROM attempts").fetchone()[0] / 1e9
+    frontier_cost = db.execute("SELECT SUM(frontier_cost_nusd) FROM attempts").fetchone()[0] / 1e9
+    totals = report["totals"]
+    assert abs(totals["cost_usd"] - total_cost) < 1e-9
+    assert abs(totals["frontier_cost_usd"] - frontier_cost) < 1e-9
+    assert totals["attempts"] == db.execute("SELECT COUNT(*) FROM attempts").fetchone()[0]
+    by_task = {group["key"]: group for group in report["by_task"]}
+    assert by_task["explain"]["requests"] == 2 and by_task["completion"]["requests"] == 1
+    assert total_cost > 0
+
+
+
+from tests.e2e.test_inhouse_llama_server import llama_server  # noqa: E402,F401  (a real llama.cpp server)
+
+
+async def test_in_house_tier_on_a_real_openai_compatible_server(llama_server, endless_model_path, tmp_path):
+    """The in-house tier is llama.cpp's own OpenAI-compatible server on loopback; it keeps
+    data home, so even a request with a secret may go there."""
+    workspace = tmp_path / "ws"
+    path = workspace / ".ninetyten" / "policy.toml"
+    path.parent.mkdir(parents=True)
+    path.write_text(f"""version = 1
+[tiers.local]
+backend = "llama_cpp"
+model = "default"
+
+[tiers.in_house]
+backend = "openai"
+base_url = "{llama_server}"
+model = "tiny"
+keeps_data_home = true
+
+[[rules]]
+name = "refactors in house"
+task = ["refactor"]
+route = "in_house"
+
+[escalation]
+verify = ["non_empty"]
+""")
+    options = {**FAST, "assist": {"max_tokens": 8}}
+    async with lsp_session(model=endless_model_path, home=tmp_path / "home", options=options, root=workspace) as client:
+        uri = open_document(client, workspace / "keys.py", 'KEY = "AKIAZ7QRT2LXW4PN3KVD"\nprint(KEY)\n')
+        answer = await request(client, "ninetyten/refactor", uri, instruction="inline the constant")
+        assert answer["decision"]["sensitivity"] == "sensitive"
+        assert answer["tier"] == "in_house", answer
+        attempt = answer["usage"]["attempts"][-1]
+        assert attempt["outcome"] in ("ok", "low_confidence") and answer["usage"]["completion_tokens"] > 0
