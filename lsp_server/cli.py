@@ -129,6 +129,17 @@ def _load_config(raw: str | None) -> ServerConfig:
         raise SystemExit(f"ninetyten: invalid --config: {describe_validation_error(error)}") from None
 
 
+def _load_policy(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    """The policy that applies here, or None after printing why it cannot be used."""
+    from .routing.policy import PolicyError, load_policy
+
+    try:
+        return load_policy(args.policy, Path.cwd())
+    except PolicyError as error:
+        print(f"ninetyten: {error}", file=sys.stderr)
+        return None
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from .server import create_server
 
@@ -197,12 +208,9 @@ def cmd_complete(args: argparse.Namespace) -> int:
     if args.max_tokens:
         config = config.merged({"completion": {"max_tokens": args.max_tokens}})
     from .ledger import Ledger
-    from .routing.policy import PolicyError, load_policy
 
-    try:
-        loaded = load_policy(args.policy, Path.cwd())
-    except PolicyError as error:
-        print(f"ninetyten: {error}", file=sys.stderr)
+    loaded = _load_policy(args)
+    if loaded is None:
         return EXIT_FAILURE
     engine = Engine(config, explicit_model=args.model, policy=loaded, ledger=Ledger(), progress=True)
     try:
@@ -321,13 +329,10 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def cmd_route(args: argparse.Namespace) -> int:
-    from .routing.policy import PolicyError, load_policy
     from .routing.router import RouteRequest, decide
 
-    try:
-        loaded = load_policy(args.policy, Path.cwd())
-    except PolicyError as error:
-        print(f"ninetyten: {error}", file=sys.stderr)
+    loaded = _load_policy(args)
+    if loaded is None:
         return EXIT_FAILURE
     text = ""
     if args.file == "-":
@@ -369,12 +374,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_policy(args: argparse.Namespace) -> int:
-    from .routing.policy import PolicyError, load_policy
-
-    try:
-        loaded = load_policy(args.policy, Path.cwd())
-    except PolicyError as error:
-        print(f"ninetyten: {error}", file=sys.stderr)
+    loaded = _load_policy(args)
+    if loaded is None:
         return EXIT_FAILURE
     if args.action == "check":
         print(f"ok: {loaded.path or 'built-in default'} (policy {loaded.digest}, from {loaded.source})")

@@ -469,7 +469,16 @@ class Engine:
         decision = self._completion_decision(inp)
         await self.wait_ready()
         waited_ms = (time.perf_counter() - started) * 1000.0
-        outcome = await self.completion_task().run(inp, cancel)
+        try:
+            outcome = await self.completion_task().run(inp, cancel)
+        except asyncio.CancelledError:
+            # $/cancelRequest: the attempt still gets its row, with what it had done.
+            done = cancel.generation if cancel is not None else None
+            usage = done.usage if done is not None else Usage()
+            self._record(request_id, 1, "completion",
+                         Attempt("local", self.local.name, self.local.model_name, "cancelled", usage,
+                                 (time.perf_counter() - started) * 1000.0), decision)
+            raise
         generation = outcome.generation
         text = outcome.text
         usage = generation.usage

@@ -14,7 +14,6 @@ import asyncio
 import codecs
 import logging
 import os
-import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass

@@ -10,16 +10,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import httpx
 
 from .base import CancelToken, ChatRequest, Generation, StopReason, TextCompletionRequest
 from .http_common import (
     BadShape,
     CallSpec,
-    Cooldown,
     GenerationStream,
     HttpBackend,
-    RetryPolicy,
     SseEvent,
     StreamErrorEvent,
     error_type_from_body,
@@ -117,13 +114,6 @@ class OpenAICompatBackend(HttpBackend):
     """Any server of the OpenAI HTTP API; the key (if any) goes in `Authorization: Bearer`."""
 
     name = "openai"
-
-    def __init__(self, base_url: str, model: str, *, api_key_env: str | None = None, timeout_s: float = 30.0,
-                 connect_timeout_s: float = 3.0, retry: RetryPolicy | None = None, cooldown: Cooldown | None = None,
-                 client: httpx.AsyncClient | None = None, extra_headers: dict[str, str] | None = None) -> None:
-        super().__init__(base_url, model, api_key_env=api_key_env, timeout_s=timeout_s,
-                         connect_timeout_s=connect_timeout_s, retry=retry, cooldown=cooldown, client=client,
-                         extra_headers=extra_headers)
 
     def _auth_headers(self, key: str | None) -> dict[str, str]:
         return {"authorization": f"Bearer {key}"} if key else {}

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sqlite3
 import sys
 import time
-from pathlib import Path
 
 import pytest
 from lsprotocol import types
@@ -112,7 +112,7 @@ async def test_classic_completion_is_quiet_when_client_has_inline(endless_model_
 
 async def test_cancel_stops_a_long_generation(endless_model_path, session_home, tmp_path):
     options = {"n_ctx": 16384, "completion": {"max_tokens": 16000, "time_limit_ms": 10000}}
-    async with lsp_session(model=endless_model_path, home=session_home, options=options) as client:
+    async with lsp_session(model=endless_model_path, home=tmp_path / "home", options=options) as client:
         served = served_notifications(client)
         uri = open_document(client, tmp_path / "e.py", "data = \n")
         params = types.InlineCompletionParams(
@@ -139,6 +139,11 @@ async def test_cancel_stops_a_long_generation(endless_model_path, session_home, 
         result = await inline(client, uri, 0, 7)
         assert result.items and set(result.items[0].insert_text) == {"x"}
         assert served[-1]["stop_reason"] in ("time_limit", "max_tokens")
+    # Both attempts are in the ledger, the cancelled one too.
+    rows = sqlite3.connect(tmp_path / "home" / "ledger.sqlite3").execute(
+        "SELECT outcome, completion_tokens FROM attempts WHERE task = 'completion' ORDER BY id").fetchall()
+    assert [outcome for outcome, _ in rows] == ["cancelled", "ok"]
+    assert 0 < rows[0][1] < 16000
 
 
 async def test_newest_request_wins(endless_model_path, session_home, tmp_path):
