@@ -32,7 +32,7 @@ from .routing.router import Decision, RouteRequest, check_egress, decide
 from .routing.signals import estimate_tokens
 from .routing.runtime import PolicyState
 from .routing.sensitivity import redact
-from .tasks.assist import AssistInput, escalation_messages, messages_for
+from .tasks.assist import AssistInput, messages_for
 from .tasks.assist import postprocess as assist_postprocess
 from .tasks.completion import CompletionTask
 from .tasks.completion_prompt import CompletionInput, split_at_cursor
@@ -137,6 +137,32 @@ class AssistResult:
             "decision": self.decision.model_dump(mode="json"),
             "usage": self.usage_summary(),
         }
+
+
+@dataclass
+class ChatJob:
+    """A chat task as the engine runs it: messages plus what a good answer means."""
+
+    task: TaskType
+    messages: list[ChatMessage]
+    path: str | None = None
+    kind: Literal["code", "prose"] = "prose"
+    language: str | None = None
+    original_length: int | None = None
+    postprocess: Callable[[str], str] = str.strip
+    # Messages for the next tier after a draft failed its checks (the draft goes along).
+    retry_messages: Callable[[str, list[str]], list[ChatMessage]] | None = None
+    extra_check: Callable[[str], list[str]] | None = None  # task-specific format checks
+    auto_apply: bool = False
+    latency: LatencyClass | None = None
+    max_tokens: int | None = None
+
+    def retry(self, draft: str, failed: list[str]) -> list[ChatMessage]:
+        if self.retry_messages is not None:
+            return self.retry_messages(draft, failed)
+        note = ", ".join(failed) or "low confidence"
+        return [*self.messages, ChatMessage("assistant", draft),
+                ChatMessage("user", f"That answer failed automatic checks ({note}). Please answer again, correctly.")]
 
 
 class LedgerSink:
@@ -372,22 +398,36 @@ class Engine:
 
     async def assist(self, inp: AssistInput, *, cancel: CancelToken | None = None, auto_apply: bool = False,
                      latency: LatencyClass | None = None, max_tokens: int | None = None) -> AssistResult:
-        """Explain, refactor or ask: routed, verified, escalated, recorded."""
-        max_tokens = max_tokens or self.config.assist.max_tokens
+        """Explain, refactor or ask about a piece of code."""
+        return await self.run_chat(ChatJob(
+            task=inp.task,
+            messages=messages_for(inp),
+            path=inp.path,
+            kind="code" if inp.task == "refactor" else "prose",
+            language=inp.language,
+            original_length=len(inp.code),
+            postprocess=lambda text: assist_postprocess(inp, text),
+            auto_apply=auto_apply,
+            latency=latency,
+            max_tokens=max_tokens,
+        ), cancel=cancel)
+
+    async def run_chat(self, job: "ChatJob", *, cancel: CancelToken | None = None) -> AssistResult:
+        """Any chat task: routed, verified, escalated (egress re-checked), recorded per attempt."""
+        max_tokens = job.max_tokens or self.config.assist.max_tokens
         request_id = new_request_id()
-        messages = messages_for(inp)
+        messages = job.messages
         payload = "\n".join(m.content for m in messages)
-        decision = self.decide(RouteRequest(task=inp.task, text=payload, path=inp.path, auto_apply=auto_apply,
-                                            latency=latency))
+        decision = self.decide(RouteRequest(task=job.task, text=payload, path=job.path, auto_apply=job.auto_apply,
+                                            latency=job.latency))
         attempts: list[Attempt] = []
         if decision.blocked:
             attempt = Attempt(decision.tier, decision.backend, decision.model, "blocked", Usage(), 0.0)
-            self._record(request_id, 1, inp.task, attempt, decision)
+            self._record(request_id, 1, job.task, attempt, decision)
             return AssistResult(None, decision, [attempt], request_id, error="blocked by policy: " + decision.reasons[-1])
 
         policy = self.policy
         deadline = time.monotonic() + policy.escalation.deadline_ms / 1000.0
-        kind = "code" if inp.task == "refactor" else "prose"
         checks = policy.escalation.verify
         tiers: list[TierName] = [decision.tier]
         if decision.escalate_to:
@@ -402,13 +442,13 @@ class Engine:
             tier = tiers[tier_index]
             outgoing = current_messages
             if tier != "local" and not policy.keeps_data_home(tier):
-                egress = check_egress(policy, "\n".join(m.content for m in outgoing), inp.path, tier,
+                egress = check_egress(policy, "\n".join(m.content for m in outgoing), job.path, tier,
                                       self.state.scanner)
                 if not egress.allowed:
                     decision.reasons.extend(egress.reasons)
                     break
                 if egress.redact or decision.redact:
-                    outgoing = [ChatMessage(m.role, redact(m.content, self.state.scanner.scan(m.content, inp.path)))
+                    outgoing = [ChatMessage(m.role, redact(m.content, self.state.scanner.scan(m.content, job.path)))
                                 for m in outgoing]
             fits, reservation = await self.reserve_budget(tier, outgoing, max_tokens)
             if not fits:
@@ -425,18 +465,21 @@ class Engine:
             except asyncio.CancelledError:
                 attempts.append(Attempt(tier, decision.backend, decision.model, "cancelled", Usage(),
                                         (time.perf_counter() - started) * 1000.0))
-                self._record(request_id, len(attempts), inp.task, attempts[-1], decision, reservation)
+                self._record(request_id, len(attempts), job.task, attempts[-1], decision, reservation)
                 raise
             except (BackendError, OSError) as error:
                 attempt = self._failed_attempt(tier, error, started)
                 attempts.append(attempt)
-                self._record(request_id, len(attempts), inp.task, attempt, decision, reservation)
+                self._record(request_id, len(attempts), job.task, attempt, decision, reservation)
                 if tier != "local" and "local" not in tiers[tier_index + 1:] and best is None:
                     tiers.append("local")  # a remote failure falls back to the local model
                 tier_index += 1
                 continue
-            text = assist_postprocess(inp, generation.text) if generation.stop_reason != "cancelled" else None
-            failed_checks = verify(text, checks, kind=kind, language=inp.language, original_length=len(inp.code))
+            text = job.postprocess(generation.text) if generation.stop_reason != "cancelled" else None
+            failed_checks = verify(text, checks, kind=job.kind, language=job.language,
+                                   original_length=job.original_length)
+            if job.extra_check is not None and text is not None:
+                failed_checks += job.extra_check(text)
             attempts.append(attempt)
             if text is not None and (best is None or not failed_checks):
                 best = text
@@ -444,14 +487,14 @@ class Engine:
             if failed_checks and has_next and time.monotonic() < deadline:
                 attempt.outcome = "escalated"
                 attempt.escalation_reason = "verify_failed:" + "+".join(failed_checks)
-                self._record(request_id, len(attempts), inp.task, attempt, decision, reservation)
-                current_messages = escalation_messages(inp, text or "", failed_checks)
+                self._record(request_id, len(attempts), job.task, attempt, decision, reservation)
+                current_messages = job.retry(text or "", failed_checks)
                 tier_index += 1
                 continue
             if failed_checks:
                 attempt.outcome = "low_confidence"
                 low_confidence = True
-            self._record(request_id, len(attempts), inp.task, attempt, decision, reservation)
+            self._record(request_id, len(attempts), job.task, attempt, decision, reservation)
             break
         if best is not None and failed_checks and attempts and attempts[-1].outcome != "low_confidence":
             low_confidence = True

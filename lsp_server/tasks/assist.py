@@ -50,15 +50,6 @@ def messages_for(inp: AssistInput) -> list[ChatMessage]:
     return [ChatMessage("system", SYSTEM), ChatMessage("user", user)]
 
 
-def escalation_messages(inp: AssistInput, draft: str, failed: list[str]) -> list[ChatMessage]:
-    """A stronger tier sees the task and the local draft that failed its checks."""
-    messages = messages_for(inp)
-    note = ", ".join(failed) or "low confidence"
-    messages.append(ChatMessage("assistant", draft))
-    messages.append(ChatMessage("user", f"That answer failed automatic checks ({note}). Please answer again, correctly."))
-    return messages
-
-
 def extract_code(answer: str) -> str:
     """The code of a refactor answer: the fenced block if there is one, else the text."""
     text = answer.strip("\n")

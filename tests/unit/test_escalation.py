@@ -1,5 +1,6 @@
 from lsp_server.routing.escalation import brackets_balanced, completion_confident, parses, verify
-from lsp_server.tasks.assist import AssistInput, escalation_messages, extract_code, messages_for
+from lsp_server.engine import ChatJob
+from lsp_server.tasks.assist import AssistInput, extract_code, messages_for
 
 
 def test_python_syntax_check():
@@ -39,6 +40,6 @@ def test_prompts_carry_the_code_and_instruction():
     inp = AssistInput("refactor", "x=1", path="a.py", language="python", instruction="use snake case")
     messages = messages_for(inp)
     assert messages[0].role == "system" and "use snake case" in messages[1].content and "x=1" in messages[1].content
-    again = escalation_messages(inp, "draft", ["syntax"])
+    again = ChatJob(task="refactor", messages=messages).retry("draft", ["syntax"])
     assert [m.role for m in again] == ["system", "user", "assistant", "user"]
     assert "syntax" in again[-1].content

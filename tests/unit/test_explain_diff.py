@@ -1,0 +1,58 @@
+from lsp_server.tasks.explain_diff import (
+    SUBJECT_MAX,
+    check_commit_message,
+    commit_message_messages,
+    explain_messages,
+    guess_type,
+    repair_commit_message,
+)
+
+
+def test_good_message_passes():
+    assert check_commit_message("fix(parser): handle empty input\n\nThe parser crashed on empty files.") == []
+
+
+def test_problems_are_named():
+    assert check_commit_message("") == ["subject_missing"]
+    assert "subject_too_long" in check_commit_message("feat: " + "x" * 80)
+    assert "not_conventional" in check_commit_message("Fixed the parser")
+    assert "not_conventional" in check_commit_message("wip: stuff")  # not a known type
+    assert "no_blank_line" in check_commit_message("fix: a\nbody right away")
+
+
+def test_repair_makes_any_answer_well_formed():
+    repaired = repair_commit_message("Commit message: Fixed a crash when the config file is empty.\n"
+                                     "The loader now returns defaults.", ["src/config.py"])
+    subject, _, body = repaired.partition("\n\n")
+    assert subject == "fix: fixed a crash when the config file is empty"
+    assert body == "The loader now returns defaults."
+    assert check_commit_message(repaired) == []
+
+
+def test_repair_shortens_and_wraps():
+    long_subject = "feat(api): " + " ".join(["support"] * 30)
+    body = " ".join(["word"] * 60)
+    repaired = repair_commit_message(f"```\n{long_subject}\n\n{body}\n```", ["api.py"])
+    lines = repaired.split("\n")
+    assert len(lines[0]) <= SUBJECT_MAX and lines[0].startswith("feat(api): ")
+    assert lines[1] == "" and all(len(line) <= 72 for line in lines[2:])
+    assert check_commit_message(repaired) == []
+
+
+def test_repair_of_empty_answer_names_the_files():
+    repaired = repair_commit_message("", ["README.md", "docs/guide.md"])
+    assert repaired.startswith("docs: update README.md, docs/guide.md")
+
+
+def test_guess_type():
+    assert guess_type(["tests/test_a.py"]) == "test"
+    assert guess_type([".github/workflows/ci.yml"]) == "ci"
+    assert guess_type(["src/a.py"], "fix the crash") == "fix"
+    assert guess_type(["src/a.py"], "refresh") == "chore"
+
+
+def test_prompts_carry_the_diff_without_examples():
+    messages = explain_messages("+x = 1", part=2, parts=3)
+    assert "part 2 of 3" in messages[1].content and "+x = 1" in messages[1].content
+    assert messages[1].content.count("```diff") == 1  # the real diff only: no example diffs
+    assert "72" in commit_message_messages("It adds x.", "1 file, +1 -0")[1].content
