@@ -78,6 +78,39 @@ def build_parser() -> argparse.ArgumentParser:
     verify = models_commands.add_parser("verify", help="check a model file's GGUF header and SHA-256")
     verify.add_argument("model", nargs="?", metavar="PATH|ID", help="default: what `serve` would load")
 
+    explain = commands.add_parser(
+        "explain",
+        help="explain a change: the staged diff, a revision range, or a diff on stdin",
+        description="Explain what a change does, why it probably changed and what to review carefully. "
+        "Every model call follows the routing policy. Large diffs are explained chunk by chunk and merged.",
+    )
+    explain.add_argument("source", nargs="?", metavar="REV_RANGE|-",
+                         help="e.g. main..HEAD or HEAD~1; - reads a diff from stdin (default: the staged change)")
+    explain.add_argument("--staged", action="store_true", help="explain the staged change (the default)")
+    explain.add_argument("--commit-message", action="store_true",
+                         help="also write a conventional-commit message (subject <= 72 characters, wrapped body)")
+    explain.add_argument("--json", action="store_true",
+                         help="print one object: explanation, commit_message, decision, usage")
+    explain.add_argument("--repo", metavar="DIR", default=".", help="the git repository (default: here)")
+    _add_model_option(explain)
+    _add_policy_option(explain)
+
+    hook = commands.add_parser("hook", help="install or run the git prepare-commit-msg hook")
+    hook_commands = hook.add_subparsers(dest="hook_command", metavar="ACTION")
+    install = hook_commands.add_parser("install", help="install the prepare-commit-msg hook into this repository")
+    install.add_argument("--force", action="store_true", help="replace a hook ninetyten did not install")
+    install.add_argument("--repo", metavar="DIR", default=".")
+    uninstall = hook_commands.add_parser("uninstall", help="remove the hook (restoring a replaced one)")
+    uninstall.add_argument("--repo", metavar="DIR", default=".")
+    run_hook = hook_commands.add_parser("run", help="what git runs (never blocks a commit)")
+    run_hook.add_argument("name", choices=["prepare-commit-msg"])
+    run_hook.add_argument("message_file", nargs="?")
+    run_hook.add_argument("commit_source", nargs="?")
+    run_hook.add_argument("sha", nargs="?")
+    run_hook.add_argument("--timeout", type=float, metavar="SECONDS", help="time budget (default 20, or "
+                          "NINETYTEN_HOOK_TIMEOUT)")
+    _add_policy_option(run_hook)
+
     route = commands.add_parser(
         "route",
         help="show where a request would go, and why (no model is called)",
@@ -367,6 +400,98 @@ def cmd_route(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_explain(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from .diffs import DiffError, parse_diff, range_diff, read_stdin_diff, staged_diff
+    from .engine import Engine
+    from .explain import explain_changes
+    from .ledger import Ledger
+
+    _configure_logging(args.verbose)
+    repo = Path(args.repo)
+    try:
+        if args.source == "-":
+            data = read_stdin_diff(sys.stdin.buffer)
+            what = "the diff on stdin"
+        elif args.source and not args.staged:
+            data = range_diff(repo, args.source)
+            what = args.source
+        else:
+            data = staged_diff(repo)
+            what = "the staged change"
+        changes = parse_diff(data)
+    except DiffError as error:
+        print(f"ninetyten: {error}", file=sys.stderr)
+        return EXIT_FAILURE
+    if not changes:
+        print(f"ninetyten: nothing to explain: {what} is empty"
+              + (" (stage changes with `git add`)" if what == "the staged change" else ""), file=sys.stderr)
+        return 0
+    loaded = _load_policy(args)
+    if loaded is None:
+        return EXIT_FAILURE
+    engine = Engine(ServerConfig(), explicit_model=args.model, policy=loaded, ledger=Ledger(), progress=True)
+    engine.start()
+    try:
+        result = asyncio.run(_explain_with_progress(engine, changes, args.commit_message, explain_changes))
+    except Exception as error:  # a model that cannot load, a broken backend: say it plainly
+        print(f"ninetyten: {error}", file=sys.stderr)
+        return EXIT_FAILURE
+    finally:
+        engine.close()
+    if args.json:
+        print(json.dumps(result.to_json(), indent=2))
+    elif args.commit_message:
+        print(result.commit_message)
+    else:
+        print(result.explanation)
+    return 0
+
+
+async def _explain_with_progress(engine, changes, commit_message, explain_changes):  # type: ignore[no-untyped-def]
+    """A progress bar on a terminal; nothing when stderr is a file or a pipe."""
+    if not sys.stderr.isatty():
+        return await explain_changes(engine, changes, commit_message=commit_message)
+    from rich.console import Console
+    from rich.progress import Progress
+
+    with Progress(transient=True, console=Console(stderr=True)) as bar:
+        task = bar.add_task("explaining", total=None)
+
+        def progress(done: int, total: int, what: str) -> None:
+            bar.update(task, completed=done, total=total, description=what)
+
+        return await explain_changes(engine, changes, commit_message=commit_message, progress=progress)
+
+
+def cmd_hook(args: argparse.Namespace) -> int:
+    from .hooks import HookError, install, run_prepare_commit_msg, uninstall
+
+    action = args.hook_command
+    if action == "run":
+        if not args.message_file:
+            return 0
+        # The pre-commit framework passes the source in its environment, git as an argument.
+        source = args.commit_source or os.environ.get("PRE_COMMIT_COMMIT_MSG_SOURCE") or None
+        return run_prepare_commit_msg(Path(args.message_file), source, Path.cwd(),
+                                      budget_s=args.timeout, policy=args.policy)
+    try:
+        if action == "install":
+            path = install(Path(args.repo), force=args.force)
+            print(f"installed {path}")
+        elif action == "uninstall":
+            removed = uninstall(Path(args.repo))
+            print(f"removed {removed}" if removed else "no ninetyten hook installed")
+        else:
+            print("usage: ninetyten hook install|uninstall|run", file=sys.stderr)
+            return EXIT_USAGE
+    except HookError as error:
+        print(f"ninetyten: {error}", file=sys.stderr)
+        return EXIT_FAILURE
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from .report import run_report
 
@@ -391,7 +516,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USAGE
     handlers = {"serve": cmd_serve, "complete": cmd_complete, "models": cmd_models, "doctor": cmd_doctor,
-                "route": cmd_route, "report": cmd_report, "policy": cmd_policy}
+                "route": cmd_route, "report": cmd_report, "policy": cmd_policy, "explain": cmd_explain,
+                "hook": cmd_hook}
     return handlers[args.command](args)
 
 

@@ -31,6 +31,10 @@ log = logging.getLogger(__name__)
 
 SERVED_NOTIFICATION = "ninetyten/served"
 EXPLAIN_REQUEST = "ninetyten/explain"
+EXPLAIN_SELECTION_COMMAND = "ninetyten.explainSelection"
+REFACTOR_SELECTION_COMMAND = "ninetyten.refactorSelection"
+ASK_COMMAND = "ninetyten.ask"
+EXPLAIN_CHANGE_COMMAND = "ninetyten.explainChange"
 REFACTOR_REQUEST = "ninetyten/refactor"
 ASK_REQUEST = "ninetyten/ask"
 RECENT_DOCUMENTS = 32
@@ -38,6 +42,18 @@ DIAGNOSTIC_SOURCE = "ninetyten policy"
 
 
 class NinetyTenProtocol(LanguageServerProtocol):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # workspace/executeCommand runs our coroutine as a task of its own, which pygls does
+        # not cancel on $/cancelRequest: keep them by request id and cancel them ourselves.
+        self.command_tasks: dict[Any, asyncio.Task[Any]] = {}
+
+    def _handle_cancel_notification(self, msg_id: Any) -> None:
+        task = self.command_tasks.pop(msg_id, None)
+        if task is not None:
+            task.cancel()
+        super()._handle_cancel_notification(msg_id)
+
     @lsp_method(types.INITIALIZE)
     def lsp_initialize(self, params: types.InitializeParams):  # type: ignore[override]
         # Prefer UTF-8 whenever the client offers it: no UTF-16 counting on our side.
@@ -288,6 +304,8 @@ class NinetyTenServer(LanguageServer):
             inp, selection = self.assist_input(task, params)
         except (ValidationError, ValueError) as error:
             return {"error": f"invalid {task} request: {error}"}
+        if task == "refactor" and not inp.instruction.strip():
+            return {"error": "a refactor needs an instruction (the `instruction` argument)"}
         if self.engine is None:
             return {"error": "the server is not initialized"}
         token = CancelToken()
@@ -297,6 +315,10 @@ class NinetyTenServer(LanguageServer):
             token.cancel()
             raise
         answer = result.to_json()
+        if task == "refactor" and result.text is not None and not self.edit_keeps_file_valid(
+                params.text_document.uri, selection, result.text):
+            answer["error"] = "the refactored code would break the file's syntax; nothing was changed"
+            return answer
         if task == "refactor" and result.text is not None:
             document = self.workspace.text_documents.get(params.text_document.uri)
             edit = types.WorkspaceEdit(document_changes=[types.TextDocumentEdit(
@@ -310,10 +332,93 @@ class NinetyTenServer(LanguageServer):
                 answer["applied"] = bool(applied and applied.applied)
         return answer
 
+    def edit_keeps_file_valid(self, uri: str, selection: types.Range, new_text: str) -> bool:
+        """A Python file that parsed before the edit must parse after it."""
+        document = self.workspace.text_documents.get(uri)
+        if document is None or document.language_id != "python":
+            return True
+        from .routing.escalation import parses
+
+        lines = split_lines(document.source)
+        start = clamp_position(lines, selection.start.line, selection.start.character, self.encoding)
+        end = clamp_position(lines, selection.end.line, selection.end.character, self.encoding)
+        text = "\n".join(lines)
+        offsets = [sum(len(line) + 1 for line in lines[:row]) + col for row, col in (start, end)]
+        after = text[: offsets[0]] + new_text + text[offsets[1]:]
+        return not parses(text, "python") or parses(after, "python")
+
+    async def run_command(self, task: str, args: tuple[Any, ...]) -> dict[str, Any]:
+        """A command from a code action: cancellable, with $/progress while it runs."""
+        msg_id = self.protocol.msg_id
+        current = asyncio.current_task()
+        if msg_id is not None and current is not None:
+            self.protocol.command_tasks[msg_id] = current
+        try:
+            raw = _command_params(args, task)
+            return await self.assist(task, raw) if task != "explain_change" else await self.explain_change(raw)
+        finally:
+            if msg_id is not None:
+                self.protocol.command_tasks.pop(msg_id, None)
+
+    async def explain_change(self, raw: dict[str, Any]) -> dict[str, Any]:
+        """Explain the working-tree change of one file (or the whole workspace)."""
+        from .diffs import DiffError, parse_diff, working_tree_diff
+        from .explain import explain_changes
+
+        if self.engine is None:
+            return {"error": "the server is not initialized"}
+        root = self.workspace_root
+        if root is None:
+            return {"error": "explaining a change needs a workspace folder (a git repository)"}
+        uri = (raw.get("textDocument") or {}).get("uri")
+        path = self.relative_path(uri) if uri else None
+        try:
+            changes = parse_diff(working_tree_diff(root, path))
+        except DiffError as error:
+            return {"error": str(error)}
+        if not changes:
+            return {"explanation": None, "error": "nothing changed"}
+        token = f"ninetyten-explain-{uuid.uuid4().hex[:8]}"
+        progress_ok = bool(self.client_capabilities.window and self.client_capabilities.window.work_done_progress)
+        if progress_ok:
+            try:
+                await self.work_done_progress.create_async(token)
+                self.work_done_progress.begin(token, types.WorkDoneProgressBegin(
+                    title="ninetyten: explaining the change", percentage=0, cancellable=False))
+            except Exception:
+                progress_ok = False
+
+        def progress(done: int, total: int, what: str) -> None:
+            if progress_ok:
+                self.work_done_progress.report(token, types.WorkDoneProgressReport(
+                    message=what, percentage=int(100 * done / max(total, 1))))
+
+        try:
+            result = await explain_changes(self.engine, changes, progress=progress)
+        finally:
+            if progress_ok:
+                self.work_done_progress.end(token, types.WorkDoneProgressEnd(message="done"))
+        return result.to_json()
+
     def spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+
+def _command_params(args: tuple[Any, ...], task: str) -> dict[str, Any]:
+    """Command arguments: one object like the custom requests take, or (uri, range, text)."""
+    values = [_plain(arg) for arg in args]
+    if len(values) == 1 and isinstance(values[0], dict):
+        return values[0]
+    params: dict[str, Any] = {}
+    if values and isinstance(values[0], str):
+        params["textDocument"] = {"uri": values[0]}
+    if len(values) > 1 and isinstance(values[1], dict):
+        params["range"] = values[1]
+    if len(values) > 2 and isinstance(values[2], str):
+        params["question" if task == "ask" else "instruction"] = values[2]
+    return params
 
 
 def _plain(value: Any) -> Any:
@@ -405,6 +510,47 @@ def create_server(config: ServerConfig | None = None, explicit_model: str | None
     @server.feature(ASK_REQUEST)
     async def ask(ls: NinetyTenServer, params: Any) -> dict[str, Any]:
         return await ls.assist("ask", params)
+
+    @server.feature(
+        types.TEXT_DOCUMENT_CODE_ACTION,
+        types.CodeActionOptions(code_action_kinds=[types.CodeActionKind.RefactorRewrite,
+                                                   types.CodeActionKind.Empty]),
+    )
+    def code_actions(ls: NinetyTenServer, params: types.CodeActionParams) -> list[types.CodeAction]:
+        uri = params.text_document.uri
+        target = {"textDocument": {"uri": uri},
+                  "range": ls.protocol._converter.unstructure(params.range)}
+        actions = [types.CodeAction(
+            title="ninetyten: Explain this change",
+            kind=types.CodeActionKind.Empty,
+            command=types.Command(title="ninetyten: Explain this change", command=EXPLAIN_CHANGE_COMMAND, arguments=[{"textDocument": {"uri": uri}}]),
+        )]
+        if params.range.start != params.range.end:
+            actions[:0] = [
+                types.CodeAction(title="ninetyten: Explain selection", kind=types.CodeActionKind.Empty,
+                                 command=types.Command(title="ninetyten: Explain selection", command=EXPLAIN_SELECTION_COMMAND, arguments=[target])),
+                types.CodeAction(title="ninetyten: Refactor selection…", kind=types.CodeActionKind.RefactorRewrite,
+                                 command=types.Command(title="ninetyten: Refactor selection…", command=REFACTOR_SELECTION_COMMAND, arguments=[{**target, "apply": True}])),
+                types.CodeAction(title="ninetyten: Ask about selection", kind=types.CodeActionKind.Empty,
+                                 command=types.Command(title="ninetyten: Ask about selection", command=ASK_COMMAND, arguments=[target])),
+            ]
+        return actions
+
+    @server.command(EXPLAIN_SELECTION_COMMAND)
+    async def explain_selection_command(ls: NinetyTenServer, *args: Any) -> dict[str, Any]:
+        return await ls.run_command("explain", args)
+
+    @server.command(REFACTOR_SELECTION_COMMAND)
+    async def refactor_selection_command(ls: NinetyTenServer, *args: Any) -> dict[str, Any]:
+        return await ls.run_command("refactor", args)
+
+    @server.command(ASK_COMMAND)
+    async def ask_command(ls: NinetyTenServer, *args: Any) -> dict[str, Any]:
+        return await ls.run_command("ask", args)
+
+    @server.command(EXPLAIN_CHANGE_COMMAND)
+    async def explain_change_command(ls: NinetyTenServer, *args: Any) -> dict[str, Any]:
+        return await ls.run_command("explain_change", args)
 
     @server.feature(types.SHUTDOWN)
     async def shutdown(ls: NinetyTenServer, params: Any) -> None:

@@ -1,0 +1,145 @@
+"""Explain a change: diff -> chunks -> one routed explanation per chunk -> merged answer.
+
+Used by `ninetyten explain`, the git hook and the editor's "Explain this change". Every
+model call goes through the engine (routing policy, sensitivity gate, ledger).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .backends.base import CancelToken
+from .diffs import FileChange, chunk_diff, diff_stats, staged_diff, summarize_skipped
+from .engine import AssistResult, ChatJob, Engine
+from .routing.policy import LatencyClass
+from .tasks.explain_diff import (
+    check_commit_message,
+    commit_message_messages,
+    explain_messages,
+    merge_messages,
+    repair_commit_message,
+)
+
+Progress = Callable[[int, int, str], None]  # (done, total, what)
+
+# Room left in the local context for the instructions and the answer.
+PROMPT_OVERHEAD_TOKENS = 300
+
+
+@dataclass
+class ExplainResult:
+    explanation: str
+    commit_message: str | None
+    results: list[AssistResult] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    chunks: int = 0
+    files: int = 0
+
+    @property
+    def decision(self) -> dict[str, Any] | None:
+        """The first call's decision: the same object `ninetyten route --json` prints."""
+        return self.results[0].decision.model_dump(mode="json") if self.results else None
+
+    def usage(self) -> dict[str, Any]:
+        attempts = [a for r in self.results for a in r.attempts]
+        return {
+            "calls": len(self.results),
+            "chunks": self.chunks,
+            "prompt_tokens": sum(a.usage.prompt_tokens for a in attempts),
+            "completion_tokens": sum(a.usage.completion_tokens for a in attempts),
+            "latency_ms": round(sum(a.latency_ms for a in attempts), 1),
+            "cost_usd": round(sum(a.cost_usd for a in attempts), 6),
+            "tiers": sorted({a.tier for a in attempts if a.outcome in ("ok", "low_confidence", "escalated")}),
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"explanation": self.explanation, "decision": self.decision, "usage": self.usage(),
+                                "skipped": self.skipped}
+        if self.commit_message is not None:
+            data["commit_message"] = self.commit_message
+        return data
+
+
+def chunk_budget(engine: Engine, max_tokens: int) -> int:
+    return max(256, engine.local.n_ctx - max_tokens - PROMPT_OVERHEAD_TOKENS)
+
+
+async def explain_changes(
+    engine: Engine,
+    changes: Iterable[FileChange],
+    *,
+    commit_message: bool = False,
+    progress: Progress | None = None,
+    cancel: CancelToken | None = None,
+    latency: LatencyClass | None = None,
+) -> ExplainResult:
+    """Map (explain each chunk) then reduce (merge), then optionally the commit message."""
+    await engine.wait_ready()
+    changes = list(changes)
+    stats = diff_stats(changes)
+    skipped = summarize_skipped(changes)
+    paths = [change.path for change in changes]
+    max_tokens = engine.config.assist.max_tokens
+    sendable = [change for change in changes if not change.summarized_only]
+    chunks = list(chunk_diff(sendable, chunk_budget(engine, max_tokens)))
+    result = ExplainResult("", None, skipped=skipped, chunks=len(chunks), files=len(changes))
+    total_steps = len(chunks) + (1 if len(chunks) > 1 else 0) + (1 if commit_message else 0)
+    step = 0
+
+    def advance(what: str) -> None:
+        nonlocal step
+        step += 1
+        if progress is not None:
+            progress(step, total_steps, what)
+
+    parts: list[str] = []
+    for chunk in chunks:
+        answer = await engine.run_chat(ChatJob(
+            task="explain", messages=explain_messages(chunk.text, part=chunk.index + 1, parts=len(chunks)),
+            path=chunk.files[0] if chunk.files else None, kind="prose", latency=latency, max_tokens=max_tokens,
+        ), cancel=cancel)
+        result.results.append(answer)
+        parts.append(answer.text or "")
+        advance(f"explained {', '.join(chunk.files[:3])}")
+    if len(parts) > 1:
+        merged = await engine.run_chat(ChatJob(task="explain", messages=merge_messages(parts), kind="prose",
+                                               latency=latency, max_tokens=max_tokens), cancel=cancel)
+        result.results.append(merged)
+        explanation = merged.text or "\n\n".join(parts)
+        advance("merged the parts")
+    else:
+        explanation = parts[0] if parts else ""
+    if skipped:
+        explanation = (explanation.rstrip() + "\n\n" if explanation.strip() else "") + \
+            "Also changed (not sent to a model): " + "; ".join(skipped)
+    result.explanation = explanation.strip() or f"{stats.files} file(s) changed."
+    if commit_message:
+        stats_line = f"{stats.files} files, +{stats.added} -{stats.removed}"
+        answer = await engine.run_chat(ChatJob(
+            task="commit_message", messages=commit_message_messages(result.explanation, stats_line),
+            kind="prose", extra_check=check_commit_message, latency=latency, max_tokens=200,
+            postprocess=lambda text: text.strip(),
+        ), cancel=cancel)
+        result.results.append(answer)
+        result.commit_message = repair_commit_message(answer.text or "", paths)
+        advance("wrote the commit message")
+    return result
+
+
+def generate_commit_message(repo: Path, engine: Engine, *, timeout_s: float) -> str | None:
+    """The commit message for the staged change, or None (nothing staged, or out of time)."""
+    from .diffs import parse_diff
+
+    changes = parse_diff(staged_diff(repo))
+    if not changes:
+        return None
+
+    async def run() -> ExplainResult:
+        return await asyncio.wait_for(explain_changes(engine, changes, commit_message=True, latency="background"),
+                                      timeout_s)
+
+    return asyncio.run(run()).commit_message
