@@ -183,12 +183,12 @@ def chunk_diff(changes: Iterable[FileChange], max_tokens: int, *,
             yield from p.flush()  # fits a fresh chunk: never split a file that need not be
         if whole <= p.room or not change.hunks:
             p.open_file(change, header, h_tok)
-            for hunk, tok in zip(change.hunks, hunk_tok):
+            for hunk, tok in zip(change.hunks, hunk_tok, strict=True):
                 p.add(hunk.header + "\n" + hunk.text, tok)
             continue
         # Too big for any chunk: start it fresh, then go hunk by hunk.
         yield from p.flush()
-        for hunk, tok in zip(change.hunks, hunk_tok):
+        for hunk, tok in zip(change.hunks, hunk_tok, strict=True):
             need = tok + (0 if p.open is change else h_tok)
             if need > p.room and h_tok + tok <= max_tokens:
                 yield from p.flush()
@@ -230,10 +230,7 @@ class DiffStats:
 
 def skipped_line(change: FileChange) -> str:
     """'package-lock.json (lock file, +120 -80)'."""
-    if change.status in ("renamed", "copied"):
-        name = f"{change.old_path} -> {change.new_path}"
-    else:
-        name = change.path
+    name = f"{change.old_path} -> {change.new_path}" if change.status in ("renamed", "copied") else change.path
     bits = [change.summary_reason or "summarized"]
     if change.status != "modified":
         bits.append(change.status)

@@ -13,12 +13,13 @@ patch's headers and message) and after the last hunk (a signature) is ignored.
 
 from __future__ import annotations
 
+import codecs
 import io
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import BinaryIO, Literal
+from typing import IO, BinaryIO, Literal, TextIO, cast
 
 Status = Literal["added", "deleted", "modified", "renamed", "copied", "mode_changed"]
 
@@ -263,6 +264,18 @@ def _split_git_names(rest: bytes) -> tuple[bytes, bytes]:
     return rest, rest
 
 
+def _plain_prefixes(old: bytes | None, new: bytes | None) -> tuple[bytes, bytes]:
+    """Prefixes to strip from a diff without a `diff --git` line: `a/x b/x` and `old/x new/x`
+    (diff -ru) lose their first directory; `src/x src/x` (svn) keeps it."""
+    if old is not None and new is not None and b"/" in old and b"/" in new:
+        (old_top, old_rest), (new_top, new_rest) = old.split(b"/", 1), new.split(b"/", 1)
+        if old_top != new_top and old_rest == new_rest:
+            return old_top + b"/", new_top + b"/"
+    if (old is None or old.startswith(b"a/")) and (new is None or new.startswith(b"b/")):
+        return b"a/", b"b/"
+    return b"", b""
+
+
 def _strip(name: bytes | None, prefix: bytes) -> bytes | None:
     if name is not None and prefix and name.startswith(prefix):
         return name[len(prefix):]
@@ -271,7 +284,7 @@ def _strip(name: bytes | None, prefix: bytes) -> bytes | None:
 
 # --------------------------------------------------------------------------- the parser
 
-_HUNK_RE = re.compile(rb"@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@(.*)", re.S)
+_HUNK_RE = re.compile(rb"@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@(.*)", re.DOTALL)
 _MODE_RE = re.compile(rb"[0-7]{6}")
 
 
@@ -317,8 +330,8 @@ class _Builder:
 
     def set_file_lines(self, old: bytes | None, new: bytes | None) -> None:
         self.has_file_lines = True
-        if self.kind != "git" and (old is None or old.startswith(b"a/")) and (new is None or new.startswith(b"b/")):
-            self.old_prefix, self.new_prefix = b"a/", b"b/"
+        if self.kind != "git":
+            self.old_prefix, self.new_prefix = _plain_prefixes(old, new)
         # An explicit `rename from/to` is more reliable than prefix-stripped ---/+++ names.
         if not (self.rename or self.copy):
             self.old, self.new = _strip(old, self.old_prefix), _strip(new, self.new_prefix)
@@ -447,7 +460,7 @@ def format_hunk_header(old_start: int, old_len: int, new_start: int, new_len: in
     return f"@@ -{old_start},{old_len} +{new_start},{new_len} @@{section}"
 
 
-def _read_hunk(cur: _Builder, m: re.Match[bytes], src: _Lines) -> None:
+def _read_hunk(cur: _Builder, head: bytes, m: re.Match[bytes], src: _Lines) -> None:
     """Consume one hunk's body. Line counts from the header decide where it ends, so a removed
     line that reads `-- x` or a trailing e-mail signature is never mistaken for a header."""
     old_start, new_start = int(m[1]), int(m[3])
@@ -500,9 +513,10 @@ def _read_hunk(cur: _Builder, m: re.Match[bytes], src: _Lines) -> None:
     hunk = None
     if keep:
         section = m[5].rstrip(b"\r\n").decode("utf-8", errors)
+        header = head.decode("utf-8", errors)
         if old_left or new_left:  # truncated input: make the header match what is there
             old_len, new_len = old_len - old_left, new_len - new_left
-        header = format_hunk_header(old_start, old_len, new_start, new_len, section)
+            header = format_hunk_header(old_start, old_len, new_start, new_len, section)
         hunk = Hunk(header, old_start, old_len, new_start, new_len, "".join(lines), added, removed)
     if generated:
         cur.late_reason, cur.keep_text = "generated", False
@@ -556,7 +570,7 @@ def _parse(src: _Lines, opts: _Options) -> Iterator[FileChange]:
                 if cur.kind == "combined":
                     _read_combined_hunk(cur, head, src)
             elif m := _HUNK_RE.match(head):
-                _read_hunk(cur, m, src)
+                _read_hunk(cur, head, m, src)
         elif head.startswith(b"--- ") and (nxt := src.peek()) is not None and nxt.startswith(b"+++ "):
             src.get()
             old, new = _file_line_name(head[4:]), _file_line_name(nxt[4:])
@@ -586,13 +600,14 @@ def _parse(src: _Lines, opts: _Options) -> Iterator[FileChange]:
                         "pass the output of `git diff` or `diff -u`")
 
 
-def iter_parse_diff(stream: BinaryIO, *, encoding_errors: str = "replace", rules: SummaryRules = DEFAULT_RULES,
-                    max_line_bytes: int = MAX_LINE_BYTES) -> Iterator[FileChange]:
+def iter_parse_diff(stream: IO[bytes] | TextIO, *, encoding_errors: str = "replace",
+                    rules: SummaryRules = DEFAULT_RULES, max_line_bytes: int = MAX_LINE_BYTES) -> Iterator[FileChange]:
     """Parse a diff file by file from a binary stream; memory holds one file at a time.
 
     Bytes that are not UTF-8 are decoded with `encoding_errors` (default: replaced with U+FFFD).
     A text stream (sys.stdin) is read through its binary buffer."""
-    binary: BinaryIO = getattr(stream, "buffer", stream)
+    codecs.lookup_error(encoding_errors)  # a bad handler name fails here, not mid-stream
+    binary = cast(BinaryIO, getattr(stream, "buffer", stream))
     return _parse(_Lines(_read_lines(binary, max_line_bytes)), _Options(encoding_errors, rules))
 
 
