@@ -18,6 +18,7 @@ from .engine import AssistResult, ChatJob, Engine
 from .routing.policy import LatencyClass
 from .tasks.explain_diff import (
     check_commit_message,
+    commit_message_from_diff_messages,
     commit_message_messages,
     explain_messages,
     merge_messages,
@@ -28,6 +29,9 @@ Progress = Callable[[int, int, str], None]  # (done, total, what)
 
 # Room left in the local context for the instructions and the answer.
 PROMPT_OVERHEAD_TOKENS = 300
+# Answer lengths: explanations are short sections, a commit message a few lines.
+EXPLAIN_MAX_TOKENS = 320
+COMMIT_MAX_TOKENS = 96
 
 
 @dataclass
@@ -73,17 +77,22 @@ async def explain_changes(
     changes: Iterable[FileChange],
     *,
     commit_message: bool = False,
+    explanation: bool = True,
     progress: Progress | None = None,
     cancel: CancelToken | None = None,
     latency: LatencyClass | None = None,
 ) -> ExplainResult:
-    """Map (explain each chunk) then reduce (merge), then optionally the commit message."""
+    """Map (explain each chunk) then reduce (merge), then optionally the commit message.
+
+    With `explanation=False` (the git hook) a diff that fits one chunk gets its commit
+    message in a single call, straight from the diff.
+    """
     await engine.wait_ready()
     changes = list(changes)
     stats = diff_stats(changes)
     skipped = summarize_skipped(changes)
     paths = [change.path for change in changes]
-    max_tokens = engine.config.assist.max_tokens
+    max_tokens = min(engine.config.assist.max_tokens, EXPLAIN_MAX_TOKENS)
     sendable = [change for change in changes if not change.summarized_only]
     chunks = list(chunk_diff(sendable, chunk_budget(engine, max_tokens)))
     result = ExplainResult("", None, skipped=skipped, chunks=len(chunks), files=len(changes))
@@ -95,6 +104,21 @@ async def explain_changes(
         step += 1
         if progress is not None:
             progress(step, total_steps, what)
+
+    stats_line = f"{stats.files} files, +{stats.added} -{stats.removed}"
+    if commit_message and not explanation and len(chunks) <= 1:
+        diff_text = chunks[0].text if chunks else "\n".join(skipped)
+        answer = await engine.run_chat(ChatJob(
+            task="commit_message", messages=commit_message_from_diff_messages(diff_text, stats_line),
+            path=chunks[0].files[0] if chunks and chunks[0].files else None, kind="prose",
+            extra_check=check_commit_message, latency=latency,
+            max_tokens=min(engine.config.assist.max_tokens, COMMIT_MAX_TOKENS),
+        ), cancel=cancel)
+        result.results.append(answer)
+        result.commit_message = repair_commit_message(answer.text or "", paths)
+        result.explanation = ""
+        advance("wrote the commit message")
+        return result
 
     parts: list[str] = []
     for chunk in chunks:
@@ -118,11 +142,10 @@ async def explain_changes(
             "Also changed (not sent to a model): " + "; ".join(skipped)
     result.explanation = explanation.strip() or f"{stats.files} file(s) changed."
     if commit_message:
-        stats_line = f"{stats.files} files, +{stats.added} -{stats.removed}"
         answer = await engine.run_chat(ChatJob(
             task="commit_message", messages=commit_message_messages(result.explanation, stats_line),
-            kind="prose", extra_check=check_commit_message, latency=latency, max_tokens=200,
-            postprocess=lambda text: text.strip(),
+            kind="prose", extra_check=check_commit_message, latency=latency,
+            max_tokens=min(engine.config.assist.max_tokens, COMMIT_MAX_TOKENS),
         ), cancel=cancel)
         result.results.append(answer)
         result.commit_message = repair_commit_message(answer.text or "", paths)
@@ -139,7 +162,7 @@ def generate_commit_message(repo: Path, engine: Engine, *, timeout_s: float) -> 
         return None
 
     async def run() -> ExplainResult:
-        return await asyncio.wait_for(explain_changes(engine, changes, commit_message=True, latency="background"),
-                                      timeout_s)
+        return await asyncio.wait_for(explain_changes(engine, changes, commit_message=True, explanation=False,
+                                                      latency="background"), timeout_s)
 
     return asyncio.run(run()).commit_message

@@ -21,6 +21,7 @@ from .base import ChatMessage, StopCheck
 # Private-use code points: they cannot come from a template's own text.
 _SENTINEL = "\ue000{index}\ue001"
 _SENTINEL_RE = re.compile("\ue000(\\d+)\ue001")
+_LIST_MARKER = re.compile(r"^(?:[-*•]|\d+[.)])\s*")
 
 # Used when a model has no template, or its template fails to render.
 PLAIN = (
@@ -90,6 +91,25 @@ def render_pieces(
     if position < len(rendered):
         pieces.append(Piece(rendered[position:], False))
     return RenderedChat(pieces, stops)
+
+
+def stop_on_repetition(inner: StopCheck | None = None, *, times: int = 3) -> StopCheck:
+    """Cut at the start of a line that repeats an earlier one `times` times: small models loop."""
+
+    def key(line: str) -> str:
+        # "2. Explain it" and "3. Explain it" are the same line, numbered.
+        return _LIST_MARKER.sub("", line.strip())
+
+    def check(text: str) -> int | None:
+        if text.endswith("\n"):
+            lines = text.split("\n")[:-1]
+            last = key(lines[-1]) if lines else ""
+            if last and sum(1 for line in lines if key(line) == last) >= times:
+                first_repeat = [i for i, line in enumerate(lines) if key(line) == last][1]
+                return len("\n".join(lines[:first_repeat]))
+        return inner(text) if inner is not None else None
+
+    return check
 
 
 def stop_at_strings(stops: Sequence[str], inner: StopCheck | None = None) -> StopCheck | None:

@@ -25,7 +25,7 @@ import numpy as np
 from local_models.fim import FimTokens
 
 from .base import BackendError, CancelToken, ChatMessage, ChatRequest, Generation, GenerationRequest, StopReason, Usage
-from .chat_template import render_pieces, stop_at_strings
+from .chat_template import render_pieces, stop_at_strings, stop_on_repetition
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +161,7 @@ class LlamaCppBackend:
         prompt, stops = self.chat_tokens(request.messages)
         return await self.generate(
             GenerationRequest(prompt_tokens=prompt, max_tokens=request.max_tokens,
-                              time_limit_s=request.time_limit_s, stop=stop_at_strings(stops, request.stop)),
+                              time_limit_s=request.time_limit_s, stop=stop_on_repetition(stop_at_strings(stops, request.stop))),
             cancel,
         )
 

@@ -52,6 +52,17 @@ def commit_message_messages(explanation: str, stats_line: str) -> list[ChatMessa
     return [ChatMessage("system", SYSTEM), ChatMessage("user", user)]
 
 
+def commit_message_from_diff_messages(diff_text: str, stats_line: str) -> list[ChatMessage]:
+    """One call for small diffs: the hook has a second or two, not a map-reduce."""
+    user = (
+        f"Write the git commit message for this change ({stats_line}).\n\n```diff\n{diff_text}\n```\n\n"
+        f"Rules: the first line is 'type(scope): subject' where type is one of {', '.join(COMMIT_TYPES)}; "
+        f"at most {SUBJECT_MAX} characters, imperative mood, no period. Then one blank line, then at most "
+        "four short lines saying what changed and why. Reply with the commit message only."
+    )
+    return [ChatMessage("system", SYSTEM), ChatMessage("user", user)]
+
+
 def check_commit_message(text: str) -> list[str]:
     """What is wrong with a commit message as the model wrote it (empty: nothing)."""
     lines = [line for line in text.strip().split("\n")]

@@ -43,3 +43,13 @@ def test_prompts_carry_the_code_and_instruction():
     again = ChatJob(task="refactor", messages=messages).retry("draft", ["syntax"])
     assert [m.role for m in again] == ["system", "user", "assistant", "user"]
     assert "syntax" in again[-1].content
+
+
+def test_repetition_guard_cuts_loops():
+    from lsp_server.backends.chat_template import stop_on_repetition
+
+    check = stop_on_repetition()
+    text = "intro\nsame line\nother\nsame line\nsame line\n"
+    cut = check(text)
+    assert cut is not None and text[:cut] == "intro\nsame line\nother"
+    assert check("a\nb\nc\n") is None
