@@ -96,10 +96,13 @@ def guess_type(paths: Sequence[str], text: str = "") -> str:
 
 
 def _shorten(subject: str, limit: int) -> str:
+    """At most `limit` characters, cut at a word boundary when there is one."""
     if len(subject) <= limit:
         return subject
-    cut = subject[: limit + 1].rsplit(" ", 1)[0].rstrip(",;:- ")
-    return cut if cut else subject[:limit]
+    head = subject[: limit + 1]
+    if " " not in head:
+        return subject[:limit]
+    return head.rsplit(" ", 1)[0].rstrip(",;:- ") or subject[:limit]
 
 
 def repair_commit_message(text: str, paths: Sequence[str]) -> str:

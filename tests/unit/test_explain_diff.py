@@ -56,3 +56,8 @@ def test_prompts_carry_the_diff_without_examples():
     assert "part 2 of 3" in messages[1].content and "+x = 1" in messages[1].content
     assert messages[1].content.count("```diff") == 1  # the real diff only: no example diffs
     assert "72" in commit_message_messages("It adds x.", "1 file, +1 -0")[1].content
+
+
+def test_repair_cuts_a_subject_without_spaces():
+    repaired = repair_commit_message("x" * 200, ["a.py"])
+    assert len(repaired.split("\n")[0]) == SUBJECT_MAX
