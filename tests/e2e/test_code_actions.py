@@ -137,3 +137,33 @@ async def test_cancelling_a_long_explain_command_stops_it(endless_model_path, tm
     rows = sqlite3.connect(home / "ledger.sqlite3").execute(
         "SELECT task, outcome, completion_tokens FROM attempts ORDER BY id").fetchall()
     assert rows[0][:2] == ("explain", "cancelled")
+
+
+async def test_explain_this_change_with_progress(endless_model_path, tmp_path):
+    import subprocess
+
+    workspace = tmp_path / "ws"
+    workspace.mkdir()
+    for args in (["init", "-q"], ["config", "user.email", "d@e.f"], ["config", "user.name", "D"]):
+        subprocess.run(["git", "-C", str(workspace), *args], check=True)
+    (workspace / "a.py").write_text(SOURCE)
+    subprocess.run(["git", "-C", str(workspace), "add", "."], check=True)
+    subprocess.run(["git", "-C", str(workspace), "commit", "-qm", "init"], check=True)
+    (workspace / "a.py").write_text(SOURCE.replace("return 1", "return 2"))
+    options = {"assist": {"max_tokens": 6}}
+    async with lsp_session(model=endless_model_path, home=tmp_path / "home", options=options, root=workspace) as client:
+        uri = open_document(client, workspace / "a.py", SOURCE.replace("return 1", "return 2"))
+        answer = await execute(client, "ninetyten.explainChange", {"textDocument": {"uri": uri}})
+        assert answer["explanation"] == "x" * 6
+        assert answer["usage"]["chunks"] == 1 and answer["decision"]["task"] == "explain"
+        explain_tokens = [t for t in client.progress_reports if str(t).startswith("ninetyten-explain")]
+        assert explain_tokens
+        kinds = [type(v).__name__ for v in client.progress_reports[explain_tokens[0]]]
+        assert kinds[-1] == "WorkDoneProgressEnd" and "WorkDoneProgressReport" in kinds
+        # Nothing changed in another file: a clear answer, not an error.
+        (workspace / "b.py").write_text("x = 1\n")
+        subprocess.run(["git", "-C", str(workspace), "add", "b.py"], check=True)
+        subprocess.run(["git", "-C", str(workspace), "commit", "-qm", "b"], check=True)
+        other = open_document(client, workspace / "b.py", "x = 1\n")
+        assert (await execute(client, "ninetyten.explainChange", {"textDocument": {"uri": other}}))["error"] == \
+            "nothing changed"
