@@ -9,7 +9,7 @@ import os
 import platform
 import sys
 from pathlib import Path
-from typing import BinaryIO, Sequence
+from typing import Any, BinaryIO, Sequence
 
 from pydantic import ValidationError
 
@@ -403,43 +403,51 @@ def cmd_route(args: argparse.Namespace) -> int:
 def cmd_explain(args: argparse.Namespace) -> int:
     import asyncio
 
-    from .diffs import DiffError, parse_diff, range_diff, read_stdin_diff, staged_diff
+    import contextlib
+    import itertools
+
+    from .diffs import DiffError, git_diff_stream, iter_parse_diff
     from .engine import Engine
     from .explain import explain_changes
     from .ledger import Ledger
 
     _configure_logging(args.verbose)
     repo = Path(args.repo)
-    try:
-        if args.source == "-":
-            data = read_stdin_diff(sys.stdin.buffer)
-            what = "the diff on stdin"
-        elif args.source and not args.staged:
-            data = range_diff(repo, args.source)
-            what = args.source
-        else:
-            data = staged_diff(repo)
-            what = "the staged change"
-        changes = parse_diff(data)
-    except DiffError as error:
-        print(f"ninetyten: {error}", file=sys.stderr)
-        return EXIT_FAILURE
-    if not changes:
-        print(f"ninetyten: nothing to explain: {what} is empty"
-              + (" (stage changes with `git add`)" if what == "the staged change" else ""), file=sys.stderr)
-        return 0
+    if args.source == "-":
+        source: Any = contextlib.nullcontext(sys.stdin.buffer)
+        what = "the diff on stdin"
+    elif args.source and not args.staged:
+        source = git_diff_stream(repo, rev_range=args.source)
+        what = args.source
+    else:
+        source = git_diff_stream(repo, staged=True)
+        what = "the staged change"
     loaded = _load_policy(args)
     if loaded is None:
         return EXIT_FAILURE
-    engine = Engine(ServerConfig(), explicit_model=args.model, policy=loaded, ledger=Ledger(), progress=True)
-    engine.start()
+    # The diff streams through parsing, chunking and the model: memory stays bounded.
     try:
-        result = asyncio.run(_explain_with_progress(engine, changes, args.commit_message, explain_changes))
+        with source as stream:
+            changes = iter_parse_diff(stream)
+            first = next(changes, None)
+            if first is None:
+                print(f"ninetyten: nothing to explain: {what} is empty"
+                      + (" (stage changes with `git add`)" if what == "the staged change" else ""), file=sys.stderr)
+                return 0
+            engine = Engine(ServerConfig(), explicit_model=args.model, policy=loaded, ledger=Ledger(),
+                            progress=True)
+            engine.start()
+            try:
+                result = asyncio.run(_explain_with_progress(engine, itertools.chain([first], changes),
+                                                            args.commit_message, explain_changes))
+            finally:
+                engine.close()
+    except DiffError as error:
+        print(f"ninetyten: {error}", file=sys.stderr)
+        return EXIT_FAILURE
     except Exception as error:  # a model that cannot load, a broken backend: say it plainly
         print(f"ninetyten: {error}", file=sys.stderr)
         return EXIT_FAILURE
-    finally:
-        engine.close()
     if args.json:
         print(json.dumps(result.to_json(), indent=2))
     elif args.commit_message:
@@ -460,7 +468,7 @@ async def _explain_with_progress(engine, changes, commit_message, explain_change
         task = bar.add_task("explaining", total=None)
 
         def progress(done: int, total: int, what: str) -> None:
-            bar.update(task, completed=done, total=total, description=what)
+            bar.update(task, completed=done, total=total or None, description=what)
 
         return await explain_changes(engine, changes, commit_message=commit_message, progress=progress)
 

@@ -7,13 +7,13 @@ model call goes through the engine (routing policy, sensitivity gate, ledger).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .backends.base import CancelToken
-from .diffs import FileChange, chunk_diff, diff_stats, staged_diff, summarize_skipped
+from .diffs import DiffChunk, DiffTally, FileChange, chunk_diff, git_diff_stream, iter_parse_diff
 from .engine import AssistResult, ChatJob, Engine
 from .routing.policy import LatencyClass
 from .tasks.explain_diff import (
@@ -88,29 +88,39 @@ async def explain_changes(
     message in a single call, straight from the diff.
     """
     await engine.wait_ready()
-    changes = list(changes)
-    stats = diff_stats(changes)
-    skipped = summarize_skipped(changes)
-    paths = [change.path for change in changes]
+    # Streamed: one file's hunks and one chunk at a time; only names and counts accumulate.
+    tally = DiffTally()
+    paths: list[str] = []
+
+    def sendable() -> Iterable[FileChange]:
+        for change in tally.watch(changes):
+            paths.append(change.path)
+            if not change.summarized_only:
+                yield change
+
     max_tokens = min(engine.config.assist.max_tokens, EXPLAIN_MAX_TOKENS)
-    sendable = [change for change in changes if not change.summarized_only]
-    chunks = list(chunk_diff(sendable, chunk_budget(engine, max_tokens)))
-    result = ExplainResult("", None, skipped=skipped, chunks=len(chunks), files=len(changes))
-    total_steps = len(chunks) + (1 if len(chunks) > 1 else 0) + (1 if commit_message else 0)
+    chunk_stream = chunk_diff(sendable(), chunk_budget(engine, max_tokens))
+    first = next(chunk_stream, None)
+    second = next(chunk_stream, None) if first is not None else None
+    result = ExplainResult("", None)
     step = 0
 
     def advance(what: str) -> None:
         nonlocal step
         step += 1
         if progress is not None:
-            progress(step, total_steps, what)
+            progress(step, 0, what)  # the total is unknown until the stream ends
 
-    stats_line = f"{stats.files} files, +{stats.added} -{stats.removed}"
-    if commit_message and not explanation and len(chunks) <= 1:
-        diff_text = chunks[0].text if chunks else "\n".join(skipped)
+    if commit_message and not explanation and second is None:
+        list(chunk_stream)  # drain: the tally needs every file (summarized ones too)
+        stats = tally.stats
+        stats_line = f"{stats.files} files, +{stats.added} -{stats.removed}"
+        skipped = tally.skipped
+        result.skipped, result.files, result.chunks = skipped, stats.files, 1 if first else 0
+        diff_text = first.text if first else "\n".join(skipped)
         answer = await engine.run_chat(ChatJob(
             task="commit_message", messages=commit_message_from_diff_messages(diff_text, stats_line),
-            path=chunks[0].files[0] if chunks and chunks[0].files else None, kind="prose",
+            path=first.files[0] if first and first.files else None, kind="prose",
             extra_check=check_commit_message, latency=latency,
             max_tokens=min(engine.config.assist.max_tokens, COMMIT_MAX_TOKENS),
         ), cancel=cancel)
@@ -121,22 +131,45 @@ async def explain_changes(
         return result
 
     parts: list[str] = []
-    for chunk in chunks:
+    several = second is not None
+    for chunk in _chain(first, second, chunk_stream):
         answer = await engine.run_chat(ChatJob(
-            task="explain", messages=explain_messages(chunk.text, part=chunk.index + 1, parts=len(chunks)),
+            task="explain",
+            messages=explain_messages(chunk.text, part=chunk.index + 1, parts=2 if several else 1),
             path=chunk.files[0] if chunk.files else None, kind="prose", latency=latency, max_tokens=max_tokens,
         ), cancel=cancel)
         result.results.append(answer)
-        parts.append(answer.text or "")
+        # Long chunk answers are cut so the merge prompt stays within the local context.
+        parts.append((answer.text or "")[:2000])
+        result.chunks += 1
         advance(f"explained {', '.join(chunk.files[:3])}")
-    if len(parts) > 1:
-        merged = await engine.run_chat(ChatJob(task="explain", messages=merge_messages(parts), kind="prose",
-                                               latency=latency, max_tokens=max_tokens), cancel=cancel)
-        result.results.append(merged)
-        explanation = merged.text or "\n\n".join(parts)
-        advance("merged the parts")
-    else:
-        explanation = parts[0] if parts else ""
+    stats = tally.stats
+    skipped = tally.skipped
+    result.skipped, result.files = skipped, stats.files
+    stats_line = f"{stats.files} files, +{stats.added} -{stats.removed}"
+    # Reduce in rounds of groups that fit the local context, until one answer is left.
+    group_chars = chunk_budget(engine, max_tokens) * 3
+    while len(parts) > 1:
+        groups: list[list[str]] = [[]]
+        for part in parts:
+            if groups[-1] and sum(map(len, groups[-1])) + len(part) > group_chars:
+                groups.append([])
+            groups[-1].append(part)
+        merged_parts = []
+        for group in groups:
+            if len(group) == 1:
+                merged_parts.append(group[0])
+                continue
+            merged = await engine.run_chat(ChatJob(task="explain", messages=merge_messages(group), kind="prose",
+                                                   latency=latency, max_tokens=max_tokens), cancel=cancel)
+            result.results.append(merged)
+            merged_parts.append((merged.text or "\n\n".join(group))[:2000])
+            advance("merged explanations")
+        if len(merged_parts) == len(parts):  # nothing could be combined: stop rather than loop
+            parts = ["\n\n".join(parts)]
+            break
+        parts = merged_parts
+    explanation = parts[0] if parts else ""
     if skipped:
         explanation = (explanation.rstrip() + "\n\n" if explanation.strip() else "") + \
             "Also changed (not sent to a model): " + "; ".join(skipped)
@@ -153,16 +186,20 @@ async def explain_changes(
     return result
 
 
+def _chain(first: DiffChunk | None, second: DiffChunk | None, rest: Iterator[DiffChunk]) -> Iterator[DiffChunk]:
+    for chunk in (first, second):
+        if chunk is not None:
+            yield chunk
+    yield from rest
+
+
 def generate_commit_message(repo: Path, engine: Engine, *, timeout_s: float) -> str | None:
     """The commit message for the staged change, or None (nothing staged, or out of time)."""
-    from .diffs import parse_diff
-
-    changes = parse_diff(staged_diff(repo))
-    if not changes:
-        return None
 
     async def run() -> ExplainResult:
-        return await asyncio.wait_for(explain_changes(engine, changes, commit_message=True, explanation=False,
-                                                      latency="background"), timeout_s)
+        with git_diff_stream(repo, staged=True) as stream:
+            return await asyncio.wait_for(explain_changes(engine, iter_parse_diff(stream), commit_message=True,
+                                                          explanation=False, latency="background"), timeout_s)
 
-    return asyncio.run(run()).commit_message
+    result = asyncio.run(run())
+    return result.commit_message if result.files else None

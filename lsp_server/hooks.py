@@ -8,6 +8,7 @@ merges, squashes and amends are left alone.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import shlex
 import subprocess
@@ -30,7 +31,7 @@ class HookError(Exception):
 
 
 def _git(repo: Path, *args: str) -> str:
-    result = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True)
+    result = subprocess.run(["git", "-C", str(repo), *args], check=False, capture_output=True, text=True)
     if result.returncode != 0:
         raise HookError(result.stderr.strip() or f"git {' '.join(args)} failed")
     return result.stdout.strip()
@@ -45,12 +46,15 @@ def hooks_dir(repo: Path) -> Path:
 def hook_script() -> str:
     # The interpreter that installed the hook runs it, so the hook works without the
     # venv being activated; `|| true` keeps even a missing interpreter from blocking.
+    # git runs hooks from the top of the work tree and `python -m` would put that directory
+    # first on sys.path: -P keeps the repository's own files (an `lsp_server/` package, a
+    # `json.py`) from being imported instead of ninetyten and the standard library.
     python = shlex.quote(sys.executable)
     return (
         "#!/bin/sh\n"
         f"{MARKER}\n"
         "# Fills in a commit message that explains the staged change. Never blocks a commit.\n"
-        f'{python} -m lsp_server hook run {HOOK_NAME} "$@" || true\n'
+        f'{python} -P -m lsp_server hook run {HOOK_NAME} "$@" || true\n'
         "exit 0\n"
     )
 
@@ -79,8 +83,49 @@ def uninstall(repo: Path) -> Path | None:
     return None
 
 
-def _has_message(text: str) -> bool:
-    return any(line.strip() and not line.startswith("#") for line in text.splitlines())
+def _comment_prefix(repo: Path) -> str:
+    """What starts a comment line in the message file (core.commentChar / commentString)."""
+    for key in ("core.commentString", "core.commentChar"):
+        try:
+            value = _git(repo, "config", "--get", key)
+        except (HookError, OSError):
+            continue
+        if value and value != "auto":
+            return value
+    return "#"  # also what `auto` picks when the file holds no message yet
+
+
+def _scissors(comment: str) -> str:
+    # `git commit -v` puts the diff below this line; git drops it and everything after.
+    return f"{comment} {'-' * 24} >8 {'-' * 24}"
+
+
+def _has_message(text: str, comment: str = "#") -> bool:
+    scissors = _scissors(comment)
+    for line in text.splitlines():
+        if line.rstrip() == scissors:
+            return False
+        if line.strip() and not line.startswith(comment):
+            return True
+    return False
+
+
+def _note(comment: str, text: str) -> str:
+    """`text` as comment lines, every line of it: git must not keep any of it as the message."""
+    lines = [line.rstrip() for line in text.strip().splitlines() if line.strip()] or [""]
+    return "".join(f"{comment} {line}\n" for line in lines)
+
+
+def _budget(explicit: float | None) -> float:
+    """--timeout, else NINETYTEN_HOOK_TIMEOUT, else the default; nonsense means the default."""
+    raw = explicit if explicit is not None else os.environ.get(BUDGET_ENV, "").strip()
+    if raw == "":
+        return DEFAULT_BUDGET_S
+    try:
+        budget = float(raw)
+    except ValueError:
+        return DEFAULT_BUDGET_S
+    return budget if math.isfinite(budget) and budget > 0 else DEFAULT_BUDGET_S
 
 
 def run_prepare_commit_msg(message_file: Path, source: str | None, repo: Path, *,
@@ -92,9 +137,10 @@ def run_prepare_commit_msg(message_file: Path, source: str | None, repo: Path, *
         existing = message_file.read_text(encoding="utf-8", errors="replace")
     except OSError:
         return 0
-    if _has_message(existing):
+    comment = _comment_prefix(repo)
+    if _has_message(existing, comment):
         return 0  # a template or a message from elsewhere: the user's words win
-    budget = budget_s if budget_s is not None else float(os.environ.get(BUDGET_ENV, DEFAULT_BUDGET_S))
+    budget = _budget(budget_s)
     outcome: dict[str, object] = {}
 
     def work() -> None:
@@ -108,10 +154,12 @@ def run_prepare_commit_msg(message_file: Path, source: str | None, repo: Path, *
     thread.start()
     thread.join(budget + 2.0)
     message = outcome.get("message")
-    if thread.is_alive():
-        note = f"# ninetyten: no message within {budget:.0f}s; write your own.\n"
-    elif "error" in outcome:
-        note = f"# ninetyten: could not write a message ({type(outcome['error']).__name__}: {outcome['error']})\n"
+    error = outcome.get("error")
+    if thread.is_alive() or isinstance(error, TimeoutError):
+        note = _note(comment, f"ninetyten: no message within {budget:g}s; write your own.")
+    elif error is not None:
+        detail = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+        note = _note(comment, f"ninetyten: could not write a message ({detail})")
     elif not message:
         note = ""
     else:

@@ -108,6 +108,6 @@ def test_a_20000_line_diff_is_explained_in_chunks_with_bounded_memory(repo, endl
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
     assert data["usage"]["chunks"] > 5  # map ...
-    assert data["usage"]["calls"] == data["usage"]["chunks"] + 1  # ... and reduce
+    assert data["usage"]["calls"] > data["usage"]["chunks"]  # ... and reduce (in rounds)
     peak_mb = max(after, before) / 1024
     assert peak_mb < 600, f"peak RSS {peak_mb:.0f} MB"
