@@ -517,9 +517,27 @@ def cmd_policy(args: argparse.Namespace) -> int:
     return 0
 
 
+def _options_first(argv: list[str]) -> list[str]:
+    """`hook run NAME [options] FILE ...`: pre-commit puts a hook's `args:` before the file
+    name, git puts nothing after it; argparse wants the options before the positionals."""
+    if argv[:2] != ["hook", "run"]:
+        return argv
+    options: list[str] = []
+    positionals: list[str] = []
+    rest = iter(argv[2:])
+    for token in rest:
+        if token in ("--timeout", "--policy"):
+            options += [token, next(rest, "")]
+        elif token.startswith(("--timeout=", "--policy=")):
+            options.append(token)
+        else:
+            positionals.append(token)
+    return ["hook", "run", *options, *positionals]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_options_first(list(sys.argv[1:] if argv is None else argv)))
     if args.command is None:
         parser.print_help()
         return EXIT_USAGE

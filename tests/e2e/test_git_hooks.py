@@ -716,9 +716,6 @@ def test_pre_commit_framework_failing_model_does_not_block(precommit_repo, env, 
     assert seen.read_text().startswith("# ninetyten: could not write a message (")
 
 
-@pytest.mark.xfail(strict=True, reason="`hook run` declares MSGFILE/SOURCE/SHA as optional positionals; argparse "
-                   "cannot take them after an option, and pre-commit appends the file after the hook's args, "
-                   "so `args: [--timeout, ...]` makes the hook exit 2 and pre-commit then aborts the commit")
 def test_pre_commit_framework_with_hook_args(precommit_repo, env):
     config = precommit_repo / ".pre-commit-config.yaml"
     config.write_text(config.read_text() + "    args: [--timeout, '60']\n")
