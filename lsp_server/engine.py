@@ -22,7 +22,17 @@ from typing import Callable, Literal
 
 from local_models import ResolvedModel, resolve_model
 
-from .backends.base import BackendError, CancelToken, ChatMessage, ChatRequest, Generation, ProviderError, Usage
+from .backends.base import (
+    BackendError,
+    CancelToken,
+    ChatMessage,
+    ChatRequest,
+    Generation,
+    GenerationRequest,
+    ProviderError,
+    Usage,
+)
+from .backends.chat_template import stop_at_strings, stop_on_repetition
 from .backends.llama_cpp import LlamaCppBackend, LlamaSettings
 from .config import ServerConfig
 from .ledger import Ledger, LedgerError, LedgerRow, Reservation, safe_reason, utc_midnight
@@ -35,6 +45,7 @@ from .routing.sensitivity import redact
 from .tasks.assist import AssistInput, messages_for
 from .tasks.assist import postprocess as assist_postprocess
 from .tasks.completion import CompletionTask
+from .tasks.document import DocumentPrompt
 from .tasks.completion_prompt import CompletionInput, split_at_cursor
 
 log = logging.getLogger(__name__)
@@ -153,6 +164,8 @@ class ChatJob:
     # Messages for the next tier after a draft failed its checks (the draft goes along).
     retry_messages: Callable[[str, list[str]], list[ChatMessage]] | None = None
     extra_check: Callable[[str], list[str]] | None = None  # task-specific format checks
+    # For a local base model without a chat template: a document it continues instead.
+    document: DocumentPrompt | None = None
     auto_apply: bool = False
     latency: LatencyClass | None = None
     max_tokens: int | None = None
@@ -350,14 +363,18 @@ class Engine:
     # -- running one attempt on a tier --------------------------------------------
 
     async def _chat_on(self, tier: TierName, messages: list[ChatMessage], max_tokens: int,
-                       cancel: CancelToken | None, time_limit_s: float | None = None) -> tuple[Generation, Attempt]:
+                       cancel: CancelToken | None, time_limit_s: float | None = None,
+                       document: DocumentPrompt | None = None) -> tuple[Generation, Attempt]:
         started = time.perf_counter()
         if tier == "local":
             await self.wait_ready()
             backend_name, model = self.local.name, self.local.model_name
-            messages = self._fit_local(messages, max_tokens)
-            generation = await self.local.chat(ChatRequest(messages, max_tokens=max_tokens, time_limit_s=time_limit_s),
-                                               cancel)
+            if document is not None and not self.local.has_chat_template:
+                generation = await self._continue_document(document, max_tokens, time_limit_s, cancel)
+            else:
+                messages = self._fit_local(messages, max_tokens)
+                generation = await self.local.chat(
+                    ChatRequest(messages, max_tokens=max_tokens, time_limit_s=time_limit_s), cancel)
         else:
             backend = self.state.remote[tier]
             backend_name, model = backend.name, backend.model
@@ -368,6 +385,21 @@ class Engine:
         attempt = Attempt(tier, backend_name, model, "ok", usage, (time.perf_counter() - started) * 1000.0,
                           cost, frontier_cost)
         return generation, attempt
+
+    async def _continue_document(self, document: DocumentPrompt, max_tokens: int, time_limit_s: float | None,
+                                 cancel: CancelToken | None) -> Generation:
+        """A base model (no chat template) continues a document instead of following a chat."""
+        backend = self.local
+        budget = backend.n_ctx - max_tokens - 8
+        head = [backend.bos] if backend.bos is not None else []
+        tokens = head + backend.tokenize_text(document.text)
+        if len(tokens) > budget:  # keep the end: it holds the cue the model continues from
+            tokens = head + tokens[len(tokens) - budget + len(head):]
+        generation = await backend.generate(GenerationRequest(
+            prompt_tokens=tokens, max_tokens=max_tokens, time_limit_s=time_limit_s,
+            stop=stop_on_repetition(stop_at_strings(document.stops))), cancel)
+        generation.text = document.answer_prefix + generation.text
+        return generation
 
     def _fit_local(self, messages: list[ChatMessage], max_tokens: int) -> list[ChatMessage]:
         """Shorten the longest message (its middle) until the prompt fits the local context."""
@@ -461,7 +493,8 @@ class Engine:
             remaining = max(deadline - time.monotonic(), 0.5)
             try:
                 generation, attempt = await self._chat_on(tier, outgoing, max_tokens, cancel,
-                                                          time_limit_s=remaining if tier == "local" else None)
+                                                          time_limit_s=remaining if tier == "local" else None,
+                                                          document=job.document if outgoing is messages else None)
             except asyncio.CancelledError:
                 attempts.append(Attempt(tier, decision.backend, decision.model, "cancelled", Usage(),
                                         (time.perf_counter() - started) * 1000.0))

@@ -18,6 +18,10 @@ from .engine import AssistResult, ChatJob, Engine
 from .routing.policy import LatencyClass
 from .tasks.explain_diff import (
     check_commit_message,
+    commit_document,
+    commit_from_explanation_document,
+    explain_document,
+    merge_document,
     commit_message_from_diff_messages,
     commit_message_messages,
     explain_messages,
@@ -120,6 +124,7 @@ async def explain_changes(
         diff_text = first.text if first else "\n".join(skipped)
         answer = await engine.run_chat(ChatJob(
             task="commit_message", messages=commit_message_from_diff_messages(diff_text, stats_line),
+            document=commit_document(diff_text),
             path=first.files[0] if first and first.files else None, kind="prose",
             extra_check=check_commit_message, latency=latency,
             max_tokens=min(engine.config.assist.max_tokens, COMMIT_MAX_TOKENS),
@@ -136,6 +141,7 @@ async def explain_changes(
         answer = await engine.run_chat(ChatJob(
             task="explain",
             messages=explain_messages(chunk.text, part=chunk.index + 1, parts=2 if several else 1),
+            document=explain_document(chunk.text),
             path=chunk.files[0] if chunk.files else None, kind="prose", latency=latency, max_tokens=max_tokens,
         ), cancel=cancel)
         result.results.append(answer)
@@ -161,7 +167,8 @@ async def explain_changes(
                 merged_parts.append(group[0])
                 continue
             merged = await engine.run_chat(ChatJob(task="explain", messages=merge_messages(group), kind="prose",
-                                                   latency=latency, max_tokens=max_tokens), cancel=cancel)
+                                                   document=merge_document(group), latency=latency,
+                                                   max_tokens=max_tokens), cancel=cancel)
             result.results.append(merged)
             merged_parts.append((merged.text or "\n\n".join(group))[:2000])
             advance("merged explanations")
@@ -177,6 +184,7 @@ async def explain_changes(
     if commit_message:
         answer = await engine.run_chat(ChatJob(
             task="commit_message", messages=commit_message_messages(result.explanation, stats_line),
+            document=commit_from_explanation_document(result.explanation),
             kind="prose", extra_check=check_commit_message, latency=latency,
             max_tokens=min(engine.config.assist.max_tokens, COMMIT_MAX_TOKENS),
         ), cancel=cancel)

@@ -142,6 +142,10 @@ class LlamaCppBackend:
     def detokenize(self, tokens: list[int]) -> str:
         return self.llm.detokenize(tokens).decode("utf-8", errors="replace")
 
+    @property
+    def has_chat_template(self) -> bool:
+        return bool(self.llm.metadata.get("tokenizer.chat_template"))
+
     def chat_tokens(self, messages: list[ChatMessage]) -> tuple[list[int], tuple[str, ...]]:
         """The model's chat template around the messages (contents tokenized as plain
         text), and the strings that end the answer when the template has no end token."""

@@ -10,6 +10,7 @@ import textwrap
 from collections.abc import Sequence
 
 from ..backends.base import ChatMessage
+from .document import DocumentPrompt
 
 SYSTEM = (
     "You are a careful senior engineer reviewing a colleague's code change. "
@@ -21,6 +22,7 @@ BODY_WIDTH = 72
 
 _CONVENTIONAL = re.compile(r"^(?P<type>[a-z]+)(?:\((?P<scope>[^)\s]{1,30})\))?(?P<bang>!)?: (?P<subject>\S.*)$")
 _NOISE_PREFIX = re.compile(r"^(?:commit message|subject|title)\s*:\s*", re.I)
+_NARRATION = re.compile(r"^(?:it|this (?:change|commit|diff|patch)|the (?:change|commit|diff|patch))\s+", re.I)
 
 
 def explain_messages(diff_text: str, *, part: int = 1, parts: int = 1) -> list[ChatMessage]:
@@ -63,6 +65,24 @@ def commit_message_from_diff_messages(diff_text: str, stats_line: str) -> list[C
     return [ChatMessage("system", SYSTEM), ChatMessage("user", user)]
 
 
+def explain_document(diff_text: str) -> DocumentPrompt:
+    return DocumentPrompt(f"Code review\n\nThe diff:\n{diff_text}\nWhat the diff does: It", ("\n\n",), "It")
+
+
+def merge_document(parts: Sequence[str]) -> DocumentPrompt:
+    joined = "\n".join(f"- {' '.join(text.split())}" for text in parts)
+    return DocumentPrompt(f"Notes on each part of one change:\n{joined}\n\nThe change as a whole:", ("\n\n",))
+
+
+def commit_document(diff_text: str) -> DocumentPrompt:
+    """One line from the diff: the hook's budget is a second or two."""
+    return DocumentPrompt(f"Code review\n\nThe diff:\n{diff_text}\nWhat the diff does: It", ("\n",), "It")
+
+
+def commit_from_explanation_document(explanation: str) -> DocumentPrompt:
+    return DocumentPrompt(f"{explanation.strip()}\n\nOne-line summary of this change:", ("\n",))
+
+
 def check_commit_message(text: str) -> list[str]:
     """What is wrong with a commit message as the model wrote it (empty: nothing)."""
     lines = [line for line in text.strip().split("\n")]
@@ -99,6 +119,9 @@ def _shorten(subject: str, limit: int) -> str:
     """At most `limit` characters, cut at a word boundary when there is one."""
     if len(subject) <= limit:
         return subject
+    sentence = subject.split(". ", 1)[0]
+    if len(sentence) <= limit:
+        return sentence  # a whole first sentence reads better than a cut one
     head = subject[: limit + 1]
     if " " not in head:
         return subject[:limit]
@@ -112,6 +135,7 @@ def repair_commit_message(text: str, paths: Sequence[str]) -> str:
     while raw and not raw[0].strip():
         raw.pop(0)
     subject = _NOISE_PREFIX.sub("", raw[0].strip().strip("\"'*")) if raw else ""
+    subject = _NARRATION.sub("", subject)  # "It adds x" / "This change adds x" -> "adds x"
     body_lines = [line for line in raw[1:]]
     match = _CONVENTIONAL.match(subject)
     if match and match.group("type") in COMMIT_TYPES:

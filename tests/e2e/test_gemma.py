@@ -54,3 +54,33 @@ async def test_request_before_the_model_is_ready_waits_for_it(gemma_model_path, 
         assert result.items and result.items[0].insert_text.strip()
         assert served[0]["waited_for_model_ms"] > 100
         assert (home / "models" / "gemma-3-270m-q4_k_m.gguf").is_file()
+
+
+def test_gemma_explains_and_writes_a_commit_message(gemma_model_path, ninetyten_test_home, tmp_path):
+    """The embedded base model continues a review document: a sentence, not the prompt echoed."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    for args in (["init", "-q"], ["config", "user.email", "d@e.f"], ["config", "user.name", "D"]):
+        subprocess.run(["git", "-C", str(repo), *args], check=True)
+    (repo / "calc.py").write_text("def divide(a, b):\n    return a / b\n")
+    subprocess.run(["git", "-C", str(repo), "add", "."], check=True)
+    subprocess.run(["git", "-C", str(repo), "commit", "-qm", "init"], check=True)
+    (repo / "calc.py").write_text("def divide(a, b):\n    if b == 0:\n        raise ValueError('b is zero')\n"
+                                  "    return a / b\n")
+    subprocess.run(["git", "-C", str(repo), "add", "."], check=True)
+    env = {**os.environ, "NINETYTEN_HOME": str(ninetyten_test_home), "XDG_CONFIG_HOME": str(tmp_path / "cfg")}
+    env.pop("NINETYTEN_MODEL", None)
+    out = subprocess.run([sys.executable, "-m", "lsp_server", "explain", "--commit-message", "--json"], cwd=repo,
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    explanation, message = data["explanation"], data["commit_message"]
+    assert explanation.startswith("It ") and len(explanation.split()) >= 3
+    assert "What the diff does" not in explanation and "Explain this change" not in explanation
+    subject = message.split("\n")[0]
+    assert len(subject) <= 72 and ": " in subject and not SPECIAL.search(message)

@@ -61,3 +61,9 @@ def test_prompts_carry_the_diff_without_examples():
 def test_repair_cuts_a_subject_without_spaces():
     repaired = repair_commit_message("x" * 200, ["a.py"])
     assert len(repaired.split("\n")[0]) == SUBJECT_MAX
+
+
+def test_repair_prefers_the_first_sentence_and_drops_narration():
+    repaired = repair_commit_message("It checks the divisor before dividing. If it is zero, it raises a "
+                                     "ValueError instead of failing later on.", ["calc.py"])
+    assert repaired.split("\n")[0] == "chore: checks the divisor before dividing"
