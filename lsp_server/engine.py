@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import re
 import queue
 import threading
 import time
@@ -390,6 +391,7 @@ class Engine:
                                  cancel: CancelToken | None) -> Generation:
         """A base model (no chat template) continues a document instead of following a chat."""
         backend = self.local
+        max_tokens = min(max_tokens, document.max_tokens or max_tokens)
         budget = backend.n_ctx - max_tokens - 8
         head = [backend.bos] if backend.bos is not None else []
         tokens = head + backend.tokenize_text(document.text)
@@ -397,7 +399,7 @@ class Engine:
             tokens = head + tokens[len(tokens) - budget + len(head):]
         generation = await backend.generate(GenerationRequest(
             prompt_tokens=tokens, max_tokens=max_tokens, time_limit_s=time_limit_s,
-            stop=stop_on_repetition(stop_at_strings(document.stops))), cancel)
+            stop=stop_on_repetition(_stop_at_blank_line(document.stops))), cancel)
         generation.text = document.answer_prefix + generation.text
         return generation
 
@@ -645,6 +647,24 @@ class Engine:
         self.sink.flush()
         await self.state.aclose()
         self.local.close()
+
+
+_BLANK_LINE = re.compile(r"\n[ \t]*\n")
+
+
+def _stop_at_blank_line(stops: tuple[str, ...]):  # type: ignore[no-untyped-def]
+    """Stop strings, where "\n\n" also means a line holding only spaces (small models write those)."""
+    plain = stop_at_strings(tuple(stop for stop in stops if stop != "\n\n"))
+    if "\n\n" not in stops:
+        return plain
+
+    def check(text: str) -> int | None:
+        match = _BLANK_LINE.search(text.lstrip("\n"))
+        if match:
+            return match.start() + (len(text) - len(text.lstrip("\n")))
+        return plain(text) if plain is not None else None
+
+    return check
 
 
 class _NoScan:

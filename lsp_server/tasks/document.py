@@ -14,3 +14,4 @@ class DocumentPrompt:
     text: str  # ends with the cue the model continues from
     stops: tuple[str, ...] = ("\n\n",)
     answer_prefix: str = ""  # put back in front of the continuation (the cue's last words)
+    max_tokens: int | None = None  # small models ramble: a tighter limit than the chat answer's

@@ -66,21 +66,24 @@ def commit_message_from_diff_messages(diff_text: str, stats_line: str) -> list[C
 
 
 def explain_document(diff_text: str) -> DocumentPrompt:
-    return DocumentPrompt(f"Code review\n\nThe diff:\n{diff_text}\nWhat the diff does: It", ("\n\n",), "It")
+    return DocumentPrompt(f"Code review\n\nThe diff:\n{diff_text}\nWhat the diff does: It", ("\n\n",), "It",
+                          max_tokens=128)
 
 
 def merge_document(parts: Sequence[str]) -> DocumentPrompt:
     joined = "\n".join(f"- {' '.join(text.split())}" for text in parts)
-    return DocumentPrompt(f"Notes on each part of one change:\n{joined}\n\nThe change as a whole:", ("\n\n",))
+    return DocumentPrompt(f"Notes on each part of one change:\n{joined}\n\nThe change as a whole:", ("\n\n",),
+                          max_tokens=160)
 
 
 def commit_document(diff_text: str) -> DocumentPrompt:
     """One line from the diff: the hook's budget is a second or two."""
-    return DocumentPrompt(f"Code review\n\nThe diff:\n{diff_text}\nWhat the diff does: It", ("\n",), "It")
+    return DocumentPrompt(f"Code review\n\nThe diff:\n{diff_text}\nWhat the diff does: It", ("\n",), "It",
+                          max_tokens=40)
 
 
 def commit_from_explanation_document(explanation: str) -> DocumentPrompt:
-    return DocumentPrompt(f"{explanation.strip()}\n\nOne-line summary of this change:", ("\n",))
+    return DocumentPrompt(f"{explanation.strip()}\n\nOne-line summary of this change:", ("\n",), max_tokens=40)
 
 
 def check_commit_message(text: str) -> list[str]:
