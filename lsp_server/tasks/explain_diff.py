@@ -76,8 +76,14 @@ def merge_document(parts: Sequence[str]) -> DocumentPrompt:
                           max_tokens=160)
 
 
+# Prompt evaluation dominates a base model's time: the hook sends the diff's head only.
+COMMIT_DOCUMENT_CHARS = 3000
+
+
 def commit_document(diff_text: str) -> DocumentPrompt:
     """One line from the diff: the hook's budget is a second or two."""
+    if len(diff_text) > COMMIT_DOCUMENT_CHARS:
+        diff_text = diff_text[:COMMIT_DOCUMENT_CHARS].rsplit("\n", 1)[0] + "\n..."
     return DocumentPrompt(f"Code review\n\nThe diff:\n{diff_text}\nWhat the diff does: It", ("\n",), "It",
                           max_tokens=40)
 

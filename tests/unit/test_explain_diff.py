@@ -67,3 +67,11 @@ def test_repair_prefers_the_first_sentence_and_drops_narration():
     repaired = repair_commit_message("It checks the divisor before dividing. If it is zero, it raises a "
                                      "ValueError instead of failing later on.", ["calc.py"])
     assert repaired.split("\n")[0] == "chore: checks the divisor before dividing"
+
+
+def test_commit_document_sends_the_head_of_a_long_diff():
+    from lsp_server.tasks.explain_diff import COMMIT_DOCUMENT_CHARS, commit_document
+
+    document = commit_document("+line\n" * 5000)
+    assert len(document.text) < COMMIT_DOCUMENT_CHARS + 200 and document.text.endswith("What the diff does: It")
+    assert document.max_tokens == 40 and document.stops == ("\n",)
