@@ -28,6 +28,31 @@ from .base import BackendError, CancelToken, ChatMessage, ChatRequest, Generatio
 from .chat_template import render_pieces, stop_at_strings, stop_on_repetition
 
 log = logging.getLogger(__name__)
+_native_log = logging.getLogger("ninetyten.llama_cpp")
+_log_callback: Any = None
+
+
+def _route_native_log() -> None:
+    """Send llama.cpp's own log lines to Python logging instead of stderr.
+
+    llama-cpp-python maps ggml's log levels with an older numbering and prints
+    warnings such as the SWA cache note straight to stderr, which ends up in
+    commit hooks and terminals. Installed once; the callback must stay referenced.
+    """
+    global _log_callback
+    if _log_callback is not None:
+        return
+    import ctypes
+
+    import llama_cpp
+
+    @llama_cpp.llama_log_callback
+    def forward(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
+        if _native_log.isEnabledFor(logging.DEBUG):
+            _native_log.debug("%s", text.decode("utf-8", "replace").rstrip())
+
+    _log_callback = forward
+    llama_cpp.llama_log_set(forward, ctypes.c_void_p(0))
 
 # Prompt tokens are fed in slices this size so a cancel lands between slices.
 PROMPT_SLICE = 256
@@ -98,6 +123,7 @@ class LlamaCppBackend:
 
         from local_models.fim import detect_fim_tokens, special_token_ids
 
+        _route_native_log()
         started = time.perf_counter()
         model = self.settings.model
         path = model if isinstance(model, Path) else model()

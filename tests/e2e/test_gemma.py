@@ -84,3 +84,5 @@ def test_gemma_explains_and_writes_a_commit_message(gemma_model_path, ninetyten_
     assert "What the diff does" not in explanation and "Explain this change" not in explanation
     subject = message.split("\n")[0]
     assert len(subject) <= 72 and ": " in subject and not SPECIAL.search(message)
+    # llama.cpp's own notes (e.g. about the sliding-window cache) go to logging, not the terminal.
+    assert "llama_" not in out.stderr and "SWA" not in out.stderr, out.stderr
