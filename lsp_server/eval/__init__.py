@@ -1,0 +1,1 @@
+"""Evaluation harness: FIM quality per tier and the escalation cost-quality curve."""
