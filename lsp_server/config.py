@@ -16,7 +16,15 @@ class CompletionConfig(BaseModel):
     prefix_tokens: int = Field(1024, ge=16, description="Token budget for text before the cursor.")
     suffix_tokens: int = Field(128, ge=0, description="Token budget for text after the cursor.")
     extra_tokens: int = Field(512, ge=0, description="Token budget for other open files (repo-level context).")
-    extra_files: int = Field(4, ge=0, le=64, description="Most other open files offered as context.")
+    extra_files: int = Field(
+        4, ge=0, le=64,
+        description="Most chunks of recently opened or edited files offered as context (0: none).")
+    debounce_min_ms: float = Field(0.0, ge=0, le=2000, description="Shortest wait before an automatic request runs.")
+    debounce_max_ms: float = Field(
+        120.0, ge=0, le=2000,
+        description="Longest wait: automatic requests wait about as long as the user's recent keystroke gaps.")
+    cache_size: int = Field(64, ge=0, le=10_000, description="Suggestions kept for re-requests and typing through.")
+    speculative: bool = Field(True, description="Prepare the next suggestion for after the current one is accepted.")
     classic: Literal["auto", "always", "never"] = Field(
         "auto",
         description="Answer textDocument/completion: 'auto' only for clients without inline completion.",

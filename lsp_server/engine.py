@@ -10,6 +10,7 @@ sensitivity gate runs again on what the escalation would send) -> ledger row per
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import logging
 import re
@@ -18,6 +19,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Callable, Literal
 
@@ -198,6 +200,18 @@ class LedgerSink:
                 self._thread.start()
             self._queue.put((row, reservation))
 
+    def call(self, action: Callable[[Ledger], None]) -> None:
+        """Run `action` on the ledger thread, after the rows queued before it."""
+        ledger = self.ledger
+        if ledger is None:
+            return
+
+        def run() -> None:
+            action(ledger)
+            return None
+
+        self.put(run)  # type: ignore[arg-type]
+
     def _run(self) -> None:
         assert self.ledger is not None
         while True:
@@ -207,6 +221,8 @@ class LedgerSink:
             make_row, reservation = item
             try:
                 row = make_row()
+                if row is None:  # an action queued with call()
+                    continue
                 # A budget reservation becomes the real row in the same transaction.
                 if reservation is not None:
                     reservation.commit(row)
@@ -251,8 +267,12 @@ class Engine:
         self.explicit_model = explicit_model  # --model beats NINETYTEN_MODEL beats settings beats policy
         self.model: ResolvedModel | None = None
         self._progress = progress
-        self.state = PolicyState.build(policy or load_policy(None, None))
+        self._loaded = policy or load_policy(None, None)
+        self.forced_offline = False  # the editor's "Toggle offline", on top of the policy
+        self.state = PolicyState.build(self._loaded)
         self.sink = LedgerSink(ledger)
+        self._savings_day: datetime | None = None
+        self._savings_usd = 0.0
         self.on_remote_unreachable = on_remote_unreachable
         self.local = LlamaCppBackend(LlamaSettings(model=self._resolve, n_ctx=config.n_ctx, n_threads=config.threads))
         self._completion: CompletionTask | None = None
@@ -275,9 +295,39 @@ class Engine:
 
     def set_policy(self, loaded: LoadedPolicy) -> None:
         """Swap in a new policy (hot reload); requests in flight finish on the old one."""
+        self._loaded = loaded
+        self._rebuild_state()
+
+    def set_offline(self, offline: bool) -> None:
+        """Force offline on top of whatever the policy says (survives policy reloads)."""
+        self.forced_offline = offline
+        self._rebuild_state()
+
+    def _rebuild_state(self) -> None:
+        loaded = self._loaded
+        if self.forced_offline and not loaded.policy.offline:
+            loaded = dataclasses.replace(loaded, policy=loaded.policy.model_copy(update={"offline": True}))
         old = self.state
         self.state = PolicyState.build(loaded)
         old.close_soon()
+
+    def savings_today_usd(self) -> float:
+        """Frontier cost avoided since UTC midnight: read once a day, then kept up to date."""
+        day = utc_midnight()
+        if self._savings_day != day:
+            self._savings_day, self._savings_usd = day, 0.0
+            ledger = self.sink.ledger
+            if ledger is not None:
+                self.sink.flush()
+                try:
+                    self._savings_usd = ledger.savings_usd(day)
+                except LedgerError:
+                    log.debug("savings unreadable", exc_info=True)
+        return self._savings_usd
+
+    def feedback(self, request_id: str, *, shown: bool | None = None, accepted: bool | None = None) -> None:
+        """Shown/accepted for a completion, written on the ledger thread after its row."""
+        self.sink.call(lambda ledger: ledger.mark_feedback(request_id, shown=shown, accepted=accepted))
 
     def start(self) -> None:
         self.local.start_loading()
@@ -357,6 +407,8 @@ class Engine:
             policy_hash=decision.policy_hash or None,
             reasons=list(decision.reasons[:32]),
         )
+        self.savings_today_usd()  # start today's running total before this row is queued
+        self._savings_usd += attempt.frontier_cost_usd - attempt.cost_usd
         # Built and validated on the ledger thread, off the request path.
         self.sink.put(lambda: LedgerRow(**{**values, "reasons": [safe_reason(r) for r in values["reasons"]]}),
                       reservation)
@@ -539,12 +591,17 @@ class Engine:
             error = f"no tier could answer ({kinds})"
         return AssistResult(best, decision, attempts, request_id, low_confidence=low_confidence, error=error)
 
-    async def complete(self, inp: CompletionInput, cancel: CancelToken | None = None) -> CompletionResult:
-        """An inline completion: local first; escalated only when the policy allows it."""
+    async def complete(self, inp: CompletionInput, cancel: CancelToken | None = None, *,
+                       speculative: bool = False) -> CompletionResult:
+        """An inline completion: local first; escalated only when the policy allows it.
+
+        A speculative completion (prepared before anyone asked) stays local and writes no
+        ledger row; the row is written when it is served from the cache.
+        """
         started = time.perf_counter()
         request_id = new_request_id()
         # The decision needs the content only when it could leave the machine.
-        decision = self._completion_decision(inp)
+        decision = _LOCAL_ONLY if speculative else self._completion_decision(inp)
         await self.wait_ready()
         waited_ms = (time.perf_counter() - started) * 1000.0
         try:
@@ -553,9 +610,10 @@ class Engine:
             # $/cancelRequest: the attempt still gets its row, with what it had done.
             done = cancel.generation if cancel is not None else None
             usage = done.usage if done is not None else Usage()
-            self._record(request_id, 1, "completion",
-                         Attempt("local", self.local.name, self.local.model_name, "cancelled", usage,
-                                 (time.perf_counter() - started) * 1000.0), decision)
+            if not speculative:
+                self._record(request_id, 1, "completion",
+                             Attempt("local", self.local.name, self.local.model_name, "cancelled", usage,
+                                     (time.perf_counter() - started) * 1000.0), decision)
             raise
         generation = outcome.generation
         text = outcome.text
@@ -572,7 +630,7 @@ class Engine:
                 text, escalated = remote_text, True
             else:
                 low_confidence = True
-        else:
+        elif not speculative:
             self._record(request_id, 1, "completion", attempt, decision)
         final_tier = decision.escalate_to if escalated else "local"
         backend = self.state.remote.get(final_tier) if final_tier != "local" else None  # type: ignore[arg-type]
@@ -591,6 +649,20 @@ class Engine:
             low_confidence=low_confidence,
             request_id=request_id,
         )
+
+    def cached_completion(self, inp: CompletionInput, text: str, started: float, *, typed: int = 0
+                          ) -> CompletionResult:
+        """A suggestion served from the cache: no model ran, but it is a request like any other."""
+        request_id = new_request_id()
+        decision = decide(self.policy, RouteRequest(task="completion", path=inp.path), _NO_SCAN,
+                          unavailable=self.state.unavailable())
+        latency_ms = (time.perf_counter() - started) * 1000.0
+        attempt = Attempt("local", "cache", self.local.model_name, "ok", Usage(), latency_ms)
+        self._record(request_id, 1, "completion", attempt, decision)
+        return CompletionResult(
+            text=text, tier="local", backend="cache", model=self.local.model_name, usage=Usage(),
+            stop_reason="cache", latency_ms=latency_ms, prompt_mode="cache",
+            extra={"typed_through": float(typed)}, request_id=request_id)
 
     def _completion_decision(self, inp: CompletionInput) -> Decision:
         policy = self.policy
@@ -678,3 +750,7 @@ class _NoScan:
 
 _NO_SCAN = _NoScan()
 
+
+# Speculative completions never leave the machine and are not requests yet.
+_LOCAL_ONLY = Decision(task="completion", tier="local", backend="llama_cpp", model="local",
+                       reasons=["speculative: prepared locally for after an accept"])

@@ -684,6 +684,16 @@ class Ledger:
                          if r.ts.timestamp() >= since_ts and (tiers is None or r.tier in tiers))
         return total / NANO
 
+    def savings_usd(self, since: datetime) -> float:
+        """What the frontier would have cost minus what was paid, since `since`."""
+        since_ts = _as_utc(since).timestamp()
+        (total,), = self._read("SELECT COALESCE(SUM(frontier_cost_nusd - cost_nusd), 0) FROM attempts WHERE ts >= ?",
+                               (since_ts,))
+        with self._lock:
+            total += sum(_to_nusd(r.frontier_cost_usd) - _to_nusd(r.cost_usd) for r in self._spill
+                         if r.ts.timestamp() >= since_ts)
+        return total / NANO
+
     def spend_today_usd(self, tiers: Collection[str] | None = None) -> float:
         """Spend since UTC midnight (see the module docstring for why UTC)."""
         return self.spend_usd(utc_midnight(), tiers)

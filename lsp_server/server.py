@@ -19,6 +19,7 @@ from pygls.protocol import LanguageServerProtocol, lsp_method
 from . import __version__
 from .backends.base import CancelToken
 from .config import ServerConfig, describe_validation_error
+from .completion_service import CompletionService
 from .engine import AssistResult, CompletionResult, Engine
 from .ledger import Ledger
 from .policy_watch import PolicyEvent, PolicyWatcher, initial_policy
@@ -35,6 +36,10 @@ EXPLAIN_SELECTION_COMMAND = "ninetyten.explainSelection"
 REFACTOR_SELECTION_COMMAND = "ninetyten.refactorSelection"
 ASK_COMMAND = "ninetyten.ask"
 EXPLAIN_CHANGE_COMMAND = "ninetyten.explainChange"
+REPORT_COMMAND = "ninetyten.report"
+STATS_REQUEST = "ninetyten/stats"
+TOGGLE_OFFLINE_COMMAND = "ninetyten.toggleOffline"
+COMPLETION_ACCEPTED_COMMAND = "ninetyten.completionAccepted"
 REFACTOR_REQUEST = "ninetyten/refactor"
 ASK_REQUEST = "ninetyten/ask"
 RECENT_DOCUMENTS = 32
@@ -106,7 +111,7 @@ class NinetyTenServer(LanguageServer):
         self.watcher: PolicyWatcher | None = None
         self.policy_diagnostics_uri: str | None = None
         self._told_unreachable: set[str] = set()
-        self._inflight: CancelToken | None = None
+        self.completions = CompletionService(config.completion, self.notify_served)
         self._background: set[asyncio.Task[Any]] = set()
 
     # -- helpers used by the handlers ----------------------------------------
@@ -214,13 +219,7 @@ class NinetyTenServer(LanguageServer):
             return None
         lines = split_lines(document.source)
         line, column = clamp_position(lines, position.line, position.character, self.encoding)
-        extra: list[ContextFile] = []
-        for other in reversed(self.recent):
-            if len(extra) >= self.config.completion.extra_files:
-                break
-            if other == uri or other not in self.workspace.text_documents:
-                continue
-            extra.append(ContextFile(self.relative_path(other), self.workspace.text_documents[other].source))
+        extra: list[ContextFile] = self.completions.context_for(uri)
         root = self.workspace_root
         return CompletionInput(
             path=self.relative_path(uri),
@@ -231,45 +230,88 @@ class NinetyTenServer(LanguageServer):
             repo_name=root.name if root else "",
         )
 
-    async def complete(self, uri: str, position: types.Position) -> CompletionResult | None:
-        """Run one completion; the newest request wins, an older one comes back empty."""
+    async def complete(self, uri: str, position: types.Position, *, invoked: bool = True
+                       ) -> CompletionResult | None:
+        """One completion through the cache / debounce / newest-wins pipeline."""
         if self.engine is None:
             return None
         inp = self.completion_input(uri, position)
         if inp is None:
             return None
-        if self._inflight is not None:
-            self._inflight.cancel()
-        token = self._inflight = CancelToken()
-        try:
-            result = await self.engine.complete(inp, token)
-        except asyncio.CancelledError:
-            if token.generation is not None:  # $/cancelRequest: say what was stopped
-                usage = token.generation.usage
-                self.notify_served(uri, {
-                    "tier": "local", "backend": self.engine.local.name, "model": self.engine.local.model_name,
-                    "prompt_tokens": usage.prompt_tokens, "cached_prompt_tokens": usage.cached_prompt_tokens,
-                    "completion_tokens": usage.completion_tokens, "latency_ms": round(usage.total_ms, 1),
-                    "generation_ms": round(usage.generation_ms, 1), "stop_reason": "cancelled",
-                }, shown=False)
-            raise
-        except TimeoutError:
-            log.warning("completion skipped: the model is still loading")
-            return None
-        except Exception as error:
-            if self.engine.local.load_failed:
-                return None  # reported to the user once, when loading failed
-            log.exception("completion failed: %s", error)
-            return None
-        finally:
-            if self._inflight is token:
-                self._inflight = None
-        self.notify_served(uri, result.summary(), shown=result.text is not None)
-        return result
+        return await self.completions.complete(self.engine, uri, inp, invoked=invoked)
 
-    def notify_served(self, uri: str, summary: dict[str, Any], *, shown: bool) -> None:
+    def document_texts(self, uri: str) -> tuple[str, str] | None:
+        document = self.workspace.text_documents.get(uri)
+        return None if document is None else (self.relative_path(uri), document.source)
+
+    def notify_served(self, uri: str, summary: dict[str, Any], shown: bool) -> None:
         """Tell the client (status bar, demo, tests) what served a request; never its content."""
-        self.protocol.notify(SERVED_NOTIFICATION, {"uri": uri, **summary, "shown": shown})
+        extra: dict[str, Any] = {}
+        if self.engine is not None:
+            extra = {"savings_today_usd": round(self.engine.savings_today_usd(), 6),
+                     "offline": self.engine.policy.offline}
+        self.protocol.notify(SERVED_NOTIFICATION, {"uri": uri, **summary, **extra, "shown": shown})
+
+    # -- report / offline / feedback ----------------------------------------------
+
+    async def report(self, args: tuple[Any, ...]) -> dict[str, Any]:
+        """The cost report as plain text (for a panel) and as JSON (for a client to draw)."""
+        import io
+
+        from rich.console import Console
+
+        from .report import build_report, parse_since, render_report
+
+        params = _command_params(args, "report")
+        since = params.get("since", "today")
+        if self.engine is None or self.engine.sink.ledger is None:
+            return {"error": "the server is not initialized"}
+        try:
+            start = parse_since(since if isinstance(since, str) else None)
+        except ValueError as error:
+            return {"error": str(error)}
+        engine = self.engine
+        ledger = engine.sink.ledger
+
+        def build() -> Any:
+            engine.sink.flush()  # rows of the requests just served count too
+            return build_report(ledger, start)
+
+        try:
+            report = await asyncio.to_thread(build)
+        except Exception as error:  # an unreadable ledger is a message, not a crash
+            return {"error": f"the ledger could not be read: {error}"}
+        buffer = io.StringIO()
+        render_report(report, Console(file=buffer, width=110, color_system=None, force_terminal=False,
+                                      legacy_windows=False))
+        return {"text": buffer.getvalue(), "report": report.model_dump(mode="json")}
+
+    def toggle_offline(self, args: tuple[Any, ...]) -> dict[str, Any]:
+        if self.engine is None:
+            return {"error": "the server is not initialized"}
+        params = _command_params(args, "offline")
+        wanted = params.get("offline")
+        offline = (not self.engine.forced_offline) if not isinstance(wanted, bool) else wanted
+        self.engine.set_offline(offline)
+        effective = self.engine.policy.offline
+        if effective and not offline:
+            message = "the policy itself is offline: everything stays on the local model"
+        else:
+            message = ("offline: everything runs on the local model" if effective
+                       else "online: the policy's remote tiers are back in use")
+        self.notify_user(types.MessageType.Info, message)
+        return {"offline": effective, "forced": self.engine.forced_offline}
+
+    def completion_accepted(self, args: tuple[Any, ...]) -> dict[str, Any]:
+        params = _command_params(args, "accepted")
+        request_id = params.get("requestId")
+        if self.engine is None or not isinstance(request_id, str) or not request_id:
+            return {"error": "completionAccepted needs a requestId"}
+        try:
+            self.engine.feedback(request_id, accepted=True)
+        except Exception as error:
+            return {"error": f"invalid requestId: {error}"}
+        return {"accepted": True}
 
     # -- explain / refactor / ask ------------------------------------------------
 
@@ -361,8 +403,8 @@ class NinetyTenServer(LanguageServer):
                 self.protocol.command_tasks.pop(msg_id, None)
 
     async def explain_change(self, raw: dict[str, Any]) -> dict[str, Any]:
-        """Explain the working-tree change of one file (or the whole workspace)."""
-        from .diffs import DiffError, parse_diff, working_tree_diff
+        """Explain the working-tree change of one file (or the whole workspace), or what is staged."""
+        from .diffs import DiffError, parse_diff, staged_diff, working_tree_diff
         from .explain import explain_changes
 
         if self.engine is None:
@@ -373,11 +415,13 @@ class NinetyTenServer(LanguageServer):
         uri = (raw.get("textDocument") or {}).get("uri")
         path = self.relative_path(uri) if uri else None
         try:
-            changes = parse_diff(working_tree_diff(root, path))
+            staged = raw.get("staged") is True
+            changes = parse_diff(staged_diff(root) if staged else working_tree_diff(root, path))
         except DiffError as error:
             return {"error": str(error)}
         if not changes:
-            return {"explanation": None, "error": "nothing changed"}
+            return {"explanation": None,
+                    "error": "nothing is staged (git add some changes first)" if staged else "nothing changed"}
         token = f"ninetyten-explain-{uuid.uuid4().hex[:8]}"
         progress_ok = bool(self.client_capabilities.window and self.client_capabilities.window.work_done_progress)
         if progress_ok:
@@ -444,6 +488,7 @@ def create_server(config: ServerConfig | None = None, explicit_model: str | None
             except ValidationError as error:
                 ls.notify_user(types.MessageType.Error,
                                f"ignoring invalid initializationOptions ({describe_validation_error(error)})")
+            ls.completions.reconfigure(ls.config.completion)
         event = initial_policy(ls.explicit_policy, ls.workspace_root)
         ledger = Ledger()
         ls.engine = Engine(ls.config, explicit_model=ls.explicit_model, policy=event.loaded, ledger=ledger,
@@ -463,27 +508,37 @@ def create_server(config: ServerConfig | None = None, explicit_model: str | None
     @server.feature(types.TEXT_DOCUMENT_DID_OPEN)
     def did_open(ls: NinetyTenServer, params: types.DidOpenTextDocumentParams) -> None:
         ls.touch(params.text_document.uri)
+        document = params.text_document
+        ls.completions.opened(document.uri, ls.relative_path(document.uri), document.text)
         ls.check_policy_document(params.text_document.uri)
 
     @server.feature(types.TEXT_DOCUMENT_DID_CHANGE)
     def did_change(ls: NinetyTenServer, params: types.DidChangeTextDocumentParams) -> None:
         ls.touch(params.text_document.uri)
+        first = params.content_changes[0] if params.content_changes else None
+        line = first.range.start.line if first is not None and hasattr(first, "range") else 0
+        ls.completions.changed(params.text_document.uri, line, ls.document_texts)
         ls.check_policy_document(params.text_document.uri)
 
     @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
     def did_close(ls: NinetyTenServer, params: types.DidCloseTextDocumentParams) -> None:
         ls.recent.pop(params.text_document.uri, None)
+        ls.completions.closed(params.text_document.uri)
 
     @server.feature(types.TEXT_DOCUMENT_INLINE_COMPLETION, types.InlineCompletionOptions())
     async def inline_completion(
         ls: NinetyTenServer, params: types.InlineCompletionParams
     ) -> types.InlineCompletionList:
-        result = await ls.complete(params.text_document.uri, params.position)
+        invoked = params.context.trigger_kind == types.InlineCompletionTriggerKind.Invoked
+        result = await ls.complete(params.text_document.uri, params.position, invoked=invoked)
         if result is None or result.text is None:
             return types.InlineCompletionList(items=[])
         # VS Code renders ghost text only for items that carry a range.
         here = types.Range(start=params.position, end=params.position)
-        return types.InlineCompletionList(items=[types.InlineCompletionItem(insert_text=result.text, range=here)])
+        accepted = types.Command(title="ninetyten: completion accepted", command=COMPLETION_ACCEPTED_COMMAND,
+                                 arguments=[{"requestId": result.request_id}])
+        return types.InlineCompletionList(items=[
+            types.InlineCompletionItem(insert_text=result.text, range=here, command=accepted)])
 
     @server.feature(types.TEXT_DOCUMENT_COMPLETION, types.CompletionOptions(trigger_characters=[".", "(", " "]))
     async def completion(ls: NinetyTenServer, params: types.CompletionParams) -> types.CompletionList:
@@ -494,10 +549,16 @@ def create_server(config: ServerConfig | None = None, explicit_model: str | None
         )
         if mode == "never" or (mode == "auto" and has_inline):
             return empty
-        result = await ls.complete(params.text_document.uri, params.position)
+        invoked = params.context is None or params.context.trigger_kind == types.CompletionTriggerKind.Invoked
+        result = await ls.complete(params.text_document.uri, params.position, invoked=invoked)
         if result is None or result.text is None:
             return empty
         return types.CompletionList(is_incomplete=True, items=[completion_item(result, params.position)])
+
+    @server.feature(STATS_REQUEST)
+    def stats(ls: NinetyTenServer, params: Any) -> dict[str, Any]:
+        return {**ls.completions.stats.to_json(), "cache_entries": len(ls.completions.cache),
+                "context_chunks": len(ls.completions.ring)}
 
     @server.feature(EXPLAIN_REQUEST)
     async def explain(ls: NinetyTenServer, params: Any) -> dict[str, Any]:
@@ -552,12 +613,23 @@ def create_server(config: ServerConfig | None = None, explicit_model: str | None
     async def explain_change_command(ls: NinetyTenServer, *args: Any) -> dict[str, Any]:
         return await ls.run_command("explain_change", args)
 
+    @server.command(REPORT_COMMAND)
+    async def report_command(ls: NinetyTenServer, *args: Any) -> dict[str, Any]:
+        return await ls.report(args)
+
+    @server.command(TOGGLE_OFFLINE_COMMAND)
+    def toggle_offline_command(ls: NinetyTenServer, *args: Any) -> dict[str, Any]:
+        return ls.toggle_offline(args)
+
+    @server.command(COMPLETION_ACCEPTED_COMMAND)
+    def completion_accepted_command(ls: NinetyTenServer, *args: Any) -> dict[str, Any]:
+        return ls.completion_accepted(args)
+
     @server.feature(types.SHUTDOWN)
     async def shutdown(ls: NinetyTenServer, params: Any) -> None:
         if ls.watcher is not None:
             ls.watcher.stop()
-        if ls._inflight is not None:
-            ls._inflight.cancel()
+        ls.completions.stop_running()
         if ls.engine is not None:
             await ls.engine.aclose()
 
