@@ -1,0 +1,242 @@
+-- :NinetyTen* commands: thin wrappers over the server's workspace/executeCommand commands.
+local lsp = require("ninetyten.lsp")
+local position = require("ninetyten.position")
+
+local M = {}
+
+M.last_result = nil -- { command, result } of the last command, for tests and scripting
+
+local function notify(message, level)
+  vim.notify("ninetyten: " .. message, level or vim.log.levels.INFO)
+end
+
+local function with_client(buf)
+  local client = lsp.client_for(buf)
+  if not client then
+    notify("the server is not running for this buffer (see :messages, or :lua require('ninetyten').start())",
+      vim.log.levels.WARN)
+  end
+  return client
+end
+
+-- Runs a server command; `done(result)` gets the result object when there is no error.
+function M.execute(buf, command, argument, done)
+  local client = with_client(buf)
+  if not client then
+    return
+  end
+  local arguments = argument and { argument } or {}
+  lsp.execute(client, { command = command, arguments = arguments }, buf, function(err, result)
+    M.last_result = { command = command, err = err, result = result }
+    if err then
+      notify(command .. " failed: " .. (err.message or vim.inspect(err)), vim.log.levels.ERROR)
+      return
+    end
+    if type(result) ~= "table" then
+      notify(command .. " returned nothing", vim.log.levels.WARN)
+      return
+    end
+    if result.error and result.error ~= vim.NIL then
+      notify(tostring(result.error), vim.log.levels.WARN)
+      if not (result.text or result.explanation) then
+        return
+      end
+    end
+    done(result)
+  end)
+end
+
+local scratch = {} -- title -> buffer
+
+-- Shows `lines` in a scratch split (reused per title); `q` closes it.
+function M.show_scratch(title, lines, filetype)
+  local buf = scratch[title]
+  if not (buf and vim.api.nvim_buf_is_valid(buf)) then
+    buf = vim.api.nvim_create_buf(false, true)
+    scratch[title] = buf
+    pcall(vim.api.nvim_buf_set_name, buf, "ninetyten://" .. title)
+    vim.api.nvim_buf_set_option(buf, "bufhidden", "hide")
+    vim.api.nvim_buf_set_option(buf, "swapfile", false)
+    vim.api.nvim_buf_set_keymap(buf, "n", "q", "<Cmd>close<CR>", { noremap = true, silent = true })
+  end
+  vim.api.nvim_buf_set_option(buf, "modifiable", true)
+  vim.api.nvim_buf_set_lines(buf, 0, -1, false, lines)
+  vim.api.nvim_buf_set_option(buf, "modifiable", false)
+  vim.api.nvim_buf_set_option(buf, "filetype", filetype or "markdown")
+  local win = vim.fn.bufwinid(buf)
+  if win == -1 then
+    vim.cmd("botright " .. math.max(5, math.min(#lines + 1, 20)) .. "split")
+    win = vim.api.nvim_get_current_win()
+    vim.api.nvim_win_set_buf(win, buf)
+    vim.api.nvim_win_set_option(win, "wrap", true)
+    vim.api.nvim_win_set_option(win, "linebreak", true)
+  else
+    vim.api.nvim_set_current_win(win)
+  end
+  vim.api.nvim_win_set_cursor(win, { 1, 0 })
+  return buf
+end
+
+local function split(text)
+  return vim.split(tostring(text), "\n", { plain = true })
+end
+
+local function footer(result)
+  local parts = {}
+  for _, key in ipairs({ "tier", "model" }) do
+    if type(result[key]) == "string" then
+      parts[#parts + 1] = result[key]
+    end
+  end
+  if result.low_confidence == true then
+    parts[#parts + 1] = "low confidence"
+  end
+  if #parts == 0 then
+    return {}
+  end
+  return { "", "_" .. table.concat(parts, " · ") .. "_" }
+end
+
+-- The LSP range of the command's range: the exact characters of a charwise visual
+-- selection, whole lines otherwise.
+function M.selection_range(buf, opts, encoding)
+  local first, last = opts.line1 - 1, opts.line2 - 1
+  local first_line = vim.api.nvim_buf_get_lines(buf, first, first + 1, false)[1] or ""
+  local last_line = vim.api.nvim_buf_get_lines(buf, last, last + 1, false)[1] or ""
+  local start_col, end_col = 0, #last_line
+  local vstart, vend = vim.fn.getpos("'<"), vim.fn.getpos("'>")
+  if opts.range == 2 and vim.fn.visualmode() == "v" and vstart[2] == opts.line1 and vend[2] == opts.line2 then
+    start_col = math.min(vstart[3] - 1, #first_line)
+    end_col = position.char_end(last_line, math.min(vend[3], #last_line))
+  end
+  return {
+    start = { line = first, character = position.to_lsp(first_line, start_col, encoding) },
+    ["end"] = { line = last, character = position.to_lsp(last_line, end_col, encoding) },
+  }
+end
+
+local function target(buf, opts, client)
+  local argument = { textDocument = { uri = vim.uri_from_bufnr(buf) } }
+  if opts.range and opts.range > 0 then
+    argument.range = M.selection_range(buf, opts, client.offset_encoding)
+  end
+  return argument
+end
+
+local function where(buf, opts)
+  local name = vim.fn.fnamemodify(vim.api.nvim_buf_get_name(buf), ":t")
+  if opts.range and opts.range > 0 then
+    return string.format("%s:%d-%d", name, opts.line1, opts.line2)
+  end
+  return name
+end
+
+-- :[range]NinetyTenExplain[!] — with a range: explain that code. Without: explain this
+-- file's uncommitted change; with !: explain what is staged (the whole next commit).
+function M.explain(opts)
+  local buf = vim.api.nvim_get_current_buf()
+  local client = with_client(buf)
+  if not client then
+    return
+  end
+  if opts.range and opts.range > 0 then
+    vim.api.nvim_echo({ { "ninetyten: explaining…", "MoreMsg" } }, false, {})
+    M.execute(buf, "ninetyten.explainSelection", target(buf, opts, client), function(result)
+      local lines = { "# Explanation of " .. where(buf, opts), "" }
+      vim.list_extend(lines, split(result.text or ""))
+      vim.list_extend(lines, footer(result))
+      M.show_scratch("explanation", lines)
+    end)
+    return
+  end
+  local argument
+  local title
+  if opts.bang then
+    argument, title = { staged = true }, "the staged change"
+  else
+    argument, title = { textDocument = { uri = vim.uri_from_bufnr(buf) } }, "the change to " .. where(buf, opts)
+  end
+  vim.api.nvim_echo({ { "ninetyten: explaining " .. title .. "…", "MoreMsg" } }, false, {})
+  M.execute(buf, "ninetyten.explainChange", argument, function(result)
+    local text = result.explanation
+    if type(text) ~= "string" then
+      text = type(text) == "table" and vim.inspect(text) or tostring(result.error or "no explanation")
+    end
+    local lines = { "# Explanation of " .. title, "" }
+    vim.list_extend(lines, split(text))
+    M.show_scratch("explanation", lines)
+  end)
+end
+
+-- :[range]NinetyTenRefactor {instruction} — rewrites the range (the whole file without one);
+-- the server applies the edit, so `u` undoes it.
+function M.refactor(opts)
+  local buf = vim.api.nvim_get_current_buf()
+  local client = with_client(buf)
+  if not client then
+    return
+  end
+  if opts.args == "" then
+    notify("usage: :[range]NinetyTenRefactor {instruction}", vim.log.levels.WARN)
+    return
+  end
+  local argument = target(buf, opts, client)
+  argument.instruction = opts.args
+  argument.apply = true
+  vim.api.nvim_echo({ { "ninetyten: refactoring…", "MoreMsg" } }, false, {})
+  M.execute(buf, "ninetyten.refactorSelection", argument, function(result)
+    if result.applied == true then
+      notify("refactored " .. where(buf, opts) .. " (u undoes it)")
+    elseif type(result.text) == "string" then
+      local lines = { "# Proposed refactoring of " .. where(buf, opts) .. " (not applied)", "", "```" }
+      vim.list_extend(lines, split(result.text))
+      lines[#lines + 1] = "```"
+      M.show_scratch("refactoring", lines)
+    end
+  end)
+end
+
+-- :[range]NinetyTenAsk {question} — about the range, or the whole file without one.
+function M.ask(opts)
+  local buf = vim.api.nvim_get_current_buf()
+  local client = with_client(buf)
+  if not client then
+    return
+  end
+  if opts.args == "" then
+    notify("usage: :[range]NinetyTenAsk {question}", vim.log.levels.WARN)
+    return
+  end
+  local argument = target(buf, opts, client)
+  argument.question = opts.args
+  vim.api.nvim_echo({ { "ninetyten: thinking…", "MoreMsg" } }, false, {})
+  M.execute(buf, "ninetyten.ask", argument, function(result)
+    local lines = { "# " .. opts.args, "", "_about " .. where(buf, opts) .. "_", "" }
+    vim.list_extend(lines, split(result.text or ""))
+    vim.list_extend(lines, footer(result))
+    M.show_scratch("answer", lines)
+  end)
+end
+
+-- :NinetyTenReport [since] — the cost report (default: today).
+function M.report(opts)
+  local buf = vim.api.nvim_get_current_buf()
+  local argument = opts.args ~= "" and { since = opts.args } or nil
+  M.execute(buf, "ninetyten.report", argument, function(result)
+    local lines = {}
+    for _, text in ipairs(split((result.text or ""):gsub("%s+$", ""))) do
+      lines[#lines + 1] = (text:gsub("%s+$", "")) -- the table is padded to a fixed width
+    end
+    M.show_scratch("report", lines, "text")
+  end)
+end
+
+-- :NinetyTenOffline — toggles offline mode; the server announces the new state itself.
+function M.offline()
+  local buf = vim.api.nvim_get_current_buf()
+  M.execute(buf, "ninetyten.toggleOffline", nil, function(result)
+    M.offline_state = result.offline
+  end)
+end
+
+return M

@@ -1,0 +1,216 @@
+"""The Neovim plugin (editors/nvim) in a real headless Neovim against a real `ninetyten serve`.
+
+Neovim runs Lua scenarios from editors/nvim/tests/: keys go in with nvim_input(), so insert
+mode, its autocommands, the debounce timer and the LSP traffic all happen as for a user; the
+scenario writes what it saw (extmarks, the screen grid, buffer text, command results) to a JSON
+file that these tests assert on. Works with the Neovim Debian ships (0.7.2) and later.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+NVIM = shutil.which("nvim")
+PLUGIN = Path(__file__).resolve().parents[2] / "editors" / "nvim"
+LUA_TESTS = PLUGIN / "tests"
+
+pytestmark = pytest.mark.skipif(NVIM is None, reason="Neovim is not installed (`make system-deps` installs it)")
+
+SAMPLE = 'def add(a, b):\n    return a + b\n\n\na = "😀😀" + xx\nresult = \n'
+
+
+def run_nvim(script: Path, tmp_path: Path, env: dict[str, str], cwd: Path, timeout: float = 90) -> dict[str, Any]:
+    """Runs a Lua scenario in headless Neovim; returns its observations, failing on any Lua test failure."""
+    out = tmp_path / "nvim-results.json"
+    out.unlink(missing_ok=True)
+    rtp = str(PLUGIN).replace("\\", "\\\\").replace(" ", "\\ ").replace(",", "\\,")
+    command = [NVIM, "--headless", "-u", "NONE", "-i", "NONE", "-n",
+               "--cmd", f"set rtp^={rtp}", "-c", f"luafile {script}"]
+    # Its own process group, so a hung editor takes its language server down with it.
+    process = subprocess.Popen(command, cwd=cwd, env={**env, "NINETYTEN_TEST_OUT": str(out)},
+                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               start_new_session=True)
+    try:
+        output, _ = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        output, _ = process.communicate()
+        pytest.fail(f"Neovim did not finish in {timeout}s:\n{output.decode(errors='replace')[-3000:]}")
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert out.exists(), f"Neovim wrote no results (exit {process.returncode}):\n{output.decode(errors='replace')[-3000:]}"
+    results = json.loads(out.read_text(encoding="utf-8"))
+    assert results.get("error") is None, results["error"]
+    failed = [test for test in results["tests"] if not test["ok"]]
+    assert not failed, "\n\n".join(f"{test['name']}:\n{test['error']}" for test in failed)
+    return results
+
+
+def path_without_ninetyten() -> str:
+    """PATH minus any directory holding a `ninetyten`, so the plugin must find the project's own."""
+    keep = [d for d in os.environ.get("PATH", "").split(os.pathsep) if d and not (Path(d) / "ninetyten").exists()]
+    return os.pathsep.join(keep)
+
+
+def server_executable() -> Path:
+    script = Path(sys.executable).with_name("ninetyten")
+    assert script.exists(), f"{script} is missing: install the project (make setup)"
+    return script
+
+
+def test_lua_helpers(tmp_path):
+    """Positions per encoding, ghost-text layout, multi-line insertion, cancellation, ranges."""
+    results = run_nvim(LUA_TESTS / "test_helpers.lua", tmp_path, dict(os.environ), cwd=tmp_path, timeout=60)
+    names = [test["name"] for test in results["tests"]]
+    assert len(names) >= 13, names  # the runner really ran the suite
+
+
+def test_editing_session_against_the_real_server(endless_model_path, ninetyten_test_home, tmp_path):
+    # The "endless" model emits "x" for ever, so every answer is known exactly and only the
+    # server's limits and the plugin's positions decide what shows up.
+    project = tmp_path / "project"
+    (project / ".venv" / "bin").mkdir(parents=True)
+    (project / ".venv" / "bin" / "ninetyten").symlink_to(server_executable())
+    (project / "pyproject.toml").write_text("[project]\nname = 'demo'\n")
+    sample = project / "sample.py"
+    sample.write_text(SAMPLE, encoding="utf-8")
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", "-c", "commit.gpgsign=false"]
+    subprocess.run([*git, "init", "-q"], cwd=project, check=True)
+    subprocess.run([*git, "add", "sample.py"], cwd=project, check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "sample"], cwd=project, check=True)
+    setup = {
+        "model": str(endless_model_path),
+        "settings": {"completion": {"max_tokens": 8}, "assist": {"max_tokens": 16}},
+        "debounce_ms": 50,
+    }
+    env = {**os.environ, "PATH": path_without_ninetyten(), "NINETYTEN_HOME": str(ninetyten_test_home),
+           "NINETYTEN_TEST_SETUP": json.dumps(setup), "NINETYTEN_TEST_FILE": str(sample)}
+    env.pop("NINETYTEN_MODEL", None)
+    seen = run_nvim(LUA_TESTS / "e2e.lua", tmp_path, env, cwd=project)["data"]
+
+    # Found in the project's virtualenv, with the model option passed on.
+    assert seen["cmd"] == [str(project / ".venv" / "bin" / "ninetyten"), "serve", "--model", str(endless_model_path)]
+    assert any(p["done"] and p.get("message", "").startswith("ready") for p in seen["progress"].values()), seen["progress"]
+
+    # End of line: ghost text drawn at the cursor with the server's 8 tokens, Tab inserts it.
+    x8 = "x" * 8
+    assert seen["eol_ghost"] == {"row": 5, "col": 9, "text": x8, "lines": [x8], "count": 1}
+    assert seen["eol_cursor"] == [6, 9]
+    assert seen["eol_screen"] == ["result = " + x8]
+    assert seen["eol_after_accept"] == "result = " + x8
+    assert seen["eol_cursor_after_accept"] == [6, 17]
+    # The item's command went back to the server: the acceptance is recorded.
+    assert seen["accept_command"]["command"] == "ninetyten.completionAccepted"
+    assert seen["accept_command"]["result"] == {"accepted": True}
+    assert seen["ghost_after_leave"] is None
+
+    # Typing asks again (TextChangedI, debounced); C-] dismisses and nothing comes back by itself.
+    assert seen["typed_line"] == "y = "
+    assert seen["typed_ghost"]["text"] == x8 and (seen["typed_ghost"]["row"], seen["typed_ghost"]["col"]) == (6, 4)
+    assert seen["after_dismiss"] == {"ghost": None, "line": "y = "}
+
+    # Mid-line after emoji: only a correct UTF-16 position lets the server see the "xx" after
+    # the cursor and trim its 8 x's to 6 (a byte offset would land at the end of the line).
+    assert seen["mid_ghost"] == {"row": 4, "col": 17, "text": "x" * 6, "lines": ["x" * 6], "count": 1}
+    assert seen["mid_screen"] == ['a = "😀😀" + ' + x8]
+    assert seen["mid_after_accept"] == 'a = "😀😀" + ' + x8
+
+    # :1,2NinetyTenExplain: the server's explanation in a markdown scratch buffer.
+    explained = seen["explain_result"]
+    assert explained["text"] and explained["tier"] == "local" and not explained.get("error")
+    assert seen["explain_buffer"]["filetype"] == "markdown"
+    assert seen["explain_buffer"]["name"] == "ninetyten://explanation"
+    assert seen["explain_buffer"]["lines"][0] == "# Explanation of sample.py:1-2"
+    assert explained["text"] in seen["explain_buffer"]["lines"]
+
+    # :NinetyTenExplain without a range explains the saved, uncommitted edits of this file;
+    # with ! what is staged, which is nothing here: the server says so and no window opens.
+    changed = seen["change_result"]
+    assert isinstance(changed["explanation"], str) and changed["explanation"], changed
+    assert seen["change_buffer"][0] == "# Explanation of the change to sample.py"
+    assert changed["explanation"].splitlines()[0] in seen["change_buffer"]
+    assert "nothing is staged" in seen["staged_result"]["error"]
+    assert [m["message"] for m in seen["staged_messages"]] == ["ninetyten: " + seen["staged_result"]["error"]]
+    assert seen["staged_window"] == str(sample)
+
+    # :'<,'>NinetyTenRefactor on "a + b": the server's workspace/applyEdit lands on exactly
+    # those characters, and u undoes it.
+    refactored = seen["refactor_result"]
+    assert refactored["applied"] is True and refactored["text"]
+    assert seen["refactor_line"] == "    return " + refactored["text"]
+    assert seen["refactor_undone"] is True
+
+    assert seen["ask_result"]["text"] and seen["ask_result"]["text"] in seen["ask_lines"]
+    assert seen["ask_lines"][0] == "# what does add return?"
+    assert seen["report_lines"][0].startswith("ninetyten report")
+    assert any(line.strip().startswith("completion") for line in seen["report_lines"]), seen["report_lines"]
+    assert seen["offline_result"]["offline"] is True
+    assert seen["status"].startswith("ninetyten · local")
+
+
+@pytest.mark.gemma
+def test_ghost_text_from_the_embedded_model(gemma_model_path, ninetyten_test_home, tmp_path):
+    """A real model writing real code: its (here multi-line) answer is drawn and inserted as is."""
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / ".git").mkdir()
+    sample = project / "calc.py"
+    sample.write_text("def add(a, b):\n    return a + b\n\n\nresult = \n", encoding="utf-8")
+    setup = {"cmd": [str(server_executable()), "serve", "--model", str(gemma_model_path)], "debounce_ms": 50}
+    env = {**os.environ, "NINETYTEN_HOME": str(ninetyten_test_home), "NINETYTEN_TEST_STEPS": "2",
+           "NINETYTEN_TEST_SETUP": json.dumps(setup), "NINETYTEN_TEST_FILE": str(sample)}
+    env.pop("NINETYTEN_MODEL", None)
+    seen = run_nvim(LUA_TESTS / "e2e.lua", tmp_path, env, cwd=project)["data"]
+
+    shown = seen["eol_ghost"]
+    assert (shown["row"], shown["col"]) == (4, 9) and "".join(shown["lines"]).strip(), shown
+    # What was drawn (first line at the cursor, the rest as virtual lines) is what Tab inserted.
+    assert seen["eol_screen"][0] == "result = " + shown["lines"][0]
+    assert seen["eol_screen"][1:] == [line.rstrip() for line in shown["lines"][1:]]
+    inserted = "\n".join(seen["buffer_after_accept"])
+    assert inserted == "def add(a, b):\n    return a + b\n\n\nresult = " + "\n".join(shown["lines"])
+    assert seen["accept_command"]["result"] == {"accepted": True}
+
+
+NOT_FOUND_SCENARIO = """
+package.path = %(tests)s .. "/?.lua;" .. package.path
+local H = require("harness")
+local messages = {}
+vim.notify = function(message, level) messages[#messages + 1] = { message = message, level = level } end
+vim.cmd("filetype on")
+H.run({ { "no server", function()
+  require("ninetyten").setup({})
+  vim.cmd("edit " .. vim.fn.fnameescape(%(file)s))
+  H.sleep(100)
+  H.record("messages", messages)
+  H.record("clients", #(vim.lsp.get_clients or vim.lsp.get_active_clients)())
+end } }, 10000)
+"""
+
+
+def test_missing_server_says_how_to_install(tmp_path):
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "pyproject.toml").write_text("")
+    sample = project / "a.py"
+    sample.write_text("x = 1\n")
+    script = tmp_path / "scenario.lua"
+    script.write_text(NOT_FOUND_SCENARIO % {"tests": json.dumps(str(LUA_TESTS)), "file": json.dumps(str(sample))})
+    env = {**os.environ, "PATH": path_without_ninetyten()}
+    seen = run_nvim(script, tmp_path, env, cwd=project, timeout=30)["data"]
+    assert seen["clients"] == 0
+    assert len(seen["messages"]) == 1, seen["messages"]
+    message = seen["messages"][0]
+    assert message["level"] == 4  # ERROR
+    assert "not found" in message["message"] and ".venv/bin/ninetyten" in message["message"]
+    assert "cmd =" in message["message"]
