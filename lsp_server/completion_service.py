@@ -112,6 +112,7 @@ class CompletionService:
             if hit is not None:
                 self.stats.cache_hits += 1
                 result = engine.cached_completion(inp, hit.text, started, typed=hit.typed)
+                engine.feedback(result.request_id, shown=True)
                 self.notify(uri, result.summary(), True)
                 self._speculate(engine, uri, inp, at, hit.text)
                 return result

@@ -23,6 +23,11 @@ class CompletionConfig(BaseModel):
     debounce_max_ms: float = Field(
         120.0, ge=0, le=2000,
         description="Longest wait: automatic requests wait about as long as the user's recent keystroke gaps.")
+    max_document_chars: int = Field(
+        512_000, ge=1_000, description="Documents larger than this are considered only around the cursor.")
+    window_lines: int = Field(1000, ge=50, le=100_000, description="Lines on each side of the cursor in that case.")
+    max_line_chars: int = Field(
+        4_000, ge=100, description="Longer lines (minified code) are cut to this many characters around the cursor.")
     cache_size: int = Field(64, ge=0, le=10_000, description="Suggestions kept for re-requests and typing through.")
     speculative: bool = Field(True, description="Prepare the next suggestion for after the current one is accepted.")
     classic: Literal["auto", "always", "never"] = Field(

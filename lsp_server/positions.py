@@ -17,39 +17,37 @@ def split_lines(text: str) -> list[str]:
     return text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
 
 
-def _units(ch: str, encoding: Encoding) -> int:
-    code = ord(ch)
-    if encoding == "utf-16":
-        return 2 if code > 0xFFFF else 1
-    if encoding == "utf-8":
-        if code < 0x80:
-            return 1
-        if code < 0x800:
-            return 2
-        return 3 if code < 0x10000 else 4
-    return 1
-
-
 def to_codepoint_column(line: str, character: int, encoding: Encoding) -> int:
     """Code-point column for a client offset; clamped to the line, rounded down inside a character."""
     if character <= 0:
         return 0
-    if encoding == "utf-32":
+    if encoding == "utf-32" or line.isascii():  # isascii is O(1) on CPython's compact strings
         return min(character, len(line))
-    units = 0
-    for index, ch in enumerate(line):
-        units += _units(ch, encoding)
-        if units > character:
-            return index
-    return len(line)
+    # Every code point is at least one unit, so the answer is at most `character`; walk back
+    # from there in C-speed steps rather than a Python loop over a possibly huge line.
+    column = min(character, len(line))
+    while column > 0 and _unit_length(line, column, encoding) > character:
+        excess = _unit_length(line, column, encoding) - character
+        # each code point is at most 2 (utf-16) / 4 (utf-8) units: step back at least 1
+        column -= max(1, excess // (2 if encoding == "utf-16" else 4))
+    return max(column, 0)
+
+
+def _unit_length(line: str, column: int, encoding: Encoding) -> int:
+    prefix = line[:column]
+    if encoding == "utf-8":
+        return len(prefix.encode("utf-8", "surrogatepass"))
+    if encoding == "utf-16":
+        return len(prefix.encode("utf-16-le", "surrogatepass")) // 2
+    return column
 
 
 def to_client_character(line: str, column: int, encoding: Encoding) -> int:
     """Client offset for a code-point column."""
     column = max(0, min(column, len(line)))
-    if encoding == "utf-32":
+    if encoding == "utf-32" or line.isascii():
         return column
-    return sum(_units(ch, encoding) for ch in line[:column])
+    return _unit_length(line, column, encoding)
 
 
 def clamp_position(lines: list[str], line: int, character: int, encoding: Encoding) -> tuple[int, int]:

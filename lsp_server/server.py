@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import sys
+import threading
 import time
 import uuid
 from collections import OrderedDict
@@ -14,7 +17,9 @@ from urllib.parse import unquote, urlparse
 from lsprotocol import types
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pygls.lsp.server import LanguageServer
+from pygls.exceptions import JsonRpcException
 from pygls.protocol import LanguageServerProtocol, lsp_method
+from pygls.protocol.json_rpc import RPCRequest
 
 from . import __version__
 from .backends.base import CancelToken
@@ -25,6 +30,7 @@ from .ledger import Ledger
 from .policy_watch import PolicyEvent, PolicyWatcher, initial_policy
 from .positions import Encoding, clamp_position, normalize_encoding, split_lines, to_client_character
 from .routing.policy import PolicyError, TierName, parse_policy
+from .transport import INVALID_REQUEST, PARSE_ERROR, send_error, serve_stream
 from .tasks.assist import AssistInput
 from .tasks.completion_prompt import CompletionInput, ContextFile
 
@@ -53,6 +59,32 @@ class NinetyTenProtocol(LanguageServerProtocol):
         # not cancel on $/cancelRequest: keep them by request id and cancel them ourselves.
         self.command_tasks: dict[Any, asyncio.Task[Any]] = {}
 
+    initialize_seen = False
+
+    def structure_message(self, data: dict[str, Any]) -> Any:
+        """Params that fail validation get an InvalidParams answer, not silence."""
+        try:
+            return super().structure_message(data)
+        except JsonRpcException as error:
+            method = data.get("method")
+            if "id" in data and isinstance(method, str):
+                send_error(self, data["id"], INVALID_PARAMS, f"invalid params for {method}: {_validation_detail(error)}")
+            else:
+                log.warning("dropping a malformed %s message: %s", method or "JSON-RPC", _validation_detail(error))
+            return _ANSWERED
+
+    def handle_message(self, message: Any) -> None:
+        if message is _ANSWERED:
+            return
+        if not hasattr(message, "jsonrpc"):  # valid JSON, but not a JSON-RPC message (or a batch)
+            msg_id = message.get("id") if isinstance(message, dict) else None
+            send_error(self, msg_id, INVALID_REQUEST, "not a JSON-RPC 2.0 message")
+            return
+        if isinstance(message, RPCRequest) and not self.initialize_seen and message.method != types.INITIALIZE:
+            send_error(self, message.id, SERVER_NOT_INITIALIZED, f"{message.method} before initialize")
+            return
+        super().handle_message(message)
+
     def _handle_cancel_notification(self, msg_id: Any) -> None:
         task = self.command_tasks.pop(msg_id, None)
         if task is not None:
@@ -61,6 +93,7 @@ class NinetyTenProtocol(LanguageServerProtocol):
 
     @lsp_method(types.INITIALIZE)
     def lsp_initialize(self, params: types.InitializeParams):  # type: ignore[override]
+        self.initialize_seen = True
         # Prefer UTF-8 whenever the client offers it: no UTF-16 counting on our side.
         general = params.capabilities.general
         if general is not None and general.position_encodings:
@@ -69,6 +102,59 @@ class NinetyTenProtocol(LanguageServerProtocol):
                 offered.remove(types.PositionEncodingKind.Utf8)
                 general.position_encodings = [types.PositionEncodingKind.Utf8, *offered]
         return (yield from super().lsp_initialize(params))
+
+
+INVALID_PARAMS = -32602
+WINDOW_STEP = 256
+SERVER_NOT_INITIALIZED = -32002
+_ANSWERED = object()  # a message already answered (or dropped) while it was parsed
+
+
+class _DropDeserializeTracebacks(logging.Filter):
+    """pygls logs a full traceback for every message it cannot structure; we answer those
+    with InvalidParams and log one line ourselves."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Unable to deserialize message")
+
+
+logging.getLogger("pygls.protocol.json_rpc").addFilter(_DropDeserializeTracebacks())
+
+
+def _validation_detail(error: BaseException) -> str:
+    cause = error.__cause__
+    if cause is None:
+        return str(error) or type(error).__name__
+    try:
+        from cattrs import transform_error
+
+        details = transform_error(cause)  # type: ignore[arg-type]
+        return "; ".join(details[:3])
+    except Exception:
+        return str(cause)[:200]
+
+
+def _clip_long_lines(lines: list[str], line: int, column: int, limit: int) -> tuple[list[str], int]:
+    """Minified files: keep `limit` characters of each line, the cursor's line around the cursor."""
+    clipped = [text if len(text) <= limit else text[:limit] for text in lines]
+    current = lines[line]
+    if len(current) > limit:
+        start = max(0, column - limit * 3 // 4) // 512 * 512  # in steps, so typing keeps the cache
+        clipped[line] = current[start:start + limit]
+        column -= start
+    return clipped, column
+
+
+def _handle_body(protocol: Any, body: bytes) -> None:
+    try:
+        message = json.loads(body, object_hook=protocol.structure_message)
+    except (ValueError, UnicodeDecodeError) as error:
+        send_error(protocol, None, PARSE_ERROR, f"parse error: {error}")
+        return
+    try:
+        protocol.handle_message(message)
+    except Exception:  # never let one message end the read loop
+        log.exception("handling a message failed")
 
 
 class _Params(BaseModel):
@@ -113,6 +199,48 @@ class NinetyTenServer(LanguageServer):
         self._told_unreachable: set[str] = set()
         self.completions = CompletionService(config.completion, self.notify_served)
         self._background: set[asyncio.Task[Any]] = set()
+
+    # -- transport: our own frame reader (see transport.py) -----------------
+
+    def start_io(self, stdin: Any = None, stdout: Any = None) -> None:
+        from pygls.io_ import StdinAsyncReader, StdoutWriter
+
+        self._stop_event = threading.Event()
+        reader = StdinAsyncReader(stdin or sys.stdin.buffer, self.thread_pool)
+        self.protocol.set_writer(StdoutWriter(stdout or sys.stdout.buffer))
+        try:
+            asyncio.run(serve_stream(self._stop_event, reader, self.protocol, _handle_body))
+        except BrokenPipeError:
+            log.error("the connection to the client is lost; shutting down")
+        except (KeyboardInterrupt, SystemExit):
+            pass
+        finally:
+            self.shutdown()
+
+    def start_tcp(self, host: str, port: int) -> None:
+        self._stop_event = stop_event = threading.Event()
+
+        async def connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            self.protocol.set_writer(writer)  # type: ignore[arg-type]
+            await serve_stream(stop_event, reader, self.protocol, _handle_body)
+            self.shutdown()
+
+        async def listen() -> None:
+            self._server = await asyncio.start_server(connection, host, port)
+            async with self._server:
+                await self._server.serve_forever()
+
+        try:
+            asyncio.run(listen())
+        except asyncio.CancelledError:
+            pass
+
+    def report_server_error(self, error: Exception, source: Any) -> None:
+        # Protocol-level junk is answered with JSON-RPC errors; pop-ups are for real failures.
+        if isinstance(error, JsonRpcException):
+            log.warning("%s", error)
+            return
+        super().report_server_error(error, source)
 
     # -- helpers used by the handlers ----------------------------------------
 
@@ -217,8 +345,18 @@ class NinetyTenServer(LanguageServer):
         document = self.workspace.text_documents.get(uri)
         if document is None:
             return None
-        lines = split_lines(document.source)
+        source = document.source
+        lines = split_lines(source)
         line, column = clamp_position(lines, position.line, position.character, self.encoding)
+        limits = self.config.completion
+        if len(source) > limits.max_document_chars:
+            # Only a window around the cursor is considered; its start moves in large steps
+            # so the prompt (and the KV cache) stays put while the user types.
+            start = max(0, line - limits.window_lines) // WINDOW_STEP * WINDOW_STEP
+            lines = lines[start:line + limits.window_lines + 1]
+            line -= start
+        if max(map(len, lines)) > limits.max_line_chars:
+            lines, column = _clip_long_lines(lines, line, column, limits.max_line_chars)
         extra: list[ContextFile] = self.completions.context_for(uri)
         root = self.workspace_root
         return CompletionInput(

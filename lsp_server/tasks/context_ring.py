@@ -14,6 +14,9 @@ from dataclasses import dataclass
 from .completion_prompt import ContextFile
 
 
+MAX_LINE_CHARS = 300
+
+
 @dataclass(frozen=True)
 class Chunk:
     uri: str
@@ -40,7 +43,8 @@ class ContextRing:
         """Take the lines around `line`; False when the ring already holds (almost) them."""
         lines = text.split("\n")
         start = max(0, min(line - self.chunk_lines // 2, len(lines) - self.chunk_lines))
-        body = "\n".join(lines[start:start + self.chunk_lines])
+        # Minified or generated lines would crowd out everything else: keep their start.
+        body = "\n".join(row[:MAX_LINE_CHARS] for row in lines[start:start + self.chunk_lines])
         if not body.strip():
             return False
         for chunk in self._chunks:

@@ -44,8 +44,9 @@ async def test_accepting_an_item_is_recorded_and_reported(endless_model_path, tm
         bad_since = await execute(client, "ninetyten.report", {"since": "yesterday-ish"})
         assert "not understood" in bad_since["error"]
     rows = sqlite3.connect(home / "ledger.sqlite3").execute(
-        "SELECT shown, accepted FROM attempts WHERE task = 'completion' ORDER BY id").fetchall()
-    assert rows == [(1, 1), (1, None)]
+        "SELECT backend, shown, accepted FROM attempts WHERE task = 'completion' ORDER BY id").fetchall()
+    # The second request was answered from the cache: still a row, still shown.
+    assert rows == [("llama_cpp", 1, 1), ("cache", 1, None)]
 
 
 async def test_toggle_offline_keeps_escalations_home_and_back(endless_model_path, tmp_path, monkeypatch):

@@ -130,3 +130,10 @@ def test_ring_reports_the_file_left_behind_and_bounds_size():
     assert [c.path for c in ring.chunks()] == ["b.py"]  # over the character budget: oldest goes
     ring.forget("file:///b.py")
     assert len(ring) == 0
+
+
+def test_ring_chunks_keep_only_the_start_of_very_long_lines():
+    ring = ContextRing()
+    ring.add("file:///min.js", "min.js", "var a=1;" * 100_000)
+    (chunk,) = ring.chunks()
+    assert len(chunk.text) == 300 and chunk.text.startswith("var a=1;")
