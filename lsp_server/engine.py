@@ -19,7 +19,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Literal
 
@@ -186,19 +186,25 @@ class LedgerSink:
 
     def __init__(self, ledger: Ledger | None) -> None:
         self.ledger = ledger
-        self._queue: queue.Queue[tuple[Callable[[], LedgerRow], Reservation | None] | None] = queue.Queue()
+        self._queue: queue.Queue[tuple[Callable[[], LedgerRow], Reservation | None, bool] | None] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
-    def put(self, row: Callable[[], LedgerRow], reservation: Reservation | None = None) -> None:
-        """Queue a row; it is built (and validated) on the ledger thread, off the request path."""
+    def put(self, row: Callable[[], LedgerRow], reservation: Reservation | None = None,
+            journal: dict[str, object] | None = None) -> None:
+        """Queue a row; it is built (and validated) on the ledger thread, off the request path.
+
+        `journal`: the row's values, written to the ledger's journal now, so the row
+        survives the process being killed before the thread stores it.
+        """
         if self.ledger is None:
             return
+        journaled = journal is not None and self.ledger.journal_append(journal)
         with self._lock:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="ninetyten-ledger", daemon=True)
                 self._thread.start()
-            self._queue.put((row, reservation))
+            self._queue.put((row, reservation, journaled))
 
     def call(self, action: Callable[[Ledger], None]) -> None:
         """Run `action` on the ledger thread, after the rows queued before it."""
@@ -218,16 +224,18 @@ class LedgerSink:
             item = self._queue.get()
             if item is None:
                 return
-            make_row, reservation = item
+            make_row, reservation, journaled = item
             try:
                 row = make_row()
                 if row is None:  # an action queued with call()
                     continue
                 # A budget reservation becomes the real row in the same transaction.
                 if reservation is not None:
-                    reservation.commit(row)
+                    stored = reservation.commit(row)
                 else:
-                    self.ledger.record(row)
+                    stored = self.ledger.record(row)
+                if journaled and stored:
+                    self.ledger.journal_committed()
             except Exception:  # a row that fails validation is a bug; never kill the thread
                 log.exception("ledger row rejected")
 
@@ -409,9 +417,11 @@ class Engine:
         )
         self.savings_today_usd()  # start today's running total before this row is queued
         self._savings_usd += attempt.frontier_cost_usd - attempt.cost_usd
-        # Built and validated on the ledger thread, off the request path.
-        self.sink.put(lambda: LedgerRow(**{**values, "reasons": [safe_reason(r) for r in values["reasons"]]}),
-                      reservation)
+        values["ts"] = datetime.now(timezone.utc)
+        # Reason texts are scrubbed before they touch the disk (the journal); the row is
+        # built and validated on the ledger thread, off the request path.
+        values["reasons"] = [safe_reason(r) for r in values["reasons"]]
+        self.sink.put(lambda: LedgerRow(**values), reservation, journal=values)
 
     # -- running one attempt on a tier --------------------------------------------
 

@@ -421,6 +421,58 @@ class Reservation:
         self.release()
 
 
+JOURNAL_DIRNAME = "ledger-journal"
+
+
+class Journal:
+    """Rows a server has answered for but not yet committed, in an append-only file of its own.
+
+    The server answers a request before its row reaches SQLite (that can wait for another
+    process's write lock). A line written here is in the OS's hands at once, so it survives
+    kill -9 of the process; the next Ledger that opens replays the files of processes that
+    are gone. The file is emptied whenever everything in it has been committed.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self.path = directory / f"{os.getpid()}-{time.time_ns()}.jsonl"
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        self._lock = threading.Lock()
+        self._open = 0  # appended and not yet committed
+
+    def append(self, values: dict[str, Any]) -> None:
+        line = (json.dumps(values, separators=(",", ":"), default=_json_value) + "\n").encode("utf-8")
+        with self._lock:
+            os.write(self._fd, line)
+            self._open += 1
+
+    def committed(self) -> None:
+        with self._lock:
+            self._open = max(self._open - 1, 0)
+            if self._open == 0:
+                os.ftruncate(self._fd, 0)
+
+    def close(self) -> None:
+        with self._lock:
+            os.close(self._fd)
+            if self._open == 0:
+                self.path.unlink(missing_ok=True)
+
+
+def _json_value(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, datetime) else str(value)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 class Ledger:
     """The attempt ledger in one SQLite file, shared by every ninetyten process of a user."""
 
@@ -442,11 +494,64 @@ class Ledger:
         self._pending_feedback: dict[str, tuple[bool | None, bool | None]] = {}
         self._dropped = 0
         self._failing = False  # an outage is already logged
+        self._journal: Journal | None = None
         with self._lock:
             try:
                 self._connection()
+                self.recover_journals()
             except (sqlite3.Error, OSError, LedgerError) as exc:
                 self._note_failure(exc)
+
+    # --- the journal of answered rows (see Journal) ---
+
+    @property
+    def journal_dir(self) -> Path:
+        return self.path.parent / JOURNAL_DIRNAME
+
+    def journal_append(self, values: dict[str, Any]) -> bool:
+        """Write a row's values to this process's journal; False if that is not possible."""
+        try:
+            if self._journal is None:
+                self._journal = Journal(self.journal_dir)
+            self._journal.append(values)
+            return True
+        except OSError as exc:
+            log.warning("Ledger journal unavailable (%s); rows are only in memory until stored.", exc)
+            return False
+
+    def journal_committed(self) -> None:
+        if self._journal is not None:
+            try:
+                self._journal.committed()
+            except OSError:
+                log.debug("journal truncate failed", exc_info=True)
+
+    def recover_journals(self) -> int:
+        """Store rows from the journals of processes that ended before storing them; returns how many."""
+        directory = self.journal_dir
+        if not directory.is_dir():
+            return 0
+        recovered = 0
+        for path in sorted(directory.glob("*.jsonl")):
+            try:
+                pid = int(path.name.split("-", 1)[0])
+            except ValueError:
+                continue
+            if pid == os.getpid() or _process_alive(pid):
+                continue
+            claimed = path.with_name(f"{path.name}.recovering-{os.getpid()}")
+            try:
+                os.rename(path, claimed)  # only one process replays a given file
+            except OSError:
+                continue
+            rows = _journal_rows(claimed)
+            if rows:
+                recovered += self._transaction(lambda conn: _insert_missing(conn, rows))
+            claimed.unlink(missing_ok=True)
+        if recovered:
+            log.warning("Ledger %s: stored %d rows from processes that ended before writing them.",
+                        self.path, recovered)
+        return recovered
 
     # --- connection and failure handling ---
 
@@ -735,12 +840,42 @@ class Ledger:
             if not self.flush():
                 log.error("Ledger %s: closing with %d rows that could not be stored.", self.path, len(self._spill))
             self._drop_connection()
+            if self._journal is not None:
+                self._journal.close()  # kept on disk if rows in it were never stored
+                self._journal = None
 
     def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def _journal_rows(path: Path) -> list[LedgerRow]:
+    rows: list[LedgerRow] = []
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return rows
+    for line in text.splitlines():
+        try:
+            values = json.loads(line)
+            values["reasons"] = [safe_reason(str(r)) for r in values.get("reasons", [])]
+            rows.append(_checked(LedgerRow(**values)))
+        except Exception:  # a line cut by the crash, or one that fails validation
+            continue
+    return rows
+
+
+def _insert_missing(conn: sqlite3.Connection, rows: list[LedgerRow]) -> int:
+    stored = 0
+    for row in rows:
+        exists = conn.execute("SELECT 1 FROM attempts WHERE request_id = ? AND attempt = ?",
+                              (row.request_id, row.attempt)).fetchone()
+        if exists is None:
+            conn.execute(_INSERT, _row_values(row))
+            stored += 1
+    return stored
 
 
 def _update_feedback(conn: sqlite3.Connection, request_id: str, shown: bool | None, accepted: bool | None) -> None:

@@ -62,21 +62,37 @@ class PolicyWatcher:
         except PolicyError as error:
             return PolicyEvent(None, error, error.path)
 
+    def watch_names(self) -> set[str]:
+        """Names in the watched folders whose change can change the policy in force."""
+        names = {WORKSPACE_POLICY.name, WORKSPACE_POLICY.parent.name}
+        _, path = find_policy(self.explicit, self.workspace)
+        if path is not None:
+            names.add(path.name)  # --policy / NINETYTEN_POLICY may name any file
+        return names
+
     async def run(self) -> None:
         while not self._stop.is_set():
             dirs = self.watch_dirs()
             if not dirs:
                 return
             watched = set(dirs)
+            names = self.watch_names()
+
+            # Only those names: other files in the workspace root (a log, build output) must not
+            # wake the watcher, nor write a "change detected" log line each time.
+            def relevant(_change: watchfiles.Change, changed: str, names: set[str] = names) -> bool:
+                return Path(changed).name in names
+
             try:
-                async for changes in watchfiles.awatch(*dirs, recursive=False, debounce=self.debounce_ms,
-                                                       stop_event=self._stop, watch_filter=None):
-                    names = {Path(changed).name for _, changed in changes}
-                    if "policy.toml" in names or WORKSPACE_POLICY.parent.name in names:
+                async for _changes in watchfiles.awatch(*dirs, recursive=False, debounce=self.debounce_ms,
+                                                        stop_event=self._stop, watch_filter=relevant):
+                    try:
                         result = self.on_change(self.reload())
                         if asyncio.iscoroutine(result):
                             await result
-                    if set(self.watch_dirs()) != watched:
+                    except Exception:  # one failed swap must not end hot reload for the session
+                        log.exception("applying the reloaded policy failed; still watching")
+                    if set(self.watch_dirs()) != watched or self.watch_names() != names:
                         break  # e.g. .ninetyten/ was created: watch it instead
             except (FileNotFoundError, RuntimeError, OSError):
                 log.debug("policy watch restarted", exc_info=True)

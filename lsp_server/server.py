@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
+import signal
 import sys
 import threading
 import time
@@ -134,6 +136,26 @@ def _validation_detail(error: BaseException) -> str:
         return str(cause)[:200]
 
 
+def _exit_on_sigterm(server: "NinetyTenServer") -> Any:
+    """On SIGTERM store the queued ledger rows, then exit.
+
+    Done on a thread of its own: the read loop may sit in a blocking read of stdin that
+    nothing can interrupt, and the rows may wait for another process's write lock.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def finish() -> None:
+        server.store_ledger_rows()
+        logging.shutdown()
+        os._exit(0)
+
+    def terminate(signum: int, frame: Any) -> None:
+        threading.Thread(target=finish, name="ninetyten-sigterm", daemon=True).start()
+
+    return signal.signal(signal.SIGTERM, terminate)
+
+
 def _clip_long_lines(lines: list[str], line: int, column: int, limit: int) -> tuple[list[str], int]:
     """Minified files: keep `limit` characters of each line, the cursor's line around the cursor."""
     clipped = [text if len(text) <= limit else text[:limit] for text in lines]
@@ -208,6 +230,7 @@ class NinetyTenServer(LanguageServer):
         self._stop_event = threading.Event()
         reader = StdinAsyncReader(stdin or sys.stdin.buffer, self.thread_pool)
         self.protocol.set_writer(StdoutWriter(stdout or sys.stdout.buffer))
+        previous = _exit_on_sigterm(self)
         try:
             asyncio.run(serve_stream(self._stop_event, reader, self.protocol, _handle_body))
         except BrokenPipeError:
@@ -215,7 +238,18 @@ class NinetyTenServer(LanguageServer):
         except (KeyboardInterrupt, SystemExit):
             pass
         finally:
+            self.store_ledger_rows()
             self.shutdown()
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
+
+    def store_ledger_rows(self) -> None:
+        """The client went away (EOF, SIGTERM) without `shutdown`: store the queued rows now."""
+        if self.engine is not None:
+            try:
+                self.engine.sink.flush()
+            except Exception:
+                log.exception("storing the ledger rows failed")
 
     def start_tcp(self, host: str, port: int) -> None:
         self._stop_event = stop_event = threading.Event()
