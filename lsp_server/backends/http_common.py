@@ -459,7 +459,8 @@ class HttpBackend:
 
     def __init__(self, base_url: str, model: str, *, api_key_env: str | None = None, timeout_s: float = 30.0,
                  connect_timeout_s: float = 3.0, retry: RetryPolicy | None = None, cooldown: Cooldown | None = None,
-                 client: httpx.AsyncClient | None = None, extra_headers: dict[str, str] | None = None) -> None:
+                 client: httpx.AsyncClient | None = None, extra_headers: dict[str, str] | None = None,
+                 max_concurrent: int = 4) -> None:
         self.base_url = base_url.rstrip("/")
         self.model = model
         self.model_name = model
@@ -469,6 +470,10 @@ class HttpBackend:
         self.retry = retry or RetryPolicy()
         self.cooldown = cooldown or Cooldown()
         self._extra_headers = dict(extra_headers or {})
+        # A cap on requests in flight to this tier: a burst of editor requests must not
+        # become a burst of paid calls (or trip the provider's rate limit for everyone).
+        self.max_concurrent = max_concurrent
+        self._slots = asyncio.Semaphore(max_concurrent)
         self._owns_client = client is None
         # Never follow redirects: the key header would go wherever the Location points.
         self._client = client or httpx.AsyncClient(follow_redirects=False)
@@ -529,11 +534,15 @@ class HttpBackend:
             attempt_no += 1
             attempt = _Attempt(parser=spec.parser_factory())
             try:
-                async with contextlib.aclosing(self._attempt(attempt, spec, url, key, cancel, time_box,
-                                                             retry_deadline)) as deltas:
-                    async for delta in deltas:
-                        stream.partial_text += delta
-                        yield delta
+                await self._take_slot(url, retry_deadline, time_box, loop)
+                try:
+                    async with contextlib.aclosing(self._attempt(attempt, spec, url, key, cancel, time_box,
+                                                                 retry_deadline)) as deltas:
+                        async for delta in deltas:
+                            stream.partial_text += delta
+                            yield delta
+                finally:
+                    self._slots.release()
             except ProviderError as error:
                 delay = self._retry_delay(error, attempt, attempt_no, restartable, retry_deadline, time_box, loop)
                 log.info("%s: %s, retry %d/%d in %.2fs", self.name, error.kind, attempt_no + 1,
@@ -552,6 +561,17 @@ class HttpBackend:
             if cancel is not None and stream.generation.stop_reason == "cancelled":
                 cancel.generation = stream.generation
             return
+
+    async def _take_slot(self, url: httpx.URL, retry_deadline: float, time_box: float | None,
+                         loop: asyncio.AbstractEventLoop) -> None:
+        wait = retry_deadline - time.perf_counter()
+        if time_box is not None:
+            wait = min(wait, time_box - loop.time())
+        try:
+            await asyncio.wait_for(self._slots.acquire(), timeout=max(wait, 0.0))
+        except TimeoutError:
+            raise ProviderError("timeout", f"{self.name}: all {self.max_concurrent} request slots for "
+                                           f"{endpoint(url)} stayed busy") from None
 
     def _retry_delay(self, error: ProviderError, attempt: _Attempt, attempt_no: int, restartable: bool,
                      retry_deadline: float, time_box: float | None, loop: asyncio.AbstractEventLoop) -> float:

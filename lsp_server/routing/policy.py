@@ -48,6 +48,7 @@ class TierConfig(_Strict):
     timeout_s: float = Field(60.0, gt=0)
     connect_timeout_s: float = Field(3.0, gt=0)
     max_retries: int = Field(2, ge=0, le=10)
+    max_concurrent: int = Field(4, ge=1, le=256, description="requests in flight to this tier at once")
 
     @model_validator(mode="after")
     def _remote_needs_url(self) -> "TierConfig":
@@ -71,7 +72,7 @@ class SensitivityConfig(_Strict):
         for pattern in patterns:
             try:
                 re.compile(pattern)
-            except re.error as error:
+            except (re.error, OverflowError, RecursionError) as error:  # a{99999999999}, deep nesting
                 raise ValueError(f"allowlist pattern {pattern!r} is not a valid regex: {error}") from None
         return patterns
 
@@ -191,7 +192,9 @@ def _key_lines(text: str) -> dict[tuple[str, ...], int]:
     array_counts: dict[tuple[str, ...], int] = {}
     header = re.compile(r"^\s*(\[\[?)\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
     assignment = re.compile(r"^\s*([A-Za-z0-9_\-\"'.]+)\s*=")
-    for number, line in enumerate(text.splitlines(), start=1):
+    # TOML lines end only at \n; str.splitlines would also split at U+2028, NEL... inside
+    # strings and comments and shift every line number after them.
+    for number, line in enumerate(text.split("\n"), start=1):
         match = header.match(line)
         if match:
             parts = tuple(part.strip().strip("\"'") for part in match.group(2).split("."))
@@ -224,6 +227,8 @@ def parse_policy(text: str, path: Path | None = None) -> Policy:
     except tomllib.TOMLDecodeError as error:
         match = re.search(r"line (\d+)", str(error))
         raise PolicyError(path, [(int(match.group(1)) if match else None, "", f"not valid TOML: {error}")]) from None
+    except RecursionError:  # tomllib recurses per nesting level: `a = [[[[...`
+        raise PolicyError(path, [(None, "", "not valid TOML: arrays or tables nested too deeply")]) from None
     try:
         return Policy.model_validate(data)
     except ValidationError as error:
@@ -231,6 +236,11 @@ def parse_policy(text: str, path: Path | None = None) -> Policy:
         problems = []
         for item in error.errors():
             loc = tuple(str(part) for part in item["loc"])
+            if not loc and (named := re.match(r"(?:Value error, )?([a-z_]+(?:\.[a-z_]+)*)\b", item["msg"])):
+                # Checks across tables (Policy._consistent) have no location of their own;
+                # their messages start with the dotted key they are about.
+                if named.group(1).split(".")[0] in Policy.model_fields:
+                    loc = tuple(named.group(1).split("."))
             # pydantic adds the union/literal branch to loc for some errors; keep the data keys.
             key = ".".join(loc)
             problems.append((_line_for(lines, loc), key, item["msg"]))

@@ -27,6 +27,7 @@ def build_remote(config: TierConfig) -> RemoteBackend:
         "connect_timeout_s": config.connect_timeout_s,
         "retry": RetryPolicy(max_attempts=config.max_retries + 1, deadline_s=max(config.timeout_s, 5.0) * 2),
         "cooldown": Cooldown(failures=3, cooldown_s=30.0),
+        "max_concurrent": config.max_concurrent,
     }
     if config.backend == "anthropic":
         return AnthropicBackend(config.base_url, config.model, **kwargs)

@@ -204,6 +204,32 @@ async def test_concurrent_requests_are_served_concurrently(make: Make, loopback_
     assert elapsed < 2.0, elapsed  # 8 x 5 chunks x 0.1 s would take 4 s one after another
 
 
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+async def test_requests_in_flight_are_capped_per_tier(protocol: str, make: Make,
+                                                      loopback_provider: LoopbackProvider):
+    loopback_provider.fault = "slow_stream"
+    loopback_provider.chunk_delay_s = 0.1  # 5 chunks: each request takes about 0.5 s
+    backend = make(protocol, max_concurrent=2)
+    results = await asyncio.gather(*(backend.chat(chat_request()) for _ in range(6)))
+    assert all(g.text == "loopback reply to 32 chars" for g in results)
+    arrivals = sorted(r.at for r in loopback_provider.requests)
+    assert len(arrivals) == 6
+    # Two at a time: requests 3 and 5 only start when an earlier pair has finished.
+    assert arrivals[2] - arrivals[0] >= 0.35 and arrivals[4] - arrivals[2] >= 0.35, arrivals
+
+
+async def test_a_slot_that_never_frees_is_a_bounded_timeout(make: Make, loopback_provider: LoopbackProvider):
+    loopback_provider.fault = "timeout"
+    loopback_provider.hang_s = 5.0
+    backend = make("openai", max_concurrent=1, timeout_s=0.5,
+                   retry=RetryPolicy(max_attempts=1, deadline_s=1.0))
+    started = time.perf_counter()
+    outcomes = await asyncio.gather(backend.chat(chat_request()), backend.chat(chat_request()),
+                                    return_exceptions=True)
+    assert time.perf_counter() - started < 2.5
+    assert all(isinstance(o, ProviderError) and o.kind == "timeout" for o in outcomes), outcomes
+
+
 # -- stop rules, cancel, time box ------------------------------------------------------------
 
 
