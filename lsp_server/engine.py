@@ -181,14 +181,35 @@ class ChatJob:
                 ChatMessage("user", f"That answer failed automatic checks ({note}). Please answer again, correctly.")]
 
 
+def _money(values: dict[str, object] | None) -> tuple[float, float]:
+    if not values:
+        return 0.0, 0.0
+    cost = float(values.get("cost_usd", 0.0) or 0.0)  # type: ignore[arg-type]
+    frontier = float(values.get("frontier_cost_usd", 0.0) or 0.0)  # type: ignore[arg-type]
+    return cost, frontier - cost
+
+
 class LedgerSink:
     """Ledger writes off the request path: one thread, flushed on close so no row is lost."""
 
     def __init__(self, ledger: Ledger | None) -> None:
         self.ledger = ledger
-        self._queue: queue.Queue[tuple[Callable[[], LedgerRow], Reservation | None, bool] | None] = queue.Queue()
+        self._queue: queue.Queue[tuple[Callable[[], LedgerRow], Reservation | None, bool,
+                                       tuple[float, float]] | None] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        # Money in rows queued but not stored yet, so reads need not wait for the thread.
+        self.pending_cost_usd = 0.0
+        self.pending_savings_usd = 0.0
+        self._reader: Ledger | None = None
+
+    @property
+    def reader(self) -> Ledger | None:
+        """A connection of its own for reads on the event loop: the writer may be waiting
+        for another process's lock, and WAL readers never wait for writers."""
+        if self._reader is None and self.ledger is not None:
+            self._reader = Ledger(self.ledger.path)
+        return self._reader
 
     def put(self, row: Callable[[], LedgerRow], reservation: Reservation | None = None,
             journal: dict[str, object] | None = None) -> None:
@@ -200,11 +221,14 @@ class LedgerSink:
         if self.ledger is None:
             return
         journaled = journal is not None and self.ledger.journal_append(journal)
+        money = _money(journal)
         with self._lock:
+            self.pending_cost_usd += money[0]
+            self.pending_savings_usd += money[1]
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="ninetyten-ledger", daemon=True)
                 self._thread.start()
-            self._queue.put((row, reservation, journaled))
+            self._queue.put((row, reservation, journaled, money))
 
     def call(self, action: Callable[[Ledger], None]) -> None:
         """Run `action` on the ledger thread, after the rows queued before it."""
@@ -224,7 +248,8 @@ class LedgerSink:
             item = self._queue.get()
             if item is None:
                 return
-            make_row, reservation, journaled = item
+            make_row, reservation, journaled, money = item
+            stored = 0
             try:
                 row = make_row()
                 if row is None:  # an action queued with call()
@@ -238,6 +263,11 @@ class LedgerSink:
                     self.ledger.journal_committed()
             except Exception:  # a row that fails validation is a bug; never kill the thread
                 log.exception("ledger row rejected")
+            if stored or money != (0.0, 0.0):
+                with self._lock:
+                    if stored:  # a row kept in memory (database unusable) stays counted as pending
+                        self.pending_cost_usd -= money[0]
+                        self.pending_savings_usd -= money[1]
 
     def flush(self) -> None:
         """Wait until every queued row is written."""
@@ -247,6 +277,12 @@ class LedgerSink:
                 self._queue.put(None)
         if thread is not None:
             thread.join(timeout=30)
+
+    def close(self) -> None:
+        self.flush()
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
 
 
 _REQUEST_PREFIX = uuid.uuid4().hex[:12]
@@ -324,11 +360,10 @@ class Engine:
         day = utc_midnight()
         if self._savings_day != day:
             self._savings_day, self._savings_usd = day, 0.0
-            ledger = self.sink.ledger
+            ledger = self.sink.reader
             if ledger is not None:
-                self.sink.flush()
                 try:
-                    self._savings_usd = ledger.savings_usd(day)
+                    self._savings_usd = ledger.savings_usd(day) + self.sink.pending_savings_usd
                 except LedgerError:
                     log.debug("savings unreadable", exc_info=True)
         return self._savings_usd
@@ -351,12 +386,11 @@ class Engine:
         return self._completion
 
     def spend_today_usd(self) -> float:
-        ledger = self.sink.ledger
+        ledger = self.sink.reader
         if ledger is None:
             return 0.0
-        self.sink.flush()  # rows still queued count too
         try:
-            return ledger.spend_usd(utc_midnight())
+            return ledger.spend_usd(utc_midnight()) + self.sink.pending_cost_usd
         except LedgerError:
             # Spend that cannot be read is treated as the cap reached: paid tiers stay off.
             cap = self.policy.budget.daily_usd
@@ -722,11 +756,11 @@ class Engine:
         return asyncio.run(self.complete(inp))
 
     def close(self) -> None:
-        self.sink.flush()
+        self.sink.close()
         self.local.close()
 
     async def aclose(self) -> None:
-        self.sink.flush()
+        self.sink.close()
         await self.state.aclose()
         self.local.close()
 
