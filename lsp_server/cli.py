@@ -15,6 +15,7 @@ from pydantic import ValidationError
 
 from . import __version__
 from .config import ServerConfig, describe_validation_error
+from .eval import cli as eval_cli
 
 EXIT_USAGE = 2
 EXIT_FAILURE = 1
@@ -52,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--stdio", action="store_true", help="talk LSP over stdin/stdout (the default)")
     serve.add_argument("--tcp", metavar="HOST:PORT", help="listen for one LSP client on a TCP address instead")
     serve.add_argument("--log-file", metavar="FILE", help="append the server log to FILE")
+    # Also after the command (`ninetyten serve -vv`), as editors' settings usually append flags.
+    serve.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
+                       help="log more; repeat for debug")
     serve.add_argument("--config", metavar="JSON", help="server settings as JSON, e.g. '{\"n_ctx\": 8192}'")
     _add_model_option(serve)
     _add_policy_option(serve)
@@ -136,6 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_policy_option(policy)
 
     commands.add_parser("doctor", help="check the installation: llama.cpp, CPU features, model, config")
+    eval_cli.register(commands)
     return parser
 
 
@@ -543,7 +548,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     handlers = {"serve": cmd_serve, "complete": cmd_complete, "models": cmd_models, "doctor": cmd_doctor,
                 "route": cmd_route, "report": cmd_report, "policy": cmd_policy, "explain": cmd_explain,
-                "hook": cmd_hook}
+                "hook": cmd_hook, "eval": eval_cli.run}
     return handlers[args.command](args)
 
 

@@ -1,0 +1,210 @@
+"""Asking a tier for the text at a task's cursor, the way the language server does.
+
+The pipeline variant goes through `Engine.complete` (local tier: the same
+CompletionTask, prompt builder, stop rules and post-processing the server runs) or
+through the engine's completion escalation (remote tiers: the same prompt and clean-up
+the server sends a stronger tier). The raw variant is the local model alone: a plain
+FIM prompt (or the plain prefix for a model without FIM tokens), greedy generation up to
+the token cap, no stop rules, no post-processing.
+
+The engine gets no ledger: evaluation runs never count against a budget or a report.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from ..backends.base import GenerationRequest, Usage
+from ..config import ServerConfig
+from ..engine import Attempt, Engine
+from ..routing.policy import LoadedPolicy, Policy, Rule, TierName
+from ..routing.router import Decision
+from ..tasks.completion import CompletionOutcome, CompletionTask
+from ..tasks.completion_prompt import CompletionInput
+from .humaneval import InfillTask
+
+
+class EvalError(Exception):
+    """The evaluation cannot run as asked (a tier the policy lacks, a model that will not load)."""
+
+
+@dataclass
+class Produced:
+    """A tier's answer at one cursor, and what it took."""
+
+    text: str | None
+    tier: str
+    latency_ms: float
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+    stop_reason: str = ""
+    mean_logprob: float | None = None
+    min_logprob: float | None = None
+    error: str | None = None
+
+
+class _RecordingTask(CompletionTask):
+    """The server's completion task, keeping the last outcome (its token log-probs)."""
+
+    last: CompletionOutcome | None = None
+
+    async def run(self, inp, cancel=None):  # type: ignore[no-untyped-def]
+        outcome = await super().run(inp, cancel)
+        self.last = outcome
+        return outcome
+
+
+class _EvalEngine(Engine):
+    """The real engine; it also hands its attempts (usage, latency, cost) to the harness."""
+
+    attempts: list[Attempt]
+
+    def completion_task(self) -> CompletionTask:
+        if self._completion is None:
+            self._completion = _RecordingTask(self.local, self.config.completion)
+        return self._completion
+
+    def _record(self, request_id, number, task, attempt, decision, reservation=None):  # type: ignore[no-untyped-def]
+        self.attempts.append(attempt)
+        super()._record(request_id, number, task, attempt, decision, reservation)
+
+
+def forced_policy(policy: Policy, tier: TierName) -> Policy:
+    """The team's policy with completions sent to `tier` and nowhere else.
+
+    Remote tiers are reached the way the server reaches them for a completion: as the
+    escalation target of a local rule.
+    """
+    if tier != "local":
+        if policy.tier(tier) is None:
+            raise EvalError(f"the policy has no tiers.{tier}; configure it (see `ninetyten policy show`)")
+        if policy.offline:
+            raise EvalError(f"the policy is offline: nothing may go to the {tier} tier")
+    rule = Rule(name=f"eval: completions on {tier}", task=["completion"], route="local",
+                escalate_to=None if tier == "local" else tier)
+    return policy.model_copy(update={"rules": [rule]})
+
+
+def task_input(task: InfillTask) -> CompletionInput:
+    line, character = task.cursor
+    return CompletionInput(path=task.problem_id.replace("/", "_") + ".py", text=task.document, line=line,
+                           character=character)
+
+
+@dataclass
+class CompletionRunner:
+    config: ServerConfig
+    loaded: LoadedPolicy
+    tier: TierName = "local"
+    model: str | None = None
+    progress: bool = False
+    _engine: _EvalEngine | None = field(default=None, init=False)
+
+    @property
+    def engine(self) -> _EvalEngine:
+        if self._engine is None:
+            forced = LoadedPolicy(forced_policy(self.loaded.policy, self.tier), self.loaded.source, self.loaded.path)
+            engine = _EvalEngine(self.config, explicit_model=self.model, policy=forced, ledger=None,
+                                 progress=self.progress)
+            engine.attempts = []
+            self._engine = engine
+        return self._engine
+
+    async def start(self) -> None:
+        if self.tier != "local":
+            return  # a remote tier's completions never touch the local model
+        self.engine.start()
+        await self.engine.wait_ready()
+
+    @property
+    def model_name(self) -> str:
+        if self.tier == "local":
+            return self.engine.local.model_name
+        backend = self.engine.state.remote.get(self.tier)
+        return backend.model if backend else self.tier
+
+    @property
+    def prompt_mode(self) -> str:
+        if self.tier != "local":
+            return "chat"
+        return "fim" if self.engine.local.fim is not None else "prefix"
+
+    async def pipeline(self, task: InfillTask) -> Produced:
+        if self.tier == "local":
+            return await self._local_pipeline(task)
+        return await self._remote_pipeline(task)
+
+    async def _local_pipeline(self, task: InfillTask) -> Produced:
+        engine = self.engine
+        engine.attempts.clear()
+        result = await engine.complete(task_input(task))
+        outcome = engine.completion_task().last  # type: ignore[attr-defined]
+        generation = outcome.generation
+        return Produced(
+            text=result.text,
+            tier=result.tier,
+            latency_ms=result.latency_ms,
+            prompt_tokens=generation.usage.prompt_tokens,
+            completion_tokens=generation.usage.completion_tokens,
+            stop_reason=generation.stop_reason,
+            mean_logprob=generation.mean_logprob,
+            min_logprob=generation.min_logprob,
+        )
+
+    async def _remote_pipeline(self, task: InfillTask) -> Produced:
+        # Straight to the engine's escalation step: the prompt and clean-up a stronger tier
+        # gets for a completion, without spending a local generation first.
+        engine = self.engine
+        inp = task_input(task)
+        decision: Decision = engine._completion_decision(inp)
+        if decision.escalate_to != self.tier:
+            return Produced(None, self.tier, 0.0, error="routing refused: " + "; ".join(decision.reasons[-2:]))
+        engine.attempts.clear()
+        placeholder = Attempt("local", engine.local.name, "-", "ok", Usage(), 0.0)
+        started = time.perf_counter()
+        text = await engine._escalate_completion(inp, decision, "eval", placeholder)
+        remote = [a for a in engine.attempts if a.tier == self.tier]
+        attempt = remote[-1] if remote else None
+        if attempt is None:
+            return Produced(None, self.tier, (time.perf_counter() - started) * 1000.0, error="not sent (policy gate)")
+        return Produced(
+            text=text,
+            tier=self.tier,
+            latency_ms=attempt.latency_ms,
+            prompt_tokens=attempt.usage.prompt_tokens,
+            completion_tokens=attempt.usage.completion_tokens,
+            cost_usd=attempt.cost_usd,
+            stop_reason=attempt.outcome,
+            error=attempt.error_kind if attempt.outcome == "failed" else None,
+        )
+
+    async def raw(self, task: InfillTask) -> Produced:
+        """The bare model: plain FIM (or prefix) prompt, max_tokens, no stop rule, no clean-up."""
+        backend = self.engine.local
+        max_tokens = self.config.completion.max_tokens
+        prefix = backend.tokenize_text(task.prefix)
+        if backend.fim is not None:
+            tokens = backend.fim.psm_prompt(prefix, backend.tokenize_text(task.suffix))
+        else:
+            tokens = ([backend.bos] if backend.bos is not None else []) + prefix
+        room = backend.n_ctx - max_tokens - 1
+        if len(tokens) > room:  # keep the end: the text nearest the cursor
+            tokens = tokens[len(tokens) - room:]
+        started = time.perf_counter()
+        generation = await backend.generate(GenerationRequest(prompt_tokens=tokens, max_tokens=max_tokens))
+        return Produced(
+            text=generation.text,
+            tier="local",
+            latency_ms=(time.perf_counter() - started) * 1000.0,
+            prompt_tokens=generation.usage.prompt_tokens,
+            completion_tokens=generation.usage.completion_tokens,
+            stop_reason=generation.stop_reason,
+            mean_logprob=generation.mean_logprob,
+            min_logprob=generation.min_logprob,
+        )
+
+    async def aclose(self) -> None:
+        if self._engine is not None:
+            await self._engine.aclose()

@@ -1,0 +1,146 @@
+"""`ninetyten eval`, run as a user would: subprocesses, real llama.cpp, real sandboxed tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lsp_server.eval.execution import run_program
+from lsp_server.eval.humaneval import sample_tasks
+from lsp_server.eval.metrics import percentile
+from lsp_server.routing.policy import parse_policy
+from tests.loopback_provider import LoopbackProvider, RecordedRequest
+
+
+def run(*args: str, home: Path, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    env = {**os.environ, "NINETYTEN_HOME": str(home)}
+    env.pop("NINETYTEN_MODEL", None)
+    env.pop("NINETYTEN_POLICY", None)
+    return subprocess.run([sys.executable, "-m", "lsp_server", "eval", *args], capture_output=True, text=True, check=False,
+                          env=env, cwd=cwd, timeout=timeout)
+
+
+def test_eval_completion_json_is_consistent_with_the_programs(tiny_model_path, tmp_path):
+    out = tmp_path / "out"
+    result = run("completion", "--limit", "3", "--kind", "both", "--model", str(tiny_model_path), "--json",
+                 "--out", str(out), "--jobs", "2", home=tmp_path)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["command"] == "completion" and report["tier"] == "local"
+    assert report["model"] == tiny_model_path.name and report["prompt_mode"] == "fim"
+    assert report["tasks"] == 6 and "cores" in report["machine"]
+    keys = {(s["variant"], s["kind"]) for s in report["summaries"]}
+    assert keys == {(v, k) for v in ("pipeline", "raw") for k in ("all", "single", "multi")}
+    assert json.loads((out / "completion.json").read_text()) == report
+
+    rows = [json.loads(line) for line in (out / "completion_tasks.jsonl").read_text().splitlines()]
+    assert len(rows) == 12
+    expected_ids = [t.task_id for t in sample_tasks("both", 3, seed=0)]
+    tasks = {t.task_id: t for t in sample_tasks("both", 3, seed=0)}
+    for variant in ("pipeline", "raw"):
+        mine = [r for r in rows if r["variant"] == variant]
+        assert [r["task_id"] for r in mine] == expected_ids
+        summary = next(s for s in report["summaries"] if s["variant"] == variant and s["kind"] == "all")
+        # The pass count is the number of completed programs that really pass, re-run here.
+        rerun = [run_program(tasks[r["task_id"]].program(r["completion"])).passed for r in mine]
+        assert [r["passed"] for r in mine] == rerun
+        assert summary["passed"] == sum(rerun)
+        assert summary["pass_at_1"] == sum(rerun) / 6
+        assert summary["edit_similarity"] == pytest.approx(sum(r["edit_similarity"] for r in mine) / 6)
+        assert summary["latency_p50_ms"] == round(percentile([r["latency_ms"] for r in mine], 50) or 0, 1)
+        assert summary["completion_tokens"] == sum(r["completion_tokens"] for r in mine) > 0
+        assert summary["cost_usd"] == 0.0
+    # The raw baseline has no stop rules: the random model runs to the token cap.
+    raw = [r for r in rows if r["variant"] == "raw"]
+    assert all(r["stop_reason"] in ("max_tokens", "eos") for r in raw)
+    # The pipeline cuts and cleans: never more than max_lines (8) lines.
+    assert all(len((r["completion"] or "").split("\n")) <= 8 for r in rows if r["variant"] == "pipeline")
+
+
+def test_eval_completion_with_the_reference_answers_scores_everything(tmp_path):
+    result = run("completion", "--canonical", "--limit", "5", "--kind", "both", "--json", home=tmp_path)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    overall = next(s for s in report["summaries"] if s["kind"] == "all")
+    assert overall["variant"] == "canonical" and overall["tasks"] == 10
+    assert overall["pass_at_1"] == 1.0 and overall["exact_match"] == 1.0
+
+
+def test_eval_completion_table(tiny_model_path, tmp_path):
+    result = run("completion", "--limit", "2", "--model", str(tiny_model_path), "--no-raw", home=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "pass@1" in result.stdout and "pipeline" in result.stdout and "raw" not in result.stdout.split("sandbox")[0]
+    assert "network namespace" in result.stdout or "audit hook" in result.stdout
+
+
+def test_eval_completion_refuses_a_tier_the_policy_lacks(tiny_model_path, tmp_path):
+    result = run("completion", "--limit", "1", "--model", str(tiny_model_path), "--tier", "frontier", home=tmp_path)
+    assert result.returncode == 1
+    assert "tiers.frontier" in result.stderr
+
+
+def test_eval_escalation_writes_plot_and_json(tiny_model_path, tmp_path):
+    out = tmp_path / "esc"
+    result = run("escalation", "--limit", "4", "--model", str(tiny_model_path), "--out", str(out), "--json",
+                 "--target-rate", "25%", home=tmp_path)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert (out / "escalation.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert json.loads((out / "escalation.json").read_text()) == report
+    assert report["strong_source"] == "assumed_upper_bound" and "UPPER BOUND" in report["strong_note"].upper()
+    assert report["strong_pass_at_1"] == 1.0 and report["tasks"] == 4
+    assert {s["signal"] for s in report["signals"]} >= {"mean_logprob", "min_logprob", "verifier"}
+    for points in report["curves"].values():
+        assert points[0]["rate"] == 0.0 and points[-1]["rate"] == 1.0
+        assert points[0]["quality"] == report["local_pass_at_1"] and points[-1]["quality"] == 1.0
+    assert report["recommended_rate"] <= 0.25
+    # The line to paste is valid policy, and it escalates what the report says it does.
+    threshold = report["recommended_threshold"]
+    policy = parse_policy(report["policy_snippet"])
+    assert policy.escalation.completion_min_mean_logprob == threshold
+    rows = [json.loads(line) for line in (out / "escalation_tasks.jsonl").read_text().splitlines()]
+    escalated = [r for r in rows if r["completion"] and r["mean_logprob"] < threshold]
+    assert len(escalated) / 4 == report["recommended_rate"]
+
+
+def test_eval_escalation_measures_a_reachable_strong_tier(tiny_model_path, tmp_path):
+    tasks = sample_tasks("single", 3, seed=0)
+
+    def answer(request: RecordedRequest) -> str:
+        # The frontier knows the answer for every task but the first.
+        text = request.body["messages"][-1]["content"]
+        before = text.split("<CURSOR>", 1)[0]
+        task = next(t for t in tasks if t.prefix.endswith(before.split("\n\n", 1)[1]))
+        return "(" if task is tasks[0] else task.middle  # "(": a syntax error always fails
+
+    with LoopbackProvider(reply=answer) as frontier:
+        policy = tmp_path / "policy.toml"
+        policy.write_text(f"""
+[tiers.local]
+backend = "llama_cpp"
+model = "default"
+
+[tiers.frontier]
+backend = "openai"
+base_url = "{frontier.openai_url}"
+model = "loopback-model"
+price = {{ input_per_mtok = 2.0, output_per_mtok = 10.0 }}
+""", encoding="utf-8")
+        out = tmp_path / "esc"
+        result = run("escalation", "--limit", "3", "--model", str(tiny_model_path), "--policy", str(policy),
+                     "--out", str(out), "--json", home=tmp_path)
+        assert result.returncode == 0, result.stderr
+        sent = frontier.requests
+    report = json.loads(result.stdout)
+    assert report["strong_source"] == "measured" and report["strong_tier"] == "frontier"
+    assert len([r for r in sent if r.path.endswith("/chat/completions")]) == 3
+    rows = [json.loads(line) for line in (out / "escalation_tasks.jsonl").read_text().splitlines()]
+    strong = [r for r in rows if r["tier"] == "frontier"]
+    assert [r["passed"] for r in strong] == [False, True, True]
+    assert report["strong_pass_at_1"] == round(2 / 3, 4)
+    assert all(r["cost_usd"] > 0 for r in strong)  # the policy's price applies
