@@ -517,7 +517,7 @@ class Engine:
     def _failed_attempt(self, tier: TierName, error: Exception, started: float) -> Attempt:
         backend = self.state.remote.get(tier) if tier != "local" else None
         kind = error.kind if isinstance(error, ProviderError) else type(error).__name__
-        if isinstance(error, ProviderError) and error.kind in ("connection", "timeout", "cooling_down"):
+        if isinstance(error, ProviderError):  # the user hears once per tier (the server de-duplicates)
             if self.on_remote_unreachable is not None:
                 self.on_remote_unreachable(tier, str(error))
         return Attempt(tier, backend.name if backend else self.local.name,

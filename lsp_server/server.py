@@ -313,7 +313,7 @@ class NinetyTenServer(LanguageServer):
             return
         self._told_unreachable.add(tier)
         self.notify_user(types.MessageType.Warning,
-                         f"the {tier} tier cannot be reached ({detail}); working on the local model")
+                         f"the {tier} tier is failing ({detail}); working on the local model")
 
     # -- policy --------------------------------------------------------------
 

@@ -44,8 +44,9 @@ async def lsp_session(
     capabilities: types.ClientCapabilities = VSCODE_LIKE,
     root: Path | None = None,
     wait_ready: bool = True,
+    extra_args: list[str] | None = None,
 ) -> AsyncIterator[LanguageClient]:
-    command = [sys.executable, "-m", "lsp_server", "serve"]
+    command = [sys.executable, "-m", "lsp_server", "serve", *(extra_args or [])]
     if model is not None:
         command += ["--model", str(model)]
     env = {**os.environ, "NINETYTEN_HOME": str(home)}

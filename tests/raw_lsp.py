@@ -113,9 +113,11 @@ class RawServer:
 
     # -- session helpers -----------------------------------------------------------
 
-    def initialize(self, capabilities: dict[str, Any] | None = None, options: dict[str, Any] | None = None) -> None:
+    def initialize(self, capabilities: dict[str, Any] | None = None, options: dict[str, Any] | None = None,
+                   root: Path | None = None) -> None:
         msg_id = self.request("initialize", {"capabilities": capabilities or {},
-                                             "initializationOptions": options or {}})
+                                             "initializationOptions": options or {},
+                                             "rootUri": root.as_uri() if root else None})
         assert "result" in self.response(msg_id)
         self.notify("initialized", {})
         self.wait_for(lambda m: m.get("method") == "window/logMessage" and "ready" in m["params"]["message"])

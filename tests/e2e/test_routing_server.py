@@ -145,7 +145,7 @@ async def test_unreachable_frontier_falls_back_and_tells_the_user_once(server_en
             assert answer["tier"] == "local" and answer["text"]
             assert answer["usage"]["attempts"][0]["outcome"] == "failed"
         await asyncio.sleep(0.2)
-        warnings = [m for m in client.messages if "cannot be reached" in m.message]
+        warnings = [m for m in client.messages if "is failing" in m.message]
         assert len(warnings) == 1
 
 
