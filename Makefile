@@ -14,6 +14,7 @@ help:
 	@echo "make demo   set up, then run a scripted LSP session on examples/sample.py with the embedded model"
 	@echo "make test   set up, then run the whole test suite"
 	@echo "make bench  set up, then run the benchmarks in bench/"
+	@echo "make vsix   build the VS Code extension (editors/vscode/ninetyten.vsix)"
 	@echo "make clean  remove the virtual environment"
 
 $(BIN)/python:
@@ -27,6 +28,9 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	@touch $(STAMP)
 
 setup: $(STAMP)
+
+# The VS Code extension: `make vsix`, and what its real-editor test needs (vscode-deps).
+include editors/vscode.mk
 
 # Debian packages the editor tests drive: Chromium (VS Code in a browser) and Neovim.
 # libkrb5-dev is needed by one of code-server's native modules.
@@ -46,7 +50,7 @@ model: setup
 demo: model
 	$(BIN)/python examples/demo.py
 
-test: model system-deps
+test: model system-deps vscode-deps vsix
 	$(BIN)/python -m pytest
 
 test-fast: setup
@@ -58,5 +62,5 @@ bench: model
 	$(BIN)/python bench/routing_overhead.py
 	$(BIN)/python bench/secret_detector.py
 
-clean:
+clean: vscode-clean
 	rm -rf $(VENV)

@@ -1,0 +1,354 @@
+'use strict';
+// A thin client: the ninetyten language server does the work (completions, routing, edits);
+// this file starts it, shows what it returns and keeps the status bar current.
+
+const vscode = require('vscode');
+const { LanguageClient, State } = require('vscode-languageclient/node');
+const logic = require('./logic');
+
+// Commands the server implements (workspace/executeCommand). vscode-languageclient registers
+// these ids itself, so the palette commands below use ids of their own.
+const SERVER = {
+  explain: 'ninetyten.explainSelection',
+  refactor: 'ninetyten.refactorSelection',
+  ask: 'ninetyten.ask',
+  explainChange: 'ninetyten.explainChange',
+  report: 'ninetyten.report',
+  toggleOffline: 'ninetyten.toggleOffline',
+};
+const SERVED_NOTIFICATION = 'ninetyten/served';
+const RESULT_SCHEME = 'ninetyten-result';
+// Settings that change how the server is started or which documents it sees.
+const RESTART_SETTINGS = ['ninetyten.server.path', 'ninetyten.model', 'ninetyten.policy', 'ninetyten.enable',
+  'ninetyten.serverSettings'];
+
+let client;
+let clientStarting;
+let output;
+let status;
+let lastServed;
+let resultCount = 0;
+const results = new Map();
+const resultsChanged = new vscode.EventEmitter();
+
+function settings(scope) {
+  return vscode.workspace.getConfiguration('ninetyten', scope);
+}
+
+function folderPaths() {
+  return (vscode.workspace.workspaceFolders || []).filter((f) => f.uri.scheme === 'file').map((f) => f.uri.fsPath);
+}
+
+function served(document) {
+  // The server checks policy files as they are typed, whatever the language toggles say.
+  if (/(^|[\\/])policy\.toml$/.test(document.uri.path)) return true;
+  return logic.languageEnabled(document.languageId, settings().get('enable'));
+}
+
+function renderStatus() {
+  if (!status) return;
+  const state = client ? client.state : undefined;
+  if (clientStarting || state === State.Starting) {
+    status.text = '$(loading~spin) ninetyten';
+    status.tooltip = 'ninetyten: starting the language server';
+    status.command = 'ninetyten.client.showReport';
+  } else if (!client || state === State.Stopped) {
+    status.text = '$(error) ninetyten';
+    status.tooltip = 'ninetyten: the language server is not running (see the "ninetyten" output). Click to start it again.';
+    status.command = 'ninetyten.client.restartServer';
+  } else {
+    const view = logic.statusFromServed(lastServed);
+    status.text = view.text;
+    status.tooltip = view.tooltip;
+    status.command = 'ninetyten.client.showReport';
+  }
+  status.show();
+}
+
+async function createClient() {
+  const cfg = settings();
+  const folders = folderPaths();
+  const found = logic.findServer({ configured: cfg.get('server.path', ''), folders, trusted: vscode.workspace.isTrusted });
+  if (found.error) {
+    output.error(`${found.error} Searched: ${found.searched.join(', ')}`);
+    vscode.window.showErrorMessage(logic.installHint(found), 'Open Settings', 'Show Log').then((choice) => {
+      if (choice === 'Open Settings') vscode.commands.executeCommand('workbench.action.openSettings', 'ninetyten.server.path');
+      if (choice === 'Show Log') output.show();
+    });
+    return undefined;
+  }
+  const args = logic.serverArgs({ model: cfg.get('model', ''), policy: cfg.get('policy', ''), folders });
+  output.info(`starting ${found.command} ${args.join(' ')}`);
+  const serverOptions = { command: found.command, args, options: { cwd: folders[0] } };
+  const clientOptions = {
+    documentSelector: [{ scheme: 'file' }, { scheme: 'untitled' }],
+    outputChannel: output,
+    initializationOptions: () => ({ ninetyten: settings().get('serverSettings', {}) }),
+    middleware: {
+      // Documents of a disabled language never reach the server, not even as context.
+      didOpen: (document, next) => (served(document) ? next(document) : Promise.resolve()),
+      didChange: (event, next) => (served(event.document) ? next(event) : Promise.resolve()),
+      didSave: (document, next) => (served(document) ? next(document) : Promise.resolve()),
+      didClose: (document, next) => (served(document) ? next(document) : Promise.resolve()),
+      provideInlineCompletionItems: async (document, position, context, token, next) => {
+        if (!served(document)) return null;
+        if (context.triggerKind === vscode.InlineCompletionTriggerKind.Automatic) {
+          const wait = Number(settings(document).get('debounceMs', 75));
+          if (!(await logic.debounce(wait, token))) return null;
+        }
+        return next(document, position, context, token);
+      },
+      provideCodeActions: (document, range, context, token, next) =>
+        (served(document) ? next(document, range, context, token) : []),
+      // The server's code actions run its commands through here: show their results too.
+      executeCommand: (command, args, next) =>
+        (Object.values(SERVER).includes(command) ? runServerCommand(command, args) : next(command, args)),
+    },
+  };
+  const created = new LanguageClient('ninetyten', 'ninetyten', serverOptions, clientOptions);
+  created.onNotification(SERVED_NOTIFICATION, (params) => {
+    lastServed = { ...(lastServed || {}), ...params };
+    renderStatus();
+  });
+  created.onDidChangeState(() => renderStatus());
+  return created;
+}
+
+async function startClient() {
+  if (client) return client;
+  if (clientStarting) return clientStarting;
+  clientStarting = (async () => {
+    const created = await createClient();
+    if (!created) return undefined;
+    try {
+      await created.start();
+    } catch (error) {
+      output.error(`the ninetyten server failed to start: ${error && error.message ? error.message : error}`);
+      vscode.window.showErrorMessage(`ninetyten: the language server failed to start (${error && error.message ? error.message : error}). See the "ninetyten" output.`);
+      await created.dispose().catch(() => undefined);
+      return undefined;
+    }
+    client = created;
+    return client;
+  })();
+  renderStatus();
+  try {
+    return await clientStarting;
+  } finally {
+    clientStarting = undefined;
+    renderStatus();
+  }
+}
+
+async function stopClient() {
+  const running = client;
+  client = undefined;
+  if (running) {
+    try {
+      await running.stop();
+    } catch (error) {
+      output.warn(`stopping the server: ${error}`);
+    }
+  }
+}
+
+async function restartClient() {
+  await stopClient();
+  lastServed = undefined;
+  await startClient();
+}
+
+// -- results ---------------------------------------------------------------------------
+
+async function showResult(title, extension, content) {
+  resultCount += 1;
+  const safe = title.replace(/[\\/:*?"<>|#]+/g, ' ').trim() || 'ninetyten';
+  const uri = vscode.Uri.from({ scheme: RESULT_SCHEME, path: `/${safe} (${resultCount}).${extension}` });
+  results.set(uri.toString(), content);
+  resultsChanged.fire(uri);
+  const document = await vscode.workspace.openTextDocument(uri);
+  await vscode.window.showTextDocument(document, { viewColumn: vscode.ViewColumn.Beside, preview: false, preserveFocus: true });
+  return uri;
+}
+
+function editorTarget(requireSelection) {
+  const editor = vscode.window.activeTextEditor;
+  if (!editor || editor.document.uri.scheme === RESULT_SCHEME) {
+    vscode.window.showWarningMessage('ninetyten: open a file (and select some code) first.');
+    return undefined;
+  }
+  if (!served(editor.document)) {
+    vscode.window.showWarningMessage(`ninetyten is disabled for ${editor.document.languageId} ("ninetyten.enable").`);
+    return undefined;
+  }
+  const selection = editor.selection;
+  if (requireSelection && selection.isEmpty) {
+    vscode.window.showWarningMessage('ninetyten: select the code first.');
+    return undefined;
+  }
+  const params = { textDocument: { uri: editor.document.uri.toString() } };
+  if (!selection.isEmpty) {
+    params.range = {
+      start: { line: selection.start.line, character: selection.start.character },
+      end: { line: selection.end.line, character: selection.end.character },
+    };
+  }
+  return params;
+}
+
+function fileOf(params) {
+  try {
+    return params && params.textDocument ? vscode.Uri.parse(params.textDocument.uri).path : '';
+  } catch {
+    return '';
+  }
+}
+
+async function request(title, command, params) {
+  const running = await startClient();
+  if (!running) return undefined;
+  return vscode.window.withProgress(
+    { location: vscode.ProgressLocation.Notification, title: `ninetyten: ${title}`, cancellable: true },
+    async (_progress, token) => {
+      try {
+        return await running.sendRequest('workspace/executeCommand', { command, arguments: params ? [params] : [] }, token);
+      } catch (error) {
+        if (token.isCancellationRequested) return undefined;
+        return { error: error && error.message ? error.message : String(error) };
+      }
+    });
+}
+
+/** One server command from any entry point: fills in what is missing, runs it, shows the result. */
+async function runServerCommand(command, args) {
+  const given = Array.isArray(args) && args.length && args[0] && typeof args[0] === 'object' ? { ...args[0] } : undefined;
+  switch (command) {
+    case SERVER.explain: {
+      const params = given || editorTarget(false);
+      if (!params) return undefined;
+      const result = await request('explaining…', command, params);
+      if (!result) return undefined;
+      await showResult('Explanation', 'md', logic.resultMarkdown('explain', result, { where: logic.describeRange(fileOf(params), params.range) }));
+      return result;
+    }
+    case SERVER.ask: {
+      const params = given || editorTarget(false);
+      if (!params) return undefined;
+      if (!params.question) {
+        params.question = await vscode.window.showInputBox({
+          title: 'ninetyten: Ask about selection', prompt: 'Your question about the selected code',
+          placeHolder: 'What does this do? Is there a bug?', ignoreFocusOut: true,
+        });
+        if (!params.question) return undefined;
+      }
+      const result = await request('thinking…', command, params);
+      if (!result) return undefined;
+      await showResult('Answer', 'md', logic.resultMarkdown('ask', result, { where: logic.describeRange(fileOf(params), params.range), question: params.question }));
+      return result;
+    }
+    case SERVER.refactor: {
+      const params = given || editorTarget(true);
+      if (!params) return undefined;
+      if (!params.instruction) {
+        params.instruction = await vscode.window.showInputBox({
+          title: 'ninetyten: Refactor selection', prompt: 'How should the selected code change?',
+          placeHolder: 'e.g. add type hints; use a list comprehension', ignoreFocusOut: true,
+        });
+        if (!params.instruction) return undefined;
+      }
+      params.apply = true;  // the server applies it with workspace/applyEdit: one undo step
+      const result = await request('refactoring…', command, params);
+      if (!result) return undefined;
+      if (result.error) {
+        vscode.window.showErrorMessage(`ninetyten: ${result.error}`);
+      } else if (result.applied) {
+        const by = logic.servedBy(result);
+        vscode.window.setStatusBarMessage(`$(check) ninetyten: refactor applied${by ? ` (${by})` : ''}; undo reverts it`, 8000);
+      } else {
+        vscode.window.showWarningMessage('ninetyten: the editor did not apply the refactor (the file changed meanwhile?).');
+      }
+      return result;
+    }
+    case SERVER.explainChange: {
+      const params = given || { staged: true };
+      const result = await request(params.staged ? 'explaining the staged changes…' : 'explaining the change…', command, params);
+      if (!result) return undefined;
+      if (result.error && !result.explanation) {
+        vscode.window.showInformationMessage(`ninetyten: ${result.error}`);
+        return result;
+      }
+      const where = params.staged ? 'staged' : logic.describeRange(fileOf(params));
+      await showResult(params.staged ? 'Staged changes' : 'Change', 'md', logic.resultMarkdown('explainChange', result, { where }));
+      return result;
+    }
+    case SERVER.report: {
+      const since = (given && given.since) || settings().get('report.since', 'today');
+      const result = await request('building the cost report…', command, { since });
+      if (!result) return undefined;
+      if (result.error) {
+        vscode.window.showErrorMessage(`ninetyten: ${result.error}`);
+        return result;
+      }
+      await showResult(`Cost report ${since}`, 'txt', String(result.text || ''));
+      return result;
+    }
+    case SERVER.toggleOffline: {
+      const running = await startClient();
+      if (!running) return undefined;
+      const result = await running.sendRequest('workspace/executeCommand', { command, arguments: given ? [given] : [] });
+      if (result && typeof result.offline === 'boolean') {
+        lastServed = { ...(lastServed || {}), offline: result.offline };
+        renderStatus();
+      } else if (result && result.error) {
+        vscode.window.showErrorMessage(`ninetyten: ${result.error}`);
+      }
+      return result;
+    }
+    default:
+      return undefined;
+  }
+}
+
+function activate(context) {
+  output = vscode.window.createOutputChannel('ninetyten', { log: true });
+  status = vscode.window.createStatusBarItem('ninetyten.status', vscode.StatusBarAlignment.Right, 100);
+  status.name = 'ninetyten';
+  context.subscriptions.push(output, status, resultsChanged);
+
+  context.subscriptions.push(vscode.workspace.registerTextDocumentContentProvider(RESULT_SCHEME, {
+    onDidChange: resultsChanged.event,
+    provideTextDocumentContent: (uri) => results.get(uri.toString()) || '',
+  }));
+  // Results of closed tabs are not needed again.
+  context.subscriptions.push(vscode.workspace.onDidCloseTextDocument((document) => {
+    if (document.uri.scheme === RESULT_SCHEME) results.delete(document.uri.toString());
+  }));
+
+  const palette = {
+    'ninetyten.client.explainSelection': () => runServerCommand(SERVER.explain, []),
+    'ninetyten.client.refactorSelection': () => runServerCommand(SERVER.refactor, []),
+    'ninetyten.client.askSelection': () => runServerCommand(SERVER.ask, []),
+    'ninetyten.client.explainStaged': () => runServerCommand(SERVER.explainChange, [{ staged: true }]),
+    'ninetyten.client.showReport': () => runServerCommand(SERVER.report, []),
+    'ninetyten.client.toggleOffline': () => runServerCommand(SERVER.toggleOffline, []),
+    'ninetyten.client.restartServer': () => restartClient(),
+  };
+  for (const [id, handler] of Object.entries(palette)) {
+    context.subscriptions.push(vscode.commands.registerCommand(id, handler));
+  }
+
+  context.subscriptions.push(vscode.workspace.onDidChangeConfiguration((event) => {
+    if (RESTART_SETTINGS.some((key) => event.affectsConfiguration(key))) restartClient();
+  }));
+  // Trust unlocks the workspace's .venv and its settings: start again with them.
+  context.subscriptions.push(vscode.workspace.onDidGrantWorkspaceTrust(() => restartClient()));
+
+  renderStatus();
+  startClient();
+}
+
+async function deactivate() {
+  await stopClient();
+}
+
+module.exports = { activate, deactivate };

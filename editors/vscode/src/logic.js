@@ -1,0 +1,228 @@
+'use strict';
+// The extension's decisions that do not need the `vscode` module, so that node's own test
+// runner can check them without an editor.
+
+const fs = require('fs');
+const os = require('os');
+const path = require('path');
+
+const isWindows = process.platform === 'win32';
+
+/** Whether ninetyten serves documents of this language (`ninetyten.enable`). */
+function languageEnabled(languageId, enable) {
+  const table = enable && typeof enable === 'object' ? enable : {};
+  if (Object.prototype.hasOwnProperty.call(table, languageId)) return table[languageId] !== false;
+  if (Object.prototype.hasOwnProperty.call(table, '*')) return table['*'] !== false;
+  return true;
+}
+
+function isExecutable(file) {
+  try {
+    fs.accessSync(file, isWindows ? fs.constants.F_OK : fs.constants.X_OK);
+    return fs.statSync(file).isFile();
+  } catch {
+    return false;
+  }
+}
+
+/** `~` and `${workspaceFolder}` expanded; relative paths taken from the first folder. */
+function expandPath(value, folders, home = os.homedir()) {
+  let result = String(value).trim();
+  const first = folders && folders.length ? folders[0] : undefined;
+  if (first) result = result.split('${workspaceFolder}').join(first);
+  if (result === '~' || result.startsWith('~/')) result = path.join(home, result.slice(1));
+  if (!path.isAbsolute(result) && first) result = path.join(first, result);
+  return result;
+}
+
+/**
+ * Where the `ninetyten` executable is: the setting if given (and then only there), else the
+ * workspace's virtual environment (trusted workspaces only: a checkout could ship anything
+ * there), else PATH. Returns {command} or {error} with the places searched.
+ */
+function findServer({ configured = '', folders = [], trusted = true, envPath = process.env.PATH || '' } = {}) {
+  const exe = isWindows ? 'ninetyten.exe' : 'ninetyten';
+  if (configured && configured.trim()) {
+    const file = expandPath(configured, folders);
+    if (isExecutable(file)) return { command: file };
+    return { error: `"ninetyten.server.path" is set to ${file}, which is not an executable file.`, searched: [file] };
+  }
+  const searched = [];
+  if (trusted) {
+    for (const folder of folders) {
+      const file = path.join(folder, '.venv', isWindows ? 'Scripts' : 'bin', exe);
+      searched.push(file);
+      if (isExecutable(file)) return { command: file };
+    }
+  }
+  for (const dir of envPath.split(path.delimiter)) {
+    if (!dir) continue;
+    const file = path.join(dir, exe);
+    searched.push(file);
+    if (isExecutable(file)) return { command: file };
+  }
+  return {
+    error: 'The ninetyten language server was not found' +
+      (trusted ? ' in the workspace\'s .venv or on PATH.' : ' on PATH (the workspace\'s .venv is not used in an untrusted workspace).'),
+    searched,
+  };
+}
+
+/** What to tell a user whose server is missing, with what to do about it. */
+function installHint(found) {
+  return `ninetyten: ${found.error} Install it with \`pip install ninetyten\` (or \`make setup\` in a ninetyten ` +
+    'checkout, which creates .venv/bin/ninetyten), or set "ninetyten.server.path" to the executable.';
+}
+
+/** `ninetyten serve` arguments from the settings. */
+function serverArgs({ model = '', policy = '', folders = [] } = {}) {
+  const args = ['serve'];
+  if (model && model.trim()) {
+    const value = model.trim();
+    // A catalog id stays as it is; anything that looks like a path is resolved like the executable.
+    const isPath = /[\\/]/.test(value) || value.endsWith('.gguf') || value.startsWith('~');
+    args.push('--model', isPath ? expandPath(value, folders) : value);
+  }
+  if (policy && policy.trim()) args.push('--policy', expandPath(policy, folders));
+  return args;
+}
+
+function formatUsd(value) {
+  const amount = Number(value) || 0;
+  if (Math.abs(amount) >= 100) return `$${amount.toFixed(0)}`;
+  if (Math.abs(amount) >= 0.01 || amount === 0) return `$${amount.toFixed(2)}`;
+  return `$${amount.toFixed(4)}`;
+}
+
+function formatLatency(ms) {
+  const value = Number(ms);
+  if (!Number.isFinite(value)) return '';
+  return value >= 1000 ? `${(value / 1000).toFixed(1)} s` : `${Math.round(value)} ms`;
+}
+
+/** Status bar text and tooltip from a `ninetyten/served` notification (or a starting state). */
+function statusFromServed(served) {
+  if (!served) return { text: '$(sparkle) ninetyten', tooltip: 'ninetyten: waiting for the first request. Click for the cost report.' };
+  const icon = served.offline ? '$(debug-disconnect)' : '$(sparkle)';
+  const parts = [served.tier || '?'];
+  const latency = formatLatency(served.latency_ms);
+  if (latency) parts.push(latency);
+  if (served.savings_today_usd !== undefined && served.savings_today_usd !== null) {
+    parts.push(`${formatUsd(served.savings_today_usd)} saved today`);
+  }
+  const text = `${icon} ${parts.join(' · ')}${served.offline ? ' · offline' : ''}`;
+  const lines = [
+    `ninetyten — last request served by the ${served.tier || 'unknown'} tier` +
+      (served.model ? ` (${served.model})` : ''),
+  ];
+  if (latency) lines.push(`latency ${latency}`);
+  if (served.prompt_tokens !== undefined || served.completion_tokens !== undefined) {
+    lines.push(`tokens: ${served.prompt_tokens ?? 0} in, ${served.completion_tokens ?? 0} out`);
+  }
+  if (served.savings_today_usd !== undefined && served.savings_today_usd !== null) {
+    lines.push(`saved today vs. the frontier alone: ${formatUsd(served.savings_today_usd)}`);
+  }
+  if (served.offline) lines.push('offline: everything runs on the local model');
+  lines.push('Click for the cost report.');
+  return { text, tooltip: lines.join('\n') };
+}
+
+const TITLES = {
+  explain: 'Explanation',
+  ask: 'Answer',
+  explainChange: 'Staged changes',
+  refactor: 'Refactor',
+};
+
+/** A markdown document for an explain / ask / explain-change answer. */
+function resultMarkdown(kind, result, { where = '', question = '' } = {}) {
+  const title = TITLES[kind] || 'ninetyten';
+  const out = [`# ${title}${where ? ` — ${where}` : ''}`, ''];
+  if (question) out.push(`> ${question.replace(/\n/g, '\n> ')}`, '');
+  const body = (result && (result.text ?? result.explanation)) || '';
+  if (result && result.error) out.push(`**Error:** ${result.error}`, '');
+  if (body) out.push(String(body).trim(), '');
+  else if (!(result && result.error)) out.push('_The model returned nothing._', '');
+  const meta = servedBy(result);
+  if (meta) out.push('---', '', `_${meta}_`, '');
+  return out.join('\n');
+}
+
+/** "tier local (model) · 812 ms · $0.0000" from the decision / usage an answer carries. */
+function servedBy(result) {
+  if (!result || typeof result !== 'object') return '';
+  const decision = result.decision && typeof result.decision === 'object' ? result.decision : {};
+  const tier = result.tier || decision.tier;
+  const model = result.model || decision.model;
+  const parts = [];
+  if (tier) parts.push(`served by ${tier}${model ? ` (${model})` : ''}`);
+  const usage = Array.isArray(result.usage) ? result.usage : (result.usage ? [result.usage] : []);
+  let latency = 0;
+  let cost = 0;
+  let haveCost = false;
+  for (const attempt of usage) {
+    if (!attempt || typeof attempt !== 'object') continue;
+    latency += Number(attempt.latency_ms ?? attempt.total_ms ?? 0) || 0;
+    if (attempt.cost_usd !== undefined) {
+      cost += Number(attempt.cost_usd) || 0;
+      haveCost = true;
+    }
+  }
+  if (latency) parts.push(formatLatency(latency));
+  if (haveCost) parts.push(`cost ${formatUsd(cost)}`);
+  if (result.low_confidence) parts.push('low confidence');
+  return parts.join(' · ');
+}
+
+/** The report as markdown: the server's plain-text table in a code block. */
+function reportMarkdown(result, since) {
+  const out = [`# ninetyten cost report — ${since}`, ''];
+  if (result && result.error) out.push(`**Error:** ${result.error}`, '');
+  if (result && result.text) out.push('```text', String(result.text).replace(/\s+$/, ''), '```', '');
+  return out.join('\n');
+}
+
+/** 1-based "file.py:3-7" for a title. */
+function describeRange(fileName, range) {
+  const base = fileName ? path.basename(fileName) : '';
+  if (!range) return base;
+  const start = range.start.line + 1;
+  let end = range.end.line + 1;
+  if (range.end.character === 0 && end > start) end -= 1;
+  return `${base}:${start}${end !== start ? `-${end}` : ''}`;
+}
+
+/** Waits `ms` unless the token is cancelled first; resolves to whether to go on. */
+function debounce(ms, token) {
+  if (!ms || ms <= 0) return Promise.resolve(!(token && token.isCancellationRequested));
+  return new Promise((resolve) => {
+    let listener;
+    const timer = setTimeout(() => {
+      if (listener) listener.dispose();
+      resolve(!(token && token.isCancellationRequested));
+    }, ms);
+    if (token && typeof token.onCancellationRequested === 'function') {
+      listener = token.onCancellationRequested(() => {
+        clearTimeout(timer);
+        if (listener) listener.dispose();
+        resolve(false);
+      });
+    }
+  });
+}
+
+module.exports = {
+  debounce,
+  describeRange,
+  expandPath,
+  findServer,
+  formatLatency,
+  formatUsd,
+  installHint,
+  languageEnabled,
+  reportMarkdown,
+  resultMarkdown,
+  servedBy,
+  serverArgs,
+  statusFromServed,
+};

@@ -1,0 +1,139 @@
+'use strict';
+const test = require('node:test');
+const assert = require('node:assert/strict');
+const fs = require('fs');
+const os = require('os');
+const path = require('path');
+
+const logic = require('../src/logic');
+
+const temporary = [];
+test.after(() => temporary.forEach((dir) => fs.rmSync(dir, { recursive: true, force: true })));
+
+function tempDir() {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ninetyten-vscode-'));
+  temporary.push(dir);
+  return dir;
+}
+
+function executable(file) {
+  fs.mkdirSync(path.dirname(file), { recursive: true });
+  fs.writeFileSync(file, '#!/bin/sh\n');
+  fs.chmodSync(file, 0o755);
+  return file;
+}
+
+test('languages: explicit entries win over "*", unknown languages follow "*"', () => {
+  const enable = { '*': true, markdown: false };
+  assert.equal(logic.languageEnabled('python', enable), true);
+  assert.equal(logic.languageEnabled('markdown', enable), false);
+  assert.equal(logic.languageEnabled('go', { '*': false, python: true }), false);
+  assert.equal(logic.languageEnabled('python', { '*': false, python: true }), true);
+  assert.equal(logic.languageEnabled('python', undefined), true);
+});
+
+test('server lookup: the setting, then the workspace .venv, then PATH', () => {
+  const root = tempDir();
+  const folder = path.join(root, 'ws');
+  const onPath = executable(path.join(root, 'bin', 'ninetyten'));
+  const envPath = path.join(root, 'bin');
+
+  assert.deepEqual(logic.findServer({ folders: [folder], envPath }), { command: onPath });
+  const venv = executable(path.join(folder, '.venv', 'bin', 'ninetyten'));
+  assert.deepEqual(logic.findServer({ folders: [folder], envPath }), { command: venv });
+  // An untrusted workspace could ship anything in .venv.
+  assert.deepEqual(logic.findServer({ folders: [folder], envPath, trusted: false }), { command: onPath });
+
+  const custom = executable(path.join(folder, 'tools', 'nt'));
+  assert.deepEqual(logic.findServer({ configured: 'tools/nt', folders: [folder], envPath }), { command: custom });
+  assert.deepEqual(logic.findServer({ configured: '${workspaceFolder}/tools/nt', folders: [folder], envPath }),
+    { command: custom });
+});
+
+test('server lookup: a wrong setting or a missing server says what was searched', () => {
+  const root = tempDir();
+  const wrong = logic.findServer({ configured: path.join(root, 'nope'), folders: [root], envPath: '' });
+  assert.match(wrong.error, /ninetyten\.server\.path/);
+  assert.match(wrong.error, /nope/);
+  const missing = logic.findServer({ folders: [root], envPath: path.join(root, 'bin') });
+  assert.ok(missing.error);
+  assert.deepEqual(missing.searched, [path.join(root, '.venv', 'bin', 'ninetyten'), path.join(root, 'bin', 'ninetyten')]);
+  const hint = logic.installHint(missing);
+  assert.match(hint, /pip install ninetyten/);
+  assert.match(hint, /ninetyten\.server\.path/);
+});
+
+test('server arguments: model ids stay ids, paths are resolved, policy is passed', () => {
+  assert.deepEqual(logic.serverArgs({}), ['serve']);
+  assert.deepEqual(logic.serverArgs({ model: 'qwen2.5-coder-1.5b' }), ['serve', '--model', 'qwen2.5-coder-1.5b']);
+  assert.deepEqual(logic.serverArgs({ model: 'models/q.gguf', policy: 'p.toml', folders: ['/w'] }),
+    ['serve', '--model', path.join('/w', 'models/q.gguf'), '--policy', path.join('/w', 'p.toml')]);
+  assert.deepEqual(logic.serverArgs({ model: '~/m.gguf' }), ['serve', '--model', path.join(os.homedir(), 'm.gguf')]);
+});
+
+test('status bar: tier, latency and savings from ninetyten/served', () => {
+  const idle = logic.statusFromServed(undefined);
+  assert.match(idle.text, /ninetyten/);
+  const view = logic.statusFromServed({ tier: 'local', model: 'q.gguf', latency_ms: 142.4, savings_today_usd: 0.3712,
+    prompt_tokens: 10, completion_tokens: 3, offline: false });
+  assert.equal(view.text, '$(sparkle) local · 142 ms · $0.37 saved today');
+  assert.match(view.tooltip, /local tier \(q\.gguf\)/);
+  assert.match(view.tooltip, /10 in, 3 out/);
+  const offline = logic.statusFromServed({ tier: 'local', latency_ms: 1500, offline: true });
+  assert.equal(offline.text, '$(debug-disconnect) local · 1.5 s · offline');
+});
+
+test('money and latency formatting', () => {
+  assert.equal(logic.formatUsd(0), '$0.00');
+  assert.equal(logic.formatUsd(0.004), '$0.0040');
+  assert.equal(logic.formatUsd(12.345), '$12.35');
+  assert.equal(logic.formatUsd(1234.5), '$1235');
+  assert.equal(logic.formatLatency(999.6), '1000 ms');
+  assert.equal(logic.formatLatency(2345), '2.3 s');
+  assert.equal(logic.formatLatency(undefined), '');
+});
+
+test('result documents: title, question, answer and who served it', () => {
+  const md = logic.resultMarkdown('ask', {
+    text: 'No.', tier: 'frontier', model: 'claude', usage: { latency_ms: 812, cost_usd: 0.0012 },
+  }, { where: 'calc.py:1-2', question: 'Can it overflow?' });
+  assert.match(md, /^# Answer — calc\.py:1-2$/m);
+  assert.match(md, /^> Can it overflow\?$/m);
+  assert.match(md, /^No\.$/m);
+  assert.match(md, /served by frontier \(claude\) · 812 ms · cost \$0\.0012/);
+  const change = logic.resultMarkdown('explainChange', { explanation: 'Adds greet.', decision: { tier: 'local' } });
+  assert.match(change, /Adds greet\./);
+  assert.match(change, /served by local/);
+  const failed = logic.resultMarkdown('explain', { text: null, error: 'blocked by policy' });
+  assert.match(failed, /\*\*Error:\*\* blocked by policy/);
+  assert.doesNotMatch(failed, /returned nothing/);
+});
+
+test('report document keeps the server table verbatim', () => {
+  const md = logic.reportMarkdown({ text: 'Task  Req\ncompletion  3\n\n' }, 'today');
+  assert.match(md, /```text\nTask {2}Req\ncompletion {2}3\n```/);
+});
+
+test('ranges are described 1-based, a selection ending at column 0 stops on the line before', () => {
+  const range = (a, b, c, d) => ({ start: { line: a, character: b }, end: { line: c, character: d } });
+  assert.equal(logic.describeRange('/w/calc.py', range(0, 0, 1, 12)), 'calc.py:1-2');
+  assert.equal(logic.describeRange('/w/calc.py', range(0, 0, 2, 0)), 'calc.py:1-2');
+  assert.equal(logic.describeRange('/w/calc.py', range(4, 2, 4, 9)), 'calc.py:5');
+  assert.equal(logic.describeRange('/w/calc.py', undefined), 'calc.py');
+});
+
+test('debounce: waits, and gives up when the request is cancelled', async () => {
+  const listeners = [];
+  const token = {
+    isCancellationRequested: false,
+    onCancellationRequested(fn) { listeners.push(fn); return { dispose() {} }; },
+  };
+  const started = Date.now();
+  assert.equal(await logic.debounce(30, token), true);
+  assert.ok(Date.now() - started >= 25);
+  const pending = logic.debounce(10_000, token);
+  token.isCancellationRequested = true;
+  listeners.forEach((fn) => fn());
+  assert.equal(await pending, false);
+  assert.equal(await logic.debounce(0, { isCancellationRequested: true }), false);
+});
