@@ -284,7 +284,8 @@ def _strip(name: bytes | None, prefix: bytes) -> bytes | None:
 
 # --------------------------------------------------------------------------- the parser
 
-_HUNK_RE = re.compile(rb"@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@(.*)", re.DOTALL)
+# At most 18 digits: no file has more lines, and int() refuses over 4300 digits (ValueError).
+_HUNK_RE = re.compile(rb"@@ -(\d{1,18})(?:,(\d{1,18}))? \+(\d{1,18})(?:,(\d{1,18}))? @@(.*)", re.DOTALL)
 _MODE_RE = re.compile(rb"[0-7]{6}")
 
 
@@ -355,17 +356,17 @@ class _Builder:
         elif head.startswith(b"new file mode "):
             self.new_file = True
             self.new_mode = _first_mode(head[14:])
-        elif head.startswith((b"rename from ", b"rename old ")):
-            self.rename, self.old = True, _header_name(head[12:])
+        elif head.startswith((b"rename from ", b"rename old ")):  # git apply still reads the old spelling
+            self.rename, self.old = True, _header_name(head.split(b" ", 2)[2])
         elif head.startswith((b"rename to ", b"rename new ")):
-            self.rename, self.new = True, _header_name(head[10:])
+            self.rename, self.new = True, _header_name(head.split(b" ", 2)[2])
         elif head.startswith(b"copy from "):
             self.copy, self.old = True, _header_name(head[10:])
         elif head.startswith(b"copy to "):
             self.copy, self.new = True, _header_name(head[8:])
         elif head.startswith(b"similarity index "):
             digits = head[17:].rstrip(b"%")
-            self.similarity = int(digits) if digits.isdigit() else None
+            self.similarity = int(digits) if digits.isdigit() and len(digits) <= 3 else None  # a percentage
         elif head.startswith(b"dissimilarity index "):
             pass
         elif head.startswith(b"index "):

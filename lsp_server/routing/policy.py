@@ -185,19 +185,37 @@ class LoadedPolicy:
         return self.policy.digest
 
 
+# A TOML key part: bare, "basic" (with escapes) or 'literal'; quoted parts may hold dots and spaces.
+_KEY_PART = r"""[A-Za-z0-9_-]+|"(?:[^"\\]|\\.)*"|'[^']*'"""
+_KEY = rf"(?:{_KEY_PART})(?:\s*\.\s*(?:{_KEY_PART}))*"
+
+
+def _key_parts(key: str) -> tuple[str, ...]:
+    parts = []
+    for match in re.finditer(_KEY_PART, key):
+        part = match.group()
+        if part[0] in "\"'":
+            try:
+                part = tomllib.loads(f"k = {part}")["k"]  # the key as pydantic sees it, escapes undone
+            except tomllib.TOMLDecodeError:
+                part = part[1:-1]
+        parts.append(part)
+    return tuple(parts)
+
+
 def _key_lines(text: str) -> dict[tuple[str, ...], int]:
     """Map dotted key paths to the 1-based line that defines them (headers and keys)."""
     found: dict[tuple[str, ...], int] = {}
     table: tuple[str, ...] = ()
     array_counts: dict[tuple[str, ...], int] = {}
-    header = re.compile(r"^\s*(\[\[?)\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
-    assignment = re.compile(r"^\s*([A-Za-z0-9_\-\"'.]+)\s*=")
+    header = re.compile(rf"^\s*(\[\[?)\s*({_KEY})\s*\]\]?\s*(#.*)?$")
+    assignment = re.compile(rf"^\s*({_KEY})\s*=")
     # TOML lines end only at \n; str.splitlines would also split at U+2028, NEL... inside
     # strings and comments and shift every line number after them.
     for number, line in enumerate(text.split("\n"), start=1):
         match = header.match(line)
         if match:
-            parts = tuple(part.strip().strip("\"'") for part in match.group(2).split("."))
+            parts = _key_parts(match.group(2))
             if match.group(1) == "[[":
                 index = array_counts.get(parts, 0)
                 array_counts[parts] = index + 1
@@ -208,8 +226,9 @@ def _key_lines(text: str) -> dict[tuple[str, ...], int]:
             continue
         match = assignment.match(line)
         if match:
-            key = tuple(part.strip().strip("\"'") for part in match.group(1).split("."))
-            found.setdefault((*table, *key), number)
+            key = _key_parts(match.group(1))
+            for end in range(1, len(key) + 1):  # `a.b = 1` defines table `a` on this line too
+                found.setdefault((*table, *key[:end]), number)
     return found
 
 
@@ -229,6 +248,10 @@ def parse_policy(text: str, path: Path | None = None) -> Policy:
         raise PolicyError(path, [(int(match.group(1)) if match else None, "", f"not valid TOML: {error}")]) from None
     except RecursionError:  # tomllib recurses per nesting level: `a = [[[[...`
         raise PolicyError(path, [(None, "", "not valid TOML: arrays or tables nested too deeply")]) from None
+    except ValueError as error:  # tomllib lets int()'s own error through (a number of over 4300 digits)
+        digits = re.search(r"[0-9_]{4301,}", text)
+        line = text.count("\n", 0, digits.start()) + 1 if digits else None
+        raise PolicyError(path, [(line, "", f"not valid TOML: {error}")]) from None
     try:
         return Policy.model_validate(data)
     except ValidationError as error:

@@ -65,7 +65,10 @@ class CompletionCache:
         if not text.strip():
             return
         key = (at.uri, len(at.before), hash(at.before))
-        self._entries.pop(key, None)
+        if self._entries.pop(key, None) is not None:
+            # Re-asked at the same place: drop the old index key too, or the index grows
+            # with every repeat and eviction (one key each) never catches up.
+            self._forget(key)
         self._entries[key] = _Entry(len(at.before), key[2], hash(at.after), at.before[-TAIL:], text, origin)
         self._by_uri.setdefault(at.uri, []).append(key)
         while len(self._entries) > self.size:

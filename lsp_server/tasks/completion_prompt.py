@@ -124,6 +124,10 @@ class PromptBuilder:
         before, line_prefix, line_suffix, after = split_at_cursor(inp)
         cursor = cursor_context(before, line_prefix, line_suffix, after)
         cursor_tokens = self._lines(line_prefix)
+        # A cursor line longer than the whole prefix budget keeps its end: the text nearest
+        # the cursor matters most, and the budget is what fits the context window.
+        keep = min(len(cursor_tokens), max(self.budget.prefix_tokens, 0))
+        cursor_tokens = cursor_tokens[len(cursor_tokens) - keep:]
         prefix_budget = max(self.budget.prefix_tokens - len(cursor_tokens), 0)
         start, prefix_tokens = self._prefix_lines(before, prefix_budget)
         prefix_tokens = prefix_tokens + cursor_tokens
@@ -197,9 +201,11 @@ class PromptBuilder:
         if fim is None or fim.file_sep is None or not inp.extra or self.budget.extra_tokens <= 0:
             return []
         tokens: list[int] = []
+        budget = self.budget.extra_tokens
         if fim.repo_name is not None:
             tokens += [fim.repo_name] + self._lines((inp.repo_name or "workspace") + "\n")
-        budget = self.budget.extra_tokens
+            if len(tokens) >= budget:  # a long repository name leaves no room for any file
+                return []
         for other in inp.extra:
             header = [fim.file_sep] + self._lines(other.path + "\n")
             if len(tokens) + len(header) >= budget:

@@ -87,9 +87,13 @@ def trim_suffix_overlap(completion: str, line_suffix: str) -> str:
         return completion
     stripped = completion.rstrip()
     # The suffix may start with spaces the model did not repeat: "x + )" -> "name)".
-    for suffix in dict.fromkeys((line_suffix.rstrip(), line_suffix.strip())):
+    suffixes = tuple(dict.fromkeys((line_suffix.rstrip(), line_suffix.strip())))
+    # Whole echoes first: a partial match of the spaced form (" )" in " ) )") would
+    # otherwise win over the whole unspaced echo (") )") and leave a bracket shown twice.
+    for suffix in suffixes:
         if stripped.endswith(suffix):
             return stripped[: len(stripped) - len(suffix)]
+    for suffix in suffixes:
         # Partial overlap: only when the overlapping part is punctuation (closing
         # brackets, quotes, colons), where a false match costs nothing.
         for k in range(min(len(stripped), len(suffix)), 0, -1):
@@ -107,10 +111,13 @@ def trim_next_lines_overlap(completion: str, next_lines: tuple[str, ...]) -> str
     if not following:
         return completion
     lines = completion.split("\n")
-    for k in range(min(len(lines) - 1, len(following)), 0, -1):
-        tail = [line.rstrip() for line in lines[-k:]]
-        if tail == following[:k]:
-            return "\n".join(lines[:-k])
+    # Compare non-blank lines only, as `following` has none: an echo of "x", "", "x" must
+    # match as a whole, not leave its first "x" behind because its tail "x" matched alone.
+    filled = [index for index, line in enumerate(lines) if line.strip()]
+    for k in range(min(len(filled), len(following)), 0, -1):
+        tail = [lines[index].rstrip() for index in filled[-k:]]
+        if tail == following[:k] and filled[-k] > 0 and filled[-1] == len(lines) - 1:
+            return "\n".join(lines[: filled[-k]])
     # The document's next line repeated anywhere after the first line: cut there.
     first_following = following[0].strip()
     for index in range(1, len(lines)):
