@@ -61,6 +61,7 @@ bench: model
 	$(BIN)/python bench/typing_burst.py
 	$(BIN)/python bench/routing_overhead.py
 	$(BIN)/python bench/secret_detector.py
+	$(BIN)/python bench/soak.py
 
 clean: vscode-clean
 	rm -rf $(VENV)

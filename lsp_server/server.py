@@ -87,6 +87,13 @@ class NinetyTenProtocol(LanguageServerProtocol):
             return
         super().handle_message(message)
 
+    def _check_handler_result(self, future: Any) -> None:
+        super()._check_handler_result(future)
+        # pygls files every notification's future under a fresh random id and never removes
+        # it: one leaked future per keystroke. Only requests in flight stay in this dict.
+        for key in [key for key, value in self._request_futures.items() if value is future]:
+            del self._request_futures[key]
+
     def _handle_cancel_notification(self, msg_id: Any) -> None:
         task = self.command_tasks.pop(msg_id, None)
         if task is not None:
@@ -730,7 +737,9 @@ def create_server(config: ServerConfig | None = None, explicit_model: str | None
     @server.feature(STATS_REQUEST)
     def stats(ls: NinetyTenServer, params: Any) -> dict[str, Any]:
         return {**ls.completions.stats.to_json(), "cache_entries": len(ls.completions.cache),
-                "context_chunks": len(ls.completions.ring)}
+                "context_chunks": len(ls.completions.ring),
+                # requests the protocol still tracks: anything beyond those in flight is a leak
+                "tracked_requests": len(ls.protocol._request_futures)}
 
     @server.feature(EXPLAIN_REQUEST)
     async def explain(ls: NinetyTenServer, params: Any) -> dict[str, Any]:

@@ -72,7 +72,7 @@ class BuiltPrompt:
 class LineTokenCache:
     """Memoizes line -> tokens; most lines of a file do not change between keystrokes."""
 
-    def __init__(self, tokenizer: Tokenizer, capacity: int = 20_000) -> None:
+    def __init__(self, tokenizer: Tokenizer, capacity: int = 2048) -> None:
         self._tokenizer = tokenizer
         self._capacity = capacity
         self._cache: OrderedDict[str, list[int]] = OrderedDict()
