@@ -9,7 +9,11 @@ from ..backends.base import CancelToken, Generation, GenerationRequest
 from ..backends.llama_cpp import LlamaCppBackend
 from ..config import CompletionConfig
 from .completion_prompt import BuiltPrompt, CompletionInput, PromptBudget, PromptBuilder
-from .completion_rules import StopRule, postprocess
+from .completion_rules import StopRule, code_follows, postprocess
+
+# A generation cut by the time box after this few tokens is a fragment ("for", "return"),
+# not a suggestion.
+MIN_TIMED_OUT_TOKENS = 3
 
 
 @dataclass
@@ -40,7 +44,8 @@ class CompletionTask:
             prompt_tokens=prompt.tokens,
             max_tokens=self.config.max_tokens,
             time_limit_s=self.config.time_limit_ms / 1000.0,
-            stop=StopRule(prompt.cursor, max_lines=self.config.max_lines),
+            stop=StopRule(prompt.cursor, max_lines=self.config.max_lines,
+                          single_line=prompt.mode == "prefix" and code_follows(prompt.cursor)),
         )
 
     async def run(self, inp: CompletionInput, cancel: CancelToken | None = None) -> CompletionOutcome:
@@ -49,5 +54,10 @@ class CompletionTask:
         build_ms = (time.perf_counter() - started) * 1000.0
         generation = await self.backend.generate(self.request_for(prompt), cancel)
         truncated = generation.stop_reason in ("max_tokens", "time_limit", "context_full")
-        text = None if generation.stop_reason == "cancelled" else postprocess(generation.text, prompt.cursor, truncated=truncated)
+        fragment = (generation.stop_reason == "time_limit"
+                    and generation.usage.completion_tokens < MIN_TIMED_OUT_TOKENS and "\n" not in generation.text)
+        if generation.stop_reason == "cancelled" or fragment:
+            text = None
+        else:
+            text = postprocess(generation.text, prompt.cursor, truncated=truncated)
         return CompletionOutcome(text=text, prompt=prompt, generation=generation, build_ms=build_ms)

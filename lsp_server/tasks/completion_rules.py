@@ -52,6 +52,7 @@ class StopRule:
 
     cursor: CursorContext
     max_lines: int = 8
+    single_line: bool = False  # only the cursor line is wanted (see code_follows)
 
     def __call__(self, text: str) -> int | None:
         """Return the index to cut the text at, or None to keep generating."""
@@ -59,6 +60,8 @@ class StopRule:
         if first_nl < 0:
             return None
         if self.cursor.mid_line:
+            return first_nl
+        if self.single_line and text[:first_nl].strip():
             return first_nl
         # A completion that starts on an empty cursor line may start with a newline;
         # the lines after the first are checked against the cursor's indentation.
@@ -79,6 +82,16 @@ class StopRule:
                     return cut_here
             offset += len(line) + 1
         return None
+
+
+def code_follows(cursor: CursorContext) -> bool:
+    """The next non-blank line continues the cursor's block (same or deeper indentation).
+
+    A model that cannot see that code (prefix-only prompts) writes into it: it should
+    fill in the cursor line and stop.
+    """
+    following = next((line for line in cursor.next_lines if line.strip()), None)
+    return following is not None and indent_width(following) >= cursor.indent and cursor.line_prefix.strip() == ""
 
 
 def trim_suffix_overlap(completion: str, line_suffix: str) -> str:
@@ -208,6 +221,9 @@ def postprocess(completion: str, cursor: CursorContext, *, truncated: bool = Fal
     text = drop_repeats(text, cursor.prev_line)
     text = balance_brackets(text, cursor.line_prefix)
     text = text.rstrip()
+    if "\n" in text.strip("\n") and text.rstrip().endswith(":"):
+        # A block header as the last of several lines has no body: it cannot be accepted as is.
+        text = text[: text.rstrip("\n").rfind("\n")].rstrip()
     if not text.strip():
         return None
     return text

@@ -107,3 +107,23 @@ def test_truncated_multiline_drops_unfinished_last_line():
     assert postprocess(text, cursor("    "), truncated=False).endswith("print(")
     # A single line is kept: it is all there is.
     assert postprocess("a + b", cursor("    return "), truncated=True) == "a + b"
+
+
+def test_prefix_only_models_fill_one_line_when_the_block_continues_below():
+    from lsp_server.tasks.completion_rules import code_follows
+
+    inside = CursorContext(line_prefix="    ", line_suffix="", next_lines=("    return total",))
+    assert code_follows(inside)
+    rule = StopRule(inside, single_line=True)
+    assert rule("total = a + b\n    return") == len("total = a + b")
+    assert rule("\n") is None  # the model may start with a newline before the line itself
+    at_end = CursorContext(line_prefix="    ", line_suffix="", next_lines=("", "def other():"))
+    assert not code_follows(at_end)
+    typed = CursorContext(line_prefix="    total = ", line_suffix="", next_lines=("    return total",))
+    assert not code_follows(typed)  # mid-statement: the rest of the line is the suggestion anyway
+
+
+def test_a_trailing_block_header_without_a_body_is_dropped():
+    cursor = CursorContext(line_prefix="    ", line_suffix="")
+    assert postprocess("total = 0\n    for item in items:", cursor) == "total = 0"
+    assert postprocess("for item in items:", cursor) == "for item in items:"  # one line: the user goes on
