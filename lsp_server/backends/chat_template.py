@@ -73,13 +73,16 @@ def render_pieces(
         if not candidate:
             continue
         try:
-            rendered = _environment().from_string(candidate).render(
+            output = _environment().from_string(candidate).render(
                 messages=placeholders, add_generation_prompt=True, bos_token=bos_token, eos_token=eos_token
             )
-            stops = PLAIN_STOPS if candidate is PLAIN else ()
-            break
         except Exception:  # a broken or hostile template: fall back to plain text
             continue
+        if sorted(int(found) for found in _SENTINEL_RE.findall(output)) != list(range(len(messages))):
+            continue  # it rendered, but lost or repeated a message: not a usable chat layout
+        rendered = output
+        stops = PLAIN_STOPS if candidate is PLAIN else ()
+        break
     assert rendered is not None
     pieces: list[Piece] = []
     position = 0
