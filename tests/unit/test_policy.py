@@ -33,7 +33,7 @@ def test_example_policy_loads_exactly_as_written():
         "explanations start local",
     ]
     assert policy.rules[2].escalate_to == "frontier"
-    assert policy.escalation.completion_min_mean_logprob == -1.2
+    assert policy.escalation.completion_min_mean_logprob == -0.5
     assert policy.budget.daily_usd == 5.0
 
 
