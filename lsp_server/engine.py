@@ -666,9 +666,11 @@ class Engine:
                           "cancelled" if generation.stop_reason == "cancelled" else "ok", usage,
                           (time.perf_counter() - started) * 1000.0)
         escalated = low_confidence = False
-        threshold = self.policy.escalation.completion_min_mean_logprob
+        escalation = self.policy.escalation
         if (text is not None and decision.escalate_to
-                and not completion_confident(generation.mean_logprob, threshold)):
+                and not completion_confident(generation.mean_logprob, escalation.completion_min_mean_logprob,
+                                             token_logprobs=generation.token_logprobs,
+                                             min_token_threshold=escalation.completion_min_token_logprob)):
             remote_text = await self._escalate_completion(inp, decision, request_id, attempt)
             if remote_text is not None:
                 text, escalated = remote_text, True

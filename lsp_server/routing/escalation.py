@@ -78,6 +78,10 @@ def _length_ok(text: str, kind: Kind, original_length: int | None) -> bool:
     return len(text) <= 100_000
 
 
-def completion_confident(mean_logprob: float | None, threshold: float) -> bool:
-    """No tokens (nothing generated) counts as not confident."""
-    return mean_logprob is not None and mean_logprob >= threshold
+def completion_confident(mean_logprob: float | None, threshold: float, *,
+                         token_logprobs: Sequence[float] = (), min_token_threshold: float | None = None) -> bool:
+    """No tokens (nothing generated) counts as not confident; so does one token below
+    `min_token_threshold` when that is set."""
+    if mean_logprob is None or mean_logprob < threshold:
+        return False
+    return min_token_threshold is None or not token_logprobs or min(token_logprobs) >= min_token_threshold

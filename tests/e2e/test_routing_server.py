@@ -419,3 +419,19 @@ verify = ["non_empty"]
         assert answer["tier"] == "in_house", answer
         attempt = answer["usage"]["attempts"][-1]
         assert attempt["outcome"] in ("ok", "low_confidence") and answer["usage"]["completion_tokens"] > 0
+
+
+async def test_completion_escalates_on_one_unsure_token(frontier, server_env, endless_model_path, tmp_path):
+    workspace = tmp_path / "ws"
+    path = write_policy(workspace, frontier.url)
+    rule = '\n[[rules]]\nname = "completions"\ntask = ["completion"]\nroute = "local"\nescalate_to = "frontier"\n'
+    # The mean alone (-5) would keep every completion local; the least sure token decides.
+    path.write_text(path.read_text() + rule + '\n[escalation]\ncompletion_min_mean_logprob = -5.0\n'
+                    'completion_min_token_logprob = -0.0001\n')
+    async with lsp_session(model=endless_model_path, home=tmp_path / "home", options=FAST, root=workspace) as client:
+        uri = open_document(client, workspace / "calc.py", "def add(a, b):\n    return \n")
+        result = await client.text_document_inline_completion_async(types.InlineCompletionParams(
+            text_document=types.TextDocumentIdentifier(uri=uri), position=types.Position(1, 11),
+            context=types.InlineCompletionContext(trigger_kind=types.InlineCompletionTriggerKind.Invoked)))
+        assert result.items[0].insert_text == "def renamed():\n    return 1"
+        assert len(frontier.requests) == 1

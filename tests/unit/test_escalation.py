@@ -53,3 +53,10 @@ def test_repetition_guard_cuts_loops():
     cut = check(text)
     assert cut is not None and text[:cut] == "intro\nsame line\nother"
     assert check("a\nb\nc\n") is None
+
+
+def test_min_token_threshold_catches_one_unsure_token():
+    assert completion_confident(-0.3, -0.5, token_logprobs=[-0.1, -0.2, -0.6])  # off by default
+    assert not completion_confident(-0.3, -0.5, token_logprobs=[-0.1, -0.2, -3.0], min_token_threshold=-2.0)
+    assert completion_confident(-0.3, -0.5, token_logprobs=[-0.1, -0.2, -1.5], min_token_threshold=-2.0)
+    assert not completion_confident(-0.9, -0.5, token_logprobs=[-0.9], min_token_threshold=-2.0)  # mean still counts
