@@ -7,10 +7,9 @@ ten times the examples (for a local bug hunt, not for CI).
 
 from __future__ import annotations
 
-import os
 import re
 
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from local_models.fim import FimTokens
@@ -29,13 +28,8 @@ from lsp_server.tasks.completion_rules import (
     indent_width,
     postprocess,
 )
+from tests.fuzzing import fuzz
 
-DEEP = os.environ.get("NINETYTEN_FUZZ") == "deep"
-
-
-def fuzz(max_examples: int) -> settings:
-    return settings(max_examples=max_examples * (10 if DEEP else 1), deadline=None, derandomize=not DEEP,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 
 
 # --------------------------------------------------------------------------- fake tokenizers

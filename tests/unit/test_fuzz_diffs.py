@@ -11,11 +11,10 @@ NINETYTEN_FUZZ=deep explores new random inputs with ten times the examples.
 from __future__ import annotations
 
 import io
-import os
 import re
 from dataclasses import dataclass, field
 
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from lsp_server.diffs import (
@@ -29,13 +28,8 @@ from lsp_server.diffs import (
     parse_diff,
     with_totals,
 )
+from tests.fuzzing import fuzz
 
-DEEP = os.environ.get("NINETYTEN_FUZZ") == "deep"
-
-
-def fuzz(max_examples: int) -> settings:
-    return settings(max_examples=max_examples * (10 if DEEP else 1), deadline=None, derandomize=not DEEP,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 
 # Nothing summarized by name or content, so every text file keeps its hunks for comparison.

@@ -10,14 +10,13 @@ NINETYTEN_FUZZ=deep explores new random inputs with ten times the examples.
 from __future__ import annotations
 
 import datetime
-import os
 import re
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from lsp_server.routing.policy import (
@@ -27,13 +26,8 @@ from lsp_server.routing.policy import (
     load_policy_file,
     parse_policy,
 )
+from tests.fuzzing import fuzz
 
-DEEP = os.environ.get("NINETYTEN_FUZZ") == "deep"
-
-
-def fuzz(max_examples: int) -> settings:
-    return settings(max_examples=max_examples * (10 if DEEP else 1), deadline=None, derandomize=not DEEP,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 
 # --------------------------------------------------------------------------- a small TOML writer

@@ -9,9 +9,8 @@ ten times the examples.
 
 from __future__ import annotations
 
-import os
 
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from lsp_server.positions import (
@@ -21,13 +20,8 @@ from lsp_server.positions import (
     to_client_character,
     to_codepoint_column,
 )
+from tests.fuzzing import fuzz
 
-DEEP = os.environ.get("NINETYTEN_FUZZ") == "deep"
-
-
-def fuzz(max_examples: int) -> settings:
-    return settings(max_examples=max_examples * (10 if DEEP else 1), deadline=None, derandomize=not DEEP,
-                    suppress_health_check=[HealthCheck.too_slow])
 
 
 ENCODINGS = ("utf-8", "utf-16", "utf-32")
