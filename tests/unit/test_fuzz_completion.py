@@ -31,7 +31,6 @@ from lsp_server.tasks.completion_rules import (
 from tests.fuzzing import fuzz
 
 
-
 # --------------------------------------------------------------------------- fake tokenizers
 
 # Control ids above every code point, so a text token can never be mistaken for one.

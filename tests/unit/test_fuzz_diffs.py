@@ -31,7 +31,6 @@ from lsp_server.diffs import (
 from tests.fuzzing import fuzz
 
 
-
 # Nothing summarized by name or content, so every text file keeps its hunks for comparison.
 KEEP_ALL = SummaryRules(lock_files=(), generated_files=(), generated_dirs=frozenset(), vendored_dirs=frozenset(),
                         generated_marker=r"(?!)", max_changed_lines=None)

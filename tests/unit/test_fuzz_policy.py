@@ -29,7 +29,6 @@ from lsp_server.routing.policy import (
 from tests.fuzzing import fuzz
 
 
-
 # --------------------------------------------------------------------------- a small TOML writer
 
 

@@ -9,7 +9,6 @@ ten times the examples.
 
 from __future__ import annotations
 
-
 from hypothesis import example, given
 from hypothesis import strategies as st
 
@@ -21,7 +20,6 @@ from lsp_server.positions import (
     to_codepoint_column,
 )
 from tests.fuzzing import fuzz
-
 
 
 ENCODINGS = ("utf-8", "utf-16", "utf-32")
