@@ -220,7 +220,6 @@ async def test_server_killed_mid_requests_keeps_a_sound_ledger(tiny_model_path: 
         await asyncio.sleep(SETTLE_S + random.uniform(0.0, 0.5))
         assert client._server is not None
         os.kill(client._server.pid, signal.SIGKILL)
-        killed_at = time.monotonic()
         await asyncio.wait([stream], timeout=10)
         # The server died under it: the stream ends with an error, not a hang.
         assert stream.done() and not stream.cancelled() and stream.exception() is not None
@@ -231,7 +230,9 @@ async def test_server_killed_mid_requests_keeps_a_sound_ledger(tiny_model_path: 
     with Ledger(db) as ledger:
         stored = {row.request_id: row for row in ledger.rows()}
     rows = _server_rows(db)
-    assert len(answered) >= 4 and all(at < killed_at for at in answered.values())
+    # Answers already on their way when the kill landed count too: their rows were journaled
+    # before they were sent.
+    assert len(answered) >= 4
     # Every answered request has its row, once, as a served attempt: stored by the server, or
     # recovered from its journal when the ledger was opened above.
     assert {rid: rows.get(rid) for rid in answered} == {rid: [(1, "ok")] for rid in answered}
