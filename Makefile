@@ -32,9 +32,10 @@ setup: $(STAMP)
 # The VS Code extension: `make vsix`, and what its real-editor test needs (vscode-deps).
 include editors/vscode.mk
 
-# Debian packages the editor tests drive: Chromium (VS Code in a browser) and Neovim.
+# Debian packages the tests need: Chromium (VS Code in a browser) and Neovim for the editor
+# tests, bubblewrap for the sandbox that runs model-written code in `ninetyten eval`.
 # libkrb5-dev is needed by one of code-server's native modules.
-SYSTEM_PACKAGES := chromium chromium-driver libkrb5-dev fonts-dejavu-core neovim
+SYSTEM_PACKAGES := chromium chromium-driver libkrb5-dev fonts-dejavu-core neovim bubblewrap
 system-deps:
 	@missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
@@ -51,7 +52,7 @@ demo: model
 	$(BIN)/python examples/demo.py
 
 test: model system-deps vscode-deps vsix
-	$(BIN)/python -m pytest
+	NINETYTEN_REQUIRE_SANDBOX=1 $(BIN)/python -m pytest
 
 test-fast: setup
 	$(BIN)/python -m pytest -m "not gemma"
@@ -62,6 +63,7 @@ bench: model
 	$(BIN)/python bench/routing_overhead.py
 	$(BIN)/python bench/secret_detector.py
 	$(BIN)/python bench/soak.py
+	$(BIN)/python bench/sandbox_overhead.py
 
 clean: vscode-clean
 	rm -rf $(VENV)

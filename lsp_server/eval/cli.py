@@ -49,6 +49,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", metavar="JSON", help="server settings as JSON, e.g. '{\"threads\": 1}'")
     parser.add_argument("--model", metavar="PATH|ID", help="local model (default: the embedded Gemma 3 270M)")
     parser.add_argument("--policy", metavar="FILE", help="routing policy (tiers, prices, escalation)")
+    parser.add_argument("--unsafe-no-sandbox", action="store_true",
+                        help="where the bubblewrap sandbox cannot run, run model-written test programs anyway as "
+                        "plain child processes (an audit hook and rlimits only: NOT a security boundary)")
 
 
 def register(subparsers: Any) -> None:
@@ -56,7 +59,8 @@ def register(subparsers: Any) -> None:
     evaluate = subparsers.add_parser(
         "eval", help="measure completion quality per tier and the escalation cost-quality curve",
         description="Benchmarks on HumanEval infilling tasks (OpenAI's HumanEval problems), scored by running "
-        "each problem's tests on the completed program in a sandbox without network.")
+        "each problem's tests on the completed program in a bubblewrap sandbox (read-only system, no network, "
+        "no new processes); without bubblewrap it refuses unless --unsafe-no-sandbox is given.")
     actions = evaluate.add_subparsers(dest="eval_command", metavar="ACTION")
     completion = actions.add_parser(
         "completion", help="pass@1, exact match, edit similarity, latency and cost on one tier",
@@ -109,17 +113,27 @@ def _console():  # type: ignore[no-untyped-def]
 
 
 def _setup(args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    """(server config, loaded policy) or an exit code after saying what is wrong."""
+    """(server config, loaded policy, sandbox) or an exit code after saying what is wrong."""
     from ..cli import _configure_logging, _load_config, _load_policy
+    from .sandbox import SandboxUnavailable, UnsandboxedProcess, choose_sandbox, unavailable_reason
 
     _configure_logging(args.verbose)
     if args.limit < 0 or args.jobs < 1 or args.timeout <= 0:
         print("ninetyten: --limit must be >= 0, --jobs >= 1 and --timeout > 0", file=sys.stderr)
         return EXIT_USAGE
+    # Before anything loads: a run that cannot score safely should stop at once.
+    try:
+        sandbox = choose_sandbox(allow_unsafe=args.unsafe_no_sandbox)
+    except SandboxUnavailable as error:
+        print(f"ninetyten: {error}", file=sys.stderr)
+        return EXIT_FAILURE
+    if isinstance(sandbox, UnsandboxedProcess):
+        print(f"ninetyten: WARNING: running model-written code WITHOUT a sandbox ({unavailable_reason()}); "
+              "it can read and write what you can", file=sys.stderr)
     loaded = _load_policy(args)
     if loaded is None:
         return EXIT_FAILURE
-    return _load_config(args.config), loaded
+    return _load_config(args.config), loaded, sandbox
 
 
 def run(args: argparse.Namespace) -> int:
@@ -153,9 +167,10 @@ def cmd_completion(args: argparse.Namespace) -> int:
     setup = _setup(args)
     if isinstance(setup, int):
         return setup
-    config, loaded = setup
+    config, loaded, sandbox = setup
     options = CompletionOptions(kind=args.kind, limit=args.limit or None, seed=args.seed, jobs=args.jobs,
-                                timeout_s=args.timeout, tier=args.tier, raw=not args.no_raw, canonical=args.canonical)
+                                timeout_s=args.timeout, tier=args.tier, raw=not args.no_raw, canonical=args.canonical,
+                                sandbox=sandbox)
     runner = None if args.canonical else CompletionRunner(config, loaded, tier=args.tier, model=args.model,
                                                            progress=True)
 
@@ -191,9 +206,10 @@ def cmd_escalation(args: argparse.Namespace) -> int:
     setup = _setup(args)
     if isinstance(setup, int):
         return setup
-    config, loaded = setup
+    config, loaded, sandbox = setup
     options = EscalationOptions(kind=args.kind, limit=args.limit or None, seed=args.seed, jobs=args.jobs,
-                                timeout_s=args.timeout, target_rate=args.target_rate, strong_tier=args.strong_tier)
+                                timeout_s=args.timeout, target_rate=args.target_rate, strong_tier=args.strong_tier,
+                                sandbox=sandbox)
     local = CompletionRunner(config, loaded, tier="local", model=args.model, progress=True)
     strong_tier = strong_tier_of(loaded.policy, args.strong_tier)
     strong = CompletionRunner(config, loaded, tier=strong_tier, model=args.model) if strong_tier else None

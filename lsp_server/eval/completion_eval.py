@@ -16,11 +16,12 @@ from dataclasses import dataclass
 
 from ..routing.escalation import verify
 from ..routing.policy import TierName
-from .execution import DEFAULT_TIMEOUT_S, isolation_summary, run_programs
+from .execution import DEFAULT_TIMEOUT_S, run_programs
 from .humaneval import InfillTask, KindChoice, sample_tasks
 from .metrics import edit_similarity, exact_match
 from .results import CompletionReport, TaskOutcome, Variant, summarise
 from .runner import CompletionRunner, Produced
+from .sandbox import Sandbox, require_sandbox
 
 # (phase, done, total): the CLI turns this into a progress bar.
 Progress = Callable[[str, int, int], None]
@@ -40,6 +41,7 @@ class CompletionOptions:
     tier: TierName = "local"
     raw: bool = True  # also run the raw-model baseline (local tier only)
     canonical: bool = False  # insert the reference answer instead of asking a model
+    sandbox: Sandbox | None = None  # None: the bubblewrap sandbox, required
 
 
 def machine_label() -> str:
@@ -84,7 +86,8 @@ async def generate(runner: CompletionRunner, tasks: Sequence[InfillTask], varian
 
 
 def score(tasks: Sequence[InfillTask], produced: dict[Variant, list[Produced]], *, jobs: int = 1,
-          timeout_s: float = DEFAULT_TIMEOUT_S, progress: Progress = _no_progress) -> list[TaskOutcome]:
+          timeout_s: float = DEFAULT_TIMEOUT_S, sandbox: Sandbox | None = None,
+          progress: Progress = _no_progress) -> list[TaskOutcome]:
     """Run every completed program with its tests and score each answer."""
     pairs = [(variant, task, answer) for variant, answers in produced.items()
              for task, answer in zip(tasks, answers, strict=True)]
@@ -100,7 +103,7 @@ def score(tasks: Sequence[InfillTask], produced: dict[Variant, list[Produced]], 
             progress("running tests", done, total)
 
     runs = run_programs([task.program(answer.text) for _, task, answer in pairs], jobs=jobs, timeout_s=timeout_s,
-                        on_done=tick)
+                        sandbox=sandbox, on_done=tick)
     outcomes = []
     for (variant, task, answer), run in zip(pairs, runs, strict=True):
         error = run.detail if not run.passed else (answer.error or "")
@@ -133,6 +136,7 @@ async def run_completion_eval(options: CompletionOptions, runner: CompletionRunn
                               progress: Progress = _no_progress) -> tuple[CompletionReport, list[TaskOutcome]]:
     """Sample tasks, generate (unless canonical), score, summarise."""
     started = time.perf_counter()
+    sandbox = options.sandbox or require_sandbox()  # before the model loads: refuse early
     tasks = sample_tasks(options.kind, options.limit, options.seed)
     variants: list[Variant]
     if options.canonical or runner is None:
@@ -144,7 +148,8 @@ async def run_completion_eval(options: CompletionOptions, runner: CompletionRunn
         await runner.start()
         produced = await generate(runner, tasks, variants, progress)
         tier, model, mode = options.tier, runner.model_name, runner.prompt_mode
-    outcomes = score(tasks, produced, jobs=options.jobs, timeout_s=options.timeout_s, progress=progress)
+    outcomes = score(tasks, produced, jobs=options.jobs, timeout_s=options.timeout_s, sandbox=sandbox,
+                     progress=progress)
     kinds = ["single", "multi"] if options.kind == "both" else []
     summaries = [summarise(outcomes, variant, kind, tier if variant != "raw" else "local")  # type: ignore[arg-type]
                  for variant in variants for kind in ["all", *kinds]]
@@ -157,7 +162,7 @@ async def run_completion_eval(options: CompletionOptions, runner: CompletionRunn
         limit=options.limit,
         tasks=len(tasks),
         machine=machine_label(),
-        sandbox=isolation_summary(),
+        sandbox=sandbox.summary(),
         wall_s=round(time.perf_counter() - started, 2),
         summaries=summaries,
     )

@@ -12,6 +12,7 @@ completion is never escalated (the engine only escalates text it would show).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -20,11 +21,11 @@ from itertools import pairwise
 
 from ..routing.policy import Policy, TierName
 from .completion_eval import Progress, _no_progress, generate, machine_label, score
-from .execution import isolation_summary
 from .humaneval import sample_tasks
 from .metrics import RouterCurve, apgr, auroc, cpt, escalation_curve, oracle_confidence
 from .results import CurvePointOut, EscalationReport, SignalScore, SweepPoint, TaskOutcome, Variant
 from .runner import CompletionRunner, Produced
+from .sandbox import Sandbox, require_sandbox
 
 DEFAULT_TARGET_RATE = 0.2
 THRESHOLD_DECIMALS = 3
@@ -149,6 +150,7 @@ class EscalationOptions:
     timeout_s: float = 5.0
     target_rate: float = DEFAULT_TARGET_RATE
     strong_tier: str | None = None  # None: frontier, else in_house, else the upper bound; "none": bound
+    sandbox: Sandbox | None = None  # None: the bubblewrap sandbox, required
 
 
 async def _strong_outcomes(strong: CompletionRunner, tasks, options: EscalationOptions,  # type: ignore[no-untyped-def]
@@ -163,17 +165,21 @@ async def _strong_outcomes(strong: CompletionRunner, tasks, options: EscalationO
         return None, f"{strong.tier} is not reachable ({first.error})"
     rest = await generate(strong, tasks[1:], ["pipeline"], progress)
     produced: dict[Variant, list[Produced]] = {"pipeline": [first, *rest["pipeline"]]}
-    outcomes = score(tasks, produced, jobs=options.jobs, timeout_s=options.timeout_s, progress=progress)
+    outcomes = score(tasks, produced, jobs=options.jobs, timeout_s=options.timeout_s, sandbox=options.sandbox,
+                     progress=progress)
     return outcomes, f"measured on {strong.tier} ({strong.model_name})"
 
 
 async def run_escalation_eval(options: EscalationOptions, local: CompletionRunner, strong: CompletionRunner | None,
                               progress: Progress = _no_progress) -> EscalationReport:
     started = time.perf_counter()
+    sandbox = options.sandbox or require_sandbox()  # before the model loads: refuse early
+    options = dataclasses.replace(options, sandbox=sandbox)
     tasks = sample_tasks(options.kind, options.limit, options.seed)  # type: ignore[arg-type]
     await local.start()
     produced = await generate(local, tasks, ["pipeline"], progress)
-    local_outcomes = score(tasks, produced, jobs=options.jobs, timeout_s=options.timeout_s, progress=progress)
+    local_outcomes = score(tasks, produced, jobs=options.jobs, timeout_s=options.timeout_s, sandbox=options.sandbox,
+                           progress=progress)
 
     strong_outcomes: list[TaskOutcome] | None = None
     note = "no stronger tier is configured in the policy"
@@ -213,7 +219,7 @@ async def run_escalation_eval(options: EscalationOptions, local: CompletionRunne
         limit=options.limit,
         tasks=len(tasks),
         machine=machine_label(),
-        sandbox=isolation_summary(),
+        sandbox=sandbox.summary(),
         wall_s=0.0,
         strong_tier=(strong_name or "none") + (" (assumed)" if source != "measured" else ""),
         strong_source=source,  # type: ignore[arg-type]

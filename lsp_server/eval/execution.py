@@ -1,31 +1,28 @@
 """Running a completed program and its tests, isolated from the machine and the network.
 
-Completions are untrusted model output, so every program runs in its own process:
-- `python -I` (no user site, no PYTHON* variables, the script's dir not on sys.path),
-  a scrubbed environment and a fresh temporary directory as cwd and HOME;
-- resource limits set before the program runs: CPU seconds, address space, file size, no
-  core dumps; its own session, so a timeout kills the whole process group;
-- no network: a fresh network namespace (`unshare -n`, or `unshare -rn` for a user
-  without privileges) when the kernel allows it, and in every case an audit hook that
-  refuses sockets, subprocesses and file deletion before the program's first line runs.
-  The namespace is the real wall; the audit hook covers machines where it is missing.
+Completions are untrusted model output, so every program runs in its own process inside a
+sandbox (`sandbox.py`: bubblewrap, or nothing but the guard when the user explicitly
+allows that). In every case the process starts with the guard (`guard.py`): resource
+limits, then an audit hook, then the program. Its own session, so a timeout kills the whole
+process group; output goes to files, never pipes.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
+
+from .sandbox import Sandbox, require_sandbox
 
 Status = Literal["passed", "failed", "timeout"]
 
@@ -33,25 +30,6 @@ DEFAULT_TIMEOUT_S = 5.0
 MEMORY_LIMIT_BYTES = 2 * 1024**3
 FILE_SIZE_LIMIT_BYTES = 16 * 1024**2
 OUTPUT_TAIL_CHARS = 2000
-
-# Runs before the candidate program. Audit hooks cannot be removed once added, so the
-# program cannot switch this off; the events are the documented CPython audit events.
-_GUARD = r'''
-import resource, sys
-for _name, _value in (("RLIMIT_CPU", {cpu}), ("RLIMIT_AS", {memory}), ("RLIMIT_FSIZE", {fsize}), ("RLIMIT_CORE", 0)):
-    resource.setrlimit(getattr(resource, _name), (_value, _value))
-_DENIED = ("socket.", "subprocess.", "os.system", "os.exec", "os.posix_spawn", "os.spawn", "os.fork",
-           "os.forkpty", "pty.spawn", "os.remove", "os.unlink", "os.rmdir", "os.rename", "shutil.rmtree",
-           "os.kill", "os.killpg", "ctypes.", "urllib.Request", "http.client.connect", "ftplib.", "smtplib.",
-           "imaplib.", "poplib.", "nntplib.", "telnetlib.", "webbrowser.")
-def _guard(event, args):
-    if event.startswith(_DENIED):
-        raise PermissionError(f"blocked in the evaluation sandbox: {event}")
-sys.addaudithook(_guard)
-del _guard
-import runpy
-runpy.run_path("candidate.py", run_name="__main__")
-'''
 
 
 @dataclass(frozen=True)
@@ -66,33 +44,17 @@ class ExecutionResult:
 
 
 @lru_cache(maxsize=1)
-def network_isolation() -> tuple[str, ...]:
-    """The command prefix that gives a process a network namespace of its own, or ()."""
-    unshare = shutil.which("unshare")
-    if unshare is None or not sys.platform.startswith("linux"):
-        return ()
-    for flags in ("-n", "-rn"):
-        try:
-            probe = subprocess.run([unshare, flags, sys.executable, "-c", "pass"], capture_output=True, timeout=20,
-                                   check=False)
-        except (OSError, subprocess.TimeoutExpired):
-            continue
-        if probe.returncode == 0:
-            return (unshare, flags)
-    return ()
+def guard_source() -> str:
+    """The guard program's text; it runs as `python -I -S -c` before the candidate."""
+    return (Path(__file__).with_name("guard.py")).read_text(encoding="utf-8")
 
 
-def isolation_summary() -> str:
-    prefix = network_isolation()
-    namespace = f"network namespace ({' '.join(['unshare', *prefix[1:]])})" if prefix else "no network namespace"
-    return f"{namespace} + audit hook refusing sockets/subprocesses; python -I, scrubbed env, rlimits, temp cwd"
-
-
-def _guard(timeout_s: float) -> str:
+def python_args(sandbox: Sandbox, folder: Path, timeout_s: float) -> list[str]:
     # The limits are set by the child itself, before the program: a preexec_fn would run
     # between fork and exec in a process with threads (the model's), which can deadlock.
-    return _GUARD.replace("{cpu}", str(int(timeout_s) + 1)).replace("{memory}", str(MEMORY_LIMIT_BYTES)).replace(
-        "{fsize}", str(FILE_SIZE_LIMIT_BYTES))
+    # -S: the program needs the standard library only, not whatever site-packages hold.
+    return ["-I", "-S", "-c", guard_source(), str(int(timeout_s) + 1), str(MEMORY_LIMIT_BYTES),
+            str(FILE_SIZE_LIMIT_BYTES), str(sandbox.process_limit), sandbox.workdir(folder)]
 
 
 def _tail(path: Path) -> str:
@@ -103,20 +65,22 @@ def _tail(path: Path) -> str:
     return data[-OUTPUT_TAIL_CHARS:].decode("utf-8", "replace").strip()
 
 
-def run_program(source: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> ExecutionResult:
-    """Run `source` (the program and its `check(...)` call); passed means exit status 0."""
-    with tempfile.TemporaryDirectory(prefix="ninetyten-eval-") as work:
+def run_program(source: str, timeout_s: float = DEFAULT_TIMEOUT_S, *,
+                sandbox: Sandbox | None = None) -> ExecutionResult:
+    """Run `source` (the program and its `check(...)` call); passed means exit status 0.
+
+    Without `sandbox`, the bubblewrap sandbox is required (SandboxUnavailable otherwise)."""
+    sandbox = sandbox if sandbox is not None else require_sandbox()
+    with tempfile.TemporaryDirectory(prefix="ninetyten-eval-") as work, ExitStack() as stack:
         folder = Path(work)
         (folder / "candidate.py").write_text(source, encoding="utf-8")
-        env = {"PATH": os.defpath, "HOME": work, "TMPDIR": work, "LANG": "C.UTF-8", "PYTHONHASHSEED": "0",
-               "PYTHONDONTWRITEBYTECODE": "1"}
-        command = [*network_isolation(), sys.executable, "-I", "-c", _guard(timeout_s)]
+        launch = sandbox.launch(folder, python_args(sandbox, folder, timeout_s), stack)
         started = time.perf_counter()
         # Output goes to files, not pipes: a program printing forever cannot fill our memory,
         # and the file-size limit stops it.
         with open(folder / "stdout", "wb") as out, open(folder / "stderr", "wb") as err:
-            process = subprocess.Popen(command, cwd=work, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                                       start_new_session=True)
+            process = subprocess.Popen(launch.argv, cwd=launch.cwd, env=launch.env, stdin=subprocess.DEVNULL,
+                                       stdout=out, stderr=err, pass_fds=launch.pass_fds, start_new_session=True)
             try:
                 code = process.wait(timeout=timeout_s)
             except subprocess.TimeoutExpired:
@@ -126,12 +90,16 @@ def run_program(source: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> ExecutionR
         if code == 0:
             return ExecutionResult("passed", duration)
         detail = _tail(folder / "stderr")
-        if code < 0 and -code in (signal.SIGXCPU, signal.SIGKILL):
-            return ExecutionResult("timeout", duration, detail or f"killed by signal {-code}")
+        # bwrap reports the program's death by a signal as exit status 128 + signal.
+        signalled = -code if code < 0 else code - 128 if code > 128 else 0
+        if signalled in (signal.SIGXCPU, signal.SIGKILL):
+            return ExecutionResult("timeout", duration, detail or f"killed by signal {signalled}")
         return ExecutionResult("failed", duration, detail.splitlines()[-1] if detail else f"exit status {code}")
 
 
 def _kill_group(process: subprocess.Popen[bytes]) -> None:
+    # Killing bwrap kills the sandbox: its init has a parent-death signal, and the pid
+    # namespace ends with its init.
     try:
         os.killpg(process.pid, signal.SIGKILL)
     except ProcessLookupError:
@@ -140,11 +108,12 @@ def _kill_group(process: subprocess.Popen[bytes]) -> None:
 
 
 def run_programs(sources: Sequence[str], *, jobs: int = 1, timeout_s: float = DEFAULT_TIMEOUT_S,
-                 on_done: Callable[[], None] | None = None) -> list[ExecutionResult]:
+                 sandbox: Sandbox | None = None, on_done: Callable[[], None] | None = None) -> list[ExecutionResult]:
     """Run many programs, `jobs` at a time; results in the order of `sources`."""
+    sandbox = sandbox if sandbox is not None else require_sandbox()
 
     def one(source: str) -> ExecutionResult:
-        result = run_program(source, timeout_s)
+        result = run_program(source, timeout_s, sandbox=sandbox)
         if on_done is not None:
             on_done()
         return result
