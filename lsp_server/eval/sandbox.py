@@ -210,7 +210,7 @@ class UnsandboxedProcess(Sandbox):
     def summary(self) -> str:
         namespace = (f"network namespace ({' '.join(['unshare', *self.network_prefix[1:]])})"
                      if self.network_prefix else "no network namespace")
-        return (f"NO SANDBOX ({UNSAFE_FLAG}): {namespace} + audit hook, python -I, scrubbed env, rlimits, temp cwd; "
+        return (f"NO SANDBOX ({UNSAFE_FLAG}): {namespace} + audit hook, python -I -S, scrubbed env, rlimits, temp cwd; "
                 "not a security boundary")
 
 

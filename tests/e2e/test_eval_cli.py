@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -17,15 +18,18 @@ from lsp_server.routing.policy import parse_policy
 from tests.loopback_provider import LoopbackProvider, RecordedRequest
 
 
-def run(*args: str, home: Path, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+def run(*args: str, home: Path, cwd: Path | None = None, timeout: float = 300,
+        path: str | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, "NINETYTEN_HOME": str(home)}
+    if path is not None:
+        env["PATH"] = path
     env.pop("NINETYTEN_MODEL", None)
     env.pop("NINETYTEN_POLICY", None)
     return subprocess.run([sys.executable, "-m", "lsp_server", "eval", *args], capture_output=True, text=True, check=False,
                           env=env, cwd=cwd, timeout=timeout)
 
 
-def test_eval_completion_json_is_consistent_with_the_programs(tiny_model_path, tmp_path):
+def test_eval_completion_json_is_consistent_with_the_programs(bubblewrap, tiny_model_path, tmp_path):
     out = tmp_path / "out"
     result = run("completion", "--limit", "3", "--kind", "both", "--model", str(tiny_model_path), "--json",
                  "--out", str(out), "--jobs", "2", home=tmp_path)
@@ -62,20 +66,65 @@ def test_eval_completion_json_is_consistent_with_the_programs(tiny_model_path, t
     assert all(len((r["completion"] or "").split("\n")) <= 8 for r in rows if r["variant"] == "pipeline")
 
 
-def test_eval_completion_with_the_reference_answers_scores_everything(tmp_path):
+def test_eval_completion_with_the_reference_answers_scores_everything(bubblewrap, tmp_path):
     result = run("completion", "--canonical", "--limit", "5", "--kind", "both", "--json", home=tmp_path)
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     overall = next(s for s in report["summaries"] if s["kind"] == "all")
     assert overall["variant"] == "canonical" and overall["tasks"] == 10
     assert overall["pass_at_1"] == 1.0 and overall["exact_match"] == 1.0
+    assert report["sandbox"].startswith("bubblewrap sandbox")
 
 
-def test_eval_completion_table(tiny_model_path, tmp_path):
+def unusable_bubblewrap(folder: Path) -> str:
+    """A PATH whose bwrap fails the way it does where user namespaces are disabled."""
+    folder.mkdir()
+    fake = folder / "bwrap"
+    fake.write_text("#!/bin/sh\necho 'bwrap: No permissions to create new namespace' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    setpriv = shutil.which("setpriv")
+    if setpriv:  # root needs it before bwrap is even tried
+        (folder / "setpriv").symlink_to(setpriv)
+    return str(folder)
+
+
+@pytest.mark.parametrize("command", ["completion", "escalation"])
+def test_eval_refuses_to_run_model_code_without_a_sandbox(tiny_model_path, tmp_path, command):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for path, reason in ((unusable_bubblewrap(tmp_path / "fake"), "bwrap: No permissions to create new namespace"),
+                         (str(empty), "bubblewrap (bwrap) is not installed")):
+        result = run(command, "--limit", "1", "--model", str(tiny_model_path), "--json", "--out", str(tmp_path / "o"),
+                     home=tmp_path, path=path)
+        assert result.returncode == 1, result.stderr
+        assert result.stdout == ""
+        assert "refusing to run model-written code without a sandbox" in result.stderr
+        assert reason in result.stderr and "--unsafe-no-sandbox" in result.stderr
+        assert not (tmp_path / "o").exists()  # it stopped before doing anything
+
+
+def test_eval_runs_without_a_sandbox_only_when_told(tmp_path):
+    result = run("completion", "--canonical", "--limit", "3", "--json", "--unsafe-no-sandbox", home=tmp_path,
+                 path=unusable_bubblewrap(tmp_path / "fake"))
+    assert result.returncode == 0, result.stderr
+    assert "WARNING: running model-written code WITHOUT a sandbox" in result.stderr
+    report = json.loads(result.stdout)
+    assert report["sandbox"].startswith("NO SANDBOX (--unsafe-no-sandbox)")
+    assert next(s for s in report["summaries"] if s["kind"] == "all")["pass_at_1"] == 1.0
+
+
+def test_the_unsafe_flag_does_not_switch_a_working_sandbox_off(bubblewrap, tmp_path):
+    result = run("completion", "--canonical", "--limit", "2", "--json", "--unsafe-no-sandbox", home=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["sandbox"].startswith("bubblewrap sandbox")
+    assert "WARNING" not in result.stderr
+
+
+def test_eval_completion_table(bubblewrap, tiny_model_path, tmp_path):
     result = run("completion", "--limit", "2", "--model", str(tiny_model_path), "--no-raw", home=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "pass@1" in result.stdout and "pipeline" in result.stdout and "raw" not in result.stdout.split("sandbox")[0]
-    assert "network namespace" in result.stdout or "audit hook" in result.stdout
+    assert "bubblewrap sandbox" in result.stdout
 
 
 def test_eval_completion_refuses_a_tier_the_policy_lacks(tiny_model_path, tmp_path):
@@ -84,7 +133,7 @@ def test_eval_completion_refuses_a_tier_the_policy_lacks(tiny_model_path, tmp_pa
     assert "tiers.frontier" in result.stderr
 
 
-def test_eval_escalation_writes_plot_and_json(tiny_model_path, tmp_path):
+def test_eval_escalation_writes_plot_and_json(bubblewrap, tiny_model_path, tmp_path):
     out = tmp_path / "esc"
     result = run("escalation", "--limit", "4", "--model", str(tiny_model_path), "--out", str(out), "--json",
                  "--target-rate", "25%", home=tmp_path)
@@ -108,7 +157,7 @@ def test_eval_escalation_writes_plot_and_json(tiny_model_path, tmp_path):
     assert len(escalated) / 4 == report["recommended_rate"]
 
 
-def test_eval_escalation_measures_a_reachable_strong_tier(tiny_model_path, tmp_path):
+def test_eval_escalation_measures_a_reachable_strong_tier(bubblewrap, tiny_model_path, tmp_path):
     tasks = sample_tasks("single", 3, seed=0)
 
     def answer(request: RecordedRequest) -> str:

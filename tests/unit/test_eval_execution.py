@@ -49,6 +49,39 @@ def test_a_child_process_cannot_outlive_the_timeout(bubblewrap):
     assert result.status == "failed" and "blocked in the evaluation sandbox" in result.detail
 
 
+def _descendants(root: int) -> set[int]:
+    parents = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            parents[int(entry)] = int(stat.rsplit(")", 1)[1].split()[1])
+    found, frontier = set(), {root}
+    while frontier:
+        frontier = {pid for pid, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def test_a_timed_out_program_leaves_no_process_behind(bubblewrap):
+    # A busy thread and a busy main thread; the kill of bwrap must take the sandbox with it.
+    program = "import threading\nthreading.Thread(target=lambda: [0 for _ in iter(int, 1)]).start()\nwhile True: pass\n"
+    results: list[object] = []
+    already = _descendants(os.getpid())  # children of other fixtures are not ours to judge
+    runner = threading.Thread(target=lambda: results.append(run_program(program, timeout_s=3.0, sandbox=bubblewrap)))
+    runner.start()
+    seen: set[int] = set()
+    while runner.is_alive() and len(seen) < 2:
+        seen |= _descendants(os.getpid()) - already
+        time.sleep(0.05)
+    runner.join()
+    assert results[0].status == "timeout"  # type: ignore[attr-defined]
+    assert len(seen) >= 2  # bwrap and what it runs
+    assert seen & _descendants(os.getpid()) == set()
+
+
 @pytest.fixture()
 def listener():
     server = socket.create_server(("127.0.0.1", 0))
