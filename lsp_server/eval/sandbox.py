@@ -6,13 +6,15 @@
   or the rest of the machine;
 - a private tmpfs as working directory and another as HOME, with size caps, gone afterwards;
 - no network (a new network namespace holds only a downed loopback), a new pid namespace
-  (it sees and signals only itself), new IPC, UTS and user namespaces with no capabilities,
-  no further user namespaces, its own terminal session;
+  (it sees and signals only itself), new IPC and UTS namespaces, its own terminal session;
+- an unprivileged user (uid 65534) without capabilities. An ordinary user's bwrap makes a
+  user namespace for that (which may not make further ones). Root's bwrap does not: in a
+  user namespace of root's the program would still be root to the kernel, which ignores
+  RLIMIT_NPROC for root and lets root write root-owned files such as /proc/sys. So root's
+  bwrap builds the sandbox and `setpriv` drops to uid 65534 before the program starts;
 - a seccomp filter (`seccomp.py`) refusing new processes and kernel-wide interfaces;
 - rlimits (CPU, address space, file size, processes), set before its first line by the
   guard (`guard.py`), which also installs the audit hook.
-
-Every user runs it the same way, root included: bubblewrap creates the user namespace.
 
 **Without a sandbox** (`--unsafe-no-sandbox`, and only where bubblewrap cannot run) the
 program runs as an ordinary child process: `python -I -S` in a temporary directory, a
@@ -65,7 +67,8 @@ class Launch:
 class Sandbox(ABC):
     """Turns `python ARGS` for a program in a host folder into a command that runs it isolated."""
 
-    #: the processes limit the guard sets (0: none; it only binds inside a user namespace)
+    #: RLIMIT_NPROC for the program (0: unset). It counts every process of the program's
+    #: kernel user, so it is only set where that user is the sandbox's own.
     process_limit: int = 0
 
     @abstractmethod
@@ -101,10 +104,7 @@ class BubblewrapSandbox(Sandbox):
     read_only: tuple[str, ...]  # host paths bound read-only at the same place
     links: tuple[tuple[str, str], ...]  # (target, link) recreated inside, as on the host
     arch: str  # the seccomp table to use
-    # Root runs bwrap without a user namespace and drops to SANDBOX_UID with setpriv: inside
-    # a user namespace root would stay root to the kernel (unlimited processes, root-owned
-    # /proc/sys files writable).
-    setpriv: str | None = None
+    setpriv: str | None = None  # set when running as root: see the module's docstring
     size_caps: bool = True  # bwrap >= 0.7 knows --size
     disable_userns: bool = True  # bwrap >= 0.8 knows --disable-userns
     process_limit: int = 32
