@@ -48,3 +48,23 @@ def models_dir() -> Path:
     if override is not None:
         return _ensure_dir(override / "models")
     return _ensure_dir(Path(platformdirs.user_cache_dir(APP_NAME, appauthor=False)) / "models")
+
+
+def hub_cache_dir() -> Path:
+    """Where pulled models live: a Hugging Face hub cache (blobs/, snapshots/, refs/ per repo).
+
+    By default the user's own Hugging Face cache (HF_HUB_CACHE, HF_HOME, ~/.cache/huggingface/hub),
+    so a file fetched with `hf download` or llama-cpp-python is not fetched twice; under
+    NINETYTEN_HOME a private one, so tests and portable installs stay inside that directory.
+    """
+    override = _home_override()
+    if override is not None:
+        return override / "models" / "hub"
+    from huggingface_hub import constants  # lazy: only pulls, lists and removals need it
+
+    return Path(constants.HF_HUB_CACHE)
+
+
+def pulled_records_dir() -> Path:
+    """ninetyten's own record of each pulled and verified file (created on first use)."""
+    return _ensure_dir(models_dir() / "pulled")

@@ -1,13 +1,16 @@
 """Deciding which model file to load.
 
 Precedence: explicit argument (--model) > NINETYTEN_MODEL > configured value > embedded
-default. Each of those may be a path to a .gguf or a catalog id. Nothing is ever
-downloaded: a catalog model must already be in the models directory.
+default. Each of those may be a path to a .gguf, a catalog id, or REPO:FILE of a pulled
+file. Resolution never downloads (a repository's policy may name a model, and that must
+not fetch anything): a catalog model is found among the files `ninetyten models pull`
+fetched and verified, or by its file name in the models directory.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -17,11 +20,12 @@ from local_models.catalog import EMBEDDED_MODEL_ID, CatalogEntry, canonical_id, 
 from local_models.embedded import embedded_model_path
 from local_models.errors import ModelError
 from local_models.paths import models_dir
+from local_models.pulled import find_intact, record_for_path
 from local_models.verify import check_gguf_header
 
 MODEL_ENV = "NINETYTEN_MODEL"
 
-Source = Literal["explicit", "env", "configured", "catalog", "embedded"]
+Source = Literal["explicit", "env", "configured", "catalog", "pulled", "embedded"]
 Origin = Literal["explicit", "env", "configured", "default"]
 
 
@@ -32,10 +36,14 @@ class ResolvedModel(BaseModel):
     model_id: str | None  # catalog id, when the model is a catalog model
     entry: CatalogEntry | None
     # What kind of thing was resolved: a path given via explicit/env/configured, a catalog
-    # id found in the models dir, or the embedded default.
+    # id found among pulled files or in the models dir, a pulled REPO:FILE, or the embedded
+    # default.
     source: Source
     # Which setting asked for it (the same as `source` for paths).
     origin: Origin
+
+
+_REPO_FILE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*:[^:]+\.gguf$")
 
 
 def _looks_like_path(value: str) -> bool:
@@ -44,17 +52,35 @@ def _looks_like_path(value: str) -> bool:
 
 def _catalog_file(entry: CatalogEntry) -> Path:
     directory = models_dir()
-    for file_name in entry.preferred_files():
-        candidate = directory / file_name
+    for model_file in entry.preferred_files():
+        if model_file.repo is not None and (record := find_intact(model_file.repo, model_file.file)) is not None:
+            return record.path
+        candidate = directory / model_file.file
         if candidate.exists():
             return candidate
-    wanted = entry.preferred_files()[0]
-    where = f"https://huggingface.co/{entry.hf_repo}" if entry.hf_repo else str(entry.source)
+    wanted = entry.default_file()
     raise ModelError(
-        f"Model {entry.id!r} is not available locally: {directory / wanted} does not exist.",
-        f"Download {wanted} from {where} and put it in {directory}{os.sep}, "
+        f"Model {entry.id!r} is not pulled (and {wanted.file} is not in {directory}).",
+        f"Run `ninetyten models pull {entry.id}` ({_size(wanted.size)} download), "
+        f"or put {wanted.file} from {wanted.page_url()} into {directory}{os.sep}, "
         "or pass --model PATH to a .gguf you already have.",
     )
+
+
+def _size(n: int) -> str:
+    return f"{n / 1e9:.1f} GB" if n >= 1e9 else f"{n / 1e6:.0f} MB"
+
+
+def _from_pulled(value: str, origin: Origin) -> ResolvedModel:
+    repo, _, file_name = value.partition(":")
+    record = find_intact(repo, file_name)
+    if record is None:
+        raise ModelError(f"{value} (from {_describe(origin)}) is not pulled, or its file changed since it was verified.",
+                         f"Run `ninetyten models pull {value}`.")
+    check_gguf_header(record.path)
+    entry = get_entry(record.model_id) if record.model_id and canonical_id(record.model_id) else None
+    return ResolvedModel(path=record.path, model_id=entry.id if entry else None, entry=entry, source="pulled",
+                         origin=origin)
 
 
 def _from_catalog(model_id: str, origin: Origin, progress: bool) -> ResolvedModel:
@@ -72,7 +98,7 @@ def _from_catalog(model_id: str, origin: Origin, progress: bool) -> ResolvedMode
 def _entry_for_file(path: Path) -> CatalogEntry | None:
     """Recognise a catalog model by its file name, so its FIM template etc. still apply."""
     for entry in load_catalog().values():
-        if path.name in entry.files.values():
+        if entry.file_named(path.name) is not None:
             return entry
     return None
 
@@ -80,6 +106,8 @@ def _entry_for_file(path: Path) -> CatalogEntry | None:
 def _resolve_value(value: str, origin: Origin, progress: bool) -> ResolvedModel:
     value = value.strip()
     path = Path(value).expanduser()
+    if _REPO_FILE.fullmatch(value) and not path.exists():
+        return _from_pulled(value, origin)
     # A catalog id wins unless a file of that exact name exists or it clearly is a path.
     if canonical_id(value) is not None and not path.exists() and not _looks_like_path(value):
         return _from_catalog(value, origin, progress)
@@ -90,8 +118,11 @@ def _resolve_value(value: str, origin: Origin, progress: bool) -> ResolvedModel:
             "Pass --model PATH to an existing .gguf, set NINETYTEN_MODEL, or run `ninetyten models list`.",
         )
     check_gguf_header(path)
-    resolved = path.resolve()
-    entry = _entry_for_file(resolved)
+    # abspath, not resolve(): a pulled file is a symlink named like the model, its target a digest.
+    resolved = Path(os.path.abspath(path))
+    record = record_for_path(resolved)
+    entry = get_entry(record.model_id) if record and record.model_id and canonical_id(record.model_id) else None
+    entry = entry or _entry_for_file(resolved)
     source: Source = "explicit" if origin == "default" else origin
     return ResolvedModel(path=resolved, model_id=entry.id if entry else None, entry=entry, source=source, origin=origin)
 

@@ -13,7 +13,7 @@ from typing import Any, BinaryIO, Sequence
 
 from pydantic import ValidationError
 
-from . import __version__
+from . import __version__, models_cli
 from .config import ServerConfig, describe_validation_error
 from .eval import cli as eval_cli
 
@@ -73,14 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_option(complete)
     _add_policy_option(complete)
 
-    models = commands.add_parser("models", help="list, locate and verify model files",
-                                 description="Known models, where their files are, and whether they are intact.")
-    models_commands = models.add_subparsers(dest="models_command", metavar="ACTION")
-    models_commands.add_parser("list", help="the model catalog and which files are present")
-    path = models_commands.add_parser("path", help="print the path of the model that would be loaded")
-    path.add_argument("model", nargs="?", metavar="PATH|ID", help="default: what `serve` would load")
-    verify = models_commands.add_parser("verify", help="check a model file's GGUF header and SHA-256")
-    verify.add_argument("model", nargs="?", metavar="PATH|ID", help="default: what `serve` would load")
+    models_cli.register(commands)
 
     explain = commands.add_parser(
         "explain",
@@ -273,53 +266,6 @@ def cmd_complete(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_models(args: argparse.Namespace) -> int:
-    from local_models import ModelError, load_catalog, models_dir, resolve_model, verify_model
-
-    action = args.models_command or "list"
-    if action == "list":
-        from rich.console import Console
-        from rich.table import Table
-
-        rows = []
-        for model_id, entry in load_catalog().items():
-            present = next((name for name in entry.preferred_files() if (models_dir() / name).is_file()), None)
-            source = entry.hf_repo or entry.source or ""
-            rows.append((model_id, entry.name, entry.params, entry.fim.value, str(entry.context_length),
-                         present or "-", source))
-        header = ("id", "name", "params", "FIM", "context", "present", "source")
-        if not sys.stdout.isatty():  # scripts get one tab-separated line per model
-            print("\t".join(header))
-            for row in rows:
-                print("\t".join(row))
-            return 0
-        table = Table(title=f"Known models (files are looked for in {models_dir()})")
-        for column in header:
-            table.add_column(column)
-        for row in rows:
-            table.add_row(*row)
-        Console().print(table)
-        return 0
-    try:
-        resolved = resolve_model(args.model, None, progress=True)
-    except ModelError as error:
-        print(f"ninetyten: {error}", file=sys.stderr)
-        return EXIT_FAILURE
-    if action == "path":
-        print(resolved.path)
-        return 0
-    expected = resolved.entry.expected_sha256(resolved.path.name) if resolved.entry else None
-    try:
-        result = verify_model(resolved.path, expected, progress=True)
-    except ModelError as error:
-        print(f"ninetyten: {error}", file=sys.stderr)
-        return EXIT_FAILURE
-    checked = "SHA-256 matches the catalog" if result.sha256_checked else "no known SHA-256 to compare against"
-    print(f"{resolved.path}: GGUF v{result.gguf_version}, {result.tensor_count} tensors, "
-          f"{result.size / 1e6:.1f} MB; {checked}")
-    return 0
-
-
 def cmd_doctor(args: argparse.Namespace) -> int:
     import llama_cpp
 
@@ -341,6 +287,8 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         resolved = resolve_model(None, None, progress=True)
         size = resolved.path.stat().st_size / 1e6
         print(f"model          {resolved.path} ({size:.1f} MB, from {resolved.origin})")
+        if resolved.source == "embedded":
+            print("\n".join(models_cli.doctor_lines()))
     except ModelError as error:
         ok = False
         print(f"model          PROBLEM: {error}")
@@ -546,7 +494,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return EXIT_USAGE
-    handlers = {"serve": cmd_serve, "complete": cmd_complete, "models": cmd_models, "doctor": cmd_doctor,
+    handlers = {"serve": cmd_serve, "complete": cmd_complete, "models": models_cli.run, "doctor": cmd_doctor,
                 "route": cmd_route, "report": cmd_report, "policy": cmd_policy, "explain": cmd_explain,
                 "hook": cmd_hook, "eval": eval_cli.run}
     return handlers[args.command](args)

