@@ -44,7 +44,8 @@ class Machine(BaseModel):
         if self.has_gpu:
             kind = "shared memory" if self.gpu_shared_memory else "dedicated"
             gpu = f"GPU {self.gpu_name or ''} {self.gpu_mem_bytes / GIB:.1f} GiB ({kind})".replace("  ", " ")
-        return f"{self.cores} cores, {self.ram_bytes / GIB:.1f} GiB RAM, {gpu}"
+        cores = f"{self.cores} core" + ("s" if self.cores != 1 else "")
+        return f"{cores}, {self.ram_bytes / GIB:.1f} GiB RAM, {gpu}"
 
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)\s*$", re.IGNORECASE)

@@ -246,9 +246,11 @@ def recommend(machine: Machine, catalog: dict[str, CatalogEntry] | None = None, 
         entry = catalog[EMBEDDED_MODEL_ID]
         model_file = entry.default_file()
         speed = speeds(entry, model_file, machine, "cpu")
-        chat = _choice(entry, model_file, memory_need(entry, model_file, budget.chat_ctx), "cpu", speed,
-                       1000 * budget.chat_prompt_tokens / speed[1],
-                       "no catalog chat model is fast enough here: keep the built-in model")
+        shared = completion.model_id == EMBEDDED_MODEL_ID
+        chat = _choice(entry, model_file, 0 if shared else memory_need(entry, model_file, budget.chat_ctx), "cpu",
+                       speed, 1000 * budget.chat_prompt_tokens / speed[1],
+                       "no catalog chat model is fast enough here: keep the built-in model"
+                       + ("; the same loaded model as completion" if shared else ""))
 
     specs = list(dict.fromkeys(c.pull_spec for c in (completion, chat) if c.pull_spec))
     return Recommendation(

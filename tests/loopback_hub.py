@@ -122,7 +122,8 @@ class LoopbackHub:
         return entry.files[(entry.commits.get(revision, revision), file_name)]
 
     def cdn_gets(self, path_contains: str = "") -> list[RecordedHubRequest]:
-        return [r for r in self.requests if r.origin == "cdn" and r.method == "GET" and path_contains in r.path]
+        """Downloads of file bodies (whichever port took them: through a proxy it is the proxy's)."""
+        return [r for r in self.requests if r.path.startswith("/cdn/") and r.method == "GET" and path_contains in r.path]
 
     # --- serving -----------------------------------------------------------------------
 
