@@ -64,6 +64,7 @@ bench: model
 	$(BIN)/python bench/secret_detector.py
 	$(BIN)/python bench/soak.py
 	$(BIN)/python bench/sandbox_overhead.py
+	$(BIN)/python bench/pull_throughput.py
 
 clean: vscode-clean
 	rm -rf $(VENV)

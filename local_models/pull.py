@@ -170,7 +170,8 @@ def _hub_errors(target: PullTarget, endpoint: str | None) -> Iterator[None]:
                          "Use a branch, tag or commit that exists (the default is main).") from exc
     except errors.RemoteEntryNotFoundError as exc:
         raise ModelError(f"{target.repo} has no file {target.file} at {target.revision}.",
-                         f"See the files at {where}/{target.repo}/tree/{target.revision} and name one that exists.") from exc
+                         f"See the files at {where}/{target.repo}/tree/{target.revision} and name one that exists."
+                         ) from exc
     except errors.LocalEntryNotFoundError as exc:
         raise _unreachable(where, exc.__cause__ or exc) from exc
     except errors.HfHubHTTPError as exc:
@@ -210,7 +211,7 @@ def _finish(target: PullTarget, path: Path, commit: str, want: str, against: str
         discard_cache_entry(path)
         raise ModelError(f"The downloaded {target.file} has SHA-256 {actual}, but {against} says {want}; "
                          "it was deleted, nothing was kept.",
-                         "Pull again; if it happens again the file on the hub is not the one the catalog describes.")
+                         f"Pull again; if it happens again, the file on the hub is not the one {against} describes.")
     try:
         check_gguf_header(path)
     except ModelError as exc:

@@ -75,8 +75,9 @@ def _from_pulled(value: str, origin: Origin) -> ResolvedModel:
     repo, _, file_name = value.partition(":")
     record = find_intact(repo, file_name)
     if record is None:
-        raise ModelError(f"{value} (from {_describe(origin)}) is not pulled, or its file changed since it was verified.",
-                         f"Run `ninetyten models pull {value}`.")
+        raise ModelError(
+            f"{value} (from {_describe(origin)}) is not pulled, or its file changed since it was verified.",
+            f"Run `ninetyten models pull {value}`.")
     check_gguf_header(record.path)
     entry = get_entry(record.model_id) if record.model_id and canonical_id(record.model_id) else None
     return ResolvedModel(path=record.path, model_id=entry.id if entry else None, entry=entry, source="pulled",

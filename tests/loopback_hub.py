@@ -123,7 +123,8 @@ class LoopbackHub:
 
     def cdn_gets(self, path_contains: str = "") -> list[RecordedHubRequest]:
         """Downloads of file bodies (whichever port took them: through a proxy it is the proxy's)."""
-        return [r for r in self.requests if r.path.startswith("/cdn/") and r.method == "GET" and path_contains in r.path]
+        return [r for r in self.requests
+                if r.path.startswith("/cdn/") and r.method == "GET" and path_contains in r.path]
 
     # --- serving -----------------------------------------------------------------------
 

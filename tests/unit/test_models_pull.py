@@ -294,3 +294,27 @@ def test_records_survive_other_processes_view(hub: LoopbackHub, home: Path, tiny
     record = do_pull(hub, f"{REPO}:{FILE}").record
     raw = (home / "models" / "pulled" / "acme--tiny-coder-gguf--tiny-coder-q8_0.gguf.json").read_text()
     assert record.sha256 in raw and os.fspath(record.path) in raw
+
+
+def test_progress_bar_counts_every_byte(hub: LoopbackHub, home: Path, download_model_path: Path,
+                                        monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]) -> None:
+    """huggingface_hub drives our bar (its tqdm_class), including across a resumed transfer."""
+    from local_models import _progress
+
+    seen: list[_progress.ByteBar] = []
+    original_init = _progress.ByteBar.__init__
+
+    def remember(self: _progress.ByteBar, *args: object, **kwargs: object) -> None:
+        original_init(self, *args, **kwargs)  # type: ignore[arg-type]
+        seen.append(self)
+
+    monkeypatch.setattr(_progress.ByteBar, "__init__", remember)
+    monkeypatch.setenv("NINETYTEN_PROGRESS", "1")  # a live bar although stderr is not a terminal
+    content = download_model_path.read_bytes()
+    hub.add_file(REPO, FILE, content, cut_after=len(content) // 2, cuts=1)
+    pull(parse_target(f"{REPO}:{FILE}"), endpoint=hub.endpoint, progress=True)
+    download, verify = seen[0], seen[-1]
+    assert download.total == len(content) and download.n == len(content)
+    assert verify.total == len(content) and verify.n == len(content)
+    err = capfd.readouterr().err
+    assert f"pulling {REPO}:{FILE}" in err and "verifying" in err
