@@ -101,6 +101,17 @@ def test_catalog_id_refused_when_the_hub_differs_then_found_by_id(
     path = ninetyten("models", "path", "qwen2.5-coder-0.5b", home=home, hub=hub)
     assert path.returncode == 0, path.stderr
     assert path.stdout.strip().endswith(f"/snapshots/{hub.repos[repo].commits['main']}/{file_name}")
+    # rm refuses files it does not manage, and removes a model by id.
+    outsider = tmp_path / "mine.gguf"
+    outsider.write_bytes(tiny_model_path.read_bytes())
+    refused_rm = ninetyten("models", "rm", str(outsider), home=home, hub=hub)
+    assert refused_rm.returncode == 1 and "not a model ninetyten pulled" in refused_rm.stderr and outsider.exists()
+    removed = ninetyten("models", "rm", "qwen2.5-coder-0.5b", home=home, hub=hub)
+    assert removed.returncode == 0, removed.stderr
+    assert f"freed {tiny_model_path.stat().st_size / 1000:.0f} KB" in removed.stdout
+    assert cache_files(home) == []
+    unresolved = ninetyten("models", "path", "qwen2.5-coder-0.5b", home=home, hub=hub)
+    assert unresolved.returncode == 1 and "ninetyten models pull qwen2.5-coder-0.5b" in unresolved.stderr
 
 
 def test_not_found_and_offline_are_clear(hub: LoopbackHub, tiny_model_path: Path, tmp_path: Path) -> None:
@@ -165,6 +176,19 @@ def test_pull_through_a_proxy(hub: LoopbackHub, tiny_model_path: Path, tmp_path:
     assert result.returncode == 0, result.stderr
     assert hub.requests and all(r.via_proxy for r in hub.requests)
     assert len(hub.cdn_gets()) == 1
+
+
+def test_hf_token_opens_a_gated_repo_and_stays_on_the_hub(hub: LoopbackHub, tiny_model_path: Path,
+                                                          tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    hub.add_file(REPO, FILE, tiny_model_path.read_bytes(), gated_token="hf_loopback_token")
+    refused = ninetyten("models", "pull", f"{REPO}:{FILE}", home=home, hub=hub)
+    assert refused.returncode == 1 and "is gated" in refused.stderr and "HF_TOKEN" in refused.stderr
+    allowed = ninetyten("models", "pull", f"{REPO}:{FILE}", home=home, hub=hub,
+                        env={"HF_TOKEN": "hf_loopback_token"})
+    assert allowed.returncode == 0, allowed.stderr
+    assert "hf_loopback_token" not in allowed.stdout + allowed.stderr
+    assert all("authorization" not in r.headers for r in hub.cdn_gets())
 
 
 @contextlib.contextmanager

@@ -258,6 +258,16 @@ def test_paths_default_to_platform_dirs(monkeypatch: pytest.MonkeyPatch, tmp_pat
         assert models_dir().name == "models" and models_dir().is_dir()
 
 
+def test_pulled_models_go_to_the_hugging_face_cache(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from huggingface_hub import constants
+
+    from local_models import hub_cache_dir
+
+    assert hub_cache_dir() == home / "models" / "hub"  # NINETYTEN_HOME keeps everything inside it
+    monkeypatch.delenv("NINETYTEN_HOME")
+    assert hub_cache_dir() == Path(constants.HF_HUB_CACHE)  # else shared with `hf download`
+
+
 # --- resolution ----------------------------------------------------------------------
 
 
