@@ -36,6 +36,7 @@ from functools import lru_cache
 from typing import Literal
 
 from .pii import DIGIT_SHAPE_TABLE, find_pii
+from .service_secrets import assignment_anchor, prefixed_token, random_value
 from .secret_rules import (
     MIN_TOKEN_RUN,
     RULES,
@@ -49,6 +50,7 @@ from .secret_rules import (
 Kind = Literal["secret", "pii", "path"]
 
 _GENERIC_TIER = 2
+_PREFIXED_TIER = 3
 _ENTROPY_TIER = 3
 _PII_TIER = 4
 
@@ -348,6 +350,9 @@ def _parse_value(text: str, pos: int) -> tuple[int, int, bool] | None:
 # --- entropy ------------------------------------------------------------------------------
 
 _BLOB = re.compile(r"[A-Za-z0-9+/=_-]{20,512}")
+_ALONE_BEFORE = re.compile(r"[\s\"'`]*")
+_ALONE_AFTER = re.compile(r"(?:\\[nrt\"'`]|[\s\"'`,;])*(?:\n|$)")
+_GLUED_KEY = re.compile(r"[A-Za-z_][\w.-]{0,80}?(?::=|=>|=|:)(?=[\w$])")
 _KEY_THEN_BLOB = re.compile(r"([A-Za-z_][\w.-]{0,80})[=:]([A-Za-z0-9+/=_-]{20,512})")
 _KEY_BEFORE = re.compile(r"([A-Za-z0-9_.$-]{1,80})[\"'\]]{0,2}\s{0,4}(?::=|=>|=|:)\s{0,4}[bBrRuU]{0,2}[\"'`]?$")
 _UUID_RE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
@@ -578,6 +583,8 @@ class SensitivityScanner:
             if rule.scope == "text":
                 self._run_rule(rule, text, lowered if rule.on_lower else text, hits)
         self._generic(text, lowered, config_like, hits)
+        if runs:
+            self._services(text, runs, hits)
         if self.entropy and runs:
             self._entropy(text, runs, config_like or path is None, hits)
         if self.pii:
@@ -668,6 +675,34 @@ class SensitivityScanner:
                 start, end = m.span("value")
                 if kind and _generic_value_ok(text[start:end], kind, True, True):
                     hits.append(_Hit(_GENERIC_TIER, "secret", _RULE_FOR_KIND[kind], "generic-assignment", start, end))
+
+    def _services(self, text: str, runs: list[tuple[int, int]], hits: list[_Hit]) -> None:
+        """Named services' credentials and vendor-prefixed tokens (see service_secrets)."""
+        for run_start, run_end in runs:
+            start, end = run_start, run_end
+            while end > start and text[end - 1] in ".:,":
+                end -= 1
+            glued = _GLUED_KEY.match(text, start, end)
+            if glued:  # `KEY=value` in one run of token characters
+                start = glued.end()
+            value = text[start:end]
+            if len(value) < 16:
+                continue
+            if prefixed_token(value):
+                hits.append(_Hit(_PREFIXED_TIER, "secret", "prefixed-token", "token", start, end))
+                continue
+            line_start = text.rfind("\n", max(0, start - 90), start) + 1
+            before = text[max(line_start, start - 90) : start]
+            if glued:
+                before += text[run_start:start]
+            if len(value) >= 24 and not _HEX_RE.fullmatch(value) and _ALONE_BEFORE.fullmatch(before) and _ALONE_AFTER.match(text, end) and random_value(value, strict=True):
+                # A random token alone on its line (a pasted key, a secrets file).
+                hits.append(_Hit(_PREFIXED_TIER, "secret", "high-entropy-token", "entropy", start, end))
+                continue
+            anchor = assignment_anchor(before) if before else None
+            if anchor and random_value(value, strict=not anchor[1]):
+                rule, family = ("service-credential", "service") if anchor[1] else ("generic-secret", "generic-assignment")
+                hits.append(_Hit(_GENERIC_TIER, "secret", rule, family, start, end))
 
     def _entropy(self, text: str, runs: list[tuple[int, int]], unquoted_ok: bool, hits: list[_Hit]) -> None:
         """High-entropy literals, taken from the long tokens: quoted ones always, `KEY=value`
