@@ -682,6 +682,8 @@ class SensitivityScanner:
             start, end = run_start, run_end
             while end > start and text[end - 1] in ".:,":
                 end -= 1
+            while start < end and text[start] in "=:":  # `KEY :=value`: the operator is not the value
+                start += 1
             glued = _GLUED_KEY.match(text, start, end)
             if glued:  # `KEY=value` in one run of token characters
                 start = glued.end()

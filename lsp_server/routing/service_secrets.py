@@ -87,9 +87,14 @@ def service_in(name: str) -> str | None:
     """The service a name mentions, if any (`NEW_RELIC_KEY` -> "new_relic")."""
     for m in _SERVICE_RE.finditer(name.lower()):
         start, end = m.span()
-        if end - start > 5 or (_word_edge(name, start) and _word_edge(name, end)):
+        if end - start > 5 or (_word_edge(name, start) and (m.group() not in _WORD_PREFIXES or _word_edge(name, end))):
             return _NAME_NOISE.sub("_", m.group())
     return None
+
+
+# Short service names that begin common words (`export`, `zoomLevel`, `redistribute`): these
+# must end where a word ends; other short names may run into the rest of a name (`PLAIDkey`).
+_WORD_PREFIXES = frozenset({"expo", "zoom", "deepl", "redis", "surge", "slack", "uber", "lago", "xero", "sonar", "quay"})
 
 
 def _word_edge(name: str, i: int) -> bool:
@@ -163,7 +168,8 @@ def looks_random(core: str) -> bool:
     has_upper = any(c.isupper() for c in core)
     has_lower = any(c.islower() for c in core)
     if has_digit + has_upper + has_lower < 2:
-        return False
+        # One case of letters only: random text is far more varied than joined words.
+        return not has_digit and n >= 24 and shannon_entropy(core) >= 4.0
     if shannon_entropy(core) < min(3.9, 0.8 * math.log2(n)):
         return False
     if has_upper and has_lower:
@@ -183,7 +189,7 @@ def _words_share(value: str) -> float:
 
 # `<prefix><sep><body>`: a 2-24 character prefix of letters and digits (with inner `_`/`-`
 # segments such as `AIK_CI_`), one separator, and a random body of 20+ characters.
-_PREFIXED = re.compile(r"\$?(?P<prefix>[A-Za-z][A-Za-z0-9]{1,11}(?:[_-][A-Za-z0-9]{1,11}){0,2})(?P<sep>[_.-])(?P<body>[A-Za-z0-9+/=_.-]{20,400})")
+_PREFIXED = re.compile(r"\$?(?P<prefix>[A-Za-z][A-Za-z0-9]{1,11}(?:[_-][A-Za-z0-9]{1,11}){0,2})(?P<sep>[_.-])(?P<body>[A-Za-z0-9+/=_.-]{16,400})")
 # Prefixes that introduce hashes, checksums or ids rather than credentials.
 _NOT_CREDENTIAL_PREFIX = re.compile(
     r"(?i)^(?:sha\d*|md5|crc\d*|blake\d*|xxh\d*|hash|digest|checksum|integrity|uuid|guid|id|ids|"
@@ -207,8 +213,8 @@ def prefixed_token(value: str) -> bool:
     # The random part is one long unbroken run: `311-x86_64-linux-gnu` and
     # `LIBRARY_PATH=/tmp/build` are made of short pieces, generated tokens are not.
     core = max(_SEGMENT.split(body), key=len).rstrip("=")
-    if len(core) < 16 or (len(core) < 20 and len(body) < 24):
-        return False
+    if len(core) < 16 or (len(core) < 20 and len(body) < 24 and "_" not in prefix and "-" not in prefix):
+        return False  # short bodies only after a two-part prefix (`sm_pat_`, `api_live_`)
     if _HEXISH.fullmatch(core):
         return shannon_entropy(core) >= 3.4 and any(c.isalpha() for c in core) and any(c.isdigit() for c in core)
     if not looks_random(core) or ("/" in core and _PATHISH.search(core)):
