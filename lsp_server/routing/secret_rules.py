@@ -31,6 +31,7 @@ import base64
 import binascii
 import itertools
 import json
+from collections import Counter
 import math
 import re
 from collections.abc import Callable
@@ -65,11 +66,8 @@ def shannon_entropy(value: str) -> float:
     """Bits per character of the value's own character distribution."""
     if not value:
         return 0.0
-    counts: dict[str, int] = {}
-    for ch in value:
-        counts[ch] = counts.get(ch, 0) + 1
     n = len(value)
-    return -sum(c / n * math.log2(c / n) for c in counts.values())
+    return -sum(c / n * math.log2(c / n) for c in Counter(value).values())
 
 
 # --- placeholders -----------------------------------------------------------------------
@@ -186,6 +184,10 @@ def _not_port(value: str) -> bool:
 
 
 def valid_url_password(value: str) -> bool:
+    # `host:8080/path?to=a@b`: a port and a path before an `@` in the path, not a password.
+    head = value.split("/", 1)[0]
+    if "/" in value and (head.isdigit() or not head):
+        return False
     return _not_port(value) and not value.startswith("%") and not is_placeholder(value)
 
 
@@ -560,7 +562,8 @@ RULES: tuple[SecretRule, ...] = (
         "connection-string-password",
         "connection-string",
         # scheme://user:password@host; found from the `://`, the scheme does not matter.
-        r"://(?P<user>[^\s:/@'\"<>`]{0,128}):(?P<secret>[^\s@/'\"<>`]{1,256})@(?!(?:[\w-]{1,63}\.){0,5}example\.(?:com|org|net|edu)(?![\w.-]))(?P<host>[\w.\[\]:-]{1,255})",
+        # The password runs to the last `@` before the host: it may hold `/` and `@` itself.
+        r"://(?P<user>[^\s:/@'\"<>`]{0,128}):(?P<secret>[^\s'\"<>`]{1,256})@(?!(?:[\w-]{1,63}\.){0,5}example\.(?:com|org|net|edu)(?![\w.-]))(?P<host>[\w.\[\]:-]{1,255})",
         validator=valid_url_password,
         boundary=False,
         scope="text",

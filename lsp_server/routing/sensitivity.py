@@ -36,6 +36,7 @@ from functools import lru_cache
 from typing import Literal
 
 from .pii import DIGIT_SHAPE_TABLE, find_pii
+from .scan_views import View, base64_view, concat_view, decoded_blobs, diff_views, json_view, url_view
 from .service_secrets import assignment_anchor, prefixed_token, random_value
 from .secret_rules import (
     MIN_TOKEN_RUN,
@@ -43,6 +44,7 @@ from .secret_rules import (
     TOKEN_CHARS,
     SecretRule,
     is_placeholder,
+    mixed_token,
     shannon_entropy,
     valid_basic_auth,
 )
@@ -216,7 +218,7 @@ _XML_SECRET = re.compile(
 )
 _KEY_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-$")
 _WORDS = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")
-_UNQUOTED = re.compile(r"[^\s,;#)}\]\"'`]{1,200}")
+_UNQUOTED = re.compile(r"[^\s,;#)}\]\"'`]{1,8192}")
 _ANNOTATION = re.compile(r"[A-Za-z_][\w.\[\], |]{0,40}?[ \t]{0,3}=(?![=>])[ \t]{0,4}")
 _IDENTIFIER = re.compile(r"[A-Za-z_$][\w$]*(?:\.[A-Za-z_$][\w$]*)*")
 _NUMBER = re.compile(r"[-+]?\d+(?:\.\d+)?")
@@ -309,10 +311,12 @@ def _generic_value_ok(value: str, kind: str, quoted: bool, config_like: bool) ->
     """Whether the value assigned to a secret-ish name is plausibly a live secret.
 
     Cheap structural checks come first; the placeholder regex runs last."""
-    if not (6 if kind == "password" else 8) <= len(value) <= 200:
+    # Passwords stay short; tokens and keys may be long (session tokens, signed blobs).
+    if not (6 if kind == "password" else 8) <= len(value) <= (256 if kind == "password" else 8192):
         return False
     if _SPACE.search(value):
-        return False  # prompts and messages ("Enter your password")
+        # Prompts and messages ("Enter your password") have spaces; so do passphrases.
+        return quoted and kind == "password" and _passphrase(value)
     if not quoted:
         if value[0] in "!|>&*%@":
             return False  # YAML tags, block scalars, anchors, aliases
@@ -328,6 +332,27 @@ def _generic_value_ok(value: str, kind: str, quoted: bool, config_like: bool) ->
     return not is_placeholder(value)
 
 
+_MESSAGE_WORDS = frozenset(
+    """
+    enter your please invalid incorrect wrong required must should cannot can't missing failed
+    error type provide new confirm password passphrase passwords secret token key the for is not
+    of to be with and or you this that does match matches reset forgot change changed expired
+    minimum maximum characters length empty too short long field value
+    """.split()
+)
+
+
+def _passphrase(value: str) -> bool:
+    """A quoted value with spaces that reads as a passphrase ("correct horse battery staple"),
+    not a message about passwords ("Passwords do not match")."""
+    words = value.split()
+    if not 2 <= len(words) <= 10 or len(value) < 12:
+        return False
+    if value.rstrip()[-1:] in ":?." or "{" in value or "%" in value:
+        return False  # prompts, sentences, format strings
+    return not any(w.lower().strip("!,.'\"") in _MESSAGE_WORDS for w in words) and not is_placeholder(value)
+
+
 def _parse_value(text: str, pos: int) -> tuple[int, int, bool] | None:
     """(start, end, quoted) of the value starting at `pos`, or None."""
     q = pos
@@ -335,7 +360,7 @@ def _parse_value(text: str, pos: int) -> tuple[int, int, bool] | None:
         q += 1
     if q < len(text) and text[q] in "\"'`":
         quote = text[q]
-        close = text.find(quote, q + 1, q + 302)
+        close = text.find(quote, q + 1, q + 8194)
         if close < 0:
             return None
         if "\n" in text[q + 1 : close]:
@@ -350,6 +375,17 @@ def _parse_value(text: str, pos: int) -> tuple[int, int, bool] | None:
 # --- entropy ------------------------------------------------------------------------------
 
 _BLOB = re.compile(r"[A-Za-z0-9+/=_-]{20,512}")
+# Key ids whose secret half is often given right next to them, and that half's shape.
+_COMPANIONS: dict[str, tuple[str, str, re.Pattern[str]]] = {
+    "aws-access-key-id": (
+        "aws-secret-access-key", "cloud", re.compile(r"(?<![A-Za-z0-9/+])(?P<secret>[A-Za-z0-9/+]{40})(?![A-Za-z0-9/+=])"),
+    ),
+    "alibaba-access-key-id": (
+        "alibaba-access-key-secret", "cloud", re.compile(r"(?<![A-Za-z0-9])(?P<secret>[A-Za-z0-9]{30})(?![A-Za-z0-9])"),
+    ),
+}
+_DIGIT = re.compile(r"\d")
+_CASE_FLIP = re.compile(r"[a-z][A-Z]")
 _ALONE_BEFORE = re.compile(r"[\s\"'`]*")
 _ALONE_AFTER = re.compile(r"(?:\\[nrt\"'`]|[\s\"'`,;])*(?:\n|$)")
 _GLUED_KEY = re.compile(r"[A-Za-z_][\w.-]{0,80}?(?::=|=>|=|:)(?=[\w$])")
@@ -561,12 +597,23 @@ class SensitivityScanner:
                 findings.append(Finding("path", f"path:{glob}", "path", 0, 0))
         if not text:
             return SensitivityReport(tuple(findings))
+        config_like = _is_config_path(path)
+        hits, runs = self._detect(text, config_like, path is None)
+        hits += self._normalised(text, runs, config_like, path is None)
+        if runs or hits:
+            self._companions(text, hits)
+        if self._allow:
+            hits = [h for h in hits if not any(rx.search(text[h.start : h.end]) for rx in self._allow)]
+        findings.extend(_resolve(hits))
+        return SensitivityReport(tuple(findings))
+
+    def _detect(self, text: str, config_like: bool, pathless: bool) -> tuple[list[_Hit], list[tuple[int, int]]]:
+        """Every detector over `text` as it is; also returns the long token runs."""
         lowered = text.lower()
         if len(lowered) != len(text):  # only U+0130 lower-cases to two code points
             lowered = text.replace("\u0130", "I").lower()
         ascii_bytes = text.encode("ascii", "replace")
         runs = _long_token_runs(ascii_bytes)
-        config_like = _is_config_path(path)
         hits: list[_Hit] = []
         if runs:
             # Most rules only look at long tokens, or at the lines that hold one: a few
@@ -586,14 +633,53 @@ class SensitivityScanner:
         if runs:
             self._services(text, runs, hits)
         if self.entropy and runs:
-            self._entropy(text, runs, config_like or path is None, hits)
+            self._entropy(text, runs, config_like or pathless, hits)
         if self.pii:
             shape = ascii_bytes.translate(DIGIT_SHAPE_TABLE)
             hits.extend(_Hit(_PII_TIER, "pii", rule, "pii", s, e) for rule, s, e in find_pii(text, lowered, shape))
-        if self._allow:
-            hits = [h for h in hits if not any(rx.search(text[h.start : h.end]) for rx in self._allow)]
-        findings.extend(_resolve(hits))
-        return SensitivityReport(tuple(findings))
+        return hits, runs
+
+    def _normalised(self, text: str, runs: list[tuple[int, int]], config_like: bool, pathless: bool) -> list[_Hit]:
+        """Findings in the decoded views of `text` (scan_views), mapped back onto it."""
+        views: list[View] = diff_views(text)
+        for build in (json_view, concat_view, url_view):
+            view = build(text)
+            if view is not None:
+                views.append(view)
+        hits: list[_Hit] = []
+        blobs = decoded_blobs(text, runs)
+        for blob in blobs:
+            if blob.der_private_key:
+                hits.append(_Hit(0, "secret", "private-key", "private-key", blob.start, blob.end))
+        if (view := base64_view(blobs)) is not None:
+            views.append(view)
+        if not views:
+            return hits
+        view = views[0] if len(views) == 1 else View.merged(views)
+        view_hits, view_runs = self._detect(view.text, config_like, pathless)
+        for blob in decoded_blobs(view.text, view_runs):  # one level of nesting: base64 in JSON...
+            if blob.der_private_key:
+                view_hits.append(_Hit(0, "secret", "private-key", "private-key", blob.start, blob.end))
+        for h in view_hits:
+            start, end = view.to_original(h.start, h.end)
+            hits.append(_Hit(h.tier, h.kind, h.rule, h.family, start, end))
+        return hits
+
+    def _companions(self, text: str, hits: list[_Hit]) -> None:
+        """The secret half of a key pair given next to its id (`Client("AKIA...", "wJalr...")`):
+        when an id is found, a value of its secret's shape nearby is that secret."""
+        for h in list(hits):
+            companion = _COMPANIONS.get(h.rule)
+            if companion is None:
+                continue
+            rule, family, shape = companion
+            lo = text.rfind("\n", 0, max(0, text.rfind("\n", 0, h.start))) + 1
+            hi = text.find("\n", text.find("\n", h.end) + 1)
+            hi = len(text) if hi < 0 else hi
+            for m in shape.finditer(text, max(lo, h.start - 400), min(hi, h.end + 400)):
+                value = m.group("secret")
+                if shannon_entropy(value) >= 4.0 and not is_placeholder(value) and mixed_token(value):
+                    hits.append(_Hit(0, "secret", rule, family, m.start("secret"), m.end("secret")))
 
     def _run_rule(self, rule: SecretRule, text: str, source: str | _Excerpt, hits: list[_Hit]) -> None:
         """Run one rule over `source`: the text, its lower-cased copy, or an excerpt of either."""
@@ -647,9 +733,12 @@ class SensitivityScanner:
 
     def _generic(self, text: str, lowered: str, config_like: bool, hits: list[_Hit]) -> None:
         seen: set[int] = set()
-        for m in (m for regex in _GENERIC for m in regex.finditer(lowered)):
+        parsed_until: dict[int, int] = {}  # per keyword: the end of the last value read
+        for index, m in ((i, m) for i, regex in enumerate(_GENERIC) for m in regex.finditer(lowered)):
             if m.end() in seen:  # `secret_key =` is found from "secret" and from "key"
                 continue
+            if m.start() < parsed_until.get(index, -1):
+                continue  # inside a value already read (`password=password=...`): no new key
             seen.add(m.end())
             key_end = m.end("rest")
             key_start = m.start()
@@ -667,6 +756,7 @@ class SensitivityScanner:
             if parsed is None:
                 continue
             start, end, quoted = parsed
+            parsed_until[index] = end
             if _generic_value_ok(text[start:end], kind, quoted, config_like):
                 hits.append(_Hit(_GENERIC_TIER, "secret", _RULE_FOR_KIND[kind], "generic-assignment", start, end))
         if "</" in text:
@@ -680,16 +770,18 @@ class SensitivityScanner:
         """Named services' credentials and vendor-prefixed tokens (see service_secrets)."""
         for run_start, run_end in runs:
             start, end = run_start, run_end
+            if not (_DIGIT.search(text, start, end) or len(_CASE_FLIP.findall(text, start, end)) >= 3):
+                continue  # generated values have digits or flip case often; names rarely do
             while end > start and text[end - 1] in ".:,":
                 end -= 1
             while start < end and text[start] in "=:":  # `KEY :=value`: the operator is not the value
                 start += 1
-            glued = _GLUED_KEY.match(text, start, end)
+            glued = _GLUED_KEY.match(text, start, end) if ("=" in text[start:end] or ":" in text[start:end]) else None
             if glued:  # `KEY=value` in one run of token characters
                 start = glued.end()
             value = text[start:end]
-            if len(value) < 16:
-                continue
+            if len(value) < 16 or not (_DIGIT.search(value) or len(_CASE_FLIP.findall(value)) >= 3):
+                continue  # generated values have digits or flip case often; names rarely do
             if prefixed_token(value):
                 hits.append(_Hit(_PREFIXED_TIER, "secret", "prefixed-token", "token", start, end))
                 continue
@@ -725,7 +817,7 @@ class SensitivityScanner:
             else:
                 continue
             value = text[start:end]
-            if len(value) > 512:
+            if len(value) > 8192:
                 continue
             # Only values assigned to a name count: bare literals in lists, calls and
             # docstrings are identifiers, test vectors and examples far more often than keys.

@@ -70,10 +70,9 @@ _SERVICE_RE = re.compile(
 _SECRET_WORD_RE = re.compile(r"secret|passw|token|apikey|accesskey|privatekey|credential|auth|key")
 
 # `name <sep> value`: the separators the field's rules accept between a name and its value,
-# then opening quotes. Searched backwards from the value on its line.
-_ASSIGNMENT_TAIL = re.compile(
-    r"""(?P<key>[^\n]{1,64}?)[\s'"`\]]{0,3}(?:=|>|:{1,3}=|\|\||:|=>|\?=|,)[\s'"`=]{0,5}$"""
-)
+# then opening quotes. Matched on the reversed text before the value, so that it is anchored
+# at the value and costs only its own length.
+_REVERSED_ASSIGNMENT = re.compile(r"""[\s'"`=]{0,5}(?:=|>|=:{1,3}|\|\||:|>=|=\?|,)[\s'"`\]]{0,3}""")
 _SEGMENT = re.compile(r"[_.:-]")
 _DOTTED_NAME = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+")
 _NAME_NOISE = re.compile(r"[\s_.\-]+")
@@ -108,10 +107,11 @@ def _word_edge(name: str, i: int) -> bool:
 def assignment_anchor(line_before: str) -> tuple[str, bool] | None:
     """What the name on the left of an assignment ending `line_before` names:
     (service, True) for a named service, ("secret", False) for a secret-ish word."""
-    m = _ASSIGNMENT_TAIL.search(line_before[-90:])
-    if m is None:
+    tail = line_before[-90:][::-1]
+    m = _REVERSED_ASSIGNMENT.match(tail)
+    if m is None or m.end() >= len(tail):
         return None
-    key = m.group("key")
+    key = tail[m.end() : m.end() + 64][::-1]
     service = service_in(key)
     if service:
         return service, True
