@@ -58,24 +58,45 @@ _ROLE_LOCAL = re.compile(
     r"press|team|hello|office|billing|privacy|legal|jobs|careers|marketing|newsletter|feedback|"
     r"[\w.]+-(?:sig|dev|devel|users|list|announce|bugs|request|owner|admin))$"
 )
-# Authorship lines in source headers ("Written by X <x@y>", "__author__ = ...", copyright
-# notices, git trailers): published attribution, not personal data being handled.
+# Authorship notices in source headers ("Written by X <x@y>", `__author__ = ...`, copyright
+# lines, git trailers): published attribution, not personal data being handled. A marker
+# counts only before the address on its own line, with no other field in between (so that
+# `{"email": "a@b.co", "credit": 500}` is still a record holding an address), or on one of
+# the two lines above when this line only continues the notice (a name, an "Email:" label).
 _ATTRIBUTION = re.compile(
-    r"(?<![a-z])(?:author|copyright|maintainers?|credits?|thanks to|according to|mailto:|email__|"
-    r"released|based on|idea of)"
-    r"|\(c\)|©|-by:|^\W*by\s|\b(?:written|added|contributed|ported|cloned|created|modified|maintained|updated|"
-    r"fixed|patched|implemented|tweaks|rewritten|adapted|improved|suggested|originally|support|idea|work)\s+by\b",
-    re.MULTILINE,
+    r"(?<![a-z_])(?:__author__|authors?|copyright|maintainers?|maintained|credits|credit to|thanks to|"
+    r"according to|__email__|released|based on|idea of)(?![a-z_])|\(c\)|©|-by:|^\W*by\s|"
+    r"\b(?:written|added|contributed|ported|cloned|created|modified|maintained|updated|fixed|patched|"
+    r"implemented|tweaks|rewritten|adapted|improved|suggested|originally|support|idea|work)\s+by\b|"
+    r"(?-i:\bby\s+[A-Z][a-z]+[ -][A-Z])",  # "pydoc by Ka-Ping Yee": a byline with a name
+    re.IGNORECASE | re.MULTILINE,
+)
+# Between a marker and the address: another `key: value` / `key=value` field.
+_OTHER_FIELD = re.compile(r"""[,;{]\s*["']?(?!mailto:)[\w.-]+["']?\s*[:=]|["']\s*:\s*["']?[^"'<(]*["']\s*,""")
+# What may stand before the address on a line that continues a notice.
+_CONTINUATION = re.compile(
+    r"""[\s#*/;"'(<,.-]*(?:[A-Za-z][a-z]+(?:[ -][a-z]+)?\s*:\s*)?(?:[A-Z][\w.'-]*\.?,?\s+){0,5}(?:[<("']|&lt;)?"""
 )
 
 
 def _attribution(text: str, pos: int) -> bool:
-    """Whether the line at `pos`, or one of the two before it, is an authorship notice."""
-    start = pos
-    for _ in range(3):
-        start = text.rfind("\n", 0, max(0, start - 1)) + 1
-    line_end = text.find("\n", pos)
-    return _ATTRIBUTION.search(text[start : len(text) if line_end < 0 else line_end].lower()) is not None
+    """Whether the address at `pos` is part of an authorship notice."""
+    line_start = text.rfind("\n", 0, pos) + 1
+    prefix = text[max(line_start, pos - 300) : pos]
+    for marker in _ATTRIBUTION.finditer(prefix):  # (`^` in the marker: the start of `prefix`)
+        if _OTHER_FIELD.search(prefix, marker.end()) is None:
+            return True
+    if _CONTINUATION.fullmatch(prefix) is None:
+        return False
+    start = line_start
+    for _ in range(2):
+        if start == 0:
+            break
+        above = text.rfind("\n", 0, start - 1) + 1
+        if _ATTRIBUTION.search(text, above, start - 1):
+            return True
+        start = above
+    return False
 
 
 def find_emails(text: str) -> list[PiiHit]:

@@ -136,7 +136,6 @@ def _marked_blocks(text: str) -> Iterator[tuple[int, int]]:
 _JSON_STRING = re.compile(r'"(?:[^"\\\n]|\\.){0,20000}"')
 _JSON_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "b": "\b", "f": "\f", "/": "/", "\\": "\\", '"': '"'}
 _ARRAY_GAP = re.compile(r"\s*,\s*")
-_KEY_BEFORE = re.compile(r'"(?:[^"\\\n]|\\.){1,200}"\s*:\s*$')
 
 
 def json_view(text: str) -> View | None:
@@ -160,9 +159,9 @@ def json_view(text: str) -> View | None:
         joined = previous_end >= 0 and _ARRAY_GAP.fullmatch(text, previous_end, start) is not None
         if not joined:
             view.separator()
+            # The line up to the string (its key, `__author__ =`...) gives it its context.
             line_start = text.rfind("\n", 0, start) + 1
-            key = _KEY_BEFORE.search(text, max(line_start, start - 240), start)
-            view.verbatim(text, key.start() if key else start, start + 1)
+            view.verbatim(text, max(line_start, start - 240), start + 1)
         else:
             view.parts[-1] = view.parts[-1][:-1]  # drop the closing quote of the previous piece
             view.starts.pop()
