@@ -78,6 +78,13 @@ class View:
             out.ends.extend(view.ends)
         return out
 
+    def through(self, outer: View) -> View:
+        """This view of `outer`'s text, mapped onto `outer`'s original (a view of a view)."""
+        out = View(self.kind, self.parts)
+        out.starts = [outer.starts[i] for i in self.starts]
+        out.ends = [outer.ends[max(i - 1, 0)] if i > 0 else outer.starts[0] for i in self.ends]
+        return out
+
     def to_original(self, start: int, end: int) -> tuple[int, int]:
         return self.starts[start], self.ends[max(start, end - 1)]
 

@@ -378,10 +378,10 @@ _BLOB = re.compile(r"[A-Za-z0-9+/=_-]{20,512}")
 # Key ids whose secret half is often given right next to them, and that half's shape.
 _COMPANIONS: dict[str, tuple[str, str, re.Pattern[str]]] = {
     "aws-access-key-id": (
-        "aws-secret-access-key", "cloud", re.compile(r"(?<![A-Za-z0-9/+])(?P<secret>[A-Za-z0-9/+]{40})(?![A-Za-z0-9/+=])"),
+        "aws-secret-access-key", "cloud", re.compile(r"(?<![\w/+=-])(?P<secret>[A-Za-z0-9/+]{40})(?![\w/+=-])"),
     ),
     "alibaba-access-key-id": (
-        "alibaba-access-key-secret", "cloud", re.compile(r"(?<![A-Za-z0-9])(?P<secret>[A-Za-z0-9]{30})(?![A-Za-z0-9])"),
+        "alibaba-access-key-secret", "cloud", re.compile(r"(?<![\w/+=-])(?P<secret>[A-Za-z0-9]{30})(?![\w/+=-])"),
     ),
 }
 _DIGIT = re.compile(r"\d")
@@ -646,6 +646,9 @@ class SensitivityScanner:
             view = build(text)
             if view is not None:
                 views.append(view)
+            if build is json_view and view is not None:
+                # Concatenations and URL escapes inside JSON strings (a notebook's code).
+                views += [inner.through(view) for inner in (concat_view(view.text), url_view(view.text)) if inner]
         hits: list[_Hit] = []
         blobs = decoded_blobs(text, runs)
         for blob in blobs:
@@ -673,7 +676,7 @@ class SensitivityScanner:
             if companion is None:
                 continue
             rule, family, shape = companion
-            lo = text.rfind("\n", 0, max(0, text.rfind("\n", 0, h.start))) + 1
+            lo = text.rfind("\n", 0, h.start) + 1  # its own line and the next one
             hi = text.find("\n", text.find("\n", h.end) + 1)
             hi = len(text) if hi < 0 else hi
             for m in shape.finditer(text, max(lo, h.start - 400), min(hi, h.end + 400)):

@@ -572,10 +572,200 @@ def build_special_files(manifest: dict[str, list[dict[str, str]]]) -> dict[str, 
     return out
 
 
+# --------------------------------------------------------------------------- hard forms
+# The forms a scanner misses when it reads the text only as written: a private key on the
+# removed lines of a diff, a notebook cell as escaped JSON strings, long base64 values
+# (kubeconfig `client-key-data`, a base64 service-account file), session tokens past the
+# usual length caps, URL passwords holding `/` and `@`, passphrases with spaces, secrets
+# split by string concatenation or URL-encoding, and a key pair passed in one call. Each
+# file form gets every form that can occur in it.
+
+HARD_FORMATS = {
+    "hard_forms.py": "code", "hard_forms.js": "code", "hard_forms.go": "code",
+    "hard_forms.yaml": "config", "hard_forms.toml": "config", "hard_forms.ini": "config",
+    ".env.production": "env", "hard_forms.diff": "diff", "hard_forms.json": "json",
+    "analysis.ipynb": "notebook",
+}
+
+
+def pem_text(label: str = "RSA PRIVATE KEY", nbytes: int = 1190) -> str:
+    return pem(label, nbytes) + "\n"
+
+
+def service_account_json() -> str:
+    sa = {
+        "type": "service_account",
+        "project_id": "acme-reports",
+        "private_key_id": rand(HEX, 40),
+        "private_key": pem_text("PRIVATE KEY", 1218),
+        "client_email": "reports@acme-reports.iam.gserviceaccount.com",
+        "token_uri": "https://oauth2.googleapis.com/token",
+    }
+    return json.dumps(sa, indent=2)
+
+
+def tricky_password() -> str:
+    """A password that holds `/` and `@`, as people type them into URLs unencoded."""
+    return rand(B62, 6) + "/" + rand(B62, 4) + "@" + rand(B62, 5) + digits(2, string.digits)
+
+
+def passphrase() -> str:
+    words = ["harbour", "violet", "quartz", "ember", "lantern", "maple", "orbit", "saffron", "tundra", "willow", "cobalt", "falcon"]
+    return " ".join(rng.sample(words, 4)) + " " + digits(2, string.digits)
+
+
+def split_token() -> tuple[str, str]:
+    token = "ghp_" + rand(B62, 36)
+    cut = rng.randint(8, 30)
+    return token[:cut], token[cut:]
+
+
+def assignment(kind: str, name: str, fmt: str, value: str, quote: bool = True) -> str:
+    """`name = value` in the file form's own syntax."""
+    key = name.lower()
+    if fmt == "hard_forms.py":
+        return f'{name} = "{value}"'
+    if fmt == "hard_forms.js":
+        return f"  {camel(name)}: '{value}',"
+    if fmt == "hard_forms.go":
+        return f'\t{"".join(w.capitalize() for w in key.split("_"))} = "{value}"'
+    if fmt == "hard_forms.yaml":
+        return f'  {key}: "{value}"'
+    if fmt == "hard_forms.toml":
+        return f'{key} = "{value}"'
+    if fmt == "hard_forms.ini":
+        return f'{key} = "{value}"' if quote else f"{key} = {value}"
+    if fmt == ".env.production":
+        return f'{name}="{value}"'
+    if fmt == "hard_forms.diff":
+        return f'+    {key} = "{value}"'
+    if fmt == "hard_forms.json":
+        return f'  "{camel(name)}": "{value}",'
+    raise ValueError(fmt)
+
+
+def build_hard_forms(manifest: dict[str, list[dict[str, str]]]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    cells: list[str] = []  # the notebook's code cells, as plain Python
+
+    def plant(name: str, rule: str, family: str, value: str, kind: str = "secret") -> str:
+        manifest.setdefault(name, []).append({"rule": rule, "family": family, "kind": kind, "value": value})
+        return value
+
+    for fmt, form in HARD_FORMATS.items():
+        if fmt == "analysis.ipynb":
+            continue
+        lines: list[str] = []
+
+        def line(name: str, value: str, rule: str, family: str, planted: str | None = None) -> None:
+            lines.append(assignment(form, name, fmt, value))
+            plant(fmt, rule, family, planted if planted is not None else value)
+
+        pw = tricky_password()
+        line("REPORTING_DB_URL", f"postgresql://reporter:{pw}@db-replica.internal:5432/reports", "connection-string-password", "connection-string", pw)
+        line("BACKUP_PASSPHRASE", passphrase(), "generic-password", "generic-assignment")
+        token = "ghp_" + rand(B62, 36)
+        encoded = token.replace("_", "%5F")
+        line("STATUS_HOOK_URL", f"https://status.acme.internal/v1/hook?access_token={encoded}&format=json", "github-pat", "vcs", encoded)
+        key_data = base64.b64encode(pem_text("EC PRIVATE KEY", 121).encode()).decode()
+        line("CLIENT_KEY_DATA", key_data, "private-key", "private-key")
+        sa_b64 = base64.b64encode(service_account_json().encode()).decode()
+        line("GOOGLE_CREDENTIALS_B64", sa_b64, "gcp-service-account", "cloud")
+        line("SESSION_TOKEN", rand(B64URL, 700), "generic-token", "generic-assignment")
+        key_id, secret = "AKIA" + rand(BASE32, 16), rand(B64, 40)
+        if form == "code":
+            call = {"hard_forms.py": f's3 = boto3.client("s3", "{key_id}", "{secret}")',
+                    "hard_forms.js": f"  s3: new S3Client('{key_id}', '{secret}'),",
+                    "hard_forms.go": f'\tS3 = NewStaticCredentials("{key_id}", "{secret}", "")'}[fmt]
+            lines.append(call)
+            head, tail = split_token()
+            concat = {"hard_forms.py": f'GITHUB_BOT = ("{head}"\n              "{tail}")',
+                      "hard_forms.js": f"  githubBot: '{head}' + '{tail}',",
+                      "hard_forms.go": f'\tGithubBot = "{head}" + "{tail}"'}[fmt]
+            lines.append(concat)
+            plant(fmt, "github-pat", "vcs", concat[concat.index(head) : concat.index(tail) + len(tail)])
+        elif form == "json":
+            lines.append(f'  "s3Credentials": ["{key_id}", "{secret}"],')
+            inner = rand(B62, 10) + "!" + digits(3, string.digits)
+            lines.append('  "legacyConfig": "{\\"user\\": \\"etl\\", \\"password\\": \\"' + inner + '\\"}",')
+            plant(fmt, "generic-password", "generic-assignment", inner)
+        elif form == "diff":
+            lines.append(f'+    s3 = boto3.client("s3", "{key_id}", "{secret}")')
+            head, tail = split_token()
+            lines.append(f'+    github_bot = "{head}" + "{tail}"')
+            plant(fmt, "github-pat", "vcs", f'{head}" + "{tail}')
+        else:
+            lines.append(assignment(form, "S3_CREDENTIALS", fmt, f"{key_id}:{secret}").replace(f"{key_id}:{secret}", f"{key_id} {secret}"))
+        plant(fmt, "aws-access-key-id", "cloud", key_id)
+        plant(fmt, "aws-secret-access-key", "cloud", secret)
+        out[fmt] = render_hard_file(fmt, lines, plant)
+
+    # The notebook: code cells whose sources are JSON arrays of escaped lines.
+    key = pem_text("RSA PRIVATE KEY", 1190)
+    plant("analysis.ipynb", "private-key", "private-key", key.rstrip("\n").split("\n")[3])
+    head, tail = split_token()
+    pw = tricky_password()
+    cells.append('import boto3\n\nSIGNING_KEY = """' + key + '"""\n')
+    cells.append(f'GITHUB_BOT = "{head}" + "{tail}"\nDB = "mysql://etl:{pw}@10.1.4.7:3306/warehouse"\n')
+    # In the notebook's JSON the quotes around the pieces are escaped.
+    plant("analysis.ipynb", "github-pat", "vcs", head + '\\" + \\"' + tail)
+    plant("analysis.ipynb", "connection-string-password", "connection-string", pw)
+    notebook = {
+        "cells": [
+            {
+                "cell_type": "code",
+                "execution_count": i + 1,
+                "metadata": {},
+                "outputs": [],
+                "source": [ln + "\n" for ln in cell.rstrip("\n").split("\n")],
+            }
+            for i, cell in enumerate(cells)
+        ],
+        "metadata": {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"}},
+        "nbformat": 4,
+        "nbformat_minor": 5,
+    }
+    out["analysis.ipynb"] = json.dumps(notebook, indent=1) + "\n"
+    return out
+
+
+def render_hard_file(fmt: str, lines: list[str], plant: Callable[..., str]) -> str:
+    body = "\n".join(lines)
+    if fmt == "hard_forms.py":
+        return '"""Reporting settings (exported from the vault by mistake)."""\n\nimport boto3\n\n' + body + "\n"
+    if fmt == "hard_forms.js":
+        return "export const reporting = {\n" + body + "\n};\n"
+    if fmt == "hard_forms.go":
+        return "package reporting\n\nvar (\n" + body + "\n)\n"
+    if fmt == "hard_forms.yaml":
+        return "reporting:\n" + body + "\n"
+    if fmt in ("hard_forms.toml", "hard_forms.ini"):
+        return "[reporting]\n" + body + "\n"
+    if fmt == ".env.production":
+        return "# production overrides\n" + body + "\n"
+    if fmt == "hard_forms.json":
+        return "{\n" + body.rstrip(",") + "\n}\n"
+    if fmt == "hard_forms.diff":
+        # A key file deleted (its lines removed: `-MIIE...`), and a settings file gaining lines.
+        key = pem_text("RSA PRIVATE KEY", 1190).rstrip("\n").split("\n")
+        plant(fmt, "private-key", "private-key", "\n-".join(key[2:5]))
+        removed = "".join(f"-{ln}\n" for ln in key)
+        return (
+            "diff --git a/deploy/signing.pem b/deploy/signing.pem\ndeleted file mode 100644\n"
+            "index 5c1f2e3..0000000\n--- a/deploy/signing.pem\n+++ /dev/null\n"
+            f"@@ -1,{len(key)} +0,0 @@\n{removed}"
+            "diff --git a/config/reporting.py b/config/reporting.py\nindex 1a2b3c4..5d6e7f8 100644\n"
+            "--- a/config/reporting.py\n+++ b/config/reporting.py\n"
+            f"@@ -1,2 +1,{len(lines) + 2} @@\n # reporting settings\n REPORTS = True\n{body}\n"
+        )
+    raise ValueError(fmt)
+
+
 def main() -> None:
     manifest: dict[str, list[dict[str, str]]] = {fmt: [] for fmt in FORMATS}
     files = build_key_value_files(manifest)
     files.update(build_special_files(manifest))
+    files.update(build_hard_forms(manifest))
     for name, text in files.items():
         for entry in manifest[name]:
             assert entry["value"] in text, (name, entry)
