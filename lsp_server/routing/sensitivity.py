@@ -388,7 +388,9 @@ _DIGIT = re.compile(r"\d")
 _CASE_FLIP = re.compile(r"[a-z][A-Z]")
 _ALONE_BEFORE = re.compile(r"[\s\"'`]*")
 _ALONE_AFTER = re.compile(r"(?:\\[nrt\"'`]|[\s\"'`,;])*(?:\n|$)")
-_GLUED_KEY = re.compile(r"[A-Za-z_][\w.-]{0,80}?(?::=|=>|=|:)(?=[\w$])")
+# `KEY=value` inside one token run; a key is a name (few digits), so the `=` inside a
+# random value (`wz7q5qyk-j=1ts3in3u`) is not taken for one.
+_GLUED_KEY = re.compile(r"[A-Za-z_][A-Za-z_.-]{0,80}?\d{0,2}(?::=|=>|=|:)(?=[\w$])")
 _KEY_THEN_BLOB = re.compile(r"([A-Za-z_][\w.-]{0,80})[=:]([A-Za-z0-9+/=_-]{20,512})")
 _KEY_BEFORE = re.compile(r"([A-Za-z0-9_.$-]{1,80})[\"'\]]{0,2}\s{0,4}(?::=|=>|=|:)\s{0,4}[bBrRuU]{0,2}[\"'`]?$")
 _UUID_RE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")

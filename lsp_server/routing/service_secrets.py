@@ -128,7 +128,7 @@ def random_value(value: str, strict: bool = False) -> bool:
         return False
     if value.startswith(("/", "./", "../", "~/")) or ("/" in value and _PATHISH.search(value)):
         return False  # file paths
-    if _DOTTED_NAME.fullmatch(value) and any(_words_share(part) >= 0.5 for part in value.split(".")):
+    if _DOTTED_NAME.fullmatch(value) and any(_name_share(part) >= 0.5 for part in value.split(".")):
         return False  # `module.ClassName`, `win32api.RegOpenKeyEx`: references in code
     entropy = shannon_entropy(value)
     has_digit = any(c.isdigit() for c in value)
@@ -150,8 +150,8 @@ def random_value(value: str, strict: bool = False) -> bool:
         if flips < 0.3 * (len(core) - 1):
             return False  # words and CamelCase names flip case far less than random text
     elif has_upper and has_lower:
-        if _words_share(core) >= 0.6:
-            return False
+        if _name_share(core) >= (0.5 if strict else 0.6):
+            return False  # `structEndArchive64Locator`, `utf8ToUnicodeString`
     elif sum(a.isdigit() != b.isdigit() for a, b in itertools.pairwise(core)) < 0.12 * (len(core) - 1):
         return False  # `release2024build`
     return not is_placeholder(value)
@@ -170,7 +170,7 @@ def looks_random(core: str) -> bool:
     if has_digit + has_upper + has_lower < 2:
         # One case of letters only: random text is far more varied than joined words.
         return not has_digit and n >= 24 and shannon_entropy(core) >= 4.0
-    if shannon_entropy(core) < min(3.9, 0.8 * math.log2(n)):
+    if shannon_entropy(core) < min(3.7, 0.8 * math.log2(n)):
         return False
     if has_upper and has_lower:
         if not has_digit:
@@ -181,8 +181,25 @@ def looks_random(core: str) -> bool:
     return switches >= 0.18 * (n - 1)
 
 
-def _words_share(value: str) -> float:
+def _name_share(value: str) -> float:
+    """Share of `value` made of 3+ letter pieces (`RegOpenKeyEx`, `structEndArchive`)."""
     return sum(len(p) for p in _PIECES.findall(value)) / max(1, len(value))
+
+
+def _words_share(value: str) -> float:
+    """Share of `value` made of word-like pieces: 4+ letters of one case (or Capitalised)
+    with vowels where words have them. Random text has letter runs too, but rarely
+    pronounceable ones (`TICWCP`, `pjgsgjdu`)."""
+    return sum(len(p) for p in _PIECES.findall(value) if len(p) >= 4 and _VOWEL_SHARE[0] <= _vowels(p) <= _VOWEL_SHARE[1]) / max(
+        1, len(value)
+    )
+
+
+_VOWEL_SHARE = (0.25, 0.65)
+
+
+def _vowels(piece: str) -> float:
+    return sum(c in "aeiouyAEIOUY" for c in piece) / len(piece)
 
 
 # --------------------------------------------------------------------------- prefixed tokens
