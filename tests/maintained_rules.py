@@ -326,8 +326,10 @@ def _passes(rule: Rule, secret: str, rejects: tuple[re.Pattern[str], ...], stop:
     return not any(rx.search(secret) for rx in rule.reject + rejects)
 
 
-def draw_samples(config: dict, per_rule: int = 2, seed: int = 0, attempts: int = 60) -> Samples:
+def draw_samples(config: dict, per_rule: int = 2, seed: int = 0, attempts: int = 60, first: int | None = None) -> Samples:
+    """`per_rule` samples of each rule (of the `first` rules only, if given)."""
     rules, skipped = load_rules(config)
+    rules = rules[:first] if first is not None else rules
     rejects, stop = global_rejects(config)
     out = Samples(unsampled=list(skipped))
     for index, rule in enumerate(rules):

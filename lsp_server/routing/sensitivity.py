@@ -314,6 +314,8 @@ def _generic_value_ok(value: str, kind: str, quoted: bool, config_like: bool) ->
     # Passwords stay short; tokens and keys may be long (session tokens, signed blobs).
     if not (6 if kind == "password" else 8) <= len(value) <= (256 if kind == "password" else 8192):
         return False
+    if value.endswith(":"):
+        return False  # a label or prompt ("Password:")
     if _SPACE.search(value):
         # Prompts and messages ("Enter your password") have spaces; so do passphrases.
         return quoted and kind == "password" and _passphrase(value)
