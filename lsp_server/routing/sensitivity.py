@@ -37,6 +37,7 @@ from typing import Literal
 
 from .pii import DIGIT_SHAPE_TABLE, find_pii
 from .scan_views import View, base64_view, concat_view, decoded_blobs, diff_views, json_view, url_view
+from .secret_engines import SecretEngine
 from .service_secrets import assignment_anchor, prefixed_token, random_value
 from .secret_rules import (
     MIN_TOKEN_RUN,
@@ -567,11 +568,13 @@ class SensitivityScanner:
         pii: bool = True,
         entropy: bool = True,
         allowlist: Sequence[str] = (),
+        engines: Sequence[SecretEngine] = (),
     ) -> None:
         self.path_globs = tuple(path_globs)
         self.pii = pii
         self.entropy = entropy
         self.allowlist = tuple(allowlist)
+        self.engines = tuple(engines)  # other engines answering too (secret_engines)
         self._globs = _compile_globs(self.path_globs)
         self._allow = tuple(re.compile(p) for p in self.allowlist)
         self._groups = {
@@ -604,6 +607,10 @@ class SensitivityScanner:
         config_like = _is_config_path(path)
         hits, runs = self._detect(text, config_like, path is None)
         hits += self._normalised(text, runs, config_like, path is None)
+        for engine in self.engines:
+            for rule, start, end in engine.find(text):
+                if 0 <= start < end <= len(text):
+                    hits.append(_Hit(0, "secret", rule, f"engine:{engine.name}", start, end))
         if runs or hits:
             self._companions(text, hits)
         if self._allow:

