@@ -390,7 +390,7 @@ _COMPANIONS: dict[str, tuple[str, str, re.Pattern[str]]] = {
 _DIGIT = re.compile(r"\d")
 _CASE_FLIP = re.compile(r"[a-z][A-Z]")
 _ALONE_BEFORE = re.compile(r"[\s\"'`]*")
-_ALONE_AFTER = re.compile(r"(?:\\[nrt\"'`]|[\s\"'`,;])*(?:\n|$)")
+_ALONE_AFTER = re.compile(r"(?:\\[nrt\"'`]|[ \t\"'`,;])*\n")
 # `KEY=value` inside one token run; a key is a name (few digits), so the `=` inside a
 # random value (`wz7q5qyk-j=1ts3in3u`) is not taken for one.
 _GLUED_KEY = re.compile(r"[A-Za-z_][A-Za-z_.-]{0,80}?\d{0,2}(?::=|=>|=|:)(?=[\w$])")
@@ -796,6 +796,8 @@ class SensitivityScanner:
             value = text[start:end]
             if len(value) < 16 or not (_DIGIT.search(value) or len(_CASE_FLIP.findall(value)) >= 3):
                 continue  # generated values have digits or flip case often; names rarely do
+            if start == 0:
+                continue  # the text may start inside a longer token (a window cut mid-line)
             if prefixed_token(value):
                 hits.append(_Hit(_PREFIXED_TIER, "secret", "prefixed-token", "token", start, end))
                 continue
@@ -803,7 +805,14 @@ class SensitivityScanner:
             before = text[max(line_start, start - 90) : start]
             if glued:
                 before += text[run_start:start]
-            if len(value) >= 24 and not _HEX_RE.fullmatch(value) and _ALONE_BEFORE.fullmatch(before) and _ALONE_AFTER.match(text, end) and random_value(value, strict=True):
+            if (
+                len(value) >= 24
+                and line_start > 0  # a whole line, not the start of a window cut mid-line
+                and not _HEX_RE.fullmatch(value)
+                and _ALONE_BEFORE.fullmatch(before)
+                and _ALONE_AFTER.match(text, end)
+                and random_value(value, strict=True)
+            ):
                 # A random token alone on its line (a pasted key, a secrets file).
                 hits.append(_Hit(_PREFIXED_TIER, "secret", "high-entropy-token", "entropy", start, end))
                 continue
