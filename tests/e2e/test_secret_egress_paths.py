@@ -91,6 +91,7 @@ def stage(repo: Path, files: list[tuple[str, str]], folder: str) -> None:
     git(repo, "add", "-A")
 
 
+@pytest.mark.timeout(600)
 async def test_completion_escalation_never_carries_a_planted_value(frontier, endless_model_path, tmp_path):
     workspace = tmp_path / "ws"
     write_policy(workspace, frontier.url, extra=EVERYTHING_OUT)
@@ -137,6 +138,7 @@ def test_explain_chunks_and_commit_messages_keep_planted_values_home(frontier, r
     assert len(frontier.requests) >= 2 and leaks(frontier) == []
 
 
+@pytest.mark.timeout(900)  # four commands on each of the 28 seeded files, on the local model
 async def test_workspace_explain_refactor_and_ask_keep_planted_values_home(frontier, repo, endless_model_path,
                                                                          tmp_path):
     stage(repo, [(name, text) for name, text, _ in seeded_files()], "seeded")
