@@ -51,7 +51,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the language server (stdio by default)",
                                 description="Run the language server. Editors start this over stdio.")
     serve.add_argument("--stdio", action="store_true", help="talk LSP over stdin/stdout (the default)")
-    serve.add_argument("--tcp", metavar="HOST:PORT", help="listen for one LSP client on a TCP address instead")
+    serve.add_argument("--tcp", metavar="HOST:PORT",
+                       help="listen for one LSP client on a loopback TCP address instead (needs --token-file)")
+    serve.add_argument("--token-file", metavar="FILE",
+                       help="with --tcp: a file only you can read (mode 600) holding the token that the client "
+                       "sends as initializationOptions.authToken")
     serve.add_argument("--log-file", metavar="FILE", help="append the server log to FILE")
     # Also after the command (`ninetyten serve -vv`), as editors' settings usually append flags.
     serve.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
@@ -174,18 +178,54 @@ def _load_policy(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 def cmd_serve(args: argparse.Namespace) -> int:
     from .server import create_server
 
+    tcp: tuple[str, int, str] | None = None
+    if args.tcp:
+        try:
+            tcp = _tcp_listen_settings(args.tcp, args.token_file)
+        except _CliError as error:
+            print(f"ninetyten: {error}", file=sys.stderr)
+            return error.code
+    elif args.token_file:
+        print("ninetyten: --token-file applies only with --tcp", file=sys.stderr)
+        return EXIT_USAGE
     _configure_logging(max(args.verbose, 1), args.log_file)
     server = create_server(_load_config(args.config), explicit_model=args.model, policy=args.policy)
-    if args.tcp:
-        host, _, port = args.tcp.rpartition(":")
-        if not host or not port.isdigit():
-            print(f"ninetyten: --tcp wants HOST:PORT, got {args.tcp!r}", file=sys.stderr)
-            return EXIT_USAGE
-        server.start_tcp(host, int(port))
+    if tcp is not None:
+        server.start_tcp(*tcp)
     else:
         stdin, stdout = _private_stdio()
         server.start_io(stdin, stdout)
     return 0
+
+
+class _CliError(Exception):
+    def __init__(self, message: str, code: int = EXIT_USAGE) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _tcp_listen_settings(address: str, token_file: str | None) -> tuple[str, int, str]:
+    """(host, port, token) for `serve --tcp`: a loopback address, and a token from a private file."""
+    from .loopback import is_loopback_host
+    from .tcp_auth import TokenFileError, read_token_file
+
+    host, _, port = address.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise _CliError(f"--tcp wants HOST:PORT, got {address!r}")
+    if not is_loopback_host(host):
+        raise _CliError(f"--tcp listens only on this machine (127.0.0.1, ::1 or localhost), not on {host!r}; "
+                        "to use the server from another machine, forward the port over ssh "
+                        f"(ssh -L {port}:127.0.0.1:{port} HOST)")
+    if not token_file:
+        raise _CliError("--tcp needs --token-file FILE: a file only you can read, holding the token a client "
+                        "must send as initializationOptions.authToken")
+    try:
+        token = read_token_file(Path(token_file).expanduser())
+    except TokenFileError as error:
+        raise _CliError(str(error), EXIT_FAILURE) from None
+    # `localhost` could resolve to anything in /etc/hosts: bind the address itself.
+    return ("127.0.0.1" if host.lower() == "localhost" else host), int(port), token
 
 
 def _private_stdio() -> tuple[BinaryIO, BinaryIO]:
@@ -304,6 +344,10 @@ def cmd_doctor(args: argparse.Namespace) -> int:
                 # Say whether the key is there, never what it is.
                 key = f", key {config.api_key_env} {'set' if os.environ.get(config.api_key_env) else 'NOT SET'}"
             print(f"  tier {tier:<9} {config.backend} {config.model}{key}")
+            if config.api_key_env and config.base_url and _key_in_clear(config.base_url):
+                ok = False
+                print(f"  PROBLEM: {tier} would send its key over plain http to another machine; its requests "
+                      "are refused (use https://, or a loopback address for a server on this machine)")
         if loaded.policy.offline:
             print("  offline: nothing leaves the machine")
     except PolicyError as error:

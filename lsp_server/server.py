@@ -258,11 +258,42 @@ class NinetyTenServer(LanguageServer):
             except Exception:
                 log.exception("storing the ledger rows failed")
 
-    def start_tcp(self, host: str, port: int) -> None:
+    def start_tcp(self, host: str, port: int, token: str) -> None:
+        """Serve one client on a TCP address; it must authenticate first (see tcp_auth.py).
+
+        Connections that fail the handshake are answered with one error and closed, and
+        the server goes on listening; once the authenticated client leaves, the server ends.
+        """
+        from .tcp_auth import error_frame, handshake
+
         self._stop_event = stop_event = threading.Event()
+        client_connected = False
+
+        async def refuse(writer: asyncio.StreamWriter, msg_id: Any, message: str) -> None:
+            try:
+                writer.write(error_frame(msg_id, message))
+                await writer.drain()
+                writer.close()
+                await writer.wait_closed()
+            except (ConnectionError, OSError):
+                pass
 
         async def connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            nonlocal client_connected
+            peer = writer.get_extra_info("peername")
+            first = await handshake(reader, token)
+            if first.error is not None or first.body is None:
+                log.warning("refused a TCP connection from %s: %s", peer, first.error)
+                await refuse(writer, first.msg_id, first.error or "unauthorized")
+                return
+            if client_connected:
+                log.warning("refused a second TCP client from %s", peer)
+                await refuse(writer, first.msg_id, "another client is connected to this server")
+                return
+            client_connected = True
+            log.info("TCP client %s authenticated", peer)
             self.protocol.set_writer(writer)  # type: ignore[arg-type]
+            _handle_body(self.protocol, first.body)
             await serve_stream(stop_event, reader, self.protocol, _handle_body)
             self.shutdown()
 

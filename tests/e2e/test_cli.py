@@ -113,13 +113,16 @@ def _free_port() -> int:
 async def test_serve_over_tcp(endless_model_path, tmp_path):
     port = _free_port()
     env = {**os.environ, "NINETYTEN_HOME": str(tmp_path)}
+    token = "t" * 40
+    token_file = tmp_path / "tcp-token"
+    token_file.write_text(token + "\n")
+    token_file.chmod(0o600)
     process = subprocess.Popen(
-        [sys.executable, "-m", "lsp_server", "serve", "--tcp", f"127.0.0.1:{port}", "--model", str(endless_model_path),
-         "--config", '{"completion": {"max_tokens": 3}}'],
+        [sys.executable, "-m", "lsp_server", "serve", "--tcp", f"127.0.0.1:{port}", "--token-file", str(token_file),
+         "--model", str(endless_model_path), "--config", '{"completion": {"max_tokens": 3}}'],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     try:
-        # Connect as soon as the server listens (a probe connection would be served instead).
         client = LanguageClient("tcp-test", "1")
         deadline = time.monotonic() + 30
         while True:
@@ -129,7 +132,8 @@ async def test_serve_over_tcp(endless_model_path, tmp_path):
             except OSError:
                 assert time.monotonic() < deadline, "server did not listen"
                 await asyncio.sleep(0.1)
-        await client.initialize_async(types.InitializeParams(capabilities=types.ClientCapabilities()))
+        await client.initialize_async(types.InitializeParams(capabilities=types.ClientCapabilities(),
+                                                             initialization_options={"authToken": token}))
         client.initialized(types.InitializedParams())
         uri = (tmp_path / "t.py").as_uri()
         client.text_document_did_open(
