@@ -358,6 +358,17 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return 0 if ok else EXIT_FAILURE
 
 
+def _key_in_clear(base_url: str) -> bool:
+    import httpx
+
+    from .backends.http_common import key_would_travel_in_clear
+
+    try:
+        return key_would_travel_in_clear(httpx.URL(base_url))
+    except httpx.InvalidURL:
+        return False
+
+
 def cmd_route(args: argparse.Namespace) -> int:
     from .routing.router import RouteRequest, decide
 

@@ -129,6 +129,7 @@ ProviderErrorKind = Literal[
     "stream_cut",  # the stream ended before its final event
     "cooling_down",  # the tier failed repeatedly and is resting
     "missing_key",  # the policy names an env var that is not set
+    "insecure_transport",  # a key would travel over plain http to another machine: nothing is sent
 ]
 
 

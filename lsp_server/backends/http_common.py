@@ -7,7 +7,9 @@ retries, cooldown, time box, cancel, stop rules, usage and timings) and each pro
 plugs in a small `StreamParser`.
 
 Secrets: a key is read from the environment at request time, put in a header and
-nowhere else. Error messages and log lines carry the provider, the method, the host,
+nowhere else, and only for https or a loopback address: a tier with a key and a plain
+`http://` URL to another machine is refused (`insecure_transport`) before anything is
+sent, since anyone on the path could read the key (and the code). Error messages and log lines carry the provider, the method, the host,
 the status and the provider's error *type*: never a header, the provider's free-text
 message (OpenAI echoes part of a bad key there) or the prompt.
 """
@@ -32,6 +34,7 @@ from typing import Any, ClassVar, Protocol
 
 import httpx
 
+from ..loopback import is_loopback_host
 from .base import CancelToken, Generation, ProviderError, ProviderErrorKind, StopCheck, StopReason, Usage
 
 log = logging.getLogger(__name__)
@@ -115,7 +118,7 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
 # -- circuit breaker -------------------------------------------------------------
 
 # Failures that say nothing about the tier's health: the caller's own mistakes.
-_NOT_COUNTED: frozenset[str] = frozenset({"bad_request", "missing_key", "cooling_down"})
+_NOT_COUNTED: frozenset[str] = frozenset({"bad_request", "missing_key", "insecure_transport", "cooling_down"})
 
 
 class Cooldown:
@@ -242,6 +245,19 @@ _SAFE_TYPE = re.compile(r"[^A-Za-z0-9_.\-]")
 def endpoint(url: httpx.URL) -> str:
     """host[:port] only: no user-info, path or query (they may carry credentials)."""
     return f"{url.host}:{url.port}" if url.port else url.host
+
+
+def _is_plain_http_loopback(base_url: str) -> bool:
+    try:
+        url = httpx.URL(base_url)
+    except httpx.InvalidURL:  # reported on the first request, as an unusable URL
+        return False
+    return url.scheme == "http" and is_loopback_host(url.host)
+
+
+def key_would_travel_in_clear(url: httpx.URL) -> bool:
+    """A key sent to this URL could be read on the network: plain http to another machine."""
+    return url.scheme != "https" and not (url.scheme == "http" and is_loopback_host(url.host))
 
 
 def kind_for_status(status: int) -> ProviderErrorKind:
@@ -476,7 +492,10 @@ class HttpBackend:
         self._slots = asyncio.Semaphore(max_concurrent)
         self._owns_client = client is None
         # Never follow redirects: the key header would go wherever the Location points.
-        self._client = client or httpx.AsyncClient(follow_redirects=False)
+        # A plain-http loopback server is never reached through a proxy from the
+        # environment (HTTP_PROXY): the key would cross the network in clear text.
+        self._client = client or httpx.AsyncClient(follow_redirects=False,
+                                                   trust_env=not _is_plain_http_loopback(self.base_url))
 
     # -- provider hooks ----------------------------------------------------------
 
@@ -491,6 +510,13 @@ class HttpBackend:
     def _api_key(self, url: httpx.URL) -> str | None:
         if self.api_key_env is None:
             return None
+        if key_would_travel_in_clear(url):
+            raise ProviderError(
+                "insecure_transport",
+                f"{self.name}: refusing to send the API key from {self.api_key_env} over plain http to "
+                f"{endpoint(url)}; use an https:// base_url (plain http is allowed only to localhost, "
+                f"127.0.0.0/8 and ::1)",
+            )
         key = os.environ.get(self.api_key_env, "").strip()
         if not key:
             raise ProviderError(
