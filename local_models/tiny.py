@@ -198,11 +198,13 @@ def build_tiny_model(
     context_length: int = 4096,
     favour: str | None = None,
     fim_metadata: bool = True,
+    chat_template: str | None = CHAT_TEMPLATE,
 ) -> Path:
     """Write a tiny qwen2 GGUF to `out` (atomically) and return its path. Deterministic per arguments.
 
     `fim_metadata=False` leaves out the tokenizer.ggml.fim_* keys (the FIM tokens stay in
-    the vocab), to exercise detection for GGUFs converted without them.
+    the vocab), to exercise detection for GGUFs converted without them. `chat_template`
+    is written as tokenizer.chat_template (None: no template), e.g. a hostile one.
     """
     import gguf
     import numpy as np
@@ -262,7 +264,8 @@ def build_tiny_model(
             writer.add_uint32(K.FIM_PAD_ID, special["<|fim_pad|>"])
             writer.add_uint32(K.FIM_REP_ID, special["<|repo_name|>"])
             writer.add_uint32(K.FIM_SEP_ID, special["<|file_sep|>"])
-        writer.add_chat_template(CHAT_TEMPLATE)
+        if chat_template is not None:
+            writer.add_chat_template(chat_template)
 
         for name, array in tensors.items():
             writer.add_tensor(name, array)

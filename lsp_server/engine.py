@@ -469,7 +469,7 @@ class Engine:
             if document is not None and not self.local.has_chat_template:
                 generation = await self._continue_document(document, max_tokens, time_limit_s, cancel)
             else:
-                messages = self._fit_local(messages, max_tokens)
+                messages = await self._fit_local(messages, max_tokens)
                 generation = await self.local.chat(
                     ChatRequest(messages, max_tokens=max_tokens, time_limit_s=time_limit_s), cancel)
         else:
@@ -499,11 +499,11 @@ class Engine:
         generation.text = document.answer_prefix + generation.text
         return generation
 
-    def _fit_local(self, messages: list[ChatMessage], max_tokens: int) -> list[ChatMessage]:
+    async def _fit_local(self, messages: list[ChatMessage], max_tokens: int) -> list[ChatMessage]:
         """Shorten the longest message (its middle) until the prompt fits the local context."""
         budget = self.local.n_ctx - max_tokens - 8
         for _ in range(8):
-            prompt, _stops = self.local.chat_tokens(messages)
+            prompt, _stops = await self.local.chat_tokens_async(messages)
             if len(prompt) <= budget:
                 return messages
             longest = max(range(len(messages)), key=lambda i: len(messages[i].content))

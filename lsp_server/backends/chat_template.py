@@ -1,22 +1,33 @@
 """Chat prompts for the local model, from the GGUF's own chat template.
 
-The template is rendered in jinja2's immutable sandbox (a model file is untrusted
-input). Message contents never pass through the template as text: each is replaced
-by a sentinel, and the rendered template is split at the sentinels so that the
-template's own markup is tokenized with special tokens enabled and the contents
-with special tokens disabled — a diff containing `<start_of_turn>` stays text.
+A model file's template is untrusted input: it is rendered in jinja2's immutable sandbox,
+in a child process with time, memory and output limits (template_sandbox.py), never on
+the event loop. Message contents never pass through the template as text: each is
+replaced by a sentinel, and the rendered template is split at the sentinels so that the
+template's own markup is tokenized with special tokens enabled and the contents with
+special tokens disabled — a diff containing `<start_of_turn>` stays text.
+
+Because the contents are sentinels, a layout depends only on the template, the roles in
+order and the BOS/EOS texts: it is rendered once per such shape and then reused.
 """
 
 from __future__ import annotations
 
+import logging
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import jinja2
-from jinja2.sandbox import ImmutableSandboxedEnvironment
-
 from .base import ChatMessage, StopCheck
+from .template_sandbox import DEFAULT_LIMITS, RenderFailed, RenderLimits, TemplateError, render_limited, \
+    render_untrusted
+
+__all__ = ["PLAIN", "PLAIN_STOPS", "Piece", "RenderedChat", "TemplateError", "render_pieces", "stop_at_strings",
+           "stop_on_repetition"]
+
+log = logging.getLogger(__name__)
 
 # Private-use code points: they cannot come from a template's own text.
 _SENTINEL = "\ue000{index}\ue001"
@@ -36,22 +47,6 @@ class Piece:
     is_content: bool  # True: user/editor text, tokenize with special tokens disabled
 
 
-class TemplateError(Exception):
-    pass
-
-
-def _raise(message: str) -> None:
-    raise TemplateError(message)
-
-
-def _environment() -> ImmutableSandboxedEnvironment:
-    env = ImmutableSandboxedEnvironment(
-        loader=jinja2.BaseLoader(), trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.loopcontrols"]
-    )
-    env.globals["raise_exception"] = _raise
-    return env
-
-
 # A plain transcript has no end-of-turn token: stop where the model starts a new turn.
 PLAIN_STOPS = ("\nUser:", "\nSystem:", "\nAssistant:")
 
@@ -62,28 +57,69 @@ class RenderedChat:
     stop_strings: tuple[str, ...] = ()
 
 
+_Shape = tuple[str, tuple[str, ...], str, str, RenderLimits]  # template, roles, bos, eos, limits
+
+
+class _Layouts:
+    """Rendered layouts by shape; a template that failed for good is not rendered again."""
+
+    def __init__(self, size: int = 64) -> None:
+        self._size = size
+        self._done: OrderedDict[_Shape, str | None] = OrderedDict()
+        self._lock = threading.Lock()  # one render at a time: a hostile template costs its limit once
+
+    def get(self, shape: _Shape) -> str | None:
+        with self._lock:
+            if shape in self._done:
+                self._done.move_to_end(shape)
+                return self._done[shape]
+            template, roles, bos, eos, limits = shape
+            try:
+                layout: str | None = render_untrusted(template, _context(roles, bos, eos), limits)
+            except RenderFailed as failure:
+                log.warning("the model's chat template did not render (%s); using a plain chat layout",
+                            failure.reason)
+                if not failure.lasting:
+                    return None
+                layout = None
+            if layout is not None and not _keeps_every_message(layout, len(roles)):
+                layout = None  # it rendered, but lost or repeated a message: not a usable chat layout
+            self._done[shape] = layout
+            while len(self._done) > self._size:
+                self._done.popitem(last=False)
+            return layout
+
+
+_LAYOUTS = _Layouts()
+
+
+def _context(roles: Sequence[str], bos: str, eos: str) -> dict[str, object]:
+    placeholders = [{"role": role, "content": _SENTINEL.format(index=i)} for i, role in enumerate(roles)]
+    return {"messages": placeholders, "add_generation_prompt": True, "bos_token": bos, "eos_token": eos}
+
+
+def _keeps_every_message(rendered: str, count: int) -> bool:
+    return sorted(int(found) for found in _SENTINEL_RE.findall(rendered)) == list(range(count))
+
+
 def render_pieces(
-    template: str | None, messages: Sequence[ChatMessage], *, bos_token: str = "", eos_token: str = ""
+    template: str | None, messages: Sequence[ChatMessage], *, bos_token: str = "", eos_token: str = "",
+    limits: RenderLimits = DEFAULT_LIMITS,
 ) -> RenderedChat:
-    """The prompt as alternating template markup and message contents."""
-    placeholders = [{"role": m.role, "content": _SENTINEL.format(index=i)} for i, m in enumerate(messages)]
+    """The prompt as alternating template markup and message contents.
+
+    May render the model's template in a child process (once per shape): blocks for up
+    to `limits.wall_s`, so call it from a worker thread, not the event loop.
+    """
+    roles = tuple(m.role for m in messages)
     rendered = None
     stops: tuple[str, ...] = ()
-    for candidate in (template, PLAIN):
-        if not candidate:
-            continue
-        try:
-            output = _environment().from_string(candidate).render(
-                messages=placeholders, add_generation_prompt=True, bos_token=bos_token, eos_token=eos_token
-            )
-        except Exception:  # a broken or hostile template: fall back to plain text
-            continue
-        if sorted(int(found) for found in _SENTINEL_RE.findall(output)) != list(range(len(messages))):
-            continue  # it rendered, but lost or repeated a message: not a usable chat layout
-        rendered = output
-        stops = PLAIN_STOPS if candidate is PLAIN else ()
-        break
-    assert rendered is not None
+    if template and template != PLAIN:
+        rendered = _LAYOUTS.get((template, roles, bos_token, eos_token, limits))
+    if rendered is None:
+        # Our own template: trusted, rendered here.
+        rendered = render_limited(PLAIN, _context(roles, bos_token, eos_token), DEFAULT_LIMITS.output_chars)
+        stops = PLAIN_STOPS
     pieces: list[Piece] = []
     position = 0
     for match in _SENTINEL_RE.finditer(rendered):

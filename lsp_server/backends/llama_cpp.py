@@ -174,7 +174,11 @@ class LlamaCppBackend:
 
     def chat_tokens(self, messages: list[ChatMessage]) -> tuple[list[int], tuple[str, ...]]:
         """The model's chat template around the messages (contents tokenized as plain
-        text), and the strings that end the answer when the template has no end token."""
+        text), and the strings that end the answer when the template has no end token.
+
+        The template comes from the model file: the first time a shape of conversation is
+        rendered this waits for a sandboxed child process. Use `chat_tokens_async` on the
+        event loop."""
         llm = self.llm
         template = llm.metadata.get("tokenizer.chat_template")
         vocab_text = lambda token: llm.detokenize([token], special=True).decode("utf-8", "replace") if token >= 0 else ""
@@ -187,8 +191,12 @@ class LlamaCppBackend:
             tokens.insert(0, self.bos)
         return tokens, rendered.stop_strings
 
+    async def chat_tokens_async(self, messages: list[ChatMessage]) -> tuple[list[int], tuple[str, ...]]:
+        """`chat_tokens` on a worker thread: a slow or hostile template never stalls the event loop."""
+        return await asyncio.to_thread(self.chat_tokens, messages)
+
     async def chat(self, request: ChatRequest, cancel: CancelToken | None = None) -> Generation:
-        prompt, stops = self.chat_tokens(request.messages)
+        prompt, stops = await self.chat_tokens_async(request.messages)
         return await self.generate(
             GenerationRequest(prompt_tokens=prompt, max_tokens=request.max_tokens,
                               time_limit_s=request.time_limit_s, stop=stop_on_repetition(stop_at_strings(stops, request.stop))),
