@@ -119,17 +119,6 @@ SERVER_NOT_INITIALIZED = -32002
 _ANSWERED = object()  # a message already answered (or dropped) while it was parsed
 
 
-class _DropDeserializeTracebacks(logging.Filter):
-    """pygls logs a full traceback for every message it cannot structure; we answer those
-    with InvalidParams and log one line ourselves."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith("Unable to deserialize message")
-
-
-logging.getLogger("pygls.protocol.json_rpc").addFilter(_DropDeserializeTracebacks())
-
-
 def _validation_detail(error: BaseException) -> str:
     cause = error.__cause__
     if cause is None:

@@ -14,6 +14,7 @@ import asyncio
 import codecs
 import logging
 import os
+import re
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -30,6 +31,25 @@ from .chat_template import render_pieces, stop_at_strings, stop_on_repetition
 log = logging.getLogger(__name__)
 _native_log = logging.getLogger("ninetyten.llama_cpp")
 _log_callback: Any = None
+
+
+# Models being loaded right now: while one loads, llama.cpp's lines describe the file.
+_loading = 0
+_NATIVE_PREFIX = re.compile(r"^([A-Za-z_][A-Za-z0-9_:]{0,80}):")
+
+
+def native_log_line(text: str, loading: bool) -> str:
+    """What a llama.cpp log line may say in our log.
+
+    While a model loads its lines describe the model file (metadata, tensors, buffers);
+    afterwards a line could carry part of a prompt or of generated text, so only the
+    function that wrote it and its length are kept.
+    """
+    text = text.rstrip()
+    if loading:
+        return text
+    found = _NATIVE_PREFIX.match(text)
+    return f"{found.group(1) if found else 'llama.cpp'}: ({len(text)} characters withheld)"
 
 
 def _route_native_log() -> None:
@@ -49,7 +69,7 @@ def _route_native_log() -> None:
     @llama_cpp.llama_log_callback
     def forward(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
         if _native_log.isEnabledFor(logging.DEBUG):
-            _native_log.debug("%s", text.decode("utf-8", "replace").rstrip())
+            _native_log.debug("%s", native_log_line(text.decode("utf-8", "replace"), _loading > 0))
 
     _log_callback = forward
     llama_cpp.llama_log_set(forward, ctypes.c_void_p(0))
@@ -123,12 +143,14 @@ class LlamaCppBackend:
 
         from local_models.fim import detect_fim_tokens, special_token_ids
 
+        global _loading
         _route_native_log()
         started = time.perf_counter()
         model = self.settings.model
         path = model if isinstance(model, Path) else model()
         self.model_path, self.model_name = path, path.name
         threads = self.settings.n_threads or default_threads()
+        _loading += 1
         try:
             llm = llama_cpp.Llama(
                 model_path=str(path),
@@ -144,6 +166,8 @@ class LlamaCppBackend:
             )
         except Exception as exc:  # llama.cpp reports load failures as ValueError/RuntimeError
             raise BackendError(f"llama.cpp could not load {path}: {exc}") from exc
+        finally:
+            _loading -= 1
         self._llm = llm
         self.n_ctx = llm.n_ctx()
         self.fim = detect_fim_tokens(llm, self.catalog_entry)
