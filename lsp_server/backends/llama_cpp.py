@@ -12,14 +12,16 @@ from __future__ import annotations
 
 import asyncio
 import codecs
+import contextlib
 import logging
 import os
 import re
+import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -73,6 +75,38 @@ def _route_native_log() -> None:
 
     _log_callback = forward
     llama_cpp.llama_log_set(forward, ctypes.c_void_p(0))
+
+class _TemplateNotCompiled:
+    """Stands in for llama-cpp-python's chat formatter while a model loads.
+
+    `Llama()` compiles every chat template in the GGUF's metadata, in this process, for
+    chat handlers ninetyten never uses: a broken or deeply nested template would stop the
+    model from loading at all. Templates are rendered by chat_template.py instead,
+    sandboxed and with limits, falling back to a plain layout.
+    """
+
+    def __init__(self, **_: Any) -> None:
+        pass
+
+    def to_chat_handler(self) -> None:
+        return None
+
+
+_formatter_swap = threading.Lock()
+
+
+@contextlib.contextmanager
+def _chat_templates_not_compiled() -> Iterator[None]:
+    from llama_cpp import llama_chat_format
+
+    with _formatter_swap:
+        original = llama_chat_format.Jinja2ChatFormatter
+        llama_chat_format.Jinja2ChatFormatter = _TemplateNotCompiled  # type: ignore[misc,assignment]
+        try:
+            yield
+        finally:
+            llama_chat_format.Jinja2ChatFormatter = original  # type: ignore[misc]
+
 
 # Prompt tokens are fed in slices this size so a cancel lands between slices.
 PROMPT_SLICE = 256
@@ -152,18 +186,19 @@ class LlamaCppBackend:
         threads = self.settings.n_threads or default_threads()
         _loading += 1
         try:
-            llm = llama_cpp.Llama(
-                model_path=str(path),
-                n_ctx=self.settings.n_ctx,
-                n_batch=self.settings.n_batch,
-                n_threads=threads,
-                n_threads_batch=threads,
-                # Keep the whole window for models with sliding-window attention, or
-                # a shortened prompt could never reuse the cache.
-                swa_full=True,
-                logits_all=False,
-                verbose=False,
-            )
+            with _chat_templates_not_compiled():
+                llm = llama_cpp.Llama(
+                    model_path=str(path),
+                    n_ctx=self.settings.n_ctx,
+                    n_batch=self.settings.n_batch,
+                    n_threads=threads,
+                    n_threads_batch=threads,
+                    # Keep the whole window for models with sliding-window attention, or
+                    # a shortened prompt could never reuse the cache.
+                    swa_full=True,
+                    logits_all=False,
+                    verbose=False,
+                )
         except Exception as exc:  # llama.cpp reports load failures as ValueError/RuntimeError
             raise BackendError(f"llama.cpp could not load {path}: {exc}") from exc
         finally:

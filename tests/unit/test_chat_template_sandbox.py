@@ -11,9 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from local_models.tiny import CHAT_TEMPLATE, build_tiny_model
 from lsp_server.backends import chat_template
-from lsp_server.backends.base import ChatMessage
+from lsp_server.backends.base import ChatMessage, ChatRequest
 from lsp_server.backends.chat_template import PLAIN, Piece, render_pieces
+from lsp_server.backends.llama_cpp import LlamaCppBackend, LlamaSettings
 from lsp_server.backends.template_sandbox import RenderLimits
 
 MESSAGES = [ChatMessage("system", "be brief"), ChatMessage("user", "hello")]
@@ -146,3 +148,21 @@ def test_the_renderer_ignores_python_settings_from_the_environment(tmp_path: Pat
     rendered = render_pieces(_LAYOUT + "{# environment test #}", MESSAGES)
     assert not marker.exists()
     assert rendered.pieces[0] == Piece("<|system|>", False)
+
+
+# -- loading: a model file's template must not decide whether the model loads --------
+
+
+@pytest.mark.parametrize("broken", ["{% for %}", "{{" + "(" * 5000 + "1" + ")" * 5000 + "}}"])
+async def test_a_model_whose_template_does_not_compile_still_loads_and_chats(broken: str, tmp_path: Path):
+    model = build_tiny_model(tmp_path / "broken-template.gguf", favour="x", chat_template=broken + CHAT_TEMPLATE)
+    backend = LlamaCppBackend(LlamaSettings(model=model, n_ctx=512))
+    try:
+        await backend.wait_ready()
+        prompt, stops = await backend.chat_tokens_async(MESSAGES)
+        assert stops  # the plain layout's stop strings: the template was not used
+        assert backend.detokenize(prompt).startswith("System: be brief")
+        answer = await backend.chat(ChatRequest(MESSAGES, max_tokens=3))
+        assert answer.text == "xxx"
+    finally:
+        backend.close()
