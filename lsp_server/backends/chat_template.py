@@ -21,8 +21,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .base import ChatMessage, StopCheck
-from .template_sandbox import DEFAULT_LIMITS, RenderFailed, RenderLimits, TemplateError, render_limited, \
-    render_untrusted
+from .template_sandbox import (
+    DEFAULT_LIMITS,
+    RenderFailed,
+    RenderLimits,
+    TemplateError,
+    render_limited,
+    render_untrusted,
+    sandbox_environment,
+)
 
 __all__ = ["PLAIN", "PLAIN_STOPS", "Piece", "RenderedChat", "TemplateError", "render_pieces", "stop_at_strings",
            "stop_on_repetition"]
@@ -39,6 +46,10 @@ PLAIN = (
     "{% for message in messages %}{{ message.role | capitalize }}: {{ message.content }}\n\n{% endfor %}"
     "{% if add_generation_prompt %}Assistant: {% endif %}"
 )
+
+
+# Compiled once, at import: Python's compiler is best kept off worker threads.
+_PLAIN_COMPILED = sandbox_environment().from_string(PLAIN)
 
 
 @dataclass(frozen=True)
@@ -118,7 +129,7 @@ def render_pieces(
         rendered = _LAYOUTS.get((template, roles, bos_token, eos_token, limits))
     if rendered is None:
         # Our own template: trusted, rendered here.
-        rendered = render_limited(PLAIN, _context(roles, bos_token, eos_token), DEFAULT_LIMITS.output_chars)
+        rendered = render_limited(_PLAIN_COMPILED, _context(roles, bos_token, eos_token), DEFAULT_LIMITS.output_chars)
         stops = PLAIN_STOPS
     pieces: list[Piece] = []
     position = 0

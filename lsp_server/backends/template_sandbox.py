@@ -48,9 +48,9 @@ def sandbox_environment() -> ImmutableSandboxedEnvironment:
     return env
 
 
-def render_limited(template: str, context: dict[str, Any], max_chars: int) -> str:
+def render_limited(template: str | jinja2.Template, context: dict[str, Any], max_chars: int) -> str:
     """Render, stopping as soon as the output passes `max_chars` (in this process: trusted templates only)."""
-    compiled = sandbox_environment().from_string(template)
+    compiled = sandbox_environment().from_string(template) if isinstance(template, str) else template
     pieces: list[str] = []
     total = 0
     for piece in compiled.generate(**context):
