@@ -77,28 +77,42 @@ class _Layouts:
     def __init__(self, size: int = 64) -> None:
         self._size = size
         self._done: OrderedDict[_Shape, str | None] = OrderedDict()
-        self._lock = threading.Lock()  # one render at a time: a hostile template costs its limit once
+        self._lock = threading.Lock()  # guards the two dicts, never held while rendering
+        # One render per shape at a time: a hostile template costs its limit once, and a
+        # chat whose shape is known never waits behind a render of another shape.
+        self._gates: dict[_Shape, threading.Lock] = {}
 
     def get(self, shape: _Shape) -> str | None:
         with self._lock:
             if shape in self._done:
                 self._done.move_to_end(shape)
                 return self._done[shape]
-            template, roles, bos, eos, limits = shape
-            try:
-                layout: str | None = render_untrusted(template, _context(roles, bos, eos), limits)
-            except RenderFailed as failure:
-                log.warning("the model's chat template did not render (%s); using a plain chat layout",
-                            failure.reason)
-                if not failure.lasting:
-                    return None
-                layout = None
-            if layout is not None and not _keeps_every_message(layout, len(roles)):
-                layout = None  # it rendered, but lost or repeated a message: not a usable chat layout
-            self._done[shape] = layout
-            while len(self._done) > self._size:
-                self._done.popitem(last=False)
+            gate = self._gates.setdefault(shape, threading.Lock())
+        with gate:
+            with self._lock:
+                if shape in self._done:  # rendered while this thread waited
+                    return self._done[shape]
+            layout, lasting = self._render(shape)
+            with self._lock:
+                self._gates.pop(shape, None)
+                if lasting:
+                    self._done[shape] = layout
+                    while len(self._done) > self._size:
+                        self._done.popitem(last=False)
             return layout
+
+    @staticmethod
+    def _render(shape: _Shape) -> tuple[str | None, bool]:
+        """The layout (None: use the plain one), and whether that verdict holds for good."""
+        template, roles, bos, eos, limits = shape
+        try:
+            layout = render_untrusted(template, _context(roles, bos, eos), limits)
+        except RenderFailed as failure:
+            log.warning("the model's chat template did not render (%s); using a plain chat layout", failure.reason)
+            return None, failure.lasting
+        if not _keeps_every_message(layout, len(roles)):
+            return None, True  # it rendered, but lost or repeated a message: not a usable chat layout
+        return layout, True
 
 
 _LAYOUTS = _Layouts()

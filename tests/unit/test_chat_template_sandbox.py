@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 import pytest
@@ -166,3 +167,16 @@ async def test_a_model_whose_template_does_not_compile_still_loads_and_chats(bro
         assert answer.text == "xxx"
     finally:
         backend.close()
+
+
+def test_a_known_shape_never_waits_behind_the_render_of_another():
+    template = _LAYOUT + "{% if messages | length == 1 %}" + BOMBS["slow-loop"] + "{% endif %}"
+    render_pieces(template, MESSAGES)  # two messages: renders quickly, and is remembered
+    slow = threading.Thread(target=render_pieces, args=(template, [ChatMessage("user", "one")]))
+    slow.start()
+    try:
+        rendered = render_pieces(template, MESSAGES)
+        assert slow.is_alive()  # the one-message render is still burning its CPU limit
+        assert rendered.pieces[0] == Piece("<|system|>", False)
+    finally:
+        slow.join()
