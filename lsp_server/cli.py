@@ -544,6 +544,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return EXIT_USAGE
+    # Every command logs through the content filter (the hook, too: git shows its stderr);
+    # commands with their own log options configure again.
+    _configure_logging(getattr(args, "verbose", 0))
     handlers = {"serve": cmd_serve, "complete": cmd_complete, "models": models_cli.run, "doctor": cmd_doctor,
                 "route": cmd_route, "report": cmd_report, "policy": cmd_policy, "explain": cmd_explain,
                 "hook": cmd_hook, "eval": eval_cli.run}

@@ -202,14 +202,29 @@ def _pygls_args(record: logging.LogRecord) -> tuple[Any, ...]:
     return tuple(out)
 
 
+_installed: list[logging.Handler] = []
+
+
 def configure(verbosity: int, log_file: str | None = None) -> None:
-    """Log to stderr (and `log_file`): warnings; -v: info; -vv: debug. Content never, at any level."""
+    """Log to stderr (and `log_file`): warnings; -v: info; -vv: debug. Content never, at any level.
+
+    Called again (a command with its own log options), it replaces what it installed before.
+    """
     level = logging.WARNING if verbosity == 0 else logging.INFO if verbosity == 1 else logging.DEBUG
     # pygls logs every message at INFO; keep that (as metadata) for -vv.
     logging.getLogger("pygls").setLevel(logging.DEBUG if verbosity >= 2 else logging.WARNING)
+    root = logging.getLogger()
+    for handler in _installed:
+        root.removeHandler(handler)
+        handler.close()
+    _installed.clear()
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if log_file:
         handlers.append(logging.FileHandler(log_file, encoding="utf-8"))
+    formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     for handler in handlers:
+        handler.setFormatter(formatter)
         handler.addFilter(NoContentFilter())
-    logging.basicConfig(level=level, handlers=handlers, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        root.addHandler(handler)
+        _installed.append(handler)
+    root.setLevel(level)

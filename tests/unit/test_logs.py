@@ -123,3 +123,29 @@ def test_native_llama_lines_pass_while_loading_and_are_withheld_after():
     assert native_log_line(line, loading=True) == line.rstrip()
     assert native_log_line(f"decode: cannot decode {CANARY}", loading=False) == f"decode: ({len(CANARY) + 22} characters withheld)"
     assert native_log_line(f"~weird {CANARY}", loading=False).startswith("llama.cpp: (")
+
+
+def test_configure_again_replaces_its_own_handlers_and_leaves_others(tmp_path):
+    from lsp_server.logs import configure
+
+    root = logging.getLogger()
+    foreign = logging.NullHandler()
+    root.addHandler(foreign)
+    before = list(root.handlers)
+    level = root.level
+    try:
+        configure(0)
+        configure(2, str(tmp_path / "server.log"))
+        ours = [h for h in root.handlers if h not in before]
+        assert len(ours) == 2 and all(any(isinstance(f, NoContentFilter) for f in h.filters) for h in ours)
+        assert foreign in root.handlers and root.level == logging.DEBUG
+        logging.getLogger("pygls.protocol.json_rpc").info("Sending data: %s", json.dumps({"id": 1, "result": CANARY}))
+        written = (tmp_path / "server.log").read_text()
+        assert "result id=1" in written and CANARY not in written
+    finally:
+        for handler in [h for h in root.handlers if h not in before]:
+            root.removeHandler(handler)
+            handler.close()
+        root.removeHandler(foreign)
+        root.setLevel(level)
+        logging.getLogger("pygls").setLevel(logging.NOTSET)
