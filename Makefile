@@ -34,8 +34,9 @@ include editors/vscode.mk
 
 # Debian packages the tests need: Chromium (VS Code in a browser) and Neovim for the editor
 # tests, bubblewrap for the sandbox that runs model-written code in `ninetyten eval`.
-# libkrb5-dev is needed by one of code-server's native modules.
-SYSTEM_PACKAGES := chromium chromium-driver libkrb5-dev fonts-dejavu-core neovim bubblewrap
+# libkrb5-dev is needed by one of code-server's native modules. PostgreSQL: the team ledger's
+# tests start their own server from its binaries (nothing runs as a system service).
+SYSTEM_PACKAGES := chromium chromium-driver libkrb5-dev fonts-dejavu-core neovim bubblewrap postgresql
 system-deps:
 	@missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
@@ -65,6 +66,7 @@ bench: model
 	$(BIN)/python bench/soak.py
 	$(BIN)/python bench/sandbox_overhead.py
 	$(BIN)/python bench/pull_throughput.py
+	$(BIN)/python bench/team_ledger.py
 
 clean: vscode-clean
 	rm -rf $(VENV)

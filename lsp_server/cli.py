@@ -12,7 +12,7 @@ from typing import Any, BinaryIO, Sequence
 
 from pydantic import ValidationError
 
-from . import __version__, models_cli
+from . import __version__, ledger_cli, models_cli
 from .config import ServerConfig, describe_validation_error
 from .eval import cli as eval_cli
 
@@ -125,11 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     route.add_argument("file", nargs="?", metavar="FILE|-", help="the content (default: none; - reads stdin)")
     _add_policy_option(route)
 
-    report = commands.add_parser("report", help="spend and savings by task type and tier, from the ledger",
-                                 description="What the period cost, and what it would have cost on the frontier "
-                                 "tier alone, by task type and tier. Reads the ledger; no content is stored there.")
-    report.add_argument("--since", metavar="DATE", help="ISO date, or 7d / 24h / month (default: this month)")
-    report.add_argument("--json", action="store_true", help="print one JSON object")
+    ledger_cli.register(commands)
 
     policy = commands.add_parser("policy", help="check a policy file and show which one applies")
     policy.add_argument("action", choices=["check", "show"], help="check: validate; show: print the effective policy")
@@ -503,12 +499,6 @@ def cmd_hook(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_report(args: argparse.Namespace) -> int:
-    from .report import run_report
-
-    return run_report(args.since, args.json)
-
-
 def cmd_policy(args: argparse.Namespace) -> int:
     loaded = _load_policy(args)
     if loaded is None:
@@ -548,7 +538,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # commands with their own log options configure again.
     _configure_logging(getattr(args, "verbose", 0))
     handlers = {"serve": cmd_serve, "complete": cmd_complete, "models": models_cli.run, "doctor": cmd_doctor,
-                "route": cmd_route, "report": cmd_report, "policy": cmd_policy, "explain": cmd_explain,
+                "route": cmd_route, "report": ledger_cli.run, "ledger": ledger_cli.run, "policy": cmd_policy,
+                "explain": cmd_explain,
                 "hook": cmd_hook, "eval": eval_cli.run}
     return handlers[args.command](args)
 

@@ -14,8 +14,6 @@ import dataclasses
 import itertools
 import logging
 import re
-import queue
-import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -38,7 +36,9 @@ from .backends.base import (
 from .backends.chat_template import stop_at_strings, stop_on_repetition
 from .backends.llama_cpp import LlamaCppBackend, LlamaSettings
 from .config import ServerConfig
-from .ledger import Ledger, LedgerError, LedgerRow, Reservation, safe_reason, utc_midnight
+from .ledger import Ledger, LedgerError, LedgerRow, LedgerSink, Outcome, safe_reason, utc_midnight
+from .ledger.prices import Counterfactual, counterfactual
+from .ledger.reservations import BudgetHold
 from .routing.escalation import completion_confident, verify
 from .routing.policy import LatencyClass, LoadedPolicy, Policy, TaskType, TierName, load_policy
 from .routing.router import Decision, RouteRequest, check_egress, decide
@@ -52,9 +52,6 @@ from .tasks.document import DocumentPrompt
 from .tasks.completion_prompt import CompletionInput, split_at_cursor
 
 log = logging.getLogger(__name__)
-
-Outcome = Literal["ok", "escalated", "failed", "cancelled", "blocked", "low_confidence"]
-
 
 @dataclass
 class Attempt:
@@ -181,110 +178,6 @@ class ChatJob:
                 ChatMessage("user", f"That answer failed automatic checks ({note}). Please answer again, correctly.")]
 
 
-def _money(values: dict[str, object] | None) -> tuple[float, float]:
-    if not values:
-        return 0.0, 0.0
-    cost = float(values.get("cost_usd", 0.0) or 0.0)  # type: ignore[arg-type]
-    frontier = float(values.get("frontier_cost_usd", 0.0) or 0.0)  # type: ignore[arg-type]
-    return cost, frontier - cost
-
-
-class LedgerSink:
-    """Ledger writes off the request path: one thread, flushed on close so no row is lost."""
-
-    def __init__(self, ledger: Ledger | None) -> None:
-        self.ledger = ledger
-        self._queue: queue.Queue[tuple[Callable[[], LedgerRow], Reservation | None, bool,
-                                       tuple[float, float]] | None] = queue.Queue()
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
-        # Money in rows queued but not stored yet, so reads need not wait for the thread.
-        self.pending_cost_usd = 0.0
-        self.pending_savings_usd = 0.0
-        self._reader: Ledger | None = None
-
-    @property
-    def reader(self) -> Ledger | None:
-        """A connection of its own for reads on the event loop: the writer may be waiting
-        for another process's lock, and WAL readers never wait for writers."""
-        if self._reader is None and self.ledger is not None:
-            self._reader = Ledger(self.ledger.path)
-        return self._reader
-
-    def put(self, row: Callable[[], LedgerRow], reservation: Reservation | None = None,
-            journal: dict[str, object] | None = None) -> None:
-        """Queue a row; it is built (and validated) on the ledger thread, off the request path.
-
-        `journal`: the row's values, written to the ledger's journal now, so the row
-        survives the process being killed before the thread stores it.
-        """
-        if self.ledger is None:
-            return
-        journaled = journal is not None and self.ledger.journal_append(journal)
-        money = _money(journal)
-        with self._lock:
-            self.pending_cost_usd += money[0]
-            self.pending_savings_usd += money[1]
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="ninetyten-ledger", daemon=True)
-                self._thread.start()
-            self._queue.put((row, reservation, journaled, money))
-
-    def call(self, action: Callable[[Ledger], None]) -> None:
-        """Run `action` on the ledger thread, after the rows queued before it."""
-        ledger = self.ledger
-        if ledger is None:
-            return
-
-        def run() -> None:
-            action(ledger)
-            return None
-
-        self.put(run)  # type: ignore[arg-type]
-
-    def _run(self) -> None:
-        assert self.ledger is not None
-        while True:
-            item = self._queue.get()
-            if item is None:
-                return
-            make_row, reservation, journaled, money = item
-            stored = 0
-            try:
-                row = make_row()
-                if row is None:  # an action queued with call()
-                    continue
-                # A budget reservation becomes the real row in the same transaction.
-                if reservation is not None:
-                    stored = reservation.commit(row)
-                else:
-                    stored = self.ledger.record(row)
-                if journaled and stored:
-                    self.ledger.journal_committed()
-            except Exception:  # a row that fails validation is a bug; never kill the thread
-                log.exception("ledger row rejected")
-            if stored or money != (0.0, 0.0):
-                with self._lock:
-                    if stored:  # a row kept in memory (database unusable) stays counted as pending
-                        self.pending_cost_usd -= money[0]
-                        self.pending_savings_usd -= money[1]
-
-    def flush(self) -> None:
-        """Wait until every queued row is written."""
-        with self._lock:
-            thread, self._thread = self._thread, None
-            if thread is not None:
-                self._queue.put(None)
-        if thread is not None:
-            thread.join(timeout=30)
-
-    def close(self) -> None:
-        self.flush()
-        if self._reader is not None:
-            self._reader.close()
-            self._reader = None
-
-
 _REQUEST_PREFIX = uuid.uuid4().hex[:12]
 _request_counter = itertools.count(1)
 
@@ -397,18 +290,16 @@ class Engine:
             return cap if cap is not None else 0.0
 
     async def reserve_budget(self, tier: TierName, messages: list[ChatMessage], max_tokens: int
-                             ) -> tuple[bool, Reservation | None]:
-        """Hold the worst-case cost of a paid call against today's cap, atomically across
-        requests and processes; (False, None) when it does not fit."""
+                             ) -> tuple[bool, BudgetHold | None]:
+        """Hold the worst-case cost of a paid call against the caps in force (this developer's,
+        the team's), atomically across requests, processes and developers; (False, None) when
+        it does not fit."""
         policy = self.policy
         config = policy.tier(tier)
-        cap = policy.budget.daily_usd
-        ledger = self.sink.ledger
-        if config is None or not config.price.paid or cap is None or ledger is None:
+        if config is None or not config.price.paid:
             return True, None
         estimate = config.price.cost(estimate_tokens("\n".join(m.content for m in messages)), max_tokens)
-        reservation = await asyncio.to_thread(ledger.reserve, estimate, cap, since=utc_midnight())
-        return reservation is not None, reservation
+        return await asyncio.to_thread(self.sink.reserve, estimate, policy.budget)
 
     def decide(self, request: RouteRequest, *, scan: bool = True) -> Decision:
         state = self.state
@@ -422,13 +313,16 @@ class Engine:
     def _price_costs(self, tier: TierName, usage: Usage) -> tuple[float, float]:
         policy = self.policy
         config = policy.tier(tier)
-        frontier = policy.tier("frontier")
         cost = config.price.cost(usage.prompt_tokens, usage.completion_tokens) if config else 0.0
-        frontier_cost = frontier.price.cost(usage.prompt_tokens, usage.completion_tokens) if frontier else 0.0
+        frontier_cost = self._counterfactual().price.cost(usage.prompt_tokens, usage.completion_tokens)
         return cost, frontier_cost
 
+    def _counterfactual(self) -> Counterfactual:
+        frontier = self.policy.tier("frontier")
+        return counterfactual(frontier.price if frontier else None, self.policy.savings.reference_price)
+
     def _record(self, request_id: str, number: int, task: TaskType, attempt: Attempt, decision: Decision,
-                reservation: Reservation | None = None) -> None:
+                reservation: BudgetHold | None = None) -> None:
         values = dict(
             request_id=request_id,
             attempt=number,
@@ -442,6 +336,7 @@ class Engine:
             latency_ms=max(attempt.latency_ms, 0.0),
             cost_usd=attempt.cost_usd,
             frontier_cost_usd=attempt.frontier_cost_usd,
+            frontier_price=self._counterfactual().code,
             outcome=attempt.outcome,
             escalated=attempt.outcome == "escalated",
             escalation_reason=attempt.escalation_reason,

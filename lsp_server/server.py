@@ -459,7 +459,8 @@ class NinetyTenServer(LanguageServer):
 
         from rich.console import Console
 
-        from .report import build_report, parse_since, render_report
+        from .ledger.report import build_report, parse_since
+        from .ledger.terminal import render_report
 
         params = _command_params(args, "report")
         since = params.get("since", "today")

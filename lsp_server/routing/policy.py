@@ -20,7 +20,7 @@ from typing import Any, Literal
 import platformdirs
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from ..ledger import Price
+from ..ledger.prices import Price
 
 TierName = Literal["local", "in_house", "frontier"]
 TaskType = Literal["completion", "explain", "refactor", "ask", "commit_message"]
@@ -107,6 +107,14 @@ class EscalationConfig(_Strict):
 class BudgetConfig(_Strict):
     daily_usd: float | None = Field(None, ge=0, description="hard cap on paid tiers per UTC day")
     soft_fraction: float = Field(0.8, gt=0, le=1)
+    # Held in the team ledger, atomic across developers; only where the user configured one.
+    team_daily_usd: float | None = Field(None, ge=0, description="hard cap on the whole team's paid tiers per UTC day")
+
+
+class SavingsConfig(_Strict):
+    # What "the frontier alone" costs when the policy has no priced frontier tier
+    # (default: the dated reference price in lsp_server/ledger/prices.py).
+    reference_price: Price | None = None
 
 
 class Policy(_Strict):
@@ -121,6 +129,7 @@ class Policy(_Strict):
     rules: list[Rule] = Field(default_factory=list)
     escalation: EscalationConfig = Field(default_factory=EscalationConfig)
     budget: BudgetConfig = Field(default_factory=BudgetConfig)
+    savings: SavingsConfig = Field(default_factory=SavingsConfig)
 
     @model_validator(mode="after")
     def _consistent(self) -> "Policy":

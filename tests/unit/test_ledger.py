@@ -36,7 +36,9 @@ from lsp_server.ledger import (
     safe_reason,
     utc_midnight,
 )
-from lsp_server.report import build_report, parse_since, render_report, report_json, run_report
+from lsp_server.ledger.report import build_report, parse_since, report_json
+from lsp_server.ledger.terminal import render_report
+from lsp_server.ledger_cli import run_report
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 SPAWN = multiprocessing.get_context("spawn")
@@ -748,7 +750,9 @@ def test_run_report_bad_since_exits_2(db: Path, capsys: pytest.CaptureFixture[st
 def test_run_report_json(sample_db: Path, capsys: pytest.CaptureFixture[str]):
     assert run_report("7d", True, sample_db) == 0
     data = json.loads(capsys.readouterr().out)
-    assert set(data) == {"since", "until", "totals", "by_task", "by_tier"}
+    assert set(data) == {"source", "since", "until", "totals", "by_task", "by_tier", "by_model", "by_repo", "by_week",
+                         "escalation_reasons", "counterfactual"}
+    assert data["source"] == "local"
     assert datetime.fromisoformat(data["since"]) < datetime.fromisoformat(data["until"])
     assert {"requests", "attempts", "prompt_tokens", "completion_tokens", "cost_usd", "frontier_cost_usd",
             "savings_usd", "savings_pct", "escalations", "escalation_rate", "failures", "acceptance_rate",

@@ -1,0 +1,102 @@
+"""One ledger row: one attempt of one request, with no content in it; and the vocabulary
+of its codes.
+
+The columns accept any short code, so a row written by a newer ninetyten (a new task, tier
+or outcome) still reads. The vocabulary below is what this version writes.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal, NamedTuple, get_args
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from .guards import Code, ModelName, PolicyHash, Reason, RepoKey, RequestId
+from .units import NANO, as_utc, to_nusd, utc_now
+
+# What became of an attempt. `escalated`: answered, then handed to a stronger tier;
+# `low_confidence`: served although its check failed (escalation was not possible).
+Outcome = Literal["ok", "escalated", "failed", "cancelled", "blocked", "low_confidence"]
+OUTCOMES: tuple[Outcome, ...] = get_args(Outcome)
+FAILURE_OUTCOMES: frozenset[str] = frozenset({"failed"})  # cancelled and blocked are not failures
+SERVED_OUTCOMES: frozenset[str] = frozenset({"ok", "low_confidence"})
+TIERS = ("local", "in_house", "frontier")  # natural order in reports
+
+
+class LedgerRow(BaseModel):
+    """One attempt of one request. Every string is a short code: no content can be stored."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    id: int | None = None  # set when read back
+    ts: datetime = Field(default_factory=utc_now)
+    request_id: RequestId
+    attempt: int = Field(1, ge=1, le=1000)
+    task: Code
+    tier: Code
+    backend: Code
+    model: ModelName
+    prompt_tokens: int = Field(0, ge=0)
+    completion_tokens: int = Field(0, ge=0)
+    cached_tokens: int = Field(0, ge=0)
+    latency_ms: float = Field(0.0, ge=0, allow_inf_nan=False)
+    cost_usd: float = Field(0.0, ge=0, allow_inf_nan=False)
+    frontier_cost_usd: float = Field(0.0, ge=0, allow_inf_nan=False)
+    # Which price stands for the frontier in frontier_cost_usd (see prices.py).
+    frontier_price: Code | None = None
+    outcome: Code = "ok"
+    escalated: bool = False
+    escalation_reason: Code | None = None
+    error_kind: Code | None = None
+    policy_hash: PolicyHash | None = None
+    reasons: list[Reason] = Field(default_factory=list, max_length=32)
+    shown: bool | None = None
+    accepted: bool | None = None
+    repo: RepoKey | None = None  # a configured project name or a hash of the remote URL
+
+    @field_validator("ts")
+    @classmethod
+    def _utc(cls, value: datetime) -> datetime:
+        return as_utc(value)
+
+    @field_validator("cost_usd", "frontier_cost_usd")
+    @classmethod
+    def _nano_dollars(cls, value: float) -> float:
+        # Quantise to what the database stores so a row reads back equal to what was written.
+        return to_nusd(value) / NANO
+
+
+def checked(row: LedgerRow) -> LedgerRow:
+    """Validate again: model_construct() and model_copy(update=...) skip validation."""
+    data = row.model_dump() if isinstance(row, BaseModel) else row
+    return LedgerRow.model_validate(data)
+
+
+class AttemptSummary(NamedTuple):
+    """The part of a row a report aggregates. Money in nano-dollars; flags as 0 / 1 / None;
+    `ts` in unix seconds."""
+
+    request_id: str
+    ts: float
+    task: str
+    tier: str
+    model: str
+    repo: str | None
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int
+    latency_ms: float
+    cost_nusd: int
+    frontier_cost_nusd: int
+    frontier_price: str | None
+    outcome: str
+    escalated: int
+    escalation_reason: str | None
+    shown: int | None
+    accepted: int | None
+
+
+__all__ = [
+    "FAILURE_OUTCOMES", "OUTCOMES", "SERVED_OUTCOMES", "TIERS", "AttemptSummary", "LedgerRow", "Outcome", "checked",
+]
