@@ -1,0 +1,223 @@
+"""The shipper: copies the local ledger's queued rows to the team ledger, off the request path.
+
+At least once and idempotent: a batch is upserted by each row's stable id in one PostgreSQL
+transaction, and only then forgotten locally (outbox.py). A kill, a network cut or a server
+restart at any point leaves each row either in the team ledger or still queued, or both
+(then the next batch upserts it again); never duplicated, never lost.
+
+One process ships at a time (a lock file next to the ledger); the language server ships in
+the background, woken when rows are stored, and polls now and then for rows that hooks and
+one-off commands queued. When the team ledger is unreachable it backs off (up to five
+minutes) and catches up when it is back; `ninetyten ledger sync` ships everything queued now
+and returns.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import filelock
+
+from ... import __version__
+from ..errors import LedgerError, TeamLedgerError
+from ..settings import TeamLedgerSettings
+from .identity import user_key
+from .outbox import Outbox, QueuedRow, uid
+from .pg import connect, describe, is_connection_error, scrub
+from .schema import SCHEMA, ensure_schema
+
+log = logging.getLogger(__name__)
+
+LOCK_FILENAME = "ledger-ship.lock"
+PG_COLUMNS = (
+    "uid", "ledger_id", "row_id", "ts", "user_key", "repo", "request_id", "attempt", "task", "tier", "backend",
+    "model", "prompt_tokens", "completion_tokens", "cached_tokens", "latency_ms", "cost_nusd", "frontier_cost_nusd",
+    "frontier_price", "outcome", "escalated", "escalation_reason", "error_kind", "policy_hash", "shown", "accepted",
+    "client_version",
+)
+_COLUMN_LIST = ", ".join(PG_COLUMNS)
+_UPSERT = (
+    f"INSERT INTO {SCHEMA}.attempts ({_COLUMN_LIST}) SELECT {_COLUMN_LIST} FROM pg_temp.incoming "
+    f"ON CONFLICT (uid) DO UPDATE SET shown = EXCLUDED.shown, accepted = EXCLUDED.accepted "
+    f"WHERE {SCHEMA}.attempts.shown IS DISTINCT FROM EXCLUDED.shown "
+    f"OR {SCHEMA}.attempts.accepted IS DISTINCT FROM EXCLUDED.accepted"
+)
+
+
+def _flag(value: int | None) -> bool | None:
+    return None if value is None else bool(value)
+
+
+class Shipper:
+    def __init__(self, ledger_path: Path, settings: TeamLedgerSettings, *,
+                 on_unreachable: Callable[[str], None] | None = None, on_back: Callable[[], None] | None = None,
+                 idle_s: float = 60.0, gather_s: float = 1.0, max_backoff_s: float = 300.0) -> None:
+        self.settings = settings
+        self.target = describe(settings.url or "")
+        try:
+            self.outbox = Outbox(ledger_path)
+        except (sqlite3.Error, OSError) as exc:
+            raise LedgerError(f"cannot open the ledger {ledger_path}: {exc}") from None
+        self._file_lock = filelock.FileLock(str(ledger_path.parent / LOCK_FILENAME))
+        self._conn: Any = None
+        self._user_key: str | None = None
+        self._on_unreachable = on_unreachable
+        self._on_back = on_back
+        self._idle_s, self._gather_s, self._max_backoff_s = idle_s, gather_s, max_backoff_s
+        self._wake = threading.Event()
+        self._closing = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()  # one ship at a time in this process
+
+    # --- shipping ---
+
+    def pending(self) -> int:
+        return self.outbox.pending()
+
+    def ship_now(self, progress: Callable[[int], None] | None = None, *, wait_for_lock_s: float = 300.0) -> int:
+        """Ship every row queued now (waiting for another process's shipping to finish first);
+        returns how many this call shipped. TeamLedgerError when the team ledger fails; what
+        was not shipped stays queued."""
+        try:
+            with self._file_lock.acquire(timeout=wait_for_lock_s):
+                return self._ship(progress)
+        except filelock.Timeout:
+            raise TeamLedgerError(f"another ninetyten process has been shipping for over {wait_for_lock_s:.0f} s; "
+                                  "try again later") from None
+        except sqlite3.Error as error:
+            raise LedgerError(f"cannot read the rows to ship from {self.outbox.path}: {error}") from None
+
+    def _ship(self, progress: Callable[[int], None] | None = None) -> int:
+        with self._lock:
+            up_to = self.outbox.last_queued()
+            total = 0
+            while True:
+                rows = self.outbox.take(self.settings.batch_rows, up_to)
+                if not rows:
+                    return total
+                self._send(rows)
+                self.outbox.shipped(rows)
+                total += len(rows)
+                if progress is not None:
+                    progress(total)
+
+    def _connection(self) -> Any:
+        if self._conn is None or self._conn.closed:
+            conn = connect(self.settings)
+            try:
+                state = ensure_schema(conn, write=True)
+                self._user_key = user_key(self.settings, state.pseudonym_key)
+                with conn.cursor() as cur:
+                    cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS incoming (LIKE {SCHEMA}.attempts INCLUDING DEFAULTS)"
+                                " ON COMMIT DELETE ROWS")
+                conn.commit()
+            except Exception as error:
+                conn.close()
+                if isinstance(error, TeamLedgerError):
+                    raise
+                raise TeamLedgerError(f"the team ledger ({self.target}) refused the schema set-up: "
+                                      f"{scrub(str(error).strip(), self.settings.url or '')}") from None
+            self._conn = conn
+        return self._conn
+
+    def _values(self, row: QueuedRow) -> tuple[Any, ...]:
+        ledger = self.outbox.ledger_id
+        return (
+            uid(ledger, row.row_id), ledger, row.row_id, datetime.fromtimestamp(row.ts, timezone.utc), self._user_key,
+            row.repo, row.request_id, row.attempt, row.task, row.tier, row.backend, row.model, row.prompt_tokens,
+            row.completion_tokens, row.cached_tokens, row.latency_ms, row.cost_nusd, row.frontier_cost_nusd,
+            row.frontier_price, row.outcome, bool(row.escalated), row.escalation_reason, row.error_kind,
+            row.policy_hash, _flag(row.shown), _flag(row.accepted), __version__,
+        )
+
+    def _send(self, rows: list[QueuedRow]) -> None:
+        conn = self._connection()
+        try:
+            with conn.cursor() as cur:
+                with cur.copy(f"COPY pg_temp.incoming ({_COLUMN_LIST}) FROM STDIN") as copy:
+                    for row in rows:
+                        copy.write_row(self._values(row))
+                cur.execute(_UPSERT)
+            conn.commit()
+        except Exception as error:
+            broken = is_connection_error(error) or conn.closed or conn.broken
+            try:
+                if broken:
+                    conn.close()
+                else:
+                    conn.rollback()
+            except Exception:
+                conn.close()
+            if conn.closed:
+                self._conn = None
+            raise TeamLedgerError(f"shipping to the team ledger ({self.target}) failed: "
+                                  f"{scrub(str(error).strip(), self.settings.url or '')}") from None
+
+    # --- in the background ---
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="ninetyten-shipper", daemon=True)
+            self._thread.start()
+
+    def wake(self) -> None:
+        """Rows were stored: ship soon."""
+        self._wake.set()
+
+    def _run(self) -> None:
+        delay, failing = 0.0, False
+        while not self._closing.is_set():
+            if self._wake.wait(timeout=delay):
+                self._wake.clear()
+                self._closing.wait(self._gather_s)  # let a burst of rows make one batch
+            if self._closing.is_set():
+                return
+            try:
+                if self._file_lock.acquire(timeout=0):
+                    try:
+                        self._ship()
+                    finally:
+                        self._file_lock.release()
+            except filelock.Timeout:
+                pass  # another process is shipping: it takes our rows too
+            except (TeamLedgerError, LedgerError, sqlite3.Error) as error:
+                if not failing and self._on_unreachable is not None:
+                    self._on_unreachable(str(error))
+                log.log(logging.DEBUG if failing else logging.WARNING,
+                        "team ledger: %s; rows stay queued and ship when it is back", error)
+                failing = True
+                delay = min(max(delay * 2, 5.0), self._max_backoff_s)
+                continue
+            except Exception:  # never let the thread die: rows would stop shipping silently
+                log.exception("team ledger shipper failed")
+                delay = self._max_backoff_s
+                continue
+            if failing:
+                log.warning("team ledger %s is reachable again; queued rows shipped", self.target)
+                if self._on_back is not None:
+                    self._on_back()
+            failing, delay = False, self._idle_s
+
+    def close(self) -> None:
+        self._closing.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+            self._thread = None
+        with self._lock:
+            if self._conn is not None:
+                try:
+                    self._conn.close()
+                except Exception:
+                    pass
+                self._conn = None
+            self.outbox.close()
+
+
+__all__ = ["LOCK_FILENAME", "PG_COLUMNS", "Shipper"]
