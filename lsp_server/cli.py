@@ -270,11 +270,13 @@ def cmd_complete(args: argparse.Namespace) -> int:
     if args.max_tokens:
         config = config.merged({"completion": {"max_tokens": args.max_tokens}})
     from .ledger import Ledger
+    from .ledger.outlets import attach
 
     loaded = _load_policy(args)
     if loaded is None:
         return EXIT_FAILURE
     engine = Engine(config, explicit_model=args.model, policy=loaded, ledger=Ledger(), progress=True)
+    attach(engine.sink, workspace=Path.cwd(), ship=False)
     try:
         inp = CompletionInput(path=path.name, text="\n".join(lines), line=line - 1, character=min(col - 1, len(lines[line - 1])))
         result = engine.complete_blocking(inp)
@@ -409,6 +411,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     from .engine import Engine
     from .explain import explain_changes
     from .ledger import Ledger
+    from .ledger.outlets import attach
 
     _configure_logging(args.verbose)
     repo = Path(args.repo)
@@ -435,6 +438,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
                 return 0
             engine = Engine(ServerConfig(), explicit_model=args.model, policy=loaded, ledger=Ledger(),
                             progress=True)
+            attach(engine.sink, workspace=repo, ship=False)
             engine.start()
             try:
                 result = asyncio.run(_explain_with_progress(engine, itertools.chain([first], changes),

@@ -186,7 +186,10 @@ def _generate(repo: Path, budget_s: float, policy: str | None) -> str | None:
     from .ledger import Ledger
     from .routing.policy import load_policy
 
+    from .ledger.outlets import attach
+
     engine = Engine(ServerConfig(), policy=load_policy(policy, repo), ledger=Ledger())
+    attach(engine.sink, workspace=repo, ship=False)  # the language server or `ledger sync` ships its rows
     try:
         engine.start()
         return generate_commit_message(repo, engine, timeout_s=budget_s)

@@ -29,6 +29,7 @@ from .config import ServerConfig, describe_validation_error
 from .completion_service import CompletionService
 from .engine import AssistResult, CompletionResult, Engine
 from .ledger import Ledger
+from .ledger.outlets import attach as attach_ledger_outlets
 from .policy_watch import PolicyEvent, PolicyWatcher, initial_policy
 from .positions import Encoding, clamp_position, normalize_encoding, split_lines, to_client_character
 from .routing.policy import PolicyError, TierName, parse_policy
@@ -693,6 +694,9 @@ def create_server(config: ServerConfig | None = None, explicit_model: str | None
         ledger = Ledger()
         ls.engine = Engine(ls.config, explicit_model=ls.explicit_model, policy=event.loaded, ledger=ledger,
                            on_remote_unreachable=ls.tier_unreachable)
+        loop = asyncio.get_running_loop()  # the team ledger's warnings come from its own threads
+        attach_ledger_outlets(ls.engine.sink, workspace=ls.workspace_root, notify=lambda message: (
+            loop.call_soon_threadsafe(ls.notify_user, types.MessageType.Warning, message)))
         ls.engine.start()  # resolve and load on the model thread; initialize answers now
         if event.error is not None:
             ls.spawn(_report_initial_policy_error(ls, event.error))

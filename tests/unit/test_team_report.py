@@ -1,0 +1,129 @@
+"""The team report from PostgreSQL: the same figures as the local report on the same rows."""
+
+from __future__ import annotations
+
+import json
+import random
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from lsp_server.ledger import Ledger, LedgerRow
+from lsp_server.ledger.report import DIMENSIONS, Report, build_report
+from lsp_server.ledger.settings import TeamLedgerSettings
+from lsp_server.ledger.team.report import team_report
+from lsp_server.ledger.team.shipper import Shipper
+from lsp_server.ledger_cli import run_report
+
+NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+TASKS = ["completion", "completion", "completion", "explain", "refactor", "ask", "commit_message"]
+MODELS = {"local": "gemma-3-270m", "in_house": "qwen3-coder-30b", "frontier": "claude-sonnet-4-6"}
+BACKENDS = {"local": "llama_cpp", "in_house": "openai", "frontier": "anthropic"}
+
+
+def random_rows(seed: int, count: int, tag: str) -> list[LedgerRow]:
+    rng = random.Random(seed)
+    rows = []
+    number = 0
+    while len(rows) < count:
+        number += 1
+        task = rng.choice(TASKS)
+        ts = NOW - timedelta(days=rng.uniform(0, 50))
+        attempts = 2 if rng.random() < 0.15 else 1
+        for attempt in range(1, attempts + 1):
+            tier = "local" if attempt == 1 and rng.random() < 0.7 else rng.choice(["in_house", "frontier"])
+            escalated = attempt < attempts
+            prompt, completion = rng.randint(10, 4000), rng.randint(1, 500)
+            rows.append(LedgerRow(
+                request_id=f"{tag}-{number}", attempt=attempt, task=task, tier=tier, backend=BACKENDS[tier],
+                model=MODELS[tier], prompt_tokens=prompt, completion_tokens=completion,
+                cached_tokens=rng.randint(0, prompt), latency_ms=round(rng.uniform(5, 4000), 3),
+                cost_usd=0.0 if tier == "local" else prompt * 2e-6 + completion * 8e-6,
+                frontier_cost_usd=prompt * 3e-6 + completion * 15e-6,
+                frontier_price=rng.choice(["reference-2026-03-21", "frontier-tier", None]),
+                outcome="escalated" if escalated else rng.choice(["ok", "ok", "ok", "failed", "low_confidence"]),
+                escalated=escalated, escalation_reason=rng.choice(["low_logprob", "syntax", None]) if escalated else None,
+                shown=rng.choice([None, True, False]), accepted=rng.choice([None, True, False]),
+                repo=rng.choice([None, "payments", "r-00aa11bb22cc33dd"]), ts=ts + timedelta(seconds=attempt)))
+    return rows
+
+
+def comparable(report: Report) -> dict[str, object]:
+    data = json.loads(report.model_dump_json(exclude={"source", "until"}))
+    for key, value in data.items():
+        if isinstance(value, list) and key != "escalation_reasons" and key != "counterfactual":
+            data[key] = sorted(value, key=lambda g: g["key"])  # ties in "busiest first" may order differently
+    return data
+
+
+@pytest.fixture
+def shipped(tmp_path: Path, team_settings: TeamLedgerSettings) -> Path:
+    db = tmp_path / "ledger.sqlite3"
+    with Ledger(db) as ledger:
+        for row in random_rows(7, 600, "dev"):
+            ledger.record(row)
+    shipper = Shipper(db, team_settings.model_copy(update={"batch_rows": 500}))
+    shipper.ship_now()
+    shipper.close()
+    return db
+
+
+@pytest.mark.parametrize("since", [None, NOW - timedelta(days=14)])
+def test_team_report_equals_the_local_report_on_the_same_rows(shipped: Path, team_settings: TeamLedgerSettings,
+                                                               since: datetime | None):
+    with Ledger(shipped) as ledger:
+        local = build_report(ledger, since)
+    team = team_report(team_settings, since)
+    assert team.source == "team" and local.totals.attempts > 0
+    assert comparable(team) == comparable(local)
+    for dimension in ("tier", "week"):  # orders that do not depend on ties
+        assert [g.key for g in team.groups(dimension)] == [g.key for g in local.groups(dimension)]
+    assert {d: len(team.groups(d)) for d in DIMENSIONS} == {d: len(local.groups(d)) for d in DIMENSIONS}
+
+
+def test_requests_of_two_developers_never_merge(tmp_path: Path, team_settings: TeamLedgerSettings):
+    """Request ids are per machine: the same id from two ledgers is two requests."""
+    for name in ("a", "b"):
+        db = tmp_path / f"{name}.sqlite3"
+        with Ledger(db) as ledger:
+            ledger.record(LedgerRow(request_id="same-1", task="ask", tier="local", backend="llama_cpp",
+                                    model="m", latency_ms=100.0 if name == "a" else 300.0, ts=NOW))
+        shipper = Shipper(db, team_settings)
+        shipper.ship_now()
+        shipper.close()
+    report = team_report(team_settings, None)
+    assert report.totals.requests == 2 and report.totals.latency_p50_ms == 100.0
+    assert report.totals.latency_p95_ms == 300.0
+
+
+def test_report_team_cli(shipped: Path, team_settings: TeamLedgerSettings, monkeypatch: pytest.MonkeyPatch,
+                         capsys: pytest.CaptureFixture[str], tmp_path: Path):
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.setenv("NINETYTEN_TEAM_LEDGER_URL", team_settings.url or "")
+    assert run_report("all", True, team=True) == 0
+    data = json.loads(capsys.readouterr().out)
+    with Ledger(shipped) as ledger:
+        local = build_report(ledger, None)
+    assert data["source"] == "team" and data["totals"]["cost_usd"] == local.totals.cost_usd
+    assert run_report("all", False, team=True, by=["repo", "week"]) == 0
+    out = capsys.readouterr().out
+    assert "team ledger" in out and "By repository" in out and "By week" in out and "payments" in out
+    assert "By task type" not in out
+
+
+def test_report_team_without_configuration_says_how(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]):
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.delenv("NINETYTEN_TEAM_LEDGER_URL", raising=False)
+    assert run_report(None, False, team=True) == 2
+    err = capsys.readouterr().err
+    assert "NINETYTEN_TEAM_LEDGER_URL" in err and "config.toml" in err
+
+
+def test_team_report_reads_a_database_no_one_shipped_to(team_settings: TeamLedgerSettings):
+    report = team_report(team_settings, None)
+    assert report.totals.attempts == 0 and report.by_task == []
+    with psycopg.connect(team_settings.url) as conn:  # type: ignore[arg-type]
+        assert conn.execute("SELECT COUNT(*) FROM ninetyten.attempts").fetchone()[0] == 0
