@@ -323,6 +323,9 @@ class Engine:
 
     def _record(self, request_id: str, number: int, task: TaskType, attempt: Attempt, decision: Decision,
                 reservation: BudgetHold | None = None) -> None:
+        # Every attempt gets its counterfactual, local completions too: the savings are the point.
+        counterfactual = self._counterfactual()
+        frontier_cost = counterfactual.price.cost(attempt.usage.prompt_tokens, attempt.usage.completion_tokens)
         values = dict(
             request_id=request_id,
             attempt=number,
@@ -335,8 +338,8 @@ class Engine:
             cached_tokens=attempt.usage.cached_prompt_tokens,
             latency_ms=max(attempt.latency_ms, 0.0),
             cost_usd=attempt.cost_usd,
-            frontier_cost_usd=attempt.frontier_cost_usd,
-            frontier_price=self._counterfactual().code,
+            frontier_cost_usd=frontier_cost,
+            frontier_price=counterfactual.code,
             outcome=attempt.outcome,
             escalated=attempt.outcome == "escalated",
             escalation_reason=attempt.escalation_reason,
@@ -345,7 +348,7 @@ class Engine:
             reasons=list(decision.reasons[:32]),
         )
         self.savings_today_usd()  # start today's running total before this row is queued
-        self._savings_usd += attempt.frontier_cost_usd - attempt.cost_usd
+        self._savings_usd += frontier_cost - attempt.cost_usd
         values["ts"] = datetime.now(timezone.utc)
         # Reason texts are scrubbed before they touch the disk (the journal); the row is
         # built and validated on the ledger thread, off the request path.
