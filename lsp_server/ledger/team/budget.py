@@ -97,7 +97,7 @@ class TeamBudget:
 
     def _connection(self) -> Any:
         if self._conn is None or self._conn.closed:
-            conn = connect(self.settings)
+            conn = connect(self.settings, role="budget")
             try:
                 state = ensure_schema(conn, write=True)
                 self._user_key = user_key(self.settings, state.pseudonym_key)

@@ -8,6 +8,7 @@ never shown: everything printed or logged describes the target by user, host and
 from __future__ import annotations
 
 import importlib
+import os
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
@@ -63,14 +64,15 @@ def scrub(message: str, url: str) -> str:
     return message.replace(url, "<team ledger URL>")
 
 
-def connect(settings: TeamLedgerSettings, *, autocommit: bool = False) -> psycopg.Connection[Any]:
+def connect(settings: TeamLedgerSettings, *, autocommit: bool = False, role: str = "client") -> psycopg.Connection[Any]:
     """A connection to the team database; TeamLedgerError naming the target when it fails."""
     psycopg_module = driver()
     url = settings.url
     if url is None:
         raise TeamLedgerError("no team ledger is configured")
     params = _params(url)
-    params.setdefault("application_name", APPLICATION_NAME)
+    # Which process and what for, in pg_stat_activity: a DBA can tell shippers from reports.
+    params.setdefault("application_name", f"{APPLICATION_NAME}-{role}-{os.getpid()}")
     params["connect_timeout"] = settings.connect_timeout_s
     try:
         conn = psycopg_module.connect(**params, autocommit=autocommit)
