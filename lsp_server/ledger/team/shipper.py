@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
@@ -172,9 +173,13 @@ class Shipper:
 
     def _run(self) -> None:
         delay, failing = 0.0, False
+        next_try = time.monotonic()
         while not self._closing.is_set():
-            if self._wake.wait(timeout=delay):
+            # New rows wake the shipper at once, except while it backs off from a failure.
+            if self._wake.wait(timeout=max(next_try - time.monotonic(), 0.0)):
                 self._wake.clear()
+                if failing and time.monotonic() < next_try:
+                    continue
                 self._closing.wait(self._gather_s)  # let a burst of rows make one batch
             if self._closing.is_set():
                 return
@@ -191,18 +196,19 @@ class Shipper:
                     self._on_unreachable(str(error))
                 log.log(logging.DEBUG if failing else logging.WARNING,
                         "team ledger: %s; rows stay queued and ship when it is back", error)
-                failing = True
-                delay = min(max(delay * 2, 5.0), self._max_backoff_s)
+                failing, delay = True, min(max(delay * 2, 5.0), self._max_backoff_s)
+                next_try = time.monotonic() + delay
                 continue
             except Exception:  # never let the thread die: rows would stop shipping silently
                 log.exception("team ledger shipper failed")
-                delay = self._max_backoff_s
+                next_try = time.monotonic() + self._max_backoff_s
                 continue
             if failing:
                 log.warning("team ledger %s is reachable again; queued rows shipped", self.target)
                 if self._on_back is not None:
                     self._on_back()
-            failing, delay = False, self._idle_s
+            failing, delay = False, 0.0
+            next_try = time.monotonic() + self._idle_s  # poll for rows other processes queued
 
     def close(self) -> None:
         self._closing.set()
