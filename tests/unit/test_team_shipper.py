@@ -136,7 +136,7 @@ def test_feedback_while_a_batch_is_in_flight_is_not_lost(tmp_path: Path):
     with Ledger(db) as ledger:
         ledger.mark_feedback("req-2", shown=True)  # lands between reading and forgetting the batch
     outbox.shipped(batch)
-    assert [r.request_id for r in outbox.take(10, outbox.last_queued())] == ["req-2"]
+    assert [r[3] for r in outbox.take(10, outbox.last_queued())] == ["req-2"]  # version, row id, ts, request id
     outbox.close()
 
 

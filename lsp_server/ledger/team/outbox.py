@@ -15,46 +15,18 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any
 
 from ..connection import open_connection
 from ..schema import COLUMNS, ledger_id
 
-_SHIPPED = ("row_id", "version", *(c for c in COLUMNS if c != "reasons"))
-_TAKE = (f"SELECT q.row_id, q.version, {', '.join(f'a.{c}' for c in _SHIPPED[2:])} "
+# What ships of a row: no reason texts, they stay on the machine. Taken as plain tuples
+# (version first, then the values as SQLite holds them) so that shipping a batch is a few C
+# calls per row and barely holds the GIL while the server answers requests.
+SHIPPED_COLUMNS = ("row_id", *(c for c in COLUMNS if c != "reasons"))
+_TAKE = (f"SELECT q.version, q.row_id, {', '.join(f'a.{c}' for c in SHIPPED_COLUMNS[1:])} "
          "FROM ship_queue q JOIN attempts a ON a.id = q.row_id WHERE q.row_id <= ? ORDER BY q.row_id LIMIT ?")
-
-
-class QueuedRow(NamedTuple):
-    """A queued row as the team ledger needs it (no reason texts: they stay on the machine)."""
-
-    row_id: int
-    version: int
-    ts: float
-    request_id: str
-    attempt: int
-    task: str
-    tier: str
-    backend: str
-    model: str
-    prompt_tokens: int
-    completion_tokens: int
-    cached_tokens: int
-    latency_ms: float
-    cost_nusd: int
-    frontier_cost_nusd: int
-    outcome: str
-    escalated: int
-    escalation_reason: str | None
-    error_kind: str | None
-    policy_hash: str | None
-    shown: int | None
-    accepted: int | None
-    repo: str | None
-    frontier_price: str | None
-
-
-assert QueuedRow._fields == _SHIPPED
+Queued = tuple[Any, ...]  # (version, row_id, *the rest of SHIPPED_COLUMNS)
 
 
 class Outbox:
@@ -70,15 +42,15 @@ class Outbox:
         """The newest queued row id: `sync` ships up to here and stops, however busy the writers."""
         return int(self._conn.execute("SELECT COALESCE(MAX(row_id), 0) FROM ship_queue").fetchone()[0])
 
-    def take(self, limit: int, up_to: int) -> list[QueuedRow]:
-        return [QueuedRow._make(values) for values in self._conn.execute(_TAKE, (up_to, limit))]
+    def take(self, limit: int, up_to: int) -> list[Queued]:
+        return self._conn.execute(_TAKE, (up_to, limit)).fetchall()
 
-    def shipped(self, rows: Sequence[QueuedRow]) -> None:
+    def shipped(self, rows: Sequence[Queued]) -> None:
         """Forget entries that are in the team ledger, unless they changed since they were read."""
         self._conn.execute("BEGIN IMMEDIATE")
         try:
             self._conn.executemany("DELETE FROM ship_queue WHERE row_id = ? AND version = ?",
-                                   [(r.row_id, r.version) for r in rows])
+                                   [(r[1], r[0]) for r in rows])
             self._conn.execute("COMMIT")
         except BaseException:
             if self._conn.in_transaction:
@@ -92,8 +64,4 @@ class Outbox:
             pass
 
 
-def uid(ledger: str, row_id: int) -> str:
-    return f"{ledger}:{row_id}"
-
-
-__all__ = ["Outbox", "QueuedRow", "uid"]
+__all__ = ["SHIPPED_COLUMNS", "Outbox", "Queued"]

@@ -19,7 +19,6 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -29,30 +28,39 @@ from ... import __version__
 from ..errors import LedgerError, TeamLedgerError
 from ..settings import TeamLedgerSettings
 from .identity import user_key
-from .outbox import Outbox, QueuedRow, uid
+from .outbox import SHIPPED_COLUMNS, Outbox, Queued
 from .pg import connect, describe, is_connection_error, scrub
 from .schema import SCHEMA, ensure_schema
 
 log = logging.getLogger(__name__)
 
 LOCK_FILENAME = "ledger-ship.lock"
+# The batch arrives as SQLite holds it (unix seconds, 0/1 flags); PostgreSQL converts it.
+_INCOMING = (
+    "CREATE TEMP TABLE IF NOT EXISTS incoming (row_id bigint, ts double precision, request_id text, attempt integer, "
+    "task text, tier text, backend text, model text, prompt_tokens bigint, completion_tokens bigint, "
+    "cached_tokens bigint, latency_ms double precision, cost_nusd bigint, frontier_cost_nusd bigint, outcome text, "
+    "escalated integer, escalation_reason text, error_kind text, policy_hash text, shown integer, accepted integer, "
+    "repo text, frontier_price text) ON COMMIT DELETE ROWS"
+)
+assert _INCOMING.count(",") + 1 == len(SHIPPED_COLUMNS)
 PG_COLUMNS = (
     "uid", "ledger_id", "row_id", "ts", "user_key", "repo", "request_id", "attempt", "task", "tier", "backend",
     "model", "prompt_tokens", "completion_tokens", "cached_tokens", "latency_ms", "cost_nusd", "frontier_cost_nusd",
     "frontier_price", "outcome", "escalated", "escalation_reason", "error_kind", "policy_hash", "shown", "accepted",
     "client_version",
 )
-_COLUMN_LIST = ", ".join(PG_COLUMNS)
 _UPSERT = (
-    f"INSERT INTO {SCHEMA}.attempts ({_COLUMN_LIST}) SELECT {_COLUMN_LIST} FROM pg_temp.incoming "
+    f"INSERT INTO {SCHEMA}.attempts ({', '.join(PG_COLUMNS)}) "
+    "SELECT %(ledger)s || ':' || row_id, %(ledger)s, row_id, to_timestamp(ts), %(user)s, repo, request_id, attempt, "
+    "task, tier, backend, model, prompt_tokens, completion_tokens, cached_tokens, latency_ms, cost_nusd, "
+    "frontier_cost_nusd, frontier_price, outcome, escalated <> 0, escalation_reason, error_kind, policy_hash, "
+    "shown <> 0, accepted <> 0, %(version)s FROM pg_temp.incoming "
     f"ON CONFLICT (uid) DO UPDATE SET shown = EXCLUDED.shown, accepted = EXCLUDED.accepted "
     f"WHERE {SCHEMA}.attempts.shown IS DISTINCT FROM EXCLUDED.shown "
     f"OR {SCHEMA}.attempts.accepted IS DISTINCT FROM EXCLUDED.accepted"
 )
-
-
-def _flag(value: int | None) -> bool | None:
-    return None if value is None else bool(value)
+_COPY = f"COPY pg_temp.incoming ({', '.join(SHIPPED_COLUMNS)}) FROM STDIN"
 
 
 class Shipper:
@@ -115,8 +123,7 @@ class Shipper:
                 state = ensure_schema(conn, write=True)
                 self._user_key = user_key(self.settings, state.pseudonym_key)
                 with conn.cursor() as cur:
-                    cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS incoming (LIKE {SCHEMA}.attempts INCLUDING DEFAULTS)"
-                                " ON COMMIT DELETE ROWS")
+                    cur.execute(_INCOMING)
                 conn.commit()
             except Exception as error:
                 conn.close()
@@ -127,24 +134,15 @@ class Shipper:
             self._conn = conn
         return self._conn
 
-    def _values(self, row: QueuedRow) -> tuple[Any, ...]:
-        ledger = self.outbox.ledger_id
-        return (
-            uid(ledger, row.row_id), ledger, row.row_id, datetime.fromtimestamp(row.ts, timezone.utc), self._user_key,
-            row.repo, row.request_id, row.attempt, row.task, row.tier, row.backend, row.model, row.prompt_tokens,
-            row.completion_tokens, row.cached_tokens, row.latency_ms, row.cost_nusd, row.frontier_cost_nusd,
-            row.frontier_price, row.outcome, bool(row.escalated), row.escalation_reason, row.error_kind,
-            row.policy_hash, _flag(row.shown), _flag(row.accepted), __version__,
-        )
-
-    def _send(self, rows: list[QueuedRow]) -> None:
+    def _send(self, rows: list[Queued]) -> None:
         conn = self._connection()
         try:
             with conn.cursor() as cur:
-                with cur.copy(f"COPY pg_temp.incoming ({_COLUMN_LIST}) FROM STDIN") as copy:
+                with cur.copy(_COPY) as copy:
                     for row in rows:
-                        copy.write_row(self._values(row))
-                cur.execute(_UPSERT)
+                        copy.write_row(row[1:])  # without the queue version
+                cur.execute(_UPSERT, {"ledger": self.outbox.ledger_id, "user": self._user_key,
+                                      "version": __version__})
             conn.commit()
         except Exception as error:
             broken = is_connection_error(error) or conn.closed or conn.broken
