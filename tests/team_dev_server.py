@@ -4,7 +4,7 @@ way the engine does (journal first, then the ledger thread) and ships them in th
     python -m tests.team_dev_server TAG [--seconds S] [--every-ms MS]
 
 Reads its ledger and team ledger from the environment (NINETYTEN_HOME, XDG_CONFIG_HOME or
-NINETYTEN_TEAM_LEDGER_URL). Every tenth request gets feedback later. Stops after S seconds
+NINETYTEN_TEAM_LEDGER_URL). Prints `ready` once it takes SIGTERM. Every tenth request gets feedback later. Stops after S seconds
 or on SIGTERM, flushing its rows; prints `done N` with the number of rows it queued.
 """
 
@@ -32,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     sink = LedgerSink(Ledger())
     attach(sink, workspace=None, notify=lambda message: print(f"notice {message}", file=sys.stderr, flush=True))
+    print("ready", flush=True)
     number = 0
     deadline = time.monotonic() + args.seconds
     while not stop.is_set() and time.monotonic() < deadline:

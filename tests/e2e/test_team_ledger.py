@@ -39,9 +39,11 @@ def _env(home: Path, url: str, password: str) -> dict[str, str]:
 
 
 def _server(env: dict[str, str], tag: str, seconds: float = 120) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "tests.team_dev_server", tag, "--seconds", str(seconds),
-                             "--every-ms", "4"], env=env, cwd=PROJECT_ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    server = subprocess.Popen([sys.executable, "-m", "tests.team_dev_server", tag, "--seconds", str(seconds),
+                               "--every-ms", "4"], env=env, cwd=PROJECT_ROOT, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    assert server.stdout is not None and server.stdout.readline().strip() == "ready"  # SIGTERM is handled now
+    return server
 
 
 def _hook(env: dict[str, str], tag: str) -> subprocess.Popen[str]:
