@@ -46,7 +46,8 @@ START = datetime(2026, 9, 1, tzinfo=UTC)
 
 def row_values_for(number: int) -> dict[str, object]:
     tier = "local" if number % 5 else ("in_house", "frontier")[number % 2]
-    return dict(request_id=f"bench-{number}", task=("completion", "completion", "explain", "refactor", "ask")[number % 5],
+    tasks = ("completion", "completion", "explain", "refactor", "ask")
+    return dict(request_id=f"bench-{number}", task=tasks[number % 5],
                 tier=tier, backend={"local": "llama_cpp", "in_house": "openai", "frontier": "anthropic"}[tier],
                 model=f"model-{tier}", prompt_tokens=number % 4000, completion_tokens=number % 300,
                 latency_ms=float(number % 2000), cost_usd=0.0 if tier == "local" else (number % 4000) * 3e-6,
@@ -145,7 +146,8 @@ def big_report(work: Path, settings: TeamLedgerSettings, rows: int, local: bool)
             "'u-' || (n %% 30), (ARRAY['payments','billing','search'])[n %% 3 + 1], 'bench-' || n, 1, "
             "(ARRAY['completion','completion','explain','refactor','ask'])[n %% 5 + 1], "
             "CASE WHEN n %% 5 <> 0 THEN 'local' WHEN n %% 2 = 0 THEN 'in_house' ELSE 'frontier' END, 'b', "
-            "'model-' || (n %% 7), n %% 4000, n %% 300, n %% 2000, CASE WHEN n %% 5 = 0 THEN (n %% 4000) * 3000 ELSE 0 END, "
+            "'model-' || (n %% 7), n %% 4000, n %% 300, n %% 2000, "
+            "CASE WHEN n %% 5 = 0 THEN (n %% 4000) * 3000 ELSE 0 END, "
             "(n %% 4000) * 3000, 'reference-2026-03-21', CASE WHEN n %% 17 = 0 THEN 'escalated' ELSE 'ok' END, "
             "n %% 17 = 0, CASE WHEN n %% 17 = 0 THEN 'low_logprob' END, n %% 3 = 0, n %% 6 = 0 "
             "FROM generate_series(1, %s) AS n", (START, rows))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
@@ -9,7 +10,16 @@ import pytest
 from lsp_server.ledger.settings import TeamLedgerSettings
 from tests.postgres_server import PostgresServer, postgres_bin_dir, running_postgres
 
-__all__ = ["postgres", "team_db", "team_settings"]
+__all__ = ["no_team_ledger_from_the_environment", "postgres", "team_db", "team_settings"]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_team_ledger_from_the_environment() -> Iterator[None]:
+    """A developer's own team ledger or collector must never receive the tests' rows."""
+    saved = {name: os.environ.pop(name) for name in ("NINETYTEN_TEAM_LEDGER_URL", "NINETYTEN_OTEL_ENDPOINT",
+                                                     "NINETYTEN_TEAM_PROJECT") if name in os.environ}
+    yield
+    os.environ.update(saved)
 
 
 @pytest.fixture(scope="session")

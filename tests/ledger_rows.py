@@ -34,7 +34,8 @@ def random_rows(seed: int, count: int, tag: str) -> list[LedgerRow]:
                 frontier_cost_usd=prompt * 3e-6 + completion * 15e-6,
                 frontier_price=rng.choice(["reference-2026-03-21", "frontier-tier", None]),
                 outcome="escalated" if escalated else rng.choice(["ok", "ok", "ok", "failed", "low_confidence"]),
-                escalated=escalated, escalation_reason=rng.choice(["low_logprob", "syntax", None]) if escalated else None,
+                escalated=escalated,
+                escalation_reason=rng.choice(["low_logprob", "syntax", None]) if escalated else None,
                 shown=rng.choice([None, True, False]), accepted=rng.choice([None, True, False]),
                 repo=rng.choice([None, "payments", "r-00aa11bb22cc33dd"]), ts=ts + timedelta(seconds=attempt)))
     return rows

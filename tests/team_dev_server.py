@@ -4,8 +4,9 @@ way the engine does (journal first, then the ledger thread) and ships them in th
     python -m tests.team_dev_server TAG [--seconds S] [--every-ms MS]
 
 Reads its ledger and team ledger from the environment (NINETYTEN_HOME, XDG_CONFIG_HOME or
-NINETYTEN_TEAM_LEDGER_URL). Prints `ready` once it takes SIGTERM. Every tenth request gets feedback later. Stops after S seconds
-or on SIGTERM, flushing its rows; prints `done N` with the number of rows it queued.
+NINETYTEN_TEAM_LEDGER_URL). Prints `ready` once it takes SIGTERM. Every tenth request gets
+feedback later. Stops after S seconds or on SIGTERM, flushing its rows; prints `done N` with
+the number of rows it queued.
 """
 
 from __future__ import annotations

@@ -165,14 +165,14 @@ def test_three_developers_kill_cut_restart_exact_totals(tmp_path: Path, postgres
         assert killed == ["ana", "ben"] and proxy.connections > 3
 
         # `ninetyten ledger sync`: the journals of the killed processes are replayed, the rest ships.
-        for tag, env in envs.items():
+        for env in envs.values():
             done = subprocess.run([sys.executable, "-m", "lsp_server", "ledger", "sync"], env=env, cwd=PROJECT_ROOT,
                                   capture_output=True, text=True, timeout=300)
             assert done.returncode == 0, done.stderr
             assert "shipped" in done.stderr
 
     total = 0
-    for tag, home in homes.items():
+    for home in homes.values():
         count, prompt, frontier, rows = _local_facts(home)
         assert count > 500
         assert _team_facts(direct, _ledger_id(home)) == (count, prompt, frontier, rows)

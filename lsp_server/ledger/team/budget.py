@@ -193,7 +193,7 @@ class TeamBudget:
         while (job := self._jobs.get()) is not None:
             action, args = job
             try:
-                self._run(lambda cur: action(cur, *args))
+                self._run(lambda cur, action=action, args=args: action(cur, *args))
             except TeamLedgerError as error:
                 # An unsettled hold stops counting when it goes stale; its row is counted once shipped.
                 log.debug("team budget: %s", error)
