@@ -67,6 +67,8 @@ FROM per_request GROUP BY dim, key
 def build_team_report(conn: Any, since: datetime | None, *, until: datetime | None = None) -> Report:
     params = {"since": since or datetime.min.replace(tzinfo=timezone.utc), "failures": sorted(FAILURE_OUTCOMES)}
     with conn.cursor() as cur:
+        # The groupings sort every request of the period: in memory, not in temporary files.
+        cur.execute("SET LOCAL work_mem = '256MB'")
         cur.execute(ATTEMPTS_SQL, params)
         attempts = cur.fetchall()
         cur.execute(REQUESTS_SQL, params)
