@@ -80,7 +80,7 @@ def request_path(work: Path, settings: TeamLedgerSettings, puts: int) -> None:
             sink = LedgerSink(Ledger(db))
             shippers = []
             if label.startswith("shipping"):
-                shipper = Shipper(db, settings, gather_s=0.0)
+                shipper = Shipper(db, settings)  # as the server runs it: a batch a second at most
                 sink.team = TeamLink(shipper, None)
                 shipper.start()
                 shippers.append(shipper)
