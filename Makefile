@@ -5,8 +5,10 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 # Re-install only when pyproject.toml changes (the stamp is older than it).
 STAMP := $(VENV)/.installed
-# llama-cpp-python builds from source; the vision parts are not needed.
-export CMAKE_ARGS ?= -DLLAVA_BUILD=OFF
+# llama-cpp-python is built for this machine's CPU and backend (NINETYTEN_LLAMA_BACKEND=
+# cpu|cuda|metal|vulkan), cached per build key and proven by a native self-test; see
+# docs/llama-build.md. CMAKE_ARGS, if set, is added to the build's own arguments.
+LLAMA_BUILD := $(BIN)/python -m lsp_server.llama_build
 
 .PHONY: help setup system-deps model demo test test-fast bench clean
 
@@ -23,11 +25,16 @@ $(BIN)/python:
 
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	@echo "installing ninetyten and its dependencies (llama-cpp-python builds from source the first time: ~5 min)"
+	@# First, so that pip never installs llama-cpp-python itself (its cache may hold a wheel built for another CPU).
+	$(LLAMA_BUILD) install
+	@echo "installing ninetyten and its dependencies"
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	@touch $(STAMP)
 
+# Every time, and quick unless something changed: another CPU, backend or build key
+# rebuilds; a build not yet proven runs the self-test, and one that crashes is rebuilt safer.
 setup: $(STAMP)
+	@$(LLAMA_BUILD) ensure
 
 # The VS Code extension: `make vsix`, and what its real-editor test needs (vscode-deps).
 include editors/vscode.mk

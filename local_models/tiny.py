@@ -5,8 +5,11 @@ alphabet, a few hundred code-flavoured merges, and Qwen's special tokens as CONT
 tokens with the FIM metadata keys — but only ~1k tokens and a 64-wide, 2-layer network,
 so it loads in milliseconds. With `favour`, the weights are arranged so greedy
 decoding emits one chosen token forever (an "endless" model for cancellation tests).
+With `quantized`, the weight matrices are stored in the quantized types real models use
+(Q8_0, Q4_0, Q4_K, Q6_K), so that llama.cpp runs its quantized CPU kernels (repacked,
+AVX-512, AMX) on it — what the native self-test needs.
 
-    python -m local_models.tiny OUT.gguf [--seed N] [--favour x]
+    python -m local_models.tiny OUT.gguf [--seed N] [--favour x] [--quantized]
 """
 
 from __future__ import annotations
@@ -186,6 +189,44 @@ def _tensors(
     return tensors
 
 
+# Quantized mode: which type each weight matrix is stored in. Q8_0 and Q4_0 are real
+# quantizations of the random weights; Q4_K and Q6_K blocks are random bits with a small
+# scale (gguf-py cannot quantize K-types), which is all a kernel test needs.
+QUANTIZED_TYPES: dict[str, str] = {
+    "token_embd.weight": "Q8_0",
+    "attn_q.weight": "Q8_0",
+    "attn_k.weight": "Q8_0",
+    "attn_v.weight": "Q4_0",
+    "attn_output.weight": "Q4_0",
+    "ffn_gate.weight": "Q4_K",
+    "ffn_up.weight": "Q4_K",
+    "ffn_down.weight": "Q6_K",
+    "output.weight": "Q6_K",
+}
+K_QUANT_ROW = 256  # K-quant super-block: rows of K-quantized matrices are multiples of it
+
+
+def _quantized(rng: np.random.Generator, array: npt.NDArray[np.float32], type_name: str) -> npt.NDArray[np.uint8]:
+    import gguf
+    import numpy as np
+
+    qtype = gguf.GGMLQuantizationType[type_name]
+    if type_name in ("Q8_0", "Q4_0"):
+        return gguf.quants.quantize(array, qtype)
+    block_size, type_size = gguf.GGML_QUANT_SIZES[qtype]
+    rows, cols = array.shape
+    blocks = rng.integers(0, 256, size=(rows, cols // block_size, type_size), dtype=np.uint8)
+    # Scales chosen so that weights stay around +-0.02, like the float ones.
+    if type_name == "Q4_K":  # d, dmin (f16), 12 bytes of 6-bit scales, 128 bytes of nibbles
+        blocks[..., 0:2] = np.array([2e-5], dtype=np.float16).view(np.uint8)
+        blocks[..., 2:4] = np.array([2e-5], dtype=np.float16).view(np.uint8)
+    elif type_name == "Q6_K":  # 128 + 64 bytes of 6-bit values, 16 int8 scales, d (f16) last
+        blocks[..., type_size - 2 : type_size] = np.array([5e-6], dtype=np.float16).view(np.uint8)
+    else:
+        raise ValueError(f"no random-block layout for {type_name}")
+    return blocks.reshape(rows, -1)
+
+
 def build_tiny_model(
     out: Path | str,
     *,
@@ -199,18 +240,25 @@ def build_tiny_model(
     favour: str | None = None,
     fim_metadata: bool = True,
     chat_template: str | None = CHAT_TEMPLATE,
+    quantized: bool = False,
 ) -> Path:
     """Write a tiny qwen2 GGUF to `out` (atomically) and return its path. Deterministic per arguments.
 
     `fim_metadata=False` leaves out the tokenizer.ggml.fim_* keys (the FIM tokens stay in
     the vocab), to exercise detection for GGUFs converted without them. `chat_template`
     is written as tokenizer.chat_template (None: no template), e.g. a hostile one.
+    `quantized=True` stores the weight matrices as in QUANTIZED_TYPES; it needs n_embd and
+    n_ff to be multiples of 256 and cannot be combined with `favour`.
     """
     import gguf
     import numpy as np
 
     if n_embd % n_head or n_head % n_head_kv or (n_embd // n_head) % 2:
         raise ValueError("need n_embd divisible by n_head, n_head by n_head_kv, and an even head size")
+    if quantized and (n_embd % K_QUANT_ROW or n_ff % K_QUANT_ROW):
+        raise ValueError(f"a quantized tiny model needs n_embd and n_ff to be multiples of {K_QUANT_ROW}")
+    if quantized and favour is not None:
+        raise ValueError("favour needs exact float weights; it cannot be combined with quantized")
     out = Path(out)
     tokens, merges = build_vocab()
     n_special = len(SPECIAL_TOKENS)
@@ -236,8 +284,9 @@ def build_tiny_model(
     tmp = Path(tmp_name)
     try:
         writer = gguf.GGUFWriter(tmp, ARCH)
-        writer.add_name("ninetyten tiny qwen2" + (f" (favour {favour!r})" if favour is not None else ""))
-        writer.add_file_type(gguf.LlamaFileType.ALL_F32)
+        writer.add_name("ninetyten tiny qwen2" + (f" (favour {favour!r})" if favour is not None else "")
+                        + (" (quantized)" if quantized else ""))
+        writer.add_file_type(gguf.LlamaFileType.MOSTLY_Q4_K_M if quantized else gguf.LlamaFileType.ALL_F32)
         writer.add_context_length(context_length)
         writer.add_embedding_length(n_embd)
         writer.add_block_count(n_layer)
@@ -268,7 +317,12 @@ def build_tiny_model(
             writer.add_chat_template(chat_template)
 
         for name, array in tensors.items():
-            writer.add_tensor(name, array)
+            type_name = QUANTIZED_TYPES.get(name.split(".", 2)[-1] if name.startswith("blk.") else name)
+            if quantized and type_name is not None:
+                writer.add_tensor(name, _quantized(rng, array, type_name),
+                                  raw_dtype=gguf.GGMLQuantizationType[type_name])
+            else:
+                writer.add_tensor(name, array)
         writer.write_header_to_file()
         writer.write_kv_data_to_file()
         writer.write_tensors_to_file()
@@ -286,9 +340,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--favour", default=None, help="make greedy decoding repeat this token forever (e.g. x)")
     parser.add_argument("--context-length", type=int, default=4096)
+    parser.add_argument("--quantized", action="store_true",
+                        help="store the weights as Q8_0/Q4_0/Q4_K/Q6_K (256-wide, for kernel tests)")
     args = parser.parse_args(argv)
+    size = {"n_embd": 256, "n_ff": 512} if args.quantized else {}
     try:
-        path = build_tiny_model(args.out, seed=args.seed, favour=args.favour, context_length=args.context_length)
+        path = build_tiny_model(args.out, seed=args.seed, favour=args.favour, context_length=args.context_length,
+                                quantized=args.quantized, **size)
     except ValueError as exc:
         parser.error(str(exc))
     print(path)

@@ -300,18 +300,14 @@ def cmd_complete(args: argparse.Namespace) -> int:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    import llama_cpp
-
     from local_models import ModelError, models_dir, ninetyten_home, resolve_model
+
+    from .llama_build.doctor import native_check
 
     ok = True
     print(f"ninetyten      {__version__}")
     print(f"python         {platform.python_version()} ({sys.executable})")
     print(f"platform       {platform.platform()}")
-    print(f"llama.cpp      llama-cpp-python {llama_cpp.__version__}")
-    system_info = llama_cpp.llama_print_system_info().decode("utf-8", "replace").strip()
-    features = [item.strip() for item in system_info.split("|") if "= 1" in item]
-    print(f"cpu features   {', '.join(f.split('=')[0].strip() for f in features) or system_info}")
     print(f"cores          {os.cpu_count()}")
     print(f"home           {ninetyten_home()}  (NINETYTEN_HOME={os.environ.get('NINETYTEN_HOME', 'unset')})")
     print(f"models dir     {models_dir()}")
@@ -320,11 +316,17 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         resolved = resolve_model(None, None, progress=True)
         size = resolved.path.stat().st_size / 1e6
         print(f"model          {resolved.path} ({size:.1f} MB, from {resolved.origin})")
+        model_path: Path | None = resolved.path
         if resolved.source == "embedded":
             print("\n".join(models_cli.doctor_lines()))
     except ModelError as error:
         ok = False
+        model_path = None
         print(f"model          PROBLEM: {error}")
+    # llama.cpp runs in a child process: a build that crashes here is reported, never "ok".
+    lines, native = native_check(model_path)
+    print("\n".join(lines), flush=True)
+    ok = ok and native.ok
     from .routing.policy import PolicyError, load_policy
 
     try:

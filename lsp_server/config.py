@@ -48,6 +48,9 @@ class ServerConfig(BaseModel):
     model: str | None = Field(None, description="Path to a .gguf file or a catalog id; default: the embedded model.")
     n_ctx: int = Field(4096, ge=256, le=262_144, description="llama.cpp context window in tokens.")
     threads: int | None = Field(None, ge=1, le=256, description="CPU threads for llama.cpp (default: all cores, at most 8).")
+    gpu_layers: int = Field(
+        -1, ge=-1, le=100_000,
+        description="Model layers to offload to the GPU when llama.cpp was built with GPU support: -1 all, 0 none.")
     load_timeout_s: float = Field(120.0, gt=0, description="How long a request waits for the model to finish loading.")
     completion: CompletionConfig = Field(default_factory=CompletionConfig)
     assist: AssistConfig = Field(default_factory=AssistConfig)

@@ -211,7 +211,8 @@ class Engine:
         self._savings_day: datetime | None = None
         self._savings_usd = 0.0
         self.on_remote_unreachable = on_remote_unreachable
-        self.local = LlamaCppBackend(LlamaSettings(model=self._resolve, n_ctx=config.n_ctx, n_threads=config.threads))
+        self.local = LlamaCppBackend(LlamaSettings(model=self._resolve, n_ctx=config.n_ctx, n_threads=config.threads,
+                                                    n_gpu_layers=config.gpu_layers))
         self._completion: CompletionTask | None = None
 
     # -- setup ---------------------------------------------------------------------

@@ -121,6 +121,7 @@ class LlamaSettings:
     n_ctx: int = 4096
     n_threads: int | None = None
     n_batch: int = 512
+    n_gpu_layers: int = -1  # -1: every layer, when the build supports GPU offload; 0: none
 
 
 def default_threads() -> int:
@@ -193,6 +194,7 @@ class LlamaCppBackend:
                     n_batch=self.settings.n_batch,
                     n_threads=threads,
                     n_threads_batch=threads,
+                    n_gpu_layers=self.settings.n_gpu_layers if llama_cpp.llama_supports_gpu_offload() else 0,
                     # Keep the whole window for models with sliding-window attention, or
                     # a shortened prompt could never reuse the cache.
                     swa_full=True,

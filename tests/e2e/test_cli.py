@@ -100,6 +100,9 @@ def test_doctor(endless_model_path, tmp_path):
     assert "llama-cpp-python 0.3." in result.stdout
     assert str(endless_model_path) in result.stdout
     assert "status         ok" in result.stdout
+    # The self-test ran the build on the tiny quantized model and on the configured one.
+    assert "self-test      ok (2 model(s)" in result.stdout and "gpu offload    " in result.stdout
+    assert "  model: 8 tokens at " in result.stdout
     broken = run("doctor", home=tmp_path, env={"NINETYTEN_MODEL": str(tmp_path / "gone.gguf")})
     assert broken.returncode == 1 and "PROBLEM" in broken.stdout
 

@@ -106,3 +106,33 @@ def test_load_failure_is_a_backend_error(tmp_path):
     with pytest.raises(BackendError, match="could not load"):
         backend.load()
     assert backend.load_failed
+
+
+@pytest.mark.parametrize("gpu_layers", [-1, 0, 2])
+def test_gpu_layers_reach_llama_cpp(gpu_layers, endless_model_path):
+    import llama_cpp
+
+    backend = LlamaCppBackend(LlamaSettings(model=endless_model_path, n_ctx=256, n_gpu_layers=gpu_layers))
+    backend.load()
+    try:
+        offloaded = backend.llm.model_params.n_gpu_layers
+    finally:
+        backend.close()
+    if not llama_cpp.llama_supports_gpu_offload():
+        assert offloaded == 0  # a CPU-only build is never asked for GPU layers
+    else:
+        assert offloaded == {-1: 0x7FFFFFFF, 0: 0, 2: 2}[gpu_layers]  # llama-cpp-python's "all" is INT32_MAX
+
+
+def test_gpu_layers_setting(monkeypatch, tmp_path):
+    from pydantic import ValidationError
+
+    from lsp_server.config import ServerConfig
+    from lsp_server.engine import Engine
+
+    assert ServerConfig().gpu_layers == -1
+    assert ServerConfig().merged({"gpu_layers": 0}).gpu_layers == 0
+    with pytest.raises(ValidationError, match="gpu_layers"):
+        ServerConfig().merged({"gpu_layers": -2})
+    monkeypatch.setenv("NINETYTEN_HOME", str(tmp_path))
+    assert Engine(ServerConfig(gpu_layers=7)).local.settings.n_gpu_layers == 7
