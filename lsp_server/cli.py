@@ -324,9 +324,9 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         model_path = None
         print(f"model          PROBLEM: {error}")
     # llama.cpp runs in a child process: a build that crashes here is reported, never "ok".
-    lines, native = native_check(model_path)
+    lines, native_ok = native_check(model_path)
     print("\n".join(lines), flush=True)
-    ok = ok and native.ok
+    ok = ok and native_ok
     from .routing.policy import PolicyError, load_policy
 
     try:

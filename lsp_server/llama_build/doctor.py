@@ -13,35 +13,40 @@ from pathlib import Path
 
 from .cpu import read_cpu_info
 from .flags import BuildConfigError, plan_build
-from .install import SetupError, State, default_state_path, installed_version, llama_requirement
-from .selftest import ModelSpec, SelfTestReport, report_lines, run_self_test
+from .install import SetupError, State, default_state_path, installed_version, llama_requirement, sticky_env
+from .selftest import ModelSpec, report_lines, run_self_test
 
 
-def build_lines(env: Mapping[str, str] = os.environ, state_path: Path | None = None) -> list[str]:
-    """What the set-up recorded about the installed build, and whether it still fits this machine."""
+def build_lines(env: Mapping[str, str] = os.environ, state_path: Path | None = None) -> tuple[list[str], bool]:
+    """What the set-up recorded about the installed build, and whether it fits this machine."""
     state = State.load(state_path or default_state_path())
     version = installed_version()
     if version is None:
-        return ["llama.cpp build PROBLEM: llama-cpp-python is not installed (run `make setup`)"]
+        return ["llama.cpp build PROBLEM: llama-cpp-python is not installed (run `make setup`)"], False
     if state is None or state.version != version:
         return [f"llama.cpp build llama-cpp-python {version} not built by `make setup`: its compile flags are "
-                "unknown (the self-test below says whether it runs here)"]
+                "unknown (the self-test below says whether it runs here)"], True
     proven = "passed at set-up" if state.selftest and state.selftest.get("ok") else "not run at set-up"
     lines = [f"llama.cpp build level {state.level}, backend {state.backend}, key {state.key} (self-test {proven})"]
     try:
-        plan = plan_build(read_cpu_info(), env, llama_requirement())
-        wanted = {plan.key(level) for level in plan.levels}
-        if state.key not in wanted:
-            lines.append("  built for another CPU or other settings than this machine's now: run `make setup`")
+        plan = plan_build(read_cpu_info(), sticky_env(env, state), llama_requirement())
     except (BuildConfigError, SetupError) as error:
         lines.append(f"  {error}")
-    return lines
+        return lines, True
+    missing = sorted(set(state.cpu_flags) - set(plan.cpu_flags()))
+    if missing:
+        lines.append(f"  PROBLEM: built on a CPU with {', '.join(missing)}, which this one lacks: run `make setup`")
+        return lines, False
+    if state.key not in {plan.key(level) for level in plan.levels}:
+        lines.append("  built for other settings or another CPU than this one now: `make setup` rebuilds it")
+    return lines, True
 
 
 def native_check(model: Path | None, *, gpu_layers: int = -1,
-                 env: Mapping[str, str] | None = None) -> tuple[list[str], SelfTestReport]:
-    """Doctor's lines for the build and the self-test (with `model` as well, when given)."""
-    lines = build_lines(env if env is not None else os.environ)
+                 env: Mapping[str, str] | None = None) -> tuple[list[str], bool]:
+    """Doctor's lines for the build and the self-test (with `model` as well, when given), and
+    whether all is well: the self-test passed and the build was not made for another CPU."""
+    lines, build_ok = build_lines(env if env is not None else os.environ)
     extra = [ModelSpec("model", model, gpu_layers)] if model is not None else []
     report = run_self_test(extra, gpu_layers=gpu_layers, env=env)
-    return lines + report_lines(report), report
+    return lines + report_lines(report), build_ok and report.ok

@@ -82,6 +82,7 @@ class BuildPlan:
     levels: tuple[BuildLevel, ...]  # best first, each safer than the one before
     user_args: tuple[str, ...]  # the user's own CMAKE_ARGS, applied last (they win)
     requirement: str  # the llama-cpp-python requirement the wheel must satisfy
+    amx: bool = False  # the user asked to try AMX kernels
 
     def level(self, name: str) -> BuildLevel:
         for level in self.levels:
@@ -95,17 +96,19 @@ class BuildPlan:
     def cmake_args_text(self, level: BuildLevel) -> str:
         return shlex.join(self.cmake_args(level))
 
+    def cpu_flags(self) -> list[str]:
+        """The CPU flags a build depends on: those ggml uses on x86, every one elsewhere (native)."""
+        return sorted(self.cpu.flags & X86_RELEVANT_FLAGS if self.cpu.is_x86 else self.cpu.flags)
+
     def key(self, level: BuildLevel) -> str:
         """A short hash naming the wheel: equal keys mean the same wheel is safe to reuse."""
-        cpu_flags = self.cpu.flags & X86_RELEVANT_FLAGS if self.cpu.is_x86 else self.cpu.flags
         material = {
             "requirement": self.requirement,
             "backend": self.backend,
             "cmake_args": list(self.cmake_args(level)),
             "system": self.cpu.system,
             "machine": self.cpu.machine,
-            # A native (non-x86) build depends on every flag; an x86 one on those ggml uses.
-            "cpu_flags": sorted(cpu_flags),
+            "cpu_flags": self.cpu_flags(),
         }
         digest = hashlib.sha256(json.dumps(material, sort_keys=True).encode("utf-8")).hexdigest()
         return digest[:16]
@@ -172,13 +175,17 @@ def cpu_levels(cpu: CpuInfo, *, amx: bool = False) -> tuple[BuildLevel, ...]:
     return tuple(levels)
 
 
+def wants_amx(value: str | None) -> bool:
+    return (value or "").strip().lower() in ("1", "yes", "true", "on")
+
+
 def plan_build(cpu: CpuInfo, env: Mapping[str, str], requirement: str) -> BuildPlan:
     """The plan the environment asks for: NINETYTEN_LLAMA_BACKEND, NINETYTEN_LLAMA_AMX, CMAKE_ARGS."""
     backend = choose_backend(env.get(BACKEND_ENV), cpu)
-    amx = env.get(AMX_ENV, "").strip().lower() in ("1", "yes", "true", "on")
+    amx = wants_amx(env.get(AMX_ENV))
     try:
         user_args = tuple(shlex.split(env.get("CMAKE_ARGS", "")))
     except ValueError as error:
         raise BuildConfigError(f"CMAKE_ARGS cannot be parsed: {error}") from None
     return BuildPlan(backend=backend, cpu=cpu, levels=cpu_levels(cpu, amx=amx), user_args=user_args,
-                     requirement=requirement)
+                     requirement=requirement, amx=amx)

@@ -28,14 +28,14 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .cpu import read_cpu_info
-from .flags import BuildConfigError, BuildLevel, BuildPlan, plan_build
+from .flags import AMX_ENV, BACKEND_ENV, BuildConfigError, BuildLevel, BuildPlan, plan_build
 
 if TYPE_CHECKING:  # the self-test needs the project's dependencies; the installer must not
     from .selftest import SelfTestReport
@@ -70,6 +70,21 @@ def default_wheel_dir(env: Mapping[str, str] = os.environ) -> Path:
 
 def default_state_path() -> Path:
     return Path(sys.prefix) / STATE_NAME
+
+
+def sticky_env(env: Mapping[str, str], state: State | None) -> dict[str, str]:
+    """The environment with the last set-up's choices filled in where it names none.
+
+    `NINETYTEN_LLAMA_BACKEND=cuda make setup` followed by a plain `make test` keeps the CUDA
+    build; naming a value again (even an empty CMAKE_ARGS) replaces it.
+    """
+    merged = dict(env)
+    if state is not None:
+        if not merged.get(BACKEND_ENV, "").strip():
+            merged[BACKEND_ENV] = state.backend
+        merged.setdefault("CMAKE_ARGS", state.user_args)
+        merged.setdefault(AMX_ENV, "1" if state.amx else "")
+    return merged
 
 
 def llama_requirement(pyproject: Path = PROJECT_ROOT / "pyproject.toml") -> str:
@@ -107,6 +122,10 @@ class State:
     cmake_args: str
     wheel: str
     version: str
+    # What the user asked for, kept for the next set-up that does not say (see sticky_env).
+    user_args: str = ""
+    amx: bool = False
+    cpu_flags: list[str] = field(default_factory=list)  # the flags the build was made for
     selftest: dict[str, Any] | None = None
 
     @staticmethod
@@ -260,7 +279,8 @@ class Installer:
                 raise SetupError(f"installing {wheel} failed:\n{result.stderr.strip()}")
         version = installed_version() or "?"
         state = State(key=key, level=level.name, backend=self.plan.backend,
-                      cmake_args=self.plan.cmake_args_text(level), wheel=str(wheel), version=version)
+                      cmake_args=self.plan.cmake_args_text(level), wheel=str(wheel), version=version,
+                      user_args=shlex.join(self.plan.user_args), amx=self.plan.amx, cpu_flags=self.plan.cpu_flags())
         state.save(self.state_path)
         self.say(f"installed {PACKAGE} {version}, level {level.name} ({level.summary}), key {key}")
         return state
@@ -374,9 +394,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        plan = plan_build(read_cpu_info(), os.environ, llama_requirement())
-        installer = Installer(plan, wheel_dir=args.wheel_dir or default_wheel_dir(),
-                              state_path=args.state or default_state_path(), dry_run=args.dry_run)
+        state_path = args.state or default_state_path()
+        plan = plan_build(read_cpu_info(), sticky_env(os.environ, State.load(state_path)), llama_requirement())
+        installer = Installer(plan, wheel_dir=args.wheel_dir or default_wheel_dir(), state_path=state_path,
+                              dry_run=args.dry_run)
         if args.retry:
             installer.forget_crashes()
         if args.action == "plan":

@@ -54,6 +54,14 @@ SIGNAL_CAUSES: dict[str, str] = {
 # Signals that point at the build itself; a set-up rebuilds with safer flags after them.
 BUILD_SIGNALS = frozenset({"SIGILL", "SIGSEGV", "SIGBUS", "SIGABRT", "SIGFPE"})
 
+# Windows ends a crashed process with an NTSTATUS code instead of a signal.
+WINDOWS_CRASHES: dict[int, str] = {
+    0xC000001D: "SIGILL",  # STATUS_ILLEGAL_INSTRUCTION
+    0xC0000005: "SIGSEGV",  # STATUS_ACCESS_VIOLATION
+    0xC0000409: "SIGABRT",  # STATUS_STACK_BUFFER_OVERRUN, what abort() ends with
+    0xC0000094: "SIGFPE",  # STATUS_INTEGER_DIVIDE_BY_ZERO
+}
+
 _OFFLOADED = re.compile(r"offloaded (\d+)/(\d+) layers to GPU")
 _BUFFER = re.compile(r"^\s*(?:load_tensors:)?\s*(\S+) model buffer size\s*=\s*([\d.]+) MiB")
 
@@ -225,6 +233,8 @@ def parse_child_output(stdout: str, stderr: str, returncode: int | None, *, time
         report.failure = Failure("timeout", stage, message=f"no result after {timeout_s:.0f} s", stderr_tail=tail)
     elif returncode is not None and returncode < 0:
         report.failure = Failure("signal", stage, signal=signal_name(-returncode), stderr_tail=tail)
+    elif returncode is not None and returncode & 0xFFFFFFFF in WINDOWS_CRASHES:
+        report.failure = Failure("signal", stage, signal=WINDOWS_CRASHES[returncode & 0xFFFFFFFF], stderr_tail=tail)
     elif error is not None:
         report.failure = Failure("error", stage, message=error, stderr_tail=tail)
     elif returncode != 0 or not finished:

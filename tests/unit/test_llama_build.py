@@ -12,9 +12,17 @@ from pathlib import Path
 
 import pytest
 
-from lsp_server.llama_build.cpu import CpuInfo, parse_proc_cpuinfo
-from lsp_server.llama_build.flags import BuildConfigError, choose_backend, cpu_levels, plan_build
-from lsp_server.llama_build.install import CRASHED_NAME, Installer, State, llama_requirement
+from lsp_server.llama_build.cpu import CpuInfo, parse_proc_cpuinfo, read_cpu_info
+from lsp_server.llama_build.doctor import build_lines
+from lsp_server.llama_build.flags import AMX_ENV, BACKEND_ENV, BuildConfigError, choose_backend, cpu_levels, plan_build
+from lsp_server.llama_build.install import (
+    CRASHED_NAME,
+    Installer,
+    State,
+    installed_version,
+    llama_requirement,
+    sticky_env,
+)
 from lsp_server.llama_build.selftest import (
     Failure,
     ModelSpec,
@@ -183,6 +191,11 @@ def test_each_signal_has_a_likely_cause(signum, build_crash, cause):
     assert cause in report.failure.describe() and signal.Signals(signum).name in report.failure.describe()
 
 
+def test_windows_crash_codes_read_as_signals():
+    report = parse_child_output(_events({"event": "start", "stage": "generating with the model"}), "", 0xC000001D)
+    assert report.failure is not None and report.failure.signal == "SIGILL" and report.failure.is_build_crash
+
+
 def test_errors_and_timeouts_are_not_crashes():
     error = parse_child_output(_events({"event": "start", "stage": "loading the model (x.gguf)"},
                                        {"event": "error", "message": "llama.cpp could not load x.gguf"}), "", 1)
@@ -326,3 +339,30 @@ def test_a_cached_wheel_is_reused_only_under_its_key(tmp_path):
     other = Installer(plan(linux_x86(BASE)), wheel_dir=tmp_path, state_path=tmp_path / "s.json", dry_run=True,
                       out=io.StringIO())
     assert other.build(other.plan.levels[0]) is None  # another CPU: a different key, so a build
+
+
+def test_the_last_choice_sticks_until_named_again():
+    state = State(key="k", level="tuned", backend="cuda", cmake_args="", wheel="w", version="1",
+                  user_args="-DGGML_CUDA_F16=ON", amx=True)
+    merged = sticky_env({}, state)
+    assert merged[BACKEND_ENV] == "cuda" and merged["CMAKE_ARGS"] == "-DGGML_CUDA_F16=ON" and merged[AMX_ENV] == "1"
+    named = sticky_env({BACKEND_ENV: "cpu", "CMAKE_ARGS": "", AMX_ENV: "0"}, state)
+    assert named[BACKEND_ENV] == "cpu" and named["CMAKE_ARGS"] == "" and named[AMX_ENV] == "0"
+    assert sticky_env({"X": "1"}, None) == {"X": "1"}
+
+
+def test_doctor_flags_a_build_made_for_another_cpu(tmp_path):
+    version = installed_version()
+    assert version is not None
+    current = plan_build(read_cpu_info(), {}, llama_requirement())
+    path = tmp_path / "state.json"
+    State(key=current.key(current.levels[0]), level=current.levels[0].name, backend=current.backend,
+          cmake_args="", wheel="w", version=version, cpu_flags=current.cpu_flags()).save(path)
+    lines, ok = build_lines({}, path)
+    assert ok and lines[0].startswith(f"llama.cpp build level {current.levels[0].name}") and len(lines) == 1
+    State(key="0" * 16, level="tuned", backend=current.backend, cmake_args="", wheel="w", version=version,
+          cpu_flags=[*current.cpu_flags(), "avx_from_elsewhere"]).save(path)
+    lines, ok = build_lines({}, path)
+    assert not ok and "avx_from_elsewhere, which this one lacks" in lines[1]
+    lines, ok = build_lines({}, tmp_path / "missing.json")
+    assert ok and "not built by `make setup`" in lines[0]
