@@ -311,8 +311,9 @@ class Installer:
         for _ in range(len(self.plan.levels) + 1):
             state = self.installed_state()
             report = self.run_self_test()
+            self.say("self-test of the installed build:")
             for line in report_lines(report):
-                self.say(line)
+                print(f"  {line}", file=self.out, flush=True)
             if report.ok:
                 if state is not None and not self.dry_run:
                     state.selftest = {"ok": True, "at": _now(),
