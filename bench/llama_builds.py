@@ -6,7 +6,8 @@ Each wheel is unpacked into a temporary directory and imported by a child proces
 the installed llama-cpp-python, so builds with different compile flags run side by side
 without a virtual environment each. Rounds interleave the builds, so that load from other
 processes on the machine falls on all of them alike. The first build is the baseline;
-the table prints prompt and generation tokens/s (median over rounds) and their ratio to it.
+the table prints prompt and generation tokens/s (median over rounds) and their ratio to it,
+per wall-clock second and per CPU-second of the child process.
 """
 
 from __future__ import annotations
@@ -35,16 +36,18 @@ threads = spec["threads"] or max(1, min(len(os.sched_getaffinity(0)), 8))
 llm = llama_cpp.Llama(model_path=spec["model"], n_ctx=2048, n_batch=512, n_threads=threads,
                       n_threads_batch=threads, verbose=False)
 prompt = llm.tokenize(spec["prompt"].encode(), add_bos=True)[: spec["prompt_tokens"]]
-started = time.perf_counter()
+started, cpu_started = time.perf_counter(), time.process_time()
 llm.eval(prompt)
-prompt_s = time.perf_counter() - started
+prompt_s, prompt_cpu = time.perf_counter() - started, time.process_time() - cpu_started
 ctx, n_vocab = llm._ctx.ctx, llm.n_vocab()
-started = time.perf_counter()
+started, cpu_started = time.perf_counter(), time.process_time()
 for _ in range(spec["tokens"]):
     logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(ctx, -1), shape=(n_vocab,))
     llm.eval([int(np.argmax(logits))])
-generate_s = time.perf_counter() - started
+generate_s, generate_cpu = time.perf_counter() - started, time.process_time() - cpu_started
+# Tokens per CPU-second as well: on a shared machine it moves less with other load than wall time.
 print(json.dumps({"prompt_tps": len(prompt) / prompt_s, "gen_tps": spec["tokens"] / generate_s,
+                  "prompt_cpu_tps": len(prompt) / prompt_cpu, "gen_cpu_tps": spec["tokens"] / generate_cpu,
                   "system_info": llama_cpp.llama_print_system_info().decode()}))
 """
 
@@ -93,20 +96,24 @@ def main() -> int:
             for name, root in roots.items():
                 results[name].append(run_once(root, args.model, prompt, args.prompt_tokens, args.tokens,
                                                args.threads))
-                print(f"round {round_index + 1} {name}: prompt {results[name][-1]['prompt_tps']:.1f} tok/s, "
-                      f"generation {results[name][-1]['gen_tps']:.1f} tok/s", file=sys.stderr)
+                last = results[name][-1]
+                print(f"round {round_index + 1} {name}: prompt {last['prompt_tps']:.1f} tok/s "
+                      f"({last['prompt_cpu_tps']:.1f} per CPU-s), generation {last['gen_tps']:.1f} tok/s "
+                      f"({last['gen_cpu_tps']:.1f} per CPU-s)", file=sys.stderr)
     baseline = next(iter(results))
-    base_prompt = statistics.median(r["prompt_tps"] for r in results[baseline])
-    base_gen = statistics.median(r["gen_tps"] for r in results[baseline])
+    measures = ("prompt_tps", "gen_tps", "prompt_cpu_tps", "gen_cpu_tps")
+    base = {m: statistics.median(r[m] for r in results[baseline]) for m in measures}
     print(f"model {args.model.name}, prompt {args.prompt_tokens} tokens, {args.tokens} generated, "
-          f"{args.threads or 'default'} threads, "
-          f"median of {args.rounds} interleaved rounds; ratios against {baseline}")
-    print(f"{'build':<12} {'prompt tok/s':>13} {'ratio':>6} {'gen tok/s':>10} {'ratio':>6}")
+          f"{args.threads or 'default'} threads, median of {args.rounds} interleaved rounds; ratios against {baseline}")
+    print("tok/s per wall-clock second and per CPU-second of the process (less sensitive to other load)")
+    print(f"{'build':<10} {'prompt':>8} {'ratio':>6} {'gen':>8} {'ratio':>6} {'prompt/cpu':>11} {'ratio':>6} "
+          f"{'gen/cpu':>8} {'ratio':>6}")
     for name, runs in results.items():
-        prompt_tps = statistics.median(r["prompt_tps"] for r in runs)
-        gen_tps = statistics.median(r["gen_tps"] for r in runs)
-        print(f"{name:<12} {prompt_tps:>13.1f} {prompt_tps / base_prompt:>6.2f} {gen_tps:>10.1f} "
-              f"{gen_tps / base_gen:>6.2f}")
+        row = f"{name:<10}"
+        for measure, width in zip(measures, (8, 8, 11, 8)):
+            value = statistics.median(r[measure] for r in runs)
+            row += f" {value:>{width}.1f} {value / base[measure]:>6.2f}"
+        print(row)
     return 0
 
 
