@@ -140,6 +140,18 @@ class SelfTestReport:
         return features
 
 
+def parse_load_log(text: str) -> tuple[str | None, dict[str, float]]:
+    """From llama.cpp's log of a model load: "N/M" layers offloaded to the GPU (None when it
+    does not say), and MiB of weights per buffer type (CPU_Mapped, CPU_REPACK, CUDA0, Metal, AMX...)."""
+    offloaded = _OFFLOADED.search(text)
+    buffers: dict[str, float] = {}
+    for line in text.splitlines():
+        found = _BUFFER.match(line)
+        if found:
+            buffers[found.group(1)] = buffers.get(found.group(1), 0.0) + float(found.group(2))
+    return (f"{offloaded.group(1)}/{offloaded.group(2)}" if offloaded else None), buffers
+
+
 def build_selftest_model(directory: Path) -> Path:
     """The tiny quantized model (256 wide, so K-quant blocks fit) the self-test always runs."""
     from local_models.tiny import build_tiny_model
@@ -320,13 +332,7 @@ def _child(spec: dict[str, Any]) -> int:
             _emit(event="error", message=f"llama.cpp could not load {path}: {exc}")
             return 1
         load_s = time.perf_counter() - started
-        log_text = "".join(native_log)
-        offloaded = _OFFLOADED.search(log_text)
-        buffers: dict[str, float] = {}
-        for line in log_text.splitlines():
-            found = _BUFFER.match(line)
-            if found:
-                buffers[found.group(1)] = buffers.get(found.group(1), 0.0) + float(found.group(2))
+        offloaded, buffers = parse_load_log("".join(native_log))
         stage = f"generating with the {label}"
         _emit(event="start", stage=stage)
         _maybe_inject("generate", index)
@@ -346,7 +352,7 @@ def _child(spec: dict[str, Any]) -> int:
         _emit(event="model", label=label, path=path, load_s=load_s, tokens=int(spec["tokens"]),
               tokens_per_s=int(spec["tokens"]) / max(generate_s, 1e-9),
               prompt_tokens_per_s=len(prompt) / max(prompt_s, 1e-9),
-              offloaded=f"{offloaded.group(1)}/{offloaded.group(2)}" if offloaded else ("0/?" if gpu_offload else None),
+              offloaded=offloaded or ("0/?" if gpu_offload else None),
               buffers=buffers)
         llm.close()
     _emit(event="finished")

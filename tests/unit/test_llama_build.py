@@ -27,7 +27,9 @@ from lsp_server.llama_build.selftest import (
     Failure,
     ModelSpec,
     SelfTestReport,
+    ModelResult,
     parse_child_output,
+    parse_load_log,
     report_lines,
     run_child,
 )
@@ -366,3 +368,21 @@ def test_doctor_flags_a_build_made_for_another_cpu(tmp_path):
     assert not ok and "avx_from_elsewhere, which this one lacks" in lines[1]
     lines, ok = build_lines({}, tmp_path / "missing.json")
     assert ok and "not built by `make setup`" in lines[0]
+
+
+def test_what_llama_cpp_offloaded_is_read_from_its_load_log():
+    log = textwrap.dedent("""\
+        load_tensors: offloading 18 repeating layers to GPU
+        load_tensors: offloading output layer to GPU
+        load_tensors: offloaded 19/19 layers to GPU
+        load_tensors:        CUDA0 model buffer size =   230.10 MiB
+        load_tensors:   CPU_Mapped model buffer size =    80.00 MiB
+        load_tensors:   CPU_Mapped model buffer size =     2.50 MiB
+        """)
+    assert parse_load_log(log) == ("19/19", {"CUDA0": 230.1, "CPU_Mapped": 82.5})
+    assert parse_load_log("load_tensors:          AMX model buffer size =    10.00 MiB\n") == (None, {"AMX": 10.0})
+    report = SelfTestReport(gpu_offload=True, models=[ModelResult("model", "m.gguf", tokens=8, tokens_per_s=50,
+                                                                  offloaded="19/19", buffers={"CUDA0": 230.1})])
+    text = "\n".join(report_lines(report))
+    assert "gpu offload    supported by this build" in text
+    assert "model: 8 tokens at 50.0 tok/s" in text and "19/19 layers on the GPU; weights: CUDA0 230.1 MiB" in text
