@@ -11,9 +11,11 @@ The first model is always a tiny generated one with the quantized types real mod
 that a real model would, in about a second. `ninetyten doctor` adds the model the server
 would load, which also shows how many layers llama.cpp offloaded to the GPU.
 
-For tests of the machinery, `NINETYTEN_SELFTEST_INJECT=SIGNAL[@stage]` makes the child
-raise that signal itself when it reaches the stage (import, load or generate; default:
-generate with the first model), after real llama.cpp has been loaded.
+For tests of the machinery, `NINETYTEN_SELFTEST_INJECT=SIGNAL[@stage][:FEATURE]` makes the
+child raise that signal itself when it reaches the stage (import, load or generate;
+default: generate with the first model), after real llama.cpp has been loaded; with
+FEATURE (as llama.cpp's system info names it, e.g. AVX512), only when the build uses that
+feature — what a CPU without it would do.
 """
 
 from __future__ import annotations
@@ -287,13 +289,16 @@ def _emit(**event: Any) -> None:
     sys.stdout.flush()
 
 
-def _maybe_inject(stage: str, model_index: int) -> None:
+def _maybe_inject(stage: str, model_index: int, build_features: Sequence[str] = ()) -> None:
     value = os.environ.get(INJECT_ENV, "").strip()
     if not value:
         return
+    value, _, feature = value.partition(":")
     name, _, where = value.partition("@")
     if (where or "generate") != stage or (stage != "import" and model_index != 0):
         return
+    if feature and feature.upper() not in build_features:
+        return  # as a CPU without that feature would: only builds that use it die
     os.kill(os.getpid(), getattr(signal, name.upper()))
 
 
@@ -315,14 +320,15 @@ def _child(spec: dict[str, Any]) -> int:
     llama_cpp.llama_log_set(collect, ctypes.c_void_p(0))
     llama_cpp.llama_backend_init()
     gpu_offload = bool(llama_cpp.llama_supports_gpu_offload())
-    _emit(event="import", version=llama_cpp.__version__, gpu_offload=gpu_offload,
-          system_info=llama_cpp.llama_print_system_info().decode("utf-8", "replace").strip())
+    system_info = llama_cpp.llama_print_system_info().decode("utf-8", "replace").strip()
+    features = SelfTestReport(system_info=system_info).cpu_features()
+    _emit(event="import", version=llama_cpp.__version__, gpu_offload=gpu_offload, system_info=system_info)
     threads = max(1, min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 2), 8))
     for index, model in enumerate(spec["models"]):
         label, path = model["label"], model["path"]
         stage = f"loading the {label} ({path})"
         _emit(event="start", stage=stage)
-        _maybe_inject("load", index)
+        _maybe_inject("load", index, features)
         native_log.clear()
         started = time.perf_counter()
         try:
@@ -335,7 +341,7 @@ def _child(spec: dict[str, Any]) -> int:
         offloaded, buffers = parse_load_log("".join(native_log))
         stage = f"generating with the {label}"
         _emit(event="start", stage=stage)
-        _maybe_inject("generate", index)
+        _maybe_inject("generate", index, features)
         prompt = llm.tokenize(PROMPT.encode("utf-8"), add_bos=True)
         started = time.perf_counter()
         llm.eval(prompt)

@@ -43,6 +43,19 @@ def test_the_real_build_passes_its_self_test(endless_model_path):
         assert model.tokens == 8 and model.tokens_per_s > 0
         # A CPU-only build reports no offload; a GPU build says how many layers llama.cpp placed.
         assert (model.offloaded is None) == (report.gpu_offload is False)
+    state = State.load(Path(sys.prefix) / "ninetyten-llama-build.json")
+    if state is not None and state.version == installed_version() and not state.amx:
+        assert not {"AMX_INT8", "AMX_TILE"} & set(report.cpu_features())  # no AMX kernels unless asked for
+
+
+def test_a_crash_only_where_the_build_uses_a_feature(tmp_path):
+    # The injection can mimic a CPU that lacks one feature: only builds using it die.
+    used = run_self_test(env={**os.environ, INJECT_ENV: "SIGILL:SSE3"}, timeout_s=240)
+    unused = run_self_test(env={**os.environ, INJECT_ENV: "SIGILL:NO_SUCH_FEATURE"}, timeout_s=240)
+    assert unused.ok
+    if "SSE3" in unused.cpu_features():
+        assert used.failure is not None and used.failure.signal == "SIGILL"
+        assert used.failure.stage == "generating with the self-test model"
 
 
 @pytest.mark.parametrize(("inject", "words"), [
