@@ -317,16 +317,18 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         size = resolved.path.stat().st_size / 1e6
         print(f"model          {resolved.path} ({size:.1f} MB, from {resolved.origin})")
         model_path: Path | None = resolved.path
-        if resolved.source == "embedded":
-            print("\n".join(models_cli.doctor_lines()))
+        embedded = resolved.source == "embedded"
     except ModelError as error:
         ok = False
-        model_path = None
+        model_path, embedded = None, False
         print(f"model          PROBLEM: {error}")
-    # llama.cpp runs in a child process: a build that crashes here is reported, never "ok".
+    # llama.cpp runs in a child process first: a build that crashes here is reported, never
+    # "ok", and doctor itself asks llama.cpp for its devices only after the build proved safe.
     lines, native_ok = native_check(model_path)
     print("\n".join(lines), flush=True)
     ok = ok and native_ok
+    if embedded and native_ok:
+        print("\n".join(models_cli.doctor_lines()))
     from .routing.policy import PolicyError, load_policy
 
     try:
