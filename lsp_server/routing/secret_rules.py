@@ -178,6 +178,22 @@ def random_mixed_case(value: str) -> bool:
     return shannon_entropy(value) >= 3.8 and flips >= 0.3 * (len(value) - 1)
 
 
+def random_letters(value: str) -> bool:
+    """Letters-only token bodies: mixed case that flips often, or one case that is varied
+    enough not to be a word (34 random lower-case letters carry ~4.3 bits per letter)."""
+    body = value.rsplit("_", 1)[-1]
+    if body.islower() or body.isupper():
+        return shannon_entropy(body) >= 3.8
+    return random_mixed_case(body)
+
+
+def random_parts(value: str) -> bool:
+    """Every long part of a dotted token is random (JWT-shaped tokens whose parts do not
+    decode: `ey...` `.` `ey...` `.` signature)."""
+    parts = [p for p in value.split(".") if len(p) >= 16]
+    return len(parts) >= 2 and all(shannon_entropy(p) >= 3.5 and has_digit_and_letter(p) for p in parts)
+
+
 def _not_port(value: str) -> bool:
     # `host:8080@...` style false matches: a short all-digit "password" is a port.
     return not (value.isdigit() and len(value) <= 5)
@@ -367,6 +383,15 @@ RULES: tuple[SecretRule, ...] = (
     token("gitlab-runner-token", "vcs", r"glrt-(?P<body>[A-Za-z0-9_-]{20,64})(?![\w-])"),
     token("gitlab-runner-token", "vcs", r"GR1348941(?P<body>[A-Za-z0-9_-]{20,64})(?![\w-])"),
     token("gitlab-token", "vcs", r"gl(?:ptt|ft|soat|imt|cbt|oas|agent)-(?P<body>[A-Za-z0-9_-]{20,64})(?![\w-])"),
+    token(
+        "gitlab-incoming-email-token",
+        "vcs",
+        # A project's reply-by-email address carries a per-user token.
+        r"incoming\+(?:[A-Za-z0-9._-]{1,100}-)?\d{1,24}-(?P<secret>[A-Za-z0-9_-]{12,64})-(?:issue(?:-\d{1,20})?|merge-request)@",
+        min_entropy=3.0,
+        boundary=False,
+        scope="text",
+    ),
     token("bitbucket-app-password", "vcs", r"ATBB(?P<body>[A-Za-z0-9_=.-]{28,64})(?![\w=.-])", min_entropy=3.5),
     *context(
         "bitbucket-app-password", "vcs", "bitbucket", r"[a-z0-9]{18,24}",
@@ -375,8 +400,10 @@ RULES: tuple[SecretRule, ...] = (
     # ---------------------------------------------------------------- chat
     token("slack-bot-token", "chat", r"xoxb-(?P<body>[0-9]{8,13}-[0-9]{8,13}-[A-Za-z0-9]{20,40})(?![\w-])"),
     token("slack-user-token", "chat", r"xoxp-(?P<body>(?:[0-9]{6,13}-){2,3}[A-Za-z0-9]{20,40})(?![\w-])"),
-    token("slack-app-token", "chat", r"xapp-\d-(?P<body>[A-Z0-9]{8,14}-[0-9]{8,14}-[a-f0-9]{40,70})(?![\w-])"),
+    token("slack-app-token", "chat", r"(?:xapp|XAPP)-\d-(?P<body>[A-Z0-9]{8,14}-[0-9]{8,24}-[A-Za-z0-9]{16,70})(?![\w-])"),
     token("slack-legacy-token", "chat", r"xox[aeors]-(?P<body>(?:[0-9]{1,13}-){0,3}[A-Za-z0-9]{8,64})(?![\w-])"),
+    # Legacy user tokens: three numeric ids and a hex tail, which may be short.
+    token("slack-legacy-token", "chat", r"xox[os]-(?P<body>[0-9]{4,30}-[0-9]{4,30}-[0-9]{4,30}-[a-fA-F0-9]{2,64})(?![\w-])", min_entropy=3.0),
     token(
         "slack-webhook",
         "chat",
@@ -405,7 +432,7 @@ RULES: tuple[SecretRule, ...] = (
     token(
         "teams-webhook",
         "chat",
-        r"https://[a-z0-9-]{1,60}\.webhook\.office\.com/webhookb2/[a-f0-9-]{36}@[a-f0-9-]{36}/IncomingWebhook/(?P<body>[A-Za-z0-9]{32}/[a-f0-9-]{36})(?:/[A-Za-z0-9_-]{20,80})?",
+        r"https://[a-z0-9-]{1,60}\.webhook\.office\.com/webhookb2/[A-Za-z0-9-]{36}@[A-Za-z0-9-]{36}/IncomingWebhook/(?P<body>[A-Za-z0-9]{32}/[A-Za-z0-9-]{36})(?:/[A-Za-z0-9_-]{20,80})?",
         anchor=r"\.webhook\.office\.com/",
         window=200,
         scope="text",
@@ -438,6 +465,10 @@ RULES: tuple[SecretRule, ...] = (
     token("stripe-webhook-secret", "payment", r"whsec_(?P<body>[A-Za-z0-9+/=]{32,100})(?![\w-])"),
     token("square-access-token", "payment", r"sq0atp-(?P<body>[A-Za-z0-9_-]{22,60})(?![\w-])"),
     token("square-access-token", "payment", r"EAAA(?P<body>[A-Za-z0-9_-]{60})(?![\w-])", min_entropy=4.0),
+    # Flutterwave: `FLWSECK-`/`FLWPUBK-` (live) and `..._TEST-` (test mode) keys.
+    token("flutterwave-key", "payment", r"FLW(?:SEC|PUB)K(?:_TEST)?-(?P<body>[a-hA-H0-9]{32})-X(?![\w-])", min_entropy=2.5),
+    token("flutterwave-key", "payment", r"FLWSECK(?:_TEST)?-(?P<body>[a-hA-H0-9]{12})(?![\w-])", min_entropy=2.5),
+    token("easypost-api-key", "payment", r"EZ[AT]K(?P<body>[A-Za-z0-9]{54})(?![\w-])", min_entropy=3.5),
     token("square-oauth-secret", "payment", r"sq0csp-(?P<body>[A-Za-z0-9_-]{43})(?![\w-])"),
     token(
         "braintree-access-token",
@@ -455,8 +486,8 @@ RULES: tuple[SecretRule, ...] = (
         r"sk-(?:(?:proj|svcacct|admin|None)-(?P<body>[A-Za-z0-9_-]{40,250})|[A-Za-z0-9]{20}T3BlbkFJ[A-Za-z0-9]{20})(?![\w-])",
     ),
     token("anthropic-api-key", "ai", r"sk-ant-[a-z]{2,8}\d{0,3}-(?P<body>[A-Za-z0-9_-]{40,200})(?![\w-])"),
-    token("huggingface-token", "ai", r"hf_(?P<body>[A-Za-z0-9]{34,40})(?![\w-])", validator=random_mixed_case),
-    token("huggingface-token", "ai", r"api_org_(?P<body>[A-Za-z0-9]{34,40})(?![\w-])", validator=random_mixed_case),
+    token("huggingface-token", "ai", r"hf_(?P<body>[A-Za-z0-9]{34,40})(?![\w-])", validator=random_letters),
+    token("huggingface-token", "ai", r"api_org_(?P<body>[A-Za-z0-9]{34,40})(?![\w-])", validator=random_letters),
     token("replicate-api-token", "ai", r"r8_(?P<body>[A-Za-z0-9]{37})(?![\w-])", validator=mixed_token),
     token("groq-api-key", "ai", r"gsk_(?P<body>[A-Za-z0-9]{52})(?![\w-])", validator=mixed_token),
     # ---------------------------------------------------------------- package registries
@@ -526,6 +557,63 @@ RULES: tuple[SecretRule, ...] = (
     token("pulumi-access-token", "infra", r"pul-(?P<body>[a-f0-9]{40})(?![\w-])"),
     token("doppler-token", "infra", r"dp\.(?:pt|st|sa|ct|scim|audit)\.(?P<body>[A-Za-z0-9]{40,44})(?![\w-])"),
     token("planetscale-token", "infra", r"pscale_(?:tkn|pw|oauth)_(?P<body>[A-Za-z0-9_.-]{32,64})(?![\w-])"),
+    token("openshift-token", "infra", r"sha256~(?P<body>[A-Za-z0-9_-]{43})(?![\w-])", min_entropy=3.5),
+    token(
+        "flyio-token",
+        "infra",
+        r"FlyV1[ \t](?P<body>[A-Za-z0-9=_,/+-]{100,4000})",
+        min_entropy=4.0,
+        scope="text",
+    ),
+    # ---------------------------------------------------------------- more SaaS formats
+    token(
+        "dropbox-token",
+        "devtools",
+        # Long-lived tokens: 11 characters, ten `A`s, 43 more.
+        r"(?<![\w-])(?P<secret>[A-Za-z0-9]{11}AAAAAAAAAA[A-Za-z0-9_=-]{43})(?![\w=-])",
+        anchor="AAAAAAAAAA",
+        window=60,
+        min_entropy=3.5,
+    ),
+    token(
+        "salesforce-access-token",
+        "devtools",
+        # An org id (`00D...`), `!`, then the session part.
+        r"(?<![\w!])(?P<secret>00[A-Za-z0-9]{13}![A-Za-z0-9._-]{80,260})(?![\w.-])",
+        anchor="!",
+        window=280,
+        min_entropy=3.5,
+        scope="lines",
+    ),
+    token(
+        "facebook-app-access-token",
+        "devtools",
+        # `app id|app secret`
+        r"(?<![\w|%])(?P<secret>\d{15,16}[|%][0-9A-Za-z_-]{27,40})(?![\w-])",
+        anchor=r"\d{15}[|%]",
+        window=60,
+        validator=mixed_token,
+        min_entropy=3.5,
+        scope="lines",
+    ),
+    token("facebook-page-access-token", "devtools", r"EAA[MC](?P<body>[A-Za-z0-9]{100,400})(?![\w-])", min_entropy=4.0),
+    token(
+        "tableau-personal-access-token",
+        "devtools",
+        r"(?<![A-Za-z0-9+/])(?P<secret>[A-Za-z0-9+/]{22}==:[A-Za-z0-9]{32})(?![\w-])",
+        anchor="==:",
+        window=40,
+        validator=mixed_token,
+        min_entropy=3.5,
+    ),
+    SecretRule(
+        "gc-notify-api-key",
+        "messaging",
+        # Canada's GC Notify: `gcntfy-<name>-<service uuid>-<secret uuid>`.
+        _c(r"gcntfy-[a-z0-9_-]{1,60}?-(?P<secret>[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})"),
+        on_lower=True,
+        scope="lines",
+    ),
     # ---------------------------------------------------------------- private keys
     token(
         "private-key",
@@ -556,6 +644,13 @@ RULES: tuple[SecretRule, ...] = (
         r"eyJ[A-Za-z0-9_-]{8,2000}\.eyJ[A-Za-z0-9_-]{8,8000}\.[A-Za-z0-9_-]{16,1000}(?![\w-])",
         validator=valid_jwt,
         placeholder_check=False,
+    ),
+    token(
+        "jwt",
+        "jwt",
+        # JWT-shaped (`ey...`.`ey...`[.sig]) with random parts that do not decode.
+        r"ey[A-Za-z0-9_-]{17,2000}\.ey[A-Za-z0-9_-]{17,8000}\.(?:[A-Za-z0-9_-]{10,1000}={0,2})?(?![\w-])",
+        validator=random_parts,
     ),
     # ---------------------------------------------------------------- connection strings
     token(

@@ -62,7 +62,7 @@ SERVICES: frozenset[str] = frozenset(
     larksuite lighton miro new_york_times ollama stability upstage virustotal weights_and_biases
     box capella contribsys couchbase crates data_gov endor endor_labs fal gitea glm hunter influx
     instantly linked_in lob message_bird midtrans openweather private_ai pyowm retell sumo
-    telegr wiz z_ai zlm
+    sonar_login sonar_token telegr wiz z_ai zlm
     """.split()
 )
 _SERVICE_RE = re.compile(
@@ -133,8 +133,10 @@ def random_value(value: str, strict: bool = False) -> bool:
         return False
     if value.startswith(("/", "./", "../", "~/")) or ("/" in value and _PATHISH.search(value)):
         return False  # file paths
-    if _DOTTED_NAME.fullmatch(value) and any(_name_share(part) >= 0.5 for part in value.split(".")):
-        return False  # `module.ClassName`, `win32api.RegOpenKeyEx`: references in code
+    if _DOTTED_NAME.fullmatch(value):
+        parts = value.split(".")
+        if any(_name_share(part) >= 0.5 for part in parts) and not any(len(p) >= 16 and _HEXISH.fullmatch(p) for p in parts):
+            return False  # `module.ClassName`, `win32api.RegOpenKeyEx`: references in code
     entropy = shannon_entropy(value)
     has_digit = any(c.isdigit() for c in value)
     has_alpha = any(c.isalpha() for c in value)
@@ -145,7 +147,7 @@ def random_value(value: str, strict: bool = False) -> bool:
         return value.isdigit() and n >= 16 and entropy >= 2.7 and len(set(value)) >= 7
     if entropy < min(3.3, 0.75 * math.log2(n)) or _SEPARATED_WORDS.fullmatch(value):
         return False
-    core = max(_SEGMENT.split(value), key=len)
+    core = _core(value)
     has_upper = any(c.isupper() for c in core)
     has_lower = any(c.islower() for c in core)
     if not any(c.isdigit() for c in core):
@@ -166,6 +168,18 @@ def random_value(value: str, strict: bool = False) -> bool:
 
 
 _MODE_MARKER = re.compile(r"^(?:test|live|sandbox|prod)_(?:pub_|sk_|pk_)?(?=[A-Za-z0-9]{16})", re.IGNORECASE)
+
+
+def _core(value: str) -> str:
+    """The longest segment of a value, the part its randomness is judged on; a numeric id in
+    front (`6804317791134525:Ayog47p-...`) gives way to the longest segment with letters."""
+    segments = _SEGMENT.split(value)
+    core = max(segments, key=len)
+    if core.isdigit():
+        lettered = max((s for s in segments if not s.isdigit()), key=len, default="")
+        if len(lettered) >= 8:
+            return lettered
+    return core
 
 
 def looks_random(core: str) -> bool:
@@ -193,8 +207,14 @@ def looks_random(core: str) -> bool:
 
 
 def _name_share(value: str) -> float:
-    """Share of `value` made of 3+ letter pieces (`RegOpenKeyEx`, `structEndArchive`)."""
-    return sum(len(p) for p in _PIECES.findall(value)) / max(1, len(value))
+    """Share of `value` made of 3+ letter pieces (`RegOpenKeyEx`, `structEndArchive`).
+    Upper-case runs without a vowel (`RWLZK`) are random text, not acronyms of a name."""
+    return sum(len(p) for p in _PIECES.findall(value) if not (p.isupper() and len(p) > 4 and not _VOWEL.search(p))) / max(
+        1, len(value)
+    )
+
+
+_VOWEL = re.compile(r"[AEIOUY]")
 
 
 def _words_share(value: str) -> float:

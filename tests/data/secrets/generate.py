@@ -330,6 +330,32 @@ SPECS: list[Spec] = [
     # entropy (names that are not secret words by themselves)
     Spec("high-entropy-hex", "entropy", "HMAC_SALT", same(lambda: rand(HEX, 64))),
     Spec("high-entropy-base64", "entropy", "SIGNATURE_SEED", same(lambda: rand(B64, 44))),
+    # more provider formats (appended, so the specs above keep their files)
+    Spec("flutterwave-key", "payment", "FLW_SECRET", same(lambda: "FLWSECK-" + rand("abcdefgh0123456789", 32) + "-X")),
+    Spec("easypost-api-key", "payment", "EASYPOST", same(lambda: "EZAK" + rand(B62, 54))),
+    Spec(
+        "gitlab-incoming-email-token",
+        "vcs",
+        "ISSUE_REPLY_TO",
+        wrapped("incoming+acme-orders-4821-{}-issue@gitlab.acme.internal", lambda: rand(string.ascii_lowercase + string.digits, 25)),
+    ),
+    Spec("openshift-token", "infra", "OPENSHIFT", same(lambda: "sha256~" + rand(B64URL, 43))),
+    Spec("flyio-token", "infra", "FLY_API", same(lambda: "FlyV1 fm2_" + rand(B64, 140) + ",fm2_" + rand(B64, 60))),
+    Spec("salesforce-access-token", "devtools", "SF_SESSION", same(lambda: "00D" + rand(B62, 12) + "!" + rand(B62 + "._", 96))),
+    Spec("facebook-app-access-token", "devtools", "FB_APP_TOKEN", same(lambda: digits(15) + "|" + rand(B64URL, 27))),
+    Spec("facebook-page-access-token", "devtools", "FB_PAGE", same(lambda: "EAAC" + rand(B62, 180))),
+    Spec("tableau-personal-access-token", "devtools", "TABLEAU_PAT", same(lambda: rand(B64, 22) + "==:" + rand(B62, 32))),
+    Spec(
+        "gc-notify-api-key",
+        "messaging",
+        "NOTIFY_API_KEY",
+        wrapped(
+            "gcntfy-orders-{}",
+            lambda: f"{uuid.UUID(int=rng.getrandbits(128), version=4)}-{uuid.UUID(int=rng.getrandbits(128), version=4)}",
+        ),
+    ),
+    Spec("dropbox-token", "devtools", "DROPBOX_OFFLINE", same(lambda: rand(B62, 11) + "AAAAAAAAAA" + rand(B64URL, 43))),
+    Spec("slack-legacy-token", "chat", "SLACK_LEGACY_USER", same(lambda: f"xoxs-{digits(10)}-{digits(11)}-{digits(12)}-{rand(HEX, 64)}")),
 ]
 
 # Files made of KEY=value lines, one format each; every spec lands in two of them.
