@@ -157,7 +157,7 @@ def json_view(text: str) -> View | None:
         return None
     view = View("json")
     previous_end = -1
-    for m in _JSON_STRING.finditer(text):
+    for m in _json_strings(text, whole):
         start, end = m.span()
         literal = m.group()
         if "\\" not in literal or not (whole or '\\"' in literal or "\\u" in literal):
@@ -178,6 +178,26 @@ def json_view(text: str) -> View | None:
         view.verbatim(text, end - 1, end)
         previous_end = end
     return view if len(view) else None
+
+
+_EMBEDDED_ESCAPE = re.compile(r'\\["u]')
+
+
+def _json_strings(text: str, whole: bool) -> Iterator[re.Match[str]]:
+    """The string literals of a JSON document; elsewhere, those of the lines that hold an
+    escaped quote or a `\\u` escape (the only ones kept there), found without reading the
+    rest. A literal never spans lines, so a line's literals are the same either way."""
+    if whole:
+        yield from _JSON_STRING.finditer(text)
+        return
+    done_until = -1
+    for escape in _EMBEDDED_ESCAPE.finditer(text):
+        if escape.start() < done_until:
+            continue
+        line_start = text.rfind("\n", 0, escape.start()) + 1
+        line_end = text.find("\n", escape.end())
+        done_until = len(text) if line_end < 0 else line_end
+        yield from _JSON_STRING.finditer(text, line_start, done_until)
 
 
 def _unescape_into(view: View, text: str, start: int, end: int) -> None:

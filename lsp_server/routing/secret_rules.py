@@ -163,6 +163,22 @@ def valid_pem_body(value: str) -> bool:
     return len(body) >= 64 and re.fullmatch(r"[A-Za-z0-9+/=]+", body) is not None
 
 
+_WORDISH = re.compile(r"[A-Za-z][a-z]{3,}")
+
+
+def unreadable_key_body(value: str) -> bool:
+    """A private-key block whose body is not base64 (mangled, re-encoded, pasted through a
+    chat) but is not code or prose either: long, varied, few pronounceable words. Code
+    between a header constant and a footer constant reads as words."""
+    start = value.find("-----", 10) + 5
+    end = value.rfind("-----END", start)
+    body = "".join(value[start : end if end > 0 else len(value) - 8].split())
+    if len(body) < 64 or "..." in body or shannon_entropy(body) < 4.0:
+        return False
+    words = sum(len(w) for w in _WORDISH.findall(body) if 0.25 <= sum(c in "aeiouy" for c in w.lower()) / len(w) <= 0.65)
+    return words < 0.25 * len(body)
+
+
 def has_digit_and_letter(value: str) -> bool:
     return any(c.isdigit() for c in value) and any(c.isalpha() for c in value)
 
@@ -390,7 +406,7 @@ RULES: tuple[SecretRule, ...] = (
         r"incoming\+(?:[A-Za-z0-9._-]{1,100}-)?\d{1,24}-(?P<secret>[A-Za-z0-9_-]{12,64})-(?:issue(?:-\d{1,20})?|merge-request)@",
         min_entropy=3.0,
         boundary=False,
-        scope="text",
+        scope="lines",  # `incoming+...-issue` is one long run of token characters
     ),
     token("bitbucket-app-password", "vcs", r"ATBB(?P<body>[A-Za-z0-9_=.-]{28,64})(?![\w=.-])", min_entropy=3.5),
     *context(
@@ -435,7 +451,7 @@ RULES: tuple[SecretRule, ...] = (
         r"https://[a-z0-9-]{1,60}\.webhook\.office\.com/webhookb2/[A-Za-z0-9-]{36}@[A-Za-z0-9-]{36}/IncomingWebhook/(?P<body>[A-Za-z0-9]{32}/[A-Za-z0-9-]{36})(?:/[A-Za-z0-9_-]{20,80})?",
         anchor=r"\.webhook\.office\.com/",
         window=200,
-        scope="text",
+        scope="lines",
     ),
     # ---------------------------------------------------------------- messaging (email, SMS)
     token("twilio-api-key", "messaging", r"SK(?P<body>[0-9a-fA-F]{32})(?![\w-])", min_entropy=3.0),
@@ -563,7 +579,7 @@ RULES: tuple[SecretRule, ...] = (
         "infra",
         r"FlyV1[ \t](?P<body>[A-Za-z0-9=_,/+-]{100,4000})",
         min_entropy=4.0,
-        scope="text",
+        scope="lines",
     ),
     # ---------------------------------------------------------------- more SaaS formats
     token(
@@ -585,16 +601,19 @@ RULES: tuple[SecretRule, ...] = (
         min_entropy=3.5,
         scope="lines",
     ),
-    token(
-        "facebook-app-access-token",
-        "devtools",
-        # `app id|app secret`
-        r"(?<![\w|%])(?P<secret>\d{15,16}[|%][0-9A-Za-z_-]{27,40})(?![\w-])",
-        anchor=r"\d{15}[|%]",
-        window=60,
-        validator=mixed_token,
-        min_entropy=3.5,
-        scope="lines",
+    *(
+        token(
+            "facebook-app-access-token",
+            "devtools",
+            # `app id|app secret` (also with the bar URL-encoded or mangled to `%`)
+            r"(?<![\w|%])(?P<secret>\d{15,16}(?:\||%7[Cc]|%)[0-9A-Za-z_-]{27,40})(?![\w-])",
+            anchor=anchor,  # the separator and the secret: starts with a literal, found fast
+            window=60,
+            validator=mixed_token,
+            min_entropy=3.5,
+            scope="lines",
+        )
+        for anchor in (r"\|[0-9A-Za-z_-]{27}", r"%[0-9A-Za-z_-]{27}")
     ),
     token("facebook-page-access-token", "devtools", r"EAA[MC](?P<body>[A-Za-z0-9]{100,400})(?![\w-])", min_entropy=4.0),
     token(
@@ -622,6 +641,15 @@ RULES: tuple[SecretRule, ...] = (
         r"(?:Proc-Type:[^\n]{0,80}|DEK-Info:[^\n]{0,120}|Version:[^\n]{0,80}|Comment:[^\n]{0,120}|[A-Za-z0-9+/=\s]|\\[nr]){64,16000}"
         r"(?:-----END[ A-Z0-9]{0,20} PRIVATE KEY(?: BLOCK)?-----)?",
         validator=valid_pem_body,
+        boundary=False,
+        scope="text",
+        placeholder_check=False,
+    ),
+    token(
+        "private-key",
+        "private-key",
+        r"-----BEGIN[ A-Z0-9_-]{0,100}PRIVATE KEY(?: BLOCK)?-----[\s\S]{64,16000}?KEY(?: BLOCK)?-----",
+        validator=unreadable_key_body,
         boundary=False,
         scope="text",
         placeholder_check=False,

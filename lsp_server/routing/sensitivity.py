@@ -39,6 +39,7 @@ from .pii import DIGIT_SHAPE_TABLE, find_pii
 from .scan_views import View, base64_view, concat_view, decoded_blobs, diff_views, json_view, url_view
 from .secret_engines import SecretEngine
 from .service_secrets import assignment_anchor, prefixed_token, random_value
+from .structured_secrets import find_structured
 from .secret_rules import (
     MIN_TOKEN_RUN,
     RULES,
@@ -52,6 +53,7 @@ from .secret_rules import (
 
 Kind = Literal["secret", "pii", "path"]
 
+_STRUCTURED_TIER = 1
 _GENERIC_TIER = 2
 _PREFIXED_TIER = 3
 _ENTROPY_TIER = 3
@@ -640,6 +642,8 @@ class SensitivityScanner:
         for rule in RULES:
             if rule.scope == "text":
                 self._run_rule(rule, text, lowered if rule.on_lower else text, hits)
+        for rule, family, start, end in find_structured(text, lowered):
+            hits.append(_Hit(_STRUCTURED_TIER, "secret", rule, family, start, end))
         self._generic(text, lowered, config_like, hits)
         if runs:
             self._services(text, runs, hits)
