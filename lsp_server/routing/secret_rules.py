@@ -753,13 +753,8 @@ RULES: tuple[SecretRule, ...] = (
         scope="text",
         tier=1,
     ),
-    SecretRule(
-        "curl-basic-auth",
-        "http-auth",
-        _c(r"curl\s(?:[^\n]{0,300}?\s)?(?:-u|--user)[\s=]{1,3}[\"']?[^\s:\"']{1,64}:(?P<secret>[^\s\"']{1,128})"),
-        on_lower=True,
-        tier=1,
-    ),
+    # curl's `-u user:password` and `-H "Authorization: ..."`: structured_secrets.py (options
+    # may sit on a command's continuation lines).
     SecretRule(
         "netrc-password",
         "http-auth",

@@ -219,6 +219,16 @@ _XML_SECRET = re.compile(
     r"<(?P<tag>[\w.:-]{0,40}(?:password|passwd|secret|token|apikey|api-key|api_key)[\w.:-]{0,40})>"
     r"(?P<value>[^<\n]{1,200})</(?P=tag)>"
 )
+# .NET and NuGet settings: `<add key="ClearTextPassword" value="..." />`.
+_XML_ADD = re.compile(r'<add\s{1,40}key\s{0,4}=\s{0,4}"(?P<key>[^"\n]{1,80})"\s{1,80}value\s{0,4}=\s{0,4}"(?P<value>[^\n]{1,300}?)"\s{0,80}/?>')
+# A password passed to a login call: `smtp.login("user", "s3cret")`, `authenticate(u, 'pw')`.
+_LOGIN_CALLS = tuple(
+    re.compile(
+        word + r"[ \t]{0,8}\([ \t]{0,8}[^,()\r\n]{1,250}?[ \t]{0,8},[ \t]{0,8}"
+        r"(?P<q>[\"'`])(?P<value>(?:\\.|(?!(?P=q))[^\\\r\n]){4,250})(?P=q)[ \t]{0,8}\)"
+    )
+    for word in (r"log_?in", "authenticate")  # each starts with a literal: found fast
+)
 _KEY_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-$")
 _WORDS = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")
 _UNQUOTED = re.compile(r"[^\s,;#)}\]\"'`]{1,8192}")
@@ -389,8 +399,6 @@ _COMPANIONS: dict[str, tuple[str, str, re.Pattern[str]]] = {
         "alibaba-access-key-secret", "cloud", re.compile(r"(?<![\w/+=-])(?P<secret>[A-Za-z0-9]{30})(?![\w/+=-])"),
     ),
 }
-_DIGIT = re.compile(r"\d")
-_CASE_FLIP = re.compile(r"[a-z][A-Z]")
 _ALONE_BEFORE = re.compile(r"[\s\"'`]*")
 _ALONE_AFTER = re.compile(r"(?:\\[nrt\"'`]|[ \t\"'`,;])*\n")
 # `KEY=value` inside one token run; a key is a name (few digits), so the `=` inside a
@@ -645,12 +653,12 @@ class SensitivityScanner:
         for rule, family, start, end in find_structured(text, lowered):
             hits.append(_Hit(_STRUCTURED_TIER, "secret", rule, family, start, end))
         self._generic(text, lowered, config_like, hits)
+        shape = ascii_bytes.translate(DIGIT_SHAPE_TABLE)  # digits "0", upper "A", lower "a"
         if runs:
-            self._services(text, runs, hits)
+            self._services(text, runs, shape, hits)
         if self.entropy and runs:
             self._entropy(text, runs, config_like or pathless, hits)
         if self.pii:
-            shape = ascii_bytes.translate(DIGIT_SHAPE_TABLE)
             hits.extend(_Hit(_PII_TIER, "pii", rule, "pii", s, e) for rule, s, e in find_pii(text, lowered, shape))
         return hits, runs
 
@@ -777,6 +785,19 @@ class SensitivityScanner:
             parsed_until[index] = end
             if _generic_value_ok(text[start:end], kind, quoted, config_like):
                 hits.append(_Hit(_GENERIC_TIER, "secret", _RULE_FOR_KIND[kind], "generic-assignment", start, end))
+        for m in _XML_ADD.finditer(lowered):
+            kind = _secret_kind(_name_words(text[m.start("key") : m.end("key")]))
+            start, end = m.span("value")
+            value = text[start:end].strip()
+            start = text.find(value, start, end) if value else start
+            if kind and _generic_value_ok(value, kind, True, True):
+                hits.append(_Hit(_GENERIC_TIER, "secret", _RULE_FOR_KIND[kind], "generic-assignment", start, start + len(value)))
+        for m in (m for regex in _LOGIN_CALLS for m in regex.finditer(lowered)):
+            if m.start() > 0 and lowered[m.start() - 1].isalnum():
+                continue  # `catalogin(`, `blogin(`: not a login call
+            start, end = m.span("value")
+            if _generic_value_ok(text[start:end], "password", True, False):
+                hits.append(_Hit(_GENERIC_TIER, "secret", "generic-password", "generic-assignment", start, end))
         if "</" in text:
             for m in _XML_SECRET.finditer(lowered):
                 kind = _secret_kind(_name_words(text[m.start("tag") : m.end("tag")].replace(":", "_")))
@@ -784,11 +805,12 @@ class SensitivityScanner:
                 if kind and _generic_value_ok(text[start:end], kind, True, True):
                     hits.append(_Hit(_GENERIC_TIER, "secret", _RULE_FOR_KIND[kind], "generic-assignment", start, end))
 
-    def _services(self, text: str, runs: list[tuple[int, int]], hits: list[_Hit]) -> None:
-        """Named services' credentials and vendor-prefixed tokens (see service_secrets)."""
+    def _services(self, text: str, runs: list[tuple[int, int]], shape: bytes, hits: list[_Hit]) -> None:
+        """Named services' credentials and vendor-prefixed tokens (see service_secrets).
+        `shape` is the text's digit shape: digits and case flips are counted on it in C."""
         for run_start, run_end in runs:
             start, end = run_start, run_end
-            if not (_DIGIT.search(text, start, end) or len(_CASE_FLIP.findall(text, start, end)) >= 3):
+            if shape.find(b"0", start, end) < 0 and shape.count(b"aA", start, end) < 3:
                 continue  # generated values have digits or flip case often; names rarely do
             while end > start and text[end - 1] in ".:,":
                 end -= 1
@@ -798,8 +820,8 @@ class SensitivityScanner:
             if glued:  # `KEY=value` in one run of token characters
                 start = glued.end()
             value = text[start:end]
-            if len(value) < 16 or not (_DIGIT.search(value) or len(_CASE_FLIP.findall(value)) >= 3):
-                continue  # generated values have digits or flip case often; names rarely do
+            if len(value) < 16 or (shape.find(b"0", start, end) < 0 and shape.count(b"aA", start, end) < 3):
+                continue
             if start == 0:
                 continue  # the text may start inside a longer token (a window cut mid-line)
             if prefixed_token(value):
