@@ -225,6 +225,9 @@ def valid_url_password(value: str) -> bool:
 
 # --- rule construction ---------------------------------------------------------------------
 
+# (New patterns use possessive quantifiers, `{m,n}+`, where what follows cannot be matched by
+# the repeated class: the same matches, without retrying every shorter length on a miss.)
+
 # Characters a token can contain (base64, base64url, `.`/`:`/`$`/`~` separators used by some
 # providers). Rules scoped to "tokens" only run on maximal runs of these, of length >=
 # MIN_TOKEN_RUN (shorter than any token or context value the rules accept).
@@ -416,10 +419,10 @@ RULES: tuple[SecretRule, ...] = (
     # ---------------------------------------------------------------- chat
     token("slack-bot-token", "chat", r"xoxb-(?P<body>[0-9]{8,13}-[0-9]{8,13}-[A-Za-z0-9]{20,40})(?![\w-])"),
     token("slack-user-token", "chat", r"xoxp-(?P<body>(?:[0-9]{6,13}-){2,3}[A-Za-z0-9]{20,40})(?![\w-])"),
-    token("slack-app-token", "chat", r"(?:xapp|XAPP)-\d-(?P<body>[A-Z0-9]{8,14}-[0-9]{8,24}-[A-Za-z0-9]{16,70})(?![\w-])"),
+    token("slack-app-token", "chat", r"(?:xapp|XAPP)-\d-(?P<body>[A-Z0-9]{8,14}-[0-9]{8,24}-[A-Za-z0-9]{16,70}+)(?![\w-])"),
     token("slack-legacy-token", "chat", r"xox[aeors]-(?P<body>(?:[0-9]{1,13}-){0,3}[A-Za-z0-9]{8,64})(?![\w-])"),
     # Legacy user tokens: three numeric ids and a hex tail, which may be short.
-    token("slack-legacy-token", "chat", r"xox[os]-(?P<body>[0-9]{4,30}-[0-9]{4,30}-[0-9]{4,30}-[a-fA-F0-9]{2,64})(?![\w-])", min_entropy=3.0),
+    token("slack-legacy-token", "chat", r"xox[os]-(?P<body>[0-9]{4,30}-[0-9]{4,30}-[0-9]{4,30}-[a-fA-F0-9]{2,64}+)(?![\w-])", min_entropy=3.0),
     token(
         "slack-webhook",
         "chat",
@@ -502,8 +505,8 @@ RULES: tuple[SecretRule, ...] = (
         r"sk-(?:(?:proj|svcacct|admin|None)-(?P<body>[A-Za-z0-9_-]{40,250})|[A-Za-z0-9]{20}T3BlbkFJ[A-Za-z0-9]{20})(?![\w-])",
     ),
     token("anthropic-api-key", "ai", r"sk-ant-[a-z]{2,8}\d{0,3}-(?P<body>[A-Za-z0-9_-]{40,200})(?![\w-])"),
-    token("huggingface-token", "ai", r"hf_(?P<body>[A-Za-z0-9]{34,40})(?![\w-])", validator=random_letters),
-    token("huggingface-token", "ai", r"api_org_(?P<body>[A-Za-z0-9]{34,40})(?![\w-])", validator=random_letters),
+    token("huggingface-token", "ai", r"hf_(?P<body>[A-Za-z0-9]{34,40}+)(?![\w-])", validator=random_letters),
+    token("huggingface-token", "ai", r"api_org_(?P<body>[A-Za-z0-9]{34,40}+)(?![\w-])", validator=random_letters),
     token("replicate-api-token", "ai", r"r8_(?P<body>[A-Za-z0-9]{37})(?![\w-])", validator=mixed_token),
     token("groq-api-key", "ai", r"gsk_(?P<body>[A-Za-z0-9]{52})(?![\w-])", validator=mixed_token),
     # ---------------------------------------------------------------- package registries
@@ -595,7 +598,7 @@ RULES: tuple[SecretRule, ...] = (
         "salesforce-access-token",
         "devtools",
         # An org id (`00D...`), `!`, then the session part.
-        r"(?<![\w!])(?P<secret>00[A-Za-z0-9]{13}![A-Za-z0-9._-]{80,260})(?![\w.-])",
+        r"(?<![\w!])(?P<secret>00[A-Za-z0-9]{13}![A-Za-z0-9._-]{80,260}+)(?![\w.-])",
         anchor="!",
         window=280,
         min_entropy=3.5,
@@ -606,7 +609,7 @@ RULES: tuple[SecretRule, ...] = (
             "facebook-app-access-token",
             "devtools",
             # `app id|app secret` (also with the bar URL-encoded or mangled to `%`)
-            r"(?<![\w|%])(?P<secret>\d{15,16}(?:\||%7[Cc]|%)[0-9A-Za-z_-]{27,40})(?![\w-])",
+            r"(?<![\w|%])(?P<secret>\d{15,16}(?:\||%7[Cc]|%)[0-9A-Za-z_-]{27,40}+)(?![\w-])",
             anchor=anchor,  # the separator and the secret: starts with a literal, found fast
             window=60,
             validator=mixed_token,
@@ -615,7 +618,7 @@ RULES: tuple[SecretRule, ...] = (
         )
         for anchor in (r"\|[0-9A-Za-z_-]{27}", r"%[0-9A-Za-z_-]{27}")
     ),
-    token("facebook-page-access-token", "devtools", r"EAA[MC](?P<body>[A-Za-z0-9]{100,400})(?![\w-])", min_entropy=4.0),
+    token("facebook-page-access-token", "devtools", r"EAA[MC](?P<body>[A-Za-z0-9]{100,400}+)(?![\w-])", min_entropy=4.0),
     token(
         "tableau-personal-access-token",
         "devtools",
@@ -676,9 +679,12 @@ RULES: tuple[SecretRule, ...] = (
     token(
         "jwt",
         "jwt",
-        # JWT-shaped (`ey...`.`ey...`[.sig]) with random parts that do not decode.
-        r"ey[A-Za-z0-9_-]{17,2000}\.ey[A-Za-z0-9_-]{17,8000}\.(?:[A-Za-z0-9_-]{10,1000}={0,2})?(?![\w-])",
+        # JWT-shaped (`ey...`.`ey...`[.sig]) with random parts that do not decode. Searched
+        # only around a `.ey...` (a header is short; a run of `eyeyey...` costs nothing).
+        r"ey[A-Za-z0-9_-]{17,300}+\.ey[A-Za-z0-9_-]{17,8000}+\.(?:[A-Za-z0-9_-]{10,1000}+={0,2})?(?![\w-])",
         validator=random_parts,
+        anchor=r"\.ey[A-Za-z0-9_-]{17}",
+        window=9400,
     ),
     # ---------------------------------------------------------------- connection strings
     token(

@@ -131,8 +131,8 @@ def random_value(value: str, strict: bool = False) -> bool:
     n = len(value)
     if n < (20 if strict else 16) or n > 4096:
         return False
-    if value.startswith(("/", "./", "../", "~/")) or ("/" in value and _PATHISH.search(value)):
-        return False  # file paths
+    if value.startswith(("/", "./", "../", "~/")) or ("/" in value and (_PATHISH.search(value) or "://" in value)):
+        return False  # file paths, URLs (a password inside one is the connection-string rule's)
     if _DOTTED_NAME.fullmatch(value):
         parts = value.split(".")
         if any(_name_share(part) >= 0.5 for part in parts) and not any(len(p) >= 16 and _HEXISH.fullmatch(p) for p in parts):

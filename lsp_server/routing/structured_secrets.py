@@ -17,6 +17,7 @@ for a few substring tests.
 
 from __future__ import annotations
 
+import bisect
 import re
 
 from .secret_rules import is_placeholder, shannon_entropy
@@ -40,6 +41,10 @@ def find_structured(text: str, lowered: str) -> list[StructuredHit]:
     return hits
 
 
+# The rule ids these detectors report (each is planted in the seeded corpus).
+RULE_IDS = ("curl-basic-auth", "curl-auth-header", "kubernetes-secret", "gcp-user-credentials", "gcp-service-account")
+
+
 # --------------------------------------------------------------------------- curl
 
 _CURL = re.compile(r"curl(?!\w)")  # starts with its literal: found fast; the start is checked apart
@@ -54,7 +59,7 @@ _USER_OPTION = re.compile(
 )
 _HEADER_OPTION = re.compile(
     r"""(?<!\S)(?:-H|--header)(?:=|[ \t]{0,5})(?P<q>["'])(?P<name>[A-Za-z][A-Za-z0-9-]{0,40})[ \t]{0,5}:[ \t]{0,5}"""
-    r"""(?P<value>[^"'\n]{6,2000})(?P=q)"""
+    r"""(?P<value>[^"'\n]{6,2000}+)(?P=q)"""
 )
 # Headers that carry a credential: Authorization, and API-key / token headers.
 _CREDENTIAL_HEADER = re.compile(r"(?i)(?:proxy-)?authorization|(?:x-)?(?:[a-z]+-)?(?:api-?)?(?:key|token|secret)")
@@ -137,28 +142,47 @@ _FIRST_ENTRY_REACH = 100
 
 
 def _kubernetes_secret(text: str, lowered: str) -> list[StructuredHit]:
+    kinds = [k.start() for k in _KIND_SECRET.finditer(lowered) if not _glued(lowered, k.start())]
+    if not kinds:
+        return []
     hits: list[StructuredHit] = []
-    seen: set[int] = set()
-    for kind in _KIND_SECRET.finditer(lowered):
-        if _glued(lowered, kind.start()):
-            continue
-        # The data block may come before or after `kind:` in the document.
-        lo = max(0, kind.start() - _MANIFEST_REACH)
-        hi = min(len(text), kind.end() + _MANIFEST_REACH)
+    # The data block may come before or after `kind:` in its document: the `data:` keys
+    # within reach of a `kind: Secret` of the same document (no `---` between) count.
+    for lo, hi in _merged_windows(kinds, _MANIFEST_REACH, len(text)):
         for data in _DATA.finditer(lowered, lo, hi):
-            if data.start() in seen:
+            i = bisect.bisect_left(kinds, data.start())
+            near = [k for k in kinds[max(0, i - 1) : i + 1] if abs(k - data.start()) <= _MANIFEST_REACH]
+            if not any(lowered.find("\n---", min(k, data.start()), max(k, data.end())) < 0 for k in near):
                 continue
-            seen.add(data.start())
-            indent = _indent(text, data.start())
-            entry = _DATA_ENTRY.search(text, data.end(), min(len(text), data.end() + _FIRST_ENTRY_REACH + 8500))
-            if entry is None or entry.start("key") - data.end() > _FIRST_ENTRY_REACH:
-                continue
-            while entry is not None:
-                if _secret_value(entry.group("value"), min_length=4, min_entropy=1.5):
-                    hits.append(("kubernetes-secret", "cloud", *entry.span("value")))
-                entry = _DATA_ENTRY.match(text, entry.end(), min(len(text), entry.end() + 9000))
-                if entry is not None and _indent(text, entry.start("key")) <= indent:
-                    break  # the block has ended
+            hits += _data_block(text, data)
+    return hits
+
+
+def _merged_windows(positions: list[int], reach: int, limit: int) -> list[tuple[int, int]]:
+    """[pos - reach, pos + reach] around sorted positions, overlapping ones merged."""
+    windows: list[tuple[int, int]] = []
+    for pos in positions:
+        lo, hi = max(0, pos - reach), min(limit, pos + reach)
+        if windows and lo <= windows[-1][1]:
+            windows[-1] = (windows[-1][0], hi)
+        else:
+            windows.append((lo, hi))
+    return windows
+
+
+def _data_block(text: str, data: re.Match[str]) -> list[StructuredHit]:
+    """The values of the entries of a `data:` block (the first may follow on its line)."""
+    hits: list[StructuredHit] = []
+    indent = _indent(text, data.start())
+    entry = _DATA_ENTRY.search(text, data.end(), min(len(text), data.end() + _FIRST_ENTRY_REACH + 8500))
+    if entry is None or entry.start("key") - data.end() > _FIRST_ENTRY_REACH:
+        return hits
+    while entry is not None:
+        if _secret_value(entry.group("value"), min_length=4, min_entropy=1.5):
+            hits.append(("kubernetes-secret", "cloud", *entry.span("value")))
+        entry = _DATA_ENTRY.match(text, entry.end(), min(len(text), entry.end() + 9000))
+        if entry is not None and _indent(text, entry.start("key")) <= indent:
+            break  # the block has ended
     return hits
 
 
@@ -183,13 +207,15 @@ _FIELDS_REACH = 1000  # both fields of an authorized-user file sit within this m
 def _authorized_user(text: str, lowered: str) -> list[StructuredHit]:
     """gcloud's authorized-user file: OAuth client secret and refresh token together."""
     hits: list[StructuredHit] = []
+    tokens = list(_REFRESH_TOKEN.finditer(lowered))
+    starts = [t.start() for t in tokens]
     for secret in _CLIENT_SECRET.finditer(lowered):
         # Values may hold braces, so the object is not parsed: both fields close together do.
-        lo, hi = max(0, secret.start() - _FIELDS_REACH), min(len(lowered), secret.end() + _FIELDS_REACH)
-        token = _REFRESH_TOKEN.search(lowered, lo, hi)
-        if token is None:
+        i = bisect.bisect_left(starts, secret.start())
+        near = [t for t in tokens[max(0, i - 1) : i + 1] if abs(t.start() - secret.start()) <= _FIELDS_REACH]
+        if not near:
             continue
-        for m in (secret, token):
+        for m in (secret, near[0]):
             value = text[m.start("value") : m.end("value")]
             if not is_placeholder(value) and not value.startswith("$"):
                 hits.append(("gcp-user-credentials", "cloud", *m.span("value")))
@@ -200,7 +226,6 @@ def _service_account(text: str, lowered: str) -> list[StructuredHit]:
     """A service-account key file, also when the key is cut short or mangled."""
     hits: list[StructuredHit] = []
     for key in _PRIVATE_KEY_FIELD.finditer(lowered):
-        lo, hi = max(0, key.start() - _FIELDS_REACH), key.end() + _FIELDS_REACH
-        if "auth_provider_x509_cert_url" in lowered[lo:hi]:
+        if lowered.find("auth_provider_x509_cert_url", max(0, key.start() - _FIELDS_REACH), key.end() + _FIELDS_REACH) >= 0:
             hits.append(("gcp-service-account", "cloud", *key.span("value")))
     return hits
