@@ -38,7 +38,7 @@ from typing import Literal
 from .pii import DIGIT_SHAPE_TABLE, find_pii
 from .scan_views import View, base64_view, concat_view, decoded_blobs, diff_views, json_view, url_view
 from .secret_engines import SecretEngine
-from .service_secrets import assignment_anchor, prefixed_token, random_value
+from .service_secrets import assignment_anchor, prefixed_token, random_value, service_context
 from .structured_secrets import find_structured
 from .secret_rules import (
     MIN_TOKEN_RUN,
@@ -846,6 +846,9 @@ class SensitivityScanner:
             if anchor and random_value(value, strict=not anchor[1]):
                 rule, family = ("service-credential", "service") if anchor[1] else ("generic-secret", "generic-assignment")
                 hits.append(_Hit(_GENERIC_TIER, "secret", rule, family, start, end))
+            elif (not anchor or not anchor[1]) and service_context(text[max(0, start - 100) : start]) and random_value(value):
+                # `amplitude:\n  secret: <value>`: the service named a line or two above.
+                hits.append(_Hit(_GENERIC_TIER, "secret", "service-credential", "service", start, end))
 
     def _entropy(self, text: str, runs: list[tuple[int, int]], unquoted_ok: bool, hits: list[_Hit]) -> None:
         """High-entropy literals, taken from the long tokens: quoted ones always, `KEY=value`

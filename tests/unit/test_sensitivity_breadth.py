@@ -229,3 +229,11 @@ def test_json_view_reads_only_lines_with_embedded_escapes() -> None:
     view = json_view(code)
     assert view is not None and password in view.text and "plain" not in view.text
     assert_found(code, password, "generic-password", "etl.py")
+
+
+def test_service_named_a_line_above_the_secret() -> None:
+    value = rand(32)
+    assert_found(f"Cloudinary\nAPI secret\n    {value}\n", value, "service-credential", "notes.md")
+    # Neither a service with no kind of secret nor a kind of secret far from the value counts.
+    assert SCANNER.scan(f"Cloudinary upload\n\nchecksum\n    {value}\n", "notes.md").findings == ()
+    assert SCANNER.scan(f"Cloudinary secret{' ' * 40}\n{'.' * 40}\n    {value}\n", "notes.md").findings == ()
