@@ -233,7 +233,8 @@ def test_json_view_reads_only_lines_with_embedded_escapes() -> None:
 
 def test_service_named_a_line_above_the_secret() -> None:
     value = rand(32)
-    assert_found(f"Cloudinary\nAPI secret\n    {value}\n", value, "service-credential", "notes.md")
+    assert_found(f"Cloudinary\nAPI secret\n    {value} (rotated in May)\n", value, "service-credential", "notes.md")
     # Neither a service with no kind of secret nor a kind of secret far from the value counts.
-    assert SCANNER.scan(f"Cloudinary upload\n\nchecksum\n    {value}\n", "notes.md").findings == ()
-    assert SCANNER.scan(f"Cloudinary secret{' ' * 40}\n{'.' * 40}\n    {value}\n", "notes.md").findings == ()
+    assert SCANNER.scan(f"Cloudinary upload\n\nchecksum\n    {value} (rotated in May)\n", "notes.md").findings == ()
+    far = f"Cloudinary secret{' ' * 40}\n{'.' * 40}\n    {value} (rotated in May)\n"
+    assert SCANNER.scan(far, "notes.md").findings == ()
