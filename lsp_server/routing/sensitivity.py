@@ -615,21 +615,28 @@ class SensitivityScanner:
         if not text:
             return SensitivityReport(tuple(findings))
         config_like = _is_config_path(path)
-        hits, runs = self._detect(text, config_like, path is None)
-        hits += self._normalised(text, runs, config_like, path is None)
+        # The detectors read an ASCII copy (one `?` for each other character, so offsets
+        # hold): a single `–` or `’` makes the whole text a 2- or 4-byte string and every pass
+        # over it 2-4x slower. Credentials are ASCII; PII is read from the text as it is.
+        source = text if text.isascii() else text.encode("ascii", "replace").decode("ascii")
+        hits, runs = self._detect(source, config_like, path is None, pii_text=text)
+        hits += self._normalised(source, runs, config_like, path is None)
         for engine in self.engines:
             for rule, start, end in engine.find(text):
                 if 0 <= start < end <= len(text):
                     hits.append(_Hit(0, "secret", rule, f"engine:{engine.name}", start, end))
         if runs or hits:
-            self._companions(text, hits)
+            self._companions(source, hits)
         if self._allow:
             hits = [h for h in hits if not any(rx.search(text[h.start : h.end]) for rx in self._allow)]
         findings.extend(_resolve(hits))
         return SensitivityReport(tuple(findings))
 
-    def _detect(self, text: str, config_like: bool, pathless: bool) -> tuple[list[_Hit], list[tuple[int, int]]]:
-        """Every detector over `text` as it is; also returns the long token runs."""
+    def _detect(
+        self, text: str, config_like: bool, pathless: bool, pii_text: str | None = None
+    ) -> tuple[list[_Hit], list[tuple[int, int]]]:
+        """Every detector over `text` as it is; also returns the long token runs. `pii_text`
+        is the text PII is read from when `text` is its ASCII copy (same length)."""
         lowered = text.lower()
         if len(lowered) != len(text):  # only U+0130 lower-cases to two code points
             lowered = text.replace("\u0130", "I").lower()
@@ -659,7 +666,8 @@ class SensitivityScanner:
         if self.entropy and runs:
             self._entropy(text, runs, config_like or pathless, hits)
         if self.pii:
-            hits.extend(_Hit(_PII_TIER, "pii", rule, "pii", s, e) for rule, s, e in find_pii(text, lowered, shape))
+            pii = find_pii(text if pii_text is None else pii_text, lowered, shape)
+            hits.extend(_Hit(_PII_TIER, "pii", rule, "pii", s, e) for rule, s, e in pii)
         return hits, runs
 
     def _normalised(self, text: str, runs: list[tuple[int, int]], config_like: bool, pathless: bool) -> list[_Hit]:

@@ -238,3 +238,17 @@ def test_service_named_a_line_above_the_secret() -> None:
     assert SCANNER.scan(f"Cloudinary upload\n\nchecksum\n    {value} (rotated in May)\n", "notes.md").findings == ()
     far = f"Cloudinary secret{' ' * 40}\n{'.' * 40}\n    {value} (rotated in May)\n"
     assert SCANNER.scan(far, "notes.md").findings == ()
+
+
+def test_non_ascii_text_gives_the_same_findings_at_the_same_offsets() -> None:
+    token = "ghp_" + rand(36)
+    ascii_text = f'# the client\'s "fast" path\nTOKEN = "{token}"\nDB_PASSWORD = "Pa55-w0rd-x9"\n'
+    unicode_text = ascii_text.replace("'", "\u2019").replace('"fast"', "\u201cfast\u201d")
+    assert [(f.rule, f.start, f.end) for f in SCANNER.scan(unicode_text, "a.py").findings] == [
+        (f.rule, f.start, f.end) for f in SCANNER.scan(ascii_text, "a.py").findings
+    ]
+    # A password with non-ASCII letters is still redacted whole; an author notice with © is
+    # still exempt (PII is read from the text as it is).
+    text = 'DB_PASSWORD = "Pässwörd-2024-x"\n# © 2024 Jane Roe <jane.roe@gmail.com>\n'
+    report = SCANNER.scan(text, "a.py")
+    assert report.rules == ["generic-password"] and "Pässwörd" not in redact(text, report)
