@@ -3,10 +3,13 @@
 A hit keeps the request home (or gets it redacted, as the policy says), so the scanner
 favours recall on real credentials while keeping false positives on ordinary code low.
 
-Four detectors feed one report:
+These detectors feed one report:
 
 * provider rules (``secret_rules.RULES``): token prefixes, keys in context, private keys,
   JWTs, connection strings, HTTP credentials;
+* named services' credentials and vendor-prefixed tokens (``service_secrets``), and
+  credentials that their format gives away (``structured_secrets``: curl options,
+  Kubernetes Secrets, Google credential files);
 * generic assignments: ``password = "..."``, ``api_key: ...``, ``.env`` lines, XML
   elements, when the name says "secret" and the value is not a placeholder or a reference;
 * high-entropy literals: long base64/hex strings that look random (hex only next to a
