@@ -419,7 +419,7 @@ RULES: tuple[SecretRule, ...] = (
     # ---------------------------------------------------------------- chat
     token("slack-bot-token", "chat", r"xoxb-(?P<body>[0-9]{8,13}-[0-9]{8,13}-[A-Za-z0-9]{20,40})(?![\w-])"),
     token("slack-user-token", "chat", r"xoxp-(?P<body>(?:[0-9]{6,13}-){2,3}[A-Za-z0-9]{20,40})(?![\w-])"),
-    token("slack-app-token", "chat", r"(?:xapp|XAPP)-\d-(?P<body>[A-Z0-9]{8,14}-[0-9]{8,24}-[A-Za-z0-9]{16,70}+)(?![\w-])"),
+    token("slack-app-token", "chat", r"xapp-\d-(?P<body>[A-Z0-9]{8,14}-[0-9]{8,24}-[A-Za-z0-9]{16,70}+)(?![\w-])"),
     token("slack-legacy-token", "chat", r"xox[aeors]-(?P<body>(?:[0-9]{1,13}-){0,3}[A-Za-z0-9]{8,64})(?![\w-])"),
     # Legacy user tokens: three numeric ids and a hex tail, which may be short.
     token("slack-legacy-token", "chat", r"xox[os]-(?P<body>[0-9]{4,30}-[0-9]{4,30}-[0-9]{4,30}-[a-fA-F0-9]{2,64}+)(?![\w-])", min_entropy=3.0),

@@ -665,9 +665,13 @@ class SensitivityScanner:
                 source = line_texts[rule.on_lower]
                 if first.search(source.text):
                     self._run_rule(rule, text, source, hits)
+        asked: dict[tuple[int, bool], bool] = {}  # rules sharing an anchor ask it once
         for rule, first in _TEXT_RULES:
             source = lowered if rule.on_lower else text
-            if first.search(source):
+            key = (id(first), rule.on_lower)
+            if key not in asked:
+                asked[key] = first.search(source) is not None
+            if asked[key]:
                 self._run_rule(rule, text, source, hits)
         for rule, family, start, end in find_structured(text, lowered):
             hits.append(_Hit(_STRUCTURED_TIER, "secret", rule, family, start, end))
