@@ -62,7 +62,8 @@ _ROLE_LOCAL = re.compile(
 # lines, git trailers): published attribution, not personal data being handled. A marker
 # counts only before the address on its own line, with no other field in between (so that
 # `{"email": "a@b.co", "credit": 500}` is still a record holding an address), or on one of
-# the two lines above when this line only continues the notice (a name, an "Email:" label).
+# the two lines above when this line only continues the notice (a name, an "Email:" label),
+# or further up through a list of addresses.
 _ATTRIBUTION = re.compile(
     r"(?<![a-z_])(?:__author__|authors?|copyright|maintainers?|maintained|credits|credit to|thanks to|"
     r"according to|__email__|released|based on|idea of)(?![a-z_])|\(c\)|©|-by:|^\W*by\s|"
@@ -73,9 +74,11 @@ _ATTRIBUTION = re.compile(
 )
 # Between a marker and the address: another `key: value` / `key=value` field.
 _OTHER_FIELD = re.compile(r"""[,;{]\s*["']?(?!mailto:)[\w.-]+["']?\s*[:=]|["']\s*:\s*["']?[^"'<(]*["']\s*,""")
-# What may stand before the address on a line that continues a notice.
+# What may stand before the address on a line that continues a notice: a label, a name
+# (with its particles: "Amaury Forgeot d'Arc", "Guido van Rossum").
 _CONTINUATION = re.compile(
-    r"""[\s#*/;"'(<,.-]*(?:[A-Za-z][a-z]+(?:[ -][a-z]+)?\s*:\s*)?(?:[A-Z][\w.'-]*\.?,?\s+){0,5}(?:[<("']|&lt;)?"""
+    r"""[\s#*/;"'(<,.-]*(?:[A-Za-z][a-z]+(?:[ -][a-z]+)?\s*:\s*)?"""
+    r"""(?:(?:[a-z]{1,2}')?[A-Z][\w.'-]*\.?,?\s+|(?:van|von|de|da|del|der|den|di|du|le|la|ten|ter)\s+){0,6}(?:[<("']|&lt;)?"""
 )
 
 
@@ -89,14 +92,21 @@ def _attribution(text: str, pos: int) -> bool:
     if _CONTINUATION.fullmatch(prefix) is None:
         return False
     start = line_start
-    for _ in range(2):
+    for lines_up in range(_LIST_REACH):
         if start == 0:
             break
         above = text.rfind("\n", 0, start - 1) + 1
         if _ATTRIBUTION.search(text, above, start - 1):
             return True
+        if lines_up >= 1 and text.find("@", above, start) < 0:
+            break  # past two lines, only a list of addresses still continues the notice
         start = above
     return False
+
+
+# How far up a list of addresses (`__author__ = ("A <a@x>, "` then one line per author)
+# is followed to its marker.
+_LIST_REACH = 12
 
 
 def find_emails(text: str) -> list[PiiHit]:

@@ -157,7 +157,7 @@ def json_view(text: str) -> View | None:
         return None
     view = View("json")
     previous_end = -1
-    for m in _JSON_STRING.finditer(text):
+    for m in _json_strings(text, whole):
         start, end = m.span()
         literal = m.group()
         if "\\" not in literal or not (whole or '\\"' in literal or "\\u" in literal):
@@ -178,6 +178,26 @@ def json_view(text: str) -> View | None:
         view.verbatim(text, end - 1, end)
         previous_end = end
     return view if len(view) else None
+
+
+_EMBEDDED_ESCAPE = re.compile(r'\\["u]')
+
+
+def _json_strings(text: str, whole: bool) -> Iterator[re.Match[str]]:
+    """The string literals of a JSON document; elsewhere, those of the lines that hold an
+    escaped quote or a `\\u` escape (the only ones kept there), found without reading the
+    rest. A literal never spans lines, so a line's literals are the same either way."""
+    if whole:
+        yield from _JSON_STRING.finditer(text)
+        return
+    done_until = -1
+    for escape in _EMBEDDED_ESCAPE.finditer(text):
+        if escape.start() < done_until:
+            continue
+        line_start = text.rfind("\n", 0, escape.start()) + 1
+        line_end = text.find("\n", escape.end())
+        done_until = len(text) if line_end < 0 else line_end
+        yield from _JSON_STRING.finditer(text, line_start, done_until)
 
 
 def _unescape_into(view: View, text: str, start: int, end: int) -> None:
@@ -274,16 +294,22 @@ _CHAIN = re.compile(rf"{_LITERAL}(?:{_JOIN}{_LITERAL})+")
 _ONE_LITERAL = re.compile(_LITERAL)
 
 
-# Quotes -> "q", blanks -> " ", operators -> "o", newline -> "n", backslash -> "b", the rest
-# -> "x": a literal followed by another literal becomes a byte pattern that starts with a
-# literal ("q"), which `re` finds fast.
+# Quotes -> "q", blanks -> " ", operators -> "o", newline -> "n", backslash -> "b", letters,
+# digits and the other token characters -> "t", the rest -> "x": a literal followed by another
+# literal becomes a byte pattern that starts with a literal ("q"), which `re` finds fast.
 _SHAPE = bytes(
     ord("q") if chr(i) in "\"'`" else ord(" ") if chr(i) in " \t\r" else ord("o") if chr(i) in "+.&|"
-    else ord("n") if chr(i) == "\n" else ord("b") if chr(i) == "\\" else ord("x")
+    else ord("n") if chr(i) == "\n" else ord("b") if chr(i) == "\\"
+    else ord("t") if chr(i).isascii() and (chr(i).isalnum() or chr(i) in "_-/=$:~") else ord("x")
     for i in range(256)
 )
-# A closing quote, a gap that is not empty (blanks, an operator, line breaks), an opening quote.
-_SHAPE_HINT = re.compile(rb"q(?: +| *(?:b?n *){1,2}| *oo? *(?:b?n *){0,2}| *(?:b?n *){1,2}oo? *)q")
+# A closing quote after a token character (not an escape's letter: `'width,\n' 'including'`
+# joins no token), a gap that is not empty (blanks, an operator, line breaks), an opening
+# quote before a token character. Prose split at spaces, the usual way to wrap long strings,
+# gives no hint at all.
+_SHAPE_HINT = re.compile(
+    rb"q(?<=[^b][to]q)(?: +| *(?:b?n *){1,2}| *oo? *(?:b?n *){0,2}| *(?:b?n *){1,2}oo? *)q(?=[to])"
+)
 
 
 def concat_view(text: str, ascii_bytes: bytes | None = None) -> View | None:
@@ -326,7 +352,9 @@ def _splits_a_token(text: str, pieces: list[re.Match[str]]) -> bool:
         while i > a.start() and run < 8 and text[i] in _TOKEN_CHARS:
             run += 1
             i -= 1
-        if run == 0:
+        if run < 8 and text[i] == "\\":
+            run -= 1  # the letter of an escape (`'...width,\n' 'including...'`) is not text
+        if run <= 0:
             continue
         j = b.start() + 1
         while j < b.end() - 1 and run < 8 and text[j] in _TOKEN_CHARS:

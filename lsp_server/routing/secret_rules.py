@@ -163,6 +163,22 @@ def valid_pem_body(value: str) -> bool:
     return len(body) >= 64 and re.fullmatch(r"[A-Za-z0-9+/=]+", body) is not None
 
 
+_WORDISH = re.compile(r"[A-Za-z][a-z]{3,}")
+
+
+def unreadable_key_body(value: str) -> bool:
+    """A private-key block whose body is not base64 (mangled, re-encoded, pasted through a
+    chat) but is not code or prose either: long, varied, few pronounceable words. Code
+    between a header constant and a footer constant reads as words."""
+    start = value.find("-----", 10) + 5
+    end = value.rfind("-----END", start)
+    body = "".join(value[start : end if end > 0 else len(value) - 8].split())
+    if len(body) < 64 or "..." in body or shannon_entropy(body) < 4.0:
+        return False
+    words = sum(len(w) for w in _WORDISH.findall(body) if 0.25 <= sum(c in "aeiouy" for c in w.lower()) / len(w) <= 0.65)
+    return words < 0.25 * len(body)
+
+
 def has_digit_and_letter(value: str) -> bool:
     return any(c.isdigit() for c in value) and any(c.isalpha() for c in value)
 
@@ -176,6 +192,22 @@ def random_mixed_case(value: str) -> bool:
     """Letters-only tokens (Hugging Face) are told from CamelCase names by how often case flips."""
     flips = sum(a.isupper() != b.isupper() for a, b in itertools.pairwise(value))
     return shannon_entropy(value) >= 3.8 and flips >= 0.3 * (len(value) - 1)
+
+
+def random_letters(value: str) -> bool:
+    """Letters-only token bodies: mixed case that flips often, or one case that is varied
+    enough not to be a word (34 random lower-case letters carry ~4.3 bits per letter)."""
+    body = value.rsplit("_", 1)[-1]
+    if body.islower() or body.isupper():
+        return shannon_entropy(body) >= 3.8
+    return random_mixed_case(body)
+
+
+def random_parts(value: str) -> bool:
+    """Every long part of a dotted token is random (JWT-shaped tokens whose parts do not
+    decode: `ey...` `.` `ey...` `.` signature)."""
+    parts = [p for p in value.split(".") if len(p) >= 16]
+    return len(parts) >= 2 and all(shannon_entropy(p) >= 3.5 and has_digit_and_letter(p) for p in parts)
 
 
 def _not_port(value: str) -> bool:
@@ -192,6 +224,9 @@ def valid_url_password(value: str) -> bool:
 
 
 # --- rule construction ---------------------------------------------------------------------
+
+# (New patterns use possessive quantifiers, `{m,n}+`, where what follows cannot be matched by
+# the repeated class: the same matches, without retrying every shorter length on a miss.)
 
 # Characters a token can contain (base64, base64url, `.`/`:`/`$`/`~` separators used by some
 # providers). Rules scoped to "tokens" only run on maximal runs of these, of length >=
@@ -367,6 +402,15 @@ RULES: tuple[SecretRule, ...] = (
     token("gitlab-runner-token", "vcs", r"glrt-(?P<body>[A-Za-z0-9_-]{20,64})(?![\w-])"),
     token("gitlab-runner-token", "vcs", r"GR1348941(?P<body>[A-Za-z0-9_-]{20,64})(?![\w-])"),
     token("gitlab-token", "vcs", r"gl(?:ptt|ft|soat|imt|cbt|oas|agent)-(?P<body>[A-Za-z0-9_-]{20,64})(?![\w-])"),
+    token(
+        "gitlab-incoming-email-token",
+        "vcs",
+        # A project's reply-by-email address carries a per-user token.
+        r"incoming\+(?:[A-Za-z0-9._-]{1,100}-)?\d{1,24}-(?P<secret>[A-Za-z0-9_-]{12,64})-(?:issue(?:-\d{1,20})?|merge-request)@",
+        min_entropy=3.0,
+        boundary=False,
+        scope="lines",  # `incoming+...-issue` is one long run of token characters
+    ),
     token("bitbucket-app-password", "vcs", r"ATBB(?P<body>[A-Za-z0-9_=.-]{28,64})(?![\w=.-])", min_entropy=3.5),
     *context(
         "bitbucket-app-password", "vcs", "bitbucket", r"[a-z0-9]{18,24}",
@@ -375,8 +419,10 @@ RULES: tuple[SecretRule, ...] = (
     # ---------------------------------------------------------------- chat
     token("slack-bot-token", "chat", r"xoxb-(?P<body>[0-9]{8,13}-[0-9]{8,13}-[A-Za-z0-9]{20,40})(?![\w-])"),
     token("slack-user-token", "chat", r"xoxp-(?P<body>(?:[0-9]{6,13}-){2,3}[A-Za-z0-9]{20,40})(?![\w-])"),
-    token("slack-app-token", "chat", r"xapp-\d-(?P<body>[A-Z0-9]{8,14}-[0-9]{8,14}-[a-f0-9]{40,70})(?![\w-])"),
+    token("slack-app-token", "chat", r"xapp-\d-(?P<body>[A-Z0-9]{8,14}-[0-9]{8,24}-[A-Za-z0-9]{16,70}+)(?![\w-])"),
     token("slack-legacy-token", "chat", r"xox[aeors]-(?P<body>(?:[0-9]{1,13}-){0,3}[A-Za-z0-9]{8,64})(?![\w-])"),
+    # Legacy user tokens: three numeric ids and a hex tail, which may be short.
+    token("slack-legacy-token", "chat", r"xox[os]-(?P<body>[0-9]{4,30}-[0-9]{4,30}-[0-9]{4,30}-[a-fA-F0-9]{2,64}+)(?![\w-])", min_entropy=3.0),
     token(
         "slack-webhook",
         "chat",
@@ -405,10 +451,10 @@ RULES: tuple[SecretRule, ...] = (
     token(
         "teams-webhook",
         "chat",
-        r"https://[a-z0-9-]{1,60}\.webhook\.office\.com/webhookb2/[a-f0-9-]{36}@[a-f0-9-]{36}/IncomingWebhook/(?P<body>[A-Za-z0-9]{32}/[a-f0-9-]{36})(?:/[A-Za-z0-9_-]{20,80})?",
+        r"https://[a-z0-9-]{1,60}\.webhook\.office\.com/webhookb2/[A-Za-z0-9-]{36}@[A-Za-z0-9-]{36}/IncomingWebhook/(?P<body>[A-Za-z0-9]{32}/[A-Za-z0-9-]{36})(?:/[A-Za-z0-9_-]{20,80})?",
         anchor=r"\.webhook\.office\.com/",
         window=200,
-        scope="text",
+        scope="lines",
     ),
     # ---------------------------------------------------------------- messaging (email, SMS)
     token("twilio-api-key", "messaging", r"SK(?P<body>[0-9a-fA-F]{32})(?![\w-])", min_entropy=3.0),
@@ -438,6 +484,10 @@ RULES: tuple[SecretRule, ...] = (
     token("stripe-webhook-secret", "payment", r"whsec_(?P<body>[A-Za-z0-9+/=]{32,100})(?![\w-])"),
     token("square-access-token", "payment", r"sq0atp-(?P<body>[A-Za-z0-9_-]{22,60})(?![\w-])"),
     token("square-access-token", "payment", r"EAAA(?P<body>[A-Za-z0-9_-]{60})(?![\w-])", min_entropy=4.0),
+    # Flutterwave: `FLWSECK-`/`FLWPUBK-` (live) and `..._TEST-` (test mode) keys.
+    token("flutterwave-key", "payment", r"FLW(?:SEC|PUB)K(?:_TEST)?-(?P<body>[a-hA-H0-9]{32})-X(?![\w-])", min_entropy=2.5),
+    token("flutterwave-key", "payment", r"FLWSECK(?:_TEST)?-(?P<body>[a-hA-H0-9]{12})(?![\w-])", min_entropy=2.5),
+    token("easypost-api-key", "payment", r"EZ[AT]K(?P<body>[A-Za-z0-9]{54})(?![\w-])", min_entropy=3.5),
     token("square-oauth-secret", "payment", r"sq0csp-(?P<body>[A-Za-z0-9_-]{43})(?![\w-])"),
     token(
         "braintree-access-token",
@@ -455,8 +505,8 @@ RULES: tuple[SecretRule, ...] = (
         r"sk-(?:(?:proj|svcacct|admin|None)-(?P<body>[A-Za-z0-9_-]{40,250})|[A-Za-z0-9]{20}T3BlbkFJ[A-Za-z0-9]{20})(?![\w-])",
     ),
     token("anthropic-api-key", "ai", r"sk-ant-[a-z]{2,8}\d{0,3}-(?P<body>[A-Za-z0-9_-]{40,200})(?![\w-])"),
-    token("huggingface-token", "ai", r"hf_(?P<body>[A-Za-z0-9]{34,40})(?![\w-])", validator=random_mixed_case),
-    token("huggingface-token", "ai", r"api_org_(?P<body>[A-Za-z0-9]{34,40})(?![\w-])", validator=random_mixed_case),
+    token("huggingface-token", "ai", r"hf_(?P<body>[A-Za-z0-9]{34,40}+)(?![\w-])", validator=random_letters),
+    token("huggingface-token", "ai", r"api_org_(?P<body>[A-Za-z0-9]{34,40}+)(?![\w-])", validator=random_letters),
     token("replicate-api-token", "ai", r"r8_(?P<body>[A-Za-z0-9]{37})(?![\w-])", validator=mixed_token),
     token("groq-api-key", "ai", r"gsk_(?P<body>[A-Za-z0-9]{52})(?![\w-])", validator=mixed_token),
     # ---------------------------------------------------------------- package registries
@@ -526,6 +576,66 @@ RULES: tuple[SecretRule, ...] = (
     token("pulumi-access-token", "infra", r"pul-(?P<body>[a-f0-9]{40})(?![\w-])"),
     token("doppler-token", "infra", r"dp\.(?:pt|st|sa|ct|scim|audit)\.(?P<body>[A-Za-z0-9]{40,44})(?![\w-])"),
     token("planetscale-token", "infra", r"pscale_(?:tkn|pw|oauth)_(?P<body>[A-Za-z0-9_.-]{32,64})(?![\w-])"),
+    token("openshift-token", "infra", r"sha256~(?P<body>[A-Za-z0-9_-]{43})(?![\w-])", min_entropy=3.5),
+    token(
+        "flyio-token",
+        "infra",
+        r"FlyV1[ \t](?P<body>[A-Za-z0-9=_,/+-]{100,4000})",
+        min_entropy=4.0,
+        scope="lines",
+    ),
+    # ---------------------------------------------------------------- more SaaS formats
+    token(
+        "dropbox-token",
+        "devtools",
+        # Long-lived tokens: 11 characters, ten `A`s, 43 more.
+        r"(?<![\w-])(?P<secret>[A-Za-z0-9]{11}AAAAAAAAAA[A-Za-z0-9_=-]{43})(?![\w=-])",
+        anchor="AAAAAAAAAA",
+        window=60,
+        min_entropy=3.5,
+    ),
+    token(
+        "salesforce-access-token",
+        "devtools",
+        # An org id (`00D...`), `!`, then the session part.
+        r"(?<![\w!])(?P<secret>00[A-Za-z0-9]{13}![A-Za-z0-9._-]{80,260}+)(?![\w.-])",
+        anchor="!",
+        window=280,
+        min_entropy=3.5,
+        scope="lines",
+    ),
+    *(
+        token(
+            "facebook-app-access-token",
+            "devtools",
+            # `app id|app secret` (also with the bar URL-encoded or mangled to `%`)
+            r"(?<![\w|%])(?P<secret>\d{15,16}(?:\||%7[Cc]|%)[0-9A-Za-z_-]{27,40}+)(?![\w-])",
+            anchor=anchor,  # the separator and the secret: starts with a literal, found fast
+            window=60,
+            validator=mixed_token,
+            min_entropy=3.5,
+            scope="lines",
+        )
+        for anchor in (r"\|[0-9A-Za-z_-]{27}", r"%[0-9A-Za-z_-]{27}")
+    ),
+    token("facebook-page-access-token", "devtools", r"EAA[MC](?P<body>[A-Za-z0-9]{100,400}+)(?![\w-])", min_entropy=4.0),
+    token(
+        "tableau-personal-access-token",
+        "devtools",
+        r"(?<![A-Za-z0-9+/])(?P<secret>[A-Za-z0-9+/]{22}==:[A-Za-z0-9]{32})(?![\w-])",
+        anchor="==:",
+        window=40,
+        validator=mixed_token,
+        min_entropy=3.5,
+    ),
+    SecretRule(
+        "gc-notify-api-key",
+        "messaging",
+        # Canada's GC Notify: `gcntfy-<name>-<service uuid>-<secret uuid>`.
+        _c(r"gcntfy-[a-z0-9_-]{1,60}?-(?P<secret>[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})"),
+        on_lower=True,
+        scope="lines",
+    ),
     # ---------------------------------------------------------------- private keys
     token(
         "private-key",
@@ -534,6 +644,15 @@ RULES: tuple[SecretRule, ...] = (
         r"(?:Proc-Type:[^\n]{0,80}|DEK-Info:[^\n]{0,120}|Version:[^\n]{0,80}|Comment:[^\n]{0,120}|[A-Za-z0-9+/=\s]|\\[nr]){64,16000}"
         r"(?:-----END[ A-Z0-9]{0,20} PRIVATE KEY(?: BLOCK)?-----)?",
         validator=valid_pem_body,
+        boundary=False,
+        scope="text",
+        placeholder_check=False,
+    ),
+    token(
+        "private-key",
+        "private-key",
+        r"-----BEGIN[ A-Z0-9_-]{0,100}PRIVATE KEY(?: BLOCK)?-----[\s\S]{64,16000}?KEY(?: BLOCK)?-----",
+        validator=unreadable_key_body,
         boundary=False,
         scope="text",
         placeholder_check=False,
@@ -556,6 +675,16 @@ RULES: tuple[SecretRule, ...] = (
         r"eyJ[A-Za-z0-9_-]{8,2000}\.eyJ[A-Za-z0-9_-]{8,8000}\.[A-Za-z0-9_-]{16,1000}(?![\w-])",
         validator=valid_jwt,
         placeholder_check=False,
+    ),
+    token(
+        "jwt",
+        "jwt",
+        # JWT-shaped (`ey...`.`ey...`[.sig]) with random parts that do not decode. Searched
+        # only around a `.ey...` (a header is short; a run of `eyeyey...` costs nothing).
+        r"ey[A-Za-z0-9_-]{17,300}+\.ey[A-Za-z0-9_-]{17,8000}+\.(?:[A-Za-z0-9_-]{10,1000}+={0,2})?(?![\w-])",
+        validator=random_parts,
+        anchor=r"\.ey[A-Za-z0-9_-]{17}",
+        window=9400,
     ),
     # ---------------------------------------------------------------- connection strings
     token(
@@ -630,13 +759,8 @@ RULES: tuple[SecretRule, ...] = (
         scope="text",
         tier=1,
     ),
-    SecretRule(
-        "curl-basic-auth",
-        "http-auth",
-        _c(r"curl\s(?:[^\n]{0,300}?\s)?(?:-u|--user)[\s=]{1,3}[\"']?[^\s:\"']{1,64}:(?P<secret>[^\s\"']{1,128})"),
-        on_lower=True,
-        tier=1,
-    ),
+    # curl's `-u user:password` and `-H "Authorization: ..."`: structured_secrets.py (options
+    # may sit on a command's continuation lines).
     SecretRule(
         "netrc-password",
         "http-auth",

@@ -3,10 +3,13 @@
 A hit keeps the request home (or gets it redacted, as the policy says), so the scanner
 favours recall on real credentials while keeping false positives on ordinary code low.
 
-Four detectors feed one report:
+These detectors feed one report:
 
 * provider rules (``secret_rules.RULES``): token prefixes, keys in context, private keys,
   JWTs, connection strings, HTTP credentials;
+* named services' credentials and vendor-prefixed tokens (``service_secrets``), and
+  credentials that their format gives away (``structured_secrets``: curl options,
+  Kubernetes Secrets, Google credential files);
 * generic assignments: ``password = "..."``, ``api_key: ...``, ``.env`` lines, XML
   elements, when the name says "secret" and the value is not a placeholder or a reference;
 * high-entropy literals: long base64/hex strings that look random (hex only next to a
@@ -38,7 +41,8 @@ from typing import Literal
 from .pii import DIGIT_SHAPE_TABLE, find_pii
 from .scan_views import View, base64_view, concat_view, decoded_blobs, diff_views, json_view, url_view
 from .secret_engines import SecretEngine
-from .service_secrets import assignment_anchor, prefixed_token, random_value
+from .service_secrets import assignment_anchor, prefixed_token, random_value, service_context
+from .structured_secrets import find_structured
 from .secret_rules import (
     MIN_TOKEN_RUN,
     RULES,
@@ -52,6 +56,7 @@ from .secret_rules import (
 
 Kind = Literal["secret", "pii", "path"]
 
+_STRUCTURED_TIER = 1
 _GENERIC_TIER = 2
 _PREFIXED_TIER = 3
 _ENTROPY_TIER = 3
@@ -216,6 +221,16 @@ _GENERIC = tuple(
 _XML_SECRET = re.compile(
     r"<(?P<tag>[\w.:-]{0,40}(?:password|passwd|secret|token|apikey|api-key|api_key)[\w.:-]{0,40})>"
     r"(?P<value>[^<\n]{1,200})</(?P=tag)>"
+)
+# .NET and NuGet settings: `<add key="ClearTextPassword" value="..." />`.
+_XML_ADD = re.compile(r'<add\s{1,40}key\s{0,4}=\s{0,4}"(?P<key>[^"\n]{1,80})"\s{1,80}value\s{0,4}=\s{0,4}"(?P<value>[^\n]{1,300}?)"\s{0,80}/?>')
+# A password passed to a login call: `smtp.login("user", "s3cret")`, `authenticate(u, 'pw')`.
+_LOGIN_CALLS = tuple(
+    re.compile(
+        word + r"[ \t]{0,8}\([ \t]{0,8}[^,()\r\n]{1,250}?[ \t]{0,8},[ \t]{0,8}"
+        r"(?P<q>[\"'`])(?P<value>(?:\\.|(?!(?P=q))[^\\\r\n]){4,250})(?P=q)[ \t]{0,8}\)"
+    )
+    for word in (r"log_?in", "authenticate")  # each starts with a literal: found fast
 )
 _KEY_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-$")
 _WORDS = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")
@@ -387,8 +402,6 @@ _COMPANIONS: dict[str, tuple[str, str, re.Pattern[str]]] = {
         "alibaba-access-key-secret", "cloud", re.compile(r"(?<![\w/+=-])(?P<secret>[A-Za-z0-9]{30})(?![\w/+=-])"),
     ),
 }
-_DIGIT = re.compile(r"\d")
-_CASE_FLIP = re.compile(r"[a-z][A-Z]")
 _ALONE_BEFORE = re.compile(r"[\s\"'`]*")
 _ALONE_AFTER = re.compile(r"(?:\\[nrt\"'`]|[ \t\"'`,;])*\n")
 # `KEY=value` inside one token run; a key is a name (few digits), so the `=` inside a
@@ -543,6 +556,12 @@ def _lines_around(text: str, runs: list[tuple[int, int]]) -> list[tuple[int, int
 
 # --- the scanner --------------------------------------------------------------------------
 
+# The rules by where they run, each with the pattern that must occur first: its anchor, or
+# the rule itself. Most rules find nothing; one search in C tells so before any Python work.
+_TOKEN_RULES = tuple((r, r.anchor or r.regex) for r in RULES if r.scope == "tokens")
+_LINE_RULES = tuple((r, r.anchor or r.regex) for r in RULES if r.scope == "lines")
+_TEXT_RULES = tuple((r, r.anchor or r.regex) for r in RULES if r.scope == "text")
+
 
 @dataclass(slots=True)
 class _Hit:
@@ -605,21 +624,28 @@ class SensitivityScanner:
         if not text:
             return SensitivityReport(tuple(findings))
         config_like = _is_config_path(path)
-        hits, runs = self._detect(text, config_like, path is None)
-        hits += self._normalised(text, runs, config_like, path is None)
+        # The detectors read an ASCII copy (one `?` for each other character, so offsets
+        # hold): a single `–` or `’` makes the whole text a 2- or 4-byte string and every pass
+        # over it 2-4x slower. Credentials are ASCII; PII is read from the text as it is.
+        source = text if text.isascii() else text.encode("ascii", "replace").decode("ascii")
+        hits, runs = self._detect(source, config_like, path is None, pii_text=text)
+        hits += self._normalised(source, runs, config_like, path is None)
         for engine in self.engines:
             for rule, start, end in engine.find(text):
                 if 0 <= start < end <= len(text):
                     hits.append(_Hit(0, "secret", rule, f"engine:{engine.name}", start, end))
         if runs or hits:
-            self._companions(text, hits)
+            self._companions(source, hits)
         if self._allow:
             hits = [h for h in hits if not any(rx.search(text[h.start : h.end]) for rx in self._allow)]
         findings.extend(_resolve(hits))
         return SensitivityReport(tuple(findings))
 
-    def _detect(self, text: str, config_like: bool, pathless: bool) -> tuple[list[_Hit], list[tuple[int, int]]]:
-        """Every detector over `text` as it is; also returns the long token runs."""
+    def _detect(
+        self, text: str, config_like: bool, pathless: bool, pii_text: str | None = None
+    ) -> tuple[list[_Hit], list[tuple[int, int]]]:
+        """Every detector over `text` as it is; also returns the long token runs. `pii_text`
+        is the text PII is read from when `text` is its ASCII copy (same length)."""
         lowered = text.lower()
         if len(lowered) != len(text):  # only U+0130 lower-cases to two code points
             lowered = text.replace("\u0130", "I").lower()
@@ -632,22 +658,32 @@ class SensitivityScanner:
             tokens = _excerpt(text, runs)
             lines = _lines_around(text, runs)
             line_texts = {False: _excerpt(text, lines), True: _excerpt(lowered, lines)}
-            for rule in RULES:
-                if rule.scope == "tokens":
+            for rule, first in _TOKEN_RULES:
+                if first.search(tokens.text):  # one C call; most rules stop here
                     self._run_rule(rule, text, tokens, hits)
-                elif rule.scope == "lines":
-                    self._run_rule(rule, text, line_texts[rule.on_lower], hits)
-        for rule in RULES:
-            if rule.scope == "text":
-                self._run_rule(rule, text, lowered if rule.on_lower else text, hits)
+            for rule, first in _LINE_RULES:
+                source = line_texts[rule.on_lower]
+                if first.search(source.text):
+                    self._run_rule(rule, text, source, hits)
+        asked: dict[tuple[int, bool], bool] = {}  # rules sharing an anchor ask it once
+        for rule, first in _TEXT_RULES:
+            source = lowered if rule.on_lower else text
+            key = (id(first), rule.on_lower)
+            if key not in asked:
+                asked[key] = first.search(source) is not None
+            if asked[key]:
+                self._run_rule(rule, text, source, hits)
+        for rule, family, start, end in find_structured(text, lowered):
+            hits.append(_Hit(_STRUCTURED_TIER, "secret", rule, family, start, end))
         self._generic(text, lowered, config_like, hits)
+        shape = ascii_bytes.translate(DIGIT_SHAPE_TABLE)  # digits "0", upper "A", lower "a"
         if runs:
-            self._services(text, runs, hits)
+            self._services(text, runs, shape, hits)
         if self.entropy and runs:
             self._entropy(text, runs, config_like or pathless, hits)
         if self.pii:
-            shape = ascii_bytes.translate(DIGIT_SHAPE_TABLE)
-            hits.extend(_Hit(_PII_TIER, "pii", rule, "pii", s, e) for rule, s, e in find_pii(text, lowered, shape))
+            pii = find_pii(text if pii_text is None else pii_text, lowered, shape)
+            hits.extend(_Hit(_PII_TIER, "pii", rule, "pii", s, e) for rule, s, e in pii)
         return hits, runs
 
     def _normalised(self, text: str, runs: list[tuple[int, int]], config_like: bool, pathless: bool) -> list[_Hit]:
@@ -773,6 +809,19 @@ class SensitivityScanner:
             parsed_until[index] = end
             if _generic_value_ok(text[start:end], kind, quoted, config_like):
                 hits.append(_Hit(_GENERIC_TIER, "secret", _RULE_FOR_KIND[kind], "generic-assignment", start, end))
+        for m in _XML_ADD.finditer(lowered):
+            kind = _secret_kind(_name_words(text[m.start("key") : m.end("key")]))
+            start, end = m.span("value")
+            value = text[start:end].strip()
+            start = text.find(value, start, end) if value else start
+            if kind and _generic_value_ok(value, kind, True, True):
+                hits.append(_Hit(_GENERIC_TIER, "secret", _RULE_FOR_KIND[kind], "generic-assignment", start, start + len(value)))
+        for m in (m for regex in _LOGIN_CALLS for m in regex.finditer(lowered)):
+            if m.start() > 0 and lowered[m.start() - 1].isalnum():
+                continue  # `catalogin(`, `blogin(`: not a login call
+            start, end = m.span("value")
+            if _generic_value_ok(text[start:end], "password", True, False):
+                hits.append(_Hit(_GENERIC_TIER, "secret", "generic-password", "generic-assignment", start, end))
         if "</" in text:
             for m in _XML_SECRET.finditer(lowered):
                 kind = _secret_kind(_name_words(text[m.start("tag") : m.end("tag")].replace(":", "_")))
@@ -780,11 +829,12 @@ class SensitivityScanner:
                 if kind and _generic_value_ok(text[start:end], kind, True, True):
                     hits.append(_Hit(_GENERIC_TIER, "secret", _RULE_FOR_KIND[kind], "generic-assignment", start, end))
 
-    def _services(self, text: str, runs: list[tuple[int, int]], hits: list[_Hit]) -> None:
-        """Named services' credentials and vendor-prefixed tokens (see service_secrets)."""
+    def _services(self, text: str, runs: list[tuple[int, int]], shape: bytes, hits: list[_Hit]) -> None:
+        """Named services' credentials and vendor-prefixed tokens (see service_secrets).
+        `shape` is the text's digit shape: digits and case flips are counted on it in C."""
         for run_start, run_end in runs:
             start, end = run_start, run_end
-            if not (_DIGIT.search(text, start, end) or len(_CASE_FLIP.findall(text, start, end)) >= 3):
+            if shape.find(b"0", start, end) < 0 and shape.count(b"aA", start, end) < 3:
                 continue  # generated values have digits or flip case often; names rarely do
             while end > start and text[end - 1] in ".:,":
                 end -= 1
@@ -794,8 +844,8 @@ class SensitivityScanner:
             if glued:  # `KEY=value` in one run of token characters
                 start = glued.end()
             value = text[start:end]
-            if len(value) < 16 or not (_DIGIT.search(value) or len(_CASE_FLIP.findall(value)) >= 3):
-                continue  # generated values have digits or flip case often; names rarely do
+            if len(value) < 16 or (shape.find(b"0", start, end) < 0 and shape.count(b"aA", start, end) < 3):
+                continue
             if start == 0:
                 continue  # the text may start inside a longer token (a window cut mid-line)
             if prefixed_token(value):
@@ -820,6 +870,9 @@ class SensitivityScanner:
             if anchor and random_value(value, strict=not anchor[1]):
                 rule, family = ("service-credential", "service") if anchor[1] else ("generic-secret", "generic-assignment")
                 hits.append(_Hit(_GENERIC_TIER, "secret", rule, family, start, end))
+            elif (not anchor or not anchor[1]) and service_context(text[max(0, start - 100) : start]) and random_value(value):
+                # `amplitude:\n  secret: <value>`: the service named a line or two above.
+                hits.append(_Hit(_GENERIC_TIER, "secret", "service-credential", "service", start, end))
 
     def _entropy(self, text: str, runs: list[tuple[int, int]], unquoted_ok: bool, hits: list[_Hit]) -> None:
         """High-entropy literals, taken from the long tokens: quoted ones always, `KEY=value`

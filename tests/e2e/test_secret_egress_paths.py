@@ -138,7 +138,7 @@ def test_explain_chunks_and_commit_messages_keep_planted_values_home(frontier, r
     assert len(frontier.requests) >= 2 and leaks(frontier) == []
 
 
-@pytest.mark.timeout(900)  # four commands on each of the 28 seeded files, on the local model
+@pytest.mark.timeout(1000)  # four commands on each of the 30 seeded files, on the local model
 async def test_workspace_explain_refactor_and_ask_keep_planted_values_home(frontier, repo, endless_model_path,
                                                                          tmp_path):
     stage(repo, [(name, text) for name, text, _ in seeded_files()], "seeded")

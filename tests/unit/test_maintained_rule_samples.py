@@ -14,8 +14,9 @@ import pytest
 from lsp_server.routing.sensitivity import SensitivityScanner
 from tests.maintained_rules import CONFIG_PATH, Sample, Samples, draw_samples, iter_files, load_config, load_rules, shannon, translate
 
-# The benchmark's target is 90 % on two samples per rule; one sample per rule is noisier.
-RECALL_FLOOR = 0.85
+# The target: 90 % of the samples kept home (the benchmark measures two samples per rule over
+# several seeds: 93-95 %; one sample per rule is noisier).
+RECALL_FLOOR = 0.90
 
 
 @pytest.fixture(scope="module")

@@ -271,6 +271,8 @@ def test_findings_from_views_never_point_outside_the_text() -> None:
         "credits = 3\nrow = {'email': 'maria.lopez@gmail.com'}",
         "# thanks!\n\ncustomer: maria.lopez@gmail.com",
         "Reported by maria.lopez@gmail.com",
+        # a notice three lines up, with lines of code between, is not this line's notice
+        "# Copyright 2020 Acme\nimport os\nimport sys\n#   Maria Lopez <maria.lopez@gmail.com>",
     ],
 )
 def test_records_with_attribution_words_keep_their_addresses(text: str) -> None:
@@ -288,6 +290,9 @@ def test_records_with_attribution_words_keep_their_addresses(text: str) -> None:
         "# Copyright (c) 1999-2000, Marc-Andre Lemburg; mailto:mal@gmail.com",
         '"author": "Jane Roe <jane.roe@gmail.com>",',
         "# contributed by Bastian Kleineidam <calvin@gmail.com>, added 2000-03-18",
+        '__author__ = ("Guido van Rossum <guido@gmail.com>, "\n'
+        + "".join(f'              "Author {name} <{name.lower()}@gmail.com>, "\n' for name in ("Mike", "Mark", "Antoine"))
+        + '              "Amaury Forgeot d\'Arc <amauryfa@gmail.com>, "\n              "Benjamin Peterson <benjamin@gmail.com>")',
     ],
 )
 def test_authorship_notices_are_still_exempt(text: str) -> None:

@@ -34,6 +34,9 @@ MONGO_URI = "mongodb+srv://svc-api:ctjDu8Sg*582@cluster0.a1b2c.mongodb.net/prod?
 JDBC_URL = "jdbc:postgresql://db.internal:5432/app?user=app&password=CzbDTln1hCx*170&ssl=true"
 SMTP_PASS = "Nbf59Zbf7*8020"
 HMAC_SALT = "21d666891b274d22f7941ead180e101a8663a3e036331c96186f72c59e4a3326"
+EASYPOST = "EZAKkK5mJ1Wv8HjTEWaefH5XFNLZu9uItzSjHR7EuMnLFmR68xY38PA2mt"
+FB_PAGE = "EAACBoOFwhdTbWhTygx9QvdAVpy5f56TgS277zG76xmPOOIwS3khEGVjWK5NCvhL3BzNUcQKWldHqdcJBCHWkrFAejJiq5xlU1PEpwWPwBtrDyAjJU1yWRptG3t8bGeMccXIXVnEkbaOVyXc3NwScKrwnwsmaLJ4FaQsKQLHc38OH7Ft8mY33pDp"
+DROPBOX_OFFLINE = "96ACVg6VNfIAAAAAAAAAAfQEMe_bzxkL227ToZ7xrbkfq5_1sGaEatj9nklyRJE-"
 
 
 def database_url() -> str:

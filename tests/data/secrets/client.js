@@ -19,4 +19,6 @@ export const config = {
   tfe: '7vFuI1MW0MukQd.atlasv1.2hfjVyKP7nA3Rqye1gQrNTFiK4eTRrFPEoadU3pbZGvZKaNVZRvHNWP26QbJ1G6EnFJ',
   cacheUrl: 'redis://:Z1tSnCkcM.27@cache.internal:6379/0',
   clientSecret: 'bAGOTL2S7dXywEyxE0WcgFr1mPuWDt8H',
+  issueReplyTo: 'incoming+acme-orders-4821-h8fhe45mhx59xm4dgfdruilr6-issue@gitlab.acme.internal',
+  slackLegacyUser: 'xoxs-7385541546-88652173529-199990818770-973a41848077588631a89e02ab91f02bb48887dd542f247d2271923b227a9c54',
 };

@@ -330,6 +330,32 @@ SPECS: list[Spec] = [
     # entropy (names that are not secret words by themselves)
     Spec("high-entropy-hex", "entropy", "HMAC_SALT", same(lambda: rand(HEX, 64))),
     Spec("high-entropy-base64", "entropy", "SIGNATURE_SEED", same(lambda: rand(B64, 44))),
+    # more provider formats (appended, so the specs above keep their files)
+    Spec("flutterwave-key", "payment", "FLW_SECRET", same(lambda: "FLWSECK-" + rand("abcdefgh0123456789", 32) + "-X")),
+    Spec("easypost-api-key", "payment", "EASYPOST", same(lambda: "EZAK" + rand(B62, 54))),
+    Spec(
+        "gitlab-incoming-email-token",
+        "vcs",
+        "ISSUE_REPLY_TO",
+        wrapped("incoming+acme-orders-4821-{}-issue@gitlab.acme.internal", lambda: rand(string.ascii_lowercase + string.digits, 25)),
+    ),
+    Spec("openshift-token", "infra", "OPENSHIFT", same(lambda: "sha256~" + rand(B64URL, 43))),
+    Spec("flyio-token", "infra", "FLY_API", same(lambda: "FlyV1 fm2_" + rand(B64, 140) + ",fm2_" + rand(B64, 60))),
+    Spec("salesforce-access-token", "devtools", "SF_SESSION", same(lambda: "00D" + rand(B62, 12) + "!" + rand(B62 + "._", 96))),
+    Spec("facebook-app-access-token", "devtools", "FB_APP_TOKEN", same(lambda: digits(15) + "|" + rand(B64URL, 27))),
+    Spec("facebook-page-access-token", "devtools", "FB_PAGE", same(lambda: "EAAC" + rand(B62, 180))),
+    Spec("tableau-personal-access-token", "devtools", "TABLEAU_PAT", same(lambda: rand(B64, 22) + "==:" + rand(B62, 32))),
+    Spec(
+        "gc-notify-api-key",
+        "messaging",
+        "NOTIFY_API_KEY",
+        wrapped(
+            "gcntfy-orders-{}",
+            lambda: f"{uuid.UUID(int=rng.getrandbits(128), version=4)}-{uuid.UUID(int=rng.getrandbits(128), version=4)}",
+        ),
+    ),
+    Spec("dropbox-token", "devtools", "DROPBOX_OFFLINE", same(lambda: rand(B62, 11) + "AAAAAAAAAA" + rand(B64URL, 43))),
+    Spec("slack-legacy-token", "chat", "SLACK_LEGACY_USER", same(lambda: f"xoxs-{digits(10)}-{digits(11)}-{digits(12)}-{rand(HEX, 64)}")),
 ]
 
 # Files made of KEY=value lines, one format each; every spec lands in two of them.
@@ -761,11 +787,68 @@ def render_hard_file(fmt: str, lines: list[str], plant: Callable[..., str]) -> s
     raise ValueError(fmt)
 
 
+# --------------------------------------------------------------------------- structured forms
+# Credentials that their format gives away whatever they look like: a Kubernetes Secret's
+# data, a NuGet source password, gcloud's authorized-user file, curl options on the
+# continuation lines of a command. Built last, so the values above keep their draws.
+
+
+def build_structured_files(files: dict[str, str], manifest: dict[str, list[dict[str, str]]]) -> None:
+    def plant(name: str, rule: str, family: str, value: str) -> str:
+        manifest.setdefault(name, []).append({"rule": rule, "family": family, "kind": "secret", "value": value})
+        return value
+
+    name = "deploy.yaml"
+    db_password = base64.b64encode(password().encode()).decode()
+    signing_key = base64.b64encode(rng.randbytes(32)).decode()
+    files[name] += (
+        "---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: orders-credentials\ntype: Opaque\ndata:\n"
+        f"  db-password: {plant(name, 'kubernetes-secret', 'cloud', db_password)}\n"
+        f"  signing-key: {plant(name, 'kubernetes-secret', 'cloud', signing_key)}\n"
+        f"stringData:\n  smtp-password: \"{plant(name, 'kubernetes-secret', 'cloud', password())}\"\n"
+    )
+
+    name = "NuGet.Config"
+    files[name] = (
+        '<?xml version="1.0" encoding="utf-8"?>\n<configuration>\n  <packageSources>\n'
+        '    <add key="acme" value="https://nuget.acme.internal/v3/index.json" />\n  </packageSources>\n'
+        "  <packageSourceCredentials>\n    <acme>\n"
+        '      <add key="Username" value="ci-restore" />\n'
+        f'      <add key="ClearTextPassword" value="{plant(name, "generic-password", "generic-assignment", password())}" />\n'
+        "    </acme>\n  </packageSourceCredentials>\n</configuration>\n"
+    )
+
+    name = "application_default_credentials.json"
+    adc = {
+        "account": "",
+        "client_id": f"{digits(12)}-{rand(string.ascii_lowercase + string.digits, 32)}.apps.googleusercontent.com",
+        "client_secret": plant(name, "gcp-user-credentials", "cloud", rand(B64URL, 24)),
+        "quota_project_id": "acme-orders-prod",
+        "refresh_token": plant(name, "gcp-user-credentials", "cloud", "1//0" + rand(B64URL, 99)),
+        "type": "authorized_user",
+        "universe_domain": "googleapis.com",
+    }
+    files[name] = json.dumps(adc, indent=2) + "\n"
+
+    name = "support_notes.md"
+    api_key = rand(B62, 40)
+    upload_password = password()
+    files[name] += (
+        "\nReplaying the failed deliveries:\n\n```\n"
+        "curl -X POST https://api.acme.internal/v2/hooks/replay \\\n"
+        "  -H 'Content-Type: application/json' \\\n"
+        f'  -H "X-Api-Key: {plant(name, "curl-auth-header", "http-auth", api_key)}" \\\n'
+        f'  --user "deploy:{plant(name, "curl-basic-auth", "http-auth", upload_password)}" \\\n'
+        "  -d '{\"id\": 4471}'\n```\n"
+    )
+
+
 def main() -> None:
     manifest: dict[str, list[dict[str, str]]] = {fmt: [] for fmt in FORMATS}
     files = build_key_value_files(manifest)
     files.update(build_special_files(manifest))
     files.update(build_hard_forms(manifest))
+    build_structured_files(files, manifest)
     for name, text in files.items():
         for entry in manifest[name]:
             assert entry["value"] in text, (name, entry)

@@ -35,6 +35,8 @@ var (
 	SmtpUrl = "smtp://mailer:v4HP9tnwz*00@smtp.internal:587"
 	DjangoSecretKey = "CD2NxvMW-E_0r5UDkieGMAH9G_nj5a*O1qqX4jeY0FWMswYoxb"
 	ServiceCredentials = "7mqvQ7jMlOKOSoHrFLz6DlucLxWl"
+	Openshift = "sha256~IbS6lozmA7IUjTHfE-embubMbYMDJrc80oUZQgIOLiz"
+	FbAppToken = "474370519145319|xjMpucgXO5Sx8H1aVdMszqnY26R"
 )
 
 func main() {
