@@ -1,0 +1,21 @@
+"""Repository context for completions: a background index of the workspace (tree-sitter
+definitions, imports and chunks) and retrieval of the snippets that matter at a cursor.
+
+The one import for callers; see `service.RepositoryContext` for the life cycle and
+docs/context-engine.md for how it works and what it costs.
+"""
+
+from .documents import DocumentCache
+from .index import DefinitionRef, FileEntry, IndexLimits, IndexStats, WorkspaceIndex
+from .languages import LANGUAGES, language_for_path
+from .outline import Definition, FileOutline, Import, outline
+from .retrieval import ContextOptions, gather_context
+from .service import RepositoryContext
+from .snippets import ContextBundle, ContextSnippet, Gate, SourceLines, Withheld, gate_from_scanner
+
+__all__ = [
+    "LANGUAGES", "ContextBundle", "ContextOptions", "ContextSnippet", "Definition", "DefinitionRef",
+    "DocumentCache", "FileEntry", "FileOutline", "Gate", "Import", "IndexLimits", "IndexStats", "RepositoryContext",
+    "SourceLines", "Withheld", "WorkspaceIndex", "gate_from_scanner", "gather_context", "language_for_path",
+    "outline",
+]

@@ -1,0 +1,382 @@
+"""The document being edited: parsed incrementally, and read around the cursor.
+
+A full tree-sitter parse of a large file takes tens of milliseconds; after a keystroke the
+edit is found by comparing the new text with the last one (common prefix and suffix) and the
+old tree is re-used, which brings a re-parse under a millisecond. `DocumentCache.get` is
+what the retrieval calls on every request; `warm` is for `didOpen`.
+
+`scope_at` reads what retrieval needs at the cursor: the file's imports, the class the cursor
+is in (its outline from the live text, and its base classes), and the identifiers near the
+cursor, nearest first. The identifier being typed is left out, so that the context does not
+change with every letter (which would defeat llama.cpp's prompt cache).
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+import numpy as np
+from tree_sitter import Node, Point, Tree
+
+from .languages import CLASS_KINDS, TOOLS, grammar, language_for_path
+from .outline import Definition, FileOutline, Import, outline, parse, read_definitions, read_imports, signature_text
+from .tokens import IDENTIFIER, STOPWORDS, keys
+
+# Node types of classes and class-like containers, across the grammars.
+CLASS_NODES = frozenset({
+    "class_definition", "class_declaration", "abstract_class_declaration", "class_specifier", "struct_specifier",
+    "interface_declaration", "enum_declaration", "record_declaration", "struct_item", "enum_item", "trait_item",
+    "impl_item", "class",
+})
+FUNCTION_NODES = frozenset({
+    "function_definition", "method_definition", "function_declaration", "method_declaration", "function_item",
+    "constructor_declaration", "arrow_function", "function_expression", "generator_function_declaration",
+})
+
+LINES_BEFORE = 40
+LINES_AFTER = 10
+MAX_NAMES = 48
+
+
+@dataclass
+class _ImportsMemo:
+    imports: tuple[Import, ...]
+    end: int  # byte offset where the last import statement ends
+
+
+@dataclass
+class _ClassMemo:
+    start: int  # the class node's byte range
+    end: int
+    headers: list[tuple[int, int]]  # byte ranges of the class header and member headers
+    scope: ClassScope
+
+
+@dataclass
+class Document:
+    path: str
+    language: str
+    data: bytes
+    tree: Tree
+    version: int = 0
+    # What the cursor analysis found, carried over edits that cannot have changed it: most
+    # keystrokes land in a function body, far from imports and member headers.
+    imports_memo: _ImportsMemo | None = None
+    class_memo: _ClassMemo | None = field(default=None)
+
+
+# A line that may be (or become) an import, per language.
+_IMPORT_HINT = {
+    "python": re.compile(rb"^\s*(?:import|from)\b", re.M),
+    "go": re.compile(rb"^\s*(?:import\b|\")", re.M),
+    "rust": re.compile(rb"^\s*(?:pub\s+)?use\b", re.M),
+    "c": re.compile(rb"^\s*#\s*include\b", re.M),
+    "cpp": re.compile(rb"^\s*#\s*include\b", re.M),
+    "java": re.compile(rb"^\s*import\b", re.M),
+}
+_JS_IMPORT_HINT = re.compile(rb"^\s*import\b|\brequire\s*\(", re.M)
+
+
+def _common_prefix(a: bytes, b: bytes) -> int:
+    n = min(len(a), len(b))
+    if not n:
+        return 0
+    diff = np.flatnonzero(np.frombuffer(a, np.uint8, n) != np.frombuffer(b, np.uint8, n))
+    return int(diff[0]) if len(diff) else n
+
+
+def _point(data: bytes, offset: int) -> Point:
+    row = data.count(b"\n", 0, offset)
+    return Point(row, offset - (data.rfind(b"\n", 0, offset) + 1))
+
+
+class DocumentCache:
+    """Parsed documents by path, most recent first; thread-safe."""
+
+    def __init__(self, max_documents: int = 16) -> None:
+        self.max_documents = max_documents
+        self._docs: OrderedDict[str, Document] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, path: str, text: str, language: str | None = None) -> Document | None:
+        """The document with this text, parsed (incrementally when it was seen before); None for
+        a language without a grammar."""
+        language = language or language_for_path(path)
+        if language is None or grammar(language) is None:
+            return None
+        data = text.encode("utf-8", "surrogatepass")
+        with self._lock:
+            old = self._docs.get(path)
+            if old is not None and old.language == language:
+                if old.data == data:
+                    self._docs.move_to_end(path)
+                    return old
+                doc = self._reparse(old, data)
+            else:
+                tree = parse(data, language)
+                assert tree is not None
+                doc = Document(path, language, data, tree)
+            self._docs[path] = doc
+            self._docs.move_to_end(path)
+            while len(self._docs) > self.max_documents:
+                self._docs.popitem(last=False)
+            return doc
+
+    def warm(self, path: str, text: str) -> None:
+        self.get(path, text)
+
+    def forget(self, path: str) -> None:
+        with self._lock:
+            self._docs.pop(path, None)
+
+    @staticmethod
+    def _reparse(old: Document, data: bytes) -> Document:
+        start = _common_prefix(old.data, data)
+        limit = min(len(old.data), len(data)) - start
+        tail = _common_prefix(old.data[::-1][:limit], data[::-1][:limit])
+        old_end, new_end = len(old.data) - tail, len(data) - tail
+        tree = old.tree.copy()
+        tree.edit(start_byte=start, old_end_byte=old_end, new_end_byte=new_end,
+                  start_point=_point(old.data, start), old_end_point=_point(old.data, old_end),
+                  new_end_point=_point(data, new_end))
+        new_tree = parse(data, old.language, tree)
+        assert new_tree is not None
+        doc = Document(old.path, old.language, data, new_tree, old.version + 1)
+        doc.imports_memo = _carry_imports(old, data, start, old_end, new_end)
+        doc.class_memo = _carry_class(old, start, old_end, new_end)
+        return doc
+
+
+def _edited_lines(data: bytes, start: int, end: int) -> bytes:
+    line_start = data.rfind(b"\n", 0, start) + 1
+    line_end = data.find(b"\n", end)
+    return data[line_start:len(data) if line_end < 0 else line_end]
+
+
+def _carry_imports(old: Document, data: bytes, start: int, old_end: int, new_end: int) -> _ImportsMemo | None:
+    memo = old.imports_memo
+    if memo is None or start <= memo.end:
+        return None
+    hint = _IMPORT_HINT.get(old.language, _JS_IMPORT_HINT)
+    if hint.search(_edited_lines(data, start, new_end)) or hint.search(_edited_lines(old.data, start, old_end)):
+        return None
+    return memo
+
+
+def _carry_class(old: Document, start: int, old_end: int, new_end: int) -> _ClassMemo | None:
+    memo = old.class_memo
+    if memo is None:
+        return None
+    if start >= memo.end:
+        return memo
+    if not (memo.start < start and old_end < memo.end):
+        return None
+    if any(a <= old_end and start <= b for a, b in memo.headers):
+        return None
+    delta = new_end - old_end
+    headers = [(a + delta, b + delta) if a >= old_end else (a, b) for a, b in memo.headers]
+    return _ClassMemo(memo.start, memo.end + delta, headers, memo.scope)
+
+
+# --------------------------------------------------------------------------- the cursor
+
+
+@dataclass(frozen=True)
+class ClassScope:
+    name: str
+    header: str
+    members: tuple[tuple[Definition, str], ...]  # (member, its signature), in file order
+    bases: tuple[str, ...]
+    line: int
+
+
+@dataclass(frozen=True)
+class CursorScope:
+    imports: tuple[Import, ...]
+    enclosing: ClassScope | None
+    owner: str | None  # the type a Go method / Rust impl / C++ `A::f` body belongs to, when not lexical
+    names: tuple[str, ...]  # identifiers near the cursor, nearest first (the one being typed left out)
+    attributes: frozenset[str]  # those of them used as `x.name`
+    qualified: tuple[tuple[str, str], ...]  # (x, name) for each `x.name` near the cursor, nearest first
+    window_keys: np.ndarray  # hashed identifier set of the window around the cursor
+    line: int
+
+
+def byte_offset(data: bytes, line: int, character: int) -> int:
+    """Byte offset of a (line, code point) position, clamped to the text."""
+    start = 0
+    for _ in range(line):
+        nl = data.find(b"\n", start)
+        if nl < 0:
+            return len(data)
+        start = nl + 1
+    end = data.find(b"\n", start)
+    end = len(data) if end < 0 else end
+    prefix = data[start:end].decode("utf-8", "surrogatepass")[:character]
+    return start + len(prefix.encode("utf-8", "surrogatepass"))
+
+
+def _base_names(node: Node, data: bytes) -> tuple[str, ...]:
+    """Superclasses / implemented interfaces named in a class header."""
+    out: list[str] = []
+    for field_name in ("superclasses", "superclass", "interfaces", "trait"):
+        child = node.child_by_field_name(field_name)
+        if child is not None:
+            out.extend(IDENTIFIER.findall(data[child.start_byte:child.end_byte].decode("utf-8", "replace")))
+    for child in node.named_children:
+        if child.type in ("class_heritage", "base_class_clause", "super_interfaces", "extends_interfaces"):
+            out.extend(IDENTIFIER.findall(data[child.start_byte:child.end_byte].decode("utf-8", "replace")))
+    skip = {"extends", "implements", "public", "private", "protected", "virtual", "object", "Object", "metaclass"}
+    return tuple(dict.fromkeys(name for name in out if name not in skip))
+
+
+def _class_scope(doc: Document, node: Node) -> ClassScope | None:
+    memo = doc.class_memo
+    if memo is not None and memo.start == node.start_byte and memo.end == node.end_byte:
+        return memo.scope
+    scope, headers = _read_class(doc, node)
+    if scope is not None:
+        doc.class_memo = _ClassMemo(node.start_byte, node.end_byte, headers, scope)
+    return scope
+
+
+def _read_class(doc: Document, node: Node) -> tuple[ClassScope | None, list[tuple[int, int]]]:
+    definitions_cursor = TOOLS.class_cursor(doc.language)
+    if definitions_cursor is None:
+        return None, []
+    defs = read_definitions(definitions_cursor.matches(node), doc.data, doc.language)
+    if node.type != "impl_item" and (not defs or defs[0].kind not in CLASS_KINDS):
+        return None, []
+    headers = [(node.start_byte, _body_start(node))]
+    if node.type == "impl_item":
+        type_node = node.child_by_field_name("type")
+        name = doc.data[type_node.start_byte:type_node.end_byte].decode("utf-8", "replace") if type_node else "?"
+        name = name.split("<")[0]
+        header = signature_text(doc.data, node.start_byte, _body_start(node))
+        members = [d for d in defs if d.parent == name]
+    else:
+        head = defs[0]
+        name = head.name
+        header = signature_text(doc.data, head.start_byte, head.header_end)
+        members = [d for d in defs[1:] if d.parent == name]
+    sigs = tuple((d, signature_text(doc.data, d.start_byte, d.header_end)) for d in members)
+    headers += [(d.start_byte, d.header_end) for d in members]
+    return ClassScope(name, header, sigs, _base_names(node, doc.data), node.start_point.row), headers
+
+
+def _body_start(node: Node) -> int:
+    body = node.child_by_field_name("body")
+    return body.start_byte if body is not None else node.end_byte
+
+
+def _owner(doc: Document, node: Node) -> str | None:
+    """The receiver type of a Go method, or the scope of a C++ `A::f` definition."""
+    if node.type == "method_declaration" and doc.language == "go":
+        receiver = node.child_by_field_name("receiver")
+        if receiver is not None:
+            names = IDENTIFIER.findall(doc.data[receiver.start_byte:receiver.end_byte].decode("utf-8", "replace"))
+            return names[-1] if names else None
+    if node.type == "function_definition" and doc.language == "cpp":
+        declarator = node.child_by_field_name("declarator")
+        inner = declarator.child_by_field_name("declarator") if declarator is not None else None
+        if inner is not None and inner.type == "qualified_identifier":
+            scope = inner.child_by_field_name("scope")
+            if scope is not None:
+                return doc.data[scope.start_byte:scope.end_byte].decode("utf-8", "replace").split("<")[0]
+    return None
+
+
+_QUALIFIED = re.compile(r"([A-Za-z_$][\w$]*)\s*(?:\.|::|->)\s*([A-Za-z_$][\w$]*)")
+
+
+def _window(doc: Document, offset: int, line: int) -> tuple[list[tuple[int, str, bool]], str, str]:
+    """Identifiers around the cursor as (distance in lines, name, after a dot), and the window's
+    text before and after the cursor, without the identifier under the cursor."""
+    data = doc.data
+    line_start = data.rfind(b"\n", 0, offset) + 1
+    line_end = data.find(b"\n", offset)
+    line_end = len(data) if line_end < 0 else line_end
+    # The identifier touching the cursor is being typed: leave it out.
+    left = offset
+    while left > line_start and (chr(data[left - 1]).isalnum() or data[left - 1] in b"_$"):
+        left -= 1
+    right = offset
+    while right < line_end and (chr(data[right]).isalnum() or data[right] in b"_$"):
+        right += 1
+    before_start = line_start
+    for _ in range(LINES_BEFORE):
+        if before_start == 0:
+            break
+        before_start = data.rfind(b"\n", 0, before_start - 1) + 1
+    after_end = line_end
+    for _ in range(LINES_AFTER):
+        if after_end >= len(data):
+            break
+        nxt = data.find(b"\n", after_end + 1)
+        after_end = len(data) if nxt < 0 else nxt
+    before = data[before_start:left].decode("utf-8", "replace")
+    after = data[right:after_end].decode("utf-8", "replace")
+    found: list[tuple[int, str, bool]] = []
+    before_lines = before.split("\n")
+    for i, text in enumerate(before_lines):
+        distance = len(before_lines) - 1 - i
+        for m in IDENTIFIER.finditer(text):
+            found.append((distance, m.group(), m.start() > 0 and text[m.start() - 1] == "."))
+    for i, text in enumerate(after.split("\n")):
+        for m in IDENTIFIER.finditer(text):
+            found.append((i, m.group(), m.start() > 0 and text[m.start() - 1] == "."))
+    return found, before, after
+
+
+def _document_imports(doc: Document) -> tuple[Import, ...]:
+    if doc.imports_memo is not None:
+        return doc.imports_memo.imports
+    cursors = TOOLS.cursors(doc.language)
+    assert cursors is not None
+    nodes = cursors[1].captures(doc.tree.root_node).get("import", [])
+    imports = tuple(read_imports(nodes, doc.data, doc.language))
+    doc.imports_memo = _ImportsMemo(imports, max((n.end_byte for n in nodes), default=0))
+    return imports
+
+
+def scope_at(doc: Document, line: int, character: int) -> CursorScope:
+    offset = byte_offset(doc.data, line, character)
+    imports = _document_imports(doc)
+    node: Node | None = doc.tree.root_node.descendant_for_byte_range(offset, offset)
+    enclosing = None
+    owner = None
+    while node is not None:
+        if enclosing is None and node.type in CLASS_NODES:
+            enclosing = _class_scope(doc, node)
+            if enclosing is not None:
+                break
+        if owner is None and node.type in FUNCTION_NODES:
+            owner = _owner(doc, node)
+        node = node.parent
+    found, before, after = _window(doc, offset, line)
+    found.sort(key=lambda item: item[0])  # stable: nearest lines first, then left to right
+    names: dict[str, None] = {}
+    attributes: set[str] = set()
+    for _, name, dotted in found:
+        if len(name) < 2 or name in STOPWORDS:
+            continue
+        if dotted:
+            attributes.add(name)
+        names.setdefault(name)
+    window_names = {tok for tok in IDENTIFIER.findall(before + "\n" + after) if len(tok) > 1 and tok not in STOPWORDS}
+    # `x.name` pairs, nearest the cursor first (characters before it, then after it).
+    qualified: dict[tuple[str, str], int] = {}
+    for m in _QUALIFIED.finditer(before):
+        qualified[(m.group(1), m.group(2))] = len(before) - m.end()  # later matches are nearer: overwrite
+    for m in _QUALIFIED.finditer(after):
+        qualified.setdefault((m.group(1), m.group(2)), len(before) + m.start())
+    pairs = tuple(pair for pair, _ in sorted(qualified.items(), key=lambda item: item[1]))
+    return CursorScope(imports, enclosing, owner, tuple(list(names)[:MAX_NAMES]),
+                       frozenset(a for a in attributes if a in names), pairs, keys(window_names), line)
+
+
+def document_outline(doc: Document) -> FileOutline:
+    return outline(doc.data, doc.language, doc.tree)
