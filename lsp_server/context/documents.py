@@ -345,7 +345,10 @@ def _document_imports(doc: Document) -> tuple[Import, ...]:
 def scope_at(doc: Document, line: int, character: int) -> CursorScope:
     offset = byte_offset(doc.data, line, character)
     imports = _document_imports(doc)
-    node: Node | None = doc.tree.root_node.descendant_for_byte_range(offset, offset)
+    # The character before the cursor: at the end of a block (or of the text) the cursor itself
+    # is past every node but the root.
+    at = max(0, offset - 1)
+    node: Node | None = doc.tree.root_node.descendant_for_byte_range(at, at)
     enclosing = None
     owner = None
     while node is not None:

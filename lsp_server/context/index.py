@@ -34,7 +34,7 @@ import numpy.typing as npt
 from . import discovery
 from .outline import Import
 from .postings import Postings
-from .records import FileRecord, Skipped, module_stem, unpack_kind
+from .records import DEF_WORDS, FileRecord, Skipped, module_stem, unpack_kind
 from .worker import InlineParser, Parser, ProcessParser
 
 log = logging.getLogger(__name__)
@@ -66,7 +66,7 @@ class FileEntry:
     line_count: int
     names: tuple[str, ...]
     parents: tuple[str | None, ...]
-    defs: array[int]  # 3 per definition, see records.FileRecord
+    defs: array[int]  # DEF_WORDS per definition, see records.FileRecord
     imports: tuple[Import, ...]
     first_def: int  # global id of its first definition
     first_chunk: int  # global id of its first chunk
@@ -78,10 +78,11 @@ class FileEntry:
         return module_stem(self.path, self.language)
 
     def definition(self, index: int) -> DefinitionRef:
-        word, line, end_line = self.defs[3 * index], self.defs[3 * index + 1], self.defs[3 * index + 2]
+        at = DEF_WORDS * index
+        word, line, end_line, start_col = self.defs[at], self.defs[at + 1], self.defs[at + 2], self.defs[at + 3]
         kind, header_lines, header_col = unpack_kind(word)
         return DefinitionRef(self, index, self.names[index], kind, self.parents[index], line, end_line,
-                             line + header_lines, header_col)
+                             line + header_lines, header_col, start_col)
 
     def definitions(self) -> list[DefinitionRef]:
         return [self.definition(i) for i in range(len(self.names))]
@@ -101,6 +102,7 @@ class DefinitionRef:
     end_line: int
     header_end_line: int
     header_end_col: int  # bytes
+    start_col: int  # bytes
 
     @property
     def qualified_name(self) -> str:
@@ -244,6 +246,8 @@ class WorkspaceIndex:
             current = self.file(root_index, cand.path)
             if current is None or current.mtime_ns != cand.mtime_ns or current.size != cand.size:
                 todo.append((cand.path, cand.language))
+        if not bulk:
+            self.stats.updates += len(gone) + len(todo)
         self._index_files(root_index, todo, bulk=bulk)
 
     def _index_files(self, root_index: int, items: list[tuple[str, str]], *, bulk: bool) -> None:
@@ -337,7 +341,7 @@ class WorkspaceIndex:
             self.stats.files += 1
             self.stats.definitions += n_defs
             self.stats.chunks += n_chunks
-        named = [i for i in range(n_defs) if unpack_kind(defs[3 * i])[0] in _NAMED_KINDS]
+        named = [i for i in range(n_defs) if unpack_kind(defs[DEF_WORDS * i])[0] in _NAMED_KINDS]
         if named:
             self.symbols.add(np.fromiter((zlib.crc32(names[i].encode("utf-8")) for i in named), dtype=np.uint32,
                                          count=len(named)),

@@ -46,7 +46,8 @@ class FileRecord:
     line_count: int
     names: tuple[str, ...]
     parents: tuple[str | None, ...]
-    # 3 uint32 per definition: kind | header_lines << 8 | header_end_col << 16, first line, last line
+    # DEF_WORDS uint32 per definition: kind | header_lines << 8 | header_end_col << 16, first line,
+    # last line, the header's start column (bytes)
     defs: bytes
     imports: tuple[Import, ...]  # kept only for files that re-export (`__init__.py`, `index.ts`)
     chunk_lines: bytes  # 2 uint32 per chunk: first line, end line (exclusive)
@@ -66,10 +67,14 @@ class Skipped:
     size: int = 0
 
 
-def pack_definition(d: Definition) -> tuple[int, int, int]:
+DEF_WORDS = 4
+
+
+def pack_definition(d: Definition, data: bytes) -> tuple[int, int, int, int]:
     header_lines = min(d.header_end_line - d.line, 255)
     col = min(d.header_end_col, 0xFFFF)
-    return KIND_CODE[d.kind] | header_lines << 8 | col << 16, d.line, d.end_line
+    start_col = d.start_byte - (data.rfind(b"\n", 0, d.start_byte) + 1)
+    return KIND_CODE[d.kind] | header_lines << 8 | col << 16, d.line, d.end_line, min(start_col, 0xFFFFFFFF)
 
 
 def unpack_kind(word: int) -> tuple[str, int, int]:
@@ -123,7 +128,7 @@ def build_record(path: str, language: str, data: bytes, mtime_ns: int = 0, size:
     lines = text.split("\n")
     packed = array("I")
     for d in definitions:
-        packed.extend(pack_definition(d))
+        packed.extend(pack_definition(d, data))
     chunk_lines = array("I")
     chunk_sizes = array("I")
     pieces = []

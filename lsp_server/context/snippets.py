@@ -153,8 +153,10 @@ def header_text(lines: Sequence[bytes], d: DefinitionRef) -> str:
         return ""
     chunk = list(lines[d.line:last + 1])
     chunk[-1] = chunk[-1][: d.header_end_col] if d.header_end_line == last else chunk[-1]
-    text = "\n".join(_decode(line) for line in chunk).rstrip()
-    return text
+    if chunk[0][: d.start_col].strip():
+        # Not the first thing on its line (a field in a one-line struct): cut what precedes it.
+        chunk[0] = chunk[0][d.start_col:]
+    return "\n".join(_decode(line) for line in chunk).rstrip()
 
 
 def stub(signature: str, kind: str, language: str) -> str:
