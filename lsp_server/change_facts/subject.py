@@ -33,7 +33,13 @@ _PATHLIKE = re.compile(r"(?<![\w/.-])((?:[\w.-]+/)+[\w.-]+|[\w-]+(?:\.[\w-]+)*\.
 _CALL = re.compile(r"\b([A-Za-z_][\w.]*)\(\)")
 _DOTTED = re.compile(r"\b([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+)\b")
 _IDENT = re.compile(r"\b([A-Za-z_$][\w$]*)\b")
-_FILE_EXT = re.compile(r"\.(?:[a-z]{1,5}|[A-Z]{1,4})$")
+# Extensions that make `name.ext` a file rather than `Class.member`.
+_FILE_EXT = re.compile(
+    r"\.(?:py|pyi|pyx|md|rst|txt|adoc|js|jsx|mjs|cjs|ts|tsx|mts|cts|json|jsonc|toml|ya?ml|ini|cfg|conf|lock|go|mod|sum"
+    r"|rs|java|kt|kts|scala|c|h|cc|cpp|cxx|hh|hpp|hxx|cs|rb|php|swift|m|mm|lua|sh|bash|zsh|ps1|pl|sql|html|htm|css|scss"
+    r"|sass|less|vue|svelte|xml|svg|png|jpe?g|gif|ico|pdf|csv|tsv|env|example|sample|tmpl|j2|jinja|proto|graphql|gql"
+    r"|gradle|properties|dockerfile|mk|cmake|bzl|tf|tfvars|nix|el|vim|ex|exs|erl|hs|ml|dart|zig|r|jl|ipynb|whl|gz|zip)$",
+    re.I)
 
 
 def _is_code_name(word: str) -> bool:
@@ -71,11 +77,9 @@ def named_things(subject: str) -> list[str]:
     rest = _BACKTICK.sub(" ", rest)
     for m in _PATHLIKE.finditer(rest):
         token = m.group(1)
-        if "/" in token or _FILE_EXT.search(token) and not _DOTTED_IDENTIFIER_ONLY.match(token):
+        if _looks_like_path(token):
             found.append(token)
-    rest = _PATHLIKE.sub(lambda m: " " if ("/" in m.group(1) or (_FILE_EXT.search(m.group(1))
-                                                                   and not _DOTTED_IDENTIFIER_ONLY.match(m.group(1))))
-                         else m.group(0), rest)
+    rest = _PATHLIKE.sub(lambda m: " " if _looks_like_path(m.group(1)) else m.group(0), rest)
     for m in _CALL.finditer(rest):
         found.append(m.group(1))
     rest = _CALL.sub(" ", rest)
@@ -88,9 +92,8 @@ def named_things(subject: str) -> list[str]:
     return list(dict.fromkeys(found))
 
 
-# `Index.build` reads like a file name with extension "build": a dotted name whose last part is
-# not a usual extension and whose parts look like code is a symbol, not a file.
-_DOTTED_IDENTIFIER_ONLY = re.compile(r"^(?:[A-Za-z_]\w*\.)+(?:[A-Z]\w*|\w*_\w*|[a-z]\w{5,})$")
+def _looks_like_path(token: str) -> bool:
+    return "/" in token or bool(_FILE_EXT.search(token))
 
 
 def _known_symbol(name: str, facts: ChangeFacts) -> bool:
@@ -113,8 +116,7 @@ def ungrounded_names(subject: str, facts: ChangeFacts) -> list[str]:
                 and not _known_symbol(scope, facts) and scope.lower() not in {w.lower() for w in facts.vocabulary}:
             missing.append(scope)
     for name in named_things(text):
-        looks_like_path = "/" in name or (_FILE_EXT.search(name) and not _DOTTED_IDENTIFIER_ONLY.match(name))
-        if looks_like_path:
+        if _looks_like_path(name):
             if not _known_path(name, facts):
                 missing.append(name)
         elif not _known_symbol(name, facts):
