@@ -74,6 +74,7 @@ bench: model
 	$(BIN)/python bench/sandbox_overhead.py
 	$(BIN)/python bench/pull_throughput.py
 	$(BIN)/python bench/team_ledger.py
+	$(BIN)/python bench/context_engine.py
 
 clean: vscode-clean
 	rm -rf $(VENV)

@@ -71,6 +71,10 @@ class ProcessParser:
         self._lock = threading.Lock()
         self.restarts = 0
 
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None and self._proc.poll() is None else None
+
     def _start(self) -> subprocess.Popen[bytes]:
         package_root = str(Path(__file__).resolve().parents[2])
         env = dict(os.environ)
