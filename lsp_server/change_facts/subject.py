@@ -174,10 +174,10 @@ def factual_subject(facts: ChangeFacts) -> str:
         if len(deps) == 1 and bumps:
             d = bumps[0]
             return _fit(prefix, [f"bump {d.name} from {d.old} to {d.new}", f"bump {d.name} to {d.new}", f"bump {d.name}"])
-        verbs = {"bumped": "bump", "added": "add", "removed": "remove"}
-        groups = {}
-        for d in deps:
-            groups.setdefault(verbs[d.change], []).append(d.name)
+        dep_verbs = {"bumped": "bump", "added": "add", "removed": "remove"}
+        groups: dict[str, list[str]] = {}
+        for dep in deps:
+            groups.setdefault(dep_verbs[dep.change], []).append(dep.name)
         phrase = " and ".join(f"{verb} {_join(items, 2)}" for verb, items in groups.items())
         return _fit(prefix, [phrase, f"update {len(deps)} dependencies"])
     phrases: list[str] = []

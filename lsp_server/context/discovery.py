@@ -159,8 +159,8 @@ def candidate(root: Path, path: str, limits: Limits, skipped: Counter[str] | Non
 
 
 def discover(root: Path, limits: Limits) -> Discovery:
-    listed = git_files(root)
     method: Literal["git", "walk"] = "git"
+    listed: Iterable[str] | None = git_files(root)
     if listed is None:
         method = "walk"
         listed = walk_files(root)

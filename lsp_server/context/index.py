@@ -26,7 +26,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -34,7 +34,7 @@ import numpy.typing as npt
 from . import discovery
 from .outline import Import
 from .postings import Postings
-from .records import DEF_WORDS, FileRecord, Skipped, module_stem, unpack_kind
+from .records import DEF_WORDS, FileRecord, module_stem, unpack_kind
 from .worker import InlineParser, Parser, ProcessParser
 
 log = logging.getLogger(__name__)
@@ -121,10 +121,13 @@ class IndexStats:
     updates: int = 0  # files (re)indexed or removed after the first build
 
 
-def _grow(arr: npt.NDArray[np.generic], size: int) -> npt.NDArray[np.generic]:
+_A = TypeVar("_A", bound=np.generic)
+
+
+def _grow(arr: npt.NDArray[_A], size: int) -> npt.NDArray[_A]:
     if size <= len(arr):
         return arr
-    out = np.zeros(max(size, 2 * len(arr), 1024), dtype=arr.dtype)
+    out: npt.NDArray[_A] = np.zeros(max(size, 2 * len(arr), 1024), dtype=arr.dtype)
     out[: len(arr)] = arr
     return out
 
@@ -150,7 +153,8 @@ class WorkspaceIndex:
         self.symbols = Postings()  # name key -> definition id
         self.chunks = Postings()  # identifier key -> chunk id
         self.stats = IndexStats()
-        self.ready = threading.Event()
+        self.ready = threading.Event()  # the first build is done
+        self.watching = threading.Event()  # changes are being followed (or rescans scheduled)
         self._jobs: queue.Queue[tuple[str, object]] = queue.Queue()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []

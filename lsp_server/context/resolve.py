@@ -85,7 +85,7 @@ def js_module(index: WorkspaceIndex, specifier: str, root: int, importer: str) -
 
 
 def top_level(entry: FileEntry, name: str) -> DefinitionRef | None:
-    for i, (n, parent) in enumerate(zip(entry.names, entry.parents)):
+    for i, (n, parent) in enumerate(zip(entry.names, entry.parents, strict=True)):
         if n == name and parent is None:
             return entry.definition(i)
     return None

@@ -124,8 +124,7 @@ def gather_context(index: WorkspaceIndex, documents: DocumentCache, sources: Sou
     else:
         lines = text.split("\n")
         window_keys = text_keys("\n".join(lines[max(0, line - 40):line + 10]))
-    if current is not None or root is not None or located is None:
-        candidates += _similar(index, sources, window_keys, current_id, options, seen)
+    candidates += _similar(index, sources, window_keys, current_id, options, seen)
     return _fill(candidates, options, gate)
 
 
@@ -134,7 +133,6 @@ def _structural(index: WorkspaceIndex, sources: SourceLines, scope: CursorScope,
                 seen: set[tuple[int, str, int]]) -> list[_Candidate]:
     out: list[_Candidate] = []
     near = {name: i for i, name in enumerate(scope.names)}
-    far_rank = len(scope.names) + 1
     imported: dict[str, DefinitionRef] = {}
     module_locals: dict[str, list[str]] = {}
     for base, attr in scope.qualified:
@@ -158,20 +156,24 @@ def _structural(index: WorkspaceIndex, sources: SourceLines, scope: CursorScope,
         far = [i for i, (d, _) in enumerate(enclosing.members) if abs(d.line - scope.line) > options.class_window_lines]
         if far:
             text = _class_text(enclosing, language, far[: options.max_class_members])
+
+            def class_text(text: str = text) -> str | None:
+                return text
+
             out.append(_Candidate("class", (1,), (0,), str(index.roots[root]) if root is not None else "",
-                                  rel or path, enclosing.line, enclosing.line, enclosing.name, lambda t=text: t))
+                                  rel or path, enclosing.line, enclosing.line, enclosing.name, class_text))
     owner_name = enclosing.name if enclosing is not None else scope.owner
     if scope.owner is not None and enclosing is None:
-        d = imported.get(scope.owner) or by_name(index, scope.owner, importer=rel, root=root)
-        if d is not None and _key(d) not in seen:
-            seen.add(_key(d))
-            out.append(_definition_candidate(index, sources, d, "class", (1,), (1,), options))
+        owner = imported.get(scope.owner) or by_name(index, scope.owner, importer=rel, root=root)
+        if owner is not None and _key(owner) not in seen:
+            seen.add(_key(owner))
+            out.append(_definition_candidate(index, sources, owner, "class", (1,), (1,), options))
     # 3. base classes
     for i, base in enumerate(enclosing.bases if enclosing is not None else ()):
-        d = imported.get(base) or by_name(index, base, importer=rel, root=root, exclude_file=current_id)
-        if d is not None and _key(d) not in seen:
-            seen.add(_key(d))
-            out.append(_definition_candidate(index, sources, d, "base", (2, i), (i,), options))
+        found = imported.get(base) or by_name(index, base, importer=rel, root=root, exclude_file=current_id)
+        if found is not None and _key(found) not in seen:
+            seen.add(_key(found))
+            out.append(_definition_candidate(index, sources, found, "base", (2, i), (i,), options))
     # 4. other names used near the cursor
     member_names = {d.name for d, _ in enclosing.members} if enclosing is not None else set()
     usages = 0
@@ -181,13 +183,13 @@ def _structural(index: WorkspaceIndex, sources: SourceLines, scope: CursorScope,
         # `x.name` without knowing x's type would be a guess among every class's `name`.
         if name in imported or name in member_names or name == owner_name or name in scope.attributes:
             continue
-        d = by_name(index, name, importer=rel, root=root, exclude_file=current_id)
-        if d is None or _key(d) in seen:
+        used = by_name(index, name, importer=rel, root=root, exclude_file=current_id)
+        if used is None or _key(used) in seen:
             continue
-        seen.add(_key(d))
+        seen.add(_key(used))
         usages += 1
-        out.append(_definition_candidate(index, sources, d, "usage", (3, rank),
-                                         (d.entry.root, d.entry.path, d.line), options))
+        out.append(_definition_candidate(index, sources, used, "usage", (3, rank),
+                                         (used.entry.root, used.entry.path, used.line), options))
     return out
 
 

@@ -59,16 +59,22 @@ def _route(index: WorkspaceIndex, changes: set[tuple[watchfiles.Change, str]]) -
 
 
 def _watch(index: WorkspaceIndex, stop: threading.Event) -> None:
-    index.ready.wait()
+    # Watching starts with the build, so that a file saved while it runs is not missed: the
+    # builder thread takes the changes once the build is done.
     roots = [str(root) for root in index.roots if Path(root).is_dir()]
     if not roots:
         return
     try:
+        # yield_on_timeout: an empty set after a quiet second, the sign that the watcher is up.
         for changes in watchfiles.watch(*roots, watch_filter=_Filter(), debounce=index.limits.watch_debounce_ms,
-                                        stop_event=stop, raise_interrupt=False, ignore_permission_denied=True):
-            _route(index, changes)
+                                        stop_event=stop, raise_interrupt=False, ignore_permission_denied=True,
+                                        rust_timeout=1000, yield_on_timeout=True):
+            index.watching.set()
+            if changes:
+                _route(index, changes)
     except Exception as exc:  # inotify limits, a vanished folder: degrade to rescans
         log.warning("context index: cannot watch the workspace (%s); rescanning every %.0f s", exc, RESCAN_SECONDS)
+        index.watching.set()
         while not stop.wait(RESCAN_SECONDS):
             for root_index in range(len(index.roots)):
                 index.request_rescan(root_index)

@@ -21,7 +21,7 @@ import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import IO, Protocol, cast
 
 from .records import FileRecord, Skipped, read_record
 
@@ -46,13 +46,13 @@ class InlineParser:
         pass
 
 
-def _write(stream: BinaryIO, obj: object) -> None:
+def _write(stream: IO[bytes], obj: object) -> None:
     data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
     stream.write(_HEADER.pack(len(data)) + data)
     stream.flush()
 
 
-def _read(stream: BinaryIO) -> object:
+def _read(stream: IO[bytes]) -> object:
     head = stream.read(_HEADER.size)
     if len(head) < _HEADER.size:
         raise EOFError("the indexing worker closed its output")
@@ -155,7 +155,7 @@ def main() -> None:
             request = _read(stdin)
         except EOFError:
             return
-        root, items, max_bytes = request  # type: ignore[misc]
+        root, items, max_bytes = cast(tuple[str, list[tuple[str, str]], int], request)
         _write(stdout, InlineParser().index(root, items, max_bytes))
 
 

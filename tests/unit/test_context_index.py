@@ -165,7 +165,7 @@ def test_changes_are_followed_through_watchfiles(tmp_path: Path) -> None:
     index = WorkspaceIndex([tmp_path], IndexLimits(worker="process", watch=True, watch_debounce_ms=50))
     index.start()
     try:
-        assert index.ready.wait(WAIT)
+        assert index.ready.wait(WAIT) and index.watching.wait(WAIT)
 
         def names() -> set[str]:
             return {d.name for e in index.entries() for d in e.definitions()}
