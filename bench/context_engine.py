@@ -125,8 +125,9 @@ def deep_size(*roots: object) -> int:
 
 def index_bytes(index: Any) -> int:
     """The index's own structures (not its parser, threads and queues)."""
-    return deep_size(index._files, index._by_path, index._by_stem, index._alive, index._def_file, index._chunk_file,
-                     index._chunk_size, *index.symbols.tables(), *index.chunks.tables())
+    return deep_size(index._files, index._by_path, index._by_stem, index._alive, index._def_file, index._def_top,
+                     index._file_dir, index._dir_ids, index._chunk_file, index._chunk_size, *index.symbols.tables(),
+                     *index.chunks.tables())
 
 
 # --------------------------------------------------------------------------- the repository

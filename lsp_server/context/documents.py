@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
@@ -66,6 +67,13 @@ class Document:
     # keystrokes land in a function body, far from imports and member headers.
     imports_memo: _ImportsMemo | None = None
     class_memo: _ClassMemo | None = field(default=None)
+    # False when `tree` is the last parse with the edits since applied (`Tree.edit`), not a
+    # parse of `data`: its nodes sit at the right offsets, but the edited text is not parsed.
+    parsed: bool = True
+    unparsed_bytes: int = 0
+    # After a re-parse ran over its budget, how many bytes of edits to wait before the next try
+    # (doubling each time): a file whose re-parses are slow must not cost every keystroke.
+    parse_backoff: int = 0
 
 
 # A line that may be (or become) an import, per language.
@@ -142,12 +150,65 @@ class DocumentCache:
         tree.edit(start_byte=start, old_end_byte=old_end, new_end_byte=new_end,
                   start_point=_point(old.data, start), old_end_point=_point(old.data, old_end),
                   new_end_point=_point(data, new_end))
-        new_tree = parse(data, old.language, tree)
-        assert new_tree is not None
-        doc = Document(old.path, old.language, data, new_tree, old.version + 1)
+        doc = Document(old.path, old.language, data, tree, old.version + 1, parsed=False,
+                       unparsed_bytes=old.unparsed_bytes + max(old_end, new_end) - start,
+                       parse_backoff=old.parse_backoff)
         doc.imports_memo = _carry_imports(old, data, start, old_end, new_end)
         doc.class_memo = _carry_class(old, start, old_end, new_end)
+        # Most keystrokes land inside a function body: nothing the cursor analysis reads from
+        # the tree (imports, classes and their members' headers) can have changed, and the
+        # edited old tree serves. A re-parse (incremental, but tens of milliseconds in some
+        # large files) is for edits that may change structure.
+        structural = (doc.imports_memo is None or (old.class_memo is not None and doc.class_memo is None)
+                      or doc.unparsed_bytes > UNPARSED_LIMIT
+                      or _declares(old.language, _edited_lines(data, start, new_end))
+                      or _declares(old.language, _edited_lines(old.data, start, old_end)))
+        if structural and doc.unparsed_bytes >= doc.parse_backoff:
+            parsed = _parse_within(data, old.language, tree, REPARSE_BUDGET_S)
+            if parsed is not None:
+                doc.tree, doc.parsed, doc.unparsed_bytes, doc.parse_backoff = parsed, True, 0, 0
+            else:
+                doc.parse_backoff = max(2 * doc.parse_backoff, doc.unparsed_bytes + 64)
         return doc
+
+
+# A line that declares something: a definition keyword, or in brace languages a brace that
+# opens or closes a block (in Python a brace is a dict or a set).
+_DECLARES = (rb"^\s*(?:@|(?:export\s+|pub(?:\([^)]*\))?\s+|public\s+|private\s+|protected\s+|static\s+"
+             rb"|async\s+)*(?:def|class|function|func|fn|struct|enum|trait|impl|interface|type|namespace|module"
+             rb"|import|from|use|package)\b)")
+_STRUCTURE = {
+    "python": re.compile(_DECLARES, re.M),
+}
+_BRACE_STRUCTURE = re.compile(_DECLARES + rb"|[{}]", re.M)
+
+
+def _declares(language: str, lines: bytes) -> bool:
+    return _STRUCTURE.get(language, _BRACE_STRUCTURE).search(lines) is not None
+
+
+UNPARSED_LIMIT = 2048  # bytes of edits left unparsed before a re-parse anyway
+REPARSE_BUDGET_S = 0.008  # a re-parse taking longer is abandoned; the next request tries again
+
+
+def _parse_within(data: bytes, language: str, old: Tree, budget_s: float) -> Tree | None:
+    """Re-parse incrementally, giving up after `budget_s` (None: the edited old tree stays)."""
+    parser = TOOLS.parser(language)
+    if parser is None:
+        return None
+    deadline = time.perf_counter() + budget_s
+
+    def read(offset: int, _point: Point) -> bytes:
+        return data[offset:offset + 65536]
+
+    def over_budget(*_state: object) -> bool:
+        return time.perf_counter() > deadline
+
+    try:
+        return parser.parse(read, old, progress_callback=over_budget)
+    except ValueError:  # cancelled
+        parser.reset()  # else the next parse would resume this one
+        return None
 
 
 def _edited_lines(data: bytes, start: int, end: int) -> bytes:
@@ -205,18 +266,21 @@ class CursorScope:
     line: int
 
 
-def byte_offset(data: bytes, line: int, character: int) -> int:
-    """Byte offset of a (line, code point) position, clamped to the text."""
-    start = 0
-    for _ in range(line):
-        nl = data.find(b"\n", start)
-        if nl < 0:
-            return len(data)
-        start = nl + 1
-    end = data.find(b"\n", start)
-    end = len(data) if end < 0 else end
+def byte_offset(data: bytes, line: int, character: int, starts: np.ndarray | None = None) -> int:
+    """Byte offset of a (line, code point) position, clamped to the text. `starts`: the offsets
+    of the line starts, if known."""
+    if starts is None:
+        starts = line_starts(data)
+    if line >= len(starts):
+        return len(data)
+    start = int(starts[line])
+    end = int(starts[line + 1]) - 1 if line + 1 < len(starts) else len(data)
     prefix = data[start:end].decode("utf-8", "surrogatepass")[:character]
     return start + len(prefix.encode("utf-8", "surrogatepass"))
+
+
+def line_starts(data: bytes) -> np.ndarray:
+    return np.concatenate(([0], np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 10) + 1))
 
 
 def _base_names(node: Node, data: bytes) -> tuple[str, ...]:

@@ -147,9 +147,12 @@ class WorkspaceIndex:
         self._alive = np.zeros(1024, dtype=np.bool_)
         self._n_defs = 0
         self._def_file = np.zeros(1024, dtype=np.uint32)
+        self._def_top = np.zeros(1024, dtype=np.bool_)  # no parent (not a member of a class)
         self._n_chunks = 0
         self._chunk_file = np.zeros(1024, dtype=np.uint32)
         self._chunk_size = np.zeros(1024, dtype=np.uint32)
+        self._file_dir = np.zeros(1024, dtype=np.uint32)  # file id -> directory id
+        self._dir_ids: dict[tuple[int, str], int] = {}
         self.symbols = Postings()  # name key -> definition id
         self.chunks = Postings()  # identifier key -> chunk id
         self.stats = IndexStats()
@@ -332,9 +335,13 @@ class WorkspaceIndex:
             self._by_stem.setdefault(entry.stem, set()).add(file_id)
             self._alive = _grow(self._alive, file_id + 1)
             self._alive[file_id] = True
+            self._file_dir = _grow(self._file_dir, file_id + 1)
+            self._file_dir[file_id] = self._dir_id(root_index, record.path.rpartition("/")[0])
             n_defs, n_chunks = len(names), len(sizes)
             self._def_file = _grow(self._def_file, self._n_defs + n_defs)
             self._def_file[self._n_defs:self._n_defs + n_defs] = file_id
+            self._def_top = _grow(self._def_top, self._n_defs + n_defs)
+            self._def_top[self._n_defs:self._n_defs + n_defs] = [p is None for p in parents]
             self._chunk_file = _grow(self._chunk_file, self._n_chunks + n_chunks)
             self._chunk_size = _grow(self._chunk_size, self._n_chunks + n_chunks)
             self._chunk_file[self._n_chunks:self._n_chunks + n_chunks] = file_id
@@ -435,31 +442,51 @@ class WorkspaceIndex:
             ids = sorted(self._by_stem.get(stem, ()))
             return [e for i in ids if (e := self._files[i]) is not None]
 
-    def definitions_named(self, name: str) -> list[DefinitionRef]:
+    def _dir_id(self, root_index: int, directory: str) -> int:
+        return self._dir_ids.setdefault((root_index, directory), len(self._dir_ids) + 1)
+
+    def definitions_named(self, name: str, *, top_level: bool = False, directory: tuple[int, str] | None = None,
+                          limit: int | None = None) -> list[DefinitionRef] | None:
+        """Live definitions called `name` (only those without a parent when `top_level`, only
+        those in one (folder, directory) when `directory`). None when more than `limit` match:
+        a name defined in hundreds of files (`get`, `run`) is not worth ranking."""
         ids = self.symbols.lookup(np.array([zlib.crc32(name.encode("utf-8"))], dtype=np.uint32))
         if not len(ids):
             return []
-        out = []
         with self._lock:
-            n = self._n_defs
-            for def_id in sorted(set(ids.tolist())):
-                if def_id >= n:
-                    continue
-                file_id = int(self._def_file[def_id])
-                entry = self._files[file_id] if self._alive[file_id] else None
+            ids = np.unique(ids[ids < self._n_defs])
+            files = self._def_file[ids]
+            keep = self._alive[files]
+            if top_level:
+                keep &= self._def_top[ids]
+            if directory is not None:
+                dir_id = self._dir_ids.get(directory)
+                if dir_id is None:
+                    return []
+                keep &= self._file_dir[files] == dir_id
+            ids, files = ids[keep], files[keep]
+            if limit is not None and len(ids) > limit:
+                return None
+            out = []
+            for def_id, file_id in zip(ids.tolist(), files.tolist(), strict=True):
+                entry = self._files[file_id]
                 if entry is None:
                     continue
                 index = def_id - entry.first_def
-                if 0 <= index < len(entry.names) and entry.names[index] == name:
-                    out.append(entry.definition(index))
+                if not 0 <= index < len(entry.names) or entry.names[index] != name:
+                    continue  # a hash collision
+                if top_level and entry.parents[index] is not None:
+                    continue
+                out.append(entry.definition(index))
         return out
 
     def similar_chunks(self, query: npt.NDArray[np.uint32], *, exclude: Iterable[int] = (), limit: int = 8,
-                       max_frequency: float = 0.05) -> list[tuple[float, FileEntry, int, int]]:
+                       max_frequency: float = 0.02, max_keys: int = 40) -> list[tuple[float, FileEntry, int, int]]:
         """Chunks ranked by Jaccard similarity of identifier sets with `query` (sorted unique keys):
         (score, file, first line, end line), best first; ties broken by path and line so that the
-        same query always gives the same list. Keys in more than `max_frequency` of all chunks are
-        skipped for the intersection (they would touch every chunk) but still count in the union."""
+        same query always gives the same list. Only the `max_keys` rarest keys, and none in more than
+        `max_frequency` of all chunks, count for the intersection (common ones would touch every
+        chunk and say little); all count in the union."""
         if not len(query):
             return []
         with self._lock:
@@ -469,7 +496,9 @@ class WorkspaceIndex:
             alive = self._alive
             live_chunks = max(1, self.stats.chunks)
         freq = self.chunks.frequencies(query)
-        informative = query[freq <= max(8, max_frequency * live_chunks)]
+        # The rarest identifiers carry the similarity signal (and touch the fewest chunks).
+        order = np.argsort(freq, kind="stable")[:max_keys]
+        informative = query[order][freq[order] <= max(8, max_frequency * live_chunks)]
         hits = self.chunks.lookup(informative)
         if not len(hits):
             return []
@@ -500,5 +529,6 @@ class WorkspaceIndex:
     def memory_bytes(self) -> int:
         """Bytes held by the numpy arrays and postings (Python objects are measured by the bench)."""
         with self._lock:
-            arrays = self._alive.nbytes + self._def_file.nbytes + self._chunk_file.nbytes + self._chunk_size.nbytes
+            arrays = (self._alive.nbytes + self._def_file.nbytes + self._def_top.nbytes + self._file_dir.nbytes
+                      + self._chunk_file.nbytes + self._chunk_size.nbytes)
         return arrays + self.symbols.nbytes + self.chunks.nbytes

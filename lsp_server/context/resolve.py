@@ -13,6 +13,9 @@ from __future__ import annotations
 
 import posixpath
 import re
+import threading
+import weakref
+from collections import OrderedDict
 from collections.abc import Iterable
 
 from .index import DefinitionRef, FileEntry, WorkspaceIndex
@@ -22,6 +25,8 @@ MAX_REEXPORT_HOPS = 2
 # A name with more definitions than this across the workspace is too ambiguous to guess,
 # unless one of them sits in the importing file's own directory.
 MAX_AMBIGUOUS = 8
+# Past this many definitions of a name, only those in the importer's directory are considered.
+MAX_SCAN = 64
 
 _JS_EXTENSIONS = (".ts", ".tsx", ".d.ts", ".js", ".jsx", ".mjs", ".cjs", ".mts", ".cts")
 _SPLIT = re.compile(r"[./:\\]+|::")
@@ -117,16 +122,71 @@ def _path_affinity(path: str, hint_parts: list[str], importer_dir: str) -> tuple
     return shared, same_dir, -path.count("/")
 
 
+class _Memo:
+    """Answers of one index generation (a fold of new records starts a new one): the names near
+    the cursor and the file's imports are asked again on every keystroke."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self.size = size
+        self._lock = threading.Lock()
+        self._by_index: weakref.WeakKeyDictionary[WorkspaceIndex, tuple[int, OrderedDict[tuple[object, ...], object]]]
+        self._by_index = weakref.WeakKeyDictionary()
+
+    def _table(self, index: WorkspaceIndex) -> OrderedDict[tuple[object, ...], object]:
+        generation, table = self._by_index.get(index, (-1, OrderedDict()))
+        if generation != index.generation:
+            table = OrderedDict()
+            self._by_index[index] = (index.generation, table)
+        return table
+
+    def get(self, index: WorkspaceIndex, key: tuple[object, ...]) -> tuple[bool, object]:
+        with self._lock:
+            table = self._table(index)
+            if key in table:
+                table.move_to_end(key)
+                return True, table[key]
+            return False, None
+
+    def put(self, index: WorkspaceIndex, key: tuple[object, ...], value: object) -> None:
+        with self._lock:
+            table = self._table(index)
+            table[key] = value
+            while len(table) > self.size:
+                table.popitem(last=False)
+
+
+_MEMO = _Memo()
+
+
 def by_name(index: WorkspaceIndex, name: str, *, hint: str = "", importer: str | None = None,
             root: int | None = None, exclude_file: int | None = None,
             members: bool = False) -> DefinitionRef | None:
     """The most plausible definition of `name`: top-level ones (class members too when
     `members`), nearest the hint path and the importer, None when hopelessly ambiguous."""
-    found = [d for d in index.definitions_named(name)
-             if d.entry.file_id != exclude_file and (members or d.parent is None)]
+    key = ("name", name, hint, importer, root, exclude_file, members)
+    hit, value = _MEMO.get(index, key)
+    if hit:
+        return value  # type: ignore[return-value]
+    found = _by_name(index, name, hint=hint, importer=importer, root=root, exclude_file=exclude_file,
+                     members=members)
+    _MEMO.put(index, key, found)
+    return found
+
+
+def _by_name(index: WorkspaceIndex, name: str, *, hint: str, importer: str | None, root: int | None,
+             exclude_file: int | None, members: bool) -> DefinitionRef | None:
+    importer_dir = _dir(importer) if importer else ""
+    found = index.definitions_named(name, top_level=not members, limit=MAX_SCAN)
+    if found is None:
+        # Defined all over the workspace: only a definition next to the importer is a fair guess.
+        if root is None or importer is None:
+            return None
+        found = index.definitions_named(name, top_level=not members, directory=(root, importer_dir), limit=MAX_SCAN)
+        if not found:
+            return None
+    found = [d for d in found if d.entry.file_id != exclude_file]
     if not found:
         return None
-    importer_dir = _dir(importer) if importer else ""
     hint_parts = [p for p in _SPLIT.split(hint) if p and p not in ("crate", "super", "self", "std")]
     ranked = sorted(found, key=lambda d: (
         tuple(-x for x in _path_affinity(d.entry.path, hint_parts, importer_dir)),
@@ -143,6 +203,18 @@ def resolve_import(index: WorkspaceIndex, imp: Import, language: str, *, root: i
                    importer: str | None, wanted: Iterable[str] | None = None) -> list[tuple[str, DefinitionRef]]:
     """(local name, definition) for the names an import brings in. `wanted` limits a module import
     (`import x as y`, `import * as ns`, a Go package) to the attributes used as `y.attr`."""
+    wanted_key = tuple(wanted or ())
+    key = ("import", imp, language, root, importer, wanted_key)
+    hit, value = _MEMO.get(index, key)
+    if hit:
+        return value  # type: ignore[return-value]
+    found = _resolve_import(index, imp, language, root=root, importer=importer, wanted=wanted_key)
+    _MEMO.put(index, key, found)
+    return found
+
+
+def _resolve_import(index: WorkspaceIndex, imp: Import, language: str, *, root: int | None,
+                    importer: str | None, wanted: tuple[str, ...]) -> list[tuple[str, DefinitionRef]]:
     out: list[tuple[str, DefinitionRef]] = []
     wanted_names = list(wanted or ())
     exclude = None

@@ -46,6 +46,8 @@ from .snippets import (
 from .tokens import KeyArray, text_keys
 
 _GROUP = {"import": 0, "class": 1, "base": 2, "usage": 3, "similar": 4}
+# Candidates that did not fit before the filling stops looking for smaller ones.
+MAX_MISFITS = 6
 
 
 @dataclass(frozen=True)
@@ -81,10 +83,17 @@ def _definition_candidate(index: WorkspaceIndex, sources: SourceLines, d: Defini
     root = index.roots[d.entry.root]
 
     def render() -> str | None:
+        # Consecutive keystrokes render the same definitions: keep them with the file's lines.
+        key = (d.index, options.max_class_members)
+        hit, text = sources.rendered(root, d.entry, key)
+        if hit:
+            return text
         lines = sources.for_entry(root, d.entry)
         if lines is None:
-            return None
-        return definition_text(lines, d, options.max_class_members) or None
+            return None  # changed on disk since indexed: the index will catch up
+        text = definition_text(lines, d, options.max_class_members) or None
+        sources.remember(root, d.entry, key, text)
+        return text
 
     return _Candidate(kind, priority, placement, str(root), d.entry.path, d.line, d.end_line, d.qualified_name,
                       render)
@@ -221,8 +230,9 @@ def _fill(candidates: list[_Candidate], options: ContextOptions, gate: Gate | No
     files: set[str] = set()
     taken: list[tuple[_Candidate, str, int]] = []
     withheld: list[Withheld] = []
+    misfits = 0
     for cand in sorted(candidates, key=lambda c: c.priority):
-        if used >= budget:
+        if used >= budget or misfits >= MAX_MISFITS:
             break
         text = cand.render()
         if not text or not text.strip():
@@ -232,6 +242,7 @@ def _fill(candidates: list[_Candidate], options: ContextOptions, gate: Gate | No
             continue
         cost = options.count_tokens(text) + 1 + (0 if cand.path in files else options.file_header_tokens)
         if used + cost > budget:
+            misfits += 1
             continue  # a smaller candidate further down may still fit
         used += cost
         files.add(cand.path)

@@ -26,6 +26,7 @@ SnippetKind = Literal["import", "class", "base", "usage", "similar"]
 Gate = Callable[[str, str], str | None]
 
 MAX_SNIPPET_LINES = 60
+_MISSING = object()
 MAX_LINE_CHARS = 300
 
 
@@ -113,6 +114,7 @@ class SourceLines:
     def __init__(self, max_files: int = 64) -> None:
         self.max_files = max_files
         self._cache: OrderedDict[Path, tuple[int, int, list[bytes]]] = OrderedDict()
+        self._rendered: OrderedDict[tuple[Path, int, int, tuple[int, ...]], str | None] = OrderedDict()
         self._lock = threading.Lock()
 
     def lines(self, path: Path, mtime_ns: int, size: int) -> list[bytes] | None:
@@ -140,6 +142,18 @@ class SourceLines:
 
     def for_entry(self, root: Path, entry: FileEntry) -> list[bytes] | None:
         return self.lines(root / entry.path, entry.mtime_ns, entry.size)
+
+    def rendered(self, root: Path, entry: FileEntry, key: tuple[int, ...]) -> tuple[bool, str | None]:
+        """A snippet made earlier from this version of the file (same size and time)."""
+        with self._lock:
+            made = self._rendered.get((root / entry.path, entry.mtime_ns, entry.size, key), _MISSING)
+        return (False, None) if made is _MISSING else (True, made)  # type: ignore[return-value]
+
+    def remember(self, root: Path, entry: FileEntry, key: tuple[int, ...], text: str | None) -> None:
+        with self._lock:
+            self._rendered[(root / entry.path, entry.mtime_ns, entry.size, key)] = text
+            while len(self._rendered) > 8 * self.max_files:
+                self._rendered.popitem(last=False)
 
 
 def _decode(line: bytes) -> str:
@@ -193,8 +207,9 @@ def definition_text(lines: Sequence[bytes], d: DefinitionRef, max_members: int =
     if d.kind not in CLASS_KINDS:
         return stub(head, d.kind, language)
     members = _members(d)[:max_members]
-    inside = [m for m in members if language not in ("go", "rust") or m.kind == "field"]
-    outside = [m for m in members if m not in inside]
+    braced = language not in ("go", "rust")
+    inside = [m for m in members if braced or m.kind == "field"]
+    outside = [m for m in members if not (braced or m.kind == "field")]
     body = [text for m in inside if (text := stub(header_text(lines, m), m.kind, language))]
     after = [text.strip() for m in outside if (text := stub(header_text(lines, m), m.kind, language))]
     if language == "python":

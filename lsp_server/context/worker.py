@@ -140,10 +140,11 @@ def lower_priority() -> None:
             return
         except OSError:
             pass
-    try:
-        os.nice(19)
-    except OSError:
-        pass
+    if hasattr(os, "nice"):  # POSIX; elsewhere the worker runs at normal priority
+        try:
+            os.nice(19)
+        except OSError:
+            pass
 
 
 def main() -> None:

@@ -195,15 +195,31 @@ def test_the_sensitivity_hook_withholds_snippets_by_path_and_content(tmp_path: P
 
 
 def test_incremental_parsing_matches_a_fresh_parse() -> None:
+    # Edits inside a body leave the (edited) old tree in place; structural ones re-parse. Either
+    # way the cursor analysis must read the same as on a fresh parse.
     cache = DocumentCache()
     text = SHAPES
     cache.get("s.py", text)
+    reparsed = 0
     for i in range(30):
-        text = text.replace("return math.pi", f"return {i} * math.pi", 1) if i % 3 else text + f"\ndef f{i}(): ...\n"
+        if i % 3:
+            text = text.replace("return math.pi", f"return {i} * math.pi", 1)
+        elif i % 2:
+            text = text.replace("    def area", f"    def size{i}(self) -> int:\n        return {i}\n\n    def area", 1)
+        else:
+            text += f"\ndef f{i}(): ...\n"
         incremental = cache.get("s.py", text)
         fresh = DocumentCache().get("s.py", text)
         assert incremental is not None and fresh is not None
-        assert str(incremental.tree.root_node) == str(fresh.tree.root_node)
-        line = text.count("\n")
-        a, b = scope_at(incremental, line, 0), scope_at(fresh, line, 0)
-        assert (a.imports, a.names, a.enclosing) == (b.imports, b.names, b.enclosing)
+        reparsed += incremental.parsed
+        if incremental.parsed:
+            assert str(incremental.tree.root_node) == str(fresh.tree.root_node)
+        lines = text.split("\n")
+        in_area = next(n for n, line in enumerate(lines) if "math.pi" in line)
+        for line, character in ((len(lines) - 1, 0), (in_area, len(lines[in_area]))):
+            a, b = scope_at(incremental, line, character), scope_at(fresh, line, character)
+            assert (a.imports, a.names, a.qualified) == (b.imports, b.names, b.qualified)
+            assert (a.enclosing is None) == (b.enclosing is None)
+            if a.enclosing is not None and b.enclosing is not None:
+                assert [sig for _, sig in a.enclosing.members] == [sig for _, sig in b.enclosing.members]
+    assert 0 < reparsed < 30  # body edits skipped the parse, new definitions did not
