@@ -196,7 +196,7 @@ class LlamaProbe:
         """ms per generated token (prompt cache off: every run does the same work)."""
         self.llm.reset()
         started = time.perf_counter()
-        out = self.llm.create_completion(prompt=self.prompt, max_tokens=16, temperature=0.0, top_k=1)
+        out = self.llm.create_completion(prompt=self.prompt, max_tokens=8, temperature=0.0, top_k=1)
         tokens = max(1, out["usage"]["completion_tokens"])
         return (time.perf_counter() - started) * 1000.0 / tokens
 
@@ -319,13 +319,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "process_rss_growth_mb": round(proc_mb("VmRSS") - base_rss, 1),
             "worker_peak_rss_mb": round(worker_hwm, 1),
             "worker_cpu_seconds": round(worker_cpu, 1),
+            "server_fold_seconds": round(stats.fold_seconds, 2),
+            "longest_fold_ms": round(stats.longest_fold_ms, 1),
             "interference_pairs_at_idle_priority": len(py_pairs),
             "method": stats.methods,
         }
-        def ratio(pairs: list[tuple[float, float]]) -> dict[str, float]:
+        def ratio(pairs: list[tuple[float, float]]) -> dict[str, Any]:
             return {"pairs": len(pairs), "paused_p50": statistics.median(a for a, _ in pairs) if pairs else float("nan"),
                     "running_p50": statistics.median(b for _, b in pairs) if pairs else float("nan"),
-                    "ratio_p50": statistics.median(b / a for a, b in pairs) if pairs else float("nan")}
+                    "ratio_p50": statistics.median(b / a for a, b in pairs) if pairs else float("nan"),
+                    "ratios": [round(b / a, 3) for a, b in pairs]}
 
         interference["server_thread_slice_ms"] = ratio(py_pairs)
         if probe:
@@ -344,6 +347,8 @@ def print_report(r: dict[str, Any]) -> None:
           f"  (load average {', '.join(f'{x:.1f}' for x in r['load_average'])})")
     print(f"build: {b['seconds']} s wall for {b['files']} files ({b['files_per_s']}/s; worker CPU "
           f"{b['worker_cpu_seconds']} s), {b['definitions']} definitions, {b['chunks']} chunks, skipped {b['skipped']}")
+    print(f"server share of the build: {b['server_fold_seconds']} s folding records in, longest fold "
+          f"{b['longest_fold_ms']} ms")
     print(f"memory: index {b['index_mb']} MB (of which arrays and postings {b['arrays_and_postings_mb']} MB), "
           f"server RSS +{b['process_rss_growth_mb']} MB, "
           f"worker peak RSS {b['worker_peak_rss_mb']} MB   [target index <= 60 MB]")
@@ -370,7 +375,7 @@ def main() -> int:
     parser.add_argument("--keys", type=int, default=8)
     parser.add_argument("--budget", type=int, default=512)
     parser.add_argument("--gap", type=float, default=1.0, help="seconds of undisturbed building between probes")
-    parser.add_argument("--pairs", type=int, default=12, help="running/paused probe pairs at idle priority")
+    parser.add_argument("--pairs", type=int, default=20, help="running/paused probe pairs at idle priority")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--no-llama", action="store_true", help="skip the llama.cpp interference probe")
     parser.add_argument("--json", action="store_true")

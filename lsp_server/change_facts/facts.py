@@ -189,8 +189,8 @@ def file_symbols(change: FileChange, texts: TextSource | None) -> list[SymbolCha
     """Symbol changes in one file: whole texts when there are any, else the hunks."""
     path = change.path
     language = language_for_path(path)
-    if language is None or change.binary:
-        return []
+    if language is None or change.binary or change.summarized_only:
+        return []  # lock files, generated, vendored or huge files are named, not analysed
     old_text = new_text = None
     if texts is not None:
         old_text = texts.old(change.old_path) if change.old_path is not None and change.status != "added" else None
@@ -201,8 +201,6 @@ def file_symbols(change: FileChange, texts: TextSource | None) -> list[SymbolCha
         old = outline(old_text, language) if old_text is not None else None
         new = outline(new_text, language) if new_text is not None else None
         return compare_outlines(path, old, new)
-    if change.summarized_only:
-        return []
     return compare_hunks(path, language, change.hunks)
 
 

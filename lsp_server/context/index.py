@@ -119,6 +119,8 @@ class IndexStats:
     methods: dict[str, str] = field(default_factory=dict)  # folder -> "git" | "walk"
     build_seconds: float | None = None
     updates: int = 0  # files (re)indexed or removed after the first build
+    fold_seconds: float = 0.0  # time the server process spent folding records in
+    longest_fold_ms: float = 0.0  # the longest single fold (a batch, or a rebuild of the postings)
 
 
 _A = TypeVar("_A", bound=np.generic)
@@ -264,6 +266,7 @@ class WorkspaceIndex:
             if self._stop.is_set():
                 return
             results = self._parser.index(root, items[at:at + step], self.limits.max_file_bytes)
+            started = time.perf_counter()
             for result in results:
                 if isinstance(result, FileRecord):
                     self._fold(root_index, result)
@@ -272,6 +275,10 @@ class WorkspaceIndex:
                     if result.reason != "gone":
                         self.stats.skipped[result.reason] += 1
             self._publish(force=not bulk)
+            # The server's own share of the build: this thread's work between two worker replies.
+            spent = time.perf_counter() - started
+            self.stats.fold_seconds += spent
+            self.stats.longest_fold_ms = max(self.stats.longest_fold_ms, spent * 1000)
 
     def _apply_changes(self, changes: list[tuple[int, str]]) -> None:
         by_root: dict[int, list[str]] = {}

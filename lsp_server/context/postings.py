@@ -4,14 +4,15 @@ Used twice: identifier key -> chunk id (the similarity search) and name key -> d
 (name lookup). Python dicts of lists would cost ~100 bytes a posting; here a posting is
 4 bytes in a sorted numpy "base" (keys, offsets, values), plus a small "delta" of the same
 shape for what changed since the base was built. Adding a file rebuilds only the delta; the
-base is rebuilt (in the indexer's thread, numpy releasing the GIL for the sort) once the delta
-grows past a fraction of it. Values of removed files stay in the arrays until that rebuild;
+base is rebuilt (in the indexer's thread, one of 16 key shards at a time) once the delta grows
+past a fraction of it. Values of removed files stay in the arrays until that rebuild;
 callers drop them with their own liveness check (a file id's `alive` flag).
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -75,13 +76,46 @@ class Table:
         return len(self.values)
 
 
+class _Shard:
+    """One slice of the key space: a base and a delta."""
+
+    def __init__(self) -> None:
+        self.base = Table.empty()
+        self.delta = Table.empty()
+
+    def absorb(self, keys: U32, values: U32, alive: npt.NDArray[np.bool_] | None, owner: U32 | None,
+               lock: threading.Lock) -> None:
+        delta_keys, delta_values = self.delta.pairs()
+        keys = np.concatenate([delta_keys, keys])
+        values = np.concatenate([delta_values, values])
+        if len(keys) > max(DELTA_MIN // SHARDS, DELTA_SHARE * len(self.base)):
+            base_keys, base_values = self.base.pairs()
+            keys = np.concatenate([base_keys, keys])
+            values = np.concatenate([base_values, values])
+            if alive is not None:
+                owners = values if owner is None else owner[values]
+                keep = alive[owners]
+                keys, values = keys[keep], values[keep]
+            base = Table.build(keys, values)
+            with lock:
+                self.base, self.delta = base, Table.empty()
+        else:
+            delta = Table.build(keys, values)
+            with lock:
+                self.delta = delta
+
+
+# The key space is cut in shards so that folding new postings in rebuilds one shard at a time:
+# a rebuild of millions of postings at once holds the GIL for tens of milliseconds in places.
+SHARDS = 16
+
+
 class Postings:
     """Thread-safe for one writer (the indexer) and many readers."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._base = Table.empty()
-        self._delta = Table.empty()
+        self._shards = [_Shard() for _ in range(SHARDS)]
         self._pending: list[tuple[U32, U32]] = []
         self._pending_size = 0
 
@@ -91,54 +125,65 @@ class Postings:
             self._pending.append((keys.astype(np.uint32, copy=False), values.astype(np.uint32, copy=False)))
             self._pending_size += len(keys)
 
+    def _size(self) -> int:
+        return sum(len(shard.base) for shard in self._shards)
+
     def publish(self, alive: npt.NDArray[np.bool_] | None = None, owner: U32 | None = None, *,
                 force: bool = True) -> None:
-        """Make queued postings visible. When the delta gets large, fold everything into a new
-        base, dropping postings whose owner (`owner[value]`, or the value itself) is not alive.
+        """Make queued postings visible. When a shard's delta gets large, fold it into a new base,
+        dropping postings whose owner (`owner[value]`, or the value itself) is not alive.
         Without `force`, a small queue waits for more (a bulk load publishes in large steps)."""
         if not self._pending:
             return
-        if not force and self._pending_size < max(DELTA_MIN, DELTA_SHARE * len(self._base)):
+        if not force and self._pending_size < max(DELTA_MIN, DELTA_SHARE * self._size()):
             return
         pending, self._pending, self._pending_size = self._pending, [], 0
-        delta_keys, delta_values = self._delta.pairs()
-        keys = np.concatenate([delta_keys, *(k for k, _ in pending)])
-        values = np.concatenate([delta_values, *(v for _, v in pending)])
-        if len(keys) > max(DELTA_MIN, DELTA_SHARE * len(self._base)):
-            base_keys, base_values = self._base.pairs()
-            keys = np.concatenate([base_keys, keys])
-            values = np.concatenate([base_values, values])
-            if alive is not None:
-                owners = values if owner is None else owner[values]
-                keep = alive[owners]
-                keys, values = keys[keep], values[keep]
-            base = Table.build(keys, values)
-            with self._lock:
-                self._base, self._delta = base, Table.empty()
-        else:
-            delta = Table.build(keys, values)
-            with self._lock:
-                self._delta = delta
+        keys = np.concatenate([k for k, _ in pending])
+        values = np.concatenate([v for _, v in pending])
+        shard_of = keys % SHARDS
+        order = np.argsort(shard_of, kind="stable")
+        bounds = np.searchsorted(shard_of[order], np.arange(SHARDS + 1))
+        keys, values = keys[order], values[order]
+        for i, shard in enumerate(self._shards):
+            lo, hi = int(bounds[i]), int(bounds[i + 1])
+            if hi > lo:
+                shard.absorb(keys[lo:hi], values[lo:hi], alive, owner, self._lock)
+                time.sleep(0)  # between shards, let the editor's requests have the GIL
 
-    def tables(self) -> tuple[Table, Table]:
+    def tables(self) -> list[Table]:
         with self._lock:
-            return self._base, self._delta
+            return [t for shard in self._shards for t in (shard.base, shard.delta)]
 
     def lookup(self, query: U32) -> U32:
         """Every value of every key in `query` (with repeats across keys), live or not."""
-        base, delta = self.tables()
-        parts = base.lookup(query) + delta.lookup(query)
+        if not len(query):
+            return _EMPTY
+        with self._lock:
+            shards = [(shard.base, shard.delta) for shard in self._shards]
+        parts: list[U32] = []
+        shard_of = query % SHARDS
+        for i in np.unique(shard_of).tolist():
+            sub = query[shard_of == i]
+            base, delta = shards[i]
+            parts += base.lookup(sub) + delta.lookup(sub)
         return np.concatenate(parts) if parts else _EMPTY
 
     def frequencies(self, query: U32) -> npt.NDArray[np.int64]:
-        base, delta = self.tables()
-        return base.counts(query) + delta.counts(query)
+        out = np.zeros(len(query), dtype=np.int64)
+        if not len(query):
+            return out
+        with self._lock:
+            shards = [(shard.base, shard.delta) for shard in self._shards]
+        shard_of = query % SHARDS
+        for i in np.unique(shard_of).tolist():
+            mask = shard_of == i
+            base, delta = shards[i]
+            out[mask] = base.counts(query[mask]) + delta.counts(query[mask])
+        return out
 
     @property
     def nbytes(self) -> int:
-        base, delta = self.tables()
-        return base.nbytes + delta.nbytes + sum(k.nbytes + v.nbytes for k, v in self._pending)
+        return sum(t.nbytes for t in self.tables()) + sum(k.nbytes + v.nbytes for k, v in self._pending)
 
     def __len__(self) -> int:
-        base, delta = self.tables()
-        return len(base) + len(delta)
+        return sum(len(t) for t in self.tables())

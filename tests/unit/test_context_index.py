@@ -185,3 +185,36 @@ def test_changes_are_followed_through_watchfiles(tmp_path: Path) -> None:
         assert index.stats.updates >= 3
     finally:
         index.stop()
+
+
+def test_postings_match_a_plain_dict_through_deltas_rebuilds_and_deaths() -> None:
+    import numpy as np
+
+    from lsp_server.context import postings
+
+    rng = np.random.default_rng(3)
+    index = postings.Postings()
+    reference: dict[int, list[int]] = {}
+    owner = np.zeros(0, dtype=np.uint32)
+    alive = np.ones(200, dtype=np.bool_)
+    value = 0
+    for batch in range(60):
+        n = int(rng.integers(1, 4000))
+        keys = rng.integers(0, 5000, n, dtype=np.uint32)
+        values = np.arange(value, value + n, dtype=np.uint32)
+        owner = np.concatenate([owner, np.full(n, batch, dtype=np.uint32)])
+        value += n
+        index.add(keys, values)
+        for k, v in zip(keys.tolist(), values.tolist(), strict=True):
+            reference.setdefault(k, []).append(v)
+        if batch % 7 == 3:
+            alive[batch - 1] = False  # a file re-indexed: its postings are dead
+        index.publish(alive, owner, force=batch % 3 == 0)
+    index.publish(alive, owner, force=True)
+    query = np.unique(rng.integers(0, 5000, 300, dtype=np.uint32))
+    got = index.lookup(query)
+    live = sorted(v for v in got.tolist() if alive[owner[v]])
+    expected = sorted(v for k in query.tolist() for v in reference.get(k, []) if alive[owner[v]])
+    assert live == expected
+    counts = index.frequencies(query)
+    assert all(c >= sum(1 for v in reference.get(k, []) if alive[owner[v]]) for k, c in zip(query.tolist(), counts))
