@@ -171,6 +171,40 @@ def make_repository(target: Path, files: int) -> dict[str, int]:
 # --------------------------------------------------------------------------- interference
 
 
+class Heartbeat:
+    """A thread that wakes every millisecond and records how late it is: the time the server's
+    own threads would wait for the GIL (or a core)."""
+
+    def __init__(self) -> None:
+        self.gaps: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+        self._paused = threading.Event()
+
+    def pause(self) -> None:
+        self._paused.set()
+
+    def _run(self) -> None:
+        last = time.perf_counter()
+        while not self._stop.is_set():
+            time.sleep(0.001)
+            now = time.perf_counter()
+            if not self._paused.is_set():
+                self.gaps.append((now - last) * 1000.0 - 1.0)
+            last = now
+
+    def start(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def stop(self) -> dict[str, float]:
+        self._stop.set()
+        self._thread.join()
+        return {"n": len(self.gaps), "p50_ms": percentile(self.gaps, 50), "p99_ms": percentile(self.gaps, 99),
+                "max_ms": max(self.gaps) if self.gaps else float("nan")}
+
+
 def python_slice() -> float:
     """A fixed slice of pure-Python work, timed (the server's own thread)."""
     started = time.perf_counter()
@@ -286,16 +320,23 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         py_pairs: list[tuple[float, float]] = []
         worker_hwm = 0.0
         pid = None
+        heartbeat: Heartbeat | None = None
+        heartbeat_started = 0.0
         while not ctx.index.ready.wait(args.gap):
             pid = getattr(ctx.index._parser, "pid", None)
             if pid is None:
                 continue
             worker_hwm = max(proc_mb("VmHWM", pid), worker_hwm)
             if len(py_pairs) >= args.pairs:
-                # Enough pairs: let the rest of the build run at normal priority, so that it ends
-                # on a machine whose other load would starve an idle-priority process.
-                with contextlib.suppress(OSError):
-                    os.sched_setscheduler(pid, os.SCHED_OTHER, os.sched_param(0))
+                # Enough pairs: watch the server's threads while the build goes on with no probe
+                # running (the worker still at idle priority), then let the rest of the build run at
+                # normal priority, so that it ends on a machine whose other load would starve it.
+                if heartbeat is None:
+                    heartbeat, heartbeat_started = Heartbeat().start(), time.perf_counter()
+                elif time.perf_counter() - heartbeat_started > args.heartbeat_seconds:
+                    heartbeat.pause()
+                    with contextlib.suppress(OSError):
+                        os.sched_setscheduler(pid, os.SCHED_OTHER, os.sched_param(0))
                 continue
             for probe_fn, pairs in ((probe.run if probe else None, llama_pairs), (python_slice, py_pairs)):
                 if probe_fn is None:
@@ -309,6 +350,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 pairs.append((paused, probe_fn()))
         worker_cpu = cpu_seconds(pid) if pid is not None else float("nan")
         build_s = time.perf_counter() - started
+        if heartbeat is not None:
+            watched = min(time.perf_counter() - heartbeat_started, args.heartbeat_seconds)
+            interference["heartbeat_during_build"] = heartbeat.stop()
+            quiet = Heartbeat().start()
+            time.sleep(max(5.0, watched))
+            interference["heartbeat_after_build"] = quiet.stop()
         gc.collect()
         stats = ctx.index.stats
         results["build"] = {
@@ -360,6 +407,11 @@ def print_report(r: dict[str, Any]) -> None:
         line += (f", llama.cpp ms/token x{ll['ratio_p50']:.3f} ({ll['paused_p50']:.1f} vs {ll['running_p50']:.1f}, "
                  f"n={ll['pairs']})")
     print(line + "   [target <= 1.05]")
+    if "heartbeat_during_build" in i:
+        during, after = i["heartbeat_during_build"], i["heartbeat_after_build"]
+        print(f"server thread lateness (1 ms heartbeat), worker at idle priority building / build done: p50 {during['p50_ms']:.2f} / "
+              f"{after['p50_ms']:.2f} ms, p99 {during['p99_ms']:.2f} / {after['p99_ms']:.2f} ms, max {during['max_ms']:.1f} / "
+              f"{after['max_ms']:.1f} ms")
     for label, key in (("first request on a document", "cold"), ("keystrokes", "keystroke")):
         wall, cpu = g[f"{key}_wall_ms"], g[f"{key}_cpu_ms"]
         print(f"gather, {label} (n={wall['n']}): wall p50 {wall['p50']:.2f} p95 {wall['p95']:.2f} "
@@ -375,6 +427,8 @@ def main() -> int:
     parser.add_argument("--keys", type=int, default=8)
     parser.add_argument("--budget", type=int, default=512)
     parser.add_argument("--gap", type=float, default=1.0, help="seconds of undisturbed building between probes")
+    parser.add_argument("--heartbeat-seconds", type=float, default=20.0,
+                        help="how long to watch the server's threads during the build, worker at idle priority")
     parser.add_argument("--pairs", type=int, default=20, help="running/paused probe pairs at idle priority")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--no-llama", action="store_true", help="skip the llama.cpp interference probe")

@@ -268,6 +268,7 @@ class WorkspaceIndex:
             results = self._parser.index(root, items[at:at + step], self.limits.max_file_bytes)
             started = time.perf_counter()
             for result in results:
+                time.sleep(0)  # a file at a time: let the editor's requests have the GIL in between
                 if isinstance(result, FileRecord):
                     self._fold(root_index, result)
                 else:
