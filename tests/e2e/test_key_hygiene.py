@@ -3,7 +3,9 @@ the ledger, its journal, error messages, notifications, `doctor`, `route` or `re
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -32,7 +34,8 @@ def test_the_key_appears_only_in_requests_to_its_provider(endless_model_path: Pa
     logs.mkdir()
     with LoopbackProvider() as frontier:
         frontier.hang_s = 2.0
-        policy = write_policy(workspace, frontier.url)
+        frontier_url = frontier.url
+        policy = write_policy(workspace, frontier_url)
         server = RawServer(endless_model_path, home, "-vv", "--log-file", str(logs / "server.log"))
         try:
             server.initialize(options={"assist": {"max_tokens": 8}}, root=workspace)
@@ -50,14 +53,32 @@ def test_the_key_appears_only_in_requests_to_its_provider(endless_model_path: Pa
             stderr = server.close().encode()
         assert any(r.headers.get("x-api-key") == KEY for r in frontier.requests)  # it was used, where it belongs
 
-    env = {**os.environ, "NINETYTEN_HOME": str(home), "NINETYTEN_POLICY": str(policy)}
-    outputs = {}
+    # NINETYTEN_MODEL: doctor reports this file instead of assembling the embedded model here.
+    env = {**os.environ, "NINETYTEN_HOME": str(home), "NINETYTEN_POLICY": str(policy),
+           "NINETYTEN_MODEL": str(endless_model_path)}
+    outputs: dict[str, bytes] = {}
+    stdout: dict[str, str] = {}
     for command in (["doctor"], ["route", "--task", "refactor", "--json"], ["report", "--json", "--since", "all"],
                     ["policy", "show"]):
+        name = " ".join(command)
         result = subprocess.run([sys.executable, "-m", "lsp_server", "-vv", *command], capture_output=True,
                                 env=env, cwd=workspace, timeout=120)
-        outputs[" ".join(command)] = result.stdout + result.stderr
-    assert b"ledger" in outputs["doctor"].lower() or outputs["doctor"]  # doctor ran and said something
+        assert result.returncode == 0, (name, result.stdout, result.stderr)
+        outputs[name] = result.stdout + result.stderr
+        stdout[name] = result.stdout.decode()
+    # Each command did its job (a traceback or an empty answer would not), naming the key's variable only.
+    doctor = stdout["doctor"]
+    assert re.search(rf"^ledger\s+{re.escape(str(home / 'ledger.sqlite3'))}$", doctor, re.M), doctor
+    assert re.search(rf"^  tier frontier\s+anthropic claude-test, key {KEY_ENV} set$", doctor, re.M), doctor
+    assert re.search(r"^status\s+ok$", doctor, re.M), doctor
+    route = json.loads(stdout["route --task refactor --json"])
+    assert (route["tier"], route["backend"], route["model"]) == ("frontier", "anthropic", "claude-test")
+    report = json.loads(stdout["report --json --since all"])
+    assert report["totals"]["requests"] == len(FAULTS), report["totals"]  # every ask is in the ledger
+    assert [row["key"] for row in report["by_task"]] == ["ask"], report["by_task"]
+    shown = json.loads(stdout["policy show"])
+    assert shown["tiers"]["frontier"]["base_url"] == frontier_url
+    assert shown["tiers"]["frontier"]["api_key_env"] == KEY_ENV
 
     written = everything_written(home, logs)
     assert str(home / "ledger.sqlite3") in written
