@@ -18,7 +18,7 @@ import pytest
 from lsprotocol import types
 
 from tests.e2e.test_code_actions import execute
-from tests.e2e.test_routing_server import KEY, KEY_ENV, clean_files, seeded_files, write_policy
+from tests.e2e.test_routing_server import KEY, KEY_ENV, clean_files, distinctive_line, seeded_files, write_policy
 from tests.loopback_provider import LoopbackProvider
 from tests.lsp_session import lsp_session, open_document
 
@@ -138,25 +138,67 @@ def test_explain_chunks_and_commit_messages_keep_planted_values_home(frontier, r
     assert len(frontier.requests) >= 2 and leaks(frontier) == []
 
 
+async def run_every_workspace_command(client, repo: Path, name: str, text: str) -> dict[str, dict]:
+    """explainChange (with a working-tree change), explainSelection, refactor and ask on one file."""
+    path = repo / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text + "\n# touched\n", encoding="utf-8")  # a working-tree change beside the content
+    uri = open_document(client, path, text)
+    lines = text.split("\n")
+    everything = {"start": {"line": 0, "character": 0}, "end": {"line": len(lines) - 1, "character": len(lines[-1])}}
+    target = {"textDocument": {"uri": uri}, "range": everything}
+    return {
+        "explainChange": await execute(client, "ninetyten.explainChange", {"textDocument": {"uri": uri}}),
+        "explainSelection": await execute(client, "ninetyten.explainSelection", target),
+        "refactorSelection": await execute(client, "ninetyten.refactorSelection",
+                                           {**target, "instruction": "tidy", "apply": False}),
+        "ask": await execute(client, "ninetyten.ask", {**target, "question": "what is this?"}),
+    }
+
+
+def failures(results: dict[str, dict]) -> dict[str, dict]:
+    """Commands that did not answer with text: an error, or nothing at all."""
+    return {command: result for command, result in results.items()
+            if not isinstance(result, dict) or result.get("error") or not (result.get("text") or
+                                                                          result.get("explanation"))}
+
+
 @pytest.mark.timeout(1000)  # four commands on each of the 30 seeded files, on the local model
 async def test_workspace_explain_refactor_and_ask_keep_planted_values_home(frontier, repo, endless_model_path,
                                                                          tmp_path):
     stage(repo, [(name, text) for name, text, _ in seeded_files()], "seeded")
     git(repo, "commit", "-qm", "seeded")
+    clean = clean_files()
+    stage(repo, clean, "clean")
+    git(repo, "commit", "-qm", "clean")
+    whole_file = ("explainSelection", "refactorSelection", "ask")  # these carry the whole file
     async with lsp_session(model=endless_model_path, home=tmp_path / "home", root=repo,
                            options={"completion": {"max_tokens": 4}, "assist": {"max_tokens": 8}}) as client:
-        for name, text, values in seeded_files():
-            path = repo / "seeded" / name
-            path.write_text(text + "\n# touched\n", encoding="utf-8")  # a working-tree change with the secret
-            uri = open_document(client, path, text)
-            lines = text.split("\n")
-            everything = {"start": {"line": 0, "character": 0},
-                          "end": {"line": len(lines) - 1, "character": len(lines[-1])}}
-            target = {"textDocument": {"uri": uri}, "range": everything}
-            await execute(client, "ninetyten.explainChange", {"textDocument": {"uri": uri}})
-            await execute(client, "ninetyten.explainSelection", target)
-            await execute(client, "ninetyten.refactorSelection", {**target, "instruction": "tidy", "apply": False})
-            await execute(client, "ninetyten.ask", {**target, "question": "what is this?"})
-        await execute(client, "ninetyten.explainChange", {})
+        for name, text, _ in seeded_files():
+            results = await run_every_workspace_command(client, repo, f"seeded/{name}", text)
+            assert failures(results) == {}, f"{name}: {failures(results)}"  # each command answered...
+            assert {command: results[command]["tier"] for command in whole_file} == dict.fromkeys(whole_file, "local")
+        whole_tree = await execute(client, "ninetyten.explainChange", {})
+        assert not whole_tree.get("error") and whole_tree.get("explanation"), whole_tree
     # Diff chunks without a planted value (the "# touched" hunks) may go out; nothing planted may.
+    assert leaks(frontier) == []
+
+    # The same commands on clean files do go out: the frontier is reachable and used. Its
+    # refactor hands the file back unchanged (room for it: a larger answer budget), which
+    # passes the syntax check of any language.
+    frontier.reply = lambda request: next(
+        (text for _, text in clean if "tidy" in json.dumps(request.body)
+         and json.dumps(distinctive_line(text))[1:-1] in request.raw.decode("utf-8", "replace")),
+        "It tidies the module.")
+    async with lsp_session(model=endless_model_path, home=tmp_path / "home", root=repo,
+                           options={"completion": {"max_tokens": 4}, "assist": {"max_tokens": 2048}}) as client:
+        for name, text in clean:
+            before = len(frontier.requests)
+            results = await run_every_workspace_command(client, repo, f"clean/{name}", text)
+            assert failures(results) == {}, f"{name}: {failures(results)}"
+            assert {command: results[command]["tier"] for command in whole_file} == dict.fromkeys(whole_file,
+                                                                                                   "frontier")
+            sent = [request.raw.decode("utf-8", "replace") for request in frontier.requests[before:]]
+            assert len(sent) >= len(whole_file)
+            assert all(json.dumps(distinctive_line(text))[1:-1] in body for body in sent[-len(whole_file):]), name
     assert leaks(frontier) == []
