@@ -247,19 +247,24 @@ def distinctive_line(text: str) -> str:
     return max(lines, key=len)
 
 
-async def drive_corpus(client: Any, workspace: Path, files: list[tuple[str, str]]) -> list[str]:
-    """Open every file (under its own name and a neutral one) and ask for explain/refactor/ask."""
+async def drive_corpus(client: Any, workspace: Path, files: list[tuple[str, str]], tier: str) -> list[str]:
+    """Open every file (under its own name and a neutral one) and ask for explain/refactor/ask;
+    each must be answered, by `tier`."""
     uris = []
     for index, (name, text) in enumerate(files):
         for relative in (f"corpus/{name}", f"src/module_{index}.txt"):
             uri = open_document(client, workspace / relative, text)
             uris.append(uri)
-            assert "error" not in (await request(client, "ninetyten/explain", uri)) or True
-            await request(client, "ninetyten/refactor", uri, instruction="tidy this up")
-            await request(client, "ninetyten/ask", uri, question="what is this for?")
+            answers = {"explain": await request(client, "ninetyten/explain", uri),
+                       "refactor": await request(client, "ninetyten/refactor", uri, instruction="tidy this up"),
+                       "ask": await request(client, "ninetyten/ask", uri, question="what is this for?")}
+            for task, answer in answers.items():
+                assert not answer.get("error") and answer.get("text"), (relative, task, answer)
+                assert answer["tier"] == tier, (relative, task, answer["tier"], answer["decision"]["reasons"])
     return uris
 
 
+@pytest.mark.timeout(900)  # some 150 requests: minutes on a busy machine
 async def test_seeded_secrets_never_reach_the_frontier(frontier, server_env, endless_model_path, tmp_path):
     """Every planted value, in every form, on every path that can reach a remote tier."""
     seeded = seeded_files()
@@ -268,9 +273,9 @@ async def test_seeded_secrets_never_reach_the_frontier(frontier, server_env, end
     write_policy(workspace, frontier.url)
     options = {**FAST, "assist": {"max_tokens": 8}}
     async with lsp_session(model=endless_model_path, home=tmp_path / "home", options=options, root=workspace) as client:
-        await drive_corpus(client, workspace, [(name, text) for name, text, _ in seeded])
+        await drive_corpus(client, workspace, [(name, text) for name, text, _ in seeded], "local")
         sent_before_clean = len(frontier.requests)
-        await drive_corpus(client, workspace, clean_files())
+        await drive_corpus(client, workspace, clean_files(), "frontier")
     bodies = [r.raw.decode("utf-8", "replace") for r in frontier.requests]
     leaked = sorted({value for _, _, values in seeded for value in values for body in bodies if value in body})
     assert leaked == []
