@@ -134,8 +134,10 @@ class LlamaCppBackend:
 
     name = "llama_cpp"
 
-    def __init__(self, settings: LlamaSettings) -> None:
+    def __init__(self, settings: LlamaSettings, *, clock: Callable[[], float] = time.perf_counter) -> None:
         self.settings = settings
+        # What the time box and the timings read; a test injects its own to drive the time box.
+        self._clock = clock
         self.model_path: Path | None = settings.model if isinstance(settings.model, Path) else None
         self.model_name = self.model_path.name if self.model_path else "(resolving)"
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ninetyten-llama")
@@ -269,7 +271,7 @@ class LlamaCppBackend:
     async def generate(self, request: GenerationRequest, cancel: CancelToken | None = None) -> Generation:
         """Run a generation on the worker thread; cancelling the awaiting task stops it."""
         token = cancel or CancelToken()
-        submitted = time.perf_counter()
+        submitted = self._clock()
         future = asyncio.wrap_future(self._executor.submit(self._generate_sync, request, token, submitted))
         try:
             return await asyncio.shield(future)
@@ -283,13 +285,13 @@ class LlamaCppBackend:
             raise
 
     def generate_blocking(self, request: GenerationRequest, cancel: CancelToken | None = None) -> Generation:
-        return self._executor.submit(self._generate_sync, request, cancel or CancelToken(), time.perf_counter()).result()
+        return self._executor.submit(self._generate_sync, request, cancel or CancelToken(), self._clock()).result()
 
     def _generate_sync(self, request: GenerationRequest, cancel: CancelToken, submitted: float) -> Generation:
         import llama_cpp
 
         llm = self.llm
-        started = time.perf_counter()
+        started = self._clock()
         usage = Usage(queue_ms=(started - submitted) * 1000.0)
         tokens = list(request.prompt_tokens)
         if not tokens:
@@ -307,10 +309,10 @@ class LlamaCppBackend:
         pending = tokens[reused:]
         for start in range(0, len(pending), PROMPT_SLICE):
             if cancel.cancelled:
-                usage.prompt_ms = (time.perf_counter() - started) * 1000.0
+                usage.prompt_ms = (self._clock() - started) * 1000.0
                 return Generation("", "cancelled", usage)
             llm.eval(pending[start : start + PROMPT_SLICE])
-        prompt_done = time.perf_counter()
+        prompt_done = self._clock()
         usage.prompt_ms = (prompt_done - started) * 1000.0
 
         ctx = llm._ctx.ctx
@@ -342,7 +344,7 @@ class LlamaCppBackend:
             if cancel.cancelled:
                 reason = "cancelled"
                 break
-            if deadline is not None and time.perf_counter() >= deadline:
+            if deadline is not None and self._clock() >= deadline:
                 reason = "time_limit"
                 break
             if llm.n_tokens >= self.n_ctx:
@@ -351,7 +353,7 @@ class LlamaCppBackend:
             llm.eval([token])
         text += decoder.decode(b"", final=True)
         usage.completion_tokens = generated
-        usage.generation_ms = (time.perf_counter() - prompt_done) * 1000.0
+        usage.generation_ms = (self._clock() - prompt_done) * 1000.0
         return Generation(text=text, stop_reason=reason, usage=usage, token_logprobs=logprobs)
 
     def _reuse_prefix(self, tokens: list[int]) -> int:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 
 import pytest
 
@@ -62,12 +64,50 @@ def test_cancel_lands_within_one_token(endless):
     assert generation.usage.completion_tokens == 5
 
 
-def test_time_limit(endless):
-    generation = endless.generate_blocking(
-        GenerationRequest(prompt_tokens=endless.tokenize_text("d = "), max_tokens=900, time_limit_s=0.05)
-    )
-    assert generation.stop_reason in ("time_limit", "max_tokens")
-    assert generation.usage.generation_ms < 1000
+class StepClock:
+    """A clock that moves only when told: here, by a fixed step per generated token."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def step(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def test_time_limit_stops_at_the_deadline_on_an_injected_clock(endless_model_path):
+    clock = StepClock()
+    backend = LlamaCppBackend(LlamaSettings(model=endless_model_path, n_ctx=1024), clock=clock)
+    backend.load()
+    try:
+        def token_takes_an_eighth_of_a_second(text: str) -> None:
+            clock.step(0.125)  # the stop rule runs once per token: this is the token's duration
+            return None
+
+        generation = backend.generate_blocking(GenerationRequest(
+            prompt_tokens=backend.tokenize_text("d = "), max_tokens=900, time_limit_s=1.0,
+            stop=token_takes_an_eighth_of_a_second))
+    finally:
+        backend.close()
+    # Eight tokens fill the second: the box closes there, long before the token limit.
+    assert generation.stop_reason == "time_limit"
+    assert generation.usage.completion_tokens == 8 and generation.text == "x" * 8
+    assert generation.usage.generation_ms == 1000.0
+
+
+def test_time_limit_fires_on_the_real_clock_before_the_token_limit(endless_model_path):
+    # 4,000 tokens take a second or more on any CPU; a 50 ms box must end the generation long before.
+    backend = LlamaCppBackend(LlamaSettings(model=endless_model_path, n_ctx=4096))
+    backend.load()
+    try:
+        generation = backend.generate_blocking(
+            GenerationRequest(prompt_tokens=backend.tokenize_text("d = "), max_tokens=4000, time_limit_s=0.05))
+    finally:
+        backend.close()
+    assert generation.stop_reason == "time_limit"
+    assert 0 < generation.usage.completion_tokens < 4000 and set(generation.text) == {"x"}
 
 
 def test_kv_cache_reuse_of_shared_prefix(endless):
@@ -84,18 +124,25 @@ def test_prompt_that_does_not_fit_is_an_error(endless):
 
 
 async def test_async_cancel_stops_the_worker(endless):
-    task = asyncio.ensure_future(
-        endless.generate(GenerationRequest(prompt_tokens=endless.tokenize_text("e = "), max_tokens=1000,
-                                           time_limit_s=30))
-    )
-    await asyncio.sleep(0.05)
+    token = CancelToken()
+    generating = threading.Event()
+
+    def paced(text: str) -> None:
+        generating.set()
+        time.sleep(0.001)  # at least a second for the 1000 tokens, however fast the CPU
+        return None
+
+    task = asyncio.ensure_future(endless.generate(
+        GenerationRequest(prompt_tokens=endless.tokenize_text("e = "), max_tokens=1000, stop=paced), token))
+    assert await asyncio.to_thread(generating.wait, 60)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    # The worker is free again at once.
-    generation = await asyncio.wait_for(
-        endless.generate(GenerationRequest(prompt_tokens=endless.tokenize_text("f = "), max_tokens=3)), 2
-    )
+    # The worker stopped within a token of the cancel (it reports what it had), not at the limit.
+    assert token.generation is not None and token.generation.stop_reason == "cancelled"
+    assert token.generation.usage.completion_tokens < 1000
+    # And it is free for the next request.
+    generation = await endless.generate(GenerationRequest(prompt_tokens=endless.tokenize_text("f = "), max_tokens=3))
     assert generation.text == "xxx"
 
 
