@@ -12,15 +12,19 @@ import os
 import sqlite3
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from lsprotocol import types
 from pygls.lsp.client import LanguageClient
 from pytest_lsp import client_capabilities
 
-from tests.lsp_session import SERVED, inline, lsp_session, open_document, served_notifications
+from tests.lsp_session import inline, lsp_session, open_document, served_notifications
+from tests.raw_lsp import RawServer
 
-FAST = {"completion": {"max_tokens": 8}}
+# Exact answers ("x" * 8) need the token limit to end every generation: a time box long
+# enough that a busy machine never reaches it first.
+FAST = {"completion": {"max_tokens": 8, "time_limit_ms": 60_000}}
 
 
 async def test_initialize_advertises_completion_and_prefers_utf8(endless_model_path, session_home, tmp_path):
@@ -135,15 +139,31 @@ async def test_cancel_stops_a_long_generation(endless_model_path, session_home, 
         assert 0 < stopped["completion_tokens"] < 16000
         assert stopped["generation_ms"] < 2500  # neither the time box (10 s) nor the token limit
 
-        # The next request is served normally, to the end.
+        # The next request is served normally (the time box ends it: 16,000 tokens take long).
         result = await inline(client, uri, 0, 7)
         assert result.items and set(result.items[0].insert_text) == {"x"}
-        assert served[-1]["stop_reason"] in ("time_limit", "max_tokens")
+        assert served[-1]["stop_reason"] != "cancelled"
     # Both attempts are in the ledger, the cancelled one too.
     rows = sqlite3.connect(tmp_path / "home" / "ledger.sqlite3").execute(
         "SELECT outcome, completion_tokens FROM attempts WHERE task = 'completion' ORDER BY id").fetchall()
     assert [outcome for outcome, _ in rows] == ["cancelled", "ok"]
     assert 0 < rows[0][1] < 16000
+
+
+async def test_the_time_box_ends_a_long_generation(endless_model_path, session_home, tmp_path):
+    # 16,000 tokens take far longer than two seconds on any CPU: only the time box can end them.
+    # (Whether the few tokens of a busy machine are worth showing is another rule's business.)
+    options = {"n_ctx": 16384, "completion": {"max_tokens": 16000, "time_limit_ms": 2000}}
+    async with lsp_session(model=endless_model_path, home=tmp_path / "home", options=options) as client:
+        served = served_notifications(client)
+        await inline(client, open_document(client, tmp_path / "t.py", "data = \n"), 0, 7)
+        while not served:
+            await asyncio.sleep(0.01)
+    [stopped] = served
+    assert stopped["stop_reason"] == "time_limit" and 0 < stopped["completion_tokens"] < 16000
+    rows = sqlite3.connect(tmp_path / "home" / "ledger.sqlite3").execute(
+        "SELECT outcome, completion_tokens FROM attempts WHERE task = 'completion'").fetchall()
+    assert rows == [("ok", stopped["completion_tokens"])]
 
 
 async def test_newest_request_wins(endless_model_path, session_home, tmp_path):
@@ -174,10 +194,13 @@ async def test_request_for_unknown_document_is_empty_not_an_error(endless_model_
     async with lsp_session(model=endless_model_path, home=session_home, options=FAST) as client:
         result = await inline(client, (tmp_path / "never-opened.py").as_uri(), 3, 1)
         assert list(result.items) == []
-        # Positions past the end are clamped, not fatal.
-        uri = open_document(client, tmp_path / "g.py", "a = 1\n")
-        result = await inline(client, uri, 99, 99)
-        assert result is not None
+        # Positions past the end are clamped, not fatal. The answer shows where: the endless model's
+        # 8 x's lose the "xx" that follows the cursor, so only the very end gives all 8.
+        uri = open_document(client, tmp_path / "g.py", "xx\nxx")
+        assert (await inline(client, uri, 0, 0)).items[0].insert_text == "x" * 6
+        assert (await inline(client, uri, 1, 99)).items[0].insert_text == "x" * 8  # end of that line
+        assert (await inline(client, uri, 99, 99)).items[0].insert_text == "x" * 8  # end of the last line
+        assert (await inline(client, uri, 99, 0)).items[0].insert_text == "x" * 8
 
 
 async def test_invalid_initialization_options_are_reported_and_defaults_kept(
@@ -252,6 +275,20 @@ async def test_shutdown_exits_cleanly(endless_model_path, session_home):
     assert server.returncode == 0
 
 
-def test_served_method_name_is_stable():
-    # Editors (status bar) subscribe to this name.
-    assert SERVED == "ninetyten/served"
+def test_the_served_notification_is_the_one_the_editors_subscribe_to(endless_model_path, session_home, tmp_path):
+    # Read off the wire (no client library), then looked up in both editors' sources: the status
+    # bars listen for exactly this method.
+    server = RawServer(endless_model_path, session_home)
+    try:
+        server.initialize(options=FAST)
+        uri = (tmp_path / "s.py").as_uri()
+        server.open(uri, "value = \n")
+        assert server.inline(uri, 0, 8)["result"]["items"][0]["insertText"] == "x" * 8
+        served = server.wait_for(lambda message: message.get("method", "").endswith("/served"))
+    finally:
+        server.close()
+    assert served["method"] == "ninetyten/served" and served["params"]["uri"] == uri
+    assert served["params"]["completion_tokens"] == 8 and served["params"]["tier"] == "local"
+    editors = Path(__file__).resolve().parents[2] / "editors"
+    for source in (editors / "vscode" / "src" / "extension.js", editors / "nvim" / "lua" / "ninetyten" / "lsp.lua"):
+        assert f"'{served['method']}'" in source.read_text() or f'"{served["method"]}"' in source.read_text(), source
