@@ -89,7 +89,10 @@ def commit_document(diff_text: str) -> DocumentPrompt:
 
 
 def commit_from_explanation_document(explanation: str) -> DocumentPrompt:
-    return DocumentPrompt(f"{explanation.strip()}\n\nOne-line summary of this change:", ("\n",), max_tokens=40)
+    # Cued with "It" like the other documents: after a bare colon a base model starts a list on
+    # the next line, the "\n" stop cuts it to nothing, and only the fallback subject was left.
+    return DocumentPrompt(f"{explanation.strip()}\n\nOne-line summary of this change: It", ("\n",), "It",
+                          max_tokens=40)
 
 
 def check_commit_message(text: str) -> list[str]:
