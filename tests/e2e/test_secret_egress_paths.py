@@ -163,7 +163,7 @@ def failures(results: dict[str, dict]) -> dict[str, dict]:
                                                                           result.get("explanation"))}
 
 
-@pytest.mark.timeout(1000)  # four commands on each of the 30 seeded files, on the local model
+@pytest.mark.timeout(1500)  # four commands on every seeded and clean file, in two sessions
 async def test_workspace_explain_refactor_and_ask_keep_planted_values_home(frontier, repo, endless_model_path,
                                                                          tmp_path):
     stage(repo, [(name, text) for name, text, _ in seeded_files()], "seeded")
