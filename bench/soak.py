@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from lsprotocol import types
+from pygls.exceptions import JsonRpcRequestCancelled
 from pygls.lsp.client import LanguageClient
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -61,6 +62,10 @@ class SoakResult:
     latency_p50_ms: float
     latency_p99_ms: float
     tracked_requests: int = 0
+    # Of the cancelled requests: answered with the LSP "request cancelled" error, or answered
+    # normally because the answer won the race. Every cancelled request gets one or the other.
+    cancel_acknowledged: int = 0
+    cancel_too_late: int = 0
     samples: list[ProcessSample] = field(default_factory=list)
 
     @property
@@ -76,6 +81,7 @@ class SoakResult:
             "threads": [self.warm.threads, self.end.threads], "fds": [self.warm.fds, self.end.fds],
             "rss_mb": [round(self.warm.rss_mb, 1), round(self.end.rss_mb, 1)],
             "rss_growth_pct": round(100 * self.rss_growth, 2), "tracked_requests": self.tracked_requests,
+            "cancel_acknowledged": self.cancel_acknowledged, "cancel_too_late": self.cancel_too_late,
         }
 
 
@@ -158,7 +164,7 @@ async def run_soak(model: Path, requests: int, *, home: Path, seed: int = 7, can
         cancelled_ids: set[int] = set()
         latencies: list[float] = []
         errors: dict[str, int] = {}
-        answered = unanswered = 0
+        answered = unanswered = acknowledged = too_late = 0
         warm: ProcessSample | None = None
         samples: list[ProcessSample] = []
         started = time.perf_counter()
@@ -213,7 +219,11 @@ async def run_soak(model: Path, requests: int, *, home: Path, seed: int = 7, can
                 except Exception:
                     pass
                 if future.done() and not future.cancelled():
-                    future.exception()  # a cancelled request's error is expected: mark it seen
+                    error = future.exception()  # a cancelled request's error is expected: mark it seen
+                    if isinstance(error, JsonRpcRequestCancelled):
+                        acknowledged += 1
+                    elif error is None:
+                        too_late += 1
                 continue
             try:
                 await asyncio.wait_for(asyncio.shield(future), ANSWER_TIMEOUT_S)
@@ -234,6 +244,7 @@ async def run_soak(model: Path, requests: int, *, home: Path, seed: int = 7, can
         return SoakResult(
             requests=requests, cancelled=len(cancelled_ids), answered=answered, unanswered=unanswered,
             errors=errors, warm=warm or end, end=end, seconds=seconds, tracked_requests=tracked,
+            cancel_acknowledged=acknowledged, cancel_too_late=too_late,
             latency_p50_ms=statistics.median(latencies) if latencies else float("nan"),
             latency_p99_ms=latencies[int(0.99 * (len(latencies) - 1))] if latencies else float("nan"),
             samples=samples)

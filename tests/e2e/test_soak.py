@@ -11,7 +11,11 @@ async def test_a_thousand_requests_after_warm_up_leak_nothing(tiny_model_path: P
     result = await run_soak(tiny_model_path, 2000, home=tmp_path / "home", warmup=1000)
     assert result.unanswered == 0  # no deadlock: every request that was not cancelled got its answer
     assert result.errors == {}
-    assert 800 <= result.cancelled <= 1200 and result.answered >= 800
+    assert result.answered == result.requests - result.cancelled
+    # Every cancelled request got exactly one response: the cancellation error, or its answer when
+    # that won the race; and the server did honour the cancels (a few milliseconds is early enough).
+    assert result.cancel_acknowledged + result.cancel_too_late == result.cancelled, result.to_json()
+    assert result.cancel_acknowledged > result.cancelled // 2, result.to_json()
     assert result.end.threads <= result.warm.threads
     assert result.end.fds <= result.warm.fds
     assert result.rss_growth < 0.05, result.to_json()
