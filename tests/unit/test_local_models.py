@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import struct
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -417,9 +417,7 @@ def test_embedded_assembly_verifies_and_second_call_does_not_rehash(
 
     monkeypatch.setattr(embedded_mod, "sha256_file", forbidden)
     monkeypatch.setattr(embedded_mod, "_assemble", forbidden)
-    started = time.perf_counter()
     assert embedded_model_path(progress=False, directory=directory) == path
-    assert time.perf_counter() - started < 0.05
 
 
 def test_embedded_corrupt_stamp_triggers_reverification(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -535,10 +533,8 @@ def test_tiny_model_is_deterministic(tmp_path: Path) -> None:
     assert verify_model(a, None).tensor_count == 3 + 2 * 12
 
 
-def test_tiny_model_loads_fast_and_detects_fim(tiny_model_path: Path) -> None:
-    started = time.perf_counter()
+def test_tiny_model_loads_and_detects_fim(tiny_model_path: Path) -> None:
     llm = llama(tiny_model_path)
-    assert time.perf_counter() - started < 1.0
     assert llm.metadata["general.architecture"] == "qwen2"
     fim = detect_fim_tokens(llm, None)
     assert fim is not None and fim.source == "metadata"
@@ -646,9 +642,21 @@ def test_tiny_cli(tmp_path: Path) -> None:
     assert bad.returncode == 2 and "single token" in bad.stderr
 
 
-def test_public_api_exports() -> None:
-    for name in local_models.__all__:
-        assert getattr(local_models, name) is not None
+def test_public_api_exports_and_stays_cheap_to_import() -> None:
+    # A fresh interpreter: `from local_models import *` must give every name in __all__, each the
+    # object its own module defines, without importing the heavy libraries (the package docstring).
+    probe = (
+        "import json, sys, local_models\n"
+        "from local_models import *\n"
+        "names = {n: getattr(local_models, n).__module__ for n in local_models.__all__}\n"
+        "print(json.dumps({'names': names, 'missing': [n for n in local_models.__all__ if n not in globals()],"
+        " 'heavy': [m for m in ('llama_cpp', 'gguf', 'rich') if m in sys.modules]}))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    seen = json.loads(result.stdout)
+    assert seen["missing"] == [] and seen["heavy"] == []
+    assert {"build_tiny_model", "embedded_model_path", "resolve_model", "verify_model"} <= set(seen["names"])
+    assert all(module.startswith("local_models.") for module in seen["names"].values()), seen["names"]
 
 
 # --- embedded Gemma in llama.cpp -----------------------------------------------------
