@@ -20,6 +20,7 @@ request (`provider.queue("status:429", "ok")`, used first-in first-out before th
     stream_error       a few chunks, then the provider's in-stream error event
                        (Anthropic `overloaded_error`, OpenAI `{"error": ...}` chunk)
     slow_stream        each chunk after `provider.chunk_delay_s` (default 0.2 s)
+    hold               wait until `provider.release()` (or close), then answer normally
     disconnect         close the connection without any response
     redirect:<url>     307 to <url> (a client must not follow it with its key)
     ignore_stream      answer `stream: true` with one JSON body, as some gateways do
@@ -27,6 +28,11 @@ request (`provider.queue("status:429", "ok")`, used first-in first-out before th
 
 A refused connection is a port nobody listens on: `unused_port()`. A TLS failure is an
 `https://` URL pointed at this plain-HTTP server (`provider.https_url`).
+
+What the server saw of each exchange, for tests that must not measure time: `in_flight` and
+`max_in_flight` (requests being answered at once), and `ending(n)` for request number n:
+whether the answer was written whole or the client hung up first, and how many text chunks
+went out (`None` while it is still being answered).
 
 Usable outside pytest as a context manager: `with LoopbackProvider() as provider: ...`.
 """
@@ -45,10 +51,10 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
 
-__all__ = ["FAULTS", "LoopbackProvider", "RecordedRequest", "loopback_provider", "unused_port"]
+__all__ = ["FAULTS", "Ending", "LoopbackProvider", "RecordedRequest", "loopback_provider", "unused_port"]
 
 FAULTS = ("ok", "status:<code>", "timeout", "malformed_json", "stream_cut", "stream_end_early", "stream_error",
-          "slow_stream", "disconnect", "redirect:<url>", "ignore_stream",
+          "slow_stream", "hold", "disconnect", "redirect:<url>", "ignore_stream",
           "malformed_body")
 
 _ANTHROPIC_ERROR_TYPES = {
@@ -71,6 +77,14 @@ class RecordedRequest:
     raw: bytes
     fault: str  # what the server did with it
     at: float = field(default_factory=time.monotonic)
+
+
+@dataclass(frozen=True)
+class Ending:
+    """How the server's side of one exchange ended."""
+
+    client_gone: bool  # the client closed the connection before the answer was written whole
+    chunks: int  # text chunks written (streams), before the end or the hang-up
 
 
 def unused_port(host: str = "127.0.0.1") -> int:
@@ -133,8 +147,12 @@ class LoopbackProvider:
         self.model_ids = ["loopback-model"]
         self._faults: deque[str] = deque()
         self._requests: list[RecordedRequest] = []
+        self._endings: dict[int, Ending] = {}
+        self.in_flight = 0
+        self.max_in_flight = 0
         self._lock = threading.Lock()
         self._stopping = threading.Event()
+        self._released = threading.Event()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -152,7 +170,7 @@ class LoopbackProvider:
         return self
 
     def close(self) -> None:
-        self._stopping.set()  # releases handlers stuck in `timeout` / `slow_stream`
+        self._stopping.set()  # releases handlers stuck in `timeout` / `slow_stream` / `hold`
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -208,7 +226,17 @@ class LoopbackProvider:
     def clear(self) -> None:
         with self._lock:
             self._requests.clear()
+            self._endings.clear()
             self._faults.clear()
+
+    def release(self) -> None:
+        """Let every `hold` request (those waiting now and any later one) be answered."""
+        self._released.set()
+
+    def ending(self, index: int) -> Ending | None:
+        """How request number `index` (0-based, arrival order) ended; None while it is being answered."""
+        with self._lock:
+            return self._endings.get(index)
 
     def wait_for_requests(self, count: int, timeout_s: float = 5.0) -> list[RecordedRequest]:
         end = time.monotonic() + timeout_s
@@ -218,9 +246,17 @@ class LoopbackProvider:
             time.sleep(0.01)
         return self.requests
 
-    def _record(self, request: RecordedRequest) -> None:
+    def _record(self, request: RecordedRequest) -> int:
         with self._lock:
             self._requests.append(request)
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            return len(self._requests) - 1
+
+    def _ended(self, index: int, ending: Ending) -> None:
+        with self._lock:
+            self._endings[index] = ending
+            self.in_flight -= 1
 
     def reply_for(self, request: RecordedRequest) -> str:
         if callable(self.reply):
@@ -232,6 +268,7 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive and chunked streams, like real providers
     server: _Server
     timeout = 30  # idle keep-alive connections end on their own
+    chunks_sent = 0  # text chunks of the answer being written
 
     def log_message(self, format: str, *args: Any) -> None:
         pass  # quiet: tests assert on logs
@@ -260,8 +297,10 @@ class _Handler(BaseHTTPRequestHandler):
         fault = self.provider._next_fault()
         record = RecordedRequest(method="POST", path=path, headers={k.lower(): v for k, v in self.headers.items()},
                                  body=body, raw=raw, fault=fault)
-        self.provider._record(record)
+        index = self.provider._record(record)
+        self.chunks_sent = 0
         api = {"/v1/messages": "anthropic", "/v1/chat/completions": "chat", "/v1/completions": "text"}.get(path)
+        client_gone = False
         try:
             if api is None:
                 self._json(404, {"error": {"message": "not found", "type": "not_found_error"}})
@@ -271,6 +310,9 @@ class _Handler(BaseHTTPRequestHandler):
                 self._serve(api, record, fault)
         except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError):
             self.close_connection = True  # the client hung up (stop rule, cancel): fine
+            client_gone = True
+        finally:
+            self.provider._ended(index, Ending(client_gone=client_gone, chunks=self.chunks_sent))
 
     def _serve(self, api: str, record: RecordedRequest, fault: str) -> None:
         provider = self.provider
@@ -287,6 +329,9 @@ class _Handler(BaseHTTPRequestHandler):
             provider._stopping.wait(provider.hang_s)
             self._drop()
             return
+        if fault == "hold":
+            while not provider._released.wait(0.05) and not provider._stopping.is_set():
+                pass
         if fault == "disconnect":
             self._drop()
             return
@@ -332,6 +377,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self._drop()
                 return
             self._chunk(frame)
+            self.chunks_sent += is_piece
         self.wfile.write(b"0\r\n\r\n")
         self.wfile.flush()
 

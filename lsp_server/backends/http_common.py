@@ -27,8 +27,8 @@ import random
 import re
 import ssl
 import time
-from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Protocol
 
@@ -443,7 +443,7 @@ class _Attempt:
     text: str = ""
     emitted: int = 0  # characters of `text` handed to the caller
     deltas: int = 0
-    started: float = field(default_factory=time.perf_counter)
+    started: float = 0.0
     first_delta: float | None = None
     stop_reason: StopReason | None = None
     got_response: bool = False
@@ -476,7 +476,8 @@ class HttpBackend:
     def __init__(self, base_url: str, model: str, *, api_key_env: str | None = None, timeout_s: float = 30.0,
                  connect_timeout_s: float = 3.0, retry: RetryPolicy | None = None, cooldown: Cooldown | None = None,
                  client: httpx.AsyncClient | None = None, extra_headers: dict[str, str] | None = None,
-                 max_concurrent: int = 4) -> None:
+                 max_concurrent: int = 4, clock: Callable[[], float] = time.perf_counter,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
         self.base_url = base_url.rstrip("/")
         self.model = model
         self.model_name = model
@@ -485,6 +486,10 @@ class HttpBackend:
         self.connect_timeout_s = connect_timeout_s
         self.retry = retry or RetryPolicy()
         self.cooldown = cooldown or Cooldown()
+        # What the retry deadline, the backoff and the timings read: a test injects its own to
+        # check waits without waiting. (The time box and HTTP timeouts run on the event loop.)
+        self._clock = clock
+        self._sleep = sleep
         self._extra_headers = dict(extra_headers or {})
         # A cap on requests in flight to this tier: a burst of editor requests must not
         # become a burst of paid calls (or trip the provider's rate limit for everyone).
@@ -546,7 +551,7 @@ class HttpBackend:
     async def _run(self, stream: GenerationStream, spec: CallSpec, cancel: CancelToken | None,
                    restartable: bool) -> AsyncGenerator[str, None]:
         loop = asyncio.get_running_loop()
-        started = time.perf_counter()
+        started = self._clock()
         retry_deadline = started + self.retry.deadline_s
         time_box = loop.time() + spec.time_limit_s if spec.time_limit_s else None
         url = self._url(spec.path)
@@ -558,7 +563,7 @@ class HttpBackend:
         attempt_no = 0
         while True:
             attempt_no += 1
-            attempt = _Attempt(parser=spec.parser_factory())
+            attempt = _Attempt(parser=spec.parser_factory(), started=self._clock())
             try:
                 await self._take_slot(url, retry_deadline, time_box, loop)
                 try:
@@ -590,7 +595,7 @@ class HttpBackend:
 
     async def _take_slot(self, url: httpx.URL, retry_deadline: float, time_box: float | None,
                          loop: asyncio.AbstractEventLoop) -> None:
-        wait = retry_deadline - time.perf_counter()
+        wait = retry_deadline - self._clock()
         if time_box is not None:
             wait = min(wait, time_box - loop.time())
         try:
@@ -607,7 +612,7 @@ class HttpBackend:
             self.cooldown.record_failure(error)
             raise error
         delay = self.retry.delay_s(attempt_no, error)
-        too_late = time.perf_counter() + delay >= retry_deadline
+        too_late = self._clock() + delay >= retry_deadline
         if time_box is not None and loop.time() + delay >= time_box:
             too_late = True
         if too_late:
@@ -615,17 +620,16 @@ class HttpBackend:
             raise error
         return delay
 
-    @staticmethod
-    async def _sleep_unless_cancelled(delay: float, cancel: CancelToken | None) -> bool:
+    async def _sleep_unless_cancelled(self, delay: float, cancel: CancelToken | None) -> bool:
         """Sleep `delay` seconds; True if the cancel token fired meanwhile."""
-        end = time.perf_counter() + delay
+        end = self._clock() + delay
         while True:
             if cancel is not None and cancel.cancelled:
                 return True
-            remaining = end - time.perf_counter()
+            remaining = end - self._clock()
             if remaining <= 0:
                 return False
-            await asyncio.sleep(min(remaining, 0.05))
+            await self._sleep(min(remaining, 0.05))
 
     async def _attempt(self, attempt: _Attempt, spec: CallSpec, url: httpx.URL, key: str | None,
                        cancel: CancelToken | None, time_box: float | None,
@@ -634,7 +638,7 @@ class HttpBackend:
         method = "POST"
         headers = {"accept": "text/event-stream", **self._extra_headers, **self._auth_headers(key)}
         # Never wait past the retry deadline, whatever the per-read timeout says.
-        budget = max(0.05, retry_deadline - time.perf_counter())
+        budget = max(0.05, retry_deadline - self._clock())
         timeout = httpx.Timeout(min(self.timeout_s, budget), connect=min(self.connect_timeout_s, budget))
         request = self._client.build_request(method, url, json=spec.payload, headers=headers, timeout=timeout)
         response: httpx.Response | None = None
@@ -706,12 +710,11 @@ class HttpBackend:
                 # Closing mid-body drops the connection, which is what tells the server to stop generating.
                 await response.aclose()
 
-    @staticmethod
-    def _take(attempt: _Attempt, spec: CallSpec, delta: str) -> Iterator[str]:
+    def _take(self, attempt: _Attempt, spec: CallSpec, delta: str) -> Iterator[str]:
         """Add a delta, apply the stop rule, yield what the caller may see."""
         attempt.deltas += 1
         if attempt.first_delta is None:
-            attempt.first_delta = time.perf_counter()
+            attempt.first_delta = self._clock()
         attempt.text += delta
         if spec.stop is not None:
             cut = spec.stop(attempt.text)
@@ -725,7 +728,7 @@ class HttpBackend:
             yield out
 
     def _finish(self, attempt: _Attempt, spec: CallSpec, started: float) -> Generation:
-        now = time.perf_counter()
+        now = self._clock()
         parser = attempt.parser
         usage = RemoteUsage(queue_ms=(attempt.started - started) * 1000.0)
         first = attempt.first_delta or now
