@@ -26,6 +26,8 @@
    in C) and one `re.search` of a simple pattern. Ratios are the comparable numbers;
    absolute times depend on the machine. Betterleaks' binding is timed on the same inputs
    when it is installed.
+6. The degenerate inputs of the unit tests (long runs of one character, endless key bodies...)
+   timed against ordinary code of the same size: a backtracking regex shows as a huge ratio.
 """
 
 from __future__ import annotations
@@ -322,6 +324,26 @@ def latency(scanner: SensitivityScanner, texts: list[str], baseline: Sensitivity
     return p99s
 
 
+def pathological(scanner: SensitivityScanner, texts: list[str], repeat: int = 3) -> None:
+    """Degenerate inputs (the unit tests' list) against ordinary code of the same size, same run."""
+    from tests.unit.test_sensitivity import PATHOLOGICAL
+
+    code = "\n".join(texts)
+    print("\n== 6. pathological inputs (backtracking guards): scan time vs ordinary code of the same size")
+    for text in PATHOLOGICAL:
+        ordinary = code[: len(text)]
+        times = {}
+        for name, sample in (("input", text), ("code", ordinary)):
+            runs = []
+            for _ in range(repeat):
+                t0 = time.perf_counter()
+                scanner.scan(sample, "x.txt")
+                runs.append(time.perf_counter() - t0)
+            times[name] = statistics.median(runs)
+        print(f"   {text[:12]!r:16} {len(text) // 1024:4d} KB  {times['input'] / times['code']:6.2f}x ordinary code")
+    print("   target: no input far above 1x (a backtracking regex shows as 100x and more)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--show", type=int, default=30, help="non-test stdlib findings to list")
@@ -344,6 +366,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         baseline = baseline_scanner(args.baseline, Path(folder)) if args.baseline else None
         p99 = latency(scanner, texts, baseline, args.baseline or "")
+    pathological(scanner, texts)
     print("\n== summary against the targets")
     rows = [
         ("maintained rule samples kept home", "n/a" if maintained is None else f"{maintained:.1%}", ">= 90 %"),

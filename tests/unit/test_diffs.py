@@ -701,7 +701,6 @@ def test_a_100k_line_diff_streams_in_bounded_memory(big_diff: tuple[Path, dict[s
     # chunking, that is ~1 MB of str objects (measured peak: ~1.5 MB). Holding the whole 6.5 MB diff
     # as parsed text would need several times its size.
     assert peak < 4_000_000 and peak < size / 2, f"peak {peak} bytes for a {size}-byte diff"
-    assert seconds < 60
 
 
 def skipped_counts(path: Path, name: str) -> tuple[int, int]:

@@ -7,7 +7,6 @@ import base64
 import json
 import random
 import string
-import time
 from dataclasses import fields
 from pathlib import Path
 
@@ -529,44 +528,37 @@ def test_redact_never_leaves_a_detected_secret(prefix: str, token: str, suffix: 
             assert text[f.start : f.end] not in redacted or text.count(text[f.start : f.end]) > 1
 
 
-@pytest.mark.parametrize(
-    "text",
-    [
-        "a" * 200_000,
-        "=" * 200_000,
-        "eyJ" * 60_000,
-        "ey" * 100_000,
-        "EAAC" * 50_000,
-        'curl -H "Authorization: ' * 8_000,
-        "kind: secret\ndata:\n" * 10_000,
-        '"client_secret": "a", "refresh_token": "b",' * 4_000,
-        '"private_key": "-----BEGIN x' * 6_000 + "auth_provider_x509_cert_url",
-        "-----BEGIN PRIVATE KEY-----" * 7_000,
-        "incoming+" * 20_000,
-        "login(a, '" * 20_000,
-        "-----BEGIN PRIVATE KEY-----\n" + "A" * 200_000,
-        "://" + ":" * 100_000 + "@" * 100_000,
-        "password=" * 20_000,
-        "1" * 200_000,
-        "1 " * 100_000,
-        "+1 " * 60_000,
-        "x@" * 100_000,
-        "AA00 " * 40_000,
-        '"' + "Ab1+" * 50_000 + '"',
-    ],
-    ids=lambda t: repr(t[:12]),
-)
-def test_pathological_inputs_stay_fast(text: str) -> None:
-    started = time.perf_counter()
-    SCANNER.scan(text, "x.env")
-    assert time.perf_counter() - started < 2.0
+# Shared with bench/secret_detector.py, which times them against ordinary code of the same size.
+PATHOLOGICAL = [
+    "a" * 200_000,
+    "=" * 200_000,
+    "eyJ" * 60_000,
+    "ey" * 100_000,
+    "EAAC" * 50_000,
+    'curl -H "Authorization: ' * 8_000,
+    "kind: secret\ndata:\n" * 10_000,
+    '"client_secret": "a", "refresh_token": "b",' * 4_000,
+    '"private_key": "-----BEGIN x' * 6_000 + "auth_provider_x509_cert_url",
+    "-----BEGIN PRIVATE KEY-----" * 7_000,
+    "incoming+" * 20_000,
+    "login(a, '" * 20_000,
+    "-----BEGIN PRIVATE KEY-----\n" + "A" * 200_000,
+    "://" + ":" * 100_000 + "@" * 100_000,
+    "password=" * 20_000,
+    "1" * 200_000,
+    "1 " * 100_000,
+    "+1 " * 60_000,
+    "x@" * 100_000,
+    "AA00 " * 40_000,
+    '"' + "Ab1+" * 50_000 + '"',
+]
 
 
-def test_scan_speed_smoke() -> None:
-    """A coarse guard against regressions (bench/secret_detector.py measures properly)."""
-    text = (Path(__file__).resolve().parents[2] / "lsp_server" / "routing" / "secret_rules.py").read_text()
-    text = (text * (200_000 // len(text) + 1))[:200_000]
-    SCANNER.scan(text, "x.py")
-    started = time.perf_counter()
-    SCANNER.scan(text, "x.py")
-    assert time.perf_counter() - started < 0.25
+@pytest.mark.parametrize("text", PATHOLOGICAL, ids=lambda t: repr(t[:12]))
+def test_pathological_inputs_finish(text: str) -> None:
+    # Catastrophic backtracking turns one of these into hours: pytest's timeout is the guard here,
+    # and bench/secret_detector.py measures how fast they really go.
+    report = SCANNER.scan(text, "x.txt")
+    assert all(0 <= f.start < f.end <= len(text) for f in report.findings)
+    if text.startswith("-----BEGIN PRIVATE KEY-----\nAAAA"):
+        assert "private-key" in report.rules  # a key block stays a key, however long its body
