@@ -28,9 +28,11 @@ def strict() -> bool:
     return os.environ.get(STRICT_ENV, "") not in ("", "0")
 
 
-def missing(what: str, install: str) -> NoReturn:
-    """Skip (by hand) or fail (under `make test`): `what` is missing, `install` brings it.
+def missing(what: str, install: str | None = None) -> NoReturn:
+    """Skip (by hand) or fail (under `make test`): `what` is missing, `install` brings it
+    (or `what` is already the whole reason, with its remedy).
 
     Call it from a test or a fixture, never at import time (a module-level skip is not a test
     report, so the strict mode could not see it)."""
-    raise MissingPrerequisite(f"{what} is missing ({install} installs it)", _use_item_location=True)
+    reason = what if install is None else f"{what} is missing ({install} installs it)"
+    raise MissingPrerequisite(reason, _use_item_location=True)

@@ -175,14 +175,25 @@ test("completion: a newer request cancels the one in flight", function()
   vim.api.nvim_buf_set_name(buf, vim.fn.tempname() .. ".py")
   local calls = { requests = {}, cancelled = {} }
   local next_id = 0
-  local fake = {
+  -- Called as functions up to 0.10 and as methods (client:request) from 0.11 on.
+  local fake
+  local function args_of(...)
+    local args = { ... }
+    if args[1] == fake then
+      table.remove(args, 1)
+    end
+    return unpack(args)
+  end
+  fake = {
     id = 4242, name = "ninetyten", offset_encoding = "utf-16",
-    request = function(method, params, handler)
+    request = function(...)
+      local method, params, handler = args_of(...)
       next_id = next_id + 1
       calls.requests[#calls.requests + 1] = { method = method, params = params, handler = handler, id = next_id }
       return true, next_id
     end,
-    cancel_request = function(id)
+    cancel_request = function(...)
+      local id = args_of(...)
       calls.cancelled[#calls.cancelled + 1] = id
     end,
   }
