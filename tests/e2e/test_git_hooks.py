@@ -17,6 +17,7 @@ thread count; pinning makes these tests' timing independent of whatever else is 
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import shutil
@@ -33,6 +34,7 @@ from pathlib import Path
 import pytest
 
 from lsp_server.hooks import MARKER
+from tests.prerequisites import missing
 
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
 
@@ -660,8 +662,9 @@ def precommit_repo(tmp_path: Path, env: dict[str, str]) -> Path:
     """A repository whose .pre-commit-config.yaml uses ninetyten's `.pre-commit-hooks.yaml`
     (from a local git repository holding a copy of it), installed for prepare-commit-msg."""
     if not (VENV_BIN / "ninetyten").exists():
-        pytest.skip("the ninetyten command is not installed next to this interpreter")
-    pytest.importorskip("pre_commit")
+        missing("the ninetyten command next to this interpreter", "make setup")
+    if importlib.util.find_spec("pre_commit") is None:
+        missing("the pre-commit framework", "pip install -e '.[dev]'")
     hook_repo = new_repo(tmp_path / "ninetyten-hooks", env)
     shutil.copy(ROOT / ".pre-commit-hooks.yaml", hook_repo / ".pre-commit-hooks.yaml")
     git(hook_repo, env, "add", "-A")

