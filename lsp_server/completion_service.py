@@ -84,7 +84,10 @@ class CompletionService:
                 self.ring.add(left[0], found[0], found[1], left[1])
 
     def closed(self, uri: str) -> None:
+        # A closed file stops being context for the others: the user put it away (it may be one
+        # they only glanced at, a secret among them), and its text is no longer kept up to date.
         self.cache.clear(uri)
+        self.ring.forget(uri)
 
     def context_for(self, uri: str) -> list[Any]:
         return self.ring.context_for(uri) if self.config.extra_files else []
