@@ -329,7 +329,7 @@ def pathological(scanner: SensitivityScanner, texts: list[str], repeat: int = 3)
     from tests.unit.test_sensitivity import PATHOLOGICAL
 
     code = "\n".join(texts)
-    print("\n== 6. pathological inputs (backtracking guards): scan time vs ordinary code of the same size")
+    print("\n== 7. pathological inputs (backtracking guards): scan time vs ordinary code of the same size")
     for text in PATHOLOGICAL:
         ordinary = code[: len(text)]
         times = {}
