@@ -24,6 +24,10 @@ def run(*args: str, home: Path, env: dict[str, str] | None = None, timeout: floa
     )
 
 
+# Exact answers need the token limit to end the generation, never the time box of a busy machine.
+NO_TIME_BOX = json.dumps({"completion": {"time_limit_ms": 60_000}})
+
+
 def test_version_and_help(tmp_path):
     version = run("--version", home=tmp_path)
     assert version.returncode == 0 and version.stdout.startswith("ninetyten ")
@@ -37,7 +41,8 @@ def test_version_and_help(tmp_path):
 def test_complete_prints_the_completion(endless_model_path, tmp_path):
     source = tmp_path / "a.py"
     source.write_text("total = \nprint(total)\n", encoding="utf-8")
-    result = run("complete", f"{source}:1:9", "--model", str(endless_model_path), "--max-tokens", "5", home=tmp_path)
+    result = run("complete", f"{source}:1:9", "--model", str(endless_model_path), "--max-tokens", "5",
+                 "--config", NO_TIME_BOX, home=tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout == "xxxxx\n"
     assert "local" in result.stderr and "5 completion tokens" in result.stderr
@@ -47,8 +52,8 @@ def test_complete_json(endless_model_path, tmp_path):
     source = tmp_path / "b.py"
     source.write_text('s = "é" + xx\n', encoding="utf-8")
     # Column 11 (1-based, in characters) is just before "xx": the overlap is trimmed.
-    result = run("complete", f"{source}:1:11", "--json", "--max-tokens", "4", home=tmp_path,
-                 env={"NINETYTEN_MODEL": str(endless_model_path)})
+    result = run("complete", f"{source}:1:11", "--json", "--max-tokens", "4", "--config", NO_TIME_BOX,
+                 home=tmp_path, env={"NINETYTEN_MODEL": str(endless_model_path)})
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
     assert data["text"] == "xx"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import subprocess
 import sys
 from pathlib import Path
@@ -33,13 +32,13 @@ def repo(tmp_path: Path) -> Path:
     return path
 
 
-def explain(repo: Path, *args: str, model: Path, stdin: str | None = None, extra_env: dict[str, str] | None = None
-            ) -> subprocess.CompletedProcess:
+def explain(repo: Path, *args: str, model: Path, stdin: str | None = None, extra_env: dict[str, str] | None = None,
+            timeout: float = 300, prefix: list[str] | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, "NINETYTEN_HOME": str(repo.parent / "home"), "NINETYTEN_MODEL": str(model),
            "XDG_CONFIG_HOME": str(repo.parent / "config"), **(extra_env or {})}
     env.pop("NINETYTEN_POLICY", None)
-    return subprocess.run([sys.executable, "-m", "lsp_server", "explain", *args], cwd=repo, capture_output=True,
-                          text=True, input=stdin, env=env, timeout=300)
+    return subprocess.run([*(prefix or []), sys.executable, "-m", "lsp_server", "explain", *args], cwd=repo,
+                          capture_output=True, text=True, input=stdin, env=env, timeout=timeout)
 
 
 def test_nothing_staged_is_exit_zero_with_a_note(repo, endless_model_path):
@@ -95,19 +94,28 @@ def test_a_secret_in_the_staged_diff_keeps_it_local(repo, endless_model_path, mo
         assert len(frontier.requests) == 1
 
 
+# Runs a command and writes its peak RSS (KiB) to a file: RUSAGE_CHILDREN of this small parent
+# covers that command alone, where the test process's own would include every earlier child.
+PEAK_RSS = ("import resource, subprocess, sys\n"
+            "code = subprocess.call(sys.argv[2:])\n"
+            "open(sys.argv[1], 'w').write(str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss))\n"
+            "sys.exit(code)\n")
+
+
+@pytest.mark.timeout(900)  # dozens of model calls: minutes on a busy machine
 def test_a_20000_line_diff_is_explained_in_chunks_with_bounded_memory(repo, endless_model_path):
     for index in range(40):
         body = "".join(f"value_{index}_{line} = {line} * 2\n" for line in range(500))
         (repo / f"module_{index:02d}.py").write_text(body)
     git(repo, "add", ".")
     assert int(git(repo, "diff", "--cached", "--numstat").split()[0]) == 500
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    result = explain(repo, "--json", model=endless_model_path,
-                     extra_env={"NINETYTEN_HOME": str(repo.parent / "home20k")})
-    after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    peak = repo.parent / "peak-rss"
+    result = explain(repo, "--json", model=endless_model_path, timeout=800,
+                     extra_env={"NINETYTEN_HOME": str(repo.parent / "home20k")},
+                     prefix=[sys.executable, "-c", PEAK_RSS, str(peak)])
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
     assert data["usage"]["chunks"] > 5  # map ...
     assert data["usage"]["calls"] > data["usage"]["chunks"]  # ... and reduce (in rounds)
-    peak_mb = max(after, before) / 1024
+    peak_mb = int(peak.read_text()) / 1024
     assert peak_mb < 600, f"peak RSS {peak_mb:.0f} MB"
