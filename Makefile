@@ -60,7 +60,7 @@ demo: model
 	$(BIN)/python examples/demo.py
 
 # -rs lists every skip with its reason; NINETYTEN_STRICT_SKIPS=1 fails a test that skips for a
-# prerequisite this target has just installed (an editor, the browser, Node): see tests/README.md.
+# prerequisite this target has just installed (an editor, the browser, Node, PostgreSQL): see tests/README.md.
 test: model system-deps vscode-deps vsix
 	NINETYTEN_REQUIRE_SANDBOX=1 NINETYTEN_STRICT_SKIPS=1 $(BIN)/python -m pytest -rs
 

@@ -9,6 +9,7 @@ import pytest
 
 from lsp_server.ledger.settings import TeamLedgerSettings
 from tests.postgres_server import PostgresServer, postgres_bin_dir, running_postgres
+from tests.prerequisites import missing
 
 __all__ = ["no_team_ledger_from_the_environment", "postgres", "team_db", "team_settings"]
 
@@ -25,7 +26,7 @@ def no_team_ledger_from_the_environment() -> Iterator[None]:
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[PostgresServer]:
     if postgres_bin_dir() is None:
-        pytest.skip("PostgreSQL is not installed (`make system-deps` installs Debian's postgresql)")
+        missing("PostgreSQL (Debian's postgresql)", "make system-deps")
     with running_postgres() as server:
         yield server
 
