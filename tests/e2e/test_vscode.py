@@ -162,7 +162,8 @@ def test_ghost_text_commands_and_status_bar_in_vscode(vsix, endless_model_path, 
                 ghost = bench.wait_for_ghost_text(timeout_s=60)
                 assert ghost.strip() == "x" * 8  # what the endless model generates, 8 tokens
                 page.screenshot(path=str(tmp_path / "ghost-text.png"))
-                status = bench.wait_for_status(r"local · (\d+ ms|\d+\.\d s) · \$0\.00 saved today")
+                # Local answers are priced against the frontier too: the saving is small, not nothing.
+                status = bench.wait_for_status(r"local · (\d+ ms|\d+\.\d s) · \$\d+\.\d+ saved today")
                 assert "endless" in status  # the tooltip names the model that served it
                 page.keyboard.press("Tab")
                 wait_until(lambda: not bench.ghost_text().strip(), 10, "the ghost text to be accepted")
