@@ -3,6 +3,8 @@
 Validated by pydantic; every error names the file, the line and the key. Where the
 policy comes from, first found wins: `--policy`, `NINETYTEN_POLICY`, the workspace's
 `.ninetyten/policy.toml`, the user config dir, the built-in default (everything local).
+The first two and the user's own file are trusted; a workspace's file is laid over the
+user's own (or the default), and only as far as the user approved it (`policy_trust`).
 """
 
 from __future__ import annotations
@@ -15,12 +17,15 @@ import tomllib
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import platformdirs
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ..ledger.prices import Price
+
+if TYPE_CHECKING:
+    from .policy_merge import IgnoredKey
 
 TierName = Literal["local", "in_house", "frontier"]
 TaskType = Literal["completion", "explain", "refactor", "ask", "commit_message"]
@@ -188,15 +193,29 @@ class PolicyError(Exception):
         return self.problems[0][0] if self.problems else None
 
 
+Trust = Literal["trusted", "approved", "untrusted"]
+
+
 @dataclass(frozen=True)
 class LoadedPolicy:
-    policy: Policy
+    policy: Policy  # the effective policy (for a workspace: laid over the user's own)
     source: Literal["flag", "env", "workspace", "user", "builtin"]
     path: Path | None
+    # The user's own policies are trusted; a workspace policy is approved or untrusted.
+    trust: Trust = "trusted"
+    # Workspace only: its settings that need the user's approval (applied once approved).
+    ignored: tuple[IgnoredKey, ...] = ()
+    sha256: str | None = None  # workspace only: the digest of the file's bytes
+    base: Path | None = None  # workspace only: the user's policy it is laid over (None: built-in)
 
     @property
     def digest(self) -> str:
         return self.policy.digest
+
+    @property
+    def needs_approval(self) -> bool:
+        """A workspace policy of which some settings are ignored until the user approves it."""
+        return self.trust == "untrusted" and bool(self.ignored)
 
 
 # A TOML key part: bare, "basic" (with escapes) or 'literal'; quoted parts may hold dots and spaces.
@@ -314,12 +333,19 @@ def find_policy(explicit: str | Path | None = None, workspace: Path | None = Non
 
 
 def load_policy(explicit: str | Path | None = None, workspace: Path | None = None) -> LoadedPolicy:
-    """Find and load the policy that applies; PolicyError when that file is broken."""
+    """Find and load the policy that applies; PolicyError when that file is broken.
+
+    A workspace's policy comes laid over the user's own and trusted only as far as the user
+    approved it."""
     source, path = find_policy(explicit, workspace)
     if path is None:
         return LoadedPolicy(Policy(), "builtin", None)
     if not path.is_file():
         raise PolicyError(path, [(None, "", "the policy file does not exist")])
+    if source == "workspace":
+        from .policy_trust import load_workspace_policy  # it builds on this module
+
+        return load_workspace_policy(path)
     return LoadedPolicy(load_policy_file(path), source, path)  # type: ignore[arg-type]
 
 

@@ -1,0 +1,408 @@
+"""A repository's policy laid over the user's own: what it may change without being asked.
+
+A repository's `.ninetyten/policy.toml` is untrusted input (anyone can commit one, and a
+`git pull` brings it in). Whatever in it can only keep more at home applies at once: more
+local routes, more sensitive or high-risk paths, lower budgets and thresholds, `offline`.
+Anything that could send code, keys or money elsewhere is left out, and listed with the
+repository's value and the reason, until the user approves that file; an approved file's
+values apply as well. One rule decides both cases, so "what approving would allow" is exactly
+the list of keys left out.
+
+`merge_repository_policy` is a pure function of the two policies; it never reads a file.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any, get_args
+
+from .policy import (
+    DEFAULT_CONTEXT_WINDOW,
+    TIER_ORDER,
+    LatencyClass,
+    Policy,
+    RiskLevel,
+    Rule,
+    TaskType,
+    TierConfig,
+    TierName,
+)
+
+_RANK: dict[str, int] = {tier: index for index, tier in enumerate(TIER_ORDER)}
+_ON_SENSITIVE_RANK = {"redact": 0, "keep_home": 1, "block": 2}
+_TASKS: tuple[TaskType, ...] = get_args(TaskType)
+_RISKS: tuple[RiskLevel, ...] = get_args(RiskLevel)
+_LATENCIES: tuple[LatencyClass, ...] = get_args(LatencyClass)
+# Tier settings where a smaller number can only mean fewer or shorter remote calls.
+_LOWER_IS_STRICTER = ("context_window", "max_concurrent", "max_retries", "timeout_s", "connect_timeout_s")
+# With more path-filtered rules than this in play, risk changes are not judged: left out.
+_MAX_PATH_RULES = 12
+
+Outcome = tuple[TierName, TierName | None, str]  # route, escalation, the rule that decided
+
+
+@dataclass(frozen=True)
+class IgnoredKey:
+    """One setting of a repository policy that waits for the user's approval."""
+
+    key: str  # dotted, as in the file: "tiers.frontier.base_url", "rules[2]"
+    value: str  # the repository's value, as JSON; environment variables by name only
+    reason: str  # what it would do
+
+    def to_json(self) -> dict[str, str]:
+        return {"key": self.key, "value": self.value, "reason": self.reason}
+
+    def __str__(self) -> str:
+        return f"{self.key} = {self.value}: {self.reason}"
+
+
+@dataclass(frozen=True)
+class MergedPolicy:
+    policy: Policy  # what is in force
+    ignored: tuple[IgnoredKey, ...]  # what approval allows (applied already when trusted)
+
+
+def merge_repository_policy(base: Policy, repo: Policy, *, trusted: bool = False) -> MergedPolicy:
+    """`base` (the user's policy or the built-in default) with `repo` laid over it.
+
+    Untrusted (the default), the repository's looser settings are left out and listed;
+    `trusted`, they apply too and the same list says what the approval allowed."""
+    return _Merge(base, repo, trusted).run()
+
+
+def _show(value: Any) -> str:
+    if hasattr(value, "model_dump"):
+        value = value.model_dump(mode="json", exclude_defaults=True)
+    text = json.dumps(value, sort_keys=True, default=str)
+    return text if len(text) <= 300 else text[:299] + "…"
+
+
+def _tier_list(tiers: Iterable[str | None]) -> str:
+    return ", ".join(tier for tier in tiers if tier)
+
+
+class _Merge:
+    def __init__(self, base: Policy, repo: Policy, trusted: bool) -> None:
+        self.base = base
+        self.repo = repo
+        self.trusted = trusted
+        self.data: dict[str, Any] = base.model_dump()
+        self.ignored: list[IgnoredKey] = []
+
+    def run(self) -> MergedPolicy:
+        given = self.repo.model_fields_set
+        if "offline" in given:
+            self._offline()
+        if "tiers" in given:
+            self._tiers()
+        if "sensitivity" in given:
+            self._sensitivity()
+        if "escalation" in given:
+            self._escalation()
+        if "budget" in given:
+            self._budget()
+        if "rules" in given:
+            self._rules()
+        if "default_route" in given:
+            self._default_route()
+        if "risk" in given:  # after the rules: whether risk matters depends on them
+            self._risk()
+        return MergedPolicy(Policy.model_validate(self.data), tuple(self.ignored))
+
+    def _looser(self, key: str, value: Any, reason: str) -> bool:
+        """Record a setting that needs approval; True when it applies anyway (trusted)."""
+        self.ignored.append(IgnoredKey(key, _show(value), reason))
+        return self.trusted
+
+    # -- top level --------------------------------------------------------------------
+
+    def _offline(self) -> None:
+        if self.repo.offline:
+            self.data["offline"] = True
+        elif self.base.offline and self._looser("offline", False, "would let requests leave the machine; "
+                                                "your policy keeps everything local"):
+            self.data["offline"] = False
+
+    def _default_route(self) -> None:
+        wanted, current = self.repo.default_route, self.base.default_route
+        if _RANK[wanted] <= _RANK[current]:
+            self.data["default_route"] = wanted
+        elif self._looser("default_route", wanted,
+                          f"requests no rule matches would go to {wanted} instead of {current}"):
+            self.data["default_route"] = wanted
+
+    # -- tiers ------------------------------------------------------------------------
+
+    def _tiers(self) -> None:
+        for name, tier in self.repo.tiers.items():
+            mine = self.base.tiers.get(name)
+            if mine is None:
+                if self._looser(f"tiers.{name}", tier, _new_tier_reason(name, tier)):
+                    self.data["tiers"][name] = tier.model_dump()
+                continue
+            for field in sorted(tier.model_fields_set):
+                self._tier_field(name, field, mine, tier)
+
+    def _tier_field(self, name: TierName, field: str, mine: TierConfig, theirs: TierConfig) -> None:
+        wanted, current = getattr(theirs, field), getattr(mine, field)
+        if wanted == current:
+            return
+        key = f"tiers.{name}.{field}"
+        if field in _LOWER_IS_STRICTER:
+            effective = current if current is not None or field != "context_window" else DEFAULT_CONTEXT_WINDOW[name]
+            if wanted is not None and wanted < effective:
+                self.data["tiers"][name][field] = wanted
+                return
+            reason = f"raises {field} from {effective} to {wanted}"
+        elif field == "keeps_data_home" and not wanted:
+            self.data["tiers"][name][field] = False  # fewer requests may go there
+            return
+        else:
+            reason = _tier_field_reason(name, field, mine, wanted)
+        if self._looser(key, wanted, reason):
+            self.data["tiers"][name][field] = wanted.model_dump() if hasattr(wanted, "model_dump") else wanted
+
+    # -- sensitivity --------------------------------------------------------------------
+
+    def _sensitivity(self) -> None:
+        theirs, mine = self.repo.sensitivity, self.base.sensitivity
+        out = self.data["sensitivity"]
+        given = theirs.model_fields_set
+        if "paths" in given:
+            for glob in theirs.paths:
+                if glob in out["paths"]:
+                    continue
+                if glob.strip().startswith("!"):
+                    if not self._looser("sensitivity.paths", glob,
+                                        "re-includes paths: files there would no longer count as sensitive"):
+                        continue
+                out["paths"].append(glob)
+        if "on_sensitive" in given and theirs.on_sensitive != mine.on_sensitive:
+            if _ON_SENSITIVE_RANK[theirs.on_sensitive] > _ON_SENSITIVE_RANK[mine.on_sensitive]:
+                out["on_sensitive"] = theirs.on_sensitive
+            elif self._looser("sensitivity.on_sensitive", theirs.on_sensitive,
+                              f"sensitive content would be handled by {theirs.on_sensitive!r} instead of "
+                              f"{mine.on_sensitive!r} (redacted and sent out instead of kept home)"):
+                out["on_sensitive"] = theirs.on_sensitive
+        for flag, what in (("pii", "e-mail addresses, phone, card and IBAN numbers"),
+                           ("entropy", "random-looking keys without a known format")):
+            if flag not in given or getattr(theirs, flag) == getattr(mine, flag):
+                continue
+            if getattr(theirs, flag):
+                out[flag] = True
+            elif self._looser(f"sensitivity.{flag}", False, f"turns off detection of {what}"):
+                out[flag] = False
+        if "allowlist" in given:
+            for pattern in theirs.allowlist:
+                if pattern in out["allowlist"]:
+                    continue
+                if self._looser("sensitivity.allowlist", pattern,
+                                "values matching it would no longer count as secrets and could be sent out"):
+                    out["allowlist"].append(pattern)
+
+    # -- escalation and budget ----------------------------------------------------------------
+
+    def _escalation(self) -> None:
+        theirs, mine = self.repo.escalation, self.base.escalation
+        out = self.data["escalation"]
+        given = theirs.model_fields_set
+        if "completion_min_mean_logprob" in given:
+            self._at_most("escalation.completion_min_mean_logprob", theirs.completion_min_mean_logprob,
+                          mine.completion_min_mean_logprob, out,
+                          "more completions would be sent to a remote tier (escalated)")
+        if "completion_min_token_logprob" in given and theirs.completion_min_token_logprob is not None:
+            if mine.completion_min_token_logprob is None:
+                if self._looser("escalation.completion_min_token_logprob", theirs.completion_min_token_logprob,
+                                "completions would also escalate to a remote tier on their least confident token"):
+                    out["completion_min_token_logprob"] = theirs.completion_min_token_logprob
+            else:
+                self._at_most("escalation.completion_min_token_logprob", theirs.completion_min_token_logprob,
+                              mine.completion_min_token_logprob, out,
+                              "more completions would be sent to a remote tier (escalated)")
+        if "verify" in given:
+            # Checks on answers: escalation still goes only where the rules in force allow.
+            out["verify"] = list(dict.fromkeys([*mine.verify, *theirs.verify]))
+        if "max_attempts" in given:
+            self._at_most("escalation.max_attempts", theirs.max_attempts, mine.max_attempts, out,
+                          "more attempts per request, on more tiers")
+        if "deadline_ms" in given:
+            self._at_most("escalation.deadline_ms", theirs.deadline_ms, mine.deadline_ms, out,
+                          "escalation would start later into a request")
+
+    def _budget(self) -> None:
+        theirs, mine = self.repo.budget, self.base.budget
+        out = self.data["budget"]
+        given = theirs.model_fields_set
+        if "daily_usd" in given and theirs.daily_usd is not None:
+            if mine.daily_usd is None or theirs.daily_usd <= mine.daily_usd:
+                out["daily_usd"] = theirs.daily_usd
+            elif self._looser("budget.daily_usd", theirs.daily_usd,
+                              f"raises the daily cap on paid tiers from {mine.daily_usd} to {theirs.daily_usd} USD"):
+                out["daily_usd"] = theirs.daily_usd
+        if "soft_fraction" in given:
+            self._at_most("budget.soft_fraction", theirs.soft_fraction, mine.soft_fraction, out,
+                          "paid tiers would be used directly for longer before going local first")
+
+    def _at_most(self, key: str, wanted: float, current: float, out: dict[str, Any], reason: str) -> None:
+        """Numbers where lower keeps more at home."""
+        field = key.rsplit(".", 1)[1]
+        if wanted <= current:
+            out[field] = wanted
+        elif self._looser(key, wanted, f"{reason} ({current} -> {wanted})"):
+            out[field] = wanted
+
+    # -- rules and risk ---------------------------------------------------------------------
+
+    def _rules(self) -> None:
+        taken: list[dict[str, Any]] = []
+        for index, rule in enumerate(self.repo.rules):
+            further = _further_than_base(rule, self.base)
+            if further is None:
+                taken.append(rule.model_dump())
+            elif self._looser(f"rules[{index}]", rule, f"rule {rule.name!r} {further}"):
+                taken.append(rule.model_dump())
+        # The repository's rules come first: a request they do not match is routed as before.
+        self.data["rules"] = [*taken, *self.data["rules"]]
+
+    def _risk(self) -> None:
+        theirs, mine = self.repo.risk, self.base.risk
+        out = self.data["risk"]
+        given = theirs.model_fields_set
+        rules = [Rule.model_validate(rule) for rule in self.data["rules"]]
+        verdicts: dict[RiskLevel, str | None] = {}
+
+        def verdict(more: RiskLevel) -> str | None:
+            if more not in verdicts:
+                verdicts[more] = _risk_change_verdict(rules, self.data["default_route"], more)
+            return verdicts[more]
+
+        if "high" in given:
+            for glob in theirs.high:
+                if glob in out["high"]:
+                    continue
+                why = verdict("low" if glob.strip().startswith("!") else "high")
+                if why is None or self._looser("risk.high", glob, why):
+                    out["high"].append(glob)
+        if "auto_apply_is_high" in given and theirs.auto_apply_is_high != mine.auto_apply_is_high:
+            why = verdict("high" if theirs.auto_apply_is_high else "low")
+            if why is None or self._looser("risk.auto_apply_is_high", theirs.auto_apply_is_high, why):
+                out["auto_apply_is_high"] = theirs.auto_apply_is_high
+
+
+def _new_tier_reason(name: str, tier: TierConfig) -> str:
+    parts = [f"a {name} tier your policy does not have: would send code to {tier.base_url or 'a local model file'}"]
+    if tier.api_key_env:
+        parts.append(f"with the value of ${tier.api_key_env} as its key")
+    if tier.keeps_data_home:
+        parts.append("declared to keep data home, so sensitive content would go there too")
+    if tier.price.paid:
+        parts.append("at a price")
+    return ", ".join(parts)
+
+
+def _tier_field_reason(name: str, field: str, mine: TierConfig, wanted: Any) -> str:
+    if field == "base_url":
+        return f"would send the {name} tier's requests (and its key) to {wanted} instead of {mine.base_url}"
+    if field == "api_key_env":
+        return f"would send the value of ${wanted} to {mine.base_url} as the {name} tier's key"
+    if field == "keeps_data_home":
+        return f"sensitive content would be sent to the {name} tier ({mine.base_url})"
+    if field == "model" and name == "local":
+        return "would load a model file (and its chat template) named by the repository"
+    if field == "model":
+        return f"would ask {mine.base_url} for another model ({mine.model} -> {wanted}), at its price"
+    if field == "backend":
+        return f"would talk to the {name} tier with another protocol"
+    if field == "price":
+        return "changes what the tier's requests cost against the budget"
+    return f"changes the {name} tier's {field}"
+
+
+# -- what a rule set does with a request, ignoring paths ------------------------------------
+
+
+def _matches(rule: Rule, task: TaskType, risk: RiskLevel, latency: LatencyClass) -> bool:
+    return ((rule.task is None or task in rule.task) and (rule.risk is None or risk in rule.risk)
+            and (rule.latency is None or latency in rule.latency))
+
+
+def _possible_outcomes(rules: list[Rule], default: TierName, task: TaskType, risk: RiskLevel,
+                       latency: LatencyClass) -> list[tuple[TierName, TierName | None, str]]:
+    """Where a request of this kind may go (route, escalation, rule name), for any path."""
+    found: list[tuple[TierName, TierName | None, str]] = []
+    for rule in rules:
+        if not _matches(rule, task, risk, latency):
+            continue
+        found.append((rule.route, rule.escalate_to, rule.name))
+        if rule.paths is None:  # matches whatever the path: nothing after it is reached
+            return found
+    found.append((default, None, "default_route"))
+    return found
+
+
+def _combos(rule: Rule) -> Iterator[tuple[TaskType, RiskLevel, LatencyClass]]:
+    return itertools.product(rule.task or _TASKS, rule.risk or _RISKS, rule.latency or _LATENCIES)
+
+
+def _further_than_base(rule: Rule, base: Policy) -> str | None:
+    """Why `rule` would send a request further than the base policy would, or None.
+
+    A rule may route to a tier no further than where the base policy would surely send the
+    same request, and escalate only as far as the base policy would go for it."""
+    for task, risk, latency in _combos(rule):
+        for route, escalate, name in _possible_outcomes(base.rules, base.default_route, task, risk, latency):
+            reach = max(_RANK[route], _RANK[escalate or route])
+            if _RANK[rule.route] > _RANK[route]:
+                return f"routes {task} to {rule.route} where your policy uses {route} ({name})"
+            if rule.escalate_to is not None and _RANK[rule.escalate_to] > reach:
+                return (f"escalates {task} to {rule.escalate_to} where your policy goes no further than "
+                        f"{_tier_list([route, escalate])} ({name})")
+    return None
+
+
+def _risk_change_verdict(rules: list[Rule], default: TierName, more: RiskLevel) -> str | None:
+    """None when making more requests `more`-risk can only keep them as close to home; else why not.
+
+    Only rules decide by risk, so with no rule that mentions it any change is harmless.
+
+    The outcome of one request depends on which path-filtered rules its path matches; both
+    risk levels see the same path, so they are compared scenario by scenario."""
+    other: RiskLevel = "low" if more == "high" else "high"
+    if sum(rule.paths is not None for rule in rules) > _MAX_PATH_RULES:
+        return "the policy has too many path rules to tell whether this keeps requests home"
+    for task in _TASKS:
+        for latency in _LATENCIES:
+            for flagged, unflagged in _outcome_pairs(rules, default, task, latency, more, other):
+                (route_a, esc_a, name_a), (route_b, esc_b, _name_b) = flagged, unflagged
+                if (_RANK[route_a] > _RANK[route_b]
+                        or _RANK[esc_a or route_a] > max(_RANK[route_b], _RANK[esc_b or route_b])):
+                    return (f"{more}-risk {task} requests go to {_tier_list([route_a, esc_a])} ({name_a}) "
+                            f"where {other}-risk ones go to {_tier_list([route_b, esc_b])}: "
+                            f"more {more}-risk requests would send more there")
+    return None
+
+
+def _outcome_pairs(rules: list[Rule], default: TierName, task: TaskType, latency: LatencyClass,
+                   a: RiskLevel, b: RiskLevel) -> Iterator[tuple[Outcome, Outcome]]:
+    """(outcome at risk `a`, outcome at risk `b`) for every way the path filters may match."""
+
+    def walk(index: int, got_a: Outcome | None, got_b: Outcome | None) -> Iterator[tuple[Outcome, Outcome]]:
+        while index < len(rules) and (got_a is None or got_b is None):
+            rule = rules[index]
+            hit_a = got_a is None and _matches(rule, task, a, latency)
+            hit_b = got_b is None and _matches(rule, task, b, latency)
+            index += 1
+            if not (hit_a or hit_b):
+                continue
+            outcome: Outcome = (rule.route, rule.escalate_to, rule.name)
+            if rule.paths is not None:  # the path may not match: that branch goes on without it
+                yield from walk(index, got_a, got_b)
+            got_a = outcome if hit_a else got_a
+            got_b = outcome if hit_b else got_b
+        fallback: Outcome = (default, None, "default_route")
+        yield (got_a or fallback, got_b or fallback)
+
+    return walk(0, None, None)
