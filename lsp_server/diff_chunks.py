@@ -37,6 +37,9 @@ class DiffChunk:
     index: int  # 0-based
     total: int | None  # None while streaming; `with_totals` fills it
     est_tokens: int  # count_tokens(text)
+    # Every path the chunk's text holds, old and new names of renames and copies: routing
+    # judges each one (a rename out of `secrets/` is still from `secrets/`).
+    paths: tuple[str, ...] = ()
 
 
 def _quote(path: str) -> str:
@@ -84,6 +87,7 @@ class _Packer:
         self.parts: list[str] = []
         self.used = 0
         self.files: list[str] = []
+        self.paths: dict[str, None] = {}
         self.open: FileChange | None = None  # the file whose header is already in this chunk
 
     @property
@@ -104,11 +108,12 @@ class _Packer:
             self.open = change
             if not self.files or self.files[-1] != change.path:
                 self.files.append(change.path)
+            self.paths.update((path, None) for path in (change.old_path, change.new_path) if path)
 
     def flush(self) -> Iterator[DiffChunk]:
         if self.parts:
             text = "".join(self.parts)
-            yield DiffChunk(tuple(self.files), text, self.index, None, self.count(text))
+            yield DiffChunk(tuple(self.files), text, self.index, None, self.count(text), tuple(self.paths))
             self.index += 1
             self._reset()
 

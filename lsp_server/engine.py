@@ -41,10 +41,9 @@ from .ledger.prices import Counterfactual, counterfactual
 from .ledger.reservations import BudgetHold
 from .routing.escalation import completion_confident, verify
 from .routing.policy import LatencyClass, LoadedPolicy, Policy, TaskType, TierName, load_policy
-from .routing.router import Decision, RouteRequest, check_egress, decide
+from .routing.router import Decision, RouteRequest, check_egress, decide, redact_for
 from .routing.signals import estimate_tokens
 from .routing.runtime import PolicyState
-from .routing.sensitivity import redact
 from .tasks.assist import AssistInput, messages_for
 from .tasks.assist import postprocess as assist_postprocess
 from .tasks.completion import CompletionTask
@@ -118,6 +117,9 @@ class AssistResult:
     request_id: str
     low_confidence: bool = False
     error: str | None = None  # set when the policy refused the request
+    # The answer was written at home from content that had to stay home: what is made from it
+    # (a merge of explanations, a commit message) must stay home too.
+    kept_home: bool = False
 
     @property
     def final(self) -> Attempt | None:
@@ -169,6 +171,14 @@ class ChatJob:
     auto_apply: bool = False
     latency: LatencyClass | None = None
     max_tokens: int | None = None
+    # Every file the content comes from (a diff chunk: old and new names too); `path` is one of them.
+    paths: tuple[str, ...] = ()
+    # Made from answers that were kept home (see AssistResult.kept_home): it stays home.
+    derived_from_kept_home: bool = False
+
+    @property
+    def all_paths(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(p for p in (self.path, *self.paths) if p))
 
     def retry(self, draft: str, failed: list[str]) -> list[ChatMessage]:
         if self.retry_messages is not None:
@@ -448,7 +458,9 @@ class Engine:
         messages = job.messages
         payload = "\n".join(m.content for m in messages)
         decision = self.decide(RouteRequest(task=job.task, text=payload, path=job.path, auto_apply=job.auto_apply,
-                                            latency=job.latency))
+                                            latency=job.latency, paths=job.paths,
+                                            derived_from_kept_home=job.derived_from_kept_home))
+        sensitive_source = decision.sensitivity == "sensitive"
         attempts: list[Attempt] = []
         if decision.blocked:
             attempt = Attempt(decision.tier, decision.backend, decision.model, "blocked", Usage(), 0.0)
@@ -463,6 +475,7 @@ class Engine:
             tiers.append(decision.escalate_to)
 
         best: str | None = None
+        best_tier: TierName = "local"
         failed_checks: list[str] = []
         low_confidence = False
         tier_index = 0
@@ -472,12 +485,15 @@ class Engine:
             outgoing = current_messages
             if tier != "local" and not policy.keeps_data_home(tier):
                 egress = check_egress(policy, "\n".join(m.content for m in outgoing), job.path, tier,
-                                      self.state.scanner)
+                                      self.state.scanner, paths=job.paths,
+                                      derived_from_kept_home=job.derived_from_kept_home)
                 if not egress.allowed:
                     decision.reasons.extend(egress.reasons)
+                    sensitive_source = True  # the answer stays the local one: made from what may not go
                     break
                 if egress.redact or decision.redact:
-                    outgoing = [ChatMessage(m.role, redact(m.content, self.state.scanner.scan(m.content, job.path)))
+                    paths = job.all_paths or (None,)
+                    outgoing = [ChatMessage(m.role, redact_for(self.state.scanner, m.content, paths))
                                 for m in outgoing]
             fits, reservation = await self.reserve_budget(tier, outgoing, max_tokens)
             if not fits:
@@ -512,7 +528,7 @@ class Engine:
                 failed_checks += job.extra_check(text)
             attempts.append(attempt)
             if text is not None and (best is None or not failed_checks):
-                best = text
+                best, best_tier = text, tier
             has_next = tier_index + 1 < len(tiers) and len(attempts) < policy.escalation.max_attempts
             if failed_checks and has_next and time.monotonic() < deadline:
                 attempt.outcome = "escalated"
@@ -532,7 +548,10 @@ class Engine:
         if best is None and attempts and all(a.outcome in ("failed", "cancelled") for a in attempts):
             kinds = ", ".join(f"{a.tier}: {a.error_kind or a.outcome}" for a in attempts)
             error = f"no tier could answer ({kinds})"
-        return AssistResult(best, decision, attempts, request_id, low_confidence=low_confidence, error=error)
+        kept_home = best is not None and (sensitive_source or job.derived_from_kept_home) and \
+            policy.keeps_data_home(best_tier)
+        return AssistResult(best, decision, attempts, request_id, low_confidence=low_confidence, error=error,
+                            kept_home=kept_home)
 
     async def complete(self, inp: CompletionInput, cancel: CancelToken | None = None, *,
                        speculative: bool = False) -> CompletionResult:
@@ -637,6 +656,9 @@ class Engine:
         egress = check_egress(self.policy, messages[1].content, inp.path, target, self.state.scanner)
         if not egress.allowed:
             return None
+        if egress.redact or decision.redact:
+            messages = [ChatMessage(m.role, redact_for(self.state.scanner, m.content, [inp.path]))
+                        for m in messages]
         fits, reservation = await self.reserve_budget(target, messages, self.config.completion.max_tokens)
         if not fits:
             return None

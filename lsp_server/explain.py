@@ -95,10 +95,12 @@ async def explain_changes(
     # Streamed: one file's hunks and one chunk at a time; only names and counts accumulate.
     tally = DiffTally()
     paths: list[str] = []
+    every_path: dict[str, None] = {}  # old and new names of every file, sent or summarized
 
     def sendable() -> Iterable[FileChange]:
         for change in tally.watch(changes):
             paths.append(change.path)
+            every_path.update((path, None) for path in (change.old_path, change.new_path) if path)
             if not change.summarized_only:
                 yield change
 
@@ -125,7 +127,8 @@ async def explain_changes(
         answer = await engine.run_chat(ChatJob(
             task="commit_message", messages=commit_message_from_diff_messages(diff_text, stats_line),
             document=commit_document(diff_text),
-            path=first.files[0] if first and first.files else None, kind="prose",
+            path=first.files[0] if first and first.files else None,
+            paths=first.paths if first else tuple(every_path), kind="prose",
             extra_check=check_commit_message, latency=latency,
             max_tokens=min(engine.config.assist.max_tokens, COMMIT_MAX_TOKENS),
         ), cancel=cancel)
@@ -135,18 +138,20 @@ async def explain_changes(
         advance("wrote the commit message")
         return result
 
-    parts: list[str] = []
+    parts: list[_Part] = []
     several = second is not None
     for chunk in _chain(first, second, chunk_stream):
+        # Routed by every file in the chunk, old names of renames included.
         answer = await engine.run_chat(ChatJob(
             task="explain",
             messages=explain_messages(chunk.text, part=chunk.index + 1, parts=2 if several else 1),
             document=explain_document(chunk.text),
-            path=chunk.files[0] if chunk.files else None, kind="prose", latency=latency, max_tokens=max_tokens,
+            path=chunk.files[0] if chunk.files else None, paths=chunk.paths, kind="prose", latency=latency,
+            max_tokens=max_tokens,
         ), cancel=cancel)
         result.results.append(answer)
         # Long chunk answers are cut so the merge prompt stays within the local context.
-        parts.append((answer.text or "")[:2000])
+        parts.append(_Part((answer.text or "")[:2000], chunk.paths, answer.kept_home))
         result.chunks += 1
         advance(f"explained {', '.join(chunk.files[:3])}")
     stats = tally.stats
@@ -156,9 +161,9 @@ async def explain_changes(
     # Reduce in rounds of groups that fit the local context, until one answer is left.
     group_chars = chunk_budget(engine, max_tokens) * 3
     while len(parts) > 1:
-        groups: list[list[str]] = [[]]
+        groups: list[list[_Part]] = [[]]
         for part in parts:
-            if groups[-1] and sum(map(len, groups[-1])) + len(part) > group_chars:
+            if groups[-1] and sum(len(p.text) for p in groups[-1]) + len(part.text) > group_chars:
                 groups.append([])
             groups[-1].append(part)
         merged_parts = []
@@ -166,17 +171,23 @@ async def explain_changes(
             if len(group) == 1:
                 merged_parts.append(group[0])
                 continue
-            merged = await engine.run_chat(ChatJob(task="explain", messages=merge_messages(group), kind="prose",
-                                                   document=merge_document(group), latency=latency,
-                                                   max_tokens=max_tokens), cancel=cancel)
+            texts = [part.text for part in group]
+            joined = _Part.join(group)
+            # What the local model wrote about a chunk that was kept home is as sensitive as the chunk.
+            merged = await engine.run_chat(ChatJob(task="explain", messages=merge_messages(texts), kind="prose",
+                                                   document=merge_document(texts), latency=latency,
+                                                   max_tokens=max_tokens, paths=joined.paths,
+                                                   derived_from_kept_home=joined.kept_home), cancel=cancel)
             result.results.append(merged)
-            merged_parts.append((merged.text or "\n\n".join(group))[:2000])
+            merged_parts.append(_Part((merged.text or joined.text)[:2000], joined.paths,
+                                      joined.kept_home or merged.kept_home))
             advance("merged explanations")
         if len(merged_parts) == len(parts):  # nothing could be combined: stop rather than loop
-            parts = ["\n\n".join(parts)]
+            parts = [_Part.join(parts)]
             break
         parts = merged_parts
-    explanation = parts[0] if parts else ""
+    final = parts[0] if parts else _Part("", (), False)
+    explanation = final.text
     if skipped:
         explanation = (explanation.rstrip() + "\n\n" if explanation.strip() else "") + \
             "Also changed (not sent to a model): " + "; ".join(skipped)
@@ -187,11 +198,28 @@ async def explain_changes(
             document=commit_from_explanation_document(result.explanation),
             kind="prose", extra_check=check_commit_message, latency=latency,
             max_tokens=min(engine.config.assist.max_tokens, COMMIT_MAX_TOKENS),
+            paths=tuple(every_path), derived_from_kept_home=final.kept_home,
         ), cancel=cancel)
         result.results.append(answer)
         result.commit_message = repair_commit_message(answer.text or "", paths)
         advance("wrote the commit message")
     return result
+
+
+@dataclass(frozen=True)
+class _Part:
+    """An explanation on its way to the merge: its text, the files it is about, and whether it
+    was written at home from content that had to stay home."""
+
+    text: str
+    paths: tuple[str, ...]
+    kept_home: bool
+
+    @staticmethod
+    def join(parts: list["_Part"]) -> "_Part":
+        return _Part("\n\n".join(part.text for part in parts),
+                     tuple(dict.fromkeys(path for part in parts for path in part.paths)),
+                     any(part.kept_home for part in parts))
 
 
 def _chain(first: DiffChunk | None, second: DiffChunk | None, rest: Iterator[DiffChunk]) -> Iterator[DiffChunk]:

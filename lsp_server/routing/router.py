@@ -6,14 +6,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
-from dataclasses import dataclass
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from pydantic import BaseModel, Field
 
 from .policy import TIER_ORDER, LatencyClass, Policy, RiskLevel, Rule, TaskType, TierName, context_window
-from .sensitivity import SensitivityReport, SensitivityScanner
+from .sensitivity import SensitivityReport, SensitivityScanner, redact
 from .signals import estimate_tokens, first_matching_glob, latency_for, risk_for
 
 
@@ -25,6 +25,16 @@ class RouteRequest:
     auto_apply: bool = False
     latency: LatencyClass | None = None
     estimated_tokens: int | None = None
+    # Content from several files (a diff chunk: every file, old and new names of renames):
+    # each path is judged, and the strictest decision applies.
+    paths: tuple[str, ...] = ()
+    # Written by a model from content that had to stay home (an explanation of a secret):
+    # it stays home too, whatever it looks like now.
+    derived_from_kept_home: bool = False
+
+    @property
+    def all_paths(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(p for p in (self.path, *self.paths) if p))
 
 
 class Decision(BaseModel):
@@ -88,6 +98,41 @@ def decide(
     unavailable: Collection[TierName] = (),
 ) -> Decision:
     scanner = scanner or scanner_for(policy)
+    paths = request.all_paths
+    if len(paths) > 1:
+        each = [_decide_one(policy, replace(request, path=path, paths=()), scanner, spend_today_usd, unavailable)
+                for path in paths]
+        return _strictest(policy, each, paths)
+    return _decide_one(policy, request, scanner, spend_today_usd, unavailable)
+
+
+def _strictest(policy: Policy, decisions: list[Decision], paths: Sequence[str]) -> Decision:
+    """One decision for content of several files: where every one of them may go."""
+    index = min(range(len(decisions)), key=lambda i: TIER_ORDER.index(decisions[i].tier))
+    chosen = decisions[index]
+    escalations = [d.escalate_to for d in decisions]
+    escalate = None
+    if all(escalations):
+        escalate = min(escalations, key=lambda tier: TIER_ORDER.index(tier))  # type: ignore[arg-type]
+        if TIER_ORDER.index(escalate) <= TIER_ORDER.index(chosen.tier):  # type: ignore[arg-type]
+            escalate = None
+    reasons = list(chosen.reasons)
+    for other in decisions:  # why the others are sensitive matters even when another path decided
+        reasons += [r for r in other.reasons if r.startswith("sensitive content") and r not in reasons]
+    reasons.append(f"{len(paths)} files in this request: the strictest decision applies ({paths[index]})")
+    return chosen.model_copy(update={
+        "escalate_to": escalate,
+        "sensitivity": "sensitive" if any(d.sensitivity == "sensitive" for d in decisions) else "none",
+        "sensitivity_rules": sorted({rule for d in decisions for rule in d.sensitivity_rules}),
+        "risk": "high" if any(d.risk == "high" for d in decisions) else "low",
+        "redact": any(d.redact for d in decisions) and not policy.keeps_data_home(chosen.tier),
+        "blocked": any(d.blocked for d in decisions),
+        "reasons": reasons,
+    })
+
+
+def _decide_one(policy: Policy, request: RouteRequest, scanner: SensitivityScanner, spend_today_usd: float,
+                unavailable: Collection[TierName]) -> Decision:
     reasons: list[str] = []
     report = scanner.scan(request.text, request.path)
     risk, risk_reason = risk_for(policy, request.path, request.auto_apply)
@@ -118,9 +163,16 @@ def decide(
             reasons.append(f"{tier} is unreachable right now")
 
     redact = blocked = False
+    if request.derived_from_kept_home:
+        allowed = {tier for tier in allowed if policy.keeps_data_home(tier)}
+        reasons.append("written from content that was kept home: it stays home too")
     if report.sensitive:
         mode = policy.sensitivity.on_sensitive
         reasons.append(f"sensitive content ({report.summary()}): {mode}")
+        if mode == "redact" and _has_path_finding(report):
+            # A file is sensitive for where it is: there is no span to redact, so none of it goes.
+            mode = "keep_home"
+            reasons.append("the path itself is sensitive: nothing to redact, kept home")
         if mode == "keep_home":
             allowed = {tier for tier in allowed if policy.keeps_data_home(tier)}
         elif mode == "redact":
@@ -169,7 +221,7 @@ def decide(
         backend=config.backend,
         model=config.model,
         escalate_to=escalate,
-        sensitivity="sensitive" if report.sensitive else "none",
+        sensitivity="sensitive" if report.sensitive or request.derived_from_kept_home else "none",
         sensitivity_rules=report.rules,
         risk=risk,
         latency=latency,
@@ -181,18 +233,41 @@ def decide(
     )
 
 
+def _has_path_finding(report: SensitivityReport) -> bool:
+    return any(finding.kind == "path" for finding in report.findings)
+
+
+def scan_paths(scanner: SensitivityScanner, text: str, paths: Sequence[str | None]) -> SensitivityReport:
+    """The text scanned as each of its files (a file's name changes what counts as a secret)."""
+    findings = []
+    for path in dict.fromkeys(paths) or (None,):
+        findings.extend(f for f in scanner.scan(text, path).findings if f not in findings)
+    return SensitivityReport(tuple(findings))
+
+
+def redact_for(scanner: SensitivityScanner, text: str, paths: Sequence[str | None]) -> str:
+    """`text` with every finding replaced, as any of its files would be scanned."""
+    return redact(text, scan_paths(scanner, text, paths))
+
+
 def check_egress(
-    policy: Policy, text: str, path: str | None, target: TierName, scanner: SensitivityScanner | None = None
+    policy: Policy, text: str, path: str | None, target: TierName, scanner: SensitivityScanner | None = None,
+    *, paths: Sequence[str] = (), derived_from_kept_home: bool = False,
 ) -> EgressCheck:
     """The sensitivity gate again, on exactly what would be sent (escalations carry drafts)."""
     scanner = scanner or scanner_for(policy)
-    report = scanner.scan(text, path)
+    report = scan_paths(scanner, text, [p for p in (path, *paths) if p] or [None])
     if policy.offline and target != "local":
         return EgressCheck(False, False, ("offline: nothing leaves the machine",), report)
-    if not report.sensitive or policy.keeps_data_home(target):
+    if policy.keeps_data_home(target):
+        return EgressCheck(True, False, (), report)
+    if derived_from_kept_home:
+        return EgressCheck(False, False, (f"written from content that was kept home: it may not go to {target}",),
+                           report)
+    if not report.sensitive:
         return EgressCheck(True, False, (), report)
     mode = policy.sensitivity.on_sensitive
     reason = f"sensitive content ({report.summary()}) may not go to {target}: {mode}"
-    if mode == "redact":
+    if mode == "redact" and not _has_path_finding(report):
         return EgressCheck(True, True, (reason,), report)
     return EgressCheck(False, False, (reason,), report)

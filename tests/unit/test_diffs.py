@@ -707,3 +707,12 @@ def skipped_counts(path: Path, name: str) -> tuple[int, int]:
     with path.open("rb") as stream:
         (change,) = [c for c in iter_parse_diff(stream) if c.path == name]
     return change.added, change.removed
+
+
+def test_chunks_name_every_path_old_and_new() -> None:
+    """Routing judges each path a chunk holds: the old names of renames and copies too."""
+    changes = parse_file("renames.diff")
+    chunks = list(chunk_diff(changes, 10_000))
+    assert len(chunks) == 1
+    expected = {path for change in changes for path in (change.old_path, change.new_path) if path}
+    assert set(chunks[0].paths) == expected and set(chunks[0].files) < expected

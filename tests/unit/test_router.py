@@ -149,3 +149,45 @@ def test_egress_check_on_escalation_payload():
 )
 def test_glob_match(path, pattern, expected):
     assert glob_match(path, pattern) is expected
+
+
+# -- paths: every file of a request, redaction, content derived from what stayed home ------
+
+
+REDACTING = parse_policy(policy_text(**{'on_sensitive = "keep_home"': 'on_sensitive = "redact"'}))
+
+
+def test_redact_mode_keeps_a_sensitive_path_home():
+    """A file sensitive for where it is has no span to redact: sending it "redacted" sends it whole."""
+    decision = decide(REDACTING, RouteRequest(task="refactor", text=CLEAN, path="secrets/db.py", auto_apply=True))
+    assert decision.tier == "in_house" and decision.redact is False  # keeps data home
+    assert any("nothing to redact" in reason for reason in decision.reasons)
+    assert not check_egress(REDACTING, CLEAN, "secrets/db.py", "frontier").allowed
+    assert check_egress(REDACTING, SECRET, "src/db.py", "frontier").redact  # a span: redaction works
+
+
+def test_every_path_of_a_request_is_judged_and_the_strictest_decision_applies():
+    clean_first = RouteRequest(task="refactor", text=CLEAN, path="src/auth/login.py", paths=("secrets/key.txt",))
+    decision = decide(EXAMPLE, clean_first)
+    assert decision.sensitivity == "sensitive" and decision.tier == "local", decision.reasons
+    assert "path:secrets/**" in decision.sensitivity_rules
+    assert decide(EXAMPLE, RouteRequest(task="refactor", text=CLEAN, path="src/auth/login.py")).tier == "frontier"
+    # The old name of a rename counts as much as the new one.
+    renamed = RouteRequest(task="explain", text=CLEAN, path="docs/key.txt", paths=("secrets/key.txt", "docs/key.txt"))
+    assert decide(EXAMPLE, renamed).escalate_to is None
+    assert not check_egress(EXAMPLE, CLEAN, "docs/key.txt", "frontier", paths=("secrets/key.txt",)).allowed
+    # Escalation survives only where every file may escalate, and only as far as the nearest.
+    both = decide(EXAMPLE, RouteRequest(task="explain", text=CLEAN, path="a.py", paths=("b.py",)))
+    assert (both.tier, both.escalate_to) == ("local", "frontier")
+
+
+def test_what_was_written_from_kept_home_content_stays_home():
+    derived = RouteRequest(task="explain", text=CLEAN, derived_from_kept_home=True)
+    decision = decide(EXAMPLE, derived)
+    assert decision.tier == "local" and decision.escalate_to is None and decision.sensitivity == "sensitive"
+    refactor = decide(EXAMPLE, RouteRequest(task="refactor", text=CLEAN, path="src/auth/x.py",
+                                            derived_from_kept_home=True))
+    assert refactor.tier == "in_house"  # keeps data home
+    check = check_egress(REDACTING, CLEAN, None, "frontier", derived_from_kept_home=True)
+    assert not check.allowed and not check.redact
+    assert check_egress(EXAMPLE, CLEAN, None, "in_house", derived_from_kept_home=True).allowed
