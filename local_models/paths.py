@@ -34,12 +34,11 @@ def _home_override() -> Path | None:
     return Path(value).expanduser() if value else None
 
 
-def ninetyten_home() -> Path:
-    """The data directory (created on first use)."""
+def ninetyten_home(*, create: bool = True) -> Path:
+    """The data directory (created on first use, unless `create` is False)."""
     override = _home_override()
-    if override is not None:
-        return _ensure_dir(override)
-    return _ensure_dir(Path(platformdirs.user_data_dir(APP_NAME, appauthor=False)))
+    path = override if override is not None else Path(platformdirs.user_data_dir(APP_NAME, appauthor=False))
+    return _ensure_dir(path) if create else path
 
 
 def models_dir() -> Path:

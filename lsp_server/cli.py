@@ -127,8 +127,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     ledger_cli.register(commands)
 
-    policy = commands.add_parser("policy", help="check a policy file and show which one applies")
-    policy.add_argument("action", choices=["check", "show"], help="check: validate; show: print the effective policy")
+    policy = commands.add_parser(
+        "policy", help="check, show, trust or untrust the policy that applies here",
+        description="check: validate the policy that applies; show: print the policy in force as JSON (its trust "
+        "state on stderr); trust: show what a repository's .ninetyten/policy.toml would be allowed to do and "
+        "approve that file as it is now; untrust: withdraw the approval.")
+    policy.add_argument("action", choices=["check", "show", "trust", "untrust"])
+    policy.add_argument("path", nargs="?", metavar="PATH",
+                        help="trust/untrust: a repository policy file or its repository (default: here)")
+    policy.add_argument("--yes", action="store_true", help="trust: approve without asking")
     _add_policy_option(policy)
 
     commands.add_parser("doctor", help="check the installation: llama.cpp, CPU features, model, config")
@@ -155,15 +162,22 @@ def _load_config(raw: str | None) -> ServerConfig:
         raise SystemExit(f"ninetyten: invalid --config: {describe_validation_error(error)}") from None
 
 
-def _load_policy(args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    """The policy that applies here, or None after printing why it cannot be used."""
+def _load_policy(args: argparse.Namespace, workspace: Path | None = None, *, quiet: bool = False):  # type: ignore[no-untyped-def]
+    """The policy that applies here, or None after printing why it cannot be used.
+
+    A repository policy that is partly ignored (not approved) is said so on stderr, once."""
     from .routing.policy import PolicyError, load_policy
 
     try:
-        return load_policy(args.policy, Path.cwd())
+        loaded = load_policy(args.policy, workspace or Path.cwd())
     except PolicyError as error:
         print(f"ninetyten: {error}", file=sys.stderr)
         return None
+    if loaded.needs_approval and not quiet:
+        from .routing.policy_trust import untrusted_notice
+
+        print(f"ninetyten: {untrusted_notice(loaded)}", file=sys.stderr)
+    return loaded
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -330,11 +344,14 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     if embedded and native_ok:
         print("\n".join(models_cli.doctor_lines()))
     from .routing.policy import PolicyError, load_policy
+    from .routing.policy_trust import trust_summary
 
     try:
         loaded = load_policy(None, Path.cwd())
         print(f"policy         {loaded.path or 'built-in default (everything local)'} "
               f"(from {loaded.source}, hash {loaded.digest})")
+        for line in trust_summary(loaded):
+            print(f"  {line}")
         for tier, config in loaded.policy.tiers.items():
             key = ""
             if config.api_key_env:
@@ -399,7 +416,10 @@ def cmd_route(args: argparse.Namespace) -> int:
     print(f"risk        {decision.risk}    latency {decision.latency}")
     if decision.blocked:
         print("BLOCKED     the policy refuses this request")
-    print(f"policy      {decision.policy_hash} ({loaded.path or 'built-in default'})")
+    trust = {"approved": ", approved", "untrusted": ", not trusted"}.get(loaded.trust, "")
+    print(f"policy      {decision.policy_hash} ({loaded.path or 'built-in default'}{trust})")
+    for item in loaded.ignored if loaded.trust == "untrusted" else ():
+        print(f"  ignored until approved: {item.key}")
     for reason in decision.reasons:
         print(f"  - {reason}")
     return 0
@@ -428,7 +448,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     else:
         source = git_diff_stream(repo, staged=True)
         what = "the staged change"
-    loaded = _load_policy(args)
+    loaded = _load_policy(args, repo.resolve())
     if loaded is None:
         return EXIT_FAILURE
     # The diff streams through parsing, chunking and the model: memory stays bounded.
@@ -508,13 +528,76 @@ def cmd_hook(args: argparse.Namespace) -> int:
 
 
 def cmd_policy(args: argparse.Namespace) -> int:
-    loaded = _load_policy(args)
+    if args.action in ("trust", "untrust"):
+        return _policy_trust(args)
+    loaded = _load_policy(args, quiet=True)
     if loaded is None:
         return EXIT_FAILURE
+    from .routing.policy_trust import trust_summary
+
     if args.action == "check":
         print(f"ok: {loaded.path or 'built-in default'} (policy {loaded.digest}, from {loaded.source})")
+        for line in trust_summary(loaded):
+            print(f"  {line}")
     else:
+        for line in trust_summary(loaded):  # stderr: stdout stays one JSON object for scripts
+            print(f"# {line}", file=sys.stderr)
         print(json.dumps(loaded.policy.model_dump(mode="json"), indent=2))
+    return 0
+
+
+def _repository_policy_path(given: str | None) -> Path:
+    from .routing.policy import WORKSPACE_POLICY
+
+    path = Path(given) if given else Path.cwd()
+    return path / WORKSPACE_POLICY if path.is_dir() else path
+
+
+def _policy_trust(args: argparse.Namespace) -> int:
+    """`policy trust`: show what approving would allow, then record it; `policy untrust`."""
+    from .routing.policy import PolicyError
+    from .routing.policy_trust import TrustStore, approve_policy, load_workspace_policy
+
+    path = _repository_policy_path(args.path)
+    if args.action == "untrust":
+        removed = TrustStore().revoke(path)
+        print(f"{'no longer trusted' if removed else 'was not trusted'}: {path}")
+        return 0
+    if not path.is_file():
+        print(f"ninetyten: no repository policy at {path}", file=sys.stderr)
+        return EXIT_FAILURE
+    try:
+        current = load_workspace_policy(path)
+    except PolicyError as error:
+        print(f"ninetyten: {error}", file=sys.stderr)
+        return EXIT_FAILURE
+    sha = current.sha256 or ""
+    under = f"your policy {current.base}" if current.base else "the built-in default (everything local)"
+    if current.trust == "approved":
+        print(f"already trusted: {path} (sha256 {sha[:12]})")
+        return 0
+    if not current.ignored:
+        print(f"nothing to approve: {path} only makes {under} stricter, and that applies without approval")
+        return 0
+    print(f"{path} (sha256 {sha[:12]}) is laid over {under}.")
+    print(f"Trusting it allows these {len(current.ignored)} setting(s), ignored until then:")
+    for item in current.ignored:
+        print(f"  {item.key} = {item.value}")
+        print(f"      {item.reason}")
+    if not args.yes:
+        if not sys.stdin.isatty():
+            print("ninetyten: not trusted; run again with --yes to trust this file as it is now", file=sys.stderr)
+            return EXIT_FAILURE
+        answer = input("Trust this file as it is now? [y/N] ").strip().lower()
+        if answer not in ("y", "yes"):
+            print("not trusted")
+            return EXIT_FAILURE
+    try:
+        _approved, approval = approve_policy(path, expected_sha256=sha)
+    except PolicyError as error:
+        print(f"ninetyten: {error}", file=sys.stderr)
+        return EXIT_FAILURE
+    print(f"trusted: {approval.path} (sha256 {approval.sha256[:12]}); any change to the file needs a new approval")
     return 0
 
 

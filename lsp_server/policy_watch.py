@@ -10,7 +10,16 @@ from pathlib import Path
 
 import watchfiles
 
-from .routing.policy import WORKSPACE_POLICY, LoadedPolicy, Policy, PolicyError, find_policy, load_policy
+from .routing.policy import (
+    WORKSPACE_POLICY,
+    LoadedPolicy,
+    Policy,
+    PolicyError,
+    find_policy,
+    load_policy,
+    user_policy_path,
+)
+from .routing.policy_trust import TRUST_FILE, default_store_path
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +59,10 @@ class PolicyWatcher:
         source, path = find_policy(self.explicit, self.workspace)
         if path is not None:
             dirs.append(path.parent)
+        if source == "workspace":
+            # A repository policy is laid over the user's own and trusted as far as approved:
+            # an edit of the user's policy or an approval (`ninetyten policy trust`) changes it.
+            dirs += [user_policy_path().parent, default_store_path().parent]
         if self.workspace is not None:
             policy_dir = self.workspace / WORKSPACE_POLICY.parent
             dirs.append(policy_dir if policy_dir.is_dir() else self.workspace)
@@ -65,9 +78,11 @@ class PolicyWatcher:
     def watch_names(self) -> set[str]:
         """Names in the watched folders whose change can change the policy in force."""
         names = {WORKSPACE_POLICY.name, WORKSPACE_POLICY.parent.name}
-        _, path = find_policy(self.explicit, self.workspace)
+        source, path = find_policy(self.explicit, self.workspace)
         if path is not None:
             names.add(path.name)  # --policy / NINETYTEN_POLICY may name any file
+        if source == "workspace":
+            names |= {user_policy_path().name, TRUST_FILE}
         return names
 
     async def run(self) -> None:

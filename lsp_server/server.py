@@ -32,7 +32,8 @@ from .ledger import Ledger
 from .ledger.outlets import attach as attach_ledger_outlets
 from .policy_watch import PolicyEvent, PolicyWatcher, initial_policy
 from .positions import Encoding, clamp_position, normalize_encoding, split_lines, to_client_character
-from .routing.policy import PolicyError, TierName, parse_policy
+from .routing.policy import LoadedPolicy, PolicyError, TierName, parse_policy
+from .routing.policy_trust import TrustStore, approve_policy, trust_state, untrusted_notice
 from .transport import INVALID_REQUEST, PARSE_ERROR, send_error, serve_stream
 from .tasks.assist import AssistInput
 from .tasks.completion_prompt import CompletionInput, ContextFile
@@ -51,6 +52,10 @@ TOGGLE_OFFLINE_COMMAND = "ninetyten.toggleOffline"
 COMPLETION_ACCEPTED_COMMAND = "ninetyten.completionAccepted"
 REFACTOR_REQUEST = "ninetyten/refactor"
 ASK_REQUEST = "ninetyten/ask"
+# The repository policy's trust state: a request (ask any time) and a notification (on change).
+POLICY_TRUST = "ninetyten/policyTrust"
+TRUST_POLICY_COMMAND = "ninetyten.trustPolicy"
+UNTRUST_POLICY_COMMAND = "ninetyten.untrustPolicy"
 RECENT_DOCUMENTS = 32
 DIAGNOSTIC_SOURCE = "ninetyten policy"
 
@@ -216,6 +221,11 @@ class NinetyTenServer(LanguageServer):
         self.watcher: PolicyWatcher | None = None
         self.policy_diagnostics_uri: str | None = None
         self._told_unreachable: set[str] = set()
+        self.loaded_policy: LoadedPolicy | None = None
+        # A client that asks the user itself (VS Code's Trust / Keep local) gets no showMessage.
+        self.client_prompts_for_trust = False
+        self._trust_key: tuple[object, ...] | None = None
+        self._told_untrusted: set[str] = set()
         self.completions = CompletionService(config.completion, self.notify_served)
         self._background: set[asyncio.Task[Any]] = set()
 
@@ -356,12 +366,59 @@ class NinetyTenServer(LanguageServer):
         if self.engine is not None:
             self.engine.set_policy(event.loaded)
         self._told_unreachable.clear()
+        self.policy_trust_changed(event.loaded)
         where = event.loaded.path or "built-in default"
         self.window_log_message(types.LogMessageParams(
             type=types.MessageType.Info,
             message=f"ninetyten: policy {event.loaded.digest} in force ({where})"))
         if event.loaded.policy.offline:
             self.notify_user(types.MessageType.Info, "offline policy: everything runs on the local model")
+
+    def policy_trust_changed(self, loaded: LoadedPolicy) -> None:
+        """Tell the client when the trust state changes; tell the user once per file content
+        that a repository policy is partly ignored (unless the client asks them itself)."""
+        self.loaded_policy = loaded
+        key = (loaded.source, loaded.path, loaded.sha256, loaded.trust, loaded.digest)
+        if key == self._trust_key:
+            return
+        self._trust_key = key
+        self.protocol.notify(POLICY_TRUST, trust_state(loaded))
+        if loaded.needs_approval and loaded.sha256 not in self._told_untrusted:
+            self._told_untrusted.add(loaded.sha256 or "")
+            if not self.client_prompts_for_trust:
+                where = self.relative_path(loaded.path.resolve().as_uri()) if loaded.path else None
+                self.notify_user(types.MessageType.Warning, untrusted_notice(loaded, where))
+
+    def reload_policy(self) -> None:
+        """Read the policy again now (after an approval), as the watcher would."""
+        event = self.watcher.reload() if self.watcher is not None else initial_policy(
+            self.explicit_policy, self.workspace_root)
+        self.apply_policy_event(event)
+
+    def policy_trust(self) -> dict[str, Any]:
+        if self.loaded_policy is None:
+            return {"error": "the server is not initialized"}
+        return trust_state(self.loaded_policy)
+
+    def trust_policy(self, args: tuple[Any, ...], *, trust: bool) -> dict[str, Any]:
+        """Record the user's approval of the repository policy they were shown (by its digest),
+        or withdraw it; the policy in force follows at once."""
+        loaded = self.loaded_policy
+        if loaded is None or loaded.source != "workspace" or loaded.path is None:
+            return {"error": "there is no repository policy here to trust"}
+        params = _command_params(args, "trust")
+        try:
+            if trust:
+                shown = params.get("sha256")
+                if not isinstance(shown, str) or not shown:
+                    return {"error": "trustPolicy needs the sha256 of the policy that was shown"}
+                approve_policy(loaded.path, expected_sha256=shown)
+            else:
+                TrustStore().revoke(loaded.path)
+        except (PolicyError, OSError) as error:
+            return {"error": str(error)}
+        self.reload_policy()
+        return self.policy_trust()
 
     def publish_policy_error(self, error: PolicyError, uri: str | None = None) -> None:
         if error.path is None and uri is None:
@@ -690,7 +747,11 @@ def create_server(config: ServerConfig | None = None, explicit_model: str | None
                 ls.notify_user(types.MessageType.Error,
                                f"ignoring invalid initializationOptions ({describe_validation_error(error)})")
             ls.completions.reconfigure(ls.config.completion)
+        experimental = _plain(params.capabilities.experimental)
+        ours = experimental.get("ninetyten") if isinstance(experimental, dict) else None
+        ls.client_prompts_for_trust = isinstance(ours, dict) and ours.get("policyTrustPrompt") is True
         event = initial_policy(ls.explicit_policy, ls.workspace_root)
+        ls.loaded_policy = event.loaded
         ledger = Ledger()
         ls.engine = Engine(ls.config, explicit_model=ls.explicit_model, policy=event.loaded, ledger=ledger,
                            on_remote_unreachable=ls.tier_unreachable)
@@ -706,6 +767,8 @@ def create_server(config: ServerConfig | None = None, explicit_model: str | None
         ls.spawn(report_loading(ls))
         if ls.engine is not None and ls.engine.policy.offline:
             ls.notify_user(types.MessageType.Info, "offline policy: everything runs on the local model")
+        if ls.loaded_policy is not None:
+            ls.policy_trust_changed(ls.loaded_policy)
         ls.watcher = PolicyWatcher(ls.explicit_policy, ls.workspace_root, ls.apply_policy_event)
         ls.spawn(ls.watcher.run())
 
@@ -826,6 +889,18 @@ def create_server(config: ServerConfig | None = None, explicit_model: str | None
     @server.command(TOGGLE_OFFLINE_COMMAND)
     def toggle_offline_command(ls: NinetyTenServer, *args: Any) -> dict[str, Any]:
         return ls.toggle_offline(args)
+
+    @server.feature(POLICY_TRUST)
+    def policy_trust(ls: NinetyTenServer, params: Any) -> dict[str, Any]:
+        return ls.policy_trust()
+
+    @server.command(TRUST_POLICY_COMMAND)
+    def trust_policy_command(ls: NinetyTenServer, *args: Any) -> dict[str, Any]:
+        return ls.trust_policy(args, trust=True)
+
+    @server.command(UNTRUST_POLICY_COMMAND)
+    def untrust_policy_command(ls: NinetyTenServer, *args: Any) -> dict[str, Any]:
+        return ls.trust_policy(args, trust=False)
 
     @server.command(COMPLETION_ACCEPTED_COMMAND)
     def completion_accepted_command(ls: NinetyTenServer, *args: Any) -> dict[str, Any]:

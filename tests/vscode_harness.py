@@ -137,11 +137,16 @@ class VSCode:
     """code-server with a private profile in `root`, serving `workspace`."""
 
     def __init__(self, root: Path, workspace: Path, *, env: dict[str, str] | None = None,
-                 settings: dict[str, Any] | None = None) -> None:
+                 settings: dict[str, Any] | None = None, restricted: bool = False) -> None:
+        """`restricted`: workspace trust on, and the workspace opened in Restricted Mode
+        (never trusted, no prompt); otherwise trust is off and every workspace is trusted."""
         self.root = root
         self.workspace = workspace
         self.extra_env = env or {}
-        self.settings = {**USER_SETTINGS, **(settings or {})}
+        self.restricted = restricted
+        trust = ({"security.workspace.trust.enabled": True, "security.workspace.trust.startupPrompt": "never",
+                  "security.workspace.trust.emptyWindow": False} if restricted else {})
+        self.settings = {**USER_SETTINGS, **trust, **(settings or {})}
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
         self.log = root / "code-server.log"
@@ -185,7 +190,8 @@ class VSCode:
         config.write_text(f"bind-addr: 127.0.0.1:{self.port}\nauth: none\ncert: false\n")
         command = [str(node_binary()), str(code_server_entry()), "--config", str(config),
                    "--bind-addr", f"127.0.0.1:{self.port}", "--auth", "none", "--disable-telemetry",
-                   "--disable-update-check", "--disable-workspace-trust", "--disable-getting-started-override",
+                   "--disable-update-check", *([] if self.restricted else ["--disable-workspace-trust"]),
+                   "--disable-getting-started-override",
                    *(["--log", os.environ["NINETYTEN_VSCODE_LOG"]] if os.environ.get("NINETYTEN_VSCODE_LOG") else []),
                    *self.profile_args()]
         with self.log.open("wb") as log:
@@ -345,6 +351,19 @@ class Workbench:
 
     def notifications(self) -> list[str]:
         return [normalize(text) for text in self.page.locator(".notification-list-item-message").all_inner_texts()]
+
+    def notification_buttons(self, containing: str) -> list[str]:
+        """The buttons of the notifications whose message contains `containing`."""
+        items = self.page.locator(".notification-list-item", has_text=containing)
+        return [normalize(text).strip() for text in items.locator(".monaco-button").all_inner_texts()]
+
+    def click_notification_button(self, containing: str, button: str) -> None:
+        item = self.page.locator(".notification-list-item", has_text=containing).first
+        item.locator(".monaco-button", has_text=re.compile(rf"^\s*{re.escape(button)}\s*$")).first.click()
+
+    def restricted_mode(self) -> bool:
+        """Whether the workbench shows the Restricted Mode indicator."""
+        return self.page.locator(".statusbar-item", has_text="Restricted Mode").count() > 0
 
     def save(self) -> None:
         self.page.keyboard.press("Control+s")

@@ -91,6 +91,10 @@ class _Merge:
         self.trusted = trusted
         self.data: dict[str, Any] = base.model_dump()
         self.ignored: list[IgnoredKey] = []
+        # What the rules and default route are without approval: risk changes are judged
+        # against these, so that the list of what approval allows is the same either way.
+        self.strict_rules: list[Rule] = list(base.rules)
+        self.strict_default: TierName = base.default_route
 
     def run(self) -> MergedPolicy:
         given = self.repo.model_fields_set
@@ -129,7 +133,7 @@ class _Merge:
     def _default_route(self) -> None:
         wanted, current = self.repo.default_route, self.base.default_route
         if _RANK[wanted] <= _RANK[current]:
-            self.data["default_route"] = wanted
+            self.data["default_route"] = self.strict_default = wanted
         elif self._looser("default_route", wanted,
                           f"requests no rule matches would go to {wanted} instead of {current}"):
             self.data["default_route"] = wanted
@@ -258,12 +262,15 @@ class _Merge:
 
     def _rules(self) -> None:
         taken: list[dict[str, Any]] = []
+        strict: list[Rule] = []
         for index, rule in enumerate(self.repo.rules):
             further = _further_than_base(rule, self.base)
             if further is None:
                 taken.append(rule.model_dump())
+                strict.append(rule)
             elif self._looser(f"rules[{index}]", rule, f"rule {rule.name!r} {further}"):
                 taken.append(rule.model_dump())
+        self.strict_rules = [*strict, *self.base.rules]
         # The repository's rules come first: a request they do not match is routed as before.
         self.data["rules"] = [*taken, *self.data["rules"]]
 
@@ -271,12 +278,11 @@ class _Merge:
         theirs, mine = self.repo.risk, self.base.risk
         out = self.data["risk"]
         given = theirs.model_fields_set
-        rules = [Rule.model_validate(rule) for rule in self.data["rules"]]
         verdicts: dict[RiskLevel, str | None] = {}
 
         def verdict(more: RiskLevel) -> str | None:
             if more not in verdicts:
-                verdicts[more] = _risk_change_verdict(rules, self.data["default_route"], more)
+                verdicts[more] = _risk_change_verdict(self.strict_rules, self.strict_default, more)
             return verdicts[more]
 
         if "high" in given:
@@ -293,7 +299,7 @@ class _Merge:
 
 
 def _new_tier_reason(name: str, tier: TierConfig) -> str:
-    parts = [f"a {name} tier your policy does not have: would send code to {tier.base_url or 'a local model file'}"]
+    parts = [f"{'an' if name[0] in 'aeiou' else 'a'} {name} tier your policy does not have: would send code to {tier.base_url or 'a local model file'}"]
     if tier.api_key_env:
         parts.append(f"with the value of ${tier.api_key_env} as its key")
     if tier.keeps_data_home:

@@ -38,6 +38,11 @@ class Approval:
     approved_at: str  # ISO 8601, UTC
 
 
+def default_store_path() -> Path:
+    """Where approvals are kept: the user's data dir (`NINETYTEN_HOME`), not created by asking."""
+    return ninetyten_home(create=False) / TRUST_FILE
+
+
 def file_digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -58,7 +63,7 @@ class TrustStore:
 
     @property
     def path(self) -> Path:
-        return self._path if self._path is not None else ninetyten_home() / TRUST_FILE
+        return self._path if self._path is not None else default_store_path()
 
     def approvals(self) -> dict[str, Approval]:
         try:
@@ -206,3 +211,28 @@ def trust_summary(loaded: LoadedPolicy) -> list[str]:
 
 def ignored_json(items: tuple[IgnoredKey, ...]) -> list[dict[str, str]]:
     return [item.to_json() for item in items]
+
+
+def trust_state(loaded: LoadedPolicy) -> dict[str, object]:
+    """What editors are told (`ninetyten/policyTrust`): enough to show what approval allows and
+    to approve exactly the file that was shown (its digest)."""
+    return {
+        "source": loaded.source,
+        "path": str(loaded.path) if loaded.path else None,
+        "trust": loaded.trust,
+        "sha256": loaded.sha256,
+        "base": str(loaded.base) if loaded.base else None,
+        "needsApproval": loaded.needs_approval,
+        "ignored": ignored_json(loaded.ignored),
+        "policyHash": loaded.digest,
+    }
+
+
+def untrusted_notice(loaded: LoadedPolicy, shown_path: str | None = None) -> str:
+    """One sentence for the user: what is ignored and how to allow it."""
+    keys = [item.key for item in loaded.ignored]
+    listed = ", ".join(keys[:4]) + (f" and {len(keys) - 4} more" if len(keys) > 4 else "")
+    under = "your own policy" if loaded.base else "the built-in all-local default"
+    return (f"the repository's policy {shown_path or loaded.path} is not trusted: {len(keys)} setting(s) that could "
+            f"send code, keys or money elsewhere are ignored ({listed}); {under} is in force with the policy's "
+            f"stricter parts. `ninetyten policy trust` shows them and allows them.")

@@ -61,7 +61,7 @@ async def test_code_actions_are_offered_for_a_selection(endless_model_path, tmp_
 async def test_refactor_command_applies_a_verified_edit(env_key, endless_model_path, tmp_path):
     with LoopbackProvider(reply="def renamed():\n    return 1") as frontier:
         workspace = tmp_path / "ws"
-        write_policy(workspace, frontier.url)
+        write_policy(workspace, frontier.url, trusted_in=tmp_path / "home")
         async with lsp_session(model=endless_model_path, home=tmp_path / "home", root=workspace) as client:
             edits = record_edits(client)
             uri = open_document(client, workspace / "a.py", SOURCE)
@@ -80,7 +80,7 @@ async def test_refactor_command_applies_a_verified_edit(env_key, endless_model_p
 async def test_refactor_that_breaks_syntax_is_not_applied(env_key, endless_model_path, tmp_path):
     with LoopbackProvider(reply="def renamed(:\n    return 1") as frontier:
         workspace = tmp_path / "ws"
-        write_policy(workspace, frontier.url)
+        write_policy(workspace, frontier.url, trusted_in=tmp_path / "home")
         async with lsp_session(model=endless_model_path, home=tmp_path / "home", root=workspace) as client:
             edits = record_edits(client)
             uri = open_document(client, workspace / "a.py", SOURCE)

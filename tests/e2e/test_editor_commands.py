@@ -53,7 +53,7 @@ async def test_toggle_offline_keeps_escalations_home_and_back(endless_model_path
     monkeypatch.setenv(KEY_ENV, KEY)
     with LoopbackProvider(reply="def renamed():\n    return 1\n") as frontier:
         workspace = tmp_path / "ws"
-        write_policy(workspace, frontier.url)
+        write_policy(workspace, frontier.url, trusted_in=tmp_path / "home")
         async with lsp_session(model=endless_model_path, home=tmp_path / "home", options=FAST,
                                root=workspace) as client:
             uri = open_document(client, workspace / "app.py", "def old():\n    return 1\n")

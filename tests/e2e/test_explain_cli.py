@@ -79,7 +79,7 @@ def test_revision_range_and_stdin(repo, endless_model_path):
 def test_a_secret_in_the_staged_diff_keeps_it_local(repo, endless_model_path, monkeypatch):
     monkeypatch.setenv(KEY_ENV, KEY)
     with LoopbackProvider(reply="It changes things.") as frontier:
-        write_policy(repo, frontier.url)  # explain goes to the frontier
+        write_policy(repo, frontier.url, trusted_in=repo.parent / "home")  # explain goes to the frontier
         (repo / "calc.py").write_text("def divide(a, b):\n    return a / b\n\nTOKEN = 'ghp_Q7dK2mX9vL4pR8sT1wY6zB3nC5fH0jA2eG7u'\n")
         git(repo, "add", "calc.py")
         secret = explain(repo, "--json", model=endless_model_path)

@@ -35,6 +35,7 @@ import pytest
 
 from lsp_server.hooks import MARKER
 from tests.prerequisites import missing
+from tests.trusted_policy import trust_policy
 
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
 
@@ -584,6 +585,7 @@ name = "hook calls go in-house"
 task = ["explain", "commit_message"]
 route = "in_house"
 """)
+    trust_policy(repo / ".ninetyten" / "policy.toml", Path(env["NINETYTEN_HOME"]))
     stage(repo, env, "util.py", "X = 1\n")
     msg = tmp_path / "msg"
     msg.write_text("# Please enter the commit message.\n")
@@ -632,6 +634,7 @@ route = "frontier"
 
 def test_offline_policy_writes_a_local_message_and_nothing_leaves(repo, env, listener):
     write(repo, ".ninetyten/policy.toml", _frontier_policy(listener.port, offline=True))
+    trust_policy(repo / ".ninetyten" / "policy.toml", Path(env["NINETYTEN_HOME"]))
     stage(repo, env, "util.py", "X = 1\n")
     git(repo, env, "commit", "-q", NINETYTEN_TEST_FRONTIER_KEY="test-key")
     assert_conventional(subject(repo, env))
@@ -642,6 +645,7 @@ def test_offline_policy_writes_a_local_message_and_nothing_leaves(repo, env, lis
 
 def test_unreachable_frontier_falls_back_to_a_local_message_quickly(repo, env):
     write(repo, ".ninetyten/policy.toml", _frontier_policy(unused_port(), offline=False))
+    trust_policy(repo / ".ninetyten" / "policy.toml", Path(env["NINETYTEN_HOME"]))
     stage(repo, env, "util.py", "X = 1\n")
     started = time.monotonic()
     git(repo, env, "commit", "-q", NINETYTEN_TEST_FRONTIER_KEY="test-key", NINETYTEN_HOOK_TIMEOUT="20")

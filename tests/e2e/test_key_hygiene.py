@@ -35,7 +35,7 @@ def test_the_key_appears_only_in_requests_to_its_provider(endless_model_path: Pa
     with LoopbackProvider() as frontier:
         frontier.hang_s = 2.0
         frontier_url = frontier.url
-        policy = write_policy(workspace, frontier_url)
+        policy = write_policy(workspace, frontier_url, trusted_in=home)
         server = RawServer(endless_model_path, home, "-vv", "--log-file", str(logs / "server.log"))
         try:
             server.initialize(options={"assist": {"max_tokens": 8}}, root=workspace)

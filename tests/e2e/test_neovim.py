@@ -249,3 +249,45 @@ def test_missing_server_says_how_to_install(nvim, tmp_path):
     assert message["level"] == 4  # ERROR
     assert "not found" in message["message"] and ".venv/bin/ninetyten" in message["message"]
     assert "cmd =" in message["message"]
+
+
+def test_trust_policy_command(endless_model_path, tmp_path):
+    """:NinetyTenTrustPolicy in a project whose policy redirects every tier: until the user
+    picks Trust nothing reaches the recorder and the canary is nowhere; after, it is used."""
+    from tests.hostile_repo import CANARY, CANARY_ENV, canary_in_home, write_hostile_policy
+    from tests.loopback_provider import LoopbackProvider
+
+    project = tmp_path / "project"
+    (project / ".git").mkdir(parents=True)
+    sample = project / "calc.py"
+    sample.write_text("def add(a, b):\n    return a + b\n", encoding="utf-8")
+    home = tmp_path / "home"
+    with LoopbackProvider(reply="It adds two numbers.") as recorder:
+        write_hostile_policy(project, recorder.url)
+        setup = {"cmd": [str(server_executable()), "serve", "--model", str(endless_model_path)],
+                 "settings": {"assist": {"max_tokens": 8}}, "debounce_ms": 50, "auto_trigger": False}
+        env = {**os.environ, "NINETYTEN_HOME": str(home), "XDG_CONFIG_HOME": str(tmp_path / "config"),
+               CANARY_ENV: CANARY, "NINETYTEN_TEST_SETUP": json.dumps(setup), "NINETYTEN_TEST_FILE": str(sample)}
+        for key in ("NINETYTEN_MODEL", "NINETYTEN_POLICY"):
+            env.pop(key, None)
+        seen = run_nvim(LUA_TESTS / "trust_policy.lua", tmp_path, env, cwd=project, timeout=240)["data"]
+        sent = [(r.headers.get("x-api-key"), json.dumps(r.body)) for r in recorder.requests]
+
+    initial = seen["initial_trust"]
+    assert initial["trust"] == "untrusted" and initial["needsApproval"] is True
+    assert "policy not trusted" in seen["status_untrusted"]
+    assert seen["explain_untrusted"]["tier"] == "local"
+    assert seen["kept_local"] == {"kept_local": True} and seen["trust_after_keep_local"] == "untrusted"
+    # What the user saw before deciding: every setting the policy wants, and the file's digest.
+    details = "\n".join(seen["details"])
+    assert "tiers.frontier" in details and f"${CANARY_ENV}" in details and initial["sha256"] in details
+    assert [p["items"] for p in seen["prompts"]] == [["Trust", "Keep local"]] * 2
+    assert seen["trusted"]["trust"] == "approved"
+    assert seen["explain_trusted"]["tier"] == "frontier"
+    assert seen["explain_untrusted_again"]["tier"] == "local"
+    # Only the explanation asked for after Trust went out, with the canary as its key.
+    assert len(sent) == 1 and sent[0][0] == CANARY and "return a + b" in sent[0][1]
+    untrusted_part = {k: v for k, v in seen.items() if k not in ("trusted", "explain_trusted")}
+    assert CANARY not in json.dumps(untrusted_part)
+    assert sum("not trusted" in message for message in seen["shown"]) == 1  # said once per file content
+    assert canary_in_home(home) == []

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.test_routing_server import KEY, KEY_ENV, _as_dict, request, write_policy
+from tests.trusted_policy import trust_policy
 from tests.loopback_provider import LoopbackProvider, unused_port
 from tests.lsp_session import lsp_session, open_document
 
@@ -32,11 +33,11 @@ FAULTS = [
 ]
 
 
-def policy_for(workspace: Path, url: str) -> Path:
+def policy_for(workspace: Path, url: str, home: Path) -> Path:
     path = write_policy(workspace, url)
     text = path.read_text().replace("timeout_s = 5", f"timeout_s = {TIMEOUT_S}")
     path.write_text(text.replace("max_retries = 0", "max_retries = 1"))
-    return path
+    return trust_policy(path, home)
 
 
 @pytest.mark.parametrize("fault, scheme, kind", FAULTS, ids=[f[0] for f in FAULTS])
@@ -52,7 +53,7 @@ async def test_fault_under_concurrent_requests(fault, scheme, kind, endless_mode
         url = {"http": frontier.url, "https": frontier.https_url,
                "refused": f"http://127.0.0.1:{unused_port()}"}[scheme]
         workspace = tmp_path / "ws"
-        policy_for(workspace, url)
+        policy_for(workspace, url, home)
         async with lsp_session(model=endless_model_path, home=home, root=workspace,
                                options={"assist": {"max_tokens": 8}}, extra_args=["--log-file", str(log_file)]
                                ) as client:

@@ -20,6 +20,7 @@ from lsprotocol import types
 
 from tests.loopback_provider import LoopbackProvider, unused_port
 from tests.lsp_session import lsp_session, open_document
+from tests.trusted_policy import trust_policy
 
 KEY_ENV = "NINETYTEN_TEST_FRONTIER_KEY"
 KEY = "test-key-7f3a9c2e"
@@ -28,7 +29,9 @@ FAST = {"completion": {"max_tokens": 8}}
 
 
 def write_policy(workspace: Path, frontier_url: str, *, extra: str = "", refactor_route: str = "frontier",
-                 offline: bool = False) -> Path:
+                 offline: bool = False, trusted_in: Path | None = None) -> Path:
+    """The team's policy in `workspace`; `trusted_in`: approved in that NINETYTEN_HOME (the
+    approval covers this content only: a test that edits the file approves it again)."""
     path = workspace / ".ninetyten" / "policy.toml"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(f"""version = 1
@@ -63,6 +66,8 @@ task = ["explain", "ask"]
 route = "frontier"
 {extra}
 """)
+    if trusted_in is not None:
+        trust_policy(path, trusted_in)
     return path
 
 
@@ -98,6 +103,7 @@ async def test_refactor_goes_to_the_frontier_and_is_recorded(
     workspace = tmp_path / "ws"
     write_policy(workspace, frontier.url)
     home = tmp_path / "home"
+    trust_policy(workspace / ".ninetyten" / "policy.toml", home)
     async with lsp_session(model=endless_model_path, home=home, options=FAST, root=workspace) as client:
         uri = open_document(client, workspace / "app.py", "def old():\n    return 1\n")
         answer = _as_dict(await request(client, "ninetyten/refactor", uri, instruction="rename to renamed",
@@ -124,6 +130,7 @@ async def test_secret_never_reaches_the_frontier(frontier, server_env, endless_m
     workspace = tmp_path / "ws"
     write_policy(workspace, frontier.url)
     secret = "AKIAZ7QRT2LXW4PN3KVD"
+    trust_policy(workspace / ".ninetyten" / "policy.toml", tmp_path / "home")
     async with lsp_session(model=endless_model_path, home=tmp_path / "home", options=FAST, root=workspace) as client:
         uri = open_document(client, workspace / "cfg.py", f'ACCESS_KEY = "{secret}"\n')
         answer = _as_dict(await request(client, "ninetyten/explain", uri))
@@ -136,6 +143,7 @@ async def test_secret_never_reaches_the_frontier(frontier, server_env, endless_m
 async def test_unreachable_frontier_falls_back_and_tells_the_user_once(server_env, endless_model_path, tmp_path):
     workspace = tmp_path / "ws"
     write_policy(workspace, f"http://127.0.0.1:{unused_port()}")
+    trust_policy(workspace / ".ninetyten" / "policy.toml", tmp_path / "home")
     async with lsp_session(model=endless_model_path, home=tmp_path / "home", options=FAST, root=workspace) as client:
         uri = open_document(client, workspace / "a.py", "def f():\n    return 1\n")
         for _ in range(3):
@@ -152,6 +160,7 @@ async def test_unreachable_frontier_falls_back_and_tells_the_user_once(server_en
 async def test_offline_policy_sends_nothing_and_says_so_once(frontier, server_env, endless_model_path, tmp_path):
     workspace = tmp_path / "ws"
     write_policy(workspace, frontier.url, offline=True)
+    trust_policy(workspace / ".ninetyten" / "policy.toml", tmp_path / "home")
     async with lsp_session(model=endless_model_path, home=tmp_path / "home", options=FAST, root=workspace) as client:
         uri = open_document(client, workspace / "a.py", "x = 1\n")
         for _ in range(2):
@@ -166,6 +175,7 @@ async def test_policy_hot_reload_and_diagnostics(frontier, server_env, endless_m
     workspace = tmp_path / "ws"
     policy_path = write_policy(workspace, frontier.url)
     policy_uri = policy_path.resolve().as_uri()
+    trust_policy(workspace / ".ninetyten" / "policy.toml", tmp_path / "home")
     async with lsp_session(model=endless_model_path, home=tmp_path / "home", options=FAST, root=workspace) as client:
         uri = open_document(client, workspace / "a.py", "def f():\n    return 1\n")
         refactor = {"instruction": "tidy", "range": {"start": {"line": 0, "character": 0},
@@ -272,6 +282,7 @@ async def test_seeded_secrets_never_reach_the_frontier(frontier, server_env, end
     workspace = tmp_path / "ws"
     write_policy(workspace, frontier.url)
     options = {**FAST, "assist": {"max_tokens": 8}}
+    trust_policy(workspace / ".ninetyten" / "policy.toml", tmp_path / "home")
     async with lsp_session(model=endless_model_path, home=tmp_path / "home", options=options, root=workspace) as client:
         await drive_corpus(client, workspace, [(name, text) for name, text, _ in seeded], "local")
         sent_before_clean = len(frontier.requests)
@@ -299,6 +310,7 @@ async def test_escalation_drafts_are_checked_before_they_leave(frontier, server_
     (workspace / ".ninetyten" / "policy.toml").write_text(text)
     # Four tokens of "x": too short for the length check, so every local draft escalates.
     options = {**FAST, "assist": {"max_tokens": 4}}
+    trust_policy(workspace / ".ninetyten" / "policy.toml", tmp_path / "home")
     async with lsp_session(model=endless_model_path, home=tmp_path / "home", options=options, root=workspace) as client:
         for index, (name, body, _) in enumerate(seeded):
             uri = open_document(client, workspace / f"src/seeded_{index}.txt", body)
@@ -323,6 +335,7 @@ async def test_completion_escalates_on_low_confidence(frontier, server_env, endl
     path.write_text(path.read_text() + '\n[[rules]]\nname = "completions"\ntask = ["completion"]\nroute = "local"\n'
                     'escalate_to = "frontier"\n\n[escalation]\ncompletion_min_mean_logprob = -0.0001\n')
     home = tmp_path / "home"
+    trust_policy(workspace / ".ninetyten" / "policy.toml", home)
     async with lsp_session(model=endless_model_path, home=home, options=FAST, root=workspace) as client:
         uri = open_document(client, workspace / "calc.py", "def add(a, b):\n    return \n")
         result = await client.text_document_inline_completion_async(types.InlineCompletionParams(
@@ -349,6 +362,7 @@ async def test_budget_cap_keeps_paid_tiers_off(frontier, server_env, endless_mod
     workspace = tmp_path / "ws"
     path = write_policy(workspace, frontier.url)
     path.write_text(path.read_text() + "\n[budget]\ndaily_usd = 0.0000001\n")
+    trust_policy(workspace / ".ninetyten" / "policy.toml", tmp_path / "home")
     async with lsp_session(model=endless_model_path, home=tmp_path / "home", options=FAST, root=workspace) as client:
         uri = open_document(client, workspace / "a.py", "def f():\n    return 1\n")
         answer = await request(client, "ninetyten/explain", uri)
@@ -361,6 +375,7 @@ async def test_report_matches_the_ledger(frontier, server_env, endless_model_pat
     workspace = tmp_path / "ws"
     write_policy(workspace, frontier.url)
     home = tmp_path / "home"
+    trust_policy(workspace / ".ninetyten" / "policy.toml", home)
     async with lsp_session(model=endless_model_path, home=home, options=FAST, root=workspace) as client:
         uri = open_document(client, workspace / "a.py", "def f():\n    return 1\n")
         for _ in range(2):
@@ -417,6 +432,7 @@ route = "in_house"
 verify = ["non_empty"]
 """)
     options = {**FAST, "assist": {"max_tokens": 8}}
+    trust_policy(workspace / ".ninetyten" / "policy.toml", tmp_path / "home")
     async with lsp_session(model=endless_model_path, home=tmp_path / "home", options=options, root=workspace) as client:
         uri = open_document(client, workspace / "keys.py", 'KEY = "AKIAZ7QRT2LXW4PN3KVD"\nprint(KEY)\n')
         answer = await request(client, "ninetyten/refactor", uri, instruction="inline the constant")
@@ -433,6 +449,7 @@ async def test_completion_escalates_on_one_unsure_token(frontier, server_env, en
     # The mean alone (-5) would keep every completion local; the least sure token decides.
     path.write_text(path.read_text() + rule + '\n[escalation]\ncompletion_min_mean_logprob = -5.0\n'
                     'completion_min_token_logprob = -0.0001\n')
+    trust_policy(workspace / ".ninetyten" / "policy.toml", tmp_path / "home")
     async with lsp_session(model=endless_model_path, home=tmp_path / "home", options=FAST, root=workspace) as client:
         uri = open_document(client, workspace / "calc.py", "def add(a, b):\n    return \n")
         result = await client.text_document_inline_completion_async(types.InlineCompletionParams(

@@ -71,7 +71,7 @@ def repo(tmp_path: Path, frontier: LoopbackProvider) -> Path:
     (path / "README.md").write_text("project\n")
     git(path, "add", ".")
     git(path, "commit", "-qm", "init")
-    write_policy(path, frontier.url, extra=EVERYTHING_OUT)
+    write_policy(path, frontier.url, extra=EVERYTHING_OUT, trusted_in=tmp_path / "home")
     return path
 
 
@@ -94,7 +94,7 @@ def stage(repo: Path, files: list[tuple[str, str]], folder: str) -> None:
 @pytest.mark.timeout(600)
 async def test_completion_escalation_never_carries_a_planted_value(frontier, endless_model_path, tmp_path):
     workspace = tmp_path / "ws"
-    write_policy(workspace, frontier.url, extra=EVERYTHING_OUT)
+    write_policy(workspace, frontier.url, extra=EVERYTHING_OUT, trusted_in=tmp_path / "home")
     async with lsp_session(model=endless_model_path, home=tmp_path / "home", root=workspace,
                            options={"completion": {"max_tokens": 4, "cache_size": 0}}) as client:
         for index, (name, text, values) in enumerate(seeded_files()):

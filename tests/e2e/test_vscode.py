@@ -18,8 +18,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.hostile_repo import CANARY, CANARY_ENV, canary_in_home, write_hostile_policy
 from tests.loopback_provider import LoopbackProvider
 from tests.prerequisites import missing
+from tests.trusted_policy import trust_policy
 from tests.vscode_harness import (
     EXTENSION_DIR,
     VSCode,
@@ -79,12 +81,14 @@ def git(workspace: Path, *args: str) -> None:
                    check=True, capture_output=True)
 
 
-def make_workspace(root: Path, model: Path, frontier_url: str) -> Path:
-    """A git repository with calc.py committed and a new file staged; settings for the extension."""
+def make_workspace(root: Path, model: Path, frontier_url: str, home: Path) -> Path:
+    """A git repository with calc.py committed and a new file staged; settings for the extension.
+    Its policy is the team's, approved by the user (in `home`)."""
     workspace = root / "project"
     (workspace / ".vscode").mkdir(parents=True)
     (workspace / "calc.py").write_text(SOURCE)
     write_policy(workspace, frontier_url)
+    trust_policy(workspace / ".ninetyten" / "policy.toml", home)
     git(workspace, "init", "-q", "-b", "main")
     git(workspace, "add", "calc.py")
     git(workspace, "commit", "-q", "-m", "calc")
@@ -143,7 +147,7 @@ def test_extension_logic_unit_tests():
 
 def test_ghost_text_commands_and_status_bar_in_vscode(vsix, endless_model_path, tmp_path):
     with LoopbackProvider(reply=frontier_reply) as frontier:
-        workspace = make_workspace(tmp_path, endless_model_path, frontier.url)
+        workspace = make_workspace(tmp_path, endless_model_path, frontier.url, tmp_path / "ninetyten-home")
         calc = workspace / "calc.py"
         env = {"NINETYTEN_HOME": str(tmp_path / "ninetyten-home"), KEY_ENV: KEY}
         started = time.monotonic()
@@ -263,3 +267,124 @@ def test_ghost_text_commands_and_status_bar_in_vscode(vsix, endless_model_path, 
                 print(f"screenshot and logs in {tmp_path}", file=sys.stderr)
                 raise
         print(f"VS Code session took {time.monotonic() - started:.1f} s", file=sys.stderr)
+
+
+# -- a cloned repository whose policy wants out ------------------------------------------------
+
+PROMPT = "could send code, keys or money elsewhere"
+
+
+def cloned_workspace(root: Path, recorder_url: str) -> Path:
+    """A repository as cloned: calc.py and a hostile .ninetyten/policy.toml, no editor settings
+    of its own (those are the user's, below: Restricted Mode ignores a workspace's)."""
+    workspace = root / "cloned"
+    workspace.mkdir(parents=True)
+    (workspace / "calc.py").write_text(SOURCE)
+    write_hostile_policy(workspace, recorder_url)
+    git(workspace, "init", "-q", "-b", "main")
+    git(workspace, "add", "-A")
+    git(workspace, "commit", "-q", "-m", "clone")
+    return workspace
+
+
+def user_settings(model: Path) -> dict[str, object]:
+    return {"ninetyten.server.path": str(Path(sys.prefix) / "bin" / "ninetyten"), "ninetyten.model": str(model),
+            "ninetyten.serverSettings": {"completion": {"max_tokens": 8}, "assist": {"max_tokens": 24}},
+            "ninetyten.debounceMs": 30}
+
+
+def explain_selection(bench: Workbench, page, served_by: str) -> str:  # type: ignore[no-untyped-def]
+    bench.quick_open("calc.py")
+    select_function(page)
+    bench.run_command("ninetyten: Explain selection")
+    return wait_until(lambda: f"served by {served_by}" in bench.editor_text("Explanation") and
+                      bench.editor_text("Explanation"), 90, f"an explanation served by {served_by}")
+
+
+def extension_logs(root: Path) -> str:
+    return "\n".join(log.read_text(errors="replace") for log in (root / "user-data" / "logs").rglob("*.log"))
+
+
+def test_a_repository_policy_is_trusted_only_when_the_user_says_so(vsix, endless_model_path, tmp_path):
+    with LoopbackProvider(reply="It adds two numbers.") as recorder:
+        workspace = cloned_workspace(tmp_path, recorder.url)
+        home = tmp_path / "ninetyten-home"
+        env = {"NINETYTEN_HOME": str(home), CANARY_ENV: CANARY, "XDG_CONFIG_HOME": str(tmp_path / "config")}
+        with VSCode(tmp_path / "vscode", workspace, env=env, settings=user_settings(endless_model_path)) as vscode, \
+                browser_page(tmp_path) as page:
+            vscode.start(vsix)
+            bench = Workbench(page)
+            seen: list[str] = []
+            try:
+                bench.open(vscode.url)
+                bench.quick_open("calc.py")
+                prompt = wait_until(lambda: next((n for n in bench.notifications() if PROMPT in n), None), 90,
+                                    "the Trust / Keep local prompt")
+                assert not bench.restricted_mode()
+                assert "tiers.in_house" in prompt and "ignored until you trust this file" in prompt
+                assert bench.notification_buttons(PROMPT) == ["Trust", "Keep local", "Show details"]
+                # The server's own notice is not shown as well: the extension asks instead.
+                assert not any("is not trusted" in n for n in bench.notifications())
+                bench.wait_for_status(r"shield")
+
+                # Undecided, the repository's routes are ignored: the explanation is local.
+                assert "served by local" in explain_selection(bench, page, "local")
+                assert recorder.requests == []
+
+                bench.click_notification_button(PROMPT, "Show details")
+                details = wait_until(lambda: "what trusting it would allow" in bench.editor_text("Repository policy")
+                                     and bench.editor_text("Repository policy"), 30, "the details")
+                assert "tiers.frontier" in details and "rules[1]" in details
+                bench.click_notification_button(PROMPT, "Keep local")  # the prompt came back; keep local
+                wait_until(lambda: not any(PROMPT in n for n in bench.notifications()), 10, "the prompt to go")
+                assert "served by local" in explain_selection(bench, page, "local")
+                assert recorder.requests == []
+                seen += bench.notifications()
+
+                # Asked again from the palette, the user trusts it: the same request goes out.
+                bench.run_command("ninetyten: Trust the repository policy…")
+                wait_until(lambda: bench.notification_buttons(PROMPT), 30, "the prompt from the palette")
+                bench.click_notification_button(PROMPT, "Trust")
+                explained = explain_selection(bench, page, "frontier")
+                assert "It adds two numbers." in explained
+                assert {r.headers.get("x-api-key") for r in recorder.requests} == {CANARY}
+            except BaseException:
+                page.screenshot(path=str(tmp_path / "failure.png"))
+                raise
+        assert CANARY not in "\n".join(seen) + extension_logs(tmp_path / "vscode")
+        assert canary_in_home(home) == []
+
+
+def test_restricted_mode_never_offers_to_trust_a_repository_policy(vsix, endless_model_path, tmp_path):
+    with LoopbackProvider(reply="It adds two numbers.") as recorder:
+        workspace = cloned_workspace(tmp_path, recorder.url)
+        home = tmp_path / "ninetyten-home"
+        env = {"NINETYTEN_HOME": str(home), CANARY_ENV: CANARY, "XDG_CONFIG_HOME": str(tmp_path / "config")}
+        with VSCode(tmp_path / "vscode", workspace, env=env, settings=user_settings(endless_model_path),
+                    restricted=True) as vscode, browser_page(tmp_path) as page:
+            vscode.start(vsix)
+            bench = Workbench(page)
+            try:
+                bench.open(vscode.url)
+                wait_until(bench.restricted_mode, 60, "Restricted Mode")
+                bench.quick_open("calc.py")
+                # The server says once that the policy is partly ignored; nothing offers to trust it.
+                notice = wait_until(lambda: next((n for n in bench.notifications() if "is not trusted" in n), None),
+                                    90, "the server's notice")
+                assert "ninetyten policy trust" in notice
+                assert bench.notification_buttons("is not trusted") == []
+                assert not any(PROMPT in n for n in bench.notifications())
+
+                assert "served by local" in explain_selection(bench, page, "local")
+                bench.run_command("ninetyten: Trust the repository policy…")
+                wait_until(lambda: any("Restricted Mode" in n and "trust the workspace first" in n
+                                       for n in bench.notifications()), 30, "the refusal")
+                assert not any(PROMPT in n for n in bench.notifications())
+                assert "served by local" in explain_selection(bench, page, "local")
+                seen = bench.notifications()
+            except BaseException:
+                page.screenshot(path=str(tmp_path / "failure.png"))
+                raise
+        assert recorder.requests == []
+        assert CANARY not in "\n".join(seen) + extension_logs(tmp_path / "vscode")
+        assert canary_in_home(home) == []

@@ -104,6 +104,13 @@ def test_an_approved_policy_over_the_default_is_the_policy_as_written():
     assert merge_repository_policy(Policy(), EXAMPLE, trusted=True).policy == EXAMPLE
 
 
+@pytest.mark.parametrize("base", [Policy(), EXAMPLE], ids=["default", "example"])
+@pytest.mark.parametrize("repo", [EXAMPLE, policy(HOSTILE)], ids=["example", "hostile"])
+def test_what_approval_allows_is_listed_the_same_before_and_after(base, repo):
+    assert (merge_repository_policy(base, repo, trusted=True).ignored
+            == merge_repository_policy(base, repo).ignored)
+
+
 def test_stricter_settings_apply_without_approval():
     repo = policy("""offline = true
 default_route = "local"
@@ -281,7 +288,9 @@ REQUESTS = [RouteRequest(task=task, path=path, auto_apply=auto_apply, latency=la
 @fuzz(300)
 @given(base=policies(), repo=policies())
 def test_an_unapproved_repository_policy_never_sends_a_request_further(base, repo):
-    merged = merge_repository_policy(base, repo).policy
+    untrusted = merge_repository_policy(base, repo)
+    merged = untrusted.policy
+    assert merge_repository_policy(base, repo, trusted=True).ignored == untrusted.ignored
     for request in REQUESTS:
         mine, theirs = decide(base, request), decide(merged, request)
         mine_reach = max(RANK[mine.tier], RANK[mine.escalate_to or mine.tier])

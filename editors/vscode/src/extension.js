@@ -15,8 +15,12 @@ const SERVER = {
   explainChange: 'ninetyten.explainChange',
   report: 'ninetyten.report',
   toggleOffline: 'ninetyten.toggleOffline',
+  trustPolicy: 'ninetyten.trustPolicy',
+  untrustPolicy: 'ninetyten.untrustPolicy',
 };
 const SERVED_NOTIFICATION = 'ninetyten/served';
+const POLICY_TRUST = 'ninetyten/policyTrust';
+const KEPT_LOCAL = 'ninetyten.keptLocal'; // workspace state: digests the user chose to keep local
 const RESULT_SCHEME = 'ninetyten-result';
 // Settings that change how the server is started or which documents it sees.
 const RESTART_SETTINGS = ['ninetyten.server.path', 'ninetyten.model', 'ninetyten.policy', 'ninetyten.enable',
@@ -28,6 +32,9 @@ let output;
 let status;
 let lastServed;
 let resultCount = 0;
+let extensionContext;
+let policyTrust; // the last ninetyten/policyTrust state
+const askedAbout = new Set(); // digests asked about in this window
 const results = new Map();
 const resultsChanged = new vscode.EventEmitter();
 
@@ -60,6 +67,10 @@ function renderStatus() {
     const view = logic.statusFromServed(lastServed);
     status.text = view.text;
     status.tooltip = view.tooltip;
+    if (policyTrust && policyTrust.needsApproval) {
+      status.text = `$(shield) ${status.text}`;
+      status.tooltip += `\nThe repository policy is not trusted: ${policyTrust.ignored.length} of its settings are ignored.`;
+    }
     status.command = 'ninetyten.client.showReport';
   }
   status.show();
@@ -101,11 +112,29 @@ async function createClient() {
       provideCodeActions: (document, range, context, token, next) =>
         (served(document) ? next(document, range, context, token) : []),
       // The server's code actions run its commands through here: show their results too.
+      // Trusting a policy goes through the prompt (and never happens in Restricted Mode),
+      // whoever asks for it.
       executeCommand: (command, args, next) =>
         (Object.values(SERVER).includes(command) ? runServerCommand(command, args) : next(command, args)),
     },
   };
   const created = new LanguageClient('ninetyten', 'ninetyten', serverOptions, clientOptions);
+  // In a trusted workspace this extension asks about the repository's policy itself (Trust /
+  // Keep local); in Restricted Mode it never offers that, and the server's own notice shows.
+  const promptsForTrust = vscode.workspace.isTrusted;
+  created.registerFeature({
+    fillClientCapabilities(capabilities) {
+      capabilities.experimental = { ...(capabilities.experimental || {}), ninetyten: { policyTrustPrompt: promptsForTrust } };
+    },
+    initialize() {},
+    getState() { return { kind: 'static' }; },
+    dispose() {},
+  });
+  created.onNotification(POLICY_TRUST, (state) => {
+    policyTrust = state;
+    renderStatus();
+    if (promptsForTrust) askAboutPolicy(state, false);
+  });
   created.onNotification(SERVED_NOTIFICATION, (params) => {
     lastServed = { ...(lastServed || {}), ...params };
     renderStatus();
@@ -155,7 +184,78 @@ async function stopClient() {
 async function restartClient() {
   await stopClient();
   lastServed = undefined;
+  policyTrust = undefined;
   await startClient();
+}
+
+// -- the repository policy's trust ----------------------------------------------------------
+
+/**
+ * Shows what the repository policy wants and offers Trust / Keep local. `asked`: the user
+ * asked for it (the palette), so it shows even for a file they chose to keep local before.
+ */
+async function askAboutPolicy(state, asked) {
+  if (!vscode.workspace.isTrusted) {
+    if (asked) {
+      vscode.window.showWarningMessage('ninetyten: this workspace is in Restricted Mode; trust the workspace first, ' +
+        'then its policy can be trusted.');
+    }
+    return undefined;
+  }
+  const prompt = logic.trustPrompt(state);
+  if (!prompt) {
+    if (asked) {
+      const what = state && state.trust === 'approved' ? 'is trusted already' : 'needs no approval';
+      vscode.window.showInformationMessage(`ninetyten: the policy in force ${what}.`);
+    }
+    return undefined;
+  }
+  const keptLocal = extensionContext ? extensionContext.workspaceState.get(KEPT_LOCAL, []) : [];
+  if (!asked && (askedAbout.has(prompt.sha256) || keptLocal.includes(prompt.sha256))) return undefined;
+  askedAbout.add(prompt.sha256);
+  for (;;) {
+    const choice = await vscode.window.showWarningMessage(prompt.message, 'Trust', 'Keep local', 'Show details');
+    if (choice === 'Show details') {
+      await showResult('Repository policy', 'md', logic.trustDetails(state));
+      continue;
+    }
+    if (choice === 'Keep local') {
+      if (extensionContext) await extensionContext.workspaceState.update(KEPT_LOCAL, [...new Set([...keptLocal, prompt.sha256])]);
+      return undefined;
+    }
+    if (choice !== 'Trust') return undefined;
+    const running = client;
+    if (!running) return undefined;
+    // The digest the user was shown: the server refuses if the file changed since.
+    const result = await running.sendRequest('workspace/executeCommand',
+      { command: SERVER.trustPolicy, arguments: [{ sha256: prompt.sha256 }] });
+    if (result && result.error) {
+      vscode.window.showErrorMessage(`ninetyten: ${result.error}`);
+    } else if (result) {
+      policyTrust = result;
+      renderStatus();
+      vscode.window.setStatusBarMessage('$(shield) ninetyten: the repository policy is trusted', 8000);
+    }
+    return result;
+  }
+}
+
+async function trustPolicyCommand() {
+  const running = await startClient();
+  if (!running) return undefined;
+  const state = await running.sendRequest(POLICY_TRUST, {});
+  policyTrust = state;
+  renderStatus();
+  return askAboutPolicy(state, true);
+}
+
+async function untrustPolicyCommand() {
+  const running = await startClient();
+  if (!running) return undefined;
+  const result = await running.sendRequest('workspace/executeCommand', { command: SERVER.untrustPolicy, arguments: [] });
+  if (result && result.error) vscode.window.showErrorMessage(`ninetyten: ${result.error}`);
+  else vscode.window.showInformationMessage('ninetyten: the repository policy is no longer trusted.');
+  return result;
 }
 
 // -- results ---------------------------------------------------------------------------
@@ -304,12 +404,17 @@ async function runServerCommand(command, args) {
       }
       return result;
     }
+    case SERVER.trustPolicy:
+      return trustPolicyCommand();
+    case SERVER.untrustPolicy:
+      return untrustPolicyCommand();
     default:
       return undefined;
   }
 }
 
 function activate(context) {
+  extensionContext = context;
   output = vscode.window.createOutputChannel('ninetyten', { log: true });
   status = vscode.window.createStatusBarItem('ninetyten.status', vscode.StatusBarAlignment.Right, 100);
   status.name = 'ninetyten';
@@ -332,6 +437,8 @@ function activate(context) {
     'ninetyten.client.showReport': () => runServerCommand(SERVER.report, []),
     'ninetyten.client.toggleOffline': () => runServerCommand(SERVER.toggleOffline, []),
     'ninetyten.client.restartServer': () => restartClient(),
+    'ninetyten.client.trustPolicy': () => trustPolicyCommand(),
+    'ninetyten.client.untrustPolicy': () => untrustPolicyCommand(),
   };
   for (const [id, handler] of Object.entries(palette)) {
     context.subscriptions.push(vscode.commands.registerCommand(id, handler));

@@ -192,6 +192,48 @@ function describeRange(fileName, range) {
   return `${base}:${start}${end !== start ? `-${end}` : ''}`;
 }
 
+// -- the repository policy's trust (ninetyten/policyTrust) ---------------------------------
+
+function shorten(text, limit) {
+  const value = String(text);
+  return value.length <= limit ? value : `${value.slice(0, limit - 1)}…`;
+}
+
+/**
+ * What to ask about a repository policy that wants more than the user's own policy allows,
+ * or null when there is nothing to ask: {message, sha256} for the Trust / Keep local prompt.
+ * The message says what trusting would allow; `trustDetails` has every key and reason.
+ */
+function trustPrompt(state) {
+  if (!state || state.needsApproval !== true || !Array.isArray(state.ignored) || !state.ignored.length) return null;
+  if (typeof state.sha256 !== 'string' || !state.sha256) return null;
+  const items = state.ignored.filter((item) => item && typeof item.key === 'string');
+  const shown = items.slice(0, 3).map((item) => `${item.key} = ${shorten(item.value, 80)}`);
+  const more = items.length > shown.length ? `, and ${items.length - shown.length} more` : '';
+  const file = state.path ? path.basename(path.dirname(state.path)) + '/' + path.basename(state.path) : 'policy.toml';
+  return {
+    sha256: state.sha256,
+    message: `ninetyten: this repository's ${file} wants ${items.length} setting(s) that could send code, ` +
+      `keys or money elsewhere: ${shown.join('; ')}${more}. They are ignored until you trust this file; ` +
+      'until then your own policy (or everything local) applies.',
+  };
+}
+
+/** Every setting a repository policy wants, with why it needs trust, as markdown. */
+function trustDetails(state) {
+  const out = ['# Repository policy: what trusting it would allow', ''];
+  if (!state) return out.join('\n');
+  if (state.path) out.push(`File: \`${state.path}\``, '');
+  if (state.sha256) out.push(`SHA-256: \`${state.sha256}\` (any change to the file needs a new approval)`, '');
+  const under = state.base ? `your policy \`${state.base}\`` : 'the built-in default (everything local)';
+  out.push(`It is laid over ${under}. Its stricter settings apply already; these wait for your approval:`, '');
+  for (const item of Array.isArray(state.ignored) ? state.ignored : []) {
+    out.push(`- \`${item.key}\` = \`${shorten(item.value, 300)}\`  `, `  ${item.reason}`);
+  }
+  out.push('', 'Trust it with **ninetyten: Trust the repository policy…**, or in a terminal: `ninetyten policy trust`.', '');
+  return out.join('\n');
+}
+
 /** Waits `ms` unless the token is cancelled first; resolves to whether to go on. */
 function debounce(ms, token) {
   if (!ms || ms <= 0) return Promise.resolve(!(token && token.isCancellationRequested));
@@ -225,4 +267,6 @@ module.exports = {
   servedBy,
   serverArgs,
   statusFromServed,
+  trustDetails,
+  trustPrompt,
 };

@@ -137,3 +137,40 @@ test('debounce: waits, and gives up when the request is cancelled', async () => 
   assert.equal(await pending, false);
   assert.equal(await logic.debounce(0, { isCancellationRequested: true }), false);
 });
+
+
+const UNTRUSTED = {
+  source: 'workspace',
+  path: '/work/repo/.ninetyten/policy.toml',
+  trust: 'untrusted',
+  sha256: 'ab'.repeat(32),
+  base: null,
+  needsApproval: true,
+  ignored: [
+    { key: 'tiers.frontier', value: '{"base_url": "http://203.0.113.7"}', reason: 'would send code to http://203.0.113.7' },
+    { key: 'rules[0]', value: '{"route": "frontier"}', reason: 'routes completion to frontier' },
+    { key: 'sensitivity.pii', value: 'false', reason: 'turns off detection' },
+    { key: 'escalation.max_attempts', value: '5', reason: 'more attempts' },
+  ],
+};
+
+test('trust prompt: says what trusting would allow, and only when something waits for it', () => {
+  const prompt = logic.trustPrompt(UNTRUSTED);
+  assert.equal(prompt.sha256, UNTRUSTED.sha256);
+  assert.match(prompt.message, /\.ninetyten\/policy\.toml wants 4 setting/);
+  assert.match(prompt.message, /tiers\.frontier = \{"base_url": "http:\/\/203\.0\.113\.7"\}/);
+  assert.match(prompt.message, /and 1 more/);
+  assert.equal(logic.trustPrompt({ ...UNTRUSTED, needsApproval: false }), null);
+  assert.equal(logic.trustPrompt({ ...UNTRUSTED, trust: 'approved', needsApproval: false }), null);
+  assert.equal(logic.trustPrompt({ ...UNTRUSTED, sha256: null }), null);
+  assert.equal(logic.trustPrompt(undefined), null);
+});
+
+test('trust details: every key, its value and its reason', () => {
+  const text = logic.trustDetails(UNTRUSTED);
+  for (const item of UNTRUSTED.ignored) {
+    assert.ok(text.includes(item.key) && text.includes(item.reason), item.key);
+  }
+  assert.match(text, /built-in default/);
+  assert.ok(text.includes(UNTRUSTED.sha256));
+});

@@ -231,6 +231,69 @@ function M.report(opts)
   end)
 end
 
+-- The lines shown before the user decides: every setting the repository policy wants, why it
+-- needs trust, and the file's digest (an approval covers exactly that content).
+function M.trust_lines(state)
+  local lines = { "# Repository policy: what trusting it would allow", "" }
+  if type(state.path) == "string" then
+    lines[#lines + 1] = "File: " .. state.path
+  end
+  if type(state.sha256) == "string" then
+    lines[#lines + 1] = "SHA-256: " .. state.sha256 .. " (any change to the file needs a new approval)"
+  end
+  local under = type(state.base) == "string" and ("your policy " .. state.base) or "the built-in default (everything local)"
+  vim.list_extend(lines, { "", "Laid over " .. under .. ". Its stricter settings apply already; these wait for approval:", "" })
+  for _, item in ipairs(type(state.ignored) == "table" and state.ignored or {}) do
+    lines[#lines + 1] = "- " .. tostring(item.key) .. " = " .. tostring(item.value)
+    lines[#lines + 1] = "    " .. tostring(item.reason)
+  end
+  return lines
+end
+
+-- :NinetyTenTrustPolicy — shows what the repository's .ninetyten/policy.toml wants that the
+-- user's own policy does not allow, and asks: Trust (approve this file as it is) or Keep local.
+function M.trust_policy()
+  local buf = vim.api.nvim_get_current_buf()
+  local client = with_client(buf)
+  if not client then
+    return
+  end
+  lsp.request(client, "ninetyten/policyTrust", {}, function(err, state)
+    M.last_result = { command = "ninetyten/policyTrust", err = err, result = state }
+    if err or type(state) ~= "table" then
+      notify("could not ask the server about the policy: " .. vim.inspect(err), vim.log.levels.ERROR)
+      return
+    end
+    if state.needsApproval ~= true then
+      notify(state.trust == "approved" and "the repository policy is trusted already"
+        or "the policy in force needs no approval")
+      return
+    end
+    M.show_scratch("repository policy", M.trust_lines(state))
+    vim.ui.select({ "Trust", "Keep local" }, {
+      prompt = "Trust this repository policy (" .. #state.ignored .. " settings that could send code, keys or money elsewhere)?",
+    }, function(choice)
+      if choice ~= "Trust" then
+        notify("kept local: the repository policy's looser settings stay ignored")
+        M.last_result = { command = "ninetyten.trustPolicy", result = { kept_local = true } }
+        return
+      end
+      -- The digest that was shown: the server refuses if the file changed since.
+      M.execute(buf, "ninetyten.trustPolicy", { sha256 = state.sha256 }, function(result)
+        notify("the repository policy is trusted (" .. tostring(result.trust) .. ")")
+      end)
+    end)
+  end, buf)
+end
+
+-- :NinetyTenUntrustPolicy — withdraws the approval of the repository policy.
+function M.untrust_policy()
+  local buf = vim.api.nvim_get_current_buf()
+  M.execute(buf, "ninetyten.untrustPolicy", nil, function()
+    notify("the repository policy is no longer trusted")
+  end)
+end
+
 -- :NinetyTenOffline — toggles offline mode; the server announces the new state itself.
 function M.offline()
   local buf = vim.api.nvim_get_current_buf()

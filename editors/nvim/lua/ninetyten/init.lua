@@ -168,8 +168,10 @@ end
 -- A short status for the statusline: what served the last completion.
 function M.status()
   local served = lsp.served
+  local trust = lsp.policy_trust
+  local untrusted = type(trust) == "table" and trust.needsApproval == true
   if type(served) ~= "table" then
-    return ""
+    return untrusted and "ninetyten · policy not trusted" or ""
   end
   local parts = { "ninetyten" }
   if type(served.tier) == "string" then
@@ -180,6 +182,9 @@ function M.status()
   end
   if served.offline == true then
     parts[#parts + 1] = "offline"
+  end
+  if untrusted then
+    parts[#parts + 1] = "policy not trusted"
   end
   return table.concat(parts, " · ")
 end
@@ -198,6 +203,12 @@ local function user_commands()
   })
   create("NinetyTenReport", commands.report, { nargs = "?", desc = "ninetyten: cost report (since: today, 7d, a date)" })
   create("NinetyTenOffline", commands.offline, { nargs = 0, desc = "ninetyten: toggle offline mode" })
+  create("NinetyTenTrustPolicy", commands.trust_policy, {
+    nargs = 0, desc = "ninetyten: show what the repository policy wants, and trust it or keep local",
+  })
+  create("NinetyTenUntrustPolicy", commands.untrust_policy, {
+    nargs = 0, desc = "ninetyten: stop trusting the repository policy",
+  })
 end
 
 local function matches(filetype)

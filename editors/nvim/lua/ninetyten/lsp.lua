@@ -94,6 +94,7 @@ end
 
 M.progress = {} -- token -> { title, message, percentage, done }, for status() and tests
 M.served = nil -- the last ninetyten/served summary
+M.policy_trust = nil -- the last ninetyten/policyTrust state (the repository policy's trust)
 
 local function progress_handler(echo)
   return function(err, result, ctx, config)
@@ -133,6 +134,10 @@ local function served_handler(_, result)
   M.served = result
 end
 
+local function policy_trust_handler(_, result)
+  M.policy_trust = result
+end
+
 local function capabilities()
   local caps = vim.lsp.protocol.make_client_capabilities()
   caps.textDocument = caps.textDocument or {}
@@ -157,6 +162,7 @@ function M.attach(buf, root, cmd, opts)
     handlers = {
       ["$/progress"] = progress_handler(opts.progress ~= false),
       ["ninetyten/served"] = served_handler,
+      ["ninetyten/policyTrust"] = policy_trust_handler,
     },
   }
   if opts.settings and next(opts.settings) ~= nil then
