@@ -137,9 +137,13 @@ class VSCode:
     """code-server with a private profile in `root`, serving `workspace`."""
 
     def __init__(self, root: Path, workspace: Path, *, env: dict[str, str] | None = None,
-                 settings: dict[str, Any] | None = None, restricted: bool = False) -> None:
+                 settings: dict[str, Any] | None = None, machine_settings: dict[str, Any] | None = None,
+                 restricted: bool = False) -> None:
         """`restricted`: workspace trust on, and the workspace opened in Restricted Mode
-        (never trusted, no prompt); otherwise trust is off and every workspace is trusted."""
+        (never trusted, no prompt); otherwise trust is off and every workspace is trusted.
+        `machine_settings`: settings of the machine the server runs on; code-server is a
+        remote window, where machine-scoped settings (the server path, the model) are read
+        from there and not from the user's settings."""
         self.root = root
         self.workspace = workspace
         self.extra_env = env or {}
@@ -147,6 +151,7 @@ class VSCode:
         trust = ({"security.workspace.trust.enabled": True, "security.workspace.trust.startupPrompt": "never",
                   "security.workspace.trust.emptyWindow": False} if restricted else {})
         self.settings = {**USER_SETTINGS, **trust, **(settings or {})}
+        self.machine_settings = machine_settings or {}
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
         self.log = root / "code-server.log"
@@ -180,9 +185,10 @@ class VSCode:
         return ["--user-data-dir", str(self.root / "user-data"), "--extensions-dir", str(self.root / "extensions")]
 
     def start(self, vsix: Path) -> None:
-        for sub in ("home/.config", "home/.cache", "tmp", "user-data/User", "extensions"):
+        for sub in ("home/.config", "home/.cache", "tmp", "user-data/User", "user-data/Machine", "extensions"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
         (self.root / "user-data" / "User" / "settings.json").write_text(json.dumps(self.settings, indent=2))
+        (self.root / "user-data" / "Machine" / "settings.json").write_text(json.dumps(self.machine_settings, indent=2))
         installed = self._node("--install-extension", str(vsix), "--force")
         if installed.returncode != 0 or "ninetyten" not in installed.stdout + installed.stderr:
             raise RuntimeError(f"installing {vsix} failed:\n{installed.stdout}\n{installed.stderr}")

@@ -271,7 +271,7 @@ def test_ghost_text_commands_and_status_bar_in_vscode(vsix, endless_model_path, 
 
 # -- a cloned repository whose policy wants out ------------------------------------------------
 
-PROMPT = "could send code, keys or money elsewhere"
+PROMPT = "ignored until you trust this file"  # the extension's prompt, not the server's notice
 
 
 def cloned_workspace(root: Path, recorder_url: str) -> Path:
@@ -288,6 +288,7 @@ def cloned_workspace(root: Path, recorder_url: str) -> Path:
 
 
 def user_settings(model: Path) -> dict[str, object]:
+    """The user's own settings for the extension (the machine's, in code-server's remote window)."""
     return {"ninetyten.server.path": str(Path(sys.prefix) / "bin" / "ninetyten"), "ninetyten.model": str(model),
             "ninetyten.serverSettings": {"completion": {"max_tokens": 8}, "assist": {"max_tokens": 24}},
             "ninetyten.debounceMs": 30}
@@ -310,7 +311,7 @@ def test_a_repository_policy_is_trusted_only_when_the_user_says_so(vsix, endless
         workspace = cloned_workspace(tmp_path, recorder.url)
         home = tmp_path / "ninetyten-home"
         env = {"NINETYTEN_HOME": str(home), CANARY_ENV: CANARY, "XDG_CONFIG_HOME": str(tmp_path / "config")}
-        with VSCode(tmp_path / "vscode", workspace, env=env, settings=user_settings(endless_model_path)) as vscode, \
+        with VSCode(tmp_path / "vscode", workspace, env=env, machine_settings=user_settings(endless_model_path)) as vscode, \
                 browser_page(tmp_path) as page:
             vscode.start(vsix)
             bench = Workbench(page)
@@ -360,7 +361,7 @@ def test_restricted_mode_never_offers_to_trust_a_repository_policy(vsix, endless
         workspace = cloned_workspace(tmp_path, recorder.url)
         home = tmp_path / "ninetyten-home"
         env = {"NINETYTEN_HOME": str(home), CANARY_ENV: CANARY, "XDG_CONFIG_HOME": str(tmp_path / "config")}
-        with VSCode(tmp_path / "vscode", workspace, env=env, settings=user_settings(endless_model_path),
+        with VSCode(tmp_path / "vscode", workspace, env=env, machine_settings=user_settings(endless_model_path),
                     restricted=True) as vscode, browser_page(tmp_path) as page:
             vscode.start(vsix)
             bench = Workbench(page)

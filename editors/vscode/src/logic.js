@@ -199,6 +199,29 @@ function shorten(text, limit) {
   return value.length <= limit ? value : `${value.slice(0, limit - 1)}…`;
 }
 
+function parsed(value) {
+  try {
+    return JSON.parse(value);
+  } catch {
+    return value;
+  }
+}
+
+function sendsElsewhere(item) {
+  const value = parsed(item.value);
+  return /\.(base_url|api_key_env)$/.test(item.key) ||
+    Boolean(value && typeof value === 'object' && (value.base_url || value.api_key_env));
+}
+
+/** "tiers.frontier → https://host (key $VAR)" for a tier; "key = value" for anything else. */
+function summarizeSetting(item) {
+  const value = parsed(item.value);
+  if (value && typeof value === 'object' && !Array.isArray(value) && (value.base_url || value.api_key_env)) {
+    return `${item.key} → ${value.base_url || 'the same host'}${value.api_key_env ? ` (key $${value.api_key_env})` : ''}`;
+  }
+  return `${item.key} = ${shorten(item.value, 60)}`;
+}
+
 /**
  * What to ask about a repository policy that wants more than the user's own policy allows,
  * or null when there is nothing to ask: {message, sha256} for the Trust / Keep local prompt.
@@ -208,7 +231,9 @@ function trustPrompt(state) {
   if (!state || state.needsApproval !== true || !Array.isArray(state.ignored) || !state.ignored.length) return null;
   if (typeof state.sha256 !== 'string' || !state.sha256) return null;
   const items = state.ignored.filter((item) => item && typeof item.key === 'string');
-  const shown = items.slice(0, 3).map((item) => `${item.key} = ${shorten(item.value, 80)}`);
+  // Where code and keys would go first: that is what the user must see.
+  const ranked = [...items.filter(sendsElsewhere), ...items.filter((item) => !sendsElsewhere(item))];
+  const shown = ranked.slice(0, 3).map(summarizeSetting);
   const more = items.length > shown.length ? `, and ${items.length - shown.length} more` : '';
   const file = state.path ? path.basename(path.dirname(state.path)) + '/' + path.basename(state.path) : 'policy.toml';
   return {

@@ -153,12 +153,14 @@ const UNTRUSTED = {
     { key: 'escalation.max_attempts', value: '5', reason: 'more attempts' },
   ],
 };
+// The server lists settings in file order; where code and keys would go is shown first.
+UNTRUSTED.ignored.unshift(UNTRUSTED.ignored.splice(2, 1)[0]);
 
 test('trust prompt: says what trusting would allow, and only when something waits for it', () => {
   const prompt = logic.trustPrompt(UNTRUSTED);
   assert.equal(prompt.sha256, UNTRUSTED.sha256);
   assert.match(prompt.message, /\.ninetyten\/policy\.toml wants 4 setting/);
-  assert.match(prompt.message, /tiers\.frontier = \{"base_url": "http:\/\/203\.0\.113\.7"\}/);
+  assert.match(prompt.message, /wants 4 setting\(s\) that could send code, keys or money elsewhere: tiers\.frontier → http:\/\/203\.0\.113\.7;/);
   assert.match(prompt.message, /and 1 more/);
   assert.equal(logic.trustPrompt({ ...UNTRUSTED, needsApproval: false }), null);
   assert.equal(logic.trustPrompt({ ...UNTRUSTED, trust: 'approved', needsApproval: false }), null);
