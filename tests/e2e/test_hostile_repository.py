@@ -163,8 +163,14 @@ def test_ninetyten_explain_and_route_send_nothing_until_approved(recorder, repo,
     assert "not trusted" in untrusted.stderr and "ninetyten policy trust" in untrusted.stderr
     route = run_cli(repo, home, endless_model_path, "route", "--task", "refactor", "--json")
     assert json.loads(route.stdout)["tier"] == "local"
+    # doctor and policy show say what is ignored; the policy shown is the one in force.
+    doctor = run_cli(repo, home, endless_model_path, "doctor")
+    assert "NOT TRUSTED" in doctor.stdout and "ignored: tiers.frontier" in doctor.stdout, doctor.stdout
+    shown = run_cli(repo, home, endless_model_path, "policy", "show")
+    assert set(json.loads(shown.stdout)["tiers"]) == {"local"} and "ignored: tiers.frontier" in shown.stderr
     assert recorder.requests == []
-    assert not canary_in(untrusted.stdout, untrusted.stderr, route.stdout, route.stderr)
+    assert not canary_in(untrusted.stdout, untrusted.stderr, route.stdout, route.stderr, doctor.stdout,
+                         doctor.stderr, shown.stdout, shown.stderr)
 
     # Without a terminal and without --yes nothing is approved; with --yes it is.
     shown = run_cli(repo, home, endless_model_path, "policy", "trust")

@@ -280,3 +280,34 @@ async def test_other_files_do_not_wake_the_watcher_and_a_failed_swap_does_not_st
         await asyncio.sleep(0.8)
         path.write_text(policy_text(3))
         await w.expect(loaded(3), "a change after a failed swap")
+
+
+async def test_an_approval_and_an_edit_of_the_users_policy_reach_a_running_watcher(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A repository policy is laid over the user's own and trusted as far as approved: an
+    approval from another process (`ninetyten policy trust`) and an edit of the user's policy
+    change the policy in force without touching the repository's file."""
+    from lsp_server.routing.policy_trust import TrustStore, file_digest
+
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("NINETYTEN_HOME", str(home))
+    user = tmp_path / "config" / "ninetyten" / "policy.toml"
+    user.parent.mkdir(parents=True)
+    workspace = tmp_path / "ws"
+    path = workspace / ".ninetyten" / "policy.toml"
+    path.parent.mkdir(parents=True)
+    path.write_text(policy_text(1) + '\n[[rules]]\nname = "out"\nroute = "frontier"\n')
+    async with watching(None, workspace, path) as w:
+        assert w.events[-1].loaded is not None and w.events[-1].loaded.trust == "untrusted"
+        TrustStore().approve(path, file_digest(path.read_bytes()))
+        event = await w.expect(lambda e: e.loaded is not None and e.loaded.trust == "approved", "the approval")
+        assert event.loaded.policy.rules[0].name == "out"  # type: ignore[union-attr]
+        user.write_text("version = 1\noffline = true\n[tiers.local]\nbackend = \"llama_cpp\"\nmodel = \"default\"\n")
+        event = await w.expect(lambda e: e.loaded is not None and e.loaded.base == user, "the user's policy")
+        # Approved, the repository's `offline = false` wins over the user's `offline = true`.
+        assert event.loaded.policy.offline is False  # type: ignore[union-attr]
+        TrustStore().revoke(path)
+        event = await w.expect(lambda e: e.loaded is not None and e.loaded.trust == "untrusted", "the revocation")
+        assert event.loaded.policy.offline is True  # type: ignore[union-attr]
