@@ -95,8 +95,10 @@ def stage(repo: Path, files: list[tuple[str, str]], folder: str) -> None:
 async def test_completion_escalation_never_carries_a_planted_value(frontier, endless_model_path, tmp_path):
     workspace = tmp_path / "ws"
     write_policy(workspace, frontier.url, extra=EVERYTHING_OUT, trusted_in=tmp_path / "home")
+    # A generous time box: on a busy machine a fragment cut by it is not shown, and nothing escalates.
+    options = {"completion": {"max_tokens": 4, "cache_size": 0, "time_limit_ms": 30000}}
     async with lsp_session(model=endless_model_path, home=tmp_path / "home", root=workspace,
-                           options={"completion": {"max_tokens": 4, "cache_size": 0}}) as client:
+                           options=options) as client:
         for index, (name, text, values) in enumerate(seeded_files()):
             lines = text.split("\n")
             # Complete right after each planted value, where the window surely holds it.
@@ -133,9 +135,14 @@ def test_explain_chunks_and_commit_messages_keep_planted_values_home(frontier, r
     # The same commands on clean files do go out: the frontier is reachable and used.
     git(repo, "commit", "-qm", "seeded")
     stage(repo, clean_files(), "clean")
+    before = len(frontier.requests)
     assert run_cli(repo, endless_model_path, "explain", "--staged").returncode == 0
+    message.write_text("")  # `git commit -m` left its message there, which the hook would keep
     assert run_cli(repo, endless_model_path, "hook", "run", "prepare-commit-msg", str(message)).returncode == 0
-    assert len(frontier.requests) >= 2 and leaks(frontier) == []
+    sent = [r.raw.decode("utf-8", "replace") for r in frontier.requests[before:]]
+    assert any("Explain this change" in body for body in sent)
+    assert any("Write the git commit message" in body for body in sent)
+    assert leaks(frontier) == []
 
 
 async def run_every_workspace_command(client, repo: Path, name: str, text: str) -> dict[str, dict]:
