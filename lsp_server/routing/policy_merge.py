@@ -176,7 +176,7 @@ class _Merge:
         out = self.data["sensitivity"]
         given = theirs.model_fields_set
         if "paths" in given:
-            for glob in theirs.paths:
+            for glob in dict.fromkeys(theirs.paths):  # a repeated entry is one setting
                 if glob in out["paths"]:
                     continue
                 if glob.strip().startswith("!"):
@@ -200,7 +200,7 @@ class _Merge:
             elif self._looser(f"sensitivity.{flag}", False, f"turns off detection of {what}"):
                 out[flag] = False
         if "allowlist" in given:
-            for pattern in theirs.allowlist:
+            for pattern in dict.fromkeys(theirs.allowlist):
                 if pattern in out["allowlist"]:
                     continue
                 if self._looser("sensitivity.allowlist", pattern,
@@ -286,7 +286,7 @@ class _Merge:
             return verdicts[more]
 
         if "high" in given:
-            for glob in theirs.high:
+            for glob in dict.fromkeys(theirs.high):
                 if glob in out["high"]:
                     continue
                 why = verdict("low" if glob.strip().startswith("!") else "high")
