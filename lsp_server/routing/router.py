@@ -13,7 +13,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from .policy import TIER_ORDER, LatencyClass, Policy, RiskLevel, Rule, TaskType, TierName, context_window
-from .sensitivity import SensitivityReport, SensitivityScanner, redact
+from .sensitivity import Finding, SensitivityReport, SensitivityScanner, redact
 from .signals import estimate_tokens, first_matching_glob, latency_for, risk_for
 
 
@@ -100,10 +100,11 @@ def decide(
     scanner = scanner or scanner_for(policy)
     paths = request.all_paths
     if len(paths) > 1:
-        each = [_decide_one(policy, replace(request, path=path, paths=()), scanner, spend_today_usd, unavailable)
-                for path in paths]
+        reports = scanner.scan_paths(request.text, paths)
+        each = [_decide_one(policy, replace(request, path=path, paths=()), reports[path], spend_today_usd,
+                            unavailable) for path in paths]
         return _strictest(policy, each, paths)
-    return _decide_one(policy, request, scanner, spend_today_usd, unavailable)
+    return _decide_one(policy, request, scanner.scan(request.text, request.path), spend_today_usd, unavailable)
 
 
 def _strictest(policy: Policy, decisions: list[Decision], paths: Sequence[str]) -> Decision:
@@ -131,10 +132,9 @@ def _strictest(policy: Policy, decisions: list[Decision], paths: Sequence[str]) 
     })
 
 
-def _decide_one(policy: Policy, request: RouteRequest, scanner: SensitivityScanner, spend_today_usd: float,
+def _decide_one(policy: Policy, request: RouteRequest, report: SensitivityReport, spend_today_usd: float,
                 unavailable: Collection[TierName]) -> Decision:
     reasons: list[str] = []
-    report = scanner.scan(request.text, request.path)
     risk, risk_reason = risk_for(policy, request.path, request.auto_apply)
     if risk_reason:
         reasons.append(risk_reason)
@@ -237,17 +237,20 @@ def _has_path_finding(report: SensitivityReport) -> bool:
     return any(finding.kind == "path" for finding in report.findings)
 
 
-def scan_paths(scanner: SensitivityScanner, text: str, paths: Sequence[str | None]) -> SensitivityReport:
+def scan_for_paths(scanner: SensitivityScanner, text: str, paths: Sequence[str | None]) -> SensitivityReport:
     """The text scanned as each of its files (a file's name changes what counts as a secret)."""
-    findings = []
-    for path in dict.fromkeys(paths) or (None,):
-        findings.extend(f for f in scanner.scan(text, path).findings if f not in findings)
+    named = [path for path in dict.fromkeys(paths) if path]
+    if not named:
+        return scanner.scan(text, None)
+    findings: list[Finding] = []
+    for report in scanner.scan_paths(text, named).values():
+        findings.extend(f for f in report.findings if f not in findings)
     return SensitivityReport(tuple(findings))
 
 
 def redact_for(scanner: SensitivityScanner, text: str, paths: Sequence[str | None]) -> str:
     """`text` with every finding replaced, as any of its files would be scanned."""
-    return redact(text, scan_paths(scanner, text, paths))
+    return redact(text, scan_for_paths(scanner, text, paths))
 
 
 def check_egress(
@@ -256,7 +259,7 @@ def check_egress(
 ) -> EgressCheck:
     """The sensitivity gate again, on exactly what would be sent (escalations carry drafts)."""
     scanner = scanner or scanner_for(policy)
-    report = scan_paths(scanner, text, [p for p in (path, *paths) if p] or [None])
+    report = scan_for_paths(scanner, text, [p for p in (path, *paths) if p] or [None])
     if policy.offline and target != "local":
         return EgressCheck(False, False, ("offline: nothing leaves the machine",), report)
     if policy.keeps_data_home(target):

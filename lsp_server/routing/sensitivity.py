@@ -641,6 +641,21 @@ class SensitivityScanner:
         findings.extend(_resolve(hits))
         return SensitivityReport(tuple(findings))
 
+    def scan_paths(self, text: str, paths: Sequence[str]) -> dict[str, SensitivityReport]:
+        """`scan(text, path)` for each path (the files a diff chunk holds), reading the text
+        once per kind of file: a path changes only its own path finding and whether the text
+        is read as a config file."""
+        text_findings: dict[bool, tuple[Finding, ...]] = {}
+        reports: dict[str, SensitivityReport] = {}
+        for path in paths:
+            config_like = _is_config_path(path)
+            if config_like not in text_findings:
+                text_findings[config_like] = tuple(f for f in self.scan(text, path).findings if f.kind != "path")
+            glob = self.path_is_sensitive(path) if path else None
+            own = (Finding("path", f"path:{glob}", "path", 0, 0),) if glob else ()
+            reports[path] = SensitivityReport(own + text_findings[config_like])
+        return reports
+
     def _detect(
         self, text: str, config_like: bool, pathless: bool, pii_text: str | None = None
     ) -> tuple[list[_Hit], list[tuple[int, int]]]:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from lsp_server.routing.policy import load_policy_file, parse_policy
-from lsp_server.routing.router import RouteRequest, check_egress, decide
+from lsp_server.routing.router import RouteRequest, check_egress, decide, scanner_for
 from lsp_server.routing.signals import glob_match
 
 EXAMPLE = load_policy_file(Path(__file__).resolve().parents[2] / "examples" / "policy.toml")
@@ -191,3 +191,15 @@ def test_what_was_written_from_kept_home_content_stays_home():
     check = check_egress(REDACTING, CLEAN, None, "frontier", derived_from_kept_home=True)
     assert not check.allowed and not check.redact
     assert check_egress(EXAMPLE, CLEAN, None, "in_house", derived_from_kept_home=True).allowed
+
+
+def test_scanning_for_several_paths_is_scanning_for_each():
+    """A chunk's text is read once per kind of file; the reports are those of `scan` per path."""
+    from tests.e2e.test_routing_server import clean_files, seeded_files
+
+    scanner = scanner_for(EXAMPLE)
+    paths = ["src/app.py", "deploy/.env", "config/settings.yaml", "secrets/x.txt", "certs/server.pem", "README.md"]
+    for text in [text for _, text, _ in seeded_files()[:8]] + [text for _, text in clean_files()]:
+        reports = scanner.scan_paths(text, paths)
+        assert {path: report.findings for path, report in reports.items()} == {
+            path: scanner.scan(text, path).findings for path in paths}
