@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from local_models.paths import ninetyten_home
 
 from .policy import LoadedPolicy, Policy, PolicyError, load_policy_file, parse_policy, user_policy_path
@@ -171,7 +173,11 @@ def load_workspace_policy(path: Path, *, base: LoadedPolicy | None = None,
     repo = read_repository_policy(path)
     base = base if base is not None else user_or_builtin_policy()
     approved = (store or TrustStore()).is_approved(path, repo.sha256)
-    merged = merge_repository_policy(base.policy, repo.policy, trusted=approved)
+    try:
+        merged = merge_repository_policy(base.policy, repo.policy, trusted=approved)
+    except ValidationError as error:  # each is valid alone; say so rather than fail obscurely
+        raise PolicyError(path, [(None, "", f"cannot be laid over {base.path or 'the built-in default'}: "
+                                            f"{error.errors()[0]['msg'] if error.errors() else error}")]) from None
     return LoadedPolicy(merged.policy, "workspace", path, trust="approved" if approved else "untrusted",
                         ignored=merged.ignored, sha256=repo.sha256, base=base.path)
 
