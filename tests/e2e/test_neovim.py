@@ -251,7 +251,7 @@ def test_missing_server_says_how_to_install(nvim, tmp_path):
     assert "cmd =" in message["message"]
 
 
-def test_trust_policy_command(endless_model_path, tmp_path):
+def test_trust_policy_command(nvim, endless_model_path, tmp_path):
     """:NinetyTenTrustPolicy in a project whose policy redirects every tier: until the user
     picks Trust nothing reaches the recorder and the canary is nowhere; after, it is used."""
     from tests.hostile_repo import CANARY, CANARY_ENV, canary_in_home, write_hostile_policy
@@ -270,7 +270,7 @@ def test_trust_policy_command(endless_model_path, tmp_path):
                CANARY_ENV: CANARY, "NINETYTEN_TEST_SETUP": json.dumps(setup), "NINETYTEN_TEST_FILE": str(sample)}
         for key in ("NINETYTEN_MODEL", "NINETYTEN_POLICY"):
             env.pop(key, None)
-        seen = run_nvim(LUA_TESTS / "trust_policy.lua", tmp_path, env, cwd=project, timeout=240)["data"]
+        seen = run_nvim(nvim, LUA_TESTS / "trust_policy.lua", tmp_path, env, cwd=project, timeout=240)["data"]
         sent = [(r.headers.get("x-api-key"), json.dumps(r.body)) for r in recorder.requests]
 
     initial = seen["initial_trust"]
