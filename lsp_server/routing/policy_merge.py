@@ -114,7 +114,22 @@ class _Merge:
             self._default_route()
         if "risk" in given:  # after the rules: whether risk matters depends on them
             self._risk()
+        if "savings" in given:
+            self._savings()
+        handled = {"version", "offline", "tiers", "sensitivity", "escalation", "budget", "rules", "default_route",
+                   "risk", "savings"}
+        self._unjudged("", self.repo, given - handled)
         return MergedPolicy(Policy.model_validate(self.data), tuple(self.ignored))
+
+    def _unjudged(self, section: str, model: Any, fields: set[str]) -> None:
+        """Settings this merge does not know how to judge (added to the policy later): they
+        wait for approval rather than slip through, or vanish without a word."""
+        for field in sorted(fields):
+            key = f"{section}.{field}" if section else field
+            value = getattr(model, field)
+            if self._looser(key, value, "a setting whose effect this version does not judge"):
+                target = self.data[section] if section else self.data
+                target[field] = value.model_dump() if hasattr(value, "model_dump") else value
 
     def _looser(self, key: str, value: Any, reason: str) -> bool:
         """Record a setting that needs approval; True when it applies anyway (trusted)."""
@@ -206,6 +221,7 @@ class _Merge:
                 if self._looser("sensitivity.allowlist", pattern,
                                 "values matching it would no longer count as secrets and could be sent out"):
                     out["allowlist"].append(pattern)
+        self._unjudged("sensitivity", theirs, given - {"paths", "on_sensitive", "pii", "entropy", "allowlist"})
 
     # -- escalation and budget ----------------------------------------------------------------
 
@@ -235,20 +251,36 @@ class _Merge:
         if "deadline_ms" in given:
             self._at_most("escalation.deadline_ms", theirs.deadline_ms, mine.deadline_ms, out,
                           "escalation would start later into a request")
+        self._unjudged("escalation", theirs, given - {"completion_min_mean_logprob", "completion_min_token_logprob",
+                                                      "verify", "max_attempts", "deadline_ms"})
 
     def _budget(self) -> None:
         theirs, mine = self.repo.budget, self.base.budget
         out = self.data["budget"]
         given = theirs.model_fields_set
-        if "daily_usd" in given and theirs.daily_usd is not None:
-            if mine.daily_usd is None or theirs.daily_usd <= mine.daily_usd:
-                out["daily_usd"] = theirs.daily_usd
-            elif self._looser("budget.daily_usd", theirs.daily_usd,
-                              f"raises the daily cap on paid tiers from {mine.daily_usd} to {theirs.daily_usd} USD"):
-                out["daily_usd"] = theirs.daily_usd
+        for field, whose in (("daily_usd", "your"), ("team_daily_usd", "the whole team's")):
+            wanted, current = getattr(theirs, field), getattr(mine, field)
+            if field not in given or wanted is None:
+                continue
+            if current is None or wanted <= current:  # a cap where there was none, or a lower one
+                out[field] = wanted
+            elif self._looser(f"budget.{field}", wanted,
+                              f"raises the daily cap on {whose} paid tiers from {current} to {wanted} USD"):
+                out[field] = wanted
         if "soft_fraction" in given:
             self._at_most("budget.soft_fraction", theirs.soft_fraction, mine.soft_fraction, out,
                           "paid tiers would be used directly for longer before going local first")
+        self._unjudged("budget", theirs, given - {"daily_usd", "team_daily_usd", "soft_fraction"})
+
+    def _savings(self) -> None:
+        # Only what reports compare against (the frontier's price when none is priced): no
+        # request goes anywhere and nothing is spent because of it.
+        theirs = self.repo.savings
+        out = self.data["savings"]
+        if "reference_price" in theirs.model_fields_set:
+            value = theirs.reference_price
+            out["reference_price"] = value.model_dump() if value is not None else None
+        self._unjudged("savings", theirs, theirs.model_fields_set - {"reference_price"})
 
     def _at_most(self, key: str, wanted: float, current: float, out: dict[str, Any], reason: str) -> None:
         """Numbers where lower keeps more at home."""
@@ -292,6 +324,7 @@ class _Merge:
                 why = verdict("low" if glob.strip().startswith("!") else "high")
                 if why is None or self._looser("risk.high", glob, why):
                     out["high"].append(glob)
+        self._unjudged("risk", theirs, given - {"high", "auto_apply_is_high"})
         if "auto_apply_is_high" in given and theirs.auto_apply_is_high != mine.auto_apply_is_high:
             why = verdict("high" if theirs.auto_apply_is_high else "low")
             if why is None or self._looser("risk.auto_apply_is_high", theirs.auto_apply_is_high, why):

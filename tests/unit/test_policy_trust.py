@@ -225,6 +225,18 @@ def test_repository_rules_are_taken_only_where_they_send_nothing_further(rule, t
     assert (ignored_keys(merged) == {"rules[0]"}) is (not taken)
 
 
+def test_budgets_only_come_down_and_savings_prices_only_change_reports():
+    base = EXAMPLE.model_copy(update={"budget": EXAMPLE.budget.model_copy(update={"team_daily_usd": 50.0})})
+    lower = merge_repository_policy(base, policy(LOCAL + "[budget]\ndaily_usd = 1.0\nteam_daily_usd = 10.0\n"))
+    assert (lower.policy.budget.daily_usd, lower.policy.budget.team_daily_usd) == (1.0, 10.0) and lower.ignored == ()
+    higher = merge_repository_policy(base, policy(LOCAL + "[budget]\ndaily_usd = 9.0\nteam_daily_usd = 500.0\n"))
+    assert (higher.policy.budget.daily_usd, higher.policy.budget.team_daily_usd) == (5.0, 50.0)
+    assert ignored_keys(higher) == {"budget.daily_usd", "budget.team_daily_usd"}
+    priced = merge_repository_policy(EXAMPLE, policy(
+        LOCAL + "[savings]\nreference_price = { input_per_mtok = 3.0, output_per_mtok = 15.0 }\n"))
+    assert priced.ignored == () and priced.policy.savings.reference_price.output_per_mtok == 15.0  # type: ignore[union-attr]
+
+
 def test_a_default_route_can_only_come_closer():
     base = EXAMPLE.model_copy(update={"default_route": "in_house"})
     assert merge_repository_policy(base, policy('default_route = "local"\n' + LOCAL)).policy.default_route == "local"
