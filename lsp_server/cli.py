@@ -12,9 +12,9 @@ from typing import Any, BinaryIO, Sequence
 
 from pydantic import ValidationError
 
-from . import __version__, ledger_cli, models_cli
-from .config import ServerConfig, describe_validation_error
-from .eval import cli as eval_cli
+from lsp_server import __version__, ledger_cli, models_cli
+from lsp_server.config import ServerConfig, describe_validation_error
+from lsp_server.eval import cli as eval_cli
 
 EXIT_USAGE = 2
 EXIT_FAILURE = 1
@@ -144,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _configure_logging(verbosity: int, log_file: str | None = None) -> None:
-    from .logs import configure
+    from lsp_server.logs import configure
 
     configure(verbosity, log_file)
 
@@ -166,7 +166,7 @@ def _load_policy(args: argparse.Namespace, workspace: Path | None = None, *, qui
     """The policy that applies here, or None after printing why it cannot be used.
 
     A repository policy that is partly ignored (not approved) is said so on stderr, once."""
-    from .routing.policy import PolicyError, load_policy
+    from lsp_server.routing.policy import PolicyError, load_policy
 
     try:
         loaded = load_policy(args.policy, workspace or Path.cwd())
@@ -174,14 +174,14 @@ def _load_policy(args: argparse.Namespace, workspace: Path | None = None, *, qui
         print(f"ninetyten: {error}", file=sys.stderr)
         return None
     if loaded.needs_approval and not quiet:
-        from .routing.policy_trust import untrusted_notice
+        from lsp_server.routing.policy_trust import untrusted_notice
 
         print(f"ninetyten: {untrusted_notice(loaded)}", file=sys.stderr)
     return loaded
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from .server import create_server
+    from lsp_server.server import create_server
 
     tcp: tuple[str, int, str] | None = None
     if args.tcp:
@@ -211,8 +211,8 @@ class _CliError(Exception):
 
 def _tcp_listen_settings(address: str, token_file: str | None) -> tuple[str, int, str]:
     """(host, port, token) for `serve --tcp`: a loopback address, and a token from a private file."""
-    from .loopback import is_loopback_host
-    from .tcp_auth import TokenFileError, read_token_file
+    from lsp_server.loopback import is_loopback_host
+    from lsp_server.tcp_auth import TokenFileError, read_token_file
 
     host, _, port = address.rpartition(":")
     host = host.removeprefix("[").removesuffix("]")
@@ -261,9 +261,9 @@ def parse_location(location: str) -> tuple[Path, int, int]:
 def cmd_complete(args: argparse.Namespace) -> int:
     from local_models import ModelError
 
-    from .engine import Engine
-    from .positions import split_lines
-    from .tasks.completion_prompt import CompletionInput
+    from lsp_server.engine import Engine
+    from lsp_server.positions import split_lines
+    from lsp_server.tasks.completion_prompt import CompletionInput
 
     _configure_logging(args.verbose)
     try:
@@ -283,8 +283,8 @@ def cmd_complete(args: argparse.Namespace) -> int:
     config = _load_config(args.config)
     if args.max_tokens:
         config = config.merged({"completion": {"max_tokens": args.max_tokens}})
-    from .ledger import Ledger
-    from .ledger.outlets import attach
+    from lsp_server.ledger import Ledger
+    from lsp_server.ledger.outlets import attach
 
     loaded = _load_policy(args)
     if loaded is None:
@@ -316,7 +316,7 @@ def cmd_complete(args: argparse.Namespace) -> int:
 def cmd_doctor(args: argparse.Namespace) -> int:
     from local_models import ModelError, models_dir, ninetyten_home, resolve_model
 
-    from .llama_build.doctor import native_check
+    from lsp_server.llama_build.doctor import native_check
 
     ok = True
     print(f"ninetyten      {__version__}")
@@ -343,8 +343,8 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     ok = ok and native_ok
     if embedded and native_ok:
         print("\n".join(models_cli.doctor_lines()))
-    from .routing.policy import PolicyError, load_policy
-    from .routing.policy_trust import trust_summary
+    from lsp_server.routing.policy import PolicyError, load_policy
+    from lsp_server.routing.policy_trust import trust_summary
 
     try:
         loaded = load_policy(None, Path.cwd())
@@ -375,7 +375,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 def _key_in_clear(base_url: str) -> bool:
     import httpx
 
-    from .backends.http_common import key_would_travel_in_clear
+    from lsp_server.backends.http_common import key_would_travel_in_clear
 
     try:
         return key_would_travel_in_clear(httpx.URL(base_url))
@@ -384,7 +384,7 @@ def _key_in_clear(base_url: str) -> bool:
 
 
 def cmd_route(args: argparse.Namespace) -> int:
-    from .routing.router import RouteRequest, decide
+    from lsp_server.routing.router import RouteRequest, decide
 
     loaded = _load_policy(args)
     if loaded is None:
@@ -401,7 +401,7 @@ def cmd_route(args: argparse.Namespace) -> int:
     path = args.path or (args.file if args.file and args.file != "-" else None)
     spend = 0.0
     if loaded.policy.budget.daily_usd is not None:
-        from .ledger import Ledger, utc_midnight
+        from lsp_server.ledger import Ledger, utc_midnight
 
         spend = Ledger().spend_usd(utc_midnight())
     decision = decide(loaded.policy, RouteRequest(task=args.task, text=text, path=path, auto_apply=args.auto_apply,
@@ -431,11 +431,11 @@ def cmd_explain(args: argparse.Namespace) -> int:
     import contextlib
     import itertools
 
-    from .diffs import DiffError, git_diff_stream, iter_parse_diff
-    from .engine import Engine
-    from .explain import explain_changes
-    from .ledger import Ledger
-    from .ledger.outlets import attach
+    from lsp_server.diffs import DiffError, git_diff_stream, iter_parse_diff
+    from lsp_server.engine import Engine
+    from lsp_server.explain import explain_changes
+    from lsp_server.ledger import Ledger
+    from lsp_server.ledger.outlets import attach
 
     _configure_logging(args.verbose)
     repo = Path(args.repo)
@@ -501,7 +501,7 @@ async def _explain_with_progress(engine, changes, commit_message, explain_change
 
 
 def cmd_hook(args: argparse.Namespace) -> int:
-    from .hooks import HookError, install, run_prepare_commit_msg, uninstall
+    from lsp_server.hooks import HookError, install, run_prepare_commit_msg, uninstall
 
     action = args.hook_command
     if action == "run":
@@ -533,7 +533,7 @@ def cmd_policy(args: argparse.Namespace) -> int:
     loaded = _load_policy(args, quiet=True)
     if loaded is None:
         return EXIT_FAILURE
-    from .routing.policy_trust import trust_summary
+    from lsp_server.routing.policy_trust import trust_summary
 
     if args.action == "check":
         print(f"ok: {loaded.path or 'built-in default'} (policy {loaded.digest}, from {loaded.source})")
@@ -547,7 +547,7 @@ def cmd_policy(args: argparse.Namespace) -> int:
 
 
 def _repository_policy_path(given: str | None) -> Path:
-    from .routing.policy import WORKSPACE_POLICY
+    from lsp_server.routing.policy import WORKSPACE_POLICY
 
     path = Path(given) if given else Path.cwd()
     return path / WORKSPACE_POLICY if path.is_dir() else path
@@ -555,8 +555,8 @@ def _repository_policy_path(given: str | None) -> Path:
 
 def _policy_trust(args: argparse.Namespace) -> int:
     """`policy trust`: show what approving would allow, then record it; `policy untrust`."""
-    from .routing.policy import PolicyError
-    from .routing.policy_trust import TrustStore, approve_policy, load_workspace_policy
+    from lsp_server.routing.policy import PolicyError
+    from lsp_server.routing.policy_trust import TrustStore, approve_policy, load_workspace_policy
 
     path = _repository_policy_path(args.path)
     if args.action == "untrust":

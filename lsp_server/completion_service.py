@@ -18,13 +18,13 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from .backends.base import CancelToken
-from .config import CompletionConfig
-from .engine import CompletionResult, Engine
-from .tasks.completion_cache import CompletionCache, CursorText
-from .tasks.completion_prompt import CompletionInput
-from .tasks.context_ring import ContextRing
-from .tasks.debounce import AdaptiveDebounce
+from lsp_server.backends.base import CancelToken
+from lsp_server.config import CompletionConfig
+from lsp_server.engine import CompletionResult, Engine
+from lsp_server.tasks.completion_cache import CompletionCache, CursorText
+from lsp_server.tasks.completion_prompt import CompletionInput
+from lsp_server.tasks.context_ring import ContextRing
+from lsp_server.tasks.debounce import AdaptiveDebounce
 
 log = logging.getLogger(__name__)
 

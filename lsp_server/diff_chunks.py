@@ -16,7 +16,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 
-from .diff_parse import FileChange, Hunk, format_hunk_header, split_lines
+from lsp_server.diff_parse import FileChange, Hunk, format_hunk_header, split_lines
 
 TokenCounter = Callable[[str], int]
 

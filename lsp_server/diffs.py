@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, BinaryIO, TextIO, cast
 
-from .diff_chunks import (
+from lsp_server.diff_chunks import (
     DiffChunk,
     DiffStats,
     DiffTally,
@@ -30,7 +30,7 @@ from .diff_chunks import (
     summarize_skipped,
     with_totals,
 )
-from .diff_parse import (
+from lsp_server.diff_parse import (
     DEFAULT_RULES,
     DiffError,
     FileChange,

@@ -23,7 +23,7 @@ from typing import Callable, Literal
 
 from local_models import ResolvedModel, resolve_model
 
-from .backends.base import (
+from lsp_server.backends.base import (
     BackendError,
     CancelToken,
     ChatMessage,
@@ -33,22 +33,22 @@ from .backends.base import (
     ProviderError,
     Usage,
 )
-from .backends.chat_template import stop_at_strings, stop_on_repetition
-from .backends.llama_cpp import LlamaCppBackend, LlamaSettings
-from .config import ServerConfig
-from .ledger import Ledger, LedgerError, LedgerRow, LedgerSink, Outcome, safe_reason, utc_midnight
-from .ledger.prices import Counterfactual, counterfactual
-from .ledger.reservations import BudgetHold
-from .routing.escalation import completion_confident, verify
-from .routing.policy import LatencyClass, LoadedPolicy, Policy, TaskType, TierName, load_policy
-from .routing.router import Decision, RouteRequest, check_egress, decide, redact_for
-from .routing.signals import estimate_tokens
-from .routing.runtime import PolicyState
-from .tasks.assist import AssistInput, messages_for
-from .tasks.assist import postprocess as assist_postprocess
-from .tasks.completion import CompletionTask
-from .tasks.document import DocumentPrompt
-from .tasks.completion_prompt import CompletionInput, split_at_cursor
+from lsp_server.backends.chat_template import stop_at_strings, stop_on_repetition
+from lsp_server.backends.llama_cpp import LlamaCppBackend, LlamaSettings
+from lsp_server.config import ServerConfig
+from lsp_server.ledger import Ledger, LedgerError, LedgerRow, LedgerSink, Outcome, safe_reason, utc_midnight
+from lsp_server.ledger.prices import Counterfactual, counterfactual
+from lsp_server.ledger.reservations import BudgetHold
+from lsp_server.routing.escalation import completion_confident, verify
+from lsp_server.routing.policy import LatencyClass, LoadedPolicy, Policy, TaskType, TierName, load_policy
+from lsp_server.routing.router import Decision, RouteRequest, check_egress, decide, redact_for
+from lsp_server.routing.signals import estimate_tokens
+from lsp_server.routing.runtime import PolicyState
+from lsp_server.tasks.assist import AssistInput, messages_for
+from lsp_server.tasks.assist import postprocess as assist_postprocess
+from lsp_server.tasks.completion import CompletionTask
+from lsp_server.tasks.document import DocumentPrompt
+from lsp_server.tasks.completion_prompt import CompletionInput, split_at_cursor
 
 log = logging.getLogger(__name__)
 
@@ -710,7 +710,7 @@ class _NoScan:
     """Stands in for the scanner when a decision cannot send anything out."""
 
     def scan(self, text: str, path: str | None = None):  # type: ignore[no-untyped-def]
-        from .routing.sensitivity import SensitivityReport
+        from lsp_server.routing.sensitivity import SensitivityReport
 
         return SensitivityReport(())
 

@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .backends.base import CancelToken
-from .diffs import DiffChunk, DiffTally, FileChange, chunk_diff, git_diff_stream, iter_parse_diff
-from .engine import AssistResult, ChatJob, Engine
-from .routing.policy import LatencyClass
-from .tasks.explain_diff import (
+from lsp_server.backends.base import CancelToken
+from lsp_server.diffs import DiffChunk, DiffTally, FileChange, chunk_diff, git_diff_stream, iter_parse_diff
+from lsp_server.engine import AssistResult, ChatJob, Engine
+from lsp_server.routing.policy import LatencyClass
+from lsp_server.tasks.explain_diff import (
     check_commit_message,
     commit_document,
     commit_from_explanation_document,

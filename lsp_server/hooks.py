@@ -180,13 +180,13 @@ def run_prepare_commit_msg(message_file: Path, source: str | None, repo: Path, *
 
 
 def _generate(repo: Path, budget_s: float, policy: str | None) -> str | None:
-    from .config import ServerConfig
-    from .engine import Engine
-    from .explain import generate_commit_message
-    from .ledger import Ledger
-    from .routing.policy import load_policy
+    from lsp_server.config import ServerConfig
+    from lsp_server.engine import Engine
+    from lsp_server.explain import generate_commit_message
+    from lsp_server.ledger import Ledger
+    from lsp_server.routing.policy import load_policy
 
-    from .ledger.outlets import attach
+    from lsp_server.ledger.outlets import attach
 
     engine = Engine(ServerConfig(), policy=load_policy(policy, repo), ledger=Ledger())
     attach(engine.sink, workspace=repo, ship=False)  # the language server or `ledger sync` ships its rows

@@ -12,10 +12,10 @@ from rich.console import Console
 
 from local_models.errors import ModelError
 
-from .ledger.errors import LedgerError, TeamLedgerError
-from .ledger.report import DIMENSIONS, Dimension, Report, build_report, parse_since, report_json
-from .ledger.settings import SettingsError, TeamLedgerSettings, load_user_settings, user_config_path
-from .ledger.store import Ledger
+from lsp_server.ledger.errors import LedgerError, TeamLedgerError
+from lsp_server.ledger.report import DIMENSIONS, Dimension, Report, build_report, parse_since, report_json
+from lsp_server.ledger.settings import SettingsError, TeamLedgerSettings, load_user_settings, user_config_path
+from lsp_server.ledger.store import Ledger
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -97,7 +97,7 @@ def run_report(since: str | None, as_json: bool, ledger_path: Path | None = None
         return _fail(f"report: {exc}", EXIT_USAGE)
     try:
         if team:
-            from .ledger.team.report import team_report
+            from lsp_server.ledger.team.report import team_report
 
             report = team_report(_team_settings(), start)
         else:
@@ -107,7 +107,7 @@ def run_report(since: str | None, as_json: bool, ledger_path: Path | None = None
     except (LedgerError, TeamLedgerError) as exc:
         return _fail(f"report: {exc}")
     if html:
-        from .ledger.html import render_html
+        from lsp_server.ledger.html import render_html
 
         try:
             Path(html).write_text(render_html(report), encoding="utf-8")
@@ -118,7 +118,7 @@ def run_report(since: str | None, as_json: bool, ledger_path: Path | None = None
     if as_json:
         sys.stdout.write(report_json(report) + "\n")
     elif not html:
-        from .ledger.terminal import render_report
+        from lsp_server.ledger.terminal import render_report
 
         render_report(report, console or Console(), by=tuple(dict.fromkeys(by or ("task", "tier"))))
     return EXIT_OK
@@ -126,7 +126,7 @@ def run_report(since: str | None, as_json: bool, ledger_path: Path | None = None
 
 def run_sync(ledger_path: Path | None = None) -> int:
     """`ninetyten ledger sync`: ship what is queued now, with a bar on a large backlog."""
-    from .ledger.team.shipper import Shipper
+    from lsp_server.ledger.team.shipper import Shipper
 
     try:
         settings = _team_settings()
@@ -161,7 +161,7 @@ def _ship_with_bar(shipper: Any, pending: int) -> int:
 def _default_ledger_path() -> Path:
     from local_models.paths import ninetyten_home
 
-    from .ledger.store import LEDGER_FILENAME
+    from lsp_server.ledger.store import LEDGER_FILENAME
 
     try:
         return ninetyten_home() / LEDGER_FILENAME
@@ -171,7 +171,7 @@ def _default_ledger_path() -> Path:
 
 def run_status(as_json: bool, ledger_path: Path | None = None) -> int:
     """`ninetyten ledger status`: what waits here, and whether the team ledger takes it."""
-    from .ledger.team.status import team_status
+    from lsp_server.ledger.team.status import team_status
 
     try:
         settings = load_user_settings().team_ledger

@@ -79,7 +79,7 @@ def _safe_exceptions() -> tuple[type[BaseException], ...]:
         JsonRpcServerNotInitialized,
     )
 
-    from .backends.base import BackendError
+    from lsp_server.backends.base import BackendError
 
     return (BackendError, OSError, JsonRpcMethodNotFound, JsonRpcRequestCancelled, JsonRpcServerNotInitialized,
             JsonRpcContentModified)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import watchfiles
 
-from .routing.policy import (
+from lsp_server.routing.policy import (
     WORKSPACE_POLICY,
     LoadedPolicy,
     Policy,
@@ -19,7 +19,7 @@ from .routing.policy import (
     load_policy,
     user_policy_path,
 )
-from .routing.policy_trust import TRUST_FILE, default_store_path
+from lsp_server.routing.policy_trust import TRUST_FILE, default_store_path
 
 log = logging.getLogger(__name__)
 

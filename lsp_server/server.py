@@ -23,20 +23,20 @@ from pygls.exceptions import JsonRpcException
 from pygls.protocol import LanguageServerProtocol, lsp_method
 from pygls.protocol.json_rpc import RPCRequest
 
-from . import __version__
-from .backends.base import CancelToken
-from .config import ServerConfig, describe_validation_error
-from .completion_service import CompletionService
-from .engine import AssistResult, CompletionResult, Engine
-from .ledger import Ledger
-from .ledger.outlets import attach as attach_ledger_outlets
-from .policy_watch import PolicyEvent, PolicyWatcher, initial_policy
-from .positions import Encoding, clamp_position, normalize_encoding, split_lines, to_client_character
-from .routing.policy import LoadedPolicy, PolicyError, TierName, parse_policy
-from .routing.policy_trust import TrustStore, approve_policy, trust_state, untrusted_notice
-from .transport import INVALID_REQUEST, PARSE_ERROR, send_error, serve_stream
-from .tasks.assist import AssistInput
-from .tasks.completion_prompt import CompletionInput, ContextFile
+from lsp_server import __version__
+from lsp_server.backends.base import CancelToken
+from lsp_server.config import ServerConfig, describe_validation_error
+from lsp_server.completion_service import CompletionService
+from lsp_server.engine import AssistResult, CompletionResult, Engine
+from lsp_server.ledger import Ledger
+from lsp_server.ledger.outlets import attach as attach_ledger_outlets
+from lsp_server.policy_watch import PolicyEvent, PolicyWatcher, initial_policy
+from lsp_server.positions import Encoding, clamp_position, normalize_encoding, split_lines, to_client_character
+from lsp_server.routing.policy import LoadedPolicy, PolicyError, TierName, parse_policy
+from lsp_server.routing.policy_trust import TrustStore, approve_policy, trust_state, untrusted_notice
+from lsp_server.transport import INVALID_REQUEST, PARSE_ERROR, send_error, serve_stream
+from lsp_server.tasks.assist import AssistInput
+from lsp_server.tasks.completion_prompt import CompletionInput, ContextFile
 
 log = logging.getLogger(__name__)
 
@@ -264,7 +264,7 @@ class NinetyTenServer(LanguageServer):
         Connections that fail the handshake are answered with one error and closed, and
         the server goes on listening; once the authenticated client leaves, the server ends.
         """
-        from .tcp_auth import error_frame, handshake
+        from lsp_server.tcp_auth import error_frame, handshake
 
         self._stop_event = stop_event = threading.Event()
         client_connected = False
@@ -517,8 +517,8 @@ class NinetyTenServer(LanguageServer):
 
         from rich.console import Console
 
-        from .ledger.report import build_report, parse_since
-        from .ledger.terminal import render_report
+        from lsp_server.ledger.report import build_report, parse_since
+        from lsp_server.ledger.terminal import render_report
 
         params = _command_params(args, "report")
         since = params.get("since", "today")
@@ -637,7 +637,7 @@ class NinetyTenServer(LanguageServer):
         document = self.workspace.text_documents.get(uri)
         if document is None or document.language_id != "python":
             return True
-        from .routing.escalation import parses
+        from lsp_server.routing.escalation import parses
 
         lines = split_lines(document.source)
         start = clamp_position(lines, selection.start.line, selection.start.character, self.encoding)
@@ -662,8 +662,8 @@ class NinetyTenServer(LanguageServer):
 
     async def explain_change(self, raw: dict[str, Any]) -> dict[str, Any]:
         """Explain the working-tree change of one file (or the whole workspace), or what is staged."""
-        from .diffs import DiffError, parse_diff, staged_diff, working_tree_diff
-        from .explain import explain_changes
+        from lsp_server.diffs import DiffError, parse_diff, staged_diff, working_tree_diff
+        from lsp_server.explain import explain_changes
 
         if self.engine is None:
             return {"error": "the server is not initialized"}

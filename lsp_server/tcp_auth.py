@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .transport import CONTENT_LENGTH
+from lsp_server.transport import CONTENT_LENGTH
 
 TOKEN_OPTION = "authToken"
 MIN_TOKEN_CHARS = 32

@@ -13,8 +13,8 @@ import json
 from typing import Any
 
 
-from .base import CancelToken, ChatRequest, Generation, StopReason
-from .http_common import (
+from lsp_server.backends.base import CancelToken, ChatRequest, Generation, StopReason
+from lsp_server.backends.http_common import (
     BadShape,
     CallSpec,
     GenerationStream,

@@ -20,8 +20,8 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .base import ChatMessage, StopCheck
-from .template_sandbox import (
+from lsp_server.backends.base import ChatMessage, StopCheck
+from lsp_server.backends.template_sandbox import (
     DEFAULT_LIMITS,
     RenderFailed,
     RenderLimits,

@@ -34,8 +34,8 @@ from typing import Any, ClassVar, Protocol
 
 import httpx
 
-from ..loopback import is_loopback_host
-from .base import CancelToken, Generation, ProviderError, ProviderErrorKind, StopCheck, StopReason, Usage
+from lsp_server.loopback import is_loopback_host
+from lsp_server.backends.base import CancelToken, Generation, ProviderError, ProviderErrorKind, StopCheck, StopReason, Usage
 
 log = logging.getLogger(__name__)
 

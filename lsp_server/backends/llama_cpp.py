@@ -27,8 +27,8 @@ import numpy as np
 
 from local_models.fim import FimTokens
 
-from .base import BackendError, CancelToken, ChatMessage, ChatRequest, Generation, GenerationRequest, StopReason, Usage
-from .chat_template import render_pieces, stop_at_strings, stop_on_repetition
+from lsp_server.backends.base import BackendError, CancelToken, ChatMessage, ChatRequest, Generation, GenerationRequest, StopReason, Usage
+from lsp_server.backends.chat_template import render_pieces, stop_at_strings, stop_on_repetition
 
 log = logging.getLogger(__name__)
 _native_log = logging.getLogger("ninetyten.llama_cpp")

@@ -11,8 +11,8 @@ import json
 from typing import Any
 
 
-from .base import CancelToken, ChatRequest, Generation, StopReason, TextCompletionRequest
-from .http_common import (
+from lsp_server.backends.base import CancelToken, ChatRequest, Generation, StopReason, TextCompletionRequest
+from lsp_server.backends.http_common import (
     BadShape,
     CallSpec,
     GenerationStream,

@@ -9,12 +9,12 @@ model's subject against them.
     check = grounded_subject(model_subject, facts)
 """
 
-from .categories import Category, category
-from .dependencies import DependencyChange
-from .facts import ChangeFacts, FileFact, commit_types, extract_facts
-from .sources import GitTexts, TextSource
-from .subject import SubjectCheck, factual_subject, grounded_subject, named_things, ungrounded_names
-from .symbols import SymbolChange
+from lsp_server.change_facts.categories import Category, category
+from lsp_server.change_facts.dependencies import DependencyChange
+from lsp_server.change_facts.facts import ChangeFacts, FileFact, commit_types, extract_facts
+from lsp_server.change_facts.sources import GitTexts, TextSource
+from lsp_server.change_facts.subject import SubjectCheck, factual_subject, grounded_subject, named_things, ungrounded_names
+from lsp_server.change_facts.symbols import SymbolChange
 
 __all__ = [
     "Category", "ChangeFacts", "DependencyChange", "FileFact", "GitTexts", "SubjectCheck", "SymbolChange",

@@ -10,8 +10,8 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from ..context.languages import language_for_path
-from ..diff_parse import DEFAULT_RULES
+from lsp_server.context.languages import language_for_path
+from lsp_server.diff_parse import DEFAULT_RULES
 
 Category = Literal["test", "docs", "ci", "build", "config", "dependencies", "lockfile", "source", "other"]
 

@@ -19,14 +19,14 @@ import posixpath
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from ..context.languages import language_for_path
-from ..context.outline import outline
-from ..context.tokens import IDENTIFIER
-from ..diff_parse import FileChange, Status
-from .categories import Category, category
-from .dependencies import DependencyChange, dependency_changes
-from .sources import TextSource
-from .symbols import SymbolChange, compare_hunks, compare_outlines
+from lsp_server.context.languages import language_for_path
+from lsp_server.context.outline import outline
+from lsp_server.context.tokens import IDENTIFIER
+from lsp_server.diff_parse import FileChange, Status
+from lsp_server.change_facts.categories import Category, category
+from lsp_server.change_facts.dependencies import DependencyChange, dependency_changes
+from lsp_server.change_facts.sources import TextSource
+from lsp_server.change_facts.symbols import SymbolChange, compare_hunks, compare_outlines
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .facts import ChangeFacts
+from lsp_server.change_facts.facts import ChangeFacts
 
 SUBJECT_MAX = 72
 CONVENTIONAL = re.compile(r"^(?P<type>[a-z]+)(?:\((?P<scope>[^)\s]{1,40})\))?(?P<bang>!)?:\s*(?P<rest>.*)$")

@@ -17,9 +17,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from ..context.languages import CLASS_KINDS
-from ..context.outline import Definition, FileOutline, outline
-from ..diff_parse import Hunk
+from lsp_server.context.languages import CLASS_KINDS
+from lsp_server.context.outline import Definition, FileOutline, outline
+from lsp_server.diff_parse import Hunk
 
 ChangeKind = Literal["added", "removed", "renamed", "changed"]
 

@@ -5,13 +5,13 @@ The one import for callers; see `service.RepositoryContext` for the life cycle a
 docs/context-engine.md for how it works and what it costs.
 """
 
-from .documents import DocumentCache
-from .index import DefinitionRef, FileEntry, IndexLimits, IndexStats, WorkspaceIndex
-from .languages import LANGUAGES, language_for_path
-from .outline import Definition, FileOutline, Import, outline
-from .retrieval import ContextOptions, gather_context
-from .service import RepositoryContext
-from .snippets import ContextBundle, ContextSnippet, Gate, SourceLines, Withheld, gate_from_scanner
+from lsp_server.context.documents import DocumentCache
+from lsp_server.context.index import DefinitionRef, FileEntry, IndexLimits, IndexStats, WorkspaceIndex
+from lsp_server.context.languages import LANGUAGES, language_for_path
+from lsp_server.context.outline import Definition, FileOutline, Import, outline
+from lsp_server.context.retrieval import ContextOptions, gather_context
+from lsp_server.context.service import RepositoryContext
+from lsp_server.context.snippets import ContextBundle, ContextSnippet, Gate, SourceLines, Withheld, gate_from_scanner
 
 __all__ = [
     "LANGUAGES", "ContextBundle", "ContextOptions", "ContextSnippet", "Definition", "DefinitionRef",

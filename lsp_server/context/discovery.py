@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from . import gitignore
-from .languages import language_for_path
+from lsp_server.context import gitignore
+from lsp_server.context.languages import language_for_path
 
 # Never source a user writes, whatever the ignore files say (a tracked node_modules exists).
 SKIP_DIRS = frozenset({

@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 import numpy as np
 from tree_sitter import Node, Point, Tree
 
-from .languages import CLASS_KINDS, TOOLS, grammar, language_for_path
-from .outline import Definition, FileOutline, Import, outline, parse, read_definitions, read_imports, signature_text
-from .tokens import IDENTIFIER, STOPWORDS, keys
+from lsp_server.context.languages import CLASS_KINDS, TOOLS, grammar, language_for_path
+from lsp_server.context.outline import Definition, FileOutline, Import, outline, parse, read_definitions, read_imports, signature_text
+from lsp_server.context.tokens import IDENTIFIER, STOPWORDS, keys
 
 # Node types of classes and class-like containers, across the grammars.
 CLASS_NODES = frozenset({

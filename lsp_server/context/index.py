@@ -31,11 +31,11 @@ from typing import Literal, TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from . import discovery
-from .outline import Import
-from .postings import Postings
-from .records import DEF_WORDS, FileRecord, module_stem, unpack_kind
-from .worker import InlineParser, Parser, ProcessParser
+from lsp_server.context import discovery
+from lsp_server.context.outline import Import
+from lsp_server.context.postings import Postings
+from lsp_server.context.records import DEF_WORDS, FileRecord, module_stem, unpack_kind
+from lsp_server.context.worker import InlineParser, Parser, ProcessParser
 
 log = logging.getLogger(__name__)
 
@@ -173,7 +173,7 @@ class WorkspaceIndex:
         self._threads.append(builder)
         builder.start()
         if self.limits.watch:
-            from .watch import start_watching
+            from lsp_server.context.watch import start_watching
 
             self._threads.append(start_watching(self, self._stop))
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from tree_sitter import Node, Tree
 
-from .languages import BODY_TYPES, CLASS_KINDS, FUNCTION_KINDS, TOOLS
+from lsp_server.context.languages import BODY_TYPES, CLASS_KINDS, FUNCTION_KINDS, TOOLS
 
 # A signature longer than this is cut: a 40-parameter constructor is still recognisable.
 MAX_SIGNATURE_LINES = 8

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .languages import CLASS_KINDS
-from .outline import Definition, FileOutline, Import, outline
-from .tokens import IDENTIFIER, STOPWORDS, key
+from lsp_server.context.languages import CLASS_KINDS
+from lsp_server.context.outline import Definition, FileOutline, Import, outline
+from lsp_server.context.tokens import IDENTIFIER, STOPWORDS, key
 
 KINDS = ("function", "method", "class", "struct", "interface", "trait", "enum", "type", "field", "constant",
          "variable", "macro")

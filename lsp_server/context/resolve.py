@@ -18,8 +18,8 @@ import weakref
 from collections import OrderedDict
 from collections.abc import Iterable
 
-from .index import DefinitionRef, FileEntry, WorkspaceIndex
-from .outline import Import
+from lsp_server.context.index import DefinitionRef, FileEntry, WorkspaceIndex
+from lsp_server.context.outline import Import
 
 MAX_REEXPORT_HOPS = 2
 # A name with more definitions than this across the workspace is too ambiguous to guess,

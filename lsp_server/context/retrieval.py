@@ -28,11 +28,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..diff_chunks import estimate
-from .documents import ClassScope, CursorScope, DocumentCache, scope_at
-from .index import DefinitionRef, WorkspaceIndex
-from .resolve import by_name, resolve_import
-from .snippets import (
+from lsp_server.diff_chunks import estimate
+from lsp_server.context.documents import ClassScope, CursorScope, DocumentCache, scope_at
+from lsp_server.context.index import DefinitionRef, WorkspaceIndex
+from lsp_server.context.resolve import by_name, resolve_import
+from lsp_server.context.snippets import (
     ContextBundle,
     ContextSnippet,
     Gate,
@@ -43,7 +43,7 @@ from .snippets import (
     definition_text,
     stub,
 )
-from .tokens import KeyArray, text_keys
+from lsp_server.context.tokens import KeyArray, text_keys
 
 _GROUP = {"import": 0, "class": 1, "base": 2, "usage": 3, "similar": 4}
 # Candidates that did not fit before the filling stops looking for smaller ones.

@@ -16,10 +16,10 @@ from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
 
-from .documents import DocumentCache
-from .index import IndexLimits, WorkspaceIndex
-from .retrieval import ContextOptions, gather_context
-from .snippets import ContextBundle, Gate, SourceLines
+from lsp_server.context.documents import DocumentCache
+from lsp_server.context.index import IndexLimits, WorkspaceIndex
+from lsp_server.context.retrieval import ContextOptions, gather_context
+from lsp_server.context.snippets import ContextBundle, Gate, SourceLines
 
 
 class RepositoryContext:

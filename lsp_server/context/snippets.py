@@ -17,8 +17,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal, Protocol
 
-from .index import DefinitionRef, FileEntry
-from .languages import CLASS_KINDS, FUNCTION_KINDS
+from lsp_server.context.index import DefinitionRef, FileEntry
+from lsp_server.context.languages import CLASS_KINDS, FUNCTION_KINDS
 
 SnippetKind = Literal["import", "class", "base", "usage", "similar"]
 

@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING
 
 import watchfiles
 
-from .discovery import SKIP_DIRS
-from .languages import language_for_path
+from lsp_server.context.discovery import SKIP_DIRS
+from lsp_server.context.languages import language_for_path
 
 if TYPE_CHECKING:
-    from .index import WorkspaceIndex
+    from lsp_server.context.index import WorkspaceIndex
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Protocol, cast
 
-from .records import FileRecord, Skipped, read_record
+from lsp_server.context.records import FileRecord, Skipped, read_record
 
 Batch = Sequence[tuple[str, str]]  # (path relative to root, language)
 Result = FileRecord | Skipped

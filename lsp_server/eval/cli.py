@@ -114,8 +114,8 @@ def _console():  # type: ignore[no-untyped-def]
 
 def _setup(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     """(server config, loaded policy, sandbox) or an exit code after saying what is wrong."""
-    from ..cli import _configure_logging, _load_config, _load_policy
-    from .sandbox import SandboxUnavailable, UnsandboxedProcess, choose_sandbox, unavailable_reason
+    from lsp_server.cli import _configure_logging, _load_config, _load_policy
+    from lsp_server.eval.sandbox import SandboxUnavailable, UnsandboxedProcess, choose_sandbox, unavailable_reason
 
     _configure_logging(args.verbose)
     if args.limit < 0 or args.jobs < 1 or args.timeout <= 0:
@@ -149,8 +149,8 @@ def run(args: argparse.Namespace) -> int:
 def _guarded(handler, args: argparse.Namespace) -> int:  # type: ignore[no-untyped-def]
     from local_models import ModelError
 
-    from ..backends.base import BackendError
-    from .runner import EvalError
+    from lsp_server.backends.base import BackendError
+    from lsp_server.eval.runner import EvalError
 
     try:
         return handler(args)
@@ -160,9 +160,9 @@ def _guarded(handler, args: argparse.Namespace) -> int:  # type: ignore[no-untyp
 
 
 def cmd_completion(args: argparse.Namespace) -> int:
-    from .completion_eval import CompletionOptions, run_completion_eval
-    from .report import print_completion, write_json, write_outcomes
-    from .runner import CompletionRunner
+    from lsp_server.eval.completion_eval import CompletionOptions, run_completion_eval
+    from lsp_server.eval.report import print_completion, write_json, write_outcomes
+    from lsp_server.eval.runner import CompletionRunner
 
     setup = _setup(args)
     if isinstance(setup, int):
@@ -198,10 +198,10 @@ def cmd_completion(args: argparse.Namespace) -> int:
 
 
 def cmd_escalation(args: argparse.Namespace) -> int:
-    from .escalation_eval import EscalationOptions, run_escalation_eval, strong_tier_of
-    from .plot import plot_escalation
-    from .report import print_escalation, write_json, write_outcomes
-    from .runner import CompletionRunner
+    from lsp_server.eval.escalation_eval import EscalationOptions, run_escalation_eval, strong_tier_of
+    from lsp_server.eval.plot import plot_escalation
+    from lsp_server.eval.report import print_escalation, write_json, write_outcomes
+    from lsp_server.eval.runner import CompletionRunner
 
     setup = _setup(args)
     if isinstance(setup, int):

@@ -14,14 +14,14 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from ..routing.escalation import verify
-from ..routing.policy import TierName
-from .execution import DEFAULT_TIMEOUT_S, run_programs
-from .humaneval import InfillTask, KindChoice, sample_tasks
-from .metrics import edit_similarity, exact_match
-from .results import CompletionReport, TaskOutcome, Variant, summarise
-from .runner import CompletionRunner, Produced
-from .sandbox import Sandbox, require_sandbox
+from lsp_server.routing.escalation import verify
+from lsp_server.routing.policy import TierName
+from lsp_server.eval.execution import DEFAULT_TIMEOUT_S, run_programs
+from lsp_server.eval.humaneval import InfillTask, KindChoice, sample_tasks
+from lsp_server.eval.metrics import edit_similarity, exact_match
+from lsp_server.eval.results import CompletionReport, TaskOutcome, Variant, summarise
+from lsp_server.eval.runner import CompletionRunner, Produced
+from lsp_server.eval.sandbox import Sandbox, require_sandbox
 
 # (phase, done, total): the CLI turns this into a progress bar.
 Progress = Callable[[str, int, int], None]

@@ -19,13 +19,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 
-from ..routing.policy import Policy, TierName
-from .completion_eval import Progress, _no_progress, generate, machine_label, score
-from .humaneval import sample_tasks
-from .metrics import RouterCurve, apgr, auroc, cpt, escalation_curve, oracle_confidence
-from .results import CurvePointOut, EscalationReport, SignalScore, SweepPoint, TaskOutcome, Variant
-from .runner import CompletionRunner, Produced
-from .sandbox import Sandbox, require_sandbox
+from lsp_server.routing.policy import Policy, TierName
+from lsp_server.eval.completion_eval import Progress, _no_progress, generate, machine_label, score
+from lsp_server.eval.humaneval import sample_tasks
+from lsp_server.eval.metrics import RouterCurve, apgr, auroc, cpt, escalation_curve, oracle_confidence
+from lsp_server.eval.results import CurvePointOut, EscalationReport, SignalScore, SweepPoint, TaskOutcome, Variant
+from lsp_server.eval.runner import CompletionRunner, Produced
+from lsp_server.eval.sandbox import Sandbox, require_sandbox
 
 DEFAULT_TARGET_RATE = 0.2
 THRESHOLD_DECIMALS = 3

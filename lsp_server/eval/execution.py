@@ -22,7 +22,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from .sandbox import Sandbox, require_sandbox
+from lsp_server.eval.sandbox import Sandbox, require_sandbox
 
 Status = Literal["passed", "failed", "timeout"]
 

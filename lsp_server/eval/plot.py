@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .results import EscalationReport
+from lsp_server.eval.results import EscalationReport
 
 
 def plot_escalation(report: EscalationReport, path: Path) -> Path:

@@ -9,7 +9,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from .results import CompletionReport, EscalationReport, SweepPoint, TaskOutcome
+from lsp_server.eval.results import CompletionReport, EscalationReport, SweepPoint, TaskOutcome
 
 
 def _pct(value: float | None) -> str:

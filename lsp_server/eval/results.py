@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from .metrics import percentile
+from lsp_server.eval.metrics import percentile
 
 Variant = Literal["pipeline", "raw", "canonical"]
 

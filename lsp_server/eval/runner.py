@@ -15,14 +15,14 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from ..backends.base import GenerationRequest, Usage
-from ..config import ServerConfig
-from ..engine import Attempt, Engine
-from ..routing.policy import LoadedPolicy, Policy, Rule, TierName
-from ..routing.router import Decision
-from ..tasks.completion import CompletionOutcome, CompletionTask
-from ..tasks.completion_prompt import CompletionInput
-from .humaneval import InfillTask
+from lsp_server.backends.base import GenerationRequest, Usage
+from lsp_server.config import ServerConfig
+from lsp_server.engine import Attempt, Engine
+from lsp_server.routing.policy import LoadedPolicy, Policy, Rule, TierName
+from lsp_server.routing.router import Decision
+from lsp_server.tasks.completion import CompletionOutcome, CompletionTask
+from lsp_server.tasks.completion_prompt import CompletionInput
+from lsp_server.eval.humaneval import InfillTask
 
 
 class EvalError(Exception):

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from .seccomp import build_filter, machine_arch
+from lsp_server.eval.seccomp import build_filter, machine_arch
 
 UNSAFE_FLAG = "--unsafe-no-sandbox"
 PROBE_TIMEOUT_S = 30.0
@@ -256,7 +256,7 @@ def _bubblewrap_or_reason() -> BubblewrapSandbox | str:
     except SandboxUnavailable as error:
         return str(error)
     # The probe is a real run through the guard: whatever stops it would stop every program.
-    from .execution import run_program
+    from lsp_server.eval.execution import run_program
 
     result = run_program("import sys\nassert sys.flags.isolated\n", PROBE_TIMEOUT_S, sandbox=sandbox)
     if not result.passed:

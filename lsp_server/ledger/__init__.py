@@ -19,16 +19,16 @@ Modules, one concept each:
 
 from __future__ import annotations
 
-from .errors import LedgerError, TeamLedgerError
-from .guards import safe_reason
-from .journal import JOURNAL_DIRNAME, Journal
-from .prices import Price
-from .reservations import BudgetHold, Reservation
-from .row import FAILURE_OUTCOMES, OUTCOMES, TIERS, AttemptSummary, LedgerRow, Outcome
-from .schema import SCHEMA_VERSION, migrate
-from .sink import LedgerSink
-from .store import LEDGER_FILENAME, Ledger
-from .units import NANO, utc_midnight
+from lsp_server.ledger.errors import LedgerError, TeamLedgerError
+from lsp_server.ledger.guards import safe_reason
+from lsp_server.ledger.journal import JOURNAL_DIRNAME, Journal
+from lsp_server.ledger.prices import Price
+from lsp_server.ledger.reservations import BudgetHold, Reservation
+from lsp_server.ledger.row import FAILURE_OUTCOMES, OUTCOMES, TIERS, AttemptSummary, LedgerRow, Outcome
+from lsp_server.ledger.schema import SCHEMA_VERSION, migrate
+from lsp_server.ledger.sink import LedgerSink
+from lsp_server.ledger.store import LEDGER_FILENAME, Ledger
+from lsp_server.ledger.units import NANO, utc_midnight
 
 __all__ = [
     "FAILURE_OUTCOMES", "JOURNAL_DIRNAME", "LEDGER_FILENAME", "NANO", "OUTCOMES", "SCHEMA_VERSION", "TIERS",

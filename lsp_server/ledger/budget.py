@@ -14,10 +14,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Protocol
 
-from .errors import TeamLedgerError
-from .reservations import BudgetHold, RemoteHold
-from .store import Ledger
-from .units import utc_midnight
+from lsp_server.ledger.errors import TeamLedgerError
+from lsp_server.ledger.reservations import BudgetHold, RemoteHold
+from lsp_server.ledger.store import Ledger
+from lsp_server.ledger.units import utc_midnight
 
 
 class BudgetCaps(Protocol):

@@ -12,7 +12,7 @@ import sqlite3
 import time
 from pathlib import Path
 
-from .schema import migrate
+from lsp_server.ledger.schema import migrate
 
 log = logging.getLogger(__name__)
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from html import escape
 
-from .charts import Bar, Row, Series, columns, hbars, share
-from .report import DIMENSIONS, GroupStats, Report
-from .terminal import ms, pct, period, rate, usd
+from lsp_server.ledger.charts import Bar, Row, Series, columns, hbars, share
+from lsp_server.ledger.report import DIMENSIONS, GroupStats, Report
+from lsp_server.ledger.terminal import ms, pct, period, rate, usd
 
 PAID = Series("paid", "#c62828")
 FRONTIER = Series("on the frontier alone", "#9e9e9e")

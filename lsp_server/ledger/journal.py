@@ -16,8 +16,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from .guards import safe_reason
-from .row import LedgerRow, checked
+from lsp_server.ledger.guards import safe_reason
+from lsp_server.ledger.row import LedgerRow, checked
 
 JOURNAL_DIRNAME = "ledger-journal"
 

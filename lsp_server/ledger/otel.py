@@ -23,9 +23,9 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
 
-from .. import __version__
-from .row import FAILURE_OUTCOMES, LedgerRow
-from .settings import OtelSettings
+from lsp_server import __version__
+from lsp_server.ledger.row import FAILURE_OUTCOMES, LedgerRow
+from lsp_server.ledger.settings import OtelSettings
 
 # The semantic conventions' advice for these two histograms.
 TOKEN_BUCKETS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864)

@@ -13,9 +13,9 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
-from .errors import LedgerError, TeamLedgerError
-from .settings import SettingsError, UserSettings, load_user_settings
-from .sink import LedgerSink
+from lsp_server.ledger.errors import LedgerError, TeamLedgerError
+from lsp_server.ledger.settings import SettingsError, UserSettings, load_user_settings
+from lsp_server.ledger.sink import LedgerSink
 
 log = logging.getLogger(__name__)
 
@@ -36,14 +36,14 @@ def attach(sink: LedgerSink, *, workspace: Path | None, notify: Callable[[str], 
     except SettingsError as error:
         tell(f"ignoring the user settings: {error}")
         settings = UserSettings()
-    from .team.identity import repo_key
+    from lsp_server.ledger.team.identity import repo_key
 
     sink.repo = repo_key(workspace, settings.team_ledger)
     if settings.team_ledger.configured:
         _attach_team(sink, settings, ship, tell)
     if settings.otel.enabled:
         try:
-            from .otel import OtelMetrics
+            from lsp_server.ledger.otel import OtelMetrics
 
             sink.observers.append(OtelMetrics(settings.otel))
         except ImportError:
@@ -51,10 +51,10 @@ def attach(sink: LedgerSink, *, workspace: Path | None, notify: Callable[[str], 
 
 
 def _attach_team(sink: LedgerSink, settings: UserSettings, ship: bool, tell: Callable[[str], None]) -> None:
-    from .team.budget import TeamBudget
-    from .team.link import Notice, TeamLink
-    from .team.pg import driver
-    from .team.shipper import Shipper
+    from lsp_server.ledger.team.budget import TeamBudget
+    from lsp_server.ledger.team.link import Notice, TeamLink
+    from lsp_server.ledger.team.pg import driver
+    from lsp_server.ledger.team.shipper import Shipper
 
     assert sink.ledger is not None
     try:

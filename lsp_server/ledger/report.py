@@ -26,10 +26,10 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from .prices import describe_price_code
-from .row import FAILURE_OUTCOMES, TIERS, AttemptSummary
-from .store import Ledger
-from .units import NANO, utc_midnight, week_start
+from lsp_server.ledger.prices import describe_price_code
+from lsp_server.ledger.row import FAILURE_OUTCOMES, TIERS, AttemptSummary
+from lsp_server.ledger.store import Ledger
+from lsp_server.ledger.units import NANO, utc_midnight, week_start
 
 Dimension = Literal["task", "tier", "model", "repo", "week"]
 DIMENSIONS: tuple[Dimension, ...] = ("task", "tier", "model", "repo", "week")

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Protocol, Self
 
-from .row import LedgerRow
+from lsp_server.ledger.row import LedgerRow
 
 if TYPE_CHECKING:
-    from .store import Ledger
+    from lsp_server.ledger.store import Ledger
 
 
 class Reservation:

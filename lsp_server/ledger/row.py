@@ -12,8 +12,8 @@ from typing import Literal, NamedTuple, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from .guards import Code, ModelName, PolicyHash, Reason, RepoKey, RequestId
-from .units import NANO, as_utc, to_nusd, utc_now
+from lsp_server.ledger.guards import Code, ModelName, PolicyHash, Reason, RepoKey, RequestId
+from lsp_server.ledger.units import NANO, as_utc, to_nusd, utc_now
 
 # What became of an attempt. `escalated`: answered, then handed to a stronger tier;
 # `low_confidence`: served although its check failed (escalation was not possible).

@@ -19,9 +19,9 @@ from collections.abc import Collection
 from datetime import datetime, timezone
 from typing import Any
 
-from .errors import LedgerError
-from .row import AttemptSummary, LedgerRow
-from .units import NANO, to_nusd
+from lsp_server.ledger.errors import LedgerError
+from lsp_server.ledger.row import AttemptSummary, LedgerRow
+from lsp_server.ledger.units import NANO, to_nusd
 
 SCHEMA_VERSION = 2
 

@@ -13,13 +13,13 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
-from .budget import BudgetCaps, hold_budget
-from .reservations import BudgetHold, Reservation
-from .row import LedgerRow
-from .store import Ledger
+from lsp_server.ledger.budget import BudgetCaps, hold_budget
+from lsp_server.ledger.reservations import BudgetHold, Reservation
+from lsp_server.ledger.row import LedgerRow
+from lsp_server.ledger.store import Ledger
 
 if TYPE_CHECKING:
-    from .team.link import TeamLink
+    from lsp_server.ledger.team.link import TeamLink
 
 log = logging.getLogger(__name__)
 

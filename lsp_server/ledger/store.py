@@ -26,17 +26,17 @@ from typing import Any, Self, TypeVar
 
 from local_models.paths import ninetyten_home
 
-from . import journal as journals
-from .connection import is_busy, open_connection
-from .errors import LedgerError
-from .guards import request_id_adapter
-from .reservations import Reservation
-from .row import AttemptSummary, LedgerRow, checked
-from .schema import (
+from lsp_server.ledger import journal as journals
+from lsp_server.ledger.connection import is_busy, open_connection
+from lsp_server.ledger.errors import LedgerError
+from lsp_server.ledger.guards import request_id_adapter
+from lsp_server.ledger.reservations import Reservation
+from lsp_server.ledger.row import AttemptSummary, LedgerRow, checked
+from lsp_server.ledger.schema import (
     INSERT, SELECT, SELECT_SUMMARY, insert_missing, ledger_id, row_from_db, row_values, summary_values, tier_filter,
     update_feedback,
 )
-from .units import NANO, as_utc, to_nusd, utc_midnight
+from lsp_server.ledger.units import NANO, as_utc, to_nusd, utc_midnight
 
 log = logging.getLogger(__name__)
 

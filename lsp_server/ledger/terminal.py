@@ -11,8 +11,8 @@ from rich.console import Console
 from rich.measure import Measurement
 from rich.table import Table
 
-from .report import Dimension, GroupStats, Report
-from .units import NANO
+from lsp_server.ledger.report import Dimension, GroupStats, Report
+from lsp_server.ledger.units import NANO
 
 
 def usd(value: float) -> str:

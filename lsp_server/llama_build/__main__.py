@@ -1,5 +1,5 @@
 import sys
 
-from .install import main
+from lsp_server.llama_build.install import main
 
 sys.exit(main())

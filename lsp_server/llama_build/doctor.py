@@ -11,10 +11,10 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from .cpu import read_cpu_info
-from .flags import BuildConfigError, plan_build
-from .install import SetupError, State, default_state_path, installed_version, llama_requirement, sticky_env
-from .selftest import ModelSpec, report_lines, run_self_test
+from lsp_server.llama_build.cpu import read_cpu_info
+from lsp_server.llama_build.flags import BuildConfigError, plan_build
+from lsp_server.llama_build.install import SetupError, State, default_state_path, installed_version, llama_requirement, sticky_env
+from lsp_server.llama_build.selftest import ModelSpec, report_lines, run_self_test
 
 
 def build_lines(env: Mapping[str, str] = os.environ, state_path: Path | None = None) -> tuple[list[str], bool]:

@@ -21,7 +21,7 @@ import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from .cpu import CpuInfo
+from lsp_server.llama_build.cpu import CpuInfo
 
 BACKENDS: tuple[str, ...] = ("cpu", "cuda", "metal", "vulkan")
 BACKEND_ENV = "NINETYTEN_LLAMA_BACKEND"

@@ -34,11 +34,11 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .cpu import read_cpu_info
-from .flags import AMX_ENV, BACKEND_ENV, BuildConfigError, BuildLevel, BuildPlan, plan_build
+from lsp_server.llama_build.cpu import read_cpu_info
+from lsp_server.llama_build.flags import AMX_ENV, BACKEND_ENV, BuildConfigError, BuildLevel, BuildPlan, plan_build
 
 if TYPE_CHECKING:  # the self-test needs the project's dependencies; the installer must not
-    from .selftest import SelfTestReport
+    from lsp_server.llama_build.selftest import SelfTestReport
 
 PACKAGE = "llama-cpp-python"
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -300,13 +300,13 @@ class Installer:
     # -- proving -------------------------------------------------------------
 
     def run_self_test(self) -> SelfTestReport:
-        from .selftest import run_self_test
+        from lsp_server.llama_build.selftest import run_self_test
 
         return run_self_test(timeout_s=SELFTEST_TIMEOUT_S)
 
     def check(self) -> int:
         """Self-test the installed build; rebuild along the ladder while it crashes."""
-        from .selftest import report_lines
+        from lsp_server.llama_build.selftest import report_lines
 
         for _ in range(len(self.plan.levels) + 1):
             state = self.installed_state()

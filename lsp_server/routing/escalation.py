@@ -11,7 +11,7 @@ import re
 from collections.abc import Sequence
 from typing import Literal
 
-from .policy import Verifier
+from lsp_server.routing.policy import Verifier
 
 Kind = Literal["code", "prose"]
 

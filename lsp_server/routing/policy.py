@@ -22,10 +22,10 @@ from typing import TYPE_CHECKING, Any, Literal
 import platformdirs
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from ..ledger.prices import Price
+from lsp_server.ledger.prices import Price
 
 if TYPE_CHECKING:
-    from .policy_merge import IgnoredKey
+    from lsp_server.routing.policy_merge import IgnoredKey
 
 TierName = Literal["local", "in_house", "frontier"]
 TaskType = Literal["completion", "explain", "refactor", "ask", "commit_message"]
@@ -343,7 +343,7 @@ def load_policy(explicit: str | Path | None = None, workspace: Path | None = Non
     if not path.is_file():
         raise PolicyError(path, [(None, "", "the policy file does not exist")])
     if source == "workspace":
-        from .policy_trust import load_workspace_policy  # it builds on this module
+        from lsp_server.routing.policy_trust import load_workspace_policy  # it builds on this module
 
         return load_workspace_policy(path)
     return LoadedPolicy(load_policy_file(path), source, path)  # type: ignore[arg-type]

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, get_args
 
-from .policy import (
+from lsp_server.routing.policy import (
     DEFAULT_CONTEXT_WINDOW,
     TIER_ORDER,
     LatencyClass,

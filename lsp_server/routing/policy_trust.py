@@ -24,8 +24,8 @@ from pydantic import ValidationError
 
 from local_models.paths import ninetyten_home
 
-from .policy import LoadedPolicy, Policy, PolicyError, load_policy_file, parse_policy, user_policy_path
-from .policy_merge import IgnoredKey, merge_repository_policy
+from lsp_server.routing.policy import LoadedPolicy, Policy, PolicyError, load_policy_file, parse_policy, user_policy_path
+from lsp_server.routing.policy_merge import IgnoredKey, merge_repository_policy
 
 log = logging.getLogger(__name__)
 

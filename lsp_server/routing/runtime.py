@@ -7,12 +7,12 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..backends.anthropic import AnthropicBackend
-from ..backends.http_common import Cooldown, RetryPolicy
-from ..backends.openai_compat import OpenAICompatBackend
-from .policy import LoadedPolicy, Policy, TierConfig, TierName
-from .router import scanner_for
-from .sensitivity import SensitivityScanner
+from lsp_server.backends.anthropic import AnthropicBackend
+from lsp_server.backends.http_common import Cooldown, RetryPolicy
+from lsp_server.backends.openai_compat import OpenAICompatBackend
+from lsp_server.routing.policy import LoadedPolicy, Policy, TierConfig, TierName
+from lsp_server.routing.router import scanner_for
+from lsp_server.routing.sensitivity import SensitivityScanner
 
 log = logging.getLogger(__name__)
 

@@ -38,12 +38,12 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Literal
 
-from .pii import DIGIT_SHAPE_TABLE, find_pii
-from .scan_views import View, base64_view, concat_view, decoded_blobs, diff_views, json_view, url_view
-from .secret_engines import SecretEngine
-from .service_secrets import assignment_anchor, prefixed_token, random_value, service_context
-from .structured_secrets import find_structured
-from .secret_rules import (
+from lsp_server.routing.pii import DIGIT_SHAPE_TABLE, find_pii
+from lsp_server.routing.scan_views import View, base64_view, concat_view, decoded_blobs, diff_views, json_view, url_view
+from lsp_server.routing.secret_engines import SecretEngine
+from lsp_server.routing.service_secrets import assignment_anchor, prefixed_token, random_value, service_context
+from lsp_server.routing.structured_secrets import find_structured
+from lsp_server.routing.secret_rules import (
     MIN_TOKEN_RUN,
     RULES,
     TOKEN_CHARS,

@@ -23,7 +23,7 @@ import itertools
 import math
 import re
 
-from .secret_rules import is_placeholder, shannon_entropy
+from lsp_server.routing.secret_rules import is_placeholder, shannon_entropy
 
 # Service names as they appear inside variable and key names (lower case; `_` marks where a
 # name may be split: `new_relic` matches NEWRELIC, new_relic, NewRelic, new-relic). Short or

@@ -20,7 +20,7 @@ from __future__ import annotations
 import bisect
 import re
 
-from .secret_rules import is_placeholder, shannon_entropy
+from lsp_server.routing.secret_rules import is_placeholder, shannon_entropy
 
 StructuredHit = tuple[str, str, int, int]  # (rule, family, start, end)
 

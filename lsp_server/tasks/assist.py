@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from ..backends.base import ChatMessage
+from lsp_server.backends.base import ChatMessage
 
 AssistTask = Literal["explain", "refactor", "ask"]
 

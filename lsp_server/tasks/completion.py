@@ -5,11 +5,11 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from ..backends.base import CancelToken, Generation, GenerationRequest
-from ..backends.llama_cpp import LlamaCppBackend
-from ..config import CompletionConfig
-from .completion_prompt import BuiltPrompt, CompletionInput, PromptBudget, PromptBuilder
-from .completion_rules import StopRule, code_follows, postprocess
+from lsp_server.backends.base import CancelToken, Generation, GenerationRequest
+from lsp_server.backends.llama_cpp import LlamaCppBackend
+from lsp_server.config import CompletionConfig
+from lsp_server.tasks.completion_prompt import BuiltPrompt, CompletionInput, PromptBudget, PromptBuilder
+from lsp_server.tasks.completion_rules import StopRule, code_follows, postprocess
 
 # A generation cut by the time box after this few tokens is a fragment ("for", "return"),
 # not a suggestion.

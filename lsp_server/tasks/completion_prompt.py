@@ -17,7 +17,7 @@ from typing import Literal, Protocol, Sequence
 
 from local_models.fim import FimTokens
 
-from .completion_rules import CursorContext
+from lsp_server.tasks.completion_rules import CursorContext
 
 # The first prefix line moves in steps of this many lines, so that typing does not
 # shift the start of the prompt (and invalidate the whole KV cache) on every key.

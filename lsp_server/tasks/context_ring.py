@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
-from .completion_prompt import ContextFile
+from lsp_server.tasks.completion_prompt import ContextFile
 
 
 MAX_LINE_CHARS = 300

@@ -9,8 +9,8 @@ import re
 import textwrap
 from collections.abc import Sequence
 
-from ..backends.base import ChatMessage
-from .document import DocumentPrompt
+from lsp_server.backends.base import ChatMessage
+from lsp_server.tasks.document import DocumentPrompt
 
 SYSTEM = (
     "You are a careful senior engineer reviewing a colleague's code change. "

@@ -24,12 +24,12 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from ..errors import TeamLedgerError
-from ..settings import TeamLedgerSettings
-from ..units import NANO, as_utc, to_nusd
-from .identity import user_key
-from .pg import connect, describe, is_connection_error, scrub
-from .schema import SCHEMA, ensure_schema
+from lsp_server.ledger.errors import TeamLedgerError
+from lsp_server.ledger.settings import TeamLedgerSettings
+from lsp_server.ledger.units import NANO, as_utc, to_nusd
+from lsp_server.ledger.team.identity import user_key
+from lsp_server.ledger.team.pg import connect, describe, is_connection_error, scrub
+from lsp_server.ledger.team.schema import SCHEMA, ensure_schema
 
 log = logging.getLogger(__name__)
 

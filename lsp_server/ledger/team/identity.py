@@ -22,8 +22,8 @@ import re
 import subprocess
 from pathlib import Path
 
-from ..errors import TeamLedgerError
-from ..settings import TeamLedgerSettings
+from lsp_server.ledger.errors import TeamLedgerError
+from lsp_server.ledger.settings import TeamLedgerSettings
 
 
 def user_key(settings: TeamLedgerSettings, database_key: str, user_name: str | None = None) -> str:

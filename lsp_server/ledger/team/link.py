@@ -5,8 +5,8 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
-from .budget import TeamBudget
-from .shipper import Shipper
+from lsp_server.ledger.team.budget import TeamBudget
+from lsp_server.ledger.team.shipper import Shipper
 
 
 class Notice:

@@ -17,8 +17,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..connection import open_connection
-from ..schema import COLUMNS, ledger_id
+from lsp_server.ledger.connection import open_connection
+from lsp_server.ledger.schema import COLUMNS, ledger_id
 
 # What ships of a row: no reason texts, they stay on the machine. Taken as plain tuples
 # (version first, then the values as SQLite holds them) so that shipping a batch is a few C

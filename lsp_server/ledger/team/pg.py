@@ -12,8 +12,8 @@ import os
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from ..errors import TeamLedgerError
-from ..settings import TeamLedgerSettings
+from lsp_server.ledger.errors import TeamLedgerError
+from lsp_server.ledger.settings import TeamLedgerSettings
 
 if TYPE_CHECKING:
     import psycopg

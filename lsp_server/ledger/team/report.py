@@ -13,14 +13,14 @@ from collections import defaultdict
 from datetime import datetime, timezone
 from typing import Any
 
-from ..errors import TeamLedgerError
-from ..report import (
+from lsp_server.ledger.errors import TeamLedgerError
+from lsp_server.ledger.report import (
     DIMENSIONS, GroupStats, Report, make_stats, order_groups, price_uses, reason_counts,
 )
-from ..row import FAILURE_OUTCOMES
-from ..settings import TeamLedgerSettings
-from .pg import connect, describe, scrub
-from .schema import SCHEMA, ensure_schema
+from lsp_server.ledger.row import FAILURE_OUTCOMES
+from lsp_server.ledger.settings import TeamLedgerSettings
+from lsp_server.ledger.team.pg import connect, describe, scrub
+from lsp_server.ledger.team.schema import SCHEMA, ensure_schema
 
 _WEEK = "to_char(date_trunc('week', ts AT TIME ZONE 'UTC'), 'YYYY-MM-DD')"
 _DIMS = ("task", "tier", "model", "repo", "week")

@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import TeamLedgerError
+from lsp_server.ledger.errors import TeamLedgerError
 
 SCHEMA = "ninetyten"
 PG_SCHEMA_VERSION = 1

@@ -24,13 +24,13 @@ from typing import Any
 
 import filelock
 
-from ... import __version__
-from ..errors import LedgerError, TeamLedgerError
-from ..settings import TeamLedgerSettings
-from .identity import user_key
-from .outbox import SHIPPED_COLUMNS, Outbox, Queued
-from .pg import connect, describe, is_connection_error, scrub
-from .schema import SCHEMA, ensure_schema
+from lsp_server import __version__
+from lsp_server.ledger.errors import LedgerError, TeamLedgerError
+from lsp_server.ledger.settings import TeamLedgerSettings
+from lsp_server.ledger.team.identity import user_key
+from lsp_server.ledger.team.outbox import SHIPPED_COLUMNS, Outbox, Queued
+from lsp_server.ledger.team.pg import connect, describe, is_connection_error, scrub
+from lsp_server.ledger.team.schema import SCHEMA, ensure_schema
 
 log = logging.getLogger(__name__)
 

@@ -6,11 +6,11 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from ..errors import LedgerError, TeamLedgerError
-from ..settings import TeamLedgerSettings
-from .outbox import Outbox
-from .pg import connect, describe
-from .schema import PG_SCHEMA_VERSION, SCHEMA, ensure_schema
+from lsp_server.ledger.errors import LedgerError, TeamLedgerError
+from lsp_server.ledger.settings import TeamLedgerSettings
+from lsp_server.ledger.team.outbox import Outbox
+from lsp_server.ledger.team.pg import connect, describe
+from lsp_server.ledger.team.schema import PG_SCHEMA_VERSION, SCHEMA, ensure_schema
 
 
 def team_status(ledger_path: Path, settings: TeamLedgerSettings) -> dict[str, Any]:
