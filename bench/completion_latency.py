@@ -34,9 +34,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from local_models import resolve_model  # noqa: E402
-from lsp_server.backends.llama_cpp import LlamaCppBackend, LlamaSettings  # noqa: E402
+from lsp_server.backends.llama_cpp.backend import LlamaCppBackend, LlamaSettings  # noqa: E402
 from lsp_server.config import CompletionConfig  # noqa: E402
-from lsp_server.tasks.completion_prompt import CompletionInput, PromptBudget, PromptBuilder  # noqa: E402
+from lsp_server.completion.prompt import CompletionInput, PromptBudget, PromptBuilder  # noqa: E402
 
 MAX_TOKENS = 24
 N_CTX = 4096

@@ -28,12 +28,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from lsp_server.config import ServerConfig  # noqa: E402
-from lsp_server.engine import Engine  # noqa: E402
+from lsp_server.engine.core import Engine  # noqa: E402
 from lsp_server.ledger import Ledger  # noqa: E402
 from lsp_server.routing.policy import LoadedPolicy, Policy, load_policy_file, parse_policy  # noqa: E402
 from lsp_server.routing.policy_merge import merge_repository_policy  # noqa: E402
 from lsp_server.routing.router import RouteRequest, decide, scanner_for  # noqa: E402
-from lsp_server.tasks.completion_prompt import CompletionInput  # noqa: E402
+from lsp_server.completion.prompt import CompletionInput  # noqa: E402
 
 EXAMPLE = ROOT / "examples" / "policy.toml"
 
@@ -70,7 +70,7 @@ def decision_bench() -> list[tuple[str, list[float], list[float]]]:
 
     class NoScan:
         def scan(self, text: str, path: str | None = None):  # type: ignore[no-untyped-def]
-            from lsp_server.routing.sensitivity import SensitivityReport
+            from lsp_server.sensitivity.scanner import SensitivityReport
 
             return SensitivityReport(())
 

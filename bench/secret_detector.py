@@ -54,8 +54,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from lsp_server.routing.secret_rules import families, rule_ids
-from lsp_server.routing.sensitivity import SensitivityScanner
+from lsp_server.sensitivity.secret_rules import families, rule_ids
+from lsp_server.sensitivity.scanner import SensitivityScanner
 from tests.maintained_rules import CONFIG_PATH, draw_samples, iter_files, load_config
 
 HARD_FORM_FILES = ("hard_forms.", ".env.production", "analysis.ipynb")

@@ -14,7 +14,7 @@ from typing import Any
 
 
 from lsp_server.backends.base import CancelToken, ChatRequest, Generation, StopReason
-from lsp_server.backends.http_common import (
+from lsp_server.backends.http.client import (
     BadShape,
     CallSpec,
     GenerationStream,

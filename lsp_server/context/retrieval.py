@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lsp_server.diff_chunks import estimate
+from lsp_server.explain.diff.chunks import estimate
 from lsp_server.context.documents import ClassScope, CursorScope, DocumentCache, scope_at
 from lsp_server.context.index import DefinitionRef, WorkspaceIndex
 from lsp_server.context.resolve import by_name, resolve_import

@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 
 from lsp_server.backends.base import GenerationRequest, Usage
 from lsp_server.config import ServerConfig
-from lsp_server.engine import Attempt, Engine
+from lsp_server.engine.core import Attempt, Engine
 from lsp_server.routing.policy import LoadedPolicy, Policy, Rule, TierName
 from lsp_server.routing.router import Decision
-from lsp_server.tasks.completion import CompletionOutcome, CompletionTask
-from lsp_server.tasks.completion_prompt import CompletionInput
+from lsp_server.completion.task import CompletionOutcome, CompletionTask
+from lsp_server.completion.prompt import CompletionInput
 from lsp_server.eval.humaneval import InfillTask
 
 

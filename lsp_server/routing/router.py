@@ -13,7 +13,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from lsp_server.routing.policy import TIER_ORDER, LatencyClass, Policy, RiskLevel, Rule, TaskType, TierName, context_window
-from lsp_server.routing.sensitivity import Finding, SensitivityReport, SensitivityScanner, redact
+from lsp_server.sensitivity.scanner import Finding, SensitivityReport, SensitivityScanner, redact
 from lsp_server.routing.signals import estimate_tokens, first_matching_glob, latency_for, risk_for
 
 

@@ -8,11 +8,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lsp_server.backends.anthropic import AnthropicBackend
-from lsp_server.backends.http_common import Cooldown, RetryPolicy
-from lsp_server.backends.openai_compat import OpenAICompatBackend
+from lsp_server.backends.http.client import Cooldown, RetryPolicy
+from lsp_server.backends.openai import OpenAICompatBackend
 from lsp_server.routing.policy import LoadedPolicy, Policy, TierConfig, TierName
 from lsp_server.routing.router import scanner_for
-from lsp_server.routing.sensitivity import SensitivityScanner
+from lsp_server.sensitivity.scanner import SensitivityScanner
 
 log = logging.getLogger(__name__)
 

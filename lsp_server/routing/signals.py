@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from lsp_server.routing.policy import LatencyClass, Policy, RiskLevel, TaskType
-from lsp_server.routing.sensitivity import first_matching_glob
+from lsp_server.sensitivity.scanner import first_matching_glob
 
 INTERACTIVE_BY_DEFAULT: frozenset[str] = frozenset({"completion", "explain", "refactor", "ask"})
 

@@ -22,9 +22,9 @@ from pathlib import Path
 import pytest
 
 from lsp_server.config import ServerConfig
-from lsp_server.diffs import parse_diff
-from lsp_server.engine import Engine
-from lsp_server.explain import explain_changes
+from lsp_server.explain.diff.git import parse_diff
+from lsp_server.engine.core import Engine
+from lsp_server.explain.pipeline import explain_changes
 from lsp_server.routing.policy import LoadedPolicy, parse_policy
 from tests.e2e.test_routing_server import KEY, KEY_ENV, _as_dict, request
 from tests.loopback_provider import LoopbackProvider

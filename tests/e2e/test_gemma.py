@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from lsp_server.tasks.explain_diff import COMMIT_TYPES
+from lsp_server.explain.prompts import COMMIT_TYPES
 from tests.lsp_session import inline, lsp_session, open_document, served_notifications
 
 pytestmark = pytest.mark.gemma

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import pytest
 
-from lsp_server.hooks import MARKER
+from lsp_server.explain.hooks import MARKER
 from tests.prerequisites import missing
 from tests.trusted_policy import trust_policy
 

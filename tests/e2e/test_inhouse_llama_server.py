@@ -18,8 +18,8 @@ import httpx
 import pytest
 
 from lsp_server.backends.base import ChatMessage, ChatRequest, TextCompletionRequest
-from lsp_server.backends.http_common import NO_RETRY
-from lsp_server.backends.openai_compat import OpenAICompatBackend
+from lsp_server.backends.http.client import NO_RETRY
+from lsp_server.backends.openai import OpenAICompatBackend
 from tests.loopback_provider import unused_port
 
 START_TIMEOUT_S = 60.0

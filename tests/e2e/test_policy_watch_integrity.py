@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from lsp_server.ledger import LEDGER_FILENAME
-from lsp_server.policy_watch import PolicyEvent, PolicyWatcher
+from lsp_server.routing.watch import PolicyEvent, PolicyWatcher
 from lsp_server.routing.policy import Policy, parse_policy
 from tests.e2e.test_ledger_integrity import (  # a server that logs to a file
     _complete,

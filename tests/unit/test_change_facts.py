@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from lsp_server.change_facts import (
+from lsp_server.explain.facts import (
     GitTexts,
     category,
     extract_facts,
@@ -18,8 +18,8 @@ from lsp_server.change_facts import (
     named_things,
     ungrounded_names,
 )
-from lsp_server.change_facts.facts import ChangeFacts
-from lsp_server.diffs import parse_diff, range_diff, staged_diff
+from lsp_server.explain.facts.facts import ChangeFacts
+from lsp_server.explain.diff.git import parse_diff, range_diff, staged_diff
 
 
 class Repo:

@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 
 from local_models.tiny import CHAT_TEMPLATE, build_tiny_model
-from lsp_server.backends import chat_template
+from lsp_server.backends.llama_cpp import chat_template
 from lsp_server.backends.base import ChatMessage, ChatRequest
-from lsp_server.backends.chat_template import PLAIN, Piece, render_pieces
-from lsp_server.backends.llama_cpp import LlamaCppBackend, LlamaSettings
-from lsp_server.backends.template_sandbox import RenderLimits
+from lsp_server.backends.llama_cpp.chat_template import PLAIN, Piece, render_pieces
+from lsp_server.backends.llama_cpp.backend import LlamaCppBackend, LlamaSettings
+from lsp_server.backends.llama_cpp.template_sandbox import RenderLimits
 
 MESSAGES = [ChatMessage("system", "be brief"), ChatMessage("user", "hello")]
 
@@ -81,7 +81,7 @@ _HARNESS = textwrap.dedent("""
     import json, resource, sys
     resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))
     from lsp_server.backends.base import ChatMessage
-    from lsp_server.backends.chat_template import PLAIN, render_pieces
+    from lsp_server.backends.llama_cpp.chat_template import PLAIN, render_pieces
     messages = [ChatMessage("system", "be brief"), ChatMessage("user", "hello")]
     plain = render_pieces(PLAIN, messages)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

@@ -5,9 +5,9 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lsp_server.tasks.completion_cache import CompletionCache, CursorText
-from lsp_server.tasks.context_ring import ContextRing
-from lsp_server.tasks.debounce import AdaptiveDebounce
+from lsp_server.completion.cache import CompletionCache, CursorText
+from lsp_server.completion.context_ring import ContextRing
+from lsp_server.completion.debounce import AdaptiveDebounce
 
 DOC = "def area(r):\n    return \n\nprint(area(2))\n"
 

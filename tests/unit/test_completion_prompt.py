@@ -2,7 +2,7 @@
 
 from local_models.fim import FimTokens
 
-from lsp_server.tasks.completion_prompt import (
+from lsp_server.completion.prompt import (
     PREFIX_START_STEP,
     CompletionInput,
     ContextFile,

@@ -1,4 +1,4 @@
-from lsp_server.tasks.completion_rules import (
+from lsp_server.completion.rules import (
     CursorContext,
     StopRule,
     balance_brackets,
@@ -110,7 +110,7 @@ def test_truncated_multiline_drops_unfinished_last_line():
 
 
 def test_prefix_only_models_fill_one_line_when_the_block_continues_below():
-    from lsp_server.tasks.completion_rules import code_follows
+    from lsp_server.completion.rules import code_follows
 
     inside = CursorContext(line_prefix="    ", line_suffix="", next_lines=("    return total",))
     assert code_follows(inside)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from lsp_server.context import ContextOptions, IndexLimits, RepositoryContext, gate_from_scanner
 from lsp_server.context.documents import DocumentCache, scope_at
-from lsp_server.routing.sensitivity import SensitivityScanner
+from lsp_server.sensitivity.scanner import SensitivityScanner
 
 from .test_context_index import write
 

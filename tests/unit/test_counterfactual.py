@@ -9,7 +9,7 @@ import pytest
 from rich.console import Console
 
 from lsp_server.config import ServerConfig
-from lsp_server.engine import Engine
+from lsp_server.engine.core import Engine
 from lsp_server.ledger import Ledger
 from lsp_server.ledger.prices import (
     CONFIGURED, FRONTIER_TIER, REFERENCE_FRONTIER, Price, counterfactual, describe_price_code,
@@ -17,7 +17,7 @@ from lsp_server.ledger.prices import (
 from lsp_server.ledger.report import build_report
 from lsp_server.ledger.terminal import render_report
 from lsp_server.routing.policy import LoadedPolicy, Policy, parse_policy
-from lsp_server.tasks.completion_prompt import CompletionInput
+from lsp_server.completion.prompt import CompletionInput
 
 SOURCE = "def total(values):\n    result = 0\n    for value in values:\n        \n"
 FRONTIER = """

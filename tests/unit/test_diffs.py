@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lsp_server.diffs import (
+from lsp_server.explain.diff.git import (
     DiffChunk,
     DiffError,
     DiffTally,

@@ -1,6 +1,6 @@
 from lsp_server.routing.escalation import brackets_balanced, completion_confident, parses, verify
-from lsp_server.engine import ChatJob
-from lsp_server.tasks.assist import AssistInput, extract_code, messages_for
+from lsp_server.engine.core import ChatJob
+from lsp_server.assist.prompts import AssistInput, extract_code, messages_for
 
 
 def test_python_syntax_check():
@@ -46,7 +46,7 @@ def test_prompts_carry_the_code_and_instruction():
 
 
 def test_repetition_guard_cuts_loops():
-    from lsp_server.backends.chat_template import stop_on_repetition
+    from lsp_server.backends.llama_cpp.chat_template import stop_on_repetition
 
     check = stop_on_repetition()
     text = "intro\nsame line\nother\nsame line\nsame line\n"

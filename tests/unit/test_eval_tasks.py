@@ -12,7 +12,7 @@ from lsp_server.eval.humaneval import (
     single_line_tasks,
 )
 from lsp_server.eval.runner import task_input
-from lsp_server.tasks.completion_prompt import split_at_cursor
+from lsp_server.completion.prompt import split_at_cursor
 
 
 def test_the_real_problems_are_read():

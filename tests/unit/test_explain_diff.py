@@ -1,4 +1,4 @@
-from lsp_server.tasks.explain_diff import (
+from lsp_server.explain.prompts import (
     SUBJECT_MAX,
     check_commit_message,
     commit_message_messages,
@@ -70,7 +70,7 @@ def test_repair_prefers_the_first_sentence_and_drops_narration():
 
 
 def test_commit_document_sends_the_head_of_a_long_diff():
-    from lsp_server.tasks.explain_diff import COMMIT_DOCUMENT_CHARS, commit_document
+    from lsp_server.explain.prompts import COMMIT_DOCUMENT_CHARS, commit_document
 
     document = commit_document("+line\n" * 5000)
     assert len(document.text) < COMMIT_DOCUMENT_CHARS + 200 and document.text.endswith("What the diff does: It")

@@ -13,8 +13,8 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from local_models.fim import FimTokens
-from lsp_server.tasks.completion_cache import CompletionCache, CursorText
-from lsp_server.tasks.completion_prompt import (
+from lsp_server.completion.cache import CompletionCache, CursorText
+from lsp_server.completion.prompt import (
     PREFIX_START_STEP,
     CompletionInput,
     ContextFile,
@@ -22,7 +22,7 @@ from lsp_server.tasks.completion_prompt import (
     PromptBuilder,
     split_at_cursor,
 )
-from lsp_server.tasks.completion_rules import (
+from lsp_server.completion.rules import (
     CursorContext,
     StopRule,
     indent_width,

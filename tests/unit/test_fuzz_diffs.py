@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from lsp_server.diffs import (
+from lsp_server.explain.diff.git import (
     DiffChunk,
     DiffError,
     FileChange,

@@ -12,7 +12,7 @@ from __future__ import annotations
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from lsp_server.positions import (
+from lsp_server.lsp.convert import (
     Encoding,
     clamp_position,
     split_lines,

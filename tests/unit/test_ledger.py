@@ -38,7 +38,7 @@ from lsp_server.ledger import (
 )
 from lsp_server.ledger.report import build_report, parse_since, report_json
 from lsp_server.ledger.terminal import render_report
-from lsp_server.ledger_cli import run_report
+from lsp_server.cli.ledger import run_report
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 SPAWN = multiprocessing.get_context("spawn")

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import lsp_server.ledger as ledger_package
-from lsp_server.engine import Attempt
+from lsp_server.engine.core import Attempt
 from lsp_server.ledger import OUTCOMES, Ledger, LedgerRow
 from lsp_server.ledger.schema import SCHEMA_VERSION
 from lsp_server.ledger.settings import SettingsError, TeamLedgerSettings, load_user_settings

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from lsp_server.backends.base import BackendError, CancelToken, GenerationRequest
-from lsp_server.backends.llama_cpp import LlamaCppBackend, LlamaSettings
+from lsp_server.backends.llama_cpp.backend import LlamaCppBackend, LlamaSettings
 
 
 @pytest.fixture(scope="module")
@@ -175,7 +175,7 @@ def test_gpu_layers_setting(monkeypatch, tmp_path):
     from pydantic import ValidationError
 
     from lsp_server.config import ServerConfig
-    from lsp_server.engine import Engine
+    from lsp_server.engine.core import Engine
 
     assert ServerConfig().gpu_layers == -1
     assert ServerConfig().merged({"gpu_layers": 0}).gpu_layers == 0

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from lsp_server.backends.base import BackendError
-from lsp_server.backends.llama_cpp import native_log_line
+from lsp_server.backends.llama_cpp.backend import native_log_line
 from lsp_server.logs import NoContentFilter, describe_body
 
 CANARY = "CANARY-log-unit-91c2"
@@ -73,7 +73,7 @@ def test_a_failed_handler_logs_its_method_and_a_traceback_without_params_or_mess
 
 
 def test_exception_messages_are_kept_only_when_written_for_people(written):
-    log = logging.getLogger("lsp_server.completion_service")
+    log = logging.getLogger("lsp_server.completion.service")
     log.error("completion failed: %s", BackendError("the local model is not loaded yet"))
     log.error("completion failed: %s", KeyError(CANARY))
     log.warning(RuntimeError(CANARY))
@@ -83,7 +83,7 @@ def test_exception_messages_are_kept_only_when_written_for_people(written):
 
 
 def test_syntax_errors_and_chained_exceptions_lose_their_quoted_text(written):
-    log = logging.getLogger("lsp_server.engine")
+    log = logging.getLogger("lsp_server.engine.core")
     try:
         try:
             ast.parse(f"def {CANARY}(:\n")

@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 
 from lsp_server.config import ServerConfig
-from lsp_server.engine import Engine
+from lsp_server.engine.core import Engine
 from lsp_server.ledger import Ledger, LedgerRow
 from lsp_server.ledger.otel import OtelMetrics, metrics_endpoint
 from lsp_server.ledger.outlets import attach
 from lsp_server.ledger.settings import OtelSettings, UserSettings
 from lsp_server.routing.policy import LoadedPolicy, Policy
-from lsp_server.tasks.completion_prompt import CompletionInput
+from lsp_server.completion.prompt import CompletionInput
 from tests.loopback_otlp import attributes, otlp_receiver
 
 CANARY = "zqCANARYotel7"

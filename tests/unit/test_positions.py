@@ -1,6 +1,6 @@
 import pytest
 
-from lsp_server.positions import (
+from lsp_server.lsp.convert import (
     clamp_position,
     normalize_encoding,
     split_lines,

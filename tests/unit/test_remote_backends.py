@@ -23,7 +23,7 @@ from lsp_server.backends.base import (
     ProviderError,
     TextCompletionRequest,
 )
-from lsp_server.backends.http_common import (
+from lsp_server.backends.http.client import (
     NO_RETRY,
     Cooldown,
     RemoteUsage,
@@ -33,7 +33,7 @@ from lsp_server.backends.http_common import (
     parse_retry_after,
     parse_sse,
 )
-from lsp_server.backends.openai_compat import OpenAICompatBackend
+from lsp_server.backends.openai import OpenAICompatBackend
 from tests.loopback_provider import LoopbackProvider, loopback_provider, unused_port  # noqa: F401 (fixture)
 
 KEY_ENV = "NINETYTEN_TEST_REMOTE_KEY"

@@ -14,9 +14,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lsp_server.routing.pii import card_issuer, find_pii, iban_valid, luhn_valid
-from lsp_server.routing.secret_rules import RULES, is_placeholder, rule_ids, valid_jwt
-from lsp_server.routing.sensitivity import (
+from lsp_server.sensitivity.pii import card_issuer, find_pii, iban_valid, luhn_valid
+from lsp_server.sensitivity.secret_rules import RULES, is_placeholder, rule_ids, valid_jwt
+from lsp_server.sensitivity.scanner import (
     Finding,
     SensitivityReport,
     SensitivityScanner,

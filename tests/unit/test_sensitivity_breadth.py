@@ -14,10 +14,10 @@ import string
 
 import pytest
 
-from lsp_server.routing.scan_views import concat_view, json_view
-from lsp_server.routing.sensitivity import SensitivityScanner, redact
-from lsp_server.routing.service_secrets import random_value, service_in
-from lsp_server.routing.structured_secrets import RULE_IDS, find_structured
+from lsp_server.sensitivity.scan_views import concat_view, json_view
+from lsp_server.sensitivity.scanner import SensitivityScanner, redact
+from lsp_server.sensitivity.service_secrets import random_value, service_in
+from lsp_server.sensitivity.structured_secrets import RULE_IDS, find_structured
 
 SCANNER = SensitivityScanner()
 RNG = random.Random(23)

@@ -13,8 +13,8 @@ import string
 
 import pytest
 
-from lsp_server.routing.scan_views import View, concat_view, decode_blob, diff_views, json_view, url_view
-from lsp_server.routing.sensitivity import SensitivityScanner, redact
+from lsp_server.sensitivity.scan_views import View, concat_view, decode_blob, diff_views, json_view, url_view
+from lsp_server.sensitivity.scanner import SensitivityScanner, redact
 
 SCANNER = SensitivityScanner()
 RNG = random.Random(11)
@@ -335,7 +335,7 @@ def test_spans_from_every_engine_are_redacted_together() -> None:
 
 
 def test_betterleaks_engine_spans_land_on_the_secret() -> None:
-    from lsp_server.routing.secret_engines import BetterleaksEngine, EngineUnavailable
+    from lsp_server.sensitivity.secret_engines import BetterleaksEngine, EngineUnavailable
 
     try:
         engine = BetterleaksEngine()

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from lsp_server.loopback import is_loopback_host
-from lsp_server.tcp_auth import (
+from lsp_server.lsp.tcp_auth import (
     TOKEN_OPTION,
     TokenFileError,
     check_first_message,

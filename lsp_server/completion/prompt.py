@@ -1,0 +1,220 @@
+"""FIM prompt building, as token ids.
+
+Prompts are built from token ids, never from a string with control tokens in it:
+editor text that happens to contain `<|fim_prefix|>` must stay plain text.
+
+Token order keeps the stable part first so consecutive keystrokes reuse the KV
+cache: repo header and other files, then the current file's path and the prefix
+lines (whose start only moves in coarse steps), then the cursor line, the suffix
+and the middle token.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Literal, Protocol, Sequence
+
+from local_models.fim import FimTokens
+
+from lsp_server.completion.rules import CursorContext
+
+# The first prefix line moves in steps of this many lines, so that typing does not
+# shift the start of the prompt (and invalidate the whole KV cache) on every key.
+PREFIX_START_STEP = 16
+NEXT_LINES_FOR_POSTPROCESS = 8
+
+
+class Tokenizer(Protocol):
+    def tokenize_text(self, text: str) -> list[int]:
+        """Tokens of plain text: no BOS, control-token syntax read as text."""
+        ...
+
+
+@dataclass(frozen=True)
+class PromptBudget:
+    prefix_tokens: int = 1024
+    suffix_tokens: int = 128
+    extra_tokens: int = 512
+
+
+@dataclass(frozen=True)
+class ContextFile:
+    """Another document offered as repository-level context."""
+
+    path: str
+    text: str
+
+
+@dataclass(frozen=True)
+class CompletionInput:
+    """A document and a cursor, in code points (already converted from LSP units)."""
+
+    path: str
+    text: str
+    line: int
+    character: int
+    extra: Sequence[ContextFile] = ()
+    repo_name: str = ""
+
+
+@dataclass
+class BuiltPrompt:
+    tokens: list[int]
+    mode: Literal["fim", "prefix"]
+    cursor: CursorContext
+    n_prefix: int
+    n_suffix: int
+    n_extra: int
+    prefix_start_line: int = 0
+
+
+class LineTokenCache:
+    """Memoizes line -> tokens; most lines of a file do not change between keystrokes."""
+
+    def __init__(self, tokenizer: Tokenizer, capacity: int = 2048) -> None:
+        self._tokenizer = tokenizer
+        self._capacity = capacity
+        self._cache: OrderedDict[str, list[int]] = OrderedDict()
+
+    def __call__(self, text: str) -> list[int]:
+        if not text:
+            return []
+        hit = self._cache.get(text)
+        if hit is not None:
+            self._cache.move_to_end(text)
+            return hit
+        tokens = self._tokenizer.tokenize_text(text)
+        self._cache[text] = tokens
+        if len(self._cache) > self._capacity:
+            self._cache.popitem(last=False)
+        return tokens
+
+
+def split_at_cursor(inp: CompletionInput) -> tuple[list[str], str, str, list[str]]:
+    """(lines before, cursor-line prefix, cursor-line suffix, lines after); lines keep '\\n'."""
+    lines = inp.text.split("\n")
+    line_index = min(max(inp.line, 0), len(lines) - 1)
+    current = lines[line_index].rstrip("\r")
+    character = min(max(inp.character, 0), len(current))
+    before = [line.rstrip("\r") + "\n" for line in lines[:line_index]]
+    after = [line.rstrip("\r") + "\n" for line in lines[line_index + 1 :]]
+    if after:
+        after[-1] = after[-1][:-1]  # the document's last line has no newline
+    return before, current[:character], current[character:], after
+
+
+def cursor_context(before: list[str], line_prefix: str, line_suffix: str, after: list[str]) -> CursorContext:
+    prev_line = next((line.rstrip("\n") for line in reversed(before) if line.strip()), "")
+    next_lines = tuple(line.rstrip("\n") for line in after[:NEXT_LINES_FOR_POSTPROCESS])
+    return CursorContext(line_prefix=line_prefix, line_suffix=line_suffix, next_lines=next_lines, prev_line=prev_line)
+
+
+@dataclass
+class PromptBuilder:
+    tokenizer: Tokenizer
+    fim: FimTokens | None
+    budget: PromptBudget = field(default_factory=PromptBudget)
+    bos: int | None = None
+
+    def __post_init__(self) -> None:
+        self._lines = LineTokenCache(self.tokenizer)
+
+    def build(self, inp: CompletionInput) -> BuiltPrompt:
+        before, line_prefix, line_suffix, after = split_at_cursor(inp)
+        cursor = cursor_context(before, line_prefix, line_suffix, after)
+        cursor_tokens = self._lines(line_prefix)
+        # A cursor line longer than the whole prefix budget keeps its end: the text nearest
+        # the cursor matters most, and the budget is what fits the context window.
+        keep = min(len(cursor_tokens), max(self.budget.prefix_tokens, 0))
+        cursor_tokens = cursor_tokens[len(cursor_tokens) - keep:]
+        prefix_budget = max(self.budget.prefix_tokens - len(cursor_tokens), 0)
+        start, prefix_tokens = self._prefix_lines(before, prefix_budget)
+        prefix_tokens = prefix_tokens + cursor_tokens
+        if self.fim is None:
+            head = [self.bos] if self.bos is not None else []
+            return BuiltPrompt(
+                tokens=head + prefix_tokens,
+                mode="prefix",
+                cursor=cursor,
+                n_prefix=len(prefix_tokens),
+                n_suffix=0,
+                n_extra=0,
+                prefix_start_line=start,
+            )
+        suffix_tokens = self._suffix(line_suffix, after)
+        extra_tokens = self._extra(inp)
+        fim = self.fim
+        tokens: list[int] = []
+        tokens += extra_tokens
+        if fim.file_sep is not None and extra_tokens:
+            tokens += [fim.file_sep] + self._lines(inp.path + "\n")
+        tokens += [fim.prefix] + prefix_tokens
+        tokens += [fim.suffix] + suffix_tokens
+        tokens += [fim.middle]
+        return BuiltPrompt(
+            tokens=tokens,
+            mode="fim",
+            cursor=cursor,
+            n_prefix=len(prefix_tokens),
+            n_suffix=len(suffix_tokens),
+            n_extra=len(extra_tokens),
+            prefix_start_line=start,
+        )
+
+    def _prefix_lines(self, before: list[str], budget: int) -> tuple[int, list[int]]:
+        """Take whole lines upward from the cursor, then snap the start to a step."""
+        per_line: list[list[int]] = []
+        used = 0
+        start = len(before)
+        for index in range(len(before) - 1, -1, -1):
+            tokens = self._lines(before[index])
+            if used + len(tokens) > budget:
+                break
+            per_line.append(tokens)
+            used += len(tokens)
+            start = index
+        per_line.reverse()
+        if start > 0:
+            snapped = -(-start // PREFIX_START_STEP) * PREFIX_START_STEP
+            snapped = min(snapped, len(before))
+            per_line = per_line[snapped - start :]
+            start = snapped
+        return start, [token for tokens in per_line for token in tokens]
+
+    def _suffix(self, line_suffix: str, after: list[str]) -> list[int]:
+        budget = self.budget.suffix_tokens
+        first = line_suffix + "\n" if after else line_suffix
+        tokens: list[int] = list(self._lines(first))[:budget]
+        for line in after:
+            if len(tokens) >= budget:
+                break
+            line_tokens = self._lines(line)
+            if len(tokens) + len(line_tokens) > budget:
+                break
+            tokens += line_tokens
+        return tokens
+
+    def _extra(self, inp: CompletionInput) -> list[int]:
+        """Repository-level context: other open files, most relevant first, whole lines."""
+        fim = self.fim
+        if fim is None or fim.file_sep is None or not inp.extra or self.budget.extra_tokens <= 0:
+            return []
+        tokens: list[int] = []
+        budget = self.budget.extra_tokens
+        if fim.repo_name is not None:
+            tokens += [fim.repo_name] + self._lines((inp.repo_name or "workspace") + "\n")
+            if len(tokens) >= budget:  # a long repository name leaves no room for any file
+                return []
+        for other in inp.extra:
+            header = [fim.file_sep] + self._lines(other.path + "\n")
+            if len(tokens) + len(header) >= budget:
+                break
+            body: list[int] = []
+            for line in other.text.split("\n"):
+                line_tokens = self._lines(line + "\n")
+                if len(tokens) + len(header) + len(body) + len(line_tokens) > budget:
+                    break
+                body += line_tokens
+            tokens += header + body
+        return tokens

@@ -1,0 +1,204 @@
+"""Serving inline completions fast: cache, adaptive debounce, one generation, speculation.
+
+The order of the checks is what makes typing feel instant without wasting the model:
+a request first cancels whatever is running (the newest request wins), then looks in
+the cache (a re-request or a typed-through suggestion costs no model time), then —
+when it came from typing, not from an explicit invoke — waits about one keystroke gap
+for a newer request to replace it, and only then generates. After a suggestion is
+shown, the model uses its idle time to prepare the one after it, so accepting a
+suggestion is answered from the cache.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from lsp_server.backends.base import CancelToken
+from lsp_server.config import CompletionConfig
+from lsp_server.engine.core import CompletionResult, Engine
+from lsp_server.completion.cache import CompletionCache, CursorText
+from lsp_server.completion.prompt import CompletionInput
+from lsp_server.completion.context_ring import ContextRing
+from lsp_server.completion.debounce import AdaptiveDebounce
+
+log = logging.getLogger(__name__)
+
+SPECULATION_DELAY_S = 0.04
+
+Notify = Callable[[str, dict[str, Any], bool], None]
+
+
+@dataclass
+class CompletionStats:
+    """Counters a benchmark or a test reads through `ninetyten/stats`."""
+
+    requests: int = 0
+    cache_hits: int = 0
+    superseded: int = 0  # dropped while waiting out the debounce
+    generations: int = 0  # generations started for requests
+    speculative_started: int = 0
+    speculative_cached: int = 0
+
+    def to_json(self) -> dict[str, int]:
+        return dataclasses.asdict(self)
+
+
+class CompletionService:
+    def __init__(self, config: CompletionConfig, notify: Notify) -> None:
+        self.config = config
+        self.notify = notify
+        self.cache = CompletionCache(config.cache_size)
+        self.debounce = AdaptiveDebounce(config.debounce_min_ms, config.debounce_max_ms)
+        self.ring = ContextRing(max_chunks=config.extra_files, chunk_lines=24,
+                                max_chars=max(config.extra_tokens * 3, 200))
+        self.stats = CompletionStats()
+        self._seq = 0
+        self._inflight: CancelToken | None = None
+        self._speculation: tuple[CancelToken, asyncio.Task[None]] | None = None
+
+    def reconfigure(self, config: CompletionConfig) -> None:
+        self.config = config
+        self.cache = CompletionCache(config.cache_size)
+        self.debounce = AdaptiveDebounce(config.debounce_min_ms, config.debounce_max_ms)
+        self.ring = ContextRing(max_chunks=config.extra_files, chunk_lines=24,
+                                max_chars=max(config.extra_tokens * 3, 200))
+
+    # -- document events ---------------------------------------------------------
+
+    def opened(self, uri: str, path: str, text: str) -> None:
+        if self.config.extra_files:
+            self.ring.add(uri, path, text, 0)
+
+    def changed(self, uri: str, line: int, texts: Callable[[str], tuple[str, str] | None]) -> None:
+        """A keystroke in `uri` at `line`; `texts(uri)` gives (path, text) of an open document."""
+        self.debounce.keystroke()
+        left = self.ring.edited(uri, line)
+        if left is not None and self.config.extra_files:
+            found = texts(left[0])
+            if found is not None:
+                self.ring.add(left[0], found[0], found[1], left[1])
+
+    def closed(self, uri: str) -> None:
+        # A closed file stops being context for the others: the user put it away (it may be one
+        # they only glanced at, a secret among them), and its text is no longer kept up to date.
+        self.cache.clear(uri)
+        self.ring.forget(uri)
+
+    def context_for(self, uri: str) -> list[Any]:
+        return self.ring.context_for(uri) if self.config.extra_files else []
+
+    # -- requests ------------------------------------------------------------------
+
+    def stop_running(self) -> None:
+        """Newest wins: stop the generation in flight and any speculation."""
+        if self._inflight is not None:
+            self._inflight.cancel()
+        if self._speculation is not None:
+            self._speculation[0].cancel()
+            self._speculation = None
+
+    async def complete(self, engine: Engine, uri: str, inp: CompletionInput, *,
+                       invoked: bool) -> CompletionResult | None:
+        started = time.perf_counter()
+        self.stats.requests += 1
+        self._seq += 1
+        seq = self._seq
+        self.stop_running()
+        at = CursorText.of(uri, inp.text, inp.line, inp.character)
+        if self.config.cache_size:
+            hit = self.cache.get(at)
+            if hit is not None:
+                self.stats.cache_hits += 1
+                result = engine.cached_completion(inp, hit.text, started, typed=hit.typed)
+                engine.feedback(result.request_id, shown=True)
+                self.notify(uri, result.summary(), True)
+                self._speculate(engine, uri, inp, at, hit.text)
+                return result
+        if not invoked:
+            delay = self.debounce.delay_ms()
+            if delay > 0:
+                await asyncio.sleep(delay / 1000.0)
+                if seq != self._seq:
+                    self.stats.superseded += 1
+                    return None
+        token = self._inflight = CancelToken()
+        self.stats.generations += 1
+        try:
+            result = await engine.complete(inp, token)
+        except asyncio.CancelledError:
+            if token.generation is not None:  # $/cancelRequest: say what was stopped
+                usage = token.generation.usage
+                self.notify(uri, {
+                    "tier": "local", "backend": engine.local.name, "model": engine.local.model_name,
+                    "prompt_tokens": usage.prompt_tokens, "cached_prompt_tokens": usage.cached_prompt_tokens,
+                    "completion_tokens": usage.completion_tokens, "latency_ms": round(usage.total_ms, 1),
+                    "generation_ms": round(usage.generation_ms, 1), "stop_reason": "cancelled",
+                }, False)
+            raise
+        except TimeoutError:
+            log.warning("completion skipped: the model is still loading")
+            return None
+        except Exception as error:
+            if engine.local.load_failed:
+                return None  # reported to the user once, when loading failed
+            log.exception("completion failed: %s", error)
+            return None
+        finally:
+            if self._inflight is token:
+                self._inflight = None
+        if result.text is not None:
+            if self.config.cache_size:
+                self.cache.put(at, result.text, result.request_id)
+            if result.request_id:
+                engine.feedback(result.request_id, shown=True)
+        self.notify(uri, result.summary(), result.text is not None)
+        if result.text is not None and seq == self._seq:
+            self._speculate(engine, uri, inp, at, result.text)
+        return result
+
+    # -- speculation ---------------------------------------------------------------
+
+    def _speculate(self, engine: Engine, uri: str, inp: CompletionInput, at: CursorText, text: str) -> None:
+        """Prepare the suggestion for the cursor after `text` is accepted (local model only)."""
+        if not (self.config.speculative and self.config.cache_size):
+            return
+        accepted = CursorText(uri, at.before + text, at.after)
+        if self.cache.get(accepted) is not None:
+            return
+        last_newline = accepted.before.rfind("\n")
+        following = dataclasses.replace(
+            inp, text=accepted.before + accepted.after, line=accepted.before.count("\n"),
+            character=len(accepted.before) - (last_newline + 1))
+        token = CancelToken()
+        task = asyncio.ensure_future(self._run_speculation(engine, following, accepted, token))
+        self._speculation = (token, task)
+        self.stats.speculative_started += 1
+
+    async def _run_speculation(self, engine: Engine, inp: CompletionInput, at: CursorText,
+                               token: CancelToken) -> None:
+        try:
+            # Editors often ask again right after showing a suggestion (cursor events, a
+            # re-trigger); a decode step started now would only slow that answer down.
+            await asyncio.sleep(SPECULATION_DELAY_S)
+            if token.cancelled:
+                return
+            result = await engine.complete(inp, token, speculative=True)
+        except asyncio.CancelledError:
+            return
+        except Exception:  # speculation is a bonus; a failure is only worth a debug line
+            log.debug("speculative completion failed", exc_info=True)
+            return
+        finally:
+            if self._speculation is not None and self._speculation[0] is token:
+                self._speculation = None
+        if result.text is not None and not token.cancelled:
+            self.cache.put(at, result.text, "speculative")
+            self.stats.speculative_cached += 1
+
+    async def aclose(self) -> None:
+        self.stop_running()

@@ -1,0 +1,241 @@
+"""Explain a change: diff -> chunks -> one routed explanation per chunk -> merged answer.
+
+Used by `ninetyten explain`, the git hook and the editor's "Explain this change". Every
+model call goes through the engine (routing policy, sensitivity gate, ledger).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lsp_server.backends.base import CancelToken
+from lsp_server.explain.diff.git import DiffChunk, DiffTally, FileChange, chunk_diff, git_diff_stream, iter_parse_diff
+from lsp_server.engine.core import AssistResult, ChatJob, Engine
+from lsp_server.routing.policy import LatencyClass
+from lsp_server.explain.prompts import (
+    check_commit_message,
+    commit_document,
+    commit_from_explanation_document,
+    explain_document,
+    merge_document,
+    commit_message_from_diff_messages,
+    commit_message_messages,
+    explain_messages,
+    merge_messages,
+    repair_commit_message,
+)
+
+Progress = Callable[[int, int, str], None]  # (done, total, what)
+
+# Room left in the local context for the instructions and the answer.
+PROMPT_OVERHEAD_TOKENS = 300
+# Answer lengths: explanations are short sections, a commit message a few lines.
+EXPLAIN_MAX_TOKENS = 320
+COMMIT_MAX_TOKENS = 96
+
+
+@dataclass
+class ExplainResult:
+    explanation: str
+    commit_message: str | None
+    results: list[AssistResult] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    chunks: int = 0
+    files: int = 0
+
+    @property
+    def decision(self) -> dict[str, Any] | None:
+        """The first call's decision: the same object `ninetyten route --json` prints."""
+        return self.results[0].decision.model_dump(mode="json") if self.results else None
+
+    def usage(self) -> dict[str, Any]:
+        attempts = [a for r in self.results for a in r.attempts]
+        return {
+            "calls": len(self.results),
+            "chunks": self.chunks,
+            "prompt_tokens": sum(a.usage.prompt_tokens for a in attempts),
+            "completion_tokens": sum(a.usage.completion_tokens for a in attempts),
+            "latency_ms": round(sum(a.latency_ms for a in attempts), 1),
+            "cost_usd": round(sum(a.cost_usd for a in attempts), 6),
+            "tiers": sorted({a.tier for a in attempts if a.outcome in ("ok", "low_confidence", "escalated")}),
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"explanation": self.explanation, "decision": self.decision, "usage": self.usage(),
+                                "skipped": self.skipped}
+        if self.commit_message is not None:
+            data["commit_message"] = self.commit_message
+        return data
+
+
+def chunk_budget(engine: Engine, max_tokens: int) -> int:
+    return max(256, engine.local.n_ctx - max_tokens - PROMPT_OVERHEAD_TOKENS)
+
+
+async def explain_changes(
+    engine: Engine,
+    changes: Iterable[FileChange],
+    *,
+    commit_message: bool = False,
+    explanation: bool = True,
+    progress: Progress | None = None,
+    cancel: CancelToken | None = None,
+    latency: LatencyClass | None = None,
+) -> ExplainResult:
+    """Map (explain each chunk) then reduce (merge), then optionally the commit message.
+
+    With `explanation=False` (the git hook) a diff that fits one chunk gets its commit
+    message in a single call, straight from the diff.
+    """
+    await engine.wait_ready()
+    # Streamed: one file's hunks and one chunk at a time; only names and counts accumulate.
+    tally = DiffTally()
+    paths: list[str] = []
+    every_path: dict[str, None] = {}  # old and new names of every file, sent or summarized
+
+    def sendable() -> Iterable[FileChange]:
+        for change in tally.watch(changes):
+            paths.append(change.path)
+            every_path.update((path, None) for path in (change.old_path, change.new_path) if path)
+            if not change.summarized_only:
+                yield change
+
+    max_tokens = min(engine.config.assist.max_tokens, EXPLAIN_MAX_TOKENS)
+    chunk_stream = chunk_diff(sendable(), chunk_budget(engine, max_tokens))
+    first = next(chunk_stream, None)
+    second = next(chunk_stream, None) if first is not None else None
+    result = ExplainResult("", None)
+    step = 0
+
+    def advance(what: str) -> None:
+        nonlocal step
+        step += 1
+        if progress is not None:
+            progress(step, 0, what)  # the total is unknown until the stream ends
+
+    if commit_message and not explanation and second is None:
+        list(chunk_stream)  # drain: the tally needs every file (summarized ones too)
+        stats = tally.stats
+        stats_line = f"{stats.files} files, +{stats.added} -{stats.removed}"
+        skipped = tally.skipped
+        result.skipped, result.files, result.chunks = skipped, stats.files, 1 if first else 0
+        diff_text = first.text if first else "\n".join(skipped)
+        answer = await engine.run_chat(ChatJob(
+            task="commit_message", messages=commit_message_from_diff_messages(diff_text, stats_line),
+            document=commit_document(diff_text),
+            path=first.files[0] if first and first.files else None,
+            paths=first.paths if first else tuple(every_path), kind="prose",
+            extra_check=check_commit_message, latency=latency,
+            max_tokens=min(engine.config.assist.max_tokens, COMMIT_MAX_TOKENS),
+        ), cancel=cancel)
+        result.results.append(answer)
+        result.commit_message = repair_commit_message(answer.text or "", paths)
+        result.explanation = ""
+        advance("wrote the commit message")
+        return result
+
+    parts: list[_Part] = []
+    several = second is not None
+    for chunk in _chain(first, second, chunk_stream):
+        # Routed by every file in the chunk, old names of renames included.
+        answer = await engine.run_chat(ChatJob(
+            task="explain",
+            messages=explain_messages(chunk.text, part=chunk.index + 1, parts=2 if several else 1),
+            document=explain_document(chunk.text),
+            path=chunk.files[0] if chunk.files else None, paths=chunk.paths, kind="prose", latency=latency,
+            max_tokens=max_tokens,
+        ), cancel=cancel)
+        result.results.append(answer)
+        # Long chunk answers are cut so the merge prompt stays within the local context.
+        parts.append(_Part((answer.text or "")[:2000], chunk.paths, answer.kept_home))
+        result.chunks += 1
+        advance(f"explained {', '.join(chunk.files[:3])}")
+    stats = tally.stats
+    skipped = tally.skipped
+    result.skipped, result.files = skipped, stats.files
+    stats_line = f"{stats.files} files, +{stats.added} -{stats.removed}"
+    # Reduce in rounds of groups that fit the local context, until one answer is left.
+    group_chars = chunk_budget(engine, max_tokens) * 3
+    while len(parts) > 1:
+        groups: list[list[_Part]] = [[]]
+        for part in parts:
+            if groups[-1] and sum(len(p.text) for p in groups[-1]) + len(part.text) > group_chars:
+                groups.append([])
+            groups[-1].append(part)
+        merged_parts = []
+        for group in groups:
+            if len(group) == 1:
+                merged_parts.append(group[0])
+                continue
+            texts = [part.text for part in group]
+            joined = _Part.join(group)
+            # What the local model wrote about a chunk that was kept home is as sensitive as the chunk.
+            merged = await engine.run_chat(ChatJob(task="explain", messages=merge_messages(texts), kind="prose",
+                                                   document=merge_document(texts), latency=latency,
+                                                   max_tokens=max_tokens, paths=joined.paths,
+                                                   derived_from_kept_home=joined.kept_home), cancel=cancel)
+            result.results.append(merged)
+            merged_parts.append(_Part((merged.text or joined.text)[:2000], joined.paths,
+                                      joined.kept_home or merged.kept_home))
+            advance("merged explanations")
+        if len(merged_parts) == len(parts):  # nothing could be combined: stop rather than loop
+            parts = [_Part.join(parts)]
+            break
+        parts = merged_parts
+    final = parts[0] if parts else _Part("", (), False)
+    explanation = final.text
+    if skipped:
+        explanation = (explanation.rstrip() + "\n\n" if explanation.strip() else "") + \
+            "Also changed (not sent to a model): " + "; ".join(skipped)
+    result.explanation = explanation.strip() or f"{stats.files} file(s) changed."
+    if commit_message:
+        answer = await engine.run_chat(ChatJob(
+            task="commit_message", messages=commit_message_messages(result.explanation, stats_line),
+            document=commit_from_explanation_document(result.explanation),
+            kind="prose", extra_check=check_commit_message, latency=latency,
+            max_tokens=min(engine.config.assist.max_tokens, COMMIT_MAX_TOKENS),
+            paths=tuple(every_path), derived_from_kept_home=final.kept_home,
+        ), cancel=cancel)
+        result.results.append(answer)
+        result.commit_message = repair_commit_message(answer.text or "", paths)
+        advance("wrote the commit message")
+    return result
+
+
+@dataclass(frozen=True)
+class _Part:
+    """An explanation on its way to the merge: its text, the files it is about, and whether it
+    was written at home from content that had to stay home."""
+
+    text: str
+    paths: tuple[str, ...]
+    kept_home: bool
+
+    @staticmethod
+    def join(parts: list["_Part"]) -> "_Part":
+        return _Part("\n\n".join(part.text for part in parts),
+                     tuple(dict.fromkeys(path for part in parts for path in part.paths)),
+                     any(part.kept_home for part in parts))
+
+
+def _chain(first: DiffChunk | None, second: DiffChunk | None, rest: Iterator[DiffChunk]) -> Iterator[DiffChunk]:
+    for chunk in (first, second):
+        if chunk is not None:
+            yield chunk
+    yield from rest
+
+
+def generate_commit_message(repo: Path, engine: Engine, *, timeout_s: float) -> str | None:
+    """The commit message for the staged change, or None (nothing staged, or out of time)."""
+
+    async def run() -> ExplainResult:
+        with git_diff_stream(repo, staged=True) as stream:
+            return await asyncio.wait_for(explain_changes(engine, iter_parse_diff(stream), commit_message=True,
+                                                          explanation=False, latency="background"), timeout_s)
+
+    result = asyncio.run(run())
+    return result.commit_message if result.files else None
