@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from lsp_server.config import ServerConfig  # noqa: E402
+from lsp_server.completion.complete import Completer  # noqa: E402
 from lsp_server.engine.core import Engine  # noqa: E402
 from lsp_server.ledger import Ledger  # noqa: E402
 from lsp_server.routing.policy import LoadedPolicy, Policy, load_policy_file, parse_policy  # noqa: E402
@@ -70,7 +71,7 @@ def decision_bench() -> list[tuple[str, list[float], list[float]]]:
 
     class NoScan:
         def scan(self, text: str, path: str | None = None):  # type: ignore[no-untyped-def]
-            from lsp_server.sensitivity.scanner import SensitivityReport
+            from lsp_server.sensitivity.findings import SensitivityReport
 
             return SensitivityReport(())
 
@@ -105,7 +106,8 @@ async def completion_bench(model: str | None, rounds: int) -> tuple[list[float],
                     ledger=Ledger(home / "ledger.sqlite3"))
     engine.start()
     await engine.wait_ready()
-    task = engine.completion_task()
+    completer = Completer(engine)
+    task = completer.task
     text = code_of_size(6000)
     lines = text.split("\n")
     spots = [(i, len(lines[i])) for i in range(40, len(lines) - 1, 7) if lines[i].strip()][:12]
@@ -121,7 +123,7 @@ async def completion_bench(model: str | None, rounds: int) -> tuple[list[float],
             # Each measured request starts from the same cache state: another file's prompt.
             await task.run(flush)
             started = time.perf_counter()
-            result = await engine.complete(inp)
+            result = await completer.complete(inp)
             routed_ms = (time.perf_counter() - started) * 1000
             # Everything the engine did besides prompt building and the model's own work.
             own.append(routed_ms - result.usage.total_ms - result.extra["build_ms"])

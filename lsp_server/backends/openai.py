@@ -10,18 +10,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-
 from lsp_server.backends.base import CancelToken, ChatRequest, Generation, StopReason, TextCompletionRequest
-from lsp_server.backends.http.client import (
-    BadShape,
-    CallSpec,
-    GenerationStream,
-    HttpBackend,
-    SseEvent,
-    StreamErrorEvent,
-    error_type_from_body,
-    int_or_none,
-)
+from lsp_server.backends.http.client import HttpBackend, int_or_none
+from lsp_server.backends.http.errors import error_type_from_body
+from lsp_server.backends.http.sse import SseEvent
+from lsp_server.backends.http.stream import BadShape, CallSpec, GenerationStream, StreamErrorEvent
 
 _FINISH: dict[str, StopReason] = {"stop": "eos", "length": "max_tokens", "eos": "eos"}
 

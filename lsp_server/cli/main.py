@@ -265,6 +265,7 @@ def cmd_complete(args: argparse.Namespace) -> int:
 
     from lsp_server.engine.core import Engine
     from lsp_server.lsp.convert import split_lines
+    from lsp_server.completion.complete import Completer
     from lsp_server.completion.prompt import CompletionInput
 
     _configure_logging(args.verbose)
@@ -295,7 +296,7 @@ def cmd_complete(args: argparse.Namespace) -> int:
     attach(engine.sink, workspace=Path.cwd(), ship=False)
     try:
         inp = CompletionInput(path=path.name, text="\n".join(lines), line=line - 1, character=min(col - 1, len(lines[line - 1])))
-        result = engine.complete_blocking(inp)
+        result = Completer(engine).complete_blocking(inp)
     except ModelError as error:
         print(f"ninetyten: {error}", file=sys.stderr)
         return EXIT_FAILURE
@@ -377,7 +378,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 def _key_in_clear(base_url: str) -> bool:
     import httpx
 
-    from lsp_server.backends.http.client import key_would_travel_in_clear
+    from lsp_server.backends.http.errors import key_would_travel_in_clear
 
     try:
         return key_would_travel_in_clear(httpx.URL(base_url))
@@ -433,7 +434,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     import contextlib
     import itertools
 
-    from lsp_server.explain.diff.git import DiffError, git_diff_stream, iter_parse_diff
+    from lsp_server.explain.diff import DiffError, git_diff_stream, iter_parse_diff
     from lsp_server.engine.core import Engine
     from lsp_server.explain.pipeline import explain_changes
     from lsp_server.ledger import Ledger

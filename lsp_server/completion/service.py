@@ -18,9 +18,11 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from lsp_server.token_estimate import chars_for_tokens
 from lsp_server.backends.base import CancelToken
 from lsp_server.config import CompletionConfig
-from lsp_server.engine.core import CompletionResult, Engine
+from lsp_server.completion.complete import Completer
+from lsp_server.engine.results import CompletionResult
 from lsp_server.completion.cache import CompletionCache, CursorText
 from lsp_server.completion.prompt import CompletionInput
 from lsp_server.completion.context_ring import ContextRing
@@ -55,7 +57,7 @@ class CompletionService:
         self.cache = CompletionCache(config.cache_size)
         self.debounce = AdaptiveDebounce(config.debounce_min_ms, config.debounce_max_ms)
         self.ring = ContextRing(max_chunks=config.extra_files, chunk_lines=24,
-                                max_chars=max(config.extra_tokens * 3, 200))
+                                max_chars=max(chars_for_tokens(config.extra_tokens), 200))
         self.stats = CompletionStats()
         self._seq = 0
         self._inflight: CancelToken | None = None
@@ -66,7 +68,7 @@ class CompletionService:
         self.cache = CompletionCache(config.cache_size)
         self.debounce = AdaptiveDebounce(config.debounce_min_ms, config.debounce_max_ms)
         self.ring = ContextRing(max_chunks=config.extra_files, chunk_lines=24,
-                                max_chars=max(config.extra_tokens * 3, 200))
+                                max_chars=max(chars_for_tokens(config.extra_tokens), 200))
 
     # -- document events ---------------------------------------------------------
 
@@ -102,8 +104,9 @@ class CompletionService:
             self._speculation[0].cancel()
             self._speculation = None
 
-    async def complete(self, engine: Engine, uri: str, inp: CompletionInput, *,
+    async def complete(self, completer: Completer, uri: str, inp: CompletionInput, *,
                        invoked: bool) -> CompletionResult | None:
+        engine = completer.engine
         started = time.perf_counter()
         self.stats.requests += 1
         self._seq += 1
@@ -114,10 +117,10 @@ class CompletionService:
             hit = self.cache.get(at)
             if hit is not None:
                 self.stats.cache_hits += 1
-                result = engine.cached_completion(inp, hit.text, started, typed=hit.typed)
+                result = completer.cached(inp, hit.text, started, typed=hit.typed)
                 engine.feedback(result.request_id, shown=True)
                 self.notify(uri, result.summary(), True)
-                self._speculate(engine, uri, inp, at, hit.text)
+                self._speculate(completer, uri, inp, at, hit.text)
                 return result
         if not invoked:
             delay = self.debounce.delay_ms()
@@ -129,7 +132,7 @@ class CompletionService:
         token = self._inflight = CancelToken()
         self.stats.generations += 1
         try:
-            result = await engine.complete(inp, token)
+            result = await completer.complete(inp, token)
         except asyncio.CancelledError:
             if token.generation is not None:  # $/cancelRequest: say what was stopped
                 usage = token.generation.usage
@@ -158,12 +161,12 @@ class CompletionService:
                 engine.feedback(result.request_id, shown=True)
         self.notify(uri, result.summary(), result.text is not None)
         if result.text is not None and seq == self._seq:
-            self._speculate(engine, uri, inp, at, result.text)
+            self._speculate(completer, uri, inp, at, result.text)
         return result
 
     # -- speculation ---------------------------------------------------------------
 
-    def _speculate(self, engine: Engine, uri: str, inp: CompletionInput, at: CursorText, text: str) -> None:
+    def _speculate(self, completer: Completer, uri: str, inp: CompletionInput, at: CursorText, text: str) -> None:
         """Prepare the suggestion for the cursor after `text` is accepted (local model only)."""
         if not (self.config.speculative and self.config.cache_size):
             return
@@ -175,11 +178,11 @@ class CompletionService:
             inp, text=accepted.before + accepted.after, line=accepted.before.count("\n"),
             character=len(accepted.before) - (last_newline + 1))
         token = CancelToken()
-        task = asyncio.ensure_future(self._run_speculation(engine, following, accepted, token))
+        task = asyncio.ensure_future(self._run_speculation(completer, following, accepted, token))
         self._speculation = (token, task)
         self.stats.speculative_started += 1
 
-    async def _run_speculation(self, engine: Engine, inp: CompletionInput, at: CursorText,
+    async def _run_speculation(self, completer: Completer, inp: CompletionInput, at: CursorText,
                                token: CancelToken) -> None:
         try:
             # Editors often ask again right after showing a suggestion (cursor events, a
@@ -187,7 +190,7 @@ class CompletionService:
             await asyncio.sleep(SPECULATION_DELAY_S)
             if token.cancelled:
                 return
-            result = await engine.complete(inp, token, speculative=True)
+            result = await completer.complete(inp, token, speculative=True)
         except asyncio.CancelledError:
             return
         except Exception:  # speculation is a bonus; a failure is only worth a debug line

@@ -25,6 +25,10 @@ class CompletionOutcome:
     generation: Generation
     build_ms: float
 
+    @property
+    def mode(self) -> str:
+        return self.prompt.mode
+
 
 class CompletionTask:
     """Knows how to ask a local FIM model for the text at a cursor."""

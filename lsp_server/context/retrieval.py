@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lsp_server.explain.diff.chunks import estimate
+from lsp_server.token_estimate import estimate_tokens
 from lsp_server.context.documents import ClassScope, CursorScope, DocumentCache, scope_at
 from lsp_server.context.index import DefinitionRef, WorkspaceIndex
 from lsp_server.context.resolve import by_name, resolve_import
@@ -60,7 +60,7 @@ class ContextOptions:
     class_window_lines: int = 60
     max_class_members: int = 40
     file_header_tokens: int = 8  # what the prompt spends to name a file (separator + path)
-    count_tokens: Callable[[str], int] = field(default=estimate)
+    count_tokens: Callable[[str], int] = field(default=estimate_tokens)
 
 
 @dataclass

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from lsp_server.routing.escalation import verify
-from lsp_server.routing.policy import TierName
+from lsp_server.tiers import TierName
 from lsp_server.eval.execution import DEFAULT_TIMEOUT_S, run_programs
 from lsp_server.eval.humaneval import InfillTask, KindChoice, sample_tasks
 from lsp_server.eval.metrics import edit_similarity, exact_match

@@ -19,7 +19,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 
-from lsp_server.routing.policy import Policy, TierName
+from lsp_server.routing.policy import Policy
+from lsp_server.tiers import TierName
 from lsp_server.eval.completion_eval import Progress, _no_progress, generate, machine_label, score
 from lsp_server.eval.humaneval import sample_tasks
 from lsp_server.eval.metrics import RouterCurve, apgr, auroc, cpt, escalation_curve, oracle_confidence

@@ -1,6 +1,6 @@
 """Asking a tier for the text at a task's cursor, the way the language server does.
 
-The pipeline variant goes through `Engine.complete` (local tier: the same
+The pipeline variant goes through the completion feature's `Completer` (local tier: the same
 CompletionTask, prompt builder, stop rules and post-processing the server runs) or
 through the engine's completion escalation (remote tiers: the same prompt and clean-up
 the server sends a stronger tier). The raw variant is the local model alone: a plain
@@ -15,14 +15,16 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from lsp_server.backends.base import GenerationRequest, Usage
-from lsp_server.config import ServerConfig
-from lsp_server.engine.core import Attempt, Engine
-from lsp_server.routing.policy import LoadedPolicy, Policy, Rule, TierName
-from lsp_server.routing.router import Decision
-from lsp_server.completion.task import CompletionOutcome, CompletionTask
+from lsp_server.backends.base import GenerationRequest
+from lsp_server.completion.complete import Completer
 from lsp_server.completion.prompt import CompletionInput
+from lsp_server.config import ServerConfig
+from lsp_server.engine.core import Engine
+from lsp_server.engine.observers import AttemptLog
 from lsp_server.eval.humaneval import InfillTask
+from lsp_server.routing.policy import LoadedPolicy, Policy, Rule
+from lsp_server.routing.router import Decision
+from lsp_server.tiers import TierName
 
 
 class EvalError(Exception):
@@ -43,32 +45,6 @@ class Produced:
     mean_logprob: float | None = None
     min_logprob: float | None = None
     error: str | None = None
-
-
-class _RecordingTask(CompletionTask):
-    """The server's completion task, keeping the last outcome (its token log-probs)."""
-
-    last: CompletionOutcome | None = None
-
-    async def run(self, inp, cancel=None):  # type: ignore[no-untyped-def]
-        outcome = await super().run(inp, cancel)
-        self.last = outcome
-        return outcome
-
-
-class _EvalEngine(Engine):
-    """The real engine; it also hands its attempts (usage, latency, cost) to the harness."""
-
-    attempts: list[Attempt]
-
-    def completion_task(self) -> CompletionTask:
-        if self._completion is None:
-            self._completion = _RecordingTask(self.local, self.config.completion)
-        return self._completion
-
-    def _record(self, request_id, number, task, attempt, decision, reservation=None):  # type: ignore[no-untyped-def]
-        self.attempts.append(attempt)
-        super()._record(request_id, number, task, attempt, decision, reservation)
 
 
 def forced_policy(policy: Policy, tier: TierName) -> Policy:
@@ -100,17 +76,25 @@ class CompletionRunner:
     tier: TierName = "local"
     model: str | None = None
     progress: bool = False
-    _engine: _EvalEngine | None = field(default=None, init=False)
+    _engine: Engine | None = field(default=None, init=False)
+    _completer: Completer | None = field(default=None, init=False)
+    # The harness hears about every attempt the way the ledger does (usage, latency, cost).
+    attempts: AttemptLog = field(default_factory=AttemptLog, init=False)
 
     @property
-    def engine(self) -> _EvalEngine:
+    def engine(self) -> Engine:
         if self._engine is None:
             forced = LoadedPolicy(forced_policy(self.loaded.policy, self.tier), self.loaded.source, self.loaded.path)
-            engine = _EvalEngine(self.config, explicit_model=self.model, policy=forced, ledger=None,
-                                 progress=self.progress)
-            engine.attempts = []
-            self._engine = engine
+            self._engine = Engine(self.config, explicit_model=self.model, policy=forced, ledger=None,
+                                  progress=self.progress)
+            self._engine.subscribe(self.attempts)
         return self._engine
+
+    @property
+    def completer(self) -> Completer:
+        if self._completer is None:
+            self._completer = Completer(self.engine)
+        return self._completer
 
     async def start(self) -> None:
         if self.tier != "local":
@@ -137,35 +121,31 @@ class CompletionRunner:
         return await self._remote_pipeline(task)
 
     async def _local_pipeline(self, task: InfillTask) -> Produced:
-        engine = self.engine
-        engine.attempts.clear()
-        result = await engine.complete(task_input(task))
-        outcome = engine.completion_task().last  # type: ignore[attr-defined]
-        generation = outcome.generation
+        result = await self.completer.complete(task_input(task))
         return Produced(
             text=result.text,
             tier=result.tier,
             latency_ms=result.latency_ms,
-            prompt_tokens=generation.usage.prompt_tokens,
-            completion_tokens=generation.usage.completion_tokens,
-            stop_reason=generation.stop_reason,
-            mean_logprob=generation.mean_logprob,
-            min_logprob=generation.min_logprob,
+            prompt_tokens=result.usage.prompt_tokens,
+            completion_tokens=result.usage.completion_tokens,
+            stop_reason=result.stop_reason,
+            mean_logprob=result.mean_logprob,
+            min_logprob=result.min_logprob,
         )
 
     async def _remote_pipeline(self, task: InfillTask) -> Produced:
         # Straight to the engine's escalation step: the prompt and clean-up a stronger tier
         # gets for a completion, without spending a local generation first.
         engine = self.engine
-        inp = task_input(task)
-        decision: Decision = engine._completion_decision(inp)
+        job = self.completer.job(task_input(task))
+        decision: Decision = engine.completion_decision(job)
         if decision.escalate_to != self.tier:
             return Produced(None, self.tier, 0.0, error="routing refused: " + "; ".join(decision.reasons[-2:]))
-        engine.attempts.clear()
-        placeholder = Attempt("local", engine.local.name, "-", "ok", Usage(), 0.0)
+        self.attempts.clear()
         started = time.perf_counter()
-        text = await engine._escalate_completion(inp, decision, "eval", placeholder)
-        remote = [a for a in engine.attempts if a.tier == self.tier]
+        escalation = await engine.escalate_completion(job, decision, "eval")
+        text = escalation.text
+        remote = [a for a in self.attempts.attempts if a.tier == self.tier]
         attempt = remote[-1] if remote else None
         if attempt is None:
             return Produced(None, self.tier, (time.perf_counter() - started) * 1000.0, error="not sent (policy gate)")

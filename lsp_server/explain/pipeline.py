@@ -12,9 +12,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lsp_server.token_estimate import chars_for_tokens
 from lsp_server.backends.base import CancelToken
-from lsp_server.explain.diff.git import DiffChunk, DiffTally, FileChange, chunk_diff, git_diff_stream, iter_parse_diff
-from lsp_server.engine.core import AssistResult, ChatJob, Engine
+from lsp_server.explain.diff import DiffChunk, DiffTally, FileChange, chunk_diff, git_diff_stream, iter_parse_diff
+from lsp_server.engine.results import AssistResult
+from lsp_server.engine.jobs import ChatJob
+from lsp_server.engine.core import Engine
 from lsp_server.routing.policy import LatencyClass
 from lsp_server.explain.prompts import (
     check_commit_message,
@@ -159,7 +162,7 @@ async def explain_changes(
     result.skipped, result.files = skipped, stats.files
     stats_line = f"{stats.files} files, +{stats.added} -{stats.removed}"
     # Reduce in rounds of groups that fit the local context, until one answer is left.
-    group_chars = chunk_budget(engine, max_tokens) * 3
+    group_chars = chars_for_tokens(chunk_budget(engine, max_tokens))
     while len(parts) > 1:
         groups: list[list[_Part]] = [[]]
         for part in parts:

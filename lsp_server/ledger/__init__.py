@@ -24,14 +24,14 @@ from lsp_server.ledger.guards import safe_reason
 from lsp_server.ledger.journal import JOURNAL_DIRNAME, Journal
 from lsp_server.ledger.prices import Price
 from lsp_server.ledger.reservations import BudgetHold, Reservation
-from lsp_server.ledger.row import FAILURE_OUTCOMES, OUTCOMES, TIERS, AttemptSummary, LedgerRow, Outcome
+from lsp_server.ledger.row import FAILURE_OUTCOMES, OUTCOMES, AttemptSummary, LedgerRow, Outcome
 from lsp_server.ledger.schema import SCHEMA_VERSION, migrate
 from lsp_server.ledger.sink import LedgerSink
 from lsp_server.ledger.store import LEDGER_FILENAME, Ledger
 from lsp_server.ledger.units import NANO, utc_midnight
 
 __all__ = [
-    "FAILURE_OUTCOMES", "JOURNAL_DIRNAME", "LEDGER_FILENAME", "NANO", "OUTCOMES", "SCHEMA_VERSION", "TIERS",
+    "FAILURE_OUTCOMES", "JOURNAL_DIRNAME", "LEDGER_FILENAME", "NANO", "OUTCOMES", "SCHEMA_VERSION",
     "AttemptSummary", "BudgetHold", "Journal", "Ledger", "LedgerError", "LedgerRow", "LedgerSink", "Outcome",
     "Price", "Reservation", "TeamLedgerError", "migrate", "safe_reason", "utc_midnight",
 ]

@@ -27,7 +27,8 @@ from typing import Literal
 from pydantic import BaseModel
 
 from lsp_server.ledger.prices import describe_price_code
-from lsp_server.ledger.row import FAILURE_OUTCOMES, TIERS, AttemptSummary
+from lsp_server.ledger.row import FAILURE_OUTCOMES, AttemptSummary
+from lsp_server.tiers import TIER_ORDER
 from lsp_server.ledger.store import Ledger
 from lsp_server.ledger.units import NANO, utc_midnight, week_start
 
@@ -117,7 +118,7 @@ def order_groups(stats: list[GroupStats], dimension: Dimension) -> list[GroupSta
     """Weeks in time order; tiers local -> frontier; everything else busiest first."""
     if dimension == "week":
         return sorted(stats, key=lambda s: s.key)
-    rank = {key: i for i, key in enumerate(TIERS)} if dimension == "tier" else {}
+    rank = {key: i for i, key in enumerate(TIER_ORDER)} if dimension == "tier" else {}
     return sorted(stats, key=lambda s: (rank.get(s.key, len(rank)), -s.requests, s.key))
 
 

@@ -21,7 +21,6 @@ Outcome = Literal["ok", "escalated", "failed", "cancelled", "blocked", "low_conf
 OUTCOMES: tuple[Outcome, ...] = get_args(Outcome)
 FAILURE_OUTCOMES: frozenset[str] = frozenset({"failed"})  # cancelled and blocked are not failures
 SERVED_OUTCOMES: frozenset[str] = frozenset({"ok", "low_confidence"})
-TIERS = ("local", "in_house", "frontier")  # natural order in reports
 
 
 class LedgerRow(BaseModel):
@@ -98,5 +97,5 @@ class AttemptSummary(NamedTuple):
 
 
 __all__ = [
-    "FAILURE_OUTCOMES", "OUTCOMES", "SERVED_OUTCOMES", "TIERS", "AttemptSummary", "LedgerRow", "Outcome", "checked",
+    "FAILURE_OUTCOMES", "OUTCOMES", "SERVED_OUTCOMES", "AttemptSummary", "LedgerRow", "Outcome", "checked",
 ]

@@ -26,13 +26,17 @@ from pygls.protocol.json_rpc import RPCRequest
 from lsp_server import __version__
 from lsp_server.backends.base import CancelToken
 from lsp_server.config import ServerConfig, describe_validation_error
+from lsp_server.assist.run import assist
+from lsp_server.completion.complete import Completer
 from lsp_server.completion.service import CompletionService
-from lsp_server.engine.core import AssistResult, CompletionResult, Engine
+from lsp_server.engine.results import AssistResult, CompletionResult
+from lsp_server.engine.core import Engine
 from lsp_server.ledger import Ledger
 from lsp_server.ledger.outlets import attach as attach_ledger_outlets
 from lsp_server.routing.watch import PolicyEvent, PolicyWatcher, initial_policy
 from lsp_server.lsp.convert import Encoding, clamp_position, normalize_encoding, split_lines, to_client_character
-from lsp_server.routing.policy import LoadedPolicy, PolicyError, TierName, parse_policy
+from lsp_server.routing.policy import LoadedPolicy, PolicyError, parse_policy
+from lsp_server.tiers import TierName
 from lsp_server.routing.policy_trust import TrustStore, approve_policy, trust_state, untrusted_notice
 from lsp_server.lsp.transport import INVALID_REQUEST, PARSE_ERROR, send_error, serve_stream
 from lsp_server.assist.prompts import AssistInput
@@ -216,6 +220,7 @@ class NinetyTenServer(LanguageServer):
         self.explicit_model = explicit_model
         self.explicit_policy = policy
         self.engine: Engine | None = None
+        self.completer: Completer | None = None
         self.load_error: str | None = None
         self.recent: OrderedDict[str, None] = OrderedDict()
         self.watcher: PolicyWatcher | None = None
@@ -495,7 +500,9 @@ class NinetyTenServer(LanguageServer):
         inp = self.completion_input(uri, position)
         if inp is None:
             return None
-        return await self.completions.complete(self.engine, uri, inp, invoked=invoked)
+        if self.completer is None or self.completer.engine is not self.engine:
+            self.completer = Completer(self.engine)
+        return await self.completions.complete(self.completer, uri, inp, invoked=invoked)
 
     def document_texts(self, uri: str) -> tuple[str, str] | None:
         document = self.workspace.text_documents.get(uri)
@@ -610,7 +617,7 @@ class NinetyTenServer(LanguageServer):
             return {"error": "the server is not initialized"}
         token = CancelToken()
         try:
-            result: AssistResult = await self.engine.assist(inp, cancel=token, auto_apply=params.apply)
+            result: AssistResult = await assist(self.engine, inp, cancel=token, auto_apply=params.apply)
         except asyncio.CancelledError:
             token.cancel()
             raise
@@ -662,7 +669,7 @@ class NinetyTenServer(LanguageServer):
 
     async def explain_change(self, raw: dict[str, Any]) -> dict[str, Any]:
         """Explain the working-tree change of one file (or the whole workspace), or what is staged."""
-        from lsp_server.explain.diff.git import DiffError, parse_diff, staged_diff, working_tree_diff
+        from lsp_server.explain.diff import DiffError, parse_diff, staged_diff, working_tree_diff
         from lsp_server.explain.pipeline import explain_changes
 
         if self.engine is None:

@@ -22,18 +22,18 @@ from typing import TYPE_CHECKING, Any, Literal
 import platformdirs
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from lsp_server.backends.registry import backend_names, is_remote
 from lsp_server.ledger.prices import Price
+from lsp_server.tiers import REMOTE_TIERS, TierName
 
 if TYPE_CHECKING:
     from lsp_server.routing.policy_merge import IgnoredKey
 
-TierName = Literal["local", "in_house", "frontier"]
 TaskType = Literal["completion", "explain", "refactor", "ask", "commit_message"]
 RiskLevel = Literal["low", "high"]
 LatencyClass = Literal["interactive", "background"]
 Verifier = Literal["syntax", "non_empty", "length"]
 
-TIER_ORDER: tuple[TierName, ...] = ("local", "in_house", "frontier")
 POLICY_ENV = "NINETYTEN_POLICY"
 WORKSPACE_POLICY = Path(".ninetyten") / "policy.toml"
 
@@ -43,7 +43,7 @@ class _Strict(BaseModel):
 
 
 class TierConfig(_Strict):
-    backend: Literal["llama_cpp", "openai", "anthropic"]
+    backend: str = Field(description="a name from lsp_server.backends.registry")
     model: str = Field(min_length=1)
     base_url: str | None = None
     api_key_env: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -55,9 +55,17 @@ class TierConfig(_Strict):
     max_retries: int = Field(2, ge=0, le=10)
     max_concurrent: int = Field(4, ge=1, le=256, description="requests in flight to this tier at once")
 
+    @field_validator("backend")
+    @classmethod
+    def _known_backend(cls, value: str) -> str:
+        if value not in backend_names():
+            known = ", ".join(repr(name) for name in backend_names())
+            raise ValueError(f"unknown backend {value!r}: one of {known}")
+        return value
+
     @model_validator(mode="after")
     def _remote_needs_url(self) -> "TierConfig":
-        if self.backend != "llama_cpp" and not self.base_url:
+        if is_remote(self.backend) and not self.base_url:
             raise ValueError(f"a {self.backend} tier needs base_url")
         if self.base_url and not re.match(r"^https?://", self.base_url):
             raise ValueError("base_url must start with http:// or https://")
@@ -141,12 +149,14 @@ class Policy(_Strict):
         local = self.tiers.get("local")
         if local is None:
             raise ValueError("tiers.local is required: every feature must work on the local model")
-        if local.backend != "llama_cpp":
-            raise ValueError("tiers.local must use backend = \"llama_cpp\"")
-        for tier in ("in_house", "frontier"):
-            config = self.tiers.get(tier)  # type: ignore[call-overload]
-            if config is not None and config.backend == "llama_cpp":
-                raise ValueError(f"tiers.{tier} must be a remote backend (openai or anthropic)")
+        if is_remote(local.backend):
+            local_names = " or ".join(f'"{name}"' for name in backend_names(remote=False))
+            raise ValueError(f"tiers.local must use backend = {local_names}")
+        for tier in REMOTE_TIERS:
+            config = self.tiers.get(tier)
+            if config is not None and not is_remote(config.backend):
+                remote_names = " or ".join(backend_names(remote=True))
+                raise ValueError(f"tiers.{tier} must be a remote backend ({remote_names})")
         return self
 
     def tier(self, name: TierName) -> TierConfig | None:

@@ -19,17 +19,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, get_args
 
-from lsp_server.routing.policy import (
-    DEFAULT_CONTEXT_WINDOW,
-    TIER_ORDER,
-    LatencyClass,
-    Policy,
-    RiskLevel,
-    Rule,
-    TaskType,
-    TierConfig,
-    TierName,
-)
+from lsp_server.routing.policy import DEFAULT_CONTEXT_WINDOW, LatencyClass, Policy, RiskLevel, Rule, TaskType, TierConfig
+from lsp_server.tiers import TIER_ORDER, TierName
 
 _RANK: dict[str, int] = {tier: index for index, tier in enumerate(TIER_ORDER)}
 _ON_SENSITIVE_RANK = {"redact": 0, "keep_home": 1, "block": 2}

@@ -23,7 +23,6 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from local_models.paths import ninetyten_home
-
 from lsp_server.routing.policy import LoadedPolicy, Policy, PolicyError, load_policy_file, parse_policy, user_policy_path
 from lsp_server.routing.policy_merge import IgnoredKey, merge_repository_policy
 

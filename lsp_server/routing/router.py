@@ -12,9 +12,13 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from lsp_server.routing.policy import TIER_ORDER, LatencyClass, Policy, RiskLevel, Rule, TaskType, TierName, context_window
-from lsp_server.sensitivity.scanner import Finding, SensitivityReport, SensitivityScanner, redact
-from lsp_server.routing.signals import estimate_tokens, first_matching_glob, latency_for, risk_for
+from lsp_server.tiers import TIER_ORDER, TierName
+from lsp_server.routing.policy import LatencyClass, Policy, RiskLevel, Rule, TaskType, context_window
+from lsp_server.routing.signals import first_matching_glob, latency_for, risk_for
+from lsp_server.token_estimate import estimate_tokens
+from lsp_server.sensitivity.findings import Finding, SensitivityReport
+from lsp_server.sensitivity.redaction import redact
+from lsp_server.sensitivity.scanner import SensitivityScanner
 
 
 @dataclass(frozen=True)

@@ -5,33 +5,27 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
-from typing import Any
 
 from lsp_server.backends.anthropic import AnthropicBackend
-from lsp_server.backends.http.client import Cooldown, RetryPolicy
 from lsp_server.backends.openai import OpenAICompatBackend
-from lsp_server.routing.policy import LoadedPolicy, Policy, TierConfig, TierName
+from lsp_server.backends.registry import RemoteSettings, build_remote
+from lsp_server.routing.policy import LoadedPolicy, Policy, TierConfig
 from lsp_server.routing.router import scanner_for
 from lsp_server.sensitivity.scanner import SensitivityScanner
+from lsp_server.tiers import REMOTE_TIERS, TierName
 
 log = logging.getLogger(__name__)
 
 RemoteBackend = OpenAICompatBackend | AnthropicBackend
 
 
-def build_remote(config: TierConfig) -> RemoteBackend:
+def remote_for(config: TierConfig) -> RemoteBackend:
+    """The client a remote tier describes, built by the backend registry."""
     assert config.base_url is not None  # validated by the policy model
-    kwargs: dict[str, Any] = {
-        "api_key_env": config.api_key_env,
-        "timeout_s": config.timeout_s,
-        "connect_timeout_s": config.connect_timeout_s,
-        "retry": RetryPolicy(max_attempts=config.max_retries + 1, deadline_s=max(config.timeout_s, 5.0) * 2),
-        "cooldown": Cooldown(failures=3, cooldown_s=30.0),
-        "max_concurrent": config.max_concurrent,
-    }
-    if config.backend == "anthropic":
-        return AnthropicBackend(config.base_url, config.model, **kwargs)
-    return OpenAICompatBackend(config.base_url, config.model, **kwargs)
+    return build_remote(config.backend, RemoteSettings(  # type: ignore[no-any-return]
+        base_url=config.base_url, model=config.model, api_key_env=config.api_key_env, timeout_s=config.timeout_s,
+        connect_timeout_s=config.connect_timeout_s, max_retries=config.max_retries,
+        max_concurrent=config.max_concurrent))
 
 
 @dataclass
@@ -50,10 +44,10 @@ class PolicyState:
     def build(cls, loaded: LoadedPolicy) -> "PolicyState":
         policy = loaded.policy
         remote: dict[TierName, RemoteBackend] = {}
-        for tier in ("in_house", "frontier"):
-            config = policy.tier(tier)  # type: ignore[arg-type]
+        for tier in REMOTE_TIERS:
+            config = policy.tier(tier)
             if config is not None:
-                remote[tier] = build_remote(config)  # type: ignore[index]
+                remote[tier] = remote_for(config)
         return cls(loaded=loaded, scanner=scanner_for(policy), remote=remote)
 
     def unavailable(self) -> set[TierName]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from lsp_server.routing.policy import LatencyClass, Policy, RiskLevel, TaskType
-from lsp_server.sensitivity.scanner import first_matching_glob
+from lsp_server.sensitivity.paths import first_matching_glob
 
 INTERACTIVE_BY_DEFAULT: frozenset[str] = frozenset({"completion", "explain", "refactor", "ask"})
 
@@ -27,7 +27,3 @@ def latency_for(task: TaskType, requested: LatencyClass | None) -> LatencyClass:
         return requested
     return "interactive" if task in INTERACTIVE_BY_DEFAULT else "background"
 
-
-def estimate_tokens(text: str) -> int:
-    """A tokenizer-free upper-ish estimate: code averages ~3.5 characters per token."""
-    return len(text) * 2 // 7 + 1

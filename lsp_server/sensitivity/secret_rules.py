@@ -31,9 +31,9 @@ import base64
 import binascii
 import itertools
 import json
-from collections import Counter
 import math
 import re
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal

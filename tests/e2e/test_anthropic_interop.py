@@ -26,7 +26,7 @@ import pytest
 
 from lsp_server.backends.anthropic import ANTHROPIC_VERSION, AnthropicBackend
 from lsp_server.backends.base import ChatMessage, ChatRequest, ProviderError
-from lsp_server.backends.http.client import NO_RETRY
+from lsp_server.backends.http.retry import NO_RETRY
 from tests.e2e.test_inhouse_llama_server import llama_server  # noqa: F401 (fixture)
 from tests.loopback_provider import unused_port
 from tests.prerequisites import missing

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from lsp_server.explain.diff.git import (
+from lsp_server.explain.diff import (
     DiffError,
     FileChange,
     chunk_diff,
@@ -364,7 +364,7 @@ def test_a_pre_commit_hook_sees_what_is_being_committed(tmp_path: Path) -> None:
     out = tmp_path / "hook-output.txt"
     script = tmp_path / "hook.py"
     script.write_text("from pathlib import Path\n"
-                      "from lsp_server.explain.diff.git import parse_diff, staged_diff\n"
+                      "from lsp_server.explain.diff import parse_diff, staged_diff\n"
                       "paths = [c.path for c in parse_diff(staged_diff(Path('.')))]\n"
                       f"Path({str(out)!r}).write_text(' '.join(paths))\n", encoding="utf-8")
     hook = repo / ".git" / "hooks" / "pre-commit"

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from lsp_server.config import ServerConfig
-from lsp_server.explain.diff.git import parse_diff
+from lsp_server.explain.diff import parse_diff
 from lsp_server.engine.core import Engine
 from lsp_server.explain.pipeline import explain_changes
 from lsp_server.routing.policy import LoadedPolicy, parse_policy

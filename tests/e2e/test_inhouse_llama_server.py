@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from lsp_server.backends.base import ChatMessage, ChatRequest, TextCompletionRequest
-from lsp_server.backends.http.client import NO_RETRY
+from lsp_server.backends.http.retry import NO_RETRY
 from lsp_server.backends.openai import OpenAICompatBackend
 from tests.loopback_provider import unused_port
 

@@ -19,7 +19,7 @@ from lsp_server.explain.facts import (
     ungrounded_names,
 )
 from lsp_server.explain.facts.facts import ChangeFacts
-from lsp_server.explain.diff.git import parse_diff, range_diff, staged_diff
+from lsp_server.explain.diff import parse_diff, range_diff, staged_diff
 
 
 class Repo:

@@ -9,6 +9,7 @@ import pytest
 from rich.console import Console
 
 from lsp_server.config import ServerConfig
+from lsp_server.completion.complete import Completer
 from lsp_server.engine.core import Engine
 from lsp_server.ledger import Ledger
 from lsp_server.ledger.prices import (
@@ -52,7 +53,7 @@ def _run(tmp_path: Path, model: Path, policy: Policy) -> tuple[list, str]:  # ty
     engine = Engine(ServerConfig(model=str(model), completion={"max_tokens": 6}),
                     policy=LoadedPolicy(policy, "builtin", None), ledger=ledger)
     try:
-        engine.complete_blocking(CompletionInput(path="a.py", text=SOURCE, line=3, character=8))
+        Completer(engine).complete_blocking(CompletionInput(path="a.py", text=SOURCE, line=3, character=8))
     finally:
         engine.close()
     rows = ledger.rows()

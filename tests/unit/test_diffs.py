@@ -16,7 +16,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lsp_server.explain.diff.git import (
+from lsp_server.token_estimate import estimate_tokens as estimate
+from lsp_server.explain.diff import (
     DiffChunk,
     DiffError,
     DiffTally,
@@ -24,7 +25,6 @@ from lsp_server.explain.diff.git import (
     SummaryRules,
     chunk_diff,
     diff_stats,
-    estimate,
     file_header,
     iter_parse_diff,
     parse_diff,

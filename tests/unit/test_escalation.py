@@ -1,5 +1,5 @@
 from lsp_server.routing.escalation import brackets_balanced, completion_confident, parses, verify
-from lsp_server.engine.core import ChatJob
+from lsp_server.engine.jobs import ChatJob
 from lsp_server.assist.prompts import AssistInput, extract_code, messages_for
 
 

@@ -17,13 +17,13 @@ from dataclasses import dataclass, field
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from lsp_server.explain.diff.git import (
+from lsp_server.token_estimate import estimate_tokens as estimate
+from lsp_server.explain.diff import (
     DiffChunk,
     DiffError,
     FileChange,
     SummaryRules,
     chunk_diff,
-    estimate,
     iter_parse_diff,
     parse_diff,
     with_totals,

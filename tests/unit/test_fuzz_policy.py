@@ -19,13 +19,7 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from lsp_server.routing.policy import (
-    Policy,
-    PolicyError,
-    load_policy,
-    load_policy_file,
-    parse_policy,
-)
+from lsp_server.routing.policy import Policy, PolicyError, load_policy, load_policy_file, parse_policy
 from tests.fuzzing import fuzz
 
 

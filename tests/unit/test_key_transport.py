@@ -12,7 +12,8 @@ import pytest
 
 from lsp_server.backends.anthropic import AnthropicBackend
 from lsp_server.backends.base import ChatMessage, ChatRequest, ProviderError
-from lsp_server.backends.http.client import NO_RETRY, key_would_travel_in_clear
+from lsp_server.backends.http.retry import NO_RETRY
+from lsp_server.backends.http.errors import key_would_travel_in_clear
 from lsp_server.backends.openai import OpenAICompatBackend
 from tests.addresses import non_loopback_ipv4, own_hostname
 from tests.loopback_provider import LoopbackProvider

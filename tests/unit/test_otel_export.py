@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from lsp_server.config import ServerConfig
+from lsp_server.completion.complete import Completer
 from lsp_server.engine.core import Engine
 from lsp_server.ledger import Ledger, LedgerRow
 from lsp_server.ledger.otel import OtelMetrics, metrics_endpoint
@@ -39,7 +40,7 @@ def test_engine_requests_reach_the_collector_as_genai_metrics(tmp_path: Path, ti
                settings=UserSettings(otel=OtelSettings(enabled=True, endpoint=receiver.url, export_interval_s=3600)))
         try:
             for column in (8, 8, 4):
-                engine.complete_blocking(CompletionInput(path=f"{CANARY}/module_{CANARY}.py", text=SOURCE, line=3,
+                Completer(engine).complete_blocking(CompletionInput(path=f"{CANARY}/module_{CANARY}.py", text=SOURCE, line=3,
                                                          character=column))
         finally:
             engine.close()

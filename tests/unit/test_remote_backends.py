@@ -23,17 +23,13 @@ from lsp_server.backends.base import (
     ProviderError,
     TextCompletionRequest,
 )
-from lsp_server.backends.http.client import (
-    NO_RETRY,
-    Cooldown,
-    RemoteUsage,
-    RetryPolicy,
-    SseEvent,
-    kind_for_status,
-    parse_retry_after,
-    parse_sse,
-)
+from lsp_server.backends.http.retry import NO_RETRY, RetryPolicy, parse_retry_after
+from lsp_server.backends.http.cooldown import Cooldown
+from lsp_server.backends.http.stream import RemoteUsage
+from lsp_server.backends.http.sse import SseEvent, parse_sse
+from lsp_server.backends.http.errors import kind_for_status
 from lsp_server.backends.openai import OpenAICompatBackend
+from lsp_server.token_estimate import tokens_for_chars
 from tests.loopback_provider import LoopbackProvider, loopback_provider, unused_port  # noqa: F401 (fixture)
 
 KEY_ENV = "NINETYTEN_TEST_REMOTE_KEY"
@@ -210,7 +206,7 @@ async def test_usage_is_estimated_and_marked_when_the_server_sends_none(make: Ma
     generation = await make("openai").chat(chat_request())
     assert estimated(generation) is True
     assert generation.usage.completion_tokens == 5  # one per streamed delta
-    assert generation.usage.prompt_tokens == 32 // 4
+    assert generation.usage.prompt_tokens == tokens_for_chars(32)  # the one token estimate
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)

@@ -16,13 +16,10 @@ from hypothesis import strategies as st
 
 from lsp_server.sensitivity.pii import card_issuer, find_pii, iban_valid, luhn_valid
 from lsp_server.sensitivity.secret_rules import RULES, is_placeholder, rule_ids, valid_jwt
-from lsp_server.sensitivity.scanner import (
-    Finding,
-    SensitivityReport,
-    SensitivityScanner,
-    glob_to_regex,
-    redact,
-)
+from lsp_server.sensitivity.findings import Finding, SensitivityReport
+from lsp_server.sensitivity.scanner import SensitivityScanner
+from lsp_server.sensitivity.paths import glob_to_regex
+from lsp_server.sensitivity.redaction import redact
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 SECRETS = DATA / "secrets"

@@ -14,7 +14,8 @@ import string
 import pytest
 
 from lsp_server.sensitivity.scan_views import View, concat_view, decode_blob, diff_views, json_view, url_view
-from lsp_server.sensitivity.scanner import SensitivityScanner, redact
+from lsp_server.sensitivity.scanner import SensitivityScanner
+from lsp_server.sensitivity.redaction import redact
 
 SCANNER = SensitivityScanner()
 RNG = random.Random(11)

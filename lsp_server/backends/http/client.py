@@ -1,5 +1,5 @@
-"""What the remote tiers share: retries, a circuit breaker, SSE parsing, error mapping,
-and the streaming loop that ties them together.
+"""The streaming loop the remote tiers share, tying together retries (retry.py), the circuit
+breaker (cooldown.py), SSE parsing (sse.py), error mapping (errors.py) and the stream (stream.py).
 
 Both providers stream Server-Sent Events; they differ only in the request body, the
 headers and the meaning of each event. So `HttpBackend` owns the transport (keys,
@@ -18,456 +18,52 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import email.utils
 import json
 import logging
-import math
 import os
-import random
-import re
-import ssl
 import time
-from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Iterator
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any, ClassVar, Protocol
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
+from typing import Any, ClassVar
 
 import httpx
 
-from lsp_server.loopback import is_loopback_host
-from lsp_server.backends.base import CancelToken, Generation, ProviderError, ProviderErrorKind, StopCheck, StopReason, Usage
+from lsp_server.backends.base import (
+    CancelToken,
+    Generation,
+    ProviderError,
+)
+from lsp_server.backends.http.cooldown import Cooldown
+from lsp_server.backends.http.errors import (
+    describe_failure,
+    endpoint,
+    error_for_event,
+    error_for_exception,
+    error_for_status,
+    is_plain_http_loopback,
+    key_would_travel_in_clear,
+)
+from lsp_server.backends.http.retry import RetryPolicy
+from lsp_server.backends.http.sse import SseDecoder
+from lsp_server.backends.http.stream import (
+    SHAPE_ERRORS,
+    CallAttempt,
+    CallSpec,
+    GenerationStream,
+    RemoteUsage,
+    StreamErrorEvent,
+)
+from lsp_server.token_estimate import tokens_for_chars
 
 log = logging.getLogger(__name__)
 
 # How much of an error body we read to find the provider's error type.
 ERROR_BODY_LIMIT = 64 * 1024
-# Rough characters per token, for usage estimates when the provider sends none.
-CHARS_PER_TOKEN = 4
-
-
-# -- usage ---------------------------------------------------------------------
-
-
-@dataclass
-class RemoteUsage(Usage):
-    """Usage as a remote tier reports it; `estimated` when some counts are ours, not the provider's."""
-
-    estimated: bool = False
-
 
 # -- retries -------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """When to try a failed request again.
-
-    Exponential backoff with +/- `jitter` (a fraction) so that many clients do not
-    retry in step; a server's `Retry-After` replaces the backoff. No retry is started
-    that would end after `deadline_s` from the first attempt.
-    """
-
-    max_attempts: int = 3
-    base_backoff_s: float = 0.5
-    max_backoff_s: float = 8.0
-    jitter: float = 0.2
-    deadline_s: float = 60.0
-
-    def __post_init__(self) -> None:
-        if self.max_attempts < 1:
-            raise ValueError("max_attempts must be at least 1")
-        if self.base_backoff_s < 0 or self.max_backoff_s < 0 or self.deadline_s <= 0:
-            raise ValueError("backoffs must be >= 0 and deadline_s > 0")
-        if not 0.0 <= self.jitter <= 1.0:
-            raise ValueError("jitter is a fraction between 0 and 1")
-
-    def delay_s(self, attempt: int, error: ProviderError) -> float:
-        """Seconds to wait after failed attempt number `attempt` (1-based)."""
-        if error.retry_after_s is not None:
-            return max(0.0, error.retry_after_s)
-        raw = min(self.max_backoff_s, self.base_backoff_s * (2 ** (attempt - 1)))
-        return max(0.0, raw * (1.0 + random.uniform(-self.jitter, self.jitter)))
-
-
-NO_RETRY = RetryPolicy(max_attempts=1)
-
-
-def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
-    """`Retry-After` as seconds from now: either delta-seconds or an HTTP-date."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        pass
-    else:
-        return max(0.0, seconds) if math.isfinite(seconds) else None
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when is None:
-        return None
-    if when.tzinfo is None:  # HTTP-dates are GMT by definition
-        when = when.replace(tzinfo=UTC)
-    current = datetime.now(UTC).timestamp() if now is None else now
-    return max(0.0, when.timestamp() - current)
-
-
 # -- circuit breaker -------------------------------------------------------------
-
-# Failures that say nothing about the tier's health: the caller's own mistakes.
-_NOT_COUNTED: frozenset[str] = frozenset({"bad_request", "missing_key", "insecure_transport", "cooling_down"})
-
-
-class Cooldown:
-    """Per-backend circuit breaker.
-
-    After `failures` consecutive failed calls (a call's retries count once) the tier
-    rests for `cooldown_s`: calls fail at once with `cooling_down`, no request is
-    sent. Afterwards one call is let through; if it fails too the tier rests again,
-    a success closes the breaker.
-    """
-
-    def __init__(self, failures: int = 3, cooldown_s: float = 30.0, *,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        if failures < 1 or cooldown_s < 0:
-            raise ValueError("failures must be >= 1 and cooldown_s >= 0")
-        self.threshold = failures
-        self.cooldown_s = cooldown_s
-        self._clock = clock
-        self._failures = 0
-        self._open_until = 0.0
-
-    @property
-    def consecutive_failures(self) -> int:
-        return self._failures
-
-    @property
-    def remaining_s(self) -> float:
-        return max(0.0, self._open_until - self._clock())
-
-    @property
-    def is_open(self) -> bool:
-        return self.remaining_s > 0
-
-    def check(self, name: str) -> None:
-        remaining = self.remaining_s
-        if remaining > 0:
-            raise ProviderError(
-                "cooling_down",
-                f"{name} is resting after {self._failures} consecutive failures; next try in {remaining:.1f}s",
-                retry_after_s=remaining,
-            )
-
-    def record_success(self) -> None:
-        self._failures = 0
-        self._open_until = 0.0
-
-    def record_failure(self, error: ProviderError | None = None) -> None:
-        if error is not None and error.kind in _NOT_COUNTED:
-            return
-        self._failures += 1
-        if self._failures >= self.threshold:
-            self._open_until = self._clock() + self.cooldown_s
-            log.warning("remote tier cooling down for %.1fs after %d failures", self.cooldown_s, self._failures)
-
-    def __repr__(self) -> str:
-        return f"Cooldown(failures={self.threshold}, cooldown_s={self.cooldown_s}, open={self.is_open})"
-
-
 # -- Server-Sent Events ------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SseEvent:
-    event: str  # "message" when the server named none, as the SSE spec says
-    data: str
-    id: str | None = None
-
-    @property
-    def is_done(self) -> bool:
-        """OpenAI's end-of-stream sentinel."""
-        return self.data.strip() == "[DONE]"
-
-
-class SseDecoder:
-    """Line-at-a-time SSE decoder (WHATWG event-stream rules, minus `retry`)."""
-
-    def __init__(self) -> None:
-        self._event: str | None = None
-        self._data: list[str] = []
-        self._last_id: str | None = None
-
-    def feed(self, line: str) -> SseEvent | None:
-        """Take one line (without its line break); return an event when a blank line ends one."""
-        line = line.rstrip("\r\n")
-        if not line:
-            event = None
-            if self._data:
-                event = SseEvent(self._event or "message", "\n".join(self._data), self._last_id)
-            self._event, self._data = None, []
-            return event
-        if line.startswith(":"):  # comment: keep-alives, proxies' notes
-            return None
-        name, _, value = line.partition(":")
-        value = value.removeprefix(" ")
-        if name == "data":
-            self._data.append(value)
-        elif name == "event":
-            self._event = value
-        elif name == "id" and "\0" not in value:
-            self._last_id = value
-        return None
-
-
-def parse_sse(lines: Iterable[str]) -> Iterator[SseEvent]:
-    decoder = SseDecoder()
-    for line in lines:
-        if (event := decoder.feed(line)) is not None:
-            yield event
-
-
-async def aiter_sse(lines: AsyncIterable[str]) -> AsyncIterator[SseEvent]:
-    """Events from e.g. `httpx.Response.aiter_lines()`; an event cut off by EOF is dropped."""
-    decoder = SseDecoder()
-    async for line in lines:
-        if (event := decoder.feed(line)) is not None:
-            yield event
-
-
 # -- errors ----------------------------------------------------------------------
-
-_SAFE_TYPE = re.compile(r"[^A-Za-z0-9_.\-]")
-
-
-def endpoint(url: httpx.URL) -> str:
-    """host[:port] only: no user-info, path or query (they may carry credentials)."""
-    return f"{url.host}:{url.port}" if url.port else url.host
-
-
-def _is_plain_http_loopback(base_url: str) -> bool:
-    try:
-        url = httpx.URL(base_url)
-    except httpx.InvalidURL:  # reported on the first request, as an unusable URL
-        return False
-    return url.scheme == "http" and is_loopback_host(url.host)
-
-
-def key_would_travel_in_clear(url: httpx.URL) -> bool:
-    """A key sent to this URL could be read on the network: plain http to another machine."""
-    return url.scheme != "https" and not (url.scheme == "http" and is_loopback_host(url.host))
-
-
-def kind_for_status(status: int) -> ProviderErrorKind:
-    if status == 429:
-        return "rate_limited"
-    if status in (503, 529):
-        return "overloaded"
-    if status >= 500:
-        return "server_error"
-    if status in (401, 403):
-        return "auth"
-    if 300 <= status < 400:
-        # Redirects are never followed (the key would go to another host).
-        return "bad_response"
-    return "bad_request"
-
-
-def kind_for_error_type(error_type: str | None) -> ProviderErrorKind:
-    """A provider's error `type` (e.g. Anthropic's `overloaded_error`) as one of our kinds."""
-    t = (error_type or "").lower()
-    if "overload" in t:
-        return "overloaded"
-    if "rate" in t or "quota" in t:
-        return "rate_limited"
-    if "auth" in t or "permission" in t:
-        return "auth"
-    if "timeout" in t:
-        return "timeout"
-    if "invalid" in t or "not_found" in t or "too_large" in t:
-        return "bad_request"
-    return "server_error"
-
-
-def sanitize_error_type(value: Any) -> str | None:
-    """The provider's error type as a short identifier; anything else is dropped."""
-    if not isinstance(value, str) or not value:
-        return None
-    return _SAFE_TYPE.sub("_", value)[:64]
-
-
-def error_type_from_body(body: Any) -> str | None:
-    """`type` of an Anthropic (`{"type":"error","error":{...}}`) or OpenAI (`{"error":{...}}`) error."""
-    if isinstance(body, (bytes, str)):
-        try:
-            body = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
-            return None
-    if not isinstance(body, dict):
-        return None
-    inner = body.get("error")
-    if isinstance(inner, dict):
-        return sanitize_error_type(inner.get("type") or inner.get("code"))
-    if isinstance(inner, str):  # some gateways: {"error": "rate_limit"}
-        return sanitize_error_type(inner)
-    return None
-
-
-def _describe(provider: str, what: str, method: str, url: httpx.URL, *,
-              status: int | None = None, error_type: str | None = None) -> str:
-    parts = [f"{method} {endpoint(url)}"]
-    if status is not None:
-        parts.append(f"HTTP {status}")
-    if error_type:
-        parts.append(error_type)
-    return f"{provider}: {what} ({', '.join(parts)})"
-
-
-_STATUS_WHAT: dict[str, str] = {
-    "rate_limited": "rate limited",
-    "overloaded": "provider overloaded",
-    "server_error": "provider error",
-    "auth": "authentication refused; check the API key",
-    "bad_request": "request rejected",
-    "bad_response": "unexpected response",
-}
-
-
-def error_for_status(provider: str, method: str, url: httpx.URL, status: int,
-                     headers: httpx.Headers, body: bytes) -> ProviderError:
-    kind = kind_for_status(status)
-    error_type = error_type_from_body(body)
-    what = "unexpected redirect (not followed)" if 300 <= status < 400 else _STATUS_WHAT[kind]
-    return ProviderError(
-        kind,
-        _describe(provider, what, method, url, status=status, error_type=error_type),
-        status=status,
-        retry_after_s=parse_retry_after(headers.get("retry-after")),
-    )
-
-
-def error_for_event(provider: str, method: str, url: httpx.URL, error_type: str | None) -> ProviderError:
-    """An error the provider reported inside an otherwise successful stream."""
-    kind = kind_for_error_type(error_type)
-    return ProviderError(kind, _describe(provider, "error in stream", method, url, error_type=error_type))
-
-
-def _is_tls_error(exc: BaseException) -> bool:
-    seen: BaseException | None = exc
-    for _ in range(5):  # httpx wraps ssl errors a couple of levels deep
-        if seen is None:
-            return False
-        if isinstance(seen, ssl.SSLError):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return "SSL" in str(exc) or "TLS" in str(exc)
-
-
-def error_for_exception(provider: str, method: str, url: httpx.URL, exc: BaseException, *,
-                        streaming: bool = False) -> ProviderError:
-    """Transport failures; `streaming` once the response headers have arrived."""
-    name = type(exc).__name__
-    if isinstance(exc, httpx.TimeoutException):
-        what = "timed out while streaming" if streaming else "timed out"
-        return ProviderError("timeout", _describe(provider, f"{what} [{name}]", method, url))
-    if isinstance(exc, (httpx.UnsupportedProtocol, httpx.InvalidURL)):
-        return ProviderError("bad_request", _describe(provider, f"unusable URL [{name}]", method, url))
-    if streaming and isinstance(exc, (httpx.RemoteProtocolError, httpx.ReadError, httpx.NetworkError)):
-        return ProviderError("stream_cut", _describe(provider, f"stream cut off [{name}]", method, url))
-    if _is_tls_error(exc):
-        return ProviderError("connection", _describe(provider, f"TLS handshake failed [{name}]", method, url))
-    if isinstance(exc, httpx.RemoteProtocolError):
-        return ProviderError("connection", _describe(provider, f"connection closed without a response [{name}]",
-                                                     method, url))
-    return ProviderError("connection", _describe(provider, f"could not connect [{name}]", method, url))
-
-
 # -- the streaming loop ------------------------------------------------------------
-
-
-class StreamParser(Protocol):
-    """One provider's reading of its stream."""
-
-    finished: bool  # the final event arrived (or enough to know the answer is whole)
-    stop_reason: StopReason
-    prompt_tokens: int | None
-    cached_prompt_tokens: int | None
-    completion_tokens: int | None
-    content_events: int  # events that carried generated text, even empty: about one token each
-
-    def on_event(self, event: SseEvent) -> str:
-        """Take one event; return its text delta ("" for none). Raise ProviderError on an error event."""
-        ...
-
-    def on_body(self, body: Any) -> str:
-        """Take a whole, non-streamed JSON response; return its text."""
-        ...
-
-    def whole_at_eof(self) -> bool:
-        """The stream ended without its final event: is the answer nonetheless complete?"""
-        ...
-
-
-class BadShape(Exception):
-    """A parser found JSON of an unexpected shape; HttpBackend turns it into bad_response."""
-
-
-class StreamErrorEvent(Exception):
-    """A parser met the provider's own error event; HttpBackend maps its type to a kind."""
-
-    def __init__(self, error_type: str | None) -> None:
-        super().__init__(error_type)
-        self.error_type = error_type
-
-
-# What a parser may raise on JSON it cannot read (JSONDecodeError is a ValueError).
-_SHAPE_ERRORS = (ValueError, BadShape, KeyError, TypeError, IndexError, AttributeError)
-
-
-@dataclass
-class CallSpec:
-    path: str
-    payload: dict[str, Any]
-    parser_factory: Callable[[], StreamParser]
-    stop: StopCheck | None
-    time_limit_s: float | None
-    prompt_chars: int
-    max_tokens: int
-
-
-@dataclass
-class _Attempt:
-    parser: StreamParser
-    text: str = ""
-    emitted: int = 0  # characters of `text` handed to the caller
-    deltas: int = 0
-    started: float = 0.0
-    first_delta: float | None = None
-    stop_reason: StopReason | None = None
-    got_response: bool = False
-
-
-class GenerationStream:
-    """Text deltas of one remote generation; `generation` is set once it ends."""
-
-    def __init__(self, run: Callable[[GenerationStream], AsyncGenerator[str, None]]) -> None:
-        self.generation: Generation | None = None
-        self.partial_text = ""  # what the caller has seen so far
-        self._iterator = run(self)
-
-    def __aiter__(self) -> GenerationStream:
-        return self
-
-    async def __anext__(self) -> str:
-        return await self._iterator.__anext__()
-
-    async def aclose(self) -> None:
-        """Stop early: closes the HTTP stream (callers that break out of the loop should call this)."""
-        await self._iterator.aclose()
-
-
 class HttpBackend:
     """Transport shared by the OpenAI-compatible and Anthropic backends."""
 
@@ -500,7 +96,7 @@ class HttpBackend:
         # A plain-http loopback server is never reached through a proxy from the
         # environment (HTTP_PROXY): the key would cross the network in clear text.
         self._client = client or httpx.AsyncClient(follow_redirects=False,
-                                                   trust_env=not _is_plain_http_loopback(self.base_url))
+                                                   trust_env=not is_plain_http_loopback(self.base_url))
 
     # -- provider hooks ----------------------------------------------------------
 
@@ -563,7 +159,7 @@ class HttpBackend:
         attempt_no = 0
         while True:
             attempt_no += 1
-            attempt = _Attempt(parser=spec.parser_factory(), started=self._clock())
+            attempt = CallAttempt(parser=spec.parser_factory(), started=self._clock())
             try:
                 await self._take_slot(url, retry_deadline, time_box, loop)
                 try:
@@ -604,7 +200,7 @@ class HttpBackend:
             raise ProviderError("timeout", f"{self.name}: all {self.max_concurrent} request slots for "
                                            f"{endpoint(url)} stayed busy") from None
 
-    def _retry_delay(self, error: ProviderError, attempt: _Attempt, attempt_no: int, restartable: bool,
+    def _retry_delay(self, error: ProviderError, attempt: CallAttempt, attempt_no: int, restartable: bool,
                      retry_deadline: float, time_box: float | None, loop: asyncio.AbstractEventLoop) -> float:
         """Seconds to wait before the next attempt; raises `error` (counted against the tier) if none is due."""
         shown = attempt.emitted > 0 and not restartable  # the caller already has part of this answer
@@ -631,7 +227,7 @@ class HttpBackend:
                 return False
             await self._sleep(min(remaining, 0.05))
 
-    async def _attempt(self, attempt: _Attempt, spec: CallSpec, url: httpx.URL, key: str | None,
+    async def _attempt(self, attempt: CallAttempt, spec: CallSpec, url: httpx.URL, key: str | None,
                        cancel: CancelToken | None, time_box: float | None,
                        retry_deadline: float) -> AsyncGenerator[str, None]:
         """One HTTP exchange; yields text deltas; raises ProviderError."""
@@ -659,8 +255,8 @@ class HttpBackend:
                 body = await _read_limited(response, 64 * 1024 * 1024)
                 try:
                     text = attempt.parser.on_body(json.loads(body))
-                except _SHAPE_ERRORS:
-                    raise ProviderError("bad_response", _describe(self.name, "malformed JSON body", method, url,
+                except SHAPE_ERRORS:
+                    raise ProviderError("bad_response", describe_failure(self.name, "malformed JSON body", method, url,
                                                                  status=200)) from None
                 for out in self._take(attempt, spec, text):
                     yield out
@@ -687,8 +283,8 @@ class HttpBackend:
                     delta = attempt.parser.on_event(event)
                 except StreamErrorEvent as exc:
                     raise error_for_event(self.name, method, url, exc.error_type) from None
-                except _SHAPE_ERRORS:
-                    raise ProviderError("bad_response", _describe(self.name, "malformed stream event", method, url,
+                except SHAPE_ERRORS:
+                    raise ProviderError("bad_response", describe_failure(self.name, "malformed stream event", method, url,
                                                                  status=200)) from None
                 if delta:
                     for out in self._take(attempt, spec, delta):
@@ -701,7 +297,7 @@ class HttpBackend:
             if attempt.parser.finished or attempt.parser.whole_at_eof():
                 attempt.stop_reason = attempt.parser.stop_reason
                 return
-            raise ProviderError("stream_cut", _describe(self.name, "stream ended before its final event", method,
+            raise ProviderError("stream_cut", describe_failure(self.name, "stream ended before its final event", method,
                                                         url, status=200))
         except httpx.HTTPError as exc:
             raise error_for_exception(self.name, method, url, exc, streaming=attempt.got_response) from None
@@ -710,7 +306,7 @@ class HttpBackend:
                 # Closing mid-body drops the connection, which is what tells the server to stop generating.
                 await response.aclose()
 
-    def _take(self, attempt: _Attempt, spec: CallSpec, delta: str) -> Iterator[str]:
+    def _take(self, attempt: CallAttempt, spec: CallSpec, delta: str) -> Iterator[str]:
         """Add a delta, apply the stop rule, yield what the caller may see."""
         attempt.deltas += 1
         if attempt.first_delta is None:
@@ -727,7 +323,7 @@ class HttpBackend:
             attempt.emitted = len(attempt.text)
             yield out
 
-    def _finish(self, attempt: _Attempt, spec: CallSpec, started: float) -> Generation:
+    def _finish(self, attempt: CallAttempt, spec: CallSpec, started: float) -> Generation:
         now = self._clock()
         parser = attempt.parser
         usage = RemoteUsage(queue_ms=(attempt.started - started) * 1000.0)
@@ -738,7 +334,7 @@ class HttpBackend:
             usage.prompt_tokens = parser.prompt_tokens
             usage.cached_prompt_tokens = parser.cached_prompt_tokens or 0
         else:
-            usage.prompt_tokens = max(1, spec.prompt_chars // CHARS_PER_TOKEN) if attempt.got_response else 0
+            usage.prompt_tokens = max(1, tokens_for_chars(spec.prompt_chars)) if attempt.got_response else 0
             usage.estimated = True
         if parser.completion_tokens is not None and attempt.stop_reason not in ("stop_rule", "cancelled",
                                                                                "time_limit"):

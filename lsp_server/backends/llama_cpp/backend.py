@@ -26,8 +26,16 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from local_models.fim import FimTokens
-
-from lsp_server.backends.base import BackendError, CancelToken, ChatMessage, ChatRequest, Generation, GenerationRequest, StopReason, Usage
+from lsp_server.backends.base import (
+    BackendError,
+    CancelToken,
+    ChatMessage,
+    ChatRequest,
+    Generation,
+    GenerationRequest,
+    StopReason,
+    Usage,
+)
 from lsp_server.backends.llama_cpp.chat_template import render_pieces, stop_at_strings, stop_on_repetition
 
 log = logging.getLogger(__name__)

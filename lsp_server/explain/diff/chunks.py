@@ -16,18 +16,10 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 
-from lsp_server.explain.diff.parse import FileChange, Hunk, format_hunk_header, split_lines
+from lsp_server.explain.diff.model import FileChange, Hunk, format_hunk_header
+from lsp_server.token_estimate import estimate_tokens
 
 TokenCounter = Callable[[str], int]
-
-
-def estimate(text: str) -> int:
-    """Conservative token estimate: one token per 3 UTF-8 bytes (code tokenizes at ~3.5-4).
-
-    Subadditive (estimate(a + b) <= estimate(a) + estimate(b)), which is what lets the chunker
-    add up the counts of pieces instead of re-counting growing text. A real tokenizer passed
-    as `count_tokens` is close to subadditive at line boundaries; leave it a little headroom."""
-    return (len(text.encode("utf-8", "surrogatepass")) + 2) // 3
 
 
 @dataclass(frozen=True)
@@ -121,7 +113,7 @@ class _Packer:
 def _units(hunk: Hunk) -> list[tuple[str, int, int]]:
     """The hunk's lines as (text, old lines, new lines); a `\\ No newline` marker stays with its line."""
     units: list[tuple[str, int, int]] = []
-    for line in split_lines(hunk.text):
+    for line in hunk.lines():
         c = line[:1]
         if c == "\\" and units:
             text, old, new = units[-1]
@@ -170,7 +162,7 @@ def _split_hunk(p: _Packer, change: FileChange, header: str, h_tok: int, hunk: H
 
 
 def chunk_diff(changes: Iterable[FileChange], max_tokens: int, *,
-               count_tokens: TokenCounter = estimate) -> Iterator[DiffChunk]:
+               count_tokens: TokenCounter = estimate_tokens) -> Iterator[DiffChunk]:
     """Yield chunks of at most `max_tokens` (by `count_tokens`) covering every non-summarized
     file, in order; every changed line lands in exactly one chunk. `total` is None: wrap the
     result in `with_totals` when the count is needed up front (that holds all chunks)."""

@@ -1,7 +1,4 @@
-"""Diffs for "explain this change": read them from git or stdin, parse, classify, chunk.
-
-The one import for callers (`ninetyten explain`, the editor's "Explain this change", git hooks);
-parsing lives in `diff_parse`, chunking in `diff_chunks`.
+"""Diffs from git (staged, a revision range, the working tree) or from stdin, as bytes.
 
 git always runs as an argument list (never through a shell), output stays bytes until the
 parser decodes it line by line, and the options below pin down the output format whatever the
@@ -18,35 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, BinaryIO, TextIO, cast
 
-from lsp_server.explain.diff.chunks import (
-    DiffChunk,
-    DiffStats,
-    DiffTally,
-    chunk_diff,
-    diff_stats,
-    estimate,
-    file_header,
-    skipped_line,
-    summarize_skipped,
-    with_totals,
-)
-from lsp_server.explain.diff.parse import (
-    DEFAULT_RULES,
-    DiffError,
-    FileChange,
-    Hunk,
-    Status,
-    SummaryRules,
-    iter_parse_diff,
-    parse_diff,
-)
-
-__all__ = [
-    "DEFAULT_RULES", "DiffChunk", "DiffError", "DiffStats", "DiffTally", "FileChange", "Hunk", "Status",
-    "SummaryRules", "chunk_diff", "diff_stats", "estimate", "file_header", "git_diff_stream", "iter_parse_diff",
-    "parse_diff", "range_diff", "read_stdin_diff", "skipped_line", "staged_diff", "summarize_skipped",
-    "with_totals", "working_tree_diff",
-]
+from lsp_server.explain.diff.model import DiffError
 
 # --no-optional-locks: an editor asking for a diff must not take the index lock from the user.
 # --literal-pathspecs: a file called `*.py` or `:(top)x` means that file.

@@ -16,272 +16,27 @@ from __future__ import annotations
 import codecs
 import io
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from functools import cached_property
 from typing import IO, BinaryIO, Literal, TextIO, cast
 
-Status = Literal["added", "deleted", "modified", "renamed", "copied", "mode_changed"]
-
-# A line longer than this is cut (with a marker): one minified line must not blow the memory
-# bound or a model's context. Real source lines are far shorter.
-MAX_LINE_BYTES = 8192
-
-
-class DiffError(Exception):
-    """A diff could not be read; the message says what to do about it."""
-
-
-@dataclass(frozen=True)
-class Hunk:
-    header: str  # the `@@ -a,b +c,d @@ section` line, without its newline
-    old_start: int
-    old_len: int
-    new_start: int
-    new_len: int
-    text: str  # the hunk's lines, each prefixed ' ', '+', '-' or '\\' and ending in '\n'
-    added: int
-    removed: int
-
-    @property
-    def section(self) -> str:
-        """The function/section context git prints after the second `@@`."""
-        _, _, rest = self.header.partition(" @@")
-        return rest
-
-    def lines(self) -> list[str]:
-        return split_lines(self.text)
-
-
-@dataclass(frozen=True)
-class FileChange:
-    old_path: str | None  # None for /dev/null (an added file)
-    new_path: str | None  # None for /dev/null (a deleted file)
-    status: Status
-    old_mode: str | None = None
-    new_mode: str | None = None
-    similarity: int | None = None  # renames and copies
-    binary: bool = False
-    hunks: tuple[Hunk, ...] = ()  # always empty when summarized_only (their text is dropped)
-    added: int = 0
-    removed: int = 0
-    summarized_only: bool = False  # lock, generated, vendored, binary, huge: named, not sent to a model
-    summary_reason: str | None = None
-
-    @property
-    def path(self) -> str:
-        return self.new_path or self.old_path or ""
-
-
-def split_lines(text: str) -> list[str]:
-    """Split on '\\n' only: str.splitlines would also split on CR, form feed, U+2028..."""
-    if not text:
-        return []
-    parts = text.split("\n")
-    last = parts.pop()
-    out = [p + "\n" for p in parts]
-    if last:
-        out.append(last)
-    return out
-
+from lsp_server.explain.diff.model import MAX_LINE_BYTES, DiffError, FileChange, Hunk, Status, format_hunk_header
+from lsp_server.explain.diff.reader import (
+    _PREFIX,
+    DiffLines,
+    file_line_name,
+    header_name,
+    plain_prefixes,
+    read_lines,
+    split_git_names,
+    strip_prefix,
+    unquote,
+)
+from lsp_server.explain.diff.summary_rules import DEFAULT_RULES, SummaryRules
 
 # --------------------------------------------------------------------------- what is summarized
 
-_LOCK_FILES = (
-    "package-lock.json", "npm-shrinkwrap.json", "yarn.lock", "pnpm-lock.yaml", "bun.lock", "bun.lockb",
-    "deno.lock", "poetry.lock", "Pipfile.lock", "uv.lock", "pdm.lock", "pylock.toml", "pylock.*.toml",
-    "conda-lock.yml", "Cargo.lock", "go.sum", "go.work.sum", "composer.lock", "Gemfile.lock", "mix.lock",
-    "pubspec.lock", "Podfile.lock", "Package.resolved", "packages.lock.json", "gradle.lockfile",
-    "flake.lock", ".terraform.lock.hcl", "Berksfile.lock", "renv.lock",
-)
-_GENERATED_FILES = (
-    "*.min.js", "*.min.mjs", "*.min.css", "*.map", "*_pb2.py", "*_pb2.pyi", "*_pb2_grpc.py",
-    "*.pb.go", "*.pb.cc", "*.pb.h", "*.pb.swift",
-)
-# Markers generators write at the top of their output. "DO NOT EDIT" is case-sensitive on
-# purpose: "do not edit this list without ..." in hand-written files is not a generator.
-_GENERATED_MARKER = r"DO NOT EDIT|@generated\b|(?i:\bauto-?generated\b|\bautomatically generated\b)"
-
-
-def _glob_regex(globs: Iterable[str]) -> re.Pattern[str]:
-    parts = (re.escape(g).replace(r"\*", "[^/]*") for g in globs)
-    return re.compile("(?:" + "|".join(parts) + r")\Z")
-
-
-@dataclass(frozen=True)
-class SummaryRules:
-    """Which files are summarized by name instead of being sent to a model. Configurable per call."""
-
-    lock_files: tuple[str, ...] = _LOCK_FILES  # basename globs (`*` only)
-    generated_files: tuple[str, ...] = _GENERATED_FILES  # basename globs
-    generated_dirs: frozenset[str] = frozenset({"dist", "build"})  # any path component
-    vendored_dirs: frozenset[str] = frozenset({"vendor", "third_party", "third-party", "node_modules",
-                                               "bower_components"})
-    generated_marker: str = _GENERATED_MARKER  # searched in a file's first `marker_lines` new lines
-    marker_lines: int = 10
-    max_changed_lines: int | None = 5000  # more changed lines than this: "too large"
-
-    @cached_property
-    def _lock_re(self) -> re.Pattern[str]:
-        return _glob_regex(self.lock_files)
-
-    @cached_property
-    def _generated_re(self) -> re.Pattern[str]:
-        return _glob_regex(self.generated_files)
-
-    @cached_property
-    def marker_re(self) -> re.Pattern[str]:
-        return re.compile(self.generated_marker)
-
-    def classify_path(self, path: str) -> str | None:
-        """'lock file', 'vendored' or 'generated' when the path alone decides, else None."""
-        *dirs, name = path.split("/")
-        if self._lock_re.match(name):
-            return "lock file"
-        if any(d in self.vendored_dirs for d in dirs):
-            return "vendored"
-        if self._generated_re.match(name) or any(d in self.generated_dirs for d in dirs):
-            return "generated"
-        return None
-
-
-DEFAULT_RULES = SummaryRules()
-
-
 # --------------------------------------------------------------------------- reading lines
-
-
-def _read_lines(stream: BinaryIO, max_line_bytes: int) -> Iterator[bytes]:
-    """Lines of the stream (with their '\\n'); an over-long line is cut without reading it whole."""
-    readline = stream.readline
-    while True:
-        line = readline(max_line_bytes + 1)
-        if not line:
-            return
-        if len(line) > max_line_bytes and not line.endswith(b"\n"):
-            dropped = len(line) - max_line_bytes
-            while rest := readline(65536):
-                dropped += len(rest)
-                if rest.endswith(b"\n"):
-                    dropped -= 1
-                    break
-            line = line[:max_line_bytes] + f" \u2026 [{dropped} bytes cut]\n".encode()
-        yield line
-
-
-class _Lines:
-    """An iterator over lines that can push lines back (one-line lookahead for `---`/`+++`)."""
-
-    def __init__(self, it: Iterator[bytes]) -> None:
-        self._it = it
-        self._back: list[bytes] = []
-
-    def __iter__(self) -> _Lines:
-        return self
-
-    def __next__(self) -> bytes:
-        if self._back:
-            return self._back.pop()
-        return next(self._it)
-
-    def get(self) -> bytes | None:
-        return next(self, None)
-
-    def push(self, line: bytes) -> None:
-        self._back.append(line)
-
-    def peek(self) -> bytes | None:
-        line = self.get()
-        if line is not None:
-            self.push(line)
-        return line
-
-
-# --------------------------------------------------------------------------- paths
-
-_C_ESCAPES = {ord("a"): 7, ord("b"): 8, ord("t"): 9, ord("n"): 10, ord("v"): 11, ord("f"): 12, ord("r"): 13,
-              ord('"'): 34, ord("\\"): 92}
-
-
-def _unquote(s: bytes) -> tuple[bytes, bytes]:
-    """Undo git's C-style quoting of `s` (which starts with '"'): (name bytes, text after it)."""
-    out = bytearray()
-    i, n = 1, len(s)
-    while i < n:
-        c = s[i]
-        if c == 34:  # closing quote
-            return bytes(out), s[i + 1:]
-        if c == 92 and i + 1 < n:
-            d = s[i + 1]
-            if 48 <= d <= 55:  # octal escape: a raw byte (non-ASCII paths under core.quotepath)
-                j = i + 1
-                while j < n and j < i + 4 and 48 <= s[j] <= 55:
-                    j += 1
-                out.append(int(s[i + 1:j], 8) & 0xFF)
-                i = j
-                continue
-            out.append(_C_ESCAPES.get(d, d))
-            i += 2
-            continue
-        out.append(c)
-        i += 1
-    return bytes(out), b""  # unterminated: take what there is
-
-
-def _file_line_name(rest: bytes) -> bytes | None:
-    """The name on a `---`/`+++` line: quoted, or up to a tab (git's space marker, diff's timestamp)."""
-    rest = rest.rstrip(b"\r\n")
-    name = _unquote(rest)[0] if rest.startswith(b'"') else rest.split(b"\t", 1)[0]
-    return None if name == b"/dev/null" else name
-
-
-def _header_name(rest: bytes) -> bytes:
-    """A name on a `rename from`, `copy to`... line (no prefix, maybe quoted)."""
-    rest = rest.rstrip(b"\r\n")
-    return _unquote(rest)[0] if rest.startswith(b'"') else rest
-
-
-_PREFIX = re.compile(rb"[a-z]/")
-
-
-def _split_git_names(rest: bytes) -> tuple[bytes, bytes]:
-    """The two names of `diff --git A B`. Unquoted names may contain spaces, so prefer the split
-    whose halves name the same file; renames get their real names from later lines anyway."""
-    if rest.startswith(b'"'):
-        a, after = _unquote(rest)
-        after = after.lstrip(b" ")
-        return a, (_unquote(after)[0] if after.startswith(b'"') else after)
-    if rest.endswith(b'"') and (q := rest.find(b' "')) != -1:
-        return rest[:q], _unquote(rest[q + 1:])[0]
-    n = len(rest)
-    if n % 2 == 1 and rest[n // 2:n // 2 + 1] == b" ":
-        a, b = rest[:n // 2], rest[n // 2 + 1:]
-        if a == b or (_PREFIX.match(a) and _PREFIX.match(b) and a[2:] == b[2:]):
-            return a, b
-    for sep in (b" b/", b" "):
-        if (i := rest.find(sep)) != -1:
-            return rest[:i], rest[i + 1:]
-    return rest, rest
-
-
-def _plain_prefixes(old: bytes | None, new: bytes | None) -> tuple[bytes, bytes]:
-    """Prefixes to strip from a diff without a `diff --git` line: `a/x b/x` and `old/x new/x`
-    (diff -ru) lose their first directory; `src/x src/x` (svn) keeps it."""
-    if old is not None and new is not None and b"/" in old and b"/" in new:
-        (old_top, old_rest), (new_top, new_rest) = old.split(b"/", 1), new.split(b"/", 1)
-        if old_top != new_top and old_rest == new_rest:
-            return old_top + b"/", new_top + b"/"
-    if (old is None or old.startswith(b"a/")) and (new is None or new.startswith(b"b/")):
-        return b"a/", b"b/"
-    return b"", b""
-
-
-def _strip(name: bytes | None, prefix: bytes) -> bytes | None:
-    if name is not None and prefix and name.startswith(prefix):
-        return name[len(prefix):]
-    return name
-
-
 # --------------------------------------------------------------------------- the parser
 
 # At most 18 digits: no file has more lines, and int() refuses over 4300 digits (ValueError).
@@ -332,10 +87,10 @@ class _Builder:
     def set_file_lines(self, old: bytes | None, new: bytes | None) -> None:
         self.has_file_lines = True
         if self.kind != "git":
-            self.old_prefix, self.new_prefix = _plain_prefixes(old, new)
+            self.old_prefix, self.new_prefix = plain_prefixes(old, new)
         # An explicit `rename from/to` is more reliable than prefix-stripped ---/+++ names.
         if not (self.rename or self.copy):
-            self.old, self.new = _strip(old, self.old_prefix), _strip(new, self.new_prefix)
+            self.old, self.new = strip_prefix(old, self.old_prefix), strip_prefix(new, self.new_prefix)
         if old is None:
             self.new_file = True
         if new is None:
@@ -344,7 +99,7 @@ class _Builder:
     def submodule(self) -> bool:
         return "160000" in (self.old_mode, self.new_mode)
 
-    def header_line(self, head: bytes, src: _Lines) -> bool:
+    def header_line(self, head: bytes, src: DiffLines) -> bool:
         """An extended header line (`old mode`, `rename from`, `index`...); False if it is not one."""
         if head.startswith(b"old mode "):
             self.old_mode = head[9:].decode("ascii", "replace")
@@ -357,13 +112,13 @@ class _Builder:
             self.new_file = True
             self.new_mode = _first_mode(head[14:])
         elif head.startswith((b"rename from ", b"rename old ")):  # git apply still reads the old spelling
-            self.rename, self.old = True, _header_name(head.split(b" ", 2)[2])
+            self.rename, self.old = True, header_name(head.split(b" ", 2)[2])
         elif head.startswith((b"rename to ", b"rename new ")):
-            self.rename, self.new = True, _header_name(head.split(b" ", 2)[2])
+            self.rename, self.new = True, header_name(head.split(b" ", 2)[2])
         elif head.startswith(b"copy from "):
-            self.copy, self.old = True, _header_name(head[10:])
+            self.copy, self.old = True, header_name(head[10:])
         elif head.startswith(b"copy to "):
-            self.copy, self.new = True, _header_name(head[8:])
+            self.copy, self.new = True, header_name(head[8:])
         elif head.startswith(b"similarity index "):
             digits = head[17:].rstrip(b"%")
             self.similarity = int(digits) if digits.isdigit() and len(digits) <= 3 else None  # a percentage
@@ -457,11 +212,7 @@ def _first_mode(text: bytes) -> str | None:
     return m.group().decode() if m else None
 
 
-def format_hunk_header(old_start: int, old_len: int, new_start: int, new_len: int, section: str) -> str:
-    return f"@@ -{old_start},{old_len} +{new_start},{new_len} @@{section}"
-
-
-def _read_hunk(cur: _Builder, head: bytes, m: re.Match[bytes], src: _Lines) -> None:
+def _read_hunk(cur: _Builder, head: bytes, m: re.Match[bytes], src: DiffLines) -> None:
     """Consume one hunk's body. Line counts from the header decide where it ends, so a removed
     line that reads `-- x` or a trailing e-mail signature is never mistaken for a header."""
     old_start, new_start = int(m[1]), int(m[3])
@@ -524,7 +275,7 @@ def _read_hunk(cur: _Builder, head: bytes, m: re.Match[bytes], src: _Lines) -> N
     cur.end_hunk(hunk, added, removed, body)
 
 
-def _read_combined_hunk(cur: _Builder, head: bytes, src: _Lines) -> None:
+def _read_combined_hunk(cur: _Builder, head: bytes, src: DiffLines) -> None:
     """A merge diff hunk (`@@@`): counted, never kept (merge diffs are summarized)."""
     cols = len(head) - len(head.lstrip(b"@")) - 1
     added = removed = body = 0
@@ -543,7 +294,7 @@ def _read_combined_hunk(cur: _Builder, head: bytes, src: _Lines) -> None:
     cur.end_hunk(None, added, removed, body)
 
 
-def _parse(src: _Lines, opts: _Options) -> Iterator[FileChange]:
+def _parse(src: DiffLines, opts: _Options) -> Iterator[FileChange]:
     cur: _Builder | None = None
     found = stray = False
     for raw in src:
@@ -551,17 +302,17 @@ def _parse(src: _Lines, opts: _Options) -> Iterator[FileChange]:
         if head.startswith(b"diff --git "):
             if cur is not None:
                 yield cur.finish()
-            a, b = _split_git_names(head[11:])
+            a, b = split_git_names(head[11:])
             cur = _Builder("git", opts)
             if _PREFIX.match(a) and _PREFIX.match(b):
                 cur.old_prefix, cur.new_prefix = a[:2], b[:2]
-            cur.old, cur.new = _strip(a, cur.old_prefix), _strip(b, cur.new_prefix)
+            cur.old, cur.new = strip_prefix(a, cur.old_prefix), strip_prefix(b, cur.new_prefix)
             found = True
         elif head.startswith((b"diff --cc ", b"diff --combined ")):
             if cur is not None:
                 yield cur.finish()
             rest = head.split(b" ", 2)[2]
-            name = _unquote(rest)[0] if rest.startswith(b'"') else rest
+            name = unquote(rest)[0] if rest.startswith(b'"') else rest
             cur = _Builder("combined", opts, old=name, new=name)
             found = True
         elif head.startswith(b"@@"):
@@ -574,7 +325,7 @@ def _parse(src: _Lines, opts: _Options) -> Iterator[FileChange]:
                 _read_hunk(cur, head, m, src)
         elif head.startswith(b"--- ") and (nxt := src.peek()) is not None and nxt.startswith(b"+++ "):
             src.get()
-            old, new = _file_line_name(head[4:]), _file_line_name(nxt[4:])
+            old, new = file_line_name(head[4:]), file_line_name(nxt[4:])
             if cur is None or cur.kind == "plain" or cur.has_file_lines or cur.hunk_count:
                 if cur is not None:
                     yield cur.finish()
@@ -590,7 +341,7 @@ def _parse(src: _Lines, opts: _Options) -> Iterator[FileChange]:
             cur = _Builder("plain", opts)
             names = head[13:-7]
             old, sep, new = names.rpartition(b" and ")
-            cur.set_file_lines(_file_line_name(old if sep else names), _file_line_name(new if sep else names))
+            cur.set_file_lines(file_line_name(old if sep else names), file_line_name(new if sep else names))
             cur.binary = found = True
         elif head.strip():
             stray = True
@@ -609,7 +360,7 @@ def iter_parse_diff(stream: IO[bytes] | TextIO, *, encoding_errors: str = "repla
     A text stream (sys.stdin) is read through its binary buffer."""
     codecs.lookup_error(encoding_errors)  # a bad handler name fails here, not mid-stream
     binary = cast(BinaryIO, getattr(stream, "buffer", stream))
-    return _parse(_Lines(_read_lines(binary, max_line_bytes)), _Options(encoding_errors, rules))
+    return _parse(DiffLines(read_lines(binary, max_line_bytes)), _Options(encoding_errors, rules))
 
 
 def parse_diff(data: bytes, *, encoding_errors: str = "replace", rules: SummaryRules = DEFAULT_RULES,

@@ -11,7 +11,7 @@ import re
 from typing import Literal
 
 from lsp_server.context.languages import language_for_path
-from lsp_server.explain.diff.parse import DEFAULT_RULES
+from lsp_server.explain.diff.summary_rules import DEFAULT_RULES
 
 Category = Literal["test", "docs", "ci", "build", "config", "dependencies", "lockfile", "source", "other"]
 

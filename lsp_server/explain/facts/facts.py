@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from lsp_server.context.languages import language_for_path
 from lsp_server.context.outline import outline
 from lsp_server.context.tokens import IDENTIFIER
-from lsp_server.explain.diff.parse import FileChange, Status
+from lsp_server.explain.diff.model import FileChange, Status
 from lsp_server.explain.facts.categories import Category, category
 from lsp_server.explain.facts.dependencies import DependencyChange, dependency_changes
 from lsp_server.explain.facts.sources import TextSource

@@ -19,7 +19,7 @@ from typing import Literal
 
 from lsp_server.context.languages import CLASS_KINDS
 from lsp_server.context.outline import Definition, FileOutline, outline
-from lsp_server.explain.diff.parse import Hunk
+from lsp_server.explain.diff.model import Hunk
 
 ChangeKind = Literal["added", "removed", "renamed", "changed"]
 
