@@ -183,7 +183,7 @@ def _load_policy(args: argparse.Namespace, workspace: Path | None = None, *, qui
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from lsp_server.lsp.server import create_server
+    from lsp_server.lsp.app import create_server
 
     tcp: tuple[str, int, str] | None = None
     if args.tcp:
@@ -196,7 +196,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print("ninetyten: --token-file applies only with --tcp", file=sys.stderr)
         return EXIT_USAGE
     _configure_logging(max(args.verbose, 1), args.log_file)
-    server = create_server(_load_config(args.config), explicit_model=args.model, policy=args.policy)
+    server = create_server(_load_config(args.config), explicit_model=args.model, policy_path=args.policy)
     if tcp is not None:
         server.start_tcp(*tcp)
     else:

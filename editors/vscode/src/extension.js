@@ -5,21 +5,23 @@
 const vscode = require('vscode');
 const { LanguageClient, State } = require('vscode-languageclient/node');
 const logic = require('./logic');
+// The server's method and command ids, generated from the server's own list (lsp_server/lsp/ids.py).
+const { METHODS, COMMANDS } = require('./ids');
 
 // Commands the server implements (workspace/executeCommand). vscode-languageclient registers
 // these ids itself, so the palette commands below use ids of their own.
 const SERVER = {
-  explain: 'ninetyten.explainSelection',
-  refactor: 'ninetyten.refactorSelection',
-  ask: 'ninetyten.ask',
-  explainChange: 'ninetyten.explainChange',
-  report: 'ninetyten.report',
-  toggleOffline: 'ninetyten.toggleOffline',
-  trustPolicy: 'ninetyten.trustPolicy',
-  untrustPolicy: 'ninetyten.untrustPolicy',
+  explain: COMMANDS.explainSelection,
+  refactor: COMMANDS.refactorSelection,
+  ask: COMMANDS.ask,
+  explainChange: COMMANDS.explainChange,
+  report: COMMANDS.report,
+  toggleOffline: COMMANDS.toggleOffline,
+  trustPolicy: COMMANDS.trustPolicy,
+  untrustPolicy: COMMANDS.untrustPolicy,
 };
-const SERVED_NOTIFICATION = 'ninetyten/served';
-const POLICY_TRUST = 'ninetyten/policyTrust';
+const SERVED_NOTIFICATION = METHODS.served;
+const POLICY_TRUST = METHODS.policyTrust;
 const KEPT_LOCAL = 'ninetyten.keptLocal'; // workspace state: digests the user chose to keep local
 const RESULT_SCHEME = 'ninetyten-result';
 // Settings that change how the server is started or which documents it sees.

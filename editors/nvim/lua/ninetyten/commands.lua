@@ -1,4 +1,5 @@
 -- :NinetyTen* commands: thin wrappers over the server's workspace/executeCommand commands.
+local ids = require("ninetyten.ids")
 local lsp = require("ninetyten.lsp")
 local position = require("ninetyten.position")
 
@@ -141,7 +142,7 @@ function M.explain(opts)
   end
   if opts.range and opts.range > 0 then
     vim.api.nvim_echo({ { "ninetyten: explaining…", "MoreMsg" } }, false, {})
-    M.execute(buf, "ninetyten.explainSelection", target(buf, opts, client), function(result)
+    M.execute(buf, ids.commands.explainSelection, target(buf, opts, client), function(result)
       local lines = { "# Explanation of " .. where(buf, opts), "" }
       vim.list_extend(lines, split(result.text or ""))
       vim.list_extend(lines, footer(result))
@@ -157,7 +158,7 @@ function M.explain(opts)
     argument, title = { textDocument = { uri = vim.uri_from_bufnr(buf) } }, "the change to " .. where(buf, opts)
   end
   vim.api.nvim_echo({ { "ninetyten: explaining " .. title .. "…", "MoreMsg" } }, false, {})
-  M.execute(buf, "ninetyten.explainChange", argument, function(result)
+  M.execute(buf, ids.commands.explainChange, argument, function(result)
     local text = result.explanation
     if type(text) ~= "string" then
       text = type(text) == "table" and vim.inspect(text) or tostring(result.error or "no explanation")
@@ -184,7 +185,7 @@ function M.refactor(opts)
   argument.instruction = opts.args
   argument.apply = true
   vim.api.nvim_echo({ { "ninetyten: refactoring…", "MoreMsg" } }, false, {})
-  M.execute(buf, "ninetyten.refactorSelection", argument, function(result)
+  M.execute(buf, ids.commands.refactorSelection, argument, function(result)
     if result.applied == true then
       notify("refactored " .. where(buf, opts) .. " (u undoes it)")
     elseif type(result.text) == "string" then
@@ -210,7 +211,7 @@ function M.ask(opts)
   local argument = target(buf, opts, client)
   argument.question = opts.args
   vim.api.nvim_echo({ { "ninetyten: thinking…", "MoreMsg" } }, false, {})
-  M.execute(buf, "ninetyten.ask", argument, function(result)
+  M.execute(buf, ids.commands.ask, argument, function(result)
     local lines = { "# " .. opts.args, "", "_about " .. where(buf, opts) .. "_", "" }
     vim.list_extend(lines, split(result.text or ""))
     vim.list_extend(lines, footer(result))
@@ -222,7 +223,7 @@ end
 function M.report(opts)
   local buf = vim.api.nvim_get_current_buf()
   local argument = opts.args ~= "" and { since = opts.args } or nil
-  M.execute(buf, "ninetyten.report", argument, function(result)
+  M.execute(buf, ids.commands.report, argument, function(result)
     local lines = {}
     for _, text in ipairs(split((result.text or ""):gsub("%s+$", ""))) do
       lines[#lines + 1] = (text:gsub("%s+$", "")) -- the table is padded to a fixed width
@@ -258,8 +259,8 @@ function M.trust_policy()
   if not client then
     return
   end
-  lsp.request(client, "ninetyten/policyTrust", {}, function(err, state)
-    M.last_result = { command = "ninetyten/policyTrust", err = err, result = state }
+  lsp.request(client, ids.methods.policyTrust, {}, function(err, state)
+    M.last_result = { command = ids.methods.policyTrust, err = err, result = state }
     if err or type(state) ~= "table" then
       notify("could not ask the server about the policy: " .. vim.inspect(err), vim.log.levels.ERROR)
       return
@@ -275,11 +276,11 @@ function M.trust_policy()
     }, function(choice)
       if choice ~= "Trust" then
         notify("kept local: the repository policy's looser settings stay ignored")
-        M.last_result = { command = "ninetyten.trustPolicy", result = { kept_local = true } }
+        M.last_result = { command = ids.commands.trustPolicy, result = { kept_local = true } }
         return
       end
       -- The digest that was shown: the server refuses if the file changed since.
-      M.execute(buf, "ninetyten.trustPolicy", { sha256 = state.sha256 }, function(result)
+      M.execute(buf, ids.commands.trustPolicy, { sha256 = state.sha256 }, function(result)
         notify("the repository policy is trusted (" .. tostring(result.trust) .. ")")
       end)
     end)
@@ -289,7 +290,7 @@ end
 -- :NinetyTenUntrustPolicy — withdraws the approval of the repository policy.
 function M.untrust_policy()
   local buf = vim.api.nvim_get_current_buf()
-  M.execute(buf, "ninetyten.untrustPolicy", nil, function()
+  M.execute(buf, ids.commands.untrustPolicy, nil, function()
     notify("the repository policy is no longer trusted")
   end)
 end
@@ -297,7 +298,7 @@ end
 -- :NinetyTenOffline — toggles offline mode; the server announces the new state itself.
 function M.offline()
   local buf = vim.api.nvim_get_current_buf()
-  M.execute(buf, "ninetyten.toggleOffline", nil, function(result)
+  M.execute(buf, ids.commands.toggleOffline, nil, function(result)
     M.offline_state = result.offline
   end)
 end

@@ -1,6 +1,7 @@
 -- Finding and starting the server, and the few client calls whose shape changed across
 -- Neovim versions (0.7 has no vim.lsp.start; 0.11 turned client functions into methods).
 local uv = vim.uv or vim.loop -- vim.loop is deprecated from 0.10 on
+local ids = require("ninetyten.ids") -- the server's method and command ids (generated)
 
 local M = {}
 
@@ -161,8 +162,8 @@ function M.attach(buf, root, cmd, opts)
     capabilities = capabilities(),
     handlers = {
       ["$/progress"] = progress_handler(opts.progress ~= false),
-      ["ninetyten/served"] = served_handler,
-      ["ninetyten/policyTrust"] = policy_trust_handler,
+      [ids.methods.served] = served_handler,
+      [ids.methods.policyTrust] = policy_trust_handler,
     },
   }
   if opts.settings and next(opts.settings) ~= nil then

@@ -1,0 +1,17 @@
+"""The language server put together: the server, each feature's state, every handler."""
+
+from __future__ import annotations
+
+from lsp_server.config import ServerConfig
+from lsp_server.lsp.handlers import assist, commands, completion, documents, explain, lifecycle, policy
+from lsp_server.lsp.server import NinetyTenServer
+
+
+def create_server(config: ServerConfig | None = None, explicit_model: str | None = None,
+                  policy_path: str | None = None) -> NinetyTenServer:
+    server = NinetyTenServer(config or ServerConfig(), explicit_model, policy_path)
+    server.completion_feature = completion.CompletionFeature(server)
+    server.policy_feature = policy.PolicyFeature(server)
+    for handlers in (lifecycle, documents, completion, assist, explain, policy, commands):
+        handlers.register(server)
+    return server

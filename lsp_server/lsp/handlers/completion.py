@@ -1,0 +1,163 @@
+"""Inline completions (and textDocument/completion for older clients), the served notification,
+stats and the accept command."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lsprotocol import types
+
+from lsp_server.completion.complete import Completer
+from lsp_server.completion.prompt import CompletionInput
+from lsp_server.completion.service import CompletionService
+from lsp_server.config import CompletionConfig
+from lsp_server.engine.results import CompletionResult
+from lsp_server.lsp.convert import clamp_position, clip_long_lines, split_lines, window
+from lsp_server.lsp.ids import COMPLETION_ACCEPTED_COMMAND, SERVED_NOTIFICATION, STATS_REQUEST
+from lsp_server.lsp.params import command_params
+from lsp_server.lsp.server import NinetyTenServer
+
+
+class CompletionFeature:
+    """The completion service's state for this client, and the protocol around it."""
+
+    def __init__(self, ls: NinetyTenServer) -> None:
+        self.ls = ls
+        self.service = CompletionService(ls.config.completion, self.notify_served)
+        self._completer: Completer | None = None
+
+    def reconfigure(self, config: CompletionConfig) -> None:
+        self.service.reconfigure(config)
+
+    # -- document events -----------------------------------------------------
+
+    def opened(self, uri: str, text: str) -> None:
+        self.service.opened(uri, self.ls.relative_path(uri), text)
+
+    def changed(self, uri: str, line: int) -> None:
+        self.service.changed(uri, line, self.document_text)
+
+    def closed(self, uri: str) -> None:
+        self.service.closed(uri)
+
+    def document_text(self, uri: str) -> tuple[str, str] | None:
+        document = self.ls.document(uri)
+        return None if document is None else (self.ls.relative_path(uri), document.source)
+
+    def stop(self) -> None:
+        self.service.stop_running()
+
+    # -- requests --------------------------------------------------------------
+
+    def completion_input(self, uri: str, position: types.Position) -> CompletionInput | None:
+        document = self.ls.document(uri)
+        if document is None:
+            return None
+        limits = self.ls.config.completion
+        lines = split_lines(document.source)
+        line, column = clamp_position(lines, position.line, position.character, self.ls.encoding)
+        if len(document.source) > limits.max_document_chars:  # only a window around the cursor
+            lines, line = window(lines, line, limits.window_lines)
+        if max(map(len, lines)) > limits.max_line_chars:
+            lines, column = clip_long_lines(lines, line, column, limits.max_line_chars)
+        root = self.ls.workspace_root
+        return CompletionInput(path=self.ls.relative_path(uri), text="\n".join(lines), line=line, character=column,
+                               extra=self.service.context_for(uri), repo_name=root.name if root else "")
+
+    async def complete(self, uri: str, position: types.Position, *, invoked: bool) -> CompletionResult | None:
+        """One completion through the cache / debounce / newest-wins pipeline."""
+        engine = self.ls.engine
+        inp = self.completion_input(uri, position) if engine is not None else None
+        if engine is None or inp is None:
+            return None
+        if self._completer is None or self._completer.engine is not engine:
+            self._completer = Completer(engine)
+        return await self.service.complete(self._completer, uri, inp, invoked=invoked)
+
+    def notify_served(self, uri: str, summary: dict[str, Any], shown: bool) -> None:
+        """Tell the client (status bar, demo, tests) what served a request; never its content."""
+        engine = self.ls.engine
+        extra: dict[str, Any] = {} if engine is None else {
+            "savings_today_usd": round(engine.savings_today_usd(), 6), "offline": engine.policy.offline}
+        self.ls.protocol.notify(SERVED_NOTIFICATION, {"uri": uri, **summary, **extra, "shown": shown})
+
+    def accepted(self, request_id: Any) -> dict[str, Any]:
+        engine = self.ls.engine
+        if engine is None or not isinstance(request_id, str) or not request_id:
+            return {"error": "completionAccepted needs a requestId"}
+        try:
+            engine.feedback(request_id, accepted=True)
+        except Exception as error:
+            return {"error": f"invalid requestId: {error}"}
+        return {"accepted": True}
+
+    def stats(self) -> dict[str, Any]:
+        service = self.service
+        return {**service.stats.to_json(), "cache_entries": len(service.cache), "context_chunks": len(service.ring),
+                "tracked_requests": self.ls.protocol.requests_in_flight}
+
+    def wants_classic(self) -> bool:
+        """textDocument/completion is answered only for clients without inline completion ('auto')."""
+        mode = self.ls.config.completion.classic
+        text_document = self.ls.client_capabilities.text_document
+        has_inline = text_document is not None and text_document.inline_completion is not None
+        return mode == "always" or (mode == "auto" and not has_inline)
+
+
+def inline_item(result: CompletionResult, position: types.Position) -> types.InlineCompletionItem:
+    assert result.text is not None
+    accepted = types.Command(title="ninetyten: completion accepted", command=COMPLETION_ACCEPTED_COMMAND,
+                             arguments=[{"requestId": result.request_id}])
+    # VS Code renders ghost text only for items that carry a range.
+    return types.InlineCompletionItem(insert_text=result.text, range=types.Range(start=position, end=position),
+                                      command=accepted)
+
+
+def completion_item(result: CompletionResult, position: types.Position) -> types.CompletionItem:
+    """The same text as the inline completion, shaped for clients without ghost text."""
+    assert result.text is not None
+    first = result.text.strip().split("\n", 1)[0]
+    label = first if len(first) <= 60 else first[:59] + "…"
+    if "\n" in result.text.strip():
+        label += " …"
+    return types.CompletionItem(
+        label=label or result.text,
+        kind=types.CompletionItemKind.Snippet,
+        detail=f"ninetyten · {result.tier} · {result.model}",
+        documentation=types.MarkupContent(kind=types.MarkupKind.Markdown, value=f"```\n{result.text}\n```"),
+        insert_text_format=types.InsertTextFormat.PlainText,
+        text_edit=types.TextEdit(range=types.Range(start=position, end=position), new_text=result.text),
+        sort_text="0",
+        filter_text=result.text,
+        preselect=True,
+    )
+
+
+def register(server: NinetyTenServer) -> None:
+    @server.feature(types.TEXT_DOCUMENT_INLINE_COMPLETION, types.InlineCompletionOptions())
+    async def inline_completion(ls: NinetyTenServer, params: types.InlineCompletionParams
+                                ) -> types.InlineCompletionList:
+        invoked = params.context.trigger_kind == types.InlineCompletionTriggerKind.Invoked
+        result = await ls.completion_feature.complete(params.text_document.uri, params.position, invoked=invoked)
+        if result is None or result.text is None:
+            return types.InlineCompletionList(items=[])
+        return types.InlineCompletionList(items=[inline_item(result, params.position)])
+
+    @server.feature(types.TEXT_DOCUMENT_COMPLETION, types.CompletionOptions(trigger_characters=[".", "(", " "]))
+    async def completion(ls: NinetyTenServer, params: types.CompletionParams) -> types.CompletionList:
+        empty = types.CompletionList(is_incomplete=True, items=[])
+        if not ls.completion_feature.wants_classic():
+            return empty
+        invoked = params.context is None or params.context.trigger_kind == types.CompletionTriggerKind.Invoked
+        result = await ls.completion_feature.complete(params.text_document.uri, params.position, invoked=invoked)
+        if result is None or result.text is None:
+            return empty
+        return types.CompletionList(is_incomplete=True, items=[completion_item(result, params.position)])
+
+    @server.feature(STATS_REQUEST)
+    def stats(ls: NinetyTenServer, params: Any) -> dict[str, Any]:
+        return ls.completion_feature.stats()
+
+    @server.command(COMPLETION_ACCEPTED_COMMAND)
+    def completion_accepted_command(ls: NinetyTenServer, *args: Any) -> dict[str, Any]:
+        return ls.completion_feature.accepted(command_params(args, "accepted").get("requestId"))

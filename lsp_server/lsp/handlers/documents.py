@@ -1,0 +1,26 @@
+"""Document events, passed on to the features that keep state about documents."""
+
+from __future__ import annotations
+
+from lsprotocol import types
+
+from lsp_server.lsp.server import NinetyTenServer
+
+
+def register(server: NinetyTenServer) -> None:
+    @server.feature(types.TEXT_DOCUMENT_DID_OPEN)
+    def did_open(ls: NinetyTenServer, params: types.DidOpenTextDocumentParams) -> None:
+        document = params.text_document
+        ls.completion_feature.opened(document.uri, document.text)
+        ls.policy_feature.check_document(document.uri)
+
+    @server.feature(types.TEXT_DOCUMENT_DID_CHANGE)
+    def did_change(ls: NinetyTenServer, params: types.DidChangeTextDocumentParams) -> None:
+        first = params.content_changes[0] if params.content_changes else None
+        line = first.range.start.line if first is not None and hasattr(first, "range") else 0
+        ls.completion_feature.changed(params.text_document.uri, line)
+        ls.policy_feature.check_document(params.text_document.uri)
+
+    @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
+    def did_close(ls: NinetyTenServer, params: types.DidCloseTextDocumentParams) -> None:
+        ls.completion_feature.closed(params.text_document.uri)

@@ -1,0 +1,59 @@
+"""Params of the custom requests and commands, validated at the edge (pydantic)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Params(BaseModel):
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+
+class Pos(_Params):
+    line: int = Field(ge=0)
+    character: int = Field(ge=0)
+
+
+class Range(_Params):
+    start: Pos
+    end: Pos
+
+
+class Doc(_Params):
+    uri: str
+
+
+class AssistParams(_Params):
+    """Params of ninetyten/explain, ninetyten/refactor and ninetyten/ask."""
+
+    text_document: Doc = Field(alias="textDocument")
+    range: Range | None = None
+    instruction: str = Field("", max_length=4000)
+    question: str = Field("", max_length=4000)
+    apply: bool = False
+
+
+def plain(value: Any) -> Any:
+    """pygls hands custom-request params over as namedtuples; pydantic wants dicts."""
+    if hasattr(value, "_asdict"):
+        return {key: plain(item) for key, item in value._asdict().items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(item) for item in value]
+    return value
+
+
+def command_params(args: tuple[Any, ...], task: str) -> dict[str, Any]:
+    """Command arguments: one object like the custom requests take, or (uri, range, text)."""
+    values = [plain(arg) for arg in args]
+    if len(values) == 1 and isinstance(values[0], dict):
+        return values[0]
+    params: dict[str, Any] = {}
+    if values and isinstance(values[0], str):
+        params["textDocument"] = {"uri": values[0]}
+    if len(values) > 1 and isinstance(values[1], dict):
+        params["range"] = values[1]
+    if len(values) > 2 and isinstance(values[2], str):
+        params["question" if task == "ask" else "instruction"] = values[2]
+    return params
