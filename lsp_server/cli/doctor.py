@@ -1,0 +1,89 @@
+"""`ninetyten doctor`: the installation checked: llama.cpp, CPU features, model, policy."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+from pathlib import Path
+from typing import Any
+
+from lsp_server import __version__
+from lsp_server.cli import models
+from lsp_server.cli.common import (
+    EXIT_FAILURE,
+)
+
+
+def register(commands: Any) -> None:
+    commands.add_parser("doctor", help="check the installation: llama.cpp, CPU features, model, config")
+
+
+def run(args: argparse.Namespace) -> int:
+    from local_models import ModelError, models_dir, ninetyten_home, resolve_model
+    from lsp_server.llama_build.doctor import native_check
+
+    ok = True
+    print(f"ninetyten      {__version__}")
+    print(f"python         {platform.python_version()} ({sys.executable})")
+    print(f"platform       {platform.platform()}")
+    print(f"cores          {os.cpu_count()}")
+    print(f"home           {ninetyten_home()}  (NINETYTEN_HOME={os.environ.get('NINETYTEN_HOME', 'unset')})")
+    print(f"models dir     {models_dir()}")
+    print(f"NINETYTEN_MODEL {os.environ.get('NINETYTEN_MODEL', 'unset')}")
+    try:
+        resolved = resolve_model(None, None, progress=True)
+        size = resolved.path.stat().st_size / 1e6
+        print(f"model          {resolved.path} ({size:.1f} MB, from {resolved.origin})")
+        model_path: Path | None = resolved.path
+        embedded = resolved.source == "embedded"
+    except ModelError as error:
+        ok = False
+        model_path, embedded = None, False
+        print(f"model          PROBLEM: {error}")
+    # llama.cpp runs in a child process first: a build that crashes here is reported, never
+    # "ok", and doctor itself asks llama.cpp for its devices only after the build proved safe.
+    lines, native_ok = native_check(model_path)
+    print("\n".join(lines), flush=True)
+    ok = ok and native_ok
+    if embedded and native_ok:
+        print("\n".join(models.doctor_lines()))
+    from lsp_server.routing.policy import PolicyError, load_policy
+    from lsp_server.routing.policy_trust import trust_summary
+
+    try:
+        loaded = load_policy(None, Path.cwd())
+        print(f"policy         {loaded.path or 'built-in default (everything local)'} "
+              f"(from {loaded.source}, hash {loaded.digest})")
+        for line in trust_summary(loaded):
+            print(f"  {line}")
+        for tier, config in loaded.policy.tiers.items():
+            key = ""
+            if config.api_key_env:
+                # Say whether the key is there, never what it is.
+                key = f", key {config.api_key_env} {'set' if os.environ.get(config.api_key_env) else 'NOT SET'}"
+            print(f"  tier {tier:<9} {config.backend} {config.model}{key}")
+            if config.api_key_env and config.base_url and _key_in_clear(config.base_url):
+                ok = False
+                print(f"  PROBLEM: {tier} would send its key over plain http to another machine; its requests "
+                      "are refused (use https://, or a loopback address for a server on this machine)")
+        if loaded.policy.offline:
+            print("  offline: nothing leaves the machine")
+    except PolicyError as error:
+        ok = False
+        print(f"policy         PROBLEM: {error}")
+    print(f"ledger         {ninetyten_home() / 'ledger.sqlite3'}")
+    print("status         " + ("ok" if ok else "problems found (see above)"))
+    return 0 if ok else EXIT_FAILURE
+
+
+def _key_in_clear(base_url: str) -> bool:
+    import httpx
+
+    from lsp_server.backends.http.errors import key_would_travel_in_clear
+
+    try:
+        return key_would_travel_in_clear(httpx.URL(base_url))
+    except httpx.InvalidURL:
+        return False
