@@ -35,8 +35,8 @@ sys.path.insert(0, str(ROOT))
 
 from local_models import resolve_model  # noqa: E402
 from lsp_server.backends.llama_cpp.backend import LlamaCppBackend, LlamaSettings  # noqa: E402
-from lsp_server.config import CompletionConfig  # noqa: E402
 from lsp_server.completion.prompt import CompletionInput, PromptBudget, PromptBuilder  # noqa: E402
+from lsp_server.config import CompletionConfig  # noqa: E402
 
 MAX_TOKENS = 24
 N_CTX = 4096
@@ -65,8 +65,20 @@ def pick_spots(count: int, min_line: int = 30) -> list[Spot]:
     """Cursor positions at the end of statement lines in standard-library modules."""
     stdlib = Path(sysconfig.get_paths()["stdlib"])
     spots: list[Spot] = []
-    for name in ["json/decoder.py", "textwrap.py", "string.py", "shlex.py", "fnmatch.py", "calendar.py",
-                 "csv.py", "difflib.py", "heapq.py", "bisect.py", "colorsys.py", "glob.py"]:
+    for name in [
+        "json/decoder.py",
+        "textwrap.py",
+        "string.py",
+        "shlex.py",
+        "fnmatch.py",
+        "calendar.py",
+        "csv.py",
+        "difflib.py",
+        "heapq.py",
+        "bisect.py",
+        "colorsys.py",
+        "glob.py",
+    ]:
         path = stdlib / name
         if not path.exists():
             continue
@@ -74,8 +86,13 @@ def pick_spots(count: int, min_line: int = 30) -> list[Spot]:
         lines = text.split("\n")
         for index in range(min_line, len(lines) - 5):
             line = lines[index]
-            if line.startswith("        ") and line.strip() and not line.strip().startswith(("#", '"', "'")) \
-                    and line.rstrip().endswith((")", "]")) and "=" in line:
+            if (
+                line.startswith("        ")
+                and line.strip()
+                and not line.strip().startswith(("#", '"', "'"))
+                and line.rstrip().endswith((")", "]"))
+                and "=" in line
+            ):
                 # Complete the right-hand side: cut the line after "= ".
                 cut = line.index("=") + 2
                 lines_copy = list(lines)
@@ -193,8 +210,9 @@ async def overhead_bench(model_arg: str | None, model_path: Path, rounds: int, s
             uri = f"file:///bench/{index}/{spot.path}"
             elapsed, served, _ = await server.complete(uri, spot.line, spot.character)
             n_tokens = max(1, int(served["completion_tokens"]))
-            prompt = builder.build(CompletionInput(path=spot.path, text=spot.text, line=spot.line,
-                                                   character=spot.character))
+            prompt = builder.build(
+                CompletionInput(path=spot.path, text=spot.text, line=spot.line, character=spot.character)
+            )
             started = time.perf_counter()
             llm.create_completion(prompt=prompt.tokens, max_tokens=n_tokens, temperature=0.0, top_k=1)
             direct_elapsed = (time.perf_counter() - started) * 1000.0
@@ -223,7 +241,7 @@ def long_document(min_lines: int = 260) -> tuple[str, int, int]:
         line = lines[index]
         if line.startswith("        ") and "=" in line and line.rstrip().endswith(")"):
             cut = line.index("=") + 2
-            doc = lines[: index] + [line[:cut]] + lines[index + 1 : index + 40]
+            doc = lines[:index] + [line[:cut]] + lines[index + 1 : index + 40]
             return "\n".join(doc), index, cut
     raise RuntimeError("no suitable spot found")
 
@@ -276,11 +294,15 @@ def print_table(results: dict[str, Any]) -> None:
     for row in (over["direct"], over["lsp"], keys["cold"], keys["keystroke"]):
         print(f"{row['label']:<28}{row['p50_ms']:>10.1f}{row['p95_ms']:>10.1f}{row['n']:>5}")
     print()
-    print(f"LSP overhead ratio (b)/(a) at p50:   {over['ratio_p50']:.3f}  "
-          f"(paired median {over['paired_ratio_p50']:.3f}; target <= {over['target_ratio_p50']})")
-    print(f"keystroke / cold at p50:             {keys['ratio_p50']:.3f}  "
-          f"(target <= {keys['target_ratio_p50']}; context {keys['context_tokens']:.0f} tokens, "
-          f"{keys['reused_tokens_p50']:.0f} reused from the KV cache)")
+    print(
+        f"LSP overhead ratio (b)/(a) at p50:   {over['ratio_p50']:.3f}  "
+        f"(paired median {over['paired_ratio_p50']:.3f}; target <= {over['target_ratio_p50']})"
+    )
+    print(
+        f"keystroke / cold at p50:             {keys['ratio_p50']:.3f}  "
+        f"(target <= {keys['target_ratio_p50']}; context {keys['context_tokens']:.0f} tokens, "
+        f"{keys['reused_tokens_p50']:.0f} reused from the KV cache)"
+    )
 
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:

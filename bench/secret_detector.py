@@ -54,8 +54,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from lsp_server.sensitivity.secret_rules import families, rule_ids
 from lsp_server.sensitivity.scanner import SensitivityScanner
+from lsp_server.sensitivity.secret_rules import families, rule_ids
 from tests.maintained_rules import CONFIG_PATH, draw_samples, iter_files, load_config
 
 HARD_FORM_FILES = ("hard_forms.", ".env.production", "analysis.ipynb")
@@ -118,7 +118,9 @@ def baseline_scanner(ref: str, folder: Path) -> SensitivityScanner | None:
     try:
         names = subprocess.run(
             ["git", "-C", str(ROOT), "ls-tree", "--name-only", ref, "lsp_server/routing/"],
-            capture_output=True, text=True, check=True,
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout.split()
     except (OSError, subprocess.CalledProcessError) as err:
         print(f"   baseline {ref!r} not loaded: {err}")
@@ -129,7 +131,9 @@ def baseline_scanner(ref: str, folder: Path) -> SensitivityScanner | None:
     (package / "__init__.py").write_text("", encoding="utf-8")  # not the real one: only the scanner
     for name in names:
         if name.endswith(".py") and not name.endswith("__init__.py"):
-            source = subprocess.run(["git", "-C", str(ROOT), "show", f"{ref}:{name}"], capture_output=True, check=True).stdout
+            source = subprocess.run(
+                ["git", "-C", str(ROOT), "show", f"{ref}:{name}"], capture_output=True, check=True
+            ).stdout
             (package / Path(name).name).write_bytes(source)
     sys.path.insert(0, str(folder))
     module = importlib.import_module(f"{package_name}.sensitivity")
@@ -174,7 +178,10 @@ def maintained_samples(scanner: SensitivityScanner, per_rule: int, seed: int = 0
         f"{sum(union.values()) / n:7.1%}" + ("" if engine else "   (betterleaks binding not importable)")
     )
     weak = sorted((family_ours[f] / family_total[f], f) for f in family_total if family_ours[f] < family_total[f])
-    print(f"   families with misses ({len(weak)} of {len(family_total)}): " + ", ".join(f"{f} {r:.0%}" for r, f in weak[:40]))
+    print(
+        f"   families with misses ({len(weak)} of {len(family_total)}): "
+        + ", ".join(f"{f} {r:.0%}" for r, f in weak[:40])
+    )
     return sum(ours.values()) / n
 
 
@@ -270,7 +277,9 @@ def _percentiles(samples: list[float]) -> tuple[float, float]:
     return statistics.median(samples), samples[min(len(samples) - 1, int(len(samples) * 0.99))]
 
 
-def latency(scanner: SensitivityScanner, texts: list[str], baseline: SensitivityScanner | None, label: str) -> dict[int, float]:
+def latency(
+    scanner: SensitivityScanner, texts: list[str], baseline: SensitivityScanner | None, label: str
+) -> dict[int, float]:
     """p99 of the scan's CPU time per size (the comparable number on a shared machine)."""
     corpus = "\n".join(texts)
     simple = re.compile(r"AKIA[0-9A-Z]{16}")
@@ -318,7 +327,9 @@ def latency(scanner: SensitivityScanner, texts: list[str], baseline: Sensitivity
             )
         if engine:
             b50, b99 = _percentiles(wall["betterleaks"])
-            print(f"           betterleaks through its binding: wall p50 {b50 * 1e3:7.3f} ms p99 {b99 * 1e3:7.3f} ms: scan / betterleaks = {p50 / b50:.2f} (p50)")
+            print(
+                f"           betterleaks through its binding: wall p50 {b50 * 1e3:7.3f} ms p99 {b99 * 1e3:7.3f} ms: scan / betterleaks = {p50 / b50:.2f} (p50)"
+            )
         p99s[size] = q99
     print("   targets: 4 KB p99 < 1 ms, 200 KB p99 < 20 ms (compared on CPU time)")
     return p99s
@@ -352,8 +363,10 @@ def main() -> None:
     parser.add_argument("--baseline", metavar="REF", help="also time the scanner of this git revision (e.g. main)")
     args = parser.parse_args()
     scanner = SensitivityScanner()
-    print(f"== 1. recall ({len(rule_ids())} rule ids in {len(families())} families, plus services, prefixed tokens, "
-          "generic assignments, entropy, PII, decoded views)")
+    print(
+        f"== 1. recall ({len(rule_ids())} rule ids in {len(families())} families, plus services, prefixed tokens, "
+        "generic assignments, entropy, PII, decoded views)"
+    )
     own = recall(scanner)
     print("\n== 2. fresh draws of the corpus generator")
     with tempfile.TemporaryDirectory() as folder:

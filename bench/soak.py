@@ -74,22 +74,33 @@ class SoakResult:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "requests": self.requests, "cancelled": self.cancelled, "answered": self.answered,
-            "unanswered": self.unanswered, "errors": self.errors, "seconds": round(self.seconds, 1),
+            "requests": self.requests,
+            "cancelled": self.cancelled,
+            "answered": self.answered,
+            "unanswered": self.unanswered,
+            "errors": self.errors,
+            "seconds": round(self.seconds, 1),
             "requests_per_s": round(self.requests / self.seconds, 1),
-            "latency_p50_ms": round(self.latency_p50_ms, 1), "latency_p99_ms": round(self.latency_p99_ms, 1),
-            "threads": [self.warm.threads, self.end.threads], "fds": [self.warm.fds, self.end.fds],
+            "latency_p50_ms": round(self.latency_p50_ms, 1),
+            "latency_p99_ms": round(self.latency_p99_ms, 1),
+            "threads": [self.warm.threads, self.end.threads],
+            "fds": [self.warm.fds, self.end.fds],
             "rss_mb": [round(self.warm.rss_mb, 1), round(self.end.rss_mb, 1)],
-            "rss_growth_pct": round(100 * self.rss_growth, 2), "tracked_requests": self.tracked_requests,
-            "cancel_acknowledged": self.cancel_acknowledged, "cancel_too_late": self.cancel_too_late,
+            "rss_growth_pct": round(100 * self.rss_growth, 2),
+            "tracked_requests": self.tracked_requests,
+            "cancel_acknowledged": self.cancel_acknowledged,
+            "cancel_too_late": self.cancel_too_late,
         }
 
 
 def sample(pid: int) -> ProcessSample:
     status = Path(f"/proc/{pid}/status").read_text()
     fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
-    return ProcessSample(threads=int(fields["Threads"]), fds=len(os.listdir(f"/proc/{pid}/fd")),
-                         rss_mb=int(fields["VmRSS"].split()[0]) / 1024)
+    return ProcessSample(
+        threads=int(fields["Threads"]),
+        fds=len(os.listdir(f"/proc/{pid}/fd")),
+        rss_mb=int(fields["VmRSS"].split()[0]) / 1024,
+    )
 
 
 class Document:
@@ -110,7 +121,7 @@ class Document:
         else:
             word = self.rng.choice(WORDS)
             pieces = (text[:column] + word + text[column:]).split("\n")
-            self.lines[line:line + 1] = pieces
+            self.lines[line : line + 1] = pieces
             start = end = types.Position(line, column)
             new = word
         return types.TextDocumentContentChangePartial(range=types.Range(start, end), text=new)
@@ -124,9 +135,17 @@ class Document:
         return "\n".join(self.lines)
 
 
-async def run_soak(model: Path, requests: int, *, home: Path, seed: int = 7, cancel_share: float = 0.5,
-                   warmup: int | None = None, progress: bool = False, server_command: list[str] | None = None
-                   ) -> SoakResult:
+async def run_soak(
+    model: Path,
+    requests: int,
+    *,
+    home: Path,
+    seed: int = 7,
+    cancel_share: float = 0.5,
+    warmup: int | None = None,
+    progress: bool = False,
+    server_command: list[str] | None = None,
+) -> SoakResult:
     rng = random.Random(seed)
     # Caches (tokenized lines, SQLite pages, suggestions) fill during the first part of the run.
     warmup = max(200, requests // 5) if warmup is None else warmup
@@ -149,16 +168,25 @@ async def run_soak(model: Path, requests: int, *, home: Path, seed: int = 7, can
     server = client._server
     assert server is not None
     try:
-        await client.initialize_async(types.InitializeParams(
-            capabilities=types.ClientCapabilities(text_document=types.TextDocumentClientCapabilities(
-                inline_completion=types.InlineCompletionClientCapabilities())),
-            initialization_options={"completion": {"max_tokens": 8}}))
+        await client.initialize_async(
+            types.InitializeParams(
+                capabilities=types.ClientCapabilities(
+                    text_document=types.TextDocumentClientCapabilities(
+                        inline_completion=types.InlineCompletionClientCapabilities()
+                    )
+                ),
+                initialization_options={"completion": {"max_tokens": 8}},
+            )
+        )
         client.initialized(types.InitializedParams())
         await asyncio.wait_for(ready.wait(), 120)
         document = Document(rng)
         uri = "file:///soak/main.py"
-        client.text_document_did_open(types.DidOpenTextDocumentParams(
-            text_document=types.TextDocumentItem(uri=uri, language_id="python", version=1, text=document.text)))
+        client.text_document_did_open(
+            types.DidOpenTextDocumentParams(
+                text_document=types.TextDocumentItem(uri=uri, language_id="python", version=1, text=document.text)
+            )
+        )
         version = 1
         pending: dict[int, tuple[asyncio.Future[Any], float]] = {}
         cancelled_ids: set[int] = set()
@@ -188,16 +216,20 @@ async def run_soak(model: Path, requests: int, *, home: Path, seed: int = 7, can
                 await asyncio.sleep(0.5)
                 warm = sample(server.pid)
             version += 1
-            client.text_document_did_change(types.DidChangeTextDocumentParams(
-                text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=version),
-                content_changes=[document.edit()]))
+            client.text_document_did_change(
+                types.DidChangeTextDocumentParams(
+                    text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=version),
+                    content_changes=[document.edit()],
+                )
+            )
             msg_id = 1_000_000 + n
             kind = rng.choice([types.InlineCompletionTriggerKind.Automatic, types.InlineCompletionTriggerKind.Invoked])
             params = types.InlineCompletionParams(
-                text_document=types.TextDocumentIdentifier(uri=uri), position=document.cursor(),
-                context=types.InlineCompletionContext(trigger_kind=kind))
-            future = client.protocol.send_request_async(types.TEXT_DOCUMENT_INLINE_COMPLETION, params,
-                                                        msg_id=msg_id)
+                text_document=types.TextDocumentIdentifier(uri=uri),
+                position=document.cursor(),
+                context=types.InlineCompletionContext(trigger_kind=kind),
+            )
+            future = client.protocol.send_request_async(types.TEXT_DOCUMENT_INLINE_COMPLETION, params, msg_id=msg_id)
             wrapped = asyncio.ensure_future(future)
             wrapped.add_done_callback(lambda _f, i=msg_id: done_at.__setitem__(i, time.perf_counter()))
             pending[msg_id] = (wrapped, time.perf_counter())
@@ -242,12 +274,21 @@ async def run_soak(model: Path, requests: int, *, home: Path, seed: int = 7, can
         client.exit(None)
         latencies.sort()
         return SoakResult(
-            requests=requests, cancelled=len(cancelled_ids), answered=answered, unanswered=unanswered,
-            errors=errors, warm=warm or end, end=end, seconds=seconds, tracked_requests=tracked,
-            cancel_acknowledged=acknowledged, cancel_too_late=too_late,
+            requests=requests,
+            cancelled=len(cancelled_ids),
+            answered=answered,
+            unanswered=unanswered,
+            errors=errors,
+            warm=warm or end,
+            end=end,
+            seconds=seconds,
+            tracked_requests=tracked,
+            cancel_acknowledged=acknowledged,
+            cancel_too_late=too_late,
             latency_p50_ms=statistics.median(latencies) if latencies else float("nan"),
             latency_p99_ms=latencies[int(0.99 * (len(latencies) - 1))] if latencies else float("nan"),
-            samples=samples)
+            samples=samples,
+        )
     finally:
         if server.returncode is None:
             server.kill()
@@ -275,16 +316,27 @@ def main() -> int:
     if args.json:
         print(json.dumps(data, indent=2))
     else:
-        print(f"requests {data['requests']} in {data['seconds']} s ({data['requests_per_s']}/s); "
-              f"cancelled {data['cancelled']}; answered {data['answered']}; unanswered {data['unanswered']}")
+        print(
+            f"requests {data['requests']} in {data['seconds']} s ({data['requests_per_s']}/s); "
+            f"cancelled {data['cancelled']}; answered {data['answered']}; unanswered {data['unanswered']}"
+        )
         print(f"errors: {data['errors'] or 'none'}")
         print(f"latency of answered requests: p50 {data['latency_p50_ms']} ms, p99 {data['latency_p99_ms']} ms")
-        print(f"threads {data['threads'][0]} -> {data['threads'][1]}; open files {data['fds'][0]} -> {data['fds'][1]}; "
-              f"requests still tracked by the protocol: {data['tracked_requests']}")
-        print(f"RSS after warm-up {data['rss_mb'][0]} MB -> end {data['rss_mb'][1]} MB "
-              f"({data['rss_growth_pct']:+.2f} %; target < 5 %)")
-    ok = (result.unanswered == 0 and result.tracked_requests <= 1 and result.end.threads <= result.warm.threads
-          and result.end.fds <= result.warm.fds and result.rss_growth < 0.05)
+        print(
+            f"threads {data['threads'][0]} -> {data['threads'][1]}; open files {data['fds'][0]} -> {data['fds'][1]}; "
+            f"requests still tracked by the protocol: {data['tracked_requests']}"
+        )
+        print(
+            f"RSS after warm-up {data['rss_mb'][0]} MB -> end {data['rss_mb'][1]} MB "
+            f"({data['rss_growth_pct']:+.2f} %; target < 5 %)"
+        )
+    ok = (
+        result.unanswered == 0
+        and result.tracked_requests <= 1
+        and result.end.threads <= result.warm.threads
+        and result.end.fds <= result.warm.fds
+        and result.rss_growth < 0.05
+    )
     return 0 if ok else 1
 
 

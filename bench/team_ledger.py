@@ -47,13 +47,24 @@ START = datetime(2026, 9, 1, tzinfo=UTC)
 def row_values_for(number: int) -> dict[str, object]:
     tier = "local" if number % 5 else ("in_house", "frontier")[number % 2]
     tasks = ("completion", "completion", "explain", "refactor", "ask")
-    return dict(request_id=f"bench-{number}", task=tasks[number % 5],
-                tier=tier, backend={"local": "llama_cpp", "in_house": "openai", "frontier": "anthropic"}[tier],
-                model=f"model-{tier}", prompt_tokens=number % 4000, completion_tokens=number % 300,
-                latency_ms=float(number % 2000), cost_usd=0.0 if tier == "local" else (number % 4000) * 3e-6,
-                frontier_cost_usd=(number % 4000) * 3e-6, frontier_price="reference-2026-03-21",
-                ts=START + timedelta(seconds=number * 7), reasons=["bench"], shown=number % 3 == 0,
-                accepted=number % 6 == 0, repo=("payments", "billing", "search")[number % 3])
+    return dict(
+        request_id=f"bench-{number}",
+        task=tasks[number % 5],
+        tier=tier,
+        backend={"local": "llama_cpp", "in_house": "openai", "frontier": "anthropic"}[tier],
+        model=f"model-{tier}",
+        prompt_tokens=number % 4000,
+        completion_tokens=number % 300,
+        latency_ms=float(number % 2000),
+        cost_usd=0.0 if tier == "local" else (number % 4000) * 3e-6,
+        frontier_cost_usd=(number % 4000) * 3e-6,
+        frontier_price="reference-2026-03-21",
+        ts=START + timedelta(seconds=number * 7),
+        reasons=["bench"],
+        shown=number % 3 == 0,
+        accepted=number % 6 == 0,
+        repo=("payments", "billing", "search")[number % 3],
+    )
 
 
 def fill_sqlite(path: Path, count: int) -> None:
@@ -100,14 +111,17 @@ def request_path(work: Path, settings: TeamLedgerSettings, puts: int) -> None:
             for shipper in shippers:
                 shipper.close()
             backlog.unlink(missing_ok=True)
+
     # One noisy round (another job on the machine) can own a p99: the median of the rounds' p99s.
     def p99(label: str) -> float:
-        return statistics.median(percentile(results[label][i * puts:(i + 1) * puts], 99) for i in range(3))
+        return statistics.median(percentile(results[label][i * puts : (i + 1) * puts], 99) for i in range(3))
 
     for label, values in results.items():
-        rounds = "/".join(f"{percentile(values[i * puts:(i + 1) * puts], 99):.0f}" for i in range(3))
-        print(f"   {label:<24} p50 {statistics.median(values):6.1f}  p99 by round {rounds:<17} "
-              f"median p99 {p99(label):6.1f}  / no team ledger {p99(label) / p99('no team ledger'):5.2f}")
+        rounds = "/".join(f"{percentile(values[i * puts : (i + 1) * puts], 99):.0f}" for i in range(3))
+        print(
+            f"   {label:<24} p50 {statistics.median(values):6.1f}  p99 by round {rounds:<17} "
+            f"median p99 {p99(label):6.1f}  / no team ledger {p99(label) / p99('no team ledger'):5.2f}"
+        )
 
 
 def catch_up(work: Path, settings: TeamLedgerSettings, rows: int) -> None:
@@ -123,8 +137,9 @@ def catch_up(work: Path, settings: TeamLedgerSettings, rows: int) -> None:
     assert shipped == rows and left == []
     # The bare COPY of the same rows, read back from the team table, into a scratch table.
     with psycopg.connect(settings.url) as conn:  # type: ignore[arg-type]
-        same = conn.execute(f"SELECT {', '.join(PG_COLUMNS)} FROM ninetyten.attempts "
-                            "WHERE request_id LIKE 'bench-%%' LIMIT %s", (rows,)).fetchall()
+        same = conn.execute(
+            f"SELECT {', '.join(PG_COLUMNS)} FROM ninetyten.attempts WHERE request_id LIKE 'bench-%%' LIMIT %s", (rows,)
+        ).fetchall()
         conn.execute("CREATE TABLE scratch (LIKE ninetyten.attempts INCLUDING DEFAULTS)")
         conn.commit()
         started = time.perf_counter()
@@ -154,7 +169,9 @@ def big_report(work: Path, settings: TeamLedgerSettings, rows: int, local: bool)
             "CASE WHEN n %% 5 = 0 THEN (n %% 4000) * 3000 ELSE 0 END, "
             "(n %% 4000) * 3000, 'reference-2026-03-21', CASE WHEN n %% 17 = 0 THEN 'escalated' ELSE 'ok' END, "
             "n %% 17 = 0, CASE WHEN n %% 17 = 0 THEN 'low_logprob' END, n %% 3 = 0, n %% 6 = 0 "
-            "FROM generate_series(1, %s) AS n", (START, rows))
+            "FROM generate_series(1, %s) AS n",
+            (START, rows),
+        )
         conn.commit()
         conn.autocommit = True
         conn.execute("VACUUM ANALYZE ninetyten.attempts")

@@ -43,9 +43,13 @@ class TypingClient(LspClient):
     async def request(self, uri: str, line: int, character: int, *, invoked: bool) -> tuple[float, str]:
         kind = types.InlineCompletionTriggerKind.Invoked if invoked else types.InlineCompletionTriggerKind.Automatic
         started = time.perf_counter()
-        result = await self.client.text_document_inline_completion_async(types.InlineCompletionParams(
-            text_document=types.TextDocumentIdentifier(uri=uri), position=types.Position(line, character),
-            context=types.InlineCompletionContext(trigger_kind=kind)))
+        result = await self.client.text_document_inline_completion_async(
+            types.InlineCompletionParams(
+                text_document=types.TextDocumentIdentifier(uri=uri),
+                position=types.Position(line, character),
+                context=types.InlineCompletionContext(trigger_kind=kind),
+            )
+        )
         text = result.items[0].insert_text if result and result.items else ""
         return (time.perf_counter() - started) * 1000.0, text
 
@@ -60,7 +64,6 @@ class TypingClient(LspClient):
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) / 1024
         return float("nan")
-
 
 
 async def run(model_arg: str | None, rounds: int) -> dict[str, Any]:
@@ -163,15 +166,21 @@ def print_table(r: dict[str, Any]) -> None:
         row = r[key]
         print(f"{row['label']:<32}{row['p50_ms']:>10.1f}{row['p95_ms']:>10.1f}{row['n']:>5}")
     print()
-    print(f"generations per 20-key burst (max):    {r['generations_per_burst_max']}  "
-          f"(target <= {r['generations_target']})")
+    print(
+        f"generations per 20-key burst (max):    {r['generations_per_burst_max']}  "
+        f"(target <= {r['generations_target']})"
+    )
     print(f"last keystroke -> suggestion / warm:   {r['burst_ratio_p50']:.2f}")
-    print(f"cache hit p50 / warm completion p50:   {r['cache_ratio_p50']:.3f}  "
-          f"(hits p50 {percentile([r['same_position']['p50_ms'], r['typed_through']['p50_ms']], 50):.2f} ms; "
-          f"target < {r['cache_target_ms']:.0f} ms)")
+    print(
+        f"cache hit p50 / warm completion p50:   {r['cache_ratio_p50']:.3f}  "
+        f"(hits p50 {percentile([r['same_position']['p50_ms'], r['typed_through']['p50_ms']], 50):.2f} ms; "
+        f"target < {r['cache_target_ms']:.0f} ms)"
+    )
     print(f"accepted -> next from the cache:       {r['accept_hits']}/{r['accept_tries']}")
-    print(f"peak server RSS / model file:          {r['peak_rss_mb']:.0f} MB / {r['model_mb']:.0f} MB = "
-          f"{r['rss_over_model']:.2f}")
+    print(
+        f"peak server RSS / model file:          {r['peak_rss_mb']:.0f} MB / {r['model_mb']:.0f} MB = "
+        f"{r['rss_over_model']:.2f}"
+    )
 
 
 def main() -> int:

@@ -16,4 +16,4 @@ def distance(a: Point, b: Point) -> float:
 
 def mean(values: list[float]) -> float:
     """Arithmetic mean of a non-empty list."""
-    return 
+    return

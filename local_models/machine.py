@@ -93,9 +93,16 @@ def parse_machine(text: str) -> Machine:
     shared = fields.get("shared", "0").lower() in ("1", "yes", "true", "on")
     if cores < 1 or ram <= 0:
         raise ModelError("--machine: ram and cores must be positive.", "Example: ram=16G,cores=8,gpu_mem=0")
-    return Machine(ram_bytes=ram, cores=cores, gpu_mem_bytes=gpu_mem, gpu_name=fields.get("gpu") or None,
-                   gpu_shared_memory=shared, mem_bandwidth=bw or None, gpu_bandwidth=gpu_bw or None,
-                   source="described")
+    return Machine(
+        ram_bytes=ram,
+        cores=cores,
+        gpu_mem_bytes=gpu_mem,
+        gpu_name=fields.get("gpu") or None,
+        gpu_shared_memory=shared,
+        mem_bandwidth=bw or None,
+        gpu_bandwidth=gpu_bw or None,
+        source="described",
+    )
 
 
 def _ram_bytes() -> int | None:
@@ -131,8 +138,11 @@ def _ggml_gpus() -> list[tuple[str, int, bool]]:
     lib.ggml_backend_dev_description.restype = ctypes.c_char_p
     lib.ggml_backend_dev_description.argtypes = [ctypes.c_void_p]
     lib.ggml_backend_dev_memory.restype = None
-    lib.ggml_backend_dev_memory.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_size_t),
-                                            ctypes.POINTER(ctypes.c_size_t)]
+    lib.ggml_backend_dev_memory.argtypes = [
+        ctypes.c_void_p,
+        ctypes.POINTER(ctypes.c_size_t),
+        ctypes.POINTER(ctypes.c_size_t),
+    ]
     gpus = []
     for index in range(int(lib.ggml_backend_dev_count())):
         device = lib.ggml_backend_dev_get(index)
@@ -169,5 +179,12 @@ def detect_machine() -> Machine:
             notes.append("this llama.cpp build has no GPU backend (CPU only)")
     except (ImportError, OSError, AttributeError) as exc:
         notes.append(f"could not ask llama.cpp about GPUs ({exc}); assumed none")
-    return Machine(ram_bytes=ram, cores=_cores(), gpu_mem_bytes=gpu_mem, gpu_name=gpu_name,
-                   gpu_shared_memory=shared, source="detected", notes=tuple(notes))
+    return Machine(
+        ram_bytes=ram,
+        cores=_cores(),
+        gpu_mem_bytes=gpu_mem,
+        gpu_name=gpu_name,
+        gpu_shared_memory=shared,
+        source="detected",
+        notes=tuple(notes),
+    )

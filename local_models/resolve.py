@@ -77,11 +77,13 @@ def _from_pulled(value: str, origin: Origin) -> ResolvedModel:
     if record is None:
         raise ModelError(
             f"{value} (from {_describe(origin)}) is not pulled, or its file changed since it was verified.",
-            f"Run `ninetyten models pull {value}`.")
+            f"Run `ninetyten models pull {value}`.",
+        )
     check_gguf_header(record.path)
     entry = get_entry(record.model_id) if record.model_id and canonical_id(record.model_id) else None
-    return ResolvedModel(path=record.path, model_id=entry.id if entry else None, entry=entry, source="pulled",
-                         origin=origin)
+    return ResolvedModel(
+        path=record.path, model_id=entry.id if entry else None, entry=entry, source="pulled", origin=origin
+    )
 
 
 def _from_catalog(model_id: str, origin: Origin, progress: bool) -> ResolvedModel:

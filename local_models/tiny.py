@@ -284,8 +284,11 @@ def build_tiny_model(
     tmp = Path(tmp_name)
     try:
         writer = gguf.GGUFWriter(tmp, ARCH)
-        writer.add_name("ninetyten tiny qwen2" + (f" (favour {favour!r})" if favour is not None else "")
-                        + (" (quantized)" if quantized else ""))
+        writer.add_name(
+            "ninetyten tiny qwen2"
+            + (f" (favour {favour!r})" if favour is not None else "")
+            + (" (quantized)" if quantized else "")
+        )
         writer.add_file_type(gguf.LlamaFileType.MOSTLY_Q4_K_M if quantized else gguf.LlamaFileType.ALL_F32)
         writer.add_context_length(context_length)
         writer.add_embedding_length(n_embd)
@@ -319,8 +322,9 @@ def build_tiny_model(
         for name, array in tensors.items():
             type_name = QUANTIZED_TYPES.get(name.split(".", 2)[-1] if name.startswith("blk.") else name)
             if quantized and type_name is not None:
-                writer.add_tensor(name, _quantized(rng, array, type_name),
-                                  raw_dtype=gguf.GGMLQuantizationType[type_name])
+                writer.add_tensor(
+                    name, _quantized(rng, array, type_name), raw_dtype=gguf.GGMLQuantizationType[type_name]
+                )
             else:
                 writer.add_tensor(name, array)
         writer.write_header_to_file()
@@ -340,13 +344,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--favour", default=None, help="make greedy decoding repeat this token forever (e.g. x)")
     parser.add_argument("--context-length", type=int, default=4096)
-    parser.add_argument("--quantized", action="store_true",
-                        help="store the weights as Q8_0/Q4_0/Q4_K/Q6_K (256-wide, for kernel tests)")
+    parser.add_argument(
+        "--quantized", action="store_true", help="store the weights as Q8_0/Q4_0/Q4_K/Q6_K (256-wide, for kernel tests)"
+    )
     args = parser.parse_args(argv)
     size = {"n_embd": 256, "n_ff": 512} if args.quantized else {}
     try:
-        path = build_tiny_model(args.out, seed=args.seed, favour=args.favour, context_length=args.context_length,
-                                quantized=args.quantized, **size)
+        path = build_tiny_model(
+            args.out,
+            seed=args.seed,
+            favour=args.favour,
+            context_length=args.context_length,
+            quantized=args.quantized,
+            **size,
+        )
     except ValueError as exc:
         parser.error(str(exc))
     print(path)

@@ -103,7 +103,8 @@ def verify_model(path: Path | str, expected_sha256: str | None, *, progress: boo
         if actual != expected_sha256.lower():
             raise ModelError(
                 f"{path} is corrupt: its SHA-256 is {actual}, expected {expected_sha256.lower()}.",
-                "Delete it and download it again (for the embedded model just delete it; it is re-assembled on next start).",
+                "Delete it and download it again "
+                "(for the embedded model just delete it; it is re-assembled on next start).",
             )
     return VerifyResult(
         path=path,

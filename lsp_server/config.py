@@ -17,17 +17,22 @@ class CompletionConfig(BaseModel):
     suffix_tokens: int = Field(128, ge=0, description="Token budget for text after the cursor.")
     extra_tokens: int = Field(512, ge=0, description="Token budget for other open files (repo-level context).")
     extra_files: int = Field(
-        4, ge=0, le=64,
-        description="Most chunks of recently opened or edited files offered as context (0: none).")
+        4, ge=0, le=64, description="Most chunks of recently opened or edited files offered as context (0: none)."
+    )
     debounce_min_ms: float = Field(0.0, ge=0, le=2000, description="Shortest wait before an automatic request runs.")
     debounce_max_ms: float = Field(
-        120.0, ge=0, le=2000,
-        description="Longest wait: automatic requests wait about as long as the user's recent keystroke gaps.")
+        120.0,
+        ge=0,
+        le=2000,
+        description="Longest wait: automatic requests wait about as long as the user's recent keystroke gaps.",
+    )
     max_document_chars: int = Field(
-        512_000, ge=1_000, description="Documents larger than this are considered only around the cursor.")
+        512_000, ge=1_000, description="Documents larger than this are considered only around the cursor."
+    )
     window_lines: int = Field(1000, ge=50, le=100_000, description="Lines on each side of the cursor in that case.")
     max_line_chars: int = Field(
-        4_000, ge=100, description="Longer lines (minified code) are cut to this many characters around the cursor.")
+        4_000, ge=100, description="Longer lines (minified code) are cut to this many characters around the cursor."
+    )
     cache_size: int = Field(64, ge=0, le=10_000, description="Suggestions kept for re-requests and typing through.")
     speculative: bool = Field(True, description="Prepare the next suggestion for after the current one is accepted.")
     classic: Literal["auto", "always", "never"] = Field(
@@ -47,10 +52,15 @@ class ServerConfig(BaseModel):
 
     model: str | None = Field(None, description="Path to a .gguf file or a catalog id; default: the embedded model.")
     n_ctx: int = Field(4096, ge=256, le=262_144, description="llama.cpp context window in tokens.")
-    threads: int | None = Field(None, ge=1, le=256, description="CPU threads for llama.cpp (default: all cores, at most 8).")
+    threads: int | None = Field(
+        None, ge=1, le=256, description="CPU threads for llama.cpp (default: all cores, at most 8)."
+    )
     gpu_layers: int = Field(
-        -1, ge=-1, le=100_000,
-        description="Model layers to offload to the GPU when llama.cpp was built with GPU support: -1 all, 0 none.")
+        -1,
+        ge=-1,
+        le=100_000,
+        description="Model layers to offload to the GPU when llama.cpp was built with GPU support: -1 all, 0 none.",
+    )
     load_timeout_s: float = Field(120.0, gt=0, description="How long a request waits for the model to finish loading.")
     completion: CompletionConfig = Field(default_factory=CompletionConfig)
     assist: AssistConfig = Field(default_factory=AssistConfig)

@@ -26,25 +26,27 @@ from typing import Any
 
 # pygls's message formats whose arguments are all metadata (ids, method names, our own
 # capabilities): written as they are.
-_PYGLS_METADATA = frozenset({
-    'Exception occurred for message "%s"',
-    'Cancel notification for unknown message id "%s"',
-    'Cancelled request with id "%s"',
-    "Ignoring notification for unknown method %r",
-    "Failed to handle request %r, unknown method %r",
-    'Received response to unknown message id "%s"',
-    "Request %r received",
-    "Notification %r received",
-    "Content length: %s",
-    "Server capabilities: %s",
-    "Ignoring work done progress cancel for unknown token %s",
-    "Registered builtin feature %s",
-    'Command "%s" is successfully registered.',
-    'Registered "%s" with options "%s"',
-    'Command "%s" is already registered.',
-    'Feature "%s" is already registered.',
-    "Ignoring metadata for '%s': not in notebook.",
-})
+_PYGLS_METADATA = frozenset(
+    {
+        'Exception occurred for message "%s"',
+        'Cancel notification for unknown message id "%s"',
+        'Cancelled request with id "%s"',
+        "Ignoring notification for unknown method %r",
+        "Failed to handle request %r, unknown method %r",
+        'Received response to unknown message id "%s"',
+        "Request %r received",
+        "Notification %r received",
+        "Content length: %s",
+        "Server capabilities: %s",
+        "Ignoring work done progress cancel for unknown token %s",
+        "Registered builtin feature %s",
+        'Command "%s" is successfully registered.',
+        'Registered "%s" with options "%s"',
+        'Command "%s" is already registered.',
+        'Feature "%s" is already registered.',
+        "Ignoring metadata for '%s': not in notebook.",
+    }
+)
 
 # Formats with some content-bearing arguments: per argument, keep it, or describe it by
 # size ("size"), or summarise a JSON-RPC body ("body").
@@ -81,8 +83,14 @@ def _safe_exceptions() -> tuple[type[BaseException], ...]:
 
     from lsp_server.backends.base import BackendError
 
-    return (BackendError, OSError, JsonRpcMethodNotFound, JsonRpcRequestCancelled, JsonRpcServerNotInitialized,
-            JsonRpcContentModified)
+    return (
+        BackendError,
+        OSError,
+        JsonRpcMethodNotFound,
+        JsonRpcRequestCancelled,
+        JsonRpcServerNotInitialized,
+        JsonRpcContentModified,
+    )
 
 
 def describe_exception(error: BaseException) -> str:

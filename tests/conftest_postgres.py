@@ -17,8 +17,11 @@ __all__ = ["no_team_ledger_from_the_environment", "postgres", "team_db", "team_s
 @pytest.fixture(scope="session", autouse=True)
 def no_team_ledger_from_the_environment() -> Iterator[None]:
     """A developer's own team ledger or collector must never receive the tests' rows."""
-    saved = {name: os.environ.pop(name) for name in ("NINETYTEN_TEAM_LEDGER_URL", "NINETYTEN_OTEL_ENDPOINT",
-                                                     "NINETYTEN_TEAM_PROJECT") if name in os.environ}
+    saved = {
+        name: os.environ.pop(name)
+        for name in ("NINETYTEN_TEAM_LEDGER_URL", "NINETYTEN_OTEL_ENDPOINT", "NINETYTEN_TEAM_PROJECT")
+        if name in os.environ
+    }
     yield
     os.environ.update(saved)
 

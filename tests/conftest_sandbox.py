@@ -25,5 +25,6 @@ def bubblewrap() -> BubblewrapSandbox:
     except SandboxUnavailable as error:
         if os.environ.get(REQUIRE_ENV) == "1":
             pytest.fail(f"{REQUIRE_ENV}=1 but the bubblewrap sandbox cannot run: {error}")
-        pytest.skip(f"the bubblewrap sandbox cannot run here ({error}); `make test` installs bubblewrap and "
-                    f"requires it")
+        pytest.skip(
+            f"the bubblewrap sandbox cannot run here ({error}); `make test` installs bubblewrap and requires it"
+        )

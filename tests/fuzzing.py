@@ -14,6 +14,9 @@ DEEP = os.environ.get("NINETYTEN_FUZZ") == "deep"
 
 
 def fuzz(max_examples: int) -> settings:
-    return settings(max_examples=max_examples * (10 if DEEP else 1), deadline=None, derandomize=not DEEP,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                                           HealthCheck.filter_too_much])
+    return settings(
+        max_examples=max_examples * (10 if DEEP else 1),
+        deadline=None,
+        derandomize=not DEEP,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
+    )

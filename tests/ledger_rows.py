@@ -26,16 +26,28 @@ def random_rows(seed: int, count: int, tag: str) -> list[LedgerRow]:
             tier = "local" if attempt == 1 and rng.random() < 0.7 else rng.choice(["in_house", "frontier"])
             escalated = attempt < attempts
             prompt, completion = rng.randint(10, 4000), rng.randint(1, 500)
-            rows.append(LedgerRow(
-                request_id=f"{tag}-{number}", attempt=attempt, task=task, tier=tier, backend=BACKENDS[tier],
-                model=MODELS[tier], prompt_tokens=prompt, completion_tokens=completion,
-                cached_tokens=rng.randint(0, prompt), latency_ms=round(rng.uniform(5, 4000), 3),
-                cost_usd=0.0 if tier == "local" else prompt * 2e-6 + completion * 8e-6,
-                frontier_cost_usd=prompt * 3e-6 + completion * 15e-6,
-                frontier_price=rng.choice(["reference-2026-03-21", "frontier-tier", None]),
-                outcome="escalated" if escalated else rng.choice(["ok", "ok", "ok", "failed", "low_confidence"]),
-                escalated=escalated,
-                escalation_reason=rng.choice(["low_logprob", "syntax", None]) if escalated else None,
-                shown=rng.choice([None, True, False]), accepted=rng.choice([None, True, False]),
-                repo=rng.choice([None, "payments", "r-00aa11bb22cc33dd"]), ts=ts + timedelta(seconds=attempt)))
+            rows.append(
+                LedgerRow(
+                    request_id=f"{tag}-{number}",
+                    attempt=attempt,
+                    task=task,
+                    tier=tier,
+                    backend=BACKENDS[tier],
+                    model=MODELS[tier],
+                    prompt_tokens=prompt,
+                    completion_tokens=completion,
+                    cached_tokens=rng.randint(0, prompt),
+                    latency_ms=round(rng.uniform(5, 4000), 3),
+                    cost_usd=0.0 if tier == "local" else prompt * 2e-6 + completion * 8e-6,
+                    frontier_cost_usd=prompt * 3e-6 + completion * 15e-6,
+                    frontier_price=rng.choice(["reference-2026-03-21", "frontier-tier", None]),
+                    outcome="escalated" if escalated else rng.choice(["ok", "ok", "ok", "failed", "low_confidence"]),
+                    escalated=escalated,
+                    escalation_reason=rng.choice(["low_logprob", "syntax", None]) if escalated else None,
+                    shown=rng.choice([None, True, False]),
+                    accepted=rng.choice([None, True, False]),
+                    repo=rng.choice([None, "payments", "r-00aa11bb22cc33dd"]),
+                    ts=ts + timedelta(seconds=attempt),
+                )
+            )
     return rows

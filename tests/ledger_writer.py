@@ -26,8 +26,15 @@ from lsp_server.ledger import Ledger, LedgerRow
 
 def make_row(tag: str, number: int) -> LedgerRow:
     return LedgerRow(
-        request_id=f"{tag}-{number}", task="commit_message", tier="local", backend="llama_cpp", model="tiny",
-        prompt_tokens=number, completion_tokens=1, cost_usd=0.000001, frontier_cost_usd=0.00001,
+        request_id=f"{tag}-{number}",
+        task="commit_message",
+        tier="local",
+        backend="llama_cpp",
+        model="tiny",
+        prompt_tokens=number,
+        completion_tokens=1,
+        cost_usd=0.000001,
+        frontier_cost_usd=0.00001,
         reasons=["writer test"],
     )
 

@@ -113,8 +113,9 @@ class LoopbackHub:
             entry = self.repos.setdefault(repo, _Repo())
             own = revision if re.fullmatch(r"[0-9a-f]{40}", revision) else _commit_for(repo, revision)
             commit = entry.commits.setdefault(revision, own)
-            entry.files[(commit, file_name)] = HubFile(content=content, sha256=hashlib.sha256(content).hexdigest(),
-                                                       **faults)  # type: ignore[arg-type]
+            entry.files[(commit, file_name)] = HubFile(
+                content=content, sha256=hashlib.sha256(content).hexdigest(), **faults
+            )  # type: ignore[arg-type]
             return commit
 
     def file(self, repo: str, file_name: str, revision: str = "main") -> HubFile:
@@ -123,8 +124,9 @@ class LoopbackHub:
 
     def cdn_gets(self, path_contains: str = "") -> list[RecordedHubRequest]:
         """Downloads of file bodies (whichever port took them: through a proxy it is the proxy's)."""
-        return [r for r in self.requests
-                if r.path.startswith("/cdn/") and r.method == "GET" and path_contains in r.path]
+        return [
+            r for r in self.requests if r.path.startswith("/cdn/") and r.method == "GET" and path_contains in r.path
+        ]
 
     # --- serving -----------------------------------------------------------------------
 
@@ -150,9 +152,16 @@ class LoopbackHub:
 
     def _record(self, handler: BaseHTTPRequestHandler, origin: str, path: str, status: int, via_proxy: bool) -> None:
         with self._lock:
-            self.requests.append(RecordedHubRequest(
-                method=handler.command, path=path, origin=origin, status=status, via_proxy=via_proxy,
-                headers={k.lower(): v for k, v in handler.headers.items()}))
+            self.requests.append(
+                RecordedHubRequest(
+                    method=handler.command,
+                    path=path,
+                    origin=origin,
+                    status=status,
+                    via_proxy=via_proxy,
+                    headers={k.lower(): v for k, v in handler.headers.items()},
+                )
+            )
 
     def _handle(self, handler: BaseHTTPRequestHandler, origin: str, *, body: bool) -> None:
         target = handler.path
@@ -165,8 +174,18 @@ class LoopbackHub:
         else:
             self._error(handler, origin, path, 404, None, via_proxy=via_proxy)
 
-    def _error(self, handler: BaseHTTPRequestHandler, origin: str, path: str, status: int, code: str | None,
-               *, via_proxy: bool, commit: str | None = None, message: str = "") -> None:
+    def _error(
+        self,
+        handler: BaseHTTPRequestHandler,
+        origin: str,
+        path: str,
+        status: int,
+        code: str | None,
+        *,
+        via_proxy: bool,
+        commit: str | None = None,
+        message: str = "",
+    ) -> None:
         payload = f'{{"error": "{message or code or "Not Found"}"}}'.encode()
         handler.send_response(status)
         if code:
@@ -181,26 +200,57 @@ class LoopbackHub:
             handler.wfile.write(payload)
         self._record(handler, origin, path, status, via_proxy)
 
-    def _resolve(self, handler: BaseHTTPRequestHandler, origin: str, path: str, repo: str, revision: str,
-                 file_name: str, *, via_proxy: bool) -> None:
+    def _resolve(
+        self,
+        handler: BaseHTTPRequestHandler,
+        origin: str,
+        path: str,
+        repo: str,
+        revision: str,
+        file_name: str,
+        *,
+        via_proxy: bool,
+    ) -> None:
         entry = self.repos.get(repo)
         if entry is None:
             self._error(handler, origin, path, 401, "RepoNotFound", via_proxy=via_proxy, message="Repository not found")
             return
         commit = entry.commits.get(revision) or (revision if revision in entry.commits.values() else None)
         if commit is None:
-            self._error(handler, origin, path, 404, "RevisionNotFound", via_proxy=via_proxy,
-                        message="Invalid rev id: " + revision)
+            self._error(
+                handler,
+                origin,
+                path,
+                404,
+                "RevisionNotFound",
+                via_proxy=via_proxy,
+                message="Invalid rev id: " + revision,
+            )
             return
         hub_file = entry.files.get((commit, file_name))
         if hub_file is None:
-            self._error(handler, origin, path, 404, "EntryNotFound", via_proxy=via_proxy, commit=commit,
-                        message="Entry not found")
+            self._error(
+                handler,
+                origin,
+                path,
+                404,
+                "EntryNotFound",
+                via_proxy=via_proxy,
+                commit=commit,
+                message="Entry not found",
+            )
             return
         if hub_file.gated_token is not None:
             if handler.headers.get("Authorization") != f"Bearer {hub_file.gated_token}":
-                self._error(handler, origin, path, 403, "GatedRepo", via_proxy=via_proxy,
-                            message="Access to this model is restricted")
+                self._error(
+                    handler,
+                    origin,
+                    path,
+                    403,
+                    "GatedRepo",
+                    via_proxy=via_proxy,
+                    message="Access to this model is restricted",
+                )
                 return
         sha = hub_file.published_sha256
         handler.send_response(302)
@@ -220,8 +270,9 @@ class LoopbackHub:
                     return hub_file
         return None
 
-    def _cdn_file(self, handler: BaseHTTPRequestHandler, origin: str, path: str, sha: str, *, body: bool,
-                  via_proxy: bool) -> None:
+    def _cdn_file(
+        self, handler: BaseHTTPRequestHandler, origin: str, path: str, sha: str, *, body: bool, via_proxy: bool
+    ) -> None:
         hub_file = self._find_blob(sha)
         if hub_file is None:
             self._error(handler, origin, path, 404, None, via_proxy=via_proxy)
@@ -254,7 +305,7 @@ class LoopbackHub:
         try:
             while position < end:
                 step = min(hub_file.chunk_size, end - position)
-                handler.wfile.write(content[position:position + step])
+                handler.wfile.write(content[position : position + step])
                 position += step
                 if hub_file.chunk_delay_s:
                     handler.wfile.flush()

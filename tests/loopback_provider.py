@@ -53,18 +53,42 @@ from typing import Any, Self
 
 __all__ = ["FAULTS", "Ending", "LoopbackProvider", "RecordedRequest", "loopback_provider", "unused_port"]
 
-FAULTS = ("ok", "status:<code>", "timeout", "malformed_json", "stream_cut", "stream_end_early", "stream_error",
-          "slow_stream", "hold", "disconnect", "redirect:<url>", "ignore_stream",
-          "malformed_body")
+FAULTS = (
+    "ok",
+    "status:<code>",
+    "timeout",
+    "malformed_json",
+    "stream_cut",
+    "stream_end_early",
+    "stream_error",
+    "slow_stream",
+    "hold",
+    "disconnect",
+    "redirect:<url>",
+    "ignore_stream",
+    "malformed_body",
+)
 
 _ANTHROPIC_ERROR_TYPES = {
-    400: "invalid_request_error", 401: "authentication_error", 403: "permission_error", 404: "not_found_error",
-    413: "request_too_large", 429: "rate_limit_error", 500: "api_error", 503: "overloaded_error",
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    500: "api_error",
+    503: "overloaded_error",
     529: "overloaded_error",
 }
 _OPENAI_ERROR_TYPES = {
-    400: "invalid_request_error", 401: "invalid_request_error", 403: "permission_error", 404: "not_found_error",
-    429: "rate_limit_exceeded", 500: "server_error", 503: "service_unavailable", 529: "overloaded",
+    400: "invalid_request_error",
+    401: "invalid_request_error",
+    403: "permission_error",
+    404: "not_found_error",
+    429: "rate_limit_exceeded",
+    500: "server_error",
+    503: "service_unavailable",
+    529: "overloaded",
 }
 
 
@@ -134,8 +158,7 @@ class _Server(ThreadingHTTPServer):
 class LoopbackProvider:
     """Threaded loopback server for both provider APIs; see the module docstring."""
 
-    def __init__(self, *, reply: str | Callable[[RecordedRequest], str] | None = None,
-                 host: str = "127.0.0.1") -> None:
+    def __init__(self, *, reply: str | Callable[[RecordedRequest], str] | None = None, host: str = "127.0.0.1") -> None:
         self.reply = reply
         self.host = host
         self.fault = "ok"
@@ -164,8 +187,9 @@ class LoopbackProvider:
         server = _Server((self.host, 0), _Handler)
         server.provider = self
         self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="loopback-provider", daemon=True)
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="loopback-provider", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -295,8 +319,14 @@ class _Handler(BaseHTTPRequestHandler):
             body = None
         path = self.path.split("?", 1)[0]
         fault = self.provider._next_fault()
-        record = RecordedRequest(method="POST", path=path, headers={k.lower(): v for k, v in self.headers.items()},
-                                 body=body, raw=raw, fault=fault)
+        record = RecordedRequest(
+            method="POST",
+            path=path,
+            headers={k.lower(): v for k, v in self.headers.items()},
+            body=body,
+            raw=raw,
+            fault=fault,
+        )
         index = self.provider._record(record)
         self.chunks_sent = 0
         api = {"/v1/messages": "anthropic", "/v1/chat/completions": "chat", "/v1/completions": "text"}.get(path)
@@ -352,8 +382,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     # -- streaming ---------------------------------------------------------------------
 
-    def _stream(self, api: str, record: RecordedRequest, pieces: list[str], truncated: bool,
-                usage: tuple[int, int], fault: str) -> None:
+    def _stream(
+        self, api: str, record: RecordedRequest, pieces: list[str], truncated: bool, usage: tuple[int, int], fault: str
+    ) -> None:
         provider = self.provider
         self.send_response(200)
         self.send_header("content-type", "text/event-stream")
@@ -416,11 +447,19 @@ class _Handler(BaseHTTPRequestHandler):
         if status == 429 and self.provider.retry_after is not None:
             headers["retry-after"] = self.provider.retry_after
         if api == "anthropic":
-            payload: dict[str, Any] = {"type": "error", "error": {
-                "type": _ANTHROPIC_ERROR_TYPES.get(status, "api_error"), "message": message}}
+            payload: dict[str, Any] = {
+                "type": "error",
+                "error": {"type": _ANTHROPIC_ERROR_TYPES.get(status, "api_error"), "message": message},
+            }
         else:
-            payload = {"error": {"message": message, "type": _OPENAI_ERROR_TYPES.get(status, "server_error"),
-                                 "param": None, "code": None}}
+            payload = {
+                "error": {
+                    "message": message,
+                    "type": _OPENAI_ERROR_TYPES.get(status, "server_error"),
+                    "param": None,
+                    "code": None,
+                }
+            }
         self._json(status, payload, headers)
 
 
@@ -440,34 +479,87 @@ def _sse(data: Any, event: str | None = None) -> bytes:
     return f"{head}data: {body}\n\n".encode()
 
 
-def _anthropic_events(api: str, record: RecordedRequest, pieces: list[str], truncated: bool,
-                      usage: tuple[int, int], provider: LoopbackProvider) -> Iterator[tuple[int, bool, bytes]]:
+def _anthropic_events(
+    api: str,
+    record: RecordedRequest,
+    pieces: list[str],
+    truncated: bool,
+    usage: tuple[int, int],
+    provider: LoopbackProvider,
+) -> Iterator[tuple[int, bool, bytes]]:
     """(content chunks sent before it, is a content chunk, frame), in the documented Messages order."""
     model = record.body.get("model", "loopback-model")
-    yield 0, False, _sse({"type": "message_start", "message": {
-        "id": f"msg_loopback_{len(provider.requests)}", "type": "message", "role": "assistant", "content": [],
-        "model": model, "stop_reason": None, "stop_sequence": None,
-        "usage": {"input_tokens": usage[0], "output_tokens": 1}}}, "message_start")
-    yield 0, False, _sse({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
-                  "content_block_start")
+    yield (
+        0,
+        False,
+        _sse(
+            {
+                "type": "message_start",
+                "message": {
+                    "id": f"msg_loopback_{len(provider.requests)}",
+                    "type": "message",
+                    "role": "assistant",
+                    "content": [],
+                    "model": model,
+                    "stop_reason": None,
+                    "stop_sequence": None,
+                    "usage": {"input_tokens": usage[0], "output_tokens": 1},
+                },
+            },
+            "message_start",
+        ),
+    )
+    yield (
+        0,
+        False,
+        _sse(
+            {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+            "content_block_start",
+        ),
+    )
     yield 0, False, _sse({"type": "ping"}, "ping")
     for n, piece in enumerate(pieces):
-        yield n, True, _sse({"type": "content_block_delta", "index": 0,
-                                "delta": {"type": "text_delta", "text": piece}}, "content_block_delta")
+        yield (
+            n,
+            True,
+            _sse(
+                {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": piece}},
+                "content_block_delta",
+            ),
+        )
     done = len(pieces)
     yield done, False, _sse({"type": "content_block_stop", "index": 0}, "content_block_stop")
-    yield done, False, _sse({"type": "message_delta",
-                      "delta": {"stop_reason": "max_tokens" if truncated else "end_turn", "stop_sequence": None},
-                      "usage": {"output_tokens": usage[1]}}, "message_delta")
+    yield (
+        done,
+        False,
+        _sse(
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": "max_tokens" if truncated else "end_turn", "stop_sequence": None},
+                "usage": {"output_tokens": usage[1]},
+            },
+            "message_delta",
+        ),
+    )
     yield done, False, _sse({"type": "message_stop"}, "message_stop")
 
 
-def _openai_events(api: str, record: RecordedRequest, pieces: list[str], truncated: bool,
-                   usage: tuple[int, int], provider: LoopbackProvider) -> Iterator[tuple[int, bool, bytes]]:
+def _openai_events(
+    api: str,
+    record: RecordedRequest,
+    pieces: list[str],
+    truncated: bool,
+    usage: tuple[int, int],
+    provider: LoopbackProvider,
+) -> Iterator[tuple[int, bool, bytes]]:
     model = record.body.get("model", "loopback-model")
     chat = api == "chat"
-    base = {"id": f"cmpl-loopback-{len(provider.requests)}", "created": int(time.time()), "model": model,
-            "object": "chat.completion.chunk" if chat else "text_completion"}
+    base = {
+        "id": f"cmpl-loopback-{len(provider.requests)}",
+        "created": int(time.time()),
+        "model": model,
+        "object": "chat.completion.chunk" if chat else "text_completion",
+    }
 
     def choice(text: str | None, finish: str | None) -> dict[str, Any]:
         if chat:
@@ -477,16 +569,37 @@ def _openai_events(api: str, record: RecordedRequest, pieces: list[str], truncat
 
     yield 0, False, b": loopback keep-alive\n\n"  # an SSE comment, as some gateways send
     if chat:
-        yield 0, False, _sse({**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
-                                            "finish_reason": None}]})
+        yield (
+            0,
+            False,
+            _sse(
+                {
+                    **base,
+                    "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}],
+                }
+            ),
+        )
     for n, piece in enumerate(pieces):
         yield n, True, _sse({**base, "choices": [choice(piece, None)]})
     done = len(pieces)
     yield done, False, _sse({**base, "choices": [choice(None, "length" if truncated else "stop")]})
     options = record.body.get("stream_options")
     if provider.send_usage and isinstance(options, dict) and options.get("include_usage"):
-        yield done, False, _sse({**base, "choices": [], "usage": {
-            "prompt_tokens": usage[0], "completion_tokens": usage[1], "total_tokens": usage[0] + usage[1]}})
+        yield (
+            done,
+            False,
+            _sse(
+                {
+                    **base,
+                    "choices": [],
+                    "usage": {
+                        "prompt_tokens": usage[0],
+                        "completion_tokens": usage[1],
+                        "total_tokens": usage[0] + usage[1],
+                    },
+                }
+            ),
+        )
     yield done, False, _sse("[DONE]")
 
 
@@ -499,18 +612,35 @@ def _stream_error(api: str) -> bytes:
 def _whole(api: str, record: RecordedRequest, text: str, truncated: bool, usage: tuple[int, int]) -> dict[str, Any]:
     model = record.body.get("model", "loopback-model")
     if api == "anthropic":
-        return {"id": "msg_loopback", "type": "message", "role": "assistant", "model": model,
-                "content": [{"type": "text", "text": text}],
-                "stop_reason": "max_tokens" if truncated else "end_turn", "stop_sequence": None,
-                "usage": {"input_tokens": usage[0], "output_tokens": usage[1]}}
+        return {
+            "id": "msg_loopback",
+            "type": "message",
+            "role": "assistant",
+            "model": model,
+            "content": [{"type": "text", "text": text}],
+            "stop_reason": "max_tokens" if truncated else "end_turn",
+            "stop_sequence": None,
+            "usage": {"input_tokens": usage[0], "output_tokens": usage[1]},
+        }
     finish = "length" if truncated else "stop"
     counts = {"prompt_tokens": usage[0], "completion_tokens": usage[1], "total_tokens": sum(usage)}
     if api == "chat":
-        return {"id": "chatcmpl-loopback", "object": "chat.completion", "created": int(time.time()), "model": model,
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}],
-                "usage": counts}
-    return {"id": "cmpl-loopback", "object": "text_completion", "created": int(time.time()), "model": model,
-            "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": finish}], "usage": counts}
+        return {
+            "id": "chatcmpl-loopback",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}],
+            "usage": counts,
+        }
+    return {
+        "id": "cmpl-loopback",
+        "object": "text_completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": finish}],
+        "usage": counts,
+    }
 
 
 try:  # the fixture exists only where pytest does: the class is reused outside tests

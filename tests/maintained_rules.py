@@ -71,8 +71,16 @@ def load_config() -> dict | None:
 
 
 _POSIX = {
-    "alnum": "A-Za-z0-9", "alpha": "A-Za-z", "digit": "0-9", "lower": "a-z", "upper": "A-Z",
-    "space": r"\s", "xdigit": "0-9A-Fa-f", "word": r"\w", "punct": r"!-/:-@\[-`{-~", "print": " -~",
+    "alnum": "A-Za-z0-9",
+    "alpha": "A-Za-z",
+    "digit": "0-9",
+    "lower": "a-z",
+    "upper": "A-Z",
+    "space": r"\s",
+    "xdigit": "0-9A-Fa-f",
+    "word": r"\w",
+    "punct": r"!-/:-@\[-`{-~",
+    "print": " -~",
 }
 
 
@@ -183,7 +191,11 @@ class _Drawer:
                 allowed.update(_category(av))
             else:
                 raise Unsupported(str(op))
-        choices = [c for c in PRINTABLE if c not in allowed] if negate else sorted(c for c in allowed if c in PRINTABLE or c == "\t")
+        choices = (
+            [c for c in PRINTABLE if c not in allowed]
+            if negate
+            else sorted(c for c in allowed if c in PRINTABLE or c == "\t")
+        )
         if not choices and allowed & {"\n", "\r"}:
             choices = ["\n"]  # a rule that spans lines (`[\r\n]{1,2}`)
         if not choices:
@@ -287,8 +299,16 @@ def load_rules(config: dict) -> tuple[list[Rule], list[str]]:
         group = raw.get("valueGroup") or raw.get("secretGroup") or (1 if regex.groups else 0)
         rules.append(
             Rule(
-                rid, regex, list(parsed.data), bool(parsed.state.flags & C.SRE_FLAG_IGNORECASE), floor, strict,
-                tuple(stopwords), tuple(reject), group, _kind(raw["regex"]),
+                rid,
+                regex,
+                list(parsed.data),
+                bool(parsed.state.flags & C.SRE_FLAG_IGNORECASE),
+                floor,
+                strict,
+                tuple(stopwords),
+                tuple(reject),
+                group,
+                _kind(raw["regex"]),
             )
         )
     return rules, skipped
@@ -326,7 +346,9 @@ def _passes(rule: Rule, secret: str, rejects: tuple[re.Pattern[str], ...], stop:
     return not any(rx.search(secret) for rx in rule.reject + rejects)
 
 
-def draw_samples(config: dict, per_rule: int = 2, seed: int = 0, attempts: int = 60, first: int | None = None) -> Samples:
+def draw_samples(
+    config: dict, per_rule: int = 2, seed: int = 0, attempts: int = 60, first: int | None = None
+) -> Samples:
     """`per_rule` samples of each rule (of the `first` rules only, if given)."""
     rules, skipped = load_rules(config)
     rules = rules[:first] if first is not None else rules

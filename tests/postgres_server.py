@@ -28,8 +28,10 @@ SUPERUSER = "postgres"
 
 def postgres_bin_dir() -> Path | None:
     """The newest /usr/lib/postgresql/<version>/bin with initdb, or the one on PATH."""
-    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"),
-                        key=lambda p: int(Path(p).parent.parent.name) if Path(p).parent.parent.name.isdigit() else 0)
+    candidates = sorted(
+        glob.glob("/usr/lib/postgresql/*/bin/initdb"),
+        key=lambda p: int(Path(p).parent.parent.name) if Path(p).parent.parent.name.isdigit() else 0,
+    )
     if candidates:
         return Path(candidates[-1]).parent
     found = shutil.which("initdb")
@@ -59,8 +61,10 @@ class PostgresServer:
             command = ["runuser", "-u", self.os_user, "--", *command]
         done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=self.root)
         if done.returncode != 0:
-            raise RuntimeError(f"{args[0]} failed ({done.returncode}): {done.stderr or done.stdout}\n"
-                               f"{self.log.read_text() if self.log.exists() else ''}")
+            raise RuntimeError(
+                f"{args[0]} failed ({done.returncode}): {done.stderr or done.stdout}\n"
+                f"{self.log.read_text() if self.log.exists() else ''}"
+            )
         return done
 
     def init(self) -> None:
@@ -71,13 +75,26 @@ class PostgresServer:
             shutil.chown(self.root, self.os_user)
             for path in (self.socket_dir, pwfile):
                 shutil.chown(path, self.os_user)
-        self._run("initdb", "-D", str(self.data), "-U", SUPERUSER, "--auth-local=trust",
-                  "--auth-host=scram-sha-256", f"--pwfile={pwfile}", "-E", "UTF8", "--no-instructions")
+        self._run(
+            "initdb",
+            "-D",
+            str(self.data),
+            "-U",
+            SUPERUSER,
+            "--auth-local=trust",
+            "--auth-host=scram-sha-256",
+            f"--pwfile={pwfile}",
+            "-E",
+            "UTF8",
+            "--no-instructions",
+        )
         pwfile.unlink()
         with (self.data / "postgresql.conf").open("a") as conf:
-            conf.write(f"\nlisten_addresses = '127.0.0.1'\nport = {self.port}\n"
-                       f"unix_socket_directories = '{self.socket_dir}'\nmax_connections = 200\n"
-                       "shared_buffers = 64MB\nlog_min_messages = warning\n")
+            conf.write(
+                f"\nlisten_addresses = '127.0.0.1'\nport = {self.port}\n"
+                f"unix_socket_directories = '{self.socket_dir}'\nmax_connections = 200\n"
+                "shared_buffers = 64MB\nlog_min_messages = warning\n"
+            )
 
     def start(self) -> None:
         self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-w", "-t", "60", "start")

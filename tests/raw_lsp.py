@@ -25,7 +25,11 @@ class RawServer:
         self._stderr = self.stderr_path.open("wb")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "lsp_server", "serve", "--model", str(model), *extra_args],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, env=env)
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._stderr,
+            env=env,
+        )
         self._buffer = b""
         self.received: list[dict[str, Any]] = []  # every message read, in order
         self._next_id = 1000
@@ -63,8 +67,11 @@ class RawServer:
         while True:
             if b"\r\n\r\n" in self._buffer:
                 head, rest = self._buffer.split(b"\r\n\r\n", 1)
-                length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
-                              if line.lower().startswith(b"content-length"))
+                length = next(
+                    int(line.split(b":")[1])
+                    for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"content-length")
+                )
                 if len(rest) >= length:
                     self._buffer = rest[length:]
                     message = json.loads(rest[:length])
@@ -89,8 +96,9 @@ class RawServer:
         while True:
             message = self._read_one(deadline)
             if message is None:
-                raise AssertionError(f"no response to {msg_id!r} within {timeout}s "
-                                     f"(alive: {self.process.poll() is None})")
+                raise AssertionError(
+                    f"no response to {msg_id!r} within {timeout}s (alive: {self.process.poll() is None})"
+                )
             if message.get("id", "-") == msg_id and "method" not in message:
                 return message
 
@@ -113,23 +121,38 @@ class RawServer:
 
     # -- session helpers -----------------------------------------------------------
 
-    def initialize(self, capabilities: dict[str, Any] | None = None, options: dict[str, Any] | None = None,
-                   root: Path | None = None) -> None:
-        msg_id = self.request("initialize", {"capabilities": capabilities or {},
-                                             "initializationOptions": options or {},
-                                             "rootUri": root.as_uri() if root else None})
+    def initialize(
+        self,
+        capabilities: dict[str, Any] | None = None,
+        options: dict[str, Any] | None = None,
+        root: Path | None = None,
+    ) -> None:
+        msg_id = self.request(
+            "initialize",
+            {
+                "capabilities": capabilities or {},
+                "initializationOptions": options or {},
+                "rootUri": root.as_uri() if root else None,
+            },
+        )
         assert "result" in self.response(msg_id)
         self.notify("initialized", {})
         self.wait_for(lambda m: m.get("method") == "window/logMessage" and "ready" in m["params"]["message"])
 
     def open(self, uri: str, text: str, language: str = "python") -> None:
-        self.notify("textDocument/didOpen", {"textDocument": {"uri": uri, "languageId": language,
-                                                               "version": 1, "text": text}})
+        self.notify(
+            "textDocument/didOpen", {"textDocument": {"uri": uri, "languageId": language, "version": 1, "text": text}}
+        )
 
     def inline(self, uri: str, line: int, character: int, **kwargs: Any) -> dict[str, Any]:
-        msg_id = self.request("textDocument/inlineCompletion", {
-            "textDocument": {"uri": uri}, "position": {"line": line, "character": character},
-            "context": {"triggerKind": 1}})
+        msg_id = self.request(
+            "textDocument/inlineCompletion",
+            {
+                "textDocument": {"uri": uri},
+                "position": {"line": line, "character": character},
+                "context": {"triggerKind": 1},
+            },
+        )
         return self.response(msg_id, **kwargs)
 
     def close(self) -> str:

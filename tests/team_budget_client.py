@@ -46,8 +46,16 @@ def main(argv: list[str] | None = None) -> int:
             print("refused", flush=True)
             continue
         cost = round(args.estimate * rng.uniform(0.5, 1.0), 9)
-        hold.commit(LedgerRow(request_id=f"{args.tag}-{number}", task="refactor", tier="frontier",
-                              backend="anthropic", model="claude-sonnet-4-6", cost_usd=cost))
+        hold.commit(
+            LedgerRow(
+                request_id=f"{args.tag}-{number}",
+                task="refactor",
+                tier="frontier",
+                backend="anthropic",
+                model="claude-sonnet-4-6",
+                cost_usd=cost,
+            )
+        )
         print(f"ok {round(cost * 1e9)}", flush=True)
     team.close()  # settles what is still queued
     ledger.close()

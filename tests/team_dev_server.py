@@ -38,11 +38,21 @@ def main(argv: list[str] | None = None) -> int:
     deadline = time.monotonic() + args.seconds
     while not stop.is_set() and time.monotonic() < deadline:
         number += 1
-        values = dict(request_id=f"{args.tag}-{number}", task="completion" if number % 3 else "explain",
-                      tier="local", backend="llama_cpp", model="gemma-3-270m", prompt_tokens=number % 997,
-                      completion_tokens=number % 13, latency_ms=float(number % 311), cost_usd=0.0,
-                      frontier_cost_usd=(number % 997) * 3e-6, frontier_price="reference-2026-03-21",
-                      ts=datetime.now(timezone.utc), reasons=["dev server"])
+        values = dict(
+            request_id=f"{args.tag}-{number}",
+            task="completion" if number % 3 else "explain",
+            tier="local",
+            backend="llama_cpp",
+            model="gemma-3-270m",
+            prompt_tokens=number % 997,
+            completion_tokens=number % 13,
+            latency_ms=float(number % 311),
+            cost_usd=0.0,
+            frontier_cost_usd=(number % 997) * 3e-6,
+            frontier_price="reference-2026-03-21",
+            ts=datetime.now(timezone.utc),
+            reasons=["dev server"],
+        )
         sink.put(lambda values=values: LedgerRow(**values), journal=values)
         if number % 10 == 0:
             request = f"{args.tag}-{number - 5}"

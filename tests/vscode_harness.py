@@ -64,12 +64,20 @@ USER_SETTINGS: dict[str, Any] = {
     "[markdown]": {"editor.wordWrap": "off"},
 }
 
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+]
 
 
 # -- what is needed and where it is ------------------------------------------------------
+
 
 def cache_dir() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
@@ -77,8 +85,15 @@ def cache_dir() -> Path:
 
 
 def code_server_entry() -> Path:
-    return (cache_dir() / f"code-server-{CODE_SERVER_VERSION}" / "node_modules" / "code-server"
-            / "out" / "node" / "entry.js")
+    return (
+        cache_dir()
+        / f"code-server-{CODE_SERVER_VERSION}"
+        / "node_modules"
+        / "code-server"
+        / "out"
+        / "node"
+        / "entry.js"
+    )
 
 
 def node_binary() -> Path:
@@ -117,8 +132,16 @@ def build_extension() -> Path:
     files = [] if makefile_includes else ["-f", "Makefile", "-f", "editors/vscode.mk"]
     venv = Path(sys.prefix)
     # This interpreter runs from the venv, so `setup` is done: never reinstall it from a test.
-    command = ["make", "--no-print-directory", *files, f"VENV={venv}", "-o", str(venv / ".installed"),
-               "vscode-deps", "vsix"]
+    command = [
+        "make",
+        "--no-print-directory",
+        *files,
+        f"VENV={venv}",
+        "-o",
+        str(venv / ".installed"),
+        "vscode-deps",
+        "vsix",
+    ]
     result = subprocess.run(command, check=False, cwd=REPO, capture_output=True, text=True, timeout=1200)
     if result.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
@@ -133,12 +156,20 @@ def free_port() -> int:
 
 # -- code-server -----------------------------------------------------------------------------
 
+
 class VSCode:
     """code-server with a private profile in `root`, serving `workspace`."""
 
-    def __init__(self, root: Path, workspace: Path, *, env: dict[str, str] | None = None,
-                 settings: dict[str, Any] | None = None, machine_settings: dict[str, Any] | None = None,
-                 restricted: bool = False) -> None:
+    def __init__(
+        self,
+        root: Path,
+        workspace: Path,
+        *,
+        env: dict[str, str] | None = None,
+        settings: dict[str, Any] | None = None,
+        machine_settings: dict[str, Any] | None = None,
+        restricted: bool = False,
+    ) -> None:
         """`restricted`: workspace trust on, and the workspace opened in Restricted Mode
         (never trusted, no prompt); otherwise trust is off and every workspace is trusted.
         `machine_settings`: settings of the machine the server runs on; code-server is a
@@ -148,8 +179,15 @@ class VSCode:
         self.workspace = workspace
         self.extra_env = env or {}
         self.restricted = restricted
-        trust = ({"security.workspace.trust.enabled": True, "security.workspace.trust.startupPrompt": "never",
-                  "security.workspace.trust.emptyWindow": False} if restricted else {})
+        trust = (
+            {
+                "security.workspace.trust.enabled": True,
+                "security.workspace.trust.startupPrompt": "never",
+                "security.workspace.trust.emptyWindow": False,
+            }
+            if restricted
+            else {}
+        )
         self.settings = {**USER_SETTINGS, **trust, **(settings or {})}
         self.machine_settings = machine_settings or {}
         self.port = free_port()
@@ -163,23 +201,31 @@ class VSCode:
     def env(self) -> dict[str, str]:
         env = {key: value for key, value in os.environ.items() if not key.startswith(("VSCODE_", "ELECTRON_"))}
         home = self.root / "home"
-        env.update({
-            "HOME": str(home),
-            "XDG_CONFIG_HOME": str(home / ".config"),
-            "XDG_DATA_HOME": str(home / ".local" / "share"),
-            "XDG_CACHE_HOME": str(home / ".cache"),
-            "XDG_STATE_HOME": str(home / ".local" / "state"),
-            "TMPDIR": str(self.root / "tmp"),
-            "PATH": f"{node_binary().parent}{os.pathsep}{env.get('PATH', '')}",
-        })
+        env.update(
+            {
+                "HOME": str(home),
+                "XDG_CONFIG_HOME": str(home / ".config"),
+                "XDG_DATA_HOME": str(home / ".local" / "share"),
+                "XDG_CACHE_HOME": str(home / ".cache"),
+                "XDG_STATE_HOME": str(home / ".local" / "state"),
+                "TMPDIR": str(self.root / "tmp"),
+                "PATH": f"{node_binary().parent}{os.pathsep}{env.get('PATH', '')}",
+            }
+        )
         env.pop("NINETYTEN_MODEL", None)
         env.pop("NINETYTEN_POLICY", None)
         env.update(self.extra_env)
         return env
 
     def _node(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([str(node_binary()), str(code_server_entry()), *self.profile_args(), *args],
-                              check=False, env=self.env(), capture_output=True, text=True, timeout=timeout)
+        return subprocess.run(
+            [str(node_binary()), str(code_server_entry()), *self.profile_args(), *args],
+            check=False,
+            env=self.env(),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
 
     def profile_args(self) -> list[str]:
         return ["--user-data-dir", str(self.root / "user-data"), "--extensions-dir", str(self.root / "extensions")]
@@ -194,17 +240,33 @@ class VSCode:
             raise RuntimeError(f"installing {vsix} failed:\n{installed.stdout}\n{installed.stderr}")
         config = self.root / "config.yaml"
         config.write_text(f"bind-addr: 127.0.0.1:{self.port}\nauth: none\ncert: false\n")
-        command = [str(node_binary()), str(code_server_entry()), "--config", str(config),
-                   "--bind-addr", f"127.0.0.1:{self.port}", "--auth", "none", "--disable-telemetry",
-                   "--disable-update-check", *([] if self.restricted else ["--disable-workspace-trust"]),
-                   "--disable-getting-started-override",
-                   *(["--log", os.environ["NINETYTEN_VSCODE_LOG"]] if os.environ.get("NINETYTEN_VSCODE_LOG") else []),
-                   *self.profile_args()]
+        command = [
+            str(node_binary()),
+            str(code_server_entry()),
+            "--config",
+            str(config),
+            "--bind-addr",
+            f"127.0.0.1:{self.port}",
+            "--auth",
+            "none",
+            "--disable-telemetry",
+            "--disable-update-check",
+            *([] if self.restricted else ["--disable-workspace-trust"]),
+            "--disable-getting-started-override",
+            *(["--log", os.environ["NINETYTEN_VSCODE_LOG"]] if os.environ.get("NINETYTEN_VSCODE_LOG") else []),
+            *self.profile_args(),
+        ]
         with self.log.open("wb") as log:
             # A session of its own, so that stopping it also stops the extension host and
             # the language server it started.
-            self.process = subprocess.Popen(command, env=self.env(), stdout=log, stderr=subprocess.STDOUT,
-                                            stdin=subprocess.DEVNULL, start_new_session=True)
+            self.process = subprocess.Popen(
+                command,
+                env=self.env(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -247,8 +309,12 @@ def browser_page(root: Path, *, width: int = 1280, height: int = 800) -> Iterato
 
     with sync_playwright() as playwright:
         context = playwright.chromium.launch_persistent_context(
-            str(root / "chromium-profile"), executable_path=chromium_binary(), headless=True,
-            args=CHROMIUM_ARGS, viewport={"width": width, "height": height})
+            str(root / "chromium-profile"),
+            executable_path=chromium_binary(),
+            headless=True,
+            args=CHROMIUM_ARGS,
+            viewport={"width": width, "height": height},
+        )
         try:
             page = context.pages[0] if context.pages else context.new_page()
             yield page
@@ -292,11 +358,13 @@ class Workbench:
         raise AssertionError(f"status bar item never matched {pattern!r}; last text: {last!r}")
 
     def status_text(self) -> str:
-        return normalize(self.page.evaluate("""() => {
+        return normalize(
+            self.page.evaluate("""() => {
           const item = [...document.querySelectorAll('.statusbar-item')].find(
             (el) => (el.id || '').includes('ninetyten') || (el.getAttribute('aria-label') || '').includes('ninetyten'));
           return item ? (item.textContent || '') + ' | ' + (item.getAttribute('aria-label') || '') : '';
-        }"""))
+        }""")
+        )
 
     def click_status(self) -> None:
         self.page.locator(".statusbar-item[id*='ninetyten'] a, .statusbar-item[id*='ninetyten']").first.click()
@@ -344,7 +412,9 @@ class Workbench:
         """The visible lines of the editor whose tab is `tab_title` (a substring)."""
         tab = self.page.locator(".tab", has_text=tab_title).first
         tab.wait_for(timeout=60_000)
-        return normalize(self.page.evaluate("""(title) => {
+        return normalize(
+            self.page.evaluate(
+                """(title) => {
           for (const group of document.querySelectorAll('.editor-group-container')) {
             const active = group.querySelector('.tab.active');
             if (!active || !active.textContent.includes(title)) continue;
@@ -353,7 +423,10 @@ class Workbench:
             return lines.map((line) => line.textContent).join('\\n');
           }
           return '';
-        }""", tab_title))
+        }""",
+                tab_title,
+            )
+        )
 
     def notifications(self) -> list[str]:
         return [normalize(text) for text in self.page.locator(".notification-list-item-message").all_inner_texts()]
@@ -408,13 +481,24 @@ def screenshot(out: Path = SCREENSHOT) -> Path:
         workspace = root / "shop"
         (workspace / ".vscode").mkdir(parents=True)
         (workspace / "cart.py").write_text(SCREENSHOT_SOURCE)
-        (workspace / ".vscode" / "settings.json").write_text(json.dumps({
-            "ninetyten.server.path": str(Path(sys.prefix) / "bin" / "ninetyten"),
-            "ninetyten.model": str(model),
-        }))
-        with VSCode(root, workspace, env={"NINETYTEN_HOME": str(root / "ninetyten-home")},
-                    settings={"workbench.colorTheme": "Default Dark Modern", "chat.disableAIFeatures": True,
-                              "editor.autoClosingBrackets": "never"}) as vscode:
+        (workspace / ".vscode" / "settings.json").write_text(
+            json.dumps(
+                {
+                    "ninetyten.server.path": str(Path(sys.prefix) / "bin" / "ninetyten"),
+                    "ninetyten.model": str(model),
+                }
+            )
+        )
+        with VSCode(
+            root,
+            workspace,
+            env={"NINETYTEN_HOME": str(root / "ninetyten-home")},
+            settings={
+                "workbench.colorTheme": "Default Dark Modern",
+                "chat.disableAIFeatures": True,
+                "editor.autoClosingBrackets": "never",
+            },
+        ) as vscode:
             vscode.start(vsix)
             with browser_page(root, width=1100, height=560) as page:
                 bench = Workbench(page)

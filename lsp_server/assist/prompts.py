@@ -14,10 +14,7 @@ from lsp_server.backends.base import ChatMessage
 
 AssistTask = Literal["explain", "refactor", "ask"]
 
-SYSTEM = (
-    "You are a careful senior software engineer helping a colleague in their editor. "
-    "Be concise and concrete."
-)
+SYSTEM = "You are a careful senior software engineer helping a colleague in their editor. Be concise and concrete."
 
 _FENCE = re.compile(r"^```[\w+-]*\s*\n(.*?)\n?```\s*$", re.S)
 
@@ -36,9 +33,7 @@ def messages_for(inp: AssistInput) -> list[ChatMessage]:
     lang = inp.language or ""
     block = f"```{lang}\n{inp.code}\n```"
     if inp.task == "explain":
-        user = (
-            f"Explain this code{where}: what it does, and anything a reviewer should look at carefully.\n\n{block}"
-        )
+        user = f"Explain this code{where}: what it does, and anything a reviewer should look at carefully.\n\n{block}"
     elif inp.task == "refactor":
         user = (
             f"Rewrite this code{where} according to the instruction. Reply with the rewritten code only, "

@@ -10,8 +10,9 @@ from lsp_server.engine.results import AssistResult
 from lsp_server.routing.policy import LatencyClass
 
 
-def assist_job(inp: AssistInput, *, auto_apply: bool = False, latency: LatencyClass | None = None,
-               max_tokens: int | None = None) -> ChatJob:
+def assist_job(
+    inp: AssistInput, *, auto_apply: bool = False, latency: LatencyClass | None = None, max_tokens: int | None = None
+) -> ChatJob:
     return ChatJob(
         task=inp.task,
         messages=messages_for(inp),
@@ -26,7 +27,14 @@ def assist_job(inp: AssistInput, *, auto_apply: bool = False, latency: LatencyCl
     )
 
 
-async def assist(engine: Engine, inp: AssistInput, *, cancel: CancelToken | None = None, auto_apply: bool = False,
-                 latency: LatencyClass | None = None, max_tokens: int | None = None) -> AssistResult:
+async def assist(
+    engine: Engine,
+    inp: AssistInput,
+    *,
+    cancel: CancelToken | None = None,
+    auto_apply: bool = False,
+    latency: LatencyClass | None = None,
+    max_tokens: int | None = None,
+) -> AssistResult:
     job = assist_job(inp, auto_apply=auto_apply, latency=latency, max_tokens=max_tokens)
     return await engine.run_chat(job, cancel=cancel)

@@ -81,8 +81,9 @@ class _MessagesParser:
         content = body["content"]
         if not isinstance(content, list):
             raise BadShape("content")
-        text = "".join(_text(block.get("text")) for block in content
-                       if isinstance(block, dict) and block.get("type") == "text")
+        text = "".join(
+            _text(block.get("text")) for block in content if isinstance(block, dict) and block.get("type") == "text"
+        )
         self._input_usage(body.get("usage"))
         usage = body.get("usage")
         if isinstance(usage, dict):

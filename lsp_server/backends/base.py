@@ -136,8 +136,9 @@ ProviderErrorKind = Literal[
 class ProviderError(BackendError):
     """A remote tier failed. The message never contains a key, a header or the prompt."""
 
-    def __init__(self, kind: ProviderErrorKind, message: str, *, status: int | None = None,
-                 retry_after_s: float | None = None) -> None:
+    def __init__(
+        self, kind: ProviderErrorKind, message: str, *, status: int | None = None, retry_after_s: float | None = None
+    ) -> None:
         super().__init__(message)
         self.kind = kind
         self.status = status

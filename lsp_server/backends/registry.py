@@ -25,11 +25,14 @@ class BackendEntry:
     remote: bool  # an HTTP client for a server elsewhere; otherwise the local model
 
 
-REGISTRY: dict[str, BackendEntry] = {entry.name: entry for entry in (
-    BackendEntry("llama_cpp", "lsp_server.backends.llama_cpp.backend", "LlamaCppBackend", remote=False),
-    BackendEntry("openai", "lsp_server.backends.openai", "OpenAICompatBackend", remote=True),
-    BackendEntry("anthropic", "lsp_server.backends.anthropic", "AnthropicBackend", remote=True),
-)}
+REGISTRY: dict[str, BackendEntry] = {
+    entry.name: entry
+    for entry in (
+        BackendEntry("llama_cpp", "lsp_server.backends.llama_cpp.backend", "LlamaCppBackend", remote=False),
+        BackendEntry("openai", "lsp_server.backends.openai", "OpenAICompatBackend", remote=True),
+        BackendEntry("anthropic", "lsp_server.backends.anthropic", "AnthropicBackend", remote=True),
+    )
+}
 
 
 def backend_names(*, remote: bool | None = None) -> tuple[str, ...]:
@@ -65,7 +68,8 @@ def build_remote(name: str, settings: RemoteSettings) -> Any:
     if not is_remote(name):
         raise ValueError(f"{name} is not a remote backend")
     return backend_class(name)(
-        settings.base_url, settings.model,
+        settings.base_url,
+        settings.model,
         api_key_env=settings.api_key_env,
         timeout_s=settings.timeout_s,
         connect_timeout_s=settings.connect_timeout_s,
@@ -75,8 +79,9 @@ def build_remote(name: str, settings: RemoteSettings) -> Any:
     )
 
 
-def build_local(model: Path | Callable[[], Path], *, n_ctx: int, threads: int | None, gpu_layers: int
-                ) -> LlamaCppBackend:
+def build_local(
+    model: Path | Callable[[], Path], *, n_ctx: int, threads: int | None, gpu_layers: int
+) -> LlamaCppBackend:
     from lsp_server.backends.llama_cpp.backend import LlamaCppBackend, LlamaSettings
 
     return LlamaCppBackend(LlamaSettings(model=model, n_ctx=n_ctx, n_threads=threads, n_gpu_layers=gpu_layers))

@@ -58,8 +58,9 @@ def load_config(raw: str | None) -> ServerConfig:
         raise SystemExit(f"ninetyten: invalid --config: {describe_validation_error(error)}") from None
 
 
-def load_policy_here(args: argparse.Namespace, workspace: Path | None = None, *, quiet: bool = False
-                     ) -> LoadedPolicy | None:
+def load_policy_here(
+    args: argparse.Namespace, workspace: Path | None = None, *, quiet: bool = False
+) -> LoadedPolicy | None:
     """The policy that applies here, or None after printing why it cannot be used.
 
     A repository policy that is partly ignored (not approved) is said so on stderr, once."""

@@ -79,7 +79,9 @@ def run(args: argparse.Namespace) -> int:
     engine = Engine(config, explicit_model=args.model, policy=loaded, ledger=Ledger(), progress=True)
     attach(engine.sink, workspace=Path.cwd(), ship=False)
     try:
-        inp = CompletionInput(path=path.name, text="\n".join(lines), line=line - 1, character=min(col - 1, len(lines[line - 1])))
+        inp = CompletionInput(
+            path=path.name, text="\n".join(lines), line=line - 1, character=min(col - 1, len(lines[line - 1]))
+        )
         result = Completer(engine).complete_blocking(inp)
     except ModelError as error:
         print(f"ninetyten: {error}", file=sys.stderr)

@@ -54,8 +54,10 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         loaded = load_policy(None, Path.cwd())
-        print(f"policy         {loaded.path or 'built-in default (everything local)'} "
-              f"(from {loaded.source}, hash {loaded.digest})")
+        print(
+            f"policy         {loaded.path or 'built-in default (everything local)'} "
+            f"(from {loaded.source}, hash {loaded.digest})"
+        )
         for line in trust_summary(loaded):
             print(f"  {line}")
         for tier, config in loaded.policy.tiers.items():
@@ -66,8 +68,10 @@ def run(args: argparse.Namespace) -> int:
             print(f"  tier {tier:<9} {config.backend} {config.model}{key}")
             if config.api_key_env and config.base_url and _key_in_clear(config.base_url):
                 ok = False
-                print(f"  PROBLEM: {tier} would send its key over plain http to another machine; its requests "
-                      "are refused (use https://, or a loopback address for a server on this machine)")
+                print(
+                    f"  PROBLEM: {tier} would send its key over plain http to another machine; its requests "
+                    "are refused (use https://, or a loopback address for a server on this machine)"
+                )
         if loaded.policy.offline:
             print("  offline: nothing leaves the machine")
     except PolicyError as error:

@@ -37,53 +37,88 @@ def _rate(value: str) -> float:
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--limit", type=int, default=50, metavar="N",
-                        help="tasks per kind, a seeded sample (default 50; 0 = all)")
+    parser.add_argument(
+        "--limit", type=int, default=50, metavar="N", help="tasks per kind, a seeded sample (default 50; 0 = all)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
-    parser.add_argument("--kind", choices=["single", "multi", "both"], default="single",
-                        help="single-line or multi-line infilling, or both (default single)")
-    parser.add_argument("--jobs", type=int, default=_default_jobs(), metavar="N",
-                        help="test programs run in parallel (default: the number of cores)")
-    parser.add_argument("--timeout", type=float, default=5.0, metavar="SECONDS",
-                        help="time limit for one test program (default 5)")
+    parser.add_argument(
+        "--kind",
+        choices=["single", "multi", "both"],
+        default="single",
+        help="single-line or multi-line infilling, or both (default single)",
+    )
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=_default_jobs(),
+        metavar="N",
+        help="test programs run in parallel (default: the number of cores)",
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=5.0, metavar="SECONDS", help="time limit for one test program (default 5)"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
     parser.add_argument("--out", metavar="DIR", help="write the results JSON and per-task JSONL to DIR")
     parser.add_argument("--config", metavar="JSON", help="server settings as JSON, e.g. '{\"threads\": 1}'")
     parser.add_argument("--model", metavar="PATH|ID", help="local model (default: the embedded Gemma 3 270M)")
     parser.add_argument("--policy", metavar="FILE", help="routing policy (tiers, prices, escalation)")
-    parser.add_argument("--unsafe-no-sandbox", action="store_true",
-                        help="where the bubblewrap sandbox cannot run, run model-written test programs anyway as "
-                        "plain child processes (an audit hook and rlimits only: NOT a security boundary)")
+    parser.add_argument(
+        "--unsafe-no-sandbox",
+        action="store_true",
+        help="where the bubblewrap sandbox cannot run, run model-written test programs anyway as "
+        "plain child processes (an audit hook and rlimits only: NOT a security boundary)",
+    )
 
 
 def register(subparsers: Any) -> None:
     """Add `eval` to the `ninetyten` command's subparsers."""
     evaluate = subparsers.add_parser(
-        "eval", help="measure completion quality per tier and the escalation cost-quality curve",
+        "eval",
+        help="measure completion quality per tier and the escalation cost-quality curve",
         description="Benchmarks on HumanEval infilling tasks (OpenAI's HumanEval problems), scored by running "
         "each problem's tests on the completed program in a bubblewrap sandbox (read-only system, no network, "
-        "no new processes); without bubblewrap it refuses unless --unsafe-no-sandbox is given.")
+        "no new processes); without bubblewrap it refuses unless --unsafe-no-sandbox is given.",
+    )
     actions = evaluate.add_subparsers(dest="eval_command", metavar="ACTION")
     completion = actions.add_parser(
-        "completion", help="pass@1, exact match, edit similarity, latency and cost on one tier",
+        "completion",
+        help="pass@1, exact match, edit similarity, latency and cost on one tier",
         description="Run the real completion pipeline (prompt, stop rules, post-processing) on HumanEval infilling "
-        "tasks and compare it with the raw model (plain prompt, token cap only).")
+        "tasks and compare it with the raw model (plain prompt, token cap only).",
+    )
     _common(completion)
-    completion.add_argument("--tier", choices=["local", "in_house", "frontier"], default="local",
-                            help="the tier to evaluate (remote tiers come from the policy)")
+    completion.add_argument(
+        "--tier",
+        choices=["local", "in_house", "frontier"],
+        default="local",
+        help="the tier to evaluate (remote tiers come from the policy)",
+    )
     completion.add_argument("--no-raw", action="store_true", help="skip the raw-model baseline")
-    completion.add_argument("--canonical", action="store_true",
-                            help="insert the reference answers instead of asking a model (checks the scorer)")
+    completion.add_argument(
+        "--canonical",
+        action="store_true",
+        help="insert the reference answers instead of asking a model (checks the scorer)",
+    )
     escalation = actions.add_parser(
-        "escalation", help="the cost-quality curve of escalating low-confidence completions",
+        "escalation",
+        help="the cost-quality curve of escalating low-confidence completions",
         description="Score the local model's confidence signals as a router: APGR, CPT(50%%), CPT(80%%), AUROC, "
-        "a threshold sweep with a plot, and the policy line for a target escalation rate.")
+        "a threshold sweep with a plot, and the policy line for a target escalation rate.",
+    )
     _common(escalation)
-    escalation.add_argument("--target-rate", type=_rate, default=0.2, metavar="R",
-                            help="escalation rate to recommend a threshold for (default 0.2)")
-    escalation.add_argument("--strong-tier", choices=["frontier", "in_house", "none"],
-                            help="where escalations go (default: frontier, else in_house, from the policy; "
-                            "none: assume a perfect strong tier, an upper bound)")
+    escalation.add_argument(
+        "--target-rate",
+        type=_rate,
+        default=0.2,
+        metavar="R",
+        help="escalation rate to recommend a threshold for (default 0.2)",
+    )
+    escalation.add_argument(
+        "--strong-tier",
+        choices=["frontier", "in_house", "none"],
+        help="where escalations go (default: frontier, else in_house, from the policy; "
+        "none: assume a perfect strong tier, an upper bound)",
+    )
 
 
 @contextlib.contextmanager
@@ -95,8 +130,14 @@ def _progress_bar(enabled: bool) -> Iterator[Any]:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=Console(stderr=True), transient=True) as bar:
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    ) as bar:
         tasks: dict[str, Any] = {}
 
         def update(phase: str, done: int, total: int) -> None:
@@ -129,8 +170,11 @@ def _setup(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         print(f"ninetyten: {error}", file=sys.stderr)
         return EXIT_FAILURE
     if isinstance(sandbox, UnsandboxedProcess):
-        print(f"ninetyten: WARNING: running model-written code WITHOUT a sandbox ({unavailable_reason()}); "
-              "it can read and write what you can", file=sys.stderr)
+        print(
+            f"ninetyten: WARNING: running model-written code WITHOUT a sandbox ({unavailable_reason()}); "
+            "it can read and write what you can",
+            file=sys.stderr,
+        )
     loaded = load_policy_here(args)
     if loaded is None:
         return EXIT_FAILURE
@@ -150,8 +194,11 @@ def missing_eval_packages() -> list[str]:
 def run(args: argparse.Namespace) -> int:
     missing = missing_eval_packages()
     if missing:
-        print(f"ninetyten: `ninetyten eval` needs {' and '.join(missing)}, which the language server does not: "
-              "install them with  pip install 'ninetyten[eval]'", file=sys.stderr)
+        print(
+            f"ninetyten: `ninetyten eval` needs {' and '.join(missing)}, which the language server does not: "
+            "install them with  pip install 'ninetyten[eval]'",
+            file=sys.stderr,
+        )
         return EXIT_FAILURE
     action = getattr(args, "eval_command", None)
     if action == "completion":
@@ -183,11 +230,20 @@ def cmd_completion(args: argparse.Namespace) -> int:
     if isinstance(setup, int):
         return setup
     config, loaded, sandbox = setup
-    options = CompletionOptions(kind=args.kind, limit=args.limit or None, seed=args.seed, jobs=args.jobs,
-                                timeout_s=args.timeout, tier=args.tier, raw=not args.no_raw, canonical=args.canonical,
-                                sandbox=sandbox)
-    runner = None if args.canonical else CompletionRunner(config, loaded, tier=args.tier, model=args.model,
-                                                           progress=True)
+    options = CompletionOptions(
+        kind=args.kind,
+        limit=args.limit or None,
+        seed=args.seed,
+        jobs=args.jobs,
+        timeout_s=args.timeout,
+        tier=args.tier,
+        raw=not args.no_raw,
+        canonical=args.canonical,
+        sandbox=sandbox,
+    )
+    runner = (
+        None if args.canonical else CompletionRunner(config, loaded, tier=args.tier, model=args.model, progress=True)
+    )
 
     async def main():  # type: ignore[no-untyped-def]
         try:
@@ -222,9 +278,16 @@ def cmd_escalation(args: argparse.Namespace) -> int:
     if isinstance(setup, int):
         return setup
     config, loaded, sandbox = setup
-    options = EscalationOptions(kind=args.kind, limit=args.limit or None, seed=args.seed, jobs=args.jobs,
-                                timeout_s=args.timeout, target_rate=args.target_rate, strong_tier=args.strong_tier,
-                                sandbox=sandbox)
+    options = EscalationOptions(
+        kind=args.kind,
+        limit=args.limit or None,
+        seed=args.seed,
+        jobs=args.jobs,
+        timeout_s=args.timeout,
+        target_rate=args.target_rate,
+        strong_tier=args.strong_tier,
+        sandbox=sandbox,
+    )
     local = CompletionRunner(config, loaded, tier="local", model=args.model, progress=True)
     strong_tier = strong_tier_of(loaded.policy, args.strong_tier)
     strong = CompletionRunner(config, loaded, tier=strong_tier, model=args.model) if strong_tier else None

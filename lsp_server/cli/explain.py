@@ -25,13 +25,21 @@ def register(commands: Any) -> None:
         description="Explain what a change does, why it probably changed and what to review carefully. "
         "Every model call follows the routing policy. Large diffs are explained chunk by chunk and merged.",
     )
-    explain.add_argument("source", nargs="?", metavar="REV_RANGE|-",
-                         help="e.g. main..HEAD or HEAD~1; - reads a diff from stdin (default: the staged change)")
+    explain.add_argument(
+        "source",
+        nargs="?",
+        metavar="REV_RANGE|-",
+        help="e.g. main..HEAD or HEAD~1; - reads a diff from stdin (default: the staged change)",
+    )
     explain.add_argument("--staged", action="store_true", help="explain the staged change (the default)")
-    explain.add_argument("--commit-message", action="store_true",
-                         help="also write a conventional-commit message (subject <= 72 characters, wrapped body)")
-    explain.add_argument("--json", action="store_true",
-                         help="print one object: explanation, commit_message, decision, usage")
+    explain.add_argument(
+        "--commit-message",
+        action="store_true",
+        help="also write a conventional-commit message (subject <= 72 characters, wrapped body)",
+    )
+    explain.add_argument(
+        "--json", action="store_true", help="print one object: explanation, commit_message, decision, usage"
+    )
     explain.add_argument("--repo", metavar="DIR", default=".", help="the git repository (default: here)")
     add_model_option(explain)
     add_policy_option(explain)
@@ -68,16 +76,21 @@ def run(args: argparse.Namespace) -> int:
             changes = iter_parse_diff(stream)
             first = next(changes, None)
             if first is None:
-                print(f"ninetyten: nothing to explain: {what} is empty"
-                      + (" (stage changes with `git add`)" if what == "the staged change" else ""), file=sys.stderr)
+                print(
+                    f"ninetyten: nothing to explain: {what} is empty"
+                    + (" (stage changes with `git add`)" if what == "the staged change" else ""),
+                    file=sys.stderr,
+                )
                 return 0
-            engine = Engine(ServerConfig(), explicit_model=args.model, policy=loaded, ledger=Ledger(),
-                            progress=True)
+            engine = Engine(ServerConfig(), explicit_model=args.model, policy=loaded, ledger=Ledger(), progress=True)
             attach(engine.sink, workspace=repo, ship=False)
             engine.start()
             try:
-                result = asyncio.run(_explain_with_progress(engine, itertools.chain([first], changes),
-                                                            args.commit_message, explain_changes))
+                result = asyncio.run(
+                    _explain_with_progress(
+                        engine, itertools.chain([first], changes), args.commit_message, explain_changes
+                    )
+                )
             finally:
                 engine.close()
     except DiffError as error:

@@ -28,8 +28,9 @@ def register(commands: Any) -> None:
     run_hook.add_argument("message_file", nargs="?")
     run_hook.add_argument("commit_source", nargs="?")
     run_hook.add_argument("sha", nargs="?")
-    run_hook.add_argument("--timeout", type=float, metavar="SECONDS", help="time budget (default 20, or "
-                          "NINETYTEN_HOOK_TIMEOUT)")
+    run_hook.add_argument(
+        "--timeout", type=float, metavar="SECONDS", help="time budget (default 20, or NINETYTEN_HOOK_TIMEOUT)"
+    )
     add_policy_option(run_hook)
 
 
@@ -42,8 +43,9 @@ def run(args: argparse.Namespace) -> int:
             return 0
         # The pre-commit framework passes the source in its environment, git as an argument.
         source = args.commit_source or os.environ.get("PRE_COMMIT_COMMIT_MSG_SOURCE") or None
-        return run_prepare_commit_msg(Path(args.message_file), source, Path.cwd(),
-                                      budget_s=args.timeout, policy=args.policy)
+        return run_prepare_commit_msg(
+            Path(args.message_file), source, Path.cwd(), budget_s=args.timeout, policy=args.policy
+        )
     try:
         if action == "install":
             path = install(Path(args.repo), force=args.force)

@@ -25,12 +25,19 @@ PROGRESS_BAR_ROWS = 1000
 
 def register(commands: Any) -> None:
     report = commands.add_parser(
-        "report", help="spend and savings by task type, tier, model, repository or week",
+        "report",
+        help="spend and savings by task type, tier, model, repository or week",
         description="What the period cost, and what it would have cost on the frontier alone. Reads this "
-        "machine's ledger, or the team ledger with --team; no content is stored in either.")
+        "machine's ledger, or the team ledger with --team; no content is stored in either.",
+    )
     report.add_argument("--since", metavar="DATE", help="ISO date, or 7d / 24h / month / all (default: this month)")
-    report.add_argument("--by", action="append", choices=DIMENSIONS, metavar="|".join(DIMENSIONS),
-                        help="the tables to print (repeatable; default: task and tier)")
+    report.add_argument(
+        "--by",
+        action="append",
+        choices=DIMENSIONS,
+        metavar="|".join(DIMENSIONS),
+        help="the tables to print (repeatable; default: task and tier)",
+    )
     report.add_argument("--team", action="store_true", help="the whole team's ledger (PostgreSQL)")
     report.add_argument("--json", action="store_true", help="print one JSON object")
     report.add_argument("--html", metavar="FILE", help="write a self-contained HTML page with charts to FILE")
@@ -67,7 +74,8 @@ def _team_settings() -> TeamLedgerSettings:
     if not settings.configured:
         raise _NotConfigured(
             f"no team ledger is configured: set NINETYTEN_TEAM_LEDGER_URL, or url in the [team_ledger] "
-            f"table of {user_config_path()}")
+            f"table of {user_config_path()}"
+        )
     return settings
 
 
@@ -86,9 +94,16 @@ def _local_report(since: Any, ledger_path: Path | None) -> Report:
         ledger.close()
 
 
-def run_report(since: str | None, as_json: bool, ledger_path: Path | None = None, *,
-               console: Console | None = None, team: bool = False, by: Sequence[Dimension] | None = None,
-               html: str | None = None) -> int:
+def run_report(
+    since: str | None,
+    as_json: bool,
+    ledger_path: Path | None = None,
+    *,
+    console: Console | None = None,
+    team: bool = False,
+    by: Sequence[Dimension] | None = None,
+    html: str | None = None,
+) -> int:
     """The `ninetyten report` command; returns the exit code."""
     try:
         start = parse_since(since)

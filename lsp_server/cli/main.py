@@ -15,8 +15,17 @@ from lsp_server.cli.common import EXIT_USAGE, configure_logging
 # In the order `ninetyten --help` lists them; each module registers its parser and runs it.
 GROUPS: tuple[ModuleType, ...] = (serve, complete, models, explain, hook, route, ledger, policy, doctor, evaluation)
 RUNNERS: dict[str, ModuleType] = {
-    "serve": serve, "complete": complete, "models": models, "explain": explain, "hook": hook, "route": route,
-    "report": ledger, "ledger": ledger, "policy": policy, "doctor": doctor, "eval": evaluation,
+    "serve": serve,
+    "complete": complete,
+    "models": models,
+    "explain": explain,
+    "hook": hook,
+    "route": route,
+    "report": ledger,
+    "ledger": ledger,
+    "policy": policy,
+    "doctor": doctor,
+    "eval": evaluation,
 }
 
 

@@ -23,9 +23,11 @@ LIST_CTX = 4096  # the context the RAM column assumes: the server's default n_ct
 def register(subparsers: Any) -> None:
     """Add `models` to the `ninetyten` command's subparsers."""
     models = subparsers.add_parser(
-        "models", help="list, pull, remove, verify and recommend local models",
+        "models",
+        help="list, pull, remove, verify and recommend local models",
         description="Known models, what is pulled, downloads from Hugging Face (verified), and which models "
-        "suit this machine.")
+        "suit this machine.",
+    )
     actions = models.add_subparsers(dest="models_command", metavar="ACTION")
     listing = actions.add_parser("list", help="the model catalog and what is pulled (the default action)")
     listing.add_argument("--json", action="store_true", help="print one JSON object")
@@ -34,27 +36,37 @@ def register(subparsers: Any) -> None:
     verify = actions.add_parser("verify", help="check a model file's GGUF header and SHA-256")
     verify.add_argument("model", nargs="?", metavar="PATH|ID", help="default: what `serve` would load")
     pull = actions.add_parser(
-        "pull", help="download models from Hugging Face, verified by SHA-256",
+        "pull",
+        help="download models from Hugging Face, verified by SHA-256",
         description="Download catalog models (ID or ID:QUANT) or any GGUF on Hugging Face (REPO:FILE) into the "
         "Hugging Face cache, check the SHA-256 against the catalog or the hub's LFS metadata, and record them "
         "so `--model ID` finds them. Honours HF_ENDPOINT, HF_TOKEN, HF_HUB_OFFLINE, HF_HUB_CACHE and the "
-        "usual proxy variables.")
+        "usual proxy variables.",
+    )
     pull.add_argument("models", nargs="+", metavar="ID|ID:QUANT|REPO:FILE")
     pull.add_argument("--revision", metavar="REV", help="branch, tag or commit (default: the catalog's, else main)")
     pull.add_argument("--no-progress", action="store_true", help="no progress bar")
-    remove = actions.add_parser("rm", help="delete pulled models to free space",
-                                description="Delete pulled files (every pulled file of a catalog id, one REPO:FILE, "
-                                "or a path) and their records.")
+    remove = actions.add_parser(
+        "rm",
+        help="delete pulled models to free space",
+        description="Delete pulled files (every pulled file of a catalog id, one REPO:FILE, "
+        "or a path) and their records.",
+    )
     remove.add_argument("models", nargs="+", metavar="ID|REPO:FILE|PATH")
     recommend = actions.add_parser(
-        "recommend", help="the best completion and chat models for this machine, and how to pull them",
+        "recommend",
+        help="the best completion and chat models for this machine, and how to pull them",
         description="Pick the best completion model that keeps a keystroke's suggestion within the latency "
         "budget and the best chat model that writes faster than one reads, from RAM, cores and the GPU "
-        "llama.cpp reports; explain why; print the pull command.")
+        "llama.cpp reports; explain why; print the pull command.",
+    )
     recommend.add_argument("--json", action="store_true", help="print one JSON object")
-    recommend.add_argument("--machine", metavar="DESC",
-                           help="describe a machine instead of detecting this one, e.g. ram=16G,cores=8,gpu_mem=0 "
-                           "(keys: ram, cores, gpu_mem, gpu, shared, bw, gpu_bw)")
+    recommend.add_argument(
+        "--machine",
+        metavar="DESC",
+        help="describe a machine instead of detecting this one, e.g. ram=16G,cores=8,gpu_mem=0 "
+        "(keys: ram, cores, gpu_mem, gpu, shared, bw, gpu_bw)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -95,29 +107,77 @@ def _list(args: argparse.Namespace) -> int:
         model_file = entry.default_file()
         manual = [f.quant for f in entry.files if (models_dir() / f.file).is_file()]
         pulled = sorted(set(pulled_by_id.get(model_id, []) + manual))
-        rows.append({
-            "id": model_id, "for": ",".join(r.value for r in entry.roles), "params": entry.params,
-            "quant": model_file.quant, "download": model_file.size,
-            "ram": memory_need(entry, model_file, LIST_CTX), "context": entry.context_length,
-            "license": entry.license, "pulled": pulled,
-            "files": [{"quant": f.quant, "repo": f.repo, "file": f.file, "size": f.size, "sha256": f.sha256}
-                      for f in entry.files],
-        })
-    pulled_rows = [{"id": r.model_id, "spec": r.spec, "quant": r.quant, "size": r.size, "intact": r.intact(),
-                    "verified_against": r.verified_against, "sha256": r.sha256, "path": str(r.path)}
-                   for r in records]
+        rows.append(
+            {
+                "id": model_id,
+                "for": ",".join(r.value for r in entry.roles),
+                "params": entry.params,
+                "quant": model_file.quant,
+                "download": model_file.size,
+                "ram": memory_need(entry, model_file, LIST_CTX),
+                "context": entry.context_length,
+                "license": entry.license,
+                "pulled": pulled,
+                "files": [
+                    {"quant": f.quant, "repo": f.repo, "file": f.file, "size": f.size, "sha256": f.sha256}
+                    for f in entry.files
+                ],
+            }
+        )
+    pulled_rows = [
+        {
+            "id": r.model_id,
+            "spec": r.spec,
+            "quant": r.quant,
+            "size": r.size,
+            "intact": r.intact(),
+            "verified_against": r.verified_against,
+            "sha256": r.sha256,
+            "path": str(r.path),
+        }
+        for r in records
+    ]
     total = sum(r.size for r in records if r.intact())
     if args.json:
-        print(json.dumps({"models": rows, "pulled": pulled_rows, "pulled_bytes": total,
-                          "hub_cache": str(hub_cache_dir()), "models_dir": str(models_dir())}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "models": rows,
+                    "pulled": pulled_rows,
+                    "pulled_bytes": total,
+                    "hub_cache": str(hub_cache_dir()),
+                    "models_dir": str(models_dir()),
+                },
+                indent=2,
+            )
+        )
         return 0
     header = ("id", "for", "params", "quant", "download", f"RAM@{LIST_CTX // 1024}k", "context", "license", "present")
-    table = [(r["id"], r["for"], r["params"], r["quant"], _gb(r["download"]), _gb(r["ram"]), str(r["context"]),
-              r["license"], ",".join(r["pulled"]) or "-") for r in rows]
+    table = [
+        (
+            r["id"],
+            r["for"],
+            r["params"],
+            r["quant"],
+            _gb(r["download"]),
+            _gb(r["ram"]),
+            str(r["context"]),
+            r["license"],
+            ",".join(r["pulled"]) or "-",
+        )
+        for r in rows
+    ]
     pulled_header = ("pulled", "quant", "size", "verified against", "path")
-    pulled_table = [(r.model_id or r.spec, r.quant or "-", _gb(r.size),
-                     r.verified_against if r.intact() else "CHANGED since verified: pull again", str(r.path))
-                    for r in records]
+    pulled_table = [
+        (
+            r.model_id or r.spec,
+            r.quant or "-",
+            _gb(r.size),
+            r.verified_against if r.intact() else "CHANGED since verified: pull again",
+            str(r.path),
+        )
+        for r in records
+    ]
     if not sys.stdout.isatty():  # scripts get tab-separated lines
         print("\t".join(header))
         for row in table:
@@ -170,13 +230,18 @@ def _verify(args: argparse.Namespace) -> int:
     expected = expected or (record.sha256 if record else None)
     result = verify_model(resolved.path, expected, progress=True)
     if result.sha256_checked:
-        against = "the catalog" if resolved.entry and resolved.entry.expected_sha256(resolved.path.name) else \
-            "the digest recorded when it was pulled"
+        against = (
+            "the catalog"
+            if resolved.entry and resolved.entry.expected_sha256(resolved.path.name)
+            else "the digest recorded when it was pulled"
+        )
         checked = f"SHA-256 matches {against}"
     else:
         checked = "no known SHA-256 to compare against"
-    print(f"{resolved.path}: GGUF v{result.gguf_version}, {result.tensor_count} tensors, "
-          f"{result.size / 1e6:.1f} MB; {checked}")
+    print(
+        f"{resolved.path}: GGUF v{result.gguf_version}, {result.tensor_count} tensors, "
+        f"{result.size / 1e6:.1f} MB; {checked}"
+    )
     return 0
 
 
@@ -197,15 +262,19 @@ def _pull(args: argparse.Namespace) -> int:
             failed += 1
             continue
         except KeyboardInterrupt:
-            print(f"\nninetyten: interrupted; nothing of {spec} was kept (run the same command to start again)",
-                  file=sys.stderr)
+            print(
+                f"\nninetyten: interrupted; nothing of {spec} was kept (run the same command to start again)",
+                file=sys.stderr,
+            )
             return EXIT_INTERRUPTED
         record = result.record
         name = record.model_id or record.spec
         quant = f" {record.quant.upper()}" if record.quant else ""
         if result.downloaded:
-            print(f"pulled {name}{quant} ({_gb(record.size)}), SHA-256 verified against "
-                  f"{'the catalog' if record.verified_against == 'catalog' else 'the hub'}: {record.path}")
+            print(
+                f"pulled {name}{quant} ({_gb(record.size)}), SHA-256 verified against "
+                f"{'the catalog' if record.verified_against == 'catalog' else 'the hub'}: {record.path}"
+            )
         else:
             print(f"{name}{quant} is already pulled ({_gb(record.size)}): {record.path}")
         use = record.model_id or record.spec
@@ -255,13 +324,17 @@ def _rm(args: argparse.Namespace) -> int:
                 stamp_path(path).unlink(missing_ok=True)
                 removed.append(str(path))
             else:
-                print(f"ninetyten: {path} is not a model ninetyten pulled or keeps in {models_dir()}; "
-                      "delete it yourself if you mean to.", file=sys.stderr)
+                print(
+                    f"ninetyten: {path} is not a model ninetyten pulled or keeps in {models_dir()}; "
+                    "delete it yourself if you mean to.",
+                    file=sys.stderr,
+                )
                 failed += 1
                 continue
         if not removed:
-            error = ModelError(f"Nothing to remove for {spec!r}: it is not pulled.",
-                               "`ninetyten models list` shows what is.")
+            error = ModelError(
+                f"Nothing to remove for {spec!r}: it is not pulled.", "`ninetyten models list` shows what is."
+            )
             print(f"ninetyten: {error}", file=sys.stderr)
             failed += 1
             continue

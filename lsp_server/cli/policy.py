@@ -17,13 +17,19 @@ from lsp_server.cli.common import (
 
 def register(commands: Any) -> None:
     policy = commands.add_parser(
-        "policy", help="check, show, trust or untrust the policy that applies here",
+        "policy",
+        help="check, show, trust or untrust the policy that applies here",
         description="check: validate the policy that applies; show: print the policy in force as JSON (its trust "
         "state on stderr); trust: show what a repository's .ninetyten/policy.toml would be allowed to do and "
-        "approve that file as it is now; untrust: withdraw the approval.")
+        "approve that file as it is now; untrust: withdraw the approval.",
+    )
     policy.add_argument("action", choices=["check", "show", "trust", "untrust"])
-    policy.add_argument("path", nargs="?", metavar="PATH",
-                        help="trust/untrust: a repository policy file or its repository (default: here)")
+    policy.add_argument(
+        "path",
+        nargs="?",
+        metavar="PATH",
+        help="trust/untrust: a repository policy file or its repository (default: here)",
+    )
     policy.add_argument("--yes", action="store_true", help="trust: approve without asking")
     add_policy_option(policy)
 

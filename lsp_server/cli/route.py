@@ -51,15 +51,20 @@ def run(args: argparse.Namespace) -> int:
         from lsp_server.ledger import Ledger, utc_midnight
 
         spend = Ledger().spend_usd(utc_midnight())
-    decision = decide(loaded.policy, RouteRequest(task=args.task, text=text, path=path, auto_apply=args.auto_apply,
-                                                  latency=args.latency), spend_today_usd=spend)
+    decision = decide(
+        loaded.policy,
+        RouteRequest(task=args.task, text=text, path=path, auto_apply=args.auto_apply, latency=args.latency),
+        spend_today_usd=spend,
+    )
     if args.json:
         print(decision.model_dump_json(indent=2))
         return 0
     print(f"tier        {decision.tier} ({decision.backend}, {decision.model})")
     print(f"escalate to {decision.escalate_to or '-'}")
-    print(f"sensitivity {decision.sensitivity}" + (f" ({', '.join(decision.sensitivity_rules)})"
-                                                    if decision.sensitivity_rules else ""))
+    print(
+        f"sensitivity {decision.sensitivity}"
+        + (f" ({', '.join(decision.sensitivity_rules)})" if decision.sensitivity_rules else "")
+    )
     print(f"risk        {decision.risk}    latency {decision.latency}")
     if decision.blocked:
         print("BLOCKED     the policy refuses this request")

@@ -20,18 +20,26 @@ from lsp_server.cli.common import (
 
 
 def register(commands: Any) -> None:
-    serve = commands.add_parser("serve", help="run the language server (stdio by default)",
-                                description="Run the language server. Editors start this over stdio.")
+    serve = commands.add_parser(
+        "serve",
+        help="run the language server (stdio by default)",
+        description="Run the language server. Editors start this over stdio.",
+    )
     serve.add_argument("--stdio", action="store_true", help="talk LSP over stdin/stdout (the default)")
-    serve.add_argument("--tcp", metavar="HOST:PORT",
-                       help="listen for one LSP client on a loopback TCP address instead (needs --token-file)")
-    serve.add_argument("--token-file", metavar="FILE",
-                       help="with --tcp: a file only you can read (mode 600) holding the token that the client "
-                       "sends as initializationOptions.authToken")
+    serve.add_argument(
+        "--tcp",
+        metavar="HOST:PORT",
+        help="listen for one LSP client on a loopback TCP address instead (needs --token-file)",
+    )
+    serve.add_argument(
+        "--token-file",
+        metavar="FILE",
+        help="with --tcp: a file only you can read (mode 600) holding the token that the client "
+        "sends as initializationOptions.authToken",
+    )
     serve.add_argument("--log-file", metavar="FILE", help="append the server log to FILE")
     # Also after the command (`ninetyten serve -vv`), as editors' settings usually append flags.
-    serve.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
-                       help="log more; repeat for debug")
+    serve.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS, help="log more; repeat for debug")
     serve.add_argument("--config", metavar="JSON", help="server settings as JSON, e.g. '{\"n_ctx\": 8192}'")
     add_model_option(serve)
     add_policy_option(serve)
@@ -70,12 +78,16 @@ def _tcp_listen_settings(address: str, token_file: str | None) -> tuple[str, int
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise CliError(f"--tcp wants HOST:PORT, got {address!r}")
     if not is_loopback_host(host):
-        raise CliError(f"--tcp listens only on this machine (127.0.0.1, ::1 or localhost), not on {host!r}; "
-                        "to use the server from another machine, forward the port over ssh "
-                        f"(ssh -L {port}:127.0.0.1:{port} HOST)")
+        raise CliError(
+            f"--tcp listens only on this machine (127.0.0.1, ::1 or localhost), not on {host!r}; "
+            "to use the server from another machine, forward the port over ssh "
+            f"(ssh -L {port}:127.0.0.1:{port} HOST)"
+        )
     if not token_file:
-        raise CliError("--tcp needs --token-file FILE: a file only you can read, holding the token a client "
-                        "must send as initializationOptions.authToken")
+        raise CliError(
+            "--tcp needs --token-file FILE: a file only you can read, holding the token a client "
+            "must send as initializationOptions.authToken"
+        )
     try:
         token = read_token_file(Path(token_file).expanduser())
     except TokenFileError as error:

@@ -94,7 +94,7 @@ class CompletionCache:
             entry = self._entries.get(key)
             if entry is None or entry.before_len > len(at.before):
                 continue
-            typed = at.before[entry.before_len:]
+            typed = at.before[entry.before_len :]
             if len(typed) >= len(entry.text) or not entry.text.startswith(typed):
                 continue
             if not at.before[: entry.before_len].endswith(entry.tail):
@@ -103,7 +103,7 @@ class CompletionCache:
                 after_hash = hash(at.after)
             if entry.after_hash != after_hash or hash(at.before[: entry.before_len]) != entry.before_hash:
                 continue
-            rest = entry.text[len(typed):]
+            rest = entry.text[len(typed) :]
             if not rest.strip():
                 continue
             self._entries.move_to_end(key)

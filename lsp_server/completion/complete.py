@@ -34,11 +34,16 @@ class Completer:
         async def run_local(cancel: CancelToken | None) -> CompletionOutcome:
             return await self.task.run(inp, cancel)
 
-        return CompletionJob(path=inp.path, run_local=run_local, route_window=lambda: route_window(inp),
-                             remote_messages=lambda: remote_messages(inp))
+        return CompletionJob(
+            path=inp.path,
+            run_local=run_local,
+            route_window=lambda: route_window(inp),
+            remote_messages=lambda: remote_messages(inp),
+        )
 
-    async def complete(self, inp: CompletionInput, cancel: CancelToken | None = None, *,
-                       speculative: bool = False) -> CompletionResult:
+    async def complete(
+        self, inp: CompletionInput, cancel: CancelToken | None = None, *, speculative: bool = False
+    ) -> CompletionResult:
         return await self.engine.complete(self.job(inp), cancel, speculative=speculative)
 
     def complete_blocking(self, inp: CompletionInput) -> CompletionResult:

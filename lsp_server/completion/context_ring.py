@@ -13,7 +13,6 @@ from dataclasses import dataclass
 
 from lsp_server.completion.prompt import ContextFile
 
-
 MAX_LINE_CHARS = 300
 
 
@@ -44,7 +43,7 @@ class ContextRing:
         lines = text.split("\n")
         start = max(0, min(line - self.chunk_lines // 2, len(lines) - self.chunk_lines))
         # Minified or generated lines would crowd out everything else: keep their start.
-        body = "\n".join(row[:MAX_LINE_CHARS] for row in lines[start:start + self.chunk_lines])
+        body = "\n".join(row[:MAX_LINE_CHARS] for row in lines[start : start + self.chunk_lines])
         if not body.strip():
             return False
         for chunk in self._chunks:
@@ -56,7 +55,8 @@ class ContextRing:
                 break
         self._chunks.append(Chunk(uri, path, start, body))
         while len(self._chunks) > self.max_chunks or (
-                len(self._chunks) > 1 and sum(len(c.text) for c in self._chunks) > self.max_chars):
+            len(self._chunks) > 1 and sum(len(c.text) for c in self._chunks) > self.max_chars
+        ):
             self._chunks.popleft()
         return True
 

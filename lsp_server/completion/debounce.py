@@ -15,8 +15,15 @@ from collections import deque
 
 
 class AdaptiveDebounce:
-    def __init__(self, min_ms: float = 0.0, max_ms: float = 120.0, *, factor: float = 1.4,
-                 burst_gap_ms: float = 600.0, history: int = 12) -> None:
+    def __init__(
+        self,
+        min_ms: float = 0.0,
+        max_ms: float = 120.0,
+        *,
+        factor: float = 1.4,
+        burst_gap_ms: float = 600.0,
+        history: int = 12,
+    ) -> None:
         self.min_ms = min_ms
         self.max_ms = max_ms
         self.factor = factor

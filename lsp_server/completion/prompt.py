@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol, Sequence
 
 from local_models.fim import FimTokens
-
 from lsp_server.completion.rules import CursorContext
 
 # The first prefix line moves in steps of this many lines, so that typing does not
@@ -127,7 +126,7 @@ class PromptBuilder:
         # A cursor line longer than the whole prefix budget keeps its end: the text nearest
         # the cursor matters most, and the budget is what fits the context window.
         keep = min(len(cursor_tokens), max(self.budget.prefix_tokens, 0))
-        cursor_tokens = cursor_tokens[len(cursor_tokens) - keep:]
+        cursor_tokens = cursor_tokens[len(cursor_tokens) - keep :]
         prefix_budget = max(self.budget.prefix_tokens - len(cursor_tokens), 0)
         start, prefix_tokens = self._prefix_lines(before, prefix_budget)
         prefix_tokens = prefix_tokens + cursor_tokens

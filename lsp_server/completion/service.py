@@ -18,15 +18,15 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from lsp_server.token_estimate import chars_for_tokens
 from lsp_server.backends.base import CancelToken
-from lsp_server.config import CompletionConfig
-from lsp_server.completion.complete import Completer
-from lsp_server.engine.results import CompletionResult
 from lsp_server.completion.cache import CompletionCache, CursorText
-from lsp_server.completion.prompt import CompletionInput
+from lsp_server.completion.complete import Completer
 from lsp_server.completion.context_ring import ContextRing
 from lsp_server.completion.debounce import AdaptiveDebounce
+from lsp_server.completion.prompt import CompletionInput
+from lsp_server.config import CompletionConfig
+from lsp_server.engine.results import CompletionResult
+from lsp_server.token_estimate import chars_for_tokens
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +56,9 @@ class CompletionService:
         self.notify = notify
         self.cache = CompletionCache(config.cache_size)
         self.debounce = AdaptiveDebounce(config.debounce_min_ms, config.debounce_max_ms)
-        self.ring = ContextRing(max_chunks=config.extra_files, chunk_lines=24,
-                                max_chars=max(chars_for_tokens(config.extra_tokens), 200))
+        self.ring = ContextRing(
+            max_chunks=config.extra_files, chunk_lines=24, max_chars=max(chars_for_tokens(config.extra_tokens), 200)
+        )
         self.stats = CompletionStats()
         self._seq = 0
         self._inflight: CancelToken | None = None
@@ -67,8 +68,9 @@ class CompletionService:
         self.config = config
         self.cache = CompletionCache(config.cache_size)
         self.debounce = AdaptiveDebounce(config.debounce_min_ms, config.debounce_max_ms)
-        self.ring = ContextRing(max_chunks=config.extra_files, chunk_lines=24,
-                                max_chars=max(chars_for_tokens(config.extra_tokens), 200))
+        self.ring = ContextRing(
+            max_chunks=config.extra_files, chunk_lines=24, max_chars=max(chars_for_tokens(config.extra_tokens), 200)
+        )
 
     # -- document events ---------------------------------------------------------
 
@@ -104,8 +106,9 @@ class CompletionService:
             self._speculation[0].cancel()
             self._speculation = None
 
-    async def complete(self, completer: Completer, uri: str, inp: CompletionInput, *,
-                       invoked: bool) -> CompletionResult | None:
+    async def complete(
+        self, completer: Completer, uri: str, inp: CompletionInput, *, invoked: bool
+    ) -> CompletionResult | None:
         engine = completer.engine
         started = time.perf_counter()
         self.stats.requests += 1
@@ -136,12 +139,21 @@ class CompletionService:
         except asyncio.CancelledError:
             if token.generation is not None:  # $/cancelRequest: say what was stopped
                 usage = token.generation.usage
-                self.notify(uri, {
-                    "tier": "local", "backend": engine.local.name, "model": engine.local.model_name,
-                    "prompt_tokens": usage.prompt_tokens, "cached_prompt_tokens": usage.cached_prompt_tokens,
-                    "completion_tokens": usage.completion_tokens, "latency_ms": round(usage.total_ms, 1),
-                    "generation_ms": round(usage.generation_ms, 1), "stop_reason": "cancelled",
-                }, False)
+                self.notify(
+                    uri,
+                    {
+                        "tier": "local",
+                        "backend": engine.local.name,
+                        "model": engine.local.model_name,
+                        "prompt_tokens": usage.prompt_tokens,
+                        "cached_prompt_tokens": usage.cached_prompt_tokens,
+                        "completion_tokens": usage.completion_tokens,
+                        "latency_ms": round(usage.total_ms, 1),
+                        "generation_ms": round(usage.generation_ms, 1),
+                        "stop_reason": "cancelled",
+                    },
+                    False,
+                )
             raise
         except TimeoutError:
             log.warning("completion skipped: the model is still loading")
@@ -175,15 +187,19 @@ class CompletionService:
             return
         last_newline = accepted.before.rfind("\n")
         following = dataclasses.replace(
-            inp, text=accepted.before + accepted.after, line=accepted.before.count("\n"),
-            character=len(accepted.before) - (last_newline + 1))
+            inp,
+            text=accepted.before + accepted.after,
+            line=accepted.before.count("\n"),
+            character=len(accepted.before) - (last_newline + 1),
+        )
         token = CancelToken()
         task = asyncio.ensure_future(self._run_speculation(completer, following, accepted, token))
         self._speculation = (token, task)
         self.stats.speculative_started += 1
 
-    async def _run_speculation(self, completer: Completer, inp: CompletionInput, at: CursorText,
-                               token: CancelToken) -> None:
+    async def _run_speculation(
+        self, completer: Completer, inp: CompletionInput, at: CursorText, token: CancelToken
+    ) -> None:
         try:
             # Editors often ask again right after showing a suggestion (cursor events, a
             # re-trigger); a decode step started now would only slow that answer down.

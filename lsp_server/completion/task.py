@@ -7,9 +7,9 @@ from dataclasses import dataclass
 
 from lsp_server.backends.base import CancelToken, Generation, GenerationRequest
 from lsp_server.backends.llama_cpp.backend import LlamaCppBackend
-from lsp_server.config import CompletionConfig
 from lsp_server.completion.prompt import BuiltPrompt, CompletionInput, PromptBudget, PromptBuilder
 from lsp_server.completion.rules import StopRule, code_follows, postprocess
+from lsp_server.config import CompletionConfig
 
 # A generation cut by the time box after this few tokens is a fragment ("for", "return"),
 # not a suggestion.
@@ -48,8 +48,11 @@ class CompletionTask:
             prompt_tokens=prompt.tokens,
             max_tokens=self.config.max_tokens,
             time_limit_s=self.config.time_limit_ms / 1000.0,
-            stop=StopRule(prompt.cursor, max_lines=self.config.max_lines,
-                          single_line=prompt.mode == "prefix" and code_follows(prompt.cursor)),
+            stop=StopRule(
+                prompt.cursor,
+                max_lines=self.config.max_lines,
+                single_line=prompt.mode == "prefix" and code_follows(prompt.cursor),
+            ),
         )
 
     async def run(self, inp: CompletionInput, cancel: CancelToken | None = None) -> CompletionOutcome:
@@ -58,8 +61,11 @@ class CompletionTask:
         build_ms = (time.perf_counter() - started) * 1000.0
         generation = await self.backend.generate(self.request_for(prompt), cancel)
         truncated = generation.stop_reason in ("max_tokens", "time_limit", "context_full")
-        fragment = (generation.stop_reason == "time_limit"
-                    and generation.usage.completion_tokens < MIN_TIMED_OUT_TOKENS and "\n" not in generation.text)
+        fragment = (
+            generation.stop_reason == "time_limit"
+            and generation.usage.completion_tokens < MIN_TIMED_OUT_TOKENS
+            and "\n" not in generation.text
+        )
         if generation.stop_reason == "cancelled" or fragment:
             text = None
         else:

@@ -14,8 +14,25 @@ from lsp_server.context.service import RepositoryContext
 from lsp_server.context.snippets import ContextBundle, ContextSnippet, Gate, SourceLines, Withheld, gate_from_scanner
 
 __all__ = [
-    "LANGUAGES", "ContextBundle", "ContextOptions", "ContextSnippet", "Definition", "DefinitionRef",
-    "DocumentCache", "FileEntry", "FileOutline", "Gate", "Import", "IndexLimits", "IndexStats", "RepositoryContext",
-    "SourceLines", "Withheld", "WorkspaceIndex", "gate_from_scanner", "gather_context", "language_for_path",
+    "LANGUAGES",
+    "ContextBundle",
+    "ContextOptions",
+    "ContextSnippet",
+    "Definition",
+    "DefinitionRef",
+    "DocumentCache",
+    "FileEntry",
+    "FileOutline",
+    "Gate",
+    "Import",
+    "IndexLimits",
+    "IndexStats",
+    "RepositoryContext",
+    "SourceLines",
+    "Withheld",
+    "WorkspaceIndex",
+    "gate_from_scanner",
+    "gather_context",
+    "language_for_path",
     "outline",
 ]

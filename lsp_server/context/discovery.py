@@ -24,11 +24,30 @@ from lsp_server.context import gitignore
 from lsp_server.context.languages import language_for_path
 
 # Never source a user writes, whatever the ignore files say (a tracked node_modules exists).
-SKIP_DIRS = frozenset({
-    ".git", ".hg", ".svn", "node_modules", "__pycache__", ".venv", "venv", ".tox", ".nox", ".mypy_cache",
-    ".pytest_cache", ".ruff_cache", ".cache", ".gradle", ".idea", ".next", ".nuxt", "bower_components",
-    "site-packages", ".eggs",
-})
+SKIP_DIRS = frozenset(
+    {
+        ".git",
+        ".hg",
+        ".svn",
+        "node_modules",
+        "__pycache__",
+        ".venv",
+        "venv",
+        ".tox",
+        ".nox",
+        ".mypy_cache",
+        ".pytest_cache",
+        ".ruff_cache",
+        ".cache",
+        ".gradle",
+        ".idea",
+        ".next",
+        ".nuxt",
+        "bower_components",
+        "site-packages",
+        ".eggs",
+    }
+)
 
 # Options that keep a repository's own git configuration from running programs or changing
 # the output format while we list its files.
@@ -66,8 +85,13 @@ def git_files(root: Path) -> list[str] | None:
     """The files git would consider part of the folder, or None if it is not a git work tree
     (or git is missing or refuses, e.g. for a folder owned by someone else)."""
     try:
-        proc = subprocess.run([*_GIT, "-C", str(root), "ls-files", "-co", "--exclude-standard", "-z"],
-                              capture_output=True, stdin=subprocess.DEVNULL, check=False, timeout=120)
+        proc = subprocess.run(
+            [*_GIT, "-C", str(root), "ls-files", "-co", "--exclude-standard", "-z"],
+            capture_output=True,
+            stdin=subprocess.DEVNULL,
+            check=False,
+            timeout=120,
+        )
     except (OSError, subprocess.TimeoutExpired):
         return None
     if proc.returncode != 0:
@@ -82,9 +106,13 @@ def git_ignored(root: Path, paths: Iterable[str]) -> set[str] | None:
     if not items:
         return set()
     try:
-        proc = subprocess.run([*_GIT, "-C", str(root), "check-ignore", "--stdin", "-z"],
-                              input="\0".join(items).encode("utf-8", "surrogateescape") + b"\0",
-                              capture_output=True, check=False, timeout=60)
+        proc = subprocess.run(
+            [*_GIT, "-C", str(root), "check-ignore", "--stdin", "-z"],
+            input="\0".join(items).encode("utf-8", "surrogateescape") + b"\0",
+            capture_output=True,
+            check=False,
+            timeout=60,
+        )
     except (OSError, subprocess.TimeoutExpired):
         return None
     if proc.returncode not in (0, 1):  # 1: none ignored

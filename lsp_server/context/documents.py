@@ -23,19 +23,49 @@ import numpy as np
 from tree_sitter import Node, Point, Tree
 
 from lsp_server.context.languages import CLASS_KINDS, TOOLS, grammar, language_for_path
-from lsp_server.context.outline import Definition, FileOutline, Import, outline, parse, read_definitions, read_imports, signature_text
+from lsp_server.context.outline import (
+    Definition,
+    FileOutline,
+    Import,
+    outline,
+    parse,
+    read_definitions,
+    read_imports,
+    signature_text,
+)
 from lsp_server.context.tokens import IDENTIFIER, STOPWORDS, keys
 
 # Node types of classes and class-like containers, across the grammars.
-CLASS_NODES = frozenset({
-    "class_definition", "class_declaration", "abstract_class_declaration", "class_specifier", "struct_specifier",
-    "interface_declaration", "enum_declaration", "record_declaration", "struct_item", "enum_item", "trait_item",
-    "impl_item", "class",
-})
-FUNCTION_NODES = frozenset({
-    "function_definition", "method_definition", "function_declaration", "method_declaration", "function_item",
-    "constructor_declaration", "arrow_function", "function_expression", "generator_function_declaration",
-})
+CLASS_NODES = frozenset(
+    {
+        "class_definition",
+        "class_declaration",
+        "abstract_class_declaration",
+        "class_specifier",
+        "struct_specifier",
+        "interface_declaration",
+        "enum_declaration",
+        "record_declaration",
+        "struct_item",
+        "enum_item",
+        "trait_item",
+        "impl_item",
+        "class",
+    }
+)
+FUNCTION_NODES = frozenset(
+    {
+        "function_definition",
+        "method_definition",
+        "function_declaration",
+        "method_declaration",
+        "function_item",
+        "constructor_declaration",
+        "arrow_function",
+        "function_expression",
+        "generator_function_declaration",
+    }
+)
 
 LINES_BEFORE = 40
 LINES_AFTER = 10
@@ -147,22 +177,37 @@ class DocumentCache:
         tail = _common_prefix(old.data[::-1][:limit], data[::-1][:limit])
         old_end, new_end = len(old.data) - tail, len(data) - tail
         tree = old.tree.copy()
-        tree.edit(start_byte=start, old_end_byte=old_end, new_end_byte=new_end,
-                  start_point=_point(old.data, start), old_end_point=_point(old.data, old_end),
-                  new_end_point=_point(data, new_end))
-        doc = Document(old.path, old.language, data, tree, old.version + 1, parsed=False,
-                       unparsed_bytes=old.unparsed_bytes + max(old_end, new_end) - start,
-                       parse_backoff=old.parse_backoff)
+        tree.edit(
+            start_byte=start,
+            old_end_byte=old_end,
+            new_end_byte=new_end,
+            start_point=_point(old.data, start),
+            old_end_point=_point(old.data, old_end),
+            new_end_point=_point(data, new_end),
+        )
+        doc = Document(
+            old.path,
+            old.language,
+            data,
+            tree,
+            old.version + 1,
+            parsed=False,
+            unparsed_bytes=old.unparsed_bytes + max(old_end, new_end) - start,
+            parse_backoff=old.parse_backoff,
+        )
         doc.imports_memo = _carry_imports(old, data, start, old_end, new_end)
         doc.class_memo = _carry_class(old, start, old_end, new_end)
         # Most keystrokes land inside a function body: nothing the cursor analysis reads from
         # the tree (imports, classes and their members' headers) can have changed, and the
         # edited old tree serves. A re-parse (incremental, but tens of milliseconds in some
         # large files) is for edits that may change structure.
-        structural = (doc.imports_memo is None or (old.class_memo is not None and doc.class_memo is None)
-                      or doc.unparsed_bytes > UNPARSED_LIMIT
-                      or _declares(old.language, _edited_lines(data, start, new_end))
-                      or _declares(old.language, _edited_lines(old.data, start, old_end)))
+        structural = (
+            doc.imports_memo is None
+            or (old.class_memo is not None and doc.class_memo is None)
+            or doc.unparsed_bytes > UNPARSED_LIMIT
+            or _declares(old.language, _edited_lines(data, start, new_end))
+            or _declares(old.language, _edited_lines(old.data, start, old_end))
+        )
         if structural and doc.unparsed_bytes >= doc.parse_backoff:
             parsed = _parse_within(data, old.language, tree, REPARSE_BUDGET_S)
             if parsed is not None:
@@ -174,9 +219,11 @@ class DocumentCache:
 
 # A line that declares something: a definition keyword, or in brace languages a brace that
 # opens or closes a block (in Python a brace is a dict or a set).
-_DECLARES = (rb"^\s*(?:@|(?:export\s+|pub(?:\([^)]*\))?\s+|public\s+|private\s+|protected\s+|static\s+"
-             rb"|async\s+)*(?:def|class|function|func|fn|struct|enum|trait|impl|interface|type|namespace|module"
-             rb"|import|from|use|package)\b)")
+_DECLARES = (
+    rb"^\s*(?:@|(?:export\s+|pub(?:\([^)]*\))?\s+|public\s+|private\s+|protected\s+|static\s+"
+    rb"|async\s+)*(?:def|class|function|func|fn|struct|enum|trait|impl|interface|type|namespace|module"
+    rb"|import|from|use|package)\b)"
+)
 _STRUCTURE = {
     "python": re.compile(_DECLARES, re.M),
 }
@@ -199,7 +246,7 @@ def _parse_within(data: bytes, language: str, old: Tree, budget_s: float) -> Tre
     deadline = time.perf_counter() + budget_s
 
     def read(offset: int, _point: Point) -> bytes:
-        return data[offset:offset + 65536]
+        return data[offset : offset + 65536]
 
     def over_budget(*_state: object) -> bool:
         return time.perf_counter() > deadline
@@ -214,7 +261,7 @@ def _parse_within(data: bytes, language: str, old: Tree, budget_s: float) -> Tre
 def _edited_lines(data: bytes, start: int, end: int) -> bytes:
     line_start = data.rfind(b"\n", 0, start) + 1
     line_end = data.find(b"\n", end)
-    return data[line_start:len(data) if line_end < 0 else line_end]
+    return data[line_start : len(data) if line_end < 0 else line_end]
 
 
 def _carry_imports(old: Document, data: bytes, start: int, old_end: int, new_end: int) -> _ImportsMemo | None:
@@ -289,10 +336,10 @@ def _base_names(node: Node, data: bytes) -> tuple[str, ...]:
     for field_name in ("superclasses", "superclass", "interfaces", "trait"):
         child = node.child_by_field_name(field_name)
         if child is not None:
-            out.extend(IDENTIFIER.findall(data[child.start_byte:child.end_byte].decode("utf-8", "replace")))
+            out.extend(IDENTIFIER.findall(data[child.start_byte : child.end_byte].decode("utf-8", "replace")))
     for child in node.named_children:
         if child.type in ("class_heritage", "base_class_clause", "super_interfaces", "extends_interfaces"):
-            out.extend(IDENTIFIER.findall(data[child.start_byte:child.end_byte].decode("utf-8", "replace")))
+            out.extend(IDENTIFIER.findall(data[child.start_byte : child.end_byte].decode("utf-8", "replace")))
     skip = {"extends", "implements", "public", "private", "protected", "virtual", "object", "Object", "metaclass"}
     return tuple(dict.fromkeys(name for name in out if name not in skip))
 
@@ -317,7 +364,7 @@ def _read_class(doc: Document, node: Node) -> tuple[ClassScope | None, list[tupl
     headers = [(node.start_byte, _body_start(node))]
     if node.type == "impl_item":
         type_node = node.child_by_field_name("type")
-        name = doc.data[type_node.start_byte:type_node.end_byte].decode("utf-8", "replace") if type_node else "?"
+        name = doc.data[type_node.start_byte : type_node.end_byte].decode("utf-8", "replace") if type_node else "?"
         name = name.split("<")[0]
         header = signature_text(doc.data, node.start_byte, _body_start(node))
         members = [d for d in defs if d.parent == name]
@@ -341,7 +388,7 @@ def _owner(doc: Document, node: Node) -> str | None:
     if node.type == "method_declaration" and doc.language == "go":
         receiver = node.child_by_field_name("receiver")
         if receiver is not None:
-            names = IDENTIFIER.findall(doc.data[receiver.start_byte:receiver.end_byte].decode("utf-8", "replace"))
+            names = IDENTIFIER.findall(doc.data[receiver.start_byte : receiver.end_byte].decode("utf-8", "replace"))
             return names[-1] if names else None
     if node.type == "function_definition" and doc.language == "cpp":
         declarator = node.child_by_field_name("declarator")
@@ -349,7 +396,7 @@ def _owner(doc: Document, node: Node) -> str | None:
         if inner is not None and inner.type == "qualified_identifier":
             scope = inner.child_by_field_name("scope")
             if scope is not None:
-                return doc.data[scope.start_byte:scope.end_byte].decode("utf-8", "replace").split("<")[0]
+                return doc.data[scope.start_byte : scope.end_byte].decode("utf-8", "replace").split("<")[0]
     return None
 
 
@@ -441,8 +488,16 @@ def scope_at(doc: Document, line: int, character: int) -> CursorScope:
     for m in _QUALIFIED.finditer(after):
         qualified.setdefault((m.group(1), m.group(2)), len(before) + m.start())
     pairs = tuple(pair for pair, _ in sorted(qualified.items(), key=lambda item: item[1]))
-    return CursorScope(imports, enclosing, owner, tuple(list(names)[:MAX_NAMES]),
-                       frozenset(a for a in attributes if a in names), pairs, keys(window_names), line)
+    return CursorScope(
+        imports,
+        enclosing,
+        owner,
+        tuple(list(names)[:MAX_NAMES]),
+        frozenset(a for a in attributes if a in names),
+        pairs,
+        keys(window_names),
+        line,
+    )
 
 
 def document_outline(doc: Document) -> FileOutline:

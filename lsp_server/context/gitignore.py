@@ -45,7 +45,7 @@ def _translate(pat: str, anchored: bool) -> str:
             if close < 0:
                 out.append(re.escape(ch))
             else:
-                body = pat[i + 1:close]
+                body = pat[i + 1 : close]
                 if body[:1] in ("!", "^"):
                     body = "^" + body[1:]
                 out.append("[" + body.replace("\\", "\\\\") + "]")
@@ -103,7 +103,7 @@ class IgnoreStack:
             if base:
                 if not path.startswith(base + "/"):
                     continue
-                rel = path[len(base) + 1:]
+                rel = path[len(base) + 1 :]
             else:
                 rel = path
             for rule in rules:

@@ -41,8 +41,9 @@ log = logging.getLogger(__name__)
 
 # Definitions found by name. Fields are reached through their class's outline instead:
 # there are many, and a bare field name says little.
-_NAMED_KINDS = frozenset({"function", "method", "class", "struct", "interface", "trait", "enum", "type", "constant",
-                          "variable", "macro"})
+_NAMED_KINDS = frozenset(
+    {"function", "method", "class", "struct", "interface", "trait", "enum", "type", "constant", "variable", "macro"}
+)
 
 
 @dataclass(frozen=True)
@@ -81,8 +82,18 @@ class FileEntry:
         at = DEF_WORDS * index
         word, line, end_line, start_col = self.defs[at], self.defs[at + 1], self.defs[at + 2], self.defs[at + 3]
         kind, header_lines, header_col = unpack_kind(word)
-        return DefinitionRef(self, index, self.names[index], kind, self.parents[index], line, end_line,
-                             line + header_lines, header_col, start_col)
+        return DefinitionRef(
+            self,
+            index,
+            self.names[index],
+            kind,
+            self.parents[index],
+            line,
+            end_line,
+            line + header_lines,
+            header_col,
+            start_col,
+        )
 
     def definitions(self) -> list[DefinitionRef]:
         return [self.definition(i) for i in range(len(self.names))]
@@ -135,8 +146,9 @@ def _grow(arr: npt.NDArray[_A], size: int) -> npt.NDArray[_A]:
 
 
 class WorkspaceIndex:
-    def __init__(self, folders: Iterable[str | Path], limits: IndexLimits | None = None,
-                 parser: Parser | None = None) -> None:
+    def __init__(
+        self, folders: Iterable[str | Path], limits: IndexLimits | None = None, parser: Parser | None = None
+    ) -> None:
         self.roots: list[Path] = [Path(f).resolve() for f in folders]
         self.limits = limits or IndexLimits()
         self._parser: Parser = parser or (ProcessParser() if self.limits.worker == "process" else InlineParser())
@@ -265,7 +277,7 @@ class WorkspaceIndex:
         for at in range(0, len(items), step):
             if self._stop.is_set():
                 return
-            results = self._parser.index(root, items[at:at + step], self.limits.max_file_bytes)
+            results = self._parser.index(root, items[at : at + step], self.limits.max_file_bytes)
             started = time.perf_counter()
             for result in results:
                 time.sleep(0)  # a file at a time: let the editor's requests have the GIL in between
@@ -335,9 +347,22 @@ class WorkspaceIndex:
         with self._lock:
             self._remove_locked(root_index, record.path)
             file_id = len(self._files)
-            entry = FileEntry(file_id, root_index, record.path, sys.intern(record.language), record.mtime_ns,
-                              record.size, record.line_count, names, parents, defs, record.imports,
-                              self._n_defs, self._n_chunks, chunk_lines)
+            entry = FileEntry(
+                file_id,
+                root_index,
+                record.path,
+                sys.intern(record.language),
+                record.mtime_ns,
+                record.size,
+                record.line_count,
+                names,
+                parents,
+                defs,
+                record.imports,
+                self._n_defs,
+                self._n_chunks,
+                chunk_lines,
+            )
             self._files.append(entry)
             self._by_path[(root_index, record.path)] = file_id
             self._by_stem.setdefault(entry.stem, set()).add(file_id)
@@ -347,13 +372,13 @@ class WorkspaceIndex:
             self._file_dir[file_id] = self._dir_id(root_index, record.path.rpartition("/")[0])
             n_defs, n_chunks = len(names), len(sizes)
             self._def_file = _grow(self._def_file, self._n_defs + n_defs)
-            self._def_file[self._n_defs:self._n_defs + n_defs] = file_id
+            self._def_file[self._n_defs : self._n_defs + n_defs] = file_id
             self._def_top = _grow(self._def_top, self._n_defs + n_defs)
-            self._def_top[self._n_defs:self._n_defs + n_defs] = [p is None for p in parents]
+            self._def_top[self._n_defs : self._n_defs + n_defs] = [p is None for p in parents]
             self._chunk_file = _grow(self._chunk_file, self._n_chunks + n_chunks)
             self._chunk_size = _grow(self._chunk_size, self._n_chunks + n_chunks)
-            self._chunk_file[self._n_chunks:self._n_chunks + n_chunks] = file_id
-            self._chunk_size[self._n_chunks:self._n_chunks + n_chunks] = sizes
+            self._chunk_file[self._n_chunks : self._n_chunks + n_chunks] = file_id
+            self._chunk_size[self._n_chunks : self._n_chunks + n_chunks] = sizes
             first_def, first_chunk = self._n_defs, self._n_chunks
             self._n_defs += n_defs
             self._n_chunks += n_chunks
@@ -362,9 +387,10 @@ class WorkspaceIndex:
             self.stats.chunks += n_chunks
         named = [i for i in range(n_defs) if unpack_kind(defs[DEF_WORDS * i])[0] in _NAMED_KINDS]
         if named:
-            self.symbols.add(np.fromiter((zlib.crc32(names[i].encode("utf-8")) for i in named), dtype=np.uint32,
-                                         count=len(named)),
-                             np.asarray(named, dtype=np.uint32) + np.uint32(first_def))
+            self.symbols.add(
+                np.fromiter((zlib.crc32(names[i].encode("utf-8")) for i in named), dtype=np.uint32, count=len(named)),
+                np.asarray(named, dtype=np.uint32) + np.uint32(first_def),
+            )
         if n_chunks:
             self.chunks.add(keys, np.repeat(np.arange(first_chunk, first_chunk + n_chunks, dtype=np.uint32), sizes))
 
@@ -453,8 +479,9 @@ class WorkspaceIndex:
     def _dir_id(self, root_index: int, directory: str) -> int:
         return self._dir_ids.setdefault((root_index, directory), len(self._dir_ids) + 1)
 
-    def definitions_named(self, name: str, *, top_level: bool = False, directory: tuple[int, str] | None = None,
-                          limit: int | None = None) -> list[DefinitionRef] | None:
+    def definitions_named(
+        self, name: str, *, top_level: bool = False, directory: tuple[int, str] | None = None, limit: int | None = None
+    ) -> list[DefinitionRef] | None:
         """Live definitions called `name` (only those without a parent when `top_level`, only
         those in one (folder, directory) when `directory`). None when more than `limit` match:
         a name defined in hundreds of files (`get`, `run`) is not worth ranking."""
@@ -488,8 +515,15 @@ class WorkspaceIndex:
                 out.append(entry.definition(index))
         return out
 
-    def similar_chunks(self, query: npt.NDArray[np.uint32], *, exclude: Iterable[int] = (), limit: int = 8,
-                       max_frequency: float = 0.02, max_keys: int = 40) -> list[tuple[float, FileEntry, int, int]]:
+    def similar_chunks(
+        self,
+        query: npt.NDArray[np.uint32],
+        *,
+        exclude: Iterable[int] = (),
+        limit: int = 8,
+        max_frequency: float = 0.02,
+        max_keys: int = 40,
+    ) -> list[tuple[float, FileEntry, int, int]]:
         """Chunks ranked by Jaccard similarity of identifier sets with `query` (sorted unique keys):
         (score, file, first line, end line), best first; ties broken by path and line so that the
         same query always gives the same list. Only the `max_keys` rarest keys, and none in more than
@@ -537,6 +571,12 @@ class WorkspaceIndex:
     def memory_bytes(self) -> int:
         """Bytes held by the numpy arrays and postings (Python objects are measured by the bench)."""
         with self._lock:
-            arrays = (self._alive.nbytes + self._def_file.nbytes + self._def_top.nbytes + self._file_dir.nbytes
-                      + self._chunk_file.nbytes + self._chunk_size.nbytes)
+            arrays = (
+                self._alive.nbytes
+                + self._def_file.nbytes
+                + self._def_top.nbytes
+                + self._file_dir.nbytes
+                + self._chunk_file.nbytes
+                + self._chunk_size.nbytes
+            )
         return arrays + self.symbols.nbytes + self.chunks.nbytes

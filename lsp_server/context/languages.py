@@ -31,12 +31,25 @@ FUNCTION_KINDS = frozenset({"function", "method", "macro"})
 MEMBER_KINDS = frozenset({"field", "method"})
 
 # Node types that hold a definition's body: the signature is everything before it.
-BODY_TYPES = frozenset({
-    "block", "class_body", "statement_block", "compound_statement", "field_declaration_list",
-    "declaration_list", "interface_body", "enum_body", "object_type", "enum_variant_list",
-    "constructor_body", "enum_class_body", "annotation_type_body", "record_body",
-    "enumerator_list",
-})
+BODY_TYPES = frozenset(
+    {
+        "block",
+        "class_body",
+        "statement_block",
+        "compound_statement",
+        "field_declaration_list",
+        "declaration_list",
+        "interface_body",
+        "enum_body",
+        "object_type",
+        "enum_variant_list",
+        "constructor_body",
+        "enum_class_body",
+        "annotation_type_body",
+        "record_body",
+        "enumerator_list",
+    }
+)
 
 _PYTHON_DEFS = """
 (function_definition name: (identifier) @name) @definition.function
@@ -71,11 +84,12 @@ _TS_DEFS = """
 (public_field_definition name: (property_identifier) @name) @definition.field
 (property_signature name: (property_identifier) @name) @definition.field
 """
+# tree-sitter queries read best one pattern per line, however long
 _JS_IMPORTS = """
 (import_statement) @import
 (lexical_declaration (variable_declarator value: (call_expression function: (identifier) @fn (#eq? @fn "require")))) @import
 (variable_declaration (variable_declarator value: (call_expression function: (identifier) @fn (#eq? @fn "require")))) @import
-"""
+"""  # noqa: E501
 
 _GO_DEFS = """
 (function_declaration name: (identifier) @name) @definition.function
@@ -126,11 +140,14 @@ _C_DEFS = """
 (preproc_function_def name: (identifier) @name) @definition.macro
 (field_declaration declarator: (field_identifier) @name) @definition.field
 """
-_CPP_DEFS = _C_DEFS + """
+_CPP_DEFS = (
+    _C_DEFS
+    + """
 (class_specifier name: (type_identifier) @name body: (_)) @definition.class
 (function_declarator declarator: (field_identifier) @name) @definition.method
 (function_declarator declarator: (qualified_identifier scope: (_) @scope name: (identifier) @name)) @definition.method
 """
+)
 _C_IMPORTS = "(preproc_include) @import"
 
 
@@ -146,17 +163,35 @@ class LanguageSpec:
 
 LANGUAGES: tuple[LanguageSpec, ...] = (
     LanguageSpec("python", (".py", ".pyi"), "tree_sitter_python", "language", _PYTHON_DEFS, _PYTHON_IMPORTS),
-    LanguageSpec("javascript", (".js", ".jsx", ".mjs", ".cjs"), "tree_sitter_javascript", "language",
-                 _JS_DEFS + _JS_ONLY_DEFS, _JS_IMPORTS),
-    LanguageSpec("typescript", (".ts", ".mts", ".cts"), "tree_sitter_typescript", "language_typescript",
-                 _JS_DEFS + _TS_DEFS, _JS_IMPORTS),
+    LanguageSpec(
+        "javascript",
+        (".js", ".jsx", ".mjs", ".cjs"),
+        "tree_sitter_javascript",
+        "language",
+        _JS_DEFS + _JS_ONLY_DEFS,
+        _JS_IMPORTS,
+    ),
+    LanguageSpec(
+        "typescript",
+        (".ts", ".mts", ".cts"),
+        "tree_sitter_typescript",
+        "language_typescript",
+        _JS_DEFS + _TS_DEFS,
+        _JS_IMPORTS,
+    ),
     LanguageSpec("tsx", (".tsx",), "tree_sitter_typescript", "language_tsx", _JS_DEFS + _TS_DEFS, _JS_IMPORTS),
     LanguageSpec("go", (".go",), "tree_sitter_go", "language", _GO_DEFS, _GO_IMPORTS),
     LanguageSpec("rust", (".rs",), "tree_sitter_rust", "language", _RUST_DEFS, _RUST_IMPORTS),
     LanguageSpec("java", (".java",), "tree_sitter_java", "language", _JAVA_DEFS, _JAVA_IMPORTS),
     LanguageSpec("c", (".c", ".h"), "tree_sitter_c", "language", _C_DEFS, _C_IMPORTS),
-    LanguageSpec("cpp", (".cc", ".cpp", ".cxx", ".c++", ".hh", ".hpp", ".hxx", ".h++", ".ipp"), "tree_sitter_cpp",
-                 "language", _CPP_DEFS, _C_IMPORTS),
+    LanguageSpec(
+        "cpp",
+        (".cc", ".cpp", ".cxx", ".c++", ".hh", ".hpp", ".hxx", ".h++", ".ipp"),
+        "tree_sitter_cpp",
+        "language",
+        _CPP_DEFS,
+        _C_IMPORTS,
+    ),
 )
 
 _BY_NAME = {spec.name: spec for spec in LANGUAGES}

@@ -63,7 +63,7 @@ class FileOutline:
 
     def text(self, definition: Definition) -> str:
         """The whole definition, body included."""
-        return self.source[definition.start_byte:definition.end_byte].decode("utf-8", "replace")
+        return self.source[definition.start_byte : definition.end_byte].decode("utf-8", "replace")
 
 
 def signature_text(data: bytes, start: int, end: int) -> str:
@@ -98,8 +98,12 @@ def outline(source: bytes | str, language: str, tree: Tree | None = None) -> Fil
         return FileOutline(language, (), (), data)
     defs_cursor, imports_cursor = cursors
     root = tree.root_node
-    return FileOutline(language, read_definitions(defs_cursor.matches(root), data, language),
-                       tuple(read_imports(imports_cursor.captures(root).get("import", []), data, language)), data)
+    return FileOutline(
+        language,
+        read_definitions(defs_cursor.matches(root), data, language),
+        tuple(read_imports(imports_cursor.captures(root).get("import", []), data, language)),
+        data,
+    )
 
 
 # --------------------------------------------------------------------------- definitions
@@ -128,8 +132,13 @@ def _definition_node(node: Node, kind: str) -> Node:
     decorated Python definition with its decorators."""
     if node.type == "function_declarator":
         cur: Node | None = node
-        while cur is not None and cur.type not in ("function_definition", "declaration", "field_declaration",
-                                                      "translation_unit", "compound_statement"):
+        while cur is not None and cur.type not in (
+            "function_definition",
+            "declaration",
+            "field_declaration",
+            "translation_unit",
+            "compound_statement",
+        ):
             cur = cur.parent
         if cur is not None and cur.type in ("function_definition", "declaration", "field_declaration"):
             return cur
@@ -173,7 +182,9 @@ def _raw_definitions(matches: list[tuple[int, dict[str, list[Node]]]], data: byt
     return raws
 
 
-def read_definitions(matches: list[tuple[int, dict[str, list[Node]]]], data: bytes, language: str) -> tuple[Definition, ...]:
+def read_definitions(
+    matches: list[tuple[int, dict[str, list[Node]]]], data: bytes, language: str
+) -> tuple[Definition, ...]:
     raws = _raw_definitions(matches, data)
     raws.sort(key=lambda r: (r.start, -r.end))
     out: list[Definition] = []
@@ -204,8 +215,11 @@ def read_definitions(matches: list[tuple[int, dict[str, list[Node]]]], data: byt
         header_end_line = node.start_point.row + data.count(b"\n", node.start_byte, header_end)
         line = node.start_point.row - data.count(b"\n", start, node.start_byte)
         col = header_end - (data.rfind(b"\n", 0, header_end) + 1)
-        out.append(Definition(raw.name, kind, parent, line, node.end_point.row, start, header_end, node.end_byte,
-                              header_end_line, col))
+        out.append(
+            Definition(
+                raw.name, kind, parent, line, node.end_point.row, start, header_end, node.end_byte, header_end_line, col
+            )
+        )
     return tuple(out)
 
 
@@ -264,7 +278,7 @@ def _header_span(node: Node, inner: Node, kind: str, data: bytes) -> tuple[int, 
     if body is None and kind in CLASS_KINDS:
         brace = data.find(b"{", start, node.end_byte)  # a Go interface has no body node
         end = brace if brace >= 0 else end
-    while end > start and data[end - 1:end] in (b" ", b"\t", b"\n", b"\r"):
+    while end > start and data[end - 1 : end] in (b" ", b"\t", b"\n", b"\r"):
         end -= 1
     return start, end
 
@@ -292,8 +306,15 @@ def _read_python(node: Node, data: bytes) -> list[Import]:
             if child.type == "dotted_name":
                 out.append(Import(_node_text(child, data), (), None, 0, line))
             elif child.type == "aliased_import":
-                out.append(Import(_node_text(child.child_by_field_name("name"), data), (),
-                                  _node_text(child.child_by_field_name("alias"), data), 0, line))
+                out.append(
+                    Import(
+                        _node_text(child.child_by_field_name("name"), data),
+                        (),
+                        _node_text(child.child_by_field_name("alias"), data),
+                        0,
+                        line,
+                    )
+                )
         return out
     if node.type == "future_import_statement":
         return []
@@ -339,8 +360,12 @@ def _read_js(node: Node, data: bytes) -> list[Import]:
             if child.type == "shorthand_property_identifier_pattern":
                 names.append((_node_text(child, data), _node_text(child, data)))
             elif child.type == "pair_pattern":
-                names.append((_node_text(child.child_by_field_name("key"), data),
-                              _node_text(child.child_by_field_name("value"), data)))
+                names.append(
+                    (
+                        _node_text(child.child_by_field_name("key"), data),
+                        _node_text(child.child_by_field_name("value"), data),
+                    )
+                )
         return [Import(_string_value(source, data), tuple(names), None, 0, line)]
     source_text = _string_value(node.child_by_field_name("source"), data)
     names = []

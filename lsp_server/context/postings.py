@@ -57,7 +57,7 @@ class Table:
         at = np.searchsorted(self.keys, query)
         at[at >= len(self.keys)] = 0
         hit = self.keys[at] == query
-        return [self.values[self.offsets[i]:self.offsets[i + 1]] for i in at[hit]]
+        return [self.values[self.offsets[i] : self.offsets[i + 1]] for i in at[hit]]
 
     def counts(self, query: U32) -> npt.NDArray[np.int64]:
         """How many values each query key has (its document frequency)."""
@@ -83,8 +83,9 @@ class _Shard:
         self.base = Table.empty()
         self.delta = Table.empty()
 
-    def absorb(self, keys: U32, values: U32, alive: npt.NDArray[np.bool_] | None, owner: U32 | None,
-               lock: threading.Lock) -> None:
+    def absorb(
+        self, keys: U32, values: U32, alive: npt.NDArray[np.bool_] | None, owner: U32 | None, lock: threading.Lock
+    ) -> None:
         delta_keys, delta_values = self.delta.pairs()
         keys = np.concatenate([delta_keys, keys])
         values = np.concatenate([delta_values, values])
@@ -128,8 +129,9 @@ class Postings:
     def _size(self) -> int:
         return sum(len(shard.base) for shard in self._shards)
 
-    def publish(self, alive: npt.NDArray[np.bool_] | None = None, owner: U32 | None = None, *,
-                force: bool = True) -> None:
+    def publish(
+        self, alive: npt.NDArray[np.bool_] | None = None, owner: U32 | None = None, *, force: bool = True
+    ) -> None:
         """Make queued postings visible. When a shard's delta gets large, fold it into a new base,
         dropping postings whose owner (`owner[value]`, or the value itself) is not alive.
         Without `force`, a small queue waits for more (a bulk load publishes in large steps)."""

@@ -19,8 +19,20 @@ from lsp_server.context.languages import CLASS_KINDS
 from lsp_server.context.outline import Definition, FileOutline, Import, outline
 from lsp_server.context.tokens import IDENTIFIER, STOPWORDS, key
 
-KINDS = ("function", "method", "class", "struct", "interface", "trait", "enum", "type", "field", "constant",
-         "variable", "macro")
+KINDS = (
+    "function",
+    "method",
+    "class",
+    "struct",
+    "interface",
+    "trait",
+    "enum",
+    "type",
+    "field",
+    "constant",
+    "variable",
+    "macro",
+)
 KIND_CODE = {kind: code for code, kind in enumerate(KINDS)}
 
 # Chunks for the similarity search follow definitions: a chunk starts at a definition when the
@@ -151,13 +163,18 @@ def build_record(path: str, language: str, data: bytes, mtime_ns: int = 0, size:
         pieces.append(keys)
     chunk_keys = np.concatenate(pieces).astype(np.uint32).tobytes() if pieces else b""
     return FileRecord(
-        path=path, language=language, mtime_ns=mtime_ns, size=len(data) if size is None else size,
+        path=path,
+        language=language,
+        mtime_ns=mtime_ns,
+        size=len(data) if size is None else size,
         line_count=len(lines),
         names=tuple(d.name for d in definitions),
         parents=tuple(d.parent for d in definitions),
         defs=packed.tobytes(),
         imports=parsed.imports if keeps_imports(path, language) else (),
-        chunk_lines=chunk_lines.tobytes(), chunk_sizes=chunk_sizes.tobytes(), chunk_keys=chunk_keys,
+        chunk_lines=chunk_lines.tobytes(),
+        chunk_sizes=chunk_sizes.tobytes(),
+        chunk_keys=chunk_keys,
     )
 
 

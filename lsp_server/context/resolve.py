@@ -44,8 +44,9 @@ def _module_path(entry: FileEntry) -> str:
     return stem
 
 
-def python_module(index: WorkspaceIndex, module: str, *, root: int | None = None, level: int = 0,
-                  importer: str | None = None) -> FileEntry | None:
+def python_module(
+    index: WorkspaceIndex, module: str, *, root: int | None = None, level: int = 0, importer: str | None = None
+) -> FileEntry | None:
     """The file of Python module `module` (dotted), absolute or relative to `importer`."""
     if level:
         if importer is None or root is None:
@@ -63,8 +64,11 @@ def python_module(index: WorkspaceIndex, module: str, *, root: int | None = None
         return None
     parts = module.split(".")
     suffix = "/".join(parts)
-    matches = [e for e in index.with_stem(parts[-1])
-               if e.language == "python" and (_module_path(e) == suffix or _module_path(e).endswith("/" + suffix))]
+    matches = [
+        e
+        for e in index.with_stem(parts[-1])
+        if e.language == "python" and (_module_path(e) == suffix or _module_path(e).endswith("/" + suffix))
+    ]
     if not matches:
         return None
     # The shallowest match is the import root (`src/pkg/...` or `pkg/...`); ties: the importer's folder.
@@ -78,7 +82,9 @@ def js_module(index: WorkspaceIndex, specifier: str, root: int, importer: str) -
     target = posixpath.normpath(posixpath.join(_dir(importer), specifier))
     if target.startswith(".."):
         return None
-    candidates = [target] + [target + ext for ext in _JS_EXTENSIONS] + [f"{target}/index{ext}" for ext in _JS_EXTENSIONS]
+    candidates = (
+        [target] + [target + ext for ext in _JS_EXTENSIONS] + [f"{target}/index{ext}" for ext in _JS_EXTENSIONS]
+    )
     if target.endswith((".js", ".jsx", ".mjs", ".cjs")):  # TypeScript imports `./x.js` for `./x.ts`
         stem = target.rsplit(".", 1)[0]
         candidates += [stem + ext for ext in (".ts", ".tsx", ".mts", ".cts")]
@@ -105,8 +111,13 @@ def _python_name(index: WorkspaceIndex, entry: FileEntry, name: str, hops: int) 
             if local == name or imported == "*":
                 target = python_module(index, imp.module, root=entry.root, level=imp.level, importer=entry.path)
                 if target is None and imp.level:
-                    target = python_module(index, f"{imp.module}.{imported}" if imp.module else imported,
-                                           root=entry.root, level=imp.level, importer=entry.path)
+                    target = python_module(
+                        index,
+                        f"{imp.module}.{imported}" if imp.module else imported,
+                        root=entry.root,
+                        level=imp.level,
+                        importer=entry.path,
+                    )
                 if target is not None and target is not entry:
                     hit = _python_name(index, target, imported if imported != "*" else name, hops - 1)
                     if hit is not None:
@@ -158,23 +169,37 @@ class _Memo:
 _MEMO = _Memo()
 
 
-def by_name(index: WorkspaceIndex, name: str, *, hint: str = "", importer: str | None = None,
-            root: int | None = None, exclude_file: int | None = None,
-            members: bool = False) -> DefinitionRef | None:
+def by_name(
+    index: WorkspaceIndex,
+    name: str,
+    *,
+    hint: str = "",
+    importer: str | None = None,
+    root: int | None = None,
+    exclude_file: int | None = None,
+    members: bool = False,
+) -> DefinitionRef | None:
     """The most plausible definition of `name`: top-level ones (class members too when
     `members`), nearest the hint path and the importer, None when hopelessly ambiguous."""
     key = ("name", name, hint, importer, root, exclude_file, members)
     hit, value = _MEMO.get(index, key)
     if hit:
         return value  # type: ignore[return-value]
-    found = _by_name(index, name, hint=hint, importer=importer, root=root, exclude_file=exclude_file,
-                     members=members)
+    found = _by_name(index, name, hint=hint, importer=importer, root=root, exclude_file=exclude_file, members=members)
     _MEMO.put(index, key, found)
     return found
 
 
-def _by_name(index: WorkspaceIndex, name: str, *, hint: str, importer: str | None, root: int | None,
-             exclude_file: int | None, members: bool) -> DefinitionRef | None:
+def _by_name(
+    index: WorkspaceIndex,
+    name: str,
+    *,
+    hint: str,
+    importer: str | None,
+    root: int | None,
+    exclude_file: int | None,
+    members: bool,
+) -> DefinitionRef | None:
     importer_dir = _dir(importer) if importer else ""
     found = index.definitions_named(name, top_level=not members, limit=MAX_SCAN)
     if found is None:
@@ -188,9 +213,15 @@ def _by_name(index: WorkspaceIndex, name: str, *, hint: str, importer: str | Non
     if not found:
         return None
     hint_parts = [p for p in _SPLIT.split(hint) if p and p not in ("crate", "super", "self", "std")]
-    ranked = sorted(found, key=lambda d: (
-        tuple(-x for x in _path_affinity(d.entry.path, hint_parts, importer_dir)),
-        d.entry.root != root, d.entry.path, d.line))
+    ranked = sorted(
+        found,
+        key=lambda d: (
+            tuple(-x for x in _path_affinity(d.entry.path, hint_parts, importer_dir)),
+            d.entry.root != root,
+            d.entry.path,
+            d.line,
+        ),
+    )
     best = ranked[0]
     if len(found) > MAX_AMBIGUOUS:
         shared, same_dir, _ = _path_affinity(best.entry.path, hint_parts, importer_dir)
@@ -199,8 +230,15 @@ def _by_name(index: WorkspaceIndex, name: str, *, hint: str, importer: str | Non
     return best
 
 
-def resolve_import(index: WorkspaceIndex, imp: Import, language: str, *, root: int | None,
-                   importer: str | None, wanted: Iterable[str] | None = None) -> list[tuple[str, DefinitionRef]]:
+def resolve_import(
+    index: WorkspaceIndex,
+    imp: Import,
+    language: str,
+    *,
+    root: int | None,
+    importer: str | None,
+    wanted: Iterable[str] | None = None,
+) -> list[tuple[str, DefinitionRef]]:
     """(local name, definition) for the names an import brings in. `wanted` limits a module import
     (`import x as y`, `import * as ns`, a Go package) to the attributes used as `y.attr`."""
     wanted_key = tuple(wanted or ())
@@ -213,8 +251,15 @@ def resolve_import(index: WorkspaceIndex, imp: Import, language: str, *, root: i
     return found
 
 
-def _resolve_import(index: WorkspaceIndex, imp: Import, language: str, *, root: int | None,
-                    importer: str | None, wanted: tuple[str, ...]) -> list[tuple[str, DefinitionRef]]:
+def _resolve_import(
+    index: WorkspaceIndex,
+    imp: Import,
+    language: str,
+    *,
+    root: int | None,
+    importer: str | None,
+    wanted: tuple[str, ...],
+) -> list[tuple[str, DefinitionRef]]:
     out: list[tuple[str, DefinitionRef]] = []
     wanted_names = list(wanted or ())
     exclude = None
@@ -229,8 +274,7 @@ def _resolve_import(index: WorkspaceIndex, imp: Import, language: str, *, root: 
                     continue
                 hit = _python_name(index, target, imported, MAX_REEXPORT_HOPS) if target is not None else None
                 if hit is None and target is None and not imp.level:
-                    hit = by_name(index, imported, hint=imp.module, importer=importer, root=root,
-                                  exclude_file=exclude)
+                    hit = by_name(index, imported, hint=imp.module, importer=importer, root=root, exclude_file=exclude)
                 if hit is not None:
                     out.append((local, hit))
         elif target is not None:

@@ -28,7 +28,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lsp_server.token_estimate import estimate_tokens
 from lsp_server.context.documents import ClassScope, CursorScope, DocumentCache, scope_at
 from lsp_server.context.index import DefinitionRef, WorkspaceIndex
 from lsp_server.context.resolve import by_name, resolve_import
@@ -44,6 +43,7 @@ from lsp_server.context.snippets import (
     stub,
 )
 from lsp_server.context.tokens import KeyArray, text_keys
+from lsp_server.token_estimate import estimate_tokens
 
 _GROUP = {"import": 0, "class": 1, "base": 2, "usage": 3, "similar": 4}
 # Candidates that did not fit before the filling stops looking for smaller ones.
@@ -77,9 +77,15 @@ class _Candidate:
     score: float = 0.0
 
 
-def _definition_candidate(index: WorkspaceIndex, sources: SourceLines, d: DefinitionRef, kind: SnippetKind,
-                          priority: tuple[float, ...], placement: tuple[object, ...],
-                          options: ContextOptions) -> _Candidate:
+def _definition_candidate(
+    index: WorkspaceIndex,
+    sources: SourceLines,
+    d: DefinitionRef,
+    kind: SnippetKind,
+    priority: tuple[float, ...],
+    placement: tuple[object, ...],
+    options: ContextOptions,
+) -> _Candidate:
     root = index.roots[d.entry.root]
 
     def render() -> str | None:
@@ -95,8 +101,7 @@ def _definition_candidate(index: WorkspaceIndex, sources: SourceLines, d: Defini
         sources.remember(root, d.entry, key, text)
         return text
 
-    return _Candidate(kind, priority, placement, str(root), d.entry.path, d.line, d.end_line, d.qualified_name,
-                      render)
+    return _Candidate(kind, priority, placement, str(root), d.entry.path, d.line, d.end_line, d.qualified_name, render)
 
 
 def _class_text(scope: ClassScope, language: str, far: list[int]) -> str:
@@ -111,9 +116,17 @@ def _key(d: DefinitionRef) -> tuple[int, str, int]:
     return d.entry.root, d.entry.path, d.line
 
 
-def gather_context(index: WorkspaceIndex, documents: DocumentCache, sources: SourceLines, path: str | Path,
-                   text: str, line: int, character: int, options: ContextOptions | None = None,
-                   gate: Gate | None = None) -> ContextBundle:
+def gather_context(
+    index: WorkspaceIndex,
+    documents: DocumentCache,
+    sources: SourceLines,
+    path: str | Path,
+    text: str,
+    line: int,
+    character: int,
+    options: ContextOptions | None = None,
+    gate: Gate | None = None,
+) -> ContextBundle:
     """Context snippets for a cursor in a document (`path` absolute, `text` the editor's current
     text, `line`/`character` 0-based in code points). `gate` (path, text) -> reason keeps a
     snippet out (for a remote tier): it is listed in `withheld`, without its text."""
@@ -127,19 +140,27 @@ def gather_context(index: WorkspaceIndex, documents: DocumentCache, sources: Sou
     seen: set[tuple[int, str, int]] = set()
     if doc is not None:
         scope = scope_at(doc, line, character)
-        candidates += _structural(index, sources, scope, doc.language, root, rel, current_id, str(path), options,
-                                  seen)
+        candidates += _structural(index, sources, scope, doc.language, root, rel, current_id, str(path), options, seen)
         window_keys = scope.window_keys
     else:
         lines = text.split("\n")
-        window_keys = text_keys("\n".join(lines[max(0, line - 40):line + 10]))
+        window_keys = text_keys("\n".join(lines[max(0, line - 40) : line + 10]))
     candidates += _similar(index, sources, window_keys, current_id, options, seen)
     return _fill(candidates, options, gate)
 
 
-def _structural(index: WorkspaceIndex, sources: SourceLines, scope: CursorScope, language: str, root: int | None,
-                rel: str | None, current_id: int | None, path: str, options: ContextOptions,
-                seen: set[tuple[int, str, int]]) -> list[_Candidate]:
+def _structural(
+    index: WorkspaceIndex,
+    sources: SourceLines,
+    scope: CursorScope,
+    language: str,
+    root: int | None,
+    rel: str | None,
+    current_id: int | None,
+    path: str,
+    options: ContextOptions,
+    seen: set[tuple[int, str, int]],
+) -> list[_Candidate]:
     out: list[_Candidate] = []
     near = {name: i for i, name in enumerate(scope.names)}
     imported: dict[str, DefinitionRef] = {}
@@ -148,8 +169,9 @@ def _structural(index: WorkspaceIndex, sources: SourceLines, scope: CursorScope,
         module_locals.setdefault(base, []).append(attr)
     # 1. imports, in the file's order
     for i, imp in enumerate(scope.imports):
-        local_module = imp.alias or (imp.module.split(".")[0] if language == "python" else
-                                     imp.module.rstrip("/").split("/")[-1])
+        local_module = imp.alias or (
+            imp.module.split(".")[0] if language == "python" else imp.module.rstrip("/").split("/")[-1]
+        )
         wanted = module_locals.get(local_module, ()) if not imp.names else None
         for j, (local, d) in enumerate(resolve_import(index, imp, language, root=root, importer=rel, wanted=wanted)):
             if _key(d) in seen or d.entry.file_id == current_id:
@@ -169,8 +191,19 @@ def _structural(index: WorkspaceIndex, sources: SourceLines, scope: CursorScope,
             def class_text(text: str = text) -> str | None:
                 return text
 
-            out.append(_Candidate("class", (1,), (0,), str(index.roots[root]) if root is not None else "",
-                                  rel or path, enclosing.line, enclosing.line, enclosing.name, class_text))
+            out.append(
+                _Candidate(
+                    "class",
+                    (1,),
+                    (0,),
+                    str(index.roots[root]) if root is not None else "",
+                    rel or path,
+                    enclosing.line,
+                    enclosing.line,
+                    enclosing.name,
+                    class_text,
+                )
+            )
     owner_name = enclosing.name if enclosing is not None else scope.owner
     if scope.owner is not None and enclosing is None:
         owner = imported.get(scope.owner) or by_name(index, scope.owner, importer=rel, root=root)
@@ -197,13 +230,22 @@ def _structural(index: WorkspaceIndex, sources: SourceLines, scope: CursorScope,
             continue
         seen.add(_key(used))
         usages += 1
-        out.append(_definition_candidate(index, sources, used, "usage", (3, rank),
-                                         (used.entry.root, used.entry.path, used.line), options))
+        out.append(
+            _definition_candidate(
+                index, sources, used, "usage", (3, rank), (used.entry.root, used.entry.path, used.line), options
+            )
+        )
     return out
 
 
-def _similar(index: WorkspaceIndex, sources: SourceLines, window_keys: KeyArray, current_id: int | None,
-             options: ContextOptions, seen: set[tuple[int, str, int]]) -> list[_Candidate]:
+def _similar(
+    index: WorkspaceIndex,
+    sources: SourceLines,
+    window_keys: KeyArray,
+    current_id: int | None,
+    options: ContextOptions,
+    seen: set[tuple[int, str, int]],
+) -> list[_Candidate]:
     if options.max_similar <= 0:
         return []
     exclude = [current_id] if current_id is not None else []
@@ -219,8 +261,20 @@ def _similar(index: WorkspaceIndex, sources: SourceLines, window_keys: KeyArray,
             lines = sources.for_entry(root, entry)
             return chunk_text(lines, start, end) if lines is not None else None
 
-        out.append(_Candidate("similar", (5, -score), (entry.root, entry.path, start), str(root), entry.path, start,
-                              end - 1, None, render, score))
+        out.append(
+            _Candidate(
+                "similar",
+                (5, -score),
+                (entry.root, entry.path, start),
+                str(root),
+                entry.path,
+                start,
+                end - 1,
+                None,
+                render,
+                score,
+            )
+        )
     return out
 
 
@@ -248,6 +302,7 @@ def _fill(candidates: list[_Candidate], options: ContextOptions, gate: Gate | No
         files.add(cand.path)
         taken.append((cand, text, cost))
     taken.sort(key=lambda item: (_GROUP[item[0].kind], item[0].placement))
-    snippets = tuple(ContextSnippet(c.root, c.path, c.start, c.end, c.kind, c.symbol, text, cost, c.score)
-                     for c, text, cost in taken)
+    snippets = tuple(
+        ContextSnippet(c.root, c.path, c.start, c.end, c.kind, c.symbol, text, cost, c.score) for c, text, cost in taken
+    )
     return ContextBundle(snippets, tuple(withheld), budget)

@@ -23,8 +23,9 @@ from lsp_server.context.snippets import ContextBundle, Gate, SourceLines
 
 
 class RepositoryContext:
-    def __init__(self, folders: Iterable[str | Path], limits: IndexLimits | None = None,
-                 options: ContextOptions | None = None) -> None:
+    def __init__(
+        self, folders: Iterable[str | Path], limits: IndexLimits | None = None, options: ContextOptions | None = None
+    ) -> None:
         self.index = WorkspaceIndex(folders, limits)
         self.documents = DocumentCache()
         self.sources = SourceLines()
@@ -54,7 +55,15 @@ class RepositoryContext:
     def document_closed(self, path: str | Path) -> None:
         self.documents.forget(str(path))
 
-    def gather(self, path: str | Path, text: str, line: int, character: int, *, budget_tokens: int | None = None,
-               gate: Gate | None = None) -> ContextBundle:
+    def gather(
+        self,
+        path: str | Path,
+        text: str,
+        line: int,
+        character: int,
+        *,
+        budget_tokens: int | None = None,
+        gate: Gate | None = None,
+    ) -> ContextBundle:
         options = self.options if budget_tokens is None else replace(self.options, budget_tokens=budget_tokens)
         return gather_context(self.index, self.documents, self.sources, path, text, line, character, options, gate)

@@ -165,11 +165,11 @@ def header_text(lines: Sequence[bytes], d: DefinitionRef) -> str:
     last = min(d.header_end_line, len(lines) - 1)
     if d.line > last:
         return ""
-    chunk = list(lines[d.line:last + 1])
+    chunk = list(lines[d.line : last + 1])
     chunk[-1] = chunk[-1][: d.header_end_col] if d.header_end_line == last else chunk[-1]
     if chunk[0][: d.start_col].strip():
         # Not the first thing on its line (a field in a one-line struct): cut what precedes it.
-        chunk[0] = chunk[0][d.start_col:]
+        chunk[0] = chunk[0][d.start_col :]
     return "\n".join(_decode(line) for line in chunk).rstrip()
 
 
@@ -226,4 +226,4 @@ def definition_text(lines: Sequence[bytes], d: DefinitionRef, max_members: int =
 
 
 def chunk_text(lines: Sequence[bytes], start: int, end: int) -> str:
-    return "\n".join(_decode(line) for line in lines[start:min(end, start + MAX_SNIPPET_LINES)]).rstrip()
+    return "\n".join(_decode(line) for line in lines[start : min(end, start + MAX_SNIPPET_LINES)]).rstrip()

@@ -19,7 +19,8 @@ IDENTIFIER = re.compile(r"[A-Za-z_$][A-Za-z0-9_$]*")
 
 # Keywords and names so common in every language that they say nothing about which code is
 # similar. Dropping them also keeps the inverted index small (they would be in every chunk).
-STOPWORDS = frozenset("""
+STOPWORDS = frozenset(
+    """
 if else elif for while do return def class import from as in is not and or with try except finally
 raise pass break continue lambda yield async await None True False self cls this super new delete
 function var let const export default extends implements interface enum type typeof instanceof void
@@ -29,7 +30,8 @@ crate where match loop move ref unsafe extern int char float double long short u
 boolean byte string str auto register volatile sizeof typedef union include define ifdef ifndef endif
 namespace template typename using std throw throws catch assert print len get set init main args
 kwargs the to of is be it on at by an
-""".split())
+""".split()
+)
 
 KeyArray = npt.NDArray[np.uint32]
 EMPTY_KEYS: KeyArray = np.zeros(0, dtype=np.uint32)

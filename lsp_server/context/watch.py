@@ -66,9 +66,16 @@ def _watch(index: WorkspaceIndex, stop: threading.Event) -> None:
         return
     try:
         # yield_on_timeout: an empty set after a quiet second, the sign that the watcher is up.
-        for changes in watchfiles.watch(*roots, watch_filter=_Filter(), debounce=index.limits.watch_debounce_ms,
-                                        stop_event=stop, raise_interrupt=False, ignore_permission_denied=True,
-                                        rust_timeout=1000, yield_on_timeout=True):
+        for changes in watchfiles.watch(
+            *roots,
+            watch_filter=_Filter(),
+            debounce=index.limits.watch_debounce_ms,
+            stop_event=stop,
+            raise_interrupt=False,
+            ignore_permission_denied=True,
+            rust_timeout=1000,
+            yield_on_timeout=True,
+        ):
             index.watching.set()
             if changes:
                 _route(index, changes)

@@ -79,8 +79,13 @@ class ProcessParser:
         package_root = str(Path(__file__).resolve().parents[2])
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH", "")) if p)
-        return subprocess.Popen([sys.executable, "-m", "lsp_server.context.worker"], stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
+        return subprocess.Popen(
+            [sys.executable, "-m", "lsp_server.context.worker"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env=env,
+        )
 
     def _call(self, root: str, items: Batch, max_bytes: int) -> list[Result]:
         if self._proc is None or self._proc.poll() is not None:

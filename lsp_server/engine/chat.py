@@ -40,8 +40,15 @@ def gate(engine: Engine, job: ChatJob, tier: TierName, messages: list[ChatMessag
     if tier == LOCAL or policy.keeps_data_home(tier):
         return Gate(messages)
     scanner = engine.state.scanner
-    egress = check_egress(policy, "\n".join(m.content for m in messages), job.path, tier, scanner,
-                          paths=job.paths, derived_from_kept_home=job.derived_from_kept_home)
+    egress = check_egress(
+        policy,
+        "\n".join(m.content for m in messages),
+        job.path,
+        tier,
+        scanner,
+        paths=job.paths,
+        derived_from_kept_home=job.derived_from_kept_home,
+    )
     if not egress.allowed:
         return Gate(None, egress.reasons)
     if egress.redact or decision.redact:
@@ -53,8 +60,9 @@ def gate(engine: Engine, job: ChatJob, tier: TierName, messages: list[ChatMessag
 def judge(engine: Engine, job: ChatJob, raw: str, stop_reason: str) -> tuple[str | None, list[str]]:
     """The post-processed answer and the checks it fails (empty: a good answer)."""
     text = job.postprocess(raw) if stop_reason != "cancelled" else None
-    failed = verify(text, engine.policy.escalation.verify, kind=job.kind, language=job.language,
-                    original_length=job.original_length)
+    failed = verify(
+        text, engine.policy.escalation.verify, kind=job.kind, language=job.language, original_length=job.original_length
+    )
     if job.extra_check is not None and text is not None:
         failed += job.extra_check(text)
     return text, failed
@@ -71,9 +79,17 @@ async def run_chat(engine: Engine, job: ChatJob, cancel: CancelToken | None = No
     max_tokens = job.max_tokens or engine.config.assist.max_tokens
     request_id = new_request_id()
     messages = job.messages
-    decision = engine.decide(RouteRequest(
-        task=job.task, text="\n".join(m.content for m in messages), path=job.path, auto_apply=job.auto_apply,
-        latency=job.latency, paths=job.paths, derived_from_kept_home=job.derived_from_kept_home))
+    decision = engine.decide(
+        RouteRequest(
+            task=job.task,
+            text="\n".join(m.content for m in messages),
+            path=job.path,
+            auto_apply=job.auto_apply,
+            latency=job.latency,
+            paths=job.paths,
+            derived_from_kept_home=job.derived_from_kept_home,
+        )
+    )
     if decision.blocked:
         return blocked(engine, job, decision, request_id)
     sensitive_source = decision.sensitivity == "sensitive"
@@ -89,7 +105,7 @@ async def run_chat(engine: Engine, job: ChatJob, cancel: CancelToken | None = No
     index = 0
 
     def fall_back_local() -> None:
-        if LOCAL not in tiers[index + 1:] and best is None:
+        if LOCAL not in tiers[index + 1 :] and best is None:
             tiers.append(LOCAL)
 
     while index < len(tiers) and len(attempts) < policy.escalation.max_attempts:
@@ -102,8 +118,9 @@ async def run_chat(engine: Engine, job: ChatJob, cancel: CancelToken | None = No
         outgoing = gated.messages
         fits, reservation = await engine.reserve_budget(tier, outgoing, max_tokens)
         if not fits:
-            decision = decision.model_copy(update={"reasons": [
-                *decision.reasons, f"budget: the daily cap leaves no room for a {tier} call"]})
+            decision = decision.model_copy(
+                update={"reasons": [*decision.reasons, f"budget: the daily cap leaves no room for a {tier} call"]}
+            )
             fall_back_local()
             index += 1
             continue
@@ -111,11 +128,24 @@ async def run_chat(engine: Engine, job: ChatJob, cancel: CancelToken | None = No
         remaining = max(deadline - time.monotonic(), 0.5)
         try:
             generation, attempt = await engine.chat_on(
-                tier, outgoing, max_tokens, cancel, time_limit_s=remaining if tier == LOCAL else None,
-                document=job.document if outgoing is messages else None)
+                tier,
+                outgoing,
+                max_tokens,
+                cancel,
+                time_limit_s=remaining if tier == LOCAL else None,
+                document=job.document if outgoing is messages else None,
+            )
         except asyncio.CancelledError:
-            attempts.append(Attempt(tier, decision.backend, decision.model, "cancelled", Usage(),
-                                    (time.perf_counter() - started) * 1000.0))
+            attempts.append(
+                Attempt(
+                    tier,
+                    decision.backend,
+                    decision.model,
+                    "cancelled",
+                    Usage(),
+                    (time.perf_counter() - started) * 1000.0,
+                )
+            )
             engine.settle(request_id, len(attempts), job.task, attempts[-1], decision, reservation)
             raise
         except (BackendError, OSError) as error:
@@ -130,8 +160,9 @@ async def run_chat(engine: Engine, job: ChatJob, cancel: CancelToken | None = No
             best, best_tier = text, tier
         has_next = index + 1 < len(tiers) and len(attempts) + 1 < policy.escalation.max_attempts
         if failed_checks and has_next and time.monotonic() < deadline:
-            attempt = dataclasses.replace(attempt, outcome="escalated",
-                                          escalation_reason="verify_failed:" + "+".join(failed_checks))
+            attempt = dataclasses.replace(
+                attempt, outcome="escalated", escalation_reason="verify_failed:" + "+".join(failed_checks)
+            )
             attempts.append(attempt)
             engine.settle(request_id, len(attempts), job.task, attempt, decision, reservation)
             current = job.retry(text or "", failed_checks)
@@ -149,7 +180,9 @@ async def run_chat(engine: Engine, job: ChatJob, cancel: CancelToken | None = No
     if best is None and attempts and all(a.outcome in ("failed", "cancelled") for a in attempts):
         kinds = ", ".join(f"{a.tier}: {a.error_kind or a.outcome}" for a in attempts)
         error = f"no tier could answer ({kinds})"
-    kept_home = best is not None and (sensitive_source or job.derived_from_kept_home) and \
-        policy.keeps_data_home(best_tier)
-    return AssistResult(best, decision, attempts, request_id, low_confidence=low_confidence, error=error,
-                        kept_home=kept_home)
+    kept_home = (
+        best is not None and (sensitive_source or job.derived_from_kept_home) and policy.keeps_data_home(best_tier)
+    )
+    return AssistResult(
+        best, decision, attempts, request_id, low_confidence=low_confidence, error=error, kept_home=kept_home
+    )

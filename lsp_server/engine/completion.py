@@ -39,8 +39,13 @@ class _NoScan:
 NO_SCAN = _NoScan()
 
 # Speculative completions never leave the machine and are not requests yet.
-LOCAL_ONLY = Decision(task="completion", tier=LOCAL, backend="llama_cpp", model="local",
-                      reasons=["speculative: prepared locally for after an accept"])
+LOCAL_ONLY = Decision(
+    task="completion",
+    tier=LOCAL,
+    backend="llama_cpp",
+    model="local",
+    reasons=["speculative: prepared locally for after an accept"],
+)
 
 
 @dataclass(frozen=True)
@@ -53,15 +58,20 @@ class Escalation:
 
 def completion_decision(engine: Engine, job: CompletionJob) -> Decision:
     policy = engine.policy
-    quick = decide(policy, RouteRequest(task="completion", path=job.path), NO_SCAN,  # type: ignore[arg-type]
-                   unavailable=engine.state.unavailable())
+    quick = decide(
+        policy,
+        RouteRequest(task="completion", path=job.path),
+        NO_SCAN,  # type: ignore[arg-type]
+        unavailable=engine.state.unavailable(),
+    )
     if quick.tier == LOCAL and quick.escalate_to is None:
         return quick  # nothing can leave the machine: skip the content scan
     return engine.decide(RouteRequest(task="completion", text=job.route_window(), path=job.path))
 
 
-async def complete(engine: Engine, job: CompletionJob, cancel: CancelToken | None = None, *,
-                   speculative: bool = False) -> CompletionResult:
+async def complete(
+    engine: Engine, job: CompletionJob, cancel: CancelToken | None = None, *, speculative: bool = False
+) -> CompletionResult:
     """A speculative completion (prepared before anyone asked) stays local and writes no
     ledger row; the row is written when it is served from the cache."""
     started = time.perf_counter()
@@ -77,24 +87,51 @@ async def complete(engine: Engine, job: CompletionJob, cancel: CancelToken | Non
         # $/cancelRequest: the attempt still gets its row, with what it had done.
         done = cancel.generation if cancel is not None else None
         if not speculative:
-            engine.settle(request_id, 1, "completion", Attempt(
-                LOCAL, local.name, local.model_name, "cancelled", done.usage if done is not None else Usage(),
-                (time.perf_counter() - started) * 1000.0), decision)
+            engine.settle(
+                request_id,
+                1,
+                "completion",
+                Attempt(
+                    LOCAL,
+                    local.name,
+                    local.model_name,
+                    "cancelled",
+                    done.usage if done is not None else Usage(),
+                    (time.perf_counter() - started) * 1000.0,
+                ),
+                decision,
+            )
         raise
     generation = outcome.generation
     text = outcome.text
-    attempt = Attempt(LOCAL, local.name, local.model_name,
-                      "cancelled" if generation.stop_reason == "cancelled" else "ok", generation.usage,
-                      (time.perf_counter() - started) * 1000.0)
+    attempt = Attempt(
+        LOCAL,
+        local.name,
+        local.model_name,
+        "cancelled" if generation.stop_reason == "cancelled" else "ok",
+        generation.usage,
+        (time.perf_counter() - started) * 1000.0,
+    )
     escalation = engine.policy.escalation
     escalated = low_confidence = False
     target = decision.escalate_to
-    if (text is not None and target
-            and not completion_confident(generation.mean_logprob, escalation.completion_min_mean_logprob,
-                                         token_logprobs=generation.token_logprobs,
-                                         min_token_threshold=escalation.completion_min_token_logprob)):
-        engine.settle(request_id, 1, "completion", dataclasses.replace(
-            attempt, outcome="escalated", escalation_reason="low_confidence"), decision)
+    if (
+        text is not None
+        and target
+        and not completion_confident(
+            generation.mean_logprob,
+            escalation.completion_min_mean_logprob,
+            token_logprobs=generation.token_logprobs,
+            min_token_threshold=escalation.completion_min_token_logprob,
+        )
+    ):
+        engine.settle(
+            request_id,
+            1,
+            "completion",
+            dataclasses.replace(attempt, outcome="escalated", escalation_reason="low_confidence"),
+            decision,
+        )
         remote = await escalate_completion(engine, job, decision, request_id)
         if remote.text is not None:
             text, escalated = remote.text, True
@@ -124,15 +161,27 @@ async def complete(engine: Engine, job: CompletionJob, cancel: CancelToken | Non
 def cached_completion(engine: Engine, path: str, text: str, started: float, *, typed: int = 0) -> CompletionResult:
     """A suggestion served from the cache: no model ran, but it is a request like any other."""
     request_id = new_request_id()
-    decision = decide(engine.policy, RouteRequest(task="completion", path=path), NO_SCAN,  # type: ignore[arg-type]
-                      unavailable=engine.state.unavailable())
+    decision = decide(
+        engine.policy,
+        RouteRequest(task="completion", path=path),
+        NO_SCAN,  # type: ignore[arg-type]
+        unavailable=engine.state.unavailable(),
+    )
     latency_ms = (time.perf_counter() - started) * 1000.0
     model = engine.local.model_name
     engine.settle(request_id, 1, "completion", Attempt(LOCAL, "cache", model, "ok", Usage(), latency_ms), decision)
     return CompletionResult(
-        text=text, tier=LOCAL, backend="cache", model=model, usage=Usage(),
-        stop_reason="cache", latency_ms=latency_ms, prompt_mode="cache",
-        extra={"typed_through": float(typed)}, request_id=request_id)
+        text=text,
+        tier=LOCAL,
+        backend="cache",
+        model=model,
+        usage=Usage(),
+        stop_reason="cache",
+        latency_ms=latency_ms,
+        prompt_mode="cache",
+        extra={"typed_through": float(typed)},
+        request_id=request_id,
+    )
 
 
 async def escalate_completion(engine: Engine, job: CompletionJob, decision: Decision, request_id: str) -> Escalation:

@@ -69,8 +69,11 @@ class Engine:
         self.recorder = LedgerRecorder(self.sink, lambda: self.policy)
         self.observers: list[AttemptObserver] = [self.recorder]
         self.on_remote_unreachable = on_remote_unreachable
-        self.local: LlamaCppBackend = local if local is not None else build_local(
-            self._resolve, n_ctx=config.n_ctx, threads=config.threads, gpu_layers=config.gpu_layers)
+        self.local: LlamaCppBackend = (
+            local
+            if local is not None
+            else build_local(self._resolve, n_ctx=config.n_ctx, threads=config.threads, gpu_layers=config.gpu_layers)
+        )
 
     # -- setup ---------------------------------------------------------------------
 
@@ -121,8 +124,15 @@ class Engine:
         self.observers.append(observer)
         return lambda: self.observers.remove(observer)
 
-    def settle(self, request_id: str, number: int, task: TaskType, attempt: Attempt, decision: Decision,
-               reservation: BudgetHold | None = None) -> None:
+    def settle(
+        self,
+        request_id: str,
+        number: int,
+        task: TaskType,
+        attempt: Attempt,
+        decision: Decision,
+        reservation: BudgetHold | None = None,
+    ) -> None:
         """An attempt's outcome is known: every observer hears of it once."""
         event = AttemptEvent(request_id, number, task, attempt, decision, reservation)
         for observer in self.observers:
@@ -148,8 +158,9 @@ class Engine:
             cap = self.policy.budget.daily_usd
             return cap if cap is not None else 0.0
 
-    async def reserve_budget(self, tier: TierName, messages: list[ChatMessage], max_tokens: int
-                             ) -> tuple[bool, BudgetHold | None]:
+    async def reserve_budget(
+        self, tier: TierName, messages: list[ChatMessage], max_tokens: int
+    ) -> tuple[bool, BudgetHold | None]:
         """Hold the worst-case cost of a paid call against the caps in force (this developer's,
         the team's), atomically across requests, processes and developers; (False, None) when
         it does not fit."""
@@ -164,14 +175,25 @@ class Engine:
         state = self.state
         paid_possible = self.policy.budget.daily_usd is not None
         spend = self.spend_today_usd() if paid_possible else 0.0
-        return decide(state.policy, request, state.scanner if scan else None, spend_today_usd=spend,
-                      unavailable=state.unavailable())
+        return decide(
+            state.policy,
+            request,
+            state.scanner if scan else None,
+            spend_today_usd=spend,
+            unavailable=state.unavailable(),
+        )
 
     # -- one attempt on one tier ---------------------------------------------------
 
-    async def chat_on(self, tier: TierName, messages: list[ChatMessage], max_tokens: int,
-                      cancel: CancelToken | None, time_limit_s: float | None = None,
-                      document: DocumentPrompt | None = None) -> tuple[Generation, Attempt]:
+    async def chat_on(
+        self,
+        tier: TierName,
+        messages: list[ChatMessage],
+        max_tokens: int,
+        cancel: CancelToken | None,
+        time_limit_s: float | None = None,
+        document: DocumentPrompt | None = None,
+    ) -> tuple[Generation, Attempt]:
         started = time.perf_counter()
         request = ChatRequest(messages, max_tokens=max_tokens, time_limit_s=time_limit_s)
         if tier == LOCAL:
@@ -187,8 +209,16 @@ class Engine:
             backend_name, model = backend.name, backend.model
             generation = await backend.chat(request, cancel)
         cost, frontier_cost = price_costs(self.policy, tier, generation.usage)
-        attempt = Attempt(tier, backend_name, model, "ok", generation.usage,
-                          (time.perf_counter() - started) * 1000.0, cost, frontier_cost)
+        attempt = Attempt(
+            tier,
+            backend_name,
+            model,
+            "ok",
+            generation.usage,
+            (time.perf_counter() - started) * 1000.0,
+            cost,
+            frontier_cost,
+        )
         return generation, attempt
 
     def failed_attempt(self, tier: TierName, error: Exception, started: float) -> Attempt:
@@ -196,9 +226,15 @@ class Engine:
         kind = error.kind if isinstance(error, ProviderError) else type(error).__name__
         if isinstance(error, ProviderError) and self.on_remote_unreachable is not None:
             self.on_remote_unreachable(tier, str(error))  # the user hears once per tier (the server de-duplicates)
-        return Attempt(tier, backend.name if backend else self.local.name,
-                       backend.model if backend else self.local.model_name, "failed", Usage(),
-                       (time.perf_counter() - started) * 1000.0, error_kind=safe_reason(kind).replace(" ", "_"))
+        return Attempt(
+            tier,
+            backend.name if backend else self.local.name,
+            backend.model if backend else self.local.model_name,
+            "failed",
+            Usage(),
+            (time.perf_counter() - started) * 1000.0,
+            error_kind=safe_reason(kind).replace(" ", "_"),
+        )
 
     # -- requests ------------------------------------------------------------------
 
@@ -206,8 +242,9 @@ class Engine:
         """Any chat task: routed, verified, escalated (egress re-checked), recorded per attempt."""
         return await chat.run_chat(self, job, cancel)
 
-    async def complete(self, job: CompletionJob, cancel: CancelToken | None = None, *,
-                       speculative: bool = False) -> CompletionResult:
+    async def complete(
+        self, job: CompletionJob, cancel: CancelToken | None = None, *, speculative: bool = False
+    ) -> CompletionResult:
         """An inline completion: local first; escalated only when the policy allows it."""
         return await completion.complete(self, job, cancel, speculative=speculative)
 
@@ -217,8 +254,9 @@ class Engine:
     def completion_decision(self, job: CompletionJob) -> Decision:
         return completion.completion_decision(self, job)
 
-    async def escalate_completion(self, job: CompletionJob, decision: Decision, request_id: str
-                                  ) -> completion.Escalation:
+    async def escalate_completion(
+        self, job: CompletionJob, decision: Decision, request_id: str
+    ) -> completion.Escalation:
         return await completion.escalate_completion(self, job, decision, request_id)
 
     # -- lifecycle -----------------------------------------------------------------

@@ -48,8 +48,11 @@ class ChatJob:
         if self.retry_messages is not None:
             return self.retry_messages(draft, failed)
         note = ", ".join(failed) or "low confidence"
-        return [*self.messages, ChatMessage("assistant", draft),
-                ChatMessage("user", f"That answer failed automatic checks ({note}). Please answer again, correctly.")]
+        return [
+            *self.messages,
+            ChatMessage("assistant", draft),
+            ChatMessage("user", f"That answer failed automatic checks ({note}). Please answer again, correctly."),
+        ]
 
 
 class LocalCompletion(Protocol):

@@ -31,18 +31,29 @@ def stop_at_blank_line(stops: tuple[str, ...]) -> StopCheck | None:
     return check
 
 
-async def continue_document(backend: LlamaCppBackend, document: DocumentPrompt, max_tokens: int,
-                            time_limit_s: float | None, cancel: CancelToken | None) -> Generation:
+async def continue_document(
+    backend: LlamaCppBackend,
+    document: DocumentPrompt,
+    max_tokens: int,
+    time_limit_s: float | None,
+    cancel: CancelToken | None,
+) -> Generation:
     """A base model (no chat template) continues a document instead of following a chat."""
     max_tokens = min(max_tokens, document.max_tokens or max_tokens)
     budget = backend.n_ctx - max_tokens - 8
     head = [backend.bos] if backend.bos is not None else []
     tokens = head + backend.tokenize_text(document.text)
     if len(tokens) > budget:  # keep the end: it holds the cue the model continues from
-        tokens = head + tokens[len(tokens) - budget + len(head):]
-    generation = await backend.generate(GenerationRequest(
-        prompt_tokens=tokens, max_tokens=max_tokens, time_limit_s=time_limit_s,
-        stop=stop_on_repetition(stop_at_blank_line(document.stops))), cancel)
+        tokens = head + tokens[len(tokens) - budget + len(head) :]
+    generation = await backend.generate(
+        GenerationRequest(
+            prompt_tokens=tokens,
+            max_tokens=max_tokens,
+            time_limit_s=time_limit_s,
+            stop=stop_on_repetition(stop_at_blank_line(document.stops)),
+        ),
+        cancel,
+    )
     generation.text = document.answer_prefix + generation.text
     return generation
 

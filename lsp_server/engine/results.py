@@ -96,8 +96,14 @@ class AssistResult:
             "latency_ms": round(sum(a.latency_ms for a in self.attempts), 1),
             "cost_usd": round(sum(a.cost_usd for a in self.attempts), 6),
             "attempts": [
-                {"tier": a.tier, "model": a.model, "outcome": a.outcome, "escalation_reason": a.escalation_reason,
-                 "error_kind": a.error_kind, "latency_ms": round(a.latency_ms, 1)}
+                {
+                    "tier": a.tier,
+                    "model": a.model,
+                    "outcome": a.outcome,
+                    "escalation_reason": a.escalation_reason,
+                    "error_kind": a.error_kind,
+                    "latency_ms": round(a.latency_ms, 1),
+                }
                 for a in self.attempts
             ],
         }

@@ -14,14 +14,14 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from lsp_server.routing.escalation import verify
-from lsp_server.tiers import TierName
 from lsp_server.eval.execution import DEFAULT_TIMEOUT_S, run_programs
 from lsp_server.eval.humaneval import InfillTask, KindChoice, sample_tasks
 from lsp_server.eval.metrics import edit_similarity, exact_match
 from lsp_server.eval.results import CompletionReport, TaskOutcome, Variant, summarise
 from lsp_server.eval.runner import CompletionRunner, Produced
 from lsp_server.eval.sandbox import Sandbox, require_sandbox
+from lsp_server.routing.escalation import verify
+from lsp_server.tiers import TierName
 
 # (phase, done, total): the CLI turns this into a progress bar.
 Progress = Callable[[str, int, int], None]
@@ -70,8 +70,12 @@ def canonical_answers(tasks: Sequence[InfillTask]) -> list[Produced]:
     return [Produced(text=task.middle, tier="reference", latency_ms=0.0, stop_reason="reference") for task in tasks]
 
 
-async def generate(runner: CompletionRunner, tasks: Sequence[InfillTask], variants: Sequence[Variant],
-                   progress: Progress = _no_progress) -> dict[Variant, list[Produced]]:
+async def generate(
+    runner: CompletionRunner,
+    tasks: Sequence[InfillTask],
+    variants: Sequence[Variant],
+    progress: Progress = _no_progress,
+) -> dict[Variant, list[Produced]]:
     produced: dict[Variant, list[Produced]] = {variant: [] for variant in variants}
     total = len(tasks) * len(variants)
     done = 0
@@ -85,12 +89,21 @@ async def generate(runner: CompletionRunner, tasks: Sequence[InfillTask], varian
     return produced
 
 
-def score(tasks: Sequence[InfillTask], produced: dict[Variant, list[Produced]], *, jobs: int = 1,
-          timeout_s: float = DEFAULT_TIMEOUT_S, sandbox: Sandbox | None = None,
-          progress: Progress = _no_progress) -> list[TaskOutcome]:
+def score(
+    tasks: Sequence[InfillTask],
+    produced: dict[Variant, list[Produced]],
+    *,
+    jobs: int = 1,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    sandbox: Sandbox | None = None,
+    progress: Progress = _no_progress,
+) -> list[TaskOutcome]:
     """Run every completed program with its tests and score each answer."""
-    pairs = [(variant, task, answer) for variant, answers in produced.items()
-             for task, answer in zip(tasks, answers, strict=True)]
+    pairs = [
+        (variant, task, answer)
+        for variant, answers in produced.items()
+        for task, answer in zip(tasks, answers, strict=True)
+    ]
     total = len(pairs)
     done = 0
     lock = threading.Lock()  # programs finish on several executor threads
@@ -102,38 +115,46 @@ def score(tasks: Sequence[InfillTask], produced: dict[Variant, list[Produced]], 
             done += 1
             progress("running tests", done, total)
 
-    runs = run_programs([task.program(answer.text) for _, task, answer in pairs], jobs=jobs, timeout_s=timeout_s,
-                        sandbox=sandbox, on_done=tick)
+    runs = run_programs(
+        [task.program(answer.text) for _, task, answer in pairs],
+        jobs=jobs,
+        timeout_s=timeout_s,
+        sandbox=sandbox,
+        on_done=tick,
+    )
     outcomes = []
     for (variant, task, answer), run in zip(pairs, runs, strict=True):
         error = run.detail if not run.passed else (answer.error or "")
-        outcomes.append(TaskOutcome(
-            task_id=task.task_id,
-            problem_id=task.problem_id,
-            kind=task.kind,
-            variant=variant,
-            tier=answer.tier,
-            completion=answer.text,
-            expected=task.middle,
-            passed=run.passed,
-            status=run.status,
-            error=error[:500],
-            exact_match=exact_match(answer.text, task.middle),
-            edit_similarity=round(edit_similarity(answer.text, task.middle), 4),
-            latency_ms=round(answer.latency_ms, 1),
-            prompt_tokens=answer.prompt_tokens,
-            completion_tokens=answer.completion_tokens,
-            cost_usd=answer.cost_usd,
-            stop_reason=answer.stop_reason,
-            mean_logprob=answer.mean_logprob,
-            min_logprob=answer.min_logprob,
-            verify_failed=syntax_checks(task, answer.text),
-        ))
+        outcomes.append(
+            TaskOutcome(
+                task_id=task.task_id,
+                problem_id=task.problem_id,
+                kind=task.kind,
+                variant=variant,
+                tier=answer.tier,
+                completion=answer.text,
+                expected=task.middle,
+                passed=run.passed,
+                status=run.status,
+                error=error[:500],
+                exact_match=exact_match(answer.text, task.middle),
+                edit_similarity=round(edit_similarity(answer.text, task.middle), 4),
+                latency_ms=round(answer.latency_ms, 1),
+                prompt_tokens=answer.prompt_tokens,
+                completion_tokens=answer.completion_tokens,
+                cost_usd=answer.cost_usd,
+                stop_reason=answer.stop_reason,
+                mean_logprob=answer.mean_logprob,
+                min_logprob=answer.min_logprob,
+                verify_failed=syntax_checks(task, answer.text),
+            )
+        )
     return outcomes
 
 
-async def run_completion_eval(options: CompletionOptions, runner: CompletionRunner | None,
-                              progress: Progress = _no_progress) -> tuple[CompletionReport, list[TaskOutcome]]:
+async def run_completion_eval(
+    options: CompletionOptions, runner: CompletionRunner | None, progress: Progress = _no_progress
+) -> tuple[CompletionReport, list[TaskOutcome]]:
     """Sample tasks, generate (unless canonical), score, summarise."""
     started = time.perf_counter()
     sandbox = options.sandbox or require_sandbox()  # before the model loads: refuse early
@@ -148,11 +169,15 @@ async def run_completion_eval(options: CompletionOptions, runner: CompletionRunn
         await runner.start()
         produced = await generate(runner, tasks, variants, progress)
         tier, model, mode = options.tier, runner.model_name, runner.prompt_mode
-    outcomes = score(tasks, produced, jobs=options.jobs, timeout_s=options.timeout_s, sandbox=sandbox,
-                     progress=progress)
+    outcomes = score(
+        tasks, produced, jobs=options.jobs, timeout_s=options.timeout_s, sandbox=sandbox, progress=progress
+    )
     kinds = ["single", "multi"] if options.kind == "both" else []
-    summaries = [summarise(outcomes, variant, kind, tier if variant != "raw" else "local")  # type: ignore[arg-type]
-                 for variant in variants for kind in ["all", *kinds]]
+    summaries = [
+        summarise(outcomes, variant, kind, tier if variant != "raw" else "local")  # type: ignore[arg-type]
+        for variant in variants
+        for kind in ["all", *kinds]
+    ]
     report = CompletionReport(
         tier=tier,
         model=model,

@@ -19,14 +19,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 
-from lsp_server.routing.policy import Policy
-from lsp_server.tiers import TierName
 from lsp_server.eval.completion_eval import Progress, _no_progress, generate, machine_label, score
 from lsp_server.eval.humaneval import sample_tasks
 from lsp_server.eval.metrics import RouterCurve, apgr, auroc, cpt, escalation_curve, oracle_confidence
 from lsp_server.eval.results import CurvePointOut, EscalationReport, SignalScore, SweepPoint, TaskOutcome, Variant
 from lsp_server.eval.runner import CompletionRunner, Produced
 from lsp_server.eval.sandbox import Sandbox, require_sandbox
+from lsp_server.routing.policy import Policy
+from lsp_server.tiers import TierName
 
 DEFAULT_TARGET_RATE = 0.2
 THRESHOLD_DECIMALS = 3
@@ -54,10 +54,14 @@ def _min(outcome: TaskOutcome) -> float:
 SIGNALS: tuple[Signal, ...] = (
     Signal("mean_logprob", "mean token log-probability (what the policy threshold uses)", _mean),
     Signal("min_logprob", "lowest token log-probability", _min),
-    Signal("verifier", "escalation verifiers: non_empty on the text, syntax of the file with it inserted",
-           lambda o: -float(len(o.verify_failed))),
-    Signal("mean_logprob+verifier", "verifier failures first, then by mean log-probability",
-           lambda o: _min_if_failed(o)),
+    Signal(
+        "verifier",
+        "escalation verifiers: non_empty on the text, syntax of the file with it inserted",
+        lambda o: -float(len(o.verify_failed)),
+    ),
+    Signal(
+        "mean_logprob+verifier", "verifier failures first, then by mean log-probability", lambda o: _min_if_failed(o)
+    ),
 )
 
 
@@ -78,8 +82,9 @@ def strong_tier_of(policy: Policy, requested: str | None) -> TierName | None:
     return None
 
 
-def _score_signal(signal: Signal, local: Sequence[TaskOutcome], strong: Sequence[float]
-                  ) -> tuple[SignalScore, RouterCurve]:
+def _score_signal(
+    signal: Signal, local: Sequence[TaskOutcome], strong: Sequence[float]
+) -> tuple[SignalScore, RouterCurve]:
     confidence = [signal.confidence(o) for o in local]
     weak = [1.0 if o.passed else 0.0 for o in local]
     curve = escalation_curve(confidence, weak, strong)
@@ -114,8 +119,14 @@ def threshold_sweep(local: Sequence[TaskOutcome], strong: Sequence[float]) -> li
         escalated = [bool(o.completion) and o.mean_logprob is not None and o.mean_logprob < threshold for o in local]
         quality = math.fsum(s if e else w for e, s, w in zip(escalated, strong, weak)) / len(local)
         base = math.fsum(weak) / len(local)
-        points.append(SweepPoint(threshold=threshold, escalation_rate=round(sum(escalated) / len(local), 4),
-                                 pass_at_1=round(quality, 4), pgr=_round((quality - base) / gap) if gap > 0 else None))
+        points.append(
+            SweepPoint(
+                threshold=threshold,
+                escalation_rate=round(sum(escalated) / len(local), 4),
+                pass_at_1=round(quality, 4),
+                pgr=_round((quality - base) / gap) if gap > 0 else None,
+            )
+        )
     return points
 
 
@@ -131,15 +142,17 @@ def policy_snippet(threshold: float | None, strong_tier: str | None) -> str:
     if threshold is None:
         return "# no threshold keeps the escalation rate under the target on these tasks"
     target = strong_tier or "frontier"
-    return ("[escalation]\n"
-            f"completion_min_mean_logprob = {threshold}\n"
-            "\n"
-            "# completions escalate only under a rule with escalate_to, e.g.\n"
-            "# [[rules]]\n"
-            "# name = \"completions start local\"\n"
-            "# task = [\"completion\"]\n"
-            "# route = \"local\"\n"
-            f"# escalate_to = \"{target}\"")
+    return (
+        "[escalation]\n"
+        f"completion_min_mean_logprob = {threshold}\n"
+        "\n"
+        "# completions escalate only under a rule with escalate_to, e.g.\n"
+        "# [[rules]]\n"
+        "# name = \"completions start local\"\n"
+        "# task = [\"completion\"]\n"
+        "# route = \"local\"\n"
+        f"# escalate_to = \"{target}\""
+    )
 
 
 @dataclass(frozen=True)
@@ -154,8 +167,12 @@ class EscalationOptions:
     sandbox: Sandbox | None = None  # None: the bubblewrap sandbox, required
 
 
-async def _strong_outcomes(strong: CompletionRunner, tasks, options: EscalationOptions,  # type: ignore[no-untyped-def]
-                           progress: Progress) -> tuple[list[TaskOutcome] | None, str]:
+async def _strong_outcomes(
+    strong: CompletionRunner,
+    tasks,
+    options: EscalationOptions,  # type: ignore[no-untyped-def]
+    progress: Progress,
+) -> tuple[list[TaskOutcome] | None, str]:
     """The strong tier's outcomes, or None with the reason it could not be measured."""
     try:
         await strong.start()
@@ -166,21 +183,27 @@ async def _strong_outcomes(strong: CompletionRunner, tasks, options: EscalationO
         return None, f"{strong.tier} is not reachable ({first.error})"
     rest = await generate(strong, tasks[1:], ["pipeline"], progress)
     produced: dict[Variant, list[Produced]] = {"pipeline": [first, *rest["pipeline"]]}
-    outcomes = score(tasks, produced, jobs=options.jobs, timeout_s=options.timeout_s, sandbox=options.sandbox,
-                     progress=progress)
+    outcomes = score(
+        tasks, produced, jobs=options.jobs, timeout_s=options.timeout_s, sandbox=options.sandbox, progress=progress
+    )
     return outcomes, f"measured on {strong.tier} ({strong.model_name})"
 
 
-async def run_escalation_eval(options: EscalationOptions, local: CompletionRunner, strong: CompletionRunner | None,
-                              progress: Progress = _no_progress) -> EscalationReport:
+async def run_escalation_eval(
+    options: EscalationOptions,
+    local: CompletionRunner,
+    strong: CompletionRunner | None,
+    progress: Progress = _no_progress,
+) -> EscalationReport:
     started = time.perf_counter()
     sandbox = options.sandbox or require_sandbox()  # before the model loads: refuse early
     options = dataclasses.replace(options, sandbox=sandbox)
     tasks = sample_tasks(options.kind, options.limit, options.seed)  # type: ignore[arg-type]
     await local.start()
     produced = await generate(local, tasks, ["pipeline"], progress)
-    local_outcomes = score(tasks, produced, jobs=options.jobs, timeout_s=options.timeout_s, sandbox=options.sandbox,
-                           progress=progress)
+    local_outcomes = score(
+        tasks, produced, jobs=options.jobs, timeout_s=options.timeout_s, sandbox=options.sandbox, progress=progress
+    )
 
     strong_outcomes: list[TaskOutcome] | None = None
     note = "no stronger tier is configured in the policy"
@@ -201,10 +224,14 @@ async def run_escalation_eval(options: EscalationOptions, local: CompletionRunne
         curves[signal.name] = _points(curve)
     weak = [1.0 if o.passed else 0.0 for o in local_outcomes]
     oracle_curve = escalation_curve(oracle_confidence(weak, strong_scores), weak, strong_scores)
-    oracle = SignalScore(signal="oracle", description="knows every outcome: escalates exactly the tasks it gains on",
-                         auroc_failure=None,
-                         apgr=_round(apgr(oracle_curve)), cpt50=_round(cpt(oracle_curve, 0.5)),
-                         cpt80=_round(cpt(oracle_curve, 0.8)))
+    oracle = SignalScore(
+        signal="oracle",
+        description="knows every outcome: escalates exactly the tasks it gains on",
+        auroc_failure=None,
+        apgr=_round(apgr(oracle_curve)),
+        cpt50=_round(cpt(oracle_curve, 0.5)),
+        cpt80=_round(cpt(oracle_curve, 0.8)),
+    )
     curves["oracle"] = _points(oracle_curve)
     if oracle.apgr is not None and oracle.apgr > 0.5:
         for signal_score in scores:

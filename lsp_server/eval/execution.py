@@ -53,8 +53,17 @@ def python_args(sandbox: Sandbox, folder: Path, timeout_s: float) -> list[str]:
     # The limits are set by the child itself, before the program: a preexec_fn would run
     # between fork and exec in a process with threads (the model's), which can deadlock.
     # -S: the program needs the standard library only, not whatever site-packages hold.
-    return ["-I", "-S", "-c", guard_source(), str(int(timeout_s) + 1), str(MEMORY_LIMIT_BYTES),
-            str(FILE_SIZE_LIMIT_BYTES), str(sandbox.process_limit), sandbox.workdir(folder)]
+    return [
+        "-I",
+        "-S",
+        "-c",
+        guard_source(),
+        str(int(timeout_s) + 1),
+        str(MEMORY_LIMIT_BYTES),
+        str(FILE_SIZE_LIMIT_BYTES),
+        str(sandbox.process_limit),
+        sandbox.workdir(folder),
+    ]
 
 
 def _tail(path: Path) -> str:
@@ -65,8 +74,9 @@ def _tail(path: Path) -> str:
     return data[-OUTPUT_TAIL_CHARS:].decode("utf-8", "replace").strip()
 
 
-def run_program(source: str, timeout_s: float = DEFAULT_TIMEOUT_S, *,
-                sandbox: Sandbox | None = None) -> ExecutionResult:
+def run_program(
+    source: str, timeout_s: float = DEFAULT_TIMEOUT_S, *, sandbox: Sandbox | None = None
+) -> ExecutionResult:
     """Run `source` (the program and its `check(...)` call); passed means exit status 0.
 
     Without `sandbox`, the bubblewrap sandbox is required (SandboxUnavailable otherwise)."""
@@ -79,8 +89,16 @@ def run_program(source: str, timeout_s: float = DEFAULT_TIMEOUT_S, *,
         # Output goes to files, not pipes: a program printing forever cannot fill our memory,
         # and the file-size limit stops it.
         with open(folder / "stdout", "wb") as out, open(folder / "stderr", "wb") as err:
-            process = subprocess.Popen(launch.argv, cwd=launch.cwd, env=launch.env, stdin=subprocess.DEVNULL,
-                                       stdout=out, stderr=err, pass_fds=launch.pass_fds, start_new_session=True)
+            process = subprocess.Popen(
+                launch.argv,
+                cwd=launch.cwd,
+                env=launch.env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+                pass_fds=launch.pass_fds,
+                start_new_session=True,
+            )
             try:
                 code = process.wait(timeout=timeout_s)
             except subprocess.TimeoutExpired:
@@ -107,8 +125,14 @@ def _kill_group(process: subprocess.Popen[bytes]) -> None:
     process.wait()
 
 
-def run_programs(sources: Sequence[str], *, jobs: int = 1, timeout_s: float = DEFAULT_TIMEOUT_S,
-                 sandbox: Sandbox | None = None, on_done: Callable[[], None] | None = None) -> list[ExecutionResult]:
+def run_programs(
+    sources: Sequence[str],
+    *,
+    jobs: int = 1,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    sandbox: Sandbox | None = None,
+    on_done: Callable[[], None] | None = None,
+) -> list[ExecutionResult]:
     """Run many programs, `jobs` at a time; results in the order of `sources`."""
     sandbox = sandbox if sandbox is not None else require_sandbox()
 

@@ -38,27 +38,83 @@ BLOCKED = "blocked in the evaluation sandbox"
 # renames, links (a link could lead a later write out of the working directory), raw memory,
 # tracing hooks that can rewrite a running frame, and gc's walkers that reach any object.
 DENIED_EVENTS = (
-    "socket.", "subprocess.", "os.system", "os.exec", "os.posix_spawn", "os.spawn", "os.fork", "os.forkpty",
-    "pty.spawn", "os.remove", "os.unlink", "os.rmdir", "os.rename", "shutil.rmtree", "os.symlink", "os.link",
-    "os.kill", "os.killpg", "ctypes.", "urllib.Request", "http.client.connect", "ftplib.", "smtplib.", "imaplib.",
-    "poplib.", "nntplib.", "telnetlib.", "webbrowser.", "gc.get_objects", "gc.get_referrers", "gc.get_referents",
-    "sys.settrace", "sys.setprofile", "resource.setrlimit", "resource.prlimit", "sys.remote_exec",
+    "socket.",
+    "subprocess.",
+    "os.system",
+    "os.exec",
+    "os.posix_spawn",
+    "os.spawn",
+    "os.fork",
+    "os.forkpty",
+    "pty.spawn",
+    "os.remove",
+    "os.unlink",
+    "os.rmdir",
+    "os.rename",
+    "shutil.rmtree",
+    "os.symlink",
+    "os.link",
+    "os.kill",
+    "os.killpg",
+    "ctypes.",
+    "urllib.Request",
+    "http.client.connect",
+    "ftplib.",
+    "smtplib.",
+    "imaplib.",
+    "poplib.",
+    "nntplib.",
+    "telnetlib.",
+    "webbrowser.",
+    "gc.get_objects",
+    "gc.get_referrers",
+    "gc.get_referents",
+    "sys.settrace",
+    "sys.setprofile",
+    "resource.setrlimit",
+    "resource.prlimit",
+    "sys.remote_exec",
 )
 
 # Native modules that act without raising the audit events above: process creation,
 # foreign calls, databases and shared memory opened in C, interpreters without our hook.
-DENIED_IMPORTS = frozenset({
-    "_posixsubprocess", "_ctypes", "ctypes", "_gdbm", "_dbm", "_posixshmem", "_xxsubinterpreters",
-    "_xxinterpchannels", "_interpreters", "_interpchannels", "_interpqueues", "_testcapi", "_testinternalcapi",
-    "_testbuffer", "_testmultiphase", "_testsinglephase", "_testimportmultiple", "_testclinic",
-})
+DENIED_IMPORTS = frozenset(
+    {
+        "_posixsubprocess",
+        "_ctypes",
+        "ctypes",
+        "_gdbm",
+        "_dbm",
+        "_posixshmem",
+        "_xxsubinterpreters",
+        "_xxinterpchannels",
+        "_interpreters",
+        "_interpchannels",
+        "_interpqueues",
+        "_testcapi",
+        "_testinternalcapi",
+        "_testbuffer",
+        "_testmultiphase",
+        "_testsinglephase",
+        "_testimportmultiple",
+        "_testclinic",
+    }
+)
 
 # Events that change a file named by their first argument, with the index of their dir_fd
 # argument (-1: none). A dir_fd makes a relative path relative to a directory the hook
 # cannot see, so any dir_fd is refused. Pairs, not a dict: the hook's state is immutable.
 PATH_EVENTS = (
-    ("os.mkdir", 2), ("os.chmod", 2), ("os.chown", 3), ("os.utime", 3), ("os.truncate", -1), ("os.chflags", -1),
-    ("os.lchflags", -1), ("os.lchmod", -1), ("os.setxattr", -1), ("os.removexattr", -1),
+    ("os.mkdir", 2),
+    ("os.chmod", 2),
+    ("os.chown", 3),
+    ("os.utime", 3),
+    ("os.truncate", -1),
+    ("os.chflags", -1),
+    ("os.lchflags", -1),
+    ("os.lchmod", -1),
+    ("os.setxattr", -1),
+    ("os.removexattr", -1),
 )
 
 WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
@@ -73,11 +129,19 @@ def make_hook(workdir: str) -> Callable[[str, tuple[object, ...]], None]:
         raise ValueError(f"the working directory must be an absolute path below /: {workdir!r}")
     workdir = workdir.rstrip("/")
 
-    def writable(path: object, relative_ok: bool, _root: str = workdir, _inside: str = workdir + "/",
-                 _getcwd: Callable[[], str] = os.getcwd, _type: type = type, _int: type = int,
-                 _sjoin: Callable[..., str] = str.join, _bjoin: Callable[..., bytes] = bytes.join,
-                 _decode: Callable[..., str] = bytes.decode,
-                 _errors: tuple[type[BaseException], ...] = (TypeError, ValueError)) -> bool:
+    def writable(
+        path: object,
+        relative_ok: bool,
+        _root: str = workdir,
+        _inside: str = workdir + "/",
+        _getcwd: Callable[[], str] = os.getcwd,
+        _type: type = type,
+        _int: type = int,
+        _sjoin: Callable[..., str] = str.join,
+        _bjoin: Callable[..., bytes] = bytes.join,
+        _decode: Callable[..., str] = bytes.decode,
+        _errors: tuple[type[BaseException], ...] = (TypeError, ValueError),
+    ) -> bool:
         if _type(path) is _int:
             return True  # a descriptor that is already open: opening it was checked
         try:
@@ -103,11 +167,19 @@ def make_hook(workdir: str) -> Callable[[str, tuple[object, ...]], None]:
         normal = "/" + "/".join(parts)
         return normal == _root or normal.startswith(_inside)
 
-    def hook(event: str, args: tuple[object, ...], _denied: tuple[str, ...] = DENIED_EVENTS,
-             _imports: frozenset[str] = DENIED_IMPORTS, _paths: tuple[tuple[str, int], ...] = PATH_EVENTS,
-             _write: int = WRITE_FLAGS, _frozen: tuple[str, ...] = FROZEN_ATTRIBUTES,
-             _writable: Callable[[object, bool], bool] = writable, _error: type[Exception] = PermissionError,
-             _sjoin: Callable[..., str] = str.join, _blocked: str = BLOCKED) -> None:
+    def hook(
+        event: str,
+        args: tuple[object, ...],
+        _denied: tuple[str, ...] = DENIED_EVENTS,
+        _imports: frozenset[str] = DENIED_IMPORTS,
+        _paths: tuple[tuple[str, int], ...] = PATH_EVENTS,
+        _write: int = WRITE_FLAGS,
+        _frozen: tuple[str, ...] = FROZEN_ATTRIBUTES,
+        _writable: Callable[[object, bool], bool] = writable,
+        _error: type[Exception] = PermissionError,
+        _sjoin: Callable[..., str] = str.join,
+        _blocked: str = BLOCKED,
+    ) -> None:
         event = _sjoin("", (event,))
         if event.startswith(_denied):
             raise _error(f"{_blocked}: {event}")

@@ -91,7 +91,7 @@ def _span_task(problem: Problem, kind: TaskKind, start: int, end: int) -> Infill
     first = lines[start]
     indent = first[: len(first) - len(first.lstrip(" \t"))]
     span = "".join(lines[start:end])
-    middle = span[len(indent):]
+    middle = span[len(indent) :]
     # The span's final newline stays in the suffix, so the cursor line keeps existing.
     if middle.endswith("\n"):
         middle, tail = middle[:-1], "\n"

@@ -17,13 +17,28 @@ def plot_escalation(report: EscalationReport, path: Path) -> Path:
     try:
         for name, points in report.curves.items():
             oracle = name == "oracle"
-            axes.plot([p.rate * 100 for p in points], [p.quality * 100 for p in points], label=name,
-                      linestyle=":" if oracle else "-", color="black" if oracle else None)
-        axes.plot([0, 100], [report.local_pass_at_1 * 100, report.strong_pass_at_1 * 100], linestyle="--",
-                  color="grey", label="random (APGR 0.5)")
+            axes.plot(
+                [p.rate * 100 for p in points],
+                [p.quality * 100 for p in points],
+                label=name,
+                linestyle=":" if oracle else "-",
+                color="black" if oracle else None,
+            )
+        axes.plot(
+            [0, 100],
+            [report.local_pass_at_1 * 100, report.strong_pass_at_1 * 100],
+            linestyle="--",
+            color="grey",
+            label="random (APGR 0.5)",
+        )
         if report.recommended_rate is not None and report.recommended_pass_at_1 is not None:
-            axes.scatter([report.recommended_rate * 100], [report.recommended_pass_at_1 * 100], color="red", zorder=5,
-                         label=f"threshold {report.recommended_threshold}")
+            axes.scatter(
+                [report.recommended_rate * 100],
+                [report.recommended_pass_at_1 * 100],
+                color="red",
+                zorder=5,
+                label=f"threshold {report.recommended_threshold}",
+            )
         axes.set_xlabel("escalated to the strong tier (% of completions)")
         strong = report.strong_tier
         if report.strong_source == "assumed_upper_bound":

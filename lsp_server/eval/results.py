@@ -73,8 +73,9 @@ class CompletionReport(BaseModel):
         return next((s for s in self.summaries if s.variant == variant and s.kind == kind), None)
 
 
-def summarise(outcomes: Sequence[TaskOutcome], variant: Variant, kind: Literal["single", "multi", "all"],
-              tier: str) -> VariantSummary:
+def summarise(
+    outcomes: Sequence[TaskOutcome], variant: Variant, kind: Literal["single", "multi", "all"], tier: str
+) -> VariantSummary:
     rows = [o for o in outcomes if o.variant == variant and (kind == "all" or o.kind == kind)]
     count = len(rows)
     latencies = [o.latency_ms for o in rows]
@@ -107,8 +108,10 @@ class SignalScore(BaseModel):
     cpt50: float | None = Field(description="escalation rate that recovers 50% of the quality gap")
     cpt80: float | None = Field(description="escalation rate that recovers 80% of the quality gap")
     apgr_vs_oracle: float | None = Field(
-        None, description="(APGR - 0.5) / (oracle APGR - 0.5): the share of the oracle's lead over random; "
-        "APGR alone spans a narrow range when most local answers fail")
+        None,
+        description="(APGR - 0.5) / (oracle APGR - 0.5): the share of the oracle's lead over random; "
+        "APGR alone spans a narrow range when most local answers fail",
+    )
 
 
 class SweepPoint(BaseModel):

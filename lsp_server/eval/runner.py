@@ -58,15 +58,20 @@ def forced_policy(policy: Policy, tier: TierName) -> Policy:
             raise EvalError(f"the policy has no tiers.{tier}; configure it (see `ninetyten policy show`)")
         if policy.offline:
             raise EvalError(f"the policy is offline: nothing may go to the {tier} tier")
-    rule = Rule(name=f"eval: completions on {tier}", task=["completion"], route="local",
-                escalate_to=None if tier == "local" else tier)
+    rule = Rule(
+        name=f"eval: completions on {tier}",
+        task=["completion"],
+        route="local",
+        escalate_to=None if tier == "local" else tier,
+    )
     return policy.model_copy(update={"rules": [rule]})
 
 
 def task_input(task: InfillTask) -> CompletionInput:
     line, character = task.cursor
-    return CompletionInput(path=task.problem_id.replace("/", "_") + ".py", text=task.document, line=line,
-                           character=character)
+    return CompletionInput(
+        path=task.problem_id.replace("/", "_") + ".py", text=task.document, line=line, character=character
+    )
 
 
 @dataclass
@@ -85,8 +90,9 @@ class CompletionRunner:
     def engine(self) -> Engine:
         if self._engine is None:
             forced = LoadedPolicy(forced_policy(self.loaded.policy, self.tier), self.loaded.source, self.loaded.path)
-            self._engine = Engine(self.config, explicit_model=self.model, policy=forced, ledger=None,
-                                  progress=self.progress)
+            self._engine = Engine(
+                self.config, explicit_model=self.model, policy=forced, ledger=None, progress=self.progress
+            )
             self._engine.subscribe(self.attempts)
         return self._engine
 
@@ -171,7 +177,7 @@ class CompletionRunner:
             tokens = ([backend.bos] if backend.bos is not None else []) + prefix
         room = backend.n_ctx - max_tokens - 1
         if len(tokens) > room:  # keep the end: the text nearest the cursor
-            tokens = tokens[len(tokens) - room:]
+            tokens = tokens[len(tokens) - room :]
         started = time.perf_counter()
         generation = await backend.generate(GenerationRequest(prompt_tokens=tokens, max_tokens=max_tokens))
         return Produced(

@@ -113,8 +113,9 @@ class BubblewrapSandbox(Sandbox):
     def for_this_machine(cls, bwrap: str) -> BubblewrapSandbox:
         arch = machine_arch()
         if arch is None:
-            raise SandboxUnavailable(f"no seccomp filter for this architecture ({os.uname().machine}); "
-                                     "x86_64 and aarch64 are supported")
+            raise SandboxUnavailable(
+                f"no seccomp filter for this architecture ({os.uname().machine}); x86_64 and aarch64 are supported"
+            )
         setpriv = None
         if os.geteuid() == 0:
             setpriv = shutil.which("setpriv")
@@ -135,9 +136,16 @@ class BubblewrapSandbox(Sandbox):
             if extra and not any(_under(extra, kept) for kept in read_only):
                 read_only.append(extra)
         help_text = _bwrap_help(bwrap)
-        return cls(bwrap=bwrap, python=python, read_only=tuple(read_only), links=tuple(links), arch=arch,
-                   setpriv=setpriv, size_caps="--size" in help_text,
-                   disable_userns="--disable-userns" in help_text)
+        return cls(
+            bwrap=bwrap,
+            python=python,
+            read_only=tuple(read_only),
+            links=tuple(links),
+            arch=arch,
+            setpriv=setpriv,
+            size_caps="--size" in help_text,
+            disable_userns="--disable-userns" in help_text,
+        )
 
     def workdir(self, folder: Path) -> str:
         return SANDBOX_WORKDIR
@@ -162,31 +170,73 @@ class BubblewrapSandbox(Sandbox):
         argv += ["--dev", "/dev"]
         for mount, size in ((SANDBOX_WORKDIR, WORKDIR_TMPFS_BYTES), (SANDBOX_HOME, HOME_TMPFS_BYTES)):
             argv += [*(["--size", str(size)] if self.size_caps else []), "--perms", "1777", "--tmpfs", mount]
-        argv += ["--perms", "0644", "--file", str(candidate.fileno()), f"{SANDBOX_WORKDIR}/candidate.py",
-                 "--chdir", SANDBOX_WORKDIR, "--clearenv"]
+        argv += [
+            "--perms",
+            "0644",
+            "--file",
+            str(candidate.fileno()),
+            f"{SANDBOX_WORKDIR}/candidate.py",
+            "--chdir",
+            SANDBOX_WORKDIR,
+            "--clearenv",
+        ]
         for name, value in _program_env(home=SANDBOX_HOME, tmp=SANDBOX_WORKDIR).items():
             argv += ["--setenv", name, value]
         argv += ["--seccomp", str(seccomp.fileno()), "--"]
         if self.setpriv is not None:
-            argv += [self.setpriv, f"--reuid={SANDBOX_UID}", f"--regid={SANDBOX_UID}", "--clear-groups",
-                     "--inh-caps=-all", "--bounding-set=-all", "--"]
+            argv += [
+                self.setpriv,
+                f"--reuid={SANDBOX_UID}",
+                f"--regid={SANDBOX_UID}",
+                "--clear-groups",
+                "--inh-caps=-all",
+                "--bounding-set=-all",
+                "--",
+            ]
         argv += [self.python, *python_args]
-        return Launch(argv=argv, env={"PATH": os.defpath, "LANG": "C.UTF-8"}, cwd=str(folder),
-                      pass_fds=(candidate.fileno(), seccomp.fileno()))
+        return Launch(
+            argv=argv,
+            env={"PATH": os.defpath, "LANG": "C.UTF-8"},
+            cwd=str(folder),
+            pass_fds=(candidate.fileno(), seccomp.fileno()),
+        )
 
     def _namespaces(self) -> list[str]:
         if self.setpriv is not None:
             # No user namespace for root: setpriv needs a real uid to switch to. It keeps the
             # capabilities for that switch only; it drops them all before the program starts.
-            return ["--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
-                    "--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID", "--cap-add",
-                    "CAP_SETPCAP"]
-        return ["--unshare-all", "--unshare-user", *(["--disable-userns"] if self.disable_userns else []),
-                "--cap-drop", "ALL", "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID)]
+            return [
+                "--unshare-pid",
+                "--unshare-net",
+                "--unshare-ipc",
+                "--unshare-uts",
+                "--unshare-cgroup-try",
+                "--cap-drop",
+                "ALL",
+                "--cap-add",
+                "CAP_SETUID",
+                "--cap-add",
+                "CAP_SETGID",
+                "--cap-add",
+                "CAP_SETPCAP",
+            ]
+        return [
+            "--unshare-all",
+            "--unshare-user",
+            *(["--disable-userns"] if self.disable_userns else []),
+            "--cap-drop",
+            "ALL",
+            "--uid",
+            str(SANDBOX_UID),
+            "--gid",
+            str(SANDBOX_UID),
+        ]
 
     def summary(self) -> str:
-        return ("bubblewrap sandbox: read-only system dirs, private tmpfs cwd and HOME, no network, own pid "
-                "namespace, unprivileged user, no capabilities, seccomp (no new processes), rlimits; audit hook inside")
+        return (
+            "bubblewrap sandbox: read-only system dirs, private tmpfs cwd and HOME, no network, own pid "
+            "namespace, unprivileged user, no capabilities, seccomp (no new processes), rlimits; audit hook inside"
+        )
 
 
 @dataclass(frozen=True)
@@ -204,19 +254,31 @@ class UnsandboxedProcess(Sandbox):
 
     def launch(self, folder: Path, python_args: list[str], stack: ExitStack) -> Launch:
         work = os.path.realpath(folder)
-        return Launch(argv=[*self.network_prefix, sys.executable, *python_args], env=_program_env(home=work, tmp=work),
-                      cwd=work)
+        return Launch(
+            argv=[*self.network_prefix, sys.executable, *python_args], env=_program_env(home=work, tmp=work), cwd=work
+        )
 
     def summary(self) -> str:
-        namespace = (f"network namespace ({' '.join(['unshare', *self.network_prefix[1:]])})"
-                     if self.network_prefix else "no network namespace")
-        return (f"NO SANDBOX ({UNSAFE_FLAG}): {namespace} + audit hook, python -I -S, scrubbed env, rlimits, temp cwd; "
-                "not a security boundary")
+        namespace = (
+            f"network namespace ({' '.join(['unshare', *self.network_prefix[1:]])})"
+            if self.network_prefix
+            else "no network namespace"
+        )
+        return (
+            f"NO SANDBOX ({UNSAFE_FLAG}): {namespace} + audit hook, python -I -S, scrubbed env, rlimits, temp cwd; "
+            "not a security boundary"
+        )
 
 
 def _program_env(*, home: str, tmp: str) -> dict[str, str]:
-    return {"PATH": "/usr/bin:/bin", "HOME": home, "TMPDIR": tmp, "LANG": "C.UTF-8", "PYTHONHASHSEED": "0",
-            "PYTHONDONTWRITEBYTECODE": "1"}
+    return {
+        "PATH": "/usr/bin:/bin",
+        "HOME": home,
+        "TMPDIR": tmp,
+        "LANG": "C.UTF-8",
+        "PYTHONHASHSEED": "0",
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
 
 
 def _bwrap_help(bwrap: str) -> str:
@@ -235,8 +297,12 @@ def network_isolation() -> tuple[str, ...]:
         return ()
     for flags in ("-n", "-rn"):
         try:
-            probe = subprocess.run([unshare, flags, sys.executable, "-c", "pass"], capture_output=True,
-                                   timeout=PROBE_TIMEOUT_S, check=False)
+            probe = subprocess.run(
+                [unshare, flags, sys.executable, "-c", "pass"],
+                capture_output=True,
+                timeout=PROBE_TIMEOUT_S,
+                check=False,
+            )
         except (OSError, subprocess.TimeoutExpired):
             continue
         if probe.returncode == 0:
@@ -289,7 +355,9 @@ def unavailable_reason() -> str | None:
 
 
 def unavailable_message(reason: str) -> str:
-    return (f"refusing to run model-written code without a sandbox: {reason}. Install bubblewrap "
-            "(Debian/Ubuntu: apt install bubblewrap; Fedora: dnf install bubblewrap) on Linux with user "
-            f"namespaces enabled, or pass {UNSAFE_FLAG} to run the test programs as plain child processes "
-            "with only an audit hook and resource limits between them and your files (not a security boundary)")
+    return (
+        f"refusing to run model-written code without a sandbox: {reason}. Install bubblewrap "
+        "(Debian/Ubuntu: apt install bubblewrap; Fedora: dnf install bubblewrap) on Linux with user "
+        f"namespaces enabled, or pass {UNSAFE_FLAG} to run the test programs as plain child processes "
+        "with only an audit hook and resource limits between them and your files (not a security boundary)"
+    )

@@ -25,20 +25,45 @@ def _ms(value: float | None) -> str:
 
 
 def print_completion(report: CompletionReport, console: Console) -> None:
-    table = Table(title=f"HumanEval infilling · tier {report.tier} · {report.model} ({report.prompt_mode} prompt) · "
-                        f"{report.tasks} tasks ({report.kind}, seed {report.seed})")
-    for column, justify in (("variant", "left"), ("kind", "left"), ("tasks", "right"), ("pass@1", "right"),
-                            ("exact", "right"), ("edit sim", "right"), ("empty", "right"), ("p50 ms", "right"),
-                            ("p95 ms", "right"), ("prompt tok", "right"), ("compl tok", "right"), ("cost $", "right")):
+    table = Table(
+        title=f"HumanEval infilling · tier {report.tier} · {report.model} ({report.prompt_mode} prompt) · "
+        f"{report.tasks} tasks ({report.kind}, seed {report.seed})"
+    )
+    for column, justify in (
+        ("variant", "left"),
+        ("kind", "left"),
+        ("tasks", "right"),
+        ("pass@1", "right"),
+        ("exact", "right"),
+        ("edit sim", "right"),
+        ("empty", "right"),
+        ("p50 ms", "right"),
+        ("p95 ms", "right"),
+        ("prompt tok", "right"),
+        ("compl tok", "right"),
+        ("cost $", "right"),
+    ):
         table.add_column(column, justify=justify)  # type: ignore[arg-type]
     for s in report.summaries:
-        table.add_row(s.variant, s.kind, str(s.tasks), f"{_pct(s.pass_at_1)} ({s.passed})", _pct(s.exact_match),
-                      _num(s.edit_similarity), str(s.empty), _ms(s.latency_p50_ms), _ms(s.latency_p95_ms),
-                      f"{s.prompt_tokens:,}", f"{s.completion_tokens:,}", f"{s.cost_usd:.4f}")
+        table.add_row(
+            s.variant,
+            s.kind,
+            str(s.tasks),
+            f"{_pct(s.pass_at_1)} ({s.passed})",
+            _pct(s.exact_match),
+            _num(s.edit_similarity),
+            str(s.empty),
+            _ms(s.latency_p50_ms),
+            _ms(s.latency_p95_ms),
+            f"{s.prompt_tokens:,}",
+            f"{s.completion_tokens:,}",
+            f"{s.cost_usd:.4f}",
+        )
     console.print(table)
     if report.summary("raw") is not None:
-        console.print("raw = the same model on a plain prompt, up to the token cap, with no stop rules and no "
-                      "post-processing")
+        console.print(
+            "raw = the same model on a plain prompt, up to the token cap, with no stop rules and no post-processing"
+        )
     console.print(f"machine: {report.machine} · wall time {report.wall_s:.1f} s")
     console.print(f"sandbox: {report.sandbox}")
 
@@ -57,16 +82,24 @@ def _sweep_rows(sweep: Sequence[SweepPoint], steps: int = 10) -> list[SweepPoint
 def print_escalation(report: EscalationReport, console: Console) -> None:
     bound = report.strong_source == "assumed_upper_bound"
     strong_label = "ASSUMED 100% (upper bound)" if bound else _pct(report.strong_pass_at_1)
-    console.print(f"[bold]Escalation on {report.tasks} HumanEval infilling tasks[/bold] ({report.kind}, seed "
-                  f"{report.seed}) · local {report.model}: pass@1 {_pct(report.local_pass_at_1)} · strong tier "
-                  f"{report.strong_tier}: {strong_label}")
+    console.print(
+        f"[bold]Escalation on {report.tasks} HumanEval infilling tasks[/bold] ({report.kind}, seed "
+        f"{report.seed}) · local {report.model}: pass@1 {_pct(report.local_pass_at_1)} · strong tier "
+        f"{report.strong_tier}: {strong_label}"
+    )
     console.print(f"strong tier: {report.strong_note}")
     table = Table(title="Router metrics" + (" (strong tier assumed perfect: UPPER BOUND)" if bound else ""))
     for column in ("signal", "AUROC (failure)", "APGR", "APGR vs oracle", "CPT(50%)", "CPT(80%)"):
         table.add_column(column, justify="left" if column == "signal" else "right")
     for signal in report.signals:
-        table.add_row(signal.signal, _num(signal.auroc_failure), _num(signal.apgr), _pct(signal.apgr_vs_oracle),
-                      _pct(signal.cpt50), _pct(signal.cpt80))
+        table.add_row(
+            signal.signal,
+            _num(signal.auroc_failure),
+            _num(signal.apgr),
+            _pct(signal.apgr_vs_oracle),
+            _pct(signal.cpt50),
+            _pct(signal.cpt80),
+        )
     table.add_row("random", "0.500", f"{report.random_apgr:.3f}", "0.0%", "50.0%", "80.0%", style="dim")
     oracle = report.oracle
     table.add_row("oracle", "-", _num(oracle.apgr), "100.0%", _pct(oracle.cpt50), _pct(oracle.cpt80), style="dim")
@@ -76,14 +109,16 @@ def print_escalation(report: EscalationReport, console: Console) -> None:
         sweep.add_column(column, justify="right")
     for point in _sweep_rows(report.sweep):
         style = "bold" if point.threshold == report.recommended_threshold else None
-        sweep.add_row(f"{point.threshold:.3f}", _pct(point.escalation_rate), _pct(point.pass_at_1), _pct(point.pgr),
-                      style=style)
+        sweep.add_row(
+            f"{point.threshold:.3f}", _pct(point.escalation_rate), _pct(point.pass_at_1), _pct(point.pgr), style=style
+        )
     console.print(sweep)
     if report.recommended_threshold is not None:
-        console.print(f"For a target escalation rate of {_pct(report.target_rate)}: threshold "
-                      f"{report.recommended_threshold} escalates {_pct(report.recommended_rate)} and gives pass@1 "
-                      f"{_pct(report.recommended_pass_at_1)}" + (" (upper bound)" if bound else "")
-                      + ". Paste into the policy:")
+        console.print(
+            f"For a target escalation rate of {_pct(report.target_rate)}: threshold "
+            f"{report.recommended_threshold} escalates {_pct(report.recommended_rate)} and gives pass@1 "
+            f"{_pct(report.recommended_pass_at_1)}" + (" (upper bound)" if bound else "") + ". Paste into the policy:"
+        )
     console.print(report.policy_snippet, markup=False, highlight=False)
     if report.plot:
         console.print(f"plot: {report.plot}")

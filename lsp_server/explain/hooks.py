@@ -63,8 +63,10 @@ def install(repo: Path, *, force: bool = False) -> Path:
     target = hooks_dir(repo) / HOOK_NAME
     if target.exists() and MARKER not in target.read_text(errors="replace"):
         if not force:
-            raise HookError(f"{target} exists and was not installed by ninetyten; "
-                            f"use --force to replace it (it is kept as {target.name}.orig)")
+            raise HookError(
+                f"{target} exists and was not installed by ninetyten; "
+                f"use --force to replace it (it is kept as {target.name}.orig)"
+            )
         target.replace(target.with_name(target.name + ".orig"))
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(hook_script())
@@ -128,8 +130,9 @@ def _budget(explicit: float | None) -> float:
     return budget if math.isfinite(budget) and budget > 0 else DEFAULT_BUDGET_S
 
 
-def run_prepare_commit_msg(message_file: Path, source: str | None, repo: Path, *,
-                           budget_s: float | None = None, policy: str | None = None) -> int:
+def run_prepare_commit_msg(
+    message_file: Path, source: str | None, repo: Path, *, budget_s: float | None = None, policy: str | None = None
+) -> int:
     """Write a message into `message_file` when git has none. Always returns 0."""
     if source in LEAVE_ALONE:
         return 0
@@ -184,9 +187,8 @@ def _generate(repo: Path, budget_s: float, policy: str | None) -> str | None:
     from lsp_server.engine.core import Engine
     from lsp_server.explain.pipeline import generate_commit_message
     from lsp_server.ledger import Ledger
-    from lsp_server.routing.policy import load_policy
-
     from lsp_server.ledger.outlets import attach
+    from lsp_server.routing.policy import load_policy
 
     engine = Engine(ServerConfig(), policy=load_policy(policy, repo), ledger=Ledger())
     attach(engine.sink, workspace=repo, ship=False)  # the language server or `ledger sync` ships its rows

@@ -12,25 +12,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lsp_server.token_estimate import chars_for_tokens
 from lsp_server.backends.base import CancelToken
-from lsp_server.explain.diff import DiffChunk, DiffTally, FileChange, chunk_diff, git_diff_stream, iter_parse_diff
-from lsp_server.engine.results import AssistResult
-from lsp_server.engine.jobs import ChatJob
 from lsp_server.engine.core import Engine
-from lsp_server.routing.policy import LatencyClass
+from lsp_server.engine.jobs import ChatJob
+from lsp_server.engine.results import AssistResult
+from lsp_server.explain.diff import DiffChunk, DiffTally, FileChange, chunk_diff, git_diff_stream, iter_parse_diff
 from lsp_server.explain.prompts import (
     check_commit_message,
     commit_document,
     commit_from_explanation_document,
-    explain_document,
-    merge_document,
     commit_message_from_diff_messages,
     commit_message_messages,
+    explain_document,
     explain_messages,
+    merge_document,
     merge_messages,
     repair_commit_message,
 )
+from lsp_server.routing.policy import LatencyClass
+from lsp_server.token_estimate import chars_for_tokens
 
 Progress = Callable[[int, int, str], None]  # (done, total, what)
 
@@ -68,8 +68,12 @@ class ExplainResult:
         }
 
     def to_json(self) -> dict[str, Any]:
-        data: dict[str, Any] = {"explanation": self.explanation, "decision": self.decision, "usage": self.usage(),
-                                "skipped": self.skipped}
+        data: dict[str, Any] = {
+            "explanation": self.explanation,
+            "decision": self.decision,
+            "usage": self.usage(),
+            "skipped": self.skipped,
+        }
         if self.commit_message is not None:
             data["commit_message"] = self.commit_message
         return data
@@ -127,14 +131,20 @@ async def explain_changes(
         skipped = tally.skipped
         result.skipped, result.files, result.chunks = skipped, stats.files, 1 if first else 0
         diff_text = first.text if first else "\n".join(skipped)
-        answer = await engine.run_chat(ChatJob(
-            task="commit_message", messages=commit_message_from_diff_messages(diff_text, stats_line),
-            document=commit_document(diff_text),
-            path=first.files[0] if first and first.files else None,
-            paths=first.paths if first else tuple(every_path), kind="prose",
-            extra_check=check_commit_message, latency=latency,
-            max_tokens=min(engine.config.assist.max_tokens, COMMIT_MAX_TOKENS),
-        ), cancel=cancel)
+        answer = await engine.run_chat(
+            ChatJob(
+                task="commit_message",
+                messages=commit_message_from_diff_messages(diff_text, stats_line),
+                document=commit_document(diff_text),
+                path=first.files[0] if first and first.files else None,
+                paths=first.paths if first else tuple(every_path),
+                kind="prose",
+                extra_check=check_commit_message,
+                latency=latency,
+                max_tokens=min(engine.config.assist.max_tokens, COMMIT_MAX_TOKENS),
+            ),
+            cancel=cancel,
+        )
         result.results.append(answer)
         result.commit_message = repair_commit_message(answer.text or "", paths)
         result.explanation = ""
@@ -145,13 +155,19 @@ async def explain_changes(
     several = second is not None
     for chunk in _chain(first, second, chunk_stream):
         # Routed by every file in the chunk, old names of renames included.
-        answer = await engine.run_chat(ChatJob(
-            task="explain",
-            messages=explain_messages(chunk.text, part=chunk.index + 1, parts=2 if several else 1),
-            document=explain_document(chunk.text),
-            path=chunk.files[0] if chunk.files else None, paths=chunk.paths, kind="prose", latency=latency,
-            max_tokens=max_tokens,
-        ), cancel=cancel)
+        answer = await engine.run_chat(
+            ChatJob(
+                task="explain",
+                messages=explain_messages(chunk.text, part=chunk.index + 1, parts=2 if several else 1),
+                document=explain_document(chunk.text),
+                path=chunk.files[0] if chunk.files else None,
+                paths=chunk.paths,
+                kind="prose",
+                latency=latency,
+                max_tokens=max_tokens,
+            ),
+            cancel=cancel,
+        )
         result.results.append(answer)
         # Long chunk answers are cut so the merge prompt stays within the local context.
         parts.append(_Part((answer.text or "")[:2000], chunk.paths, answer.kept_home))
@@ -177,13 +193,23 @@ async def explain_changes(
             texts = [part.text for part in group]
             joined = _Part.join(group)
             # What the local model wrote about a chunk that was kept home is as sensitive as the chunk.
-            merged = await engine.run_chat(ChatJob(task="explain", messages=merge_messages(texts), kind="prose",
-                                                   document=merge_document(texts), latency=latency,
-                                                   max_tokens=max_tokens, paths=joined.paths,
-                                                   derived_from_kept_home=joined.kept_home), cancel=cancel)
+            merged = await engine.run_chat(
+                ChatJob(
+                    task="explain",
+                    messages=merge_messages(texts),
+                    kind="prose",
+                    document=merge_document(texts),
+                    latency=latency,
+                    max_tokens=max_tokens,
+                    paths=joined.paths,
+                    derived_from_kept_home=joined.kept_home,
+                ),
+                cancel=cancel,
+            )
             result.results.append(merged)
-            merged_parts.append(_Part((merged.text or joined.text)[:2000], joined.paths,
-                                      joined.kept_home or merged.kept_home))
+            merged_parts.append(
+                _Part((merged.text or joined.text)[:2000], joined.paths, joined.kept_home or merged.kept_home)
+            )
             advance("merged explanations")
         if len(merged_parts) == len(parts):  # nothing could be combined: stop rather than loop
             parts = [_Part.join(parts)]
@@ -192,17 +218,27 @@ async def explain_changes(
     final = parts[0] if parts else _Part("", (), False)
     explanation = final.text
     if skipped:
-        explanation = (explanation.rstrip() + "\n\n" if explanation.strip() else "") + \
-            "Also changed (not sent to a model): " + "; ".join(skipped)
+        explanation = (
+            (explanation.rstrip() + "\n\n" if explanation.strip() else "")
+            + "Also changed (not sent to a model): "
+            + "; ".join(skipped)
+        )
     result.explanation = explanation.strip() or f"{stats.files} file(s) changed."
     if commit_message:
-        answer = await engine.run_chat(ChatJob(
-            task="commit_message", messages=commit_message_messages(result.explanation, stats_line),
-            document=commit_from_explanation_document(result.explanation),
-            kind="prose", extra_check=check_commit_message, latency=latency,
-            max_tokens=min(engine.config.assist.max_tokens, COMMIT_MAX_TOKENS),
-            paths=tuple(every_path), derived_from_kept_home=final.kept_home,
-        ), cancel=cancel)
+        answer = await engine.run_chat(
+            ChatJob(
+                task="commit_message",
+                messages=commit_message_messages(result.explanation, stats_line),
+                document=commit_from_explanation_document(result.explanation),
+                kind="prose",
+                extra_check=check_commit_message,
+                latency=latency,
+                max_tokens=min(engine.config.assist.max_tokens, COMMIT_MAX_TOKENS),
+                paths=tuple(every_path),
+                derived_from_kept_home=final.kept_home,
+            ),
+            cancel=cancel,
+        )
         result.results.append(answer)
         result.commit_message = repair_commit_message(answer.text or "", paths)
         advance("wrote the commit message")
@@ -220,9 +256,11 @@ class _Part:
 
     @staticmethod
     def join(parts: list["_Part"]) -> "_Part":
-        return _Part("\n\n".join(part.text for part in parts),
-                     tuple(dict.fromkeys(path for part in parts for path in part.paths)),
-                     any(part.kept_home for part in parts))
+        return _Part(
+            "\n\n".join(part.text for part in parts),
+            tuple(dict.fromkeys(path for part in parts for path in part.paths)),
+            any(part.kept_home for part in parts),
+        )
 
 
 def _chain(first: DiffChunk | None, second: DiffChunk | None, rest: Iterator[DiffChunk]) -> Iterator[DiffChunk]:
@@ -237,8 +275,12 @@ def generate_commit_message(repo: Path, engine: Engine, *, timeout_s: float) -> 
 
     async def run() -> ExplainResult:
         with git_diff_stream(repo, staged=True) as stream:
-            return await asyncio.wait_for(explain_changes(engine, iter_parse_diff(stream), commit_message=True,
-                                                          explanation=False, latency="background"), timeout_s)
+            return await asyncio.wait_for(
+                explain_changes(
+                    engine, iter_parse_diff(stream), commit_message=True, explanation=False, latency="background"
+                ),
+                timeout_s,
+            )
 
     result = asyncio.run(run())
     return result.commit_message if result.files else None

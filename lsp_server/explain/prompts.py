@@ -66,14 +66,16 @@ def commit_message_from_diff_messages(diff_text: str, stats_line: str) -> list[C
 
 
 def explain_document(diff_text: str) -> DocumentPrompt:
-    return DocumentPrompt(f"Code review\n\nThe diff:\n{diff_text}\nWhat the diff does: It", ("\n\n",), "It",
-                          max_tokens=128)
+    return DocumentPrompt(
+        f"Code review\n\nThe diff:\n{diff_text}\nWhat the diff does: It", ("\n\n",), "It", max_tokens=128
+    )
 
 
 def merge_document(parts: Sequence[str]) -> DocumentPrompt:
     joined = "\n".join(f"- {' '.join(text.split())}" for text in parts)
-    return DocumentPrompt(f"Notes on each part of one change:\n{joined}\n\nThe change as a whole:", ("\n\n",),
-                          max_tokens=160)
+    return DocumentPrompt(
+        f"Notes on each part of one change:\n{joined}\n\nThe change as a whole:", ("\n\n",), max_tokens=160
+    )
 
 
 # Prompt evaluation dominates a base model's time: the hook sends the diff's head only.
@@ -84,15 +86,15 @@ def commit_document(diff_text: str) -> DocumentPrompt:
     """One line from the diff: the hook's budget is a second or two."""
     if len(diff_text) > COMMIT_DOCUMENT_CHARS:
         diff_text = diff_text[:COMMIT_DOCUMENT_CHARS].rsplit("\n", 1)[0] + "\n..."
-    return DocumentPrompt(f"Code review\n\nThe diff:\n{diff_text}\nWhat the diff does: It", ("\n",), "It",
-                          max_tokens=40)
+    return DocumentPrompt(
+        f"Code review\n\nThe diff:\n{diff_text}\nWhat the diff does: It", ("\n",), "It", max_tokens=40
+    )
 
 
 def commit_from_explanation_document(explanation: str) -> DocumentPrompt:
     # Cued with "It" like the other documents: after a bare colon a base model starts a list on
     # the next line, the "\n" stop cuts it to nothing, and only the fallback subject was left.
-    return DocumentPrompt(f"{explanation.strip()}\n\nOne-line summary of this change: It", ("\n",), "It",
-                          max_tokens=40)
+    return DocumentPrompt(f"{explanation.strip()}\n\nOne-line summary of this change: It", ("\n",), "It", max_tokens=40)
 
 
 def check_commit_message(text: str) -> list[str]:
@@ -162,9 +164,14 @@ def repair_commit_message(text: str, paths: Sequence[str]) -> str:
     subject = prefix + _shorten(words, SUBJECT_MAX - len(prefix))
     paragraphs = "\n".join(body_lines).strip()
     body = "\n\n".join(
-        textwrap.fill(" ".join(block.split()), BODY_WIDTH) if not block.lstrip().startswith(("-", "*")) else
-        "\n".join(textwrap.fill(item.strip(), BODY_WIDTH, subsequent_indent="  ") for item in block.split("\n")
-                  if item.strip())
-        for block in re.split(r"\n\s*\n", paragraphs) if block.strip()
+        textwrap.fill(" ".join(block.split()), BODY_WIDTH)
+        if not block.lstrip().startswith(("-", "*"))
+        else "\n".join(
+            textwrap.fill(item.strip(), BODY_WIDTH, subsequent_indent="  ")
+            for item in block.split("\n")
+            if item.strip()
+        )
+        for block in re.split(r"\n\s*\n", paragraphs)
+        if block.strip()
     )
     return subject + ("\n\n" + body if body else "")

@@ -31,7 +31,24 @@ from lsp_server.ledger.store import LEDGER_FILENAME, Ledger
 from lsp_server.ledger.units import NANO, utc_midnight
 
 __all__ = [
-    "FAILURE_OUTCOMES", "JOURNAL_DIRNAME", "LEDGER_FILENAME", "NANO", "OUTCOMES", "SCHEMA_VERSION",
-    "AttemptSummary", "BudgetHold", "Journal", "Ledger", "LedgerError", "LedgerRow", "LedgerSink", "Outcome",
-    "Price", "Reservation", "TeamLedgerError", "migrate", "safe_reason", "utc_midnight",
+    "FAILURE_OUTCOMES",
+    "JOURNAL_DIRNAME",
+    "LEDGER_FILENAME",
+    "NANO",
+    "OUTCOMES",
+    "SCHEMA_VERSION",
+    "AttemptSummary",
+    "BudgetHold",
+    "Journal",
+    "Ledger",
+    "LedgerError",
+    "LedgerRow",
+    "LedgerSink",
+    "Outcome",
+    "Price",
+    "Reservation",
+    "TeamLedgerError",
+    "migrate",
+    "safe_reason",
+    "utc_midnight",
 ]

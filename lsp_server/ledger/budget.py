@@ -41,8 +41,9 @@ def _min(*caps: float | None) -> float | None:
     return min(present) if present else None
 
 
-def hold_budget(ledger: Ledger, team: RemoteBudget | None, estimate_usd: float, caps: BudgetCaps,
-                now: datetime | None = None) -> tuple[bool, BudgetHold | None]:
+def hold_budget(
+    ledger: Ledger, team: RemoteBudget | None, estimate_usd: float, caps: BudgetCaps, now: datetime | None = None
+) -> tuple[bool, BudgetHold | None]:
     """(True, hold) when the call fits every cap in force, (True, None) when none applies,
     (False, None) when it does not fit."""
     personal, team_cap = caps.daily_usd, caps.team_daily_usd

@@ -44,8 +44,9 @@ def _enable_wal(conn: sqlite3.Connection, path: Path, busy_timeout_s: float) -> 
                 raise
             time.sleep(0.01)
     if str(mode).lower() != "wal":
-        log.warning("Ledger %s: WAL mode unavailable (journal_mode=%s); concurrent writers will wait longer.",
-                    path, mode)
+        log.warning(
+            "Ledger %s: WAL mode unavailable (journal_mode=%s); concurrent writers will wait longer.", path, mode
+        )
 
 
 def is_busy(exc: sqlite3.Error) -> bool:

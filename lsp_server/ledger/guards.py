@@ -119,6 +119,13 @@ def safe_reason(text: str) -> str:
 
 
 __all__ = [
-    "Code", "ModelName", "PolicyHash", "Reason", "RepoKey", "RequestId", "code_adapter", "request_id_adapter",
+    "Code",
+    "ModelName",
+    "PolicyHash",
+    "Reason",
+    "RepoKey",
+    "RequestId",
+    "code_adapter",
+    "request_id_adapter",
     "safe_reason",
 ]

@@ -36,10 +36,18 @@ tr.total td{font-weight:600;border-top:2px solid #999}.chart{width:100%;height:a
 """
 _CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 _FIELDS: list[tuple[str, str]] = [
-    ("requests", "Requests"), ("attempts", "Attempts"), ("prompt_tokens", "Tokens in"),
-    ("completion_tokens", "Tokens out"), ("cost_usd", "Paid"), ("frontier_cost_usd", "Frontier alone"),
-    ("savings_usd", "Saved"), ("savings_pct", "Saved %"), ("escalation_rate", "Escalated"),
-    ("failures", "Failures"), ("acceptance_rate", "Accepted"), ("latency_p50_ms", "p50 ms"),
+    ("requests", "Requests"),
+    ("attempts", "Attempts"),
+    ("prompt_tokens", "Tokens in"),
+    ("completion_tokens", "Tokens out"),
+    ("cost_usd", "Paid"),
+    ("frontier_cost_usd", "Frontier alone"),
+    ("savings_usd", "Saved"),
+    ("savings_pct", "Saved %"),
+    ("escalation_rate", "Escalated"),
+    ("failures", "Failures"),
+    ("acceptance_rate", "Accepted"),
+    ("latency_p50_ms", "p50 ms"),
     ("latency_p95_ms", "p95 ms"),
 ]
 
@@ -58,8 +66,10 @@ def formatted(field: str, value: float | int | None) -> str:
 
 
 def _figure(group: str, key: str, field: str, value: float | int | None, tag: str = "span") -> str:
-    return (f"<{tag} data-group='{escape(group, quote=True)}' data-key='{escape(key, quote=True)}' "
-            f"data-field='{field}'>{escape(formatted(field, value))}</{tag}>")
+    return (
+        f"<{tag} data-group='{escape(group, quote=True)}' data-key='{escape(key, quote=True)}' "
+        f"data-field='{field}'>{escape(formatted(field, value))}</{tag}>"
+    )
 
 
 def _table(dimension: str, groups: list[GroupStats], totals: GroupStats) -> str:
@@ -68,46 +78,84 @@ def _table(dimension: str, groups: list[GroupStats], totals: GroupStats) -> str:
     for stats, group, css in [*((g, f"by_{dimension}", "") for g in groups), (totals, "totals", " class='total'")]:
         cells = "".join(_figure(group, stats.key, field, getattr(stats, field), "td") for field, _ in _FIELDS)
         rows.append(f"<tr{css}><td>{escape(stats.key)}</td>{cells}</tr>")
-    return (f"<div class='scroll'><table><tr><th>{escape(_TITLES[dimension].capitalize())}</th>{head}</tr>"
-            f"{''.join(rows)}</table></div>")
+    return (
+        f"<div class='scroll'><table><tr><th>{escape(_TITLES[dimension].capitalize())}</th>{head}</tr>"
+        f"{''.join(rows)}</table></div>"
+    )
 
 
 def _money_rows(groups: list[GroupStats]) -> list[Row]:
-    return [Row(g.key, [Bar(g.cost_usd, usd(g.cost_usd)), Bar(g.frontier_cost_usd, usd(g.frontier_cost_usd))],
-                f"saved {pct(g.savings_pct)}" if g.savings_pct is not None else "") for g in groups]
+    return [
+        Row(
+            g.key,
+            [Bar(g.cost_usd, usd(g.cost_usd)), Bar(g.frontier_cost_usd, usd(g.frontier_cost_usd))],
+            f"saved {pct(g.savings_pct)}" if g.savings_pct is not None else "",
+        )
+        for g in groups
+    ]
 
 
 def _rate_rows(groups: list[GroupStats], field: str, of: str) -> list[Row]:
-    return [Row(g.key, [Bar(getattr(g, field) or 0.0, rate(getattr(g, field)))], f"of {getattr(g, of):,}")
-            for g in groups if getattr(g, of)]
+    return [
+        Row(g.key, [Bar(getattr(g, field) or 0.0, rate(getattr(g, field)))], f"of {getattr(g, of):,}")
+        for g in groups
+        if getattr(g, of)
+    ]
 
 
 def _charts(report: Report) -> str:
-    parts = ["<h2>Spend and savings by task type</h2>",
-             hbars("Spend and savings by task type", [PAID, FRONTIER], _money_rows(report.by_task)),
-             "<h2>Spend and savings by week</h2>",
-             columns("Spend and savings by week", [PAID, FRONTIER], _money_rows(report.by_week))]
+    parts = [
+        "<h2>Spend and savings by task type</h2>",
+        hbars("Spend and savings by task type", [PAID, FRONTIER], _money_rows(report.by_task)),
+        "<h2>Spend and savings by week</h2>",
+        columns("Spend and savings by week", [PAID, FRONTIER], _money_rows(report.by_week)),
+    ]
     total = report.totals.requests or 1
-    tiers = [(g.key, g.requests / total, f"{100 * g.requests / total:.0f}% ({g.requests:,})",
-              TIER_COLORS.get(g.key, "#757575")) for g in report.by_tier]
-    parts += ["<h2>Requests served by each tier</h2>", share("Share of requests by tier", tiers),
-              "<h2>Escalation</h2>",
-              "<p>Rate: requests that were answered, checked and handed to a stronger tier. "
-              f"Overall {_figure('totals', 'total', 'escalation_rate', report.totals.escalation_rate)}.</p>",
-              hbars("Escalation rate by task type", [Series("escalated requests", "#6a1b9a")],
-                    _rate_rows(report.by_task, "escalation_rate", "requests"))]
+    tiers = [
+        (
+            g.key,
+            g.requests / total,
+            f"{100 * g.requests / total:.0f}% ({g.requests:,})",
+            TIER_COLORS.get(g.key, "#757575"),
+        )
+        for g in report.by_tier
+    ]
+    parts += [
+        "<h2>Requests served by each tier</h2>",
+        share("Share of requests by tier", tiers),
+        "<h2>Escalation</h2>",
+        "<p>Rate: requests that were answered, checked and handed to a stronger tier. "
+        f"Overall {_figure('totals', 'total', 'escalation_rate', report.totals.escalation_rate)}.</p>",
+        hbars(
+            "Escalation rate by task type",
+            [Series("escalated requests", "#6a1b9a")],
+            _rate_rows(report.by_task, "escalation_rate", "requests"),
+        ),
+    ]
     if report.escalation_reasons:
         reasons = [Row(r.reason, [Bar(r.attempts, f"{r.attempts:,}")]) for r in report.escalation_reasons]
-        listed = "".join(f"<li>{escape(r.reason)}: "
-                         f"{_figure('escalation_reasons', r.reason, 'attempts', r.attempts)} attempts</li>"
-                         for r in report.escalation_reasons)
-        parts += ["<p>Why:</p>", hbars("Why requests escalated", [Series("escalated attempts", "#8e24aa")], reasons),
-                  f"<ul>{listed}</ul>"]
-    parts += ["<h2>Acceptance</h2><p>Accepted answers among those shown, by tier and by model.</p>",
-              hbars("Acceptance by tier", [Series("accepted", "#00838f")],
-                    _rate_rows(report.by_tier, "acceptance_rate", "shown")),
-              hbars("Acceptance by model", [Series("accepted", "#00838f")],
-                    _rate_rows(report.by_model, "acceptance_rate", "shown"))]
+        listed = "".join(
+            f"<li>{escape(r.reason)}: {_figure('escalation_reasons', r.reason, 'attempts', r.attempts)} attempts</li>"
+            for r in report.escalation_reasons
+        )
+        parts += [
+            "<p>Why:</p>",
+            hbars("Why requests escalated", [Series("escalated attempts", "#8e24aa")], reasons),
+            f"<ul>{listed}</ul>",
+        ]
+    parts += [
+        "<h2>Acceptance</h2><p>Accepted answers among those shown, by tier and by model.</p>",
+        hbars(
+            "Acceptance by tier",
+            [Series("accepted", "#00838f")],
+            _rate_rows(report.by_tier, "acceptance_rate", "shown"),
+        ),
+        hbars(
+            "Acceptance by model",
+            [Series("accepted", "#00838f")],
+            _rate_rows(report.by_model, "acceptance_rate", "shown"),
+        ),
+    ]
     return "".join(parts)
 
 
@@ -117,33 +165,46 @@ def _headline(report: Report) -> str:
     cards = "".join(
         f"<div class='card'><span class='name'>{name}</span><b>{_figure('totals', 'total', field, getattr(t, field))}"
         "</b></div>"
-        for field, name in (("requests", "Requests"), ("cost_usd", "Paid"), ("frontier_cost_usd", "Frontier alone"),
-                            ("savings_usd", "Saved"), ("escalation_rate", "Escalated"),
-                            ("acceptance_rate", "Accepted")))
-    prices = "".join(f"<li>{escape(u.description)}: {_figure('counterfactual', u.code or '-', 'attempts', u.attempts)}"
-                     " attempts</li>" for u in report.counterfactual)
-    return (f"<p class='headline'>This period cost {_figure('totals', 'total', 'cost_usd', t.cost_usd)}; on the "
-            f"frontier alone it would have cost {_figure('totals', 'total', 'frontier_cost_usd', t.frontier_cost_usd)}"
-            f"<span class='saved'>{saved}</span>.</p><div class='cards'>{cards}</div>"
-            f"<h2>How “the frontier alone” is priced</h2><ul>{prices or '<li>no requests</li>'}</ul>")
+        for field, name in (
+            ("requests", "Requests"),
+            ("cost_usd", "Paid"),
+            ("frontier_cost_usd", "Frontier alone"),
+            ("savings_usd", "Saved"),
+            ("escalation_rate", "Escalated"),
+            ("acceptance_rate", "Accepted"),
+        )
+    )
+    prices = "".join(
+        f"<li>{escape(u.description)}: {_figure('counterfactual', u.code or '-', 'attempts', u.attempts)} attempts</li>"
+        for u in report.counterfactual
+    )
+    return (
+        f"<p class='headline'>This period cost {_figure('totals', 'total', 'cost_usd', t.cost_usd)}; on the "
+        f"frontier alone it would have cost {_figure('totals', 'total', 'frontier_cost_usd', t.frontier_cost_usd)}"
+        f"<span class='saved'>{saved}</span>.</p><div class='cards'>{cards}</div>"
+        f"<h2>How “the frontier alone” is priced</h2><ul>{prices or '<li>no requests</li>'}</ul>"
+    )
 
 
 def render_html(report: Report, generated: datetime | None = None) -> str:
     generated = generated or datetime.now(timezone.utc)
     where = "the team ledger" if report.source == "team" else "this machine's ledger"
-    body = [f"<h1>ninetyten: spend and savings</h1><p class='meta'>From {where}, {escape(period(report))}; "
-            f"generated {generated:%Y-%m-%d %H:%M} UTC.</p>"]
+    body = [
+        f"<h1>ninetyten: spend and savings</h1><p class='meta'>From {where}, {escape(period(report))}; "
+        f"generated {generated:%Y-%m-%d %H:%M} UTC.</p>"
+    ]
     if report.totals.attempts == 0:
         body.append("<p class='headline'>No requests recorded in this period.</p>")
     else:
         body += [_headline(report), _charts(report), "<h2>Details</h2>"]
         for dimension in DIMENSIONS:
-            body += [f"<h3>By {_TITLES[dimension]}</h3>",
-                     _table(dimension, report.groups(dimension), report.totals)]
-    return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
-            f"<meta http-equiv='Content-Security-Policy' content=\"{_CSP}\">"
-            "<meta name='viewport' content='width=device-width, initial-scale=1'>"
-            f"<title>ninetyten report</title><style>{_CSS}</style></head><body>{''.join(body)}</body></html>\n")
+            body += [f"<h3>By {_TITLES[dimension]}</h3>", _table(dimension, report.groups(dimension), report.totals)]
+    return (
+        f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+        f"<meta http-equiv='Content-Security-Policy' content=\"{_CSP}\">"
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+        f"<title>ninetyten report</title><style>{_CSS}</style></head><body>{''.join(body)}</body></html>\n"
+    )
 
 
 __all__ = ["formatted", "render_html"]

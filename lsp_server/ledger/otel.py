@@ -66,15 +66,25 @@ class OtelMetrics:
         self._provider = MeterProvider(metric_readers=[reader], resource=resource)
         meter = self._provider.get_meter("ninetyten.ledger", __version__)
         self._tokens = meter.create_histogram(
-            "gen_ai.client.token.usage", unit="{token}", description="Number of input and output tokens used.",
-            explicit_bucket_boundaries_advisory=TOKEN_BUCKETS)
+            "gen_ai.client.token.usage",
+            unit="{token}",
+            description="Number of input and output tokens used.",
+            explicit_bucket_boundaries_advisory=TOKEN_BUCKETS,
+        )
         self._duration = meter.create_histogram(
-            "gen_ai.client.operation.duration", unit="s", description="GenAI operation duration.",
-            explicit_bucket_boundaries_advisory=DURATION_BUCKETS)
-        self._cost = meter.create_counter("ninetyten.client.cost", unit="USD",
-                                          description="What the attempt cost on its tier.")
-        self._frontier = meter.create_counter("ninetyten.client.frontier_cost", unit="USD",
-                                              description="What the same tokens would have cost on the frontier.")
+            "gen_ai.client.operation.duration",
+            unit="s",
+            description="GenAI operation duration.",
+            explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
+        )
+        self._cost = meter.create_counter(
+            "ninetyten.client.cost", unit="USD", description="What the attempt cost on its tier."
+        )
+        self._frontier = meter.create_counter(
+            "ninetyten.client.frontier_cost",
+            unit="USD",
+            description="What the same tokens would have cost on the frontier.",
+        )
 
     def __call__(self, row: LedgerRow) -> None:
         attrs = attributes(row)

@@ -20,8 +20,14 @@ from lsp_server.ledger.sink import LedgerSink
 log = logging.getLogger(__name__)
 
 
-def attach(sink: LedgerSink, *, workspace: Path | None, notify: Callable[[str], None] | None = None,
-           ship: bool = True, settings: UserSettings | None = None) -> None:
+def attach(
+    sink: LedgerSink,
+    *,
+    workspace: Path | None,
+    notify: Callable[[str], None] | None = None,
+    ship: bool = True,
+    settings: UserSettings | None = None,
+) -> None:
     """Wire `sink` to the team ledger and metrics export the user configured; never raises."""
     if sink.ledger is None:
         return
@@ -66,8 +72,9 @@ def _attach_team(sink: LedgerSink, settings: UserSettings, ship: bool, tell: Cal
     shipper = None
     if ship:
         try:
-            shipper = Shipper(sink.ledger.path, settings.team_ledger, on_unreachable=notice.unreachable,
-                              on_back=notice.back)
+            shipper = Shipper(
+                sink.ledger.path, settings.team_ledger, on_unreachable=notice.unreachable, on_back=notice.back
+            )
         except LedgerError as error:
             tell(f"not shipping to the team ledger: {error}")
         else:

@@ -46,8 +46,10 @@ class ReferencePrice:
     source: str
 
     def describe(self) -> str:
-        return (f"{self.model} list price, ${self.price.input_per_mtok:.2f} in / "
-                f"${self.price.output_per_mtok:.2f} out per million tokens, as of {self.as_of}")
+        return (
+            f"{self.model} list price, ${self.price.input_per_mtok:.2f} in / "
+            f"${self.price.output_per_mtok:.2f} out per million tokens, as of {self.as_of}"
+        )
 
 
 # Anthropic's standard (non-batch, under 200K tokens of context) API price for Claude Sonnet 4.6,
@@ -97,6 +99,13 @@ def describe_price_code(code: str | None) -> str:
 
 
 __all__ = [
-    "BUILTIN_REFERENCES", "CONFIGURED", "FRONTIER_TIER", "REFERENCE_FRONTIER", "Counterfactual", "Price",
-    "ReferencePrice", "counterfactual", "describe_price_code",
+    "BUILTIN_REFERENCES",
+    "CONFIGURED",
+    "FRONTIER_TIER",
+    "REFERENCE_FRONTIER",
+    "Counterfactual",
+    "Price",
+    "ReferencePrice",
+    "counterfactual",
+    "describe_price_code",
 ]

@@ -28,9 +28,9 @@ from pydantic import BaseModel
 
 from lsp_server.ledger.prices import describe_price_code
 from lsp_server.ledger.row import FAILURE_OUTCOMES, AttemptSummary
-from lsp_server.tiers import TIER_ORDER
 from lsp_server.ledger.store import Ledger
 from lsp_server.ledger.units import NANO, utc_midnight, week_start
+from lsp_server.tiers import TIER_ORDER
 
 Dimension = Literal["task", "tier", "model", "repo", "week"]
 DIMENSIONS: tuple[Dimension, ...] = ("task", "tier", "model", "repo", "week")
@@ -98,19 +98,43 @@ def percentile(sorted_values: list[float], p: float) -> float | None:
     return sorted_values[rank - 1]
 
 
-def make_stats(key: str, *, requests: int, attempts: int, prompt_tokens: int, completion_tokens: int,
-               cached_tokens: int, cost_nusd: int, frontier_nusd: int, escalations: int, failures: int,
-               shown: int, accepted: int, p50: float | None, p95: float | None) -> GroupStats:
+def make_stats(
+    key: str,
+    *,
+    requests: int,
+    attempts: int,
+    prompt_tokens: int,
+    completion_tokens: int,
+    cached_tokens: int,
+    cost_nusd: int,
+    frontier_nusd: int,
+    escalations: int,
+    failures: int,
+    shown: int,
+    accepted: int,
+    p50: float | None,
+    p95: float | None,
+) -> GroupStats:
     """A group's figures from its sums; the derived ones are defined here, once."""
     return GroupStats(
-        key=key, requests=requests, attempts=attempts, prompt_tokens=prompt_tokens,
-        completion_tokens=completion_tokens, cached_tokens=cached_tokens,
-        cost_usd=cost_nusd / NANO, frontier_cost_usd=frontier_nusd / NANO,
+        key=key,
+        requests=requests,
+        attempts=attempts,
+        prompt_tokens=prompt_tokens,
+        completion_tokens=completion_tokens,
+        cached_tokens=cached_tokens,
+        cost_usd=cost_nusd / NANO,
+        frontier_cost_usd=frontier_nusd / NANO,
         savings_usd=(frontier_nusd - cost_nusd) / NANO,
         savings_pct=100 * (frontier_nusd - cost_nusd) / frontier_nusd if frontier_nusd else None,
-        escalations=escalations, escalation_rate=escalations / requests if requests else None,
-        failures=failures, shown=shown, accepted=accepted, acceptance_rate=accepted / shown if shown else None,
-        latency_p50_ms=p50, latency_p95_ms=p95,
+        escalations=escalations,
+        escalation_rate=escalations / requests if requests else None,
+        failures=failures,
+        shown=shown,
+        accepted=accepted,
+        acceptance_rate=accepted / shown if shown else None,
+        latency_p50_ms=p50,
+        latency_p95_ms=p95,
     )
 
 
@@ -135,13 +159,20 @@ def _stats(key: str, rows: Iterable[AttemptSummary]) -> GroupStats:
             escalated.add(r.request_id)
     latencies = sorted(latency.values())
     return make_stats(
-        key, requests=len(latency), attempts=len(rows),
-        prompt_tokens=sum(r.prompt_tokens for r in rows), completion_tokens=sum(r.completion_tokens for r in rows),
+        key,
+        requests=len(latency),
+        attempts=len(rows),
+        prompt_tokens=sum(r.prompt_tokens for r in rows),
+        completion_tokens=sum(r.completion_tokens for r in rows),
         cached_tokens=sum(r.cached_tokens for r in rows),
-        cost_nusd=sum(r.cost_nusd for r in rows), frontier_nusd=sum(r.frontier_cost_nusd for r in rows),
-        escalations=len(escalated), failures=sum(1 for r in rows if r.outcome in FAILURE_OUTCOMES),
-        shown=sum(1 for r in rows if r.shown or r.accepted), accepted=sum(1 for r in rows if r.accepted),
-        p50=percentile(latencies, 50), p95=percentile(latencies, 95),
+        cost_nusd=sum(r.cost_nusd for r in rows),
+        frontier_nusd=sum(r.frontier_cost_nusd for r in rows),
+        escalations=len(escalated),
+        failures=sum(1 for r in rows if r.outcome in FAILURE_OUTCOMES),
+        shown=sum(1 for r in rows if r.shown or r.accepted),
+        accepted=sum(1 for r in rows if r.accepted),
+        p50=percentile(latencies, 50),
+        p95=percentile(latencies, 95),
     )
 
 
@@ -171,8 +202,10 @@ def reason_counts(counts: Iterable[tuple[str | None, int]]) -> list[ReasonCount]
 
 def price_uses(uses: Iterable[tuple[str | None, int, int]]) -> list[PriceUse]:
     """(code, attempts, frontier nano-dollars) -> what each price was, most used first."""
-    return [PriceUse(code=code, description=describe_price_code(code), attempts=n, frontier_cost_usd=nusd / NANO)
-            for code, n, nusd in sorted(uses, key=lambda u: (-u[1], u[0] or ""))]
+    return [
+        PriceUse(code=code, description=describe_price_code(code), attempts=n, frontier_cost_usd=nusd / NANO)
+        for code, n, nusd in sorted(uses, key=lambda u: (-u[1], u[0] or ""))
+    ]
 
 
 def build_report(ledger: Ledger, since: datetime | None, *, until: datetime | None = None) -> Report:
@@ -184,9 +217,15 @@ def build_report(ledger: Ledger, since: datetime | None, *, until: datetime | No
         uses[r.frontier_price][1] += r.frontier_cost_nusd
     reasons = Counter(r.escalation_reason for r in rows if r.escalated)
     return Report(
-        source="local", since=since, until=until or datetime.now(timezone.utc), totals=_stats("total", rows),
-        by_task=_grouped(rows, "task"), by_tier=_grouped(rows, "tier"), by_model=_grouped(rows, "model"),
-        by_repo=_grouped(rows, "repo"), by_week=_grouped(rows, "week"),
+        source="local",
+        since=since,
+        until=until or datetime.now(timezone.utc),
+        totals=_stats("total", rows),
+        by_task=_grouped(rows, "task"),
+        by_tier=_grouped(rows, "tier"),
+        by_model=_grouped(rows, "model"),
+        by_repo=_grouped(rows, "repo"),
+        by_week=_grouped(rows, "week"),
         escalation_reasons=reason_counts(reasons.items()),
         counterfactual=price_uses((code, n, nusd) for code, (n, nusd) in uses.items()),
     )
@@ -242,6 +281,19 @@ def parse_since(text: str | None, now: datetime | None = None) -> datetime | Non
 
 
 __all__ = [
-    "DIMENSIONS", "Dimension", "GroupStats", "PriceUse", "ReasonCount", "Report", "build_report", "make_stats",
-    "order_groups", "parse_since", "percentile", "price_uses", "reason_counts", "report_json", "start_of_month",
+    "DIMENSIONS",
+    "Dimension",
+    "GroupStats",
+    "PriceUse",
+    "ReasonCount",
+    "Report",
+    "build_report",
+    "make_stats",
+    "order_groups",
+    "parse_since",
+    "percentile",
+    "price_uses",
+    "reason_counts",
+    "report_json",
+    "start_of_month",
 ]

@@ -97,5 +97,11 @@ class AttemptSummary(NamedTuple):
 
 
 __all__ = [
-    "FAILURE_OUTCOMES", "OUTCOMES", "SERVED_OUTCOMES", "AttemptSummary", "LedgerRow", "Outcome", "checked",
+    "FAILURE_OUTCOMES",
+    "OUTCOMES",
+    "SERVED_OUTCOMES",
+    "AttemptSummary",
+    "LedgerRow",
+    "Outcome",
+    "checked",
 ]

@@ -25,8 +25,7 @@ from lsp_server.ledger.units import NANO, to_nusd
 
 SCHEMA_VERSION = 2
 
-_QUEUE = ("INSERT INTO ship_queue (row_id) VALUES (new.id) "
-          "ON CONFLICT (row_id) DO UPDATE SET version = version + 1")
+_QUEUE = "INSERT INTO ship_queue (row_id) VALUES (new.id) ON CONFLICT (row_id) DO UPDATE SET version = version + 1"
 
 # _MIGRATIONS[i] upgrades a database from schema version i to i + 1.
 _MIGRATIONS: tuple[tuple[str, ...], ...] = (
@@ -82,9 +81,29 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
 assert len(_MIGRATIONS) == SCHEMA_VERSION
 
 COLUMNS = (
-    "ts", "request_id", "attempt", "task", "tier", "backend", "model", "prompt_tokens", "completion_tokens",
-    "cached_tokens", "latency_ms", "cost_nusd", "frontier_cost_nusd", "outcome", "escalated",
-    "escalation_reason", "error_kind", "policy_hash", "reasons", "shown", "accepted", "repo", "frontier_price",
+    "ts",
+    "request_id",
+    "attempt",
+    "task",
+    "tier",
+    "backend",
+    "model",
+    "prompt_tokens",
+    "completion_tokens",
+    "cached_tokens",
+    "latency_ms",
+    "cost_nusd",
+    "frontier_cost_nusd",
+    "outcome",
+    "escalated",
+    "escalation_reason",
+    "error_kind",
+    "policy_hash",
+    "reasons",
+    "shown",
+    "accepted",
+    "repo",
+    "frontier_price",
 )
 INSERT = f"INSERT INTO attempts ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
 SELECT = f"SELECT id, {', '.join(COLUMNS)} FROM attempts"
@@ -125,11 +144,29 @@ def _flag(value: bool | None) -> int | None:
 
 def row_values(row: LedgerRow) -> tuple[Any, ...]:
     return (
-        row.ts.timestamp(), row.request_id, row.attempt, row.task, row.tier, row.backend, row.model,
-        row.prompt_tokens, row.completion_tokens, row.cached_tokens, row.latency_ms,
-        to_nusd(row.cost_usd), to_nusd(row.frontier_cost_usd), row.outcome, int(row.escalated),
-        row.escalation_reason, row.error_kind, row.policy_hash, json.dumps(row.reasons),
-        _flag(row.shown), _flag(row.accepted), row.repo, row.frontier_price,
+        row.ts.timestamp(),
+        row.request_id,
+        row.attempt,
+        row.task,
+        row.tier,
+        row.backend,
+        row.model,
+        row.prompt_tokens,
+        row.completion_tokens,
+        row.cached_tokens,
+        row.latency_ms,
+        to_nusd(row.cost_usd),
+        to_nusd(row.frontier_cost_usd),
+        row.outcome,
+        int(row.escalated),
+        row.escalation_reason,
+        row.error_kind,
+        row.policy_hash,
+        json.dumps(row.reasons),
+        _flag(row.shown),
+        _flag(row.accepted),
+        row.repo,
+        row.frontier_price,
     )
 
 
@@ -151,8 +188,9 @@ def insert_missing(conn: sqlite3.Connection, rows: list[LedgerRow]) -> int:
     """Insert the rows not stored yet (by request id and attempt); returns how many were new."""
     stored = 0
     for row in rows:
-        exists = conn.execute("SELECT 1 FROM attempts WHERE request_id = ? AND attempt = ?",
-                              (row.request_id, row.attempt)).fetchone()
+        exists = conn.execute(
+            "SELECT 1 FROM attempts WHERE request_id = ? AND attempt = ?", (row.request_id, row.attempt)
+        ).fetchone()
         if exists is None:
             conn.execute(INSERT, row_values(row))
             stored += 1
@@ -184,6 +222,17 @@ def summary_values(row: LedgerRow) -> AttemptSummary:
 
 
 __all__ = [
-    "COLUMNS", "INSERT", "SCHEMA_VERSION", "SELECT", "SELECT_SUMMARY", "insert_missing", "ledger_id", "migrate",
-    "row_from_db", "row_values", "summary_values", "tier_filter", "update_feedback",
+    "COLUMNS",
+    "INSERT",
+    "SCHEMA_VERSION",
+    "SELECT",
+    "SELECT_SUMMARY",
+    "insert_missing",
+    "ledger_id",
+    "migrate",
+    "row_from_db",
+    "row_values",
+    "summary_values",
+    "tier_filter",
+    "update_feedback",
 ]

@@ -48,8 +48,9 @@ class _Strict(BaseModel):
 
 class TeamLedgerSettings(_Strict):
     url: str | None = Field(None, min_length=1, description="libpq URL or conninfo of the team database")
-    project: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,63}$",
-                                description="the repository's name in the team ledger")
+    project: str | None = Field(
+        None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,63}$", description="the repository's name in the team ledger"
+    )
     user: Literal["pseudonym", "name"] = "pseudonym"
     pseudonym_key_env: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     batch_rows: int = Field(2000, ge=1, le=100_000, description="rows per shipped batch")
@@ -103,6 +104,14 @@ def load_user_settings(environ: Mapping[str, str] | None = None, path: Path | No
 
 
 __all__ = [
-    "CONFIG_FILENAME", "OTEL_ENDPOINT_ENV", "TEAM_PROJECT_ENV", "TEAM_URL_ENV", "OtelSettings", "SettingsError",
-    "TeamLedgerSettings", "UserSettings", "load_user_settings", "user_config_path",
+    "CONFIG_FILENAME",
+    "OTEL_ENDPOINT_ENV",
+    "TEAM_PROJECT_ENV",
+    "TEAM_URL_ENV",
+    "OtelSettings",
+    "SettingsError",
+    "TeamLedgerSettings",
+    "UserSettings",
+    "load_user_settings",
+    "user_config_path",
 ]

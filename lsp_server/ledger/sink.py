@@ -44,8 +44,9 @@ class LedgerSink:
 
     def __init__(self, ledger: Ledger | None) -> None:
         self.ledger = ledger
-        self._queue: queue.Queue[tuple[Callable[[], LedgerRow | None], _Committable | None, bool,
-                                       tuple[float, float]] | None] = queue.Queue()
+        self._queue: queue.Queue[
+            tuple[Callable[[], LedgerRow | None], _Committable | None, bool, tuple[float, float]] | None
+        ] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         # Money in rows queued but not stored yet, so reads need not wait for the thread.
@@ -70,8 +71,12 @@ class LedgerSink:
             return True, None
         return hold_budget(self.ledger, self.team.budget if self.team else None, estimate_usd, caps)
 
-    def put(self, row: Callable[[], LedgerRow], reservation: Reservation | BudgetHold | None = None,
-            journal: dict[str, object] | None = None) -> None:
+    def put(
+        self,
+        row: Callable[[], LedgerRow],
+        reservation: Reservation | BudgetHold | None = None,
+        journal: dict[str, object] | None = None,
+    ) -> None:
         """Queue a row; it is built (and validated) on the ledger thread, off the request path.
 
         `journal`: the row's values, written to the ledger's journal now, so the row

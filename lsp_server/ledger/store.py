@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any, Self, TypeVar
 
 from local_models.paths import ninetyten_home
-
 from lsp_server.ledger import journal as journals
 from lsp_server.ledger.connection import is_busy, open_connection
 from lsp_server.ledger.errors import LedgerError
@@ -33,7 +32,15 @@ from lsp_server.ledger.guards import request_id_adapter
 from lsp_server.ledger.reservations import Reservation
 from lsp_server.ledger.row import AttemptSummary, LedgerRow, checked
 from lsp_server.ledger.schema import (
-    INSERT, SELECT, SELECT_SUMMARY, insert_missing, ledger_id, row_from_db, row_values, summary_values, tier_filter,
+    INSERT,
+    SELECT,
+    SELECT_SUMMARY,
+    insert_missing,
+    ledger_id,
+    row_from_db,
+    row_values,
+    summary_values,
+    tier_filter,
     update_feedback,
 )
 from lsp_server.ledger.units import NANO, as_utc, to_nusd, utc_midnight
@@ -52,8 +59,13 @@ T = TypeVar("T")
 class Ledger:
     """The attempt ledger in one SQLite file, shared by every ninetyten process of a user."""
 
-    def __init__(self, path: Path | None = None, *, busy_timeout_s: float = BUSY_TIMEOUT_S,
-                 stale_after_s: float = STALE_RESERVATION_S) -> None:
+    def __init__(
+        self,
+        path: Path | None = None,
+        *,
+        busy_timeout_s: float = BUSY_TIMEOUT_S,
+        stale_after_s: float = STALE_RESERVATION_S,
+    ) -> None:
         self.path = Path(path) if path is not None else ninetyten_home() / LEDGER_FILENAME
         self._busy_timeout_s = busy_timeout_s
         self._stale_after_s = stale_after_s
@@ -123,8 +135,9 @@ class Ledger:
                 recovered += self._transaction(lambda conn: insert_missing(conn, rows))
             claimed.unlink(missing_ok=True)
         if recovered:
-            log.warning("Ledger %s: stored %d rows from processes that ended before writing them.",
-                        self.path, recovered)
+            log.warning(
+                "Ledger %s: stored %d rows from processes that ended before writing them.", self.path, recovered
+            )
         return recovered
 
     # --- connection and failure handling ---
@@ -142,9 +155,11 @@ class Ledger:
             self._failing = True
             log.warning(
                 "Ledger %s is not usable (%s); keeping rows in memory until it is.%s",
-                self.path, exc,
+                self.path,
+                exc,
                 " If the file is corrupt, move it aside and ninetyten will start a new one."
-                if type(exc) is sqlite3.DatabaseError else "",
+                if type(exc) is sqlite3.DatabaseError
+                else "",
             )
         if not (isinstance(exc, sqlite3.OperationalError) and is_busy(exc)):
             self._drop_connection()  # reopen next time: the file may have been fixed or replaced
@@ -298,10 +313,12 @@ class Ledger:
             if kept:
                 last = max(kept, key=lambda i: self._spill[i].attempt)
                 row = self._spill[last]
-                self._spill[last] = row.model_copy(update={
-                    "shown": row.shown if shown is None else shown,
-                    "accepted": row.accepted if accepted is None else accepted,
-                })
+                self._spill[last] = row.model_copy(
+                    update={
+                        "shown": row.shown if shown is None else shown,
+                        "accepted": row.accepted if accepted is None else accepted,
+                    }
+                )
                 return
             try:
                 self._transaction(lambda conn: update_feedback(conn, request_id, shown, accepted))
@@ -332,16 +349,18 @@ class Ledger:
         """Total cost of attempts since `since`, optionally only in `tiers`. Raises LedgerError if unreadable."""
         since_ts = as_utc(since).timestamp()
         where, params = tier_filter(tiers)
-        (total,), = self._read(f"SELECT COALESCE(SUM(cost_nusd), 0) FROM attempts WHERE ts >= ?{where}",
-                               (since_ts, *params))
+        ((total,),) = self._read(
+            f"SELECT COALESCE(SUM(cost_nusd), 0) FROM attempts WHERE ts >= ?{where}", (since_ts, *params)
+        )
         total += sum(to_nusd(r.cost_usd) for r in self._kept_since(since_ts) if tiers is None or r.tier in tiers)
         return total / NANO
 
     def savings_usd(self, since: datetime) -> float:
         """What the frontier would have cost minus what was paid, since `since`."""
         since_ts = as_utc(since).timestamp()
-        (total,), = self._read("SELECT COALESCE(SUM(frontier_cost_nusd - cost_nusd), 0) FROM attempts WHERE ts >= ?",
-                               (since_ts,))
+        ((total,),) = self._read(
+            "SELECT COALESCE(SUM(frontier_cost_nusd - cost_nusd), 0) FROM attempts WHERE ts >= ?", (since_ts,)
+        )
         total += sum(to_nusd(r.frontier_cost_usd) - to_nusd(r.cost_usd) for r in self._kept_since(since_ts))
         return total / NANO
 
@@ -351,8 +370,10 @@ class Ledger:
 
     def reserved_usd(self) -> float:
         """Budget held by live (not stale) reservations."""
-        (total,), = self._read("SELECT COALESCE(SUM(amount_nusd), 0) FROM reservations WHERE created >= ?",
-                               (time.time() - self._stale_after_s,))
+        ((total,),) = self._read(
+            "SELECT COALESCE(SUM(amount_nusd), 0) FROM reservations WHERE created >= ?",
+            (time.time() - self._stale_after_s,),
+        )
         return total / NANO
 
     def rows(self, since: datetime | None = None) -> list[LedgerRow]:
@@ -366,7 +387,8 @@ class Ledger:
         since_ts = -math.inf if since is None else as_utc(since).timestamp()
         found = self._read(f"{SELECT_SUMMARY} WHERE ts >= ? ORDER BY id", (since_ts,))
         return [AttemptSummary._make(values) for values in found] + [
-            summary_values(r) for r in self._kept_since(since_ts)]
+            summary_values(r) for r in self._kept_since(since_ts)
+        ]
 
     def close(self) -> None:
         with self._lock:

@@ -62,13 +62,17 @@ _COMPACT: list[_Column] = [
     ("p50 ms", lambda s: ms(s.latency_p50_ms)),
 ]
 _TITLES: dict[Dimension, tuple[str, str]] = {
-    "task": ("By task type", "Task"), "tier": ("By tier", "Tier"), "model": ("By model", "Model"),
-    "repo": ("By repository", "Repository"), "week": ("By week (from Monday, UTC)", "Week"),
+    "task": ("By task type", "Task"),
+    "tier": ("By tier", "Tier"),
+    "model": ("By model", "Model"),
+    "repo": ("By repository", "Repository"),
+    "week": ("By week (from Monday, UTC)", "Week"),
 }
 
 
-def _table(title: str, label: str, groups: list[GroupStats], totals: GroupStats, columns: list[_Column],
-           compact: bool) -> Table:
+def _table(
+    title: str, label: str, groups: list[GroupStats], totals: GroupStats, columns: list[_Column], compact: bool
+) -> Table:
     table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD if compact else box.HEAVY_HEAD)
     table.add_column(label, no_wrap=True)
     for header, _ in columns:

@@ -13,7 +13,14 @@ from pathlib import Path
 
 from lsp_server.llama_build.cpu import read_cpu_info
 from lsp_server.llama_build.flags import BuildConfigError, plan_build
-from lsp_server.llama_build.install import SetupError, State, default_state_path, installed_version, llama_requirement, sticky_env
+from lsp_server.llama_build.install import (
+    SetupError,
+    State,
+    default_state_path,
+    installed_version,
+    llama_requirement,
+    sticky_env,
+)
 from lsp_server.llama_build.selftest import ModelSpec, report_lines, run_self_test
 
 
@@ -24,8 +31,10 @@ def build_lines(env: Mapping[str, str] = os.environ, state_path: Path | None = N
     if version is None:
         return ["llama.cpp build PROBLEM: llama-cpp-python is not installed (run `make setup`)"], False
     if state is None or state.version != version:
-        return [f"llama.cpp build llama-cpp-python {version} not built by `make setup`: its compile flags are "
-                "unknown (the self-test below says whether it runs here)"], True
+        return [
+            f"llama.cpp build llama-cpp-python {version} not built by `make setup`: its compile flags are "
+            "unknown (the self-test below says whether it runs here)"
+        ], True
     proven = "passed at set-up" if state.selftest and state.selftest.get("ok") else "not run at set-up"
     lines = [f"llama.cpp build level {state.level}, backend {state.backend}, key {state.key} (self-test {proven})"]
     try:
@@ -42,8 +51,9 @@ def build_lines(env: Mapping[str, str] = os.environ, state_path: Path | None = N
     return lines, True
 
 
-def native_check(model: Path | None, *, gpu_layers: int = -1,
-                 env: Mapping[str, str] | None = None) -> tuple[list[str], bool]:
+def native_check(
+    model: Path | None, *, gpu_layers: int = -1, env: Mapping[str, str] | None = None
+) -> tuple[list[str], bool]:
     """Doctor's lines for the build and the self-test (with `model` as well, when given), and
     whether all is well: the self-test passed and the build was not made for another CPU."""
     lines, build_ok = build_lines(env if env is not None else os.environ)

@@ -145,7 +145,9 @@ def _x86_level(name: str, allowed: frozenset[str], cpu: CpuInfo) -> tuple[BuildL
         enabled -= _AVX512_EXTRAS | _AMX
     if "GGML_AVX512_VNNI" not in enabled or "GGML_AMX_TILE" not in enabled:
         enabled -= _AMX  # ggml's AMX kernels need both
-    args = ["-DGGML_NATIVE=OFF"] + [f"-D{option}={'ON' if option in enabled else 'OFF'}" for option, _, _ in X86_OPTIONS]
+    args = ["-DGGML_NATIVE=OFF"] + [
+        f"-D{option}={'ON' if option in enabled else 'OFF'}" for option, _, _ in X86_OPTIONS
+    ]
     names = [label for option, _, label in X86_OPTIONS if option in enabled]
     summary = ", ".join(names) if names else "no SIMD extensions (generic x86-64)"
     if not enabled & _AMX:
@@ -187,5 +189,6 @@ def plan_build(cpu: CpuInfo, env: Mapping[str, str], requirement: str) -> BuildP
         user_args = tuple(shlex.split(env.get("CMAKE_ARGS", "")))
     except ValueError as error:
         raise BuildConfigError(f"CMAKE_ARGS cannot be parsed: {error}") from None
-    return BuildPlan(backend=backend, cpu=cpu, levels=cpu_levels(cpu, amx=amx), user_args=user_args,
-                     requirement=requirement, amx=amx)
+    return BuildPlan(
+        backend=backend, cpu=cpu, levels=cpu_levels(cpu, amx=amx), user_args=user_args, requirement=requirement, amx=amx
+    )

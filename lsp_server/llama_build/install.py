@@ -171,8 +171,16 @@ def _locked(path: Path) -> Iterator[None]:
 
 
 class Installer:
-    def __init__(self, plan: BuildPlan, *, wheel_dir: Path, state_path: Path, dry_run: bool = False,
-                 out: Any = None, python: str = sys.executable) -> None:
+    def __init__(
+        self,
+        plan: BuildPlan,
+        *,
+        wheel_dir: Path,
+        state_path: Path,
+        dry_run: bool = False,
+        out: Any = None,
+        python: str = sys.executable,
+    ) -> None:
         self.plan = plan
         self.wheel_dir = wheel_dir
         self.state_path = state_path
@@ -217,8 +225,19 @@ class Installer:
     # -- building and installing ---------------------------------------------
 
     def build_command(self, target: Path) -> list[str]:
-        return [self.python, "-m", "pip", "wheel", "--no-deps", "--no-cache-dir", "--no-binary", PACKAGE,
-                "--wheel-dir", str(target), self.plan.requirement]
+        return [
+            self.python,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-cache-dir",
+            "--no-binary",
+            PACKAGE,
+            "--wheel-dir",
+            str(target),
+            self.plan.requirement,
+        ]
 
     def build(self, level: BuildLevel) -> Path | None:
         """The wheel for `level`, built unless the cache has it; None in a dry run that would build."""
@@ -236,8 +255,10 @@ class Installer:
             if existing is not None:
                 return existing
             key_dir.mkdir(parents=True, exist_ok=True)
-            self.say(f"building {self.plan.requirement} for this machine: level {level.name} ({level.summary}), "
-                     f"backend {self.plan.backend}; this takes several minutes")
+            self.say(
+                f"building {self.plan.requirement} for this machine: level {level.name} ({level.summary}), "
+                f"backend {self.plan.backend}; this takes several minutes"
+            )
             self.say(f"  CMAKE_ARGS={cmake_args}")
             env = {**os.environ, "CMAKE_ARGS": cmake_args}
             env.setdefault("CMAKE_BUILD_PARALLEL_LEVEL", str(os.cpu_count() or 2))
@@ -253,11 +274,20 @@ class Installer:
                 wheel = key_dir / built[-1].name
                 os.replace(built[-1], wheel)
             seconds = time.perf_counter() - started
-            _write_json(key_dir / BUILD_INFO_NAME, {
-                "level": level.name, "summary": level.summary, "backend": self.plan.backend,
-                "cmake_args": cmake_args, "cpu": self.plan.cpu.model, "machine": self.plan.cpu.machine,
-                "requirement": self.plan.requirement, "built": _now(), "build_seconds": round(seconds, 1),
-            })
+            _write_json(
+                key_dir / BUILD_INFO_NAME,
+                {
+                    "level": level.name,
+                    "summary": level.summary,
+                    "backend": self.plan.backend,
+                    "cmake_args": cmake_args,
+                    "cpu": self.plan.cpu.model,
+                    "machine": self.plan.cpu.machine,
+                    "requirement": self.plan.requirement,
+                    "built": _now(),
+                    "build_seconds": round(seconds, 1),
+                },
+            )
             self.say(f"built {wheel.name} in {seconds:.0f} s")
             return wheel
 
@@ -273,14 +303,23 @@ class Installer:
         # --no-deps --force-reinstall replaces a same-version wheel built elsewhere (pip's
         # cache); the second call only adds missing dependencies.
         for extra in (["--no-deps", "--force-reinstall"], []):
-            result = subprocess.run([self.python, "-m", "pip", "install", "--quiet", *extra, str(wheel)],
-                                    capture_output=True, text=True)
+            result = subprocess.run(
+                [self.python, "-m", "pip", "install", "--quiet", *extra, str(wheel)], capture_output=True, text=True
+            )
             if result.returncode != 0:
                 raise SetupError(f"installing {wheel} failed:\n{result.stderr.strip()}")
         version = installed_version() or "?"
-        state = State(key=key, level=level.name, backend=self.plan.backend,
-                      cmake_args=self.plan.cmake_args_text(level), wheel=str(wheel), version=version,
-                      user_args=shlex.join(self.plan.user_args), amx=self.plan.amx, cpu_flags=self.plan.cpu_flags())
+        state = State(
+            key=key,
+            level=level.name,
+            backend=self.plan.backend,
+            cmake_args=self.plan.cmake_args_text(level),
+            wheel=str(wheel),
+            version=version,
+            user_args=shlex.join(self.plan.user_args),
+            amx=self.plan.amx,
+            cpu_flags=self.plan.cpu_flags(),
+        )
         state.save(self.state_path)
         self.say(f"installed {PACKAGE} {version}, level {level.name} ({level.summary}), key {key}")
         return state
@@ -293,8 +332,10 @@ class Installer:
         if state is not None and state.key == self.plan.key(level):
             return state
         if state is None and installed_version() is not None:
-            self.say(f"the installed {PACKAGE} {installed_version()} was not built by this set-up "
-                     "(it may come from pip's cache, built for another CPU): replacing it")
+            self.say(
+                f"the installed {PACKAGE} {installed_version()} was not built by this set-up "
+                "(it may come from pip's cache, built for another CPU): replacing it"
+            )
         return self.install(level)
 
     # -- proving -------------------------------------------------------------
@@ -316,8 +357,11 @@ class Installer:
                 print(f"  {line}", file=self.out, flush=True)
             if report.ok:
                 if state is not None and not self.dry_run:
-                    state.selftest = {"ok": True, "at": _now(),
-                                      "tokens_per_s": [round(model.tokens_per_s, 1) for model in report.models]}
+                    state.selftest = {
+                        "ok": True,
+                        "at": _now(),
+                        "tokens_per_s": [round(model.tokens_per_s, 1) for model in report.models],
+                    }
                     state.save(self.state_path)
                 return EXIT_OK
             failure = report.failure
@@ -329,15 +373,19 @@ class Installer:
             if state is not None and not self.dry_run:
                 level = self.plan.level(state.level) if state.level in {lv.name for lv in self.plan.levels} else None
                 if level is not None and self.plan.key(level) == state.key:
-                    _write_json(self.key_dir(level) / CRASHED_NAME,
-                                {"signal": failure.signal, "stage": failure.stage, "at": _now()})
+                    _write_json(
+                        self.key_dir(level) / CRASHED_NAME,
+                        {"signal": failure.signal, "stage": failure.stage, "at": _now()},
+                    )
             described = f"level {level_name}" if level_name else "the installed build (flags unknown)"
             following = self.chosen_level(after=level_name)
             if following is None:
                 self.say(f"{described} crashed and no safer level is left: {self._nothing_left()}")
                 return EXIT_FAILED
-            self.say(f"{described} crashed with {failure.signal}: rebuilding with safer flags, "
-                     f"level {following.name} ({following.summary})")
+            self.say(
+                f"{described} crashed with {failure.signal}: rebuilding with safer flags, "
+                f"level {following.name} ({following.summary})"
+            )
             if self.install(following) is None:  # dry run: the command was printed
                 return EXIT_FAILED
         return EXIT_FAILED
@@ -350,10 +398,15 @@ class Installer:
         return self.check()
 
     def _nothing_left(self) -> str:
-        crashed = ", ".join(f"{level.name} ({(self.crashed(level) or {}).get('signal', '?')})"
-                            for level in self.plan.levels if self.crashed(level))
-        return (f"every build level crashed on this machine: {crashed}. Report it with the output of "
-                f"`ninetyten doctor`; `python -m lsp_server.llama_build install --retry` forgets the crashes")
+        crashed = ", ".join(
+            f"{level.name} ({(self.crashed(level) or {}).get('signal', '?')})"
+            for level in self.plan.levels
+            if self.crashed(level)
+        )
+        return (
+            f"every build level crashed on this machine: {crashed}. Report it with the output of "
+            f"`ninetyten doctor`; `python -m lsp_server.llama_build install --retry` forgets the crashes"
+        )
 
     def forget_crashes(self) -> None:
         for level in self.plan.levels:
@@ -368,22 +421,25 @@ class Installer:
         self.say(f"requirement {self.plan.requirement}; wheels in {self.wheel_dir}")
         chosen = self.chosen_level()
         for level in self.plan.levels:
-            status = ("crashed" if self.crashed(level) else "built" if self.wheel(level) else "not built")
+            status = "crashed" if self.crashed(level) else "built" if self.wheel(level) else "not built"
             mark = "->" if chosen is not None and level.name == chosen.name else "  "
             self.say(f"{mark} {level.name:<10} key {self.plan.key(level)}  {status:<9}  {level.summary}")
         state = self.installed_state()
         if state is None:
             version = installed_version()
-            self.say(f"installed: {PACKAGE} {version}, not built by this set-up" if version
-                     else f"installed: no {PACKAGE}")
+            self.say(
+                f"installed: {PACKAGE} {version}, not built by this set-up" if version else f"installed: no {PACKAGE}"
+            )
         else:
             passed = "self-test passed" if state.selftest and state.selftest.get("ok") else "self-test not run"
             self.say(f"installed: level {state.level}, key {state.key}, {passed}")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m lsp_server.llama_build",
-                                     description="Build llama-cpp-python for this machine and prove it with a self-test.")
+    parser = argparse.ArgumentParser(
+        prog="python -m lsp_server.llama_build",
+        description="Build llama-cpp-python for this machine and prove it with a self-test.",
+    )
     parser.add_argument("action", choices=("plan", "install", "check", "ensure"))
     parser.add_argument("--dry-run", action="store_true", help="print what would be built or installed; change nothing")
     parser.add_argument("--retry", action="store_true", help="forget which levels crashed here before")
@@ -397,8 +453,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         state_path = args.state or default_state_path()
         plan = plan_build(read_cpu_info(), sticky_env(os.environ, State.load(state_path)), llama_requirement())
-        installer = Installer(plan, wheel_dir=args.wheel_dir or default_wheel_dir(), state_path=state_path,
-                              dry_run=args.dry_run)
+        installer = Installer(
+            plan, wheel_dir=args.wheel_dir or default_wheel_dir(), state_path=state_path, dry_run=args.dry_run
+        )
         if args.retry:
             installer.forget_crashes()
         if args.action == "plan":

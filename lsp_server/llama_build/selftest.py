@@ -41,15 +41,14 @@ DEFAULT_TIMEOUT_S = 300.0
 # What a death by each signal most likely means for a llama.cpp process.
 SIGNAL_CAUSES: dict[str, str] = {
     "SIGILL": "an instruction this CPU or kernel does not allow: the llama.cpp build uses a CPU feature "
-              "that is missing here or not enabled by the kernel (AMX tile state, AVX-512 on another CPU); "
-              "rebuild with safe flags",
+    "that is missing here or not enabled by the kernel (AMX tile state, AVX-512 on another CPU); "
+    "rebuild with safe flags",
     "SIGSEGV": "invalid memory access inside llama.cpp: a damaged or unsupported GGUF file, or a broken build",
     "SIGBUS": "the mapped model file changed or was truncated while in use, or a misaligned access in the build",
     "SIGABRT": "llama.cpp aborted on a failed check (GGML_ASSERT): an unsupported model or a bug; its message "
-               "is in the output below",
+    "is in the output below",
     "SIGFPE": "an arithmetic fault inside llama.cpp: a broken build or a damaged model",
-    "SIGKILL": "killed from outside, most often by the out-of-memory killer: the model needs more memory "
-               "than is free",
+    "SIGKILL": "killed from outside, most often by the out-of-memory killer: the model needs more memory than is free",
     "SIGTERM": "terminated from outside",
     "SIGINT": "interrupted",
 }
@@ -158,8 +157,9 @@ def build_selftest_model(directory: Path) -> Path:
     """The tiny quantized model (256 wide, so K-quant blocks fit) the self-test always runs."""
     from local_models.tiny import build_tiny_model
 
-    return build_tiny_model(directory / "selftest-q.gguf", quantized=True, n_embd=256, n_ff=512, n_head=4,
-                            n_head_kv=2, context_length=512)
+    return build_tiny_model(
+        directory / "selftest-q.gguf", quantized=True, n_embd=256, n_ff=512, n_head=4, n_head_kv=2, context_length=512
+    )
 
 
 def run_self_test(
@@ -187,8 +187,10 @@ def run_child(
     command: Sequence[str] | None = None,
 ) -> SelfTestReport:
     """Run the child (or `command`, which must speak the same JSON lines) and read its fate."""
-    spec = {"tokens": tokens,
-            "models": [{"label": m.label, "path": str(m.path), "gpu_layers": m.gpu_layers} for m in models]}
+    spec = {
+        "tokens": tokens,
+        "models": [{"label": m.label, "path": str(m.path), "gpu_layers": m.gpu_layers} for m in models],
+    }
     argv = list(command) if command is not None else [python, "-X", "faulthandler", "-m", __name__, "--child"]
     child_env = dict(os.environ if env is None else env)
     # The child imports this package; make sure it finds the same tree as the parent.
@@ -196,8 +198,9 @@ def run_child(
     child_env["PYTHONPATH"] = os.pathsep.join(p for p in (root, child_env.get("PYTHONPATH", "")) if p)
     started = time.perf_counter()
     try:
-        completed = subprocess.run(argv, input=json.dumps(spec), capture_output=True, text=True,
-                                   env=child_env, timeout=timeout_s)
+        completed = subprocess.run(
+            argv, input=json.dumps(spec), capture_output=True, text=True, env=child_env, timeout=timeout_s
+        )
         stdout, stderr, returncode = completed.stdout, completed.stderr, completed.returncode
         timed_out = False
     except subprocess.TimeoutExpired as expired:
@@ -215,8 +218,9 @@ def _text(value: str | bytes | None) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
 
 
-def parse_child_output(stdout: str, stderr: str, returncode: int | None, *, timed_out: bool = False,
-                       timeout_s: float = 0.0) -> SelfTestReport:
+def parse_child_output(
+    stdout: str, stderr: str, returncode: int | None, *, timed_out: bool = False, timeout_s: float = 0.0
+) -> SelfTestReport:
     """The report from the child's JSON lines and how it ended (a negative code: killed by that signal)."""
     report = SelfTestReport()
     stage = "starting the self-test"
@@ -237,7 +241,9 @@ def parse_child_output(stdout: str, stderr: str, returncode: int | None, *, time
             report.system_info = event.get("system_info")
             report.gpu_offload = event.get("gpu_offload")
         elif kind == "model":
-            report.models.append(ModelResult(**{k: v for k, v in event.items() if k in ModelResult.__dataclass_fields__}))
+            report.models.append(
+                ModelResult(**{k: v for k, v in event.items() if k in ModelResult.__dataclass_fields__})
+            )
         elif kind == "error":
             error = str(event.get("message", "unknown error"))
         elif kind == "finished":
@@ -252,8 +258,9 @@ def parse_child_output(stdout: str, stderr: str, returncode: int | None, *, time
     elif error is not None:
         report.failure = Failure("error", stage, message=error, stderr_tail=tail)
     elif returncode != 0 or not finished:
-        report.failure = Failure("error", stage, message=f"the self-test exited with status {returncode}",
-                                 stderr_tail=tail)
+        report.failure = Failure(
+            "error", stage, message=f"the self-test exited with status {returncode}", stderr_tail=tail
+        )
     return report
 
 
@@ -266,15 +273,18 @@ def report_lines(report: SelfTestReport) -> list[str]:
     if features:
         lines.append(f"cpu features   {', '.join(features)}")
     if report.gpu_offload is not None:
-        lines.append("gpu offload    " + ("supported by this build" if report.gpu_offload
-                                         else "not in this build (CPU only)"))
+        lines.append(
+            "gpu offload    " + ("supported by this build" if report.gpu_offload else "not in this build (CPU only)")
+        )
     if report.failure is None:
         lines.append(f"self-test      ok ({len(report.models)} model(s), {report.seconds:.1f} s)")
     for model in report.models:
         where = "on the CPU" if model.offloaded is None else f"{model.offloaded} layers on the GPU"
         weights = ", ".join(f"{name} {mib:.1f} MiB" for name, mib in model.buffers.items())
-        lines.append(f"  {model.label}: {model.tokens} tokens at {model.tokens_per_s:.1f} tok/s "
-                     f"(load {model.load_s:.2f} s), {where}" + (f"; weights: {weights}" if weights else ""))
+        lines.append(
+            f"  {model.label}: {model.tokens} tokens at {model.tokens_per_s:.1f} tok/s "
+            f"(load {model.load_s:.2f} s), {where}" + (f"; weights: {weights}" if weights else "")
+        )
     if report.failure is not None:
         lines.append(f"self-test      PROBLEM: {report.failure.describe()}")
         lines += ["  | " + line for line in report.failure.stderr_tail.splitlines()]
@@ -323,7 +333,9 @@ def _child(spec: dict[str, Any]) -> int:
     system_info = llama_cpp.llama_print_system_info().decode("utf-8", "replace").strip()
     features = SelfTestReport(system_info=system_info).cpu_features()
     _emit(event="import", version=llama_cpp.__version__, gpu_offload=gpu_offload, system_info=system_info)
-    threads = max(1, min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 2), 8))
+    threads = max(
+        1, min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 2), 8)
+    )
     for index, model in enumerate(spec["models"]):
         label, path = model["label"], model["path"]
         stage = f"loading the {label} ({path})"
@@ -332,8 +344,15 @@ def _child(spec: dict[str, Any]) -> int:
         native_log.clear()
         started = time.perf_counter()
         try:
-            llm = llama_cpp.Llama(model_path=path, n_ctx=512, n_batch=64, n_threads=threads, n_threads_batch=threads,
-                                  n_gpu_layers=model["gpu_layers"] if gpu_offload else 0, verbose=False)
+            llm = llama_cpp.Llama(
+                model_path=path,
+                n_ctx=512,
+                n_batch=64,
+                n_threads=threads,
+                n_threads_batch=threads,
+                n_gpu_layers=model["gpu_layers"] if gpu_offload else 0,
+                verbose=False,
+            )
         except Exception as exc:  # a load error is a message, not a crash
             _emit(event="error", message=f"llama.cpp could not load {path}: {exc}")
             return 1
@@ -351,15 +370,23 @@ def _child(spec: dict[str, Any]) -> int:
         for _ in range(int(spec["tokens"])):
             logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(ctx, -1), shape=(n_vocab,))
             if not np.isfinite(logits).all():
-                _emit(event="error", message=f"the {label} produced non-finite logits: the build computes wrong results")
+                _emit(
+                    event="error", message=f"the {label} produced non-finite logits: the build computes wrong results"
+                )
                 return 1
             llm.eval([int(np.argmax(logits))])
         generate_s = time.perf_counter() - started
-        _emit(event="model", label=label, path=path, load_s=load_s, tokens=int(spec["tokens"]),
-              tokens_per_s=int(spec["tokens"]) / max(generate_s, 1e-9),
-              prompt_tokens_per_s=len(prompt) / max(prompt_s, 1e-9),
-              offloaded=offloaded or ("0/?" if gpu_offload else None),
-              buffers=buffers)
+        _emit(
+            event="model",
+            label=label,
+            path=path,
+            load_s=load_s,
+            tokens=int(spec["tokens"]),
+            tokens_per_s=int(spec["tokens"]) / max(generate_s, 1e-9),
+            prompt_tokens_per_s=len(prompt) / max(prompt_s, 1e-9),
+            offloaded=offloaded or ("0/?" if gpu_offload else None),
+            buffers=buffers,
+        )
         llm.close()
     _emit(event="finished")
     return 0

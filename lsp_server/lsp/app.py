@@ -7,8 +7,9 @@ from lsp_server.lsp.handlers import assist, commands, completion, documents, exp
 from lsp_server.lsp.server import NinetyTenServer
 
 
-def create_server(config: ServerConfig | None = None, explicit_model: str | None = None,
-                  policy_path: str | None = None) -> NinetyTenServer:
+def create_server(
+    config: ServerConfig | None = None, explicit_model: str | None = None, policy_path: str | None = None
+) -> NinetyTenServer:
     server = NinetyTenServer(config or ServerConfig(), explicit_model, policy_path)
     server.completion_feature = completion.CompletionFeature(server)
     server.policy_feature = policy.PolicyFeature(server)

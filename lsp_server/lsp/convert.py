@@ -85,7 +85,7 @@ def window(lines: list[str], line: int, window_lines: int) -> tuple[list[str], i
     start moves in steps of WINDOW_STEP lines, so the prompt (and the KV cache) stays put
     while the user types."""
     start = max(0, line - window_lines) // WINDOW_STEP * WINDOW_STEP
-    return lines[start:line + window_lines + 1], line - start
+    return lines[start : line + window_lines + 1], line - start
 
 
 def clip_long_lines(lines: list[str], line: int, column: int, limit: int) -> tuple[list[str], int]:
@@ -94,13 +94,14 @@ def clip_long_lines(lines: list[str], line: int, column: int, limit: int) -> tup
     current = lines[line]
     if len(current) > limit:
         start = max(0, column - limit * 3 // 4) // 512 * 512  # in steps, so typing keeps the cache
-        clipped[line] = current[start:start + limit]
+        clipped[line] = current[start : start + limit]
         column -= start
     return clipped, column
 
 
-def ordered_range(lines: list[str], start: tuple[int, int], end: tuple[int, int], encoding: Encoding
-                  ) -> tuple[Point, Point]:
+def ordered_range(
+    lines: list[str], start: tuple[int, int], end: tuple[int, int], encoding: Encoding
+) -> tuple[Point, Point]:
     """A client range as clamped code-point points, start first."""
     first = clamp_position(lines, start[0], start[1], encoding)
     last = clamp_position(lines, end[0], end[1], encoding)
@@ -113,19 +114,19 @@ def whole_document(lines: list[str]) -> tuple[Point, Point]:
 
 def text_between(lines: list[str], start: Point, end: Point) -> str:
     if start[0] == end[0]:
-        return lines[start[0]][start[1]:end[1]]
-    return "\n".join([lines[start[0]][start[1]:], *lines[start[0] + 1:end[0]], lines[end[0]][:end[1]]])
+        return lines[start[0]][start[1] : end[1]]
+    return "\n".join([lines[start[0]][start[1] :], *lines[start[0] + 1 : end[0]], lines[end[0]][: end[1]]])
 
 
 def offset(lines: list[str], point: Point) -> int:
     """The point's offset in "\\n".join(lines)."""
-    return sum(len(line) + 1 for line in lines[:point[0]]) + point[1]
+    return sum(len(line) + 1 for line in lines[: point[0]]) + point[1]
 
 
 def replaced(lines: list[str], start: Point, end: Point, new_text: str) -> str:
     """The document's text with [start, end) replaced by `new_text`."""
     text = "\n".join(lines)
-    return text[: offset(lines, start)] + new_text + text[offset(lines, end):]
+    return text[: offset(lines, start)] + new_text + text[offset(lines, end) :]
 
 
 def client_point(lines: list[str], point: Point, encoding: Encoding) -> tuple[int, int]:

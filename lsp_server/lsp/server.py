@@ -152,7 +152,9 @@ class NinetyTenServer(LanguageServer):
         if tier in self._told_unreachable:
             return
         self._told_unreachable.add(tier)
-        self.notify_user(types.MessageType.Warning, f"the {tier} tier is failing ({detail}); working on the local model")
+        self.notify_user(
+            types.MessageType.Warning, f"the {tier} tier is failing ({detail}); working on the local model"
+        )
 
     def policy_reloaded(self) -> None:
         self._told_unreachable.clear()

@@ -45,8 +45,9 @@ def read_token_file(path: Path) -> str:
     try:
         fd = os.open(path, os.O_RDONLY)
     except FileNotFoundError:
-        raise TokenFileError(f"the token file {path} does not exist; create one with\n  "
-                             + NEW_TOKEN_HINT.format(path=path)) from None
+        raise TokenFileError(
+            f"the token file {path} does not exist; create one with\n  " + NEW_TOKEN_HINT.format(path=path)
+        ) from None
     except OSError as error:
         raise TokenFileError(f"cannot open the token file {path}: {error.strerror}") from None
     try:
@@ -57,8 +58,9 @@ def read_token_file(path: Path) -> str:
             raise TokenFileError(f"the token file {path} belongs to another user; use a file of your own")
         mode = stat.S_IMODE(info.st_mode)
         if mode & 0o077:
-            raise TokenFileError(f"the token file {path} can be read or written by other users "
-                                 f"(mode {mode:04o}); run: chmod 600 {path}")
+            raise TokenFileError(
+                f"the token file {path} can be read or written by other users (mode {mode:04o}); run: chmod 600 {path}"
+            )
         raw = os.read(fd, MAX_TOKEN_CHARS + 2)
     finally:
         os.close(fd)
@@ -67,14 +69,19 @@ def read_token_file(path: Path) -> str:
     except UnicodeDecodeError:
         raise TokenFileError(f"the token in {path} must be plain ASCII") from None
     if len(token) < MIN_TOKEN_CHARS or len(token) > MAX_TOKEN_CHARS or any(c.isspace() for c in token):
-        raise TokenFileError(f"the token in {path} must be one word of {MIN_TOKEN_CHARS} to {MAX_TOKEN_CHARS} "
-                             "characters; create a new one with\n  " + NEW_TOKEN_HINT.format(path=path))
+        raise TokenFileError(
+            f"the token in {path} must be one word of {MIN_TOKEN_CHARS} to {MAX_TOKEN_CHARS} "
+            "characters; create a new one with\n  " + NEW_TOKEN_HINT.format(path=path)
+        )
     return token
 
 
 def tokens_match(given: str, expected: str) -> bool:
     """Constant time in the tokens' contents and lengths (both are hashed first)."""
-    digest = lambda text: hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
+
+    def digest(text: str) -> bytes:
+        return hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
+
     return hmac.compare_digest(digest(given), digest(expected))
 
 
@@ -88,8 +95,12 @@ class Handshake:
 
 
 def _refused(msg_id: Any, why: str) -> Handshake:
-    return Handshake(None, msg_id, f"unauthorized: {why}; this server answers only a first `initialize` "
-                                   f"request that carries its token as initializationOptions.{TOKEN_OPTION}")
+    return Handshake(
+        None,
+        msg_id,
+        f"unauthorized: {why}; this server answers only a first `initialize` "
+        f"request that carries its token as initializationOptions.{TOKEN_OPTION}",
+    )
 
 
 def check_first_message(body: bytes, token: str) -> Handshake:
@@ -146,12 +157,12 @@ async def handshake(reader: asyncio.StreamReader, token: str, timeout_s: float =
     except TimeoutError:
         return _refused(None, f"no initialize request within {timeout_s:g}s")
     if body is None:
-        return _refused(None, "the first frame is malformed or larger than "
-                              f"{MAX_HANDSHAKE_BYTES // 1024} KiB")
+        return _refused(None, f"the first frame is malformed or larger than {MAX_HANDSHAKE_BYTES // 1024} KiB")
     return check_first_message(body, token)
 
 
 def error_frame(msg_id: Any, message: str) -> bytes:
-    body = json.dumps({"jsonrpc": "2.0", "id": msg_id,
-                       "error": {"code": UNAUTHORIZED, "message": message}}).encode("utf-8")
+    body = json.dumps({"jsonrpc": "2.0", "id": msg_id, "error": {"code": UNAUTHORIZED, "message": message}}).encode(
+        "utf-8"
+    )
     return b"Content-Length: %d\r\n\r\n" % len(body) + body

@@ -46,7 +46,7 @@ class PushbackReader:
         if self.pending:
             index = self.pending.find(b"\n")
             if index >= 0:
-                line, self.pending = self.pending[: index + 1], self.pending[index + 1:]
+                line, self.pending = self.pending[: index + 1], self.pending[index + 1 :]
                 return line
             line, self.pending = self.pending, b""
             return line + await self.reader.readline()
@@ -62,8 +62,9 @@ class PushbackReader:
         return taken + (chunk or b"")
 
 
-async def serve_stream(stop_event: threading.Event, reader: ByteReader, protocol: Any,
-                       on_message: Callable[[Any, bytes], None]) -> None:
+async def serve_stream(
+    stop_event: threading.Event, reader: ByteReader, protocol: Any, on_message: Callable[[Any, bytes], None]
+) -> None:
     """Read frames until EOF or stop; hand each body to `on_message(protocol, body)`."""
     stream = PushbackReader(reader)
     length: int | None = None
@@ -96,8 +97,11 @@ async def serve_stream(stop_event: threading.Event, reader: ByteReader, protocol
         if next_header is not None and not _is_json(body):
             # The frame said it was longer than it was: keep the message at its start,
             # give the following frame back to the reader.
-            start = body.rfind(b"\n", 0, next_header.start()) + 1 if b"\n" in body[: next_header.start()] else \
-                next_header.start()
+            start = (
+                body.rfind(b"\n", 0, next_header.start()) + 1
+                if b"\n" in body[: next_header.start()]
+                else next_header.start()
+            )
             stream.unread(body[start:])
             body = body[:start]
         on_message(protocol, body)

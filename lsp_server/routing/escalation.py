@@ -78,8 +78,13 @@ def _length_ok(text: str, kind: Kind, original_length: int | None) -> bool:
     return len(text) <= 100_000
 
 
-def completion_confident(mean_logprob: float | None, threshold: float, *,
-                         token_logprobs: Sequence[float] = (), min_token_threshold: float | None = None) -> bool:
+def completion_confident(
+    mean_logprob: float | None,
+    threshold: float,
+    *,
+    token_logprobs: Sequence[float] = (),
+    min_token_threshold: float | None = None,
+) -> bool:
     """No tokens (nothing generated) counts as not confident; so does one token below
     `min_token_threshold` when that is set."""
     if mean_logprob is None or mean_logprob < threshold:

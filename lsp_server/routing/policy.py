@@ -49,7 +49,9 @@ class TierConfig(_Strict):
     api_key_env: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     keeps_data_home: bool = False
     price: Price = Field(default_factory=Price)
-    context_window: int | None = Field(None, gt=0, description="tokens; default: 8192 local, 32768 in-house, 200000 frontier")
+    context_window: int | None = Field(
+        None, gt=0, description="tokens; default: 8192 local, 32768 in-house, 200000 frontier"
+    )
     timeout_s: float = Field(60.0, gt=0)
     connect_timeout_s: float = Field(3.0, gt=0)
     max_retries: int = Field(2, ge=0, le=10)

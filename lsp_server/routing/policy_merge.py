@@ -19,7 +19,15 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, get_args
 
-from lsp_server.routing.policy import DEFAULT_CONTEXT_WINDOW, LatencyClass, Policy, RiskLevel, Rule, TaskType, TierConfig
+from lsp_server.routing.policy import (
+    DEFAULT_CONTEXT_WINDOW,
+    LatencyClass,
+    Policy,
+    RiskLevel,
+    Rule,
+    TaskType,
+    TierConfig,
+)
 from lsp_server.tiers import TIER_ORDER, TierName
 
 _RANK: dict[str, int] = {tier: index for index, tier in enumerate(TIER_ORDER)}
@@ -107,8 +115,18 @@ class _Merge:
             self._risk()
         if "savings" in given:
             self._savings()
-        handled = {"version", "offline", "tiers", "sensitivity", "escalation", "budget", "rules", "default_route",
-                   "risk", "savings"}
+        handled = {
+            "version",
+            "offline",
+            "tiers",
+            "sensitivity",
+            "escalation",
+            "budget",
+            "rules",
+            "default_route",
+            "risk",
+            "savings",
+        }
         self._unjudged("", self.repo, given - handled)
         return MergedPolicy(Policy.model_validate(self.data), tuple(self.ignored))
 
@@ -132,16 +150,18 @@ class _Merge:
     def _offline(self) -> None:
         if self.repo.offline:
             self.data["offline"] = True
-        elif self.base.offline and self._looser("offline", False, "would let requests leave the machine; "
-                                                "your policy keeps everything local"):
+        elif self.base.offline and self._looser(
+            "offline", False, "would let requests leave the machine; your policy keeps everything local"
+        ):
             self.data["offline"] = False
 
     def _default_route(self) -> None:
         wanted, current = self.repo.default_route, self.base.default_route
         if _RANK[wanted] <= _RANK[current]:
             self.data["default_route"] = self.strict_default = wanted
-        elif self._looser("default_route", wanted,
-                          f"requests no rule matches would go to {wanted} instead of {current}"):
+        elif self._looser(
+            "default_route", wanted, f"requests no rule matches would go to {wanted} instead of {current}"
+        ):
             self.data["default_route"] = wanted
 
     # -- tiers ------------------------------------------------------------------------
@@ -186,19 +206,25 @@ class _Merge:
                 if glob in out["paths"]:
                     continue
                 if glob.strip().startswith("!"):
-                    if not self._looser("sensitivity.paths", glob,
-                                        "re-includes paths: files there would no longer count as sensitive"):
+                    if not self._looser(
+                        "sensitivity.paths", glob, "re-includes paths: files there would no longer count as sensitive"
+                    ):
                         continue
                 out["paths"].append(glob)
         if "on_sensitive" in given and theirs.on_sensitive != mine.on_sensitive:
             if _ON_SENSITIVE_RANK[theirs.on_sensitive] > _ON_SENSITIVE_RANK[mine.on_sensitive]:
                 out["on_sensitive"] = theirs.on_sensitive
-            elif self._looser("sensitivity.on_sensitive", theirs.on_sensitive,
-                              f"sensitive content would be handled by {theirs.on_sensitive!r} instead of "
-                              f"{mine.on_sensitive!r} (redacted and sent out instead of kept home)"):
+            elif self._looser(
+                "sensitivity.on_sensitive",
+                theirs.on_sensitive,
+                f"sensitive content would be handled by {theirs.on_sensitive!r} instead of "
+                f"{mine.on_sensitive!r} (redacted and sent out instead of kept home)",
+            ):
                 out["on_sensitive"] = theirs.on_sensitive
-        for flag, what in (("pii", "e-mail addresses, phone, card and IBAN numbers"),
-                           ("entropy", "random-looking keys without a known format")):
+        for flag, what in (
+            ("pii", "e-mail addresses, phone, card and IBAN numbers"),
+            ("entropy", "random-looking keys without a known format"),
+        ):
             if flag not in given or getattr(theirs, flag) == getattr(mine, flag):
                 continue
             if getattr(theirs, flag):
@@ -209,8 +235,11 @@ class _Merge:
             for pattern in dict.fromkeys(theirs.allowlist):
                 if pattern in out["allowlist"]:
                     continue
-                if self._looser("sensitivity.allowlist", pattern,
-                                "values matching it would no longer count as secrets and could be sent out"):
+                if self._looser(
+                    "sensitivity.allowlist",
+                    pattern,
+                    "values matching it would no longer count as secrets and could be sent out",
+                ):
                     out["allowlist"].append(pattern)
         self._unjudged("sensitivity", theirs, given - {"paths", "on_sensitive", "pii", "entropy", "allowlist"})
 
@@ -221,29 +250,54 @@ class _Merge:
         out = self.data["escalation"]
         given = theirs.model_fields_set
         if "completion_min_mean_logprob" in given:
-            self._at_most("escalation.completion_min_mean_logprob", theirs.completion_min_mean_logprob,
-                          mine.completion_min_mean_logprob, out,
-                          "more completions would be sent to a remote tier (escalated)")
+            self._at_most(
+                "escalation.completion_min_mean_logprob",
+                theirs.completion_min_mean_logprob,
+                mine.completion_min_mean_logprob,
+                out,
+                "more completions would be sent to a remote tier (escalated)",
+            )
         if "completion_min_token_logprob" in given and theirs.completion_min_token_logprob is not None:
             if mine.completion_min_token_logprob is None:
-                if self._looser("escalation.completion_min_token_logprob", theirs.completion_min_token_logprob,
-                                "completions would also escalate to a remote tier on their least confident token"):
+                if self._looser(
+                    "escalation.completion_min_token_logprob",
+                    theirs.completion_min_token_logprob,
+                    "completions would also escalate to a remote tier on their least confident token",
+                ):
                     out["completion_min_token_logprob"] = theirs.completion_min_token_logprob
             else:
-                self._at_most("escalation.completion_min_token_logprob", theirs.completion_min_token_logprob,
-                              mine.completion_min_token_logprob, out,
-                              "more completions would be sent to a remote tier (escalated)")
+                self._at_most(
+                    "escalation.completion_min_token_logprob",
+                    theirs.completion_min_token_logprob,
+                    mine.completion_min_token_logprob,
+                    out,
+                    "more completions would be sent to a remote tier (escalated)",
+                )
         if "verify" in given:
             # Checks on answers: escalation still goes only where the rules in force allow.
             out["verify"] = list(dict.fromkeys([*mine.verify, *theirs.verify]))
         if "max_attempts" in given:
-            self._at_most("escalation.max_attempts", theirs.max_attempts, mine.max_attempts, out,
-                          "more attempts per request, on more tiers")
+            self._at_most(
+                "escalation.max_attempts",
+                theirs.max_attempts,
+                mine.max_attempts,
+                out,
+                "more attempts per request, on more tiers",
+            )
         if "deadline_ms" in given:
-            self._at_most("escalation.deadline_ms", theirs.deadline_ms, mine.deadline_ms, out,
-                          "escalation would start later into a request")
-        self._unjudged("escalation", theirs, given - {"completion_min_mean_logprob", "completion_min_token_logprob",
-                                                      "verify", "max_attempts", "deadline_ms"})
+            self._at_most(
+                "escalation.deadline_ms",
+                theirs.deadline_ms,
+                mine.deadline_ms,
+                out,
+                "escalation would start later into a request",
+            )
+        self._unjudged(
+            "escalation",
+            theirs,
+            given
+            - {"completion_min_mean_logprob", "completion_min_token_logprob", "verify", "max_attempts", "deadline_ms"},
+        )
 
     def _budget(self) -> None:
         theirs, mine = self.repo.budget, self.base.budget
@@ -255,12 +309,18 @@ class _Merge:
                 continue
             if current is None or wanted <= current:  # a cap where there was none, or a lower one
                 out[field] = wanted
-            elif self._looser(f"budget.{field}", wanted,
-                              f"raises the daily cap on {whose} paid tiers from {current} to {wanted} USD"):
+            elif self._looser(
+                f"budget.{field}", wanted, f"raises the daily cap on {whose} paid tiers from {current} to {wanted} USD"
+            ):
                 out[field] = wanted
         if "soft_fraction" in given:
-            self._at_most("budget.soft_fraction", theirs.soft_fraction, mine.soft_fraction, out,
-                          "paid tiers would be used directly for longer before going local first")
+            self._at_most(
+                "budget.soft_fraction",
+                theirs.soft_fraction,
+                mine.soft_fraction,
+                out,
+                "paid tiers would be used directly for longer before going local first",
+            )
         self._unjudged("budget", theirs, given - {"daily_usd", "team_daily_usd", "soft_fraction"})
 
     def _savings(self) -> None:
@@ -323,7 +383,10 @@ class _Merge:
 
 
 def _new_tier_reason(name: str, tier: TierConfig) -> str:
-    parts = [f"{'an' if name[0] in 'aeiou' else 'a'} {name} tier your policy does not have: would send code to {tier.base_url or 'a local model file'}"]
+    article = "an" if name[0] in "aeiou" else "a"
+    parts = [
+        f"{article} {name} tier your policy does not have: would send code to {tier.base_url or 'a local model file'}"
+    ]
     if tier.api_key_env:
         parts.append(f"with the value of ${tier.api_key_env} as its key")
     if tier.keeps_data_home:
@@ -355,12 +418,16 @@ def _tier_field_reason(name: str, field: str, mine: TierConfig, wanted: Any) -> 
 
 
 def _matches(rule: Rule, task: TaskType, risk: RiskLevel, latency: LatencyClass) -> bool:
-    return ((rule.task is None or task in rule.task) and (rule.risk is None or risk in rule.risk)
-            and (rule.latency is None or latency in rule.latency))
+    return (
+        (rule.task is None or task in rule.task)
+        and (rule.risk is None or risk in rule.risk)
+        and (rule.latency is None or latency in rule.latency)
+    )
 
 
-def _possible_outcomes(rules: list[Rule], default: TierName, task: TaskType, risk: RiskLevel,
-                       latency: LatencyClass) -> list[tuple[TierName, TierName | None, str]]:
+def _possible_outcomes(
+    rules: list[Rule], default: TierName, task: TaskType, risk: RiskLevel, latency: LatencyClass
+) -> list[tuple[TierName, TierName | None, str]]:
     """Where a request of this kind may go (route, escalation, rule name), for any path."""
     found: list[tuple[TierName, TierName | None, str]] = []
     for rule in rules:
@@ -388,8 +455,10 @@ def _further_than_base(rule: Rule, base: Policy) -> str | None:
             if _RANK[rule.route] > _RANK[route]:
                 return f"routes {task} to {rule.route} where your policy uses {route} ({name})"
             if rule.escalate_to is not None and _RANK[rule.escalate_to] > reach:
-                return (f"escalates {task} to {rule.escalate_to} where your policy goes no further than "
-                        f"{_tier_list([route, escalate])} ({name})")
+                return (
+                    f"escalates {task} to {rule.escalate_to} where your policy goes no further than "
+                    f"{_tier_list([route, escalate])} ({name})"
+                )
     return None
 
 
@@ -407,16 +476,20 @@ def _risk_change_verdict(rules: list[Rule], default: TierName, more: RiskLevel) 
         for latency in _LATENCIES:
             for flagged, unflagged in _outcome_pairs(rules, default, task, latency, more, other):
                 (route_a, esc_a, name_a), (route_b, esc_b, _name_b) = flagged, unflagged
-                if (_RANK[route_a] > _RANK[route_b]
-                        or _RANK[esc_a or route_a] > max(_RANK[route_b], _RANK[esc_b or route_b])):
-                    return (f"{more}-risk {task} requests go to {_tier_list([route_a, esc_a])} ({name_a}) "
-                            f"where {other}-risk ones go to {_tier_list([route_b, esc_b])}: "
-                            f"more {more}-risk requests would send more there")
+                if _RANK[route_a] > _RANK[route_b] or _RANK[esc_a or route_a] > max(
+                    _RANK[route_b], _RANK[esc_b or route_b]
+                ):
+                    return (
+                        f"{more}-risk {task} requests go to {_tier_list([route_a, esc_a])} ({name_a}) "
+                        f"where {other}-risk ones go to {_tier_list([route_b, esc_b])}: "
+                        f"more {more}-risk requests would send more there"
+                    )
     return None
 
 
-def _outcome_pairs(rules: list[Rule], default: TierName, task: TaskType, latency: LatencyClass,
-                   a: RiskLevel, b: RiskLevel) -> Iterator[tuple[Outcome, Outcome]]:
+def _outcome_pairs(
+    rules: list[Rule], default: TierName, task: TaskType, latency: LatencyClass, a: RiskLevel, b: RiskLevel
+) -> Iterator[tuple[Outcome, Outcome]]:
     """(outcome at risk `a`, outcome at risk `b`) for every way the path filters may match."""
 
     def walk(index: int, got_a: Outcome | None, got_b: Outcome | None) -> Iterator[tuple[Outcome, Outcome]]:

@@ -23,7 +23,14 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from local_models.paths import ninetyten_home
-from lsp_server.routing.policy import LoadedPolicy, Policy, PolicyError, load_policy_file, parse_policy, user_policy_path
+from lsp_server.routing.policy import (
+    LoadedPolicy,
+    Policy,
+    PolicyError,
+    load_policy_file,
+    parse_policy,
+    user_policy_path,
+)
 from lsp_server.routing.policy_merge import IgnoredKey, merge_repository_policy
 
 log = logging.getLogger(__name__)
@@ -166,8 +173,9 @@ def user_or_builtin_policy() -> LoadedPolicy:
     return LoadedPolicy(Policy(), "builtin", None)
 
 
-def load_workspace_policy(path: Path, *, base: LoadedPolicy | None = None,
-                          store: TrustStore | None = None) -> LoadedPolicy:
+def load_workspace_policy(
+    path: Path, *, base: LoadedPolicy | None = None, store: TrustStore | None = None
+) -> LoadedPolicy:
     """A repository's policy over the user's: trusted only as far as the user approved it."""
     repo = read_repository_policy(path)
     base = base if base is not None else user_or_builtin_policy()
@@ -175,19 +183,38 @@ def load_workspace_policy(path: Path, *, base: LoadedPolicy | None = None,
     try:
         merged = merge_repository_policy(base.policy, repo.policy, trusted=approved)
     except ValidationError as error:  # each is valid alone; say so rather than fail obscurely
-        raise PolicyError(path, [(None, "", f"cannot be laid over {base.path or 'the built-in default'}: "
-                                            f"{error.errors()[0]['msg'] if error.errors() else error}")]) from None
-    return LoadedPolicy(merged.policy, "workspace", path, trust="approved" if approved else "untrusted",
-                        ignored=merged.ignored, sha256=repo.sha256, base=base.path)
+        raise PolicyError(
+            path,
+            [
+                (
+                    None,
+                    "",
+                    f"cannot be laid over {base.path or 'the built-in default'}: "
+                    f"{error.errors()[0]['msg'] if error.errors() else error}",
+                )
+            ],
+        ) from None
+    return LoadedPolicy(
+        merged.policy,
+        "workspace",
+        path,
+        trust="approved" if approved else "untrusted",
+        ignored=merged.ignored,
+        sha256=repo.sha256,
+        base=base.path,
+    )
 
 
-def approve_policy(path: Path, *, expected_sha256: str | None = None, store: TrustStore | None = None
-                   ) -> tuple[LoadedPolicy, Approval]:
+def approve_policy(
+    path: Path, *, expected_sha256: str | None = None, store: TrustStore | None = None
+) -> tuple[LoadedPolicy, Approval]:
     """Approve a repository policy as it is now; with `expected_sha256`, only if it is still the
     file the user was shown (it may have changed since)."""
     repo = read_repository_policy(path)
     if expected_sha256 is not None and repo.sha256 != expected_sha256:
-        raise PolicyError(path, [(None, "", "the file changed since it was shown; look at it again before trusting it")])
+        raise PolicyError(
+            path, [(None, "", "the file changed since it was shown; look at it again before trusting it")]
+        )
     store = store or TrustStore()
     approval = store.approve(path, repo.sha256)
     return load_workspace_policy(path, store=store), approval
@@ -196,19 +223,24 @@ def approve_policy(path: Path, *, expected_sha256: str | None = None, store: Tru
 def trust_summary(loaded: LoadedPolicy) -> list[str]:
     """Plain lines for `doctor`, `policy show` and the CLI: the trust state, what is ignored."""
     if loaded.source != "workspace":
-        where = {"flag": "--policy", "env": "NINETYTEN_POLICY", "user": "your config dir",
-                 "builtin": "built in"}[loaded.source]
+        where = {"flag": "--policy", "env": "NINETYTEN_POLICY", "user": "your config dir", "builtin": "built in"}[
+            loaded.source
+        ]
         return [f"trusted: your own policy ({where})"]
     under = f"your policy {loaded.base}" if loaded.base else "the built-in default (everything local)"
     if loaded.trust == "approved":
-        lines = [f"approved: this repository policy (sha256 {loaded.sha256[:12] if loaded.sha256 else '?'}) "
-                 f"is laid over {under}"]
+        lines = [
+            f"approved: this repository policy (sha256 {loaded.sha256[:12] if loaded.sha256 else '?'}) "
+            f"is laid over {under}"
+        ]
         lines += [f"  allowed by your approval: {item}" for item in loaded.ignored]
         return lines
     if not loaded.ignored:
         return [f"not approved, and it needs no approval: it only makes {under} stricter"]
-    lines = [f"NOT TRUSTED: {len(loaded.ignored)} setting(s) of this repository policy are ignored; "
-             f"in force: {under} plus the policy's stricter parts"]
+    lines = [
+        f"NOT TRUSTED: {len(loaded.ignored)} setting(s) of this repository policy are ignored; "
+        f"in force: {under} plus the policy's stricter parts"
+    ]
     lines += [f"  ignored: {item}" for item in loaded.ignored]
     lines.append(f"  to allow them: ninetyten policy trust {loaded.path}")
     return lines
@@ -238,6 +270,8 @@ def untrusted_notice(loaded: LoadedPolicy, shown_path: str | None = None) -> str
     keys = [item.key for item in loaded.ignored]
     listed = ", ".join(keys[:4]) + (f" and {len(keys) - 4} more" if len(keys) > 4 else "")
     under = "your own policy" if loaded.base else "the built-in all-local default"
-    return (f"the repository's policy {shown_path or loaded.path} is not trusted: {len(keys)} setting(s) that could "
-            f"send code, keys or money elsewhere are ignored ({listed}); {under} is in force with the policy's "
-            f"stricter parts. `ninetyten policy trust` shows them and allows them.")
+    return (
+        f"the repository's policy {shown_path or loaded.path} is not trusted: {len(keys)} setting(s) that could "
+        f"send code, keys or money elsewhere are ignored ({listed}); {under} is in force with the policy's "
+        f"stricter parts. `ninetyten policy trust` shows them and allows them."
+    )

@@ -12,13 +12,13 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from lsp_server.tiers import TIER_ORDER, TierName
 from lsp_server.routing.policy import LatencyClass, Policy, RiskLevel, Rule, TaskType, context_window
 from lsp_server.routing.signals import first_matching_glob, latency_for, risk_for
-from lsp_server.token_estimate import estimate_tokens
 from lsp_server.sensitivity.findings import Finding, SensitivityReport
 from lsp_server.sensitivity.redaction import redact
 from lsp_server.sensitivity.scanner import SensitivityScanner
+from lsp_server.tiers import TIER_ORDER, TierName
+from lsp_server.token_estimate import estimate_tokens
 
 
 @dataclass(frozen=True)
@@ -105,8 +105,10 @@ def decide(
     paths = request.all_paths
     if len(paths) > 1:
         reports = scanner.scan_paths(request.text, paths)
-        each = [_decide_one(policy, replace(request, path=path, paths=()), reports[path], spend_today_usd,
-                            unavailable) for path in paths]
+        each = [
+            _decide_one(policy, replace(request, path=path, paths=()), reports[path], spend_today_usd, unavailable)
+            for path in paths
+        ]
         return _strictest(policy, each, paths)
     return _decide_one(policy, request, scanner.scan(request.text, request.path), spend_today_usd, unavailable)
 
@@ -125,19 +127,26 @@ def _strictest(policy: Policy, decisions: list[Decision], paths: Sequence[str]) 
     for other in decisions:  # why the others are sensitive matters even when another path decided
         reasons += [r for r in other.reasons if r.startswith("sensitive content") and r not in reasons]
     reasons.append(f"{len(paths)} files in this request: the strictest decision applies ({paths[index]})")
-    return chosen.model_copy(update={
-        "escalate_to": escalate,
-        "sensitivity": "sensitive" if any(d.sensitivity == "sensitive" for d in decisions) else "none",
-        "sensitivity_rules": sorted({rule for d in decisions for rule in d.sensitivity_rules}),
-        "risk": "high" if any(d.risk == "high" for d in decisions) else "low",
-        "redact": any(d.redact for d in decisions) and not policy.keeps_data_home(chosen.tier),
-        "blocked": any(d.blocked for d in decisions),
-        "reasons": reasons,
-    })
+    return chosen.model_copy(
+        update={
+            "escalate_to": escalate,
+            "sensitivity": "sensitive" if any(d.sensitivity == "sensitive" for d in decisions) else "none",
+            "sensitivity_rules": sorted({rule for d in decisions for rule in d.sensitivity_rules}),
+            "risk": "high" if any(d.risk == "high" for d in decisions) else "low",
+            "redact": any(d.redact for d in decisions) and not policy.keeps_data_home(chosen.tier),
+            "blocked": any(d.blocked for d in decisions),
+            "reasons": reasons,
+        }
+    )
 
 
-def _decide_one(policy: Policy, request: RouteRequest, report: SensitivityReport, spend_today_usd: float,
-                unavailable: Collection[TierName]) -> Decision:
+def _decide_one(
+    policy: Policy,
+    request: RouteRequest,
+    report: SensitivityReport,
+    spend_today_usd: float,
+    unavailable: Collection[TierName],
+) -> Decision:
     reasons: list[str] = []
     risk, risk_reason = risk_for(policy, request.path, request.auto_apply)
     if risk_reason:
@@ -147,8 +156,9 @@ def _decide_one(policy: Policy, request: RouteRequest, report: SensitivityReport
     rule = next((r for r in policy.rules if _rule_matches(r, request.task, risk, latency, request.path)), None)
     if rule is not None:
         route, escalate = rule.route, rule.escalate_to
-        reasons.append(f"rule {rule.name} routes {request.task} to {route}"
-                       + (f", escalating to {escalate}" if escalate else ""))
+        reasons.append(
+            f"rule {rule.name} routes {request.task} to {route}" + (f", escalating to {escalate}" if escalate else "")
+        )
     else:
         route, escalate = policy.default_route, None
         reasons.append(f"no rule matched: default route {route}")
@@ -258,8 +268,14 @@ def redact_for(scanner: SensitivityScanner, text: str, paths: Sequence[str | Non
 
 
 def check_egress(
-    policy: Policy, text: str, path: str | None, target: TierName, scanner: SensitivityScanner | None = None,
-    *, paths: Sequence[str] = (), derived_from_kept_home: bool = False,
+    policy: Policy,
+    text: str,
+    path: str | None,
+    target: TierName,
+    scanner: SensitivityScanner | None = None,
+    *,
+    paths: Sequence[str] = (),
+    derived_from_kept_home: bool = False,
 ) -> EgressCheck:
     """The sensitivity gate again, on exactly what would be sent (escalations carry drafts)."""
     scanner = scanner or scanner_for(policy)
@@ -269,8 +285,9 @@ def check_egress(
     if policy.keeps_data_home(target):
         return EgressCheck(True, False, (), report)
     if derived_from_kept_home:
-        return EgressCheck(False, False, (f"written from content that was kept home: it may not go to {target}",),
-                           report)
+        return EgressCheck(
+            False, False, (f"written from content that was kept home: it may not go to {target}",), report
+        )
     if not report.sensitive:
         return EgressCheck(True, False, (), report)
     mode = policy.sensitivity.on_sensitive

@@ -22,10 +22,18 @@ RemoteBackend = OpenAICompatBackend | AnthropicBackend
 def remote_for(config: TierConfig) -> RemoteBackend:
     """The client a remote tier describes, built by the backend registry."""
     assert config.base_url is not None  # validated by the policy model
-    return build_remote(config.backend, RemoteSettings(  # type: ignore[no-any-return]
-        base_url=config.base_url, model=config.model, api_key_env=config.api_key_env, timeout_s=config.timeout_s,
-        connect_timeout_s=config.connect_timeout_s, max_retries=config.max_retries,
-        max_concurrent=config.max_concurrent))
+    return build_remote(
+        config.backend,
+        RemoteSettings(  # type: ignore[no-any-return]
+            base_url=config.base_url,
+            model=config.model,
+            api_key_env=config.api_key_env,
+            timeout_s=config.timeout_s,
+            connect_timeout_s=config.connect_timeout_s,
+            max_retries=config.max_retries,
+            max_concurrent=config.max_concurrent,
+        ),
+    )
 
 
 @dataclass

@@ -26,4 +26,3 @@ def latency_for(task: TaskType, requested: LatencyClass | None) -> LatencyClass:
     if requested is not None:
         return requested
     return "interactive" if task in INTERACTIVE_BY_DEFAULT else "background"
-

@@ -10,7 +10,15 @@ from pathlib import Path
 
 import watchfiles
 
-from lsp_server.routing.policy import WORKSPACE_POLICY, LoadedPolicy, Policy, PolicyError, find_policy, load_policy, user_policy_path
+from lsp_server.routing.policy import (
+    WORKSPACE_POLICY,
+    LoadedPolicy,
+    Policy,
+    PolicyError,
+    find_policy,
+    load_policy,
+    user_policy_path,
+)
 from lsp_server.routing.policy_trust import TRUST_FILE, default_store_path
 
 log = logging.getLogger(__name__)
@@ -37,8 +45,13 @@ def initial_policy(explicit: str | None, workspace: Path | None) -> PolicyEvent:
 class PolicyWatcher:
     """Watches where the policy can come from and reports every change."""
 
-    def __init__(self, explicit: str | None, workspace: Path | None,
-                 on_change: Callable[[PolicyEvent], Awaitable[None] | None], debounce_ms: int = 200) -> None:
+    def __init__(
+        self,
+        explicit: str | None,
+        workspace: Path | None,
+        on_change: Callable[[PolicyEvent], Awaitable[None] | None],
+        debounce_ms: int = 200,
+    ) -> None:
         self.explicit = explicit
         self.workspace = workspace
         self.on_change = on_change
@@ -91,8 +104,9 @@ class PolicyWatcher:
                 return Path(changed).name in names
 
             try:
-                async for _changes in watchfiles.awatch(*dirs, recursive=False, debounce=self.debounce_ms,
-                                                        stop_event=self._stop, watch_filter=relevant):
+                async for _changes in watchfiles.awatch(
+                    *dirs, recursive=False, debounce=self.debounce_ms, stop_event=self._stop, watch_filter=relevant
+                ):
                     try:
                         result = self.on_change(self.reload())
                         if asyncio.iscoroutine(result):
@@ -107,4 +121,3 @@ class PolicyWatcher:
 
     def stop(self) -> None:
         self._stop.set()
-

@@ -20,9 +20,7 @@ from lsp_server.sensitivity.secret_rules import (
 # assignment operator. Comparisons (`==`, `!=`) and `::`, `://` are not assignments.
 # One regex per keyword: a pattern that starts with a literal is searched ~10x faster.
 _GENERIC = tuple(
-    re.compile(
-        keyword + r"(?P<rest>[\w-]{0,60})[\"'\]]{0,2}\s{0,4}(?P<op>:=|=>|=(?![=>~])|:(?![:/]))[ \t]{0,4}"
-    )
+    re.compile(keyword + r"(?P<rest>[\w-]{0,60})[\"'\]]{0,2}\s{0,4}(?P<op>:=|=>|=(?![=>~])|:(?![:/]))[ \t]{0,4}")
     for keyword in ("pass", "pwd", "secret", "token", "cred", "key", "auth")
 )
 _XML_SECRET = re.compile(
@@ -30,7 +28,9 @@ _XML_SECRET = re.compile(
     r"(?P<value>[^<\n]{1,200})</(?P=tag)>"
 )
 # .NET and NuGet settings: `<add key="ClearTextPassword" value="..." />`.
-_XML_ADD = re.compile(r'<add\s{1,40}key\s{0,4}=\s{0,4}"(?P<key>[^"\n]{1,80})"\s{1,80}value\s{0,4}=\s{0,4}"(?P<value>[^\n]{1,300}?)"\s{0,80}/?>')
+_XML_ADD = re.compile(
+    r'<add\s{1,40}key\s{0,4}=\s{0,4}"(?P<key>[^"\n]{1,80})"\s{1,80}value\s{0,4}=\s{0,4}"(?P<value>[^\n]{1,300}?)"\s{0,80}/?>'
+)
 # A password passed to a login call: `smtp.login("user", "s3cret")`, `authenticate(u, 'pw')`.
 _LOGIN_CALLS = tuple(
     re.compile(
@@ -53,37 +53,128 @@ _REGEX_SYNTAX = re.compile(r"\\[wdsWDSbB]|\[[^\]]{1,80}\][*+?{]")
 
 # Word -> kind of secret it names.
 _SECRET_WORDS: dict[str, str] = {
-    "password": "password", "passwd": "password", "passwort": "password", "passphrase": "password",
-    "pwd": "password", "pass": "password", "secret": "secret", "token": "token",
-    "credential": "credential", "credentials": "credential", "creds": "credential",
-    "apikey": "api-key", "privatekey": "api-key", "secretkey": "secret", "accesskey": "api-key",
-    "authtoken": "token", "accesstoken": "token", "refreshtoken": "token", "apitoken": "token",
-    "clientsecret": "secret", "apisecret": "secret", "authkey": "api-key", "masterkey": "api-key",
+    "password": "password",
+    "passwd": "password",
+    "passwort": "password",
+    "passphrase": "password",
+    "pwd": "password",
+    "pass": "password",
+    "secret": "secret",
+    "token": "token",
+    "credential": "credential",
+    "credentials": "credential",
+    "creds": "credential",
+    "apikey": "api-key",
+    "privatekey": "api-key",
+    "secretkey": "secret",
+    "accesskey": "api-key",
+    "authtoken": "token",
+    "accesstoken": "token",
+    "refreshtoken": "token",
+    "apitoken": "token",
+    "clientsecret": "secret",
+    "apisecret": "secret",
+    "authkey": "api-key",
+    "masterkey": "api-key",
 }
 _COMPOUND_SUFFIXES = ("password", "passwd", "passphrase", "secret", "token", "apikey", "secretkey")
 # `<qualifier>_key` names a secret; a plain `key` does not (dict keys, sort keys...).
 _KEY_QUALIFIERS = frozenset(
     {
-        "api", "access", "secret", "private", "signing", "encryption", "encrypt", "master",
-        "client", "app", "auth", "session", "account", "storage", "subscription", "license",
-        "service", "shared", "webhook", "admin", "deploy", "consumer", "hmac", "jwt",
+        "api",
+        "access",
+        "secret",
+        "private",
+        "signing",
+        "encryption",
+        "encrypt",
+        "master",
+        "client",
+        "app",
+        "auth",
+        "session",
+        "account",
+        "storage",
+        "subscription",
+        "license",
+        "service",
+        "shared",
+        "webhook",
+        "admin",
+        "deploy",
+        "consumer",
+        "hmac",
+        "jwt",
     }
 )
 # Words allowed after the secret word: `password_prod` is a password, `password_hash` is not.
 _TRAILERS = frozenset(
     {
-        "value", "val", "str", "string", "b64", "base64", "hex", "raw", "plain", "plaintext",
-        "enc", "encrypted", "key", "secret", "prod", "production", "dev", "development", "staging",
-        "stage", "local", "live", "default", "main", "primary", "secondary", "old", "new",
-        "current", "override", "env",
+        "value",
+        "val",
+        "str",
+        "string",
+        "b64",
+        "base64",
+        "hex",
+        "raw",
+        "plain",
+        "plaintext",
+        "enc",
+        "encrypted",
+        "key",
+        "secret",
+        "prod",
+        "production",
+        "dev",
+        "development",
+        "staging",
+        "stage",
+        "local",
+        "live",
+        "default",
+        "main",
+        "primary",
+        "secondary",
+        "old",
+        "new",
+        "current",
+        "override",
+        "env",
     }
 )
 # Words before `token` that make it a lexer/tokenizer/pagination token, not a credential.
 _NOT_CREDENTIAL_TOKEN = frozenset(
     {
-        "next", "page", "continuation", "sync", "start", "end", "last", "first", "prev",
-        "previous", "cur", "current", "max", "min", "num", "total", "eos", "bos", "pad", "unk",
-        "sep", "cls", "mask", "special", "stop", "new", "sentinel", "cancellation", "cancel",
+        "next",
+        "page",
+        "continuation",
+        "sync",
+        "start",
+        "end",
+        "last",
+        "first",
+        "prev",
+        "previous",
+        "cur",
+        "current",
+        "max",
+        "min",
+        "num",
+        "total",
+        "eos",
+        "bos",
+        "pad",
+        "unk",
+        "sep",
+        "cls",
+        "mask",
+        "special",
+        "stop",
+        "new",
+        "sentinel",
+        "cancellation",
+        "cancel",
         "type",
     }
 )
@@ -96,8 +187,22 @@ _RULE_FOR_KIND = {
 }
 # File kinds where `key: value` / `KEY=value` values are literal (no code expressions).
 _CONFIG_SUFFIXES = (
-    ".env", ".ini", ".cfg", ".conf", ".properties", ".yaml", ".yml", ".toml", ".envrc",
-    ".npmrc", ".pypirc", ".netrc", ".tfvars", ".secrets", ".credentials", ".dotenv",
+    ".env",
+    ".ini",
+    ".cfg",
+    ".conf",
+    ".properties",
+    ".yaml",
+    ".yml",
+    ".toml",
+    ".envrc",
+    ".npmrc",
+    ".pypirc",
+    ".netrc",
+    ".tfvars",
+    ".secrets",
+    ".credentials",
+    ".dotenv",
 )
 
 
@@ -238,7 +343,9 @@ def find_generic(text: str, lowered: str, config_like: bool, hits: list[Hit]) ->
         value = text[start:end].strip()
         start = text.find(value, start, end) if value else start
         if kind and _generic_value_ok(value, kind, True, True):
-            hits.append(Hit(GENERIC_TIER, "secret", _RULE_FOR_KIND[kind], "generic-assignment", start, start + len(value)))
+            hits.append(
+                Hit(GENERIC_TIER, "secret", _RULE_FOR_KIND[kind], "generic-assignment", start, start + len(value))
+            )
     for m in (m for regex in _LOGIN_CALLS for m in regex.finditer(lowered)):
         if m.start() > 0 and lowered[m.start() - 1].isalnum():
             continue  # `catalogin(`, `blogin(`: not a login call

@@ -23,10 +23,14 @@ _BLOB = re.compile(r"[A-Za-z0-9+/=_-]{20,512}")
 # Key ids whose secret half is often given right next to them, and that half's shape.
 COMPANIONS: dict[str, tuple[str, str, re.Pattern[str]]] = {
     "aws-access-key-id": (
-        "aws-secret-access-key", "cloud", re.compile(r"(?<![\w/+=-])(?P<secret>[A-Za-z0-9/+]{40})(?![\w/+=-])"),
+        "aws-secret-access-key",
+        "cloud",
+        re.compile(r"(?<![\w/+=-])(?P<secret>[A-Za-z0-9/+]{40})(?![\w/+=-])"),
     ),
     "alibaba-access-key-id": (
-        "alibaba-access-key-secret", "cloud", re.compile(r"(?<![\w/+=-])(?P<secret>[A-Za-z0-9]{30})(?![\w/+=-])"),
+        "alibaba-access-key-secret",
+        "cloud",
+        re.compile(r"(?<![\w/+=-])(?P<secret>[A-Za-z0-9]{30})(?![\w/+=-])"),
     ),
 }
 ALONE_BEFORE = re.compile(r"[\s\"'`]*")
@@ -40,9 +44,28 @@ _UUID_RE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]
 HEX_RE = re.compile(r"[0-9a-f]+|[0-9A-F]+")
 _WEAK_SECRET_WORDS = frozenset(
     {
-        "key", "secret", "token", "pass", "password", "passwd", "pwd", "auth", "cred", "creds",
-        "credential", "credentials", "sig", "signature", "hmac", "salt", "cookie", "session",
-        "apikey", "private", "bearer", "access",
+        "key",
+        "secret",
+        "token",
+        "pass",
+        "password",
+        "passwd",
+        "pwd",
+        "auth",
+        "cred",
+        "creds",
+        "credential",
+        "credentials",
+        "sig",
+        "signature",
+        "hmac",
+        "salt",
+        "cookie",
+        "session",
+        "apikey",
+        "private",
+        "bearer",
+        "access",
     }
 )
 
@@ -51,6 +74,7 @@ def _class_switch_ratio(value: str) -> float:
     """Share of adjacent characters of different classes (upper/lower/digit/other).
 
     Random base64 switches ~64% of the time; identifiers and words far less."""
+
     def cls(c: str) -> int:
         return 0 if c.islower() else 1 if c.isupper() else 2 if c.isdigit() else 3
 
@@ -120,7 +144,6 @@ def _decodes_to_text(value: str) -> bool:
     if len(decoded) < 8 or not decoded.isprintable():
         return False
     return sum(c.isalpha() or c == " " for c in decoded) >= 0.6 * len(decoded)
-
 
 
 def find_entropy(text: str, runs: list[tuple[int, int]], unquoted_ok: bool, hits: list[Hit]) -> None:

@@ -7,6 +7,7 @@ from typing import Literal
 
 Kind = Literal["secret", "pii", "path"]
 
+
 @dataclass(frozen=True)
 class Finding:
     kind: Kind
@@ -38,4 +39,3 @@ class SensitivityReport:
         pairs = sorted({(f.kind, f.rule) for f in self.findings}, key=lambda p: (_KIND_ORDER[p[0]], p[1]))
         # Path rules already read "path:<glob>".
         return ", ".join(rule if rule.startswith(f"{kind}:") else f"{kind}:{rule}" for kind, rule in pairs)
-

@@ -117,4 +117,3 @@ def match_compiled(path: str | None, globs: tuple[_Glob, ...]) -> str | None:
 def first_matching_glob(path: str | None, globs: Sequence[str]) -> str | None:
     """The glob (gitignore semantics, `!glob` re-includes) that matches a path, or None."""
     return match_compiled(path, _compiled_globs(tuple(globs)))
-

@@ -35,13 +35,76 @@ _EMAIL_DOMAIN = re.compile(
 _LOCAL_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._%+-")
 _GENERIC_TLDS = frozenset(
     {
-        "com", "org", "net", "edu", "gov", "mil", "int", "info", "biz", "name", "pro", "mobi",
-        "aero", "coop", "museum", "jobs", "travel", "io", "ai", "app", "dev", "cloud", "tech",
-        "online", "site", "website", "xyz", "email", "mail", "me", "co", "us", "uk", "eu", "asia",
-        "blog", "shop", "store", "page", "live", "news", "media", "agency", "company", "solutions",
-        "services", "digital", "network", "systems", "software", "studio", "design", "group",
-        "team", "work", "world", "global", "center", "academy", "school", "university", "science",
-        "health", "bank", "finance", "law", "legal", "consulting", "partners", "ventures",
+        "com",
+        "org",
+        "net",
+        "edu",
+        "gov",
+        "mil",
+        "int",
+        "info",
+        "biz",
+        "name",
+        "pro",
+        "mobi",
+        "aero",
+        "coop",
+        "museum",
+        "jobs",
+        "travel",
+        "io",
+        "ai",
+        "app",
+        "dev",
+        "cloud",
+        "tech",
+        "online",
+        "site",
+        "website",
+        "xyz",
+        "email",
+        "mail",
+        "me",
+        "co",
+        "us",
+        "uk",
+        "eu",
+        "asia",
+        "blog",
+        "shop",
+        "store",
+        "page",
+        "live",
+        "news",
+        "media",
+        "agency",
+        "company",
+        "solutions",
+        "services",
+        "digital",
+        "network",
+        "systems",
+        "software",
+        "studio",
+        "design",
+        "group",
+        "team",
+        "work",
+        "world",
+        "global",
+        "center",
+        "academy",
+        "school",
+        "university",
+        "science",
+        "health",
+        "bank",
+        "finance",
+        "law",
+        "legal",
+        "consulting",
+        "partners",
+        "ventures",
     }
 )
 _RESERVED_DOMAIN = re.compile(
@@ -153,7 +216,9 @@ _CONTEXT_PHONE = tuple(
     for word in ("phone", "mobile", "tel", "fax", "cell")
 )
 _NANP_DIGITS = re.compile(r"1[2-9]\d\d[2-9]\d{6}")
-_DATE_LIKE = re.compile(r"(?:19|20)\d\d[-./]\d\d[-./]\d\d|\d\d[-./]\d\d[-./](?:19|20)\d\d|\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}")
+_DATE_LIKE = re.compile(
+    r"(?:19|20)\d\d[-./]\d\d[-./]\d\d|\d\d[-./]\d\d[-./](?:19|20)\d\d|\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}"
+)
 
 
 def _plausible_number(candidate: str, min_digits: int) -> bool:
@@ -183,7 +248,9 @@ def find_phones(text: str, lowered: str, shape: bytes) -> list[PiiHit]:
         if not grouped:
             continue
         end = grouped.end()
-        if end < len(text) and (text[end].isalnum() or text[end] == "_" or text[end : end + 2].rstrip("0123456789") == "."):
+        if end < len(text) and (
+            text[end].isalnum() or text[end] == "_" or text[end : end + 2].rstrip("0123456789") == "."
+        ):
             continue  # glued to a word, or a decimal number (+35236450.6)
         number = text[start:end]
         if number[1:].isdigit() and text[max(0, start - 20) : start].rstrip(" \t")[-1:] in tuple("=([+-*/%<>&|^~!"):
@@ -213,15 +280,28 @@ def find_phones(text: str, lowered: str, shape: bytes) -> list[PiiHit]:
 
 _CARD_CANDIDATE = re.compile(rb"0000[0 -]{8,18}0")
 _CARD_SHAPE = re.compile(
-    r"(?<![\d.-])(?:\d{4}(?P<s>[ -])\d{4}(?P=s)\d{4}(?P=s)\d{4}(?:(?P=s)\d{3})?|\d{4}(?P<t>[ -])\d{6}(?P=t)\d{4,5}|\d{13,19})"
+    r"(?<![\d.-])(?:\d{4}(?P<s>[ -])\d{4}(?P=s)\d{4}(?P=s)\d{4}(?:(?P=s)\d{3})?"
+    r"|\d{4}(?P<t>[ -])\d{6}(?P=t)\d{4,5}|\d{13,19})"
     r"(?![\d]|[.-]\d)"
 )
 _KNOWN_TEST_CARDS = frozenset(
     {
-        "4111111111111111", "4242424242424242", "4000056655665556", "5555555555554444",
-        "5200828282828210", "5105105105105100", "378282246310005", "371449635398431",
-        "6011111111111117", "6011000990139424", "3056930009020004", "36227206271667",
-        "3566002020360505", "6200000000000005", "4012888888881881", "4222222222222",
+        "4111111111111111",
+        "4242424242424242",
+        "4000056655665556",
+        "5555555555554444",
+        "5200828282828210",
+        "5105105105105100",
+        "378282246310005",
+        "371449635398431",
+        "6011111111111117",
+        "6011000990139424",
+        "3056930009020004",
+        "36227206271667",
+        "3566002020360505",
+        "6200000000000005",
+        "4012888888881881",
+        "4222222222222",
     }
 )
 
@@ -277,15 +357,85 @@ def find_cards(text: str, shape: bytes) -> list[PiiHit]:
 # --- IBAN ---------------------------------------------------------------------------------
 
 IBAN_LENGTHS: dict[str, int] = {
-    "AD": 24, "AE": 23, "AL": 28, "AT": 20, "AZ": 28, "BA": 20, "BE": 16, "BG": 22, "BH": 22,
-    "BR": 29, "BY": 28, "CH": 21, "CR": 22, "CY": 28, "CZ": 24, "DE": 22, "DK": 18, "DO": 28,
-    "EE": 20, "EG": 29, "ES": 24, "FI": 18, "FO": 18, "FR": 27, "GB": 22, "GE": 22, "GI": 23,
-    "GL": 18, "GR": 27, "GT": 28, "HR": 21, "HU": 28, "IE": 22, "IL": 23, "IQ": 23, "IS": 26,
-    "IT": 27, "JO": 30, "KW": 30, "KZ": 20, "LB": 28, "LC": 32, "LI": 21, "LT": 20, "LU": 20,
-    "LV": 21, "LY": 25, "MC": 27, "MD": 24, "ME": 22, "MK": 19, "MR": 27, "MT": 31, "MU": 30,
-    "NL": 18, "NO": 15, "PK": 24, "PL": 28, "PS": 29, "PT": 25, "QA": 29, "RO": 24, "RS": 22,
-    "SA": 24, "SC": 31, "SD": 18, "SE": 24, "SI": 19, "SK": 24, "SM": 27, "ST": 25, "SV": 28,
-    "TL": 23, "TN": 24, "TR": 26, "UA": 29, "VA": 22, "VG": 24, "XK": 20,
+    "AD": 24,
+    "AE": 23,
+    "AL": 28,
+    "AT": 20,
+    "AZ": 28,
+    "BA": 20,
+    "BE": 16,
+    "BG": 22,
+    "BH": 22,
+    "BR": 29,
+    "BY": 28,
+    "CH": 21,
+    "CR": 22,
+    "CY": 28,
+    "CZ": 24,
+    "DE": 22,
+    "DK": 18,
+    "DO": 28,
+    "EE": 20,
+    "EG": 29,
+    "ES": 24,
+    "FI": 18,
+    "FO": 18,
+    "FR": 27,
+    "GB": 22,
+    "GE": 22,
+    "GI": 23,
+    "GL": 18,
+    "GR": 27,
+    "GT": 28,
+    "HR": 21,
+    "HU": 28,
+    "IE": 22,
+    "IL": 23,
+    "IQ": 23,
+    "IS": 26,
+    "IT": 27,
+    "JO": 30,
+    "KW": 30,
+    "KZ": 20,
+    "LB": 28,
+    "LC": 32,
+    "LI": 21,
+    "LT": 20,
+    "LU": 20,
+    "LV": 21,
+    "LY": 25,
+    "MC": 27,
+    "MD": 24,
+    "ME": 22,
+    "MK": 19,
+    "MR": 27,
+    "MT": 31,
+    "MU": 30,
+    "NL": 18,
+    "NO": 15,
+    "PK": 24,
+    "PL": 28,
+    "PS": 29,
+    "PT": 25,
+    "QA": 29,
+    "RO": 24,
+    "RS": 22,
+    "SA": 24,
+    "SC": 31,
+    "SD": 18,
+    "SE": 24,
+    "SI": 19,
+    "SK": 24,
+    "SM": 27,
+    "ST": 25,
+    "SV": 28,
+    "TL": 23,
+    "TN": 24,
+    "TR": 26,
+    "UA": 29,
+    "VA": 22,
+    "VG": 24,
+    "XK": 20,
 }
 _IBAN_CANDIDATE = re.compile(rb"AA00[A0 ]{10,40}")
 

@@ -14,6 +14,8 @@ GENERIC_TIER = 2
 PREFIXED_TIER = 3
 ENTROPY_TIER = 3
 PII_TIER = 4
+
+
 @dataclass(slots=True)
 class Hit:
     tier: int
@@ -22,6 +24,7 @@ class Hit:
     family: str
     start: int
     end: int
+
 
 def resolve_overlaps(hits: list[Hit]) -> list[Finding]:
     """Drop hits that overlap a hit of a more precise tier; drop exact duplicates."""
@@ -67,4 +70,3 @@ def add_interval(starts: list[int], ends: list[int], start: int, end: int) -> No
         j += 1
     starts[i:j] = [start]
     ends[i:j] = [end]
-

@@ -298,9 +298,19 @@ _ONE_LITERAL = re.compile(_LITERAL)
 # digits and the other token characters -> "t", the rest -> "x": a literal followed by another
 # literal becomes a byte pattern that starts with a literal ("q"), which `re` finds fast.
 _SHAPE = bytes(
-    ord("q") if chr(i) in "\"'`" else ord(" ") if chr(i) in " \t\r" else ord("o") if chr(i) in "+.&|"
-    else ord("n") if chr(i) == "\n" else ord("b") if chr(i) == "\\"
-    else ord("t") if chr(i).isascii() and (chr(i).isalnum() or chr(i) in "_-/=$:~") else ord("x")
+    ord("q")
+    if chr(i) in "\"'`"
+    else ord(" ")
+    if chr(i) in " \t\r"
+    else ord("o")
+    if chr(i) in "+.&|"
+    else ord("n")
+    if chr(i) == "\n"
+    else ord("b")
+    if chr(i) == "\\"
+    else ord("t")
+    if chr(i).isascii() and (chr(i).isalnum() or chr(i) in "_-/=$:~")
+    else ord("x")
     for i in range(256)
 )
 # A closing quote after a token character (not an escape's letter: `'width,\n' 'including'`

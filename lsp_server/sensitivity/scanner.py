@@ -72,7 +72,6 @@ _LINE_RULES = tuple((r, r.anchor or r.regex) for r in RULES if r.scope == "lines
 _TEXT_RULES = tuple((r, r.anchor or r.regex) for r in RULES if r.scope == "text")
 
 
-
 class SensitivityScanner:
     """Scans text (and its path) for secrets, PII and sensitive locations.
 

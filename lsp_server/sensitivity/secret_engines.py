@@ -58,7 +58,9 @@ class BetterleaksEngine:
             pos = text.find("\n", pos + 1)
         hits: list[EngineHit] = []
         for finding in findings:
-            span = _locate(text, line_starts, finding.location.start_line, finding.location.start_column, finding.secret)
+            span = _locate(
+                text, line_starts, finding.location.start_line, finding.location.start_column, finding.secret
+            )
             if span:
                 hits.append((f"betterleaks:{finding.rule_id}", *span))
         return hits

@@ -84,11 +84,49 @@ _PLACEHOLDER_WORDS = re.compile(
 # Literal non-values that show up on the right of `password =`.
 _NON_VALUES = frozenset(
     {
-        "", "none", "null", "nil", "undefined", "true", "false", "empty", "n/a", "na",
-        "password", "passwd", "pass", "pwd", "secret", "token", "apikey", "api_key", "key",
-        "string", "str", "required", "optional", "hidden", "omitted", "unset", "default",
-        "value", "values", "your_password", "mypassword", "my_password", "secret_key",
-        "foo", "bar", "baz", "qux", "user", "username", "admin", "root", "guest", "login",
+        "",
+        "none",
+        "null",
+        "nil",
+        "undefined",
+        "true",
+        "false",
+        "empty",
+        "n/a",
+        "na",
+        "password",
+        "passwd",
+        "pass",
+        "pwd",
+        "secret",
+        "token",
+        "apikey",
+        "api_key",
+        "key",
+        "string",
+        "str",
+        "required",
+        "optional",
+        "hidden",
+        "omitted",
+        "unset",
+        "default",
+        "value",
+        "values",
+        "your_password",
+        "mypassword",
+        "my_password",
+        "secret_key",
+        "foo",
+        "bar",
+        "baz",
+        "qux",
+        "user",
+        "username",
+        "admin",
+        "root",
+        "guest",
+        "login",
     }
 )
 # Passwords that only ever appear as examples (and in breach top-10 lists).
@@ -175,7 +213,9 @@ def unreadable_key_body(value: str) -> bool:
     body = "".join(value[start : end if end > 0 else len(value) - 8].split())
     if len(body) < 64 or "..." in body or shannon_entropy(body) < 4.0:
         return False
-    words = sum(len(w) for w in _WORDISH.findall(body) if 0.25 <= sum(c in "aeiouy" for c in w.lower()) / len(w) <= 0.65)
+    words = sum(
+        len(w) for w in _WORDISH.findall(body) if 0.25 <= sum(c in "aeiouy" for c in w.lower()) / len(w) <= 0.65
+    )
     return words < 0.25 * len(body)
 
 
@@ -317,17 +357,27 @@ RULES: tuple[SecretRule, ...] = (
     # ---------------------------------------------------------------- cloud
     token("aws-access-key-id", "cloud", r"A(?:KIA|SIA|BIA|CCA)(?P<body>[A-Z2-7]{16})(?![A-Za-z0-9])"),
     *context(
-        "aws-secret-access-key", "cloud", "aws", r"[a-z0-9/+]{40}", after_key="secret",
-        value_re=r"[A-Za-z0-9/+]{40}", min_entropy=4.0,
+        "aws-secret-access-key",
+        "cloud",
+        "aws",
+        r"[a-z0-9/+]{40}",
+        after_key="secret",
+        value_re=r"[A-Za-z0-9/+]{40}",
+        min_entropy=4.0,
     ),
     *context(
-        "aws-secret-access-key", "cloud", "secret_access_key|secretaccesskey|secret-access-key",
-        r"[a-z0-9/+]{40}", value_re=r"[A-Za-z0-9/+]{40}", min_entropy=4.0,
+        "aws-secret-access-key",
+        "cloud",
+        "secret_access_key|secretaccesskey|secret-access-key",
+        r"[a-z0-9/+]{40}",
+        value_re=r"[A-Za-z0-9/+]{40}",
+        min_entropy=4.0,
     ),
     token(
         "gcp-service-account",
         "cloud",
-        r'"private_key"\s{0,4}:\s{0,4}"(?P<secret>-----BEGIN (?:RSA )?PRIVATE KEY-----[A-Za-z0-9+/=\\\s]{64,8000}-----END (?:RSA )?PRIVATE KEY-----(?:\\n)?)"',
+        r'"private_key"\s{0,4}:\s{0,4}"(?P<secret>-----BEGIN (?:RSA )?PRIVATE KEY-----'
+        r'[A-Za-z0-9+/=\\\s]{64,8000}-----END (?:RSA )?PRIVATE KEY-----(?:\\n)?)"',
         validator=valid_pem_body,
         boundary=False,
         placeholder_check=False,
@@ -374,13 +424,22 @@ RULES: tuple[SecretRule, ...] = (
     token("heroku-api-key", "cloud", r"HRKU-(?P<body>[A-Za-z0-9_-]{30,80})(?![\w-])"),
     token("alibaba-access-key-id", "cloud", r"LTAI(?P<body>[A-Za-z0-9]{12,20})(?![\w-])", validator=mixed_token),
     *context(
-        "alibaba-access-key-secret", "cloud", "alibaba|aliyun|alicloud", r"[a-z0-9]{30}",
-        after_key="secret", value_re=r"[A-Za-z0-9]{30}", min_entropy=3.5,
+        "alibaba-access-key-secret",
+        "cloud",
+        "alibaba|aliyun|alicloud",
+        r"[a-z0-9]{30}",
+        after_key="secret",
+        value_re=r"[A-Za-z0-9]{30}",
+        min_entropy=3.5,
     ),
     *context("ibm-cloud-api-key", "cloud", "ibm", r"[a-z0-9_-]{44}", value_re=r"[A-Za-z0-9_-]{44}", min_entropy=4.0),
     *context(
-        "cloudflare-api-token", "cloud", "cloudflare|cf_api|cf-api|cf_token|cf_key",
-        r"[a-z0-9_-]{40}|[a-f0-9]{37}", value_re=r"[A-Za-z0-9_-]{40}|[a-f0-9]{37}", min_entropy=3.5,
+        "cloudflare-api-token",
+        "cloud",
+        "cloudflare|cf_api|cf-api|cf_token|cf_key",
+        r"[a-z0-9_-]{40}|[a-f0-9]{37}",
+        value_re=r"[A-Za-z0-9_-]{40}|[a-f0-9]{37}",
+        min_entropy=3.5,
     ),
     token("databricks-token", "cloud", r"dapi(?P<body>[a-f0-9]{32})(?:-\d)?(?![\w-])"),
     token("supabase-token", "cloud", r"sbp_(?P<body>[a-f0-9]{40})(?![\w-])"),
@@ -413,8 +472,12 @@ RULES: tuple[SecretRule, ...] = (
     ),
     token("bitbucket-app-password", "vcs", r"ATBB(?P<body>[A-Za-z0-9_=.-]{28,64})(?![\w=.-])", min_entropy=3.5),
     *context(
-        "bitbucket-app-password", "vcs", "bitbucket", r"[a-z0-9]{18,24}",
-        value_re=r"[A-Za-z0-9]{18,24}", validator=mixed_token,
+        "bitbucket-app-password",
+        "vcs",
+        "bitbucket",
+        r"[a-z0-9]{18,24}",
+        value_re=r"[A-Za-z0-9]{18,24}",
+        validator=mixed_token,
     ),
     # ---------------------------------------------------------------- chat
     token("slack-bot-token", "chat", r"xoxb-(?P<body>[0-9]{8,13}-[0-9]{8,13}-[A-Za-z0-9]{20,40})(?![\w-])"),
@@ -422,7 +485,12 @@ RULES: tuple[SecretRule, ...] = (
     token("slack-app-token", "chat", r"xapp-\d-(?P<body>[A-Z0-9]{8,14}-[0-9]{8,24}-[A-Za-z0-9]{16,70}+)(?![\w-])"),
     token("slack-legacy-token", "chat", r"xox[aeors]-(?P<body>(?:[0-9]{1,13}-){0,3}[A-Za-z0-9]{8,64})(?![\w-])"),
     # Legacy user tokens: three numeric ids and a hex tail, which may be short.
-    token("slack-legacy-token", "chat", r"xox[os]-(?P<body>[0-9]{4,30}-[0-9]{4,30}-[0-9]{4,30}-[a-fA-F0-9]{2,64}+)(?![\w-])", min_entropy=3.0),
+    token(
+        "slack-legacy-token",
+        "chat",
+        r"xox[os]-(?P<body>[0-9]{4,30}-[0-9]{4,30}-[0-9]{4,30}-[a-fA-F0-9]{2,64}+)(?![\w-])",
+        min_entropy=3.0,
+    ),
     token(
         "slack-webhook",
         "chat",
@@ -460,12 +528,19 @@ RULES: tuple[SecretRule, ...] = (
     token("twilio-api-key", "messaging", r"SK(?P<body>[0-9a-fA-F]{32})(?![\w-])", min_entropy=3.0),
     *context("twilio-account-sid", "messaging", "twilio", r"ac[0-9a-f]{32}", value_re=r"AC[0-9a-f]{32}"),
     *context(
-        "twilio-auth-token", "messaging", "twilio", r"[0-9a-f]{32}", after_key="(?:auth|token|secret)",
-        value_re=r"[0-9a-f]{32}", min_entropy=3.0,
+        "twilio-auth-token",
+        "messaging",
+        "twilio",
+        r"[0-9a-f]{32}",
+        after_key="(?:auth|token|secret)",
+        value_re=r"[0-9a-f]{32}",
+        min_entropy=3.0,
     ),
     token("sendgrid-api-key", "messaging", r"SG\.(?P<body>[A-Za-z0-9_-]{22}\.[A-Za-z0-9_-]{43})(?![\w-])"),
     *context(
-        "mailgun-api-key", "messaging", "mailgun",
+        "mailgun-api-key",
+        "messaging",
+        "mailgun",
         r"key-[0-9a-f]{32}|[0-9a-f]{32}-[0-9a-f]{8}-[0-9a-f]{8}",
         value_re=r"key-[0-9a-f]{32}|[0-9a-f]{32}-[0-9a-f]{8}-[0-9a-f]{8}",
     ),
@@ -485,7 +560,9 @@ RULES: tuple[SecretRule, ...] = (
     token("square-access-token", "payment", r"sq0atp-(?P<body>[A-Za-z0-9_-]{22,60})(?![\w-])"),
     token("square-access-token", "payment", r"EAAA(?P<body>[A-Za-z0-9_-]{60})(?![\w-])", min_entropy=4.0),
     # Flutterwave: `FLWSECK-`/`FLWPUBK-` (live) and `..._TEST-` (test mode) keys.
-    token("flutterwave-key", "payment", r"FLW(?:SEC|PUB)K(?:_TEST)?-(?P<body>[a-hA-H0-9]{32})-X(?![\w-])", min_entropy=2.5),
+    token(
+        "flutterwave-key", "payment", r"FLW(?:SEC|PUB)K(?:_TEST)?-(?P<body>[a-hA-H0-9]{32})-X(?![\w-])", min_entropy=2.5
+    ),
     token("flutterwave-key", "payment", r"FLWSECK(?:_TEST)?-(?P<body>[a-hA-H0-9]{12})(?![\w-])", min_entropy=2.5),
     token("easypost-api-key", "payment", r"EZ[AT]K(?P<body>[A-Za-z0-9]{54})(?![\w-])", min_entropy=3.5),
     token("square-oauth-secret", "payment", r"sq0csp-(?P<body>[A-Za-z0-9_-]{43})(?![\w-])"),
@@ -511,13 +588,21 @@ RULES: tuple[SecretRule, ...] = (
     token("groq-api-key", "ai", r"gsk_(?P<body>[A-Za-z0-9]{52})(?![\w-])", validator=mixed_token),
     # ---------------------------------------------------------------- package registries
     token("npm-token", "registry", r"npm_(?P<body>[A-Za-z0-9]{36})(?![\w-])", validator=mixed_token),
-    token("pypi-token", "registry", r"pypi-AgE(?:IcHlwaS5vcmc|NdGVzdC5weXBpLm9yZw)(?P<body>[A-Za-z0-9_-]{50,250})(?![\w-])"),
+    token(
+        "pypi-token",
+        "registry",
+        r"pypi-AgE(?:IcHlwaS5vcmc|NdGVzdC5weXBpLm9yZw)(?P<body>[A-Za-z0-9_-]{50,250})(?![\w-])",
+    ),
     token("dockerhub-pat", "registry", r"dckr_(?:pat|oat)_(?P<body>[A-Za-z0-9_-]{27,60})(?![\w-])"),
     token("rubygems-api-key", "registry", r"rubygems_(?P<body>[a-f0-9]{48})(?![\w-])"),
     # ---------------------------------------------------------------- observability
     *context(
-        "datadog-api-key", "observability", "datadog|dd_api|dd_app|dd-api|dd-app|ddapi|ddapp",
-        r"[a-f0-9]{40}|[a-f0-9]{32}", value_re=r"[a-f0-9]{32}|[a-f0-9]{40}", min_entropy=3.0,
+        "datadog-api-key",
+        "observability",
+        "datadog|dd_api|dd_app|dd-api|dd-app|ddapi|ddapp",
+        r"[a-f0-9]{40}|[a-f0-9]{32}",
+        value_re=r"[a-f0-9]{32}|[a-f0-9]{40}",
+        min_entropy=3.0,
     ),
     token("newrelic-user-api-key", "observability", r"NRAK-(?P<body>[A-Z0-9]{27})(?![\w-])"),
     token("newrelic-insert-key", "observability", r"NRII-(?P<body>[A-Za-z0-9_-]{32})(?![\w-])"),
@@ -543,11 +628,17 @@ RULES: tuple[SecretRule, ...] = (
     token("grafana-service-account-token", "observability", r"glsa_(?P<body>[A-Za-z0-9]{32}_[A-Fa-f0-9]{8})(?![\w-])"),
     token("grafana-api-key", "observability", r"eyJrIjoi(?P<body>[A-Za-z0-9]{70,400}={0,2})(?![\w-])"),
     # ---------------------------------------------------------------- identity, dev tools, SaaS
-    *context("okta-api-token", "identity", "okta", r"00[a-z0-9_-]{40}", value_re=r"00[A-Za-z0-9_-]{40}", min_entropy=3.5),
+    *context(
+        "okta-api-token", "identity", "okta", r"00[a-z0-9_-]{40}", value_re=r"00[A-Za-z0-9_-]{40}", min_entropy=3.5
+    ),
     token("atlassian-api-token", "devtools", r"ATATT(?P<body>[A-Za-z0-9_=+/.-]{50,300})(?![\w=+/.-])", min_entropy=4.0),
     *context(
-        "atlassian-api-token", "devtools", "atlassian|jira|confluence", r"[a-z0-9]{24}",
-        value_re=r"[A-Za-z0-9]{24}", validator=mixed_token,
+        "atlassian-api-token",
+        "devtools",
+        "atlassian|jira|confluence",
+        r"[a-z0-9]{24}",
+        value_re=r"[A-Za-z0-9]{24}",
+        validator=mixed_token,
     ),
     token("postman-api-key", "devtools", r"PMAK-(?P<body>[a-f0-9]{24}-[a-f0-9]{34})(?![\w-])"),
     token("linear-api-key", "devtools", r"lin_api_(?P<body>[A-Za-z0-9]{40})(?![\w-])"),
@@ -618,7 +709,9 @@ RULES: tuple[SecretRule, ...] = (
         )
         for anchor in (r"\|[0-9A-Za-z_-]{27}", r"%[0-9A-Za-z_-]{27}")
     ),
-    token("facebook-page-access-token", "devtools", r"EAA[MC](?P<body>[A-Za-z0-9]{100,400}+)(?![\w-])", min_entropy=4.0),
+    token(
+        "facebook-page-access-token", "devtools", r"EAA[MC](?P<body>[A-Za-z0-9]{100,400}+)(?![\w-])", min_entropy=4.0
+    ),
     token(
         "tableau-personal-access-token",
         "devtools",
@@ -632,7 +725,9 @@ RULES: tuple[SecretRule, ...] = (
         "gc-notify-api-key",
         "messaging",
         # Canada's GC Notify: `gcntfy-<name>-<service uuid>-<secret uuid>`.
-        _c(r"gcntfy-[a-z0-9_-]{1,60}?-(?P<secret>[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})"),
+        _c(
+            r"gcntfy-[a-z0-9_-]{1,60}?-(?P<secret>[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})"
+        ),
         on_lower=True,
         scope="lines",
     ),
@@ -725,7 +820,8 @@ RULES: tuple[SecretRule, ...] = (
         "connection-string",
         _c(
             r"(?:password|pwd)\s{0,2}=\s{0,2}(?P<secret>\{[^}\n]{1,128}\}|[^;\n\"'`]{1,128});\s{0,2}"
-            r"(?:[^;\n\"'`]{0,200};){0,8}?\s{0,2}(?:server|data source|host|uid|user id|database|driver|initial catalog)\s{0,2}="
+            r"(?:[^;\n\"'`]{0,200};){0,8}?\s{0,2}"
+            r"(?:server|data source|host|uid|user id|database|driver|initial catalog)\s{0,2}="
         ),
         on_lower=True,
         anchor=_c(r"pwd\s{0,2}=|password\s{0,2}="),

@@ -176,7 +176,9 @@ def random_value(value: str, strict: bool = False) -> bool:
         return False  # file paths, URLs (a password inside one is the connection-string rule's)
     if _DOTTED_NAME.fullmatch(value):
         parts = value.split(".")
-        if any(_name_share(part) >= 0.5 for part in parts) and not any(len(p) >= 16 and _HEXISH.fullmatch(p) for p in parts):
+        if any(_name_share(part) >= 0.5 for part in parts) and not any(
+            len(p) >= 16 and _HEXISH.fullmatch(p) for p in parts
+        ):
             return False  # `module.ClassName`, `win32api.RegOpenKeyEx`: references in code
     entropy = shannon_entropy(value)
     has_digit = any(c.isdigit() for c in value)
@@ -250,9 +252,9 @@ def looks_random(core: str) -> bool:
 def _name_share(value: str) -> float:
     """Share of `value` made of 3+ letter pieces (`RegOpenKeyEx`, `structEndArchive`).
     Upper-case runs without a vowel (`RWLZK`) are random text, not acronyms of a name."""
-    return sum(len(p) for p in _PIECES.findall(value) if not (p.isupper() and len(p) > 4 and not _VOWEL.search(p))) / max(
-        1, len(value)
-    )
+    return sum(
+        len(p) for p in _PIECES.findall(value) if not (p.isupper() and len(p) > 4 and not _VOWEL.search(p))
+    ) / max(1, len(value))
 
 
 _VOWEL = re.compile(r"[AEIOUY]")
@@ -262,9 +264,9 @@ def _words_share(value: str) -> float:
     """Share of `value` made of word-like pieces: 4+ letters of one case (or Capitalised)
     with vowels where words have them. Random text has letter runs too, but rarely
     pronounceable ones (`TICWCP`, `pjgsgjdu`)."""
-    return sum(len(p) for p in _PIECES.findall(value) if len(p) >= 4 and _VOWEL_SHARE[0] <= _vowels(p) <= _VOWEL_SHARE[1]) / max(
-        1, len(value)
-    )
+    return sum(
+        len(p) for p in _PIECES.findall(value) if len(p) >= 4 and _VOWEL_SHARE[0] <= _vowels(p) <= _VOWEL_SHARE[1]
+    ) / max(1, len(value))
 
 
 _VOWEL_SHARE = (0.25, 0.65)
@@ -278,7 +280,9 @@ def _vowels(piece: str) -> float:
 
 # `<prefix><sep><body>`: a 2-24 character prefix of letters and digits (with inner `_`/`-`
 # segments such as `AIK_CI_`), one separator, and a random body of 20+ characters.
-_PREFIXED = re.compile(r"\$?(?P<prefix>[A-Za-z][A-Za-z0-9]{1,11}(?:[_-][A-Za-z0-9]{1,11}){0,2})(?P<sep>[_.-])(?P<body>[A-Za-z0-9+/=_.-]{16,400})")
+_PREFIXED = re.compile(
+    r"\$?(?P<prefix>[A-Za-z][A-Za-z0-9]{1,11}(?:[_-][A-Za-z0-9]{1,11}){0,2})(?P<sep>[_.-])(?P<body>[A-Za-z0-9+/=_.-]{16,400})"
+)
 # Prefixes that introduce hashes, checksums or ids rather than credentials.
 _NOT_CREDENTIAL_PREFIX = re.compile(
     r"(?i)^(?:sha\d*|md5|crc\d*|blake\d*|xxh\d*|hash|digest|checksum|integrity|uuid|guid|id|ids|"

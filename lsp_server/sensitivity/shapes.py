@@ -67,4 +67,3 @@ def lines_around(text: str, runs: list[tuple[int, int]]) -> list[tuple[int, int]
         line_end = text.find("\n", end)
         lines.append((line_start, len(text) if line_end < 0 else line_end))
     return lines
-

@@ -226,6 +226,9 @@ def _service_account(text: str, lowered: str) -> list[StructuredHit]:
     """A service-account key file, also when the key is cut short or mangled."""
     hits: list[StructuredHit] = []
     for key in _PRIVATE_KEY_FIELD.finditer(lowered):
-        if lowered.find("auth_provider_x509_cert_url", max(0, key.start() - _FIELDS_REACH), key.end() + _FIELDS_REACH) >= 0:
+        if (
+            lowered.find("auth_provider_x509_cert_url", max(0, key.start() - _FIELDS_REACH), key.end() + _FIELDS_REACH)
+            >= 0
+        ):
             hits.append(("gcp-service-account", "cloud", *key.span("value")))
     return hits

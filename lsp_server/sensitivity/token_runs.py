@@ -55,7 +55,9 @@ def find_service_tokens(text: str, runs: list[tuple[int, int]], shape: bytes, hi
         if anchor and random_value(value, strict=not anchor[1]):
             rule, family = ("service-credential", "service") if anchor[1] else ("generic-secret", "generic-assignment")
             hits.append(Hit(GENERIC_TIER, "secret", rule, family, start, end))
-        elif (not anchor or not anchor[1]) and service_context(text[max(0, start - 100) : start]) and random_value(value):
+        elif (
+            (not anchor or not anchor[1]) and service_context(text[max(0, start - 100) : start]) and random_value(value)
+        ):
             # `amplitude:\n  secret: <value>`: the service named a line or two above.
             hits.append(Hit(GENERIC_TIER, "secret", "service-credential", "service", start, end))
 

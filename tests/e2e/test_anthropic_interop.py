@@ -18,7 +18,6 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -65,11 +64,23 @@ litellm_settings:
     log_path = folder / "proxy.log"
     # LITELLM_LOCAL_MODEL_COST_MAP: use the price list inside the package, never fetch one.
     env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "PYTHONUNBUFFERED": "1"}
-    command = [sys.executable, "-m", "litellm.proxy.proxy_cli", "--config", str(config),
-               "--host", "127.0.0.1", "--port", str(port), "--num_workers", "1"]
+    command = [
+        sys.executable,
+        "-m",
+        "litellm.proxy.proxy_cli",
+        "--config",
+        str(config),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--num_workers",
+        "1",
+    ]
     with log_path.open("wb") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                   env=env, cwd=folder)
+        process = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, cwd=folder
+        )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + START_TIMEOUT_S
@@ -82,8 +93,9 @@ litellm_settings:
             except httpx.HTTPError:
                 pass
             if time.monotonic() > deadline:
-                pytest.fail(f"LiteLLM's proxy did not answer within {START_TIMEOUT_S}s:\n"
-                            f"{log_path.read_text()[-3000:]}")
+                pytest.fail(
+                    f"LiteLLM's proxy did not answer within {START_TIMEOUT_S}s:\n{log_path.read_text()[-3000:]}"
+                )
             time.sleep(0.2)
         yield base
     finally:
@@ -102,17 +114,26 @@ def key(monkeypatch: pytest.MonkeyPatch) -> str:
 
 
 def question(max_tokens: int = 12) -> ChatRequest:
-    return ChatRequest(messages=[ChatMessage("system", "You are terse."), ChatMessage("user", "Say hello.")],
-                       max_tokens=max_tokens)
+    return ChatRequest(
+        messages=[ChatMessage("system", "You are terse."), ChatMessage("user", "Say hello.")], max_tokens=max_tokens
+    )
 
 
 def reference(base: str, request: ChatRequest) -> dict[str, Any]:
     """The proxy's whole-JSON answer to what the client sends, read with httpx alone."""
-    body = {"model": MODEL, "max_tokens": request.max_tokens, "temperature": 0.0,
-            "system": "\n\n".join(m.content for m in request.messages if m.role == "system"),
-            "messages": [{"role": m.role, "content": m.content} for m in request.messages if m.role != "system"]}
-    response = httpx.post(f"{base}/v1/messages", json=body, timeout=120,
-                          headers={"x-api-key": KEY, "anthropic-version": ANTHROPIC_VERSION})
+    body = {
+        "model": MODEL,
+        "max_tokens": request.max_tokens,
+        "temperature": 0.0,
+        "system": "\n\n".join(m.content for m in request.messages if m.role == "system"),
+        "messages": [{"role": m.role, "content": m.content} for m in request.messages if m.role != "system"],
+    }
+    response = httpx.post(
+        f"{base}/v1/messages",
+        json=body,
+        timeout=120,
+        headers={"x-api-key": KEY, "anthropic-version": ANTHROPIC_VERSION},
+    )
     assert response.status_code == 200, response.text
     assert response.headers["content-type"].startswith("application/json")
     answer = response.json()
@@ -123,23 +144,35 @@ def reference(base: str, request: ChatRequest) -> dict[str, Any]:
 def reference_stream(base: str, request: ChatRequest) -> dict[str, Any]:
     """The proxy's stream for the same request, read line by line with httpx alone: its text,
     stop reason and the token counts its events carry."""
-    body = {"model": MODEL, "max_tokens": request.max_tokens, "temperature": 0.0, "stream": True,
-            "system": "\n\n".join(m.content for m in request.messages if m.role == "system"),
-            "messages": [{"role": m.role, "content": m.content} for m in request.messages if m.role != "system"]}
+    body = {
+        "model": MODEL,
+        "max_tokens": request.max_tokens,
+        "temperature": 0.0,
+        "stream": True,
+        "system": "\n\n".join(m.content for m in request.messages if m.role == "system"),
+        "messages": [{"role": m.role, "content": m.content} for m in request.messages if m.role != "system"],
+    }
     events = []
-    with httpx.stream("POST", f"{base}/v1/messages", json=body, timeout=120,
-                      headers={"x-api-key": KEY, "anthropic-version": ANTHROPIC_VERSION}) as response:
+    with httpx.stream(
+        "POST",
+        f"{base}/v1/messages",
+        json=body,
+        timeout=120,
+        headers={"x-api-key": KEY, "anthropic-version": ANTHROPIC_VERSION},
+    ) as response:
         assert response.status_code == 200 and response.headers["content-type"].startswith("text/event-stream")
-        events = [json.loads(line[len("data:"):]) for line in response.iter_lines() if line.startswith("data:")]
+        events = [json.loads(line[len("data:") :]) for line in response.iter_lines() if line.startswith("data:")]
     kinds = [event["type"] for event in events]
     assert kinds[0] == "message_start" and kinds[-1] == "message_stop", kinds
     counts = {**events[0]["message"]["usage"]}
     for event in events:
         if event["type"] == "message_delta":
             counts.update(event.get("usage") or {})
-    return {"text": "".join(e["delta"].get("text", "") for e in events if e["type"] == "content_block_delta"),
-            "stop_reason": next(e["delta"]["stop_reason"] for e in events if e["type"] == "message_delta"),
-            "usage": counts}
+    return {
+        "text": "".join(e["delta"].get("text", "") for e in events if e["type"] == "content_block_delta"),
+        "stop_reason": next(e["delta"]["stop_reason"] for e in events if e["type"] == "message_delta"),
+        "usage": counts,
+    }
 
 
 def text_of(answer: dict[str, Any]) -> str:
@@ -160,8 +193,9 @@ class WithoutStreaming(httpx.AsyncBaseTransport):
         content = json.dumps(body).encode()
         headers = [(k, v) for k, v in request.headers.raw if k.lower() != b"content-length"]
         headers.append((b"content-length", str(len(content)).encode()))
-        changed = httpx.Request(request.method, request.url, headers=headers, content=content,
-                                extensions=request.extensions)
+        changed = httpx.Request(
+            request.method, request.url, headers=headers, content=content, extensions=request.extensions
+        )
         response = await self.inner.handle_async_request(changed)
         self.content_types.append(response.headers.get("content-type", ""))
         return response
@@ -187,8 +221,10 @@ async def test_streamed_answer_matches_the_proxys_own_stream(backend: AnthropicB
     assert generation.text == expected["text"] and generation.text.strip()
     assert generation.stop_reason == {"end_turn": "eos", "max_tokens": "max_tokens"}[expected["stop_reason"]]
     usage = generation.usage
-    assert (usage.prompt_tokens, usage.completion_tokens) == (expected["usage"]["input_tokens"],
-                                                              expected["usage"]["output_tokens"])
+    assert (usage.prompt_tokens, usage.completion_tokens) == (
+        expected["usage"]["input_tokens"],
+        expected["usage"]["output_tokens"],
+    )
     assert usage.estimated is False  # the proxy's counts, read from its stream events
     # The proxy's whole-JSON answer to the same request says the same (its token counts may
     # differ: it counts a stream itself, while the JSON carries the upstream server's).
@@ -201,8 +237,9 @@ async def test_streamed_answer_matches_the_proxys_own_stream(backend: AnthropicB
 async def test_json_answer_is_read_like_the_stream(litellm_proxy: str, key: str):
     transport = WithoutStreaming()
     client = httpx.AsyncClient(transport=transport, follow_redirects=False)
-    backend = AnthropicBackend(litellm_proxy, MODEL, api_key_env=KEY_ENV, timeout_s=120.0, retry=NO_RETRY,
-                               client=client)
+    backend = AnthropicBackend(
+        litellm_proxy, MODEL, api_key_env=KEY_ENV, timeout_s=120.0, retry=NO_RETRY, client=client
+    )
     try:
         generation = await backend.chat(question(max_tokens=6))
     finally:
@@ -212,7 +249,9 @@ async def test_json_answer_is_read_like_the_stream(litellm_proxy: str, key: str)
     assert generation.text == text_of(expected) and generation.text.strip()
     assert generation.stop_reason == {"end_turn": "eos", "max_tokens": "max_tokens"}[expected["stop_reason"]]
     assert (generation.usage.prompt_tokens, generation.usage.completion_tokens) == (
-        expected["usage"]["input_tokens"], expected["usage"]["output_tokens"])
+        expected["usage"]["input_tokens"],
+        expected["usage"]["output_tokens"],
+    )
 
 
 async def test_the_proxys_error_for_an_unknown_model_is_a_named_bad_request(litellm_proxy: str, key: str):

@@ -41,8 +41,17 @@ def test_version_and_help(tmp_path):
 def test_complete_prints_the_completion(endless_model_path, tmp_path):
     source = tmp_path / "a.py"
     source.write_text("total = \nprint(total)\n", encoding="utf-8")
-    result = run("complete", f"{source}:1:9", "--model", str(endless_model_path), "--max-tokens", "5",
-                 "--config", NO_TIME_BOX, home=tmp_path)
+    result = run(
+        "complete",
+        f"{source}:1:9",
+        "--model",
+        str(endless_model_path),
+        "--max-tokens",
+        "5",
+        "--config",
+        NO_TIME_BOX,
+        home=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout == "xxxxx\n"
     assert "local" in result.stderr and "5 completion tokens" in result.stderr
@@ -52,8 +61,17 @@ def test_complete_json(endless_model_path, tmp_path):
     source = tmp_path / "b.py"
     source.write_text('s = "é" + xx\n', encoding="utf-8")
     # Column 11 (1-based, in characters) is just before "xx": the overlap is trimmed.
-    result = run("complete", f"{source}:1:11", "--json", "--max-tokens", "4", "--config", NO_TIME_BOX,
-                 home=tmp_path, env={"NINETYTEN_MODEL": str(endless_model_path)})
+    result = run(
+        "complete",
+        f"{source}:1:11",
+        "--json",
+        "--max-tokens",
+        "4",
+        "--config",
+        NO_TIME_BOX,
+        home=tmp_path,
+        env={"NINETYTEN_MODEL": str(endless_model_path)},
+    )
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
     assert data["text"] == "xx"
@@ -126,9 +144,23 @@ async def test_serve_over_tcp(endless_model_path, tmp_path):
     token_file.write_text(token + "\n")
     token_file.chmod(0o600)
     process = subprocess.Popen(
-        [sys.executable, "-m", "lsp_server", "serve", "--tcp", f"127.0.0.1:{port}", "--token-file", str(token_file),
-         "--model", str(endless_model_path), "--config", '{"completion": {"max_tokens": 3}}'],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "lsp_server",
+            "serve",
+            "--tcp",
+            f"127.0.0.1:{port}",
+            "--token-file",
+            str(token_file),
+            "--model",
+            str(endless_model_path),
+            "--config",
+            '{"completion": {"max_tokens": 3}}',
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         client = LanguageClient("tcp-test", "1")
@@ -140,12 +172,15 @@ async def test_serve_over_tcp(endless_model_path, tmp_path):
             except OSError:
                 assert time.monotonic() < deadline, "server did not listen"
                 await asyncio.sleep(0.1)
-        await client.initialize_async(types.InitializeParams(capabilities=types.ClientCapabilities(),
-                                                             initialization_options={"authToken": token}))
+        await client.initialize_async(
+            types.InitializeParams(capabilities=types.ClientCapabilities(), initialization_options={"authToken": token})
+        )
         client.initialized(types.InitializedParams())
         uri = (tmp_path / "t.py").as_uri()
         client.text_document_did_open(
-            types.DidOpenTextDocumentParams(types.TextDocumentItem(uri=uri, language_id="python", version=1, text="v = \n"))
+            types.DidOpenTextDocumentParams(
+                types.TextDocumentItem(uri=uri, language_id="python", version=1, text="v = \n")
+            )
         )
         result = await asyncio.wait_for(
             client.text_document_completion_async(

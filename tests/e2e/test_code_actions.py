@@ -35,26 +35,44 @@ def record_edits(client: Any) -> list[types.ApplyWorkspaceEditParams]:
 
 
 async def execute(client: Any, command: str, *arguments: Any) -> dict[str, Any]:
-    result = await asyncio.wait_for(client.workspace_execute_command_async(
-        types.ExecuteCommandParams(command=command, arguments=list(arguments))), 60)
+    result = await asyncio.wait_for(
+        client.workspace_execute_command_async(types.ExecuteCommandParams(command=command, arguments=list(arguments))),
+        60,
+    )
     return _as_dict(result)
 
 
 async def test_code_actions_are_offered_for_a_selection(endless_model_path, tmp_path):
     async with lsp_session(model=endless_model_path, home=tmp_path / "home") as client:
         uri = open_document(client, tmp_path / "a.py", SOURCE)
-        actions = await client.text_document_code_action_async(types.CodeActionParams(
-            text_document=types.TextDocumentIdentifier(uri), range=SELECTION,
-            context=types.CodeActionContext(diagnostics=[])))
+        actions = await client.text_document_code_action_async(
+            types.CodeActionParams(
+                text_document=types.TextDocumentIdentifier(uri),
+                range=SELECTION,
+                context=types.CodeActionContext(diagnostics=[]),
+            )
+        )
         titles = [action.title for action in actions]
-        assert titles == ["ninetyten: Explain selection", "ninetyten: Refactor selection…",
-                          "ninetyten: Ask about selection", "ninetyten: Explain this change"]
+        assert titles == [
+            "ninetyten: Explain selection",
+            "ninetyten: Refactor selection…",
+            "ninetyten: Ask about selection",
+            "ninetyten: Explain this change",
+        ]
         commands = client.init_result.capabilities.execute_command_provider.commands
-        assert {"ninetyten.explainSelection", "ninetyten.refactorSelection", "ninetyten.ask",
-                "ninetyten.explainChange"} <= set(commands)
-        empty = await client.text_document_code_action_async(types.CodeActionParams(
-            text_document=types.TextDocumentIdentifier(uri), range=types.Range(SELECTION.start, SELECTION.start),
-            context=types.CodeActionContext(diagnostics=[])))
+        assert {
+            "ninetyten.explainSelection",
+            "ninetyten.refactorSelection",
+            "ninetyten.ask",
+            "ninetyten.explainChange",
+        } <= set(commands)
+        empty = await client.text_document_code_action_async(
+            types.CodeActionParams(
+                text_document=types.TextDocumentIdentifier(uri),
+                range=types.Range(SELECTION.start, SELECTION.start),
+                context=types.CodeActionContext(diagnostics=[]),
+            )
+        )
         assert [action.title for action in empty] == ["ninetyten: Explain this change"]
 
 
@@ -65,10 +83,16 @@ async def test_refactor_command_applies_a_verified_edit(env_key, endless_model_p
         async with lsp_session(model=endless_model_path, home=tmp_path / "home", root=workspace) as client:
             edits = record_edits(client)
             uri = open_document(client, workspace / "a.py", SOURCE)
-            answer = await execute(client, "ninetyten.refactorSelection",
-                                   {"textDocument": {"uri": uri}, "range": {"start": {"line": 0, "character": 0},
-                                    "end": {"line": 1, "character": 12}}, "instruction": "rename to renamed",
-                                    "apply": True})
+            answer = await execute(
+                client,
+                "ninetyten.refactorSelection",
+                {
+                    "textDocument": {"uri": uri},
+                    "range": {"start": {"line": 0, "character": 0}, "end": {"line": 1, "character": 12}},
+                    "instruction": "rename to renamed",
+                    "apply": True,
+                },
+            )
             assert answer["applied"] is True and answer["tier"] == "frontier"
             assert len(edits) == 1
             change = edits[0].edit.document_changes[0]
@@ -84,9 +108,13 @@ async def test_refactor_that_breaks_syntax_is_not_applied(env_key, endless_model
         async with lsp_session(model=endless_model_path, home=tmp_path / "home", root=workspace) as client:
             edits = record_edits(client)
             uri = open_document(client, workspace / "a.py", SOURCE)
-            answer = await execute(client, "ninetyten.refactorSelection", uri,
-                                   {"start": {"line": 0, "character": 0}, "end": {"line": 1, "character": 12}},
-                                   "rename it")
+            answer = await execute(
+                client,
+                "ninetyten.refactorSelection",
+                uri,
+                {"start": {"line": 0, "character": 0}, "end": {"line": 1, "character": 12}},
+                "rename it",
+            )
             assert "syntax" in answer["error"]
             assert edits == []
 
@@ -94,8 +122,12 @@ async def test_refactor_that_breaks_syntax_is_not_applied(env_key, endless_model
 async def test_refactor_needs_an_instruction(endless_model_path, tmp_path):
     async with lsp_session(model=endless_model_path, home=tmp_path / "home") as client:
         uri = open_document(client, tmp_path / "a.py", SOURCE)
-        answer = await execute(client, "ninetyten.refactorSelection", uri,
-                               {"start": {"line": 0, "character": 0}, "end": {"line": 1, "character": 12}})
+        answer = await execute(
+            client,
+            "ninetyten.refactorSelection",
+            uri,
+            {"start": {"line": 0, "character": 0}, "end": {"line": 1, "character": 12}},
+        )
         assert "instruction" in answer["error"]
 
 
@@ -103,12 +135,22 @@ async def test_explain_and_ask_commands_answer(endless_model_path, tmp_path):
     options = {"assist": {"max_tokens": 6}}
     async with lsp_session(model=endless_model_path, home=tmp_path / "home", options=options) as client:
         uri = open_document(client, tmp_path / "a.py", SOURCE)
-        explained = await execute(client, "ninetyten.explainSelection",
-                                  {"textDocument": {"uri": uri}, "range": {"start": {"line": 0, "character": 0},
-                                                                           "end": {"line": 1, "character": 12}}})
+        explained = await execute(
+            client,
+            "ninetyten.explainSelection",
+            {
+                "textDocument": {"uri": uri},
+                "range": {"start": {"line": 0, "character": 0}, "end": {"line": 1, "character": 12}},
+            },
+        )
         assert explained["text"] == "x" * 6 and explained["tier"] == "local"
-        asked = await execute(client, "ninetyten.ask", uri, {"start": {"line": 0, "character": 0},
-                                                              "end": {"line": 1, "character": 12}}, "what is it?")
+        asked = await execute(
+            client,
+            "ninetyten.ask",
+            uri,
+            {"start": {"line": 0, "character": 0}, "end": {"line": 1, "character": 12}},
+            "what is it?",
+        )
         assert asked["text"] == "x" * 6
 
 
@@ -119,23 +161,39 @@ async def test_cancelling_a_long_explain_command_stops_it(endless_model_path, tm
         uri = open_document(client, tmp_path / "a.py", SOURCE)
         future = client.protocol.send_request(
             types.WORKSPACE_EXECUTE_COMMAND,
-            types.ExecuteCommandParams(command="ninetyten.explainSelection", arguments=[
-                {"textDocument": {"uri": uri}, "range": {"start": {"line": 0, "character": 0},
-                                                          "end": {"line": 1, "character": 12}}}]),
-            msg_id="long-explain")
+            types.ExecuteCommandParams(
+                command="ninetyten.explainSelection",
+                arguments=[
+                    {
+                        "textDocument": {"uri": uri},
+                        "range": {"start": {"line": 0, "character": 0}, "end": {"line": 1, "character": 12}},
+                    }
+                ],
+            ),
+            msg_id="long-explain",
+        )
         await asyncio.sleep(0.5)
         client.protocol.notify(types.CANCEL_REQUEST, types.CancelParams(id="long-explain"))
         with pytest.raises(Exception):
             await asyncio.wait_for(asyncio.wrap_future(future), 10)
         # The model is free again at once: a short request does not wait behind 15,000 tokens.
         started = time.perf_counter()
-        answer = await execute(client, "ninetyten.ask", {"textDocument": {"uri": uri}, "question": "short?",
-                                                         "range": {"start": {"line": 0, "character": 0},
-                                                                   "end": {"line": 0, "character": 3}}})
+        answer = await execute(
+            client,
+            "ninetyten.ask",
+            {
+                "textDocument": {"uri": uri},
+                "question": "short?",
+                "range": {"start": {"line": 0, "character": 0}, "end": {"line": 0, "character": 3}},
+            },
+        )
         assert answer["tier"] == "local"
         assert time.perf_counter() - started < 30
-    rows = sqlite3.connect(home / "ledger.sqlite3").execute(
-        "SELECT task, outcome, completion_tokens FROM attempts ORDER BY id").fetchall()
+    rows = (
+        sqlite3.connect(home / "ledger.sqlite3")
+        .execute("SELECT task, outcome, completion_tokens FROM attempts ORDER BY id")
+        .fetchall()
+    )
     assert rows[0][:2] == ("explain", "cancelled")
 
 
@@ -165,5 +223,6 @@ async def test_explain_this_change_with_progress(endless_model_path, tmp_path):
         subprocess.run(["git", "-C", str(workspace), "add", "b.py"], check=True)
         subprocess.run(["git", "-C", str(workspace), "commit", "-qm", "b"], check=True)
         other = open_document(client, workspace / "b.py", "x = 1\n")
-        assert (await execute(client, "ninetyten.explainChange", {"textDocument": {"uri": other}}))["error"] == \
-            "nothing changed"
+        assert (await execute(client, "ninetyten.explainChange", {"textDocument": {"uri": other}}))[
+            "error"
+        ] == "nothing changed"

@@ -94,9 +94,7 @@ async def test_classic_completion_for_clients_without_inline(endless_model_path,
     async with lsp_session(model=endless_model_path, home=session_home, capabilities=caps, options=FAST) as client:
         uri = open_document(client, tmp_path / "c.py", "name = \n")
         result = await client.text_document_completion_async(
-            types.CompletionParams(
-                text_document=types.TextDocumentIdentifier(uri=uri), position=types.Position(0, 7)
-            )
+            types.CompletionParams(text_document=types.TextDocumentIdentifier(uri=uri), position=types.Position(0, 7))
         )
         assert isinstance(result, types.CompletionList) and len(result.items) == 1
         item = result.items[0]
@@ -144,8 +142,11 @@ async def test_cancel_stops_a_long_generation(endless_model_path, session_home, 
         assert result.items and set(result.items[0].insert_text) == {"x"}
         assert served[-1]["stop_reason"] != "cancelled"
     # Both attempts are in the ledger, the cancelled one too.
-    rows = sqlite3.connect(tmp_path / "home" / "ledger.sqlite3").execute(
-        "SELECT outcome, completion_tokens FROM attempts WHERE task = 'completion' ORDER BY id").fetchall()
+    rows = (
+        sqlite3.connect(tmp_path / "home" / "ledger.sqlite3")
+        .execute("SELECT outcome, completion_tokens FROM attempts WHERE task = 'completion' ORDER BY id")
+        .fetchall()
+    )
     assert [outcome for outcome, _ in rows] == ["cancelled", "ok"]
     assert 0 < rows[0][1] < 16000
 
@@ -161,8 +162,11 @@ async def test_the_time_box_ends_a_long_generation(endless_model_path, session_h
             await asyncio.sleep(0.01)
     [stopped] = served
     assert stopped["stop_reason"] == "time_limit" and 0 < stopped["completion_tokens"] < 16000
-    rows = sqlite3.connect(tmp_path / "home" / "ledger.sqlite3").execute(
-        "SELECT outcome, completion_tokens FROM attempts WHERE task = 'completion'").fetchall()
+    rows = (
+        sqlite3.connect(tmp_path / "home" / "ledger.sqlite3")
+        .execute("SELECT outcome, completion_tokens FROM attempts WHERE task = 'completion'")
+        .fetchall()
+    )
     assert rows == [("ok", stopped["completion_tokens"])]
 
 
@@ -207,9 +211,7 @@ async def test_invalid_initialization_options_are_reported_and_defaults_kept(
     endless_model_path, session_home, tmp_path
 ):
     options = {"completion": {"max_tokens": "lots"}}
-    async with lsp_session(
-        model=endless_model_path, home=session_home, options=options, wait_ready=False
-    ) as client:
+    async with lsp_session(model=endless_model_path, home=session_home, options=options, wait_ready=False) as client:
         while not client.messages:
             await asyncio.sleep(0.02)
         assert "completion.max_tokens" in client.messages[0].message
@@ -240,8 +242,11 @@ async def test_progress_and_ready_message(tiny_model_path, session_home):
     env = {**os.environ, "NINETYTEN_HOME": str(session_home)}
     await client.start_io(sys.executable, "-m", "lsp_server", "serve", "--model", str(tiny_model_path), env=env)
     try:
-        await client.initialize_async(types.InitializeParams(
-            capabilities=types.ClientCapabilities(window=types.WindowClientCapabilities(work_done_progress=True))))
+        await client.initialize_async(
+            types.InitializeParams(
+                capabilities=types.ClientCapabilities(window=types.WindowClientCapabilities(work_done_progress=True))
+            )
+        )
         client.initialized(types.InitializedParams())
         deadline = time.monotonic() + 30
         while not any("ready" in message for message in logs):

@@ -49,8 +49,12 @@ def new_repo(path: Path) -> Path:
     path.mkdir(parents=True)
     git(path, "init", "-q")
     git(path, "symbolic-ref", "HEAD", "refs/heads/main")  # `init -b` needs git >= 2.28
-    for key, value in (("user.name", "Test Author"), ("user.email", "test@example.com"),
-                       ("commit.gpgsign", "false"), ("core.autocrlf", "false")):
+    for key, value in (
+        ("user.name", "Test Author"),
+        ("user.email", "test@example.com"),
+        ("commit.gpgsign", "false"),
+        ("core.autocrlf", "false"),
+    ):
         git(path, "config", key, value)
     return path
 
@@ -115,9 +119,21 @@ def test_staged_changes_of_every_kind_are_classified(staged_repo: Path) -> None:
     raw = staged_diff(staged_repo)
     assert b'"b/src/na\\303\\257ve_\\346\\227\\245\\346\\234\\254.py"' in raw, "core.quotepath=true (default) quoting"
     changes = by_path(parse_diff(raw))
-    assert set(changes) == {"src/app.py", "src/new_module.py", "src/remove_me.py", "docs/manual.md",
-                            "src/settings.py", "run.sh", "assets/logo.png", "win/setup.bat", "legacy/menu.txt",
-                            "package-lock.json", "vendor/lib/util.js", SPACED, UNICODE}
+    assert set(changes) == {
+        "src/app.py",
+        "src/new_module.py",
+        "src/remove_me.py",
+        "docs/manual.md",
+        "src/settings.py",
+        "run.sh",
+        "assets/logo.png",
+        "win/setup.bat",
+        "legacy/menu.txt",
+        "package-lock.json",
+        "vendor/lib/util.js",
+        SPACED,
+        UNICODE,
+    }
 
     app = changes["src/app.py"]
     assert (app.status, app.added, app.removed, app.summarized_only) == ("modified", 1, 1, False)
@@ -170,14 +186,24 @@ def test_the_staged_diff_streams_to_the_same_result(staged_repo: Path) -> None:
 
 def test_hostile_user_config_does_not_change_the_result(staged_repo: Path) -> None:
     expected = parse_diff(staged_diff(staged_repo))
-    for key, value in (("diff.noprefix", "true"), ("diff.mnemonicPrefix", "true"), ("color.ui", "always"),
-                       ("color.diff", "always"), ("diff.external", "false"), ("core.quotepath", "false"),
-                       ("diff.suppressBlankEmpty", "true"), ("diff.renames", "false"), ("diff.submodule", "log"),
-                       ("diff.relative", "true"), ("diff.context", "1")):
+    for key, value in (
+        ("diff.noprefix", "true"),
+        ("diff.mnemonicPrefix", "true"),
+        ("color.ui", "always"),
+        ("color.diff", "always"),
+        ("diff.external", "false"),
+        ("core.quotepath", "false"),
+        ("diff.suppressBlankEmpty", "true"),
+        ("diff.renames", "false"),
+        ("diff.submodule", "log"),
+        ("diff.relative", "true"),
+        ("diff.context", "1"),
+    ):
         git(staged_repo, "config", key, value)
     got = parse_diff(staged_diff(staged_repo))
     assert [(c.path, c.old_path, c.status, c.added, c.removed, c.summary_reason) for c in got] == [
-        (c.path, c.old_path, c.status, c.added, c.removed, c.summary_reason) for c in expected]
+        (c.path, c.old_path, c.status, c.added, c.removed, c.summary_reason) for c in expected
+    ]
 
 
 def test_an_empty_staged_diff_is_no_files(tmp_path: Path) -> None:
@@ -203,8 +229,11 @@ def test_before_the_first_commit_everything_staged_is_added(tmp_path: Path) -> N
 def test_not_a_repository_is_a_clear_error(tmp_path: Path) -> None:
     plain = tmp_path / "plain"
     plain.mkdir()
-    for call in (lambda: staged_diff(plain), lambda: range_diff(plain, "HEAD~1"),
-                 lambda: working_tree_diff(plain, "x.txt")):
+    for call in (
+        lambda: staged_diff(plain),
+        lambda: range_diff(plain, "HEAD~1"),
+        lambda: working_tree_diff(plain, "x.txt"),
+    ):
         with pytest.raises(DiffError, match="not inside a git repository"):
             call()
     with pytest.raises(DiffError, match="not a directory"):
@@ -243,8 +272,11 @@ def branched_repo(tmp_path: Path) -> Path:
 def test_range_diffs(branched_repo: Path) -> None:
     two_dots = by_path(parse_diff(range_diff(branched_repo, "main..HEAD")))
     # A..B compares the two tips: main's own new file shows as deleted from feature's point of view.
-    assert {p: c.status for p, c in two_dots.items()} == {"core.py": "modified", "feature.py": "added",
-                                                          "main_only.py": "deleted"}
+    assert {p: c.status for p, c in two_dots.items()} == {
+        "core.py": "modified",
+        "feature.py": "added",
+        "main_only.py": "deleted",
+    }
     three_dots = by_path(parse_diff(range_diff(branched_repo, "main...feature")))
     assert {p: c.status for p, c in three_dots.items()} == {"core.py": "modified", "feature.py": "added"}
     assert set(by_path(parse_diff(range_diff(branched_repo, "main...")))) == {"core.py", "feature.py"}
@@ -349,8 +381,13 @@ def test_chunks_of_a_real_diff_apply_to_the_original(tmp_path: Path) -> None:
         patch = tmp_path / f"chunk{chunk.index}.patch"
         patch.write_text(chunk.text, encoding="utf-8")
         # --cached: check against the index, which still holds the original.
-        result = subprocess.run(["git", "apply", "--check", "--cached", "--unidiff-zero", str(patch)], cwd=repo,
-                                capture_output=True, text=True, check=False)
+        result = subprocess.run(
+            ["git", "apply", "--check", "--cached", "--unidiff-zero", str(patch)],
+            cwd=repo,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         assert result.returncode == 0, f"chunk {chunk.index}: {result.stderr}\n{chunk.text}"
 
 
@@ -363,10 +400,13 @@ def test_a_pre_commit_hook_sees_what_is_being_committed(tmp_path: Path) -> None:
     commit_all(repo, "base")
     out = tmp_path / "hook-output.txt"
     script = tmp_path / "hook.py"
-    script.write_text("from pathlib import Path\n"
-                      "from lsp_server.explain.diff import parse_diff, staged_diff\n"
-                      "paths = [c.path for c in parse_diff(staged_diff(Path('.')))]\n"
-                      f"Path({str(out)!r}).write_text(' '.join(paths))\n", encoding="utf-8")
+    script.write_text(
+        "from pathlib import Path\n"
+        "from lsp_server.explain.diff import parse_diff, staged_diff\n"
+        "paths = [c.path for c in parse_diff(staged_diff(Path('.')))]\n"
+        f"Path({str(out)!r}).write_text(' '.join(paths))\n",
+        encoding="utf-8",
+    )
     hook = repo / ".git" / "hooks" / "pre-commit"
     hook.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{script}"\n', encoding="utf-8")
     hook.chmod(hook.stat().st_mode | stat.S_IXUSR)

@@ -38,16 +38,20 @@ async def test_a_closed_document_no_longer_feeds_context_or_the_cache(endless_mo
         before = await stats(client)
         assert (before["cache_entries"], before["context_chunks"]) == (2, 2)
 
-        client.text_document_did_close(types.DidCloseTextDocumentParams(
-            text_document=types.TextDocumentIdentifier(uri=helpers)))
+        client.text_document_did_close(
+            types.DidCloseTextDocumentParams(text_document=types.TextDocumentIdentifier(uri=helpers))
+        )
         after = await stats(client)  # answered after the notification: the close has been handled
         assert (after["cache_entries"], after["context_chunks"]) == (1, 1)
 
         # The same request in main.py (edited below the cursor, so not served from the cache)
         # no longer carries helpers.py in its prompt.
-        client.text_document_did_change(types.DidChangeTextDocumentParams(
-            text_document=types.VersionedTextDocumentIdentifier(uri=main, version=2),
-            content_changes=[types.TextDocumentContentChangeWholeDocument(text="value = \n\n")]))
+        client.text_document_did_change(
+            types.DidChangeTextDocumentParams(
+                text_document=types.VersionedTextDocumentIdentifier(uri=main, version=2),
+                content_changes=[types.TextDocumentContentChangeWholeDocument(text="value = \n\n")],
+            )
+        )
         assert (await inline(client, main, 0, 8)).items[0].insert_text == "x" * 8
         without_helpers = (await served_after(client, 3))["prompt_tokens"]
         assert without_helpers < with_helpers - 200, (with_helpers, without_helpers)

@@ -43,8 +43,11 @@ async def test_accepting_an_item_is_recorded_and_reported(endless_model_path, tm
         assert "requestId" in bad["error"]
         bad_since = await execute(client, "ninetyten.report", {"since": "yesterday-ish"})
         assert "not understood" in bad_since["error"]
-    rows = sqlite3.connect(home / "ledger.sqlite3").execute(
-        "SELECT backend, shown, accepted FROM attempts WHERE task = 'completion' ORDER BY id").fetchall()
+    rows = (
+        sqlite3.connect(home / "ledger.sqlite3")
+        .execute("SELECT backend, shown, accepted FROM attempts WHERE task = 'completion' ORDER BY id")
+        .fetchall()
+    )
     # The second request was answered from the cache: still a row, still shown.
     assert rows == [("llama_cpp", 1, 1), ("cache", 1, None)]
 
@@ -54,8 +57,9 @@ async def test_toggle_offline_keeps_escalations_home_and_back(endless_model_path
     with LoopbackProvider(reply="def renamed():\n    return 1\n") as frontier:
         workspace = tmp_path / "ws"
         write_policy(workspace, frontier.url, trusted_in=tmp_path / "home")
-        async with lsp_session(model=endless_model_path, home=tmp_path / "home", options=FAST,
-                               root=workspace) as client:
+        async with lsp_session(
+            model=endless_model_path, home=tmp_path / "home", options=FAST, root=workspace
+        ) as client:
             uri = open_document(client, workspace / "app.py", "def old():\n    return 1\n")
             selection = {"start": {"line": 0, "character": 0}, "end": {"line": 1, "character": 12}}
             assert (await execute(client, "ninetyten.toggleOffline")) == {"offline": True, "forced": True}
@@ -76,8 +80,9 @@ async def test_explain_staged_changes_command(endless_model_path, tmp_path):
     (repo / "a.py").write_text("x = 1\n")
     subprocess.run(["git", "-C", str(repo), "add", "."], check=True)
     subprocess.run(["git", "-C", str(repo), "commit", "-qm", "init"], check=True)
-    async with lsp_session(model=endless_model_path, home=tmp_path / "home", root=repo,
-                           options={**FAST, "assist": {"max_tokens": 8}}) as client:
+    async with lsp_session(
+        model=endless_model_path, home=tmp_path / "home", root=repo, options={**FAST, "assist": {"max_tokens": 8}}
+    ) as client:
         nothing = await execute(client, "ninetyten.explainChange", {"staged": True})
         assert "nothing is staged" in nothing["error"]
         (repo / "a.py").write_text("x = 2\n")

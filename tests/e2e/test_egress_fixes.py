@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 
 from lsp_server.config import ServerConfig
-from lsp_server.explain.diff import parse_diff
 from lsp_server.engine.core import Engine
+from lsp_server.explain.diff import parse_diff
 from lsp_server.explain.pipeline import explain_changes
 from lsp_server.routing.policy import LoadedPolicy, parse_policy
 from tests.e2e.test_routing_server import KEY, KEY_ENV, _as_dict, request
@@ -90,8 +90,13 @@ async def test_redact_mode_keeps_files_under_sensitive_paths_home(frontier, endl
     policy.write_text(frontier_policy(frontier.url, on_sensitive="redact"))
     workspace = tmp_path / "ws"
     (workspace / "secrets").mkdir(parents=True)
-    async with lsp_session(model=endless_model_path, home=tmp_path / "home", root=workspace,
-                           options={"assist": {"max_tokens": 8}}, extra_args=["--policy", str(policy)]) as client:
+    async with lsp_session(
+        model=endless_model_path,
+        home=tmp_path / "home",
+        root=workspace,
+        options={"assist": {"max_tokens": 8}},
+        extra_args=["--policy", str(policy)],
+    ) as client:
         # Redaction has nothing to replace in a file that is sensitive for its path: it stays home.
         launch = open_document(client, workspace / "secrets" / "launch.py", f'CODE = "{LAUNCH_CODE}"\n')
         answer = _as_dict(await request(client, "ninetyten/refactor", launch, instruction="tidy"))
@@ -108,10 +113,14 @@ async def test_an_escalated_completion_is_redacted(frontier, endless_model_path,
     policy.write_text(frontier_policy(frontier.url, on_sensitive="redact"))
     workspace = tmp_path / "ws"
     workspace.mkdir()
-    async with lsp_session(model=endless_model_path, home=tmp_path / "home", root=workspace,
-                           # a generous time box: a fragment cut by it is not shown, so nothing escalates
-                           options={"completion": {"max_tokens": 4, "cache_size": 0, "time_limit_ms": 30000}},
-                           extra_args=["--policy", str(policy)]) as client:
+    async with lsp_session(
+        model=endless_model_path,
+        home=tmp_path / "home",
+        root=workspace,
+        # a generous time box: a fragment cut by it is not shown, so nothing escalates
+        options={"completion": {"max_tokens": 4, "cache_size": 0, "time_limit_ms": 30000}},
+        extra_args=["--policy", str(policy)],
+    ) as client:
         source = f'AWS_KEY = "{AWS_KEY}"\n\n\ndef region():\n    return '
         uri = open_document(client, workspace / "cloud.py", source)
         await inline(client, uri, 4, len("    return "))
@@ -129,12 +138,16 @@ def diff_for(*files: tuple[str, str], renamed_from: str | None = None) -> str:
     for path, text in files:
         lines = text.splitlines()
         if renamed_from is not None:
-            parts.append(f"diff --git a/{renamed_from} b/{path}\nsimilarity index 60%\n"
-                         f"rename from {renamed_from}\nrename to {path}\n--- a/{renamed_from}\n+++ b/{path}\n"
-                         f"@@ -1 +1,{len(lines)} @@\n-old\n" + "".join(f"+{line}\n" for line in lines))
+            parts.append(
+                f"diff --git a/{renamed_from} b/{path}\nsimilarity index 60%\n"
+                f"rename from {renamed_from}\nrename to {path}\n--- a/{renamed_from}\n+++ b/{path}\n"
+                f"@@ -1 +1,{len(lines)} @@\n-old\n" + "".join(f"+{line}\n" for line in lines)
+            )
             continue
-        parts.append(f"diff --git a/{path} b/{path}\nnew file mode 100644\n--- /dev/null\n+++ b/{path}\n"
-                     f"@@ -0,0 +1,{len(lines)} @@\n" + "".join(f"+{line}\n" for line in lines))
+        parts.append(
+            f"diff --git a/{path} b/{path}\nnew file mode 100644\n--- /dev/null\n+++ b/{path}\n"
+            f"@@ -0,0 +1,{len(lines)} @@\n" + "".join(f"+{line}\n" for line in lines)
+        )
     return "".join(parts)
 
 
@@ -154,8 +167,9 @@ def explain_in_process(model: Path, policy_text: str, diff: str, *, commit_messa
 
 def test_a_chunk_is_routed_by_every_file_in_it(frontier, endless_model_path):
     # One small chunk: a clean file first, then a file under secrets/ (only its path is sensitive).
-    diff = diff_for(("src/app.py", "def add(a, b):\n    return a + b"),
-                    ("secrets/launch.txt", f"launch code: {LAUNCH_CODE}"))
+    diff = diff_for(
+        ("src/app.py", "def add(a, b):\n    return a + b"), ("secrets/launch.txt", f"launch code: {LAUNCH_CODE}")
+    )
     result = explain_in_process(endless_model_path, frontier_policy(frontier.url), diff)
     assert result.chunks == 1
     assert not any(LAUNCH_CODE in body for body in bodies(frontier))
@@ -171,8 +185,10 @@ def test_a_rename_is_routed_by_its_old_name_too(frontier, endless_model_path):
 
 def test_what_the_local_model_wrote_about_kept_home_chunks_stays_home(frontier, endless_model_path):
     # Two chunks: the secret file (kept home, explained locally) and a clean module (sent out).
-    diff = diff_for(("secrets/launch.txt", "\n".join(f"launch code {i}: {LAUNCH_CODE}" for i in range(20))),
-                    ("src/clean.py", clean_module("clean", 30)))
+    diff = diff_for(
+        ("secrets/launch.txt", "\n".join(f"launch code {i}: {LAUNCH_CODE}" for i in range(20))),
+        ("src/clean.py", clean_module("clean", 30)),
+    )
     result = explain_in_process(endless_model_path, frontier_policy(frontier.url), diff)
     assert result.chunks == 2
     sent = bodies(frontier)

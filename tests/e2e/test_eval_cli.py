@@ -18,21 +18,42 @@ from lsp_server.routing.policy import parse_policy
 from tests.loopback_provider import LoopbackProvider, RecordedRequest
 
 
-def run(*args: str, home: Path, cwd: Path | None = None, timeout: float = 300,
-        path: str | None = None) -> subprocess.CompletedProcess:
+def run(
+    *args: str, home: Path, cwd: Path | None = None, timeout: float = 300, path: str | None = None
+) -> subprocess.CompletedProcess:
     env = {**os.environ, "NINETYTEN_HOME": str(home)}
     if path is not None:
         env["PATH"] = path
     env.pop("NINETYTEN_MODEL", None)
     env.pop("NINETYTEN_POLICY", None)
-    return subprocess.run([sys.executable, "-m", "lsp_server", "eval", *args], capture_output=True, text=True, check=False,
-                          env=env, cwd=cwd, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "lsp_server", "eval", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=env,
+        cwd=cwd,
+        timeout=timeout,
+    )
 
 
 def test_eval_completion_json_is_consistent_with_the_programs(bubblewrap, tiny_model_path, tmp_path):
     out = tmp_path / "out"
-    result = run("completion", "--limit", "3", "--kind", "both", "--model", str(tiny_model_path), "--json",
-                 "--out", str(out), "--jobs", "2", home=tmp_path)
+    result = run(
+        "completion",
+        "--limit",
+        "3",
+        "--kind",
+        "both",
+        "--model",
+        str(tiny_model_path),
+        "--json",
+        "--out",
+        str(out),
+        "--jobs",
+        "2",
+        home=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["command"] == "completion" and report["tier"] == "local"
@@ -92,10 +113,22 @@ def unusable_bubblewrap(folder: Path) -> str:
 def test_eval_refuses_to_run_model_code_without_a_sandbox(tiny_model_path, tmp_path, command):
     empty = tmp_path / "empty"
     empty.mkdir()
-    for path, reason in ((unusable_bubblewrap(tmp_path / "fake"), "bwrap: No permissions to create new namespace"),
-                         (str(empty), "bubblewrap (bwrap) is not installed")):
-        result = run(command, "--limit", "1", "--model", str(tiny_model_path), "--json", "--out", str(tmp_path / "o"),
-                     home=tmp_path, path=path)
+    for path, reason in (
+        (unusable_bubblewrap(tmp_path / "fake"), "bwrap: No permissions to create new namespace"),
+        (str(empty), "bubblewrap (bwrap) is not installed"),
+    ):
+        result = run(
+            command,
+            "--limit",
+            "1",
+            "--model",
+            str(tiny_model_path),
+            "--json",
+            "--out",
+            str(tmp_path / "o"),
+            home=tmp_path,
+            path=path,
+        )
         assert result.returncode == 1, result.stderr
         assert result.stdout == ""
         assert "refusing to run model-written code without a sandbox" in result.stderr
@@ -104,8 +137,16 @@ def test_eval_refuses_to_run_model_code_without_a_sandbox(tiny_model_path, tmp_p
 
 
 def test_eval_runs_without_a_sandbox_only_when_told(tmp_path):
-    result = run("completion", "--canonical", "--limit", "3", "--json", "--unsafe-no-sandbox", home=tmp_path,
-                 path=unusable_bubblewrap(tmp_path / "fake"))
+    result = run(
+        "completion",
+        "--canonical",
+        "--limit",
+        "3",
+        "--json",
+        "--unsafe-no-sandbox",
+        home=tmp_path,
+        path=unusable_bubblewrap(tmp_path / "fake"),
+    )
     assert result.returncode == 0, result.stderr
     assert "WARNING: running model-written code WITHOUT a sandbox" in result.stderr
     report = json.loads(result.stdout)
@@ -135,8 +176,19 @@ def test_eval_completion_refuses_a_tier_the_policy_lacks(tiny_model_path, tmp_pa
 
 def test_eval_escalation_writes_plot_and_json(bubblewrap, tiny_model_path, tmp_path):
     out = tmp_path / "esc"
-    result = run("escalation", "--limit", "4", "--model", str(tiny_model_path), "--out", str(out), "--json",
-                 "--target-rate", "25%", home=tmp_path)
+    result = run(
+        "escalation",
+        "--limit",
+        "4",
+        "--model",
+        str(tiny_model_path),
+        "--out",
+        str(out),
+        "--json",
+        "--target-rate",
+        "25%",
+        home=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert (out / "escalation.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -169,7 +221,8 @@ def test_eval_escalation_measures_a_reachable_strong_tier(bubblewrap, tiny_model
 
     with LoopbackProvider(reply=answer) as frontier:
         policy = tmp_path / "policy.toml"
-        policy.write_text(f"""
+        policy.write_text(
+            f"""
 [tiers.local]
 backend = "llama_cpp"
 model = "default"
@@ -179,10 +232,23 @@ backend = "openai"
 base_url = "{frontier.openai_url}"
 model = "loopback-model"
 price = {{ input_per_mtok = 2.0, output_per_mtok = 10.0 }}
-""", encoding="utf-8")
+""",
+            encoding="utf-8",
+        )
         out = tmp_path / "esc"
-        result = run("escalation", "--limit", "3", "--model", str(tiny_model_path), "--policy", str(policy),
-                     "--out", str(out), "--json", home=tmp_path)
+        result = run(
+            "escalation",
+            "--limit",
+            "3",
+            "--model",
+            str(tiny_model_path),
+            "--policy",
+            str(policy),
+            "--out",
+            str(out),
+            "--json",
+            home=tmp_path,
+        )
         assert result.returncode == 0, result.stderr
         sent = frontier.requests
     report = json.loads(result.stdout)

@@ -32,13 +32,32 @@ def repo(tmp_path: Path) -> Path:
     return path
 
 
-def explain(repo: Path, *args: str, model: Path, stdin: str | None = None, extra_env: dict[str, str] | None = None,
-            timeout: float = 300, prefix: list[str] | None = None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "NINETYTEN_HOME": str(repo.parent / "home"), "NINETYTEN_MODEL": str(model),
-           "XDG_CONFIG_HOME": str(repo.parent / "config"), **(extra_env or {})}
+def explain(
+    repo: Path,
+    *args: str,
+    model: Path,
+    stdin: str | None = None,
+    extra_env: dict[str, str] | None = None,
+    timeout: float = 300,
+    prefix: list[str] | None = None,
+) -> subprocess.CompletedProcess:
+    env = {
+        **os.environ,
+        "NINETYTEN_HOME": str(repo.parent / "home"),
+        "NINETYTEN_MODEL": str(model),
+        "XDG_CONFIG_HOME": str(repo.parent / "config"),
+        **(extra_env or {}),
+    }
     env.pop("NINETYTEN_POLICY", None)
-    return subprocess.run([*(prefix or []), sys.executable, "-m", "lsp_server", "explain", *args], cwd=repo,
-                          capture_output=True, text=True, input=stdin, env=env, timeout=timeout)
+    return subprocess.run(
+        [*(prefix or []), sys.executable, "-m", "lsp_server", "explain", *args],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        input=stdin,
+        env=env,
+        timeout=timeout,
+    )
 
 
 def test_nothing_staged_is_exit_zero_with_a_note(repo, endless_model_path):
@@ -48,7 +67,9 @@ def test_nothing_staged_is_exit_zero_with_a_note(repo, endless_model_path):
 
 
 def test_staged_change_json(repo, endless_model_path):
-    (repo / "calc.py").write_text("def divide(a, b):\n    if b == 0:\n        raise ValueError('b')\n    return a / b\n")
+    (repo / "calc.py").write_text(
+        "def divide(a, b):\n    if b == 0:\n        raise ValueError('b')\n    return a / b\n"
+    )
     (repo / "package-lock.json").write_text('{"lockfileVersion": 3}\n')
     git(repo, "add", ".")
     result = explain(repo, "--commit-message", "--json", model=endless_model_path)
@@ -80,7 +101,9 @@ def test_a_secret_in_the_staged_diff_keeps_it_local(repo, endless_model_path, mo
     monkeypatch.setenv(KEY_ENV, KEY)
     with LoopbackProvider(reply="It changes things.") as frontier:
         write_policy(repo, frontier.url, trusted_in=repo.parent / "home")  # explain goes to the frontier
-        (repo / "calc.py").write_text("def divide(a, b):\n    return a / b\n\nTOKEN = 'ghp_Q7dK2mX9vL4pR8sT1wY6zB3nC5fH0jA2eG7u'\n")
+        (repo / "calc.py").write_text(
+            "def divide(a, b):\n    return a / b\n\nTOKEN = 'ghp_Q7dK2mX9vL4pR8sT1wY6zB3nC5fH0jA2eG7u'\n"
+        )
         git(repo, "add", "calc.py")
         secret = explain(repo, "--json", model=endless_model_path)
         data = json.loads(secret.stdout)
@@ -96,10 +119,12 @@ def test_a_secret_in_the_staged_diff_keeps_it_local(repo, endless_model_path, mo
 
 # Runs a command and writes its peak RSS (KiB) to a file: RUSAGE_CHILDREN of this small parent
 # covers that command alone, where the test process's own would include every earlier child.
-PEAK_RSS = ("import resource, subprocess, sys\n"
-            "code = subprocess.call(sys.argv[2:])\n"
-            "open(sys.argv[1], 'w').write(str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss))\n"
-            "sys.exit(code)\n")
+PEAK_RSS = (
+    "import resource, subprocess, sys\n"
+    "code = subprocess.call(sys.argv[2:])\n"
+    "open(sys.argv[1], 'w').write(str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss))\n"
+    "sys.exit(code)\n"
+)
 
 
 @pytest.mark.timeout(900)  # dozens of model calls: minutes on a busy machine
@@ -110,9 +135,14 @@ def test_a_20000_line_diff_is_explained_in_chunks_with_bounded_memory(repo, endl
     git(repo, "add", ".")
     assert int(git(repo, "diff", "--cached", "--numstat").split()[0]) == 500
     peak = repo.parent / "peak-rss"
-    result = explain(repo, "--json", model=endless_model_path, timeout=800,
-                     extra_env={"NINETYTEN_HOME": str(repo.parent / "home20k")},
-                     prefix=[sys.executable, "-c", PEAK_RSS, str(peak)])
+    result = explain(
+        repo,
+        "--json",
+        model=endless_model_path,
+        timeout=800,
+        extra_env={"NINETYTEN_HOME": str(repo.parent / "home20k")},
+        prefix=[sys.executable, "-c", PEAK_RSS, str(peak)],
+    )
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
     assert data["usage"]["chunks"] > 5  # map ...

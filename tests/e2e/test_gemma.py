@@ -73,13 +73,20 @@ def test_gemma_explains_and_writes_a_commit_message(gemma_model_path, ninetyten_
     (repo / "calc.py").write_text("def divide(a, b):\n    return a / b\n")
     subprocess.run(["git", "-C", str(repo), "add", "."], check=True)
     subprocess.run(["git", "-C", str(repo), "commit", "-qm", "init"], check=True)
-    (repo / "calc.py").write_text("def divide(a, b):\n    if b == 0:\n        raise ValueError('b is zero')\n"
-                                  "    return a / b\n")
+    (repo / "calc.py").write_text(
+        "def divide(a, b):\n    if b == 0:\n        raise ValueError('b is zero')\n    return a / b\n"
+    )
     subprocess.run(["git", "-C", str(repo), "add", "."], check=True)
     env = {**os.environ, "NINETYTEN_HOME": str(ninetyten_test_home), "XDG_CONFIG_HOME": str(tmp_path / "cfg")}
     env.pop("NINETYTEN_MODEL", None)
-    out = subprocess.run([sys.executable, "-m", "lsp_server", "explain", "--commit-message", "--json"], cwd=repo,
-                         capture_output=True, text=True, env=env, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-m", "lsp_server", "explain", "--commit-message", "--json"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)
     explanation, message = data["explanation"], data["commit_message"]

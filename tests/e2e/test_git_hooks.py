@@ -57,8 +57,7 @@ def _one_cpu() -> None:
 @pytest.fixture
 def env(tmp_path: Path, endless_model_path: Path) -> dict[str, str]:
     """A clean environment: no user/system git config, no user policy, the tiny model."""
-    base = {key: value for key, value in os.environ.items()
-            if not key.startswith(("GIT_", "NINETYTEN_", "PRE_COMMIT"))}
+    base = {key: value for key, value in os.environ.items() if not key.startswith(("GIT_", "NINETYTEN_", "PRE_COMMIT"))}
     home = tmp_path / "home"
     (home / "config").mkdir(parents=True)
     return {
@@ -78,16 +77,20 @@ def env(tmp_path: Path, endless_model_path: Path) -> dict[str, str]:
     }
 
 
-def run(cmd: list[str], cwd: Path, env: dict[str, str], *, timeout: float = 180,
-        check: bool = True) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False,
-                          preexec_fn=_one_cpu)
+def run(
+    cmd: list[str], cwd: Path, env: dict[str, str], *, timeout: float = 180, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(
+        cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False, preexec_fn=_one_cpu
+    )
     if check and proc.returncode != 0:
         raise AssertionError(f"{cmd} exited {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
     return proc
 
 
-def git(repo: Path, env: dict[str, str], *args: str, check: bool = True, **extra: str) -> subprocess.CompletedProcess[str]:
+def git(
+    repo: Path, env: dict[str, str], *args: str, check: bool = True, **extra: str
+) -> subprocess.CompletedProcess[str]:
     return run(["git", *args], repo, {**env, **extra}, check=check)
 
 
@@ -99,8 +102,12 @@ def new_repo(path: Path, env: dict[str, str]) -> Path:
     path.mkdir(parents=True)
     git(path, env, "init", "-q")
     git(path, env, "symbolic-ref", "HEAD", "refs/heads/main")
-    for key, value in (("user.name", "Test Author"), ("user.email", "test@example.com"),
-                       ("commit.gpgsign", "false"), ("core.autocrlf", "false")):
+    for key, value in (
+        ("user.name", "Test Author"),
+        ("user.email", "test@example.com"),
+        ("commit.gpgsign", "false"),
+        ("core.autocrlf", "false"),
+    ):
         git(path, env, "config", key, value)
     return path
 
@@ -140,8 +147,7 @@ def ledger(env: dict[str, str]) -> list[dict[str, object]]:
         return []
     with closing(sqlite3.connect(path)) as db:
         db.row_factory = sqlite3.Row
-        return [dict(row) for row in db.execute(
-            "SELECT task, tier, outcome, error_kind FROM attempts ORDER BY id")]
+        return [dict(row) for row in db.execute("SELECT task, tier, outcome, error_kind FROM attempts ORDER BY id")]
 
 
 def message_calls(env: dict[str, str]) -> list[dict[str, object]]:
@@ -164,9 +170,7 @@ def editor_script(tmp_path: Path, seen: Path) -> str:
     file has none (lines starting with # or ; are comments here)."""
     script = tmp_path / "editor.sh"
     script.write_text(
-        "#!/bin/sh\n"
-        f"cp \"$1\" '{seen}'\n"
-        "grep -q '^[^#;]' \"$1\" || printf 'manual message\\n' >> \"$1\"\n",
+        f"#!/bin/sh\ncp \"$1\" '{seen}'\ngrep -q '^[^#;]' \"$1\" || printf 'manual message\\n' >> \"$1\"\n",
         encoding="utf-8",
     )
     script.chmod(0o755)
@@ -534,8 +538,14 @@ def test_notes_use_gits_comment_character(repo, env, tmp_path):
     git(repo, env, "config", "core.commentChar", ";")
     seen = tmp_path / "seen-message"
     stage(repo, env, "util.py", "X = 1\n")
-    git(repo, env, "commit", "-q", GIT_EDITOR=editor_script(tmp_path, seen),
-        NINETYTEN_MODEL=str(tmp_path / "missing.gguf"))
+    git(
+        repo,
+        env,
+        "commit",
+        "-q",
+        GIT_EDITOR=editor_script(tmp_path, seen),
+        NINETYTEN_MODEL=str(tmp_path / "missing.gguf"),
+    )
     assert seen.read_text().startswith("; ninetyten: could not write a message (")
     assert message(repo, env) == "manual message"
 
@@ -567,7 +577,10 @@ def test_time_budget_from_the_environment_is_kept_by_git_commit(repo, env, tmp_p
 def test_timeout_option_with_a_server_that_never_answers(repo, env, tmp_path, listener):
     """The policy sends the hook's calls to an in-house server that accepts the connection
     and never answers (its own timeout is 60 s): `--timeout 1` still ends the hook quickly."""
-    write(repo, ".ninetyten/policy.toml", f"""\
+    write(
+        repo,
+        ".ninetyten/policy.toml",
+        f"""\
 [tiers.local]
 backend = "llama_cpp"
 model = "default"
@@ -584,7 +597,8 @@ max_retries = 0
 name = "hook calls go in-house"
 task = ["explain", "commit_message"]
 route = "in_house"
-""")
+""",
+    )
     trust_policy(repo / ".ninetyten" / "policy.toml", Path(env["NINETYTEN_HOME"]))
     stage(repo, env, "util.py", "X = 1\n")
     msg = tmp_path / "msg"
@@ -652,8 +666,9 @@ def test_unreachable_frontier_falls_back_to_a_local_message_quickly(repo, env):
     elapsed = time.monotonic() - started
     assert_conventional(subject(repo, env))
     calls = message_calls(env)
-    assert any(row["tier"] == "frontier" and row["outcome"] == "failed" and row["error_kind"] == "connection"
-               for row in calls), calls
+    assert any(
+        row["tier"] == "frontier" and row["outcome"] == "failed" and row["error_kind"] == "connection" for row in calls
+    ), calls
     assert calls[-1]["tier"] == "local", calls
     assert elapsed < 15, f"git commit took {elapsed:.1f}s"
 
@@ -676,8 +691,11 @@ def precommit_repo(tmp_path: Path, env: dict[str, str]) -> Path:
     rev = git(hook_repo, env, "rev-parse", "HEAD").stdout.strip()
 
     path = new_repo(tmp_path / "project", env)
-    write(path, ".pre-commit-config.yaml",
-          f"repos:\n- repo: {hook_repo}\n  rev: {rev}\n  hooks:\n  - id: ninetyten-commit-msg\n")
+    write(
+        path,
+        ".pre-commit-config.yaml",
+        f"repos:\n- repo: {hook_repo}\n  rev: {rev}\n  hooks:\n  - id: ninetyten-commit-msg\n",
+    )
     stage(path, env, "app.py", "def total(items):\n    return sum(items)\n")
     git(path, env, "add", "-A")
     git(path, env, "commit", "-q", "-m", "initial commit")  # no hook installed yet
@@ -717,8 +735,14 @@ def test_pre_commit_framework_writes_the_message_and_keeps_given_ones(precommit_
 def test_pre_commit_framework_failing_model_does_not_block(precommit_repo, env, tmp_path):
     seen = tmp_path / "seen-message"
     stage(precommit_repo, env, "util.py", "X = 1\n")
-    git(precommit_repo, env, "commit", "-q", GIT_EDITOR=editor_script(tmp_path, seen),
-        NINETYTEN_MODEL=str(tmp_path / "missing.gguf"))
+    git(
+        precommit_repo,
+        env,
+        "commit",
+        "-q",
+        GIT_EDITOR=editor_script(tmp_path, seen),
+        NINETYTEN_MODEL=str(tmp_path / "missing.gguf"),
+    )
     assert message(precommit_repo, env) == "manual message"
     assert seen.read_text().startswith("# ninetyten: could not write a message (")
 

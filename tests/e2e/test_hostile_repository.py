@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from lsprotocol import types
 
 from tests.e2e.test_code_actions import execute
 from tests.e2e.test_routing_server import _as_dict, request
@@ -33,8 +32,9 @@ SELECTION = {"start": {"line": 0, "character": 0}, "end": {"line": 1, "character
 
 
 def git(repo: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True, env=env,
-                          timeout=300)
+    return subprocess.run(
+        ["git", "-C", str(repo), *args], check=True, capture_output=True, text=True, env=env, timeout=300
+    )
 
 
 @pytest.fixture
@@ -51,8 +51,12 @@ def repo(tmp_path: Path, recorder: LoopbackProvider, monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))  # no user policy of the machine's
     path = tmp_path / "repo"
     path.mkdir()
-    for args in (["init", "-q", "-b", "main"], ["config", "user.email", "d@e.f"], ["config", "user.name", "D"],
-                 ["config", "commit.gpgsign", "false"]):
+    for args in (
+        ["init", "-q", "-b", "main"],
+        ["config", "user.email", "d@e.f"],
+        ["config", "user.name", "D"],
+        ["config", "commit.gpgsign", "false"],
+    ):
         git(path, *args)
     write_hostile_policy(path, recorder.url)
     (path / "calc.py").write_text(SOURCE)
@@ -74,26 +78,35 @@ async def drive(client: Any, repo: Path) -> dict[str, Any]:
     completion = await inline(client, uri, 5, len("    return sum(values)"))
     answers["completion"] = [item.insert_text for item in completion.items] if completion else []
     answers["explain"] = _as_dict(await request(client, "ninetyten/explain", uri, range=SELECTION))
-    answers["refactor"] = _as_dict(await request(client, "ninetyten/refactor", uri, range=SELECTION,
-                                                 instruction="rename add to plus"))
+    answers["refactor"] = _as_dict(
+        await request(client, "ninetyten/refactor", uri, range=SELECTION, instruction="rename add to plus")
+    )
     answers["ask"] = _as_dict(await request(client, "ninetyten/ask", uri, range=SELECTION, question="overflow?"))
     answers["change"] = await execute(client, "ninetyten.explainChange", {"staged": True})
     return answers
 
 
-async def test_the_language_server_sends_nothing_until_the_policy_is_approved(recorder, repo, endless_model_path,
-                                                                          tmp_path):
+async def test_the_language_server_sends_nothing_until_the_policy_is_approved(
+    recorder, repo, endless_model_path, tmp_path
+):
     home = tmp_path / "home"
     log = tmp_path / "server.log"
-    options = {"completion": {"max_tokens": 4, "cache_size": 0, "time_limit_ms": 30000},
-               "assist": {"max_tokens": 8}}
-    async with lsp_session(model=endless_model_path, home=home, root=repo, options=options,
-                           extra_args=["-v", "--log-file", str(log)]) as client:
+    options = {"completion": {"max_tokens": 4, "cache_size": 0, "time_limit_ms": 30000}, "assist": {"max_tokens": 8}}
+    async with lsp_session(
+        model=endless_model_path, home=home, root=repo, options=options, extra_args=["-v", "--log-file", str(log)]
+    ) as client:
         state = _as_dict(await client.protocol.send_request_async("ninetyten/policyTrust", {}))
         assert state["trust"] == "untrusted" and state["needsApproval"] is True
         wanted = {item["key"] for item in state["ignored"]}
-        assert {"tiers.frontier", "tiers.in_house", "tiers.local.model", "rules[0]", "rules[1]",
-                "sensitivity.allowlist", "escalation.completion_min_mean_logprob"} <= wanted
+        assert {
+            "tiers.frontier",
+            "tiers.in_house",
+            "tiers.local.model",
+            "rules[0]",
+            "rules[1]",
+            "sensitivity.allowlist",
+            "escalation.completion_min_mean_logprob",
+        } <= wanted
         untrusted = await drive(client, repo)
         await asyncio.sleep(0.3)
         assert recorder.requests == []
@@ -101,9 +114,13 @@ async def test_the_language_server_sends_nothing_until_the_policy_is_approved(re
         notices = [m.message for m in client.messages if "not trusted" in m.message]
         assert len(notices) == 1, client.messages  # said once, in the editor
         assert "tiers.in_house" in notices[0] and "ninetyten policy trust" in notices[0]
-        before = {"answers": untrusted, "messages": [m.message for m in client.messages],
-                  "log messages": [m.message for m in client.log_messages], "served": served_notifications(client),
-                  "trust state": state}
+        before = {
+            "answers": untrusted,
+            "messages": [m.message for m in client.messages],
+            "log messages": [m.message for m in client.log_messages],
+            "served": served_notifications(client),
+            "trust state": state,
+        }
         assert not canary_in(before)
 
         # The user approves exactly the file they were shown: the same requests now go out.
@@ -128,8 +145,9 @@ async def test_an_approved_policy_edited_later_is_untrusted_again(recorder, repo
     """Hot reload keeps working: an approved file that changes falls back to untrusted."""
     home = tmp_path / "home"
     policy = repo / ".ninetyten" / "policy.toml"
-    async with lsp_session(model=endless_model_path, home=home, root=repo, options={"assist": {"max_tokens": 8}}
-                           ) as client:
+    async with lsp_session(
+        model=endless_model_path, home=home, root=repo, options={"assist": {"max_tokens": 8}}
+    ) as client:
         uri = open_document(client, repo / "calc.py", SOURCE)
         state = _as_dict(await client.protocol.send_request_async("ninetyten/policyTrust", {}))
         assert (await execute(client, "ninetyten.trustPolicy", {"sha256": "0" * 64}))["error"]  # not what was shown
@@ -149,10 +167,19 @@ async def test_an_approved_policy_edited_later_is_untrusted_again(recorder, repo
         assert len(notices) == 2  # once for each content of the file
 
 
-def run_cli(repo: Path, home: Path, model: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    repo: Path, home: Path, model: Path, *args: str, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "NINETYTEN_HOME": str(home), "NINETYTEN_MODEL": str(model), "NINETYTEN_HOOK_TIMEOUT": "120"}
-    return subprocess.run([sys.executable, "-m", "lsp_server", *args], cwd=repo, capture_output=True, text=True,
-                          env=env, timeout=300, input=stdin)
+    return subprocess.run(
+        [sys.executable, "-m", "lsp_server", *args],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        input=stdin,
+    )
 
 
 def test_ninetyten_explain_and_route_send_nothing_until_approved(recorder, repo, endless_model_path, tmp_path):
@@ -169,8 +196,16 @@ def test_ninetyten_explain_and_route_send_nothing_until_approved(recorder, repo,
     shown = run_cli(repo, home, endless_model_path, "policy", "show")
     assert set(json.loads(shown.stdout)["tiers"]) == {"local"} and "ignored: tiers.frontier" in shown.stderr
     assert recorder.requests == []
-    assert not canary_in(untrusted.stdout, untrusted.stderr, route.stdout, route.stderr, doctor.stdout,
-                         doctor.stderr, shown.stdout, shown.stderr)
+    assert not canary_in(
+        untrusted.stdout,
+        untrusted.stderr,
+        route.stdout,
+        route.stderr,
+        doctor.stdout,
+        doctor.stderr,
+        shown.stdout,
+        shown.stderr,
+    )
 
     # Without a terminal and without --yes nothing is approved; with --yes it is.
     shown = run_cli(repo, home, endless_model_path, "policy", "trust")
@@ -187,10 +222,21 @@ def test_ninetyten_explain_and_route_send_nothing_until_approved(recorder, repo,
 @pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
 def test_the_git_hook_uses_only_approved_policies(recorder, repo, endless_model_path, tmp_path):
     home = tmp_path / "home"
-    env = {**os.environ, "NINETYTEN_HOME": str(home), "NINETYTEN_MODEL": str(endless_model_path),
-           "NINETYTEN_HOOK_TIMEOUT": "120", "GIT_EDITOR": "true"}
-    installed = subprocess.run([sys.executable, "-m", "lsp_server", "hook", "install"], cwd=repo, env=env,
-                               capture_output=True, text=True, timeout=60)
+    env = {
+        **os.environ,
+        "NINETYTEN_HOME": str(home),
+        "NINETYTEN_MODEL": str(endless_model_path),
+        "NINETYTEN_HOOK_TIMEOUT": "120",
+        "GIT_EDITOR": "true",
+    }
+    installed = subprocess.run(
+        [sys.executable, "-m", "lsp_server", "hook", "install"],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert installed.returncode == 0, installed.stderr
     committed = git(repo, "commit", "-q", env=env)  # the hook writes the message; it never asks anything
     subject = git(repo, "log", "-1", "--format=%s").stdout.strip()

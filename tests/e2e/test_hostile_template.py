@@ -18,8 +18,9 @@ SLOW = "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% e
 
 @pytest.fixture(scope="module")
 def hostile_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_model(tmp_path_factory.mktemp("hostile") / "tiny-slow-template.gguf", favour="x",
-                            chat_template=SLOW + CHAT_TEMPLATE)
+    return build_tiny_model(
+        tmp_path_factory.mktemp("hostile") / "tiny-slow-template.gguf", favour="x", chat_template=SLOW + CHAT_TEMPLATE
+    )
 
 
 async def test_the_server_answers_while_a_hostile_template_renders(hostile_model: Path, tmp_path: Path):
@@ -28,8 +29,9 @@ async def test_the_server_answers_while_a_hostile_template_renders(hostile_model
     options = {"completion": {"max_tokens": 3}, "assist": {"max_tokens": 4}}
     async with lsp_session(model=hostile_model, home=tmp_path / "home", options=options, root=workspace) as client:
         uri = open_document(client, workspace / "a.py", "def f():\n    return 1\n")
-        explain = asyncio.ensure_future(client.protocol.send_request_async(
-            "ninetyten/explain", {"textDocument": {"uri": uri}}))
+        explain = asyncio.ensure_future(
+            client.protocol.send_request_async("ninetyten/explain", {"textDocument": {"uri": uri}})
+        )
         await asyncio.sleep(0.3)  # the template is rendering now
         stats = await asyncio.wait_for(client.protocol.send_request_async("ninetyten/stats", {}), 30)
         completion = await asyncio.wait_for(inline(client, uri, 1, 4), 30)
@@ -39,6 +41,12 @@ async def test_the_server_answers_while_a_hostile_template_renders(hostile_model
         answer = _as_dict(await asyncio.wait_for(explain, 60))
         assert answer["tier"] == "local" and answer["text"]  # answered on the plain chat layout
         # And it goes on serving chats.
-        again = _as_dict(await asyncio.wait_for(client.protocol.send_request_async(
-            "ninetyten/ask", {"textDocument": {"uri": uri}, "question": "what does f return?"}), 60))
+        again = _as_dict(
+            await asyncio.wait_for(
+                client.protocol.send_request_async(
+                    "ninetyten/ask", {"textDocument": {"uri": uri}, "question": "what does f return?"}
+                ),
+                60,
+            )
+        )
         assert again["tier"] == "local" and again["text"]

@@ -30,11 +30,27 @@ def llama_server(tiny_model_path: Path, tmp_path_factory: pytest.TempPathFactory
     """`python -m llama_cpp.server` on a free port; yields its OpenAI base URL (with /v1)."""
     port = unused_port()
     log_path = tmp_path_factory.mktemp("llama-server") / "server.log"
-    command = [sys.executable, "-m", "llama_cpp.server", "--model", str(tiny_model_path),
-               "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "512"]
+    command = [
+        sys.executable,
+        "-m",
+        "llama_cpp.server",
+        "--model",
+        str(tiny_model_path),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--n_ctx",
+        "512",
+    ]
     with log_path.open("wb") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                   env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        process = subprocess.Popen(
+            command,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
     base = f"http://127.0.0.1:{port}/v1"
     try:
         deadline = time.monotonic() + START_TIMEOUT_S
@@ -47,8 +63,9 @@ def llama_server(tiny_model_path: Path, tmp_path_factory: pytest.TempPathFactory
             except httpx.HTTPError:
                 pass
             if time.monotonic() > deadline:
-                pytest.fail(f"llama_cpp.server did not answer within {START_TIMEOUT_S}s:\n"
-                            f"{log_path.read_text()[-3000:]}")
+                pytest.fail(
+                    f"llama_cpp.server did not answer within {START_TIMEOUT_S}s:\n{log_path.read_text()[-3000:]}"
+                )
             time.sleep(0.1)
         yield base
     finally:
@@ -68,8 +85,9 @@ async def backend(llama_server: str) -> AsyncIterator[OpenAICompatBackend]:
 
 
 def question(max_tokens: int) -> ChatRequest:
-    return ChatRequest(messages=[ChatMessage("system", "You are terse."), ChatMessage("user", "Say hello.")],
-                       max_tokens=max_tokens)
+    return ChatRequest(
+        messages=[ChatMessage("system", "You are terse."), ChatMessage("user", "Say hello.")], max_tokens=max_tokens
+    )
 
 
 async def test_chat_returns_a_generation_with_usage(backend: OpenAICompatBackend):

@@ -44,8 +44,10 @@ def test_the_key_appears_only_in_requests_to_its_provider(endless_model_path: Pa
             selection = {"start": {"line": 0, "character": 0}, "end": {"line": 1, "character": 12}}
             for fault in FAULTS:
                 frontier.queue(fault, fault, fault)  # every retry fails the same way
-                msg_id = server.request("ninetyten/ask", {"textDocument": {"uri": uri}, "range": selection,
-                                                          "question": f"what happens with {fault}?"})
+                msg_id = server.request(
+                    "ninetyten/ask",
+                    {"textDocument": {"uri": uri}, "range": selection, "question": f"what happens with {fault}?"},
+                )
                 answer = server.response(msg_id, timeout=60)
                 assert "result" in answer, answer
             messages = repr(server.received).encode()
@@ -54,15 +56,28 @@ def test_the_key_appears_only_in_requests_to_its_provider(endless_model_path: Pa
         assert any(r.headers.get("x-api-key") == KEY for r in frontier.requests)  # it was used, where it belongs
 
     # NINETYTEN_MODEL: doctor reports this file instead of assembling the embedded model here.
-    env = {**os.environ, "NINETYTEN_HOME": str(home), "NINETYTEN_POLICY": str(policy),
-           "NINETYTEN_MODEL": str(endless_model_path)}
+    env = {
+        **os.environ,
+        "NINETYTEN_HOME": str(home),
+        "NINETYTEN_POLICY": str(policy),
+        "NINETYTEN_MODEL": str(endless_model_path),
+    }
     outputs: dict[str, bytes] = {}
     stdout: dict[str, str] = {}
-    for command in (["doctor"], ["route", "--task", "refactor", "--json"], ["report", "--json", "--since", "all"],
-                    ["policy", "show"]):
+    for command in (
+        ["doctor"],
+        ["route", "--task", "refactor", "--json"],
+        ["report", "--json", "--since", "all"],
+        ["policy", "show"],
+    ):
         name = " ".join(command)
-        result = subprocess.run([sys.executable, "-m", "lsp_server", "-vv", *command], capture_output=True,
-                                env=env, cwd=workspace, timeout=120)
+        result = subprocess.run(
+            [sys.executable, "-m", "lsp_server", "-vv", *command],
+            capture_output=True,
+            env=env,
+            cwd=workspace,
+            timeout=120,
+        )
         assert result.returncode == 0, (name, result.stdout, result.stderr)
         outputs[name] = result.stdout + result.stderr
         stdout[name] = result.stdout.decode()

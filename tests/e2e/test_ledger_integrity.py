@@ -43,8 +43,12 @@ SOURCE = "def add(a, b):\n    return a + b\n\n\ndef sub(a, b):\n    \n"
 
 
 def _env(home: Path) -> dict[str, str]:
-    env = {**os.environ, "NINETYTEN_HOME": str(home), "XDG_CONFIG_HOME": str(home / "config"),
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")]))}
+    env = {
+        **os.environ,
+        "NINETYTEN_HOME": str(home),
+        "XDG_CONFIG_HOME": str(home / "config"),
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")])),
+    }
     for name in ("NINETYTEN_MODEL", "NINETYTEN_POLICY"):
         env.pop(name, None)
     return env
@@ -60,7 +64,12 @@ def _integrity(db: Path) -> None:
 def _writer(db: Path, tag: str, *extra: str, home: Path) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "tests.ledger_writer", str(db), tag, *extra],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(home), cwd=PROJECT_ROOT)
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(home),
+        cwd=PROJECT_ROOT,
+    )
 
 
 def _committed(lines: list[str]) -> dict[str, int]:
@@ -129,8 +138,9 @@ def test_kill_9_mid_write_loses_at_most_the_in_flight_row(tmp_path: Path) -> Non
         # most one; stranded ones go stale instead of holding budget forever.
         with contextlib.closing(sqlite3.connect(db)) as conn:
             assert conn.execute("SELECT COUNT(*) FROM reservations").fetchone()[0] <= kills
-        row_id = ledger.record(LedgerRow(request_id="after-crashes", task="completion", tier="local",
-                                         backend="llama_cpp", model="tiny"))
+        row_id = ledger.record(
+            LedgerRow(request_id="after-crashes", task="completion", tier="local", backend="llama_cpp", model="tiny")
+        )
         assert row_id > max(row.id or 0 for row in before)
         assert ledger.spilled == 0
         assert [row.request_id for row in ledger.rows()][-1] == "after-crashes"
@@ -149,8 +159,11 @@ async def _server(model: Path, home: Path, log_file: Path, root: Path | None = N
     client = await ClientServerConfig(server_command=command, server_env=_env(home)).start()
     served_notifications(client)
     try:
-        await client.initialize_session(types.InitializeParams(
-            capabilities=VSCODE_LIKE, initialization_options=OPTIONS, root_uri=root.as_uri() if root else None))
+        await client.initialize_session(
+            types.InitializeParams(
+                capabilities=VSCODE_LIKE, initialization_options=OPTIONS, root_uri=root.as_uri() if root else None
+            )
+        )
         await asyncio.wait_for(_ready(client), 120)
         yield client
         if client._server is not None and client._server.returncode is None:
@@ -176,15 +189,19 @@ def _server_rows(db: Path) -> dict[str, list[tuple[Any, ...]]]:
     rows: dict[str, list[tuple[Any, ...]]] = {}
     with contextlib.closing(sqlite3.connect(db)) as conn:
         for request_id, attempt, outcome in conn.execute(
-                "SELECT request_id, attempt, outcome FROM attempts WHERE task = 'completion' ORDER BY id"):
+            "SELECT request_id, attempt, outcome FROM attempts WHERE task = 'completion' ORDER BY id"
+        ):
             rows.setdefault(request_id, []).append((attempt, outcome))
     return rows
 
 
 def _log_problems(log_file: Path) -> list[str]:
     text = log_file.read_text(encoding="utf-8", errors="replace") if log_file.exists() else ""
-    return [line for line in text.splitlines()
-            if "locked" in line or "not usable" in line or "rejected" in line or "Traceback" in line]
+    return [
+        line
+        for line in text.splitlines()
+        if "locked" in line or "not usable" in line or "rejected" in line or "Traceback" in line
+    ]
 
 
 # --- 2. kill -9 of the real server with requests in flight ---------------------------------------
@@ -248,12 +265,17 @@ async def test_server_killed_mid_requests_keeps_a_sound_ledger(tiny_model_path: 
     assert _server_rows(db)[again] == [(1, "ok")]
 
 
-@pytest.mark.parametrize("ending", [
-    # `shutdown`, SIGTERM and EOF store the queued rows on the way out (waiting for the lock).
-    "shutdown", "SIGTERM", "stdin EOF",
-    # SIGKILL leaves them in the server's journal; the next process to open the ledger stores them.
-    "SIGKILL",
-])
+@pytest.mark.parametrize(
+    "ending",
+    [
+        # `shutdown`, SIGTERM and EOF store the queued rows on the way out (waiting for the lock).
+        "shutdown",
+        "SIGTERM",
+        "stdin EOF",
+        # SIGKILL leaves them in the server's journal; the next process to open the ledger stores them.
+        "SIGKILL",
+    ],
+)
 async def test_answered_rows_survive_the_server_ending_while_another_writer_holds_the_lock(
     ending: str, tiny_model_path: Path, tmp_path: Path
 ) -> None:
@@ -322,8 +344,10 @@ async def test_concurrent_server_cli_and_hooks(tiny_model_path: Path, tmp_path: 
     async with _server(tiny_model_path, home, log_file, root=tmp_path / "ws") as client:
         uri = open_document(client, tmp_path / "ws" / "m.py", SOURCE)
         assert await _complete(client, uri)
-        writers = [_writer(db, f"hook{n}", "--seconds", str(WRITE_SECONDS), "--reserve-every", str(3 + n),
-                           home=home) for n in range(WRITERS)]
+        writers = [
+            _writer(db, f"hook{n}", "--seconds", str(WRITE_SECONDS), "--reserve-every", str(3 + n), home=home)
+            for n in range(WRITERS)
+        ]
         # Read their output as it comes: a full pipe would stall a writer and end the contention.
         drains = [asyncio.ensure_future(asyncio.to_thread(proc.communicate, timeout=120)) for proc in writers]
 
@@ -338,9 +362,17 @@ async def test_concurrent_server_cli_and_hooks(tiny_model_path: Path, tmp_path: 
 
         async def cli() -> None:
             while writing() or len(reports) < 2:
-                reports.append(await asyncio.to_thread(
-                    subprocess.run, [sys.executable, "-m", "lsp_server", "report", "--json", "--since", "all"],
-                    capture_output=True, text=True, env=_env(home), cwd=PROJECT_ROOT, timeout=60))
+                reports.append(
+                    await asyncio.to_thread(
+                        subprocess.run,
+                        [sys.executable, "-m", "lsp_server", "report", "--json", "--since", "all"],
+                        capture_output=True,
+                        text=True,
+                        env=_env(home),
+                        cwd=PROJECT_ROOT,
+                        timeout=60,
+                    )
+                )
 
         await asyncio.gather(completions(), cli())
         outputs = await asyncio.gather(*drains)
@@ -375,8 +407,9 @@ async def test_concurrent_server_cli_and_hooks(tiny_model_path: Path, tmp_path: 
     _integrity(db)
     with contextlib.closing(sqlite3.connect(db)) as conn:
         total = conn.execute("SELECT COUNT(*) FROM attempts").fetchone()[0]
-        duplicates = conn.execute("SELECT COUNT(*) FROM (SELECT 1 FROM attempts GROUP BY request_id, attempt "
-                                  "HAVING COUNT(*) > 1)").fetchone()[0]
+        duplicates = conn.execute(
+            "SELECT COUNT(*) FROM (SELECT 1 FROM attempts GROUP BY request_id, attempt HAVING COUNT(*) > 1)"
+        ).fetchone()[0]
         held = conn.execute("SELECT COUNT(*) FROM reservations").fetchone()[0]
     print(f"hooks wrote {claimed} rows, the server {len(rows)} requests, the CLI ran {len(reports)} reports")
     assert duplicates == 0

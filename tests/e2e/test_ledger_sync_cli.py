@@ -31,20 +31,40 @@ def _fill(home: Path, count: int) -> None:
     home.mkdir(parents=True, exist_ok=True)
     with Ledger(home / "ledger.sqlite3") as ledger:
         for n in range(count):
-            ledger.record(LedgerRow(request_id=f"r-{n}", task="completion", tier="local", backend="llama_cpp",
-                                    model="gemma-3-270m", prompt_tokens=n))
+            ledger.record(
+                LedgerRow(
+                    request_id=f"r-{n}",
+                    task="completion",
+                    tier="local",
+                    backend="llama_cpp",
+                    model="gemma-3-270m",
+                    prompt_tokens=n,
+                )
+            )
 
 
 def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "lsp_server", *args], env=env, cwd=PROJECT_ROOT,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "lsp_server", *args],
+        env=env,
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def _in_a_terminal(env: dict[str, str], *args: str) -> tuple[int, str]:
     """Run with stdin/stdout/stderr on a pseudo-terminal; everything it drew."""
     main, child = pty.openpty()
-    process = subprocess.Popen([sys.executable, "-m", "lsp_server", *args], env={**env, "COLUMNS": "100"},
-                               cwd=PROJECT_ROOT, stdin=child, stdout=child, stderr=child)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "lsp_server", *args],
+        env={**env, "COLUMNS": "100"},
+        cwd=PROJECT_ROOT,
+        stdin=child,
+        stdout=child,
+        stderr=child,
+    )
     os.close(child)
     seen = bytearray()
     deadline = time.monotonic() + 300

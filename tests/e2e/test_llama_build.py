@@ -11,18 +11,24 @@ from pathlib import Path
 import gguf
 import pytest
 
+from local_models.tiny import QUANTIZED_TYPES
 from lsp_server.llama_build.cpu import read_cpu_info
 from lsp_server.llama_build.flags import plan_build
 from lsp_server.llama_build.install import State, installed_version, llama_requirement
 from lsp_server.llama_build.selftest import INJECT_ENV, ModelSpec, build_selftest_model, run_self_test
-from local_models.tiny import QUANTIZED_TYPES
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def _run(args: list[str], env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True, cwd=ROOT,
-                          env={**os.environ, **env}, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, **env},
+        timeout=timeout,
+    )
 
 
 def test_the_self_test_model_uses_the_quantized_kernels(tmp_path):
@@ -58,14 +64,19 @@ def test_a_crash_only_where_the_build_uses_a_feature(tmp_path):
         assert used.failure.stage == "generating with the self-test model"
 
 
-@pytest.mark.parametrize(("inject", "words"), [
-    ("SIGILL", ["crashed with SIGILL while generating with the self-test model", "does not allow"]),
-    ("SIGSEGV@load", ["crashed with SIGSEGV while loading the self-test model", "damaged or unsupported GGUF"]),
-    ("SIGKILL@load", ["crashed with SIGKILL while loading", "out-of-memory"]),
-])
+@pytest.mark.parametrize(
+    ("inject", "words"),
+    [
+        ("SIGILL", ["crashed with SIGILL while generating with the self-test model", "does not allow"]),
+        ("SIGSEGV@load", ["crashed with SIGSEGV while loading the self-test model", "damaged or unsupported GGUF"]),
+        ("SIGKILL@load", ["crashed with SIGKILL while loading", "out-of-memory"]),
+    ],
+)
 def test_doctor_never_says_ok_for_a_build_that_crashes(inject, words, endless_model_path, tmp_path):
-    result = _run(["lsp_server", "doctor"], {INJECT_ENV: inject, "NINETYTEN_HOME": str(tmp_path),
-                                              "NINETYTEN_MODEL": str(endless_model_path)})
+    result = _run(
+        ["lsp_server", "doctor"],
+        {INJECT_ENV: inject, "NINETYTEN_HOME": str(tmp_path), "NINETYTEN_MODEL": str(endless_model_path)},
+    )
     assert result.returncode == 1, result.stdout + result.stderr
     for word in words:
         assert word in result.stdout
@@ -77,8 +88,14 @@ def _state_for(level_name: str, tmp_path: Path) -> Path:
     plan = plan_build(read_cpu_info(), os.environ, llama_requirement())
     level = plan.level(level_name)
     path = tmp_path / "state.json"
-    State(key=plan.key(level), level=level.name, backend=plan.backend, cmake_args=plan.cmake_args_text(level),
-          wheel="unused.whl", version=installed_version() or "?").save(path)
+    State(
+        key=plan.key(level),
+        level=level.name,
+        backend=plan.backend,
+        cmake_args=plan.cmake_args_text(level),
+        wheel="unused.whl",
+        version=installed_version() or "?",
+    ).save(path)
     return path
 
 
@@ -90,8 +107,10 @@ def test_setup_rebuilds_safer_after_a_crash_dry_run(tmp_path):
     state = _state_for(first.name, tmp_path)
     before = state.read_text()
     wheels = tmp_path / "wheels"
-    result = _run(["lsp_server.llama_build", "check", "--dry-run", "--state", str(state), "--wheel-dir", str(wheels)],
-                  {INJECT_ENV: "SIGILL"})
+    result = _run(
+        ["lsp_server.llama_build", "check", "--dry-run", "--state", str(state), "--wheel-dir", str(wheels)],
+        {INJECT_ENV: "SIGILL"},
+    )
     out = result.stdout
     assert result.returncode == 1, out + result.stderr
     assert "crashed with SIGILL while generating with the self-test model" in out
@@ -104,8 +123,18 @@ def test_setup_rebuilds_safer_after_a_crash_dry_run(tmp_path):
 
 def test_setup_replaces_a_build_it_did_not_make_when_it_crashes(tmp_path):
     plan = plan_build(read_cpu_info(), os.environ, llama_requirement())
-    result = _run(["lsp_server.llama_build", "check", "--dry-run", "--state", str(tmp_path / "none.json"),
-                   "--wheel-dir", str(tmp_path / "wheels")], {INJECT_ENV: "SIGILL"})
+    result = _run(
+        [
+            "lsp_server.llama_build",
+            "check",
+            "--dry-run",
+            "--state",
+            str(tmp_path / "none.json"),
+            "--wheel-dir",
+            str(tmp_path / "wheels"),
+        ],
+        {INJECT_ENV: "SIGILL"},
+    )
     assert result.returncode == 1
     assert "the installed build (flags unknown) crashed with SIGILL" in result.stdout
     assert f"would build level {plan.levels[0].name}" in result.stdout

@@ -32,8 +32,9 @@ def canary_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_model(tmp_path_factory.mktemp("canary") / "tiny-kwargs.gguf", favour="kwargs")
 
 
-def test_no_content_reaches_the_logs_at_the_highest_verbosity(canary_model: Path, tmp_path: Path,
-                                                              monkeypatch: pytest.MonkeyPatch):
+def test_no_content_reaches_the_logs_at_the_highest_verbosity(
+    canary_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
     monkeypatch.setenv(KEY_ENV, KEY)
     workspace = tmp_path / "ws"
     home = tmp_path / "home"
@@ -44,46 +45,70 @@ def test_no_content_reaches_the_logs_at_the_highest_verbosity(canary_model: Path
         policy.write_text(policy.read_text().replace('task = ["explain", "ask"]', 'task = ["ask"]'))
         server = RawServer(canary_model, home, "-vv", "--log-file", str(log_file), "--policy", str(policy))
         try:
-            server.initialize(options={"completion": {"max_tokens": 6}, "assist": {"max_tokens": 6}},
-                              root=workspace)
+            server.initialize(options={"completion": {"max_tokens": 6}, "assist": {"max_tokens": 6}}, root=workspace)
             uri = (workspace / "app.py").as_uri()
             server.open(uri, f"def old():\n    return '{DOC}'\n\n")
-            server.notify("textDocument/didChange", {
-                "textDocument": {"uri": uri, "version": 2},
-                "contentChanges": [{"range": {"start": {"line": 2, "character": 0}, "end": {"line": 2, "character": 0}},
-                                    "text": f"# {EDIT}\n"}]})
+            server.notify(
+                "textDocument/didChange",
+                {
+                    "textDocument": {"uri": uri, "version": 2},
+                    "contentChanges": [
+                        {
+                            "range": {"start": {"line": 2, "character": 0}, "end": {"line": 2, "character": 0}},
+                            "text": f"# {EDIT}\n",
+                        }
+                    ],
+                },
+            )
             completion = server.inline(uri, 3, 0, timeout=60)
             assert LOCAL_OUT in str(completion["result"])  # the canary really was generated
 
             whole = {"start": {"line": 0, "character": 0}, "end": {"line": 1, "character": 24}}
-            asked = server.response(server.request("ninetyten/ask", {
-                "textDocument": {"uri": uri}, "range": whole, "question": f"why {ASK}?"}), timeout=60)
+            asked = server.response(
+                server.request(
+                    "ninetyten/ask", {"textDocument": {"uri": uri}, "range": whole, "question": f"why {ASK}?"}
+                ),
+                timeout=60,
+            )
             assert REPLY in str(asked["result"])
 
-            explained = server.response(server.request("ninetyten/explain", {
-                "textDocument": {"uri": uri}, "range": whole}), timeout=60)
+            explained = server.response(
+                server.request("ninetyten/explain", {"textDocument": {"uri": uri}, "range": whole}), timeout=60
+            )
             assert explained["result"]["tier"] == "local" and LOCAL_OUT in explained["result"]["text"]
 
-            refactor_id = server.request("ninetyten/refactor", {
-                "textDocument": {"uri": uri}, "range": whole, "instruction": f"rename to {REFACTOR}",
-                "apply": True})
+            refactor_id = server.request(
+                "ninetyten/refactor",
+                {"textDocument": {"uri": uri}, "range": whole, "instruction": f"rename to {REFACTOR}", "apply": True},
+            )
             apply_edit = server.wait_for(lambda m: m.get("method") == "workspace/applyEdit", timeout=60)
             assert REPLY in str(apply_edit["params"])
             server.send({"id": apply_edit["id"], "result": {"applied": True}})
             refactored = server.response(refactor_id, timeout=60)
             assert REPLY in str(refactored["result"])
 
-            invalid = server.response(server.request("textDocument/inlineCompletion", {
-                "textDocument": {"uri": uri}, "position": {"line": BAD_PARAM, "character": 0},
-                "context": {"triggerKind": 1}}))
+            invalid = server.response(
+                server.request(
+                    "textDocument/inlineCompletion",
+                    {
+                        "textDocument": {"uri": uri},
+                        "position": {"line": BAD_PARAM, "character": 0},
+                        "context": {"triggerKind": 1},
+                    },
+                )
+            )
             assert "error" in invalid
             unknown = server.response(server.request("ninetyten/nope", {"text": BAD_PARAM}))
             assert "error" in unknown
             # A change to a document that was never opened makes pygls's handler fail: it logs
             # the notification's params and a traceback, at ERROR.
-            server.notify("textDocument/didChange", {
-                "textDocument": {"uri": (workspace / "never-opened.py").as_uri(), "version": 2},
-                "contentChanges": [{"text": f"{EDIT} {BAD_PARAM}"}]})
+            server.notify(
+                "textDocument/didChange",
+                {
+                    "textDocument": {"uri": (workspace / "never-opened.py").as_uri(), "version": 2},
+                    "contentChanges": [{"text": f"{EDIT} {BAD_PARAM}"}],
+                },
+            )
             server.notify("textDocument/didOpen", {"textDocument": {"uri": 7, "languageId": BAD_PARAM}})
             alive = server.inline(uri, 3, 0, timeout=60)
             assert "result" in alive
@@ -97,6 +122,5 @@ def test_no_content_reaches_the_logs_at_the_highest_verbosity(canary_model: Path
         leaked = [canary for canary in CANARIES if canary in text]
         assert leaked == [], f"{where} holds content: {leaked}"
     # Metadata stays: methods and sizes of what was sent and received.
-    for expected in ("ninetyten/refactor", "ninetyten/ask", "textDocument/didChange", "workspace/applyEdit",
-                     "bytes"):
+    for expected in ("ninetyten/refactor", "ninetyten/ask", "textDocument/didChange", "workspace/applyEdit", "bytes"):
         assert expected in log, expected

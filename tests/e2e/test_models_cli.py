@@ -24,13 +24,20 @@ hub = pytest.fixture(loopback_hub)
 
 REPO = "acme/Tiny-Coder-GGUF"
 FILE = "tiny-coder-q8_0.gguf"
-_PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "all_proxy",
-               "no_proxy")
+_PROXY_VARS = (
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "ALL_PROXY",
+    "NO_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "all_proxy",
+    "no_proxy",
+)
 
 
 def command_env(home: Path, hub: LoopbackHub | None, extra: dict[str, str] | None = None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if k not in _PROXY_VARS and not k.startswith(("HF_", "NINETYTEN_"))}
+    env = {k: v for k, v in os.environ.items() if k not in _PROXY_VARS and not k.startswith(("HF_", "NINETYTEN_"))}
     env.update({"NINETYTEN_HOME": str(home), "HF_HOME": str(home / "hf-home")})
     if hub is not None:
         env["HF_ENDPOINT"] = hub.endpoint
@@ -38,18 +45,27 @@ def command_env(home: Path, hub: LoopbackHub | None, extra: dict[str, str] | Non
     return env
 
 
-def ninetyten(*args: str, home: Path, hub: LoopbackHub | None = None, env: dict[str, str] | None = None,
-              timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "lsp_server", *args], capture_output=True, text=True,
-                          env=command_env(home, hub, env), timeout=timeout)
+def ninetyten(
+    *args: str, home: Path, hub: LoopbackHub | None = None, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "lsp_server", *args],
+        capture_output=True,
+        text=True,
+        env=command_env(home, hub, env),
+        timeout=timeout,
+    )
 
 
 def cache_files(home: Path) -> list[Path]:
     cache = home / "models" / "hub"
     if not cache.exists():
         return []
-    return [p for p in cache.rglob("*") if (p.is_file() or p.is_symlink()) and ".locks" not in p.parts
-            and p.name != "CACHEDIR.TAG"]
+    return [
+        p
+        for p in cache.rglob("*")
+        if (p.is_file() or p.is_symlink()) and ".locks" not in p.parts and p.name != "CACHEDIR.TAG"
+    ]
 
 
 def test_pull_then_use_list_and_remove(hub: LoopbackHub, endless_model_path: Path, tmp_path: Path) -> None:
@@ -64,8 +80,18 @@ def test_pull_then_use_list_and_remove(hub: LoopbackHub, endless_model_path: Pat
     # The server side loads it by REPO:FILE: a real llama.cpp completion from the pulled file.
     source = tmp_path / "a.py"
     source.write_text("total = \nprint(total)\n", encoding="utf-8")
-    completed = ninetyten("complete", f"{source}:1:9", "--model", f"{REPO}:{FILE}", "--max-tokens", "5",
-                          "--config", '{"completion": {"time_limit_ms": 60000}}', home=home, hub=hub)
+    completed = ninetyten(
+        "complete",
+        f"{source}:1:9",
+        "--model",
+        f"{REPO}:{FILE}",
+        "--max-tokens",
+        "5",
+        "--config",
+        '{"completion": {"time_limit_ms": 60000}}',
+        home=home,
+        hub=hub,
+    )
     assert completed.returncode == 0, completed.stderr
     assert completed.stdout == "xxxxx\n"
 
@@ -130,8 +156,14 @@ def test_not_found_and_offline_are_clear(hub: LoopbackHub, tiny_model_path: Path
 def test_unreachable_hub(tmp_path: Path) -> None:
     from tests.loopback_provider import unused_port
 
-    result = ninetyten("models", "pull", f"{REPO}:{FILE}", home=tmp_path / "home", hub=None,
-                       env={"HF_ENDPOINT": f"http://127.0.0.1:{unused_port()}"})
+    result = ninetyten(
+        "models",
+        "pull",
+        f"{REPO}:{FILE}",
+        home=tmp_path / "home",
+        hub=None,
+        env={"HF_ENDPOINT": f"http://127.0.0.1:{unused_port()}"},
+    )
     assert result.returncode == 1 and "Cannot reach http://127.0.0.1:" in result.stderr
     assert "Traceback" not in result.stderr
 
@@ -171,21 +203,27 @@ def test_pull_through_a_proxy(hub: LoopbackHub, tiny_model_path: Path, tmp_path:
     home = tmp_path / "home"
     hub.add_file(REPO, FILE, tiny_model_path.read_bytes())
     hub.cdn_base = "http://cdn.invalid"
-    result = ninetyten("models", "pull", f"{REPO}:{FILE}", home=home, hub=None,
-                       env={"HF_ENDPOINT": "http://hub.invalid", "HTTP_PROXY": hub.proxy_url, "NO_PROXY": ""})
+    result = ninetyten(
+        "models",
+        "pull",
+        f"{REPO}:{FILE}",
+        home=home,
+        hub=None,
+        env={"HF_ENDPOINT": "http://hub.invalid", "HTTP_PROXY": hub.proxy_url, "NO_PROXY": ""},
+    )
     assert result.returncode == 0, result.stderr
     assert hub.requests and all(r.via_proxy for r in hub.requests)
     assert len(hub.cdn_gets()) == 1
 
 
-def test_hf_token_opens_a_gated_repo_and_stays_on_the_hub(hub: LoopbackHub, tiny_model_path: Path,
-                                                          tmp_path: Path) -> None:
+def test_hf_token_opens_a_gated_repo_and_stays_on_the_hub(
+    hub: LoopbackHub, tiny_model_path: Path, tmp_path: Path
+) -> None:
     home = tmp_path / "home"
     hub.add_file(REPO, FILE, tiny_model_path.read_bytes(), gated_token="hf_loopback_token")
     refused = ninetyten("models", "pull", f"{REPO}:{FILE}", home=home, hub=hub)
     assert refused.returncode == 1 and "is gated" in refused.stderr and "HF_TOKEN" in refused.stderr
-    allowed = ninetyten("models", "pull", f"{REPO}:{FILE}", home=home, hub=hub,
-                        env={"HF_TOKEN": "hf_loopback_token"})
+    allowed = ninetyten("models", "pull", f"{REPO}:{FILE}", home=home, hub=hub, env={"HF_TOKEN": "hf_loopback_token"})
     assert allowed.returncode == 0, allowed.stderr
     assert "hf_loopback_token" not in allowed.stdout + allowed.stderr
     assert all("authorization" not in r.headers for r in hub.cdn_gets())
@@ -194,8 +232,9 @@ def test_hf_token_opens_a_gated_repo_and_stays_on_the_hub(hub: LoopbackHub, tiny
 @contextlib.contextmanager
 def tiny_filesystem(path: Path, size: str) -> Iterator[Path]:
     path.mkdir(parents=True)
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
-                             capture_output=True, text=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True, text=True
+    )
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
     try:
@@ -231,8 +270,7 @@ def test_recommend_on_a_described_machine(tmp_path: Path) -> None:
 
 
 @pytest.mark.gemma
-def test_doctor_recommends_when_the_embedded_model_is_in_use(gemma_model_path: Path,
-                                                            ninetyten_test_home: Path) -> None:
+def test_doctor_recommends_when_the_embedded_model_is_in_use(gemma_model_path: Path, ninetyten_test_home: Path) -> None:
     embedded = ninetyten("doctor", home=ninetyten_test_home)
     assert embedded.returncode == 0, embedded.stdout + embedded.stderr
     assert "recommended" in embedded.stdout and "completion  " in embedded.stdout

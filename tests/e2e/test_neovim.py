@@ -57,21 +57,40 @@ def nvim(request: pytest.FixtureRequest) -> str:
         missing(what, install)
     return binary
 
+
 SAMPLE = 'def add(a, b):\n    return a + b\n\n\na = "😀😀" + xx\nresult = \n'
 
 
-def run_nvim(nvim: str, script: Path, tmp_path: Path, env: dict[str, str], cwd: Path,
-             timeout: float = 90) -> dict[str, Any]:
+def run_nvim(
+    nvim: str, script: Path, tmp_path: Path, env: dict[str, str], cwd: Path, timeout: float = 90
+) -> dict[str, Any]:
     """Runs a Lua scenario in headless Neovim; returns its observations, failing on any Lua test failure."""
     out = tmp_path / "nvim-results.json"
     out.unlink(missing_ok=True)
     rtp = str(PLUGIN).replace("\\", "\\\\").replace(" ", "\\ ").replace(",", "\\,")
-    command = [nvim, "--headless", "-u", "NONE", "-i", "NONE", "-n",
-               "--cmd", f"set rtp^={rtp}", "-c", f"luafile {script}"]
+    command = [
+        nvim,
+        "--headless",
+        "-u",
+        "NONE",
+        "-i",
+        "NONE",
+        "-n",
+        "--cmd",
+        f"set rtp^={rtp}",
+        "-c",
+        f"luafile {script}",
+    ]
     # Its own process group, so a hung editor takes its language server down with it.
-    process = subprocess.Popen(command, cwd=cwd, env={**env, "NINETYTEN_TEST_OUT": str(out)},
-                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               start_new_session=True)
+    process = subprocess.Popen(
+        command,
+        cwd=cwd,
+        env={**env, "NINETYTEN_TEST_OUT": str(out)},
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         output, _ = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -81,7 +100,9 @@ def run_nvim(nvim: str, script: Path, tmp_path: Path, env: dict[str, str], cwd: 
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
-    assert out.exists(), f"Neovim wrote no results (exit {process.returncode}):\n{output.decode(errors='replace')[-3000:]}"
+    assert out.exists(), (
+        f"Neovim wrote no results (exit {process.returncode}):\n{output.decode(errors='replace')[-3000:]}"
+    )
     results = json.loads(out.read_text(encoding="utf-8"))
     assert results.get("error") is None, results["error"]
     failed = [test for test in results["tests"] if not test["ok"]]
@@ -127,14 +148,21 @@ def test_editing_session_against_the_real_server(nvim, endless_model_path, ninet
         "settings": {"completion": {"max_tokens": 8, "time_limit_ms": 60_000}, "assist": {"max_tokens": 16}},
         "debounce_ms": 50,
     }
-    env = {**os.environ, "PATH": path_without_ninetyten(), "NINETYTEN_HOME": str(ninetyten_test_home),
-           "NINETYTEN_TEST_SETUP": json.dumps(setup), "NINETYTEN_TEST_FILE": str(sample)}
+    env = {
+        **os.environ,
+        "PATH": path_without_ninetyten(),
+        "NINETYTEN_HOME": str(ninetyten_test_home),
+        "NINETYTEN_TEST_SETUP": json.dumps(setup),
+        "NINETYTEN_TEST_FILE": str(sample),
+    }
     env.pop("NINETYTEN_MODEL", None)
     seen = run_nvim(nvim, LUA_TESTS / "e2e.lua", tmp_path, env, cwd=project)["data"]
 
     # Found in the project's virtualenv, with the model option passed on.
     assert seen["cmd"] == [str(project / ".venv" / "bin" / "ninetyten"), "serve", "--model", str(endless_model_path)]
-    assert any(p["done"] and p.get("message", "").startswith("ready") for p in seen["progress"].values()), seen["progress"]
+    assert any(p["done"] and p.get("message", "").startswith("ready") for p in seen["progress"].values()), seen[
+        "progress"
+    ]
 
     # End of line: ghost text drawn at the cursor with the server's 8 tokens, Tab inserts it.
     x8 = "x" * 8
@@ -200,10 +228,18 @@ def test_ghost_text_from_the_embedded_model(nvim, gemma_model_path, ninetyten_te
     (project / ".git").mkdir()
     sample = project / "calc.py"
     sample.write_text("def add(a, b):\n    return a + b\n\n\nresult = \n", encoding="utf-8")
-    setup = {"cmd": [str(server_executable()), "serve", "--model", str(gemma_model_path)], "debounce_ms": 50,
-             "settings": {"completion": {"time_limit_ms": 60_000}}}  # a busy machine must not cut the answer
-    env = {**os.environ, "NINETYTEN_HOME": str(ninetyten_test_home), "NINETYTEN_TEST_STEPS": "2",
-           "NINETYTEN_TEST_SETUP": json.dumps(setup), "NINETYTEN_TEST_FILE": str(sample)}
+    setup = {
+        "cmd": [str(server_executable()), "serve", "--model", str(gemma_model_path)],
+        "debounce_ms": 50,
+        "settings": {"completion": {"time_limit_ms": 60_000}},
+    }  # a busy machine must not cut the answer
+    env = {
+        **os.environ,
+        "NINETYTEN_HOME": str(ninetyten_test_home),
+        "NINETYTEN_TEST_STEPS": "2",
+        "NINETYTEN_TEST_SETUP": json.dumps(setup),
+        "NINETYTEN_TEST_FILE": str(sample),
+    }
     env.pop("NINETYTEN_MODEL", None)
     seen = run_nvim(nvim, LUA_TESTS / "e2e.lua", tmp_path, env, cwd=project)["data"]
 
@@ -264,10 +300,20 @@ def test_trust_policy_command(nvim, endless_model_path, tmp_path):
     home = tmp_path / "home"
     with LoopbackProvider(reply="It adds two numbers.") as recorder:
         write_hostile_policy(project, recorder.url)
-        setup = {"cmd": [str(server_executable()), "serve", "--model", str(endless_model_path)],
-                 "settings": {"assist": {"max_tokens": 8}}, "debounce_ms": 50, "auto_trigger": False}
-        env = {**os.environ, "NINETYTEN_HOME": str(home), "XDG_CONFIG_HOME": str(tmp_path / "config"),
-               CANARY_ENV: CANARY, "NINETYTEN_TEST_SETUP": json.dumps(setup), "NINETYTEN_TEST_FILE": str(sample)}
+        setup = {
+            "cmd": [str(server_executable()), "serve", "--model", str(endless_model_path)],
+            "settings": {"assist": {"max_tokens": 8}},
+            "debounce_ms": 50,
+            "auto_trigger": False,
+        }
+        env = {
+            **os.environ,
+            "NINETYTEN_HOME": str(home),
+            "XDG_CONFIG_HOME": str(tmp_path / "config"),
+            CANARY_ENV: CANARY,
+            "NINETYTEN_TEST_SETUP": json.dumps(setup),
+            "NINETYTEN_TEST_FILE": str(sample),
+        }
         for key in ("NINETYTEN_MODEL", "NINETYTEN_POLICY"):
             env.pop(key, None)
         seen = run_nvim(nvim, LUA_TESTS / "trust_policy.lua", tmp_path, env, cwd=project, timeout=240)["data"]

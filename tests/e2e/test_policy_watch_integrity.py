@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 
 from lsp_server.ledger import LEDGER_FILENAME
-from lsp_server.routing.watch import PolicyEvent, PolicyWatcher
 from lsp_server.routing.policy import Policy, parse_policy
+from lsp_server.routing.watch import PolicyEvent, PolicyWatcher
 from tests.e2e.test_ledger_integrity import (  # a server that logs to a file
     _complete,
     _server,
@@ -35,8 +35,10 @@ TIMEOUT_S = 10.0
 
 def policy_text(n: int) -> str:
     """A valid all-local policy; each n has its own digest (the deadline differs)."""
-    return (f"version = 1\noffline = false\ndefault_route = \"local\"\n\n[tiers.local]\nbackend = \"llama_cpp\"\n"
-            f"model = \"default\"\n\n[escalation]\ndeadline_ms = {1000 + n}\nmax_attempts = 2\n")
+    return (
+        f"version = 1\noffline = false\ndefault_route = \"local\"\n\n[tiers.local]\nbackend = \"llama_cpp\"\n"
+        f"model = \"default\"\n\n[escalation]\ndeadline_ms = {1000 + n}\nmax_attempts = 2\n"
+    )
 
 
 def digest(n: int) -> str:
@@ -132,9 +134,9 @@ async def test_workspace_policy_deleted_replaced_half_written_and_flapping(tmp_p
         path.write_text(half_of(policy_text(3)))
         event = await w.expect(is_error, "half-written file")
         assert event.path == path and "not valid TOML" in str(event.error)
-        assert not any(e.loaded for e in w.events[w.events.index(event):])
+        assert not any(e.loaded for e in w.events[w.events.index(event) :])
         with path.open("a") as handle:
-            handle.write(policy_text(3)[len(half_of(policy_text(3))):])
+            handle.write(policy_text(3)[len(half_of(policy_text(3))) :])
         await w.expect(loaded(3), "the completed file")
 
         # Deleted: the next source in the precedence applies, which here is the built-in default.
@@ -222,9 +224,11 @@ async def test_server_follows_a_misbehaving_policy_file_and_keeps_answering(
         await _until(lambda: bool(client.diagnostics.get(uri_of_policy)), "diagnostics for the half-written file")
         await served(2)  # the last good policy routes meanwhile
         with path.open("a") as handle:
-            handle.write(policy_text(3)[len(half_of(policy_text(3))):])
-        await _until(lambda: _in_force(client, 3) and not client.diagnostics.get(uri_of_policy),
-                     "completed policy in force, diagnostics cleared")
+            handle.write(policy_text(3)[len(half_of(policy_text(3))) :])
+        await _until(
+            lambda: _in_force(client, 3) and not client.diagnostics.get(uri_of_policy),
+            "completed policy in force, diagnostics cleared",
+        )
         await served(3)
 
         path.unlink()
@@ -235,8 +239,10 @@ async def test_server_follows_a_misbehaving_policy_file_and_keeps_answering(
             text = policy_text(n) if n % 3 else half_of(policy_text(n))
             replace_atomically(path, text) if n % 2 else path.write_text(text)
         replace_atomically(path, policy_text(77))
-        await _until(lambda: _in_force(client, 77) and not client.diagnostics.get(uri_of_policy),
-                     "final policy of the burst in force")
+        await _until(
+            lambda: _in_force(client, 77) and not client.diagnostics.get(uri_of_policy),
+            "final policy of the burst in force",
+        )
         await asyncio.sleep(0.8)  # nothing later may override it
         last = [m.message for m in client.log_messages if " in force " in m.message][-1]
         assert digest(77) in last, last

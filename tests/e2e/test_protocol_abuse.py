@@ -30,8 +30,10 @@ def still_serving(server: RawServer) -> None:
 
 
 def test_requests_before_initialize_get_server_not_initialized(server):
-    msg_id = server.request("textDocument/inlineCompletion", {
-        "textDocument": {"uri": URI}, "position": {"line": 0, "character": 0}, "context": {"triggerKind": 1}})
+    msg_id = server.request(
+        "textDocument/inlineCompletion",
+        {"textDocument": {"uri": URI}, "position": {"line": 0, "character": 0}, "context": {"triggerKind": 1}},
+    )
     assert server.response(msg_id)["error"]["code"] == -32002
     server.initialize(options=FAST)
     server.open(URI, "v = \n")
@@ -63,8 +65,9 @@ def test_wrong_content_length_does_not_lose_the_stream(server):
     # Too long: the frame swallows the start of the next one; both are still answered.
     first = json.dumps({"jsonrpc": "2.0", "id": 11, "method": "ninetyten/stats", "params": {}}).encode()
     second = json.dumps({"jsonrpc": "2.0", "id": 12, "method": "ninetyten/stats", "params": {}}).encode()
-    server.write(b"Content-Length: %d\r\n\r\n" % (len(first) + 30) + first
-                 + b"Content-Length: %d\r\n\r\n" % len(second) + second)
+    server.write(
+        b"Content-Length: %d\r\n\r\n" % (len(first) + 30) + first + b"Content-Length: %d\r\n\r\n" % len(second) + second
+    )
     assert "result" in server.response(11)
     assert "result" in server.response(12)
     still_serving(server)
@@ -80,15 +83,22 @@ def test_unknown_methods(server):
     still_serving(server)
 
 
-@pytest.mark.parametrize("params, where", [
-    ({"textDocument": {"uri": URI}, "position": {"line": -1, "character": 0}, "context": {"triggerKind": 1}},
-     "position"),
-    ({"textDocument": {"uri": URI}, "context": {"triggerKind": 1}}, "position"),
-    ({"textDocument": {"uri": URI}, "position": {"line": 0, "character": "four"}, "context": {"triggerKind": 1}},
-     "position"),
-    ({"position": {"line": 0, "character": 0}, "context": {"triggerKind": 1}}, "text_document"),
-    (None, ""),
-])
+@pytest.mark.parametrize(
+    "params, where",
+    [
+        (
+            {"textDocument": {"uri": URI}, "position": {"line": -1, "character": 0}, "context": {"triggerKind": 1}},
+            "position",
+        ),
+        ({"textDocument": {"uri": URI}, "context": {"triggerKind": 1}}, "position"),
+        (
+            {"textDocument": {"uri": URI}, "position": {"line": 0, "character": "four"}, "context": {"triggerKind": 1}},
+            "position",
+        ),
+        ({"position": {"line": 0, "character": 0}, "context": {"triggerKind": 1}}, "text_document"),
+        (None, ""),
+    ],
+)
 def test_params_that_fail_validation_get_invalid_params(server, params, where):
     server.initialize(options=FAST)
     server.open(URI, "v = \n")

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.test_routing_server import KEY, KEY_ENV, _as_dict, request, write_policy
-from tests.trusted_policy import trust_policy
 from tests.loopback_provider import LoopbackProvider, unused_port
 from tests.lsp_session import lsp_session, open_document
+from tests.trusted_policy import trust_policy
 
 CONCURRENT = 6
 TIMEOUT_S = 2.0  # the tier's timeout_s in the policy below
@@ -50,15 +50,22 @@ async def test_fault_under_concurrent_requests(fault, scheme, kind, endless_mode
         frontier.retry_after = "0.1"
         frontier.hang_s = 10.0
         frontier.chunk_delay_s = 0.05
-        url = {"http": frontier.url, "https": frontier.https_url,
-               "refused": f"http://127.0.0.1:{unused_port()}"}[scheme]
+        url = {"http": frontier.url, "https": frontier.https_url, "refused": f"http://127.0.0.1:{unused_port()}"}[
+            scheme
+        ]
         workspace = tmp_path / "ws"
         policy_for(workspace, url, home)
-        async with lsp_session(model=endless_model_path, home=home, root=workspace,
-                               options={"assist": {"max_tokens": 8}}, extra_args=["--log-file", str(log_file)]
-                               ) as client:
-            uris = [open_document(client, workspace / f"m{n}.py", f"def f{n}():\n    return {n}\n")
-                    for n in range(CONCURRENT)]
+        async with lsp_session(
+            model=endless_model_path,
+            home=home,
+            root=workspace,
+            options={"assist": {"max_tokens": 8}},
+            extra_args=["--log-file", str(log_file)],
+        ) as client:
+            uris = [
+                open_document(client, workspace / f"m{n}.py", f"def f{n}():\n    return {n}\n")
+                for n in range(CONCURRENT)
+            ]
 
             async def ask(uri: str) -> tuple[float, dict]:
                 started = time.perf_counter()
@@ -75,8 +82,11 @@ async def test_fault_under_concurrent_requests(fault, scheme, kind, endless_mode
         assert answer["text"], answer
         expected_tier = "frontier" if kind is None else "local"
         assert answer["tier"] == expected_tier, answer
-    rows = sqlite3.connect(home / "ledger.sqlite3").execute(
-        "SELECT tier, outcome, error_kind FROM attempts WHERE task = 'ask' ORDER BY id").fetchall()
+    rows = (
+        sqlite3.connect(home / "ledger.sqlite3")
+        .execute("SELECT tier, outcome, error_kind FROM attempts WHERE task = 'ask' ORDER BY id")
+        .fetchall()
+    )
     if kind is None:
         assert notices == []
         assert rows.count(("frontier", "ok", None)) == CONCURRENT

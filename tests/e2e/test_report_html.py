@@ -20,8 +20,15 @@ from tests.ledger_rows import random_rows
 from tests.vscode_harness import chromium_binary
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-CHARTS = ["Spend and savings by task type", "Spend and savings by week", "Share of requests by tier",
-          "Escalation rate by task type", "Why requests escalated", "Acceptance by tier", "Acceptance by model"]
+CHARTS = [
+    "Spend and savings by task type",
+    "Spend and savings by week",
+    "Share of requests by tier",
+    "Escalation rate by task type",
+    "Why requests escalated",
+    "Acceptance by tier",
+    "Acceptance by model",
+]
 
 pytestmark = pytest.mark.skipif(chromium_binary() is None, reason="Chromium is not installed (make system-deps)")
 
@@ -29,8 +36,14 @@ pytestmark = pytest.mark.skipif(chromium_binary() is None, reason="Chromium is n
 def _cli(home: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     full = {key: value for key, value in os.environ.items() if key != "NINETYTEN_TEAM_LEDGER_URL"}
     full.update(NINETYTEN_HOME=str(home), XDG_CONFIG_HOME=str(home / "config"), **(env or {}))
-    return subprocess.run([sys.executable, "-m", "lsp_server", *args], capture_output=True, text=True,
-                          env=full, cwd=PROJECT_ROOT, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "lsp_server", *args],
+        capture_output=True,
+        text=True,
+        env=full,
+        cwd=PROJECT_ROOT,
+        timeout=120,
+    )
 
 
 def _parse(field: str, text: str) -> float | None:
@@ -46,7 +59,7 @@ def _tolerance(field: str, text: str) -> float:
     if field.endswith("_rate"):
         return 0.005
     decimals = len(text.split(".")[1].rstrip("%")) if "." in text else 0
-    return 0.5 * 10 ** -decimals + 1e-12
+    return 0.5 * 10**-decimals + 1e-12
 
 
 def _expected(data: dict[str, Any], group: str, key: str, field: str) -> Any:
@@ -75,8 +88,10 @@ def _open(page_file: Path, shot: Path) -> tuple[list[dict[str, str]], list[str],
             page.wait_for_load_state("load")
             page.screenshot(path=str(shot), full_page=True)
             figures = page.eval_on_selector_all(
-                "[data-field]", "els => els.map(e => ({group: e.dataset.group, key: e.dataset.key, "
-                "field: e.dataset.field, text: e.textContent}))")
+                "[data-field]",
+                "els => els.map(e => ({group: e.dataset.group, key: e.dataset.key, "
+                "field: e.dataset.field, text: e.textContent}))",
+            )
             charts = page.eval_on_selector_all("svg.chart", "els => els.map(e => e.getAttribute('aria-label'))")
             titles = page.eval_on_selector_all("svg.chart title", "els => els.map(e => e.textContent)")
         finally:
@@ -112,8 +127,9 @@ def _check(page_file: Path, data: dict[str, Any], shot: Path) -> list[dict[str, 
     by_text = {(f["group"], f["key"], f["field"]): f["text"] for f in figures}
     for group in data["by_task"]:
         assert f"{group['key']}, paid: {by_text[('by_task', group['key'], 'cost_usd')]}" in titles
-        assert (f"{group['key']}, on the frontier alone: "
-                f"{by_text[('by_task', group['key'], 'frontier_cost_usd')]}") in titles
+        assert (
+            f"{group['key']}, on the frontier alone: {by_text[('by_task', group['key'], 'frontier_cost_usd')]}"
+        ) in titles
     return figures
 
 
@@ -146,8 +162,17 @@ def test_team_html_report(tmp_path: Path, team_settings: TeamLedgerSettings):
         shipper.ship_now()
         shipper.close()
     page_file = tmp_path / "team.html"
-    done = _cli(home, "report", "--team", "--since", "all", "--html", str(page_file), "--json",
-                env={"NINETYTEN_TEAM_LEDGER_URL": team_settings.url or ""})
+    done = _cli(
+        home,
+        "report",
+        "--team",
+        "--since",
+        "all",
+        "--html",
+        str(page_file),
+        "--json",
+        env={"NINETYTEN_TEAM_LEDGER_URL": team_settings.url or ""},
+    )
     assert done.returncode == 0, done.stderr
     data = json.loads(done.stdout)
     assert data["source"] == "team" and data["totals"]["attempts"] == 300

@@ -15,16 +15,31 @@ SECRET_LINE = 'token = "ghp_Q7dK2mX9vL4pR8sT1wY6zB3nC5fH0jA2eG7u"\n'
 def run(*args: str, cwd: Path, stdin: str | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, "NINETYTEN_HOME": str(cwd / "home"), "XDG_CONFIG_HOME": str(cwd / "config")}
     env.pop("NINETYTEN_POLICY", None)
-    return subprocess.run([sys.executable, "-m", "lsp_server", *args], capture_output=True, text=True, cwd=cwd,
-                          input=stdin, env=env, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "lsp_server", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        input=stdin,
+        env=env,
+        timeout=60,
+    )
 
 
 def test_route_json_has_the_documented_fields(tmp_path):
     source = tmp_path / "auth" / "login.py"
     source.parent.mkdir()
     source.write_text("def login(user):\n    return True\n")
-    result = run("route", "--task", "refactor", "--policy", str(EXAMPLE), "--json", str(source.relative_to(tmp_path)),
-                 cwd=tmp_path)
+    result = run(
+        "route",
+        "--task",
+        "refactor",
+        "--policy",
+        str(EXAMPLE),
+        "--json",
+        str(source.relative_to(tmp_path)),
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     decision = json.loads(result.stdout)
     for key in ("tier", "backend", "model", "escalate_to", "sensitivity", "risk", "reasons"):
@@ -34,8 +49,19 @@ def test_route_json_has_the_documented_fields(tmp_path):
 
 
 def test_route_reads_stdin_and_never_prints_content(tmp_path):
-    result = run("route", "--task", "explain", "--path", "src/app.py", "--policy", str(EXAMPLE), "--json", "-",
-                 cwd=tmp_path, stdin=SECRET_LINE)
+    result = run(
+        "route",
+        "--task",
+        "explain",
+        "--path",
+        "src/app.py",
+        "--policy",
+        str(EXAMPLE),
+        "--json",
+        "-",
+        cwd=tmp_path,
+        stdin=SECRET_LINE,
+    )
     decision = json.loads(result.stdout)
     assert decision["sensitivity"] == "sensitive" and decision["escalate_to"] is None
     assert "ghp_" not in result.stdout + result.stderr
@@ -45,8 +71,9 @@ def test_route_reads_stdin_and_never_prints_content(tmp_path):
 
 def test_route_uses_the_workspace_policy(tmp_path):
     (tmp_path / ".ninetyten").mkdir()
-    (tmp_path / ".ninetyten" / "policy.toml").write_text(EXAMPLE.read_text().replace("offline = false",
-                                                                                     "offline = true"))
+    (tmp_path / ".ninetyten" / "policy.toml").write_text(
+        EXAMPLE.read_text().replace("offline = false", "offline = true")
+    )
     result = run("route", "--task", "refactor", "--path", "infra/main.tf", "--json", cwd=tmp_path)
     decision = json.loads(result.stdout)
     assert decision["tier"] == "local" and any("offline" in r for r in decision["reasons"])

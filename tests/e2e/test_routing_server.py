@@ -28,8 +28,15 @@ KEY = "test-key-7f3a9c2e"
 FAST = {"completion": {"max_tokens": 8}}
 
 
-def write_policy(workspace: Path, frontier_url: str, *, extra: str = "", refactor_route: str = "frontier",
-                 offline: bool = False, trusted_in: Path | None = None) -> Path:
+def write_policy(
+    workspace: Path,
+    frontier_url: str,
+    *,
+    extra: str = "",
+    refactor_route: str = "frontier",
+    offline: bool = False,
+    trusted_in: Path | None = None,
+) -> Path:
     """The team's policy in `workspace`; `trusted_in`: approved in that NINETYTEN_HOME (the
     approval covers this content only: a test that edits the file approves it again)."""
     path = workspace / ".ninetyten" / "policy.toml"
@@ -97,18 +104,22 @@ def server_env(monkeypatch):
     monkeypatch.setenv(KEY_ENV, KEY)
 
 
-async def test_refactor_goes_to_the_frontier_and_is_recorded(
-    frontier, server_env, endless_model_path, tmp_path
-):
+async def test_refactor_goes_to_the_frontier_and_is_recorded(frontier, server_env, endless_model_path, tmp_path):
     workspace = tmp_path / "ws"
     write_policy(workspace, frontier.url)
     home = tmp_path / "home"
     trust_policy(workspace / ".ninetyten" / "policy.toml", home)
     async with lsp_session(model=endless_model_path, home=home, options=FAST, root=workspace) as client:
         uri = open_document(client, workspace / "app.py", "def old():\n    return 1\n")
-        answer = _as_dict(await request(client, "ninetyten/refactor", uri, instruction="rename to renamed",
-                                        range={"start": {"line": 0, "character": 0},
-                                               "end": {"line": 1, "character": 12}}))
+        answer = _as_dict(
+            await request(
+                client,
+                "ninetyten/refactor",
+                uri,
+                instruction="rename to renamed",
+                range={"start": {"line": 0, "character": 0}, "end": {"line": 1, "character": 12}},
+            )
+        )
         assert answer["tier"] == "frontier" and answer["decision"]["tier"] == "frontier"
         assert answer["text"].startswith("def renamed():")
         change = answer["edit"]["documentChanges"][0]
@@ -119,8 +130,11 @@ async def test_refactor_goes_to_the_frontier_and_is_recorded(
         assert len(sent) == 1 and sent[0].path == "/v1/messages"
         assert sent[0].headers["x-api-key"] == KEY
         assert "def old()" in json.dumps(sent[0].body)
-    rows = sqlite3.connect(home / "ledger.sqlite3").execute(
-        "SELECT task, tier, backend, outcome, cost_nusd > 0 FROM attempts").fetchall()
+    rows = (
+        sqlite3.connect(home / "ledger.sqlite3")
+        .execute("SELECT task, tier, backend, outcome, cost_nusd > 0 FROM attempts")
+        .fetchall()
+    )
     assert ("refactor", "frontier", "anthropic", "ok", 1) in rows
     raw = (home / "ledger.sqlite3").read_bytes()
     assert b"def old" not in raw and KEY.encode() not in raw
@@ -178,8 +192,10 @@ async def test_policy_hot_reload_and_diagnostics(frontier, server_env, endless_m
     trust_policy(workspace / ".ninetyten" / "policy.toml", tmp_path / "home")
     async with lsp_session(model=endless_model_path, home=tmp_path / "home", options=FAST, root=workspace) as client:
         uri = open_document(client, workspace / "a.py", "def f():\n    return 1\n")
-        refactor = {"instruction": "tidy", "range": {"start": {"line": 0, "character": 0},
-                                                     "end": {"line": 1, "character": 12}}}
+        refactor = {
+            "instruction": "tidy",
+            "range": {"start": {"line": 0, "character": 0}, "end": {"line": 1, "character": 12}},
+        }
         assert _as_dict(await request(client, "ninetyten/refactor", uri, **refactor))["tier"] == "frontier"
 
         # A broken edit: reported on the policy file, and the last good policy stays.
@@ -230,9 +246,14 @@ async def test_invalid_assist_params_are_an_error_result(endless_model_path, tmp
         answer = _as_dict(await request(client, "ninetyten/explain", (tmp_path / "nope.py").as_uri()))
         assert "not open" in answer["error"]
         uri = open_document(client, tmp_path / "a.py", "x = 1\n")
-        answer = _as_dict(await request(client, "ninetyten/refactor", uri,
-                                        range={"start": {"line": -1, "character": 0},
-                                               "end": {"line": 0, "character": 1}}))
+        answer = _as_dict(
+            await request(
+                client,
+                "ninetyten/refactor",
+                uri,
+                range={"start": {"line": -1, "character": 0}, "end": {"line": 0, "character": 1}},
+            )
+        )
         assert "invalid refactor request" in answer["error"]
 
 
@@ -265,9 +286,11 @@ async def drive_corpus(client: Any, workspace: Path, files: list[tuple[str, str]
         for relative in (f"corpus/{name}", f"src/module_{index}.txt"):
             uri = open_document(client, workspace / relative, text)
             uris.append(uri)
-            answers = {"explain": await request(client, "ninetyten/explain", uri),
-                       "refactor": await request(client, "ninetyten/refactor", uri, instruction="tidy this up"),
-                       "ask": await request(client, "ninetyten/ask", uri, question="what is this for?")}
+            answers = {
+                "explain": await request(client, "ninetyten/explain", uri),
+                "refactor": await request(client, "ninetyten/refactor", uri, instruction="tidy this up"),
+                "ask": await request(client, "ninetyten/ask", uri, question="what is this for?"),
+            }
             for task, answer in answers.items():
                 assert not answer.get("error") and answer.get("text"), (relative, task, answer)
                 assert answer["tier"] == tier, (relative, task, answer["tier"], answer["decision"]["reasons"])
@@ -302,11 +325,13 @@ async def test_escalation_drafts_are_checked_before_they_leave(frontier, server_
     the request (or the draft) keeps the escalation home; clean requests escalate."""
     seeded = seeded_files()
     workspace = tmp_path / "ws"
-    extra = ('\n[escalation]\nverify = ["non_empty", "length"]\nmax_attempts = 2\ndeadline_ms = 20000\n')
+    extra = '\n[escalation]\nverify = ["non_empty", "length"]\nmax_attempts = 2\ndeadline_ms = 20000\n'
     write_policy(workspace, frontier.url, extra=extra)
     text = (workspace / ".ninetyten" / "policy.toml").read_text()
-    text = text.replace('task = ["explain", "ask"]\nroute = "frontier"',
-                        'task = ["explain", "ask"]\nroute = "local"\nescalate_to = "frontier"')
+    text = text.replace(
+        'task = ["explain", "ask"]\nroute = "frontier"',
+        'task = ["explain", "ask"]\nroute = "local"\nescalate_to = "frontier"',
+    )
     (workspace / ".ninetyten" / "policy.toml").write_text(text)
     # Four tokens of "x": too short for the length check, so every local draft escalates.
     options = {**FAST, "assist": {"max_tokens": 4}}
@@ -332,28 +357,43 @@ async def test_completion_escalates_on_low_confidence(frontier, server_env, endl
     workspace = tmp_path / "ws"
     path = write_policy(workspace, frontier.url)
     # The endless model's mean log-probability is about -0.2: a threshold above it escalates.
-    path.write_text(path.read_text() + '\n[[rules]]\nname = "completions"\ntask = ["completion"]\nroute = "local"\n'
-                    'escalate_to = "frontier"\n\n[escalation]\ncompletion_min_mean_logprob = -0.0001\n')
+    path.write_text(
+        path.read_text() + '\n[[rules]]\nname = "completions"\ntask = ["completion"]\nroute = "local"\n'
+        'escalate_to = "frontier"\n\n[escalation]\ncompletion_min_mean_logprob = -0.0001\n'
+    )
     home = tmp_path / "home"
     trust_policy(workspace / ".ninetyten" / "policy.toml", home)
     async with lsp_session(model=endless_model_path, home=home, options=FAST, root=workspace) as client:
         uri = open_document(client, workspace / "calc.py", "def add(a, b):\n    return \n")
-        result = await client.text_document_inline_completion_async(types.InlineCompletionParams(
-            text_document=types.TextDocumentIdentifier(uri=uri), position=types.Position(1, 11),
-            context=types.InlineCompletionContext(trigger_kind=types.InlineCompletionTriggerKind.Invoked)))
+        result = await client.text_document_inline_completion_async(
+            types.InlineCompletionParams(
+                text_document=types.TextDocumentIdentifier(uri=uri),
+                position=types.Position(1, 11),
+                context=types.InlineCompletionContext(trigger_kind=types.InlineCompletionTriggerKind.Invoked),
+            )
+        )
         assert result.items[0].insert_text == "def renamed():\n    return 1"  # the frontier's answer
         sent = frontier.requests
         assert len(sent) == 1 and "<CURSOR>" in json.dumps(sent[0].body)
 
         secret_uri = open_document(client, workspace / "keys.py", 'KEY = "AKIAZ7QRT2LXW4PN3KVD"\nvalue = \n')
-        result = await client.text_document_inline_completion_async(types.InlineCompletionParams(
-            text_document=types.TextDocumentIdentifier(uri=secret_uri), position=types.Position(1, 8),
-            context=types.InlineCompletionContext(trigger_kind=types.InlineCompletionTriggerKind.Invoked)))
+        result = await client.text_document_inline_completion_async(
+            types.InlineCompletionParams(
+                text_document=types.TextDocumentIdentifier(uri=secret_uri),
+                position=types.Position(1, 8),
+                context=types.InlineCompletionContext(trigger_kind=types.InlineCompletionTriggerKind.Invoked),
+            )
+        )
         assert set(result.items[0].insert_text) == {"x"}  # the local answer
         assert len(frontier.requests) == 1  # nothing more went out
-    rows = sqlite3.connect(home / "ledger.sqlite3").execute(
-        "SELECT request_id, attempt, tier, outcome, escalation_reason FROM attempts WHERE task = 'completion' "
-        "ORDER BY id").fetchall()
+    rows = (
+        sqlite3.connect(home / "ledger.sqlite3")
+        .execute(
+            "SELECT request_id, attempt, tier, outcome, escalation_reason FROM attempts WHERE task = 'completion' "
+            "ORDER BY id"
+        )
+        .fetchall()
+    )
     first = [row[1:] for row in rows if row[0] == rows[0][0]]
     assert first == [(1, "local", "escalated", "low_confidence"), (2, "frontier", "ok", None)]
 
@@ -380,14 +420,23 @@ async def test_report_matches_the_ledger(frontier, server_env, endless_model_pat
         uri = open_document(client, workspace / "a.py", "def f():\n    return 1\n")
         for _ in range(2):
             await request(client, "ninetyten/explain", uri)
-        await client.text_document_inline_completion_async(types.InlineCompletionParams(
-            text_document=types.TextDocumentIdentifier(uri=uri), position=types.Position(1, 12),
-            context=types.InlineCompletionContext(trigger_kind=types.InlineCompletionTriggerKind.Invoked)))
+        await client.text_document_inline_completion_async(
+            types.InlineCompletionParams(
+                text_document=types.TextDocumentIdentifier(uri=uri),
+                position=types.Position(1, 12),
+                context=types.InlineCompletionContext(trigger_kind=types.InlineCompletionTriggerKind.Invoked),
+            )
+        )
     import subprocess
     import sys
 
-    out = subprocess.run([sys.executable, "-m", "lsp_server", "report", "--json", "--since", "all"],
-                         capture_output=True, text=True, env={**os.environ, "NINETYTEN_HOME": str(home)}, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", "lsp_server", "report", "--json", "--since", "all"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "NINETYTEN_HOME": str(home)},
+        timeout=60,
+    )
     assert out.returncode == 0, out.stderr
     report = json.loads(out.stdout)
     db = sqlite3.connect(home / "ledger.sqlite3")
@@ -400,7 +449,6 @@ async def test_report_matches_the_ledger(frontier, server_env, endless_model_pat
     by_task = {group["key"]: group for group in report["by_task"]}
     assert by_task["explain"]["requests"] == 2 and by_task["completion"]["requests"] == 1
     assert total_cost > 0
-
 
 
 from tests.e2e.test_inhouse_llama_server import llama_server  # noqa: E402,F401  (a real llama.cpp server)
@@ -447,13 +495,19 @@ async def test_completion_escalates_on_one_unsure_token(frontier, server_env, en
     path = write_policy(workspace, frontier.url)
     rule = '\n[[rules]]\nname = "completions"\ntask = ["completion"]\nroute = "local"\nescalate_to = "frontier"\n'
     # The mean alone (-5) would keep every completion local; the least sure token decides.
-    path.write_text(path.read_text() + rule + '\n[escalation]\ncompletion_min_mean_logprob = -5.0\n'
-                    'completion_min_token_logprob = -0.0001\n')
+    path.write_text(
+        path.read_text() + rule + '\n[escalation]\ncompletion_min_mean_logprob = -5.0\n'
+        'completion_min_token_logprob = -0.0001\n'
+    )
     trust_policy(workspace / ".ninetyten" / "policy.toml", tmp_path / "home")
     async with lsp_session(model=endless_model_path, home=tmp_path / "home", options=FAST, root=workspace) as client:
         uri = open_document(client, workspace / "calc.py", "def add(a, b):\n    return \n")
-        result = await client.text_document_inline_completion_async(types.InlineCompletionParams(
-            text_document=types.TextDocumentIdentifier(uri=uri), position=types.Position(1, 11),
-            context=types.InlineCompletionContext(trigger_kind=types.InlineCompletionTriggerKind.Invoked)))
+        result = await client.text_document_inline_completion_async(
+            types.InlineCompletionParams(
+                text_document=types.TextDocumentIdentifier(uri=uri),
+                position=types.Position(1, 11),
+                context=types.InlineCompletionContext(trigger_kind=types.InlineCompletionTriggerKind.Invoked),
+            )
+        )
         assert result.items[0].insert_text == "def renamed():\n    return 1"
         assert len(frontier.requests) == 1

@@ -46,8 +46,9 @@ def planted_values() -> list[str]:
 def leaks(frontier: LoopbackProvider) -> list[str]:
     bodies = [request.raw.decode("utf-8", "replace") for request in frontier.requests]
     # JSON escapes quotes and backslashes: look for both spellings of each value.
-    return sorted({value for value in planted_values() for body in bodies
-                   if value in body or json.dumps(value)[1:-1] in body})
+    return sorted(
+        {value for value in planted_values() for body in bodies if value in body or json.dumps(value)[1:-1] in body}
+    )
 
 
 def git(repo: Path, *args: str) -> None:
@@ -65,8 +66,12 @@ def frontier(monkeypatch):
 def repo(tmp_path: Path, frontier: LoopbackProvider) -> Path:
     path = tmp_path / "repo"
     path.mkdir()
-    for args in (["init", "-q", "-b", "main"], ["config", "user.email", "d@e.f"], ["config", "user.name", "D"],
-                 ["config", "commit.gpgsign", "false"]):
+    for args in (
+        ["init", "-q", "-b", "main"],
+        ["config", "user.email", "d@e.f"],
+        ["config", "user.name", "D"],
+        ["config", "commit.gpgsign", "false"],
+    ):
         git(path, *args)
     (path / "README.md").write_text("project\n")
     git(path, "add", ".")
@@ -76,11 +81,17 @@ def repo(tmp_path: Path, frontier: LoopbackProvider) -> Path:
 
 
 def run_cli(repo: Path, model: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "NINETYTEN_HOME": str(repo.parent / "home"), "NINETYTEN_MODEL": str(model),
-           "XDG_CONFIG_HOME": str(repo.parent / "config"), "NINETYTEN_HOOK_TIMEOUT": "60"}
+    env = {
+        **os.environ,
+        "NINETYTEN_HOME": str(repo.parent / "home"),
+        "NINETYTEN_MODEL": str(model),
+        "XDG_CONFIG_HOME": str(repo.parent / "config"),
+        "NINETYTEN_HOOK_TIMEOUT": "60",
+    }
     env.pop("NINETYTEN_POLICY", None)
-    return subprocess.run([sys.executable, "-m", "lsp_server", *args], cwd=repo, capture_output=True, text=True,
-                          env=env, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "lsp_server", *args], cwd=repo, capture_output=True, text=True, env=env, timeout=300
+    )
 
 
 def stage(repo: Path, files: list[tuple[str, str]], folder: str) -> None:
@@ -97,23 +108,30 @@ async def test_completion_escalation_never_carries_a_planted_value(frontier, end
     write_policy(workspace, frontier.url, extra=EVERYTHING_OUT, trusted_in=tmp_path / "home")
     # A generous time box: on a busy machine a fragment cut by it is not shown, and nothing escalates.
     options = {"completion": {"max_tokens": 4, "cache_size": 0, "time_limit_ms": 30000}}
-    async with lsp_session(model=endless_model_path, home=tmp_path / "home", root=workspace,
-                           options=options) as client:
+    async with lsp_session(model=endless_model_path, home=tmp_path / "home", root=workspace, options=options) as client:
         for index, (name, text, values) in enumerate(seeded_files()):
             lines = text.split("\n")
             # Complete right after each planted value, where the window surely holds it.
             rows = sorted({row for row, line in enumerate(lines) for value in values if value.split("\n")[0] in line})
             for row in rows[:3] or [0]:
                 uri = open_document(client, workspace / "src" / f"{index}_{name}", text)
-                await client.text_document_inline_completion_async(types.InlineCompletionParams(
-                    text_document=types.TextDocumentIdentifier(uri=uri), position=types.Position(row, len(lines[row])),
-                    context=types.InlineCompletionContext(trigger_kind=types.InlineCompletionTriggerKind.Invoked)))
+                await client.text_document_inline_completion_async(
+                    types.InlineCompletionParams(
+                        text_document=types.TextDocumentIdentifier(uri=uri),
+                        position=types.Position(row, len(lines[row])),
+                        context=types.InlineCompletionContext(trigger_kind=types.InlineCompletionTriggerKind.Invoked),
+                    )
+                )
         assert frontier.requests == [] and leaks(frontier) == []
         for index, (name, text) in enumerate(clean_files()):
             uri = open_document(client, workspace / "clean" / f"{index}_{name}", text)
-            await client.text_document_inline_completion_async(types.InlineCompletionParams(
-                text_document=types.TextDocumentIdentifier(uri=uri), position=types.Position(3, 0),
-                context=types.InlineCompletionContext(trigger_kind=types.InlineCompletionTriggerKind.Invoked)))
+            await client.text_document_inline_completion_async(
+                types.InlineCompletionParams(
+                    text_document=types.TextDocumentIdentifier(uri=uri),
+                    position=types.Position(3, 0),
+                    context=types.InlineCompletionContext(trigger_kind=types.InlineCompletionTriggerKind.Invoked),
+                )
+            )
     assert len(frontier.requests) >= len(clean_files())  # clean code does escalate
 
 
@@ -157,30 +175,38 @@ async def run_every_workspace_command(client, repo: Path, name: str, text: str) 
     return {
         "explainChange": await execute(client, "ninetyten.explainChange", {"textDocument": {"uri": uri}}),
         "explainSelection": await execute(client, "ninetyten.explainSelection", target),
-        "refactorSelection": await execute(client, "ninetyten.refactorSelection",
-                                           {**target, "instruction": "tidy", "apply": False}),
+        "refactorSelection": await execute(
+            client, "ninetyten.refactorSelection", {**target, "instruction": "tidy", "apply": False}
+        ),
         "ask": await execute(client, "ninetyten.ask", {**target, "question": "what is this?"}),
     }
 
 
 def failures(results: dict[str, dict]) -> dict[str, dict]:
     """Commands that did not answer with text: an error, or nothing at all."""
-    return {command: result for command, result in results.items()
-            if not isinstance(result, dict) or result.get("error") or not (result.get("text") or
-                                                                          result.get("explanation"))}
+    return {
+        command: result
+        for command, result in results.items()
+        if not isinstance(result, dict) or result.get("error") or not (result.get("text") or result.get("explanation"))
+    }
 
 
 @pytest.mark.timeout(1500)  # four commands on every seeded and clean file, in two sessions
-async def test_workspace_explain_refactor_and_ask_keep_planted_values_home(frontier, repo, endless_model_path,
-                                                                         tmp_path):
+async def test_workspace_explain_refactor_and_ask_keep_planted_values_home(
+    frontier, repo, endless_model_path, tmp_path
+):
     stage(repo, [(name, text) for name, text, _ in seeded_files()], "seeded")
     git(repo, "commit", "-qm", "seeded")
     clean = clean_files()
     stage(repo, clean, "clean")
     git(repo, "commit", "-qm", "clean")
     whole_file = ("explainSelection", "refactorSelection", "ask")  # these carry the whole file
-    async with lsp_session(model=endless_model_path, home=tmp_path / "home", root=repo,
-                           options={"completion": {"max_tokens": 4}, "assist": {"max_tokens": 8}}) as client:
+    async with lsp_session(
+        model=endless_model_path,
+        home=tmp_path / "home",
+        root=repo,
+        options={"completion": {"max_tokens": 4}, "assist": {"max_tokens": 8}},
+    ) as client:
         for name, text, _ in seeded_files():
             results = await run_every_workspace_command(client, repo, f"seeded/{name}", text)
             assert failures(results) == {}, f"{name}: {failures(results)}"  # each command answered...
@@ -194,18 +220,28 @@ async def test_workspace_explain_refactor_and_ask_keep_planted_values_home(front
     # refactor hands the file back unchanged (room for it: a larger answer budget), which
     # passes the syntax check of any language.
     frontier.reply = lambda request: next(
-        (text for _, text in clean if "tidy" in json.dumps(request.body)
-         and json.dumps(distinctive_line(text))[1:-1] in request.raw.decode("utf-8", "replace")),
-        "It tidies the module.")
-    async with lsp_session(model=endless_model_path, home=tmp_path / "home", root=repo,
-                           options={"completion": {"max_tokens": 4}, "assist": {"max_tokens": 2048}}) as client:
+        (
+            text
+            for _, text in clean
+            if "tidy" in json.dumps(request.body)
+            and json.dumps(distinctive_line(text))[1:-1] in request.raw.decode("utf-8", "replace")
+        ),
+        "It tidies the module.",
+    )
+    async with lsp_session(
+        model=endless_model_path,
+        home=tmp_path / "home",
+        root=repo,
+        options={"completion": {"max_tokens": 4}, "assist": {"max_tokens": 2048}},
+    ) as client:
         for name, text in clean:
             before = len(frontier.requests)
             results = await run_every_workspace_command(client, repo, f"clean/{name}", text)
             assert failures(results) == {}, f"{name}: {failures(results)}"
-            assert {command: results[command]["tier"] for command in whole_file} == dict.fromkeys(whole_file,
-                                                                                                   "frontier")
+            assert {command: results[command]["tier"] for command in whole_file} == dict.fromkeys(
+                whole_file, "frontier"
+            )
             sent = [request.raw.decode("utf-8", "replace") for request in frontier.requests[before:]]
             assert len(sent) >= len(whole_file)
-            assert all(json.dumps(distinctive_line(text))[1:-1] in body for body in sent[-len(whole_file):]), name
+            assert all(json.dumps(distinctive_line(text))[1:-1] in body for body in sent[-len(whole_file) :]), name
     assert leaks(frontier) == []

@@ -42,8 +42,19 @@ def token_file(directory: Path, mode: int = 0o600, token: str = TOKEN) -> Path:
 
 
 def serve_command(model: Path, address: str, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "lsp_server", "serve", "--tcp", address, "--model", str(model),
-            "--config", '{"completion": {"max_tokens": 3}}', *extra]
+    return [
+        sys.executable,
+        "-m",
+        "lsp_server",
+        "serve",
+        "--tcp",
+        address,
+        "--model",
+        str(model),
+        "--config",
+        '{"completion": {"max_tokens": 3}}',
+        *extra,
+    ]
 
 
 def environment(home: Path) -> dict[str, str]:
@@ -58,9 +69,16 @@ def frame(message: dict[str, Any]) -> bytes:
 
 
 def initialize(msg_id: int = 1, options: dict[str, Any] | None = None) -> dict[str, Any]:
-    return {"id": msg_id, "method": "initialize",
-            "params": {"capabilities": {}, "processId": None, "rootUri": None,
-                       "initializationOptions": options if options is not None else {}}}
+    return {
+        "id": msg_id,
+        "method": "initialize",
+        "params": {
+            "capabilities": {},
+            "processId": None,
+            "rootUri": None,
+            "initializationOptions": options if options is not None else {},
+        },
+    }
 
 
 def exchange(port: int, *messages: dict[str, Any] | bytes, timeout: float = 20.0) -> tuple[list[dict[str, Any]], bool]:
@@ -116,9 +134,12 @@ def wait_listening(port: int, process: subprocess.Popen[bytes], timeout: float =
 def running_server(model: Path, directory: Path) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
     port = free_port()
     with (directory / "server-stderr.log").open("wb") as stderr:
-        process = subprocess.Popen(serve_command(model, f"127.0.0.1:{port}", "--token-file",
-                                                 str(token_file(directory))),
-                                   env=environment(directory / "home"), stdout=subprocess.DEVNULL, stderr=stderr)
+        process = subprocess.Popen(
+            serve_command(model, f"127.0.0.1:{port}", "--token-file", str(token_file(directory))),
+            env=environment(directory / "home"),
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
         try:
             wait_listening(port, process)
             yield port, process
@@ -156,8 +177,9 @@ def test_serve_refuses_to_listen_beyond_loopback(host: str, endless_model_path: 
             pytest.skip("this machine has no non-loopback IPv4 address")
         host = found
     address = f"[{host}]:{free_port()}" if ":" in host else f"{host}:{free_port()}"
-    result = _refused_to_start(serve_command(endless_model_path, address, "--token-file", str(token_file(tmp_path))),
-                               tmp_path)
+    result = _refused_to_start(
+        serve_command(endless_model_path, address, "--token-file", str(token_file(tmp_path))), tmp_path
+    )
     assert result.returncode == 2
     assert "listens only on this machine" in result.stderr and "ssh -L" in result.stderr
 
@@ -174,28 +196,47 @@ def test_serve_refuses_a_missing_or_shared_token_file(problem: str, endless_mode
     extra = [] if problem == "no-flag" else ["--token-file", str(path)]
     result = _refused_to_start(serve_command(endless_model_path, f"127.0.0.1:{free_port()}", *extra), tmp_path)
     assert result.returncode in (1, 2), result.stderr
-    expected = {"missing": "does not exist", "no-flag": "needs --token-file", "short": "must be one word",
-                "directory": "not a regular file"}.get(problem, "chmod 600")
+    expected = {
+        "missing": "does not exist",
+        "no-flag": "needs --token-file",
+        "short": "must be one word",
+        "directory": "not a regular file",
+    }.get(problem, "chmod 600")
     assert expected in result.stderr
     assert TOKEN not in result.stderr
 
 
 def test_token_file_without_tcp_is_a_usage_error(endless_model_path: Path, tmp_path: Path):
     command = [sys.executable, "-m", "lsp_server", "serve", "--token-file", str(token_file(tmp_path))]
-    result = subprocess.run(command, env=environment(tmp_path), capture_output=True, text=True, timeout=60,
-                            stdin=subprocess.DEVNULL)
+    result = subprocess.run(
+        command, env=environment(tmp_path), capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL
+    )
     assert result.returncode == 2 and "only with --tcp" in result.stderr
 
 
 # -- connecting -----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("attempt", ["no-options", "no-token", "wrong-token", "token-prefix", "token-as-number",
-                                     "notification-first", "other-request-first", "garbage", "huge-frame"])
+@pytest.mark.parametrize(
+    "attempt",
+    [
+        "no-options",
+        "no-token",
+        "wrong-token",
+        "token-prefix",
+        "token-as-number",
+        "notification-first",
+        "other-request-first",
+        "garbage",
+        "huge-frame",
+    ],
+)
 def test_a_client_without_the_token_gets_one_error_and_is_disconnected(attempt: str, shared_server: Any):
     port, process = shared_server
-    opened = {"method": "textDocument/didOpen", "params": {"textDocument": {
-        "uri": "file:///x.py", "languageId": "python", "version": 1, "text": "x = 1\n"}}}
+    opened = {
+        "method": "textDocument/didOpen",
+        "params": {"textDocument": {"uri": "file:///x.py", "languageId": "python", "version": 1, "text": "x = 1\n"}},
+    }
     stats = {"id": 7, "method": "ninetyten/stats", "params": {}}
     messages: list[dict[str, Any] | bytes] = {
         "no-options": [{"id": 1, "method": "initialize", "params": {"capabilities": {}}}, stats],
@@ -215,14 +256,16 @@ def test_a_client_without_the_token_gets_one_error_and_is_disconnected(attempt: 
     assert error["code"] == UNAUTHORIZED and "unauthorized" in error["message"]
     assert "initializationOptions.authToken" in error["message"]
     assert "result" not in answers[0]
-    expected_id = {"other-request-first": 7, "notification-first": None, "garbage": None,
-                   "huge-frame": None}.get(attempt, 1)
+    expected_id = {"other-request-first": 7, "notification-first": None, "garbage": None, "huge-frame": None}.get(
+        attempt, 1
+    )
     assert answers[0]["id"] == expected_id
     assert process.poll() is None  # still listening for its real client
 
 
 async def test_the_real_client_is_served_after_refused_attempts_and_a_second_client_is_refused(
-        tcp_server: Any, tmp_path: Path):
+    tcp_server: Any, tmp_path: Path
+):
     port, process = tcp_server
     for _ in range(3):
         answers, closed = exchange(port, initialize(options={"authToken": "guess" * 8}))
@@ -236,21 +279,34 @@ async def test_the_real_client_is_served_after_refused_attempts_and_a_second_cli
 
     await client.start_tcp("127.0.0.1", port)
     try:
-        result = await asyncio.wait_for(client.initialize_async(types.InitializeParams(
-            capabilities=types.ClientCapabilities(),
-            initialization_options={"authToken": TOKEN, "completion": {"max_tokens": 3}})), 60)
+        result = await asyncio.wait_for(
+            client.initialize_async(
+                types.InitializeParams(
+                    capabilities=types.ClientCapabilities(),
+                    initialization_options={"authToken": TOKEN, "completion": {"max_tokens": 3}},
+                )
+            ),
+            60,
+        )
         assert result.capabilities.inline_completion_provider is not None
         client.initialized(types.InitializedParams())
         # A second client, even with the token, is not let in while the first is connected.
         answers, closed = await asyncio.to_thread(exchange, port, initialize(options={"authToken": TOKEN}))
         assert closed and "another client" in answers[0]["error"]["message"]
         uri = (tmp_path / "t.py").as_uri()
-        client.text_document_did_open(types.DidOpenTextDocumentParams(
-            types.TextDocumentItem(uri=uri, language_id="python", version=1, text="v = \n")))
+        client.text_document_did_open(
+            types.DidOpenTextDocumentParams(
+                types.TextDocumentItem(uri=uri, language_id="python", version=1, text="v = \n")
+            )
+        )
         stats = await asyncio.wait_for(client.protocol.send_request_async("ninetyten/stats", {}), 60)
         assert stats is not None
-        completion = await asyncio.wait_for(client.text_document_completion_async(
-            types.CompletionParams(types.TextDocumentIdentifier(uri), types.Position(0, 4))), 60)
+        completion = await asyncio.wait_for(
+            client.text_document_completion_async(
+                types.CompletionParams(types.TextDocumentIdentifier(uri), types.Position(0, 4))
+            ),
+            60,
+        )
         assert completion is not None  # its text depends on the time box on a busy machine
         # The token settled the handshake; it is not a setting (no "invalid initializationOptions" pop-up).
         assert not any("initializationOptions" in message for message in shown)

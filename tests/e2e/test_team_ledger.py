@@ -33,31 +33,47 @@ def _env(home: Path, url: str, password: str) -> dict[str, str]:
     project = "" if home.name == "cho" else f'project = "proj-{home.name}"\n'
     (config / "config.toml").write_text(f'[team_ledger]\nurl = "{url}"\n{project}batch_rows = 40\n')
     env = {key: value for key, value in os.environ.items() if not key.startswith(("NINETYTEN_", "PG"))}
-    env.update(NINETYTEN_HOME=str(home), XDG_CONFIG_HOME=str(home / "config"), PGPASSWORD=password,
-               PYTHONPATH=str(PROJECT_ROOT))
+    env.update(
+        NINETYTEN_HOME=str(home),
+        XDG_CONFIG_HOME=str(home / "config"),
+        PGPASSWORD=password,
+        PYTHONPATH=str(PROJECT_ROOT),
+    )
     return env
 
 
 def _server(env: dict[str, str], tag: str, seconds: float = 120) -> subprocess.Popen[str]:
-    server = subprocess.Popen([sys.executable, "-m", "tests.team_dev_server", tag, "--seconds", str(seconds),
-                               "--every-ms", "4"], env=env, cwd=PROJECT_ROOT, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "tests.team_dev_server", tag, "--seconds", str(seconds), "--every-ms", "4"],
+        env=env,
+        cwd=PROJECT_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     assert server.stdout is not None and server.stdout.readline().strip() == "ready"  # SIGTERM is handled now
     return server
 
 
 def _hook(env: dict[str, str], tag: str) -> subprocess.Popen[str]:
     db = Path(env["NINETYTEN_HOME"]) / "ledger.sqlite3"
-    return subprocess.Popen([sys.executable, "-m", "tests.ledger_writer", str(db), tag, "--rows", "25"],
-                            env=env, cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.ledger_writer", str(db), tag, "--rows", "25"],
+        env=env,
+        cwd=PROJECT_ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _team_count(url: str, ledger_id: str | None = None) -> int:
     with contextlib.suppress(psycopg.Error), psycopg.connect(url) as conn:
         if ledger_id is None:
             return int(conn.execute("SELECT COUNT(*) FROM ninetyten.attempts").fetchone()[0])
-        return int(conn.execute("SELECT COUNT(*) FROM ninetyten.attempts WHERE ledger_id = %s",
-                                (ledger_id,)).fetchone()[0])
+        return int(
+            conn.execute("SELECT COUNT(*) FROM ninetyten.attempts WHERE ledger_id = %s", (ledger_id,)).fetchone()[0]
+        )
     return 0
 
 
@@ -69,29 +85,47 @@ def _ledger_id(home: Path) -> str:
 def _shipper_waits_in_postgres(url: str, pid: int) -> bool:
     """That process's shipper is inside its transaction, waiting for a lock: mid-batch."""
     with psycopg.connect(url) as conn:
-        return bool(conn.execute(
-            "SELECT COUNT(*) FROM pg_stat_activity WHERE application_name = %s AND wait_event_type = 'Lock'",
-            (f"ninetyten-shipper-{pid}",)).fetchone()[0])
+        return bool(
+            conn.execute(
+                "SELECT COUNT(*) FROM pg_stat_activity WHERE application_name = %s AND wait_event_type = 'Lock'",
+                (f"ninetyten-shipper-{pid}",),
+            ).fetchone()[0]
+        )
 
 
 def _local_facts(home: Path) -> tuple[int, int, int, set[tuple[object, ...]]]:
     with contextlib.closing(sqlite3.connect(home / "ledger.sqlite3")) as conn:
         count, prompt, frontier = conn.execute(
-            "SELECT COUNT(*), SUM(prompt_tokens), SUM(frontier_cost_nusd) FROM attempts").fetchone()
-        rows = {(f"{_ledger_id(home)}:{i}", r, a, bool(s) if s is not None else None,
-                 bool(acc) if acc is not None else None, repo)
-                for i, r, a, s, acc, repo in conn.execute(
-                    "SELECT id, request_id, attempt, shown, accepted, repo FROM attempts")}
+            "SELECT COUNT(*), SUM(prompt_tokens), SUM(frontier_cost_nusd) FROM attempts"
+        ).fetchone()
+        rows = {
+            (
+                f"{_ledger_id(home)}:{i}",
+                r,
+                a,
+                bool(s) if s is not None else None,
+                bool(acc) if acc is not None else None,
+                repo,
+            )
+            for i, r, a, s, acc, repo in conn.execute(
+                "SELECT id, request_id, attempt, shown, accepted, repo FROM attempts"
+            )
+        }
     return count, prompt, frontier, rows
 
 
 def _team_facts(url: str, ledger_id: str) -> tuple[int, int, int, set[tuple[object, ...]]]:
     with psycopg.connect(url) as conn:
         count, prompt, frontier = conn.execute(
-            "SELECT COUNT(*), SUM(prompt_tokens), SUM(frontier_cost_nusd) FROM ninetyten.attempts "
-            "WHERE ledger_id = %s", (ledger_id,)).fetchone()
-        rows = set(conn.execute("SELECT uid, request_id, attempt, shown, accepted, repo FROM ninetyten.attempts "
-                                "WHERE ledger_id = %s", (ledger_id,)).fetchall())
+            "SELECT COUNT(*), SUM(prompt_tokens), SUM(frontier_cost_nusd) FROM ninetyten.attempts WHERE ledger_id = %s",
+            (ledger_id,),
+        ).fetchone()
+        rows = set(
+            conn.execute(
+                "SELECT uid, request_id, attempt, shown, accepted, repo FROM ninetyten.attempts WHERE ledger_id = %s",
+                (ledger_id,),
+            ).fetchall()
+        )
     return int(count), int(prompt or 0), int(frontier or 0), rows
 
 
@@ -124,8 +158,12 @@ def test_three_developers_kill_cut_restart_exact_totals(tmp_path: Path, postgres
             # shipper waits in PostgreSQL while his ledger's write lock is taken, then commits there
             # and waits for the lock to forget the batch.
             ben_id = _ledger_id(homes["ben"])
-            with psycopg.connect(direct) as locker, contextlib.closing(sqlite3.connect(
-                    homes["ben"] / "ledger.sqlite3", timeout=30, isolation_level=None)) as holder:
+            with (
+                psycopg.connect(direct) as locker,
+                contextlib.closing(
+                    sqlite3.connect(homes["ben"] / "ledger.sqlite3", timeout=30, isolation_level=None)
+                ) as holder,
+            ):
                 locker.execute("LOCK TABLE ninetyten.attempts IN EXCLUSIVE MODE")
                 assert wait_until(lambda: _shipper_waits_in_postgres(direct, servers["ben"].pid), timeout=60)
                 holder.execute("BEGIN IMMEDIATE")
@@ -138,8 +176,9 @@ def test_three_developers_kill_cut_restart_exact_totals(tmp_path: Path, postgres
                 holder.execute("ROLLBACK")
                 queued = {i for (i,) in holder.execute("SELECT row_id FROM ship_queue")}
             with psycopg.connect(direct) as conn:
-                in_team = {i for (i,) in conn.execute("SELECT row_id FROM ninetyten.attempts WHERE ledger_id = %s",
-                                                      (ben_id,))}
+                in_team = {
+                    i for (i,) in conn.execute("SELECT row_id FROM ninetyten.attempts WHERE ledger_id = %s", (ben_id,))
+                }
             assert queued & in_team  # shipped and still queued: the next batch must not duplicate them
             servers["ben"] = _server(envs["ben"], "ben2")
 
@@ -166,8 +205,14 @@ def test_three_developers_kill_cut_restart_exact_totals(tmp_path: Path, postgres
 
         # `ninetyten ledger sync`: the journals of the killed processes are replayed, the rest ships.
         for env in envs.values():
-            done = subprocess.run([sys.executable, "-m", "lsp_server", "ledger", "sync"], env=env, cwd=PROJECT_ROOT,
-                                  capture_output=True, text=True, timeout=300)
+            done = subprocess.run(
+                [sys.executable, "-m", "lsp_server", "ledger", "sync"],
+                env=env,
+                cwd=PROJECT_ROOT,
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
             assert done.returncode == 0, done.stderr
             assert "shipped" in done.stderr
 
@@ -182,8 +227,10 @@ def test_three_developers_kill_cut_restart_exact_totals(tmp_path: Path, postgres
             assert conn.execute("SELECT COUNT(*) FROM attempts WHERE request_id LIKE 'hook%'").fetchone()[0] == 100
     with psycopg.connect(direct) as conn:
         count, distinct = conn.execute("SELECT COUNT(*), COUNT(DISTINCT uid) FROM ninetyten.attempts").fetchone()
-        (duplicates,) = conn.execute("SELECT COUNT(*) FROM (SELECT ledger_id, request_id, attempt FROM "
-                                     "ninetyten.attempts GROUP BY 1, 2, 3 HAVING COUNT(*) > 1) d").fetchone()
+        (duplicates,) = conn.execute(
+            "SELECT COUNT(*) FROM (SELECT ledger_id, request_id, attempt FROM "
+            "ninetyten.attempts GROUP BY 1, 2, 3 HAVING COUNT(*) > 1) d"
+        ).fetchone()
         repos = dict(conn.execute("SELECT ledger_id, MIN(repo) FROM ninetyten.attempts GROUP BY 1").fetchall())
     assert count == distinct == total and duplicates == 0
     assert repos[_ledger_id(homes["ana"])] == "proj-ana" and repos[_ledger_id(homes["cho"])] is None

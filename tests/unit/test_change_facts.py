@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from lsp_server.explain.diff import parse_diff, range_diff, staged_diff
 from lsp_server.explain.facts import (
     GitTexts,
     category,
@@ -19,7 +20,6 @@ from lsp_server.explain.facts import (
     ungrounded_names,
 )
 from lsp_server.explain.facts.facts import ChangeFacts
-from lsp_server.explain.diff import parse_diff, range_diff, staged_diff
 
 
 class Repo:
@@ -30,8 +30,7 @@ class Repo:
         self.git("config", "user.name", "t")
 
     def git(self, *args: str) -> str:
-        return subprocess.run(["git", "-C", str(self.root), *args], check=True, capture_output=True,
-                              text=True).stdout
+        return subprocess.run(["git", "-C", str(self.root), *args], check=True, capture_output=True, text=True).stdout
 
     def write(self, files: dict[str, str | None]) -> None:
         for rel, text in files.items():
@@ -117,10 +116,20 @@ def test_symbols_added_removed_renamed_changed(repo: Repo, whole_texts: bool) ->
 
 
 def test_files_added_deleted_and_renamed_between_commits(repo: Repo) -> None:
-    repo.commit({"a/old_name.py": "def keep():\n    return 1\n" * 1 + "\n\ndef stay(x):\n    return x * 3\n",
-                 "gone.go": "package p\nfunc Gone() {}\n"})
-    repo.commit({"a/old_name.py": None, "a/new_name.py": "def keep():\n    return 1\n\n\ndef stay(x):\n    return x * 3\n",
-                 "gone.go": None, "web/fresh.ts": "export function fresh(n: number): number { return n; }\n"})
+    repo.commit(
+        {
+            "a/old_name.py": "def keep():\n    return 1\n" * 1 + "\n\ndef stay(x):\n    return x * 3\n",
+            "gone.go": "package p\nfunc Gone() {}\n",
+        }
+    )
+    repo.commit(
+        {
+            "a/old_name.py": None,
+            "a/new_name.py": "def keep():\n    return 1\n\n\ndef stay(x):\n    return x * 3\n",
+            "gone.go": None,
+            "web/fresh.ts": "export function fresh(n: number): number { return n; }\n",
+        }
+    )
     changes = parse_diff(range_diff(repo.root, "HEAD~1..HEAD"))
     facts = extract_facts(changes, GitTexts.between(repo.root, "HEAD~1", "HEAD"))
     by_path = {f.path: f for f in facts.files}
@@ -132,9 +141,16 @@ def test_files_added_deleted_and_renamed_between_commits(repo: Repo) -> None:
 
 
 def test_tests_only_docs_only_config_only(repo: Repo) -> None:
-    repo.commit({"src/app.py": "def run(): ...\n", "tests/test_app.py": "def test_run(): ...\n",
-                 "docs/guide.md": "# Guide\n", "README.md": "# App\n", "setup.cfg": "[flake8]\nmax-line-length = 100\n",
-                 ".editorconfig": "root = true\n"})
+    repo.commit(
+        {
+            "src/app.py": "def run(): ...\n",
+            "tests/test_app.py": "def test_run(): ...\n",
+            "docs/guide.md": "# Guide\n",
+            "README.md": "# App\n",
+            "setup.cfg": "[flake8]\nmax-line-length = 100\n",
+            ".editorconfig": "root = true\n",
+        }
+    )
     repo.stage({"tests/test_app.py": "def test_run(): ...\n\n\ndef test_stop(): ...\n"})
     facts = repo.staged_facts()
     assert facts.tests_only and facts.commit_type == "test"
@@ -152,23 +168,34 @@ def test_tests_only_docs_only_config_only(repo: Repo) -> None:
 
 
 def test_dependency_bumps_in_manifests_and_lock_files(repo: Repo) -> None:
-    repo.commit({
-        "pyproject.toml": '[project]\nname = "x"\ndependencies = [\n    "httpx>=0.27,<1",\n    "numpy>=1.26",\n]\n',
-        "package.json": '{\n  "name": "web",\n  "version": "1.0.0",\n  "dependencies": {\n    "react": "^18.2.0"\n  }\n}\n',
-        "uv.lock": "version = 1\n",
-    })
-    repo.stage({"pyproject.toml": '[project]\nname = "x"\ndependencies = [\n    "httpx>=0.28,<1",\n    "numpy>=1.26",\n]\n',
-                "uv.lock": "version = 1\n# httpx 0.28.1\n"})
+    repo.commit(
+        {
+            "pyproject.toml": '[project]\nname = "x"\ndependencies = [\n    "httpx>=0.27,<1",\n    "numpy>=1.26",\n]\n',
+            "package.json": '{\n  "name": "web",\n  "version": "1.0.0",\n  "dependencies": {\n    "react": "^18.2.0"\n  }\n}\n',
+            "uv.lock": "version = 1\n",
+        }
+    )
+    repo.stage(
+        {
+            "pyproject.toml": '[project]\nname = "x"\ndependencies = [\n    "httpx>=0.28,<1",\n    "numpy>=1.26",\n]\n',
+            "uv.lock": "version = 1\n# httpx 0.28.1\n",
+        }
+    )
     facts = repo.staged_facts()
     assert [(d.path, d.name, d.old, d.new, d.change) for d in facts.dependencies] == [
-        ("pyproject.toml", "httpx", ">=0.27,<1", ">=0.28,<1", "bumped")]
+        ("pyproject.toml", "httpx", ">=0.27,<1", ">=0.28,<1", "bumped")
+    ]
     assert facts.dependencies_only and (facts.commit_type, facts.scope) == ("build", "deps")
     assert {f.path: f.category for f in facts.files} == {"pyproject.toml": "dependencies", "uv.lock": "lockfile"}
     assert factual_subject(facts) == "build(deps): bump httpx from >=0.27,<1 to >=0.28,<1"
     repo.git("commit", "-qm", "b")
     # a manifest change that is more than dependencies is not a dependency bump
-    repo.stage({"package.json": '{\n  "name": "web",\n  "version": "1.0.0",\n  "scripts": {"t": "jest"},\n'
-                                '  "dependencies": {\n    "react": "^18.3.1",\n    "zod": "^3.23.0"\n  }\n}\n'})
+    repo.stage(
+        {
+            "package.json": '{\n  "name": "web",\n  "version": "1.0.0",\n  "scripts": {"t": "jest"},\n'
+            '  "dependencies": {\n    "react": "^18.3.1",\n    "zod": "^3.23.0"\n  }\n}\n'
+        }
+    )
     facts = repo.staged_facts()
     assert {(d.name, d.change) for d in facts.dependencies} == {("react", "bumped"), ("zod", "added")}
     assert not facts.dependencies_only and facts.commit_type == "chore"
@@ -199,8 +226,10 @@ def test_the_subject_checker(repo: Repo) -> None:
     ]
     for subject in grounded:
         assert ungrounded_names(subject, facts) == [], subject
-    assert ungrounded_names("feat: add `Tokenizer.count()` to src/parser.py", facts) == ["Tokenizer.count",
-                                                                                          "src/parser.py"]
+    assert ungrounded_names("feat: add `Tokenizer.count()` to src/parser.py", facts) == [
+        "Tokenizer.count",
+        "src/parser.py",
+    ]
     assert ungrounded_names("fix: handle empty input in parse_words", facts) == ["parse_words"]
     assert ungrounded_names("feat(tokenizer): add tokens", facts) == ["tokenizer"]
     assert ungrounded_names("fix: update README.md", facts) == ["README.md"]
@@ -221,18 +250,41 @@ def test_a_type_the_facts_rule_out_is_corrected(repo: Repo) -> None:
 
 def test_named_things() -> None:
     assert named_things("add `x y` and parse_diff() to lsp/a.py, Index.build and HttpClient; fix README.md") == [
-        "x y", "lsp/a.py", "README.md", "parse_diff", "Index.build", "HttpClient"]
+        "x y",
+        "lsp/a.py",
+        "README.md",
+        "parse_diff",
+        "Index.build",
+        "HttpClient",
+    ]
     assert named_things("update the parser and Router for version 2.0") == []
 
 
-@pytest.mark.parametrize(("path", "expected"), [
-    ("tests/unit/test_x.py", "test"), ("pkg/foo_test.go", "test"), ("web/a.spec.ts", "test"),
-    ("src/test/java/FooTest.java", "test"), ("docs/index.md", "docs"), ("README", "docs"), ("CHANGELOG.md", "docs"),
-    (".github/workflows/ci.yml", "ci"), (".pre-commit-config.yaml", "ci"), ("Makefile", "build"),
-    ("Dockerfile", "build"), ("pyproject.toml", "dependencies"), ("requirements-dev.txt", "dependencies"),
-    ("go.mod", "dependencies"), ("package-lock.json", "lockfile"), ("Cargo.lock", "lockfile"),
-    ("config/app.yaml", "config"), (".gitignore", "config"), ("src/app.py", "source"), ("lib/x.rs", "source"),
-    ("assets/logo.png", "other"),
-])
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("tests/unit/test_x.py", "test"),
+        ("pkg/foo_test.go", "test"),
+        ("web/a.spec.ts", "test"),
+        ("src/test/java/FooTest.java", "test"),
+        ("docs/index.md", "docs"),
+        ("README", "docs"),
+        ("CHANGELOG.md", "docs"),
+        (".github/workflows/ci.yml", "ci"),
+        (".pre-commit-config.yaml", "ci"),
+        ("Makefile", "build"),
+        ("Dockerfile", "build"),
+        ("pyproject.toml", "dependencies"),
+        ("requirements-dev.txt", "dependencies"),
+        ("go.mod", "dependencies"),
+        ("package-lock.json", "lockfile"),
+        ("Cargo.lock", "lockfile"),
+        ("config/app.yaml", "config"),
+        (".gitignore", "config"),
+        ("src/app.py", "source"),
+        ("lib/x.rs", "source"),
+        ("assets/logo.png", "other"),
+    ],
+)
 def test_categories(path: str, expected: str) -> None:
     assert category(path) == expected

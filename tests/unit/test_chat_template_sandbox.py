@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from local_models.tiny import CHAT_TEMPLATE, build_tiny_model
-from lsp_server.backends.llama_cpp import chat_template
 from lsp_server.backends.base import ChatMessage, ChatRequest
-from lsp_server.backends.llama_cpp.chat_template import PLAIN, Piece, render_pieces
+from lsp_server.backends.llama_cpp import chat_template
 from lsp_server.backends.llama_cpp.backend import LlamaCppBackend, LlamaSettings
+from lsp_server.backends.llama_cpp.chat_template import PLAIN, Piece, render_pieces
 from lsp_server.backends.llama_cpp.template_sandbox import RenderLimits
 
 MESSAGES = [ChatMessage("system", "be brief"), ChatMessage("user", "hello")]
@@ -49,19 +49,26 @@ def test_hostile_templates_fall_back_to_the_plain_template(tmp_path: Path, index
 
 
 def test_a_normal_template_renders_and_keeps_message_text_apart():
-    template = ("{% for m in messages %}<|{{ m.role }}|>{{ m.content }}<|end|>{% endfor %}"
-                "{% if add_generation_prompt %}<|assistant|>{% endif %}")
+    template = (
+        "{% for m in messages %}<|{{ m.role }}|>{{ m.content }}<|end|>{% endfor %}"
+        "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+    )
     rendered = render_pieces(template, MESSAGES)
-    assert [(p.text, p.is_content) for p in rendered.pieces][:3] == [("<|system|>", False), ("be brief", True),
-                                                                      ("<|end|><|user|>", False)]
+    assert [(p.text, p.is_content) for p in rendered.pieces][:3] == [
+        ("<|system|>", False),
+        ("be brief", True),
+        ("<|end|><|user|>", False),
+    ]
     assert rendered.pieces[-1].text.endswith("<|assistant|>")
 
 
 # -- work, not access: templates that would freeze or exhaust the process that renders them --
 
 # A normal layout around each bomb, so that only the limits can make it fall back.
-_LAYOUT = ("{% for m in messages %}<|{{ m.role }}|>{{ m.content }}<|end|>{% endfor %}"
-           "{% if add_generation_prompt %}<|assistant|>{% endif %}")
+_LAYOUT = (
+    "{% for m in messages %}<|{{ m.role }}|>{{ m.content }}<|end|>{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+)
 
 BOMBS = {
     "memory": "{{ 'a' * 10**10 }}",
@@ -93,8 +100,14 @@ _HARNESS = textwrap.dedent("""
 
 def render_as_a_server_would(template: str) -> dict[str, object]:
     try:
-        done = subprocess.run([sys.executable, "-c", _HARNESS], input=template, capture_output=True, text=True,
-                              timeout=90, cwd=Path(__file__).parents[2])
+        done = subprocess.run(
+            [sys.executable, "-c", _HARNESS],
+            input=template,
+            capture_output=True,
+            text=True,
+            timeout=90,
+            cwd=Path(__file__).parents[2],
+        )
     except subprocess.TimeoutExpired:
         raise AssertionError("rendering the template froze the process that rendered it") from None
     assert done.returncode == 0, done.stderr[-2000:]

@@ -76,7 +76,7 @@ def test_a_hit_is_always_the_rest_of_what_was_cached(before, suggestion, typed_n
     hit = cache.get(CursorText("u", before + typed, after))
     if hit is not None:
         assert typed + hit.text == suggestion and hit.text.strip()
-    elif suggestion.strip() and len(typed) < len(suggestion) and suggestion[len(typed):].strip():
+    elif suggestion.strip() and len(typed) < len(suggestion) and suggestion[len(typed) :].strip():
         raise AssertionError("a typed-through prefix of a cached suggestion must hit")
 
 

@@ -1,7 +1,6 @@
 """Prompt building against a byte-level fake tokenizer (one token per UTF-8 byte)."""
 
 from local_models.fim import FimTokens
-
 from lsp_server.completion.prompt import (
     PREFIX_START_STEP,
     CompletionInput,

@@ -62,8 +62,15 @@ def test_the_gitignore_walker_agrees_with_git(tmp_path: Path) -> None:
     listed = sorted(p for p in git(tmp_path, "ls-files", "-co", "--exclude-standard").split("\n") if p.endswith(".py"))
     assert walked == listed
     assert "src/app.py" in walked and "src/keep.gen.py" in walked and "src/top_only.py" in walked
-    assert not {"src/drop.gen.py", "top_only.py", "build/out.py", "src/build/inner.py", "notes/a/b/secret_x.py",
-                "#hash.py", "lib/unwanted.py"} & set(walked)
+    assert not {
+        "src/drop.gen.py",
+        "top_only.py",
+        "build/out.py",
+        "src/build/inner.py",
+        "notes/a/b/secret_x.py",
+        "#hash.py",
+        "lib/unwanted.py",
+    } & set(walked)
 
 
 def test_gitignore_rules() -> None:
@@ -94,30 +101,54 @@ def test_discovery_respects_ignores_caps_and_links(tmp_path: Path, use_git: bool
 
 
 def test_index_holds_definitions_of_every_language_and_skips_binary_and_minified(tmp_path: Path) -> None:
-    write(tmp_path, {
-        "py/models.py": "class User:\n    name: str\n    def greet(self, other: 'User') -> str:\n        return ''\n",
-        "web/api.ts": "export function fetchUser(id: number): Promise<User> { return get(id); }\n",
-        "web/util.js": "export const slug = (s) => s.toLowerCase();\n",
-        "go/store.go": "package store\ntype Store struct { db int }\nfunc (s *Store) Get(k string) string { return k }\n",
-        "rs/lib.rs": "pub struct Cache { size: usize }\nimpl Cache { pub fn put(&mut self, k: u32) {} }\n",
-        "java/Repo.java": "public class Repo { public int count() { return 0; } }\n",
-        "c/buf.h": "struct buf { int len; };\nint buf_grow(struct buf *b, int n);\n",
-        "cpp/vec.hpp": "class Vec { public: double norm() const; };\n",
-        "data.py": b"\x00\x01binary" * 10,
-        "min.js": "var a=1;" * 2000,
-    })
+    write(
+        tmp_path,
+        {
+            "py/models.py": "class User:\n    name: str\n    def greet(self, other: 'User') -> str:\n        return ''\n",
+            "web/api.ts": "export function fetchUser(id: number): Promise<User> { return get(id); }\n",
+            "web/util.js": "export const slug = (s) => s.toLowerCase();\n",
+            "go/store.go": "package store\ntype Store struct { db int }\nfunc (s *Store) Get(k string) string { return k }\n",
+            "rs/lib.rs": "pub struct Cache { size: usize }\nimpl Cache { pub fn put(&mut self, k: u32) {} }\n",
+            "java/Repo.java": "public class Repo { public int count() { return 0; } }\n",
+            "c/buf.h": "struct buf { int len; };\nint buf_grow(struct buf *b, int n);\n",
+            "cpp/vec.hpp": "class Vec { public: double norm() const; };\n",
+            "data.py": b"\x00\x01binary" * 10,
+            "min.js": "var a=1;" * 2000,
+        },
+    )
     index = WorkspaceIndex([tmp_path], IndexLimits(worker="inline", watch=False))
     index.build()
-    found = {name: {(d.entry.path, d.kind, d.parent) for d in index.definitions_named(name)}
-             for name in ("User", "greet", "fetchUser", "slug", "Store", "Get", "Cache", "put", "Repo", "count",
-                          "buf_grow", "Vec", "norm")}
+    found = {
+        name: {(d.entry.path, d.kind, d.parent) for d in index.definitions_named(name)}
+        for name in (
+            "User",
+            "greet",
+            "fetchUser",
+            "slug",
+            "Store",
+            "Get",
+            "Cache",
+            "put",
+            "Repo",
+            "count",
+            "buf_grow",
+            "Vec",
+            "norm",
+        )
+    }
     assert found == {
-        "User": {("py/models.py", "class", None)}, "greet": {("py/models.py", "method", "User")},
-        "fetchUser": {("web/api.ts", "function", None)}, "slug": {("web/util.js", "function", None)},
-        "Store": {("go/store.go", "struct", None)}, "Get": {("go/store.go", "method", "Store")},
-        "Cache": {("rs/lib.rs", "struct", None)}, "put": {("rs/lib.rs", "method", "Cache")},
-        "Repo": {("java/Repo.java", "class", None)}, "count": {("java/Repo.java", "method", "Repo")},
-        "buf_grow": {("c/buf.h", "function", None)}, "Vec": {("cpp/vec.hpp", "class", None)},
+        "User": {("py/models.py", "class", None)},
+        "greet": {("py/models.py", "method", "User")},
+        "fetchUser": {("web/api.ts", "function", None)},
+        "slug": {("web/util.js", "function", None)},
+        "Store": {("go/store.go", "struct", None)},
+        "Get": {("go/store.go", "method", "Store")},
+        "Cache": {("rs/lib.rs", "struct", None)},
+        "put": {("rs/lib.rs", "method", "Cache")},
+        "Repo": {("java/Repo.java", "class", None)},
+        "count": {("java/Repo.java", "method", "Repo")},
+        "buf_grow": {("c/buf.h", "function", None)},
+        "Vec": {("cpp/vec.hpp", "class", None)},
         "norm": {("cpp/vec.hpp", "method", "Vec")},
     }
     assert index.file(0, "data.py") is None and index.file(0, "min.js") is None
@@ -133,19 +164,24 @@ def test_the_worker_process_builds_the_same_index(tmp_path: Path) -> None:
     try:
         process.build()
         for name in ("alpha", "Beta"):
-            assert [(d.entry.path, d.line, d.kind) for d in process.definitions_named(name)] == \
-                   [(d.entry.path, d.line, d.kind) for d in inline.definitions_named(name)]
+            assert [(d.entry.path, d.line, d.kind) for d in process.definitions_named(name)] == [
+                (d.entry.path, d.line, d.kind) for d in inline.definitions_named(name)
+            ]
     finally:
         process.stop()
 
 
 def test_similar_chunks_rank_by_shared_identifiers_and_skip_the_current_file(tmp_path: Path) -> None:
-    write(tmp_path, {
-        "billing.py": "def invoice_total(invoice, tax_rate):\n    subtotal = sum(line.amount for line in invoice.lines)\n"
-                      "    return subtotal * (1 + tax_rate)\n" + "\n" * 10,
-        "shipping.py": "def parcel_weight(parcel):\n    return sum(item.grams for item in parcel.items)\n" + "\n" * 10,
-        "current.py": "def refund(invoice, tax_rate):\n    subtotal = invoice.lines\n",
-    })
+    write(
+        tmp_path,
+        {
+            "billing.py": "def invoice_total(invoice, tax_rate):\n    subtotal = sum(line.amount for line in invoice.lines)\n"
+            "    return subtotal * (1 + tax_rate)\n" + "\n" * 10,
+            "shipping.py": "def parcel_weight(parcel):\n    return sum(item.grams for item in parcel.items)\n"
+            + "\n" * 10,
+            "current.py": "def refund(invoice, tax_rate):\n    subtotal = invoice.lines\n",
+        },
+    )
     index = WorkspaceIndex([tmp_path], IndexLimits(worker="inline", watch=False))
     index.build()
     from lsp_server.context.tokens import text_keys

@@ -19,11 +19,23 @@ def test_every_grammar_loads_and_its_queries_compile() -> None:
         assert grammar(spec.name) is not None, spec.name
 
 
-@pytest.mark.parametrize(("path", "language"), [
-    ("a/b.py", "python"), ("x.PYI", "python"), ("web/app.tsx", "tsx"), ("lib/x.mjs", "javascript"),
-    ("main.go", "go"), ("src/lib.rs", "rust"), ("A.java", "java"), ("x.h", "c"), ("y.hpp", "cpp"),
-    ("Makefile", None), ("notes.md", None), ("dir.py/file", None),
-])
+@pytest.mark.parametrize(
+    ("path", "language"),
+    [
+        ("a/b.py", "python"),
+        ("x.PYI", "python"),
+        ("web/app.tsx", "tsx"),
+        ("lib/x.mjs", "javascript"),
+        ("main.go", "go"),
+        ("src/lib.rs", "rust"),
+        ("A.java", "java"),
+        ("x.h", "c"),
+        ("y.hpp", "cpp"),
+        ("Makefile", None),
+        ("notes.md", None),
+        ("dir.py/file", None),
+    ],
+)
 def test_language_from_path(path: str, language: str | None) -> None:
     assert language_for_path(path) == language
 
@@ -68,8 +80,11 @@ def top(a, b=2):
 
 
 def test_python_imports_absolute_relative_aliased_and_star() -> None:
-    parsed = outline("import os, a.b as c\nfrom .x import y as z, w\nfrom .. import q\nfrom pkg.mod import *\n"
-                     "try:\n    import fast\nexcept ImportError:\n    fast = None\n", "python")
+    parsed = outline(
+        "import os, a.b as c\nfrom .x import y as z, w\nfrom .. import q\nfrom pkg.mod import *\n"
+        "try:\n    import fast\nexcept ImportError:\n    fast = None\n",
+        "python",
+    )
     got = [(i.module, i.names, i.alias, i.level, i.line) for i in parsed.imports]
     assert got == [
         ("os", (), None, 0, 0),
@@ -106,8 +121,11 @@ enum E { A, B }
     assert got["T"] == ("type", "type T = { a: number };") and got["E"][0] == "enum"
     assert "inner" not in {d.name for d in parsed.definitions}
     assert [(i.module, i.names, i.alias) for i in parsed.imports] == [
-        ("./mod", (("a", "a"), ("b", "c")), None), ("../x/y", (), "ns"), ("pkg", (("default", "def"),), None),
-        ("path", (("join", "join"), ("sep", "s")), None)]
+        ("./mod", (("a", "a"), ("b", "c")), None),
+        ("../x/y", (), "ns"),
+        ("pkg", (("default", "def"),), None),
+        ("path", (("join", "join"), ("sep", "s")), None),
+    ]
 
 
 def test_go_methods_belong_to_their_receiver_type() -> None:
@@ -146,35 +164,53 @@ pub fn f<T: Clone>(x: T) -> T { x }
     assert got["Tr"][0] == "trait" and got["Tr.t"][0] == "method"
     assert got["f"] == ("function", "pub fn f<T: Clone>(x: T) -> T")
     imports = outline(source, "rust").imports
-    assert [(i.module, i.names) for i in imports] == [("std::collections", (("HashMap", "HashMap"),)),
-                                                      ("crate::a::b", (("C", "C"),)), ("crate::a", (("d", "e"),))]
+    assert [(i.module, i.names) for i in imports] == [
+        ("std::collections", (("HashMap", "HashMap"),)),
+        ("crate::a::b", (("C", "C"),)),
+        ("crate::a", (("d", "e"),)),
+    ]
 
 
 def test_java_c_and_cpp() -> None:
-    java = table(outline("""package com.foo;
+    java = table(
+        outline(
+            """package com.foo;
 import java.util.List;
 public class A extends B {
   private int x;
   public A(int x) { this.x = x; }
   public List<String> m(int y) throws Exception { return null; }
 }
-""", "java"))
+""",
+            "java",
+        )
+    )
     assert java["A"] == ("class", "public class A extends B") and java["A.x"][0] == "field"
     assert java["A.A"][0] == "method" and java["A.m"] == ("method", "public List<String> m(int y) throws Exception")
-    c = outline('#include <stdio.h>\n#include "foo.h"\nstruct S { int a; };\nint f(int a, char *b);\n'
-                "static char *g(void) { return 0; }\n#define M(x) (x)\n", "c")
-    assert table(c) == {"S": ("struct", "struct S"), "S.a": ("field", "int a;"),
-                        "f": ("function", "int f(int a, char *b);"), "g": ("function", "static char *g(void)"),
-                        "M": ("macro", "#define M(x) (x)")}
+    c = outline(
+        '#include <stdio.h>\n#include "foo.h"\nstruct S { int a; };\nint f(int a, char *b);\n'
+        "static char *g(void) { return 0; }\n#define M(x) (x)\n",
+        "c",
+    )
+    assert table(c) == {
+        "S": ("struct", "struct S"),
+        "S.a": ("field", "int a;"),
+        "f": ("function", "int f(int a, char *b);"),
+        "g": ("function", "static char *g(void)"),
+        "M": ("macro", "#define M(x) (x)"),
+    }
     assert [(i.module, i.level) for i in c.imports] == [("stdio.h", 0), ("foo.h", 1)]
-    cpp = outline("class A : public B {\n public:\n  int m(int y) const;\n};\nint A::m(int y) const { return y; }\n",
-                  "cpp")
-    assert [(d.qualified_name, d.kind) for d in cpp.definitions] == [("A", "class"), ("A.m", "method"),
-                                                                     ("A.m", "method")]
+    cpp = outline(
+        "class A : public B {\n public:\n  int m(int y) const;\n};\nint A::m(int y) const { return y; }\n", "cpp"
+    )
+    assert [(d.qualified_name, d.kind) for d in cpp.definitions] == [
+        ("A", "class"),
+        ("A.m", "method"),
+        ("A.m", "method"),
+    ]
 
 
 def test_broken_code_still_gives_what_parses() -> None:
-    parsed = outline("def ok(a):\n    return a\n\ndef broken(:\n    pass\n\nclass K:\n    def k(self): ...\n",
-                     "python")
+    parsed = outline("def ok(a):\n    return a\n\ndef broken(:\n    pass\n\nclass K:\n    def k(self): ...\n", "python")
     names = {d.qualified_name for d in parsed.definitions}
     assert {"ok", "K", "K.k"} <= names

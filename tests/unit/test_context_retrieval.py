@@ -53,14 +53,17 @@ def cursor_at_end(text: str) -> tuple[int, int]:
 
 
 def workspace(tmp_path: Path) -> Path:
-    write(tmp_path, {
-        "pkg/__init__.py": "from .square import Square\n",
-        "pkg/shapes.py": SHAPES,
-        "pkg/square.py": "class Square:\n    def __init__(self, side: float) -> None:\n        self.side = side\n",
-        "pkg/geometry.py": "def scale(shape, factor: float = 2.0):\n    return shape\n",
-        "pkg/app.py": APP,
-        "other/shapes.py": "class Circle:\n    def __init__(self, wrong): ...\n",
-    })
+    write(
+        tmp_path,
+        {
+            "pkg/__init__.py": "from .square import Square\n",
+            "pkg/shapes.py": SHAPES,
+            "pkg/square.py": "class Square:\n    def __init__(self, side: float) -> None:\n        self.side = side\n",
+            "pkg/geometry.py": "def scale(shape, factor: float = 2.0):\n    return shape\n",
+            "pkg/app.py": APP,
+            "other/shapes.py": "class Circle:\n    def __init__(self, wrong): ...\n",
+        },
+    )
     return tmp_path
 
 
@@ -70,13 +73,19 @@ def test_the_definition_imported_from_the_next_file_is_found(tmp_path: Path) -> 
     text = (root / "pkg/app.py").read_text()
     bundle = ctx.gather(root / "pkg/app.py", text, *cursor_at_end(text))
     imports = [s for s in bundle.snippets if s.kind == "import"]
-    assert [(s.path, s.symbol) for s in imports] == [("pkg/shapes.py", "Circle"), ("pkg/geometry.py", "scale"),
-                                                     ("pkg/square.py", "Square")]
+    assert [(s.path, s.symbol) for s in imports] == [
+        ("pkg/shapes.py", "Circle"),
+        ("pkg/geometry.py", "scale"),
+        ("pkg/square.py", "Square"),
+    ]
     circle = imports[0].text
     # the class outline: its header, field and members' signatures, bodies elided
-    assert circle.split("\n") == ["class Circle:", '    unit: str = "cm"',
-                                  "    def __init__(self, radius: float, *, label: str | None = None) -> None: ...",
-                                  "    def area(self) -> float: ..."]
+    assert circle.split("\n") == [
+        "class Circle:",
+        '    unit: str = "cm"',
+        "    def __init__(self, radius: float, *, label: str | None = None) -> None: ...",
+        "    def area(self) -> float: ...",
+    ]
     assert imports[1].text == "def scale(shape, factor: float = 2.0): ..."
     assert all(s.root == str(root.resolve()) for s in bundle.snippets)
     assert bundle.files()[0] == ("pkg/shapes.py", circle)
@@ -92,29 +101,40 @@ def test_without_the_index_the_same_cursor_gets_nothing_from_other_files(tmp_pat
 
 
 def test_javascript_relative_imports_and_go_names(tmp_path: Path) -> None:
-    write(tmp_path, {
-        "web/util.ts": "export function slugify(title: string, max = 40): string { return title; }\n",
-        "web/page.ts": "import { slugify as slug } from './util';\nconst s = slug(\n",
-        "svc/store/store.go": "package store\ntype Store struct { db int }\nfunc (s *Store) Get(key string) (string, error) { return key, nil }\n",
-        "svc/main.go": 'package main\nimport "example.com/svc/store"\nfunc main() {\n\tvar s store.Store\n\tv, err := s.Get(\n',
-    })
+    write(
+        tmp_path,
+        {
+            "web/util.ts": "export function slugify(title: string, max = 40): string { return title; }\n",
+            "web/page.ts": "import { slugify as slug } from './util';\nconst s = slug(\n",
+            "svc/store/store.go": "package store\ntype Store struct { db int }\nfunc (s *Store) Get(key string) (string, error) { return key, nil }\n",
+            "svc/main.go": 'package main\nimport "example.com/svc/store"\nfunc main() {\n\tvar s store.Store\n\tv, err := s.Get(\n',
+        },
+    )
     ctx = engine(tmp_path)
     page = (tmp_path / "web/page.ts").read_text()
     bundle = ctx.gather(tmp_path / "web/page.ts", page, *cursor_at_end(page))
     assert [(s.kind, s.path, s.text) for s in bundle.snippets if s.kind == "import"] == [
-        ("import", "web/util.ts", "export function slugify(title: string, max = 40): string { ... }")]
+        ("import", "web/util.ts", "export function slugify(title: string, max = 40): string { ... }")
+    ]
     main = (tmp_path / "svc/main.go").read_text()
     bundle = ctx.gather(tmp_path / "svc/main.go", main, *cursor_at_end(main))
     store = [s for s in bundle.snippets if s.symbol == "Store"]
     assert store and store[0].text.split("\n") == [
-        "type Store struct {", "db int", "}", "func (s *Store) Get(key string) (string, error) { ... }"]
+        "type Store struct {",
+        "db int",
+        "}",
+        "func (s *Store) Get(key string) (string, error) { ... }",
+    ]
 
 
 def test_the_enclosing_class_members_far_from_the_cursor(tmp_path: Path) -> None:
     filler = "".join(f"        x{i} = {i}\n" for i in range(80))
-    source = ("class Service:\n    def start(self, port: int) -> None:\n" + filler +
-              "    def stop(self, grace: float = 1.0) -> None:\n        pass\n\n"
-              "    def handle(self, request):\n        self.")
+    source = (
+        "class Service:\n    def start(self, port: int) -> None:\n"
+        + filler
+        + "    def stop(self, grace: float = 1.0) -> None:\n        pass\n\n"
+        "    def handle(self, request):\n        self."
+    )
     write(tmp_path, {"svc.py": source})
     ctx = engine(tmp_path)
     bundle = ctx.gather(tmp_path / "svc.py", source, *cursor_at_end(source))
@@ -124,11 +144,14 @@ def test_the_enclosing_class_members_far_from_the_cursor(tmp_path: Path) -> None
 
 
 def test_similar_chunks_from_files_not_imported(tmp_path: Path) -> None:
-    write(tmp_path, {
-        "report.py": "def monthly_report(ledger, month):\n    rows = ledger.rows_for(month)\n"
-                     "    totals = summarize_rows(rows, by='category')\n    return render_table(totals)\n",
-        "weekly.py": "def weekly_report(ledger, week):\n    rows = ledger.rows_for(week)\n    totals = \n",
-    })
+    write(
+        tmp_path,
+        {
+            "report.py": "def monthly_report(ledger, month):\n    rows = ledger.rows_for(month)\n"
+            "    totals = summarize_rows(rows, by='category')\n    return render_table(totals)\n",
+            "weekly.py": "def weekly_report(ledger, week):\n    rows = ledger.rows_for(week)\n    totals = \n",
+        },
+    )
     ctx = engine(tmp_path)
     text = (tmp_path / "weekly.py").read_text()
     bundle = ctx.gather(tmp_path / "weekly.py", text, 2, len("    totals = "))
@@ -149,8 +172,9 @@ def test_consecutive_keystrokes_give_the_same_context(tmp_path: Path) -> None:
     # and a new line of code below keeps the beginning: imports come first
     text = base + "radius=1)\n    c.area()\n    "
     later = ctx.gather(root / "pkg/app.py", text, *cursor_at_end(text))
-    assert later.snippets[: len(bundles[0].snippets)] == bundles[0].snippets[: len(later.snippets)] or \
-        [s for s in later.snippets if s.kind == "import"] == [s for s in bundles[0].snippets if s.kind == "import"]
+    assert later.snippets[: len(bundles[0].snippets)] == bundles[0].snippets[: len(later.snippets)] or [
+        s for s in later.snippets if s.kind == "import"
+    ] == [s for s in bundles[0].snippets if s.kind == "import"]
 
 
 def test_the_budget_is_kept_and_spent_on_what_is_used_near_the_cursor(tmp_path: Path) -> None:
@@ -167,13 +191,16 @@ def test_the_budget_is_kept_and_spent_on_what_is_used_near_the_cursor(tmp_path: 
 
 
 def test_the_sensitivity_hook_withholds_snippets_by_path_and_content(tmp_path: Path) -> None:
-    write(tmp_path, {
-        "secrets/keys.py": "def signing_key(env: str) -> bytes:\n    ...\n",
-        "conf.py": 'def token_for(user):\n    aws_key = "ghp_1a2B3c4D5e6F7g8H9i0J1k2L3m4N5o6P7q8R"\n    return aws_key\n',
-        "app.py": "from secrets.keys import signing_key\nfrom conf import token_for\nfrom shapes import area\n"
-                  "k = signing_key(token_for(\n",
-        "shapes.py": "def area(r: float) -> float:\n    return r\n",
-    })
+    write(
+        tmp_path,
+        {
+            "secrets/keys.py": "def signing_key(env: str) -> bytes:\n    ...\n",
+            "conf.py": 'def token_for(user):\n    aws_key = "ghp_1a2B3c4D5e6F7g8H9i0J1k2L3m4N5o6P7q8R"\n    return aws_key\n',
+            "app.py": "from secrets.keys import signing_key\nfrom conf import token_for\nfrom shapes import area\n"
+            "k = signing_key(token_for(\n",
+            "shapes.py": "def area(r: float) -> float:\n    return r\n",
+        },
+    )
     ctx = engine(tmp_path)
     text = (tmp_path / "app.py").read_text()
     gate = gate_from_scanner(SensitivityScanner(path_globs=["secrets/**"]))

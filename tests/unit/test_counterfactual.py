@@ -8,17 +8,22 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from lsp_server.config import ServerConfig
 from lsp_server.completion.complete import Completer
+from lsp_server.completion.prompt import CompletionInput
+from lsp_server.config import ServerConfig
 from lsp_server.engine.core import Engine
 from lsp_server.ledger import Ledger
 from lsp_server.ledger.prices import (
-    CONFIGURED, FRONTIER_TIER, REFERENCE_FRONTIER, Price, counterfactual, describe_price_code,
+    CONFIGURED,
+    FRONTIER_TIER,
+    REFERENCE_FRONTIER,
+    Price,
+    counterfactual,
+    describe_price_code,
 )
 from lsp_server.ledger.report import build_report
 from lsp_server.ledger.terminal import render_report
 from lsp_server.routing.policy import LoadedPolicy, Policy, parse_policy
-from lsp_server.completion.prompt import CompletionInput
 
 SOURCE = "def total(values):\n    result = 0\n    for value in values:\n        \n"
 FRONTIER = """
@@ -50,8 +55,11 @@ def test_the_choice_of_price():
 
 def _run(tmp_path: Path, model: Path, policy: Policy) -> tuple[list, str]:  # type: ignore[type-arg]
     ledger = Ledger(tmp_path / "ledger.sqlite3")
-    engine = Engine(ServerConfig(model=str(model), completion={"max_tokens": 6}),
-                    policy=LoadedPolicy(policy, "builtin", None), ledger=ledger)
+    engine = Engine(
+        ServerConfig(model=str(model), completion={"max_tokens": 6}),
+        policy=LoadedPolicy(policy, "builtin", None),
+        ledger=ledger,
+    )
     try:
         Completer(engine).complete_blocking(CompletionInput(path="a.py", text=SOURCE, line=3, character=8))
     finally:
@@ -68,7 +76,8 @@ def test_builtin_policy_prices_local_work_at_the_dated_reference(tmp_path: Path,
     (row,) = rows
     assert row.tier == "local" and row.cost_usd == 0 and row.frontier_price == REFERENCE_FRONTIER.code
     assert row.frontier_cost_usd == pytest.approx(
-        (row.prompt_tokens * 3.0 + row.completion_tokens * 15.0) / 1e6, abs=1e-9)
+        (row.prompt_tokens * 3.0 + row.completion_tokens * 15.0) / 1e6, abs=1e-9
+    )
     assert row.frontier_cost_usd > 0
     assert "(saved 100%)" in text
     assert "Frontier priced by built-in reference: Claude Sonnet 4.6 list price, $3.00 in / $15.00 out" in text
@@ -79,8 +88,9 @@ def test_a_priced_frontier_tier_wins(tmp_path: Path, tiny_model_path: Path):
     rows, text = _run(tmp_path, tiny_model_path, parse_policy(FRONTIER))
     (row,) = rows
     assert row.frontier_price == FRONTIER_TIER
-    assert row.frontier_cost_usd == pytest.approx((row.prompt_tokens * 2.0 + row.completion_tokens * 10.0) / 1e6,
-                                                  abs=1e-9)
+    assert row.frontier_cost_usd == pytest.approx(
+        (row.prompt_tokens * 2.0 + row.completion_tokens * 10.0) / 1e6, abs=1e-9
+    )
     assert "Frontier priced by the policy's frontier tier price" in text
 
 
@@ -89,6 +99,7 @@ def test_the_policy_can_change_the_reference(tmp_path: Path, tiny_model_path: Pa
     rows, text = _run(tmp_path, tiny_model_path, policy)
     (row,) = rows
     assert row.frontier_price == CONFIGURED
-    assert row.frontier_cost_usd == pytest.approx((row.prompt_tokens * 1.25 + row.completion_tokens * 10) / 1e6,
-                                                  abs=1e-9)
+    assert row.frontier_cost_usd == pytest.approx(
+        (row.prompt_tokens * 1.25 + row.completion_tokens * 10) / 1e6, abs=1e-9
+    )
     assert "the policy's savings.reference_price" in text

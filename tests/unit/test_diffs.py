@@ -16,7 +16,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lsp_server.token_estimate import estimate_tokens as estimate
 from lsp_server.explain.diff import (
     DiffChunk,
     DiffError,
@@ -32,6 +31,7 @@ from lsp_server.explain.diff import (
     summarize_skipped,
     with_totals,
 )
+from lsp_server.token_estimate import estimate_tokens as estimate
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "diffs"
 
@@ -53,10 +53,13 @@ def body(change: FileChange) -> list[str]:
 
 def test_modifications_with_sections_and_header_lookalike_lines() -> None:
     orders, schema = parse_file("modify.diff")
-    assert (orders.path, orders.status, orders.old_mode, orders.new_mode) == ("src/orders.py", "modified",
-                                                                              "100644", "100644")
-    assert [(h.old_start, h.old_len, h.new_start, h.new_len) for h in orders.hunks] == [(10, 7, 10, 8),
-                                                                                       (40, 6, 41, 6)]
+    assert (orders.path, orders.status, orders.old_mode, orders.new_mode) == (
+        "src/orders.py",
+        "modified",
+        "100644",
+        "100644",
+    )
+    assert [(h.old_start, h.old_len, h.new_start, h.new_len) for h in orders.hunks] == [(10, 7, 10, 8), (40, 6, 41, 6)]
     assert orders.hunks[0].section == " import logging"
     assert (orders.added, orders.removed) == (3, 2)
     assert orders.hunks[1].lines()[-1] == " \n", "a blank context line is kept"
@@ -78,11 +81,20 @@ def test_added_deleted_and_empty_files() -> None:
 
 def test_renames_copies_and_similarity() -> None:
     pure, edited, copy, moved_exec = parse_file("renames.diff")
-    assert (pure.old_path, pure.new_path, pure.status, pure.similarity, pure.hunks) == ("keep.txt", "moved.txt",
-                                                                                        "renamed", 100, ())
+    assert (pure.old_path, pure.new_path, pure.status, pure.similarity, pure.hunks) == (
+        "keep.txt",
+        "moved.txt",
+        "renamed",
+        100,
+        (),
+    )
     assert not pure.summarized_only
-    assert (edited.old_path, edited.new_path, edited.status, edited.similarity) == ("edit.txt", "edited.txt",
-                                                                                    "renamed", 95)
+    assert (edited.old_path, edited.new_path, edited.status, edited.similarity) == (
+        "edit.txt",
+        "edited.txt",
+        "renamed",
+        95,
+    )
     assert (edited.added, edited.removed) == (1, 1) and edited.hunks[0].section == " line 1"
     assert (copy.old_path, copy.new_path, copy.status, copy.similarity) == ("src.txt", "copy.txt", "copied", 88)
     assert (moved_exec.status, moved_exec.old_mode, moved_exec.new_mode) == ("renamed", "100644", "100755")
@@ -90,8 +102,13 @@ def test_renames_copies_and_similarity() -> None:
 
 def test_mode_changes_only() -> None:
     run, spaced = parse_file("mode_only.diff")
-    assert (run.path, run.status, run.old_mode, run.new_mode, run.hunks) == ("run.sh", "mode_changed", "100644",
-                                                                              "100755", ())
+    assert (run.path, run.status, run.old_mode, run.new_mode, run.hunks) == (
+        "run.sh",
+        "mode_changed",
+        "100644",
+        "100755",
+        (),
+    )
     assert (spaced.path, spaced.status, spaced.new_mode) == ("scripts/sp ace.sh", "mode_changed", "100644")
     assert diff_stats([run, spaced]).by_status == {"mode_changed": 2}
 
@@ -127,15 +144,20 @@ def test_quoted_paths_spaces_unicode_quotes_and_tabs() -> None:
 
 
 def test_quotepath_false_raw_utf8_names() -> None:
-    raw = ("diff --git a/naïve.txt b/naïve.txt\nindex 1..2 100644\n--- a/naïve.txt\n+++ b/naïve.txt\n"
-           "@@ -1 +1 @@\n-a\n+b\n").encode()
+    raw = (
+        "diff --git a/naïve.txt b/naïve.txt\nindex 1..2 100644\n--- a/naïve.txt\n+++ b/naïve.txt\n@@ -1 +1 @@\n-a\n+b\n"
+    ).encode()
     assert parse_diff(raw)[0].path == "naïve.txt"
 
 
 def test_submodules_are_summarized() -> None:
     bumped, added = parse_file("submodule.diff")
-    assert (bumped.path, bumped.status, bumped.summary_reason, bumped.new_mode) == ("libs/engine", "modified",
-                                                                                   "submodule", "160000")
+    assert (bumped.path, bumped.status, bumped.summary_reason, bumped.new_mode) == (
+        "libs/engine",
+        "modified",
+        "submodule",
+        "160000",
+    )
     assert (bumped.added, bumped.removed, bumped.hunks) == (1, 1, ())
     assert (added.path, added.status, added.summary_reason) == ("sub", "added", "submodule")
     assert summarize_skipped([bumped]) == ["libs/engine (submodule, +1 -1)"]
@@ -143,8 +165,12 @@ def test_submodules_are_summarized() -> None:
 
 def test_combined_merge_diffs_are_summarized_not_parsed_as_hunks() -> None:
     merged, created = parse_file("combined.diff")
-    assert (merged.path, merged.status, merged.summary_reason, merged.hunks) == ("new sp.txt", "modified",
-                                                                                 "merge diff", ())
+    assert (merged.path, merged.status, merged.summary_reason, merged.hunks) == (
+        "new sp.txt",
+        "modified",
+        "merge diff",
+        (),
+    )
     assert (merged.added, merged.removed) == (2, 2)
     assert (created.path, created.status, created.added) == ("untracked.txt", "added", 1)
 
@@ -219,8 +245,10 @@ def test_garbage_is_a_clear_error() -> None:
 
 def test_an_overlong_line_is_cut_without_being_read_whole() -> None:
     huge = b"x" * 300_000
-    raw = (b"diff --git a/data.json b/data.json\nindex 1..2 100644\n--- a/data.json\n+++ b/data.json\n"
-           b"@@ -1 +1,2 @@\n-" + huge + b"\n+{}\n+" + huge + b"\n")
+    raw = (
+        b"diff --git a/data.json b/data.json\nindex 1..2 100644\n--- a/data.json\n+++ b/data.json\n"
+        b"@@ -1 +1,2 @@\n-" + huge + b"\n+{}\n+" + huge + b"\n"
+    )
     (change,) = parse_diff(raw, max_line_bytes=1000)
     lines = body(change)
     assert (change.added, change.removed) == (2, 1)
@@ -240,8 +268,9 @@ class CountingStream(io.BytesIO):
 
 
 def test_iter_parse_diff_is_lazy_file_by_file() -> None:
-    one = "".join(f"diff --git a/f{i}.py b/f{i}.py\n--- a/f{i}.py\n+++ b/f{i}.py\n@@ -1 +1 @@\n-a\n+b\n"
-                  for i in range(1000)).encode()
+    one = "".join(
+        f"diff --git a/f{i}.py b/f{i}.py\n--- a/f{i}.py\n+++ b/f{i}.py\n@@ -1 +1 @@\n-a\n+b\n" for i in range(1000)
+    ).encode()
     stream = CountingStream(one)
     changes = iter_parse_diff(stream)
     first = next(changes)
@@ -282,11 +311,24 @@ def test_mangled_diffs_never_crash_the_parser(data: st.DataObject) -> None:
         if action == "flip":
             raw[at] = data.draw(st.integers(0, 255))
         elif action == "cut":
-            del raw[at:at + data.draw(st.integers(1, 40))]
+            del raw[at : at + data.draw(st.integers(1, 40))]
         elif action == "insert":
-            raw[at:at] = data.draw(st.sampled_from([b"\n", b"@@ -1 +1 @@\n", b"diff --git a/q b/q\n", b"\\",
-                                                    b"--- a\n+++ b\n", b"\r", b"\xff", b"@@@ -1 -1 +1 @@@\n",
-                                                    b"GIT binary patch\n", b'"']))
+            raw[at:at] = data.draw(
+                st.sampled_from(
+                    [
+                        b"\n",
+                        b"@@ -1 +1 @@\n",
+                        b"diff --git a/q b/q\n",
+                        b"\\",
+                        b"--- a\n+++ b\n",
+                        b"\r",
+                        b"\xff",
+                        b"@@@ -1 -1 +1 @@@\n",
+                        b"GIT binary patch\n",
+                        b'"',
+                    ]
+                )
+            )
         else:
             del raw[at:]
     try:
@@ -353,8 +395,9 @@ def test_summarize_skipped_lines() -> None:
     assert "web/yarn.lock (lock file, added, +2 -0)" in lines
     assert "logo.png (binary)" in lines and "new.bin (binary, added)" in lines
     assert len(lines) == sum(1 for v in EXPECTED_SUMMARY.values() if v) + 2
-    vendored_rename = FileChange("vendor/a.c", "third_party/a.c", "renamed", similarity=100, summarized_only=True,
-                                 summary_reason="vendored")
+    vendored_rename = FileChange(
+        "vendor/a.c", "third_party/a.c", "renamed", similarity=100, summarized_only=True, summary_reason="vendored"
+    )
     assert summarize_skipped([vendored_rename]) == ["vendor/a.c -> third_party/a.c (vendored, renamed, +0 -0)"]
 
 
@@ -388,12 +431,24 @@ def test_rules_are_configurable() -> None:
     assert rules.classify_path("dist/x.js") is None and rules.classify_path("x.min.js") == "generated"
 
 
-@pytest.mark.parametrize(("path", "reason"), [
-    ("uv.lock", "lock file"), ("deep/Pipfile.lock", "lock file"), ("composer.lock", "lock file"),
-    ("Gemfile.lock", "lock file"), ("pnpm-lock.yaml", "lock file"), ("lock.json", None),
-    ("my_vendor/x.go", None), ("src/vendor/x.go", "vendored"), ("x_pb2_grpc.py", "generated"),
-    ("css/site.min.css", "generated"), ("distance.py", None), ("build.gradle", None), ("build/out.o", "generated"),
-])
+@pytest.mark.parametrize(
+    ("path", "reason"),
+    [
+        ("uv.lock", "lock file"),
+        ("deep/Pipfile.lock", "lock file"),
+        ("composer.lock", "lock file"),
+        ("Gemfile.lock", "lock file"),
+        ("pnpm-lock.yaml", "lock file"),
+        ("lock.json", None),
+        ("my_vendor/x.go", None),
+        ("src/vendor/x.go", "vendored"),
+        ("x_pb2_grpc.py", "generated"),
+        ("css/site.min.css", "generated"),
+        ("distance.py", None),
+        ("build.gradle", None),
+        ("build/out.o", "generated"),
+    ],
+)
 def test_classify_path(path: str, reason: str | None) -> None:
     assert SummaryRules().classify_path(path) == reason
 
@@ -434,14 +489,14 @@ def test_header_only_changes_are_sent() -> None:
     assert "rename from keep.txt\nrename to moved.txt\n" in chunk.text
     assert "similarity index 100%" in chunk.text
     reparsed = parse_diff(chunk.text.encode())
-    assert [(c.old_path, c.new_path, c.status) for c in reparsed] == [(c.old_path, c.new_path, c.status)
-                                                                      for c in changes]
+    assert [(c.old_path, c.new_path, c.status) for c in reparsed] == [
+        (c.old_path, c.new_path, c.status) for c in changes
+    ]
 
 
 def test_file_header_round_trips_awkward_paths() -> None:
     for change in parse_file("quoted_paths.diff"):
-        (again,) = parse_diff((file_header(change) + "".join(h.header + "\n" + h.text for h in change.hunks))
-                              .encode())
+        (again,) = parse_diff((file_header(change) + "".join(h.header + "\n" + h.text for h in change.hunks)).encode())
         assert (again.old_path, again.new_path, again.status) == (change.old_path, change.new_path, change.status)
 
 
@@ -467,10 +522,14 @@ def test_a_big_file_is_split_at_hunk_boundaries_with_its_header_repeated() -> No
 
 
 def test_a_huge_hunk_is_split_at_lines_with_adjusted_headers() -> None:
-    lines = [" keep 0\n"] + [f"-old {i}\n+new {i}\n" for i in range(1, 200)] + [" keep 200\n", "-last\n",
-                                                                                 "\\ No newline at end of file\n"]
-    raw = ("diff --git a/t.txt b/t.txt\n--- a/t.txt\n+++ b/t.txt\n@@ -50,202 +60,201 @@ class T:\n"
-           + "".join(lines)).encode()
+    lines = (
+        [" keep 0\n"]
+        + [f"-old {i}\n+new {i}\n" for i in range(1, 200)]
+        + [" keep 200\n", "-last\n", "\\ No newline at end of file\n"]
+    )
+    raw = (
+        "diff --git a/t.txt b/t.txt\n--- a/t.txt\n+++ b/t.txt\n@@ -50,202 +60,201 @@ class T:\n" + "".join(lines)
+    ).encode()
     (change,) = parse_diff(raw)
     chunks = list(chunk_diff([change], 200))
     assert len(chunks) > 5
@@ -512,8 +571,9 @@ def test_chunk_diff_rejects_a_useless_budget() -> None:
 @st.composite
 def diff_structures(draw: st.DrawFn) -> list[tuple[str, list[tuple[int, int, list[str]]]]]:
     """Files of hunks of lines ('+', '-', ' ' lines with text that may be long or non-ASCII)."""
-    text = st.text(alphabet=st.characters(codec="utf-8", exclude_characters="\n\r"),
-                   max_size=60) | st.sampled_from(["", "x" * 500, "é" * 100])
+    text = st.text(alphabet=st.characters(codec="utf-8", exclude_characters="\n\r"), max_size=60) | st.sampled_from(
+        ["", "x" * 500, "é" * 100]
+    )
     files = []
     for f in range(draw(st.integers(1, 6))):
         hunks = []
@@ -587,8 +647,9 @@ def test_chunking_invariants(files, budget: int, counter) -> None:
     # Split hunks carry line numbers that place every line where the original put it.
     for change in changes:
         parts = [c for chunk in chunks for c in parse_diff(chunk.text.encode()) if c.path == change.path]
-        merged = FileChange(change.old_path, change.new_path, "modified",
-                            hunks=tuple(h for part in parts for h in part.hunks))
+        merged = FileChange(
+            change.old_path, change.new_path, "modified", hunks=tuple(h for part in parts for h in part.hunks)
+        )
         assert numbered(merged) == numbered(change)
         assert all(chunk.text.count(f"diff --git a/{change.path} ") <= 1 for chunk in chunks)
 
@@ -689,13 +750,17 @@ def test_a_100k_line_diff_streams_in_bounded_memory(big_diff: tuple[Path, dict[s
     finally:
         tracemalloc.stop()
 
-    print(f"\n100k-line diff: {stats['lines']} hunk lines, {size / 1e6:.1f} MB, {chunks} chunks of <= {BUDGET} "
-          f"tokens, {seconds:.2f} s, peak traced memory {peak / 1e6:.2f} MB")
+    print(
+        f"\n100k-line diff: {stats['lines']} hunk lines, {size / 1e6:.1f} MB, {chunks} chunks of <= {BUDGET} "
+        f"tokens, {seconds:.2f} s, peak traced memory {peak / 1e6:.2f} MB"
+    )
     assert delivered == stats["sent_changed"]
     assert over == 0
     lock, too_large = skipped_counts(path, "package-lock.json"), skipped_counts(path, "src/too_large.py")
-    assert tally.skipped == [f"package-lock.json (lock file, +{lock[0]} -{lock[1]})",
-                             f"src/too_large.py (too large, +{too_large[0]} -{too_large[1]})"]
+    assert tally.skipped == [
+        f"package-lock.json (lock file, +{lock[0]} -{lock[1]})",
+        f"src/too_large.py (too large, +{too_large[0]} -{too_large[1]})",
+    ]
     assert tally.stats.files == 300 + 30 + 10 + 2 + 100
     # The largest file sent holds ~4,400 lines (~0.3 MB of text); parsed, then split into lines for
     # chunking, that is ~1 MB of str objects (measured peak: ~1.5 MB). Holding the whole 6.5 MB diff

@@ -1,6 +1,6 @@
-from lsp_server.routing.escalation import brackets_balanced, completion_confident, parses, verify
-from lsp_server.engine.jobs import ChatJob
 from lsp_server.assist.prompts import AssistInput, extract_code, messages_for
+from lsp_server.engine.jobs import ChatJob
+from lsp_server.routing.escalation import brackets_balanced, completion_confident, parses, verify
 
 
 def test_python_syntax_check():

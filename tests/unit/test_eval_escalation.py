@@ -11,22 +11,44 @@ from lsp_server.routing.policy import Policy, TierConfig, parse_policy
 
 
 def outcome(mean: float | None, passed: bool, text: str | None = "x = 1") -> TaskOutcome:
-    return TaskOutcome(task_id="t", problem_id="p", kind="single", variant="pipeline", tier="local", completion=text,
-                       expected="x = 1", passed=passed, status="passed" if passed else "failed", exact_match=passed,
-                       edit_similarity=1.0, latency_ms=1.0, prompt_tokens=1, completion_tokens=1, cost_usd=0.0,
-                       stop_reason="stop_rule", mean_logprob=mean, min_logprob=mean)
+    return TaskOutcome(
+        task_id="t",
+        problem_id="p",
+        kind="single",
+        variant="pipeline",
+        tier="local",
+        completion=text,
+        expected="x = 1",
+        passed=passed,
+        status="passed" if passed else "failed",
+        exact_match=passed,
+        edit_similarity=1.0,
+        latency_ms=1.0,
+        prompt_tokens=1,
+        completion_tokens=1,
+        cost_usd=0.0,
+        stop_reason="stop_rule",
+        mean_logprob=mean,
+        min_logprob=mean,
+    )
 
 
-LOCAL = [outcome(-0.1, True), outcome(-0.5, True), outcome(-2.0, False), outcome(-3.0, False),
-         outcome(None, False, text=None)]  # an empty answer: the engine never escalates it
+LOCAL = [
+    outcome(-0.1, True),
+    outcome(-0.5, True),
+    outcome(-2.0, False),
+    outcome(-3.0, False),
+    outcome(None, False, text=None),
+]  # an empty answer: the engine never escalates it
 STRONG = [1.0] * 5
 
 
 def test_the_sweep_matches_what_the_engine_would_escalate():
     sweep = threshold_sweep(LOCAL, STRONG)
     for point in sweep:
-        engine_escalates = [o.completion is not None and not completion_confident(o.mean_logprob, point.threshold)
-                            for o in LOCAL]
+        engine_escalates = [
+            o.completion is not None and not completion_confident(o.mean_logprob, point.threshold) for o in LOCAL
+        ]
         assert point.escalation_rate == sum(engine_escalates) / 5
         assert point.threshold <= 0.0  # the policy schema allows nothing above 0
     rates = [p.escalation_rate for p in sweep]

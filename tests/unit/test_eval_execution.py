@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pytest
 
+from lsp_server.eval import sandbox as eval_sandbox
 from lsp_server.eval.completion_eval import canonical_answers, score
 from lsp_server.eval.execution import run_program, run_programs
 from lsp_server.eval.humaneval import all_tasks, sample_tasks
-from lsp_server.eval import sandbox as eval_sandbox
 from lsp_server.eval.sandbox import BubblewrapSandbox, UnsandboxedProcess, network_isolation
 
 
@@ -122,8 +122,9 @@ def test_the_network_namespace_alone_cuts_the_host_off(listener):
     port, accepted = listener
     # Without the audit hook: the namespace has no route to the host's loopback.
     code = f"import socket\nsocket.create_connection(('127.0.0.1', {port}), timeout=2)\n"
-    probe = subprocess.run([*prefix, sys.executable, "-I", "-c", code], capture_output=True, text=True, timeout=30,
-                           check=False)
+    probe = subprocess.run(
+        [*prefix, sys.executable, "-I", "-c", code], capture_output=True, text=True, timeout=30, check=False
+    )
     assert probe.returncode != 0
     time.sleep(0.3)
     assert accepted == []
@@ -131,11 +132,13 @@ def test_the_network_namespace_alone_cuts_the_host_off(listener):
 
 def test_environment_is_scrubbed_and_cwd_is_private(bubblewrap, monkeypatch):
     monkeypatch.setenv("NINETYTEN_TEST_SECRET", "do-not-leak")
-    program = ("import os, sys\n"
-               "assert 'NINETYTEN_TEST_SECRET' not in os.environ, 'leaked'\n"
-               "assert os.listdir('.') == ['candidate.py'], os.listdir('.')\n"
-               "assert os.getcwd() == '/sandbox' and os.environ['HOME'] == '/home/sandbox'\n"
-               "assert sys.flags.isolated == 1 and sys.flags.no_site == 1\n")
+    program = (
+        "import os, sys\n"
+        "assert 'NINETYTEN_TEST_SECRET' not in os.environ, 'leaked'\n"
+        "assert os.listdir('.') == ['candidate.py'], os.listdir('.')\n"
+        "assert os.getcwd() == '/sandbox' and os.environ['HOME'] == '/home/sandbox'\n"
+        "assert sys.flags.isolated == 1 and sys.flags.no_site == 1\n"
+    )
     result = run_program(program)
     assert result.status == "passed", result.detail
 
@@ -278,8 +281,10 @@ class Host:
     accepted: list[object]
 
     def snapshot(self) -> dict[str, tuple[int, bytes]]:
-        return {str(path.relative_to(self.root)): (path.stat().st_mode, path.read_bytes() if path.is_file() else b"")
-                for path in sorted(self.root.rglob("*"))}
+        return {
+            str(path.relative_to(self.root)): (path.stat().st_mode, path.read_bytes() if path.is_file() else b"")
+            for path in sorted(self.root.rglob("*"))
+        }
 
 
 @pytest.fixture()
@@ -306,14 +311,16 @@ def parse_report(text: str) -> dict:
     raise AssertionError(f"the attack did not report (it did not run to its end): {text[-1500:]}")
 
 
-def run_outside_the_guard(argv_for: Callable[[Path], tuple[list[str], dict[str, str], tuple[int, ...]]],
-                          source: str) -> str:
+def run_outside_the_guard(
+    argv_for: Callable[[Path], tuple[list[str], dict[str, str], tuple[int, ...]]], source: str
+) -> str:
     with tempfile.TemporaryDirectory(prefix="ninetyten-attack-") as work:
         folder = Path(work)
         (folder / "candidate.py").write_text(source)
         argv, env, fds = argv_for(folder)
-        done = subprocess.run(argv, cwd=folder, env=env, pass_fds=fds, capture_output=True, text=True, timeout=60,
-                              check=False)
+        done = subprocess.run(
+            argv, cwd=folder, env=env, pass_fds=fds, capture_output=True, text=True, timeout=60, check=False
+        )
         return done.stderr
 
 
@@ -325,6 +332,7 @@ def run_attack(mode: str, name: str, host: Host, request: pytest.FixtureRequest)
     if mode == "bubblewrap+guard":
         return parse_report(run_program(source, timeout_s=20, sandbox=bubblewrap).detail)
     with ExitStack() as stack:
+
         def in_bubblewrap(folder: Path):  # type: ignore[no-untyped-def]
             launch = bubblewrap.launch(folder, ["-I", "-S", "candidate.py"], stack)
             return launch.argv, launch.env, launch.pass_fds
@@ -350,8 +358,11 @@ def test_an_escaping_program_changes_nothing_outside(mode, name, host, request):
     if mode == "guard only":
         # The guard refuses every attempt itself (HOME is the working directory there).
         assert done in ([], ["tilde"]), report
-        assert all("blocked in the evaluation sandbox" in outcome for key, outcome in report["attempts"].items()
-                   if outcome != "done"), report
+        assert all(
+            "blocked in the evaluation sandbox" in outcome
+            for key, outcome in report["attempts"].items()
+            if outcome != "done"
+        ), report
 
 
 @pytest.mark.parametrize("name", sorted(ATTACKS))
@@ -368,15 +379,18 @@ def test_each_attack_gets_out_when_nothing_stops_it(name, host):
 
 
 def test_the_program_runs_as_an_unprivileged_user_without_capabilities(bubblewrap):
-    program = ("import os\n"
-               "assert os.getresuid() == (65534,) * 3 and os.getresgid() == (65534,) * 3, os.getresuid()\n"
-               "for change in (lambda: os.setuid(0), lambda: os.setgroups([0]), lambda: os.chroot('/')):\n"
-               "    try:\n"
-               "        change()\n"
-               "    except PermissionError:\n"
-               "        continue\n"
-               "    raise SystemExit('a privileged call succeeded')\n")
+    program = (
+        "import os\n"
+        "assert os.getresuid() == (65534,) * 3 and os.getresgid() == (65534,) * 3, os.getresuid()\n"
+        "for change in (lambda: os.setuid(0), lambda: os.setgroups([0]), lambda: os.chroot('/')):\n"
+        "    try:\n"
+        "        change()\n"
+        "    except PermissionError:\n"
+        "        continue\n"
+        "    raise SystemExit('a privileged call succeeded')\n"
+    )
     with ExitStack() as stack:
+
         def in_bubblewrap(folder: Path):  # type: ignore[no-untyped-def]
             launch = bubblewrap.launch(folder, ["-I", "-S", "-c", program], stack)
             return launch.argv, launch.env, launch.pass_fds
@@ -385,12 +399,14 @@ def test_the_program_runs_as_an_unprivileged_user_without_capabilities(bubblewra
 
 
 def test_threads_still_work_inside(bubblewrap):
-    program = ("import threading\n"
-               "results = []\n"
-               "threads = [threading.Thread(target=results.append, args=(n,)) for n in range(8)]\n"
-               "[t.start() for t in threads]\n"
-               "[t.join() for t in threads]\n"
-               "assert sorted(results) == list(range(8))\n")
+    program = (
+        "import threading\n"
+        "results = []\n"
+        "threads = [threading.Thread(target=results.append, args=(n,)) for n in range(8)]\n"
+        "[t.start() for t in threads]\n"
+        "[t.join() for t in threads]\n"
+        "assert sorted(results) == list(range(8))\n"
+    )
     assert run_program(program, sandbox=bubblewrap).status == "passed"
 
 
@@ -399,8 +415,10 @@ def test_the_sandbox_works_for_an_ordinary_user(bubblewrap):
     # with the system interpreter: the test interpreter may live where that user cannot read.
     system_python = Path("/usr/bin/python3")
     if os.geteuid() != 0 or not system_python.exists():
-        pytest.skip("needs root (to become another user) and /usr/bin/python3; as a non-root user every "
-                    "other sandbox test already runs this path")
+        pytest.skip(
+            "needs root (to become another user) and /usr/bin/python3; as a non-root user every "
+            "other sandbox test already runs this path"
+        )
     with tempfile.TemporaryDirectory(prefix="ninetyten-user-") as place:  # pytest's tmp dirs are root-only
         check_as_ordinary_user(Path(place), system_python)
 
@@ -415,18 +433,28 @@ def check_as_ordinary_user(tmp_path: Path, system_python: Path) -> None:
     for path in [tmp_path, *tmp_path.rglob("*")]:
         path.chmod(0o755 if path.is_dir() else 0o644)
     write_program = f"open({str(tmp_path / 'escaped')!r}, 'w')"
-    script = ("import os\n"
-              "from lsp_server.eval.sandbox import require_sandbox\n"
-              "from lsp_server.eval.execution import run_program\n"
-              "sandbox = require_sandbox()\n"
-              "assert sandbox.setpriv is None  # a user namespace, not the root path\n"
-              "print(run_program('import os\\nassert os.getresuid() == (65534,) * 3', sandbox=sandbox).status)\n"
-              "print(run_program('import os\\nos.fork()', sandbox=sandbox).detail)\n"
-              f"print(run_program({write_program!r}, sandbox=sandbox).detail)\n")
-    done = subprocess.run([str(system_python), "-I", "-c", f"import sys; sys.path.insert(0, {str(tmp_path / 'code')!r})\n"
-                           + script], capture_output=True, text=True, timeout=120, check=False, cwd=tmp_path,
-                          env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}, user=65534, group=65534,
-                          extra_groups=[])
+    script = (
+        "import os\n"
+        "from lsp_server.eval.sandbox import require_sandbox\n"
+        "from lsp_server.eval.execution import run_program\n"
+        "sandbox = require_sandbox()\n"
+        "assert sandbox.setpriv is None  # a user namespace, not the root path\n"
+        "print(run_program('import os\\nassert os.getresuid() == (65534,) * 3', sandbox=sandbox).status)\n"
+        "print(run_program('import os\\nos.fork()', sandbox=sandbox).detail)\n"
+        f"print(run_program({write_program!r}, sandbox=sandbox).detail)\n"
+    )
+    done = subprocess.run(
+        [str(system_python), "-I", "-c", f"import sys; sys.path.insert(0, {str(tmp_path / 'code')!r})\n" + script],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=tmp_path,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+        user=65534,
+        group=65534,
+        extra_groups=[],
+    )
     assert done.returncode == 0, done.stderr
     passed, fork, write = done.stdout.splitlines()
     assert passed == "passed"

@@ -83,15 +83,25 @@ def test_a_str_subclass_cannot_lie_about_its_path(hook):
 
 
 def test_processes_sockets_links_and_the_hook_s_own_state_are_refused(hook):
-    for event, args in [("os.system", ("ls",)), ("subprocess.Popen", ("sh", [], None, None)), ("os.fork", ()),
-                        ("os.posix_spawn", ("/bin/sh", [], {})), ("socket.connect", (None, ("127.0.0.1", 1))),
-                        ("os.symlink", ("/home/user/.bashrc", "link", -1)), ("os.link", ("a", "b", -1, -1)),
-                        ("os.remove", ("/sandbox/x", -1)), ("ctypes.dlopen", ("libc.so.6",)),
-                        ("gc.get_objects", (-1,)), ("gc.get_referrers", ()), ("sys.settrace", ()),
-                        ("resource.setrlimit", (0, (1, 1))),
-                        ("import", ("_posixsubprocess", None, [], [], [])), ("import", ("ctypes.util", None, [], [], [])),
-                        ("object.__setattr__", (print, "__code__", None)),
-                        ("object.__setattr__", (print, "__defaults__", ()))]:
+    for event, args in [
+        ("os.system", ("ls",)),
+        ("subprocess.Popen", ("sh", [], None, None)),
+        ("os.fork", ()),
+        ("os.posix_spawn", ("/bin/sh", [], {})),
+        ("socket.connect", (None, ("127.0.0.1", 1))),
+        ("os.symlink", ("/home/user/.bashrc", "link", -1)),
+        ("os.link", ("a", "b", -1, -1)),
+        ("os.remove", ("/sandbox/x", -1)),
+        ("ctypes.dlopen", ("libc.so.6",)),
+        ("gc.get_objects", (-1,)),
+        ("gc.get_referrers", ()),
+        ("sys.settrace", ()),
+        ("resource.setrlimit", (0, (1, 1))),
+        ("import", ("_posixsubprocess", None, [], [], [])),
+        ("import", ("ctypes.util", None, [], [], [])),
+        ("object.__setattr__", (print, "__code__", None)),
+        ("object.__setattr__", (print, "__defaults__", ())),
+    ]:
         assert refused(hook, event, *args), event
     # Ordinary attribute setting on classes raises the same event and stays allowed.
     assert not refused(hook, "object.__setattr__", type, "counter", 1)
@@ -112,8 +122,12 @@ def _loads(code: types.CodeType) -> set[str]:
 def _immutable(value: object) -> bool:
     if isinstance(value, (tuple, frozenset)):
         return all(_immutable(item) for item in value)
-    return isinstance(value, (str, bytes, int, type, types.BuiltinFunctionType, types.MethodDescriptorType,
-                              types.FunctionType)) or value is None
+    return (
+        isinstance(
+            value, (str, bytes, int, type, types.BuiltinFunctionType, types.MethodDescriptorType, types.FunctionType)
+        )
+        or value is None
+    )
 
 
 def test_the_hook_reads_no_global_no_builtin_and_nothing_mutable(hook):
@@ -148,8 +162,10 @@ def test_emptying_the_guard_module_and_rebinding_builtins_changes_nothing(hook, 
                 outcomes.append(f"{error.__class__.__name__}: {error}")
     finally:
         builtins.PermissionError, builtins.type, builtins.isinstance = saved
-    assert outcomes == [f"PermissionError: {guard.BLOCKED}: writing outside the working directory",
-                        f"PermissionError: {guard.BLOCKED}: socket.connect"]
+    assert outcomes == [
+        f"PermissionError: {guard.BLOCKED}: writing outside the working directory",
+        f"PermissionError: {guard.BLOCKED}: socket.connect",
+    ]
 
 
 def test_the_working_directory_must_be_absolute_and_not_the_root():
@@ -158,8 +174,10 @@ def test_the_working_directory_must_be_absolute_and_not_the_root():
             make_hook(bad)
 
 
-HEADERS = {"x86_64": (Path("/usr/include/x86_64-linux-gnu/asm/unistd_64.h"), r"__NR_(\w+)\s+(\d+)"),
-           "aarch64": (Path("/usr/include/asm-generic/unistd.h"), r"__NR(?:3264)?_(\w+)\s+(\d+)")}
+HEADERS = {
+    "x86_64": (Path("/usr/include/x86_64-linux-gnu/asm/unistd_64.h"), r"__NR_(\w+)\s+(\d+)"),
+    "aarch64": (Path("/usr/include/asm-generic/unistd.h"), r"__NR(?:3264)?_(\w+)\s+(\d+)"),
+}
 
 
 @pytest.mark.parametrize("arch", sorted(SYSCALLS))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from lsp_server.completion.prompt import split_at_cursor
 from lsp_server.eval.humaneval import (
     MULTI_MAX_LINES,
     MULTI_MIN_LINES,
@@ -12,7 +13,6 @@ from lsp_server.eval.humaneval import (
     single_line_tasks,
 )
 from lsp_server.eval.runner import task_input
-from lsp_server.completion.prompt import split_at_cursor
 
 
 def test_the_real_problems_are_read():
@@ -54,9 +54,11 @@ def test_multi_line_blocks():
         assert MULTI_MIN_LINES <= len(lines) <= MULTI_MAX_LINES
         assert lines[0].strip() and lines[-1].strip()  # blocks start and end on code
     block = next(t for t in tasks if t.task_id == "HumanEval/0/multi/L12-14")
-    assert block.middle == ("for idx, elem in enumerate(numbers):\n"
-                            "        for idx2, elem2 in enumerate(numbers):\n"
-                            "            if idx != idx2:")
+    assert block.middle == (
+        "for idx, elem in enumerate(numbers):\n"
+        "        for idx2, elem2 in enumerate(numbers):\n"
+        "            if idx != idx2:"
+    )
 
 
 def test_sampling_is_deterministic_and_nested():

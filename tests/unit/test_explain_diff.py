@@ -21,8 +21,10 @@ def test_problems_are_named():
 
 
 def test_repair_makes_any_answer_well_formed():
-    repaired = repair_commit_message("Commit message: Fixed a crash when the config file is empty.\n"
-                                     "The loader now returns defaults.", ["src/config.py"])
+    repaired = repair_commit_message(
+        "Commit message: Fixed a crash when the config file is empty.\nThe loader now returns defaults.",
+        ["src/config.py"],
+    )
     subject, _, body = repaired.partition("\n\n")
     assert subject == "fix: fixed a crash when the config file is empty"
     assert body == "The loader now returns defaults."
@@ -64,8 +66,10 @@ def test_repair_cuts_a_subject_without_spaces():
 
 
 def test_repair_prefers_the_first_sentence_and_drops_narration():
-    repaired = repair_commit_message("It checks the divisor before dividing. If it is zero, it raises a "
-                                     "ValueError instead of failing later on.", ["calc.py"])
+    repaired = repair_commit_message(
+        "It checks the divisor before dividing. If it is zero, it raises a ValueError instead of failing later on.",
+        ["calc.py"],
+    )
     assert repaired.split("\n")[0] == "chore: checks the divisor before dividing"
 
 

@@ -30,13 +30,11 @@ from lsp_server.completion.rules import (
 )
 from tests.fuzzing import fuzz
 
-
 # --------------------------------------------------------------------------- fake tokenizers
 
 # Control ids above every code point, so a text token can never be mistaken for one.
 BASE = 0x110000
-FIM = FimTokens(prefix=BASE, suffix=BASE + 1, middle=BASE + 2, pad=BASE + 3, repo_name=BASE + 4,
-                file_sep=BASE + 5)
+FIM = FimTokens(prefix=BASE, suffix=BASE + 1, middle=BASE + 2, pad=BASE + 3, repo_name=BASE + 4, file_sep=BASE + 5)
 FIM_NO_REPO = FimTokens(prefix=BASE, suffix=BASE + 1, middle=BASE + 2)
 SPECIAL = FIM.ids()
 
@@ -129,9 +127,11 @@ def test_split_at_cursor_is_lossless_and_agrees_with_the_cache(data) -> None:
 
 
 @fuzz(150)
-@given(lines=st.lists(plain_line, min_size=1, max_size=30), ends=st.lists(st.sampled_from(["\n", "\r\n"]),
-                                                                        min_size=29, max_size=29),
-       data=st.data())
+@given(
+    lines=st.lists(plain_line, min_size=1, max_size=30),
+    ends=st.lists(st.sampled_from(["\n", "\r\n"]), min_size=29, max_size=29),
+    data=st.data(),
+)
 def test_split_at_cursor_drops_only_the_cr_of_crlf(lines: list[str], ends: list[str], data) -> None:
     """CLI and eval callers may pass CRLF text; the split normalizes it to LF and loses nothing else."""
     text = lines[0] + "".join(end + line for end, line in zip(ends, lines[1:], strict=False))
@@ -147,16 +147,19 @@ def test_split_at_cursor_drops_only_the_cr_of_crlf(lines: list[str], ends: list[
 def builders(draw: st.DrawFn) -> tuple[PromptBuilder, CharTokenizer | WordTokenizer]:
     tokenizer: CharTokenizer | WordTokenizer = CharTokenizer() if draw(st.booleans()) else WordTokenizer()
     # Tiny budgets too: that is where a header or a single line no longer fits.
-    budget = PromptBudget(prefix_tokens=draw(st.integers(0, 300) | st.integers(0, 8)),
-                          suffix_tokens=draw(st.integers(0, 120) | st.integers(0, 8)),
-                          extra_tokens=draw(st.integers(0, 200) | st.integers(0, 12)))
+    budget = PromptBudget(
+        prefix_tokens=draw(st.integers(0, 300) | st.integers(0, 8)),
+        suffix_tokens=draw(st.integers(0, 120) | st.integers(0, 8)),
+        extra_tokens=draw(st.integers(0, 200) | st.integers(0, 12)),
+    )
     fim = draw(st.sampled_from([FIM, FIM_NO_REPO, None]))
     bos = draw(st.sampled_from([None, BASE + 9]))
     return PromptBuilder(tokenizer=tokenizer, fim=fim, budget=budget, bos=bos), tokenizer
 
 
-extras = st.lists(st.builds(ContextFile, path=st.text(max_size=30).map(lambda s: s.replace("\n", "")),
-                            text=documents()), max_size=4)
+extras = st.lists(
+    st.builds(ContextFile, path=st.text(max_size=30).map(lambda s: s.replace("\n", "")), text=documents()), max_size=4
+)
 
 
 @fuzz(250)
@@ -166,8 +169,14 @@ def test_prompt_never_exceeds_its_token_budget(made, data) -> None:
     text = data.draw(documents())
     line, character = data.draw(cursors(text))
     path = data.draw(st.text(max_size=20).map(lambda s: s.replace("\n", "")))
-    inp = CompletionInput(path, text, line, character, extra=data.draw(extras),
-                          repo_name=data.draw(st.text(max_size=80).map(lambda s: s.replace("\n", ""))))
+    inp = CompletionInput(
+        path,
+        text,
+        line,
+        character,
+        extra=data.draw(extras),
+        repo_name=data.draw(st.text(max_size=80).map(lambda s: s.replace("\n", ""))),
+    )
     prompt = builder.build(inp)
     budget = builder.budget
 
@@ -182,7 +191,7 @@ def test_prompt_never_exceeds_its_token_budget(made, data) -> None:
     if builder.fim is None:
         head = [builder.bos] if builder.bos is not None else []
         assert tokens[: len(head)] == head
-        body = tokens[len(head):]
+        body = tokens[len(head) :]
         assert len(body) == prompt.n_prefix
         prefix_text = tokenizer.decode(body)
     else:
@@ -195,8 +204,8 @@ def test_prompt_never_exceeds_its_token_budget(made, data) -> None:
         path_header = 1 + len(tokenizer.tokenize_text(path + "\n")) if prompt.n_extra else 0
         assert p == prompt.n_extra + path_header
         assert len(tokens) <= budget.prefix_tokens + budget.suffix_tokens + budget.extra_tokens + 3 + path_header
-        prefix_text = tokenizer.decode(tokens[p + 1: s])
-        suffix_text = tokenizer.decode(tokens[s + 1: -1])
+        prefix_text = tokenizer.decode(tokens[p + 1 : s])
+        suffix_text = tokenizer.decode(tokens[s + 1 : -1])
         assert doc_after.startswith(suffix_text), "the suffix is the text right after the cursor"
         # Not starved either: a suffix that fits is sent whole (counted per line, as built).
         pieces = [line_suffix + "\n" if after else line_suffix, *after]
@@ -220,9 +229,9 @@ def test_prompt_never_exceeds_its_token_budget(made, data) -> None:
 def test_a_long_cursor_line_keeps_the_text_nearest_the_cursor(prefix: str, budget: int) -> None:
     builder = PromptBuilder(tokenizer=CharTokenizer(), fim=FIM, budget=PromptBudget(prefix_tokens=budget))
     prompt = builder.build(CompletionInput("a.py", "x = 1\n" + prefix, 1, len(prefix)))
-    kept = CharTokenizer().decode(prompt.tokens[1: prompt.tokens.index(FIM.suffix)])
+    kept = CharTokenizer().decode(prompt.tokens[1 : prompt.tokens.index(FIM.suffix)])
     if len(prefix) >= budget:
-        assert kept == prefix[len(prefix) - budget:]
+        assert kept == prefix[len(prefix) - budget :]
     else:
         assert kept.endswith(prefix) and len(kept) <= budget
 
@@ -230,8 +239,9 @@ def test_a_long_cursor_line_keeps_the_text_nearest_the_cursor(prefix: str, budge
 # --------------------------------------------------------------------------- post-processing
 
 # Pieces rather than characters: indents and CRLF come whole, as a model writes them.
-code_text = st.lists(st.sampled_from(list("ab_ x1:=,.") + list("()[]{}\"'\\") + ["\t", "\n", "\r\n", "    "]),
-                     max_size=40).map("".join)
+code_text = st.lists(
+    st.sampled_from(list("ab_ x1:=,.") + list("()[]{}\"'\\") + ["\t", "\n", "\r\n", "    "]), max_size=40
+).map("".join)
 code_line = st.lists(st.sampled_from(list("ab_ x1:=,.()[]{}\"'") + ["\t", "    "]), max_size=14).map("".join)
 blank = st.sampled_from(["", " ", "  ", "\t"])
 
@@ -241,9 +251,12 @@ def contexts(draw: st.DrawFn, mid_line: bool | None = None) -> CursorContext:
     if mid_line is None:
         mid_line = draw(st.booleans())
     suffix = draw(code_line.filter(lambda s: s.strip() != "")) if mid_line else draw(blank)
-    return CursorContext(line_prefix=draw(code_line), line_suffix=suffix,
-                         next_lines=tuple(draw(st.lists(code_line | blank, max_size=8))),
-                         prev_line=draw(code_line))
+    return CursorContext(
+        line_prefix=draw(code_line),
+        line_suffix=suffix,
+        next_lines=tuple(draw(st.lists(code_line | blank, max_size=8))),
+        prev_line=draw(code_line),
+    )
 
 
 def check_output(out: str | None, raw: str, cursor: CursorContext) -> None:
@@ -267,8 +280,9 @@ def test_postprocess_only_cuts_and_never_returns_blank_text(raw: str, cursor: Cu
 @fuzz(400)
 @given(body=code_line, cursor=contexts(mid_line=True), leading=st.booleans(), truncated=st.booleans())
 @example(body="f(", cursor=CursorContext("x = ", " ) )"), leading=False, truncated=False)
-def test_postprocess_never_repeats_the_text_right_of_the_cursor(body: str, cursor: CursorContext, leading: bool,
-                                                                truncated: bool) -> None:
+def test_postprocess_never_repeats_the_text_right_of_the_cursor(
+    body: str, cursor: CursorContext, leading: bool, truncated: bool
+) -> None:
     """A model that writes the middle and then echoes what already follows the cursor: the echo
     goes, all of it (the editor shows the suggestion *before* that text, so a kept piece is
     shown twice)."""
@@ -280,11 +294,17 @@ def test_postprocess_never_repeats_the_text_right_of_the_cursor(body: str, curso
 
 
 @fuzz(400)
-@given(body=st.lists(code_line, min_size=1, max_size=6).map("\n".join), cursor=contexts(mid_line=False),
-       k=st.integers(1, 8), truncated=st.booleans(), verbatim=st.booleans())
+@given(
+    body=st.lists(code_line, min_size=1, max_size=6).map("\n".join),
+    cursor=contexts(mid_line=False),
+    k=st.integers(1, 8),
+    truncated=st.booleans(),
+    verbatim=st.booleans(),
+)
 @example(body="x = 1", cursor=CursorContext("", "", ("end", "", "end")), k=3, truncated=False, verbatim=True)
-def test_postprocess_never_repeats_the_lines_after_the_cursor(body: str, cursor: CursorContext, k: int,
-                                                              truncated: bool, verbatim: bool) -> None:
+def test_postprocess_never_repeats_the_lines_after_the_cursor(
+    body: str, cursor: CursorContext, k: int, truncated: bool, verbatim: bool
+) -> None:
     """The model writes its lines and then goes on with the document's next lines: those go.
     Echoed verbatim (blank lines and trailing spaces included) or tidied."""
     following = [line.rstrip() for line in cursor.next_lines if line.strip()]
@@ -310,10 +330,10 @@ def feed(rule: StopRule, text: str, steps: list[int]) -> str:
 
 
 @fuzz(400)
-@given(raw=code_text, cursor=contexts(), max_lines=st.integers(1, 6),
-       steps=st.lists(st.integers(1, 8), max_size=40))
-def test_stop_rule_and_postprocess_respect_max_lines_and_indentation(raw: str, cursor: CursorContext, max_lines: int,
-                                                                      steps: list[int]) -> None:
+@given(raw=code_text, cursor=contexts(), max_lines=st.integers(1, 6), steps=st.lists(st.integers(1, 8), max_size=40))
+def test_stop_rule_and_postprocess_respect_max_lines_and_indentation(
+    raw: str, cursor: CursorContext, max_lines: int, steps: list[int]
+) -> None:
     raw = raw.replace("\r\n", "\n")
     cut = feed(StopRule(cursor, max_lines=max_lines), raw, steps)
     assert raw.startswith(cut)
@@ -376,8 +396,13 @@ def test_cache_hits_are_always_the_rest_of_a_stored_suggestion(ops: list[tuple],
             hit = cache.get(at)
             if hit is not None:
                 assert hit.text.strip()
-                assert any(old.uri == at.uri and old.after == at.after and at.before == old.before + t[: hit.typed]
-                           and t[hit.typed:] == hit.text for old, t in stored)
+                assert any(
+                    old.uri == at.uri
+                    and old.after == at.after
+                    and at.before == old.before + t[: hit.typed]
+                    and t[hit.typed :] == hit.text
+                    for old, t in stored
+                )
         assert len(cache) <= size
         # Memory is bounded by `size`: the per-document index holds no keys for evicted or
         # replaced entries (there is no public way to see it, hence the private attribute).
@@ -385,10 +410,16 @@ def test_cache_hits_are_always_the_rest_of_a_stored_suggestion(ops: list[tuple],
 
 
 @fuzz(200)
-@given(before=small, after=small, text=st.text(alphabet="ab \n(", min_size=1, max_size=12), typed=st.integers(0, 12),
-       other_after=small)
-def test_cache_hits_when_typing_through_and_misses_when_the_suffix_changed(before: str, after: str, text: str,
-                                                                           typed: int, other_after: str) -> None:
+@given(
+    before=small,
+    after=small,
+    text=st.text(alphabet="ab \n(", min_size=1, max_size=12),
+    typed=st.integers(0, 12),
+    other_after=small,
+)
+def test_cache_hits_when_typing_through_and_misses_when_the_suffix_changed(
+    before: str, after: str, text: str, typed: int, other_after: str
+) -> None:
     cache = CompletionCache()
     cache.put(CursorText("u", before, after), text)
     typed_text = text[:typed]

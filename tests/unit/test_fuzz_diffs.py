@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from lsp_server.token_estimate import estimate_tokens as estimate
 from lsp_server.explain.diff import (
     DiffChunk,
     DiffError,
@@ -28,12 +27,18 @@ from lsp_server.explain.diff import (
     parse_diff,
     with_totals,
 )
+from lsp_server.token_estimate import estimate_tokens as estimate
 from tests.fuzzing import fuzz
 
-
 # Nothing summarized by name or content, so every text file keeps its hunks for comparison.
-KEEP_ALL = SummaryRules(lock_files=(), generated_files=(), generated_dirs=frozenset(), vendored_dirs=frozenset(),
-                        generated_marker=r"(?!)", max_changed_lines=None)
+KEEP_ALL = SummaryRules(
+    lock_files=(),
+    generated_files=(),
+    generated_dirs=frozenset(),
+    vendored_dirs=frozenset(),
+    generated_marker=r"(?!)",
+    max_changed_lines=None,
+)
 ESCAPE = "surrogateescape"  # every byte round-trips, so expected and parsed text compare exactly
 
 
@@ -78,15 +83,61 @@ class File:
 
 
 # Path segments: ASCII, spaces, UTF-8, invalid UTF-8, and characters git quotes.
-segment = st.lists(st.sampled_from([b"a", b"src", b"b", b"x y", b" b", b"caf\xc3\xa9", b"\xe6\x97\xa5", b"\xff",
-                                    b"\xe9", b"e ", b"t\tab", b'q"t', b"back\\slash", b"n\nl", b"-", b"_", b".", b"1"]),
-                   min_size=1, max_size=3).map(b"".join)
+segment = st.lists(
+    st.sampled_from(
+        [
+            b"a",
+            b"src",
+            b"b",
+            b"x y",
+            b" b",
+            b"caf\xc3\xa9",
+            b"\xe6\x97\xa5",
+            b"\xff",
+            b"\xe9",
+            b"e ",
+            b"t\tab",
+            b'q"t',
+            b"back\\slash",
+            b"n\nl",
+            b"-",
+            b"_",
+            b".",
+            b"1",
+        ]
+    ),
+    min_size=1,
+    max_size=3,
+).map(b"".join)
 paths = st.lists(segment, min_size=1, max_size=3).map(b"/".join)
-plain_paths = st.lists(st.sampled_from([b"a", b"src", b"x y", b"caf\xc3\xa9", b"\xff", b"-", b"1"]), min_size=1,
-                       max_size=3).map(b"".join).filter(lambda p: not p.startswith(b'"'))
-content = st.lists(st.sampled_from([b"x", b"def f():", b"    ", b"\t", b"\xc3\xa9", b"\xf0\x9f\x98\x80", b"\xff\xfe",
-                                    b"-- x", b"+++ y", b"--- z", b"@@ -1 +1 @@", b"diff --git a/q b/q", b"\\", b"\r",
-                                    b"\x00", b'"']), max_size=5).map(b"".join)
+plain_paths = (
+    st.lists(st.sampled_from([b"a", b"src", b"x y", b"caf\xc3\xa9", b"\xff", b"-", b"1"]), min_size=1, max_size=3)
+    .map(b"".join)
+    .filter(lambda p: not p.startswith(b'"'))
+)
+content = st.lists(
+    st.sampled_from(
+        [
+            b"x",
+            b"def f():",
+            b"    ",
+            b"\t",
+            b"\xc3\xa9",
+            b"\xf0\x9f\x98\x80",
+            b"\xff\xfe",
+            b"-- x",
+            b"+++ y",
+            b"--- z",
+            b"@@ -1 +1 @@",
+            b"diff --git a/q b/q",
+            b"\\",
+            b"\r",
+            b"\x00",
+            b'"',
+        ]
+    ),
+    max_size=5,
+).map(b"".join)
 
 
 @st.composite
@@ -150,8 +201,11 @@ def git_quote(name: bytes) -> bytes:
     """git's quote_c_style with core.quotePath on (the default)."""
     if not any(b < 0x20 or b >= 0x7F or b in b'"\\' for b in name):
         return name
-    return b'"' + b"".join(C_ESCAPES.get(b) or (b"\\%03o" % b if b < 0x20 or b >= 0x7F else bytes([b]))
-                           for b in name) + b'"'
+    return (
+        b'"'
+        + b"".join(C_ESCAPES.get(b) or (b"\\%03o" % b if b < 0x20 or b >= 0x7F else bytes([b])) for b in name)
+        + b'"'
+    )
 
 
 def file_line(prefix: bytes, name: bytes) -> bytes:
@@ -201,8 +255,20 @@ def render_plain(f: File, blank_empty: bool) -> bytes:
     new = b"/dev/null" if f.status == "deleted" else b"b/" + f.new
     if f.binary:
         return b"Binary files " + old + b" and " + new + b" differ\n"
-    return (b"diff -u " + old + b" " + new + b"\n--- " + old + stamp + b"\n+++ " + new + stamp + b"\n"
-            + b"".join(hunk_text(h, blank_empty) for h in f.hunks))
+    return (
+        b"diff -u "
+        + old
+        + b" "
+        + new
+        + b"\n--- "
+        + old
+        + stamp
+        + b"\n+++ "
+        + new
+        + stamp
+        + b"\n"
+        + b"".join(hunk_text(h, blank_empty) for h in f.hunks)
+    )
 
 
 @st.composite
@@ -251,7 +317,11 @@ def check_invariants(changes: list[FileChange], max_line_bytes: int | None = Non
             m = re.match(r"@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@", hunk.header)
             assert m is not None, hunk.header
             assert (int(m[1]), int(m[2] or 1), int(m[3]), int(m[4] or 1)) == (
-                hunk.old_start, hunk.old_len, hunk.new_start, hunk.new_len)
+                hunk.old_start,
+                hunk.old_len,
+                hunk.new_start,
+                hunk.new_len,
+            )
             if max_line_bytes is not None:
                 # A cut line keeps its first max_line_bytes bytes plus a short marker.
                 assert all(len(ln.encode("utf-8", "surrogatepass")) <= max_line_bytes + 40 for ln in lines)
@@ -262,8 +332,12 @@ def check_invariants(changes: list[FileChange], max_line_bytes: int | None = Non
 
 @fuzz(300)
 @given(generated=diffs())
-@example(generated=([File("renamed", b"old name", b"new", similarity=90, legacy_rename=True)],
-                    b"diff --git a/old name b/new\nsimilarity index 90%\nrename old old name\nrename new new\n"))
+@example(
+    generated=(
+        [File("renamed", b"old name", b"new", similarity=90, legacy_rename=True)],
+        b"diff --git a/old name b/new\nsimilarity index 90%\nrename old old name\nrename new new\n",
+    )
+)
 def test_generated_diffs_round_trip_paths_statuses_and_counts(generated) -> None:
     model, raw = generated
     changes = parse_diff(raw, encoding_errors=ESCAPE, rules=KEEP_ALL)
@@ -296,32 +370,90 @@ def test_streaming_a_text_stream_gives_the_same_files(generated) -> None:
 # Lines of real-looking diff syntax in random order: headers without bodies, bodies without
 # headers, bad hunk numbers, broken quoting, binary patches, merge diffs.
 GARBAGE_LINES = [
-    b"diff --git a/x b/x", b"diff --git a/x", b"diff --git ", b'diff --git "a/\\', b'diff --git "a/q" "b',
-    b"diff --cc m", b"diff --combined ", b"--- a/x", b"+++ b/x", b"--- /dev/null", b"+++ /dev/null", b"--- ", b"+++ ",
+    b"diff --git a/x b/x",
+    b"diff --git a/x",
+    b"diff --git ",
+    b'diff --git "a/\\',
+    b'diff --git "a/q" "b',
+    b"diff --cc m",
+    b"diff --combined ",
+    b"--- a/x",
+    b"+++ b/x",
+    b"--- /dev/null",
+    b"+++ /dev/null",
+    b"--- ",
+    b"+++ ",
     b'--- "a/\\3',
-    b"@@ -1 +1 @@", b"@@ -1,3 +1,3 @@ f", b"@@ -0,0 +0,0 @@", b"@@ -99999999999999999999,2 +1 @@", b"@@ -1,x +1 @@",
-    b"@@@ -1 -1 +1 @@@", b"@@", b" ctx", b"+add", b"-del", b"", b"\r", b"\\ No newline at end of file", b"  -+",
-    b"old mode 100644", b"new mode 1007", b"new file mode", b"deleted file mode 100644", b"rename from a",
-    b"rename to b", b"rename old ", b"rename new", b"copy from ", b"copy to c", b"similarity index 101%",
-    b"similarity index x%", b"index 0..1 160000", b"mode 100644,100644..100755", b"GIT binary patch",
-    b"literal 0", b"Binary files a/x and b/x differ", b"Binary files /dev/null and b/y differ", b"Files  differ",
-    b"Binary files  differ", b"\xff\xfe\x00", b"From: a@b", b"-- ", b"\xe9t\xe9",
+    b"@@ -1 +1 @@",
+    b"@@ -1,3 +1,3 @@ f",
+    b"@@ -0,0 +0,0 @@",
+    b"@@ -99999999999999999999,2 +1 @@",
+    b"@@ -1,x +1 @@",
+    b"@@@ -1 -1 +1 @@@",
+    b"@@",
+    b" ctx",
+    b"+add",
+    b"-del",
+    b"",
+    b"\r",
+    b"\\ No newline at end of file",
+    b"  -+",
+    b"old mode 100644",
+    b"new mode 1007",
+    b"new file mode",
+    b"deleted file mode 100644",
+    b"rename from a",
+    b"rename to b",
+    b"rename old ",
+    b"rename new",
+    b"copy from ",
+    b"copy to c",
+    b"similarity index 101%",
+    b"similarity index x%",
+    b"index 0..1 160000",
+    b"mode 100644,100644..100755",
+    b"GIT binary patch",
+    b"literal 0",
+    b"Binary files a/x and b/x differ",
+    b"Binary files /dev/null and b/y differ",
+    b"Files  differ",
+    b"Binary files  differ",
+    b"\xff\xfe\x00",
+    b"From: a@b",
+    b"-- ",
+    b"\xe9t\xe9",
     # Numbers past int()'s 4300-digit limit.
-    b"@@ -" + b"1" * 5000 + b" +1 @@", b"@@ -1," + b"9" * 4400 + b" +1 @@", b"similarity index " + b"9" * 5000 + b"%",
+    b"@@ -" + b"1" * 5000 + b" +1 @@",
+    b"@@ -1," + b"9" * 4400 + b" +1 @@",
+    b"similarity index " + b"9" * 5000 + b"%",
 ]
 garbage = st.lists(st.sampled_from(GARBAGE_LINES) | st.binary(max_size=12), max_size=40).map(
-    lambda lines: b"\n".join(lines))
+    lambda lines: b"\n".join(lines)
+)
 
 
 @fuzz(400)
-@given(raw=garbage, errors=st.sampled_from(["replace", ESCAPE]), max_line_bytes=st.sampled_from([4, 64, 8192]),
-       rules=st.sampled_from([KEEP_ALL, SummaryRules()]))
-@example(raw=b"diff --git a/x b/x\n--- a/x\n+++ b/x\n@@ -" + b"1" * 5000 + b" +1 @@\n-a\n", errors="replace",
-         max_line_bytes=8192, rules=KEEP_ALL)
-@example(raw=b"diff --git a/x b/y\nsimilarity index " + b"9" * 5000 + b"%\nrename from x\nrename to y\n",
-         errors="replace", max_line_bytes=8192, rules=KEEP_ALL)
-def test_diff_syntax_in_any_order_parses_or_raises_diff_error(raw: bytes, errors: str, max_line_bytes: int,
-                                                             rules: SummaryRules) -> None:
+@given(
+    raw=garbage,
+    errors=st.sampled_from(["replace", ESCAPE]),
+    max_line_bytes=st.sampled_from([4, 64, 8192]),
+    rules=st.sampled_from([KEEP_ALL, SummaryRules()]),
+)
+@example(
+    raw=b"diff --git a/x b/x\n--- a/x\n+++ b/x\n@@ -" + b"1" * 5000 + b" +1 @@\n-a\n",
+    errors="replace",
+    max_line_bytes=8192,
+    rules=KEEP_ALL,
+)
+@example(
+    raw=b"diff --git a/x b/y\nsimilarity index " + b"9" * 5000 + b"%\nrename from x\nrename to y\n",
+    errors="replace",
+    max_line_bytes=8192,
+    rules=KEEP_ALL,
+)
+def test_diff_syntax_in_any_order_parses_or_raises_diff_error(
+    raw: bytes, errors: str, max_line_bytes: int, rules: SummaryRules
+) -> None:
     try:
         changes = parse_diff(raw, encoding_errors=errors, rules=rules, max_line_bytes=max_line_bytes)
     except DiffError as error:
@@ -357,8 +489,11 @@ def chunk_files(chunk: DiffChunk) -> list[FileChange]:
 
 
 @fuzz(200)
-@given(generated=diffs(), budget=st.integers(1, 400) | st.integers(1, 30),
-       counter=st.sampled_from([estimate, chars, words]))
+@given(
+    generated=diffs(),
+    budget=st.integers(1, 400) | st.integers(1, 30),
+    counter=st.sampled_from([estimate, chars, words]),
+)
 def test_chunking_never_loses_or_duplicates_a_line_and_keeps_the_budget(generated, budget: int, counter) -> None:
     _, raw = generated
     changes = parse_diff(raw, encoding_errors=ESCAPE, rules=KEEP_ALL)
@@ -370,6 +505,7 @@ def test_chunking_never_loses_or_duplicates_a_line_and_keeps_the_budget(generate
     # Every hunk line of every sent file, exactly once and in order (a chunk's text parses back).
     got = [ln for files_ in parsed for f in files_ for h in f.hunks for ln in h.lines()]
     assert got == [ln for c in sent for h in c.hunks for ln in h.lines()]
+
     # Every sent file appears, in order, split files in consecutive chunks; nothing else does.
     def runs(names: list[str]) -> list[str]:
         return [n for i, n in enumerate(names) if i == 0 or names[i - 1] != n]
@@ -380,7 +516,7 @@ def test_chunking_never_loses_or_duplicates_a_line_and_keeps_the_budget(generate
         assert list(chunk.files) == [f.path for f in files_]
         if chunk.est_tokens > budget:
             # Over budget only when one line (with the headers it needs) alone is.
-            assert sum(1 for f in files_ for ln in (l for h in f.hunks for l in h.lines()) if ln[:1] != "\\") <= 1
+            assert sum(1 for f in files_ for ln in (line for h in f.hunks for line in h.lines()) if ln[:1] != "\\") <= 1
     # Split hunks still add up to the original line ranges.
     for change in sent:
         parts = [h for files_ in parsed for f in files_ if f.path == change.path for h in f.hunks]

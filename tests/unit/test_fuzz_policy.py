@@ -22,7 +22,6 @@ from hypothesis import strategies as st
 from lsp_server.routing.policy import Policy, PolicyError, load_policy, load_policy_file, parse_policy
 from tests.fuzzing import fuzz
 
-
 # --------------------------------------------------------------------------- a small TOML writer
 
 
@@ -124,20 +123,23 @@ def compact(d: dict[str, Any]) -> dict[str, Any]:
 @st.composite
 def tier(draw: st.DrawFn, backend: str) -> dict[str, Any]:
     url = draw(st.sampled_from(["http://127.0.0.1:8080/v1", "https://api.example.com", "http://h"]))
-    return compact({
-        "backend": backend,
-        "model": draw(names),
-        "base_url": url if backend != "llama_cpp" else draw(optional(st.just(url))),
-        "api_key_env": draw(optional(st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,8}", fullmatch=True))),
-        "keeps_data_home": draw(optional(st.booleans())),
-        "price": draw(optional(st.fixed_dictionaries({}, optional={"input_per_mtok": finite,
-                                                                   "output_per_mtok": finite}))),
-        "context_window": draw(optional(st.integers(1, 10**6))),
-        "timeout_s": draw(optional(positive)),
-        "connect_timeout_s": draw(optional(positive)),
-        "max_retries": draw(optional(st.integers(0, 10))),
-        "max_concurrent": draw(optional(st.integers(1, 256))),
-    })
+    return compact(
+        {
+            "backend": backend,
+            "model": draw(names),
+            "base_url": url if backend != "llama_cpp" else draw(optional(st.just(url))),
+            "api_key_env": draw(optional(st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,8}", fullmatch=True))),
+            "keeps_data_home": draw(optional(st.booleans())),
+            "price": draw(
+                optional(st.fixed_dictionaries({}, optional={"input_per_mtok": finite, "output_per_mtok": finite}))
+            ),
+            "context_window": draw(optional(st.integers(1, 10**6))),
+            "timeout_s": draw(optional(positive)),
+            "connect_timeout_s": draw(optional(positive)),
+            "max_retries": draw(optional(st.integers(0, 10))),
+            "max_concurrent": draw(optional(st.integers(1, 256))),
+        }
+    )
 
 
 @st.composite
@@ -146,37 +148,62 @@ def policies(draw: st.DrawFn) -> dict[str, Any]:
     for name in ("in_house", "frontier"):
         if draw(st.booleans()):
             tiers[name] = draw(tier(draw(st.sampled_from(["openai", "anthropic"]))))
-    rule = st.fixed_dictionaries({"name": names, "route": tier_names}, optional={
-        "task": st.lists(st.sampled_from(["completion", "explain", "refactor", "ask", "commit_message"]), max_size=3),
-        "risk": st.lists(st.sampled_from(["low", "high"]), max_size=2),
-        "latency": st.lists(st.sampled_from(["interactive", "background"]), max_size=2),
-        "paths": globs,
-        "escalate_to": tier_names,
-    })
-    return compact({
-        "version": draw(optional(st.just(1))),
-        "offline": draw(optional(st.booleans())),
-        "default_route": draw(optional(tier_names)),
-        "tiers": tiers,
-        "sensitivity": draw(optional(st.fixed_dictionaries({}, optional={
+    rule = st.fixed_dictionaries(
+        {"name": names, "route": tier_names},
+        optional={
+            "task": st.lists(
+                st.sampled_from(["completion", "explain", "refactor", "ask", "commit_message"]), max_size=3
+            ),
+            "risk": st.lists(st.sampled_from(["low", "high"]), max_size=2),
+            "latency": st.lists(st.sampled_from(["interactive", "background"]), max_size=2),
             "paths": globs,
-            "on_sensitive": st.sampled_from(["keep_home", "redact", "block"]),
-            "pii": st.booleans(),
-            "entropy": st.booleans(),
-            "allowlist": st.lists(st.text(max_size=8).map(re.escape), max_size=3),
-        }))),
-        "risk": draw(optional(st.fixed_dictionaries({}, optional={"high": globs,
-                                                                  "auto_apply_is_high": st.booleans()}))),
-        "rules": draw(optional(st.lists(rule, max_size=3))),
-        "escalation": draw(optional(st.fixed_dictionaries({}, optional={
-            "completion_min_mean_logprob": st.floats(min_value=-50, max_value=0, allow_nan=False),
-            "verify": st.lists(st.sampled_from(["syntax", "non_empty", "length"]), max_size=3),
-            "max_attempts": st.integers(1, 5),
-            "deadline_ms": st.integers(100, 10**6),
-        }))),
-        "budget": draw(optional(st.fixed_dictionaries({}, optional={"daily_usd": finite,
-                                                                    "soft_fraction": st.floats(0.01, 1.0)}))),
-    })
+            "escalate_to": tier_names,
+        },
+    )
+    return compact(
+        {
+            "version": draw(optional(st.just(1))),
+            "offline": draw(optional(st.booleans())),
+            "default_route": draw(optional(tier_names)),
+            "tiers": tiers,
+            "sensitivity": draw(
+                optional(
+                    st.fixed_dictionaries(
+                        {},
+                        optional={
+                            "paths": globs,
+                            "on_sensitive": st.sampled_from(["keep_home", "redact", "block"]),
+                            "pii": st.booleans(),
+                            "entropy": st.booleans(),
+                            "allowlist": st.lists(st.text(max_size=8).map(re.escape), max_size=3),
+                        },
+                    )
+                )
+            ),
+            "risk": draw(
+                optional(st.fixed_dictionaries({}, optional={"high": globs, "auto_apply_is_high": st.booleans()}))
+            ),
+            "rules": draw(optional(st.lists(rule, max_size=3))),
+            "escalation": draw(
+                optional(
+                    st.fixed_dictionaries(
+                        {},
+                        optional={
+                            "completion_min_mean_logprob": st.floats(min_value=-50, max_value=0, allow_nan=False),
+                            "verify": st.lists(st.sampled_from(["syntax", "non_empty", "length"]), max_size=3),
+                            "max_attempts": st.integers(1, 5),
+                            "deadline_ms": st.integers(100, 10**6),
+                        },
+                    )
+                )
+            ),
+            "budget": draw(
+                optional(
+                    st.fixed_dictionaries({}, optional={"daily_usd": finite, "soft_fraction": st.floats(0.01, 1.0)})
+                )
+            ),
+        }
+    )
 
 
 def without_nulls(value: Any) -> Any:
@@ -200,6 +227,7 @@ def test_a_valid_policy_round_trips_through_toml(data: dict[str, Any]) -> None:
 
 # --------------------------------------------------------------------------- one thing wrong
 
+
 # Values of every TOML type; none is a tier or backend name, so an error (if any) is the
 # mutated key's own and never a policy-wide one without a key.
 def nested(inner: st.SearchStrategy) -> st.SearchStrategy:
@@ -207,8 +235,12 @@ def nested(inner: st.SearchStrategy) -> st.SearchStrategy:
 
 
 wrong_values = st.recursive(
-    st.integers(-10**20, 10**20) | st.floats(allow_nan=False, allow_infinity=False) | st.booleans()
-    | st.text(max_size=10) | st.dates() | st.sampled_from(["a{99999999999}", "(" * 400 + ")" * 400, "[", "*"]),
+    st.integers(-(10**20), 10**20)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.booleans()
+    | st.text(max_size=10)
+    | st.dates()
+    | st.sampled_from(["a{99999999999}", "(" * 400 + ")" * 400, "[", "*"]),
     nested,
     max_leaves=6,
 )
@@ -257,8 +289,12 @@ def broken_policies(draw: st.DrawFn) -> tuple[dict[str, Any], tuple[str, ...]]:
 
 @fuzz(120)
 @given(broken=broken_policies())
-@example(broken=({"tiers": {"local": {"backend": "llama_cpp", "model": "m", "zz_a.b \"c": 1}}},
-                 ("tiers", "local", "zz_a.b \"c")))
+@example(
+    broken=(
+        {"tiers": {"local": {"backend": "llama_cpp", "model": "m", "zz_a.b \"c": 1}}},
+        ("tiers", "local", "zz_a.b \"c"),
+    )
+)
 def test_a_wrong_value_or_unknown_key_is_reported_at_its_line(broken) -> None:
     data, path = broken
     text, where = render(data)
@@ -273,8 +309,9 @@ def test_a_wrong_value_or_unknown_key_is_reported_at_its_line(broken) -> None:
             assert line in allowed, (line, key, path, text)
             # The key is dotted for the message (so compared as text: a quoted key may hold dots).
             dotted = ".".join(path)
-            assert (f"{key}.".startswith(f"{dotted}.") or f"{dotted}.".startswith(f"{key}.")), \
+            assert f"{key}.".startswith(f"{dotted}.") or f"{dotted}.".startswith(f"{key}."), (
                 "only the mutated key (or a table holding it) is at fault"
+            )
 
 
 @fuzz(25)
@@ -295,19 +332,102 @@ def test_line_numbers_count_only_toml_line_ends(data: dict[str, Any], separator:
 
 # --------------------------------------------------------------------------- anything at all
 
-KEYS = ["version", "offline", "default_route", "backend", "model", "base_url", "api_key_env", "price",
-        "input_per_mtok", "context_window", "timeout_s", "max_retries", "paths", "on_sensitive", "allowlist",
-        "high", "name", "task", "route", "escalate_to", "verify", "max_attempts", "daily_usd", "soft_fraction",
-        "tiers.local.model", '"quoted key"', "a.b.c", "x"]
-VALUES = ['"llama_cpp"', '"openai"', '"anthropic"', '"http://x"', '"ftp://x"', '"local"', '"frontier"', "1", "-1",
-          "0", "1_000", "3.5", "-0.0", "1e400", "inf", "nan", "true", "false", "[]", '["a", 1]', "{}",
-          '{ backend = "llama_cpp", model = "m" }', "1979-05-27", "1979-05-27T07:32:00Z", "2021-02-30",
-          "07:32:00", '"""multi', "'''", '"unterminated', "[" * 3000 + "]" * 3000, "{a = " * 600 + "1" + "}" * 600,
-          '["a{99999999999}"]', '["' + "(" * 600 + ")" * 600 + '"]', '["["]', '["(?<=a+)b"]', '"\\uD800"',
-          '"\\q"', '"\u2028"', "0x10", "0o7", "0b2", "+1", "01", "1" + "0" * 5000, "1" + "0" * 5000 + ".5"]
-HEADERS = ["[tiers.local]", "[tiers.in_house]", "[tiers.frontier]", "[tiers.nope]", "[sensitivity]", "[risk]",
-           "[[rules]]", "[escalation]", "[budget]", "[tiers.local.price]", "[tiers]", "[[tiers]]", "[ a . b ]",
-           "[tiers.local]]", "[[rules]", "[]", "[sensitivity.allowlist]"]
+KEYS = [
+    "version",
+    "offline",
+    "default_route",
+    "backend",
+    "model",
+    "base_url",
+    "api_key_env",
+    "price",
+    "input_per_mtok",
+    "context_window",
+    "timeout_s",
+    "max_retries",
+    "paths",
+    "on_sensitive",
+    "allowlist",
+    "high",
+    "name",
+    "task",
+    "route",
+    "escalate_to",
+    "verify",
+    "max_attempts",
+    "daily_usd",
+    "soft_fraction",
+    "tiers.local.model",
+    '"quoted key"',
+    "a.b.c",
+    "x",
+]
+VALUES = [
+    '"llama_cpp"',
+    '"openai"',
+    '"anthropic"',
+    '"http://x"',
+    '"ftp://x"',
+    '"local"',
+    '"frontier"',
+    "1",
+    "-1",
+    "0",
+    "1_000",
+    "3.5",
+    "-0.0",
+    "1e400",
+    "inf",
+    "nan",
+    "true",
+    "false",
+    "[]",
+    '["a", 1]',
+    "{}",
+    '{ backend = "llama_cpp", model = "m" }',
+    "1979-05-27",
+    "1979-05-27T07:32:00Z",
+    "2021-02-30",
+    "07:32:00",
+    '"""multi',
+    "'''",
+    '"unterminated',
+    "[" * 3000 + "]" * 3000,
+    "{a = " * 600 + "1" + "}" * 600,
+    '["a{99999999999}"]',
+    '["' + "(" * 600 + ")" * 600 + '"]',
+    '["["]',
+    '["(?<=a+)b"]',
+    '"\\uD800"',
+    '"\\q"',
+    '"\u2028"',
+    "0x10",
+    "0o7",
+    "0b2",
+    "+1",
+    "01",
+    "1" + "0" * 5000,
+    "1" + "0" * 5000 + ".5",
+]
+HEADERS = [
+    "[tiers.local]",
+    "[tiers.in_house]",
+    "[tiers.frontier]",
+    "[tiers.nope]",
+    "[sensitivity]",
+    "[risk]",
+    "[[rules]]",
+    "[escalation]",
+    "[budget]",
+    "[tiers.local.price]",
+    "[tiers]",
+    "[[tiers]]",
+    "[ a . b ]",
+    "[tiers.local]]",
+    "[[rules]",
+    "[]",
+    "[sensitivity.allowlist]",
+]
 toml_lines = st.one_of(
     st.sampled_from(HEADERS),
     st.tuples(st.sampled_from(KEYS), st.sampled_from(["=", " = ", " ="]), st.sampled_from(VALUES)).map("".join),

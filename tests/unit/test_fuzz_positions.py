@@ -21,7 +21,6 @@ from lsp_server.lsp.convert import (
 )
 from tests.fuzzing import fuzz
 
-
 ENCODINGS = ("utf-8", "utf-16", "utf-32")
 encodings = st.sampled_from(ENCODINGS)
 
@@ -31,7 +30,8 @@ SPECIAL = "aé日😀𝄞\U0010ffff\ud800\udfff\x00\x0c\x85\u2028\t "
 chars = st.sampled_from(SPECIAL) | st.characters(exclude_characters="\r\n")
 lines = st.text(alphabet=chars, max_size=40)
 documents = st.lists(st.tuples(lines, st.sampled_from(["\n", "\r\n", "\r"])), max_size=12).map(
-    lambda rows: "".join(text + end for text, end in rows)) | st.text(alphabet=chars | st.sampled_from("\r\n"))
+    lambda rows: "".join(text + end for text, end in rows)
+) | st.text(alphabet=chars | st.sampled_from("\r\n"))
 
 
 def units(text: str, encoding: Encoding) -> int:
@@ -88,8 +88,9 @@ def test_any_client_offset_rounds_down_to_a_character_boundary(line: str, encodi
 
 @fuzz(300)
 @given(text=documents, line=st.integers(-3, 20), character=st.integers(-3, 200), encoding=encodings)
-def test_clamp_position_always_lands_inside_the_document(text: str, line: int, character: int,
-                                                         encoding: Encoding) -> None:
+def test_clamp_position_always_lands_inside_the_document(
+    text: str, line: int, character: int, encoding: Encoding
+) -> None:
     rows = split_lines(text)
     row, column = clamp_position(rows, line, character, encoding)
     assert 0 <= row < len(rows) and 0 <= column <= len(rows[row])

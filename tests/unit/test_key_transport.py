@@ -12,8 +12,8 @@ import pytest
 
 from lsp_server.backends.anthropic import AnthropicBackend
 from lsp_server.backends.base import ChatMessage, ChatRequest, ProviderError
-from lsp_server.backends.http.retry import NO_RETRY
 from lsp_server.backends.http.errors import key_would_travel_in_clear
+from lsp_server.backends.http.retry import NO_RETRY
 from lsp_server.backends.openai import OpenAICompatBackend
 from tests.addresses import non_loopback_ipv4, own_hostname
 from tests.loopback_provider import LoopbackProvider
@@ -26,8 +26,16 @@ PROTOCOLS = ["openai", "anthropic"]
 @pytest.fixture(autouse=True)
 def api_key(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(KEY_ENV, KEY)
-    for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy",
-                 "NO_PROXY", "no_proxy"):
+    for name in (
+        "HTTP_PROXY",
+        "http_proxy",
+        "HTTPS_PROXY",
+        "https_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+        "NO_PROXY",
+        "no_proxy",
+    ):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -42,7 +50,6 @@ def request() -> ChatRequest:
     return ChatRequest([ChatMessage("user", "explain this")], max_tokens=8)
 
 
-
 def key_seen(provider: LoopbackProvider) -> bool:
     return any(KEY.encode() in r.raw or KEY in str(r.headers) for r in provider.requests)
 
@@ -50,13 +57,23 @@ def key_seen(provider: LoopbackProvider) -> bool:
 # -- where the key may go ------------------------------------------------------------
 
 
-@pytest.mark.parametrize("url, clear", [
-    ("https://api.anthropic.com", False), ("https://192.0.2.2:8443/v1", False),
-    ("http://127.0.0.1:8000/v1", False), ("http://127.0.0.2:8000", False), ("http://localhost:8000", False),
-    ("http://[::1]:8000/v1", False),
-    ("http://192.0.2.2:8000/v1", True), ("http://inference.internal:8000/v1", True), ("http://vm:8000", True),
-    ("http://localhost.example.com", True), ("http://0.0.0.0:8000", True), ("http://[fd00::2]:8000", True),
-])
+@pytest.mark.parametrize(
+    "url, clear",
+    [
+        ("https://api.anthropic.com", False),
+        ("https://192.0.2.2:8443/v1", False),
+        ("http://127.0.0.1:8000/v1", False),
+        ("http://127.0.0.2:8000", False),
+        ("http://localhost:8000", False),
+        ("http://[::1]:8000/v1", False),
+        ("http://192.0.2.2:8000/v1", True),
+        ("http://inference.internal:8000/v1", True),
+        ("http://vm:8000", True),
+        ("http://localhost.example.com", True),
+        ("http://0.0.0.0:8000", True),
+        ("http://[fd00::2]:8000", True),
+    ],
+)
 def test_which_urls_would_carry_a_key_in_clear(url: str, clear: bool):
     assert key_would_travel_in_clear(httpx.URL(url)) is clear
 

@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 from rich.console import Console
 
+from lsp_server.cli.ledger import run_report
 from lsp_server.ledger import (
     SCHEMA_VERSION,
     Ledger,
@@ -38,7 +39,6 @@ from lsp_server.ledger import (
 )
 from lsp_server.ledger.report import build_report, parse_since, report_json
 from lsp_server.ledger.terminal import render_report
-from lsp_server.cli.ledger import run_report
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 SPAWN = multiprocessing.get_context("spawn")
@@ -48,7 +48,11 @@ CANARY = "CANARYq7Zt3Xw9Lk"
 
 def make_row(**fields: object) -> LedgerRow:
     base: dict[str, object] = {
-        "request_id": "r1", "task": "completion", "tier": "local", "backend": "llama_cpp", "model": "gemma-3-270m",
+        "request_id": "r1",
+        "task": "completion",
+        "tier": "local",
+        "backend": "llama_cpp",
+        "model": "gemma-3-270m",
     }
     base.update(fields)
     return LedgerRow(**base)  # type: ignore[arg-type]
@@ -84,19 +88,45 @@ def test_price_cost():
 def test_rows_round_trip(db: Path):
     written = [
         make_row(
-            request_id="req-1", attempt=1, prompt_tokens=812, completion_tokens=17, cached_tokens=800,
-            latency_ms=41.5, cost_usd=0.0, frontier_cost_usd=0.002691, outcome="escalated", escalated=True,
-            escalation_reason="verify_failed:syntax", policy_hash="sha256:0123abcdef",
+            request_id="req-1",
+            attempt=1,
+            prompt_tokens=812,
+            completion_tokens=17,
+            cached_tokens=800,
+            latency_ms=41.5,
+            cost_usd=0.0,
+            frontier_cost_usd=0.002691,
+            outcome="escalated",
+            escalated=True,
+            escalation_reason="verify_failed:syntax",
+            policy_hash="sha256:0123abcdef",
             reasons=["rule 2: task=completion -> local", "low_confidence"],
             ts=datetime(2026, 11, 3, 12, 0, 0, 123456, tzinfo=timezone.utc),
         ),
         make_row(
-            request_id="req-1", attempt=2, tier="frontier", backend="anthropic", model="claude-sonnet-4-5-20250929",
-            prompt_tokens=900, completion_tokens=20, cost_usd=0.0030123456789, frontier_cost_usd=0.0030123456789,
-            error_kind=None, shown=True, accepted=False,
+            request_id="req-1",
+            attempt=2,
+            tier="frontier",
+            backend="anthropic",
+            model="claude-sonnet-4-5-20250929",
+            prompt_tokens=900,
+            completion_tokens=20,
+            cost_usd=0.0030123456789,
+            frontier_cost_usd=0.0030123456789,
+            error_kind=None,
+            shown=True,
+            accepted=False,
         ),
-        make_row(request_id="req-2", task="explain", tier="in_house", backend="openai", model="Qwen/Qwen2.5-Coder-7B",
-                 outcome="failed", error_kind="provider_error:rate_limited", latency_ms=5000),
+        make_row(
+            request_id="req-2",
+            task="explain",
+            tier="in_house",
+            backend="openai",
+            model="Qwen/Qwen2.5-Coder-7B",
+            outcome="failed",
+            error_kind="provider_error:rate_limited",
+            latency_ms=5000,
+        ),
     ]
     with Ledger(db) as ledger:
         ids = [ledger.record(row) for row in written]
@@ -255,8 +285,17 @@ def test_planted_content_never_reaches_the_file(db: Path):
         f"{CANARY} " * 40,
         f"/home/dev/{CANARY}/src/main.py",
     ]
-    fields = ("request_id", "task", "tier", "backend", "model", "outcome", "escalation_reason", "error_kind",
-              "policy_hash")
+    fields = (
+        "request_id",
+        "task",
+        "tier",
+        "backend",
+        "model",
+        "outcome",
+        "escalation_reason",
+        "error_kind",
+        "policy_hash",
+    )
     ledger = Ledger(db)
     rejected = 0
     for i in range(400):
@@ -299,8 +338,7 @@ def test_concurrent_writers_processes_and_threads(db: Path, caplog: pytest.LogCa
     # Everyone starts at once on a file that doesn't exist yet: creation and migration race too.
     go = SPAWN.Event()
     results = SPAWN.Queue()
-    processes = [SPAWN.Process(target=_write_rows_process, args=(str(db), f"p{n}", 200, go, results))
-                 for n in range(4)]
+    processes = [SPAWN.Process(target=_write_rows_process, args=(str(db), f"p{n}", 200, go, results)) for n in range(4)]
     for p in processes:
         p.start()
     threads_go = threading.Event()
@@ -355,8 +393,19 @@ def _try_reserve(path: str, go: object, worker: int) -> bool:
         return False
     time.sleep(random.uniform(0, 0.02))
     if worker % 2 == 0:  # half turn into real spend, half stay held
-        assert reservation.commit(make_row(request_id=f"budget-{worker}", tier="frontier", backend="anthropic",
-                                           model="claude-sonnet-4-5", cost_usd=AMOUNT, frontier_cost_usd=AMOUNT)) > 0
+        assert (
+            reservation.commit(
+                make_row(
+                    request_id=f"budget-{worker}",
+                    tier="frontier",
+                    backend="anthropic",
+                    model="claude-sonnet-4-5",
+                    cost_usd=AMOUNT,
+                    frontier_cost_usd=AMOUNT,
+                )
+            )
+            > 0
+        )
     return True
 
 
@@ -474,7 +523,8 @@ def test_spend_by_period_and_tier(db: Path):
 
 def test_utc_midnight():
     assert utc_midnight(datetime(2026, 3, 29, 23, 59, tzinfo=timezone(timedelta(hours=-5)))) == datetime(
-        2026, 3, 30, tzinfo=timezone.utc)
+        2026, 3, 30, tzinfo=timezone.utc
+    )
 
 
 def test_feedback_marks_the_last_attempt(db: Path):
@@ -518,8 +568,13 @@ def test_kill_9_mid_write_leaves_a_sound_database(db: Path):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")]))}
     reported = 0
     for round_ in range(3):
-        child = subprocess.Popen([sys.executable, "-c", CRASH_CHILD, str(db), str(reported)],
-                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        child = subprocess.Popen(
+            [sys.executable, "-c", CRASH_CHILD, str(db), str(reported)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
         assert child.stdout is not None
         target = reported + 150 + 50 * round_
         for line in child.stdout:
@@ -624,21 +679,79 @@ def test_locked_longer_than_busy_timeout_spills(db: Path):
 def _sample_rows() -> list[LedgerRow]:
     ts = datetime.now(timezone.utc) - timedelta(minutes=5)
     return [
-        make_row(request_id="a", prompt_tokens=100, completion_tokens=20, frontier_cost_usd=0.0006, latency_ms=50,
-                 shown=True, accepted=True, ts=ts),
-        make_row(request_id="b", prompt_tokens=200, completion_tokens=10, frontier_cost_usd=0.0008, latency_ms=80,
-                 outcome="escalated", escalated=True, escalation_reason="low_confidence", ts=ts),
-        make_row(request_id="b", attempt=2, tier="frontier", backend="anthropic", model="claude-sonnet-4-5",
-                 prompt_tokens=200, completion_tokens=30, cost_usd=0.00105, frontier_cost_usd=0.00105,
-                 latency_ms=700, shown=True, accepted=False, ts=ts),
-        make_row(request_id="c", task="explain", prompt_tokens=1000, completion_tokens=200, frontier_cost_usd=0.006,
-                 latency_ms=400, ts=ts),
-        make_row(request_id="d", task="refactor", tier="frontier", backend="anthropic", model="claude-sonnet-4-5",
-                 prompt_tokens=3000, completion_tokens=500, cost_usd=0.0165, frontier_cost_usd=0.0165,
-                 latency_ms=3000, ts=ts),
-        make_row(request_id="e", task="explain", tier="in_house", backend="openai", model="qwen2.5-coder-7b",
-                 prompt_tokens=800, completion_tokens=100, cost_usd=0.0002, frontier_cost_usd=0.0045,
-                 latency_ms=1000, outcome="failed", error_kind="provider_error:timeout", ts=ts),
+        make_row(
+            request_id="a",
+            prompt_tokens=100,
+            completion_tokens=20,
+            frontier_cost_usd=0.0006,
+            latency_ms=50,
+            shown=True,
+            accepted=True,
+            ts=ts,
+        ),
+        make_row(
+            request_id="b",
+            prompt_tokens=200,
+            completion_tokens=10,
+            frontier_cost_usd=0.0008,
+            latency_ms=80,
+            outcome="escalated",
+            escalated=True,
+            escalation_reason="low_confidence",
+            ts=ts,
+        ),
+        make_row(
+            request_id="b",
+            attempt=2,
+            tier="frontier",
+            backend="anthropic",
+            model="claude-sonnet-4-5",
+            prompt_tokens=200,
+            completion_tokens=30,
+            cost_usd=0.00105,
+            frontier_cost_usd=0.00105,
+            latency_ms=700,
+            shown=True,
+            accepted=False,
+            ts=ts,
+        ),
+        make_row(
+            request_id="c",
+            task="explain",
+            prompt_tokens=1000,
+            completion_tokens=200,
+            frontier_cost_usd=0.006,
+            latency_ms=400,
+            ts=ts,
+        ),
+        make_row(
+            request_id="d",
+            task="refactor",
+            tier="frontier",
+            backend="anthropic",
+            model="claude-sonnet-4-5",
+            prompt_tokens=3000,
+            completion_tokens=500,
+            cost_usd=0.0165,
+            frontier_cost_usd=0.0165,
+            latency_ms=3000,
+            ts=ts,
+        ),
+        make_row(
+            request_id="e",
+            task="explain",
+            tier="in_house",
+            backend="openai",
+            model="qwen2.5-coder-7b",
+            prompt_tokens=800,
+            completion_tokens=100,
+            cost_usd=0.0002,
+            frontier_cost_usd=0.0045,
+            latency_ms=1000,
+            outcome="failed",
+            error_kind="provider_error:timeout",
+            ts=ts,
+        ),
     ]
 
 
@@ -701,21 +814,43 @@ _cost = st.decimals(min_value=0, max_value=3, places=6).map(float)
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(st.tuples(st.sampled_from(["completion", "explain", "refactor", "commit_message"]),
-                          st.sampled_from(["local", "in_house", "frontier"]), _cost, _cost,
-                          st.integers(0, 10_000)), min_size=1, max_size=60))
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["completion", "explain", "refactor", "commit_message"]),
+            st.sampled_from(["local", "in_house", "frontier"]),
+            _cost,
+            _cost,
+            st.integers(0, 10_000),
+        ),
+        min_size=1,
+        max_size=60,
+    )
+)
 def test_report_totals_are_exact_sums_of_rows(specs):
     with tempfile.TemporaryDirectory() as tmp, Ledger(Path(tmp) / "l.sqlite3") as ledger:
-        rows = [make_row(request_id=f"r{i}", task=task, tier=tier, cost_usd=cost, frontier_cost_usd=frontier,
-                         prompt_tokens=tokens) for i, (task, tier, cost, frontier, tokens) in enumerate(specs)]
+        rows = [
+            make_row(
+                request_id=f"r{i}",
+                task=task,
+                tier=tier,
+                cost_usd=cost,
+                frontier_cost_usd=frontier,
+                prompt_tokens=tokens,
+            )
+            for i, (task, tier, cost, frontier, tokens) in enumerate(specs)
+        ]
         for row in rows:
             ledger.record(row)
         report = build_report(ledger, None)
     cents = Decimal("0.01")
     cost = sum((Decimal(str(r.cost_usd)) for r in rows), Decimal(0))  # exact: 6 decimal places each
     frontier = sum((Decimal(str(r.frontier_cost_usd)) for r in rows), Decimal(0))
-    for got, want in ((report.totals.cost_usd, cost), (report.totals.frontier_cost_usd, frontier),
-                      (report.totals.savings_usd, frontier - cost)):
+    for got, want in (
+        (report.totals.cost_usd, cost),
+        (report.totals.frontier_cost_usd, frontier),
+        (report.totals.savings_usd, frontier - cost),
+    ):
         assert round(got * 10**9) == int(want * 10**9)  # exact to the nano-dollar
         assert Decimal(str(got)).quantize(cents) == want.quantize(cents)
     assert report.totals.prompt_tokens == sum(r.prompt_tokens for r in rows)
@@ -765,13 +900,37 @@ def test_run_report_bad_since_exits_2(db: Path, capsys: pytest.CaptureFixture[st
 def test_run_report_json(sample_db: Path, capsys: pytest.CaptureFixture[str]):
     assert run_report("7d", True, sample_db) == 0
     data = json.loads(capsys.readouterr().out)
-    assert set(data) == {"source", "since", "until", "totals", "by_task", "by_tier", "by_model", "by_repo", "by_week",
-                         "escalation_reasons", "counterfactual"}
+    assert set(data) == {
+        "source",
+        "since",
+        "until",
+        "totals",
+        "by_task",
+        "by_tier",
+        "by_model",
+        "by_repo",
+        "by_week",
+        "escalation_reasons",
+        "counterfactual",
+    }
     assert data["source"] == "local"
     assert datetime.fromisoformat(data["since"]) < datetime.fromisoformat(data["until"])
-    assert {"requests", "attempts", "prompt_tokens", "completion_tokens", "cost_usd", "frontier_cost_usd",
-            "savings_usd", "savings_pct", "escalations", "escalation_rate", "failures", "acceptance_rate",
-            "latency_p50_ms", "latency_p95_ms"} <= set(data["totals"])
+    assert {
+        "requests",
+        "attempts",
+        "prompt_tokens",
+        "completion_tokens",
+        "cost_usd",
+        "frontier_cost_usd",
+        "savings_usd",
+        "savings_pct",
+        "escalations",
+        "escalation_rate",
+        "failures",
+        "acceptance_rate",
+        "latency_p50_ms",
+        "latency_p95_ms",
+    } <= set(data["totals"])
     assert [g["key"] for g in data["by_task"]] == ["completion", "explain", "refactor"]
     assert [g["key"] for g in data["by_tier"]] == ["local", "in_house", "frontier"]
     assert data["totals"]["requests"] == 5 and data["totals"]["cost_usd"] == pytest.approx(0.01775)

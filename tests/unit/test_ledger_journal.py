@@ -13,9 +13,16 @@ from lsp_server.ledger import JOURNAL_DIRNAME, Journal, Ledger, LedgerRow
 
 
 def values(request_id: str, attempt: int = 1) -> dict[str, object]:
-    return {"request_id": request_id, "attempt": attempt, "task": "completion", "tier": "local",
-            "backend": "llama_cpp", "model": "m.gguf", "ts": datetime.now(timezone.utc),
-            "reasons": ["local first"]}
+    return {
+        "request_id": request_id,
+        "attempt": attempt,
+        "task": "completion",
+        "tier": "local",
+        "backend": "llama_cpp",
+        "model": "m.gguf",
+        "ts": datetime.now(timezone.utc),
+        "reasons": ["local first"],
+    }
 
 
 def dead_pid() -> int:

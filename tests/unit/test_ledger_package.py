@@ -27,8 +27,21 @@ def test_no_module_over_400_lines():
 
 
 def test_the_names_the_rest_of_the_code_imports_are_still_there():
-    for name in ("Ledger", "LedgerRow", "LedgerError", "LedgerSink", "Price", "Reservation", "safe_reason",
-                 "utc_midnight", "LEDGER_FILENAME", "SCHEMA_VERSION", "JOURNAL_DIRNAME", "Journal", "migrate"):
+    for name in (
+        "Ledger",
+        "LedgerRow",
+        "LedgerError",
+        "LedgerSink",
+        "Price",
+        "Reservation",
+        "safe_reason",
+        "utc_midnight",
+        "LEDGER_FILENAME",
+        "SCHEMA_VERSION",
+        "JOURNAL_DIRNAME",
+        "Journal",
+        "migrate",
+    ):
         assert hasattr(ledger_package, name), name
     from lsp_server.routing import policy
 
@@ -42,8 +55,10 @@ def test_one_outcome_vocabulary_with_what_the_engine_writes():
     for module in (PACKAGE.parent / "engine").rglob("*.py"):
         assert "Literal[\"ok\"" not in module.read_text(), module
     tree = ast.parse((PACKAGE / "row.py").read_text())
-    assert not any(isinstance(node, ast.Assign) and any(getattr(t, "id", "") in ("TASKS", "BACKENDS") for t in
-                                                         node.targets) for node in ast.walk(tree))
+    assert not any(
+        isinstance(node, ast.Assign) and any(getattr(t, "id", "") in ("TASKS", "BACKENDS") for t in node.targets)
+        for node in ast.walk(tree)
+    )
 
 
 def test_a_version_1_ledger_is_upgraded_and_its_history_queued(tmp_path: Path):
@@ -54,13 +69,16 @@ def test_a_version_1_ledger_is_upgraded_and_its_history_queued(tmp_path: Path):
     for statement in _MIGRATIONS[0]:
         conn.execute(statement)
     conn.execute("PRAGMA user_version = 1")
-    conn.execute("INSERT INTO attempts (ts, request_id, attempt, task, tier, backend, model, outcome) "
-                 "VALUES (1, 'old', 1, 'ask', 'local', 'llama_cpp', 'm', 'ok')")
+    conn.execute(
+        "INSERT INTO attempts (ts, request_id, attempt, task, tier, backend, model, outcome) "
+        "VALUES (1, 'old', 1, 'ask', 'local', 'llama_cpp', 'm', 'ok')"
+    )
     conn.close()
     with Ledger(db) as ledger:
         assert len(ledger.ledger_id) == 32 and ledger.row_uid(7) == f"{ledger.ledger_id}:7"
-        ledger.record(LedgerRow(request_id="new", task="ask", tier="local", backend="llama_cpp", model="m",
-                                repo="payments"))
+        ledger.record(
+            LedgerRow(request_id="new", task="ask", tier="local", backend="llama_cpp", model="m", repo="payments")
+        )
         rows = ledger.rows()
     assert [r.request_id for r in rows] == ["old", "new"] and rows[1].repo == "payments"
     with sqlite3.connect(db) as conn:
@@ -70,8 +88,10 @@ def test_a_version_1_ledger_is_upgraded_and_its_history_queued(tmp_path: Path):
 
 def test_settings_from_file_and_environment(tmp_path: Path):
     path = tmp_path / "config.toml"
-    path.write_text('[team_ledger]\nurl = "postgresql://a@db/team"\nproject = "payments"\n'
-                    '[otel]\nenabled = true\nendpoint = "http://127.0.0.1:4318"\n[other]\nx = 1\n')
+    path.write_text(
+        '[team_ledger]\nurl = "postgresql://a@db/team"\nproject = "payments"\n'
+        '[otel]\nenabled = true\nendpoint = "http://127.0.0.1:4318"\n[other]\nx = 1\n'
+    )
     settings = load_user_settings({}, path)
     assert settings.team_ledger.url == "postgresql://a@db/team" and settings.team_ledger.project == "payments"
     assert settings.otel.enabled and settings.otel.endpoint == "http://127.0.0.1:4318"
@@ -95,11 +115,17 @@ def test_a_repository_policy_cannot_name_a_team_ledger():
     assert parse_policy("[budget]\nteam_daily_usd = 25.0\n").budget.team_daily_usd == 25.0
 
 
-@pytest.mark.parametrize("url", [
-    "git@github.com:acme/payments.git", "https://github.com/acme/payments", "https://github.com/acme/payments.git",
-    "ssh://git@github.com/acme/payments.git", "https://user:token@GitHub.com/acme/payments/",
-    "ssh://git@github.com:22/acme/payments",
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "git@github.com:acme/payments.git",
+        "https://github.com/acme/payments",
+        "https://github.com/acme/payments.git",
+        "ssh://git@github.com/acme/payments.git",
+        "https://user:token@GitHub.com/acme/payments/",
+        "ssh://git@github.com:22/acme/payments",
+    ],
+)
 def test_one_repository_key_for_every_spelling_of_its_remote(url: str):
     assert normalise_remote(url) == "github.com/acme/payments"
 
@@ -110,8 +136,9 @@ def test_repository_key(tmp_path: Path):
     assert repo_key(tmp_path, TeamLedgerSettings()) is None  # not a repository
     subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
     assert repo_key(tmp_path, TeamLedgerSettings()) is None  # no remote
-    subprocess.run(["git", "-C", str(tmp_path), "remote", "add", "upstream", "https://u:secret@github.com/a/b.git"],
-                   check=True)
+    subprocess.run(
+        ["git", "-C", str(tmp_path), "remote", "add", "upstream", "https://u:secret@github.com/a/b.git"], check=True
+    )
     key = repo_key(tmp_path, TeamLedgerSettings())
     assert key == "r-" + hashlib.sha256(b"github.com/a/b").hexdigest()[:16]
     assert repo_key(tmp_path, TeamLedgerSettings(project="billing")) == "billing"

@@ -82,13 +82,19 @@ def test_time_limit_stops_at_the_deadline_on_an_injected_clock(endless_model_pat
     backend = LlamaCppBackend(LlamaSettings(model=endless_model_path, n_ctx=1024), clock=clock)
     backend.load()
     try:
+
         def token_takes_an_eighth_of_a_second(text: str) -> None:
             clock.step(0.125)  # the stop rule runs once per token: this is the token's duration
             return None
 
-        generation = backend.generate_blocking(GenerationRequest(
-            prompt_tokens=backend.tokenize_text("d = "), max_tokens=900, time_limit_s=1.0,
-            stop=token_takes_an_eighth_of_a_second))
+        generation = backend.generate_blocking(
+            GenerationRequest(
+                prompt_tokens=backend.tokenize_text("d = "),
+                max_tokens=900,
+                time_limit_s=1.0,
+                stop=token_takes_an_eighth_of_a_second,
+            )
+        )
     finally:
         backend.close()
     # Eight tokens fill the second: the box closes there, long before the token limit.
@@ -103,7 +109,8 @@ def test_time_limit_fires_on_the_real_clock_before_the_token_limit(endless_model
     backend.load()
     try:
         generation = backend.generate_blocking(
-            GenerationRequest(prompt_tokens=backend.tokenize_text("d = "), max_tokens=4000, time_limit_s=0.05))
+            GenerationRequest(prompt_tokens=backend.tokenize_text("d = "), max_tokens=4000, time_limit_s=0.05)
+        )
     finally:
         backend.close()
     assert generation.stop_reason == "time_limit"
@@ -132,8 +139,11 @@ async def test_async_cancel_stops_the_worker(endless):
         time.sleep(0.001)  # at least a second for the 1000 tokens, however fast the CPU
         return None
 
-    task = asyncio.ensure_future(endless.generate(
-        GenerationRequest(prompt_tokens=endless.tokenize_text("e = "), max_tokens=1000, stop=paced), token))
+    task = asyncio.ensure_future(
+        endless.generate(
+            GenerationRequest(prompt_tokens=endless.tokenize_text("e = "), max_tokens=1000, stop=paced), token
+        )
+    )
     assert await asyncio.to_thread(generating.wait, 60)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):

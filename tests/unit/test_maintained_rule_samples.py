@@ -12,7 +12,17 @@ from collections import Counter
 import pytest
 
 from lsp_server.sensitivity.scanner import SensitivityScanner
-from tests.maintained_rules import CONFIG_PATH, Sample, Samples, draw_samples, iter_files, load_config, load_rules, shannon, translate
+from tests.maintained_rules import (
+    CONFIG_PATH,
+    Sample,
+    Samples,
+    draw_samples,
+    iter_files,
+    load_config,
+    load_rules,
+    shannon,
+    translate,
+)
 
 # The target: 90 % of the samples kept home (the benchmark measures two samples per rule over
 # several seeds: 93-95 %; one sample per rule is noisier).

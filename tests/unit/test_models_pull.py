@@ -44,13 +44,15 @@ def leftovers(cache: Path) -> list[Path]:
 
 
 def files_in(cache: Path) -> list[Path]:
-    return [p for p in cache.rglob("*") if (p.is_file() or p.is_symlink()) and ".locks" not in p.parts
-            and p.name != "CACHEDIR.TAG"]
+    return [
+        p
+        for p in cache.rglob("*")
+        if (p.is_file() or p.is_symlink()) and ".locks" not in p.parts and p.name != "CACHEDIR.TAG"
+    ]
 
 
 def do_pull(hub: LoopbackHub, spec: str, **kwargs: object):  # type: ignore[no-untyped-def]
-    return pull(parse_target(spec), endpoint=hub.endpoint, progress=False, report=lambda _line: None,
-                **kwargs)  # type: ignore[arg-type]
+    return pull(parse_target(spec), endpoint=hub.endpoint, progress=False, report=lambda _line: None, **kwargs)  # type: ignore[arg-type]
 
 
 def test_pull_verifies_records_and_resolves(hub: LoopbackHub, home: Path, tiny_model_path: Path) -> None:
@@ -128,8 +130,9 @@ def test_catalog_digest_that_differs_from_the_hub_is_refused_before_downloading(
         ("acme/NoSuchRepo:x.gguf", "has no repository acme/NoSuchRepo"),
     ],
 )
-def test_not_found_is_a_clear_error(hub: LoopbackHub, home: Path, tiny_model_path: Path, spec: str,
-                                    expected: str) -> None:
+def test_not_found_is_a_clear_error(
+    hub: LoopbackHub, home: Path, tiny_model_path: Path, spec: str, expected: str
+) -> None:
     hub.add_file(REPO, FILE, tiny_model_path.read_bytes())
     with pytest.raises(ModelError) as info:
         do_pull(hub, spec)
@@ -205,9 +208,7 @@ def test_gated_repo_needs_the_token_and_the_cdn_never_sees_it(
     assert all("authorization" not in r.headers for r in hub.cdn_gets())
 
 
-def test_changed_file_is_not_loaded_by_id_and_rm_frees_it(
-    hub: LoopbackHub, home: Path, tiny_model_path: Path
-) -> None:
+def test_changed_file_is_not_loaded_by_id_and_rm_frees_it(hub: LoopbackHub, home: Path, tiny_model_path: Path) -> None:
     hub.add_file(REPO, FILE, tiny_model_path.read_bytes())
     record = do_pull(hub, f"{REPO}:{FILE}").record
     with open(record.blob, "ab") as blob:
@@ -269,8 +270,11 @@ def test_pull_by_catalog_id_is_verified_against_the_catalog_and_resolves_by_id(
 
 def test_parse_target() -> None:
     target = parse_target("qwen2.5-coder-1.5b")
-    assert (target.repo, target.file, target.quant) == ("ggml-org/Qwen2.5-Coder-1.5B-Q8_0-GGUF",
-                                                        "qwen2.5-coder-1.5b-q8_0.gguf", "q8_0")
+    assert (target.repo, target.file, target.quant) == (
+        "ggml-org/Qwen2.5-Coder-1.5B-Q8_0-GGUF",
+        "qwen2.5-coder-1.5b-q8_0.gguf",
+        "q8_0",
+    )
     assert target.sha256 == "29871c94d15727a6e243f79a37113d4ae625a6215b5e800bf41a23af2da32832"
     assert target.revision == "8be1b8a895a84beea772817caaa71eba6b6e0d07"
     assert parse_target("Qwen2.5-Coder-1.5B:q4_k_m").repo == "mradermacher/Qwen2.5-Coder-1.5B-GGUF"
@@ -281,9 +285,14 @@ def test_parse_target() -> None:
     assert (moved.revision, moved.sha256) == ("main", None)
     other = parse_target("someone/Else-GGUF:model.gguf")
     assert other == PullTarget(repo="someone/Else-GGUF", file="model.gguf", revision="main")
-    for bad, words in [("gemma-3-270m", "nothing to pull"), ("qwen2.5-coder-1.5b:q2_k", "no 'q2_k' file"),
-                       ("someone/Else-GGUF", "Which file"), ("someone/Else-GGUF:README.md", "not a .gguf"),
-                       ("no such thing", "neither a catalog id"), ("someone/x:../../etc/passwd.gguf", "not a .gguf")]:
+    for bad, words in [
+        ("gemma-3-270m", "nothing to pull"),
+        ("qwen2.5-coder-1.5b:q2_k", "no 'q2_k' file"),
+        ("someone/Else-GGUF", "Which file"),
+        ("someone/Else-GGUF:README.md", "not a .gguf"),
+        ("no such thing", "neither a catalog id"),
+        ("someone/x:../../etc/passwd.gguf", "not a .gguf"),
+    ]:
         with pytest.raises(ModelError, match=words):
             parse_target(bad)
 
@@ -296,8 +305,13 @@ def test_records_survive_other_processes_view(hub: LoopbackHub, home: Path, tiny
     assert record.sha256 in raw and os.fspath(record.path) in raw
 
 
-def test_progress_bar_counts_every_byte(hub: LoopbackHub, home: Path, download_model_path: Path,
-                                        monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]) -> None:
+def test_progress_bar_counts_every_byte(
+    hub: LoopbackHub,
+    home: Path,
+    download_model_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
     """huggingface_hub drives our bar (its tqdm_class), including across a resumed transfer."""
     from local_models import _progress
 

@@ -8,15 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from lsp_server.config import ServerConfig
 from lsp_server.completion.complete import Completer
+from lsp_server.completion.prompt import CompletionInput
+from lsp_server.config import ServerConfig
 from lsp_server.engine.core import Engine
 from lsp_server.ledger import Ledger, LedgerRow
 from lsp_server.ledger.otel import OtelMetrics, metrics_endpoint
 from lsp_server.ledger.outlets import attach
 from lsp_server.ledger.settings import OtelSettings, UserSettings
 from lsp_server.routing.policy import LoadedPolicy, Policy
-from lsp_server.completion.prompt import CompletionInput
 from tests.loopback_otlp import attributes, otlp_receiver
 
 CANARY = "zqCANARYotel7"
@@ -34,22 +34,33 @@ def _points(receiver, name: str) -> list:  # type: ignore[no-untyped-def]
 def test_engine_requests_reach_the_collector_as_genai_metrics(tmp_path: Path, tiny_model_path: Path):
     with otlp_receiver() as receiver:
         ledger = Ledger(tmp_path / "ledger.sqlite3")
-        engine = Engine(ServerConfig(model=str(tiny_model_path), completion={"max_tokens": 6}),
-                        policy=LoadedPolicy(Policy(), "builtin", None), ledger=ledger)
-        attach(engine.sink, workspace=None,
-               settings=UserSettings(otel=OtelSettings(enabled=True, endpoint=receiver.url, export_interval_s=3600)))
+        engine = Engine(
+            ServerConfig(model=str(tiny_model_path), completion={"max_tokens": 6}),
+            policy=LoadedPolicy(Policy(), "builtin", None),
+            ledger=ledger,
+        )
+        attach(
+            engine.sink,
+            workspace=None,
+            settings=UserSettings(otel=OtelSettings(enabled=True, endpoint=receiver.url, export_interval_s=3600)),
+        )
         try:
             for column in (8, 8, 4):
-                Completer(engine).complete_blocking(CompletionInput(path=f"{CANARY}/module_{CANARY}.py", text=SOURCE, line=3,
-                                                         character=column))
+                Completer(engine).complete_blocking(
+                    CompletionInput(path=f"{CANARY}/module_{CANARY}.py", text=SOURCE, line=3, character=column)
+                )
         finally:
             engine.close()
         rows: list[LedgerRow] = ledger.rows()
         ledger.close()
     assert len(rows) == 3 and receiver.paths and set(receiver.paths) == {"/v1/metrics"}
     names = set(receiver.metrics())
-    assert {"gen_ai.client.token.usage", "gen_ai.client.operation.duration", "ninetyten.client.cost",
-            "ninetyten.client.frontier_cost"} == names
+    assert {
+        "gen_ai.client.token.usage",
+        "gen_ai.client.operation.duration",
+        "ninetyten.client.cost",
+        "ninetyten.client.frontier_cost",
+    } == names
     usage = receiver.metrics()["gen_ai.client.token.usage"][-1]
     assert usage.unit == "{token}" and receiver.metrics()["gen_ai.client.operation.duration"][-1].unit == "s"
 
@@ -81,8 +92,18 @@ def test_failures_carry_error_type(tmp_path: Path):
 
     with otlp_receiver() as receiver:
         metrics = OtelMetrics(OtelSettings(enabled=True, endpoint=receiver.url, export_interval_s=3600))
-        metrics(LedgerRow(request_id="r1", task="refactor", tier="frontier", backend="anthropic",
-                          model="claude-sonnet-4-6", outcome="failed", error_kind="timeout", latency_ms=2000.0))
+        metrics(
+            LedgerRow(
+                request_id="r1",
+                task="refactor",
+                tier="frontier",
+                backend="anthropic",
+                model="claude-sonnet-4-6",
+                outcome="failed",
+                error_kind="timeout",
+                latency_ms=2000.0,
+            )
+        )
         metrics.close()
     (point,) = _points(receiver, "gen_ai.client.operation.duration")
     attrs = attributes(point)

@@ -6,7 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from lsp_server.routing.policy import POLICY_ENV, Policy, PolicyError, find_policy, load_policy, load_policy_file, parse_policy
+from lsp_server.routing.policy import (
+    POLICY_ENV,
+    Policy,
+    PolicyError,
+    find_policy,
+    load_policy,
+    load_policy_file,
+    parse_policy,
+)
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "policy.toml"
 

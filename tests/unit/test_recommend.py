@@ -142,10 +142,14 @@ def test_parse_machine() -> None:
     assert parse_machine("ram=512M,cores=1").ram_bytes == 512 * 1024**2
     assert parse_machine("ram=16,cores=4,vram=6GiB").gpu_mem_bytes == 6 * GIB
     assert parse_machine("ram=16G,cores=8,gpu_mem=11G,unified=yes").gpu_shared_memory
-    for bad, words in [("ram=16G", "at least ram= and cores="), ("ram=lots,cores=2", "not a size"),
-                       ("ram=16G,cores=8,colour=red", "unknown key"), ("ram=16G;cores=8", "at least ram= and cores="),
-                       ("ram=16G,cores", "KEY=VALUE"),
-                       ("ram=16G,cores=0", "positive")]:
+    for bad, words in [
+        ("ram=16G", "at least ram= and cores="),
+        ("ram=lots,cores=2", "not a size"),
+        ("ram=16G,cores=8,colour=red", "unknown key"),
+        ("ram=16G;cores=8", "at least ram= and cores="),
+        ("ram=16G,cores", "KEY=VALUE"),
+        ("ram=16G,cores=0", "positive"),
+    ]:
         with pytest.raises(ModelError, match=words):
             parse_machine(bad)
 

@@ -23,11 +23,11 @@ from lsp_server.backends.base import (
     ProviderError,
     TextCompletionRequest,
 )
-from lsp_server.backends.http.retry import NO_RETRY, RetryPolicy, parse_retry_after
 from lsp_server.backends.http.cooldown import Cooldown
-from lsp_server.backends.http.stream import RemoteUsage
-from lsp_server.backends.http.sse import SseEvent, parse_sse
 from lsp_server.backends.http.errors import kind_for_status
+from lsp_server.backends.http.retry import NO_RETRY, RetryPolicy, parse_retry_after
+from lsp_server.backends.http.sse import SseEvent, parse_sse
+from lsp_server.backends.http.stream import RemoteUsage
 from lsp_server.backends.openai import OpenAICompatBackend
 from lsp_server.token_estimate import tokens_for_chars
 from tests.loopback_provider import LoopbackProvider, loopback_provider, unused_port  # noqa: F401 (fixture)
@@ -57,8 +57,7 @@ async def make(loopback_provider: LoopbackProvider):  # type: ignore[no-untyped-
         kwargs.setdefault("retry", FAST_RETRY)
         kwargs.setdefault("timeout_s", 5.0)
         if protocol == "openai":
-            backend: Remote = OpenAICompatBackend(base_url or loopback_provider.openai_url, "loop-model",
-                                                       **kwargs)  # type: ignore[arg-type]
+            backend: Remote = OpenAICompatBackend(base_url or loopback_provider.openai_url, "loop-model", **kwargs)  # type: ignore[arg-type]
         else:
             backend = AnthropicBackend(base_url or loopback_provider.url, "claude-loop", **kwargs)  # type: ignore[arg-type]
         made.append(backend)
@@ -131,7 +130,10 @@ async def test_openai_chat_sends_documented_request_and_reads_usage(make: Make, 
     assert "x-api-key" not in sent.headers
     assert sent.body == {
         "model": "loop-model",
-        "messages": [{"role": "system", "content": "You explain diffs."}, {"role": "user", "content": "Explain: -a\n+b"}],
+        "messages": [
+            {"role": "system", "content": "You explain diffs."},
+            {"role": "user", "content": "Explain: -a\n+b"},
+        ],
         "max_tokens": 100,
         "temperature": 0.2,
         "stream": True,
@@ -163,8 +165,9 @@ async def test_anthropic_chat_sends_documented_request_and_reads_usage(make: Mak
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
-async def test_stream_chat_yields_deltas_then_a_generation(protocol: str, make: Make,
-                                                           loopback_provider: LoopbackProvider):
+async def test_stream_chat_yields_deltas_then_a_generation(
+    protocol: str, make: Make, loopback_provider: LoopbackProvider
+):
     loopback_provider.reply = "one two three four five six"
     stream = make(protocol).stream_chat(chat_request())
     deltas = [delta async for delta in stream]
@@ -188,8 +191,9 @@ async def test_max_tokens_reported_as_max_tokens(protocol: str, make: Make, loop
 async def test_openai_complete_text_posts_prompt_suffix_and_stops(make: Make, loopback_provider: LoopbackProvider):
     backend = make("openai")
     assert isinstance(backend, OpenAICompatBackend)
-    request = TextCompletionRequest(prompt="def add(a, b):\n    return ", suffix="\n\nprint(add(1, 2))\n",
-                                    max_tokens=16, stop_sequences=["\n\n"])
+    request = TextCompletionRequest(
+        prompt="def add(a, b):\n    return ", suffix="\n\nprint(add(1, 2))\n", max_tokens=16, stop_sequences=["\n\n"]
+    )
     generation = await backend.complete_text(request)
 
     assert generation.text == "loopback reply to 45 chars"
@@ -200,8 +204,9 @@ async def test_openai_complete_text_posts_prompt_suffix_and_stops(make: Make, lo
     assert sent.body["stop"] == ["\n\n"] and sent.body["max_tokens"] == 16 and sent.body["stream"] is True
 
 
-async def test_usage_is_estimated_and_marked_when_the_server_sends_none(make: Make,
-                                                                      loopback_provider: LoopbackProvider):
+async def test_usage_is_estimated_and_marked_when_the_server_sends_none(
+    make: Make, loopback_provider: LoopbackProvider
+):
     loopback_provider.send_usage = False  # like llama-cpp-python's server
     generation = await make("openai").chat(chat_request())
     assert estimated(generation) is True
@@ -210,8 +215,9 @@ async def test_usage_is_estimated_and_marked_when_the_server_sends_none(make: Ma
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
-async def test_a_json_body_instead_of_a_stream_is_accepted(protocol: str, make: Make,
-                                                           loopback_provider: LoopbackProvider):
+async def test_a_json_body_instead_of_a_stream_is_accepted(
+    protocol: str, make: Make, loopback_provider: LoopbackProvider
+):
     loopback_provider.fault = "ignore_stream"
     generation = await make(protocol).chat(chat_request())
     assert generation.text == "loopback reply to 32 chars"
@@ -230,8 +236,7 @@ async def test_concurrent_requests_are_served_concurrently(make: Make, loopback_
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
-async def test_requests_in_flight_are_capped_per_tier(protocol: str, make: Make,
-                                                      loopback_provider: LoopbackProvider):
+async def test_requests_in_flight_are_capped_per_tier(protocol: str, make: Make, loopback_provider: LoopbackProvider):
     loopback_provider.fault = "hold"
     backend = make(protocol, max_concurrent=2, timeout_s=60.0)
     calls = asyncio.gather(*(backend.chat(chat_request()) for _ in range(6)))
@@ -262,8 +267,9 @@ async def test_a_slot_that_never_frees_is_a_bounded_timeout(make: Make, loopback
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
-async def test_stop_rule_cuts_the_text_and_closes_the_stream(protocol: str, make: Make,
-                                                             loopback_provider: LoopbackProvider):
+async def test_stop_rule_cuts_the_text_and_closes_the_stream(
+    protocol: str, make: Make, loopback_provider: LoopbackProvider
+):
     loopback_provider.reply = long_reply(100)
     loopback_provider.fault = "slow_stream"
     loopback_provider.chunk_delay_s = 0.05  # 5 s for the whole reply
@@ -281,8 +287,9 @@ async def test_stop_rule_cuts_the_text_and_closes_the_stream(protocol: str, make
     assert ending.client_gone and ending.chunks < 100, ending
 
 
-async def test_stop_rule_in_a_live_stream_never_hands_out_text_past_the_cut(make: Make,
-                                                                           loopback_provider: LoopbackProvider):
+async def test_stop_rule_in_a_live_stream_never_hands_out_text_past_the_cut(
+    make: Make, loopback_provider: LoopbackProvider
+):
     loopback_provider.reply = "alpha beta\ngamma delta"
     stream = make("openai").stream_chat(chat_request(stop=lambda t: t.find("\n") if "\n" in t else None))
     deltas = [delta async for delta in stream]
@@ -347,8 +354,9 @@ async def test_time_limit_while_the_server_says_nothing(make: Make, loopback_pro
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
-async def test_429_is_retried_after_retry_after_then_succeeds(protocol: str, make: Make,
-                                                              loopback_provider: LoopbackProvider):
+async def test_429_is_retried_after_retry_after_then_succeeds(
+    protocol: str, make: Make, loopback_provider: LoopbackProvider
+):
     loopback_provider.queue("status:429", "ok")  # the 429 carries Retry-After: 1
     time_ = VirtualTime()
     generation = await make(protocol, clock=time_.clock, sleep=time_.sleep).chat(chat_request())
@@ -362,13 +370,11 @@ async def test_429_is_retried_after_retry_after_then_succeeds(protocol: str, mak
     assert generation.usage.queue_ms == pytest.approx(1000.0)
 
 
-async def test_retry_after_longer_than_the_deadline_is_not_waited_for(make: Make,
-                                                                      loopback_provider: LoopbackProvider):
+async def test_retry_after_longer_than_the_deadline_is_not_waited_for(make: Make, loopback_provider: LoopbackProvider):
     loopback_provider.fault = "status:429"
     loopback_provider.retry_after = "30"
     time_ = VirtualTime()
-    backend = make("openai", retry=RetryPolicy(max_attempts=3, deadline_s=5.0), clock=time_.clock,
-                   sleep=time_.sleep)
+    backend = make("openai", retry=RetryPolicy(max_attempts=3, deadline_s=5.0), clock=time_.clock, sleep=time_.sleep)
     with pytest.raises(ProviderError) as caught:
         await backend.chat(chat_request())
     assert caught.value.kind == "rate_limited" and caught.value.retry_after_s == 30.0
@@ -377,8 +383,9 @@ async def test_retry_after_longer_than_the_deadline_is_not_waited_for(make: Make
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 @pytest.mark.parametrize(("status", "kind"), [(500, "server_error"), (503, "overloaded"), (529, "overloaded")])
-async def test_persistent_5xx_is_retried_then_raised(protocol: str, status: int, kind: str, make: Make,
-                                                     loopback_provider: LoopbackProvider):
+async def test_persistent_5xx_is_retried_then_raised(
+    protocol: str, status: int, kind: str, make: Make, loopback_provider: LoopbackProvider
+):
     loopback_provider.fault = f"status:{status}"
     with pytest.raises(ProviderError) as caught:
         await make(protocol).chat(chat_request())
@@ -396,8 +403,9 @@ async def test_transient_5xx_is_retried_then_succeeds(protocol: str, make: Make,
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
-async def test_stream_chat_retries_while_nothing_was_handed_out(protocol: str, make: Make,
-                                                                loopback_provider: LoopbackProvider):
+async def test_stream_chat_retries_while_nothing_was_handed_out(
+    protocol: str, make: Make, loopback_provider: LoopbackProvider
+):
     loopback_provider.queue("status:503", "disconnect")
     deltas = [delta async for delta in make(protocol).stream_chat(chat_request())]
     assert "".join(deltas) == "loopback reply to 32 chars"
@@ -409,8 +417,12 @@ async def test_cancel_during_backoff_returns_at_once(make: Make, loopback_provid
     time_ = VirtualTime()
     cancel = CancelToken()
     time_.on_sleep = lambda: cancel.cancel() if time_.now >= 0.2 else None  # 0.2 s into a 5 s backoff
-    backend = make("anthropic", retry=RetryPolicy(max_attempts=3, base_backoff_s=5.0, jitter=0.0),
-                   clock=time_.clock, sleep=time_.sleep)
+    backend = make(
+        "anthropic",
+        retry=RetryPolicy(max_attempts=3, base_backoff_s=5.0, jitter=0.0),
+        clock=time_.clock,
+        sleep=time_.sleep,
+    )
     generation = await backend.chat(chat_request(), cancel)
     assert generation.stop_reason == "cancelled" and generation.text == ""
     assert time_.now == pytest.approx(0.2)  # not a moment of the backoff after the cancel
@@ -425,8 +437,9 @@ async def test_anthropic_error_type_is_named(make: Make, loopback_provider: Loop
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 @pytest.mark.parametrize(("status", "kind"), [(401, "auth"), (403, "auth"), (400, "bad_request"), (404, "bad_request")])
-async def test_4xx_is_never_retried(protocol: str, status: int, kind: str, make: Make,
-                                    loopback_provider: LoopbackProvider):
+async def test_4xx_is_never_retried(
+    protocol: str, status: int, kind: str, make: Make, loopback_provider: LoopbackProvider
+):
     loopback_provider.fault = f"status:{status}"
     with pytest.raises(ProviderError) as caught:
         await make(protocol).chat(chat_request())
@@ -460,8 +473,12 @@ async def test_retries_stop_at_the_overall_deadline(make: Make, loopback_provide
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 async def test_refused_connection_is_a_connection_error_retried_on_the_backoff(protocol: str, make: Make):
     time_ = VirtualTime()
-    backend = make(protocol, base_url=f"http://127.0.0.1:{unused_port()}" + ("/v1" if protocol == "openai" else ""),
-                   clock=time_.clock, sleep=time_.sleep)
+    backend = make(
+        protocol,
+        base_url=f"http://127.0.0.1:{unused_port()}" + ("/v1" if protocol == "openai" else ""),
+        clock=time_.clock,
+        sleep=time_.sleep,
+    )
     with pytest.raises(ProviderError) as caught:
         await backend.chat(chat_request())
     assert caught.value.kind == "connection" and caught.value.retryable
@@ -478,8 +495,9 @@ async def test_tls_mismatch_is_a_connection_error(protocol: str, make: Make, loo
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
-async def test_disconnect_without_response_is_a_connection_error(protocol: str, make: Make,
-                                                                 loopback_provider: LoopbackProvider):
+async def test_disconnect_without_response_is_a_connection_error(
+    protocol: str, make: Make, loopback_provider: LoopbackProvider
+):
     loopback_provider.queue("disconnect")
     generation = await make(protocol).chat(chat_request())  # retried
     assert generation.text and len(loopback_provider.requests) == 2
@@ -490,8 +508,9 @@ async def test_disconnect_without_response_is_a_connection_error(protocol: str, 
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
-async def test_malformed_json_is_a_bad_response_and_not_retried(protocol: str, make: Make,
-                                                                loopback_provider: LoopbackProvider):
+async def test_malformed_json_is_a_bad_response_and_not_retried(
+    protocol: str, make: Make, loopback_provider: LoopbackProvider
+):
     loopback_provider.fault = "malformed_json"
     with pytest.raises(ProviderError) as caught:
         await make(protocol).chat(chat_request())
@@ -505,8 +524,9 @@ async def test_malformed_json_is_a_bad_response_and_not_retried(protocol: str, m
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 @pytest.mark.parametrize("fault", ["stream_cut", "stream_end_early"])
-async def test_stream_cut_after_output_raises_stream_cut(protocol: str, fault: str, make: Make,
-                                                         loopback_provider: LoopbackProvider):
+async def test_stream_cut_after_output_raises_stream_cut(
+    protocol: str, fault: str, make: Make, loopback_provider: LoopbackProvider
+):
     loopback_provider.fault = fault
     stream = make(protocol).stream_chat(chat_request())
     received: list[str] = []
@@ -564,7 +584,8 @@ async def test_redirects_are_not_followed_so_the_key_stays_home(make: Make, loop
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 async def test_cooldown_opens_after_failures_refuses_without_requests_then_closes(
-        protocol: str, make: Make, loopback_provider: LoopbackProvider):
+    protocol: str, make: Make, loopback_provider: LoopbackProvider
+):
     time_ = VirtualTime()
     cooldown = Cooldown(failures=2, cooldown_s=0.5, clock=time_.clock)
     backend = make(protocol, retry=NO_RETRY, cooldown=cooldown)
@@ -622,9 +643,9 @@ async def test_bad_requests_do_not_trip_the_breaker(make: Make, loopback_provide
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
-async def test_missing_key_sends_nothing_and_names_the_variable(protocol: str, make: Make,
-                                                                loopback_provider: LoopbackProvider,
-                                                                monkeypatch: pytest.MonkeyPatch):
+async def test_missing_key_sends_nothing_and_names_the_variable(
+    protocol: str, make: Make, loopback_provider: LoopbackProvider, monkeypatch: pytest.MonkeyPatch
+):
     monkeypatch.delenv(KEY_ENV)
     backend = make(protocol)
     with pytest.raises(ProviderError) as caught:
@@ -636,8 +657,9 @@ async def test_missing_key_sends_nothing_and_names_the_variable(protocol: str, m
     assert loopback_provider.requests == []
 
 
-async def test_key_is_read_at_request_time(make: Make, loopback_provider: LoopbackProvider,
-                                           monkeypatch: pytest.MonkeyPatch):
+async def test_key_is_read_at_request_time(
+    make: Make, loopback_provider: LoopbackProvider, monkeypatch: pytest.MonkeyPatch
+):
     backend = make("anthropic")
     monkeypatch.setenv(KEY_ENV, "rotated-key")
     await backend.chat(chat_request())
@@ -650,15 +672,30 @@ async def test_no_key_configured_sends_no_auth_header(make: Make, loopback_provi
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
-async def test_key_never_appears_in_errors_reprs_or_logs(protocol: str, make: Make,
-                                                         loopback_provider: LoopbackProvider,
-                                                         caplog: pytest.LogCaptureFixture):
+async def test_key_never_appears_in_errors_reprs_or_logs(
+    protocol: str, make: Make, loopback_provider: LoopbackProvider, caplog: pytest.LogCaptureFixture
+):
     caplog.set_level(logging.DEBUG)
     prompt = "SECRET-PROMPT-TEXT-1234"
-    faults = ["status:401", "status:429", "status:500", "status:529", "malformed_json", "stream_cut",
-              "stream_error", "disconnect", "timeout", "redirect:http://127.0.0.1:9/x", "ok"]
-    backend = make(protocol, timeout_s=0.3, retry=RetryPolicy(max_attempts=2, base_backoff_s=0.01, jitter=0.0),
-                   cooldown=Cooldown(failures=100))
+    faults = [
+        "status:401",
+        "status:429",
+        "status:500",
+        "status:529",
+        "malformed_json",
+        "stream_cut",
+        "stream_error",
+        "disconnect",
+        "timeout",
+        "redirect:http://127.0.0.1:9/x",
+        "ok",
+    ]
+    backend = make(
+        protocol,
+        timeout_s=0.3,
+        retry=RetryPolicy(max_attempts=2, base_backoff_s=0.01, jitter=0.0),
+        cooldown=Cooldown(failures=100),
+    )
     loopback_provider.retry_after = "0"
     errors: list[ProviderError] = []
     for fault in faults:
@@ -729,10 +766,21 @@ def test_backoff_grows_is_capped_and_jittered():
         RetryPolicy(max_attempts=0)
 
 
-@pytest.mark.parametrize(("status", "kind"), [
-    (429, "rate_limited"), (529, "overloaded"), (503, "overloaded"), (500, "server_error"), (502, "server_error"),
-    (401, "auth"), (403, "auth"), (400, "bad_request"), (404, "bad_request"), (422, "bad_request"),
-    (307, "bad_response"),
-])
+@pytest.mark.parametrize(
+    ("status", "kind"),
+    [
+        (429, "rate_limited"),
+        (529, "overloaded"),
+        (503, "overloaded"),
+        (500, "server_error"),
+        (502, "server_error"),
+        (401, "auth"),
+        (403, "auth"),
+        (400, "bad_request"),
+        (404, "bad_request"),
+        (422, "bad_request"),
+        (307, "bad_response"),
+    ],
+)
 def test_status_kinds(status: int, kind: str):
     assert kind_for_status(status) == kind

@@ -11,7 +11,9 @@ from lsp_server.routing.router import RouteRequest, check_egress, decide, scanne
 from lsp_server.routing.signals import glob_match
 
 EXAMPLE = load_policy_file(Path(__file__).resolve().parents[2] / "examples" / "policy.toml")
-SECRET = 'aws_access_key_id = "AKIAZ7QRT2LXW4PN3KVD"\naws_secret_access_key = "q8Lr3+Vt0Zf9YcN2mW7xKp1sHjB4uE6dRaT5gQiO"\n'
+SECRET = (
+    'aws_access_key_id = "AKIAZ7QRT2LXW4PN3KVD"\naws_secret_access_key = "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"\n'
+)
 CLEAN = "def add(a, b):\n    return a + b\n"
 
 
@@ -102,22 +104,26 @@ def test_budget_cap_turns_paid_tiers_off():
 
 
 def test_context_window_gate():
-    decision = decide(EXAMPLE, RouteRequest(task="refactor", text=CLEAN, path="src/auth/x.py",
-                                            estimated_tokens=500_000))
+    decision = decide(
+        EXAMPLE, RouteRequest(task="refactor", text=CLEAN, path="src/auth/x.py", estimated_tokens=500_000)
+    )
     assert decision.tier == "local"
     assert any("context window" in reason for reason in decision.reasons)
 
 
 def test_unavailable_tier_falls_back():
-    decision = decide(EXAMPLE, RouteRequest(task="refactor", text=CLEAN, path="src/auth/x.py"),
-                      unavailable={"frontier"})
+    decision = decide(
+        EXAMPLE, RouteRequest(task="refactor", text=CLEAN, path="src/auth/x.py"), unavailable={"frontier"}
+    )
     assert decision.tier == "in_house"
     assert any("unreachable" in reason for reason in decision.reasons)
 
 
 def test_unconfigured_frontier_stays_local():
-    policy = parse_policy('version = 1\n[tiers.local]\nbackend = "llama_cpp"\nmodel = "default"\n'
-                          '[[rules]]\nname = "r"\ntask = ["refactor"]\nroute = "frontier"\n')
+    policy = parse_policy(
+        'version = 1\n[tiers.local]\nbackend = "llama_cpp"\nmodel = "default"\n'
+        '[[rules]]\nname = "r"\ntask = ["refactor"]\nroute = "frontier"\n'
+    )
     decision = decide(policy, RouteRequest(task="refactor", text=CLEAN))
     assert decision.tier == "local"
     assert any("not configured" in reason for reason in decision.reasons)
@@ -185,8 +191,9 @@ def test_what_was_written_from_kept_home_content_stays_home():
     derived = RouteRequest(task="explain", text=CLEAN, derived_from_kept_home=True)
     decision = decide(EXAMPLE, derived)
     assert decision.tier == "local" and decision.escalate_to is None and decision.sensitivity == "sensitive"
-    refactor = decide(EXAMPLE, RouteRequest(task="refactor", text=CLEAN, path="src/auth/x.py",
-                                            derived_from_kept_home=True))
+    refactor = decide(
+        EXAMPLE, RouteRequest(task="refactor", text=CLEAN, path="src/auth/x.py", derived_from_kept_home=True)
+    )
     assert refactor.tier == "in_house"  # keeps data home
     check = check_egress(REDACTING, CLEAN, None, "frontier", derived_from_kept_home=True)
     assert not check.allowed and not check.redact
@@ -202,4 +209,5 @@ def test_scanning_for_several_paths_is_scanning_for_each():
     for text in [text for _, text, _ in seeded_files()[:8]] + [text for _, text in clean_files()]:
         reports = scanner.scan_paths(text, paths)
         assert {path: report.findings for path, report in reports.items()} == {
-            path: scanner.scan(text, path).findings for path in paths}
+            path: scanner.scan(text, path).findings for path in paths
+        }

@@ -14,12 +14,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lsp_server.sensitivity.pii import card_issuer, find_pii, iban_valid, luhn_valid
-from lsp_server.sensitivity.secret_rules import RULES, is_placeholder, rule_ids, valid_jwt
 from lsp_server.sensitivity.findings import Finding, SensitivityReport
-from lsp_server.sensitivity.scanner import SensitivityScanner
 from lsp_server.sensitivity.paths import glob_to_regex
+from lsp_server.sensitivity.pii import card_issuer, find_pii, iban_valid, luhn_valid
 from lsp_server.sensitivity.redaction import redact
+from lsp_server.sensitivity.scanner import SensitivityScanner
+from lsp_server.sensitivity.secret_rules import RULES, is_placeholder, rule_ids, valid_jwt
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 SECRETS = DATA / "secrets"
@@ -78,9 +78,9 @@ def test_every_planted_value_is_found_with_its_rule(name: str) -> None:
     for entry in MANIFEST[name]:
         start, end = _span(text, entry["value"])
         covering = [f for f in report.findings if f.start <= start and f.end >= end]
-        assert any(f.rule == entry["rule"] and f.family == entry["family"] and f.kind == entry["kind"] for f in covering), (
-            f"{name}: {entry['rule']} not detected (got {[f.rule for f in covering]})"
-        )
+        assert any(
+            f.rule == entry["rule"] and f.family == entry["family"] and f.kind == entry["kind"] for f in covering
+        ), f"{name}: {entry['rule']} not detected (got {[f.rule for f in covering]})"
 
 
 @pytest.mark.parametrize("name", sorted(MANIFEST))

@@ -14,9 +14,9 @@ import string
 
 import pytest
 
+from lsp_server.sensitivity.redaction import redact
 from lsp_server.sensitivity.scan_views import concat_view, json_view
 from lsp_server.sensitivity.scanner import SensitivityScanner
-from lsp_server.sensitivity.redaction import redact
 from lsp_server.sensitivity.service_secrets import random_value, service_in
 from lsp_server.sensitivity.structured_secrets import RULE_IDS, find_structured
 
@@ -32,7 +32,9 @@ def rand(n: int, alphabet: str = B62) -> str:
 def assert_found(text: str, value: str, rule: str, path: str | None = None) -> None:
     report = SCANNER.scan(text, path)
     start = text.index(value)
-    assert any(f.rule == rule and f.start <= start and f.end >= start + len(value) for f in report.findings), report.findings
+    assert any(f.rule == rule and f.start <= start and f.end >= start + len(value) for f in report.findings), (
+        report.findings
+    )
     assert value not in redact(text, report)
 
 
@@ -96,7 +98,9 @@ def test_kubernetes_secret_data_and_string_data() -> None:
 
 
 def test_other_kinds_and_documents_are_not_secrets() -> None:
-    config_map = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: app\ndata:\n  log-level: debug\n  region: eu-west-1\n"
+    config_map = (
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: app\ndata:\n  log-level: debug\n  region: eu-west-1\n"
+    )
     assert find_structured(config_map, config_map.lower()) == []
     # A Secret and, in the next document of the same file, a ConfigMap's data.
     stream = "kind: Secret\nmetadata:\n  name: empty\n---\n" + config_map
@@ -110,7 +114,15 @@ def test_other_kinds_and_documents_are_not_secrets() -> None:
 
 def test_authorized_user_file() -> None:
     secret, refresh = rand(24), "1//0" + rand(90, B62 + "-_")
-    text = json.dumps({"client_id": "1-a.apps.googleusercontent.com", "client_secret": secret, "refresh_token": refresh, "type": "authorized_user"}, indent=2)
+    text = json.dumps(
+        {
+            "client_id": "1-a.apps.googleusercontent.com",
+            "client_secret": secret,
+            "refresh_token": refresh,
+            "type": "authorized_user",
+        },
+        indent=2,
+    )
     assert_found(text, secret, "gcp-user-credentials", "adc.json")
     assert_found(text, refresh, "gcp-user-credentials", "adc.json")
     lone = '{"client_secret": "${CLIENT_SECRET}", "refresh_token": "<token>"}'
@@ -165,7 +177,10 @@ def test_passwords_passed_to_login_calls(text: str, found: bool) -> None:
         ("EAAC" + rand(150), "facebook-page-access-token"),
         ("123456789012345|" + rand(30, string.ascii_lowercase + string.digits), "facebook-app-access-token"),
         (rand(11) + "A" * 10 + rand(43), "dropbox-token"),
-        (f"xoxs-{rand(10, string.digits)}-{rand(12, string.digits)}-{rand(11, string.digits)}-{rand(40, '0123456789abcdef')}", "slack-legacy-token"),
+        (
+            f"xoxs-{rand(10, string.digits)}-{rand(12, string.digits)}-{rand(11, string.digits)}-{rand(40, '0123456789abcdef')}",
+            "slack-legacy-token",
+        ),
         ("ey" + rand(30) + ".ey" + rand(60) + "." + rand(40), "jwt"),
     ],
 )
@@ -226,7 +241,13 @@ def test_prose_split_over_literals_builds_no_concatenation_view() -> None:
 
 def test_json_view_reads_only_lines_with_embedded_escapes() -> None:
     password = "Zq4m-K8pX2v9"
-    code = "x = 1\n" * 500 + 'CONFIG = "{\\"user\\": \\"etl\\", \\"password\\": \\"' + password + '\\"}"\n' + 'y = "plain"\n' * 500
+    code = (
+        "x = 1\n" * 500
+        + 'CONFIG = "{\\"user\\": \\"etl\\", \\"password\\": \\"'
+        + password
+        + '\\"}"\n'
+        + 'y = "plain"\n' * 500
+    )
     view = json_view(code)
     assert view is not None and password in view.text and "plain" not in view.text
     assert_found(code, password, "generic-password", "etl.py")

@@ -13,9 +13,9 @@ import string
 
 import pytest
 
+from lsp_server.sensitivity.redaction import redact
 from lsp_server.sensitivity.scan_views import View, concat_view, decode_blob, diff_views, json_view, url_view
 from lsp_server.sensitivity.scanner import SensitivityScanner
-from lsp_server.sensitivity.redaction import redact
 
 SCANNER = SensitivityScanner()
 RNG = random.Random(11)
@@ -28,7 +28,11 @@ def rand(n: int, alphabet: str = B62) -> str:
 
 def pem(label: str = "RSA PRIVATE KEY", nbytes: int = 900) -> str:
     body = base64.b64encode(RNG.randbytes(nbytes)).decode()
-    return f"-----BEGIN {label}-----\n" + "\n".join(body[i : i + 64] for i in range(0, len(body), 64)) + f"\n-----END {label}-----\n"
+    return (
+        f"-----BEGIN {label}-----\n"
+        + "\n".join(body[i : i + 64] for i in range(0, len(body), 64))
+        + f"\n-----END {label}-----\n"
+    )
 
 
 def pem_lines(key: str) -> list[str]:
@@ -69,7 +73,12 @@ def test_diff_views_keep_old_and_new_sides_apart() -> None:
 
 def test_private_key_in_a_notebook_cell() -> None:
     key = pem()
-    source = ["import ssl\n", 'KEY = """' + pem_lines(key)[0] + "\n", *[line + "\n" for line in pem_lines(key)[1:]], '"""\n']
+    source = [
+        "import ssl\n",
+        'KEY = """' + pem_lines(key)[0] + "\n",
+        *[line + "\n" for line in pem_lines(key)[1:]],
+        '"""\n',
+    ]
     notebook = json.dumps({"cells": [{"cell_type": "code", "source": source}], "nbformat": 4}, indent=1)
     assert_redacted(notebook, pem_lines(key)[1:-1], "private-key", "analysis.ipynb")
 
@@ -100,7 +109,13 @@ def test_kubeconfig_client_key_data() -> None:
 
 
 def test_base64_service_account_file() -> None:
-    sa = json.dumps({"type": "service_account", "private_key_id": rand(40, "0123456789abcdef"), "private_key": pem("PRIVATE KEY", 1218)})
+    sa = json.dumps(
+        {
+            "type": "service_account",
+            "private_key_id": rand(40, "0123456789abcdef"),
+            "private_key": pem("PRIVATE KEY", 1218),
+        }
+    )
     blob = base64.b64encode(sa.encode()).decode()
     assert_redacted(f"GOOGLE_CREDENTIALS={blob}\n", [blob[:60], blob[-60:]], "gcp-service-account", ".env")
 
@@ -167,7 +182,11 @@ def test_url_view_decodes_printable_escapes_only() -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ['DB_PASSPHRASE = "purple monkey dishwasher tango"', 'password: "harbour cobalt willow saffron 36"', "passphrase = 'correct horse battery staple'"],
+    [
+        'DB_PASSPHRASE = "purple monkey dishwasher tango"',
+        'password: "harbour cobalt willow saffron 36"',
+        "passphrase = 'correct horse battery staple'",
+    ],
 )
 def test_quoted_passphrases_with_spaces(text: str) -> None:
     assert SCANNER.scan(text + "\n", "settings.py").rules == ["generic-password"]
@@ -292,7 +311,9 @@ def test_records_with_attribution_words_keep_their_addresses(text: str) -> None:
         '"author": "Jane Roe <jane.roe@gmail.com>",',
         "# contributed by Bastian Kleineidam <calvin@gmail.com>, added 2000-03-18",
         '__author__ = ("Guido van Rossum <guido@gmail.com>, "\n'
-        + "".join(f'              "Author {name} <{name.lower()}@gmail.com>, "\n' for name in ("Mike", "Mark", "Antoine"))
+        + "".join(
+            f'              "Author {name} <{name.lower()}@gmail.com>, "\n' for name in ("Mike", "Mark", "Antoine")
+        )
         + '              "Amaury Forgeot d\'Arc <amauryfa@gmail.com>, "\n              "Benjamin Peterson <benjamin@gmail.com>")',
     ],
 )

@@ -40,8 +40,15 @@ def test_a_token_file_others_can_touch_is_refused(tmp_path: Path, mode: int):
         read_token_file(write(tmp_path / "t", TOKEN, mode))
 
 
-@pytest.mark.parametrize("content, message", [("short", "must be one word"), ("two " + TOKEN, "must be one word"),
-                                              ("", "must be one word"), ("é" * 40, "ASCII")])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("short", "must be one word"),
+        ("two " + TOKEN, "must be one word"),
+        ("", "must be one word"),
+        ("é" * 40, "ASCII"),
+    ],
+)
 def test_a_weak_or_odd_token_is_refused(tmp_path: Path, content: str, message: str):
     with pytest.raises(TokenFileError, match=message):
         read_token_file(write(tmp_path / "t", content, 0o600))
@@ -61,8 +68,14 @@ def test_a_symlink_is_judged_by_the_file_it_points_at(tmp_path: Path):
 
 
 def initialize(options: object) -> bytes:
-    return json.dumps({"jsonrpc": "2.0", "id": 3, "method": "initialize",
-                       "params": {"capabilities": {}, "initializationOptions": options}}).encode()
+    return json.dumps(
+        {
+            "jsonrpc": "2.0",
+            "id": 3,
+            "method": "initialize",
+            "params": {"capabilities": {}, "initializationOptions": options},
+        }
+    ).encode()
 
 
 def test_the_right_token_is_accepted_and_removed_from_what_is_served():
@@ -73,19 +86,26 @@ def test_the_right_token_is_accepted_and_removed_from_what_is_served():
     assert TOKEN.encode() not in result.body
 
 
-@pytest.mark.parametrize("body, msg_id", [
-    (initialize({TOKEN_OPTION: TOKEN[:-1]}), 3),
-    (initialize({TOKEN_OPTION: TOKEN + "x"}), 3),
-    (initialize({TOKEN_OPTION: ""}), 3),
-    (initialize({TOKEN_OPTION: [TOKEN]}), 3),
-    (initialize({"ninetyten": {TOKEN_OPTION: TOKEN}}), 3),  # only the documented place counts
-    (initialize(None), 3),
-    (json.dumps({"jsonrpc": "2.0", "method": "initialize", "params": {
-        "initializationOptions": {TOKEN_OPTION: TOKEN}}}).encode(), None),  # a notification, not a request
-    (json.dumps({"jsonrpc": "2.0", "id": 9, "method": "shutdown"}).encode(), 9),
-    (b"[1, 2]", None),
-    (b"\xff\xfe", None),
-])
+@pytest.mark.parametrize(
+    "body, msg_id",
+    [
+        (initialize({TOKEN_OPTION: TOKEN[:-1]}), 3),
+        (initialize({TOKEN_OPTION: TOKEN + "x"}), 3),
+        (initialize({TOKEN_OPTION: ""}), 3),
+        (initialize({TOKEN_OPTION: [TOKEN]}), 3),
+        (initialize({"ninetyten": {TOKEN_OPTION: TOKEN}}), 3),  # only the documented place counts
+        (initialize(None), 3),
+        (
+            json.dumps(
+                {"jsonrpc": "2.0", "method": "initialize", "params": {"initializationOptions": {TOKEN_OPTION: TOKEN}}}
+            ).encode(),
+            None,
+        ),  # a notification, not a request
+        (json.dumps({"jsonrpc": "2.0", "id": 9, "method": "shutdown"}).encode(), 9),
+        (b"[1, 2]", None),
+        (b"\xff\xfe", None),
+    ],
+)
 def test_anything_else_is_refused(body: bytes, msg_id: object):
     result = check_first_message(body, TOKEN)
     assert result.body is None and result.error is not None and result.error.startswith("unauthorized")
@@ -126,8 +146,11 @@ async def test_the_handshake_reads_one_frame_off_a_real_connection():
     reader, writer, server = await _pair()
     try:
         body = initialize({TOKEN_OPTION: TOKEN})
-        writer.write(b"Content-Length: %d\r\nContent-Type: application/vscode-jsonrpc; charset=utf-8\r\n\r\n"
-                     % len(body) + body + b"Content-Length: 2\r\n\r\n{}")
+        writer.write(
+            b"Content-Length: %d\r\nContent-Type: application/vscode-jsonrpc; charset=utf-8\r\n\r\n" % len(body)
+            + body
+            + b"Content-Length: 2\r\n\r\n{}"
+        )
         await writer.drain()
         result = await handshake(reader, TOKEN)
         assert result.error is None
@@ -144,13 +167,29 @@ def test_error_frames_are_framed_json():
     assert json.loads(body) == {"jsonrpc": "2.0", "id": None, "error": {"code": -32803, "message": "unauthorized: x"}}
 
 
-@pytest.mark.parametrize("host, loopback", [
-    ("127.0.0.1", True), ("127.1.2.3", True), ("::1", True), ("[::1]", True), ("localhost", True),
-    ("LOCALHOST", True), ("::ffff:127.0.0.1", True),
-    ("0.0.0.0", False), ("::", False), ("192.0.2.2", False), ("10.0.0.1", False), ("fd00::2", False),
-    ("localhost.example.com", False), ("127.0.0.1.nip.io", False), ("vm", False), ("", False),
-    ("::ffff:192.0.2.2", False), ("2130706433", False),
-])
+@pytest.mark.parametrize(
+    "host, loopback",
+    [
+        ("127.0.0.1", True),
+        ("127.1.2.3", True),
+        ("::1", True),
+        ("[::1]", True),
+        ("localhost", True),
+        ("LOCALHOST", True),
+        ("::ffff:127.0.0.1", True),
+        ("0.0.0.0", False),
+        ("::", False),
+        ("192.0.2.2", False),
+        ("10.0.0.1", False),
+        ("fd00::2", False),
+        ("localhost.example.com", False),
+        ("127.0.0.1.nip.io", False),
+        ("vm", False),
+        ("", False),
+        ("::ffff:192.0.2.2", False),
+        ("2130706433", False),
+    ],
+)
 def test_loopback_is_decided_by_the_text(host: str, loopback: bool):
     assert is_loopback_host(host) is loopback
 

@@ -29,17 +29,45 @@ class Caps:
 
 
 def row(number: int, cost: float) -> LedgerRow:
-    return LedgerRow(request_id=f"r-{number}", task="refactor", tier="frontier", backend="anthropic",
-                     model="claude-sonnet-4-6", cost_usd=cost)
+    return LedgerRow(
+        request_id=f"r-{number}",
+        task="refactor",
+        tier="frontier",
+        backend="anthropic",
+        model="claude-sonnet-4-6",
+        cost_usd=cost,
+    )
 
 
 def test_concurrent_developers_never_exceed_the_team_cap(tmp_path: Path, team_settings: TeamLedgerSettings):
     cap, estimate = 0.40, 0.01
     env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
-    clients = [subprocess.Popen(
-        [sys.executable, "-m", "tests.team_budget_client", team_settings.url or "", str(tmp_path / f"dev{i}.sqlite3"),
-         f"dev{i}", "--cap", str(cap), "--estimate", str(estimate), "--calls", "25", "--seed", str(i)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=PROJECT_ROOT) for i in range(5)]
+    clients = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tests.team_budget_client",
+                team_settings.url or "",
+                str(tmp_path / f"dev{i}.sqlite3"),
+                f"dev{i}",
+                "--cap",
+                str(cap),
+                "--estimate",
+                str(estimate),
+                "--calls",
+                "25",
+                "--seed",
+                str(i),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            cwd=PROJECT_ROOT,
+        )
+        for i in range(5)
+    ]
     spent = refused = 0
     for client in clients:
         out, err = client.communicate(timeout=240)
@@ -108,8 +136,12 @@ def test_unreachable_team_ledger_falls_back_to_local_rules_and_tells_once(tmp_pa
     told: list[str] = []
     now = [100.0]
     ledger = Ledger(tmp_path / "ledger.sqlite3")
-    budget = TeamBudget(TeamLedgerSettings(url=f"postgresql://x:pw@127.0.0.1:{free_port()}/team", connect_timeout_s=1),
-                        on_unreachable=told.append, retry_after_s=30, clock=lambda: now[0])
+    budget = TeamBudget(
+        TeamLedgerSettings(url=f"postgresql://x:pw@127.0.0.1:{free_port()}/team", connect_timeout_s=1),
+        on_unreachable=told.append,
+        retry_after_s=30,
+        clock=lambda: now[0],
+    )
     caps = Caps(team_daily_usd=0.10)
     fits, hold = hold_budget(ledger, budget, 0.06, caps)
     assert fits and hold is not None and hold.remote is None and hold.local is not None  # local rules

@@ -9,13 +9,14 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from lsp_server.cli.ledger import run_report
 from lsp_server.ledger import Ledger, LedgerRow
 from lsp_server.ledger.report import DIMENSIONS, Report, build_report
 from lsp_server.ledger.settings import TeamLedgerSettings
 from lsp_server.ledger.team.report import team_report
 from lsp_server.ledger.team.shipper import Shipper
-from lsp_server.cli.ledger import run_report
 from tests.ledger_rows import NOW, random_rows
+
 
 def comparable(report: Report) -> dict[str, object]:
     data = json.loads(report.model_dump_json(exclude={"source", "until"}))
@@ -38,8 +39,9 @@ def shipped(tmp_path: Path, team_settings: TeamLedgerSettings) -> Path:
 
 
 @pytest.mark.parametrize("since", [None, NOW - timedelta(days=14)])
-def test_team_report_equals_the_local_report_on_the_same_rows(shipped: Path, team_settings: TeamLedgerSettings,
-                                                               since: datetime | None):
+def test_team_report_equals_the_local_report_on_the_same_rows(
+    shipped: Path, team_settings: TeamLedgerSettings, since: datetime | None
+):
     with Ledger(shipped) as ledger:
         local = build_report(ledger, since)
     team = team_report(team_settings, since)
@@ -55,8 +57,17 @@ def test_requests_of_two_developers_never_merge(tmp_path: Path, team_settings: T
     for name in ("a", "b"):
         db = tmp_path / f"{name}.sqlite3"
         with Ledger(db) as ledger:
-            ledger.record(LedgerRow(request_id="same-1", task="ask", tier="local", backend="llama_cpp",
-                                    model="m", latency_ms=100.0 if name == "a" else 300.0, ts=NOW))
+            ledger.record(
+                LedgerRow(
+                    request_id="same-1",
+                    task="ask",
+                    tier="local",
+                    backend="llama_cpp",
+                    model="m",
+                    latency_ms=100.0 if name == "a" else 300.0,
+                    ts=NOW,
+                )
+            )
         shipper = Shipper(db, team_settings)
         shipper.ship_now()
         shipper.close()
@@ -65,8 +76,13 @@ def test_requests_of_two_developers_never_merge(tmp_path: Path, team_settings: T
     assert report.totals.latency_p95_ms == 300.0
 
 
-def test_report_team_cli(shipped: Path, team_settings: TeamLedgerSettings, monkeypatch: pytest.MonkeyPatch,
-                         capsys: pytest.CaptureFixture[str], tmp_path: Path):
+def test_report_team_cli(
+    shipped: Path,
+    team_settings: TeamLedgerSettings,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+):
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
     monkeypatch.setenv("NINETYTEN_TEAM_LEDGER_URL", team_settings.url or "")
     assert run_report("all", True, team=True) == 0
@@ -80,8 +96,9 @@ def test_report_team_cli(shipped: Path, team_settings: TeamLedgerSettings, monke
     assert "By task type" not in out
 
 
-def test_report_team_without_configuration_says_how(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
-                                                    capsys: pytest.CaptureFixture[str]):
+def test_report_team_without_configuration_says_how(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
     monkeypatch.delenv("NINETYTEN_TEAM_LEDGER_URL", raising=False)
     assert run_report(None, False, team=True) == 2

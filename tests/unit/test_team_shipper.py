@@ -24,10 +24,20 @@ from tests.postgres_server import PostgresServer, free_port
 
 def make_row(number: int, **fields: object) -> LedgerRow:
     values: dict[str, object] = dict(
-        request_id=f"req-{number}", task="completion", tier="local", backend="llama_cpp", model="gemma-3-270m",
-        prompt_tokens=100 + number, completion_tokens=7, latency_ms=12.5 + number, cost_usd=0.0,
-        frontier_cost_usd=0.000123 * number, frontier_price="reference-2026-03-21", repo="r-0123456789abcdef",
-        policy_hash="abcdef123456", reasons=["rule 1: task=completion -> local"],
+        request_id=f"req-{number}",
+        task="completion",
+        tier="local",
+        backend="llama_cpp",
+        model="gemma-3-270m",
+        prompt_tokens=100 + number,
+        completion_tokens=7,
+        latency_ms=12.5 + number,
+        cost_usd=0.0,
+        frontier_cost_usd=0.000123 * number,
+        frontier_price="reference-2026-03-21",
+        repo="r-0123456789abcdef",
+        policy_hash="abcdef123456",
+        reasons=["rule 1: task=completion -> local"],
         ts=datetime(2026, 11, 2, 9, 0, tzinfo=UTC) + timedelta(minutes=number),
     )
     values.update(fields)
@@ -41,8 +51,10 @@ def fill(path: Path, count: int, start: int = 1) -> list[int]:
 
 def team_rows(url: str) -> list[tuple]:
     with psycopg.connect(url) as conn:
-        return conn.execute("SELECT uid, ledger_id, row_id, request_id, prompt_tokens, frontier_cost_nusd, shown, "
-                            "accepted, user_key, repo, ts FROM ninetyten.attempts ORDER BY row_id").fetchall()
+        return conn.execute(
+            "SELECT uid, ledger_id, row_id, request_id, prompt_tokens, frontier_cost_nusd, shown, "
+            "accepted, user_key, repo, ts FROM ninetyten.attempts ORDER BY row_id"
+        ).fetchall()
 
 
 def team_count(url: str) -> int:
@@ -92,9 +104,13 @@ def test_reasons_and_content_stay_home(tmp_path: Path, team_settings: TeamLedger
     shipper.ship_now()
     shipper.close()
     with psycopg.connect(team_settings.url) as conn:  # type: ignore[arg-type]
-        columns = {name for (name,) in conn.execute(
-            "SELECT column_name FROM information_schema.columns WHERE table_schema = 'ninetyten' "
-            "AND table_name = 'attempts'")}
+        columns = {
+            name
+            for (name,) in conn.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_schema = 'ninetyten' "
+                "AND table_name = 'attempts'"
+            )
+        }
         dump = repr(conn.execute("SELECT * FROM ninetyten.attempts").fetchall())
     assert "reasons" not in columns
     assert "rule 1" not in dump
@@ -186,15 +202,15 @@ def test_a_newer_compatible_schema_still_takes_rows(tmp_path: Path, team_setting
         ensure_schema(conn)
         # What a later ninetyten might do: a new defaulted column, a higher schema version.
         conn.execute("ALTER TABLE ninetyten.attempts ADD COLUMN energy_wh double precision DEFAULT 0")
-        conn.execute("UPDATE ninetyten.meta SET value = %s WHERE key = 'schema_version'",
-                     (str(PG_SCHEMA_VERSION + 1),))
+        conn.execute("UPDATE ninetyten.meta SET value = %s WHERE key = 'schema_version'", (str(PG_SCHEMA_VERSION + 1),))
         conn.commit()
     shipper = Shipper(db, team_settings)
     assert shipper.ship_now() == 4
     shipper.close()
     with psycopg.connect(team_settings.url) as conn:  # type: ignore[arg-type]
         assert conn.execute("SELECT value FROM ninetyten.meta WHERE key = 'schema_version'").fetchone()[0] == str(
-            PG_SCHEMA_VERSION + 1)  # not downgraded
+            PG_SCHEMA_VERSION + 1
+        )  # not downgraded
 
 
 def test_a_schema_that_needs_a_newer_writer_keeps_rows_queued(tmp_path: Path, team_settings: TeamLedgerSettings):
@@ -226,8 +242,7 @@ def test_unreachable_server_names_the_target_never_the_password(tmp_path: Path):
     assert "hunter2secret" not in describe(url)
 
 
-def test_password_from_libpq_password_file(tmp_path: Path, postgres: PostgresServer,
-                                           monkeypatch: pytest.MonkeyPatch):
+def test_password_from_libpq_password_file(tmp_path: Path, postgres: PostgresServer, monkeypatch: pytest.MonkeyPatch):
     """Over TCP the server wants a password; it comes from PGPASSFILE, not from the URL."""
     name = postgres.create_database()
     db = tmp_path / "ledger.sqlite3"

@@ -9,9 +9,10 @@ plugs in a small `StreamParser`.
 Secrets: a key is read from the environment at request time, put in a header and
 nowhere else, and only for https or a loopback address: a tier with a key and a plain
 `http://` URL to another machine is refused (`insecure_transport`) before anything is
-sent, since anyone on the path could read the key (and the code). Error messages and log lines carry the provider, the method, the host,
-the status and the provider's error *type*: never a header, the provider's free-text
-message (OpenAI echoes part of a bad key there) or the prompt.
+sent, since anyone on the path could read the key (and the code). Error messages and log
+lines carry the provider, the method, the host, the status and the provider's error *type*:
+never a header, the provider's free-text message (OpenAI echoes part of a bad key there) or
+the prompt.
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ log = logging.getLogger(__name__)
 # How much of an error body we read to find the provider's error type.
 ERROR_BODY_LIMIT = 64 * 1024
 
+
 # -- retries -------------------------------------------------------------------
 # -- circuit breaker -------------------------------------------------------------
 # -- Server-Sent Events ------------------------------------------------------------
@@ -69,11 +71,22 @@ class HttpBackend:
 
     name: ClassVar[str] = "http"
 
-    def __init__(self, base_url: str, model: str, *, api_key_env: str | None = None, timeout_s: float = 30.0,
-                 connect_timeout_s: float = 3.0, retry: RetryPolicy | None = None, cooldown: Cooldown | None = None,
-                 client: httpx.AsyncClient | None = None, extra_headers: dict[str, str] | None = None,
-                 max_concurrent: int = 4, clock: Callable[[], float] = time.perf_counter,
-                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        *,
+        api_key_env: str | None = None,
+        timeout_s: float = 30.0,
+        connect_timeout_s: float = 3.0,
+        retry: RetryPolicy | None = None,
+        cooldown: Cooldown | None = None,
+        client: httpx.AsyncClient | None = None,
+        extra_headers: dict[str, str] | None = None,
+        max_concurrent: int = 4,
+        clock: Callable[[], float] = time.perf_counter,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self.model = model
         self.model_name = model
@@ -95,8 +108,9 @@ class HttpBackend:
         # Never follow redirects: the key header would go wherever the Location points.
         # A plain-http loopback server is never reached through a proxy from the
         # environment (HTTP_PROXY): the key would cross the network in clear text.
-        self._client = client or httpx.AsyncClient(follow_redirects=False,
-                                                   trust_env=not is_plain_http_loopback(self.base_url))
+        self._client = client or httpx.AsyncClient(
+            follow_redirects=False, trust_env=not is_plain_http_loopback(self.base_url)
+        )
 
     # -- provider hooks ----------------------------------------------------------
 
@@ -144,8 +158,9 @@ class HttpBackend:
         assert stream.generation is not None
         return stream.generation
 
-    async def _run(self, stream: GenerationStream, spec: CallSpec, cancel: CancelToken | None,
-                   restartable: bool) -> AsyncGenerator[str, None]:
+    async def _run(
+        self, stream: GenerationStream, spec: CallSpec, cancel: CancelToken | None, restartable: bool
+    ) -> AsyncGenerator[str, None]:
         loop = asyncio.get_running_loop()
         started = self._clock()
         retry_deadline = started + self.retry.deadline_s
@@ -163,8 +178,9 @@ class HttpBackend:
             try:
                 await self._take_slot(url, retry_deadline, time_box, loop)
                 try:
-                    async with contextlib.aclosing(self._attempt(attempt, spec, url, key, cancel, time_box,
-                                                                 retry_deadline)) as deltas:
+                    async with contextlib.aclosing(
+                        self._attempt(attempt, spec, url, key, cancel, time_box, retry_deadline)
+                    ) as deltas:
                         async for delta in deltas:
                             stream.partial_text += delta
                             yield delta
@@ -172,8 +188,14 @@ class HttpBackend:
                     self._slots.release()
             except ProviderError as error:
                 delay = self._retry_delay(error, attempt, attempt_no, restartable, retry_deadline, time_box, loop)
-                log.info("%s: %s, retry %d/%d in %.2fs", self.name, error.kind, attempt_no + 1,
-                         self.retry.max_attempts, delay)
+                log.info(
+                    "%s: %s, retry %d/%d in %.2fs",
+                    self.name,
+                    error.kind,
+                    attempt_no + 1,
+                    self.retry.max_attempts,
+                    delay,
+                )
                 stream.partial_text = ""  # a failed attempt's text is never part of the answer
                 if await self._sleep_unless_cancelled(delay, cancel):
                     self.cooldown.record_failure(error)
@@ -189,19 +211,29 @@ class HttpBackend:
                 cancel.generation = stream.generation
             return
 
-    async def _take_slot(self, url: httpx.URL, retry_deadline: float, time_box: float | None,
-                         loop: asyncio.AbstractEventLoop) -> None:
+    async def _take_slot(
+        self, url: httpx.URL, retry_deadline: float, time_box: float | None, loop: asyncio.AbstractEventLoop
+    ) -> None:
         wait = retry_deadline - self._clock()
         if time_box is not None:
             wait = min(wait, time_box - loop.time())
         try:
             await asyncio.wait_for(self._slots.acquire(), timeout=max(wait, 0.0))
         except TimeoutError:
-            raise ProviderError("timeout", f"{self.name}: all {self.max_concurrent} request slots for "
-                                           f"{endpoint(url)} stayed busy") from None
+            raise ProviderError(
+                "timeout", f"{self.name}: all {self.max_concurrent} request slots for {endpoint(url)} stayed busy"
+            ) from None
 
-    def _retry_delay(self, error: ProviderError, attempt: CallAttempt, attempt_no: int, restartable: bool,
-                     retry_deadline: float, time_box: float | None, loop: asyncio.AbstractEventLoop) -> float:
+    def _retry_delay(
+        self,
+        error: ProviderError,
+        attempt: CallAttempt,
+        attempt_no: int,
+        restartable: bool,
+        retry_deadline: float,
+        time_box: float | None,
+        loop: asyncio.AbstractEventLoop,
+    ) -> float:
         """Seconds to wait before the next attempt; raises `error` (counted against the tier) if none is due."""
         shown = attempt.emitted > 0 and not restartable  # the caller already has part of this answer
         if not error.retryable or shown or attempt_no >= self.retry.max_attempts:
@@ -227,9 +259,16 @@ class HttpBackend:
                 return False
             await self._sleep(min(remaining, 0.05))
 
-    async def _attempt(self, attempt: CallAttempt, spec: CallSpec, url: httpx.URL, key: str | None,
-                       cancel: CancelToken | None, time_box: float | None,
-                       retry_deadline: float) -> AsyncGenerator[str, None]:
+    async def _attempt(
+        self,
+        attempt: CallAttempt,
+        spec: CallSpec,
+        url: httpx.URL,
+        key: str | None,
+        cancel: CancelToken | None,
+        time_box: float | None,
+        retry_deadline: float,
+    ) -> AsyncGenerator[str, None]:
         """One HTTP exchange; yields text deltas; raises ProviderError."""
         method = "POST"
         headers = {"accept": "text/event-stream", **self._extra_headers, **self._auth_headers(key)}
@@ -256,8 +295,9 @@ class HttpBackend:
                 try:
                     text = attempt.parser.on_body(json.loads(body))
                 except SHAPE_ERRORS:
-                    raise ProviderError("bad_response", describe_failure(self.name, "malformed JSON body", method, url,
-                                                                 status=200)) from None
+                    raise ProviderError(
+                        "bad_response", describe_failure(self.name, "malformed JSON body", method, url, status=200)
+                    ) from None
                 for out in self._take(attempt, spec, text):
                     yield out
                 if attempt.stop_reason is None:
@@ -284,8 +324,9 @@ class HttpBackend:
                 except StreamErrorEvent as exc:
                     raise error_for_event(self.name, method, url, exc.error_type) from None
                 except SHAPE_ERRORS:
-                    raise ProviderError("bad_response", describe_failure(self.name, "malformed stream event", method, url,
-                                                                 status=200)) from None
+                    raise ProviderError(
+                        "bad_response", describe_failure(self.name, "malformed stream event", method, url, status=200)
+                    ) from None
                 if delta:
                     for out in self._take(attempt, spec, delta):
                         yield out
@@ -297,8 +338,10 @@ class HttpBackend:
             if attempt.parser.finished or attempt.parser.whole_at_eof():
                 attempt.stop_reason = attempt.parser.stop_reason
                 return
-            raise ProviderError("stream_cut", describe_failure(self.name, "stream ended before its final event", method,
-                                                        url, status=200))
+            raise ProviderError(
+                "stream_cut",
+                describe_failure(self.name, "stream ended before its final event", method, url, status=200),
+            )
         except httpx.HTTPError as exc:
             raise error_for_exception(self.name, method, url, exc, streaming=attempt.got_response) from None
         finally:
@@ -319,7 +362,7 @@ class HttpBackend:
                 attempt.text = attempt.text[: max(cut, attempt.emitted)]
                 attempt.stop_reason = "stop_rule"
         if len(attempt.text) > attempt.emitted:
-            out = attempt.text[attempt.emitted:]
+            out = attempt.text[attempt.emitted :]
             attempt.emitted = len(attempt.text)
             yield out
 
@@ -336,13 +379,13 @@ class HttpBackend:
         else:
             usage.prompt_tokens = max(1, tokens_for_chars(spec.prompt_chars)) if attempt.got_response else 0
             usage.estimated = True
-        if parser.completion_tokens is not None and attempt.stop_reason not in ("stop_rule", "cancelled",
-                                                                               "time_limit"):
+        if parser.completion_tokens is not None and attempt.stop_reason not in ("stop_rule", "cancelled", "time_limit"):
             usage.completion_tokens = parser.completion_tokens
         elif parser.completion_tokens is not None:
             # Cut short by us: the provider's count (if it sent one early) can only be a lower bound.
-            usage.completion_tokens = min(max(parser.completion_tokens, parser.content_events, attempt.deltas),
-                                          spec.max_tokens)
+            usage.completion_tokens = min(
+                max(parser.completion_tokens, parser.content_events, attempt.deltas), spec.max_tokens
+            )
             usage.estimated = True
         elif attempt.stop_reason == "max_tokens":
             usage.completion_tokens = spec.max_tokens  # the server stopped because it generated exactly that many
@@ -359,8 +402,9 @@ class HttpBackend:
 
     def __repr__(self) -> str:
         # The key is never stored on the object; name the variable only.
-        return (f"{type(self).__name__}(base_url={self.base_url!r}, model={self.model!r}, "
-                f"api_key_env={self.api_key_env!r})")
+        return (
+            f"{type(self).__name__}(base_url={self.base_url!r}, model={self.model!r}, api_key_env={self.api_key_env!r})"
+        )
 
 
 async def _within(deadline: float | None, awaitable: Any) -> Any:

@@ -26,8 +26,9 @@ class Cooldown:
     a success closes the breaker.
     """
 
-    def __init__(self, failures: int = 3, cooldown_s: float = 30.0, *,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, failures: int = 3, cooldown_s: float = 30.0, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         if failures < 1 or cooldown_s < 0:
             raise ValueError("failures must be >= 1 and cooldown_s >= 0")
         self.threshold = failures
@@ -71,5 +72,3 @@ class Cooldown:
 
     def __repr__(self) -> str:
         return f"Cooldown(failures={self.threshold}, cooldown_s={self.cooldown_s}, open={self.is_open})"
-
-

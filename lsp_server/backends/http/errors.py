@@ -96,8 +96,9 @@ def error_type_from_body(body: Any) -> str | None:
     return None
 
 
-def describe_failure(provider: str, what: str, method: str, url: httpx.URL, *,
-              status: int | None = None, error_type: str | None = None) -> str:
+def describe_failure(
+    provider: str, what: str, method: str, url: httpx.URL, *, status: int | None = None, error_type: str | None = None
+) -> str:
     parts = [f"{method} {endpoint(url)}"]
     if status is not None:
         parts.append(f"HTTP {status}")
@@ -116,8 +117,9 @@ _STATUS_WHAT: dict[str, str] = {
 }
 
 
-def error_for_status(provider: str, method: str, url: httpx.URL, status: int,
-                     headers: httpx.Headers, body: bytes) -> ProviderError:
+def error_for_status(
+    provider: str, method: str, url: httpx.URL, status: int, headers: httpx.Headers, body: bytes
+) -> ProviderError:
     kind = kind_for_status(status)
     error_type = error_type_from_body(body)
     what = "unexpected redirect (not followed)" if 300 <= status < 400 else _STATUS_WHAT[kind]
@@ -146,8 +148,9 @@ def _is_tls_error(exc: BaseException) -> bool:
     return "SSL" in str(exc) or "TLS" in str(exc)
 
 
-def error_for_exception(provider: str, method: str, url: httpx.URL, exc: BaseException, *,
-                        streaming: bool = False) -> ProviderError:
+def error_for_exception(
+    provider: str, method: str, url: httpx.URL, exc: BaseException, *, streaming: bool = False
+) -> ProviderError:
     """Transport failures; `streaming` once the response headers have arrived."""
     name = type(exc).__name__
     if isinstance(exc, httpx.TimeoutException):
@@ -160,8 +163,7 @@ def error_for_exception(provider: str, method: str, url: httpx.URL, exc: BaseExc
     if _is_tls_error(exc):
         return ProviderError("connection", describe_failure(provider, f"TLS handshake failed [{name}]", method, url))
     if isinstance(exc, httpx.RemoteProtocolError):
-        return ProviderError("connection", describe_failure(provider, f"connection closed without a response [{name}]",
-                                                     method, url))
+        return ProviderError(
+            "connection", describe_failure(provider, f"connection closed without a response [{name}]", method, url)
+        )
     return ProviderError("connection", describe_failure(provider, f"could not connect [{name}]", method, url))
-
-

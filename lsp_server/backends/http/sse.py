@@ -61,5 +61,3 @@ async def aiter_sse(lines: AsyncIterable[str]) -> AsyncIterator[SseEvent]:
     async for line in lines:
         if (event := decoder.feed(line)) is not None:
             yield event
-
-

@@ -24,8 +24,6 @@ class RemoteUsage(Usage):
     estimated: bool = False
 
 
-
-
 class StreamParser(Protocol):
     """One provider's reading of its stream."""
 
@@ -105,5 +103,3 @@ class GenerationStream:
     async def aclose(self) -> None:
         """Stop early: closes the HTTP stream (callers that break out of the loop should call this)."""
         await self._iterator.aclose()
-
-

@@ -84,6 +84,7 @@ def _route_native_log() -> None:
     _log_callback = forward
     llama_cpp.llama_log_set(forward, ctypes.c_void_p(0))
 
+
 class _TemplateNotCompiled:
     """Stands in for llama-cpp-python's chat formatter while a model loads.
 
@@ -252,9 +253,13 @@ class LlamaCppBackend:
         event loop."""
         llm = self.llm
         template = llm.metadata.get("tokenizer.chat_template")
-        vocab_text = lambda token: llm.detokenize([token], special=True).decode("utf-8", "replace") if token >= 0 else ""
-        rendered = render_pieces(template, messages, bos_token=vocab_text(llm.token_bos()),
-                                 eos_token=vocab_text(llm.token_eos()))
+
+        def vocab_text(token: int) -> str:
+            return llm.detokenize([token], special=True).decode("utf-8", "replace") if token >= 0 else ""
+
+        rendered = render_pieces(
+            template, messages, bos_token=vocab_text(llm.token_bos()), eos_token=vocab_text(llm.token_eos())
+        )
         tokens: list[int] = []
         for piece in rendered.pieces:
             tokens += llm.tokenize(piece.text.encode("utf-8"), add_bos=False, special=not piece.is_content)
@@ -269,8 +274,12 @@ class LlamaCppBackend:
     async def chat(self, request: ChatRequest, cancel: CancelToken | None = None) -> Generation:
         prompt, stops = await self.chat_tokens_async(request.messages)
         return await self.generate(
-            GenerationRequest(prompt_tokens=prompt, max_tokens=request.max_tokens,
-                              time_limit_s=request.time_limit_s, stop=stop_on_repetition(stop_at_strings(stops, request.stop))),
+            GenerationRequest(
+                prompt_tokens=prompt,
+                max_tokens=request.max_tokens,
+                time_limit_s=request.time_limit_s,
+                stop=stop_on_repetition(stop_at_strings(stops, request.stop)),
+            ),
             cancel,
         )
 

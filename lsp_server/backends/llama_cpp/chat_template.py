@@ -31,8 +31,16 @@ from lsp_server.backends.llama_cpp.template_sandbox import (
     sandbox_environment,
 )
 
-__all__ = ["PLAIN", "PLAIN_STOPS", "Piece", "RenderedChat", "TemplateError", "render_pieces", "stop_at_strings",
-           "stop_on_repetition"]
+__all__ = [
+    "PLAIN",
+    "PLAIN_STOPS",
+    "Piece",
+    "RenderedChat",
+    "TemplateError",
+    "render_pieces",
+    "stop_at_strings",
+    "stop_on_repetition",
+]
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +136,11 @@ def _keeps_every_message(rendered: str, count: int) -> bool:
 
 
 def render_pieces(
-    template: str | None, messages: Sequence[ChatMessage], *, bos_token: str = "", eos_token: str = "",
+    template: str | None,
+    messages: Sequence[ChatMessage],
+    *,
+    bos_token: str = "",
+    eos_token: str = "",
     limits: RenderLimits = DEFAULT_LIMITS,
 ) -> RenderedChat:
     """The prompt as alternating template markup and message contents.

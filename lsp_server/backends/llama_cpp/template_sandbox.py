@@ -93,12 +93,23 @@ def render_untrusted(template: str, context: dict[str, Any], limits: RenderLimit
     """
     if len(template) > limits.template_chars:
         raise RenderFailed(f"template longer than {limits.template_chars} characters")
-    request = json.dumps({"template": template, "context": context, "limits": {
-        "cpu_s": limits.cpu_s, "memory_bytes": limits.memory_bytes, "output_chars": limits.output_chars}})
+    request = json.dumps(
+        {
+            "template": template,
+            "context": context,
+            "limits": {"cpu_s": limits.cpu_s, "memory_bytes": limits.memory_bytes, "output_chars": limits.output_chars},
+        }
+    )
     env = {name: os.environ[name] for name in _CHILD_ENV if name in os.environ}
     try:
-        done = subprocess.run([sys.executable, "-I", os.path.abspath(__file__)], input=request.encode("utf-8"),
-                              capture_output=True, timeout=limits.wall_s, env=env, cwd=os.path.dirname(__file__))
+        done = subprocess.run(
+            [sys.executable, "-I", os.path.abspath(__file__)],
+            input=request.encode("utf-8"),
+            capture_output=True,
+            timeout=limits.wall_s,
+            env=env,
+            cwd=os.path.dirname(__file__),
+        )
     except subprocess.TimeoutExpired:  # killed by run(); the machine may just be busy
         raise RenderFailed(f"no answer within {limits.wall_s:g}s", lasting=False) from None
     except OSError as error:

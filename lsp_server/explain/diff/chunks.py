@@ -150,8 +150,7 @@ def _split_hunk(p: _Packer, change: FileChange, header: str, h_tok: int, hunk: H
         old = sum(u[1] for u in piece)
         new = sum(u[2] for u in piece)
         # Unified-diff convention: an empty side names the line *before* the change.
-        hh = format_hunk_header(next_old if old else next_old - 1, old, next_new if new else next_new - 1, new,
-                                section)
+        hh = format_hunk_header(next_old if old else next_old - 1, old, next_new if new else next_new - 1, new, section)
         p.open_file(change, header, h_tok)
         p.add(hh + "\n" + "".join(u[0] for u in piece), hh_tok + tok)
         next_old += old
@@ -161,8 +160,9 @@ def _split_hunk(p: _Packer, change: FileChange, header: str, h_tok: int, hunk: H
             yield from p.flush()
 
 
-def chunk_diff(changes: Iterable[FileChange], max_tokens: int, *,
-               count_tokens: TokenCounter = estimate_tokens) -> Iterator[DiffChunk]:
+def chunk_diff(
+    changes: Iterable[FileChange], max_tokens: int, *, count_tokens: TokenCounter = estimate_tokens
+) -> Iterator[DiffChunk]:
     """Yield chunks of at most `max_tokens` (by `count_tokens`) covering every non-summarized
     file, in order; every changed line lands in exactly one chunk. `total` is None: wrap the
     result in `with_totals` when the count is needed up front (that holds all chunks)."""
@@ -239,9 +239,9 @@ def skipped_line(change: FileChange) -> str:
 class DiffTally:
     """Stats and skipped-file lines gathered while changes stream into `chunk_diff`:
 
-        tally = DiffTally()
-        for chunk in chunk_diff(tally.watch(iter_parse_diff(stream)), budget): ...
-        tally.stats, tally.skipped
+    tally = DiffTally()
+    for chunk in chunk_diff(tally.watch(iter_parse_diff(stream)), budget): ...
+    tally.stats, tally.skipped
     """
 
     def __init__(self) -> None:

@@ -22,8 +22,15 @@ from lsp_server.explain.diff.model import DiffError
 _GIT_GLOBAL = ("--no-pager", "--no-optional-locks", "--literal-pathspecs")
 # No --binary: binary files are recognised from "Binary files ... differ"; their bytes are useless.
 _DIFF_OPTS = (
-    "--no-color", "--no-ext-diff", "--no-textconv", "--src-prefix=a/", "--dst-prefix=b/",
-    "--find-renames", "--find-copies", "--submodule=short", "--no-relative",
+    "--no-color",
+    "--no-ext-diff",
+    "--no-textconv",
+    "--src-prefix=a/",
+    "--dst-prefix=b/",
+    "--find-renames",
+    "--find-copies",
+    "--submodule=short",
+    "--no-relative",
 )
 
 
@@ -44,8 +51,9 @@ def _error(repo: Path, stderr: bytes, returncode: int) -> DiffError:
     if "not a git repository" in low:
         return DiffError(f"{repo} is not inside a git repository: run this in a repository (or `git init` one)")
     if "dubious ownership" in low:
-        return DiffError(f"git refuses to work in {repo} (owned by another user): "
-                         f"see `git config --global --add safe.directory`")
+        return DiffError(
+            f"git refuses to work in {repo} (owned by another user): see `git config --global --add safe.directory`"
+        )
     last = msg.splitlines()[-1] if msg else f"exit status {returncode}"
     return DiffError(f"git failed in {repo}: {last}")
 
@@ -81,8 +89,9 @@ def _commit(repo: Path, rev: str) -> str | None:
 def _require(repo: Path, rev: str) -> str:
     commit = _commit(repo, rev)
     if commit is None:
-        raise DiffError(f"unknown revision {rev!r} in {repo}: check the name with `git branch -a` "
-                        f"or `git log --oneline`")
+        raise DiffError(
+            f"unknown revision {rev!r} in {repo}: check the name with `git branch -a` or `git log --oneline`"
+        )
     return commit
 
 
@@ -164,8 +173,9 @@ def working_tree_diff(repo: Path, path: str | None = None) -> bytes:
 
 
 @contextmanager
-def git_diff_stream(repo: Path, *, staged: bool = False, rev_range: str | None = None,
-                    path: str | None = None) -> Iterator[BinaryIO]:
+def git_diff_stream(
+    repo: Path, *, staged: bool = False, rev_range: str | None = None, path: str | None = None
+) -> Iterator[BinaryIO]:
     """The same diffs as a stream, for `iter_parse_diff` on diffs too big to hold:
 
         with git_diff_stream(repo, staged=True) as stream:
@@ -178,8 +188,9 @@ def git_diff_stream(repo: Path, *, staged: bool = False, rev_range: str | None =
         try:
             proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err, env=_env())
         except FileNotFoundError:
-            raise DiffError("git is not installed or not on PATH: install git (https://git-scm.com) "
-                            "and retry") from None
+            raise DiffError(
+                "git is not installed or not on PATH: install git (https://git-scm.com) and retry"
+            ) from None
         stdout = cast(BinaryIO, proc.stdout)
         try:
             yield stdout

@@ -72,5 +72,3 @@ def hunk_lines(text: str) -> list[str]:
 
 def format_hunk_header(old_start: int, old_len: int, new_start: int, new_len: int, section: str) -> str:
     return f"@@ -{old_start},{old_len} +{new_start},{new_len} @@{section}"
-
-

@@ -152,8 +152,9 @@ class _Builder:
     def start_hunk(self) -> bool:
         """Whether to keep this file's hunk text; decided once, when the path is final."""
         if self.keep_text is None:
-            self.keep_text = not (self.kind == "combined" or self.binary or self.submodule()
-                                  or self.opts.rules.classify_path(self.path()))
+            self.keep_text = not (
+                self.kind == "combined" or self.binary or self.submodule() or self.opts.rules.classify_path(self.path())
+            )
         return self.keep_text
 
     def end_hunk(self, hunk: Hunk | None, added: int, removed: int, body: int) -> None:
@@ -183,14 +184,26 @@ class _Builder:
             status = "renamed"
         elif self.copy:
             status = "copied"
-        elif (self.old_mode != self.new_mode and self.old_mode and self.new_mode and not self.binary
-              and self.hunk_count == 0):
+        elif (
+            self.old_mode != self.new_mode
+            and self.old_mode
+            and self.new_mode
+            and not self.binary
+            and self.hunk_count == 0
+        ):
             status = "mode_changed"
         else:
             status = "modified"
         path = self.path()
-        reason = ("binary" if self.binary else "merge diff" if self.kind == "combined"
-                  else "submodule" if self.submodule() else self.opts.rules.classify_path(path) or self.late_reason)
+        reason = (
+            "binary"
+            if self.binary
+            else "merge diff"
+            if self.kind == "combined"
+            else "submodule"
+            if self.submodule()
+            else self.opts.rules.classify_path(path) or self.late_reason
+        )
         return FileChange(
             old_path=None if old is None else self.decode(old),
             new_path=None if new is None else self.decode(new),
@@ -348,12 +361,19 @@ def _parse(src: DiffLines, opts: _Options) -> Iterator[FileChange]:
     if cur is not None:
         yield cur.finish()
     if not found and stray:
-        raise DiffError("the input is not a unified diff (no 'diff --git' or '---'/'+++' file header found); "
-                        "pass the output of `git diff` or `diff -u`")
+        raise DiffError(
+            "the input is not a unified diff (no 'diff --git' or '---'/'+++' file header found); "
+            "pass the output of `git diff` or `diff -u`"
+        )
 
 
-def iter_parse_diff(stream: IO[bytes] | TextIO, *, encoding_errors: str = "replace",
-                    rules: SummaryRules = DEFAULT_RULES, max_line_bytes: int = MAX_LINE_BYTES) -> Iterator[FileChange]:
+def iter_parse_diff(
+    stream: IO[bytes] | TextIO,
+    *,
+    encoding_errors: str = "replace",
+    rules: SummaryRules = DEFAULT_RULES,
+    max_line_bytes: int = MAX_LINE_BYTES,
+) -> Iterator[FileChange]:
     """Parse a diff file by file from a binary stream; memory holds one file at a time.
 
     Bytes that are not UTF-8 are decoded with `encoding_errors` (default: replaced with U+FFFD).
@@ -363,8 +383,14 @@ def iter_parse_diff(stream: IO[bytes] | TextIO, *, encoding_errors: str = "repla
     return _parse(DiffLines(read_lines(binary, max_line_bytes)), _Options(encoding_errors, rules))
 
 
-def parse_diff(data: bytes, *, encoding_errors: str = "replace", rules: SummaryRules = DEFAULT_RULES,
-               max_line_bytes: int = MAX_LINE_BYTES) -> list[FileChange]:
+def parse_diff(
+    data: bytes,
+    *,
+    encoding_errors: str = "replace",
+    rules: SummaryRules = DEFAULT_RULES,
+    max_line_bytes: int = MAX_LINE_BYTES,
+) -> list[FileChange]:
     """Parse a whole diff held in memory. See `iter_parse_diff`."""
-    return list(iter_parse_diff(io.BytesIO(data), encoding_errors=encoding_errors, rules=rules,
-                                max_line_bytes=max_line_bytes))
+    return list(
+        iter_parse_diff(io.BytesIO(data), encoding_errors=encoding_errors, rules=rules, max_line_bytes=max_line_bytes)
+    )

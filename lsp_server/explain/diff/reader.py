@@ -56,8 +56,17 @@ class DiffLines:
 
 # --------------------------------------------------------------------------- paths
 
-_C_ESCAPES = {ord("a"): 7, ord("b"): 8, ord("t"): 9, ord("n"): 10, ord("v"): 11, ord("f"): 12, ord("r"): 13,
-              ord('"'): 34, ord("\\"): 92}
+_C_ESCAPES = {
+    ord("a"): 7,
+    ord("b"): 8,
+    ord("t"): 9,
+    ord("n"): 10,
+    ord("v"): 11,
+    ord("f"): 12,
+    ord("r"): 13,
+    ord('"'): 34,
+    ord("\\"): 92,
+}
 
 
 def unquote(s: bytes) -> tuple[bytes, bytes]:
@@ -67,14 +76,14 @@ def unquote(s: bytes) -> tuple[bytes, bytes]:
     while i < n:
         c = s[i]
         if c == 34:  # closing quote
-            return bytes(out), s[i + 1:]
+            return bytes(out), s[i + 1 :]
         if c == 92 and i + 1 < n:
             d = s[i + 1]
             if 48 <= d <= 55:  # octal escape: a raw byte (non-ASCII paths under core.quotepath)
                 j = i + 1
                 while j < n and j < i + 4 and 48 <= s[j] <= 55:
                     j += 1
-                out.append(int(s[i + 1:j], 8) & 0xFF)
+                out.append(int(s[i + 1 : j], 8) & 0xFF)
                 i = j
                 continue
             out.append(_C_ESCAPES.get(d, d))
@@ -109,15 +118,15 @@ def split_git_names(rest: bytes) -> tuple[bytes, bytes]:
         after = after.lstrip(b" ")
         return a, (unquote(after)[0] if after.startswith(b'"') else after)
     if rest.endswith(b'"') and (q := rest.find(b' "')) != -1:
-        return rest[:q], unquote(rest[q + 1:])[0]
+        return rest[:q], unquote(rest[q + 1 :])[0]
     n = len(rest)
-    if n % 2 == 1 and rest[n // 2:n // 2 + 1] == b" ":
-        a, b = rest[:n // 2], rest[n // 2 + 1:]
+    if n % 2 == 1 and rest[n // 2 : n // 2 + 1] == b" ":
+        a, b = rest[: n // 2], rest[n // 2 + 1 :]
         if a == b or (_PREFIX.match(a) and _PREFIX.match(b) and a[2:] == b[2:]):
             return a, b
     for sep in (b" b/", b" "):
         if (i := rest.find(sep)) != -1:
-            return rest[:i], rest[i + 1:]
+            return rest[:i], rest[i + 1 :]
     return rest, rest
 
 
@@ -135,7 +144,5 @@ def plain_prefixes(old: bytes | None, new: bytes | None) -> tuple[bytes, bytes]:
 
 def strip_prefix(name: bytes | None, prefix: bytes) -> bytes | None:
     if name is not None and prefix and name.startswith(prefix):
-        return name[len(prefix):]
+        return name[len(prefix) :]
     return name
-
-

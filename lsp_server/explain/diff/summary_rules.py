@@ -8,15 +8,48 @@ from dataclasses import dataclass
 from functools import cached_property
 
 _LOCK_FILES = (
-    "package-lock.json", "npm-shrinkwrap.json", "yarn.lock", "pnpm-lock.yaml", "bun.lock", "bun.lockb",
-    "deno.lock", "poetry.lock", "Pipfile.lock", "uv.lock", "pdm.lock", "pylock.toml", "pylock.*.toml",
-    "conda-lock.yml", "Cargo.lock", "go.sum", "go.work.sum", "composer.lock", "Gemfile.lock", "mix.lock",
-    "pubspec.lock", "Podfile.lock", "Package.resolved", "packages.lock.json", "gradle.lockfile",
-    "flake.lock", ".terraform.lock.hcl", "Berksfile.lock", "renv.lock",
+    "package-lock.json",
+    "npm-shrinkwrap.json",
+    "yarn.lock",
+    "pnpm-lock.yaml",
+    "bun.lock",
+    "bun.lockb",
+    "deno.lock",
+    "poetry.lock",
+    "Pipfile.lock",
+    "uv.lock",
+    "pdm.lock",
+    "pylock.toml",
+    "pylock.*.toml",
+    "conda-lock.yml",
+    "Cargo.lock",
+    "go.sum",
+    "go.work.sum",
+    "composer.lock",
+    "Gemfile.lock",
+    "mix.lock",
+    "pubspec.lock",
+    "Podfile.lock",
+    "Package.resolved",
+    "packages.lock.json",
+    "gradle.lockfile",
+    "flake.lock",
+    ".terraform.lock.hcl",
+    "Berksfile.lock",
+    "renv.lock",
 )
 _GENERATED_FILES = (
-    "*.min.js", "*.min.mjs", "*.min.css", "*.map", "*_pb2.py", "*_pb2.pyi", "*_pb2_grpc.py",
-    "*.pb.go", "*.pb.cc", "*.pb.h", "*.pb.swift",
+    "*.min.js",
+    "*.min.mjs",
+    "*.min.css",
+    "*.map",
+    "*_pb2.py",
+    "*_pb2.pyi",
+    "*_pb2_grpc.py",
+    "*.pb.go",
+    "*.pb.cc",
+    "*.pb.h",
+    "*.pb.swift",
 )
 # Markers generators write at the top of their output. "DO NOT EDIT" is case-sensitive on
 # purpose: "do not edit this list without ..." in hand-written files is not a generator.
@@ -35,8 +68,9 @@ class SummaryRules:
     lock_files: tuple[str, ...] = _LOCK_FILES  # basename globs (`*` only)
     generated_files: tuple[str, ...] = _GENERATED_FILES  # basename globs
     generated_dirs: frozenset[str] = frozenset({"dist", "build"})  # any path component
-    vendored_dirs: frozenset[str] = frozenset({"vendor", "third_party", "third-party", "node_modules",
-                                               "bower_components"})
+    vendored_dirs: frozenset[str] = frozenset(
+        {"vendor", "third_party", "third-party", "node_modules", "bower_components"}
+    )
     generated_marker: str = _GENERATED_MARKER  # searched in a file's first `marker_lines` new lines
     marker_lines: int = 10
     max_changed_lines: int | None = 5000  # more changed lines than this: "too large"
@@ -66,4 +100,3 @@ class SummaryRules:
 
 
 DEFAULT_RULES = SummaryRules()
-

@@ -13,11 +13,29 @@ from lsp_server.explain.facts.categories import Category, category
 from lsp_server.explain.facts.dependencies import DependencyChange
 from lsp_server.explain.facts.facts import ChangeFacts, FileFact, commit_types, extract_facts
 from lsp_server.explain.facts.sources import GitTexts, TextSource
-from lsp_server.explain.facts.subject import SubjectCheck, factual_subject, grounded_subject, named_things, ungrounded_names
+from lsp_server.explain.facts.subject import (
+    SubjectCheck,
+    factual_subject,
+    grounded_subject,
+    named_things,
+    ungrounded_names,
+)
 from lsp_server.explain.facts.symbols import SymbolChange
 
 __all__ = [
-    "Category", "ChangeFacts", "DependencyChange", "FileFact", "GitTexts", "SubjectCheck", "SymbolChange",
-    "TextSource", "category", "commit_types", "extract_facts", "factual_subject", "grounded_subject",
-    "named_things", "ungrounded_names",
+    "Category",
+    "ChangeFacts",
+    "DependencyChange",
+    "FileFact",
+    "GitTexts",
+    "SubjectCheck",
+    "SymbolChange",
+    "TextSource",
+    "category",
+    "commit_types",
+    "extract_facts",
+    "factual_subject",
+    "grounded_subject",
+    "named_things",
+    "ungrounded_names",
 ]

@@ -17,12 +17,16 @@ from typing import Literal
 _PEP508 = re.compile(
     r"""^\s*["']?(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?\s*"""
     r"""(?P<spec>(?:===|==|~=|!=|<=|>=|<|>)\s*[^"',;#\s]+(?:\s*,\s*(?:===|==|~=|!=|<=|>=|<|>)\s*[^"',;#\s]+)*)"""
-    r"""\s*(?:;[^"']*)?["']?\s*,?\s*(?:#.*)?$""")
-_JSON_DEP = re.compile(r'^\s*"(?P<name>@?[A-Za-z0-9][\w.@/-]*)"\s*:\s*"(?P<spec>[~^<>=*]*\s*v?\d[^"]*|\*|latest)"\s*,?\s*$')
+    r"""\s*(?:;[^"']*)?["']?\s*,?\s*(?:#.*)?$"""
+)
+_JSON_DEP = re.compile(
+    r'^\s*"(?P<name>@?[A-Za-z0-9][\w.@/-]*)"\s*:\s*"(?P<spec>[~^<>=*]*\s*v?\d[^"]*|\*|latest)"\s*,?\s*$'
+)
 _JSON_NOT_DEPS = frozenset({"version", "name", "main", "types", "module", "description", "license"})
 _CARGO_DEP = re.compile(
     r"""^\s*(?P<name>[A-Za-z0-9][\w-]*)\s*=\s*(?:"(?P<spec>[^"]+)"|\{[^}]*?version\s*=\s*"(?P<spec2>[^"]+)"[^}]*\})"""
-    r"""\s*(?:#.*)?$""")
+    r"""\s*(?:#.*)?$"""
+)
 _GO_DEP = re.compile(r"^\s*(?:require\s+)?(?P<name>[\w.-]+\.[\w.-]+/[\w./-]+)\s+(?P<spec>v\d[\w.+-]*)(?:\s*//.*)?$")
 _GEM_DEP = re.compile(r"""^\s*gem\s+["'](?P<name>[\w.-]+)["']\s*,\s*["'](?P<spec>[^"']+)["']""")
 
@@ -85,7 +89,11 @@ def dependency_changes(manifest: str, removed: list[str], added: list[str]) -> t
             parsed = parse_line(manifest, line)
             if parsed is None:
                 stripped = line.strip()
-                if stripped and not stripped.startswith(("#", "//")) and stripped not in ("{", "}", "[", "]", "),", ")"):
+                if (
+                    stripped
+                    and not stripped.startswith(("#", "//"))
+                    and stripped not in ("{", "}", "[", "]", "),", ")")
+                ):
                     other += 1
                 continue
             into[_normal(parsed[0])] = parsed

@@ -75,8 +75,11 @@ class ChangeFacts:
     @property
     def dependencies_only(self) -> bool:
         """Only manifests and lock files changed, and in manifests only dependency lines."""
-        return (self._all("dependencies", "lockfile") and self.other_manifest_lines == 0
-                and (bool(self.dependencies) or self._all("lockfile")))
+        return (
+            self._all("dependencies", "lockfile")
+            and self.other_manifest_lines == 0
+            and (bool(self.dependencies) or self._all("lockfile"))
+        )
 
     @property
     def dependency_bumps(self) -> tuple[DependencyChange, ...]:
@@ -112,9 +115,16 @@ class ChangeFacts:
                 out.append(f"dependency bumped: {d.name} {d.old} -> {d.new} in {d.path}")
             else:
                 out.append(f"dependency {d.change}: {d.name} {d.new or d.old} in {d.path}")
-        flags = [name for name, on in (("tests only", self.tests_only), ("docs only", self.docs_only),
-                                       ("config only", self.config_only), ("dependencies only", self.dependencies_only))
-                 if on]
+        flags = [
+            name
+            for name, on in (
+                ("tests only", self.tests_only),
+                ("docs only", self.docs_only),
+                ("config only", self.config_only),
+                ("dependencies only", self.dependencies_only),
+            )
+            if on
+        ]
         if flags:
             out.append("change is " + ", ".join(flags))
         out.append(f"commit type: {self.commit_type}")
@@ -145,13 +155,18 @@ def commit_types(facts: ChangeFacts) -> tuple[str, ...]:
     everything = ("feat", "fix", "refactor", "perf", "style", "chore", "docs", "test", "build")
     if new_code:
         return ("feat", *[t for t in everything if t != "feat"])
-    if kinds and kinds <= {"renamed", "removed"} or (not kinds and all(f.status in ("renamed", "deleted") for f in code)):
+    if (
+        kinds
+        and kinds <= {"renamed", "removed"}
+        or (not kinds and all(f.status in ("renamed", "deleted") for f in code))
+    ):
         return ("refactor", *[t for t in everything if t != "refactor"])
     return ("fix", *[t for t in everything if t != "fix"])
 
 
-def _vocabulary(facts_files: list[FileFact], symbols: list[SymbolChange], deps: list[DependencyChange],
-                texts: list[str]) -> frozenset[str]:
+def _vocabulary(
+    facts_files: list[FileFact], symbols: list[SymbolChange], deps: list[DependencyChange], texts: list[str]
+) -> frozenset[str]:
     words: set[str] = set()
     for f in facts_files:
         for path in (f.path, f.old_path):
@@ -212,9 +227,18 @@ def extract_facts(changes: Iterable[FileChange], texts: TextSource | None = None
     diff_texts: list[str] = []
     for change in changes:
         cat = category(change.path)
-        files.append(FileFact(change.path, change.old_path if change.status in ("renamed", "copied") else None,
-                              change.status, cat, change.added, change.removed, change.binary,
-                              change.summary_reason))
+        files.append(
+            FileFact(
+                change.path,
+                change.old_path if change.status in ("renamed", "copied") else None,
+                change.status,
+                cat,
+                change.added,
+                change.removed,
+                change.binary,
+                change.summary_reason,
+            )
+        )
         for hunk in change.hunks:
             diff_texts.append(hunk.text)
             diff_texts.append(hunk.section)
@@ -224,5 +248,6 @@ def extract_facts(changes: Iterable[FileChange], texts: TextSource | None = None
             deps.extend(found)
             other_manifest += other
         symbols.extend(file_symbols(change, texts))
-    return ChangeFacts(tuple(files), tuple(symbols), tuple(deps), other_manifest,
-                       _vocabulary(files, symbols, deps, diff_texts))
+    return ChangeFacts(
+        tuple(files), tuple(symbols), tuple(deps), other_manifest, _vocabulary(files, symbols, deps, diff_texts)
+    )

@@ -34,8 +34,13 @@ def _decode(data: bytes | None) -> str | None:
 
 def _blob(repo: Path, spec: str) -> bytes | None:
     try:
-        proc = subprocess.run([*_GIT, "-C", str(repo), "cat-file", "blob", spec], capture_output=True,
-                              stdin=subprocess.DEVNULL, check=False, timeout=30)
+        proc = subprocess.run(
+            [*_GIT, "-C", str(repo), "cat-file", "blob", spec],
+            capture_output=True,
+            stdin=subprocess.DEVNULL,
+            check=False,
+            timeout=30,
+        )
     except (OSError, subprocess.TimeoutExpired):
         return None
     return proc.stdout if proc.returncode == 0 else None
@@ -78,8 +83,13 @@ class GitTexts:
 
 def _commit_exists(repo: Path, rev: str) -> bool:
     try:
-        proc = subprocess.run([*_GIT, "-C", str(repo), "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"],
-                              capture_output=True, stdin=subprocess.DEVNULL, check=False, timeout=30)
+        proc = subprocess.run(
+            [*_GIT, "-C", str(repo), "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"],
+            capture_output=True,
+            stdin=subprocess.DEVNULL,
+            check=False,
+            timeout=30,
+        )
     except (OSError, subprocess.TimeoutExpired):
         return False
     return proc.returncode == 0

@@ -25,8 +25,30 @@ from lsp_server.explain.facts.facts import ChangeFacts
 SUBJECT_MAX = 72
 CONVENTIONAL = re.compile(r"^(?P<type>[a-z]+)(?:\((?P<scope>[^)\s]{1,40})\))?(?P<bang>!)?:\s*(?P<rest>.*)$")
 # Scopes that name an area, not a file or symbol.
-GENERIC_SCOPES = frozenset({"deps", "deps-dev", "dev-deps", "ci", "docs", "build", "tests", "test", "release", "config",
-                            "core", "api", "cli", "ui", "lint", "types", "security", "perf", "style", "repo"})
+GENERIC_SCOPES = frozenset(
+    {
+        "deps",
+        "deps-dev",
+        "dev-deps",
+        "ci",
+        "docs",
+        "build",
+        "tests",
+        "test",
+        "release",
+        "config",
+        "core",
+        "api",
+        "cli",
+        "ui",
+        "lint",
+        "types",
+        "security",
+        "perf",
+        "style",
+        "repo",
+    }
+)
 
 _BACKTICK = re.compile(r"`([^`]+)`")
 _PATHLIKE = re.compile(r"(?<![\w/.-])((?:[\w.-]+/)+[\w.-]+|[\w-]+(?:\.[\w-]+)*\.[A-Za-z][\w]{0,7})(?![\w/])")
@@ -39,7 +61,8 @@ _FILE_EXT = re.compile(
     r"|rs|java|kt|kts|scala|c|h|cc|cpp|cxx|hh|hpp|hxx|cs|rb|php|swift|m|mm|lua|sh|bash|zsh|ps1|pl|sql|html|htm|css|scss"
     r"|sass|less|vue|svelte|xml|svg|png|jpe?g|gif|ico|pdf|csv|tsv|env|example|sample|tmpl|j2|jinja|proto|graphql|gql"
     r"|gradle|properties|dockerfile|mk|cmake|bzl|tf|tfvars|nix|el|vim|ex|exs|erl|hs|ml|dart|zig|r|jl|ipynb|whl|gz|zip)$",
-    re.I)
+    re.I,
+)
 
 
 def _is_code_name(word: str) -> bool:
@@ -112,8 +135,13 @@ def ungrounded_names(subject: str, facts: ChangeFacts) -> list[str]:
     if m:
         text = m["rest"]
         scope = m["scope"]
-        if scope and scope.lower() not in GENERIC_SCOPES and not _known_path(scope, facts) \
-                and not _known_symbol(scope, facts) and scope.lower() not in {w.lower() for w in facts.vocabulary}:
+        if (
+            scope
+            and scope.lower() not in GENERIC_SCOPES
+            and not _known_path(scope, facts)
+            and not _known_symbol(scope, facts)
+            and scope.lower() not in {w.lower() for w in facts.vocabulary}
+        ):
             missing.append(scope)
     for name in named_things(text):
         if _looks_like_path(name):
@@ -133,8 +161,9 @@ def _display_paths(facts: ChangeFacts) -> dict[str, str]:
     for f in facts.files:
         base = posixpath.basename(f.path)
         bases[base] = bases.get(base, 0) + 1
-    return {f.path: posixpath.basename(f.path) if bases[posixpath.basename(f.path)] == 1 else f.path
-            for f in facts.files}
+    return {
+        f.path: posixpath.basename(f.path) if bases[posixpath.basename(f.path)] == 1 else f.path for f in facts.files
+    }
 
 
 def _join(items: Sequence[str], limit: int = 3) -> str:
@@ -153,7 +182,7 @@ def _fit(prefix: str, phrases: Sequence[str]) -> str:
             return prefix + phrase
     last = phrases[-1]
     room = SUBJECT_MAX - len(prefix)
-    return prefix + (last if len(last) <= room else last[: room].rsplit(" ", 1)[0])
+    return prefix + (last if len(last) <= room else last[:room].rsplit(" ", 1)[0])
 
 
 def _files_phrase(verb: str, paths: Sequence[str], names: dict[str, str]) -> list[str]:
@@ -173,7 +202,9 @@ def factual_subject(facts: ChangeFacts) -> str:
         bumps = facts.dependency_bumps
         if len(deps) == 1 and bumps:
             d = bumps[0]
-            return _fit(prefix, [f"bump {d.name} from {d.old} to {d.new}", f"bump {d.name} to {d.new}", f"bump {d.name}"])
+            return _fit(
+                prefix, [f"bump {d.name} from {d.old} to {d.new}", f"bump {d.name} to {d.new}", f"bump {d.name}"]
+            )
         dep_verbs = {"bumped": "bump", "added": "add", "removed": "remove"}
         groups: dict[str, list[str]] = {}
         for dep in deps:
@@ -205,8 +236,14 @@ def factual_subject(facts: ChangeFacts) -> str:
     by_status: dict[str, list[str]] = {}
     for f in facts.files:
         by_status.setdefault(f.status, []).append(f.path)
-    order = (("added", "add"), ("deleted", "remove"), ("renamed", "move"), ("copied", "copy"), ("modified", "update"),
-             ("mode_changed", "change mode of"))
+    order = (
+        ("added", "add"),
+        ("deleted", "remove"),
+        ("renamed", "move"),
+        ("copied", "copy"),
+        ("modified", "update"),
+        ("mode_changed", "change mode of"),
+    )
     present_files = [(verb, by_status[s]) for s, verb in order if by_status.get(s)]
     if len(present_files) == 1 and present_files[0][0] == "move" and len(present_files[0][1]) == 1:
         f = next(f for f in facts.files if f.status == "renamed")
@@ -214,8 +251,11 @@ def factual_subject(facts: ChangeFacts) -> str:
     verb, paths = present_files[0]
     if len(present_files) > 1:
         phrases.append(" and ".join(f"{v} {_join([names[p] for p in ps], 2)}" for v, ps in present_files[:2]))
-    phrases += _files_phrase(verb if len(present_files) == 1 else "update",
-                             paths if len(present_files) == 1 else [f.path for f in facts.files], names)
+    phrases += _files_phrase(
+        verb if len(present_files) == 1 else "update",
+        paths if len(present_files) == 1 else [f.path for f in facts.files],
+        names,
+    )
     return _fit(prefix, phrases)
 
 

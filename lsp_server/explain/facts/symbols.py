@@ -27,7 +27,8 @@ RENAME_SIMILARITY = 0.7
 _WORD = re.compile(r"[A-Za-z_$][\w$]*")
 _SECTION_NAME = re.compile(
     r"\b(?:def|class|func|fn|function|struct|enum|trait|interface|impl|type|module|sub|procedure)\s+"
-    r"(?:\([^)]*\)\s*)?([A-Za-z_$][\w$]*)")
+    r"(?:\([^)]*\)\s*)?([A-Za-z_$][\w$]*)"
+)
 _C_LIKE_NAME = re.compile(r"([A-Za-z_$][\w$:]*)\s*\(")
 
 
@@ -154,8 +155,12 @@ def compare_hunks(path: str, language: str, hunks: Sequence[Hunk]) -> list[Symbo
                 if inner:
                     touched = True
                     d = max(inner, key=lambda d: d.line)
-                    if d.qualified_name in old_names and d.qualified_name in {x.qualified_name for x in new_parsed.definitions}:
-                        found.setdefault((d.qualified_name, "changed"), SymbolChange(path, d.qualified_name, d.kind, "changed"))
+                    if d.qualified_name in old_names and d.qualified_name in {
+                        x.qualified_name for x in new_parsed.definitions
+                    }:
+                        found.setdefault(
+                            (d.qualified_name, "changed"), SymbolChange(path, d.qualified_name, d.kind, "changed")
+                        )
         if not touched and (old_changed or new_changed):
             name = _section_symbol(hunk.section)
             if name is not None and not any(c.short_name == name for c in found.values()):

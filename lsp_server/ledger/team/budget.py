@@ -26,10 +26,10 @@ from typing import Any
 
 from lsp_server.ledger.errors import TeamLedgerError
 from lsp_server.ledger.settings import TeamLedgerSettings
-from lsp_server.ledger.units import NANO, as_utc, to_nusd
 from lsp_server.ledger.team.identity import user_key
 from lsp_server.ledger.team.pg import connect, describe, is_connection_error, scrub
 from lsp_server.ledger.team.schema import SCHEMA, ensure_schema
+from lsp_server.ledger.units import NANO, as_utc, to_nusd
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +67,10 @@ class TeamHold:
 
     @staticmethod
     def _settle(cur: Any, hold_id: int, uid: str, cost_nusd: int) -> None:
-        cur.execute(f"UPDATE {SCHEMA}.budget_holds SET settled = true, amount_nusd = %s, uid = %s WHERE id = %s",
-                    (cost_nusd, uid, hold_id))
+        cur.execute(
+            f"UPDATE {SCHEMA}.budget_holds SET settled = true, amount_nusd = %s, uid = %s WHERE id = %s",
+            (cost_nusd, uid, hold_id),
+        )
 
     @staticmethod
     def _release(cur: Any, hold_id: int) -> None:
@@ -76,9 +78,15 @@ class TeamHold:
 
 
 class TeamBudget:
-    def __init__(self, settings: TeamLedgerSettings, *, on_unreachable: Callable[[str], None] | None = None,
-                 stale_after_s: float = 600.0, retry_after_s: float = 30.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        settings: TeamLedgerSettings,
+        *,
+        on_unreachable: Callable[[str], None] | None = None,
+        stale_after_s: float = 600.0,
+        retry_after_s: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.settings = settings
         self.target = describe(settings.url or "")
         self._on_unreachable = on_unreachable
@@ -120,8 +128,13 @@ class TeamBudget:
                 conn.commit()
             except Exception as error:
                 self._drop(error)
-                message = error if isinstance(error, TeamLedgerError) else TeamLedgerError(
-                    f"the team ledger ({self.target}) failed: {scrub(str(error).strip(), self.settings.url or '')}")
+                message = (
+                    error
+                    if isinstance(error, TeamLedgerError)
+                    else TeamLedgerError(
+                        f"the team ledger ({self.target}) failed: {scrub(str(error).strip(), self.settings.url or '')}"
+                    )
+                )
                 if self._down_until is None and self._on_unreachable is not None:
                     self._on_unreachable(str(message))
                 self._down_until, self._down_reason = now + self._retry_after_s, str(message)
@@ -157,13 +170,17 @@ class TeamBudget:
         def body(cur: Any) -> int | None:
             cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (_LOCK,))
             # Stale holds (a crashed process's) and last week's settled ones stop mattering.
-            cur.execute(f"DELETE FROM {SCHEMA}.budget_holds WHERE (NOT settled AND created < now() - %s) "
-                        "OR day < %s::date - 7", (self._stale, params["day"]))
+            cur.execute(
+                f"DELETE FROM {SCHEMA}.budget_holds WHERE (NOT settled AND created < now() - %s) OR day < %s::date - 7",
+                (self._stale, params["day"]),
+            )
             cur.execute(_SPENT, params)
             if int(cur.fetchone()[0]) + amount > cap:
                 return None
-            cur.execute(f"INSERT INTO {SCHEMA}.budget_holds (day, amount_nusd, user_key) VALUES (%s, %s, %s) "
-                        "RETURNING id", (params["day"], amount, self._user_key))
+            cur.execute(
+                f"INSERT INTO {SCHEMA}.budget_holds (day, amount_nusd, user_key) VALUES (%s, %s, %s) RETURNING id",
+                (params["day"], amount, self._user_key),
+            )
             return int(cur.fetchone()[0])
 
         hold_id = self._run(body)

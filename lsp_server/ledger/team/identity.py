@@ -34,8 +34,9 @@ def user_key(settings: TeamLedgerSettings, database_key: str, user_name: str | N
     if settings.pseudonym_key_env:
         key = os.environ.get(settings.pseudonym_key_env, "")
         if not key:
-            raise TeamLedgerError(f"team_ledger.pseudonym_key_env names ${settings.pseudonym_key_env}, "
-                                  "which is not set")
+            raise TeamLedgerError(
+                f"team_ledger.pseudonym_key_env names ${settings.pseudonym_key_env}, which is not set"
+            )
     if not key:
         raise TeamLedgerError("the team ledger has no pseudonym key")
     return "u-" + hmac.new(key.encode(), name.encode(), hashlib.sha256).hexdigest()[:16]
@@ -80,10 +81,12 @@ def repo_key(workspace: Path | None, settings: TeamLedgerSettings) -> str | None
 
 def _git_remote(workspace: Path) -> str | None:
     """origin's URL, or the first remote's; None outside a git repository."""
+
     def git(*args: str) -> str:
         try:
-            done = subprocess.run(["git", "-C", str(workspace), *args], capture_output=True, text=True,
-                                  timeout=5, check=False)
+            done = subprocess.run(
+                ["git", "-C", str(workspace), *args], capture_output=True, text=True, timeout=5, check=False
+            )
         except (OSError, subprocess.SubprocessError):
             return ""
         return done.stdout.strip() if done.returncode == 0 else ""

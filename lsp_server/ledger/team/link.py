@@ -23,8 +23,10 @@ class Notice:
                 return
             self._told = True
         if self._notify is not None:
-            self._notify(f"{detail}. Rows are kept on this machine and shipped when it is back; "
-                         "the local budget rules apply meanwhile.")
+            self._notify(
+                f"{detail}. Rows are kept on this machine and shipped when it is back; "
+                "the local budget rules apply meanwhile."
+            )
 
     def back(self) -> None:
         with self._lock:

@@ -24,8 +24,10 @@ from lsp_server.ledger.schema import COLUMNS, ledger_id
 # (version first, then the values as SQLite holds them) so that shipping a batch is a few C
 # calls per row and barely holds the GIL while the server answers requests.
 SHIPPED_COLUMNS = ("row_id", *(c for c in COLUMNS if c != "reasons"))
-_TAKE = (f"SELECT q.version, q.row_id, {', '.join(f'a.{c}' for c in SHIPPED_COLUMNS[1:])} "
-         "FROM ship_queue q JOIN attempts a ON a.id = q.row_id WHERE q.row_id <= ? ORDER BY q.row_id LIMIT ?")
+_TAKE = (
+    f"SELECT q.version, q.row_id, {', '.join(f'a.{c}' for c in SHIPPED_COLUMNS[1:])} "
+    "FROM ship_queue q JOIN attempts a ON a.id = q.row_id WHERE q.row_id <= ? ORDER BY q.row_id LIMIT ?"
+)
 Queued = tuple[Any, ...]  # (version, row_id, *the rest of SHIPPED_COLUMNS)
 
 
@@ -49,8 +51,9 @@ class Outbox:
         """Forget entries that are in the team ledger, unless they changed since they were read."""
         self._conn.execute("BEGIN IMMEDIATE")
         try:
-            self._conn.executemany("DELETE FROM ship_queue WHERE row_id = ? AND version = ?",
-                                   [(r[1], r[0]) for r in rows])
+            self._conn.executemany(
+                "DELETE FROM ship_queue WHERE row_id = ? AND version = ?", [(r[1], r[0]) for r in rows]
+            )
             self._conn.execute("COMMIT")
         except BaseException:
             if self._conn.in_transaction:

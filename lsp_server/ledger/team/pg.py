@@ -77,8 +77,9 @@ def connect(settings: TeamLedgerSettings, *, autocommit: bool = False, role: str
     try:
         conn = psycopg_module.connect(**params, autocommit=autocommit)
     except psycopg_module.Error as error:
-        raise TeamLedgerError(f"cannot reach the team ledger ({describe(url)}): "
-                              f"{scrub(str(error).strip(), url)}") from None
+        raise TeamLedgerError(
+            f"cannot reach the team ledger ({describe(url)}): {scrub(str(error).strip(), url)}"
+        ) from None
     return conn
 
 

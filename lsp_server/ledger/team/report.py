@@ -15,7 +15,13 @@ from typing import Any
 
 from lsp_server.ledger.errors import TeamLedgerError
 from lsp_server.ledger.report import (
-    DIMENSIONS, GroupStats, Report, make_stats, order_groups, price_uses, reason_counts,
+    DIMENSIONS,
+    GroupStats,
+    Report,
+    make_stats,
+    order_groups,
+    price_uses,
+    reason_counts,
 )
 from lsp_server.ledger.row import FAILURE_OUTCOMES
 from lsp_server.ledger.settings import TeamLedgerSettings
@@ -77,9 +83,22 @@ def build_team_report(conn: Any, since: datetime | None, *, until: datetime | No
     groups: dict[str, list[GroupStats]] = defaultdict(list)
     reasons: list[tuple[str | None, int]] = []
     prices: list[tuple[str | None, int, int]] = []
-    totals = make_stats("total", requests=0, attempts=0, prompt_tokens=0, completion_tokens=0, cached_tokens=0,
-                        cost_nusd=0, frontier_nusd=0, escalations=0, failures=0, shown=0, accepted=0, p50=None,
-                        p95=None)
+    totals = make_stats(
+        "total",
+        requests=0,
+        attempts=0,
+        prompt_tokens=0,
+        completion_tokens=0,
+        cached_tokens=0,
+        cost_nusd=0,
+        frontier_nusd=0,
+        escalations=0,
+        failures=0,
+        shown=0,
+        accepted=0,
+        p50=None,
+        p95=None,
+    )
     for dim, key, n, prompt, completion, cached, cost, frontier, failures, shown, accepted, escalated in attempts:
         if dim == "escalation_reason":
             if escalated:
@@ -90,18 +109,33 @@ def build_team_report(conn: Any, since: datetime | None, *, until: datetime | No
             continue
         n_requests, escalations, p50, p95 = requests.get((dim, key), (0, 0, None, None))
         stats = make_stats(
-            "total" if dim == "total" else str(key), requests=int(n_requests), attempts=int(n),
-            prompt_tokens=int(prompt), completion_tokens=int(completion), cached_tokens=int(cached),
-            cost_nusd=int(cost), frontier_nusd=int(frontier), escalations=int(escalations), failures=int(failures),
-            shown=int(shown), accepted=int(accepted), p50=p50, p95=p95)
+            "total" if dim == "total" else str(key),
+            requests=int(n_requests),
+            attempts=int(n),
+            prompt_tokens=int(prompt),
+            completion_tokens=int(completion),
+            cached_tokens=int(cached),
+            cost_nusd=int(cost),
+            frontier_nusd=int(frontier),
+            escalations=int(escalations),
+            failures=int(failures),
+            shown=int(shown),
+            accepted=int(accepted),
+            p50=p50,
+            p95=p95,
+        )
         if dim == "total":
             totals = stats
         else:
             groups[dim].append(stats)
     return Report(
-        source="team", since=since, until=until or datetime.now(timezone.utc), totals=totals,
+        source="team",
+        since=since,
+        until=until or datetime.now(timezone.utc),
+        totals=totals,
         **{f"by_{d}": order_groups(groups[d], d) for d in DIMENSIONS},
-        escalation_reasons=reason_counts(reasons), counterfactual=price_uses(prices),
+        escalation_reasons=reason_counts(reasons),
+        counterfactual=price_uses(prices),
     )
 
 
@@ -114,8 +148,10 @@ def team_report(settings: TeamLedgerSettings, since: datetime | None) -> Report:
     except TeamLedgerError:
         raise
     except Exception as error:
-        raise TeamLedgerError(f"cannot read the team ledger ({describe(settings.url or '')}): "
-                              f"{scrub(str(error).strip(), settings.url or '')}") from None
+        raise TeamLedgerError(
+            f"cannot read the team ledger ({describe(settings.url or '')}): "
+            f"{scrub(str(error).strip(), settings.url or '')}"
+        ) from None
     finally:
         conn.close()
 

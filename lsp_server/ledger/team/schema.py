@@ -110,7 +110,8 @@ class SchemaState:
             raise TeamLedgerError(
                 f"the team ledger has schema version {self.version}, which needs a ninetyten that knows "
                 f"schema {needed} or later to {'write' if write else 'read'} (this one knows {PG_SCHEMA_VERSION}); "
-                "upgrade ninetyten")
+                "upgrade ninetyten"
+            )
 
 
 def _read_state(cur: Any) -> SchemaState | None:
@@ -121,8 +122,12 @@ def _read_state(cur: Any) -> SchemaState | None:
         return None
     cur.execute(f"SELECT key, value FROM {SCHEMA}.meta")
     meta = dict(cur.fetchall())
-    return SchemaState(int(meta.get("schema_version", 0)), int(meta.get("min_writer_version", 0)),
-                       int(meta.get("min_reader_version", 0)), str(meta.get("pseudonym_key", "")))
+    return SchemaState(
+        int(meta.get("schema_version", 0)),
+        int(meta.get("min_writer_version", 0)),
+        int(meta.get("min_reader_version", 0)),
+        str(meta.get("pseudonym_key", "")),
+    )
 
 
 def ensure_schema(conn: Any, *, write: bool = True) -> SchemaState:
@@ -139,10 +144,16 @@ def ensure_schema(conn: Any, *, write: bool = True) -> SchemaState:
                 migration = MIGRATIONS[target - 1]
                 for statement in migration.statements:
                     cur.execute(statement)
-                for key, value in (("schema_version", target), ("min_writer_version", migration.min_writer),
-                                   ("min_reader_version", migration.min_reader)):
-                    cur.execute(f"INSERT INTO {SCHEMA}.meta VALUES (%s, %s) "
-                                "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value", (key, str(value)))
+                for key, value in (
+                    ("schema_version", target),
+                    ("min_writer_version", migration.min_writer),
+                    ("min_reader_version", migration.min_reader),
+                ):
+                    cur.execute(
+                        f"INSERT INTO {SCHEMA}.meta VALUES (%s, %s) "
+                        "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+                        (key, str(value)),
+                    )
             state = _read_state(cur)
             conn.commit()
     assert state is not None

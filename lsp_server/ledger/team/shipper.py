@@ -45,9 +45,32 @@ _INCOMING = (
 )
 assert _INCOMING.count(",") + 1 == len(SHIPPED_COLUMNS)
 PG_COLUMNS = (
-    "uid", "ledger_id", "row_id", "ts", "user_key", "repo", "request_id", "attempt", "task", "tier", "backend",
-    "model", "prompt_tokens", "completion_tokens", "cached_tokens", "latency_ms", "cost_nusd", "frontier_cost_nusd",
-    "frontier_price", "outcome", "escalated", "escalation_reason", "error_kind", "policy_hash", "shown", "accepted",
+    "uid",
+    "ledger_id",
+    "row_id",
+    "ts",
+    "user_key",
+    "repo",
+    "request_id",
+    "attempt",
+    "task",
+    "tier",
+    "backend",
+    "model",
+    "prompt_tokens",
+    "completion_tokens",
+    "cached_tokens",
+    "latency_ms",
+    "cost_nusd",
+    "frontier_cost_nusd",
+    "frontier_price",
+    "outcome",
+    "escalated",
+    "escalation_reason",
+    "error_kind",
+    "policy_hash",
+    "shown",
+    "accepted",
     "client_version",
 )
 _UPSERT = (
@@ -64,9 +87,17 @@ _COPY = f"COPY pg_temp.incoming ({', '.join(SHIPPED_COLUMNS)}) FROM STDIN"
 
 
 class Shipper:
-    def __init__(self, ledger_path: Path, settings: TeamLedgerSettings, *,
-                 on_unreachable: Callable[[str], None] | None = None, on_back: Callable[[], None] | None = None,
-                 idle_s: float = 60.0, gather_s: float = 1.0, max_backoff_s: float = 300.0) -> None:
+    def __init__(
+        self,
+        ledger_path: Path,
+        settings: TeamLedgerSettings,
+        *,
+        on_unreachable: Callable[[str], None] | None = None,
+        on_back: Callable[[], None] | None = None,
+        idle_s: float = 60.0,
+        gather_s: float = 1.0,
+        max_backoff_s: float = 300.0,
+    ) -> None:
         self.settings = settings
         self.target = describe(settings.url or "")
         try:
@@ -97,8 +128,9 @@ class Shipper:
             with self._file_lock.acquire(timeout=wait_for_lock_s):
                 return self._ship(progress)
         except filelock.Timeout:
-            raise TeamLedgerError(f"another ninetyten process has been shipping for over {wait_for_lock_s:.0f} s; "
-                                  "try again later") from None
+            raise TeamLedgerError(
+                f"another ninetyten process has been shipping for over {wait_for_lock_s:.0f} s; try again later"
+            ) from None
         except sqlite3.Error as error:
             raise LedgerError(f"cannot read the rows to ship from {self.outbox.path}: {error}") from None
 
@@ -129,8 +161,10 @@ class Shipper:
                 conn.close()
                 if isinstance(error, TeamLedgerError):
                     raise
-                raise TeamLedgerError(f"the team ledger ({self.target}) refused the schema set-up: "
-                                      f"{scrub(str(error).strip(), self.settings.url or '')}") from None
+                raise TeamLedgerError(
+                    f"the team ledger ({self.target}) refused the schema set-up: "
+                    f"{scrub(str(error).strip(), self.settings.url or '')}"
+                ) from None
             self._conn = conn
         return self._conn
 
@@ -141,8 +175,7 @@ class Shipper:
                 with cur.copy(_COPY) as copy:
                     for row in rows:
                         copy.write_row(row[1:])  # without the queue version
-                cur.execute(_UPSERT, {"ledger": self.outbox.ledger_id, "user": self._user_key,
-                                      "version": __version__})
+                cur.execute(_UPSERT, {"ledger": self.outbox.ledger_id, "user": self._user_key, "version": __version__})
             conn.commit()
         except Exception as error:
             broken = is_connection_error(error) or conn.closed or conn.broken
@@ -155,8 +188,10 @@ class Shipper:
                 conn.close()
             if conn.closed:
                 self._conn = None
-            raise TeamLedgerError(f"shipping to the team ledger ({self.target}) failed: "
-                                  f"{scrub(str(error).strip(), self.settings.url or '')}") from None
+            raise TeamLedgerError(
+                f"shipping to the team ledger ({self.target}) failed: "
+                f"{scrub(str(error).strip(), self.settings.url or '')}"
+            ) from None
 
     # --- in the background ---
 
@@ -192,8 +227,11 @@ class Shipper:
             except (TeamLedgerError, LedgerError, sqlite3.Error) as error:
                 if not failing and self._on_unreachable is not None:
                     self._on_unreachable(str(error))
-                log.log(logging.DEBUG if failing else logging.WARNING,
-                        "team ledger: %s; rows stay queued and ship when it is back", error)
+                log.log(
+                    logging.DEBUG if failing else logging.WARNING,
+                    "team ledger: %s; rows stay queued and ship when it is back",
+                    error,
+                )
                 failing, delay = True, min(max(delay * 2, 5.0), self._max_backoff_s)
                 next_try = time.monotonic() + delay
                 continue

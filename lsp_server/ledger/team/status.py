@@ -21,9 +21,14 @@ def team_status(ledger_path: Path, settings: TeamLedgerSettings) -> dict[str, An
         raise LedgerError(f"cannot open the ledger {ledger_path}: {error}") from None
     try:
         status: dict[str, Any] = {
-            "ledger": str(ledger_path), "ledger_id": outbox.ledger_id, "queued_rows": outbox.pending(),
-            "team_ledger": describe(settings.url) if settings.url else None, "schema": None,
-            "client_schema": PG_SCHEMA_VERSION, "rows_shipped": None, "problem": None,
+            "ledger": str(ledger_path),
+            "ledger_id": outbox.ledger_id,
+            "queued_rows": outbox.pending(),
+            "team_ledger": describe(settings.url) if settings.url else None,
+            "schema": None,
+            "client_schema": PG_SCHEMA_VERSION,
+            "rows_shipped": None,
+            "problem": None,
         }
     finally:
         outbox.close()

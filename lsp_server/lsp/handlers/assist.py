@@ -46,12 +46,23 @@ def assist_input(ls: NinetyTenServer, task: str, params: AssistParams) -> tuple[
         raise ValueError(f"{uri} is not open")
     lines = split_lines(document.source)
     chosen = params.range
-    start, end = whole_document(lines) if chosen is None else ordered_range(
-        lines, (chosen.start.line, chosen.start.character), (chosen.end.line, chosen.end.character), ls.encoding)
-    client_range = types.Range(types.Position(*client_point(lines, start, ls.encoding)),
-                               types.Position(*client_point(lines, end, ls.encoding)))
-    inp = AssistInput(task=task, code=text_between(lines, start, end), path=ls.relative_path(uri),  # type: ignore[arg-type]
-                      language=document.language_id, instruction=params.instruction or params.question)
+    start, end = (
+        whole_document(lines)
+        if chosen is None
+        else ordered_range(
+            lines, (chosen.start.line, chosen.start.character), (chosen.end.line, chosen.end.character), ls.encoding
+        )
+    )
+    client_range = types.Range(
+        types.Position(*client_point(lines, start, ls.encoding)), types.Position(*client_point(lines, end, ls.encoding))
+    )
+    inp = AssistInput(
+        task=task,
+        code=text_between(lines, start, end),
+        path=ls.relative_path(uri),  # type: ignore[arg-type]
+        language=document.language_id,
+        instruction=params.instruction or params.question,
+    )
     return inp, client_range
 
 
@@ -60,17 +71,27 @@ def refactor_keeps_file_valid(ls: NinetyTenServer, uri: str, selection: types.Ra
     if document is None:
         return True
     lines = split_lines(document.source)
-    start, end = ordered_range(lines, (selection.start.line, selection.start.character),
-                               (selection.end.line, selection.end.character), ls.encoding)
+    start, end = ordered_range(
+        lines,
+        (selection.start.line, selection.start.character),
+        (selection.end.line, selection.end.character),
+        ls.encoding,
+    )
     return edit_keeps_file_valid("\n".join(lines), replaced(lines, start, end, new_text), document.language_id)
 
 
 def refactor_edit(ls: NinetyTenServer, uri: str, selection: types.Range, new_text: str) -> types.WorkspaceEdit:
     document = ls.document(uri)
-    return types.WorkspaceEdit(document_changes=[types.TextDocumentEdit(
-        text_document=types.OptionalVersionedTextDocumentIdentifier(
-            uri=uri, version=document.version if document else None),
-        edits=[types.TextEdit(selection, new_text)])])
+    return types.WorkspaceEdit(
+        document_changes=[
+            types.TextDocumentEdit(
+                text_document=types.OptionalVersionedTextDocumentIdentifier(
+                    uri=uri, version=document.version if document else None
+                ),
+                edits=[types.TextEdit(selection, new_text)],
+            )
+        ]
+    )
 
 
 async def run_assist(ls: NinetyTenServer, task: str, raw: Any) -> dict[str, Any]:
@@ -100,7 +121,9 @@ async def run_assist(ls: NinetyTenServer, task: str, raw: Any) -> dict[str, Any]
     edit = refactor_edit(ls, uri, selection, result.text)
     answer["edit"] = ls.protocol.unstructure(edit)
     if params.apply:
-        applied = await ls.workspace_apply_edit_async(types.ApplyWorkspaceEditParams(edit=edit, label="ninetyten: refactor"))
+        applied = await ls.workspace_apply_edit_async(
+            types.ApplyWorkspaceEditParams(edit=edit, label="ninetyten: refactor")
+        )
         answer["applied"] = bool(applied and applied.applied)
     return answer
 
@@ -110,16 +133,27 @@ def code_actions(ls: NinetyTenServer, params: types.CodeActionParams) -> list[ty
     target = {"textDocument": {"uri": uri}, "range": ls.protocol.unstructure(params.range)}
 
     def action(title: str, kind: types.CodeActionKind, command: str, argument: dict[str, Any]) -> types.CodeAction:
-        return types.CodeAction(title=title, kind=kind,
-                                command=types.Command(title=title, command=command, arguments=[argument]))
+        return types.CodeAction(
+            title=title, kind=kind, command=types.Command(title=title, command=command, arguments=[argument])
+        )
 
-    actions = [action("ninetyten: Explain this change", types.CodeActionKind.Empty, EXPLAIN_CHANGE_COMMAND,
-                      {"textDocument": {"uri": uri}})]
+    actions = [
+        action(
+            "ninetyten: Explain this change",
+            types.CodeActionKind.Empty,
+            EXPLAIN_CHANGE_COMMAND,
+            {"textDocument": {"uri": uri}},
+        )
+    ]
     if params.range.start != params.range.end:
         actions[:0] = [
             action("ninetyten: Explain selection", types.CodeActionKind.Empty, EXPLAIN_SELECTION_COMMAND, target),
-            action("ninetyten: Refactor selection…", types.CodeActionKind.RefactorRewrite, REFACTOR_SELECTION_COMMAND,
-                   {**target, "apply": True}),
+            action(
+                "ninetyten: Refactor selection…",
+                types.CodeActionKind.RefactorRewrite,
+                REFACTOR_SELECTION_COMMAND,
+                {**target, "apply": True},
+            ),
             action("ninetyten: Ask about selection", types.CodeActionKind.Empty, ASK_COMMAND, target),
         ]
     return actions
@@ -147,5 +181,7 @@ def register(server: NinetyTenServer) -> None:
     server.command(EXPLAIN_SELECTION_COMMAND)(assist_command("explain"))
     server.command(REFACTOR_SELECTION_COMMAND)(assist_command("refactor"))
     server.command(ASK_COMMAND)(assist_command("ask"))
-    server.feature(types.TEXT_DOCUMENT_CODE_ACTION, types.CodeActionOptions(
-        code_action_kinds=[types.CodeActionKind.RefactorRewrite, types.CodeActionKind.Empty]))(code_actions)
+    server.feature(
+        types.TEXT_DOCUMENT_CODE_ACTION,
+        types.CodeActionOptions(code_action_kinds=[types.CodeActionKind.RefactorRewrite, types.CodeActionKind.Empty]),
+    )(code_actions)

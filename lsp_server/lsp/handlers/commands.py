@@ -38,8 +38,7 @@ async def report(ls: NinetyTenServer, since: Any) -> dict[str, Any]:
     except Exception as error:  # an unreadable ledger is a message, not a crash
         return {"error": f"the ledger could not be read: {error}"}
     buffer = io.StringIO()
-    render_report(built, Console(file=buffer, width=110, color_system=None, force_terminal=False,
-                                 legacy_windows=False))
+    render_report(built, Console(file=buffer, width=110, color_system=None, force_terminal=False, legacy_windows=False))
     return {"text": buffer.getvalue(), "report": built.model_dump(mode="json")}
 
 
@@ -53,8 +52,11 @@ def toggle_offline(ls: NinetyTenServer, wanted: Any) -> dict[str, Any]:
     if effective and not offline:
         message = "the policy itself is offline: everything stays on the local model"
     else:
-        message = ("offline: everything runs on the local model" if effective
-                   else "online: the policy's remote tiers are back in use")
+        message = (
+            "offline: everything runs on the local model"
+            if effective
+            else "online: the policy's remote tiers are back in use"
+        )
     ls.notify_user(types.MessageType.Info, message)
     return {"offline": effective, "forced": engine.forced_offline}
 

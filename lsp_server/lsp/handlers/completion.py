@@ -61,8 +61,14 @@ class CompletionFeature:
         if max(map(len, lines)) > limits.max_line_chars:
             lines, column = clip_long_lines(lines, line, column, limits.max_line_chars)
         root = self.ls.workspace_root
-        return CompletionInput(path=self.ls.relative_path(uri), text="\n".join(lines), line=line, character=column,
-                               extra=self.service.context_for(uri), repo_name=root.name if root else "")
+        return CompletionInput(
+            path=self.ls.relative_path(uri),
+            text="\n".join(lines),
+            line=line,
+            character=column,
+            extra=self.service.context_for(uri),
+            repo_name=root.name if root else "",
+        )
 
     async def complete(self, uri: str, position: types.Position, *, invoked: bool) -> CompletionResult | None:
         """One completion through the cache / debounce / newest-wins pipeline."""
@@ -77,8 +83,11 @@ class CompletionFeature:
     def notify_served(self, uri: str, summary: dict[str, Any], shown: bool) -> None:
         """Tell the client (status bar, demo, tests) what served a request; never its content."""
         engine = self.ls.engine
-        extra: dict[str, Any] = {} if engine is None else {
-            "savings_today_usd": round(engine.savings_today_usd(), 6), "offline": engine.policy.offline}
+        extra: dict[str, Any] = (
+            {}
+            if engine is None
+            else {"savings_today_usd": round(engine.savings_today_usd(), 6), "offline": engine.policy.offline}
+        )
         self.ls.protocol.notify(SERVED_NOTIFICATION, {"uri": uri, **summary, **extra, "shown": shown})
 
     def accepted(self, request_id: Any) -> dict[str, Any]:
@@ -93,8 +102,12 @@ class CompletionFeature:
 
     def stats(self) -> dict[str, Any]:
         service = self.service
-        return {**service.stats.to_json(), "cache_entries": len(service.cache), "context_chunks": len(service.ring),
-                "tracked_requests": self.ls.protocol.requests_in_flight}
+        return {
+            **service.stats.to_json(),
+            "cache_entries": len(service.cache),
+            "context_chunks": len(service.ring),
+            "tracked_requests": self.ls.protocol.requests_in_flight,
+        }
 
     def wants_classic(self) -> bool:
         """textDocument/completion is answered only for clients without inline completion ('auto')."""
@@ -106,11 +119,15 @@ class CompletionFeature:
 
 def inline_item(result: CompletionResult, position: types.Position) -> types.InlineCompletionItem:
     assert result.text is not None
-    accepted = types.Command(title="ninetyten: completion accepted", command=COMPLETION_ACCEPTED_COMMAND,
-                             arguments=[{"requestId": result.request_id}])
+    accepted = types.Command(
+        title="ninetyten: completion accepted",
+        command=COMPLETION_ACCEPTED_COMMAND,
+        arguments=[{"requestId": result.request_id}],
+    )
     # VS Code renders ghost text only for items that carry a range.
-    return types.InlineCompletionItem(insert_text=result.text, range=types.Range(start=position, end=position),
-                                      command=accepted)
+    return types.InlineCompletionItem(
+        insert_text=result.text, range=types.Range(start=position, end=position), command=accepted
+    )
 
 
 def completion_item(result: CompletionResult, position: types.Position) -> types.CompletionItem:
@@ -135,8 +152,9 @@ def completion_item(result: CompletionResult, position: types.Position) -> types
 
 def register(server: NinetyTenServer) -> None:
     @server.feature(types.TEXT_DOCUMENT_INLINE_COMPLETION, types.InlineCompletionOptions())
-    async def inline_completion(ls: NinetyTenServer, params: types.InlineCompletionParams
-                                ) -> types.InlineCompletionList:
+    async def inline_completion(
+        ls: NinetyTenServer, params: types.InlineCompletionParams
+    ) -> types.InlineCompletionList:
         invoked = params.context.trigger_kind == types.InlineCompletionTriggerKind.Invoked
         result = await ls.completion_feature.complete(params.text_document.uri, params.position, invoked=invoked)
         if result is None or result.text is None:

@@ -22,13 +22,16 @@ def changes_to_explain(ls: NinetyTenServer, raw: dict[str, Any]) -> list[FileCha
     uri = (raw.get("textDocument") or {}).get("uri")
     staged = raw.get("staged") is True
     try:
-        changes = parse_diff(staged_diff(root) if staged else working_tree_diff(
-            root, ls.relative_path(uri) if uri else None))
+        changes = parse_diff(
+            staged_diff(root) if staged else working_tree_diff(root, ls.relative_path(uri) if uri else None)
+        )
     except DiffError as error:
         return {"error": str(error)}
     if not changes:
-        return {"explanation": None,
-                "error": "nothing is staged (git add some changes first)" if staged else "nothing changed"}
+        return {
+            "explanation": None,
+            "error": "nothing is staged (git add some changes first)" if staged else "nothing changed",
+        }
     return changes
 
 
@@ -43,8 +46,9 @@ async def explain_change(ls: NinetyTenServer, raw: dict[str, Any]) -> dict[str, 
 
     def progress(done: int, total: int, what: str) -> None:
         if token:
-            ls.work_done_progress.report(token, types.WorkDoneProgressReport(
-                message=what, percentage=int(100 * done / max(total, 1))))
+            ls.work_done_progress.report(
+                token, types.WorkDoneProgressReport(message=what, percentage=int(100 * done / max(total, 1)))
+            )
 
     try:
         result = await explain_changes(ls.engine, changes, progress=progress)

@@ -26,8 +26,9 @@ def apply_settings(ls: NinetyTenServer, options: Any) -> None:
     try:
         ls.config = ls.config.merged(options.get("ninetyten", options))
     except ValidationError as error:
-        ls.notify_user(types.MessageType.Error,
-                       f"ignoring invalid initializationOptions ({describe_validation_error(error)})")
+        ls.notify_user(
+            types.MessageType.Error, f"ignoring invalid initializationOptions ({describe_validation_error(error)})"
+        )
     ls.completion_feature.reconfigure(ls.config.completion)
 
 
@@ -42,18 +43,27 @@ def start_engine(ls: NinetyTenServer) -> None:
     """The engine on the policy that applies here; the model loads on its own thread."""
     event = initial_policy(ls.explicit_policy, ls.workspace_root)
     ls.policy_feature.loaded = event.loaded
-    ls.engine = Engine(ls.config, explicit_model=ls.explicit_model, policy=event.loaded, ledger=Ledger(),
-                       on_remote_unreachable=ls.tier_unreachable)
+    ls.engine = Engine(
+        ls.config,
+        explicit_model=ls.explicit_model,
+        policy=event.loaded,
+        ledger=Ledger(),
+        on_remote_unreachable=ls.tier_unreachable,
+    )
     loop = asyncio.get_running_loop()  # the team ledger's warnings come from its own threads
-    attach_ledger_outlets(ls.engine.sink, workspace=ls.workspace_root, notify=lambda message: (
-        loop.call_soon_threadsafe(ls.notify_user, types.MessageType.Warning, message)))
+    attach_ledger_outlets(
+        ls.engine.sink,
+        workspace=ls.workspace_root,
+        notify=lambda message: loop.call_soon_threadsafe(ls.notify_user, types.MessageType.Warning, message),
+    )
     ls.engine.start()  # resolve and load on the model thread; initialize answers now
     if event.error is not None:
         ls.spawn(ls.policy_feature.report_initial_error(event.error))
 
 
-async def begin_progress(ls: NinetyTenServer, kind: str, title: str, message: str | None = None,
-                         percentage: int | None = None) -> str | None:
+async def begin_progress(
+    ls: NinetyTenServer, kind: str, title: str, message: str | None = None, percentage: int | None = None
+) -> str | None:
     """A work-done progress token, or None when the client has none (or refuses it)."""
     window = ls.client_capabilities.window
     if window is None or not window.work_done_progress:
@@ -61,8 +71,9 @@ async def begin_progress(ls: NinetyTenServer, kind: str, title: str, message: st
     token = f"ninetyten-{kind}-{uuid.uuid4().hex[:8]}"
     try:
         await ls.work_done_progress.create_async(token)
-        ls.work_done_progress.begin(token, types.WorkDoneProgressBegin(
-            title=title, message=message, percentage=percentage, cancellable=False))
+        ls.work_done_progress.begin(
+            token, types.WorkDoneProgressBegin(title=title, message=message, percentage=percentage, cancellable=False)
+        )
     except Exception:  # a client may refuse the token; the work goes on regardless
         return None
     return token
@@ -83,12 +94,17 @@ async def report_loading(ls: NinetyTenServer) -> None:
         ls.notify_user(types.MessageType.Error, str(error))
         return
     if token:
-        ls.work_done_progress.end(token, types.WorkDoneProgressEnd(
-            message=f"ready in {time.perf_counter() - started:.1f}s"))
+        ls.work_done_progress.end(
+            token, types.WorkDoneProgressEnd(message=f"ready in {time.perf_counter() - started:.1f}s")
+        )
     backend = engine.local
     mode = "fill-in-the-middle" if backend.fim is not None else "prefix-only"
-    ls.window_log_message(types.LogMessageParams(type=types.MessageType.Info, message=(
-        f"ninetyten: local model {backend.model_name} ready ({mode}, context {backend.n_ctx} tokens)")))
+    ls.window_log_message(
+        types.LogMessageParams(
+            type=types.MessageType.Info,
+            message=(f"ninetyten: local model {backend.model_name} ready ({mode}, context {backend.n_ctx} tokens)"),
+        )
+    )
 
 
 def register(server: NinetyTenServer) -> None:

@@ -20,12 +20,17 @@ DIAGNOSTIC_SOURCE = "ninetyten policy"
 
 
 def policy_diagnostics(error: PolicyError) -> list[types.Diagnostic]:
-    return [types.Diagnostic(
-        range=types.Range(types.Position(max((line or 1) - 1, 0), 0), types.Position(max((line or 1) - 1, 0), 10_000)),
-        message=f"{key}: {message}" if key else message,
-        severity=types.DiagnosticSeverity.Error,
-        source=DIAGNOSTIC_SOURCE,
-    ) for line, key, message in error.problems]
+    return [
+        types.Diagnostic(
+            range=types.Range(
+                types.Position(max((line or 1) - 1, 0), 0), types.Position(max((line or 1) - 1, 0), 10_000)
+            ),
+            message=f"{key}: {message}" if key else message,
+            severity=types.DiagnosticSeverity.Error,
+            source=DIAGNOSTIC_SOURCE,
+        )
+        for line, key, message in error.problems
+    ]
 
 
 class PolicyFeature:
@@ -55,8 +60,10 @@ class PolicyFeature:
         ls = self.ls
         if event.error is not None:
             self.publish_error(event.error)
-            ls.notify_user(types.MessageType.Warning,
-                           f"the policy file has errors; the last good policy stays in force ({event.error.path})")
+            ls.notify_user(
+                types.MessageType.Warning,
+                f"the policy file has errors; the last good policy stays in force ({event.error.path})",
+            )
             return
         assert event.loaded is not None
         self.clear_diagnostics()
@@ -65,16 +72,21 @@ class PolicyFeature:
         ls.policy_reloaded()
         self.trust_changed(event.loaded)
         where = event.loaded.path or "built-in default"
-        ls.window_log_message(types.LogMessageParams(
-            type=types.MessageType.Info, message=f"ninetyten: policy {event.loaded.digest} in force ({where})"))
+        ls.window_log_message(
+            types.LogMessageParams(
+                type=types.MessageType.Info, message=f"ninetyten: policy {event.loaded.digest} in force ({where})"
+            )
+        )
         if event.loaded.policy.offline:
             ls.notify_user(types.MessageType.Info, "offline policy: everything runs on the local model")
 
     async def report_initial_error(self, error: PolicyError) -> None:
         self.publish_error(error)
-        self.ls.notify_user(types.MessageType.Error,
-                            "the policy file has errors; using the built-in default (everything local) until it is "
-                            f"fixed: {error.path}:{error.first_line or '?'}")
+        self.ls.notify_user(
+            types.MessageType.Error,
+            "the policy file has errors; using the built-in default (everything local) until it is "
+            f"fixed: {error.path}:{error.first_line or '?'}",
+        )
 
     def trust_changed(self, loaded: LoadedPolicy) -> None:
         """Tell the client when the trust state changes; tell the user once per file content
@@ -94,8 +106,9 @@ class PolicyFeature:
     def reload(self) -> None:
         """Read the policy again now (after an approval), as the watcher would."""
         watcher = self.watcher
-        self.apply(watcher.reload() if watcher is not None else initial_policy(
-            self.ls.explicit_policy, self.ls.workspace_root))
+        self.apply(
+            watcher.reload() if watcher is not None else initial_policy(self.ls.explicit_policy, self.ls.workspace_root)
+        )
 
     def trust_state(self) -> dict[str, Any]:
         if self.loaded is None:
@@ -126,8 +139,9 @@ class PolicyFeature:
             return
         uri = uri or error.path.resolve().as_uri()  # type: ignore[union-attr]
         self.diagnostics_uri = uri
-        self.ls.text_document_publish_diagnostics(types.PublishDiagnosticsParams(
-            uri=uri, diagnostics=policy_diagnostics(error)))
+        self.ls.text_document_publish_diagnostics(
+            types.PublishDiagnosticsParams(uri=uri, diagnostics=policy_diagnostics(error))
+        )
 
     def clear_diagnostics(self, uri: str | None = None) -> None:
         uri = uri or self.diagnostics_uri
