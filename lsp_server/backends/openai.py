@@ -11,10 +11,10 @@ import json
 from typing import Any
 
 from lsp_server.backends.base import CancelToken, ChatRequest, Generation, StopReason, TextCompletionRequest
-from lsp_server.backends.http.client import HttpBackend, int_or_none
+from lsp_server.backends.http.client import HttpBackend
 from lsp_server.backends.http.errors import error_type_from_body
 from lsp_server.backends.http.sse import SseEvent
-from lsp_server.backends.http.stream import BadShape, CallSpec, GenerationStream, StreamErrorEvent
+from lsp_server.backends.http.stream import BadShape, CallSpec, GenerationStream, StreamErrorEvent, int_or_none
 
 _FINISH: dict[str, StopReason] = {"stop": "eos", "length": "max_tokens", "eos": "eos"}
 

@@ -6,9 +6,11 @@ docs/context-engine.md for how it works and what it costs.
 """
 
 from lsp_server.context.documents import DocumentCache
-from lsp_server.context.index import DefinitionRef, FileEntry, IndexLimits, IndexStats, WorkspaceIndex
+from lsp_server.context.entries import DefinitionRef, FileEntry, IndexLimits, IndexStats
+from lsp_server.context.imports import Import
+from lsp_server.context.index import WorkspaceIndex
 from lsp_server.context.languages import LANGUAGES, language_for_path
-from lsp_server.context.outline import Definition, FileOutline, Import, outline
+from lsp_server.context.outline import Definition, FileOutline, outline
 from lsp_server.context.retrieval import ContextOptions, gather_context
 from lsp_server.context.service import RepositoryContext
 from lsp_server.context.snippets import ContextBundle, ContextSnippet, Gate, SourceLines, Withheld, gate_from_scanner

@@ -22,19 +22,18 @@ import threading
 import time
 import zlib
 from array import array
-from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
 from lsp_server.context import discovery
-from lsp_server.context.outline import Import
+from lsp_server.context.entries import FileEntry, IndexLimits, IndexStats
 from lsp_server.context.postings import Postings
-from lsp_server.context.records import DEF_WORDS, FileRecord, module_stem, unpack_kind
+from lsp_server.context.queries import IndexQueries
+from lsp_server.context.records import DEF_WORDS, FileRecord, unpack_kind
 from lsp_server.context.worker import InlineParser, Parser, ProcessParser
 
 log = logging.getLogger(__name__)
@@ -44,94 +43,6 @@ log = logging.getLogger(__name__)
 _NAMED_KINDS = frozenset(
     {"function", "method", "class", "struct", "interface", "trait", "enum", "type", "constant", "variable", "macro"}
 )
-
-
-@dataclass(frozen=True)
-class IndexLimits:
-    max_file_bytes: int = 512 * 1024
-    max_files: int = 10_000
-    batch_files: int = 16  # files per worker round trip: small, so a fold is ~1 ms of GIL
-    worker: Literal["process", "inline"] = "process"
-    watch: bool = True
-    watch_debounce_ms: int = 300
-
-
-@dataclass(slots=True)
-class FileEntry:
-    file_id: int
-    root: int  # index of the workspace folder
-    path: str  # relative to that folder, '/'-separated
-    language: str
-    mtime_ns: int
-    size: int
-    line_count: int
-    names: tuple[str, ...]
-    parents: tuple[str | None, ...]
-    defs: array[int]  # DEF_WORDS per definition, see records.FileRecord
-    imports: tuple[Import, ...]
-    first_def: int  # global id of its first definition
-    first_chunk: int  # global id of its first chunk
-    chunk_lines: array[int]  # 2 per chunk
-
-    @property
-    def stem(self) -> str:
-        """The module name a file answers to: `pkg/mod.py` -> mod, `pkg/__init__.py` -> pkg."""
-        return module_stem(self.path, self.language)
-
-    def definition(self, index: int) -> DefinitionRef:
-        at = DEF_WORDS * index
-        word, line, end_line, start_col = self.defs[at], self.defs[at + 1], self.defs[at + 2], self.defs[at + 3]
-        kind, header_lines, header_col = unpack_kind(word)
-        return DefinitionRef(
-            self,
-            index,
-            self.names[index],
-            kind,
-            self.parents[index],
-            line,
-            end_line,
-            line + header_lines,
-            header_col,
-            start_col,
-        )
-
-    def definitions(self) -> list[DefinitionRef]:
-        return [self.definition(i) for i in range(len(self.names))]
-
-    def members(self, parent: str) -> list[DefinitionRef]:
-        return [self.definition(i) for i, p in enumerate(self.parents) if p == parent]
-
-
-@dataclass(frozen=True, slots=True)
-class DefinitionRef:
-    entry: FileEntry = field(repr=False)
-    index: int
-    name: str
-    kind: str
-    parent: str | None
-    line: int
-    end_line: int
-    header_end_line: int
-    header_end_col: int  # bytes
-    start_col: int  # bytes
-
-    @property
-    def qualified_name(self) -> str:
-        return f"{self.parent}.{self.name}" if self.parent else self.name
-
-
-@dataclass
-class IndexStats:
-    files: int = 0
-    definitions: int = 0
-    chunks: int = 0
-    skipped: Counter[str] = field(default_factory=Counter)
-    truncated: bool = False
-    methods: dict[str, str] = field(default_factory=dict)  # folder -> "git" | "walk"
-    build_seconds: float | None = None
-    updates: int = 0  # files (re)indexed or removed after the first build
-    fold_seconds: float = 0.0  # time the server process spent folding records in
-    longest_fold_ms: float = 0.0  # the longest single fold (a batch, or a rebuild of the postings)
 
 
 _A = TypeVar("_A", bound=np.generic)
@@ -145,7 +56,7 @@ def _grow(arr: npt.NDArray[_A], size: int) -> npt.NDArray[_A]:
     return out
 
 
-class WorkspaceIndex:
+class WorkspaceIndex(IndexQueries):
     def __init__(
         self, folders: Iterable[str | Path], limits: IndexLimits | None = None, parser: Parser | None = None
     ) -> None:
@@ -478,105 +389,3 @@ class WorkspaceIndex:
 
     def _dir_id(self, root_index: int, directory: str) -> int:
         return self._dir_ids.setdefault((root_index, directory), len(self._dir_ids) + 1)
-
-    def definitions_named(
-        self, name: str, *, top_level: bool = False, directory: tuple[int, str] | None = None, limit: int | None = None
-    ) -> list[DefinitionRef] | None:
-        """Live definitions called `name` (only those without a parent when `top_level`, only
-        those in one (folder, directory) when `directory`). None when more than `limit` match:
-        a name defined in hundreds of files (`get`, `run`) is not worth ranking."""
-        ids = self.symbols.lookup(np.array([zlib.crc32(name.encode("utf-8"))], dtype=np.uint32))
-        if not len(ids):
-            return []
-        with self._lock:
-            ids = np.unique(ids[ids < self._n_defs])
-            files = self._def_file[ids]
-            keep = self._alive[files]
-            if top_level:
-                keep &= self._def_top[ids]
-            if directory is not None:
-                dir_id = self._dir_ids.get(directory)
-                if dir_id is None:
-                    return []
-                keep &= self._file_dir[files] == dir_id
-            ids, files = ids[keep], files[keep]
-            if limit is not None and len(ids) > limit:
-                return None
-            out = []
-            for def_id, file_id in zip(ids.tolist(), files.tolist(), strict=True):
-                entry = self._files[file_id]
-                if entry is None:
-                    continue
-                index = def_id - entry.first_def
-                if not 0 <= index < len(entry.names) or entry.names[index] != name:
-                    continue  # a hash collision
-                if top_level and entry.parents[index] is not None:
-                    continue
-                out.append(entry.definition(index))
-        return out
-
-    def similar_chunks(
-        self,
-        query: npt.NDArray[np.uint32],
-        *,
-        exclude: Iterable[int] = (),
-        limit: int = 8,
-        max_frequency: float = 0.02,
-        max_keys: int = 40,
-    ) -> list[tuple[float, FileEntry, int, int]]:
-        """Chunks ranked by Jaccard similarity of identifier sets with `query` (sorted unique keys):
-        (score, file, first line, end line), best first; ties broken by path and line so that the
-        same query always gives the same list. Only the `max_keys` rarest keys, and none in more than
-        `max_frequency` of all chunks, count for the intersection (common ones would touch every
-        chunk and say little); all count in the union."""
-        if not len(query):
-            return []
-        with self._lock:
-            n_chunks = self._n_chunks
-            chunk_file = self._chunk_file[:n_chunks]
-            chunk_size = self._chunk_size[:n_chunks]
-            alive = self._alive
-            live_chunks = max(1, self.stats.chunks)
-        freq = self.chunks.frequencies(query)
-        # The rarest identifiers carry the similarity signal (and touch the fewest chunks).
-        order = np.argsort(freq, kind="stable")[:max_keys]
-        informative = query[order][freq[order] <= max(8, max_frequency * live_chunks)]
-        hits = self.chunks.lookup(informative)
-        if not len(hits):
-            return []
-        hits = hits[hits < n_chunks]
-        shared = np.bincount(hits, minlength=n_chunks)[:n_chunks]
-        candidates = np.flatnonzero(shared)
-        candidates = candidates[alive[chunk_file[candidates]]]
-        for file_id in exclude:
-            candidates = candidates[chunk_file[candidates] != file_id]
-        if not len(candidates):
-            return []
-        inter = shared[candidates].astype(np.float64)
-        scores = inter / (len(query) + chunk_size[candidates] - inter)
-        take = min(len(candidates), limit * 4)
-        top = candidates[np.argpartition(-scores, take - 1)[:take]] if take < len(candidates) else candidates
-        out = []
-        with self._lock:
-            for chunk_id in top.tolist():
-                entry = self._files[int(chunk_file[chunk_id])]
-                if entry is None:
-                    continue
-                k = chunk_id - entry.first_chunk
-                score = float(shared[chunk_id]) / (len(query) + float(chunk_size[chunk_id]) - float(shared[chunk_id]))
-                out.append((score, entry, entry.chunk_lines[2 * k], entry.chunk_lines[2 * k + 1]))
-        out.sort(key=lambda item: (-round(item[0], 9), item[1].root, item[1].path, item[2]))
-        return out[:limit]
-
-    def memory_bytes(self) -> int:
-        """Bytes held by the numpy arrays and postings (Python objects are measured by the bench)."""
-        with self._lock:
-            arrays = (
-                self._alive.nbytes
-                + self._def_file.nbytes
-                + self._def_top.nbytes
-                + self._file_dir.nbytes
-                + self._chunk_file.nbytes
-                + self._chunk_size.nbytes
-            )
-        return arrays + self.symbols.nbytes + self.chunks.nbytes

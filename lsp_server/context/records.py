@@ -15,8 +15,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from lsp_server.context.imports import Import
 from lsp_server.context.languages import CLASS_KINDS
-from lsp_server.context.outline import Definition, FileOutline, Import, outline
+from lsp_server.context.outline import Definition, FileOutline, outline
 from lsp_server.context.tokens import IDENTIFIER, STOPWORDS, key
 
 KINDS = (

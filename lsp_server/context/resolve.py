@@ -18,8 +18,9 @@ import weakref
 from collections import OrderedDict
 from collections.abc import Iterable
 
-from lsp_server.context.index import DefinitionRef, FileEntry, WorkspaceIndex
-from lsp_server.context.outline import Import
+from lsp_server.context.entries import DefinitionRef, FileEntry
+from lsp_server.context.imports import Import
+from lsp_server.context.index import WorkspaceIndex
 
 MAX_REEXPORT_HOPS = 2
 # A name with more definitions than this across the workspace is too ambiguous to guess,

@@ -28,8 +28,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lsp_server.context.documents import ClassScope, CursorScope, DocumentCache, scope_at
-from lsp_server.context.index import DefinitionRef, WorkspaceIndex
+from lsp_server.context.cursor import CursorScope, scope_at
+from lsp_server.context.documents import ClassScope, DocumentCache
+from lsp_server.context.entries import DefinitionRef
+from lsp_server.context.index import WorkspaceIndex
 from lsp_server.context.resolve import by_name, resolve_import
 from lsp_server.context.snippets import (
     ContextBundle,

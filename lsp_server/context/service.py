@@ -17,7 +17,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from lsp_server.context.documents import DocumentCache
-from lsp_server.context.index import IndexLimits, WorkspaceIndex
+from lsp_server.context.entries import IndexLimits
+from lsp_server.context.index import WorkspaceIndex
 from lsp_server.context.retrieval import ContextOptions, gather_context
 from lsp_server.context.snippets import ContextBundle, Gate, SourceLines
 

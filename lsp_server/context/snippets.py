@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal, Protocol
 
-from lsp_server.context.index import DefinitionRef, FileEntry
+from lsp_server.context.entries import DefinitionRef, FileEntry
 from lsp_server.context.languages import CLASS_KINDS, FUNCTION_KINDS
 
 SnippetKind = Literal["import", "class", "base", "usage", "similar"]

@@ -29,21 +29,18 @@ from lsp_server.ledger import journal as journals
 from lsp_server.ledger.connection import is_busy, open_connection
 from lsp_server.ledger.errors import LedgerError
 from lsp_server.ledger.guards import request_id_adapter
+from lsp_server.ledger.reads import LedgerReads
 from lsp_server.ledger.reservations import Reservation
-from lsp_server.ledger.row import AttemptSummary, LedgerRow, checked
+from lsp_server.ledger.row import LedgerRow, checked
 from lsp_server.ledger.schema import (
     INSERT,
-    SELECT,
-    SELECT_SUMMARY,
     insert_missing,
     ledger_id,
-    row_from_db,
     row_values,
-    summary_values,
     tier_filter,
     update_feedback,
 )
-from lsp_server.ledger.units import NANO, as_utc, to_nusd, utc_midnight
+from lsp_server.ledger.units import NANO, as_utc, to_nusd
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +53,7 @@ _UNUSABLE = (sqlite3.Error, OSError, LedgerError)
 T = TypeVar("T")
 
 
-class Ledger:
+class Ledger(LedgerReads):
     """The attempt ledger in one SQLite file, shared by every ninetyten process of a user."""
 
     def __init__(
@@ -344,51 +341,6 @@ class Ledger:
     def _kept_since(self, since_ts: float) -> list[LedgerRow]:
         with self._lock:  # rows still waiting in memory count too
             return [r for r in self._spill if r.ts.timestamp() >= since_ts]
-
-    def spend_usd(self, since: datetime, tiers: Collection[str] | None = None) -> float:
-        """Total cost of attempts since `since`, optionally only in `tiers`. Raises LedgerError if unreadable."""
-        since_ts = as_utc(since).timestamp()
-        where, params = tier_filter(tiers)
-        ((total,),) = self._read(
-            f"SELECT COALESCE(SUM(cost_nusd), 0) FROM attempts WHERE ts >= ?{where}", (since_ts, *params)
-        )
-        total += sum(to_nusd(r.cost_usd) for r in self._kept_since(since_ts) if tiers is None or r.tier in tiers)
-        return total / NANO
-
-    def savings_usd(self, since: datetime) -> float:
-        """What the frontier would have cost minus what was paid, since `since`."""
-        since_ts = as_utc(since).timestamp()
-        ((total,),) = self._read(
-            "SELECT COALESCE(SUM(frontier_cost_nusd - cost_nusd), 0) FROM attempts WHERE ts >= ?", (since_ts,)
-        )
-        total += sum(to_nusd(r.frontier_cost_usd) - to_nusd(r.cost_usd) for r in self._kept_since(since_ts))
-        return total / NANO
-
-    def spend_today_usd(self, tiers: Collection[str] | None = None) -> float:
-        """Spend since UTC midnight (see units.py for why UTC)."""
-        return self.spend_usd(utc_midnight(), tiers)
-
-    def reserved_usd(self) -> float:
-        """Budget held by live (not stale) reservations."""
-        ((total,),) = self._read(
-            "SELECT COALESCE(SUM(amount_nusd), 0) FROM reservations WHERE created >= ?",
-            (time.time() - self._stale_after_s,),
-        )
-        return total / NANO
-
-    def rows(self, since: datetime | None = None) -> list[LedgerRow]:
-        """Attempts in insertion order (since `since` if given), then any still kept in memory."""
-        since_ts = -math.inf if since is None else as_utc(since).timestamp()
-        found = self._read(f"{SELECT} WHERE ts >= ? ORDER BY id", (since_ts,))
-        return [row_from_db(values) for values in found] + self._kept_since(since_ts)
-
-    def summaries(self, since: datetime | None = None) -> list[AttemptSummary]:
-        """What a report needs of each attempt, read without building full rows (fast on big ledgers)."""
-        since_ts = -math.inf if since is None else as_utc(since).timestamp()
-        found = self._read(f"{SELECT_SUMMARY} WHERE ts >= ? ORDER BY id", (since_ts,))
-        return [AttemptSummary._make(values) for values in found] + [
-            summary_values(r) for r in self._kept_since(since_ts)
-        ]
 
     def close(self) -> None:
         with self._lock:

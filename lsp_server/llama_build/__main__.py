@@ -1,5 +1,5 @@
 import sys
 
-from lsp_server.llama_build.install import main
+from lsp_server.llama_build.cli import main
 
 sys.exit(main())

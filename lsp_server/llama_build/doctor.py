@@ -13,7 +13,8 @@ from pathlib import Path
 
 from lsp_server.llama_build.cpu import read_cpu_info
 from lsp_server.llama_build.flags import BuildConfigError, plan_build
-from lsp_server.llama_build.install import (
+from lsp_server.llama_build.selftest import ModelSpec, report_lines, run_self_test
+from lsp_server.llama_build.state import (
     SetupError,
     State,
     default_state_path,
@@ -21,7 +22,6 @@ from lsp_server.llama_build.install import (
     llama_requirement,
     sticky_env,
 )
-from lsp_server.llama_build.selftest import ModelSpec, report_lines, run_self_test
 
 
 def build_lines(env: Mapping[str, str] = os.environ, state_path: Path | None = None) -> tuple[list[str], bool]:

@@ -17,157 +17,28 @@ built and checked, until one passes.
 
 from __future__ import annotations
 
-import argparse
-import contextlib
 import json
 import os
-import re
 import shlex
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lsp_server.llama_build.cpu import read_cpu_info
-from lsp_server.llama_build.flags import AMX_ENV, BACKEND_ENV, BuildConfigError, BuildLevel, BuildPlan, plan_build
+from lsp_server.llama_build.flags import BuildLevel, BuildPlan
+from lsp_server.llama_build.state import PACKAGE, SetupError, State, installed_version, locked, now_iso, write_json
 
 if TYPE_CHECKING:  # the self-test needs the project's dependencies; the installer must not
     from lsp_server.llama_build.selftest import SelfTestReport
 
-PACKAGE = "llama-cpp-python"
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-STATE_NAME = "ninetyten-llama-build.json"
 CRASHED_NAME = "crashed.json"
 BUILD_INFO_NAME = "build.json"
 SELFTEST_TIMEOUT_S = 300.0
 
 EXIT_OK = 0
 EXIT_FAILED = 1
-
-
-class SetupError(RuntimeError):
-    """The set-up cannot go on; the message says why and what to do."""
-
-
-def default_wheel_dir(env: Mapping[str, str] = os.environ) -> Path:
-    """`$NINETYTEN_CACHE/llama-cpp`, else the user cache dir (shared by every checkout of this user)."""
-    if env.get("NINETYTEN_CACHE"):
-        return Path(env["NINETYTEN_CACHE"]) / "llama-cpp"
-    if sys.platform == "darwin":
-        base = Path.home() / "Library" / "Caches"
-    elif sys.platform == "win32":
-        base = Path(env.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
-    else:
-        base = Path(env.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "ninetyten" / "llama-cpp"
-
-
-def default_state_path() -> Path:
-    return Path(sys.prefix) / STATE_NAME
-
-
-def sticky_env(env: Mapping[str, str], state: State | None) -> dict[str, str]:
-    """The environment with the last set-up's choices filled in where it names none.
-
-    `NINETYTEN_LLAMA_BACKEND=cuda make setup` followed by a plain `make test` keeps the CUDA
-    build; naming a value again (even an empty CMAKE_ARGS) replaces it.
-    """
-    merged = dict(env)
-    if state is not None:
-        if not merged.get(BACKEND_ENV, "").strip():
-            merged[BACKEND_ENV] = state.backend
-        merged.setdefault("CMAKE_ARGS", state.user_args)
-        merged.setdefault(AMX_ENV, "1" if state.amx else "")
-    return merged
-
-
-def llama_requirement(pyproject: Path = PROJECT_ROOT / "pyproject.toml") -> str:
-    """The llama-cpp-python requirement of the project (without extras)."""
-    requirements: list[str] = []
-    try:
-        import tomllib
-
-        data = tomllib.loads(pyproject.read_text(encoding="utf-8"))
-        requirements = list(data.get("project", {}).get("dependencies", []))
-    except (OSError, ValueError):
-        with contextlib.suppress(metadata.PackageNotFoundError):
-            requirements = list(metadata.requires("ninetyten") or [])
-    for requirement in requirements:
-        found = re.match(r"\s*llama[-_.]cpp[-_.]python\s*(\[[^\]]*\])?\s*([^;]*)", requirement, re.IGNORECASE)
-        if found:
-            return f"{PACKAGE}{found.group(2).strip()}"
-    raise SetupError(f"no {PACKAGE} requirement found in {pyproject}")
-
-
-def installed_version() -> str | None:
-    try:
-        return metadata.version(PACKAGE)
-    except metadata.PackageNotFoundError:
-        return None
-
-
-@dataclass
-class State:
-    """What the set-up installed into this environment (a JSON file in the venv)."""
-
-    key: str
-    level: str
-    backend: str
-    cmake_args: str
-    wheel: str
-    version: str
-    # What the user asked for, kept for the next set-up that does not say (see sticky_env).
-    user_args: str = ""
-    amx: bool = False
-    cpu_flags: list[str] = field(default_factory=list)  # the flags the build was made for
-    selftest: dict[str, Any] | None = None
-
-    @staticmethod
-    def load(path: Path) -> State | None:
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            return State(**{k: data[k] for k in State.__dataclass_fields__ if k in data})
-        except (OSError, ValueError, TypeError):
-            return None
-
-    def save(self, path: Path) -> None:
-        _write_json(path, self.__dict__)
-
-
-def _write_json(path: Path, data: Mapping[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as out:
-        json.dump(data, out, indent=2, sort_keys=True)
-        out.write("\n")
-    os.replace(tmp, path)
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """One build per key at a time, across checkouts (other builders wait, then reuse the wheel)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        import fcntl
-    except ImportError:  # Windows: no lock; concurrent set-ups of one key are rare there
-        yield
-        return
-    with open(path, "a+") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 class Installer:
@@ -250,7 +121,7 @@ class Installer:
             self.say(f"would build level {level.name} ({level.summary}) into {key_dir}:")
             self.say(f"  CMAKE_ARGS={shlex.quote(cmake_args)} {shlex.join(self.build_command(key_dir))}")
             return None
-        with _locked(self.wheel_dir / f"{key_dir.name}.lock"):
+        with locked(self.wheel_dir / f"{key_dir.name}.lock"):
             existing = self.wheel(level)  # another checkout may have built it while we waited
             if existing is not None:
                 return existing
@@ -274,7 +145,7 @@ class Installer:
                 wheel = key_dir / built[-1].name
                 os.replace(built[-1], wheel)
             seconds = time.perf_counter() - started
-            _write_json(
+            write_json(
                 key_dir / BUILD_INFO_NAME,
                 {
                     "level": level.name,
@@ -284,7 +155,7 @@ class Installer:
                     "cpu": self.plan.cpu.model,
                     "machine": self.plan.cpu.machine,
                     "requirement": self.plan.requirement,
-                    "built": _now(),
+                    "built": now_iso(),
                     "build_seconds": round(seconds, 1),
                 },
             )
@@ -359,7 +230,7 @@ class Installer:
                 if state is not None and not self.dry_run:
                     state.selftest = {
                         "ok": True,
-                        "at": _now(),
+                        "at": now_iso(),
                         "tokens_per_s": [round(model.tokens_per_s, 1) for model in report.models],
                     }
                     state.save(self.state_path)
@@ -373,9 +244,9 @@ class Installer:
             if state is not None and not self.dry_run:
                 level = self.plan.level(state.level) if state.level in {lv.name for lv in self.plan.levels} else None
                 if level is not None and self.plan.key(level) == state.key:
-                    _write_json(
+                    write_json(
                         self.key_dir(level) / CRASHED_NAME,
-                        {"signal": failure.signal, "stage": failure.stage, "at": _now()},
+                        {"signal": failure.signal, "stage": failure.stage, "at": now_iso()},
                     )
             described = f"level {level_name}" if level_name else "the installed build (flags unknown)"
             following = self.chosen_level(after=level_name)
@@ -433,44 +304,3 @@ class Installer:
         else:
             passed = "self-test passed" if state.selftest and state.selftest.get("ok") else "self-test not run"
             self.say(f"installed: level {state.level}, key {state.key}, {passed}")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m lsp_server.llama_build",
-        description="Build llama-cpp-python for this machine and prove it with a self-test.",
-    )
-    parser.add_argument("action", choices=("plan", "install", "check", "ensure"))
-    parser.add_argument("--dry-run", action="store_true", help="print what would be built or installed; change nothing")
-    parser.add_argument("--retry", action="store_true", help="forget which levels crashed here before")
-    parser.add_argument("--wheel-dir", type=Path, default=None, help="where built wheels are kept (per build key)")
-    parser.add_argument("--state", type=Path, default=None, help="the record of what is installed (in the venv)")
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        state_path = args.state or default_state_path()
-        plan = plan_build(read_cpu_info(), sticky_env(os.environ, State.load(state_path)), llama_requirement())
-        installer = Installer(
-            plan, wheel_dir=args.wheel_dir or default_wheel_dir(), state_path=state_path, dry_run=args.dry_run
-        )
-        if args.retry:
-            installer.forget_crashes()
-        if args.action == "plan":
-            installer.describe()
-            return EXIT_OK
-        if args.action == "install":
-            installer.ensure_installed()
-            return EXIT_OK
-        if args.action == "check":
-            return installer.check()
-        return installer.ensure()
-    except (BuildConfigError, SetupError) as error:
-        print(f"llama.cpp build: {error}", file=sys.stderr)
-        return EXIT_FAILED
-
-
-if __name__ == "__main__":
-    sys.exit(main())

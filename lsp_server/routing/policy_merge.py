@@ -13,34 +13,23 @@ the list of keys left out.
 
 from __future__ import annotations
 
-import itertools
-import json
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, get_args
+from typing import Any
 
+from lsp_server.routing.merge_reasons import new_tier_reason, show_value, tier_field_reason
 from lsp_server.routing.policy import (
     DEFAULT_CONTEXT_WINDOW,
-    LatencyClass,
     Policy,
     RiskLevel,
     Rule,
-    TaskType,
     TierConfig,
 )
-from lsp_server.tiers import TIER_ORDER, TierName
+from lsp_server.routing.rule_outcomes import TIER_RANK, further_than_base, risk_change_verdict
+from lsp_server.tiers import TierName
 
-_RANK: dict[str, int] = {tier: index for index, tier in enumerate(TIER_ORDER)}
 _ON_SENSITIVE_RANK = {"redact": 0, "keep_home": 1, "block": 2}
-_TASKS: tuple[TaskType, ...] = get_args(TaskType)
-_RISKS: tuple[RiskLevel, ...] = get_args(RiskLevel)
-_LATENCIES: tuple[LatencyClass, ...] = get_args(LatencyClass)
 # Tier settings where a smaller number can only mean fewer or shorter remote calls.
 _LOWER_IS_STRICTER = ("context_window", "max_concurrent", "max_retries", "timeout_s", "connect_timeout_s")
-# With more path-filtered rules than this in play, risk changes are not judged: left out.
-_MAX_PATH_RULES = 12
-
-Outcome = tuple[TierName, TierName | None, str]  # route, escalation, the rule that decided
 
 
 @dataclass(frozen=True)
@@ -70,17 +59,6 @@ def merge_repository_policy(base: Policy, repo: Policy, *, trusted: bool = False
     Untrusted (the default), the repository's looser settings are left out and listed;
     `trusted`, they apply too and the same list says what the approval allowed."""
     return _Merge(base, repo, trusted).run()
-
-
-def _show(value: Any) -> str:
-    if hasattr(value, "model_dump"):
-        value = value.model_dump(mode="json", exclude_defaults=True)
-    text = json.dumps(value, sort_keys=True, default=str)
-    return text if len(text) <= 300 else text[:299] + "…"
-
-
-def _tier_list(tiers: Iterable[str | None]) -> str:
-    return ", ".join(tier for tier in tiers if tier)
 
 
 class _Merge:
@@ -142,7 +120,7 @@ class _Merge:
 
     def _looser(self, key: str, value: Any, reason: str) -> bool:
         """Record a setting that needs approval; True when it applies anyway (trusted)."""
-        self.ignored.append(IgnoredKey(key, _show(value), reason))
+        self.ignored.append(IgnoredKey(key, show_value(value), reason))
         return self.trusted
 
     # -- top level --------------------------------------------------------------------
@@ -157,7 +135,7 @@ class _Merge:
 
     def _default_route(self) -> None:
         wanted, current = self.repo.default_route, self.base.default_route
-        if _RANK[wanted] <= _RANK[current]:
+        if TIER_RANK[wanted] <= TIER_RANK[current]:
             self.data["default_route"] = self.strict_default = wanted
         elif self._looser(
             "default_route", wanted, f"requests no rule matches would go to {wanted} instead of {current}"
@@ -170,7 +148,7 @@ class _Merge:
         for name, tier in self.repo.tiers.items():
             mine = self.base.tiers.get(name)
             if mine is None:
-                if self._looser(f"tiers.{name}", tier, _new_tier_reason(name, tier)):
+                if self._looser(f"tiers.{name}", tier, new_tier_reason(name, tier)):
                     self.data["tiers"][name] = tier.model_dump()
                 continue
             for field in sorted(tier.model_fields_set):
@@ -191,7 +169,7 @@ class _Merge:
             self.data["tiers"][name][field] = False  # fewer requests may go there
             return
         else:
-            reason = _tier_field_reason(name, field, mine, wanted)
+            reason = tier_field_reason(name, field, mine, wanted)
         if self._looser(key, wanted, reason):
             self.data["tiers"][name][field] = wanted.model_dump() if hasattr(wanted, "model_dump") else wanted
 
@@ -347,7 +325,7 @@ class _Merge:
         taken: list[dict[str, Any]] = []
         strict: list[Rule] = []
         for index, rule in enumerate(self.repo.rules):
-            further = _further_than_base(rule, self.base)
+            further = further_than_base(rule, self.base)
             if further is None:
                 taken.append(rule.model_dump())
                 strict.append(rule)
@@ -365,7 +343,7 @@ class _Merge:
 
         def verdict(more: RiskLevel) -> str | None:
             if more not in verdicts:
-                verdicts[more] = _risk_change_verdict(self.strict_rules, self.strict_default, more)
+                verdicts[more] = risk_change_verdict(self.strict_rules, self.strict_default, more)
             return verdicts[more]
 
         if "high" in given:
@@ -382,130 +360,4 @@ class _Merge:
                 out["auto_apply_is_high"] = theirs.auto_apply_is_high
 
 
-def _new_tier_reason(name: str, tier: TierConfig) -> str:
-    article = "an" if name[0] in "aeiou" else "a"
-    parts = [
-        f"{article} {name} tier your policy does not have: would send code to {tier.base_url or 'a local model file'}"
-    ]
-    if tier.api_key_env:
-        parts.append(f"with the value of ${tier.api_key_env} as its key")
-    if tier.keeps_data_home:
-        parts.append("declared to keep data home, so sensitive content would go there too")
-    if tier.price.paid:
-        parts.append("at a price")
-    return ", ".join(parts)
-
-
-def _tier_field_reason(name: str, field: str, mine: TierConfig, wanted: Any) -> str:
-    if field == "base_url":
-        return f"would send the {name} tier's requests (and its key) to {wanted} instead of {mine.base_url}"
-    if field == "api_key_env":
-        return f"would send the value of ${wanted} to {mine.base_url} as the {name} tier's key"
-    if field == "keeps_data_home":
-        return f"sensitive content would be sent to the {name} tier ({mine.base_url})"
-    if field == "model" and name == "local":
-        return "would load a model file (and its chat template) named by the repository"
-    if field == "model":
-        return f"would ask {mine.base_url} for another model ({mine.model} -> {wanted}), at its price"
-    if field == "backend":
-        return f"would talk to the {name} tier with another protocol"
-    if field == "price":
-        return "changes what the tier's requests cost against the budget"
-    return f"changes the {name} tier's {field}"
-
-
 # -- what a rule set does with a request, ignoring paths ------------------------------------
-
-
-def _matches(rule: Rule, task: TaskType, risk: RiskLevel, latency: LatencyClass) -> bool:
-    return (
-        (rule.task is None or task in rule.task)
-        and (rule.risk is None or risk in rule.risk)
-        and (rule.latency is None or latency in rule.latency)
-    )
-
-
-def _possible_outcomes(
-    rules: list[Rule], default: TierName, task: TaskType, risk: RiskLevel, latency: LatencyClass
-) -> list[tuple[TierName, TierName | None, str]]:
-    """Where a request of this kind may go (route, escalation, rule name), for any path."""
-    found: list[tuple[TierName, TierName | None, str]] = []
-    for rule in rules:
-        if not _matches(rule, task, risk, latency):
-            continue
-        found.append((rule.route, rule.escalate_to, rule.name))
-        if rule.paths is None:  # matches whatever the path: nothing after it is reached
-            return found
-    found.append((default, None, "default_route"))
-    return found
-
-
-def _combos(rule: Rule) -> Iterator[tuple[TaskType, RiskLevel, LatencyClass]]:
-    return itertools.product(rule.task or _TASKS, rule.risk or _RISKS, rule.latency or _LATENCIES)
-
-
-def _further_than_base(rule: Rule, base: Policy) -> str | None:
-    """Why `rule` would send a request further than the base policy would, or None.
-
-    A rule may route to a tier no further than where the base policy would surely send the
-    same request, and escalate only as far as the base policy would go for it."""
-    for task, risk, latency in _combos(rule):
-        for route, escalate, name in _possible_outcomes(base.rules, base.default_route, task, risk, latency):
-            reach = max(_RANK[route], _RANK[escalate or route])
-            if _RANK[rule.route] > _RANK[route]:
-                return f"routes {task} to {rule.route} where your policy uses {route} ({name})"
-            if rule.escalate_to is not None and _RANK[rule.escalate_to] > reach:
-                return (
-                    f"escalates {task} to {rule.escalate_to} where your policy goes no further than "
-                    f"{_tier_list([route, escalate])} ({name})"
-                )
-    return None
-
-
-def _risk_change_verdict(rules: list[Rule], default: TierName, more: RiskLevel) -> str | None:
-    """None when making more requests `more`-risk can only keep them as close to home; else why not.
-
-    Only rules decide by risk, so with no rule that mentions it any change is harmless.
-
-    The outcome of one request depends on which path-filtered rules its path matches; both
-    risk levels see the same path, so they are compared scenario by scenario."""
-    other: RiskLevel = "low" if more == "high" else "high"
-    if sum(rule.paths is not None for rule in rules) > _MAX_PATH_RULES:
-        return "the policy has too many path rules to tell whether this keeps requests home"
-    for task in _TASKS:
-        for latency in _LATENCIES:
-            for flagged, unflagged in _outcome_pairs(rules, default, task, latency, more, other):
-                (route_a, esc_a, name_a), (route_b, esc_b, _name_b) = flagged, unflagged
-                if _RANK[route_a] > _RANK[route_b] or _RANK[esc_a or route_a] > max(
-                    _RANK[route_b], _RANK[esc_b or route_b]
-                ):
-                    return (
-                        f"{more}-risk {task} requests go to {_tier_list([route_a, esc_a])} ({name_a}) "
-                        f"where {other}-risk ones go to {_tier_list([route_b, esc_b])}: "
-                        f"more {more}-risk requests would send more there"
-                    )
-    return None
-
-
-def _outcome_pairs(
-    rules: list[Rule], default: TierName, task: TaskType, latency: LatencyClass, a: RiskLevel, b: RiskLevel
-) -> Iterator[tuple[Outcome, Outcome]]:
-    """(outcome at risk `a`, outcome at risk `b`) for every way the path filters may match."""
-
-    def walk(index: int, got_a: Outcome | None, got_b: Outcome | None) -> Iterator[tuple[Outcome, Outcome]]:
-        while index < len(rules) and (got_a is None or got_b is None):
-            rule = rules[index]
-            hit_a = got_a is None and _matches(rule, task, a, latency)
-            hit_b = got_b is None and _matches(rule, task, b, latency)
-            index += 1
-            if not (hit_a or hit_b):
-                continue
-            outcome: Outcome = (rule.route, rule.escalate_to, rule.name)
-            if rule.paths is not None:  # the path may not match: that branch goes on without it
-                yield from walk(index, got_a, got_b)
-            got_a = outcome if hit_a else got_a
-            got_b = outcome if hit_b else got_b
-        fallback: Outcome = (default, None, "default_route")
-        yield (got_a or fallback, got_b or fallback)
-
-    return walk(0, None, None)

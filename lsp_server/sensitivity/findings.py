@@ -7,6 +7,8 @@ from typing import Literal
 
 Kind = Literal["secret", "pii", "path"]
 
+PiiHit = tuple[str, int, int]  # a PII detector's (rule, start, end)
+
 
 @dataclass(frozen=True)
 class Finding:

@@ -33,6 +33,7 @@ from lsp_server.sensitivity.assignments import (
     find_generic,
     is_config_path,
 )
+from lsp_server.sensitivity.concat_view import concat_view
 from lsp_server.sensitivity.entropy import find_entropy
 from lsp_server.sensitivity.findings import Finding, SensitivityReport
 from lsp_server.sensitivity.paths import compile_globs, match_compiled
@@ -43,15 +44,7 @@ from lsp_server.sensitivity.resolution import (
     Hit,
     resolve_overlaps,
 )
-from lsp_server.sensitivity.scan_views import (
-    View,
-    base64_view,
-    concat_view,
-    decoded_blobs,
-    diff_views,
-    json_view,
-    url_view,
-)
+from lsp_server.sensitivity.scan_views import View, base64_view, decoded_blobs, diff_views, json_view, url_view
 from lsp_server.sensitivity.secret_engines import SecretEngine
 from lsp_server.sensitivity.secret_rules import (
     RULES,

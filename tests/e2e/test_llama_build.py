@@ -14,8 +14,8 @@ import pytest
 from local_models.tiny import QUANTIZED_TYPES
 from lsp_server.llama_build.cpu import read_cpu_info
 from lsp_server.llama_build.flags import plan_build
-from lsp_server.llama_build.install import State, installed_version, llama_requirement
 from lsp_server.llama_build.selftest import INJECT_ENV, ModelSpec, build_selftest_model, run_self_test
+from lsp_server.llama_build.state import State, installed_version, llama_requirement
 
 ROOT = Path(__file__).resolve().parents[2]
 

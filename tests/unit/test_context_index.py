@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from lsp_server.context.discovery import Limits, discover, walk_files
+from lsp_server.context.entries import IndexLimits
 from lsp_server.context.gitignore import IgnoreStack, parse
-from lsp_server.context.index import IndexLimits, WorkspaceIndex
+from lsp_server.context.index import WorkspaceIndex
 
 WAIT = 60.0  # seconds a background step may take on a loaded machine (a hang, not a speed bound)
 

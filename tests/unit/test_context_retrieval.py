@@ -7,7 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from lsp_server.context import ContextOptions, IndexLimits, RepositoryContext, gate_from_scanner
-from lsp_server.context.documents import DocumentCache, scope_at
+from lsp_server.context.cursor import scope_at
+from lsp_server.context.documents import DocumentCache
 from lsp_server.sensitivity.scanner import SensitivityScanner
 
 from .test_context_index import write

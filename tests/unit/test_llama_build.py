@@ -15,14 +15,7 @@ import pytest
 from lsp_server.llama_build.cpu import CpuInfo, parse_proc_cpuinfo, read_cpu_info
 from lsp_server.llama_build.doctor import build_lines
 from lsp_server.llama_build.flags import AMX_ENV, BACKEND_ENV, BuildConfigError, choose_backend, cpu_levels, plan_build
-from lsp_server.llama_build.install import (
-    CRASHED_NAME,
-    Installer,
-    State,
-    installed_version,
-    llama_requirement,
-    sticky_env,
-)
+from lsp_server.llama_build.install import CRASHED_NAME, Installer
 from lsp_server.llama_build.selftest import (
     Failure,
     ModelResult,
@@ -33,6 +26,7 @@ from lsp_server.llama_build.selftest import (
     report_lines,
     run_child,
 )
+from lsp_server.llama_build.state import State, installed_version, llama_requirement, sticky_env
 
 BASE = "fpu sse sse2 ssse3 sse4_1 sse4_2 popcnt avx f16c fma avx2 bmi1 bmi2 hypervisor"
 AVX512 = "avx512f avx512cd avx512vl avx512dq avx512bw avx512vbmi avx512_vnni avx512_bf16"

@@ -14,8 +14,9 @@ import string
 
 import pytest
 
+from lsp_server.sensitivity.concat_view import concat_view
 from lsp_server.sensitivity.redaction import redact
-from lsp_server.sensitivity.scan_views import concat_view, json_view
+from lsp_server.sensitivity.scan_views import json_view
 from lsp_server.sensitivity.scanner import SensitivityScanner
 from lsp_server.sensitivity.service_secrets import random_value, service_in
 from lsp_server.sensitivity.structured_secrets import RULE_IDS, find_structured

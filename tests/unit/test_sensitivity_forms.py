@@ -13,8 +13,9 @@ import string
 
 import pytest
 
+from lsp_server.sensitivity.concat_view import concat_view
 from lsp_server.sensitivity.redaction import redact
-from lsp_server.sensitivity.scan_views import View, concat_view, decode_blob, diff_views, json_view, url_view
+from lsp_server.sensitivity.scan_views import View, decode_blob, diff_views, json_view, url_view
 from lsp_server.sensitivity.scanner import SensitivityScanner
 
 SCANNER = SensitivityScanner()

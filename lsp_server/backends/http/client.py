@@ -24,7 +24,7 @@ import logging
 import os
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import httpx
 
@@ -43,7 +43,7 @@ from lsp_server.backends.http.errors import (
     is_plain_http_loopback,
     key_would_travel_in_clear,
 )
-from lsp_server.backends.http.retry import RetryPolicy
+from lsp_server.backends.http.retry import RetryPolicy, sleep_unless_cancelled
 from lsp_server.backends.http.sse import SseDecoder
 from lsp_server.backends.http.stream import (
     SHAPE_ERRORS,
@@ -52,6 +52,8 @@ from lsp_server.backends.http.stream import (
     GenerationStream,
     RemoteUsage,
     StreamErrorEvent,
+    read_limited,
+    within_deadline,
 )
 from lsp_server.token_estimate import tokens_for_chars
 
@@ -197,7 +199,7 @@ class HttpBackend:
                     delay,
                 )
                 stream.partial_text = ""  # a failed attempt's text is never part of the answer
-                if await self._sleep_unless_cancelled(delay, cancel):
+                if await sleep_unless_cancelled(delay, cancel, self._clock, self._sleep):
                     self.cooldown.record_failure(error)
                     stream.generation = Generation("", "cancelled", RemoteUsage(estimated=True))
                     if cancel is not None:
@@ -248,17 +250,6 @@ class HttpBackend:
             raise error
         return delay
 
-    async def _sleep_unless_cancelled(self, delay: float, cancel: CancelToken | None) -> bool:
-        """Sleep `delay` seconds; True if the cancel token fired meanwhile."""
-        end = self._clock() + delay
-        while True:
-            if cancel is not None and cancel.cancelled:
-                return True
-            remaining = end - self._clock()
-            if remaining <= 0:
-                return False
-            await self._sleep(min(remaining, 0.05))
-
     async def _attempt(
         self,
         attempt: CallAttempt,
@@ -279,19 +270,19 @@ class HttpBackend:
         response: httpx.Response | None = None
         try:
             try:
-                response = await _within(time_box, self._client.send(request, stream=True))
+                response = await within_deadline(time_box, self._client.send(request, stream=True))
             except TimeoutError:
                 attempt.stop_reason = "time_limit"
                 return
             attempt.got_response = True
             log.debug("%s: %s %s -> %d", self.name, method, endpoint(url), response.status_code)
             if response.status_code != 200:
-                body = await _read_limited(response, ERROR_BODY_LIMIT)
+                body = await read_limited(response, ERROR_BODY_LIMIT)
                 raise error_for_status(self.name, method, url, response.status_code, response.headers, body)
             content_type = response.headers.get("content-type", "")
             if "application/json" in content_type:
                 # The server ignored `stream: true`: take the whole answer at once.
-                body = await _read_limited(response, 64 * 1024 * 1024)
+                body = await read_limited(response, 64 * 1024 * 1024)
                 try:
                     text = attempt.parser.on_body(json.loads(body))
                 except SHAPE_ERRORS:
@@ -310,7 +301,7 @@ class HttpBackend:
                     attempt.stop_reason = "cancelled"
                     return
                 try:
-                    line = await _within(time_box, lines.__anext__())
+                    line = await within_deadline(time_box, lines.__anext__())
                 except StopAsyncIteration:
                     break
                 except TimeoutError:
@@ -405,26 +396,3 @@ class HttpBackend:
         return (
             f"{type(self).__name__}(base_url={self.base_url!r}, model={self.model!r}, api_key_env={self.api_key_env!r})"
         )
-
-
-async def _within(deadline: float | None, awaitable: Any) -> Any:
-    """Await with an optional loop-time deadline (raises TimeoutError)."""
-    if deadline is None:
-        return await awaitable
-    async with asyncio.timeout_at(deadline):
-        return await awaitable
-
-
-async def _read_limited(response: httpx.Response, limit: int) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in response.aiter_bytes():
-        chunks.append(chunk)
-        size += len(chunk)
-        if size >= limit:
-            break
-    return b"".join(chunks)[:limit]
-
-
-def int_or_none(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None

@@ -5,12 +5,11 @@ from __future__ import annotations
 import email.utils
 import math
 import random
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from lsp_server.backends.base import (
-    ProviderError,
-)
+from lsp_server.backends.base import CancelToken, ProviderError
 
 
 @dataclass(frozen=True)
@@ -68,3 +67,17 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
         when = when.replace(tzinfo=UTC)
     current = datetime.now(UTC).timestamp() if now is None else now
     return max(0.0, when.timestamp() - current)
+
+
+async def sleep_unless_cancelled(
+    delay: float, cancel: CancelToken | None, clock: Callable[[], float], sleep: Callable[[float], Awaitable[None]]
+) -> bool:
+    """Sleep `delay` seconds in short steps; True if the cancel token fired meanwhile."""
+    end = clock() + delay
+    while True:
+        if cancel is not None and cancel.cancelled:
+            return True
+        remaining = end - clock()
+        if remaining <= 0:
+            return False
+        await sleep(min(remaining, 0.05))

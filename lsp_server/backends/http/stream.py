@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
+
+import httpx
 
 from lsp_server.backends.base import (
     Generation,
@@ -103,3 +106,26 @@ class GenerationStream:
     async def aclose(self) -> None:
         """Stop early: closes the HTTP stream (callers that break out of the loop should call this)."""
         await self._iterator.aclose()
+
+
+async def within_deadline(deadline: float | None, awaitable: Any) -> Any:
+    """Await with an optional loop-time deadline (raises TimeoutError)."""
+    if deadline is None:
+        return await awaitable
+    async with asyncio.timeout_at(deadline):
+        return await awaitable
+
+
+async def read_limited(response: httpx.Response, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_bytes():
+        chunks.append(chunk)
+        size += len(chunk)
+        if size >= limit:
+            break
+    return b"".join(chunks)[:limit]
+
+
+def int_or_none(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
