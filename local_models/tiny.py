@@ -348,7 +348,7 @@ def main(argv: list[str] | None = None) -> int:
         "--quantized", action="store_true", help="store the weights as Q8_0/Q4_0/Q4_K/Q6_K (256-wide, for kernel tests)"
     )
     args = parser.parse_args(argv)
-    size = {"n_embd": 256, "n_ff": 512} if args.quantized else {}
+    n_embd, n_ff = (256, 512) if args.quantized else (64, 128)
     try:
         path = build_tiny_model(
             args.out,
@@ -356,7 +356,8 @@ def main(argv: list[str] | None = None) -> int:
             favour=args.favour,
             context_length=args.context_length,
             quantized=args.quantized,
-            **size,
+            n_embd=n_embd,
+            n_ff=n_ff,
         )
     except ValueError as exc:
         parser.error(str(exc))

@@ -40,7 +40,7 @@ def add_policy_option(parser: argparse.ArgumentParser) -> None:
 
 
 def configure_logging(verbosity: int, log_file: str | None = None) -> None:
-    from lsp_server.logs import configure
+    from lsp_server.cli.logs import configure
 
     configure(verbosity, log_file)
 
@@ -64,7 +64,8 @@ def load_policy_here(
     """The policy that applies here, or None after printing why it cannot be used.
 
     A repository policy that is partly ignored (not approved) is said so on stderr, once."""
-    from lsp_server.routing.policy import PolicyError, load_policy
+    from lsp_server.routing.policy import PolicyError
+    from lsp_server.routing.policy_lookup import load_policy
 
     try:
         loaded = load_policy(args.policy, workspace or Path.cwd())

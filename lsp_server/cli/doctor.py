@@ -49,7 +49,8 @@ def run(args: argparse.Namespace) -> int:
     ok = ok and native_ok
     if embedded and native_ok:
         print("\n".join(models.doctor_lines()))
-    from lsp_server.routing.policy import PolicyError, load_policy
+    from lsp_server.routing.policy import PolicyError
+    from lsp_server.routing.policy_lookup import load_policy
     from lsp_server.routing.policy_trust import trust_summary
 
     try:

@@ -148,14 +148,14 @@ def _progress_bar(enabled: bool) -> Iterator[Any]:
         yield update
 
 
-def _console():  # type: ignore[no-untyped-def]
+def _console():
     from rich.console import Console
 
     # Piped output keeps whole rows instead of rich's 80-column default.
     return Console() if sys.stdout.isatty() else Console(width=150)
 
 
-def _setup(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def _setup(args: argparse.Namespace):
     """(server config, loaded policy, sandbox) or an exit code after saying what is wrong."""
     from lsp_server.eval.sandbox import SandboxUnavailable, UnsandboxedProcess, choose_sandbox, unavailable_reason
 
@@ -209,7 +209,7 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_USAGE
 
 
-def _guarded(handler, args: argparse.Namespace) -> int:  # type: ignore[no-untyped-def]
+def _guarded(handler, args: argparse.Namespace) -> int:
     from local_models import ModelError
     from lsp_server.backends.base import BackendError
     from lsp_server.eval.runner import EvalError
@@ -245,7 +245,7 @@ def cmd_completion(args: argparse.Namespace) -> int:
         None if args.canonical else CompletionRunner(config, loaded, tier=args.tier, model=args.model, progress=True)
     )
 
-    async def main():  # type: ignore[no-untyped-def]
+    async def main():
         try:
             with _progress_bar(not args.json) as progress:
                 return await run_completion_eval(options, runner, progress)
@@ -292,7 +292,7 @@ def cmd_escalation(args: argparse.Namespace) -> int:
     strong_tier = strong_tier_of(loaded.policy, args.strong_tier)
     strong = CompletionRunner(config, loaded, tier=strong_tier, model=args.model) if strong_tier else None
 
-    async def main():  # type: ignore[no-untyped-def]
+    async def main():
         try:
             with _progress_bar(not args.json) as progress:
                 return await run_escalation_eval(options, local, strong, progress)

@@ -108,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _explain_with_progress(engine, changes, commit_message, explain_changes):  # type: ignore[no-untyped-def]
+async def _explain_with_progress(engine, changes, commit_message, explain_changes):
     """A progress bar on a terminal; nothing when stderr is a file or a pipe."""
     if not sys.stderr.isatty():
         return await explain_changes(engine, changes, commit_message=commit_message)

@@ -102,7 +102,7 @@ def _list(args: argparse.Namespace) -> int:
     for record in records:
         if record.model_id and record.intact():
             pulled_by_id.setdefault(record.model_id, []).append(record.quant or "?")
-    rows = []
+    rows: list[dict[str, Any]] = []
     for model_id, entry in catalog.items():
         model_file = entry.default_file()
         manual = [f.quant for f in entry.files if (models_dir() / f.file).is_file()]
@@ -153,16 +153,16 @@ def _list(args: argparse.Namespace) -> int:
         )
         return 0
     header = ("id", "for", "params", "quant", "download", f"RAM@{LIST_CTX // 1024}k", "context", "license", "present")
-    table = [
+    table: list[tuple[str, ...]] = [
         (
-            r["id"],
-            r["for"],
-            r["params"],
-            r["quant"],
+            str(r["id"]),
+            str(r["for"]),
+            str(r["params"]),
+            str(r["quant"]),
             _gb(r["download"]),
             _gb(r["ram"]),
             str(r["context"]),
-            r["license"],
+            str(r["license"]),
             ",".join(r["pulled"]) or "-",
         )
         for r in rows
@@ -185,8 +185,8 @@ def _list(args: argparse.Namespace) -> int:
         if pulled_table:
             print()
             print("\t".join(pulled_header))
-            for row in pulled_table:
-                print("\t".join(row))
+            for pulled_row in pulled_table:
+                print("\t".join(pulled_row))
         return 0
     from rich.console import Console
     from rich.table import Table
@@ -199,12 +199,12 @@ def _list(args: argparse.Namespace) -> int:
         known.add_row(*row)
     console.print(known)
     if pulled_table:
-        pulled = Table(title=f"Pulled: {_gb(total)} in {hub_cache_dir()} (`ninetyten models rm ID` frees it)")
+        present = Table(title=f"Pulled: {_gb(total)} in {hub_cache_dir()} (`ninetyten models rm ID` frees it)")
         for column in pulled_header:
-            pulled.add_column(column)
-        for row in pulled_table:
-            pulled.add_row(*row)
-        console.print(pulled)
+            present.add_column(column)
+        for pulled_row in pulled_table:
+            present.add_row(*pulled_row)
+        console.print(present)
     else:
         console.print(f"Nothing pulled yet (files go to {hub_cache_dir()}).")
     return 0
@@ -308,16 +308,16 @@ def _rm(args: argparse.Namespace) -> int:
                     removed.append(str(candidate))
         elif ":" in spec and "/" in spec.partition(":")[0] and not path.exists():
             repo, _, file_name = spec.partition(":")
-            record = read_record(repo, file_name)
-            if record is not None:
-                freed += remove(record)
-                removed.append(str(record.path))
+            found = read_record(repo, file_name)
+            if found is not None:
+                freed += remove(found)
+                removed.append(str(found.path))
         elif path.exists():
-            record = record_for_path(path)
+            found = record_for_path(path)
             inside = os.path.abspath(path).startswith(os.path.abspath(models_dir()) + os.sep)
-            if record is not None:
-                freed += remove(record)
-                removed.append(str(record.path))
+            if found is not None:
+                freed += remove(found)
+                removed.append(str(found.path))
             elif inside and path.is_file():
                 freed += path.stat().st_size
                 path.unlink()

@@ -176,13 +176,13 @@ async def run_chat(engine: Engine, job: ChatJob, cancel: CancelToken | None = No
         break
     if best is not None and failed_checks and attempts and attempts[-1].outcome != "low_confidence":
         low_confidence = True
-    error = None
+    failure = None
     if best is None and attempts and all(a.outcome in ("failed", "cancelled") for a in attempts):
         kinds = ", ".join(f"{a.tier}: {a.error_kind or a.outcome}" for a in attempts)
-        error = f"no tier could answer ({kinds})"
+        failure = f"no tier could answer ({kinds})"
     kept_home = (
         best is not None and (sensitive_source or job.derived_from_kept_home) and policy.keeps_data_home(best_tier)
     )
     return AssistResult(
-        best, decision, attempts, request_id, low_confidence=low_confidence, error=error, kept_home=kept_home
+        best, decision, attempts, request_id, low_confidence=low_confidence, error=failure, kept_home=kept_home
     )

@@ -32,7 +32,7 @@ class _NoScan:
     def scan(self, text: str, path: str | None = None) -> SensitivityReport:
         return SensitivityReport(())
 
-    def scan_paths(self, text: str, paths):  # type: ignore[no-untyped-def]
+    def scan_paths(self, text: str, paths):
         return {path: self.scan(text, path) for path in paths}
 
 

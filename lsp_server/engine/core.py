@@ -31,7 +31,8 @@ from lsp_server.engine.observers import AttemptEvent, AttemptObserver
 from lsp_server.engine.results import AssistResult, Attempt, CompletionResult
 from lsp_server.ledger import Ledger, LedgerError, LedgerSink, safe_reason, utc_midnight
 from lsp_server.ledger.reservations import BudgetHold
-from lsp_server.routing.policy import LoadedPolicy, Policy, TaskType, load_policy
+from lsp_server.routing.policy import LoadedPolicy, Policy, TaskType
+from lsp_server.routing.policy_lookup import load_policy
 from lsp_server.routing.router import Decision, RouteRequest, decide
 from lsp_server.routing.runtime import PolicyState
 from lsp_server.tiers import LOCAL, TierName

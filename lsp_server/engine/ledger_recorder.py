@@ -87,4 +87,4 @@ class LedgerRecorder:
         self.savings_today_usd()  # start today's running total before this row is queued
         self._savings_usd += frontier_cost - attempt.cost_usd
         values["ts"] = datetime.now(timezone.utc)
-        self.sink.put(lambda: LedgerRow(**values), event.reservation, journal=values)  # type: ignore[arg-type]
+        self.sink.put(lambda: LedgerRow(**values), event.reservation, journal=values)

@@ -14,9 +14,10 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from lsp_server.eval.execution import DEFAULT_TIMEOUT_S, run_programs
+from lsp_server.eval.execution import run_programs
 from lsp_server.eval.humaneval import InfillTask, KindChoice, sample_tasks
 from lsp_server.eval.metrics import edit_similarity, exact_match
+from lsp_server.eval.program_run import DEFAULT_TIMEOUT_S
 from lsp_server.eval.results import CompletionReport, TaskOutcome, Variant, summarise
 from lsp_server.eval.runner import CompletionRunner, Produced
 from lsp_server.eval.sandbox import Sandbox, require_sandbox

@@ -77,8 +77,8 @@ def strong_tier_of(policy: Policy, requested: str | None) -> TierName | None:
     if requested:
         return requested  # type: ignore[return-value]
     for tier in ("frontier", "in_house"):
-        if policy.tier(tier) is not None:  # type: ignore[arg-type]
-            return tier  # type: ignore[return-value]
+        if policy.tier(tier) is not None:
+            return tier
     return None
 
 
@@ -170,7 +170,7 @@ class EscalationOptions:
 async def _strong_outcomes(
     strong: CompletionRunner,
     tasks,
-    options: EscalationOptions,  # type: ignore[no-untyped-def]
+    options: EscalationOptions,
     progress: Progress,
 ) -> tuple[list[TaskOutcome] | None, str]:
     """The strong tier's outcomes, or None with the reason it could not be measured."""
@@ -242,7 +242,7 @@ async def run_escalation_eval(
     strong_name = strong.tier if strong is not None else None
     report = EscalationReport(
         model=local.model_name,
-        kind=options.kind,  # type: ignore[arg-type]
+        kind=options.kind,
         seed=options.seed,
         limit=options.limit,
         tasks=len(tasks),
@@ -250,7 +250,7 @@ async def run_escalation_eval(
         sandbox=sandbox.summary(),
         wall_s=0.0,
         strong_tier=(strong_name or "none") + (" (assumed)" if source != "measured" else ""),
-        strong_source=source,  # type: ignore[arg-type]
+        strong_source=source,
         strong_note=note,
         local_pass_at_1=round(sum(weak) / len(weak), 4),
         strong_pass_at_1=round(sum(strong_scores) / len(strong_scores), 4),

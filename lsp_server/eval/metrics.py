@@ -132,8 +132,8 @@ def cpt(curve: RouterCurve, target: float) -> float | None:
     for point in curve.points[1:]:
         assert point.pgr is not None
         if point.pgr >= target - 1e-12:
-            rise = point.pgr - previous.pgr  # type: ignore[operator]
-            share = (target - previous.pgr) / rise if rise > 0 else 1.0  # type: ignore[operator]
+            rise = point.pgr - previous.pgr
+            share = (target - previous.pgr) / rise if rise > 0 else 1.0
             return previous.rate + share * (point.rate - previous.rate)
         previous = point
     return None

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from lsp_server.eval.program_run import run_in_sandbox
 from lsp_server.eval.seccomp import build_filter, machine_arch
 
 UNSAFE_FLAG = "--unsafe-no-sandbox"
@@ -322,9 +323,7 @@ def _bubblewrap_or_reason() -> BubblewrapSandbox | str:
     except SandboxUnavailable as error:
         return str(error)
     # The probe is a real run through the guard: whatever stops it would stop every program.
-    from lsp_server.eval.execution import run_program
-
-    result = run_program("import sys\nassert sys.flags.isolated\n", PROBE_TIMEOUT_S, sandbox=sandbox)
+    result = run_in_sandbox("import sys\nassert sys.flags.isolated\n", PROBE_TIMEOUT_S, sandbox)
     if not result.passed:
         return f"bwrap cannot start a program here ({result.detail or result.status})"
     return sandbox

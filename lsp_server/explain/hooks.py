@@ -188,7 +188,7 @@ def _generate(repo: Path, budget_s: float, policy: str | None) -> str | None:
     from lsp_server.explain.pipeline import generate_commit_message
     from lsp_server.ledger import Ledger
     from lsp_server.ledger.outlets import attach
-    from lsp_server.routing.policy import load_policy
+    from lsp_server.routing.policy_lookup import load_policy
 
     engine = Engine(ServerConfig(), policy=load_policy(policy, repo), ledger=Ledger())
     attach(engine.sink, workspace=repo, ship=False)  # the language server or `ledger sync` ships its rows

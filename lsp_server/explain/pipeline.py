@@ -216,14 +216,14 @@ async def explain_changes(
             break
         parts = merged_parts
     final = parts[0] if parts else _Part("", (), False)
-    explanation = final.text
+    written = final.text
     if skipped:
-        explanation = (
-            (explanation.rstrip() + "\n\n" if explanation.strip() else "")
+        written = (
+            (written.rstrip() + "\n\n" if written.strip() else "")
             + "Also changed (not sent to a model): "
             + "; ".join(skipped)
         )
-    result.explanation = explanation.strip() or f"{stats.files} file(s) changed."
+    result.explanation = written.strip() or f"{stats.files} file(s) changed."
     if commit_message:
         answer = await engine.run_chat(
             ChatJob(

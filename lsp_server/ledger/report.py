@@ -86,7 +86,7 @@ class Report(BaseModel):
     counterfactual: list[PriceUse] = []
 
     def groups(self, dimension: Dimension) -> list[GroupStats]:
-        return getattr(self, f"by_{dimension}")  # type: ignore[no-any-return]
+        return getattr(self, f"by_{dimension}")
 
 
 def percentile(sorted_values: list[float], p: float) -> float | None:
@@ -142,7 +142,7 @@ def order_groups(stats: list[GroupStats], dimension: Dimension) -> list[GroupSta
     """Weeks in time order; tiers local -> frontier; everything else busiest first."""
     if dimension == "week":
         return sorted(stats, key=lambda s: s.key)
-    rank = {key: i for i, key in enumerate(TIER_ORDER)} if dimension == "tier" else {}
+    rank: dict[str, int] = {key: i for i, key in enumerate(TIER_ORDER)} if dimension == "tier" else {}
     return sorted(stats, key=lambda s: (rank.get(s.key, len(rank)), -s.requests, s.key))
 
 

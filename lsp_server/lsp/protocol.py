@@ -34,7 +34,7 @@ def validation_detail(error: BaseException) -> str:
     try:
         from cattrs import transform_error
 
-        details = transform_error(cause)  # type: ignore[arg-type]
+        details = transform_error(cause)
         return "; ".join(details[:3])
     except Exception:
         return str(cause)[:200]
@@ -100,7 +100,7 @@ class NinetyTenProtocol(LanguageServerProtocol):
         return self._converter.unstructure(value)
 
     @lsp_method(types.INITIALIZE)
-    def lsp_initialize(self, params: types.InitializeParams):  # type: ignore[no-untyped-def,override]
+    def lsp_initialize(self, params: types.InitializeParams):
         """Prefer UTF-8 whenever the client offers it: no UTF-16 counting on our side. pygls
         picks the first encoding the client lists."""
         self.initialize_seen = True

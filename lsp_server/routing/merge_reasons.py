@@ -6,9 +6,7 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from lsp_server.routing.policy import (
-    TierConfig,
-)
+from lsp_server.routing.policy import TierConfig
 
 
 def show_value(value: Any) -> str:

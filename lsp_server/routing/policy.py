@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import tomllib
 from dataclasses import dataclass
@@ -114,7 +113,7 @@ class EscalationConfig(_Strict):
     # The least confident token predicts failure better than the mean (AUROC 0.80 vs 0.69 on
     # the embedded model), but its scale depends on the model: off unless set.
     completion_min_token_logprob: float | None = Field(None, le=0)
-    verify: list[Verifier] = Field(default_factory=lambda: ["syntax", "non_empty"])
+    verify: list[Verifier] = Field(default_factory=lambda: list[Verifier](["syntax", "non_empty"]))
     max_attempts: int = Field(2, ge=1, le=5)
     deadline_ms: int = Field(20_000, ge=100)
 
@@ -137,7 +136,7 @@ class Policy(_Strict):
     offline: bool = False
     default_route: TierName = "local"
     tiers: dict[TierName, TierConfig] = Field(
-        default_factory=lambda: {"local": TierConfig(backend="llama_cpp", model="default")}
+        default_factory=lambda: dict[TierName, TierConfig]({"local": TierConfig(backend="llama_cpp", model="default")})
     )
     sensitivity: SensitivityConfig = Field(default_factory=SensitivityConfig)
     risk: RiskConfig = Field(default_factory=RiskConfig)
@@ -325,40 +324,6 @@ def load_policy_file(path: Path) -> Policy:
 
 def user_policy_path() -> Path:
     return Path(platformdirs.user_config_dir("ninetyten")) / "policy.toml"
-
-
-def find_policy(explicit: str | Path | None = None, workspace: Path | None = None) -> tuple[str, Path | None]:
-    """Which policy file applies: (source, path); path None means the built-in default."""
-    if explicit:
-        return "flag", Path(explicit)
-    env = os.environ.get(POLICY_ENV, "").strip()
-    if env:
-        return "env", Path(env)
-    if workspace is not None:
-        candidate = workspace / WORKSPACE_POLICY
-        if candidate.is_file():
-            return "workspace", candidate
-    user = user_policy_path()
-    if user.is_file():
-        return "user", user
-    return "builtin", None
-
-
-def load_policy(explicit: str | Path | None = None, workspace: Path | None = None) -> LoadedPolicy:
-    """Find and load the policy that applies; PolicyError when that file is broken.
-
-    A workspace's policy comes laid over the user's own and trusted only as far as the user
-    approved it."""
-    source, path = find_policy(explicit, workspace)
-    if path is None:
-        return LoadedPolicy(Policy(), "builtin", None)
-    if not path.is_file():
-        raise PolicyError(path, [(None, "", "the policy file does not exist")])
-    if source == "workspace":
-        from lsp_server.routing.policy_trust import load_workspace_policy  # it builds on this module
-
-        return load_workspace_policy(path)
-    return LoadedPolicy(load_policy_file(path), source, path)  # type: ignore[arg-type]
 
 
 def policy_to_jsonable(policy: Policy) -> dict[str, Any]:

@@ -17,13 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lsp_server.routing.merge_reasons import new_tier_reason, show_value, tier_field_reason
-from lsp_server.routing.policy import (
-    DEFAULT_CONTEXT_WINDOW,
-    Policy,
-    RiskLevel,
-    Rule,
-    TierConfig,
-)
+from lsp_server.routing.policy import DEFAULT_CONTEXT_WINDOW, Policy, RiskLevel, Rule, TierConfig
 from lsp_server.routing.rule_outcomes import TIER_RANK, further_than_base, risk_change_verdict
 from lsp_server.tiers import TierName
 

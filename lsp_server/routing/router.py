@@ -120,8 +120,8 @@ def _strictest(policy: Policy, decisions: list[Decision], paths: Sequence[str]) 
     escalations = [d.escalate_to for d in decisions]
     escalate = None
     if all(escalations):
-        escalate = min(escalations, key=lambda tier: TIER_ORDER.index(tier))  # type: ignore[arg-type]
-        if TIER_ORDER.index(escalate) <= TIER_ORDER.index(chosen.tier):  # type: ignore[arg-type]
+        escalate = min(escalations, key=lambda tier: TIER_ORDER.index(tier))
+        if TIER_ORDER.index(escalate) <= TIER_ORDER.index(chosen.tier):
             escalate = None
     reasons = list(chosen.reasons)
     for other in decisions:  # why the others are sensitive matters even when another path decided

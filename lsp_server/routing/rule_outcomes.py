@@ -8,13 +8,7 @@ from collections.abc import Iterator
 from typing import get_args
 
 from lsp_server.routing.merge_reasons import tier_list
-from lsp_server.routing.policy import (
-    LatencyClass,
-    Policy,
-    RiskLevel,
-    Rule,
-    TaskType,
-)
+from lsp_server.routing.policy import LatencyClass, Policy, RiskLevel, Rule, TaskType
 from lsp_server.tiers import TIER_ORDER, TierName
 
 TIER_RANK: dict[str, int] = {tier: index for index, tier in enumerate(TIER_ORDER)}

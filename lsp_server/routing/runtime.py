@@ -24,7 +24,7 @@ def remote_for(config: TierConfig) -> RemoteBackend:
     assert config.base_url is not None  # validated by the policy model
     return build_remote(
         config.backend,
-        RemoteSettings(  # type: ignore[no-any-return]
+        RemoteSettings(
             base_url=config.base_url,
             model=config.model,
             api_key_env=config.api_key_env,

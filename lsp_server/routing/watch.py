@@ -10,15 +10,8 @@ from pathlib import Path
 
 import watchfiles
 
-from lsp_server.routing.policy import (
-    WORKSPACE_POLICY,
-    LoadedPolicy,
-    Policy,
-    PolicyError,
-    find_policy,
-    load_policy,
-    user_policy_path,
-)
+from lsp_server.routing.policy import WORKSPACE_POLICY, LoadedPolicy, Policy, PolicyError, user_policy_path
+from lsp_server.routing.policy_lookup import find_policy, load_policy
 from lsp_server.routing.policy_trust import TRUST_FILE, default_store_path
 
 log = logging.getLogger(__name__)

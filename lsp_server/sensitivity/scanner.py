@@ -174,14 +174,14 @@ class SensitivityScanner:
                     self._run_rule(rule, text, source, hits)
         asked: dict[tuple[int, bool], bool] = {}  # rules sharing an anchor ask it once
         for rule, first in _TEXT_RULES:
-            source = lowered if rule.on_lower else text
+            whole = lowered if rule.on_lower else text
             key = (id(first), rule.on_lower)
             if key not in asked:
-                asked[key] = first.search(source) is not None
+                asked[key] = first.search(whole) is not None
             if asked[key]:
-                self._run_rule(rule, text, source, hits)
-        for rule, family, start, end in find_structured(text, lowered):
-            hits.append(Hit(STRUCTURED_TIER, "secret", rule, family, start, end))
+                self._run_rule(rule, text, whole, hits)
+        for rule_id, family, start, end in find_structured(text, lowered):
+            hits.append(Hit(STRUCTURED_TIER, "secret", rule_id, family, start, end))
         find_generic(text, lowered, config_like, hits)
         shape = ascii_bytes.translate(DIGIT_SHAPE_TABLE)  # digits "0", upper "A", lower "a"
         if runs:

@@ -19,7 +19,8 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from lsp_server.routing.policy import Policy, PolicyError, load_policy, load_policy_file, parse_policy
+from lsp_server.routing.policy import Policy, PolicyError, load_policy_file, parse_policy
+from lsp_server.routing.policy_lookup import load_policy
 from tests.fuzzing import fuzz
 
 # --------------------------------------------------------------------------- a small TOML writer

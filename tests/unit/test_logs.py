@@ -12,7 +12,7 @@ import pytest
 
 from lsp_server.backends.base import BackendError
 from lsp_server.backends.llama_cpp.backend import native_log_line
-from lsp_server.logs import NoContentFilter, describe_body
+from lsp_server.cli.logs import NoContentFilter, describe_body
 
 CANARY = "CANARY-log-unit-91c2"
 
@@ -134,7 +134,7 @@ def test_native_llama_lines_pass_while_loading_and_are_withheld_after():
 
 
 def test_configure_again_replaces_its_own_handlers_and_leaves_others(tmp_path):
-    from lsp_server.logs import configure
+    from lsp_server.cli.logs import configure
 
     root = logging.getLogger()
     foreign = logging.NullHandler()

@@ -6,15 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from lsp_server.routing.policy import (
-    POLICY_ENV,
-    Policy,
-    PolicyError,
-    find_policy,
-    load_policy,
-    load_policy_file,
-    parse_policy,
-)
+from lsp_server.routing.policy import POLICY_ENV, Policy, PolicyError, load_policy_file, parse_policy
+from lsp_server.routing.policy_lookup import find_policy, load_policy
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "policy.toml"
 

@@ -15,7 +15,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lsp_server.routing.policy import Policy, PolicyError, load_policy, load_policy_file, parse_policy
+from lsp_server.routing.policy import Policy, PolicyError, load_policy_file, parse_policy
+from lsp_server.routing.policy_lookup import load_policy
 from lsp_server.routing.policy_merge import merge_repository_policy
 from lsp_server.routing.policy_trust import (
     TrustStore,

@@ -124,8 +124,8 @@ def render_untrusted(template: str, context: dict[str, Any], limits: RenderLimit
     except ValueError:
         raise RenderFailed("the renderer's answer is not JSON") from None
     if not isinstance(answer, dict) or not answer.get("ok"):
-        error = answer.get("error") if isinstance(answer, dict) else None
-        raise RenderFailed(f"the template failed ({error if isinstance(error, str) else 'unknown error'})")
+        reason = answer.get("error") if isinstance(answer, dict) else None
+        raise RenderFailed(f"the template failed ({reason if isinstance(reason, str) else 'unknown error'})")
     text = answer.get("text")
     if not isinstance(text, str) or len(text) > limits.output_chars:
         raise RenderFailed("the renderer's answer is unusable")

@@ -139,7 +139,7 @@ def compare_hunks(path: str, language: str, hunks: Sequence[Hunk]) -> list[Symbo
         lines = hunk.lines()
         sides = {}
         for side in ("old", "new"):
-            text, changed = _fragment(lines, side)  # type: ignore[arg-type]
+            text, changed = _fragment(lines, side)
             sides[side] = (outline(text, language), changed)
         old_parsed, old_changed = sides["old"]
         new_parsed, new_changed = sides["new"]

@@ -16,6 +16,7 @@ for another connect timeout on every paid call.
 
 from __future__ import annotations
 
+import functools
 import logging
 import queue
 import threading
@@ -210,7 +211,7 @@ class TeamBudget:
         while (job := self._jobs.get()) is not None:
             action, args = job
             try:
-                self._run(lambda cur, action=action, args=args: action(cur, *args))
+                self._run(functools.partial(_call, action, args))
             except TeamLedgerError as error:
                 # An unsettled hold stops counting when it goes stale; its row is counted once shipped.
                 log.debug("team budget: %s", error)
@@ -231,3 +232,7 @@ class TeamBudget:
 
 
 __all__ = ["TeamBudget", "TeamHold"]
+
+
+def _call(action: Callable[..., None], args: tuple[Any, ...], cur: Any) -> None:
+    action(cur, *args)

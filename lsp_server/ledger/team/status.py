@@ -42,7 +42,8 @@ def team_status(ledger_path: Path, settings: TeamLedgerSettings) -> dict[str, An
             status["schema"] = state.version
             with conn.cursor() as cur:
                 cur.execute(f"SELECT COUNT(*) FROM {SCHEMA}.attempts WHERE ledger_id = %s", (status["ledger_id"],))
-                status["rows_shipped"] = int(cur.fetchone()[0])
+                found = cur.fetchone()
+                status["rows_shipped"] = int(found[0]) if found is not None else 0
             conn.commit()
         finally:
             conn.close()

@@ -13,7 +13,7 @@ from typing import Any
 from lsprotocol import types
 from pydantic import ValidationError
 
-from lsp_server.assist.prompts import AssistInput
+from lsp_server.assist.prompts import AssistInput, AssistTask
 from lsp_server.assist.run import assist
 from lsp_server.assist.verification import edit_keeps_file_valid
 from lsp_server.backends.base import CancelToken
@@ -38,7 +38,7 @@ from lsp_server.lsp.params import AssistParams, command_params, plain
 from lsp_server.lsp.server import NinetyTenServer
 
 
-def assist_input(ls: NinetyTenServer, task: str, params: AssistParams) -> tuple[AssistInput, types.Range]:
+def assist_input(ls: NinetyTenServer, task: AssistTask, params: AssistParams) -> tuple[AssistInput, types.Range]:
     """The selection (or the whole document) as the feature's input, and its range as the client counts."""
     uri = params.text_document.uri
     document = ls.document(uri)
@@ -59,7 +59,7 @@ def assist_input(ls: NinetyTenServer, task: str, params: AssistParams) -> tuple[
     inp = AssistInput(
         task=task,
         code=text_between(lines, start, end),
-        path=ls.relative_path(uri),  # type: ignore[arg-type]
+        path=ls.relative_path(uri),
         language=document.language_id,
         instruction=params.instruction or params.question,
     )
@@ -94,7 +94,7 @@ def refactor_edit(ls: NinetyTenServer, uri: str, selection: types.Range, new_tex
     )
 
 
-async def run_assist(ls: NinetyTenServer, task: str, raw: Any) -> dict[str, Any]:
+async def run_assist(ls: NinetyTenServer, task: AssistTask, raw: Any) -> dict[str, Any]:
     """One explain / refactor / ask: validated, answered, and for a refactor, an edit."""
     try:
         params = AssistParams.model_validate(plain(raw))
@@ -159,14 +159,14 @@ def code_actions(ls: NinetyTenServer, params: types.CodeActionParams) -> list[ty
     return actions
 
 
-def assist_request(task: str) -> Callable[..., Awaitable[dict[str, Any]]]:
+def assist_request(task: AssistTask) -> Callable[..., Awaitable[dict[str, Any]]]:
     async def request(ls: NinetyTenServer, params: Any) -> dict[str, Any]:
         return await run_assist(ls, task, params)
 
     return request
 
 
-def assist_command(task: str) -> Callable[..., Awaitable[dict[str, Any]]]:
+def assist_command(task: AssistTask) -> Callable[..., Awaitable[dict[str, Any]]]:
     # pygls maps a command's arguments onto every parameter after `ls`: no extra parameters here.
     async def command(ls: NinetyTenServer, *args: Any) -> dict[str, Any]:
         return await ls.cancellable(run_assist(ls, task, command_params(args, task)))

@@ -50,12 +50,12 @@ def start_engine(ls: NinetyTenServer) -> None:
         ledger=Ledger(),
         on_remote_unreachable=ls.tier_unreachable,
     )
-    loop = asyncio.get_running_loop()  # the team ledger's warnings come from its own threads
-    attach_ledger_outlets(
-        ls.engine.sink,
-        workspace=ls.workspace_root,
-        notify=lambda message: loop.call_soon_threadsafe(ls.notify_user, types.MessageType.Warning, message),
-    )
+    loop = asyncio.get_running_loop()
+
+    def warn(message: str) -> None:  # the team ledger's warnings come from its own threads
+        loop.call_soon_threadsafe(ls.notify_user, types.MessageType.Warning, message)
+
+    attach_ledger_outlets(ls.engine.sink, workspace=ls.workspace_root, notify=warn)
     ls.engine.start()  # resolve and load on the model thread; initialize answers now
     if event.error is not None:
         ls.spawn(ls.policy_feature.report_initial_error(event.error))

@@ -180,7 +180,7 @@ class NoContentFilter(logging.Filter):
         if isinstance(record.msg, BaseException):
             record.msg = describe_exception(record.msg)
         if record.exc_info and record.exc_info[1] is not None:
-            record.exc_text = _traceback_text(record.exc_info)  # type: ignore[arg-type]
+            record.exc_text = _traceback_text(record.exc_info)
             record.exc_info = None
         setattr(record, _CLEAN, True)
         return True
