@@ -128,35 +128,40 @@ async def run_assist(ls: NinetyTenServer, task: AssistTask, raw: Any) -> dict[st
     return answer
 
 
-def code_actions(ls: NinetyTenServer, params: types.CodeActionParams) -> list[types.CodeAction]:
-    uri = params.text_document.uri
-    target = {"textDocument": {"uri": uri}, "range": ls.protocol.unstructure(params.range)}
+def action(title: str, kind: types.CodeActionKind, command: str, argument: dict[str, Any]) -> types.CodeAction:
+    return types.CodeAction(
+        title=title, kind=kind, command=types.Command(title=title, command=command, arguments=[argument])
+    )
 
-    def action(title: str, kind: types.CodeActionKind, command: str, argument: dict[str, Any]) -> types.CodeAction:
-        return types.CodeAction(
-            title=title, kind=kind, command=types.Command(title=title, command=command, arguments=[argument])
-        )
 
-    actions = [
+def actions_for(uri: str, selection: dict[str, Any] | None) -> list[types.CodeAction]:
+    """Explain / refactor / ask for a selection (`selection`: its range as JSON), and always
+    explain the file's change."""
+    change = action(
+        "ninetyten: Explain this change",
+        types.CodeActionKind.Empty,
+        EXPLAIN_CHANGE_COMMAND,
+        {"textDocument": {"uri": uri}},
+    )
+    if selection is None:
+        return [change]
+    target = {"textDocument": {"uri": uri}, "range": selection}
+    return [
+        action("ninetyten: Explain selection", types.CodeActionKind.Empty, EXPLAIN_SELECTION_COMMAND, target),
         action(
-            "ninetyten: Explain this change",
-            types.CodeActionKind.Empty,
-            EXPLAIN_CHANGE_COMMAND,
-            {"textDocument": {"uri": uri}},
-        )
+            "ninetyten: Refactor selection…",
+            types.CodeActionKind.RefactorRewrite,
+            REFACTOR_SELECTION_COMMAND,
+            {**target, "apply": True},
+        ),
+        action("ninetyten: Ask about selection", types.CodeActionKind.Empty, ASK_COMMAND, target),
+        change,
     ]
-    if params.range.start != params.range.end:
-        actions[:0] = [
-            action("ninetyten: Explain selection", types.CodeActionKind.Empty, EXPLAIN_SELECTION_COMMAND, target),
-            action(
-                "ninetyten: Refactor selection…",
-                types.CodeActionKind.RefactorRewrite,
-                REFACTOR_SELECTION_COMMAND,
-                {**target, "apply": True},
-            ),
-            action("ninetyten: Ask about selection", types.CodeActionKind.Empty, ASK_COMMAND, target),
-        ]
-    return actions
+
+
+def code_actions(ls: NinetyTenServer, params: types.CodeActionParams) -> list[types.CodeAction]:
+    selected = params.range.start != params.range.end
+    return actions_for(params.text_document.uri, ls.protocol.unstructure(params.range) if selected else None)
 
 
 def assist_request(task: AssistTask) -> Callable[..., Awaitable[dict[str, Any]]]:
