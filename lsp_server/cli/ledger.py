@@ -111,7 +111,7 @@ def run_report(
         return _fail(f"report: {exc}", EXIT_USAGE)
     try:
         if team:
-            from lsp_server.ledger.team.report import team_report
+            from lsp_server.ledger.team.aggregate import team_report
 
             report = team_report(_team_settings(), start)
         else:

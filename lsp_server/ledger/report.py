@@ -1,7 +1,7 @@
 """The report: spend and savings from a ledger, grouped by task, tier, model, repository and week.
 
 One model (`Report`) for the local ledger (aggregated here, in Python) and the team ledger
-(aggregated in PostgreSQL, team/report.py); the terminal, JSON and HTML views all render it.
+(aggregated in PostgreSQL, team/aggregate.py); the terminal, JSON and HTML views all render it.
 
 Definitions (the same for every group, and for both sources):
 - requests: distinct requests with at least one attempt in the group; attempts: rows.

@@ -13,7 +13,7 @@ from lsp_server.cli.ledger import run_report
 from lsp_server.ledger import Ledger, LedgerRow
 from lsp_server.ledger.report import DIMENSIONS, Report, build_report
 from lsp_server.ledger.settings import TeamLedgerSettings
-from lsp_server.ledger.team.report import team_report
+from lsp_server.ledger.team.aggregate import team_report
 from lsp_server.ledger.team.shipper import Shipper
 from tests.ledger_rows import NOW, random_rows
 
