@@ -36,8 +36,8 @@ from lsp_server.ledger.report import build_report  # noqa: E402
 from lsp_server.ledger.schema import INSERT, row_values  # noqa: E402
 from lsp_server.ledger.settings import TeamLedgerSettings  # noqa: E402
 from lsp_server.ledger.sink import LedgerSink  # noqa: E402
-from lsp_server.ledger.team.link import TeamLink  # noqa: E402
 from lsp_server.ledger.team.aggregate import team_report  # noqa: E402
+from lsp_server.ledger.team.link import TeamLink  # noqa: E402
 from lsp_server.ledger.team.shipper import PG_COLUMNS, Shipper  # noqa: E402
 from tests.postgres_server import running_postgres  # noqa: E402
 

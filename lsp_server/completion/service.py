@@ -26,6 +26,7 @@ from lsp_server.completion.debounce import AdaptiveDebounce
 from lsp_server.completion.prompt import CompletionInput
 from lsp_server.config import CompletionConfig
 from lsp_server.engine.results import CompletionResult
+from lsp_server.tiers import LOCAL
 from lsp_server.token_estimate import chars_for_tokens
 
 log = logging.getLogger(__name__)
@@ -142,7 +143,7 @@ class CompletionService:
                 self.notify(
                     uri,
                     {
-                        "tier": "local",
+                        "tier": LOCAL,
                         "backend": engine.local.name,
                         "model": engine.local.model_name,
                         "prompt_tokens": usage.prompt_tokens,

@@ -16,18 +16,19 @@ from lsp_server.backends.base import CancelToken
 from lsp_server.engine.core import Engine
 from lsp_server.engine.jobs import ChatJob
 from lsp_server.engine.results import AssistResult
+from lsp_server.explain.commit_message import check_commit_message, repair_commit_message
 from lsp_server.explain.diff import DiffChunk, DiffTally, FileChange, chunk_diff, git_diff_stream, iter_parse_diff
-from lsp_server.explain.prompts import (
-    check_commit_message,
+from lsp_server.explain.document_prompts import (
     commit_document,
     commit_from_explanation_document,
+    explain_document,
+    merge_document,
+)
+from lsp_server.explain.prompts import (
     commit_message_from_diff_messages,
     commit_message_messages,
-    explain_document,
     explain_messages,
-    merge_document,
     merge_messages,
-    repair_commit_message,
 )
 from lsp_server.routing.policy import LatencyClass
 from lsp_server.token_estimate import chars_for_tokens

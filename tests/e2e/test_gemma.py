@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from lsp_server.explain.prompts import COMMIT_TYPES
+from lsp_server.explain.commit_message import COMMIT_TYPES
 from tests.lsp_session import inline, lsp_session, open_document, served_notifications
 
 pytestmark = pytest.mark.gemma

@@ -1,11 +1,5 @@
-from lsp_server.explain.prompts import (
-    SUBJECT_MAX,
-    check_commit_message,
-    commit_message_messages,
-    explain_messages,
-    guess_type,
-    repair_commit_message,
-)
+from lsp_server.explain.commit_message import SUBJECT_MAX, check_commit_message, guess_type, repair_commit_message
+from lsp_server.explain.prompts import commit_message_messages, explain_messages
 
 
 def test_good_message_passes():
@@ -74,7 +68,7 @@ def test_repair_prefers_the_first_sentence_and_drops_narration():
 
 
 def test_commit_document_sends_the_head_of_a_long_diff():
-    from lsp_server.explain.prompts import COMMIT_DOCUMENT_CHARS, commit_document
+    from lsp_server.explain.document_prompts import COMMIT_DOCUMENT_CHARS, commit_document
 
     document = commit_document("+line\n" * 5000)
     assert len(document.text) < COMMIT_DOCUMENT_CHARS + 200 and document.text.endswith("What the diff does: It")
