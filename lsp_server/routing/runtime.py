@@ -6,8 +6,7 @@ import asyncio
 import logging
 from dataclasses import dataclass, field
 
-from lsp_server.backends.anthropic import AnthropicBackend
-from lsp_server.backends.openai import OpenAICompatBackend
+from lsp_server.backends.http.client import HttpBackend
 from lsp_server.backends.registry import RemoteSettings, build_remote
 from lsp_server.routing.policy import LoadedPolicy, Policy, TierConfig
 from lsp_server.routing.router import scanner_for
@@ -16,7 +15,8 @@ from lsp_server.tiers import REMOTE_TIERS, TierName
 
 log = logging.getLogger(__name__)
 
-RemoteBackend = OpenAICompatBackend | AnthropicBackend
+# Every remote tier speaks HTTP through the shared client (retries, cooldown, streaming).
+RemoteBackend = HttpBackend
 
 
 def remote_for(config: TierConfig) -> RemoteBackend:

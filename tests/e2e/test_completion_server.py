@@ -294,6 +294,9 @@ def test_the_served_notification_is_the_one_the_editors_subscribe_to(endless_mod
         server.close()
     assert served["method"] == "ninetyten/served" and served["params"]["uri"] == uri
     assert served["params"]["completion_tokens"] == 8 and served["params"]["tier"] == "local"
+    # The editors take the method from the generated id files, and their status bars listen to it.
     editors = Path(__file__).resolve().parents[2] / "editors"
-    for source in (editors / "vscode" / "src" / "extension.js", editors / "nvim" / "lua" / "ninetyten" / "lsp.lua"):
-        assert f"'{served['method']}'" in source.read_text() or f'"{served["method"]}"' in source.read_text(), source
+    assert f'"served": "{served["method"]}"' in (editors / "vscode" / "src" / "ids.js").read_text()
+    assert f'served = "{served["method"]}"' in (editors / "nvim" / "lua" / "ninetyten" / "ids.lua").read_text()
+    assert "METHODS.served" in (editors / "vscode" / "src" / "extension.js").read_text()
+    assert "ids.methods.served" in (editors / "nvim" / "lua" / "ninetyten" / "lsp.lua").read_text()

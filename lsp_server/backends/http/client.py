@@ -28,11 +28,7 @@ from typing import ClassVar
 
 import httpx
 
-from lsp_server.backends.base import (
-    CancelToken,
-    Generation,
-    ProviderError,
-)
+from lsp_server.backends.base import CancelToken, ChatRequest, Generation, ProviderError
 from lsp_server.backends.http.cooldown import Cooldown
 from lsp_server.backends.http.errors import (
     describe_failure,
@@ -386,6 +382,10 @@ class HttpBackend:
             usage.completion_tokens = min(max(parser.content_events, attempt.deltas), spec.max_tokens)
             usage.estimated = True
         return Generation(text=attempt.text, stop_reason=attempt.stop_reason or "eos", usage=usage)
+
+    async def chat(self, request: ChatRequest, cancel: CancelToken | None = None) -> Generation:
+        """One chat answer; each provider's backend builds its request and parser."""
+        raise NotImplementedError
 
     async def aclose(self) -> None:
         if self._owns_client:
