@@ -1,7 +1,8 @@
 """The report: spend and savings from a ledger, grouped by task, tier, model, repository and week.
 
-One model (`Report`) for the local ledger (aggregated here, in Python) and the team ledger
-(aggregated in PostgreSQL, team/aggregate.py); the terminal, JSON and HTML views all render it.
+One model (`Report`) for the local ledger (aggregated in SQLite, local_report.py) and the team
+ledger (aggregated in PostgreSQL, team/aggregate.py), both assembled by figures.py; the terminal,
+JSON and HTML views all render it.
 
 Definitions (the same for every group, and for both sources):
 - requests: distinct requests with at least one attempt in the group; attempts: rows.
@@ -19,17 +20,16 @@ from __future__ import annotations
 
 import math
 import re
-from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable
+from collections import Counter
+from collections.abc import Iterable
 from datetime import datetime, timedelta, timezone
 from typing import Literal
 
 from pydantic import BaseModel
 
 from lsp_server.ledger.prices import describe_price_code
-from lsp_server.ledger.row import FAILURE_OUTCOMES, AttemptSummary
 from lsp_server.ledger.store import Ledger
-from lsp_server.ledger.units import NANO, utc_midnight, week_start
+from lsp_server.ledger.units import NANO, utc_midnight
 from lsp_server.tiers import TIER_ORDER
 
 Dimension = Literal["task", "tier", "model", "repo", "week"]
@@ -146,53 +146,6 @@ def order_groups(stats: list[GroupStats], dimension: Dimension) -> list[GroupSta
     return sorted(stats, key=lambda s: (rank.get(s.key, len(rank)), -s.requests, s.key))
 
 
-# --- the local ledger, aggregated in Python -----------------------------------------------------
-
-
-def _stats(key: str, rows: Iterable[AttemptSummary]) -> GroupStats:
-    rows = list(rows)
-    latency: dict[str, float] = defaultdict(float)
-    escalated: set[str] = set()
-    for r in rows:
-        latency[r.request_id] += r.latency_ms
-        if r.escalated:
-            escalated.add(r.request_id)
-    latencies = sorted(latency.values())
-    return make_stats(
-        key,
-        requests=len(latency),
-        attempts=len(rows),
-        prompt_tokens=sum(r.prompt_tokens for r in rows),
-        completion_tokens=sum(r.completion_tokens for r in rows),
-        cached_tokens=sum(r.cached_tokens for r in rows),
-        cost_nusd=sum(r.cost_nusd for r in rows),
-        frontier_nusd=sum(r.frontier_cost_nusd for r in rows),
-        escalations=len(escalated),
-        failures=sum(1 for r in rows if r.outcome in FAILURE_OUTCOMES),
-        shown=sum(1 for r in rows if r.shown or r.accepted),
-        accepted=sum(1 for r in rows if r.accepted),
-        p50=percentile(latencies, 50),
-        p95=percentile(latencies, 95),
-    )
-
-
-_KEYS: dict[Dimension, Callable[[AttemptSummary], str]] = {
-    "task": lambda r: r.task,
-    "tier": lambda r: r.tier,
-    "model": lambda r: r.model,
-    "repo": lambda r: r.repo or NO_REPO,
-    "week": lambda r: week_start(datetime.fromtimestamp(r.ts, timezone.utc)).isoformat(),
-}
-
-
-def _grouped(rows: list[AttemptSummary], dimension: Dimension) -> list[GroupStats]:
-    groups: dict[str, list[AttemptSummary]] = defaultdict(list)
-    key = _KEYS[dimension]
-    for r in rows:
-        groups[key(r)].append(r)
-    return order_groups([_stats(k, members) for k, members in groups.items()], dimension)
-
-
 def reason_counts(counts: Iterable[tuple[str | None, int]]) -> list[ReasonCount]:
     merged: Counter[str] = Counter()
     for reason, n in counts:
@@ -210,25 +163,9 @@ def price_uses(uses: Iterable[tuple[str | None, int, int]]) -> list[PriceUse]:
 
 def build_report(ledger: Ledger, since: datetime | None, *, until: datetime | None = None) -> Report:
     """Aggregate the local ledger's rows since `since` (all rows if None)."""
-    rows = ledger.summaries(since)
-    uses: dict[str | None, list[int]] = defaultdict(lambda: [0, 0])
-    for r in rows:
-        uses[r.frontier_price][0] += 1
-        uses[r.frontier_price][1] += r.frontier_cost_nusd
-    reasons = Counter(r.escalation_reason for r in rows if r.escalated)
-    return Report(
-        source="local",
-        since=since,
-        until=until or datetime.now(timezone.utc),
-        totals=_stats("total", rows),
-        by_task=_grouped(rows, "task"),
-        by_tier=_grouped(rows, "tier"),
-        by_model=_grouped(rows, "model"),
-        by_repo=_grouped(rows, "repo"),
-        by_week=_grouped(rows, "week"),
-        escalation_reasons=reason_counts(reasons.items()),
-        counterfactual=price_uses((code, n, nusd) for code, (n, nusd) in uses.items()),
-    )
+    from lsp_server.ledger.local_report import build_report as build_local
+
+    return build_local(ledger, since, until=until)
 
 
 def report_json(report: Report) -> str:
@@ -282,6 +219,7 @@ def parse_since(text: str | None, now: datetime | None = None) -> datetime | Non
 
 __all__ = [
     "DIMENSIONS",
+    "NO_REPO",
     "Dimension",
     "GroupStats",
     "PriceUse",

@@ -338,6 +338,25 @@ class Ledger(LedgerReads):
                 self._note_failure(exc)
                 raise LedgerError(f"cannot read the ledger {self.path}: {exc}") from exc
 
+    def read_snapshot(self, body: Callable[[sqlite3.Connection, list[LedgerRow]], T],
+                      since: datetime | None = None) -> T:
+        """`body(connection, kept rows since `since`)`: several reads that see one state of the
+        ledger (one read transaction; nobody's writes land in between). LedgerError if unreadable."""
+        since_ts = -math.inf if since is None else as_utc(since).timestamp()
+        with self._lock:
+            self.flush()
+            try:
+                conn = self._connection()
+                conn.execute("BEGIN")
+                try:
+                    return body(conn, self._kept_since(since_ts))
+                finally:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")  # nothing was written: this ends the read transaction
+            except (sqlite3.Error, OSError) as exc:
+                self._note_failure(exc)
+                raise LedgerError(f"cannot read the ledger {self.path}: {exc}") from exc
+
     def _kept_since(self, since_ts: float) -> list[LedgerRow]:
         with self._lock:  # rows still waiting in memory count too
             return [r for r in self._spill if r.ts.timestamp() >= since_ts]

@@ -1,8 +1,10 @@
-"""The team report from PostgreSQL: the same figures as the local report on the same rows."""
+"""The team report from PostgreSQL: the same figures as the local report on the same rows, and
+as the team report computed with one sort per grouping (tests/report_reference.py)."""
 
 from __future__ import annotations
 
 import json
+import random
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -11,11 +13,13 @@ import pytest
 
 from lsp_server.cli.ledger import run_report
 from lsp_server.ledger import Ledger, LedgerRow
+from lsp_server.ledger.latency_ranks import bucket, bucket_sql
 from lsp_server.ledger.report import DIMENSIONS, Report, build_report
 from lsp_server.ledger.settings import TeamLedgerSettings
 from lsp_server.ledger.team.aggregate import team_report
 from lsp_server.ledger.team.shipper import Shipper
-from tests.ledger_rows import NOW, random_rows
+from tests.ledger_rows import NOW, awkward_rows, random_rows
+from tests.report_reference import reference_report, reference_team_report
 
 
 def comparable(report: Report) -> dict[str, object]:
@@ -50,6 +54,54 @@ def test_team_report_equals_the_local_report_on_the_same_rows(
     for dimension in ("tier", "week"):  # orders that do not depend on ties
         assert [g.key for g in team.groups(dimension)] == [g.key for g in local.groups(dimension)]
     assert {d: len(team.groups(d)) for d in DIMENSIONS} == {d: len(local.groups(d)) for d in DIMENSIONS}
+
+
+def ship(db: Path, settings: TeamLedgerSettings) -> None:
+    shipper = Shipper(db, settings.model_copy(update={"batch_rows": 500}))
+    shipper.ship_now()
+    shipper.close()
+
+
+@pytest.mark.parametrize("since", [None, NOW - timedelta(days=10)])
+def test_three_developers_awkward_rows_agree_with_both_references(tmp_path: Path, team_settings: TeamLedgerSettings,
+                                                                  since: datetime | None):
+    """Requests of up to four attempts, ties, zero latencies, weeks split at Monday 00:00, and
+    the same request ids on three machines: the team report equals the one sorted per
+    grouping, and, for each machine alone, the row-by-row local report."""
+    ledgers = []
+    for n in range(3):
+        db = tmp_path / f"dev{n}.sqlite3"
+        with Ledger(db) as ledger:
+            for row in awkward_rows(20 + n, 400, "same"):  # "same": request ids collide across machines
+                ledger.record(row)
+            ledgers.append(db)
+        ship(db, team_settings)
+    team = team_report(team_settings, since)
+    conn = psycopg.connect(team_settings.url)  # type: ignore[arg-type]
+    try:
+        sorted_per_grouping = reference_team_report(conn, since)
+    finally:
+        conn.close()
+    assert comparable(team) == comparable(sorted_per_grouping)
+    assert team.totals.attempts > (1000 if since is None else 100)
+    # One machine: the team report over its rows only is its local report.
+    with psycopg.connect(team_settings.url, autocommit=True) as conn:  # type: ignore[arg-type]
+        conn.execute("DELETE FROM ninetyten.attempts WHERE ledger_id <> (SELECT min(ledger_id) FROM ninetyten.attempts)")
+        remaining = conn.execute("SELECT min(ledger_id) FROM ninetyten.attempts").fetchone()[0]
+    db = next(d for d in ledgers if Ledger(d).ledger_id == remaining)
+    with Ledger(db) as ledger:
+        assert comparable(team_report(team_settings, since)) == comparable(reference_report(ledger, since))
+
+
+def test_buckets_in_postgresql_are_the_buckets_in_python(team_settings: TeamLedgerSettings):
+    values = [0.0, -0.0, 5e-324, 1e-9, 0.0004, 0.0005, 0.000999, 0.001, 0.9999999, 1.0, 9.999, 99.99999999999999,
+              999.9995, 1099.999, 123456.789012345, 1e12, 1e15, -5.0, float("inf")]
+    values += [random.Random(4).lognormvariate(4, 3) for _ in range(2000)]
+    with psycopg.connect(team_settings.url) as conn:  # type: ignore[arg-type]
+        for digits in (1, 2, 3):
+            found = conn.execute(f"SELECT {bucket_sql('v', digits, 'postgresql')} FROM unnest(%s::float8[]) v",
+                                 (values,)).fetchall()
+            assert [b for (b,) in found] == [bucket(v, digits) for v in values]
 
 
 def test_requests_of_two_developers_never_merge(tmp_path: Path, team_settings: TeamLedgerSettings):
