@@ -47,7 +47,8 @@ def run(args: argparse.Namespace) -> int:
             return EXIT_FAILURE
     path = args.path or (args.file if args.file and args.file != "-" else None)
     spend = 0.0
-    if loaded.policy.budget.daily_usd is not None:
+    # No network here: a team cap counts this machine's spend (the local rules).
+    if loaded.policy.budget.daily_usd is not None or loaded.policy.budget.team_daily_usd is not None:
         from lsp_server.ledger import Ledger, utc_midnight
 
         spend = Ledger().spend_usd(utc_midnight())

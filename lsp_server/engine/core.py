@@ -156,8 +156,8 @@ class Engine:
             return ledger.spend_usd(utc_midnight()) + self.sink.pending_cost_usd
         except LedgerError:
             # Spend that cannot be read is treated as the cap reached: paid tiers stay off.
-            cap = self.policy.budget.daily_usd
-            return cap if cap is not None else 0.0
+            caps = [c for c in (self.policy.budget.daily_usd, self.policy.budget.team_daily_usd) if c is not None]
+            return max(caps) if caps else 0.0
 
     async def reserve_budget(
         self, tier: TierName, messages: list[ChatMessage], max_tokens: int
@@ -174,13 +174,17 @@ class Engine:
 
     def decide(self, request: RouteRequest, *, scan: bool = True) -> Decision:
         state = self.state
-        paid_possible = self.policy.budget.daily_usd is not None
-        spend = self.spend_today_usd() if paid_possible else 0.0
+        budget = state.policy.budget
+        capped = budget.daily_usd is not None or budget.team_daily_usd is not None
+        spend = self.spend_today_usd() if capped else 0.0
+        # The team's spend as last read from the team ledger: never a network round trip here.
+        team_spend = self.sink.team_spend_today_usd() if budget.team_daily_usd is not None else None
         return decide(
             state.policy,
             request,
             state.scanner if scan else None,
             spend_today_usd=spend,
+            team_spend_today_usd=team_spend,
             unavailable=state.unavailable(),
         )
 

@@ -71,6 +71,12 @@ class LedgerSink:
             return True, None
         return hold_budget(self.ledger, self.team.budget if self.team else None, estimate_usd, caps)
 
+    def team_spend_today_usd(self) -> float | None:
+        """The team's paid spend today as last read from the team ledger (refreshed in the
+        background, never waited for); None without a team ledger or while it is out of reach."""
+        budget = self.team.budget if self.team is not None else None
+        return budget.spent_today_usd() if budget is not None else None
+
     def put(
         self,
         row: Callable[[], LedgerRow],

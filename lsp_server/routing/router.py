@@ -1,7 +1,8 @@
 """The routing decision: hard gates first, then the first matching rule, then the default.
 
-`decide` is a pure function of the policy, the request and two facts about the world
-(today's spend, which tiers are unavailable); it never calls a model or the network.
+`decide` is a pure function of the policy, the request and facts about the world (today's
+spend, this developer's and the team's, and which tiers are unavailable); it never calls a
+model or the network.
 """
 
 from __future__ import annotations
@@ -99,18 +100,40 @@ def decide(
     scanner: SensitivityScanner | None = None,
     *,
     spend_today_usd: float = 0.0,
+    team_spend_today_usd: float | None = None,
     unavailable: Collection[TierName] = (),
 ) -> Decision:
+    """`team_spend_today_usd`: the whole team's paid spend today, from the team ledger; None
+    when it is not known (no team ledger, or out of reach): the team's cap then counts this
+    developer's spend (the local rules)."""
     scanner = scanner or scanner_for(policy)
+    spend = _Spend(spend_today_usd, team_spend_today_usd)
     paths = request.all_paths
     if len(paths) > 1:
         reports = scanner.scan_paths(request.text, paths)
-        each = [
-            _decide_one(policy, replace(request, path=path, paths=()), reports[path], spend_today_usd, unavailable)
-            for path in paths
-        ]
+        each = [_decide_one(policy, replace(request, path=path, paths=()), reports[path], spend, unavailable)
+                for path in paths]
         return _strictest(policy, each, paths)
-    return _decide_one(policy, request, scanner.scan(request.text, request.path), spend_today_usd, unavailable)
+    return _decide_one(policy, request, scanner.scan(request.text, request.path), spend, unavailable)
+
+
+@dataclass(frozen=True)
+class _Spend:
+    mine: float
+    team: float | None
+
+    def against_caps(self, policy: Policy) -> list[tuple[float, float, str]]:
+        """(cap, spend, what was spent) for each daily cap the policy declares."""
+        caps = []
+        if policy.budget.daily_usd is not None:
+            caps.append((policy.budget.daily_usd, self.mine, "spent today"))
+        if policy.budget.team_daily_usd is not None:
+            if self.team is not None:
+                caps.append((policy.budget.team_daily_usd, self.team, "spent by the team today"))
+            else:
+                caps.append((policy.budget.team_daily_usd, self.mine,
+                             "spent today, against the team's cap (the team's spend is not known here)"))
+        return caps
 
 
 def _strictest(policy: Policy, decisions: list[Decision], paths: Sequence[str]) -> Decision:
@@ -140,13 +163,8 @@ def _strictest(policy: Policy, decisions: list[Decision], paths: Sequence[str]) 
     )
 
 
-def _decide_one(
-    policy: Policy,
-    request: RouteRequest,
-    report: SensitivityReport,
-    spend_today_usd: float,
-    unavailable: Collection[TierName],
-) -> Decision:
+def _decide_one(policy: Policy, request: RouteRequest, report: SensitivityReport, spend: _Spend,
+                unavailable: Collection[TierName]) -> Decision:
     reasons: list[str] = []
     risk, risk_reason = risk_for(policy, request.path, request.auto_apply)
     if risk_reason:
@@ -198,15 +216,16 @@ def _decide_one(
                 reasons.append(f"blocked: the policy forbids sending sensitive content to {route}")
             allowed -= outside
 
-    cap = policy.budget.daily_usd
-    if cap is not None:
-        paid = {tier for tier in allowed if (config := policy.tier(tier)) is not None and config.price.paid}
-        if spend_today_usd >= cap and paid:
+    caps = spend.against_caps(policy)
+    paid = {tier for tier in allowed if (config := policy.tier(tier)) is not None and config.price.paid}
+    for cap, spent, what in caps:  # a cap reached first: then no soft limit needs to send work home
+        if spent >= cap and paid & allowed:
             allowed -= paid
-            reasons.append(f"budget: USD {spend_today_usd:.2f} of {cap:.2f} spent today, paid tiers are off")
-        elif spend_today_usd >= cap * policy.budget.soft_fraction and route in paid:
+            reasons.append(f"budget: USD {spent:.2f} of {cap:.2f} {what}, paid tiers are off")
+    for cap, spent, what in caps:
+        if spent >= cap * policy.budget.soft_fraction and route in paid & allowed:
             reasons.append(
-                f"budget: USD {spend_today_usd:.2f} of {cap:.2f} spent today (over {policy.budget.soft_fraction:.0%}), "
+                f"budget: USD {spent:.2f} of {cap:.2f} {what} (over {policy.budget.soft_fraction:.0%}), "
                 f"local first, escalating to {route}"
             )
             escalate = escalate or route

@@ -103,6 +103,42 @@ def test_budget_cap_turns_paid_tiers_off():
     assert explain.escalate_to is None
 
 
+TEAM_ONLY = parse_policy(policy_text(**{"daily_usd = 5.0": "team_daily_usd = 100.0"}))
+BOTH = parse_policy(policy_text(**{"daily_usd = 5.0": "daily_usd = 5.0\nteam_daily_usd = 100.0"}))
+HIGH_RISK = RouteRequest(task="refactor", text=CLEAN, path="src/auth/x.py")
+
+
+def test_team_soft_limit_goes_local_first_on_the_teams_spend():
+    """Ten developers at $9 each: nobody's own spend is near anything, the team's is."""
+    decision = decide(TEAM_ONLY, HIGH_RISK, spend_today_usd=9.0, team_spend_today_usd=85.0)
+    assert (decision.tier, decision.escalate_to) == ("local", "frontier")
+    assert any("USD 85.00 of 100.00 spent by the team today (over 80%)" in r for r in decision.reasons)
+    below = decide(TEAM_ONLY, HIGH_RISK, spend_today_usd=9.0, team_spend_today_usd=79.0)
+    assert (below.tier, below.escalate_to) == ("frontier", None)
+
+
+def test_team_cap_turns_paid_tiers_off():
+    decision = decide(TEAM_ONLY, HIGH_RISK, spend_today_usd=0.0, team_spend_today_usd=100.0)
+    assert decision.tier == "in_house"
+    assert any("spent by the team today, paid tiers are off" in r for r in decision.reasons)
+
+
+def test_unknown_team_spend_counts_this_developers_spend_against_the_team_cap():
+    """No team ledger, or out of reach: the local rules (budget.py) apply to routing too."""
+    assert decide(TEAM_ONLY, HIGH_RISK, spend_today_usd=9.0).tier == "frontier"
+    decision = decide(TEAM_ONLY, HIGH_RISK, spend_today_usd=81.0)
+    assert (decision.tier, decision.escalate_to) == ("local", "frontier")
+    assert any("against the team's cap" in r for r in decision.reasons)
+
+
+def test_both_caps_apply_and_the_stricter_wins():
+    personal_soft = decide(BOTH, HIGH_RISK, spend_today_usd=4.5, team_spend_today_usd=10.0)
+    assert (personal_soft.tier, personal_soft.escalate_to) == ("local", "frontier")
+    team_hard = decide(BOTH, HIGH_RISK, spend_today_usd=4.5, team_spend_today_usd=100.0)
+    assert team_hard.tier == "in_house" and team_hard.escalate_to is None
+    assert decide(BOTH, HIGH_RISK, spend_today_usd=1.0, team_spend_today_usd=10.0).tier == "frontier"
+
+
 def test_context_window_gate():
     decision = decide(
         EXAMPLE, RouteRequest(task="refactor", text=CLEAN, path="src/auth/x.py", estimated_tokens=500_000)

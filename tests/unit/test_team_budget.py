@@ -1,23 +1,30 @@
 """The team budget in a real PostgreSQL server: developers in separate processes never
-overshoot the cap together; without the database the local rules apply, and the user is told once."""
+overshoot the cap together; without the database the local rules apply, and the user is told
+once; routing sees the team's spend against its cap without waiting for the database."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from lsp_server.config import ServerConfig
+from lsp_server.engine import Engine
 from lsp_server.ledger import Ledger, LedgerRow
 from lsp_server.ledger.budget import hold_budget
 from lsp_server.ledger.settings import TeamLedgerSettings
 from lsp_server.ledger.team.budget import TeamBudget
+from lsp_server.ledger.team.link import TeamLink
 from lsp_server.ledger.team.shipper import Shipper
 from lsp_server.ledger.units import utc_midnight
-from tests.postgres_server import free_port
+from lsp_server.routing.policy import LoadedPolicy, parse_policy
+from lsp_server.routing.router import RouteRequest
+from tests.postgres_server import free_port, wait_until
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -163,3 +170,80 @@ def test_no_team_ledger_configured_means_the_team_cap_is_checked_locally(tmp_pat
     assert hold_budget(ledger, None, 0.08, Caps(team_daily_usd=0.10)) == (False, None)
     assert hold_budget(ledger, None, 0.08, Caps()) == (True, None)  # no cap at all: nothing held
     ledger.close()
+
+
+# --- the team's spend for routing (budget.soft_fraction) -----------------------------------------
+
+
+def test_team_spend_for_routing_is_read_in_the_background_and_kept(team_settings: TeamLedgerSettings):
+    clock = [0.0]
+    other = TeamBudget(team_settings)  # another developer, holding $85 of the team's $100
+    assert other.reserve(85.0, 100.0, utc_midnight()) is not None
+    budget = TeamBudget(team_settings, refresh_after_s=30, clock=lambda: clock[0])
+    try:
+        assert budget.spent_today_usd() is None  # never read: unknown now, read on the worker thread
+        assert wait_until(lambda: budget.spent_today_usd() is not None, timeout=30)
+        assert budget.spent_today_usd() == pytest.approx(85.0)
+        assert other.reserve(5.0, 100.0, utc_midnight()) is not None
+        assert budget.spent_today_usd() == pytest.approx(85.0)  # fresh enough: not read again
+        clock[0] += 31
+        assert budget.spent_today_usd() == pytest.approx(85.0)  # stale: answered at once, read again behind
+        assert wait_until(lambda: budget.spent_today_usd() == pytest.approx(90.0), timeout=30)
+        # Its own reservation updates the figure without another read.
+        assert budget.reserve(1.0, 100.0, utc_midnight()) is not None
+        assert budget.spent_today_usd() == pytest.approx(91.0)
+    finally:
+        budget.close()
+        other.close()
+
+
+def test_team_spend_never_waits_for_the_database(team_settings: TeamLedgerSettings):
+    """A decision asks while the budget's connection is busy (a slow network call): the answer
+    comes from what is known, without taking the connection's lock."""
+    budget = TeamBudget(team_settings)
+    budget.spent_usd(utc_midnight())
+    answers: list[float | None] = []
+    with budget._lock:  # what a reservation on another thread holds during its round trip
+        asking = threading.Thread(target=lambda: answers.append(budget.spent_today_usd()))
+        asking.start()
+        asking.join(timeout=30)  # a hang guard, not a speed bound
+        assert not asking.is_alive()
+    assert answers == [0.0]
+    budget.close()
+
+
+def test_team_spend_is_unknown_while_the_team_ledger_is_out_of_reach():
+    told: list[str] = []
+    budget = TeamBudget(TeamLedgerSettings(url=f"postgresql://x:pw@127.0.0.1:{free_port()}/team", connect_timeout_s=1),
+                        on_unreachable=told.append)
+    assert budget.spent_today_usd() is None
+    assert wait_until(lambda: bool(told), timeout=30)  # the background read failed, and said so once
+    assert budget.spent_today_usd() is None  # the local rules apply
+    assert ":pw@" not in told[0]
+    budget.close()
+
+
+def test_the_engine_routes_on_the_teams_spend(tmp_path: Path, team_settings: TeamLedgerSettings,
+                                             tiny_model_path: Path):
+    """The whole team near its cap sends a developer's paid work local first, though this
+    developer spent nothing today."""
+    policy = parse_policy((PROJECT_ROOT / "examples" / "policy.toml").read_text()
+                          .replace("daily_usd = 5.0", "team_daily_usd = 100.0"))
+    other = TeamBudget(team_settings)
+    assert other.reserve(85.0, 100.0, utc_midnight()) is not None
+    ledger = Ledger(tmp_path / "ledger.sqlite3")
+    engine = Engine(ServerConfig(model=str(tiny_model_path)), policy=LoadedPolicy(policy, "builtin", None),
+                    ledger=ledger)
+    engine.sink.team = TeamLink(None, TeamBudget(team_settings))
+    request = RouteRequest(task="refactor", text="def f():\n    return 1\n", path="src/auth/x.py")
+    try:
+        first = engine.decide(request)  # the team's spend is not known yet: this developer's $0 counts
+        assert (first.tier, first.escalate_to) == ("frontier", None)
+        assert wait_until(lambda: engine.sink.team_spend_today_usd() is not None, timeout=30)
+        decision = engine.decide(request)
+        assert (decision.tier, decision.escalate_to) == ("local", "frontier")
+        assert any("USD 85.00 of 100.00 spent by the team today" in r for r in decision.reasons)
+    finally:
+        engine.close()
+        ledger.close()
+        other.close()

@@ -12,6 +12,11 @@ Settling and releasing run on a thread of their own: the ledger thread never wai
 network. When the database cannot be reached, `reserve` raises TeamLedgerError (the local
 rules then apply, budget.py) and, for `retry_after_s`, raises at once instead of waiting
 for another connect timeout on every paid call.
+
+The router's soft limit (`budget.soft_fraction`: above that share of the cap, paid work goes
+local first) needs today's team spend on every decision, so `spent_today_usd` answers from
+the last figure read (by a reservation or a refresh), and refreshes it on that same thread
+once it is older than `refresh_after_s`: a decision never waits for the network.
 """
 
 from __future__ import annotations
@@ -27,10 +32,10 @@ from typing import Any
 
 from lsp_server.ledger.errors import TeamLedgerError
 from lsp_server.ledger.settings import TeamLedgerSettings
+from lsp_server.ledger.units import NANO, as_utc, to_nusd, utc_midnight
 from lsp_server.ledger.team.identity import user_key
 from lsp_server.ledger.team.pg import connect, describe, is_connection_error, scrub
 from lsp_server.ledger.team.schema import SCHEMA, ensure_schema
-from lsp_server.ledger.units import NANO, as_utc, to_nusd
 
 log = logging.getLogger(__name__)
 
@@ -79,15 +84,10 @@ class TeamHold:
 
 
 class TeamBudget:
-    def __init__(
-        self,
-        settings: TeamLedgerSettings,
-        *,
-        on_unreachable: Callable[[str], None] | None = None,
-        stale_after_s: float = 600.0,
-        retry_after_s: float = 30.0,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
+    def __init__(self, settings: TeamLedgerSettings, *, on_unreachable: Callable[[str], None] | None = None,
+                 stale_after_s: float = 600.0, retry_after_s: float = 30.0, refresh_after_s: float = 30.0,
+                 clock: Callable[[], float] = time.monotonic,
+                 today: Callable[[], datetime] = utc_midnight) -> None:
         self.settings = settings
         self.target = describe(settings.url or "")
         self._on_unreachable = on_unreachable
@@ -101,6 +101,13 @@ class TeamBudget:
         self._lock = threading.Lock()  # one connection, used by the callers' threads and the worker
         self._jobs: queue.Queue[tuple[Callable[..., None], tuple[Any, ...]] | None] = queue.Queue()
         self._worker: threading.Thread | None = None
+        self._refresh_after_s = refresh_after_s
+        self._today = today
+        # Today's spend as last read: (the day it is for, when it was read, nano-dollars).
+        self._spent: tuple[datetime, float, int] | None = None
+        self._refresh_queued: float | None = None
+        # Never held across network I/O (self._lock is): what a routing decision may take.
+        self._quick_lock = threading.Lock()
 
     # --- connection ---
 
@@ -176,12 +183,13 @@ class TeamBudget:
                 (self._stale, params["day"]),
             )
             cur.execute(_SPENT, params)
-            if int(cur.fetchone()[0]) + amount > cap:
+            spent = int(cur.fetchone()[0])
+            self._spent = (start, self._clock(), spent)
+            if spent + amount > cap:
                 return None
-            cur.execute(
-                f"INSERT INTO {SCHEMA}.budget_holds (day, amount_nusd, user_key) VALUES (%s, %s, %s) RETURNING id",
-                (params["day"], amount, self._user_key),
-            )
+            self._spent = (start, self._clock(), spent + amount)
+            cur.execute(f"INSERT INTO {SCHEMA}.budget_holds (day, amount_nusd, user_key) VALUES (%s, %s, %s) "
+                        "RETURNING id", (params["day"], amount, self._user_key))
             return int(cur.fetchone()[0])
 
         hold_id = self._run(body)
@@ -196,12 +204,37 @@ class TeamBudget:
             cur.execute(_SPENT, params)
             return int(cur.fetchone()[0])
 
-        return int(self._run(body)) / NANO
+        spent = int(self._run(body))
+        self._spent = (start, self._clock(), spent)
+        return spent / NANO
+
+    def spent_today_usd(self) -> float | None:
+        """Today's team spend as last read; None until it was read once today, or while the
+        team ledger is out of reach (the local rules apply then). Never waits: when the figure
+        is older than `refresh_after_s`, a refresh is queued on the worker thread."""
+        today = self._today()
+        known = self._spent
+        with self._quick_lock:
+            now = self._clock()
+            stale = known is None or known[0] != today or now - known[1] >= self._refresh_after_s
+            refresh = stale and (self._refresh_queued is None or now - self._refresh_queued >= self._refresh_after_s)
+            if refresh:
+                self._refresh_queued = now
+        if refresh:
+            self._later(self._refresh, today)
+        if self._down_until is not None or known is None or known[0] != today:
+            return None
+        return known[2] / NANO
+
+    def _refresh(self, cur: Any, today: datetime) -> None:
+        params = {"day": today.date(), "start": today, "end": today + timedelta(days=1), "stale": self._stale}
+        cur.execute(_SPENT, params)
+        self._spent = (today, self._clock(), int(cur.fetchone()[0]))
 
     # --- settling off the ledger thread ---
 
     def _later(self, action: Callable[..., None], *args: Any) -> None:
-        with self._lock:
+        with self._quick_lock:
             if self._worker is None:
                 self._worker = threading.Thread(target=self._work, name="ninetyten-team-budget", daemon=True)
                 self._worker.start()
