@@ -79,6 +79,11 @@ def run(args: argparse.Namespace) -> int:
         ok = False
         print(f"policy         PROBLEM: {error}")
     print(f"ledger         {ninetyten_home() / 'ledger.sqlite3'}")
+    from lsp_server.cli.ledger import doctor_lines as ledger_lines
+
+    team_lines, team_ok = ledger_lines()
+    print("\n".join(team_lines))
+    ok = ok and team_ok
     print("status         " + ("ok" if ok else "problems found (see above)"))
     return 0 if ok else EXIT_FAILURE
 

@@ -182,6 +182,25 @@ def _default_ledger_path() -> Path:
         raise LedgerError(str(exc)) from None
 
 
+def doctor_lines(ledger_path: Path | None = None) -> tuple[list[str], bool]:
+    """`ninetyten doctor`'s team ledger lines, and whether all is well; never a credential."""
+    import os
+
+    from lsp_server.ledger.settings import TEAM_URL_ENV
+    from lsp_server.ledger.team.status import doctor_lines as team_lines
+
+    try:
+        settings = load_user_settings().team_ledger
+    except SettingsError as exc:
+        return [f"team ledger    PROBLEM: {exc}"], False
+    source = TEAM_URL_ENV if os.environ.get(TEAM_URL_ENV, "").strip() else str(user_config_path())
+    try:
+        path = ledger_path or _default_ledger_path()
+    except LedgerError as exc:
+        return [f"team ledger    PROBLEM: {exc}"], False
+    return team_lines(path, settings, source=source)
+
+
 def run_status(as_json: bool, ledger_path: Path | None = None) -> int:
     """`ninetyten ledger status`: what waits here, and whether the team ledger takes it."""
     from lsp_server.ledger.team.status import team_status
@@ -202,4 +221,4 @@ def run_status(as_json: bool, ledger_path: Path | None = None) -> int:
     return EXIT_OK if status.get("problem") is None else EXIT_FAILURE
 
 
-__all__ = ["register", "run", "run_report", "run_status", "run_sync"]
+__all__ = ["doctor_lines", "register", "run", "run_report", "run_status", "run_sync"]

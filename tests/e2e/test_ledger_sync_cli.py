@@ -1,4 +1,4 @@
-"""`ninetyten ledger sync` and `ledger status` as a script (and a person at a terminal) runs them."""
+"""`ninetyten ledger sync`, `ledger status` and `doctor` as a script (and a person at a terminal) runs them."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from pathlib import Path
 import psycopg
 
 from lsp_server.ledger import Ledger, LedgerRow
-from tests.postgres_server import free_port
+from tests.postgres_server import PostgresServer, free_port
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -121,3 +121,25 @@ def test_sync_without_configuration_and_when_unreachable(tmp_path: Path):
     assert "dev@127.0.0.1" in down.stderr and "pw-not-shown" not in down.stderr
     status = _cli(_env(home, url), "ledger", "status")
     assert status.returncode == 1 and "queued_rows      3" in status.stdout
+
+
+def test_doctor_shows_the_team_ledger_never_its_password(tmp_path: Path, postgres: PostgresServer,
+                                                         endless_model_path: Path):
+    home = tmp_path / "home"
+    _fill(home, 4)
+    database = postgres.create_database()
+    url = f"postgresql://postgres:{postgres.password}@127.0.0.1:{postgres.port}/{database}"
+    env = {**_env(home, url), "NINETYTEN_MODEL": str(endless_model_path)}
+    assert _cli(env, "ledger", "sync").returncode == 0
+    doctor = _cli(env, "doctor")
+    assert doctor.returncode == 0, doctor.stdout + doctor.stderr
+    assert f"team ledger    postgresql postgres@127.0.0.1:{postgres.port}/{database} (from NINETYTEN_TEAM_LEDGER_URL)" \
+        in doctor.stdout
+    assert "schema         1: reachable" in doctor.stdout and "backlog        0 rows waiting" in doctor.stdout
+    assert "shipped        4 rows from this machine; last arrived " in doctor.stdout
+    assert "status         ok" in doctor.stdout
+    down = _cli({**env, "NINETYTEN_TEAM_LEDGER_URL": f"postgresql://postgres:{postgres.password}@127.0.0.1:"
+                                                     f"{free_port()}/{database}"}, "doctor")
+    assert down.returncode == 1 and "  PROBLEM: cannot reach the team ledger" in down.stdout
+    for result in (doctor, down):
+        assert postgres.password not in result.stdout + result.stderr

@@ -130,6 +130,14 @@ def _read_state(cur: Any) -> SchemaState | None:
     )
 
 
+def read_schema(conn: Any) -> SchemaState | None:
+    """The database's schema state without changing anything (None: no ninetyten schema yet)."""
+    with conn.cursor() as cur:
+        state = _read_state(cur)
+    conn.commit()
+    return state
+
+
 def ensure_schema(conn: Any, *, write: bool = True) -> SchemaState:
     """Bring the database up to this client's schema if it is older; check that this client
     may use it. Commits; leaves the connection idle."""
@@ -161,4 +169,4 @@ def ensure_schema(conn: Any, *, write: bool = True) -> SchemaState:
     return state
 
 
-__all__ = ["MIGRATIONS", "PG_SCHEMA_VERSION", "SCHEMA", "Migration", "SchemaState", "ensure_schema"]
+__all__ = ["MIGRATIONS", "PG_SCHEMA_VERSION", "SCHEMA", "Migration", "SchemaState", "ensure_schema", "read_schema"]
