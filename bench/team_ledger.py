@@ -8,15 +8,20 @@ baseline measured in the same run.
    no team ledger again (the noise). Rounds interleaved.
 2. Catch-up: 100,000 queued rows shipped by `Shipper.ship_now()` (what `ninetyten ledger sync`
    runs), against a bare COPY of the same rows into a scratch table (the physical limit).
-3. `report --team` over 1,000,000 rows, against one full scan of the table (`SELECT sum(...)`),
-   and the local report (SQLite + Python) over the same rows.
+3. Reports over 1,000,000 rows (one request in ten has two attempts): `report --team`
+   against one full scan of the table (`SELECT sum(...)`) and against the previous team
+   report (one sort per grouping, tests/report_reference.py); the local report (SQLite)
+   against a full scan of the SQLite table and against the previous local report (every row
+   into Python). The new and previous reports must agree to the last digit.
 
     python bench/team_ledger.py [--rows 100000] [--report-rows 1000000] [--puts 3000]
+                                [--only path|catch-up|report] [--no-previous] [--no-local-report]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import statistics
 import sys
@@ -40,31 +45,26 @@ from lsp_server.ledger.team.aggregate import team_report  # noqa: E402
 from lsp_server.ledger.team.link import TeamLink  # noqa: E402
 from lsp_server.ledger.team.shipper import PG_COLUMNS, Shipper  # noqa: E402
 from tests.postgres_server import running_postgres  # noqa: E402
+from tests.report_reference import reference_report, reference_team_report  # noqa: E402
 
 START = datetime(2026, 9, 1, tzinfo=UTC)
 
 
 def row_values_for(number: int) -> dict[str, object]:
-    tier = "local" if number % 5 else ("in_house", "frontier")[number % 2]
+    """Row `number`: rows 10k and 10k + 1 are the two attempts of one request (escalated)."""
+    second = number % 10 == 1
+    tier = "frontier" if second else "local" if number % 5 else ("in_house", "frontier")[number % 2]
     tasks = ("completion", "completion", "explain", "refactor", "ask")
-    return dict(
-        request_id=f"bench-{number}",
-        task=tasks[number % 5],
-        tier=tier,
-        backend={"local": "llama_cpp", "in_house": "openai", "frontier": "anthropic"}[tier],
-        model=f"model-{tier}",
-        prompt_tokens=number % 4000,
-        completion_tokens=number % 300,
-        latency_ms=float(number % 2000),
-        cost_usd=0.0 if tier == "local" else (number % 4000) * 3e-6,
-        frontier_cost_usd=(number % 4000) * 3e-6,
-        frontier_price="reference-2026-03-21",
-        ts=START + timedelta(seconds=number * 7),
-        reasons=["bench"],
-        shown=number % 3 == 0,
-        accepted=number % 6 == 0,
-        repo=("payments", "billing", "search")[number % 3],
-    )
+    escalated = number % 10 == 0 or number % 17 == 0
+    return dict(request_id=f"bench-{number - second}", attempt=2 if second else 1, task=tasks[(number - second) % 5],
+                tier=tier, backend={"local": "llama_cpp", "in_house": "openai", "frontier": "anthropic"}[tier],
+                model=f"model-{tier}", prompt_tokens=number % 4000, completion_tokens=number % 300,
+                latency_ms=float(number % 2000), cost_usd=0.0 if tier == "local" else (number % 4000) * 3e-6,
+                frontier_cost_usd=(number % 4000) * 3e-6, frontier_price="reference-2026-03-21",
+                ts=START + timedelta(seconds=number * 7), reasons=["bench"], shown=number % 3 == 0,
+                accepted=number % 6 == 0, repo=("payments", "billing", "search")[(number - second) % 3],
+                outcome="escalated" if escalated else "ok", escalated=escalated,
+                escalation_reason="low_logprob" if escalated else None)
 
 
 def fill_sqlite(path: Path, count: int) -> None:
@@ -153,52 +153,74 @@ def catch_up(work: Path, settings: TeamLedgerSettings, rows: int) -> None:
     print(f"   sync / bare COPY time  {ship_s / copy_s:.2f}")
 
 
-def big_report(work: Path, settings: TeamLedgerSettings, rows: int, local: bool) -> None:
-    print(f"\n3. report --team over {rows:,} rows")
+def best_of(times: int, run) -> tuple[float, object]:  # type: ignore[no-untyped-def]
+    timings, result = [], None
+    for _ in range(times):
+        started = time.perf_counter()
+        result = run()
+        timings.append(time.perf_counter() - started)
+    return min(timings), result
+
+
+def same(new: object, old: object) -> bool:
+    return json.loads(new.model_dump_json(exclude={"until"})) == json.loads(  # type: ignore[attr-defined]
+        old.model_dump_json(exclude={"until"}))  # type: ignore[attr-defined]
+
+
+# 30 developers' ledgers; rows n with n % 10 == 1 are the second attempt of request n - 1 (same ledger).
+_TEAM_ROWS = """
+INSERT INTO ninetyten.attempts (uid, ledger_id, row_id, ts, user_key, repo, request_id, attempt, task, tier, backend,
+  model, prompt_tokens, completion_tokens, latency_ms, cost_nusd, frontier_cost_nusd, frontier_price, outcome,
+  escalated, escalation_reason, shown, accepted)
+SELECT 'l' || (r %% 30) || ':' || n, 'l' || (r %% 30), n, %s::timestamptz + n * interval '7 seconds', 'u-' || (r %% 30),
+  (ARRAY['payments','billing','search'])[r %% 3 + 1], 'bench-' || r, 1 + (n <> r)::int,
+  (ARRAY['completion','completion','explain','refactor','ask'])[r %% 5 + 1],
+  CASE WHEN n <> r THEN 'frontier' WHEN n %% 5 <> 0 THEN 'local' WHEN n %% 2 = 0 THEN 'in_house' ELSE 'frontier' END,
+  'b', 'model-' || (n %% 7), n %% 4000, n %% 300, n %% 2000,
+  CASE WHEN n %% 5 = 0 OR n <> r THEN (n %% 4000) * 3000 ELSE 0 END, (n %% 4000) * 3000, 'reference-2026-03-21',
+  CASE WHEN n %% 10 = 0 OR n %% 17 = 0 THEN 'escalated' ELSE 'ok' END, n %% 10 = 0 OR n %% 17 = 0,
+  CASE WHEN n %% 10 = 0 OR n %% 17 = 0 THEN 'low_logprob' END, n %% 3 = 0, n %% 6 = 0
+FROM (SELECT n, n - (n %% 10 = 1)::int AS r FROM generate_series(1, %s) AS n) AS numbers
+"""
+
+
+def big_report(work: Path, settings: TeamLedgerSettings, rows: int, local: bool, previous: bool) -> None:
+    print(f"\n3. Reports over {rows:,} rows (a tenth of the requests with two attempts), seconds")
     with psycopg.connect(settings.url) as conn:  # type: ignore[arg-type]
         conn.execute("TRUNCATE ninetyten.attempts")
-        conn.execute(
-            "INSERT INTO ninetyten.attempts (uid, ledger_id, row_id, ts, user_key, repo, request_id, attempt, task, "
-            "tier, backend, model, prompt_tokens, completion_tokens, latency_ms, cost_nusd, frontier_cost_nusd, "
-            "frontier_price, outcome, escalated, escalation_reason, shown, accepted) "
-            "SELECT 'l' || (n %% 30) || ':' || n, 'l' || (n %% 30), n, %s::timestamptz + n * interval '7 seconds', "
-            "'u-' || (n %% 30), (ARRAY['payments','billing','search'])[n %% 3 + 1], 'bench-' || n, 1, "
-            "(ARRAY['completion','completion','explain','refactor','ask'])[n %% 5 + 1], "
-            "CASE WHEN n %% 5 <> 0 THEN 'local' WHEN n %% 2 = 0 THEN 'in_house' ELSE 'frontier' END, 'b', "
-            "'model-' || (n %% 7), n %% 4000, n %% 300, n %% 2000, "
-            "CASE WHEN n %% 5 = 0 THEN (n %% 4000) * 3000 ELSE 0 END, "
-            "(n %% 4000) * 3000, 'reference-2026-03-21', CASE WHEN n %% 17 = 0 THEN 'escalated' ELSE 'ok' END, "
-            "n %% 17 = 0, CASE WHEN n %% 17 = 0 THEN 'low_logprob' END, n %% 3 = 0, n %% 6 = 0 "
-            "FROM generate_series(1, %s) AS n",
-            (START, rows),
-        )
+        conn.execute(_TEAM_ROWS, (START, rows))
         conn.commit()
         conn.autocommit = True
         conn.execute("VACUUM ANALYZE ninetyten.attempts")
-        timings = []
-        for _ in range(3):
-            started = time.perf_counter()
-            conn.execute("SELECT COUNT(*), SUM(cost_nusd), SUM(frontier_cost_nusd) FROM ninetyten.attempts").fetchone()
-            timings.append(time.perf_counter() - started)
-        scan_s = min(timings)
-    timings = []
-    for _ in range(3):
-        started = time.perf_counter()
-        report = team_report(settings, None)
-        timings.append(time.perf_counter() - started)
-    assert report.totals.attempts == rows
-    team_s = min(timings)
-    print(f"   report --team           {team_s:6.2f} s  (best of 3)")
-    print(f"   one full scan (sum)     {scan_s:6.2f} s")
-    print(f"   report / scan           {team_s / scan_s:6.1f}")
+        scan_s, _ = best_of(3, lambda: conn.execute(
+            "SELECT COUNT(*), SUM(cost_nusd), SUM(frontier_cost_nusd) FROM ninetyten.attempts").fetchone())
+        conn.autocommit = False
+        team_s, report = best_of(3, lambda: team_report(settings, None))
+        assert report.totals.attempts == rows  # type: ignore[attr-defined]
+        print(f"   report --team                   {team_s:7.2f}  (best of 3)")
+        print(f"   one full scan of the table      {scan_s:7.2f}  (best of 3)")
+        print(f"   report --team / full scan       {team_s / scan_s:7.1f}")
+        if previous:
+            old_s, old = best_of(1, lambda: reference_team_report(conn, None))
+            assert same(report, old), "the team report differs from the previous one"
+            print(f"   previous team report            {old_s:7.2f}  (one sort per grouping; same figures)")
+            print(f"   previous / new                  {old_s / team_s:7.1f}")
     if local:
         db = work / "report.sqlite3"
         fill_sqlite(db, rows)
         with Ledger(db) as ledger:
-            started = time.perf_counter()
-            build_report(ledger, None)
-            local_s = time.perf_counter() - started
-        print(f"   local report, same rows {local_s:6.2f} s  (SQLite + Python; team / local {team_s / local_s:.2f})")
+            scan_s, _ = best_of(3, lambda: ledger.read_snapshot(lambda c, _: c.execute(
+                "SELECT COUNT(*), SUM(cost_nusd), SUM(frontier_cost_nusd) FROM attempts").fetchone()))
+            local_s, mine = best_of(3, lambda: build_report(ledger, None))
+            print(f"   local report (SQLite)           {local_s:7.2f}  (best of 3)")
+            print(f"   one full scan of the table      {scan_s:7.2f}  (best of 3)")
+            print(f"   local report / full scan        {local_s / scan_s:7.1f}")
+            if previous:
+                old_s, old = best_of(1, lambda: reference_report(ledger, None))
+                assert same(mine, old), "the local report differs from the previous one"
+                print(f"   previous local report           {old_s:7.2f}  (every row into Python; same figures)")
+                print(f"   previous / new                  {old_s / local_s:7.1f}")
+        print(f"   report --team / local report    {team_s / local_s:7.2f}")
 
 
 def main() -> int:
@@ -207,6 +229,7 @@ def main() -> int:
     parser.add_argument("--report-rows", type=int, default=1_000_000)
     parser.add_argument("--puts", type=int, default=3000)
     parser.add_argument("--no-local-report", action="store_true")
+    parser.add_argument("--no-previous", action="store_true", help="skip the previous reports (minutes on 1M rows)")
     parser.add_argument("--only", choices=["path", "catch-up", "report"], help="run one part")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="ninetyten-bench-team-"))
@@ -220,7 +243,7 @@ def main() -> int:
             if args.only in (None, "report"):
                 if args.only == "report":  # the team table comes from the catch-up part
                     catch_up(work, settings, 1000)
-                big_report(work, settings, args.report_rows, not args.no_local_report)
+                big_report(work, settings, args.report_rows, not args.no_local_report, not args.no_previous)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0

@@ -6,20 +6,23 @@ is assembled in one place (the definitions are report.py's):
 
 - attempt sums per group: attempts, tokens, money, failures, shown, accepted;
 - escalation reasons and counterfactual prices, over attempts;
-- requests, escalated requests and latency percentiles per group, from the database's
-  counts of rows per latency bucket (latency_ranks.py). A row counts there as a request of
-  its own; requests with several rows are the exception, and come here row by row
-  (`several_rows`) to be taken back out of those counts and added up exactly.
+- requests, escalated requests and latency percentiles per group. A request's latency in a
+  group is the sum of its attempts' latencies there, so the databases count *units*: a
+  request in one group, with its latency there. A request of one row is a unit in every
+  group; a request of two rows (an escalation, mostly) is one unit of the two summed in the
+  groups its rows share and two units in the others; both are counted per latency bucket
+  (latency_ranks.py). The rare requests of three rows or more, and rows kept in memory,
+  come here row by row (`requests_of_rows`) and are added up in storage order.
 """
 
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Hashable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from datetime import datetime, timezone
 from typing import Literal
 
-from lsp_server.ledger.latency_ranks import LatencyRanks, bucket
+from lsp_server.ledger.latency_ranks import LatencyRanks
 from lsp_server.ledger.report import DIMENSIONS, GroupStats, Report, make_stats, order_groups, price_uses, reason_counts
 
 Group = tuple[str, str]  # (dimension, key), or TOTAL
@@ -34,6 +37,63 @@ SUMS = 9
 def row_groups(keys: RowKeys) -> tuple[Group, ...]:
     """Every group a row belongs to: the total and one per dimension."""
     return (TOTAL, *zip(DIMENSIONS, keys))
+
+
+def unit_groups(whole: bool, keys: tuple[str | None, ...]) -> tuple[Group, ...]:
+    """The groups a unit counts in: the total when it is a whole request, and each dimension
+    whose key it has (None: the unit does not count there; its request's other unit does)."""
+    return ((TOTAL,) if whole else ()) + tuple((d, k) for d, k in zip(DIMENSIONS, keys) if k is not None)
+
+
+# The keys of a unit, in DIMENSIONS order.
+UNIT_KEYS = ("task", "tier", "model", "repo", "week")
+assert UNIT_KEYS == DIMENSIONS
+
+
+# What a unit adds to its groups' attempt sums (columns of the rows, summed for a pair), in
+# the order of SUMS: attempts (1 a row), tokens, money, failed (0 / 1), shown or accepted, accepted.
+ADDITIVE = ("n_attempts", "prompt_tokens", "completion_tokens", "cached_tokens", "cost_nusd", "frontier_cost_nusd",
+            "n_failed", "n_shown", "n_accepted")
+assert len(ADDITIVE) == SUMS
+
+
+def pairs_sql(*, rows: str, request: tuple[str, ...], order: str) -> str:
+    """The requests of two rows, one row each: `rows` are their rows (the period's rows of
+    those requests, with `week`, `bucket` and the ADDITIVE columns), `request` the columns
+    naming a request, `order` the column that orders its rows."""
+    same = " AND ".join(f"b.{c} = a.{c}" for c in request)
+    columns = ", ".join(f"a.{c} AS a_{c}, b.{c} AS b_{c}"
+                        for c in (*UNIT_KEYS, "bucket", "latency_ms", "escalated", *ADDITIVE))
+    return f"""
+    WITH pair_rows AS ({rows})
+    SELECT {columns}, a.latency_ms + b.latency_ms AS latency  -- two addends: the same sum in either order
+    FROM pair_rows a JOIN pair_rows b ON {same} AND b.{order} > a.{order}
+    """
+
+
+def units_sql(*, rows: str, singles: str, pairs: str, bucket_of: Callable[[str], str]) -> str:
+    """CTEs ending in `units (whole, task, tier, model, repo, week, bucket, latency, escalated,
+    *ADDITIVE)`: the requests of one row (`rows` filtered by `singles`) and the relation
+    `pairs` (pairs_sql). `bucket_of` gives the bucket expression of a latency expression.
+
+    A pair of rows is one unit (whole) with the keys the two share and the sums of both, and
+    one unit per row with the keys where they differ; a NULL key: the unit does not count in
+    that dimension (its request's other unit does)."""
+    shared = ", ".join(f"CASE WHEN a_{k} = b_{k} THEN a_{k} END" for k in UNIT_KEYS)
+    only_a = ", ".join(f"CASE WHEN a_{k} <> b_{k} THEN a_{k} END" for k in UNIT_KEYS)
+    only_b = ", ".join(f"CASE WHEN a_{k} <> b_{k} THEN b_{k} END" for k in UNIT_KEYS)
+    return f"""
+    r AS NOT MATERIALIZED ({rows}),  -- scanned once per use: cheaper than keeping a copy
+    units AS (
+      SELECT 1 AS whole, {', '.join(UNIT_KEYS)}, bucket, latency_ms AS latency, escalated, {', '.join(ADDITIVE)}
+      FROM r WHERE {singles}
+      UNION ALL SELECT 1, {shared}, {bucket_of('latency')}, latency, a_escalated OR b_escalated,
+                       {', '.join(f'a_{c} + b_{c}' for c in ADDITIVE)} FROM {pairs}
+      UNION ALL SELECT 0, {only_a}, a_bucket, a_latency_ms, a_escalated, {', '.join(f'a_{c}' for c in ADDITIVE)}
+                FROM {pairs}
+      UNION ALL SELECT 0, {only_b}, b_bucket, b_latency_ms, b_escalated, {', '.join(f'b_{c}' for c in ADDITIVE)}
+                FROM {pairs})
+    """
 
 
 class ReportFigures:
@@ -62,31 +122,23 @@ class ReportFigures:
 
     # --- requests ---
 
-    def add_rows(self, group: Group, latency_bucket: int, rows: int, escalated: int) -> None:
-        """The database's count: `rows` rows of `group` in `latency_bucket`, `escalated` of them
-        escalated; each stands for a request (until `several_rows` says otherwise)."""
+    def add_units(self, group: Group, latency_bucket: int, units: int, escalated: int) -> None:
+        """The database's count: `units` requests of `group` with their latency there in
+        `latency_bucket`, `escalated` of them escalated."""
         entry = self._requests[group]
-        entry[0] += int(rows)
+        entry[0] += int(units)
         entry[1] += int(escalated)
-        self.ranks.count(group, latency_bucket, int(rows))
+        self.ranks.count(group, latency_bucket, int(units))
 
-    def several_rows(self, rows: Iterable[tuple[Hashable, RowKeys, float, bool, bool]]) -> None:
-        """The rows of the requests that have more than one, as (request, keys, latency,
-        escalated, counted), all rows of a request in one call, in the order they were stored.
-        `counted`: the database counted the row in `add_rows` (a row kept in memory it did not).
-        A request's latency in a group is the sum of its rows' latencies there."""
+    def requests_of_rows(self, rows: Iterable[tuple[Hashable, RowKeys, float, bool]]) -> None:
+        """Requests the database did not count, as their rows: (request, keys, latency,
+        escalated), a request's rows in the order they were stored."""
         latency: dict[tuple[Group, Hashable], float] = {}
         escalated: dict[tuple[Group, Hashable], bool] = {}
-        for request, keys, latency_ms, was_escalated, counted in rows:
+        for request, keys, latency_ms, was_escalated in rows:
             for group in row_groups(keys):
-                if counted:  # out of the database's count, where this row stood for a request of its own
-                    entry = self._requests[group]
-                    entry[0] -= 1
-                    entry[1] -= int(bool(was_escalated))
-                    self.ranks.count(group, bucket(latency_ms, self.ranks.digits), -1)
-                # Summed in storage order: a floating-point sum depends on it.
                 key = (group, request)
-                latency[key] = latency.get(key, 0.0) + latency_ms
+                latency[key] = latency.get(key, 0.0) + latency_ms  # a float sum depends on the order
                 escalated[key] = escalated.get(key, False) or bool(was_escalated)
         for (group, request), total in latency.items():
             entry = self._requests[group]
@@ -123,4 +175,4 @@ class ReportFigures:
                           p95=p95)
 
 
-__all__ = ["SUMS", "TOTAL", "Group", "ReportFigures", "RowKeys", "row_groups"]
+__all__ = ["SUMS", "TOTAL", "UNIT_KEYS", "Group", "ReportFigures", "RowKeys", "row_groups", "unit_groups"]

@@ -76,9 +76,9 @@ class LatencyRanks:
         negative, to take back what the database counted of latencies given with `value`)."""
         self._counts[group][bucket_] += n
 
-    def value(self, group: Hashable, latency_ms: float) -> None:
-        """One latency of `group` that is known here."""
-        self._values[group][bucket(latency_ms, self.digits)].append(latency_ms)
+    def value(self, group: Hashable, latency_ms: float, bucket_: int | None = None) -> None:
+        """One latency of `group` that is known here (`bucket_`: its bucket, if known)."""
+        self._values[group][bucket(latency_ms, self.digits) if bucket_ is None else bucket_].append(latency_ms)
 
     def groups(self) -> set[Hashable]:
         return set(self._counts) | set(self._values)

@@ -1,14 +1,16 @@
 """The team report: the same `Report` as the local one, aggregated inside PostgreSQL.
 
-Four statements on one snapshot (a REPEATABLE READ transaction), each one pass over the
-period's rows with hash aggregation, whatever the period's size:
+Statements on one snapshot (a REPEATABLE READ transaction), each one pass over the period's
+rows with hash aggregation, whatever the period's size:
 
-1. the rows of requests with more than one row (a request is a ledger id and a request id:
-   ids are per machine); few, added up exactly by figures.py;
-2. attempt sums per task, tier, model, repository, week, escalation reason and price
-   (GROUPING SETS);
-3. rows and escalated rows per latency bucket of each of those groups (latency_ranks.py);
-4. the latencies of the few buckets where the percentiles fall.
+1. the requests with more than one row (a request is a ledger id and a request id: ids are
+   per machine), their row counts, and for pairs their two rows' ids;
+2. requests per latency bucket and attempt sums of each task, tier, model, repository and
+   week, counted as units (figures.py): requests of one row, and requests of two rows joined
+   row to row (found by primary key); GROUPING SETS over the cells of all five keys;
+3. escalation reasons and counterfactual prices, over attempts;
+4. the rows of the rare requests of three rows or more, added up by figures.py;
+5. the latencies of the few buckets where the percentiles fall (latency_ranks.py).
 
 The definitions are report.py's; the percentiles are the nearest-rank values that
 `report.percentile` picks, without sorting every request once per grouping.
@@ -20,7 +22,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from lsp_server.ledger.errors import TeamLedgerError
-from lsp_server.ledger.figures import TOTAL, Group, ReportFigures
+from lsp_server.ledger.figures import ADDITIVE, TOTAL, Group, ReportFigures, pairs_sql, row_groups, unit_groups, units_sql
 from lsp_server.ledger.latency_ranks import bucket_sql
 from lsp_server.ledger.report import NO_REPO, Report
 from lsp_server.ledger.row import FAILURE_OUTCOMES
@@ -28,66 +30,67 @@ from lsp_server.ledger.settings import TeamLedgerSettings
 from lsp_server.ledger.team.pg import connect, describe, scrub
 from lsp_server.ledger.team.schema import SCHEMA, ensure_schema
 
-# Three leading digits, about 900 buckets a decade: PostgreSQL returns one row per group and
-# bucket, few enough, and step 4 then fetches about a hundredth of a group's rows per pick.
+# Two leading digits, about 90 buckets a decade: the groups' buckets stay few, and a pick
+# fetches a few percent of a group's requests at most.
 BUCKET_DIGITS = 2
 _DIMS = ("task", "tier", "model", "repo", "week")
 _ROWS = f"""
-SELECT ledger_id, request_id, row_id, task, tier, model, COALESCE(NULLIF(repo, ''), '{NO_REPO}') AS repo,
-       date_trunc('week', ts AT TIME ZONE 'UTC')::date AS week, latency_ms, escalated, escalation_reason,
-       frontier_price, prompt_tokens, completion_tokens, cached_tokens, cost_nusd, frontier_cost_nusd, outcome,
-       shown, accepted, {bucket_sql('latency_ms', BUCKET_DIGITS, 'postgresql')} AS bucket
-FROM {SCHEMA}.attempts WHERE ts >= %(since)s
+SELECT uid, ledger_id, request_id, row_id, task, tier, model, COALESCE(NULLIF(repo, ''), '{NO_REPO}') AS repo,
+       date_trunc('week', ts AT TIME ZONE 'UTC')::date AS week, latency_ms, escalated,
+       {bucket_sql('latency_ms', BUCKET_DIGITS, 'postgresql')} AS bucket,
+       1 AS n_attempts, prompt_tokens, completion_tokens, cached_tokens, cost_nusd, frontier_cost_nusd,
+       (outcome = ANY(%(failures)s))::int AS n_failed, ((shown OR accepted) IS TRUE)::int AS n_shown,
+       (accepted IS TRUE)::int AS n_accepted
+FROM {SCHEMA}.attempts
 """
+_PERIOD = "WHERE ts >= %(since)s"
 _KEYS = "task, tier, model, repo, to_char(week, 'YYYY-MM-DD')"
 
-
-def _which(columns: tuple[str, ...]) -> tuple[str, str]:
-    """SQL for the grouping set a row belongs to, and its key (as text)."""
-    dim = " ".join(f"WHEN grouping({c}) = 0 THEN '{c}'" for c in columns)
-    key = " ".join(f"WHEN grouping({c}) = 0 THEN "
-                   f"{'to_char(week, ' + repr('YYYY-MM-DD') + ')' if c == 'week' else c + '::text'}" for c in columns)
-    return f"CASE {dim} ELSE 'total' END", f"CASE {key} END"
-
-
-_SUM_SETS = (*_DIMS, "escalation_reason", "frontier_price")
-_SUM_DIM, _SUM_KEY = _which(_SUM_SETS)
-_BUCKET_DIM, _BUCKET_KEY = _which(_DIMS)
-
 SEVERAL_SQL = f"""
-WITH several AS MATERIALIZED (SELECT ledger_id, request_id FROM {SCHEMA}.attempts WHERE ts >= %(since)s
-                              GROUP BY ledger_id, request_id HAVING count(*) > 1)
-SELECT ledger_id, request_id, {_KEYS}, latency_ms, escalated
-FROM ({_ROWS}) r JOIN several USING (ledger_id, request_id)
+SELECT ledger_id, request_id, count(*), min(row_id), max(row_id) FROM {SCHEMA}.attempts WHERE ts >= %(since)s
+GROUP BY ledger_id, request_id HAVING count(*) > 1
+"""
+# The requests of several rows, from step 1; the rows of the pairs, by their primary key.
+_SEVERAL = ("several AS (SELECT * FROM unnest(%(ledgers)s::text[], %(requests)s::text[], %(counts)s::int[]) "
+            "AS s(ledger_id, request_id, n))")
+_PAIRS = "pairs AS ({})".format(pairs_sql(rows=f"{_ROWS} WHERE uid = ANY(%(pair_uids)s) AND ts >= %(since)s",
+                                           request=("ledger_id", "request_id"), order="row_id"))
+_UNITS = units_sql(
+    rows=f"{_ROWS} {_PERIOD}", pairs="pairs",
+    singles="NOT EXISTS (SELECT 1 FROM several s WHERE s.ledger_id = r.ledger_id AND s.request_id = r.request_id)",
+    bucket_of=lambda latency: bucket_sql(latency, BUCKET_DIGITS, "postgresql"))
+# The total counts whole requests only; a dimension counts units that have its key.
+_UNIT_DIM = ("CASE WHEN grouping(whole) = 0 THEN CASE WHEN whole = 1 THEN 'total' END "
+             + " ".join(f"WHEN grouping({c}) = 0 THEN '{c}'" for c in _DIMS) + " END")
+_UNIT_KEY = ("CASE WHEN grouping(whole) = 0 THEN 'total' "
+             + " ".join(f"WHEN grouping({c}) = 0 THEN {'to_char(week, ' + repr('YYYY-MM-DD') + ')' if c == 'week' else c}"
+                        for c in _DIMS) + " END")
+# Grouping sets multiply the work per row by their number: the units are first grouped by
+# every key at once into cells (one hash table), then the cells by each key.
+UNITS_SQL = f"""
+WITH {_SEVERAL}, {_PAIRS}, {_UNITS},
+cells AS (SELECT whole, {', '.join(_DIMS)}, bucket, count(*) AS n, count(*) FILTER (WHERE escalated) AS escalated,
+                 {', '.join(f'sum({c}) AS {c}' for c in ADDITIVE)}
+          FROM units GROUP BY whole, {', '.join(_DIMS)}, bucket)
+SELECT {_UNIT_DIM}, {_UNIT_KEY}, bucket, sum(n), sum(escalated), {', '.join(f'sum({c})' for c in ADDITIVE)}
+FROM cells GROUP BY GROUPING SETS ((whole, bucket), {', '.join(f'({c}, bucket)' for c in _DIMS)})
+"""
+ATTEMPTS_SQL = f"""
+SELECT grouping(frontier_price) = 1, frontier_price, escalated, escalation_reason, count(*),
+       COALESCE(sum(frontier_cost_nusd), 0)
+FROM {SCHEMA}.attempts {_PERIOD}
+GROUP BY GROUPING SETS ((frontier_price), (escalated, escalation_reason))
+"""
+OTHERS_SQL = f"""
+WITH {_SEVERAL}
+SELECT ledger_id, request_id, {_KEYS}, latency_ms, escalated, {', '.join(ADDITIVE)} FROM ({_ROWS} {_PERIOD}) r
+WHERE EXISTS (SELECT 1 FROM several s WHERE s.ledger_id = r.ledger_id AND s.request_id = r.request_id AND s.n > 2)
 ORDER BY ledger_id, request_id, row_id
 """
-# Grouping sets multiply the work per row by their number: the rows are first grouped by
-# every key at once into cells (one hash table), and the cells by each key.
-_CELL_KEYS = (*_DIMS, "escalation_reason", "frontier_price")
-SUMS_SQL = f"""
-WITH cells AS (
-  SELECT {', '.join(_CELL_KEYS)}, count(*) AS n, sum(prompt_tokens) AS prompt, sum(completion_tokens) AS completion,
-         sum(cached_tokens) AS cached, sum(cost_nusd) AS cost, sum(frontier_cost_nusd) AS frontier,
-         count(*) FILTER (WHERE outcome = ANY(%(failures)s)) AS failures,
-         count(*) FILTER (WHERE shown OR accepted) AS shown, count(*) FILTER (WHERE accepted) AS accepted,
-         count(*) FILTER (WHERE escalated) AS escalated
-  FROM ({_ROWS}) r GROUP BY {', '.join(_CELL_KEYS)})
-SELECT {_SUM_DIM}, {_SUM_KEY}, COALESCE(sum(n), 0), COALESCE(sum(prompt), 0), COALESCE(sum(completion), 0),
-       COALESCE(sum(cached), 0), COALESCE(sum(cost), 0), COALESCE(sum(frontier), 0), COALESCE(sum(failures), 0),
-       COALESCE(sum(shown), 0), COALESCE(sum(accepted), 0), COALESCE(sum(escalated), 0)
-FROM cells GROUP BY GROUPING SETS ((), {', '.join(f'({c})' for c in _SUM_SETS)})
-"""
-# Per dimension only: every row has one task, so the totals are the sums over tasks (figures.py).
-# Straight from the rows: one cell per key and bucket would be nearly as many as the rows.
-BUCKETS_SQL = f"""
-WITH cells AS (
-  SELECT {', '.join(_DIMS)}, bucket, count(*) AS n, count(*) FILTER (WHERE escalated) AS escalated
-  FROM ({_ROWS}) r GROUP BY {', '.join(_DIMS)}, bucket)
-SELECT {_BUCKET_DIM}, {_BUCKET_KEY}, bucket, sum(n), sum(escalated)
-FROM cells GROUP BY GROUPING SETS ({', '.join(f'({c}, bucket)' for c in _DIMS)})
-"""
 LATENCIES_SQL = f"""
-SELECT ledger_id, request_id, {_KEYS}, bucket, latency_ms FROM ({_ROWS}) r WHERE bucket = ANY(%(buckets)s)
+WITH {_SEVERAL}, {_PAIRS}, {_UNITS}
+SELECT whole, {', '.join(_DIMS[:4])}, to_char(week, 'YYYY-MM-DD'), bucket, latency FROM units
+WHERE bucket = ANY(%(buckets)s)
 """
 
 
@@ -98,41 +101,51 @@ def _group(dim: str, key: str | None) -> Group:
 def _aggregate(cur: Any, params: dict[str, Any]) -> ReportFigures:
     figures = ReportFigures(bucket_digits=BUCKET_DIGITS)
 
-    # 1. Requests of several rows.
+    # 1. Requests of several rows: pairs are counted as units; the others are added up here.
     cur.execute(SEVERAL_SQL, params)
-    several_rows = cur.fetchall()
-    several = {(ledger, request) for ledger, request, *_ in several_rows}
-    figures.several_rows(((ledger, request), tuple(keys), latency, escalated, True)
-                         for ledger, request, *keys, latency, escalated in several_rows)
+    several = cur.fetchall()
+    params = {**params, "ledgers": [s[0] for s in several], "requests": [s[1] for s in several],
+              "counts": [s[2] for s in several],
+              "pair_uids": [f"{s[0]}:{row}" for s in several if s[2] == 2 for row in (s[3], s[4])]}
 
-    # 2. Attempt sums.
-    cur.execute(SUMS_SQL, params)
-    for dim, key, n, prompt, completion, cached, cost, frontier, failures, shown, accepted, escalated in cur:
-        if dim == "escalation_reason":
-            if escalated:
-                figures.add_reason(key, escalated)
-        elif dim == "frontier_price":
-            figures.add_price(key, n, frontier)
-        else:
-            figures.add_sums(_group(dim, key), (n, prompt, completion, cached, cost, frontier, failures, shown,
-                                                accepted))
+    # 2. Units per latency bucket, with their attempt sums.
+    cur.execute(UNITS_SQL, params)
+    for dim, key, latency_bucket, n, escalated, *sums in cur:
+        if dim is not None and key is not None:
+            group = _group(dim, key)
+            figures.add_units(group, latency_bucket, n, escalated)
+            figures.add_sums(group, sums)
 
-    # 3. Rows per latency bucket, each a request until step 1 took the requests of several rows back out.
-    cur.execute(BUCKETS_SQL, params)
-    for dim, key, latency_bucket, n, escalated in cur:
-        figures.add_rows(_group(dim, key), latency_bucket, n, escalated)
-        if dim == "task":
-            figures.add_rows(TOTAL, latency_bucket, n, escalated)
+    # 3. Reasons (of escalated attempts) and prices, over attempts.
+    cur.execute(ATTEMPTS_SQL, params)
+    for is_reason, price, escalated, reason, n, frontier in cur:
+        if not is_reason:
+            figures.add_price(price, n, frontier)
+        elif escalated:
+            figures.add_reason(reason, n)
 
-    # 4. The latencies of the buckets where the percentiles fall.
+    # 4. The other requests, row by row.
+    if any(n > 2 for _, _, n, *_ in several):
+        cur.execute(OTHERS_SQL, params)
+        requests = []
+        for ledger, request, task, tier, model, repo, week, latency, escalated, *sums in cur:
+            keys = (task, tier, model, repo, week)
+            for group in row_groups(keys):
+                figures.add_sums(group, sums)
+            requests.append(((ledger, request), keys, latency, escalated))
+        figures.requests_of_rows(requests)
+
+    # 5. The latencies of the buckets where the percentiles fall.
     wanted = figures.ranks.wanted_buckets()
     if wanted:
         cur.execute(LATENCIES_SQL, {**params, "buckets": sorted(wanted)})
         ranks = figures.ranks
-        for ledger, request, task, tier, model, repo, week, latency_bucket, latency in cur:
-            if (ledger, request) in several:
-                continue
-            for group in (TOTAL, ("task", task), ("tier", tier), ("model", model), ("repo", repo), ("week", week)):
+        known: dict[tuple[Any, ...], tuple[Group, ...]] = {}
+        for whole, *keys, latency_bucket, latency in cur:
+            groups = known.get((whole, *keys))
+            if groups is None:
+                groups = known[(whole, *keys)] = unit_groups(bool(whole), tuple(keys))
+            for group in groups:
                 ranks.candidate(group, latency_bucket, latency)
     return figures
 
@@ -177,4 +190,4 @@ def team_report(settings: TeamLedgerSettings, since: datetime | None) -> Report:
         conn.close()
 
 
-__all__ = ["BUCKETS_SQL", "LATENCIES_SQL", "SEVERAL_SQL", "SUMS_SQL", "build_team_report", "team_report"]
+__all__ = ["ATTEMPTS_SQL", "LATENCIES_SQL", "OTHERS_SQL", "SEVERAL_SQL", "UNITS_SQL", "build_team_report", "team_report"]
