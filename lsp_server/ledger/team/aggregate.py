@@ -155,7 +155,7 @@ def build_team_report(conn: Any, since: datetime | None, *, until: datetime | No
     from psycopg import IsolationLevel
 
     params = {"since": since or datetime.min.replace(tzinfo=timezone.utc), "failures": sorted(FAILURE_OUTCOMES)}
-    # One snapshot for the four statements: rows shipped meanwhile must not count in some only.
+    # One snapshot for all the statements: rows shipped meanwhile must not count in some only.
     conn.isolation_level, conn.read_only = IsolationLevel.REPEATABLE_READ, True
     try:
         with conn.cursor() as cur:
