@@ -10,6 +10,7 @@ Slow on big ledgers, obviously right; also the baselines of bench/team_ledger.py
 
 from __future__ import annotations
 
+import math
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
@@ -20,8 +21,9 @@ from lsp_server.ledger.report import (
     DIMENSIONS, NO_REPO, Dimension, GroupStats, Report, make_stats, order_groups, percentile, price_uses, reason_counts,
 )
 from lsp_server.ledger.row import FAILURE_OUTCOMES, AttemptSummary
+from lsp_server.ledger.schema import SELECT_SUMMARY, summary_values
 from lsp_server.ledger.team.schema import SCHEMA
-from lsp_server.ledger.units import week_start
+from lsp_server.ledger.units import as_utc, week_start
 
 
 def _stats(key: str, rows: Iterable[AttemptSummary]) -> GroupStats:
@@ -61,8 +63,17 @@ def _grouped(rows: list[AttemptSummary], dimension: Dimension) -> list[GroupStat
     return order_groups([_stats(k, members) for k, members in groups.items()], dimension)
 
 
+def summaries(ledger: Ledger, since: datetime | None) -> list[AttemptSummary]:
+    """Every row of the period (and rows kept in memory) as much as a report needs of it."""
+    since_ts = -math.inf if since is None else as_utc(since).timestamp()
+    return ledger.read_snapshot(lambda conn, kept: [
+        *(AttemptSummary._make(values)
+          for values in conn.execute(f"{SELECT_SUMMARY} WHERE ts >= ? ORDER BY id", (since_ts,))),
+        *(summary_values(row) for row in kept)], since)
+
+
 def reference_report(ledger: Ledger, since: datetime | None, *, until: datetime | None = None) -> Report:
-    rows = ledger.summaries(since)
+    rows = summaries(ledger, since)
     uses: dict[str | None, list[int]] = defaultdict(lambda: [0, 0])
     for r in rows:
         uses[r.frontier_price][0] += 1

@@ -1,4 +1,4 @@
-"""What the ledger answers: spend, savings, held budget, rows and report summaries.
+"""What the ledger answers: spend, savings, held budget and rows (a report aggregates in SQL: local_report.py).
 
 Every figure counts the rows still kept in memory (a database that could not be written)
 as well as the stored ones.
@@ -12,8 +12,8 @@ from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
-from lsp_server.ledger.row import AttemptSummary, LedgerRow
-from lsp_server.ledger.schema import SELECT, SELECT_SUMMARY, row_from_db, summary_values, tier_filter
+from lsp_server.ledger.row import LedgerRow
+from lsp_server.ledger.schema import SELECT, row_from_db, tier_filter
 from lsp_server.ledger.units import NANO, as_utc, to_nusd, utc_midnight
 
 
@@ -65,10 +65,3 @@ class LedgerReads:
         found = self._read(f"{SELECT} WHERE ts >= ? ORDER BY id", (since_ts,))
         return [row_from_db(values) for values in found] + self._kept_since(since_ts)
 
-    def summaries(self, since: datetime | None = None) -> list[AttemptSummary]:
-        """What a report needs of each attempt, read without building full rows (fast on big ledgers)."""
-        since_ts = -math.inf if since is None else as_utc(since).timestamp()
-        found = self._read(f"{SELECT_SUMMARY} WHERE ts >= ? ORDER BY id", (since_ts,))
-        return [AttemptSummary._make(values) for values in found] + [
-            summary_values(r) for r in self._kept_since(since_ts)
-        ]
