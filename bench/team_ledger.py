@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 import psycopg  # noqa: E402
 
 from lsp_server.ledger import Ledger, LedgerRow  # noqa: E402
-from lsp_server.ledger.report import build_report  # noqa: E402
+from lsp_server.ledger.local_report import build_report  # noqa: E402
 from lsp_server.ledger.schema import INSERT, row_values  # noqa: E402
 from lsp_server.ledger.settings import TeamLedgerSettings  # noqa: E402
 from lsp_server.ledger.sink import LedgerSink  # noqa: E402
@@ -56,15 +56,28 @@ def row_values_for(number: int) -> dict[str, object]:
     tier = "frontier" if second else "local" if number % 5 else ("in_house", "frontier")[number % 2]
     tasks = ("completion", "completion", "explain", "refactor", "ask")
     escalated = number % 10 == 0 or number % 17 == 0
-    return dict(request_id=f"bench-{number - second}", attempt=2 if second else 1, task=tasks[(number - second) % 5],
-                tier=tier, backend={"local": "llama_cpp", "in_house": "openai", "frontier": "anthropic"}[tier],
-                model=f"model-{tier}", prompt_tokens=number % 4000, completion_tokens=number % 300,
-                latency_ms=float(number % 2000), cost_usd=0.0 if tier == "local" else (number % 4000) * 3e-6,
-                frontier_cost_usd=(number % 4000) * 3e-6, frontier_price="reference-2026-03-21",
-                ts=START + timedelta(seconds=number * 7), reasons=["bench"], shown=number % 3 == 0,
-                accepted=number % 6 == 0, repo=("payments", "billing", "search")[(number - second) % 3],
-                outcome="escalated" if escalated else "ok", escalated=escalated,
-                escalation_reason="low_logprob" if escalated else None)
+    return dict(
+        request_id=f"bench-{number - second}",
+        attempt=2 if second else 1,
+        task=tasks[(number - second) % 5],
+        tier=tier,
+        backend={"local": "llama_cpp", "in_house": "openai", "frontier": "anthropic"}[tier],
+        model=f"model-{tier}",
+        prompt_tokens=number % 4000,
+        completion_tokens=number % 300,
+        latency_ms=float(number % 2000),
+        cost_usd=0.0 if tier == "local" else (number % 4000) * 3e-6,
+        frontier_cost_usd=(number % 4000) * 3e-6,
+        frontier_price="reference-2026-03-21",
+        ts=START + timedelta(seconds=number * 7),
+        reasons=["bench"],
+        shown=number % 3 == 0,
+        accepted=number % 6 == 0,
+        repo=("payments", "billing", "search")[(number - second) % 3],
+        outcome="escalated" if escalated else "ok",
+        escalated=escalated,
+        escalation_reason="low_logprob" if escalated else None,
+    )
 
 
 def fill_sqlite(path: Path, count: int) -> None:
@@ -164,7 +177,8 @@ def best_of(times: int, run) -> tuple[float, object]:  # type: ignore[no-untyped
 
 def same(new: object, old: object) -> bool:
     return json.loads(new.model_dump_json(exclude={"until"})) == json.loads(  # type: ignore[attr-defined]
-        old.model_dump_json(exclude={"until"}))  # type: ignore[attr-defined]
+        old.model_dump_json(exclude={"until"})
+    )  # type: ignore[attr-defined]
 
 
 # 30 developers' ledgers; rows n with n % 10 == 1 are the second attempt of request n - 1 (same ledger).
@@ -192,8 +206,12 @@ def big_report(work: Path, settings: TeamLedgerSettings, rows: int, local: bool,
         conn.commit()
         conn.autocommit = True
         conn.execute("VACUUM ANALYZE ninetyten.attempts")
-        scan_s, _ = best_of(3, lambda: conn.execute(
-            "SELECT COUNT(*), SUM(cost_nusd), SUM(frontier_cost_nusd) FROM ninetyten.attempts").fetchone())
+        scan_s, _ = best_of(
+            3,
+            lambda: conn.execute(
+                "SELECT COUNT(*), SUM(cost_nusd), SUM(frontier_cost_nusd) FROM ninetyten.attempts"
+            ).fetchone(),
+        )
         conn.autocommit = False
         team_s, report = best_of(3, lambda: team_report(settings, None))
         assert report.totals.attempts == rows  # type: ignore[attr-defined]
@@ -209,8 +227,14 @@ def big_report(work: Path, settings: TeamLedgerSettings, rows: int, local: bool,
         db = work / "report.sqlite3"
         fill_sqlite(db, rows)
         with Ledger(db) as ledger:
-            scan_s, _ = best_of(3, lambda: ledger.read_snapshot(lambda c, _: c.execute(
-                "SELECT COUNT(*), SUM(cost_nusd), SUM(frontier_cost_nusd) FROM attempts").fetchone()))
+            scan_s, _ = best_of(
+                3,
+                lambda: ledger.read_snapshot(
+                    lambda c, _: c.execute(
+                        "SELECT COUNT(*), SUM(cost_nusd), SUM(frontier_cost_nusd) FROM attempts"
+                    ).fetchone()
+                ),
+            )
             local_s, mine = best_of(3, lambda: build_report(ledger, None))
             print(f"   local report (SQLite)           {local_s:7.2f}  (best of 3)")
             print(f"   one full scan of the table      {scan_s:7.2f}  (best of 3)")

@@ -66,24 +66,40 @@ def awkward_rows(seed: int, count: int, tag: str) -> list[LedgerRow]:
     while len(rows) < count:
         number += 1
         task = rng.choice(TASKS)
-        start = monday - timedelta(seconds=rng.choice([2, 30, 3600])) if rng.random() < 0.2 else \
-            NOW - timedelta(days=rng.uniform(0, 40))
+        start = (
+            monday - timedelta(seconds=rng.choice([2, 30, 3600]))
+            if rng.random() < 0.2
+            else NOW - timedelta(days=rng.uniform(0, 40))
+        )
         attempts = rng.choice([1, 1, 1, 2, 2, 3, 4])
         for attempt in range(1, attempts + 1):
             tier = rng.choice(["local", "local", "in_house", "frontier"])
             latency = rng.choice(ties) if rng.random() < 0.4 else round(rng.lognormvariate(5, 2), rng.choice([0, 3, 9]))
             escalated = attempt < attempts and rng.random() < 0.8
-            rows.append(LedgerRow(
-                request_id=f"{tag}-{number}", attempt=attempt, task=task, tier=tier, backend=BACKENDS[tier],
-                model=rng.choice([MODELS[tier], f"{MODELS[tier]}-q8"]), prompt_tokens=rng.randint(0, 9000),
-                completion_tokens=rng.randint(0, 900), cached_tokens=rng.randint(0, 50), latency_ms=latency,
-                cost_usd=0.0 if tier == "local" else rng.randint(0, 10**6) * 1e-9,
-                frontier_cost_usd=rng.randint(0, 10**7) * 1e-9,
-                frontier_price=rng.choice(["reference-2026-03-21", "frontier-tier", "user-reference", None]),
-                outcome="escalated" if escalated else rng.choice(["ok", "failed", "cancelled", "blocked",
-                                                                  "low_confidence"]),
-                escalated=escalated, escalation_reason=rng.choice(["low_logprob", "syntax", None]) if escalated else None,
-                shown=rng.choice([None, True, False]), accepted=rng.choice([None, None, True, False]),
-                repo=rng.choice([None, "payments", "r-00aa11bb22cc33dd"]),
-                ts=start + timedelta(seconds=attempt * rng.choice([1, 5, 40]))))
+            rows.append(
+                LedgerRow(
+                    request_id=f"{tag}-{number}",
+                    attempt=attempt,
+                    task=task,
+                    tier=tier,
+                    backend=BACKENDS[tier],
+                    model=rng.choice([MODELS[tier], f"{MODELS[tier]}-q8"]),
+                    prompt_tokens=rng.randint(0, 9000),
+                    completion_tokens=rng.randint(0, 900),
+                    cached_tokens=rng.randint(0, 50),
+                    latency_ms=latency,
+                    cost_usd=0.0 if tier == "local" else rng.randint(0, 10**6) * 1e-9,
+                    frontier_cost_usd=rng.randint(0, 10**7) * 1e-9,
+                    frontier_price=rng.choice(["reference-2026-03-21", "frontier-tier", "user-reference", None]),
+                    outcome="escalated"
+                    if escalated
+                    else rng.choice(["ok", "failed", "cancelled", "blocked", "low_confidence"]),
+                    escalated=escalated,
+                    escalation_reason=rng.choice(["low_logprob", "syntax", None]) if escalated else None,
+                    shown=rng.choice([None, True, False]),
+                    accepted=rng.choice([None, None, True, False]),
+                    repo=rng.choice([None, "payments", "r-00aa11bb22cc33dd"]),
+                    ts=start + timedelta(seconds=attempt * rng.choice([1, 5, 40])),
+                )
+            )
     return rows

@@ -18,7 +18,16 @@ from typing import Any
 
 from lsp_server.ledger import Ledger
 from lsp_server.ledger.report import (
-    DIMENSIONS, NO_REPO, Dimension, GroupStats, Report, make_stats, order_groups, percentile, price_uses, reason_counts,
+    DIMENSIONS,
+    NO_REPO,
+    Dimension,
+    GroupStats,
+    Report,
+    make_stats,
+    order_groups,
+    percentile,
+    price_uses,
+    reason_counts,
 )
 from lsp_server.ledger.row import FAILURE_OUTCOMES, AttemptSummary
 from lsp_server.ledger.schema import SELECT_SUMMARY, summary_values
@@ -36,13 +45,20 @@ def _stats(key: str, rows: Iterable[AttemptSummary]) -> GroupStats:
             escalated.add(r.request_id)
     latencies = sorted(latency.values())
     return make_stats(
-        key, requests=len(latency), attempts=len(rows),
-        prompt_tokens=sum(r.prompt_tokens for r in rows), completion_tokens=sum(r.completion_tokens for r in rows),
+        key,
+        requests=len(latency),
+        attempts=len(rows),
+        prompt_tokens=sum(r.prompt_tokens for r in rows),
+        completion_tokens=sum(r.completion_tokens for r in rows),
         cached_tokens=sum(r.cached_tokens for r in rows),
-        cost_nusd=sum(r.cost_nusd for r in rows), frontier_nusd=sum(r.frontier_cost_nusd for r in rows),
-        escalations=len(escalated), failures=sum(1 for r in rows if r.outcome in FAILURE_OUTCOMES),
-        shown=sum(1 for r in rows if r.shown or r.accepted), accepted=sum(1 for r in rows if r.accepted),
-        p50=percentile(latencies, 50), p95=percentile(latencies, 95),
+        cost_nusd=sum(r.cost_nusd for r in rows),
+        frontier_nusd=sum(r.frontier_cost_nusd for r in rows),
+        escalations=len(escalated),
+        failures=sum(1 for r in rows if r.outcome in FAILURE_OUTCOMES),
+        shown=sum(1 for r in rows if r.shown or r.accepted),
+        accepted=sum(1 for r in rows if r.accepted),
+        p50=percentile(latencies, 50),
+        p95=percentile(latencies, 95),
     )
 
 
@@ -66,10 +82,16 @@ def _grouped(rows: list[AttemptSummary], dimension: Dimension) -> list[GroupStat
 def summaries(ledger: Ledger, since: datetime | None) -> list[AttemptSummary]:
     """Every row of the period (and rows kept in memory) as much as a report needs of it."""
     since_ts = -math.inf if since is None else as_utc(since).timestamp()
-    return ledger.read_snapshot(lambda conn, kept: [
-        *(AttemptSummary._make(values)
-          for values in conn.execute(f"{SELECT_SUMMARY} WHERE ts >= ? ORDER BY id", (since_ts,))),
-        *(summary_values(row) for row in kept)], since)
+    return ledger.read_snapshot(
+        lambda conn, kept: [
+            *(
+                AttemptSummary._make(values)
+                for values in conn.execute(f"{SELECT_SUMMARY} WHERE ts >= ? ORDER BY id", (since_ts,))
+            ),
+            *(summary_values(row) for row in kept),
+        ],
+        since,
+    )
 
 
 def reference_report(ledger: Ledger, since: datetime | None, *, until: datetime | None = None) -> Report:
@@ -80,9 +102,15 @@ def reference_report(ledger: Ledger, since: datetime | None, *, until: datetime 
         uses[r.frontier_price][1] += r.frontier_cost_nusd
     reasons = Counter(r.escalation_reason for r in rows if r.escalated)
     return Report(
-        source="local", since=since, until=until or datetime.now(timezone.utc), totals=_stats("total", rows),
-        by_task=_grouped(rows, "task"), by_tier=_grouped(rows, "tier"), by_model=_grouped(rows, "model"),
-        by_repo=_grouped(rows, "repo"), by_week=_grouped(rows, "week"),
+        source="local",
+        since=since,
+        until=until or datetime.now(timezone.utc),
+        totals=_stats("total", rows),
+        by_task=_grouped(rows, "task"),
+        by_tier=_grouped(rows, "tier"),
+        by_model=_grouped(rows, "model"),
+        by_repo=_grouped(rows, "repo"),
+        by_week=_grouped(rows, "week"),
         escalation_reasons=reason_counts(reasons.items()),
         counterfactual=price_uses((code, n, nusd) for code, (n, nusd) in uses.items()),
     )
@@ -146,9 +174,22 @@ def reference_team_report(conn: Any, since: datetime | None, *, until: datetime 
     groups: dict[str, list[GroupStats]] = defaultdict(list)
     reasons: list[tuple[str | None, int]] = []
     prices: list[tuple[str | None, int, int]] = []
-    totals = make_stats("total", requests=0, attempts=0, prompt_tokens=0, completion_tokens=0, cached_tokens=0,
-                        cost_nusd=0, frontier_nusd=0, escalations=0, failures=0, shown=0, accepted=0, p50=None,
-                        p95=None)
+    totals = make_stats(
+        "total",
+        requests=0,
+        attempts=0,
+        prompt_tokens=0,
+        completion_tokens=0,
+        cached_tokens=0,
+        cost_nusd=0,
+        frontier_nusd=0,
+        escalations=0,
+        failures=0,
+        shown=0,
+        accepted=0,
+        p50=None,
+        p95=None,
+    )
     for dim, key, n, prompt, completion, cached, cost, frontier, failures, shown, accepted, escalated in attempts:
         if dim == "escalation_reason":
             if escalated:
@@ -159,18 +200,33 @@ def reference_team_report(conn: Any, since: datetime | None, *, until: datetime 
             continue
         n_requests, escalations, p50, p95 = requests.get((dim, key), (0, 0, None, None))
         stats = make_stats(
-            "total" if dim == "total" else str(key), requests=int(n_requests), attempts=int(n),
-            prompt_tokens=int(prompt), completion_tokens=int(completion), cached_tokens=int(cached),
-            cost_nusd=int(cost), frontier_nusd=int(frontier), escalations=int(escalations), failures=int(failures),
-            shown=int(shown), accepted=int(accepted), p50=p50, p95=p95)
+            "total" if dim == "total" else str(key),
+            requests=int(n_requests),
+            attempts=int(n),
+            prompt_tokens=int(prompt),
+            completion_tokens=int(completion),
+            cached_tokens=int(cached),
+            cost_nusd=int(cost),
+            frontier_nusd=int(frontier),
+            escalations=int(escalations),
+            failures=int(failures),
+            shown=int(shown),
+            accepted=int(accepted),
+            p50=p50,
+            p95=p95,
+        )
         if dim == "total":
             totals = stats
         else:
             groups[dim].append(stats)
     return Report(
-        source="team", since=since, until=until or datetime.now(timezone.utc), totals=totals,
+        source="team",
+        since=since,
+        until=until or datetime.now(timezone.utc),
+        totals=totals,
         **{f"by_{d}": order_groups(groups[d], d) for d in DIMENSIONS},
-        escalation_reasons=reason_counts(reasons), counterfactual=price_uses(prices),
+        escalation_reasons=reason_counts(reasons),
+        counterfactual=price_uses(prices),
     )
 
 

@@ -12,7 +12,8 @@ from rich.console import Console
 
 from local_models.errors import ModelError
 from lsp_server.ledger.errors import LedgerError, TeamLedgerError
-from lsp_server.ledger.report import DIMENSIONS, Dimension, Report, build_report, parse_since, report_json
+from lsp_server.ledger.local_report import build_report
+from lsp_server.ledger.report import DIMENSIONS, Dimension, Report, parse_since, report_json
 from lsp_server.ledger.settings import SettingsError, TeamLedgerSettings, load_user_settings, user_config_path
 from lsp_server.ledger.store import Ledger
 

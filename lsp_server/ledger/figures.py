@@ -52,8 +52,17 @@ assert UNIT_KEYS == DIMENSIONS
 
 # What a unit adds to its groups' attempt sums (columns of the rows, summed for a pair), in
 # the order of SUMS: attempts (1 a row), tokens, money, failed (0 / 1), shown or accepted, accepted.
-ADDITIVE = ("n_attempts", "prompt_tokens", "completion_tokens", "cached_tokens", "cost_nusd", "frontier_cost_nusd",
-            "n_failed", "n_shown", "n_accepted")
+ADDITIVE = (
+    "n_attempts",
+    "prompt_tokens",
+    "completion_tokens",
+    "cached_tokens",
+    "cost_nusd",
+    "frontier_cost_nusd",
+    "n_failed",
+    "n_shown",
+    "n_accepted",
+)
 assert len(ADDITIVE) == SUMS
 
 
@@ -62,8 +71,9 @@ def pairs_sql(*, rows: str, request: tuple[str, ...], order: str) -> str:
     those requests, with `week`, `bucket` and the ADDITIVE columns), `request` the columns
     naming a request, `order` the column that orders its rows."""
     same = " AND ".join(f"b.{c} = a.{c}" for c in request)
-    columns = ", ".join(f"a.{c} AS a_{c}, b.{c} AS b_{c}"
-                        for c in (*UNIT_KEYS, "bucket", "latency_ms", "escalated", *ADDITIVE))
+    columns = ", ".join(
+        f"a.{c} AS a_{c}, b.{c} AS b_{c}" for c in (*UNIT_KEYS, "bucket", "latency_ms", "escalated", *ADDITIVE)
+    )
     return f"""
     WITH pair_rows AS ({rows})
     SELECT {columns}, a.latency_ms + b.latency_ms AS latency  -- two addends: the same sum in either order
@@ -156,7 +166,10 @@ class ReportFigures:
             if group != TOTAL and self._sums[group][0]:
                 groups[group[0]].append(self._stats(group[1], group))
         return Report(
-            source=source, since=since, until=until or datetime.now(timezone.utc), totals=totals,
+            source=source,
+            since=since,
+            until=until or datetime.now(timezone.utc),
+            totals=totals,
             **{f"by_{d}": order_groups(groups[d], d) for d in DIMENSIONS},
             escalation_reasons=reason_counts((r, n) for r, n in self._reasons.items() if n),
             counterfactual=price_uses((code, n, nusd) for code, (n, nusd) in self._prices.items() if n),
@@ -164,15 +177,28 @@ class ReportFigures:
 
     def _stats(self, key: str, group: Group) -> GroupStats:
         attempts, prompt, completion, cached, cost, frontier, failures, shown, accepted = self._sums.get(
-            group, [0] * SUMS)
+            group, [0] * SUMS
+        )
         requests, escalations = self._requests.get(group, [0, 0])
         if requests != self.ranks.size(group):
             raise RuntimeError(f"{group!r}: {requests} requests but {self.ranks.size(group)} latencies")
         p50, p95 = self.ranks.percentiles(group) if requests else (None, None)
-        return make_stats(key, requests=requests, attempts=attempts, prompt_tokens=prompt,
-                          completion_tokens=completion, cached_tokens=cached, cost_nusd=cost, frontier_nusd=frontier,
-                          escalations=escalations, failures=failures, shown=shown, accepted=accepted, p50=p50,
-                          p95=p95)
+        return make_stats(
+            key,
+            requests=requests,
+            attempts=attempts,
+            prompt_tokens=prompt,
+            completion_tokens=completion,
+            cached_tokens=cached,
+            cost_nusd=cost,
+            frontier_nusd=frontier,
+            escalations=escalations,
+            failures=failures,
+            shown=shown,
+            accepted=accepted,
+            p50=p50,
+            p95=p95,
+        )
 
 
 __all__ = ["SUMS", "TOTAL", "UNIT_KEYS", "Group", "ReportFigures", "RowKeys", "row_groups", "unit_groups"]

@@ -127,8 +127,9 @@ class LatencyRanks:
         for b, places in self._targets[group].items():
             pool = self._candidates.get((group, b), []) + self._values.get(group, {}).get(b, [])
             if len(pool) != self._here(group, b):
-                raise RuntimeError(f"latency bucket {b} of {group!r}: {len(pool)} latencies fetched, "
-                                   f"{self._here(group, b)} counted")
+                raise RuntimeError(
+                    f"latency bucket {b} of {group!r}: {len(pool)} latencies fetched, {self._here(group, b)} counted"
+                )
             pool.sort()
             below = n - sum(self._here(group, other) for other in self._buckets(group) if other >= b)
             for place in places:

@@ -23,7 +23,16 @@ import sqlite3
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from lsp_server.ledger.figures import ADDITIVE, Group, ReportFigures, RowKeys, pairs_sql, row_groups, unit_groups, units_sql
+from lsp_server.ledger.figures import (
+    ADDITIVE,
+    Group,
+    ReportFigures,
+    RowKeys,
+    pairs_sql,
+    row_groups,
+    unit_groups,
+    units_sql,
+)
 from lsp_server.ledger.latency_ranks import bucket_sql
 from lsp_server.ledger.report import NO_REPO, Report
 from lsp_server.ledger.row import FAILURE_OUTCOMES, LedgerRow
@@ -68,8 +77,12 @@ def _pairs(since: datetime | None) -> str:
 
 
 def _units(since: datetime | None) -> str:
-    return units_sql(rows=_rows(since), singles="request_id NOT IN (SELECT value FROM json_each(:apart))",
-                     pairs=_PAIRS, bucket_of=lambda latency: bucket_sql(latency, BUCKET_DIGITS, "sqlite"))
+    return units_sql(
+        rows=_rows(since),
+        singles="request_id NOT IN (SELECT value FROM json_each(:apart))",
+        pairs=_PAIRS,
+        bucket_of=lambda latency: bucket_sql(latency, BUCKET_DIGITS, "sqlite"),
+    )
 
 
 def _unit_sums(since: datetime | None) -> str:
@@ -125,7 +138,8 @@ class _Groups:
         if found is None:
             week = keys[4]
             found = self._units[(whole, *keys)] = unit_groups(
-                bool(whole), (*keys[:4], None if week is None else self.week(week)))
+                bool(whole), (*keys[:4], None if week is None else self.week(week))
+            )
         return found
 
 
@@ -134,9 +148,17 @@ def _kept_keys(row: LedgerRow) -> RowKeys:
 
 
 def _kept_sums(row: LedgerRow) -> tuple[int, ...]:
-    return (1, row.prompt_tokens, row.completion_tokens, row.cached_tokens, to_nusd(row.cost_usd),
-            to_nusd(row.frontier_cost_usd), int(row.outcome in FAILURE_OUTCOMES), int(bool(row.shown or row.accepted)),
-            int(bool(row.accepted)))
+    return (
+        1,
+        row.prompt_tokens,
+        row.completion_tokens,
+        row.cached_tokens,
+        to_nusd(row.cost_usd),
+        to_nusd(row.frontier_cost_usd),
+        int(row.outcome in FAILURE_OUTCOMES),
+        int(bool(row.shown or row.accepted)),
+        int(bool(row.accepted)),
+    )
 
 
 def _aggregate(conn: sqlite3.Connection, kept: list[LedgerRow], since: datetime | None) -> ReportFigures:
@@ -149,8 +171,11 @@ def _aggregate(conn: sqlite3.Connection, kept: list[LedgerRow], since: datetime 
     several = dict(conn.execute(_several(since), params).fetchall())
     kept_requests = {r.request_id for r in kept}
     here = sorted({r for r, n in several.items() if n > 2} | kept_requests)
-    params.update(apart=json.dumps(sorted(several.keys() | kept_requests)), apart_here=json.dumps(here),
-                  pairs=json.dumps(sorted(r for r, n in several.items() if n == 2 and r not in kept_requests)))
+    params.update(
+        apart=json.dumps(sorted(several.keys() | kept_requests)),
+        apart_here=json.dumps(here),
+        pairs=json.dumps(sorted(r for r, n in several.items() if n == 2 and r not in kept_requests)),
+    )
 
     # 2. The pairs, once for steps 3 and 6.
     conn.execute(f"DROP TABLE IF EXISTS {_PAIRS}")

@@ -64,4 +64,3 @@ class LedgerReads:
         since_ts = -math.inf if since is None else as_utc(since).timestamp()
         found = self._read(f"{SELECT} WHERE ts >= ? ORDER BY id", (since_ts,))
         return [row_from_db(values) for values in found] + self._kept_since(since_ts)
-

@@ -28,7 +28,6 @@ from typing import Literal
 from pydantic import BaseModel
 
 from lsp_server.ledger.prices import describe_price_code
-from lsp_server.ledger.store import Ledger
 from lsp_server.ledger.units import NANO, utc_midnight
 from lsp_server.tiers import TIER_ORDER
 
@@ -161,13 +160,6 @@ def price_uses(uses: Iterable[tuple[str | None, int, int]]) -> list[PriceUse]:
     ]
 
 
-def build_report(ledger: Ledger, since: datetime | None, *, until: datetime | None = None) -> Report:
-    """Aggregate the local ledger's rows since `since` (all rows if None)."""
-    from lsp_server.ledger.local_report import build_report as build_local
-
-    return build_local(ledger, since, until=until)
-
-
 def report_json(report: Report) -> str:
     return report.model_dump_json(indent=2)
 
@@ -225,7 +217,6 @@ __all__ = [
     "PriceUse",
     "ReasonCount",
     "Report",
-    "build_report",
     "make_stats",
     "order_groups",
     "parse_since",

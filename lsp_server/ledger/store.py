@@ -338,8 +338,9 @@ class Ledger(LedgerReads):
                 self._note_failure(exc)
                 raise LedgerError(f"cannot read the ledger {self.path}: {exc}") from exc
 
-    def read_snapshot(self, body: Callable[[sqlite3.Connection, list[LedgerRow]], T],
-                      since: datetime | None = None) -> T:
+    def read_snapshot(
+        self, body: Callable[[sqlite3.Connection, list[LedgerRow]], T], since: datetime | None = None
+    ) -> T:
         """`body(connection, kept rows since `since`)`: several reads that see one state of the
         ledger (one read transaction; nobody's writes land in between). LedgerError if unreadable."""
         since_ts = -math.inf if since is None else as_utc(since).timestamp()

@@ -111,8 +111,10 @@ def decide(
     paths = request.all_paths
     if len(paths) > 1:
         reports = scanner.scan_paths(request.text, paths)
-        each = [_decide_one(policy, replace(request, path=path, paths=()), reports[path], spend, unavailable)
-                for path in paths]
+        each = [
+            _decide_one(policy, replace(request, path=path, paths=()), reports[path], spend, unavailable)
+            for path in paths
+        ]
         return _strictest(policy, each, paths)
     return _decide_one(policy, request, scanner.scan(request.text, request.path), spend, unavailable)
 
@@ -131,8 +133,13 @@ class _Spend:
             if self.team is not None:
                 caps.append((policy.budget.team_daily_usd, self.team, "spent by the team today"))
             else:
-                caps.append((policy.budget.team_daily_usd, self.mine,
-                             "spent today, against the team's cap (the team's spend is not known here)"))
+                caps.append(
+                    (
+                        policy.budget.team_daily_usd,
+                        self.mine,
+                        "spent today, against the team's cap (the team's spend is not known here)",
+                    )
+                )
         return caps
 
 
@@ -163,8 +170,9 @@ def _strictest(policy: Policy, decisions: list[Decision], paths: Sequence[str]) 
     )
 
 
-def _decide_one(policy: Policy, request: RouteRequest, report: SensitivityReport, spend: _Spend,
-                unavailable: Collection[TierName]) -> Decision:
+def _decide_one(
+    policy: Policy, request: RouteRequest, report: SensitivityReport, spend: _Spend, unavailable: Collection[TierName]
+) -> Decision:
     reasons: list[str] = []
     risk, risk_reason = risk_for(policy, request.path, request.auto_apply)
     if risk_reason:

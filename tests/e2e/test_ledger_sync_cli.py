@@ -123,8 +123,9 @@ def test_sync_without_configuration_and_when_unreachable(tmp_path: Path):
     assert status.returncode == 1 and "queued_rows      3" in status.stdout
 
 
-def test_doctor_shows_the_team_ledger_never_its_password(tmp_path: Path, postgres: PostgresServer,
-                                                         endless_model_path: Path):
+def test_doctor_shows_the_team_ledger_never_its_password(
+    tmp_path: Path, postgres: PostgresServer, endless_model_path: Path
+):
     home = tmp_path / "home"
     _fill(home, 4)
     database = postgres.create_database()
@@ -133,13 +134,21 @@ def test_doctor_shows_the_team_ledger_never_its_password(tmp_path: Path, postgre
     assert _cli(env, "ledger", "sync").returncode == 0
     doctor = _cli(env, "doctor")
     assert doctor.returncode == 0, doctor.stdout + doctor.stderr
-    assert f"team ledger    postgresql postgres@127.0.0.1:{postgres.port}/{database} (from NINETYTEN_TEAM_LEDGER_URL)" \
+    assert (
+        f"team ledger    postgresql postgres@127.0.0.1:{postgres.port}/{database} (from NINETYTEN_TEAM_LEDGER_URL)"
         in doctor.stdout
+    )
     assert "schema         1: reachable" in doctor.stdout and "backlog        0 rows waiting" in doctor.stdout
     assert "shipped        4 rows from this machine; last arrived " in doctor.stdout
     assert "status         ok" in doctor.stdout
-    down = _cli({**env, "NINETYTEN_TEAM_LEDGER_URL": f"postgresql://postgres:{postgres.password}@127.0.0.1:"
-                                                     f"{free_port()}/{database}"}, "doctor")
+    down = _cli(
+        {
+            **env,
+            "NINETYTEN_TEAM_LEDGER_URL": f"postgresql://postgres:{postgres.password}@127.0.0.1:"
+            f"{free_port()}/{database}",
+        },
+        "doctor",
+    )
     assert down.returncode == 1 and "  PROBLEM: cannot reach the team ledger" in down.stdout
     for result in (doctor, down):
         assert postgres.password not in result.stdout + result.stderr

@@ -13,6 +13,7 @@ from lsp_server.completion.prompt import CompletionInput
 from lsp_server.config import ServerConfig
 from lsp_server.engine.core import Engine
 from lsp_server.ledger import Ledger
+from lsp_server.ledger.local_report import build_report
 from lsp_server.ledger.prices import (
     CONFIGURED,
     FRONTIER_TIER,
@@ -21,7 +22,6 @@ from lsp_server.ledger.prices import (
     counterfactual,
     describe_price_code,
 )
-from lsp_server.ledger.report import build_report
 from lsp_server.ledger.terminal import render_report
 from lsp_server.routing.policy import LoadedPolicy, Policy, parse_policy
 

@@ -37,7 +37,8 @@ from lsp_server.ledger import (
     safe_reason,
     utc_midnight,
 )
-from lsp_server.ledger.report import build_report, parse_since, report_json
+from lsp_server.ledger.local_report import build_report
+from lsp_server.ledger.report import parse_since, report_json
 from lsp_server.ledger.terminal import render_report
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]

@@ -21,12 +21,36 @@ from hypothesis import strategies as st
 
 from lsp_server.ledger import Ledger, LedgerRow
 from lsp_server.ledger.latency_ranks import LatencyRanks, bucket, bucket_sql
-from lsp_server.ledger.report import Report, build_report, percentile
+from lsp_server.ledger.local_report import build_report
+from lsp_server.ledger.report import Report, percentile
 from tests.ledger_rows import NOW, awkward_rows, random_rows
 from tests.report_reference import reference_report
 
-EDGE_LATENCIES = [0.0, -0.0, 5e-324, 1e-9, 0.0004, 0.0005, 0.000999, 0.001, 0.0015, 0.9999999, 1.0, 9.999, 10.0,
-                  99.99999999999999, 100.0, 999.9995, 1099.999, 1e6, 123456.789012345, 1e12, 1e15, 2.5e15, -5.0]
+EDGE_LATENCIES = [
+    0.0,
+    -0.0,
+    5e-324,
+    1e-9,
+    0.0004,
+    0.0005,
+    0.000999,
+    0.001,
+    0.0015,
+    0.9999999,
+    1.0,
+    9.999,
+    10.0,
+    99.99999999999999,
+    100.0,
+    999.9995,
+    1099.999,
+    1e6,
+    123456.789012345,
+    1e12,
+    1e15,
+    2.5e15,
+    -5.0,
+]
 
 
 def as_json(report: Report) -> dict[str, object]:
@@ -50,19 +74,28 @@ def test_buckets_in_sqlite_are_the_buckets_in_python(digits: int):
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.floats(min_value=-1e3, max_value=1e16, allow_nan=False), st.floats(min_value=-1e3, max_value=1e16,
-                                                                              allow_nan=False),
-       st.integers(1, 3))
+@given(
+    st.floats(min_value=-1e3, max_value=1e16, allow_nan=False),
+    st.floats(min_value=-1e3, max_value=1e16, allow_nan=False),
+    st.integers(1, 3),
+)
 def test_buckets_never_put_a_larger_latency_lower(a: float, b: float, digits: int):
     low, high = sorted((a, b))
     assert bucket(low, digits) <= bucket(high, digits)
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.tuples(st.sampled_from(["a", "b", "c"]),
-                          st.one_of(st.sampled_from(EDGE_LATENCIES[:16]),
-                                    st.floats(min_value=0, max_value=1e7, allow_nan=False))), max_size=80),
-       st.lists(st.booleans(), max_size=80), st.integers(1, 3))
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["a", "b", "c"]),
+            st.one_of(st.sampled_from(EDGE_LATENCIES[:16]), st.floats(min_value=0, max_value=1e7, allow_nan=False)),
+        ),
+        max_size=80,
+    ),
+    st.lists(st.booleans(), max_size=80),
+    st.integers(1, 3),
+)
 def test_picks_from_bucket_counts_equal_the_nearest_rank_of_a_sort(values, known_here, digits):
     """Some latencies only the database holds (counted, then fetched bucket by bucket), some
     known here; the picks are `percentile` of all of them sorted."""
@@ -83,8 +116,9 @@ def test_picks_from_bucket_counts_equal_the_nearest_rank_of_a_sort(values, known
         assert ranks.percentiles(group) == (percentile(mine, 50), percentile(mine, 95))
 
 
-@pytest.mark.parametrize("rows", [lambda: random_rows(7, 900, "dev"), lambda: awkward_rows(11, 900, "odd")],
-                         ids=["varied", "awkward"])
+@pytest.mark.parametrize(
+    "rows", [lambda: random_rows(7, 900, "dev"), lambda: awkward_rows(11, 900, "odd")], ids=["varied", "awkward"]
+)
 @pytest.mark.parametrize("since", [None, NOW - timedelta(days=14), NOW + timedelta(days=1)], ids=["all", "14d", "none"])
 def test_the_sql_report_is_the_row_by_row_report(tmp_path: Path, rows, since: datetime | None):
     db = tmp_path / "ledger.sqlite3"
@@ -150,8 +184,17 @@ def test_a_report_sees_one_state_of_the_ledger(tmp_path: Path):
             n = 0
             while not stop.is_set():
                 n += 1
-                writer.record(LedgerRow(request_id=f"during-{n}", task="ask", tier="local", backend="llama_cpp",
-                                        model="m", latency_ms=float(n), ts=NOW))
+                writer.record(
+                    LedgerRow(
+                        request_id=f"during-{n}",
+                        task="ask",
+                        tier="local",
+                        backend="llama_cpp",
+                        model="m",
+                        latency_ms=float(n),
+                        ts=NOW,
+                    )
+                )
 
     thread = threading.Thread(target=write)
     thread.start()
@@ -170,10 +213,21 @@ def test_week_keys_follow_utc_mondays_before_1970_too(tmp_path: Path):
     """SQLite's integer division truncates towards zero: the week of a row before the epoch
     must still be its Monday."""
     db = tmp_path / "ledger.sqlite3"
-    moments = [datetime(1969, 12, 31, 23, 59, 59, 500000), datetime(1969, 12, 29), datetime(1969, 12, 28, 23, 59),
-               datetime(1970, 1, 5), datetime(2026, 11, 16), datetime(2026, 11, 15, 23, 59, 59, 999999)]
-    record(db, [LedgerRow(request_id=f"w{i}", task="ask", tier="local", backend="llama_cpp", model="m",
-                          ts=moment) for i, moment in enumerate(moments)])
+    moments = [
+        datetime(1969, 12, 31, 23, 59, 59, 500000),
+        datetime(1969, 12, 29),
+        datetime(1969, 12, 28, 23, 59),
+        datetime(1970, 1, 5),
+        datetime(2026, 11, 16),
+        datetime(2026, 11, 15, 23, 59, 59, 999999),
+    ]
+    record(
+        db,
+        [
+            LedgerRow(request_id=f"w{i}", task="ask", tier="local", backend="llama_cpp", model="m", ts=moment)
+            for i, moment in enumerate(moments)
+        ],
+    )
     with Ledger(db) as ledger:
         report = build_report(ledger, None)
         assert as_json(report) == as_json(reference_report(ledger, None))

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from lsp_server.config import ServerConfig
-from lsp_server.engine import Engine
+from lsp_server.engine.core import Engine
 from lsp_server.ledger import Ledger, LedgerRow
 from lsp_server.ledger.budget import hold_budget
 from lsp_server.ledger.settings import TeamLedgerSettings
@@ -214,8 +214,10 @@ def test_team_spend_never_waits_for_the_database(team_settings: TeamLedgerSettin
 
 def test_team_spend_is_unknown_while_the_team_ledger_is_out_of_reach():
     told: list[str] = []
-    budget = TeamBudget(TeamLedgerSettings(url=f"postgresql://x:pw@127.0.0.1:{free_port()}/team", connect_timeout_s=1),
-                        on_unreachable=told.append)
+    budget = TeamBudget(
+        TeamLedgerSettings(url=f"postgresql://x:pw@127.0.0.1:{free_port()}/team", connect_timeout_s=1),
+        on_unreachable=told.append,
+    )
     assert budget.spent_today_usd() is None
     assert wait_until(lambda: bool(told), timeout=30)  # the background read failed, and said so once
     assert budget.spent_today_usd() is None  # the local rules apply
@@ -223,17 +225,18 @@ def test_team_spend_is_unknown_while_the_team_ledger_is_out_of_reach():
     budget.close()
 
 
-def test_the_engine_routes_on_the_teams_spend(tmp_path: Path, team_settings: TeamLedgerSettings,
-                                             tiny_model_path: Path):
+def test_the_engine_routes_on_the_teams_spend(tmp_path: Path, team_settings: TeamLedgerSettings, tiny_model_path: Path):
     """The whole team near its cap sends a developer's paid work local first, though this
     developer spent nothing today."""
-    policy = parse_policy((PROJECT_ROOT / "examples" / "policy.toml").read_text()
-                          .replace("daily_usd = 5.0", "team_daily_usd = 100.0"))
+    policy = parse_policy(
+        (PROJECT_ROOT / "examples" / "policy.toml").read_text().replace("daily_usd = 5.0", "team_daily_usd = 100.0")
+    )
     other = TeamBudget(team_settings)
     assert other.reserve(85.0, 100.0, utc_midnight()) is not None
     ledger = Ledger(tmp_path / "ledger.sqlite3")
-    engine = Engine(ServerConfig(model=str(tiny_model_path)), policy=LoadedPolicy(policy, "builtin", None),
-                    ledger=ledger)
+    engine = Engine(
+        ServerConfig(model=str(tiny_model_path)), policy=LoadedPolicy(policy, "builtin", None), ledger=ledger
+    )
     engine.sink.team = TeamLink(None, TeamBudget(team_settings))
     request = RouteRequest(task="refactor", text="def f():\n    return 1\n", path="src/auth/x.py")
     try:

@@ -9,20 +9,23 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from lsp_server.cli.ledger import doctor_lines as cli_doctor_lines
 from lsp_server.ledger import Ledger, LedgerRow
 from lsp_server.ledger.settings import TeamLedgerSettings
 from lsp_server.ledger.team.schema import PG_SCHEMA_VERSION
 from lsp_server.ledger.team.shipper import Shipper
 from lsp_server.ledger.team.status import doctor_lines
-from lsp_server.ledger_cli import doctor_lines as cli_doctor_lines
 from tests.postgres_server import PostgresServer, free_port
 
 
 def fill(path: Path, count: int) -> None:
     with Ledger(path) as ledger:
         for n in range(count):
-            ledger.record(LedgerRow(request_id=f"r-{n}", task="completion", tier="local", backend="llama_cpp",
-                                    model="gemma-3-270m"))
+            ledger.record(
+                LedgerRow(
+                    request_id=f"r-{n}", task="completion", tier="local", backend="llama_cpp", model="gemma-3-270m"
+                )
+            )
 
 
 @pytest.fixture
@@ -37,8 +40,9 @@ def test_not_configured_is_fine(tmp_path: Path):
     assert ok and lines == ["team ledger    not configured (rows stay on this machine; see `ninetyten ledger status`)"]
 
 
-def test_a_fresh_database_then_a_backlog_then_shipped_rows(tmp_path: Path, tcp_settings: TeamLedgerSettings,
-                                                          postgres: PostgresServer):
+def test_a_fresh_database_then_a_backlog_then_shipped_rows(
+    tmp_path: Path, tcp_settings: TeamLedgerSettings, postgres: PostgresServer
+):
     ledger = tmp_path / "ledger.sqlite3"
     lines, ok = doctor_lines(ledger, tcp_settings, source="NINETYTEN_TEAM_LEDGER_URL")
     text = "\n".join(lines)
@@ -89,8 +93,9 @@ def test_a_newer_schema_this_version_may_not_write_is_a_problem(tmp_path: Path, 
     assert not ok and "schema         9: reachable, PROBLEM: " in text and "upgrade ninetyten" in text
 
 
-def test_a_pseudonym_key_that_is_not_set_is_named_never_shown(tmp_path: Path, tcp_settings: TeamLedgerSettings,
-                                                            monkeypatch: pytest.MonkeyPatch):
+def test_a_pseudonym_key_that_is_not_set_is_named_never_shown(
+    tmp_path: Path, tcp_settings: TeamLedgerSettings, monkeypatch: pytest.MonkeyPatch
+):
     settings = tcp_settings.model_copy(update={"pseudonym_key_env": "TEAM_PSEUDONYM_KEY"})
     monkeypatch.delenv("TEAM_PSEUDONYM_KEY", raising=False)
     lines, ok = doctor_lines(tmp_path / "ledger.sqlite3", settings, source="config.toml")
@@ -102,7 +107,8 @@ def test_a_pseudonym_key_that_is_not_set_is_named_never_shown(tmp_path: Path, tc
 
 
 def test_the_cli_reads_the_users_settings_and_names_where_the_url_came_from(
-        tmp_path: Path, tcp_settings: TeamLedgerSettings, monkeypatch: pytest.MonkeyPatch, postgres: PostgresServer):
+    tmp_path: Path, tcp_settings: TeamLedgerSettings, monkeypatch: pytest.MonkeyPatch, postgres: PostgresServer
+):
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
     monkeypatch.delenv("NINETYTEN_TEAM_LEDGER_URL", raising=False)
     config = tmp_path / "config" / "ninetyten" / "config.toml"

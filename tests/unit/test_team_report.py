@@ -14,7 +14,8 @@ import pytest
 from lsp_server.cli.ledger import run_report
 from lsp_server.ledger import Ledger, LedgerRow
 from lsp_server.ledger.latency_ranks import bucket, bucket_sql
-from lsp_server.ledger.report import DIMENSIONS, Report, build_report
+from lsp_server.ledger.local_report import build_report
+from lsp_server.ledger.report import DIMENSIONS, Report
 from lsp_server.ledger.settings import TeamLedgerSettings
 from lsp_server.ledger.team.aggregate import team_report
 from lsp_server.ledger.team.shipper import Shipper
@@ -63,8 +64,9 @@ def ship(db: Path, settings: TeamLedgerSettings) -> None:
 
 
 @pytest.mark.parametrize("since", [None, NOW - timedelta(days=10)])
-def test_three_developers_awkward_rows_agree_with_both_references(tmp_path: Path, team_settings: TeamLedgerSettings,
-                                                                  since: datetime | None):
+def test_three_developers_awkward_rows_agree_with_both_references(
+    tmp_path: Path, team_settings: TeamLedgerSettings, since: datetime | None
+):
     """Requests of up to four attempts, ties, zero latencies, weeks split at Monday 00:00, and
     the same request ids on three machines: the team report equals the one sorted per
     grouping, and, for each machine alone, the row-by-row local report."""
@@ -86,7 +88,9 @@ def test_three_developers_awkward_rows_agree_with_both_references(tmp_path: Path
     assert team.totals.attempts > (1000 if since is None else 100)
     # One machine: the team report over its rows only is its local report.
     with psycopg.connect(team_settings.url, autocommit=True) as conn:  # type: ignore[arg-type]
-        conn.execute("DELETE FROM ninetyten.attempts WHERE ledger_id <> (SELECT min(ledger_id) FROM ninetyten.attempts)")
+        conn.execute(
+            "DELETE FROM ninetyten.attempts WHERE ledger_id <> (SELECT min(ledger_id) FROM ninetyten.attempts)"
+        )
         remaining = conn.execute("SELECT min(ledger_id) FROM ninetyten.attempts").fetchone()[0]
     db = next(d for d in ledgers if Ledger(d).ledger_id == remaining)
     with Ledger(db) as ledger:
@@ -94,13 +98,33 @@ def test_three_developers_awkward_rows_agree_with_both_references(tmp_path: Path
 
 
 def test_buckets_in_postgresql_are_the_buckets_in_python(team_settings: TeamLedgerSettings):
-    values = [0.0, -0.0, 5e-324, 1e-9, 0.0004, 0.0005, 0.000999, 0.001, 0.9999999, 1.0, 9.999, 99.99999999999999,
-              999.9995, 1099.999, 123456.789012345, 1e12, 1e15, -5.0, float("inf")]
+    values = [
+        0.0,
+        -0.0,
+        5e-324,
+        1e-9,
+        0.0004,
+        0.0005,
+        0.000999,
+        0.001,
+        0.9999999,
+        1.0,
+        9.999,
+        99.99999999999999,
+        999.9995,
+        1099.999,
+        123456.789012345,
+        1e12,
+        1e15,
+        -5.0,
+        float("inf"),
+    ]
     values += [random.Random(4).lognormvariate(4, 3) for _ in range(2000)]
     with psycopg.connect(team_settings.url) as conn:  # type: ignore[arg-type]
         for digits in (1, 2, 3):
-            found = conn.execute(f"SELECT {bucket_sql('v', digits, 'postgresql')} FROM unnest(%s::float8[]) v",
-                                 (values,)).fetchall()
+            found = conn.execute(
+                f"SELECT {bucket_sql('v', digits, 'postgresql')} FROM unnest(%s::float8[]) v", (values,)
+            ).fetchall()
             assert [b for (b,) in found] == [bucket(v, digits) for v in values]
 
 

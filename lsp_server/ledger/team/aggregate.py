@@ -22,7 +22,16 @@ from datetime import datetime, timezone
 from typing import Any
 
 from lsp_server.ledger.errors import TeamLedgerError
-from lsp_server.ledger.figures import ADDITIVE, TOTAL, Group, ReportFigures, pairs_sql, row_groups, unit_groups, units_sql
+from lsp_server.ledger.figures import (
+    ADDITIVE,
+    TOTAL,
+    Group,
+    ReportFigures,
+    pairs_sql,
+    row_groups,
+    unit_groups,
+    units_sql,
+)
 from lsp_server.ledger.latency_ranks import bucket_sql
 from lsp_server.ledger.report import NO_REPO, Report
 from lsp_server.ledger.row import FAILURE_OUTCOMES
@@ -51,20 +60,37 @@ SELECT ledger_id, request_id, count(*), min(row_id), max(row_id) FROM {SCHEMA}.a
 GROUP BY ledger_id, request_id HAVING count(*) > 1
 """
 # The requests of several rows, from step 1; the rows of the pairs, by their primary key.
-_SEVERAL = ("several AS (SELECT * FROM unnest(%(ledgers)s::text[], %(requests)s::text[], %(counts)s::int[]) "
-            "AS s(ledger_id, request_id, n))")
-_PAIRS = "pairs AS ({})".format(pairs_sql(rows=f"{_ROWS} WHERE uid = ANY(%(pair_uids)s) AND ts >= %(since)s",
-                                           request=("ledger_id", "request_id"), order="row_id"))
+_SEVERAL = (
+    "several AS (SELECT * FROM unnest(%(ledgers)s::text[], %(requests)s::text[], %(counts)s::int[]) "
+    "AS s(ledger_id, request_id, n))"
+)
+_PAIRS = "pairs AS ({})".format(
+    pairs_sql(
+        rows=f"{_ROWS} WHERE uid = ANY(%(pair_uids)s) AND ts >= %(since)s",
+        request=("ledger_id", "request_id"),
+        order="row_id",
+    )
+)
 _UNITS = units_sql(
-    rows=f"{_ROWS} {_PERIOD}", pairs="pairs",
+    rows=f"{_ROWS} {_PERIOD}",
+    pairs="pairs",
     singles="NOT EXISTS (SELECT 1 FROM several s WHERE s.ledger_id = r.ledger_id AND s.request_id = r.request_id)",
-    bucket_of=lambda latency: bucket_sql(latency, BUCKET_DIGITS, "postgresql"))
+    bucket_of=lambda latency: bucket_sql(latency, BUCKET_DIGITS, "postgresql"),
+)
 # The total counts whole requests only; a dimension counts units that have its key.
-_UNIT_DIM = ("CASE WHEN grouping(whole) = 0 THEN CASE WHEN whole = 1 THEN 'total' END "
-             + " ".join(f"WHEN grouping({c}) = 0 THEN '{c}'" for c in _DIMS) + " END")
-_UNIT_KEY = ("CASE WHEN grouping(whole) = 0 THEN 'total' "
-             + " ".join(f"WHEN grouping({c}) = 0 THEN {'to_char(week, ' + repr('YYYY-MM-DD') + ')' if c == 'week' else c}"
-                        for c in _DIMS) + " END")
+_UNIT_DIM = (
+    "CASE WHEN grouping(whole) = 0 THEN CASE WHEN whole = 1 THEN 'total' END "
+    + " ".join(f"WHEN grouping({c}) = 0 THEN '{c}'" for c in _DIMS)
+    + " END"
+)
+_UNIT_KEY = (
+    "CASE WHEN grouping(whole) = 0 THEN 'total' "
+    + " ".join(
+        f"WHEN grouping({c}) = 0 THEN {'to_char(week, ' + repr('YYYY-MM-DD') + ')' if c == 'week' else c}"
+        for c in _DIMS
+    )
+    + " END"
+)
 # Grouping sets multiply the work per row by their number: the units are first grouped by
 # every key at once into cells (one hash table), then the cells by each key.
 UNITS_SQL = f"""
@@ -104,9 +130,13 @@ def _aggregate(cur: Any, params: dict[str, Any]) -> ReportFigures:
     # 1. Requests of several rows: pairs are counted as units; the others are added up here.
     cur.execute(SEVERAL_SQL, params)
     several = cur.fetchall()
-    params = {**params, "ledgers": [s[0] for s in several], "requests": [s[1] for s in several],
-              "counts": [s[2] for s in several],
-              "pair_uids": [f"{s[0]}:{row}" for s in several if s[2] == 2 for row in (s[3], s[4])]}
+    params = {
+        **params,
+        "ledgers": [s[0] for s in several],
+        "requests": [s[1] for s in several],
+        "counts": [s[2] for s in several],
+        "pair_uids": [f"{s[0]}:{row}" for s in several if s[2] == 2 for row in (s[3], s[4])],
+    }
 
     # 2. Units per latency bucket, with their attempt sums.
     cur.execute(UNITS_SQL, params)
@@ -190,4 +220,12 @@ def team_report(settings: TeamLedgerSettings, since: datetime | None) -> Report:
         conn.close()
 
 
-__all__ = ["ATTEMPTS_SQL", "LATENCIES_SQL", "OTHERS_SQL", "SEVERAL_SQL", "UNITS_SQL", "build_team_report", "team_report"]
+__all__ = [
+    "ATTEMPTS_SQL",
+    "LATENCIES_SQL",
+    "OTHERS_SQL",
+    "SEVERAL_SQL",
+    "UNITS_SQL",
+    "build_team_report",
+    "team_report",
+]

@@ -32,10 +32,10 @@ from typing import Any
 
 from lsp_server.ledger.errors import TeamLedgerError
 from lsp_server.ledger.settings import TeamLedgerSettings
-from lsp_server.ledger.units import NANO, as_utc, to_nusd, utc_midnight
 from lsp_server.ledger.team.identity import user_key
 from lsp_server.ledger.team.pg import connect, describe, is_connection_error, scrub
 from lsp_server.ledger.team.schema import SCHEMA, ensure_schema
+from lsp_server.ledger.units import NANO, as_utc, to_nusd, utc_midnight
 
 log = logging.getLogger(__name__)
 
@@ -84,10 +84,17 @@ class TeamHold:
 
 
 class TeamBudget:
-    def __init__(self, settings: TeamLedgerSettings, *, on_unreachable: Callable[[str], None] | None = None,
-                 stale_after_s: float = 600.0, retry_after_s: float = 30.0, refresh_after_s: float = 30.0,
-                 clock: Callable[[], float] = time.monotonic,
-                 today: Callable[[], datetime] = utc_midnight) -> None:
+    def __init__(
+        self,
+        settings: TeamLedgerSettings,
+        *,
+        on_unreachable: Callable[[str], None] | None = None,
+        stale_after_s: float = 600.0,
+        retry_after_s: float = 30.0,
+        refresh_after_s: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+        today: Callable[[], datetime] = utc_midnight,
+    ) -> None:
         self.settings = settings
         self.target = describe(settings.url or "")
         self._on_unreachable = on_unreachable
@@ -188,8 +195,10 @@ class TeamBudget:
             if spent + amount > cap:
                 return None
             self._spent = (start, self._clock(), spent + amount)
-            cur.execute(f"INSERT INTO {SCHEMA}.budget_holds (day, amount_nusd, user_key) VALUES (%s, %s, %s) "
-                        "RETURNING id", (params["day"], amount, self._user_key))
+            cur.execute(
+                f"INSERT INTO {SCHEMA}.budget_holds (day, amount_nusd, user_key) VALUES (%s, %s, %s) RETURNING id",
+                (params["day"], amount, self._user_key),
+            )
             return int(cur.fetchone()[0])
 
         hold_id = self._run(body)

@@ -23,8 +23,14 @@ from lsp_server.ledger.team.schema import PG_SCHEMA_VERSION, SCHEMA, ensure_sche
 def team_status(ledger_path: Path, settings: TeamLedgerSettings) -> dict[str, Any]:
     """A flat dict for printing; `problem` is None when all is well."""
     status = _local(ledger_path)
-    status.update(team_ledger=describe(settings.url) if settings.url else None, schema=None,
-                  client_schema=PG_SCHEMA_VERSION, rows_shipped=None, last_shipped=None, problem=None)
+    status.update(
+        team_ledger=describe(settings.url) if settings.url else None,
+        schema=None,
+        client_schema=PG_SCHEMA_VERSION,
+        rows_shipped=None,
+        last_shipped=None,
+        problem=None,
+    )
     if settings.url is None:
         status["problem"] = "no team ledger configured"
         return status
@@ -72,8 +78,9 @@ def _ago(moment: datetime, now: datetime) -> str:
     return f"{seconds} s ago"
 
 
-def doctor_lines(ledger_path: Path, settings: TeamLedgerSettings, *, source: str,
-                 now: datetime | None = None) -> tuple[list[str], bool]:
+def doctor_lines(
+    ledger_path: Path, settings: TeamLedgerSettings, *, source: str, now: datetime | None = None
+) -> tuple[list[str], bool]:
     """`doctor`'s lines on the team ledger, and whether all is well. Read only: unlike `ledger
     status`, it never creates or upgrades the team ledger's schema. `source` says where the
     URL was set (an environment variable or a file), never what it holds."""
@@ -89,8 +96,10 @@ def doctor_lines(ledger_path: Path, settings: TeamLedgerSettings, *, source: str
             return [*lines, f"  PROBLEM: {error}"], False
         ledger_id, queued = local["ledger_id"], f"{local['queued_rows']:,} rows waiting to be shipped"
     if settings.pseudonym_key_env:
-        lines.append(f"  pseudonyms     keyed by ${settings.pseudonym_key_env}, "
-                     f"{'set' if os.environ.get(settings.pseudonym_key_env) else 'NOT SET: rows cannot ship'}")
+        lines.append(
+            f"  pseudonyms     keyed by ${settings.pseudonym_key_env}, "
+            f"{'set' if os.environ.get(settings.pseudonym_key_env) else 'NOT SET: rows cannot ship'}"
+        )
     try:
         driver()
         conn = connect(settings, role="doctor")
@@ -102,8 +111,11 @@ def doctor_lines(ledger_path: Path, settings: TeamLedgerSettings, *, source: str
     except TeamLedgerError as error:
         return [*lines, f"  PROBLEM: {_one_line(str(error))}", f"  backlog        {queued}"], False
     except Exception as error:  # a query the server refused: say so, never with the URL in it
-        return [*lines, f"  PROBLEM: the team ledger answered with an error: {_one_line(scrub(str(error), settings.url))}",
-                f"  backlog        {queued}"], False
+        return [
+            *lines,
+            f"  PROBLEM: the team ledger answered with an error: {_one_line(scrub(str(error), settings.url))}",
+            f"  backlog        {queued}",
+        ], False
     ok = settings.pseudonym_key_env is None or bool(os.environ.get(settings.pseudonym_key_env))
     if state is None:
         lines.append(f"  schema         none yet: reachable, the first shipment creates schema {PG_SCHEMA_VERSION}")
@@ -117,8 +129,12 @@ def doctor_lines(ledger_path: Path, settings: TeamLedgerSettings, *, source: str
     lines.append(f"  backlog        {queued}")
     if shipped is not None:
         last = shipped["last_shipped"]
-        when = (f"last arrived {last[:19].replace('T', ' ')} UTC "
-                f"({_ago(datetime.fromisoformat(last), now or datetime.now(timezone.utc))})" if last else "none yet")
+        when = (
+            f"last arrived {last[:19].replace('T', ' ')} UTC "
+            f"({_ago(datetime.fromisoformat(last), now or datetime.now(timezone.utc))})"
+            if last
+            else "none yet"
+        )
         lines.append(f"  shipped        {shipped['rows_shipped']:,} rows from this machine; {when}")
     return lines, ok
 

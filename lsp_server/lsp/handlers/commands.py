@@ -17,7 +17,8 @@ async def report(ls: NinetyTenServer, since: Any) -> dict[str, Any]:
     """The cost report as plain text (for a panel) and as JSON (for a client to draw)."""
     from rich.console import Console
 
-    from lsp_server.ledger.report import build_report, parse_since
+    from lsp_server.ledger.local_report import build_report
+    from lsp_server.ledger.report import parse_since
     from lsp_server.ledger.terminal import render_report
 
     engine = ls.engine
