@@ -185,7 +185,8 @@ def test_ghost_text_commands_and_status_bar_in_vscode(vsix, endless_model_path, 
                 status = bench.wait_for_status(r"local · (\d+ ms|\d+\.\d s) · \$\d+\.\d+ saved today")
                 assert "endless" in status  # the tooltip names the model that served it
                 page.keyboard.press("Tab")
-                wait_until(lambda: not bench.ghost_text().strip(), 10, "the ghost text to be accepted")
+                # What Tab accepted reaches the file. The ghost text need not vanish: the server
+                # prepares the suggestion after an accept (speculation), which VS Code may show at once.
                 bench.save()
                 wait_until(
                     lambda: calc.read_text().endswith("total = " + "x" * 8), 10, "the accepted completion on disk"
