@@ -21,22 +21,59 @@ import importlib.util
 import random
 import re
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
+
+_T = TypeVar("_T")
 
 # Pure-Python packages that come with the project's own dependencies (pygls, httpx, pydantic,
 # rich, huggingface_hub, matplotlib, ...): whatever of these is installed is the pool.
-SOURCE_PACKAGES = ("rich", "httpx", "httpcore", "anyio", "pygls", "platformdirs", "filelock", "markdown_it", "h11",
-                   "idna", "attr", "cattrs", "packaging", "dateutil", "pyparsing", "tqdm", "fsspec", "huggingface_hub",
-                   "pygments", "yaml", "lsprotocol", "watchfiles", "certifi")
+SOURCE_PACKAGES = (
+    "rich",
+    "httpx",
+    "httpcore",
+    "anyio",
+    "pygls",
+    "platformdirs",
+    "filelock",
+    "markdown_it",
+    "h11",
+    "idna",
+    "attr",
+    "cattrs",
+    "packaging",
+    "dateutil",
+    "pyparsing",
+    "tqdm",
+    "fsspec",
+    "huggingface_hub",
+    "pygments",
+    "yaml",
+    "lsprotocol",
+    "watchfiles",
+    "certifi",
+)
 # Packages whose wheels ship their test suites.
 TEST_PACKAGES = ("numpy", "matplotlib")
 MIN_SOURCE_BYTES, MAX_SOURCE_BYTES = 1_500, 60_000
 
 ATTEMPTS_PER_CASE = 25
-KINDS = ("docstring_return", "add_function", "remove_function", "rename_function", "guard", "add_parameter",
-         "comment", "readme", "add_test", "dependency_bump", "move_module", "two_files")
+KINDS = (
+    "docstring_return",
+    "add_function",
+    "remove_function",
+    "rename_function",
+    "guard",
+    "add_parameter",
+    "comment",
+    "readme",
+    "add_test",
+    "dependency_bump",
+    "move_module",
+    "two_files",
+)
 
 
 class CaseError(Exception):
@@ -125,7 +162,9 @@ def _functions(module: _Module) -> list[_Function]:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
             out.append(_Function(node, None))
         elif isinstance(node, ast.ClassDef):
-            out += [_Function(n, node.name) for n in node.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
+            out += [
+                _Function(n, node.name) for n in node.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))
+            ]
     return out
 
 
@@ -171,8 +210,9 @@ class _Pool:
     def __init__(self) -> None:
         self.files = [f for p in SOURCE_PACKAGES for f in _module_files(p)]
         self.test_files = [f for p in TEST_PACKAGES for f in _module_files(p, tests=True)]
-        self.dists = sorted((d for d in importlib.metadata.distributions() if _usable_dist(d)),
-                            key=lambda d: d.metadata["Name"].lower())
+        self.dists = sorted(
+            (d for d in importlib.metadata.distributions() if _usable_dist(d)), key=lambda d: d.metadata["Name"].lower()
+        )
         self._cache: dict[str, _Module | None] = {}
         if not self.files:
             raise CaseError("no Python modules of the project's dependencies are installed to build commits from")
@@ -204,10 +244,10 @@ class _Pool:
 
 def _usable_dist(dist: importlib.metadata.Distribution) -> bool:
     meta = dist.metadata
-    return bool(meta.get("Name")) and bool(meta.get_all("Requires-Dist")) and bool(dist.read_text("METADATA"))
+    return bool(meta["Name"]) and bool(meta.get_all("Requires-Dist")) and bool(dist.read_text("METADATA"))
 
 
-def _pick(rng: random.Random, items: list, test: Callable) -> object | None:  # type: ignore[type-arg]
+def _pick(rng: random.Random, items: Sequence[_T], test: Callable[[_T], bool]) -> _T | None:
     items = list(items)
     rng.shuffle(items)
     for item in items:
@@ -216,8 +256,15 @@ def _pick(rng: random.Random, items: list, test: Callable) -> object | None:  # 
     return None
 
 
-def _case(kind: str, module_path: str, what: str, before: dict[str, str], after: dict[str, str | None],
-          targets: tuple[str, ...], types: tuple[str, ...]) -> CommitCase:
+def _case(
+    kind: str,
+    module_path: str,
+    what: str,
+    before: dict[str, str],
+    after: dict[str, str | None],
+    targets: tuple[str, ...],
+    types: tuple[str, ...],
+) -> CommitCase:
     return CommitCase(f"{kind}:{module_path}:{what}", kind, before, after, targets, types)
 
 
@@ -225,16 +272,20 @@ def _docstring_return(rng: random.Random, pool: _Pool) -> CommitCase | None:
     module = pool.module(rng)
 
     def fits(fn: _Function) -> bool:
-        returns = [n for n in ast.walk(fn.node) if isinstance(n, ast.Return) and n.value is not None
-                   and n.lineno == n.end_lineno]
+        returns = [
+            n
+            for n in ast.walk(fn.node)
+            if isinstance(n, ast.Return) and n.value is not None and n.lineno == n.end_lineno
+        ]
         return not _has_docstring(fn) and bool(returns) and _body_line(fn, after_docstring=False) is not None
 
     fn = _pick(rng, _functions(module), fits)
     if not isinstance(fn, _Function):
         return None
     lines = module.text.split("\n")
-    ret = [n for n in ast.walk(fn.node) if isinstance(n, ast.Return) and n.value is not None
-           and n.lineno == n.end_lineno][-1]
+    ret = [
+        n for n in ast.walk(fn.node) if isinstance(n, ast.Return) and n.value is not None and n.lineno == n.end_lineno
+    ][-1]
     row = ret.lineno - 1
     line = lines[row]
     expr = ast.get_source_segment(module.text, ret.value)  # type: ignore[arg-type]
@@ -244,20 +295,37 @@ def _docstring_return(rng: random.Random, pool: _Pool) -> CommitCase | None:
     body = _body_line(fn, after_docstring=False)
     assert body is not None
     lines.insert(body, f'{_indent(lines[body])}"""Return twice the previous result."""')
-    return _case("docstring_return", module.path, fn.qualified, {module.path: module.text},
-                 {module.path: "\n".join(lines)}, (fn.name,), ("fix", "feat", "refactor", "perf"))
+    return _case(
+        "docstring_return",
+        module.path,
+        fn.qualified,
+        {module.path: module.text},
+        {module.path: "\n".join(lines)},
+        (fn.name,),
+        ("fix", "feat", "refactor", "perf"),
+    )
 
 
 def _add_function(rng: random.Random, pool: _Pool) -> CommitCase | None:
     module = pool.module(rng)
     for donor in pool.siblings(module, rng):
-        fn = _pick(rng, [f for f in _functions(donor) if f.parent is None],
-                   lambda f: _fresh(f.name, module.text) and not f.name.startswith("__"))
+        fn = _pick(
+            rng,
+            [f for f in _functions(donor) if f.parent is None],
+            lambda f: _fresh(f.name, module.text) and not f.name.startswith("__"),
+        )
         if isinstance(fn, _Function):
-            source = "\n".join(donor.text.split("\n")[fn.start:fn.node.end_lineno])
+            source = "\n".join(donor.text.split("\n")[fn.start : fn.node.end_lineno])
             new = module.text.rstrip("\n") + "\n\n\n" + source + "\n"
-            return _case("add_function", module.path, fn.name, {module.path: module.text}, {module.path: new},
-                         (fn.name,), ("feat",))
+            return _case(
+                "add_function",
+                module.path,
+                fn.name,
+                {module.path: module.text},
+                {module.path: new},
+                (fn.name,),
+                ("feat",),
+            )
     return None
 
 
@@ -271,8 +339,15 @@ def _remove_function(rng: random.Random, pool: _Pool) -> CommitCase | None:
     while end < len(lines) and not lines[end].strip():
         end += 1
     new = _replace_lines(module.text, fn.start, end, [])
-    return _case("remove_function", module.path, fn.qualified, {module.path: module.text}, {module.path: new},
-                 (fn.name,), ("refactor", "chore", "fix", "feat", "perf"))
+    return _case(
+        "remove_function",
+        module.path,
+        fn.qualified,
+        {module.path: module.text},
+        {module.path: new},
+        (fn.name,),
+        ("refactor", "chore", "fix", "feat", "perf"),
+    )
 
 
 def _rename_function(rng: random.Random, pool: _Pool) -> CommitCase | None:
@@ -290,8 +365,15 @@ def _rename_function(rng: random.Random, pool: _Pool) -> CommitCase | None:
         return None
     new_name = fn.name[1:] if fn.name.startswith("_") else "_" + fn.name
     new = re.sub(rf"(?<![\w.]){re.escape(fn.name)}\b", new_name, module.text)
-    return _case("rename_function", module.path, fn.name, {module.path: module.text}, {module.path: new},
-                 (fn.name, new_name), ("refactor", "chore", "style"))
+    return _case(
+        "rename_function",
+        module.path,
+        fn.name,
+        {module.path: module.text},
+        {module.path: new},
+        (fn.name, new_name),
+        ("refactor", "chore", "style"),
+    )
 
 
 def _guard(rng: random.Random, pool: _Pool) -> CommitCase | None:
@@ -311,8 +393,15 @@ def _guard(rng: random.Random, pool: _Pool) -> CommitCase | None:
     pad = _indent(lines[row])
     guard = [f"{pad}if {name} is None:", f'{pad}    raise ValueError("{name} must not be None")']
     new = _replace_lines(module.text, row, row, guard)
-    return _case("guard", module.path, fn.qualified, {module.path: module.text}, {module.path: new}, (fn.name,),
-                 ("fix", "feat", "refactor"))
+    return _case(
+        "guard",
+        module.path,
+        fn.qualified,
+        {module.path: module.text},
+        {module.path: new},
+        (fn.name,),
+        ("fix", "feat", "refactor"),
+    )
 
 
 def _add_parameter(rng: random.Random, pool: _Pool) -> CommitCase | None:
@@ -341,8 +430,15 @@ def _add_parameter(rng: random.Random, pool: _Pool) -> CommitCase | None:
     sep = "" if opened.endswith("(") else ", "
     extra = "strict: bool = False" if fn.node.args.kwonlyargs or "*" in opened else "*, strict: bool = False"
     lines[row] = f"{opened}{sep}{extra}{line[cut:]}"
-    return _case("add_parameter", module.path, fn.qualified, {module.path: module.text},
-                 {module.path: "\n".join(lines)}, (fn.name,), ("feat", "refactor", "fix"))
+    return _case(
+        "add_parameter",
+        module.path,
+        fn.qualified,
+        {module.path: module.text},
+        {module.path: "\n".join(lines)},
+        (fn.name,),
+        ("feat", "refactor", "fix"),
+    )
 
 
 def _comment(rng: random.Random, pool: _Pool) -> CommitCase | None:
@@ -356,8 +452,15 @@ def _comment(rng: random.Random, pool: _Pool) -> CommitCase | None:
     pad = _indent(lines[row])
     note = [f"{pad}# Callers rely on this running before any I/O: keep it first."]
     new = _replace_lines(module.text, row, row, note)
-    return _case("comment", module.path, fn.qualified, {module.path: module.text}, {module.path: new},
-                 (fn.name, module.path.rsplit("/", 1)[-1]), ("docs", "chore", "style"))
+    return _case(
+        "comment",
+        module.path,
+        fn.qualified,
+        {module.path: module.text},
+        {module.path: new},
+        (fn.name, module.path.rsplit("/", 1)[-1]),
+        ("docs", "chore", "style"),
+    )
 
 
 def _readme_text(dist: importlib.metadata.Distribution) -> str | None:
@@ -380,11 +483,19 @@ def _readme(rng: random.Random, pool: _Pool) -> CommitCase | None:
     text = _readme_text(dist)
     assert text is not None
     name = dist.metadata["Name"]
-    section = (f"\n## Troubleshooting\n\nIf `import {name.replace('-', '_')}` fails after an upgrade, remove the old "
-               "version first and install again.\n")
-    return _case("readme", "README.md", name, {"README.md": text, "setup.py": "from setuptools import setup\n"
-                                               "\nsetup()\n"},
-                 {"README.md": text + section}, ("README.md", "README", "readme", "troubleshooting"), ("docs",))
+    section = (
+        f"\n## Troubleshooting\n\nIf `import {name.replace('-', '_')}` fails after an upgrade, remove the old "
+        "version first and install again.\n"
+    )
+    return _case(
+        "readme",
+        "README.md",
+        name,
+        {"README.md": text, "setup.py": "from setuptools import setup\n\nsetup()\n"},
+        {"README.md": text + section},
+        ("README.md", "README", "readme", "troubleshooting"),
+        ("docs",),
+    )
 
 
 def _add_test(rng: random.Random, pool: _Pool) -> CommitCase | None:
@@ -395,14 +506,21 @@ def _add_test(rng: random.Random, pool: _Pool) -> CommitCase | None:
     if not tests:
         return None
     fn = rng.choice(tests)
-    source = "\n".join(module.text.split("\n")[fn.lineno - 1 - len(fn.decorator_list):fn.end_lineno])
+    source = "\n".join(module.text.split("\n")[fn.lineno - 1 - len(fn.decorator_list) : fn.end_lineno])
     new_name = f"{fn.name}_again"
     if not _fresh(new_name, module.text):
         return None
     copy = source.replace(f"def {fn.name}(", f"def {new_name}(", 1)
     new = module.text.rstrip("\n") + "\n\n\n" + copy + "\n"
-    return _case("add_test", module.path, new_name, {module.path: module.text}, {module.path: new},
-                 (new_name, fn.name, module.path.rsplit("/", 1)[-1].removesuffix(".py")), ("test",))
+    return _case(
+        "add_test",
+        module.path,
+        new_name,
+        {module.path: module.text},
+        {module.path: new},
+        (new_name, fn.name, module.path.rsplit("/", 1)[-1].removesuffix(".py")),
+        ("test",),
+    )
 
 
 _REQ = re.compile(r"^\s*(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)\s*(?P<spec>[<>=!~][^;]*)?(?P<marker>;.*)?$")
@@ -430,11 +548,20 @@ def _dependency_bump(rng: random.Random, pool: _Pool) -> CommitCase | None:
         lines = []
         for dep, dep_spec, _raw in parsed:
             lines.append(f'    "{dep}{new_spec if bumped and dep == name else dep_spec}",')
-        return (f'[project]\nname = "{project}"\nversion = "{dist.version}"\nrequires-python = ">=3.9"\n'
-                "dependencies = [\n" + "\n".join(lines) + "\n]\n")
+        return (
+            f'[project]\nname = "{project}"\nversion = "{dist.version}"\nrequires-python = ">=3.9"\n'
+            "dependencies = [\n" + "\n".join(lines) + "\n]\n"
+        )
 
-    return _case("dependency_bump", "pyproject.toml", name, {"pyproject.toml": manifest(False)},
-                 {"pyproject.toml": manifest(True)}, (name,), ("build", "chore", "fix"))
+    return _case(
+        "dependency_bump",
+        "pyproject.toml",
+        name,
+        {"pyproject.toml": manifest(False)},
+        {"pyproject.toml": manifest(True)},
+        (name,),
+        ("build", "chore", "fix"),
+    )
 
 
 def _move_module(rng: random.Random, pool: _Pool) -> CommitCase | None:
@@ -443,9 +570,15 @@ def _move_module(rng: random.Random, pool: _Pool) -> CommitCase | None:
     if not head or name == "__init__.py":
         return None
     target = f"{head}/_internal/{name}"
-    return _case("move_module", module.path, target, {module.path: module.text},
-                 {module.path: None, target: module.text},
-                 (name, name.removesuffix(".py"), "_internal"), ("refactor", "chore", "style"))
+    return _case(
+        "move_module",
+        module.path,
+        target,
+        {module.path: module.text},
+        {module.path: None, target: module.text},
+        (name, name.removesuffix(".py"), "_internal"),
+        ("refactor", "chore", "style"),
+    )
 
 
 def _two_files(rng: random.Random, pool: _Pool) -> CommitCase | None:
@@ -462,8 +595,14 @@ def _two_files(rng: random.Random, pool: _Pool) -> CommitCase | None:
             break
     else:
         return None
-    return CommitCase(f"two_files:{first.id}+{second.id}", "two_files", {**first.before, **second.before},
-                      {**first.after, **second.after}, first.targets + second.targets, ("feat", "fix", "refactor"))
+    return CommitCase(
+        f"two_files:{first.id}+{second.id}",
+        "two_files",
+        {**first.before, **second.before},
+        {**first.after, **second.after},
+        first.targets + second.targets,
+        ("feat", "fix", "refactor"),
+    )
 
 
 class _OnePool(_Pool):
@@ -478,9 +617,17 @@ class _OnePool(_Pool):
 
 
 MAKERS: dict[str, Maker] = {
-    "docstring_return": _docstring_return, "add_function": _add_function, "remove_function": _remove_function,
-    "rename_function": _rename_function, "guard": _guard, "add_parameter": _add_parameter, "comment": _comment,
-    "readme": _readme, "add_test": _add_test, "dependency_bump": _dependency_bump, "move_module": _move_module,
+    "docstring_return": _docstring_return,
+    "add_function": _add_function,
+    "remove_function": _remove_function,
+    "rename_function": _rename_function,
+    "guard": _guard,
+    "add_parameter": _add_parameter,
+    "comment": _comment,
+    "readme": _readme,
+    "add_test": _add_test,
+    "dependency_bump": _dependency_bump,
+    "move_module": _move_module,
     "two_files": _two_files,
 }
 

@@ -31,13 +31,20 @@ import re
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from lsp_server.config import ServerConfig
+from lsp_server.engine.core import Engine
+from lsp_server.eval.commit_cases import KINDS, CommitCase, build_cases
+from lsp_server.eval.metrics import percentile
+from lsp_server.eval.runner import EvalError
+from lsp_server.explain.commit_message import check_commit_message
+from lsp_server.explain.diff import parse_diff, staged_diff
 from lsp_server.explain.facts import (
     ChangeFacts,
     GitTexts,
@@ -47,13 +54,6 @@ from lsp_server.explain.facts import (
     factual_subject,
     ungrounded_names,
 )
-from lsp_server.config import ServerConfig
-from lsp_server.engine.core import Engine
-from lsp_server.eval.commit_cases import KINDS, CommitCase, build_cases
-from lsp_server.eval.metrics import percentile
-from lsp_server.eval.runner import EvalError
-from lsp_server.explain.commit_message import check_commit_message
-from lsp_server.explain.diff import parse_diff, staged_diff
 from lsp_server.explain.pipeline import staged_commit_message
 from lsp_server.routing.policy import LoadedPolicy, Rule
 from lsp_server.tiers import TierName
@@ -133,20 +133,36 @@ def _mentions(subject: str, target: str) -> bool:
     return re.search(rf"(?<![\w]){re.escape(target.lower())}(?![\w])", subject.lower()) is not None
 
 
-def score(case: CommitCase, facts: ChangeFacts, variant: CommitVariant, message: str, *,
-          latency_ms: float | None = None, reason: str = "") -> CommitOutcome:
+def score(
+    case: CommitCase,
+    facts: ChangeFacts,
+    variant: CommitVariant,
+    message: str,
+    *,
+    latency_ms: float | None = None,
+    reason: str = "",
+) -> CommitOutcome:
     subject = message.strip().split("\n", 1)[0].strip()
     missing = ungrounded_names(subject, facts)
     named = anchored(subject, facts) if subject else False
     m = _CONVENTIONAL.match(subject)
     return CommitOutcome(
-        case_id=case.id, kind=case.kind, variant=variant, subject=subject, message=message.strip(),
-        names_only_diff=not missing and bool(subject), names_change=named, grounded=not missing and named,
+        case_id=case.id,
+        kind=case.kind,
+        variant=variant,
+        subject=subject,
+        message=message.strip(),
+        names_only_diff=not missing and bool(subject),
+        names_change=named,
+        grounded=not missing and named,
         mentions_target=any(_mentions(subject, t) for t in case.targets),
         type_fits=bool(m) and m["type"] in case.types,  # type: ignore[index]
         refuted=bool(contradictions(subject, facts)),
         well_formed=bool(subject) and not check_commit_message(subject),
-        ungrounded=missing, reason=reason, latency_ms=latency_ms)
+        ungrounded=missing,
+        reason=reason,
+        latency_ms=latency_ms,
+    )
 
 
 def summarise(outcomes: Sequence[CommitOutcome]) -> list[CommitSummary]:
@@ -161,12 +177,21 @@ def summarise(outcomes: Sequence[CommitOutcome]) -> list[CommitSummary]:
             return round(sum(1 for o in rows if getattr(o, attr)) / n, 4)  # noqa: B023 - used at once
 
         latencies = [o.latency_ms for o in rows if o.latency_ms is not None]
-        out.append(CommitSummary(
-            variant=variant, cases=n, grounded=rate("grounded"), names_only_diff=rate("names_only_diff"),
-            names_change=rate("names_change"), mentions_target=rate("mentions_target"), type_fits=rate("type_fits"),
-            refuted=rate("refuted"), well_formed=rate("well_formed"),
-            latency_p50_ms=percentile(latencies, 50) if latencies else None,
-            latency_p95_ms=percentile(latencies, 95) if latencies else None))
+        out.append(
+            CommitSummary(
+                variant=variant,
+                cases=n,
+                grounded=rate("grounded"),
+                names_only_diff=rate("names_only_diff"),
+                names_change=rate("names_change"),
+                mentions_target=rate("mentions_target"),
+                type_fits=rate("type_fits"),
+                refuted=rate("refuted"),
+                well_formed=rate("well_formed"),
+                latency_p50_ms=percentile(latencies, 50) if latencies else None,
+                latency_p95_ms=percentile(latencies, 95) if latencies else None,
+            )
+        )
     return out
 
 
@@ -175,17 +200,25 @@ def summarise(outcomes: Sequence[CommitOutcome]) -> list[CommitSummary]:
 
 def _git_env() -> dict[str, str]:
     base = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
-    return {**base, "GIT_CONFIG_GLOBAL": os.devnull, "GIT_CONFIG_NOSYSTEM": "1", "LC_ALL": "C",
-            "GIT_AUTHOR_NAME": "eval", "GIT_AUTHOR_EMAIL": "eval@example.com",
-            "GIT_COMMITTER_NAME": "eval", "GIT_COMMITTER_EMAIL": "eval@example.com"}
+    return {
+        **base,
+        "GIT_CONFIG_GLOBAL": os.devnull,
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "LC_ALL": "C",
+        "GIT_AUTHOR_NAME": "eval",
+        "GIT_AUTHOR_EMAIL": "eval@example.com",
+        "GIT_COMMITTER_NAME": "eval",
+        "GIT_COMMITTER_EMAIL": "eval@example.com",
+    }
 
 
 def _git(repo: Path, *args: str) -> None:
-    subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, env=_git_env(),
-                   stdin=subprocess.DEVNULL)
+    subprocess.run(
+        ["git", "-C", str(repo), *args], check=True, capture_output=True, env=_git_env(), stdin=subprocess.DEVNULL
+    )
 
 
-def _write(repo: Path, files: dict[str, str | None]) -> None:
+def _write(repo: Path, files: Mapping[str, str | None]) -> None:
     for rel, text in files.items():
         path = repo / rel
         if text is None:
@@ -214,7 +247,7 @@ def case_facts(repo: Path) -> ChangeFacts:
 # --------------------------------------------------------------------------- the run
 
 
-async def _timed(coro):  # type: ignore[no-untyped-def]
+async def _timed(coro):
     started = time.perf_counter()
     result = await coro
     return result, (time.perf_counter() - started) * 1000.0
@@ -232,13 +265,22 @@ async def run_case(case: CommitCase, engine: Engine, *, baseline: bool = True) -
         after, ms = await _timed(staged_commit_message(repo, engine, grounded=True, latency=None))
         check = after.subject_check
         out.append(score(case, facts, "model", after.model_message or ""))
-        out.append(score(case, facts, "after", after.commit_message or "", latency_ms=ms,
-                         reason=check.reason if check is not None else ""))
+        out.append(
+            score(
+                case,
+                facts,
+                "after",
+                after.commit_message or "",
+                latency_ms=ms,
+                reason=check.reason if check is not None else "",
+            )
+        )
         return out
 
 
-def commit_engine(config: ServerConfig, loaded: LoadedPolicy, *, tier: TierName = "local",
-                  model: str | None = None) -> Engine:
+def commit_engine(
+    config: ServerConfig, loaded: LoadedPolicy, *, tier: TierName = "local", model: str | None = None
+) -> Engine:
     """An engine that writes every commit message and explanation on `tier`, with no ledger:
     an eval run never counts against a budget or a report."""
     if tier != "local":
@@ -250,20 +292,27 @@ def commit_engine(config: ServerConfig, loaded: LoadedPolicy, *, tier: TierName 
     # The time box lifted: a busy machine must not cut the model's answer short (the eval
     # measures what the model writes; the hook's own budget is another matter).
     escalation = loaded.policy.escalation.model_copy(update={"deadline_ms": EVAL_DEADLINE_MS})
-    forced = LoadedPolicy(loaded.policy.model_copy(update={"rules": [rule], "escalation": escalation}),
-                          loaded.source, loaded.path)
+    forced = LoadedPolicy(
+        loaded.policy.model_copy(update={"rules": [rule], "escalation": escalation}), loaded.source, loaded.path
+    )
     return Engine(config, explicit_model=model, policy=forced, ledger=None)
 
 
-def model_label(engine: Engine, tier: str) -> str:
+def model_label(engine: Engine, tier: TierName) -> str:
     if tier == "local":
         return str(engine.local.model_name)
     backend = engine.state.remote.get(tier)
     return str(backend.model) if backend else tier
 
 
-async def run_commit_eval(options: CommitOptions, engine: Engine, *, tier: str = "local", machine: str = "",
-                          progress: Progress = _no_progress) -> tuple[CommitReport, list[CommitOutcome]]:
+async def run_commit_eval(
+    options: CommitOptions,
+    engine: Engine,
+    *,
+    tier: TierName = "local",
+    machine: str = "",
+    progress: Progress = _no_progress,
+) -> tuple[CommitReport, list[CommitOutcome]]:
     started = time.perf_counter()
     cases = await asyncio.to_thread(build_cases, options.limit, options.seed, options.kinds)
     await engine.wait_ready()
@@ -281,7 +330,16 @@ async def run_commit_eval(options: CommitOptions, engine: Engine, *, tier: str =
     kinds: dict[str, int] = {}
     for case in cases:
         kinds[case.kind] = kinds.get(case.kind, 0) + 1
-    report = CommitReport(model=model, tier=tier, cases=len(cases), seed=options.seed, kinds=kinds,
-                          summaries=summarise(outcomes), model_subject_kept=round(kept, 4), reasons=reasons,
-                          machine=machine, wall_s=round(time.perf_counter() - started, 1))
+    report = CommitReport(
+        model=model,
+        tier=tier,
+        cases=len(cases),
+        seed=options.seed,
+        kinds=kinds,
+        summaries=summarise(outcomes),
+        model_subject_kept=round(kept, 4),
+        reasons=reasons,
+        machine=machine,
+        wall_s=round(time.perf_counter() - started, 1),
+    )
     return report, outcomes

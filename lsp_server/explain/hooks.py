@@ -169,7 +169,10 @@ def run_prepare_commit_msg(
     if isinstance(written, tuple):
         message, from_facts = str(written[0]), bool(written[1])
         if from_facts:  # say so, in a comment git drops
-            note_text = f"ninetyten: the model did not answer within {budget:g}s; this message was written from the diff's facts alone."
+            note_text = (
+                f"ninetyten: the model did not answer within {budget:g}s; this message was written "
+                "from the diff's facts alone."
+            )
             message += "\n\n" + _note(comment, note_text).rstrip("\n")
     error = outcome.get("error")
     if thread.is_alive() or isinstance(error, TimeoutError):

@@ -90,17 +90,26 @@ class ExplainResult:
         }
 
     def to_json(self) -> dict[str, Any]:
-        data: dict[str, Any] = {"explanation": self.explanation, "decision": self.decision, "usage": self.usage(),
-                                "skipped": self.skipped}
+        data: dict[str, Any] = {
+            "explanation": self.explanation,
+            "decision": self.decision,
+            "usage": self.usage(),
+            "skipped": self.skipped,
+        }
         if self.commit_message is not None:
             data["commit_message"] = self.commit_message
         if self.facts is not None:
             data["facts"] = self.facts.lines()
         if self.subject_check is not None:
             check = self.subject_check
-            data["subject_check"] = {"model_subject": check.model_subject, "replaced": check.replaced,
-                                     "reason": check.reason, "ungrounded": list(check.ungrounded),
-                                     "contradicted": list(check.contradicted), "type_fixed": check.type_fixed}
+            data["subject_check"] = {
+                "model_subject": check.model_subject,
+                "replaced": check.replaced,
+                "reason": check.reason,
+                "ungrounded": list(check.ungrounded),
+                "contradicted": list(check.contradicted),
+                "type_fixed": check.type_fixed,
+            }
         return data
 
 
@@ -119,7 +128,7 @@ async def explain_changes(
     latency: LatencyClass | None = None,
     texts: TextSource | None = None,
     grounded: bool = True,
-    facts: FactsBuilder | None = None,
+    facts_builder: FactsBuilder | None = None,
 ) -> ExplainResult:
     """Map (explain each chunk) then reduce (merge), then optionally the commit message.
 
@@ -130,7 +139,7 @@ async def explain_changes(
     whole file texts from `texts` when given, else from the hunks), every prompt carries the
     facts of what it is about, the commit message is checked against them (`ground_message`)
     and the explanation ends with them. `grounded=False` is the pipeline without facts (the
-    eval's baseline). `facts` is the builder to collect them in (the caller keeps it: when the
+    eval's baseline). `facts_builder` is the one to collect them in (the caller keeps it: when the
     model runs out of time, the facts can still make the message).
     """
     await engine.wait_ready()
@@ -138,7 +147,7 @@ async def explain_changes(
     tally = DiffTally()
     paths: list[str] = []
     every_path: dict[str, None] = {}  # old and new names of every file, sent or summarized
-    builder = (facts or FactsBuilder(texts)) if grounded else None
+    builder = (facts_builder or FactsBuilder(texts)) if grounded else None
 
     def sendable() -> Iterable[FileChange]:
         for change in tally.watch(changes):
@@ -182,17 +191,23 @@ async def explain_changes(
         skipped = tally.skipped
         result.skipped, result.files, result.chunks = skipped, stats.files, 1 if first else 0
         diff_text = first.text if first else "\n".join(skipped)
-        facts = facts_of(diff_text)
-        answer = await engine.run_chat(ChatJob(
-            task="commit_message", messages=commit_message_from_diff_messages(diff_text, stats_line, facts),
-            # A base model reads the diff's head only: more room for the facts.
-            document=commit_document(diff_text, facts_of(diff_text[:COMMIT_DOCUMENT_CHARS])),
-            path=first.files[0] if first and first.files else None,
-            # The facts name every file, summarized ones too: every path is judged then.
-            paths=tuple(every_path) if builder is not None or first is None else first.paths, kind="prose",
-            extra_check=check_commit_message, latency=latency,
-            max_tokens=min(engine.config.assist.max_tokens, COMMIT_MAX_TOKENS),
-        ), cancel=cancel)
+        prompt_lines = facts_of(diff_text)
+        answer = await engine.run_chat(
+            ChatJob(
+                task="commit_message",
+                messages=commit_message_from_diff_messages(diff_text, stats_line, prompt_lines),
+                # A base model reads the diff's head only: more room for the facts.
+                document=commit_document(diff_text, facts_of(diff_text[:COMMIT_DOCUMENT_CHARS])),
+                path=first.files[0] if first and first.files else None,
+                # The facts name every file, summarized ones too: every path is judged then.
+                paths=tuple(every_path) if builder is not None or first is None else first.paths,
+                kind="prose",
+                extra_check=check_commit_message,
+                latency=latency,
+                max_tokens=min(engine.config.assist.max_tokens, COMMIT_MAX_TOKENS),
+            ),
+            cancel=cancel,
+        )
         result.results.append(answer)
         _finish_message(result, repair_commit_message(answer.text or "", paths), builder)
         result.explanation = ""
@@ -204,14 +219,21 @@ async def explain_changes(
     for chunk in _chain(first, second, chunk_stream):
         # Routed by every file in the chunk, old names of renames included; its facts are of those files only.
         chunk_facts = facts_of(chunk.text, chunk)
-        answer = await engine.run_chat(ChatJob(
-            task="explain",
-            messages=explain_messages(chunk.text, part=chunk.index + 1, parts=2 if several else 1,
-                                      facts=chunk_facts),
-            document=explain_document(chunk.text, chunk_facts),
-            path=chunk.files[0] if chunk.files else None, paths=chunk.paths, kind="prose", latency=latency,
-            max_tokens=max_tokens,
-        ), cancel=cancel)
+        answer = await engine.run_chat(
+            ChatJob(
+                task="explain",
+                messages=explain_messages(
+                    chunk.text, part=chunk.index + 1, parts=2 if several else 1, facts=chunk_facts
+                ),
+                document=explain_document(chunk.text, chunk_facts),
+                path=chunk.files[0] if chunk.files else None,
+                paths=chunk.paths,
+                kind="prose",
+                latency=latency,
+                max_tokens=max_tokens,
+            ),
+            cancel=cancel,
+        )
         result.results.append(answer)
         # Long chunk answers are cut so the merge prompt stays within the local context.
         parts.append(_Part((answer.text or "")[:2000], chunk.paths, answer.kept_home))
@@ -234,16 +256,26 @@ async def explain_changes(
             if len(group) == 1:
                 merged_parts.append(group[0])
                 continue
-            texts = [part.text for part in group]
+            part_texts = [part.text for part in group]
             joined = _Part.join(group)
             # What the local model wrote about a chunk that was kept home is as sensitive as the chunk.
-            merged = await engine.run_chat(ChatJob(task="explain", messages=merge_messages(texts), kind="prose",
-                                                   document=merge_document(texts), latency=latency,
-                                                   max_tokens=max_tokens, paths=joined.paths,
-                                                   derived_from_kept_home=joined.kept_home), cancel=cancel)
+            merged = await engine.run_chat(
+                ChatJob(
+                    task="explain",
+                    messages=merge_messages(part_texts),
+                    kind="prose",
+                    document=merge_document(part_texts),
+                    latency=latency,
+                    max_tokens=max_tokens,
+                    paths=joined.paths,
+                    derived_from_kept_home=joined.kept_home,
+                ),
+                cancel=cancel,
+            )
             result.results.append(merged)
-            merged_parts.append(_Part((merged.text or joined.text)[:2000], joined.paths,
-                                      joined.kept_home or merged.kept_home))
+            merged_parts.append(
+                _Part((merged.text or joined.text)[:2000], joined.paths, joined.kept_home or merged.kept_home)
+            )
             advance("merged explanations")
         if len(merged_parts) == len(parts):  # nothing could be combined: stop rather than loop
             parts = [_Part.join(parts)]
@@ -252,18 +284,28 @@ async def explain_changes(
     final = parts[0] if parts else _Part("", (), False)
     written = final.text
     if skipped:
-        written = (written.rstrip() + "\n\n" if written.strip() else "") + \
-            "Also changed (not sent to a model): " + "; ".join(skipped)
+        written = (
+            (written.rstrip() + "\n\n" if written.strip() else "")
+            + "Also changed (not sent to a model): "
+            + "; ".join(skipped)
+        )
     result.explanation = written.strip() or f"{stats.files} file(s) changed."
     if commit_message:
-        facts = facts_of(result.explanation)
-        answer = await engine.run_chat(ChatJob(
-            task="commit_message", messages=commit_message_messages(result.explanation, stats_line, facts),
-            document=commit_from_explanation_document(result.explanation, facts),
-            kind="prose", extra_check=check_commit_message, latency=latency,
-            max_tokens=min(engine.config.assist.max_tokens, COMMIT_MAX_TOKENS),
-            paths=tuple(every_path), derived_from_kept_home=final.kept_home,
-        ), cancel=cancel)
+        prompt_lines = facts_of(result.explanation)
+        answer = await engine.run_chat(
+            ChatJob(
+                task="commit_message",
+                messages=commit_message_messages(result.explanation, stats_line, prompt_lines),
+                document=commit_from_explanation_document(result.explanation, prompt_lines),
+                kind="prose",
+                extra_check=check_commit_message,
+                latency=latency,
+                max_tokens=min(engine.config.assist.max_tokens, COMMIT_MAX_TOKENS),
+                paths=tuple(every_path),
+                derived_from_kept_home=final.kept_home,
+            ),
+            cancel=cancel,
+        )
         result.results.append(answer)
         _finish_message(result, repair_commit_message(answer.text or "", paths), builder)
         advance("wrote the commit message")
@@ -298,9 +340,11 @@ class _Part:
 
     @staticmethod
     def join(parts: list["_Part"]) -> "_Part":
-        return _Part("\n\n".join(part.text for part in parts),
-                     tuple(dict.fromkeys(path for part in parts for path in part.paths)),
-                     any(part.kept_home for part in parts))
+        return _Part(
+            "\n\n".join(part.text for part in parts),
+            tuple(dict.fromkeys(path for part in parts for path in part.paths)),
+            any(part.kept_home for part in parts),
+        )
 
 
 def _chain(first: DiffChunk | None, second: DiffChunk | None, rest: Iterator[DiffChunk]) -> Iterator[DiffChunk]:
@@ -310,9 +354,14 @@ def _chain(first: DiffChunk | None, second: DiffChunk | None, rest: Iterator[Dif
     yield from rest
 
 
-async def staged_commit_message(repo: Path, engine: Engine, *, grounded: bool = True,
-                                latency: LatencyClass | None = "background",
-                                timeout_s: float | None = None) -> ExplainResult:
+async def staged_commit_message(
+    repo: Path,
+    engine: Engine,
+    *,
+    grounded: bool = True,
+    latency: LatencyClass | None = "background",
+    timeout_s: float | None = None,
+) -> ExplainResult:
     """What the git hook writes for the staged change: the commit message alone, grounded in
     the facts of the staged files (their whole texts read from HEAD and the index).
 
@@ -321,8 +370,16 @@ async def staged_commit_message(repo: Path, engine: Engine, *, grounded: bool = 
     that, TimeoutError."""
     with git_diff_stream(repo, staged=True) as stream, GitTexts.staged(repo) as texts:
         builder = FactsBuilder(texts) if grounded else None
-        work = explain_changes(engine, iter_parse_diff(stream), commit_message=True, explanation=False,
-                               latency=latency, texts=texts if grounded else None, grounded=grounded, facts=builder)
+        work = explain_changes(
+            engine,
+            iter_parse_diff(stream),
+            commit_message=True,
+            explanation=False,
+            latency=latency,
+            texts=texts if grounded else None,
+            grounded=grounded,
+            facts_builder=builder,
+        )
         if timeout_s is None:
             return await work
         try:
@@ -336,8 +393,9 @@ async def staged_commit_message(repo: Path, engine: Engine, *, grounded: bool = 
 def facts_only_result(facts: ChangeFacts) -> ExplainResult:
     """The commit message the facts alone make, for when no model answered."""
     grounded = ground_message("", facts)
-    result = ExplainResult("", grounded.text, files=len(facts.files), facts=facts,
-                           subject_check=grounded.check, timed_out=True)
+    result = ExplainResult(
+        "", grounded.text, files=len(facts.files), facts=facts, subject_check=grounded.check, timed_out=True
+    )
     return result
 
 

@@ -25,9 +25,7 @@ def _facts_block(facts: Sequence[str]) -> str:
     return f"Facts about the change, extracted from the diff (reliable):\n{lines}\n\n"
 
 
-def explain_messages(
-    diff_text: str, *, part: int = 1, parts: int = 1, facts: Sequence[str] = ()
-) -> list[ChatMessage]:
+def explain_messages(diff_text: str, *, part: int = 1, parts: int = 1, facts: Sequence[str] = ()) -> list[ChatMessage]:
     where = f" (part {part} of {parts} of a larger change)" if parts > 1 else ""
     user = (
         f"Explain this change{where}. Answer in three short sections titled "

@@ -609,8 +609,10 @@ route = "in_house"
     elapsed = time.monotonic() - started
     assert result.returncode == 0, result.stderr
     assert listener.accepted, "the hook never reached the in-house server"
-    assert msg.read_text() == ("feat: add X in util.py\n\n# ninetyten: the model did not answer within 1s; this message "
-                               "was written from the diff's facts alone.\n# Please enter the commit message.\n")
+    assert msg.read_text() == (
+        "feat: add X in util.py\n\n# ninetyten: the model did not answer within 1s; this message "
+        "was written from the diff's facts alone.\n# Please enter the commit message.\n"
+    )
     assert elapsed < 1 + 8, f"hook took {elapsed:.1f}s with a 1s budget"
 
 

@@ -25,9 +25,9 @@ from pathlib import Path
 
 import pytest
 
+from lsp_server.explain.diff import parse_diff, range_diff
 from lsp_server.explain.facts import GitTexts, anchored, extract_facts, ungrounded_names
 from lsp_server.explain.facts.subject import states_a_change
-from lsp_server.explain.diff import parse_diff, range_diff
 from tests.e2e.test_git_hooks import Listener
 from tests.trusted_policy import trust_policy
 
@@ -41,9 +41,18 @@ CALC_AFTER = 'def total(items):\n    """Sum of the items, doubled."""\n    retur
 def base_env(tmp_path: Path, home: Path, model: Path | None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GIT_", "NINETYTEN_"))}
     (tmp_path / "cfg").mkdir(exist_ok=True)
-    env.update({"HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path / "cfg"), "GIT_CONFIG_GLOBAL": os.devnull,
-                "GIT_CONFIG_NOSYSTEM": "1", "GIT_EDITOR": "true", "NINETYTEN_HOME": str(home),
-                "NINETYTEN_HOOK_TIMEOUT": "240", "LC_ALL": "C"})
+    env.update(
+        {
+            "HOME": str(tmp_path),
+            "XDG_CONFIG_HOME": str(tmp_path / "cfg"),
+            "GIT_CONFIG_GLOBAL": os.devnull,
+            "GIT_CONFIG_NOSYSTEM": "1",
+            "GIT_EDITOR": "true",
+            "NINETYTEN_HOME": str(home),
+            "NINETYTEN_HOOK_TIMEOUT": "240",
+            "LC_ALL": "C",
+        }
+    )
     if model is not None:
         env["NINETYTEN_MODEL"] = str(model)
     return env
@@ -56,8 +65,15 @@ def git(repo: Path, env: dict[str, str], *args: str) -> str:
 
 
 def ninetyten(repo: Path, env: dict[str, str], *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "lsp_server", *args], cwd=repo, env=env, capture_output=True,
-                          text=True, timeout=timeout, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "lsp_server", *args],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def new_repo(path: Path, env: dict[str, str], files: dict[str, str]) -> Path:
@@ -114,22 +130,40 @@ def test_the_hook_grounds_the_issue_example_on_the_embedded_model(gemma_model_pa
 
 def test_the_hook_writes_the_factual_subject_when_the_model_says_nothing(endless_model_path, tmp_path):
     env = base_env(tmp_path, tmp_path / "home", endless_model_path)
-    repo = new_repo(tmp_path / "repo", env, {
-        "calc.py": CALC, "README.md": "# calc\n",
-        "m.py": "def load(p):\n    return open(p).read()\n\n\ndef main():\n    return load('x')\n",
-        "pyproject.toml": '[project]\nname = "calc"\ndependencies = [\n    "httpx>=0.27,<1",\n    "rich>=13",\n]\n',
-    })
+    repo = new_repo(
+        tmp_path / "repo",
+        env,
+        {
+            "calc.py": CALC,
+            "README.md": "# calc\n",
+            "m.py": "def load(p):\n    return open(p).read()\n\n\ndef main():\n    return load('x')\n",
+            "pyproject.toml": '[project]\nname = "calc"\ndependencies = [\n    "httpx>=0.27,<1",\n    "rich>=13",\n]\n',
+        },
+    )
     assert ninetyten(repo, env, "hook", "install").returncode == 0
 
     # The model's "xxxx..." names nothing of any change: each subject is the one the facts make.
-    assert commit_with_hook(repo, env, {"calc.py": CALC_AFTER}) == \
-        "fix: change what total returns and document it in calc.py"
-    assert commit_with_hook(repo, env, {"m.py": "def _load(p):\n    return open(p).read()\n\n\n"
-                                               "def main():\n    return _load('x')\n"}) == \
-        "refactor: rename load to _load in m.py"
-    assert commit_with_hook(repo, env, {"pyproject.toml": '[project]\nname = "calc"\ndependencies = [\n'
-                                                          '    "httpx>=0.28,<1",\n    "rich>=13",\n]\n'}) == \
-        "build(deps): bump httpx from >=0.27,<1 to >=0.28,<1"
+    assert (
+        commit_with_hook(repo, env, {"calc.py": CALC_AFTER})
+        == "fix: change what total returns and document it in calc.py"
+    )
+    assert (
+        commit_with_hook(
+            repo, env, {"m.py": "def _load(p):\n    return open(p).read()\n\n\ndef main():\n    return _load('x')\n"}
+        )
+        == "refactor: rename load to _load in m.py"
+    )
+    assert (
+        commit_with_hook(
+            repo,
+            env,
+            {
+                "pyproject.toml": '[project]\nname = "calc"\ndependencies = [\n'
+                '    "httpx>=0.28,<1",\n    "rich>=13",\n]\n'
+            },
+        )
+        == "build(deps): bump httpx from >=0.27,<1 to >=0.28,<1"
+    )
     assert commit_with_hook(repo, env, {"README.md": "# calc\n\nAdds things up.\n"}) == "docs: update README.md"
     # Five functions changed: the subject cannot name them all, so the body lists the facts.
     message = commit_with_hook(repo, env, {f"ops{i}.py": f"def op{i}(x):\n    return x + {i}\n" for i in range(5)})
@@ -146,11 +180,17 @@ def test_a_model_that_never_answers_still_leaves_the_facts_message(endless_model
         env = {**base_env(tmp_path, tmp_path / "home", endless_model_path), "NINETYTEN_HOOK_TIMEOUT": "3"}
         repo = new_repo(tmp_path / "repo", env, {"calc.py": CALC})
         policy = repo / ".ninetyten" / "policy.toml"
-        write(repo, {".ninetyten/policy.toml": (
-            '[tiers.local]\nbackend = "llama_cpp"\nmodel = "default"\n\n'
-            f'[tiers.in_house]\nbackend = "openai"\nmodel = "team-model"\nbase_url = "http://127.0.0.1:{listener.port}/v1"\n'
-            'keeps_data_home = true\ntimeout_s = 60\nmax_retries = 0\n\n[[rules]]\nname = "messages in-house"\n'
-            'task = ["commit_message"]\nroute = "in_house"\n')})
+        write(
+            repo,
+            {
+                ".ninetyten/policy.toml": (
+                    '[tiers.local]\nbackend = "llama_cpp"\nmodel = "default"\n\n'
+                    f'[tiers.in_house]\nbackend = "openai"\nmodel = "team-model"\nbase_url = "http://127.0.0.1:{listener.port}/v1"\n'
+                    'keeps_data_home = true\ntimeout_s = 60\nmax_retries = 0\n\n[[rules]]\nname = "messages in-house"\n'
+                    'task = ["commit_message"]\nroute = "in_house"\n'
+                )
+            },
+        )
         git(repo, env, "add", "-A")
         git(repo, env, "commit", "-q", "-m", "team policy")
         trust_policy(policy, tmp_path / "home")
@@ -176,7 +216,8 @@ def test_explain_json_carries_the_facts_and_the_check(endless_model_path, tmp_pa
     assert check["replaced"] and check["reason"] == "vague" and check["model_subject"].startswith("chore: xxx")
     assert data["commit_message"] == "fix: change what total returns and document it in calc.py"
     assert data["explanation"].endswith(
-        "Changed (from the diff):\n- calc.py: function total changed: return value changed, docstring added")
+        "Changed (from the diff):\n- calc.py: function total changed: return value changed, docstring added"
+    )
 
     # A committed change (a range): the whole texts come from the two commits.
     git(repo, env, "commit", "-q", "-m", "double the total")
@@ -184,8 +225,15 @@ def test_explain_json_carries_the_facts_and_the_check(endless_model_path, tmp_pa
     assert ranged["commit_message"] == "fix: change what total returns and document it in calc.py"
     # A piped diff has only its hunks: the function is still named, its details are unknown.
     diff = git(repo, env, "show", "--format=", "HEAD")
-    piped = subprocess.run([sys.executable, "-m", "lsp_server", "explain", "-", "--commit-message", "--json"],
-                           input=diff, cwd=repo, env=env, capture_output=True, text=True, timeout=300)
+    piped = subprocess.run(
+        [sys.executable, "-m", "lsp_server", "explain", "-", "--commit-message", "--json"],
+        input=diff,
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert piped.returncode == 0, piped.stderr
     assert json.loads(piped.stdout)["commit_message"] == "fix: change total in calc.py"
 
@@ -195,9 +243,27 @@ def test_eval_commit_scores_both_pipelines_in_one_run(endless_model_path, tmp_pa
     env = {**os.environ, "NINETYTEN_HOME": str(tmp_path / "home")}
     env.pop("NINETYTEN_MODEL", None)
     env.pop("NINETYTEN_POLICY", None)
-    result = subprocess.run([sys.executable, "-m", "lsp_server", "eval", "commit", "--limit", "3", "--json",
-                             "--model", str(endless_model_path), "--out", str(out)], env=env, capture_output=True,
-                            text=True, timeout=600, check=False)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lsp_server",
+            "eval",
+            "commit",
+            "--limit",
+            "3",
+            "--json",
+            "--model",
+            str(endless_model_path),
+            "--out",
+            str(out),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["command"] == "commit" and report["cases"] == 3 and report["model"] == endless_model_path.name
@@ -213,5 +279,8 @@ def test_eval_commit_scores_both_pipelines_in_one_run(endless_model_path, tmp_pa
     assert len(lines) == 12 and {line["variant"] for line in lines} == {"before", "model", "after", "facts"}
     assert json.loads((out / "commit.json").read_text())["cases"] == 3
     after = [line for line in lines if line["variant"] == "after"]
-    assert all(line["subject"] == next(f["subject"] for f in lines if f["variant"] == "facts"
-                                       and f["case_id"] == line["case_id"]) for line in after)
+    assert all(
+        line["subject"]
+        == next(f["subject"] for f in lines if f["variant"] == "facts" and f["case_id"] == line["case_id"])
+        for line in after
+    )

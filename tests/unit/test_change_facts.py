@@ -292,18 +292,31 @@ def test_categories(path: str, expected: str) -> None:
 
 
 def test_a_bare_requirement_that_gets_a_constraint(repo: Repo) -> None:
-    repo.commit({"pyproject.toml": '[project]\nname = "x"\ndependencies = [\n    "tqdm",\n    "fire",\n]\n\n'
-                                   '[tool.ruff]\nselect = [\n    "E",\n]\n',
-                 "requirements.txt": "requests\n"})
-    repo.stage({"pyproject.toml": '[project]\nname = "x"\ndependencies = [\n    "tqdm>=4.70.1",\n    "fire",\n]\n\n'
-                                  '[tool.ruff]\nselect = [\n    "E",\n]\n'})
+    repo.commit(
+        {
+            "pyproject.toml": '[project]\nname = "x"\ndependencies = [\n    "tqdm",\n    "fire",\n]\n\n'
+            '[tool.ruff]\nselect = [\n    "E",\n]\n',
+            "requirements.txt": "requests\n",
+        }
+    )
+    repo.stage(
+        {
+            "pyproject.toml": '[project]\nname = "x"\ndependencies = [\n    "tqdm>=4.70.1",\n    "fire",\n]\n\n'
+            '[tool.ruff]\nselect = [\n    "E",\n]\n'
+        }
+    )
     facts = repo.staged_facts()
     assert [(d.name, d.old, d.new) for d in facts.dependencies] == [("tqdm", "", ">=4.70.1")]
     assert facts.dependencies_only and factual_subject(facts) == "build(deps): require tqdm>=4.70.1"
     assert "dependency bumped: tqdm any version -> >=4.70.1 in pyproject.toml" in facts.lines()
     # A quoted name outside a requirements list is not a dependency; a requirements file's bare line is.
-    repo.stage({"pyproject.toml": '[project]\nname = "x"\ndependencies = [\n    "tqdm",\n    "fire",\n]\n\n'
-                                  '[tool.ruff]\nselect = [\n    "E",\n    "W",\n]\n', "requirements.txt": "requests\nrich\n"})
+    repo.stage(
+        {
+            "pyproject.toml": '[project]\nname = "x"\ndependencies = [\n    "tqdm",\n    "fire",\n]\n\n'
+            '[tool.ruff]\nselect = [\n    "E",\n    "W",\n]\n',
+            "requirements.txt": "requests\nrich\n",
+        }
+    )
     facts = repo.staged_facts()
     assert [(d.name, d.change) for d in facts.dependencies] == [("rich", "added")]
     assert not facts.dependencies_only  # the ruff setting is not a dependency line

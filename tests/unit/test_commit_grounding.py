@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from lsp_server.explain.diff import parse_diff, staged_diff
 from lsp_server.explain.facts import (
     FactsBuilder,
     GitTexts,
@@ -22,7 +23,6 @@ from lsp_server.explain.facts import (
 )
 from lsp_server.explain.facts.facts import ChangeFacts
 from lsp_server.explain.facts.subject import states_a_change
-from lsp_server.explain.diff import parse_diff, staged_diff
 
 
 def git(root: Path, *args: str) -> str:
@@ -60,8 +60,10 @@ def staged_facts(root: Path) -> ChangeFacts:
 
 CALC = "def total(items):\n    return sum(items)\n\n\ndef mean(items):\n    return total(items) / len(items)\n"
 # The change the embedded model once summarised as "chore: checks the diff between two files".
-CALC_AFTER = ('def total(items):\n    """Sum of the items, doubled."""\n    return 2 * sum(items)\n\n\n'
-              "def mean(items):\n    return total(items) / len(items)\n")
+CALC_AFTER = (
+    'def total(items):\n    """Sum of the items, doubled."""\n    return 2 * sum(items)\n\n\n'
+    "def mean(items):\n    return total(items) / len(items)\n"
+)
 
 
 @pytest.fixture
@@ -84,16 +86,31 @@ def test_the_issue_example_gets_a_grounded_subject(calc: ChangeFacts) -> None:
 
 
 def test_what_changed_inside_functions(repo: Path) -> None:
-    commit(repo, {"m.py": "def a(x):\n    return x\n\n\ndef b(x):\n    y = x\n    return y\n\n\n"
-                          "def c(x):\n    # old note\n    return x\n\n\ndef d(x):\n    return x\n\n\n"
-                          "def e(a, b):\n    return a / b\n"})
-    stage(repo, {"m.py": "def a(x, y=0):\n    return x\n\n\ndef b(x):\n    y = x + 1\n    return y\n\n\n"
-                         "def c(x):\n    # new note\n    return x\n\n\ndef d(x):\n        return x\n\n\n"
-                         "def e(a, b):\n    return a / b  # true division\n"})
+    commit(
+        repo,
+        {
+            "m.py": "def a(x):\n    return x\n\n\ndef b(x):\n    y = x\n    return y\n\n\n"
+            "def c(x):\n    # old note\n    return x\n\n\ndef d(x):\n    return x\n\n\n"
+            "def e(a, b):\n    return a / b\n"
+        },
+    )
+    stage(
+        repo,
+        {
+            "m.py": "def a(x, y=0):\n    return x\n\n\ndef b(x):\n    y = x + 1\n    return y\n\n\n"
+            "def c(x):\n    # new note\n    return x\n\n\ndef d(x):\n        return x\n\n\n"
+            "def e(a, b):\n    return a / b  # true division\n"
+        },
+    )
     facts = staged_facts(repo)
     details = {s.name: s.details for s in facts.symbols}
-    assert details == {"a": ("signature changed",), "b": ("body changed",), "c": ("comments changed",),
-                       "d": ("formatting changed",), "e": ("comments changed",)}
+    assert details == {
+        "a": ("signature changed",),
+        "b": ("body changed",),
+        "c": ("comments changed",),
+        "d": ("formatting changed",),
+        "e": ("comments changed",),
+    }
 
 
 def test_a_comment_only_change_is_docs_and_layout_only_is_style(repo: Path) -> None:
@@ -118,8 +135,10 @@ def test_a_rename_with_its_call_sites_is_a_refactor(repo: Path) -> None:
 
 
 def test_a_property_getter_and_setter_are_told_apart(repo: Path) -> None:
-    text = ("class Node:\n    @property\n    def children(self):\n        return self._c\n\n"
-            "    @children.setter\n    def children(self, value):\n        self._c = value\n")
+    text = (
+        "class Node:\n    @property\n    def children(self):\n        return self._c\n\n"
+        "    @children.setter\n    def children(self, value):\n        self._c = value\n"
+    )
     commit(repo, {"n.py": text})
     stage(repo, {"n.py": text.replace("        self._c = value", "        # Keep it first.\n        self._c = value")})
     facts = staged_facts(repo)
@@ -128,8 +147,10 @@ def test_a_property_getter_and_setter_are_told_apart(repo: Path) -> None:
 
 def test_the_builder_gives_the_facts_of_one_chunk(repo: Path) -> None:
     commit(repo, {"a.py": "def one():\n    return 1\n", "b.py": "def two():\n    return 2\n"})
-    stage(repo, {"a.py": "def one():\n    return 11\n", "b.py": "def two():\n    return 2\n\n\ndef three():\n"
-                                                                "    return 3\n"})
+    stage(
+        repo,
+        {"a.py": "def one():\n    return 11\n", "b.py": "def two():\n    return 2\n\n\ndef three():\n    return 3\n"},
+    )
     builder = FactsBuilder()
     for change in parse_diff(staged_diff(repo)):
         builder.add(change)
@@ -206,11 +227,14 @@ def test_a_good_subject_is_kept_and_a_ruled_out_type_corrected(calc: ChangeFacts
 
 
 def test_the_body_keeps_only_grounded_lines(calc: ChangeFacts) -> None:
-    message = ("fix: double what total returns\n\nThe docstring of total explains it.\n"
-               "Also updates parse_header() in utils.py.\nCallers see twice the sum.")
+    message = (
+        "fix: double what total returns\n\nThe docstring of total explains it.\n"
+        "Also updates parse_header() in utils.py.\nCallers see twice the sum."
+    )
     grounded = ground_message(message, calc)
-    assert grounded.text == ("fix: double what total returns\n\nThe docstring of total explains it.\n"
-                             "Callers see twice the sum.")
+    assert grounded.text == (
+        "fix: double what total returns\n\nThe docstring of total explains it.\nCallers see twice the sum."
+    )
     assert grounded.dropped_lines == 1 and not grounded.check.replaced
 
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from lsp_server.explain.facts import factual_subject
 from lsp_server.eval.commit_cases import KINDS, build_cases
 from lsp_server.eval.commit_eval import case_facts, score, stage_case, summarise
+from lsp_server.explain.facts import factual_subject
 
 
 @pytest.fixture(scope="module")

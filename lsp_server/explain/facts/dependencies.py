@@ -17,22 +17,29 @@ from typing import Literal
 _PEP508 = re.compile(
     r"""^\s*["']?(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?\s*"""
     r"""(?P<spec>(?:===|==|~=|!=|<=|>=|<|>)\s*[^"',;#\s]+(?:\s*,\s*(?:===|==|~=|!=|<=|>=|<|>)\s*[^"',;#\s]+)*)"""
-    r"""\s*(?:;[^"']*)?["']?\s*,?\s*(?:#.*)?$""")
+    r"""\s*(?:;[^"']*)?["']?\s*,?\s*(?:#.*)?$"""
+)
 # A name with no version: a requirements file's whole line, or a quoted item of a dependency list.
 _BARE_REQUIREMENT = re.compile(r"""^\s*(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?\s*(?:;[^#]*)?(?:#.*)?$""")
-_BARE_QUOTED = re.compile(r"""^\s*["'](?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?\s*(?:;[^"']*)?["']\s*,?\s*(?:#.*)?$""")
+_BARE_QUOTED = re.compile(
+    r"""^\s*["'](?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?\s*(?:;[^"']*)?["']\s*,?\s*(?:#.*)?$"""
+)
 # Where a pyproject.toml / setup.cfg list holds requirements (`dependencies = [`, a group of
 # `[project.optional-dependencies]`, `install_requires =`).
 _TABLE = re.compile(r"^\s*\[(?P<table>[^\]]+)\]\s*$")
 _KEY = re.compile(r"^\s*(?P<key>[\w.-]+)\s*=")
-_DEPENDENCY_KEYS = frozenset({"dependencies", "requires", "install_requires", "setup_requires", "tests_require",
-                              "build-requires"})
+_DEPENDENCY_KEYS = frozenset(
+    {"dependencies", "requires", "install_requires", "setup_requires", "tests_require", "build-requires"}
+)
 _DEPENDENCY_TABLES = frozenset({"project.optional-dependencies", "dependency-groups", "options.extras_require"})
-_JSON_DEP = re.compile(r'^\s*"(?P<name>@?[A-Za-z0-9][\w.@/-]*)"\s*:\s*"(?P<spec>[~^<>=*]*\s*v?\d[^"]*|\*|latest)"\s*,?\s*$')
+_JSON_DEP = re.compile(
+    r'^\s*"(?P<name>@?[A-Za-z0-9][\w.@/-]*)"\s*:\s*"(?P<spec>[~^<>=*]*\s*v?\d[^"]*|\*|latest)"\s*,?\s*$'
+)
 _JSON_NOT_DEPS = frozenset({"version", "name", "main", "types", "module", "description", "license"})
 _CARGO_DEP = re.compile(
     r"""^\s*(?P<name>[A-Za-z0-9][\w-]*)\s*=\s*(?:"(?P<spec>[^"]+)"|\{[^}]*?version\s*=\s*"(?P<spec2>[^"]+)"[^}]*\})"""
-    r"""\s*(?:#.*)?$""")
+    r"""\s*(?:#.*)?$"""
+)
 _GO_DEP = re.compile(r"^\s*(?:require\s+)?(?P<name>[\w.-]+\.[\w.-]+/[\w./-]+)\s+(?P<spec>v\d[\w.+-]*)(?:\s*//.*)?$")
 _GEM_DEP = re.compile(r"""^\s*gem\s+["'](?P<name>[\w.-]+)["']\s*,\s*["'](?P<spec>[^"']+)["']""")
 
@@ -119,8 +126,9 @@ def _normal(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def dependency_changes(manifest: str, removed: list[str], added: list[str], *,
-                       in_list: tuple[list[bool], list[bool]] | None = None) -> tuple[list[DependencyChange], int]:
+def dependency_changes(
+    manifest: str, removed: list[str], added: list[str], *, in_list: tuple[list[bool], list[bool]] | None = None
+) -> tuple[list[DependencyChange], int]:
     """The dependency changes in one manifest's removed and added lines, and how many changed
     lines were something else (blank lines and comments aside). `in_list` says, line by line,
     which sit in a list of requirements (where a quoted bare name is one)."""
@@ -133,7 +141,11 @@ def dependency_changes(manifest: str, removed: list[str], added: list[str], *,
             parsed = parse_line(manifest, line, in_list=in_requirements)
             if parsed is None:
                 stripped = line.strip()
-                if stripped and not stripped.startswith(("#", "//")) and stripped not in ("{", "}", "[", "]", "),", ")"):
+                if (
+                    stripped
+                    and not stripped.startswith(("#", "//"))
+                    and stripped not in ("{", "}", "[", "]", "),", ")")
+                ):
                     other += 1
                 continue
             into[_normal(parsed[0])] = parsed

@@ -97,7 +97,7 @@ def _docstring(body: str) -> tuple[str | None, str]:
     m = _PY_DOCSTRING.match(body)
     if m is None:
         return None, body
-    return " ".join(m["doc"].split()), body[: m.start(1)] + body[m.end():]
+    return " ".join(m["doc"].split()), body[: m.start(1)] + body[m.end() :]
 
 
 def _comment(line: str, language: str) -> bool:
@@ -108,7 +108,8 @@ def _comment(line: str, language: str) -> bool:
 
 def _header(signature: str, language: str) -> tuple[str, str]:
     """A header's code (whitespace collapsed) and its comment lines."""
-    code, notes = [], []
+    code: list[str] = []
+    notes: list[str] = []
     for line in signature.split("\n"):
         (notes if _comment(line.strip(), language) else code).append(line)
     return " ".join(" ".join(code).split()), "".join(f"{n}\n" for n in notes)
@@ -139,8 +140,8 @@ def function_details(old: FileOutline, before: Definition, new: FileOutline, aft
     if old_header != new_header:
         found.add(SIGNATURE)
     # A comment above a body's first statement ends up in the header's span: it belongs to the body.
-    old_body = old_notes + old.source[before.header_end:before.end_byte].decode("utf-8", "replace")
-    new_body = new_notes + new.source[after.header_end:after.end_byte].decode("utf-8", "replace")
+    old_body = old_notes + old.source[before.header_end : before.end_byte].decode("utf-8", "replace")
+    new_body = new_notes + new.source[after.header_end : after.end_byte].decode("utf-8", "replace")
     if language == "python":
         old_doc, old_body = _docstring(old_body)
         new_doc, new_body = _docstring(new_body)

@@ -91,8 +91,11 @@ class ChangeFacts:
     @property
     def dependencies_only(self) -> bool:
         """Only manifests and lock files changed, and in manifests only dependency lines."""
-        return (self._all("dependencies", "lockfile") and self.other_manifest_lines == 0
-                and (bool(self.dependencies) or self._all("lockfile")))
+        return (
+            self._all("dependencies", "lockfile")
+            and self.other_manifest_lines == 0
+            and (bool(self.dependencies) or self._all("lockfile"))
+        )
 
     @property
     def dependency_bumps(self) -> tuple[DependencyChange, ...]:
@@ -129,11 +132,19 @@ class ChangeFacts:
             if d.change == "bumped":
                 out.append(f"dependency bumped: {d.name} {d.old_label} -> {d.new_label} in {d.path}")
             else:
-                out.append(f"dependency {d.change}: {d.name} {d.new_label if d.new is not None else d.old_label}"
-                           f" in {d.path}")
-        flags = [name for name, on in (("tests only", self.tests_only), ("docs only", self.docs_only),
-                                       ("config only", self.config_only), ("dependencies only", self.dependencies_only))
-                 if on]
+                out.append(
+                    f"dependency {d.change}: {d.name} {d.new_label if d.new is not None else d.old_label} in {d.path}"
+                )
+        flags = [
+            name
+            for name, on in (
+                ("tests only", self.tests_only),
+                ("docs only", self.docs_only),
+                ("config only", self.config_only),
+                ("dependencies only", self.dependencies_only),
+            )
+            if on
+        ]
         if flags:
             out.append("change is " + ", ".join(flags))
         out.append(f"commit type: {self.commit_type}")
@@ -165,21 +176,35 @@ def commit_types(facts: ChangeFacts) -> tuple[str, ...]:
         if all(f.nature == "format" for f in code) and not others:
             return ("style", "chore", "refactor")
         return ("docs", "style", "chore", "refactor")
-    kinds = {s.change for s in facts.symbols
-             if (s.kind != "field" or s.change != "changed") and s.details != (RENAMED_USES,)}
+    kinds = {
+        s.change for s in facts.symbols if (s.kind != "field" or s.change != "changed") and s.details != (RENAMED_USES,)
+    }
     new_code = any(f.status == "added" for f in code) or "added" in kinds
-    everything = ("feat", "fix", "refactor", "perf", "style", "chore",
-                  *(["docs"] if others & {"docs"} else []), *(["test"] if others & {"test"} else []),
-                  *(["build"] if others & {"build", "dependencies", "lockfile"} else []))
+    everything = (
+        "feat",
+        "fix",
+        "refactor",
+        "perf",
+        "style",
+        "chore",
+        *(["docs"] if others & {"docs"} else []),
+        *(["test"] if others & {"test"} else []),
+        *(["build"] if others & {"build", "dependencies", "lockfile"} else []),
+    )
     if new_code:
         return ("feat", *[t for t in everything if t != "feat"])
-    if kinds and kinds <= {"renamed", "removed"} or (not kinds and all(f.status in ("renamed", "deleted") for f in code)):
+    if (
+        kinds
+        and kinds <= {"renamed", "removed"}
+        or (not kinds and all(f.status in ("renamed", "deleted") for f in code))
+    ):
         return ("refactor", *[t for t in everything if t != "refactor"])
     return ("fix", *[t for t in everything if t != "fix"])
 
 
-def _vocabulary(facts_files: list[FileFact], symbols: list[SymbolChange], deps: list[DependencyChange],
-                texts: list[str]) -> frozenset[str]:
+def _vocabulary(
+    facts_files: list[FileFact], symbols: list[SymbolChange], deps: list[DependencyChange], texts: list[str]
+) -> frozenset[str]:
     words: set[str] = set()
     for f in facts_files:
         for path in (f.path, f.old_path):
@@ -307,9 +332,17 @@ class FactsBuilder:
                 symbols, nature = _analyse(change, self.texts)
             except Exception:  # noqa: BLE001 - facts are an aid: a file they cannot read is named, not analysed
                 log.warning("could not analyse %s for the change's facts", change.path, exc_info=True)
-        fact = FileFact(change.path, change.old_path if change.status in ("renamed", "copied") else None,
-                        change.status, cat, change.added, change.removed, change.binary, reason,
-                        nature if cat == "source" else None)
+        fact = FileFact(
+            change.path,
+            change.old_path if change.status in ("renamed", "copied") else None,
+            change.status,
+            cat,
+            change.added,
+            change.removed,
+            change.binary,
+            reason,
+            nature if cat == "source" else None,
+        )
         words = _vocabulary([fact], symbols, deps, diff_texts)
         touched = frozenset(word for line in removed + added for word in IDENTIFIER.findall(line))
         self._records[change.path] = _FileRecord(fact, tuple(symbols), tuple(deps), other, words, touched)
@@ -319,16 +352,24 @@ class FactsBuilder:
             records = list(self._records.values())
         else:
             wanted = set(paths)
-            records = [r for key, r in self._records.items()
-                       if key in wanted or (r.fact.old_path is not None and r.fact.old_path in wanted)]
+            records = [
+                r
+                for key, r in self._records.items()
+                if key in wanted or (r.fact.old_path is not None and r.fact.old_path in wanted)
+            ]
         words: set[str] = set()
         touched: set[str] = set()
         for record in records:
             words |= record.words
             touched |= record.touched
-        return ChangeFacts(tuple(r.fact for r in records), tuple(s for r in records for s in r.symbols),
-                           tuple(d for r in records for d in r.dependencies),
-                           sum(r.other_manifest_lines for r in records), frozenset(words), frozenset(touched))
+        return ChangeFacts(
+            tuple(r.fact for r in records),
+            tuple(s for r in records for s in r.symbols),
+            tuple(d for r in records for d in r.dependencies),
+            sum(r.other_manifest_lines for r in records),
+            frozenset(words),
+            frozenset(touched),
+        )
 
 
 def extract_facts(changes: Iterable[FileChange], texts: TextSource | None = None) -> ChangeFacts:

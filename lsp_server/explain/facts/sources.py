@@ -62,9 +62,12 @@ class _BlobReader:
     def _start(self) -> subprocess.Popen[bytes] | None:
         if self._proc is None and not self._broken:
             try:
-                self._proc = subprocess.Popen([*_GIT, "-C", str(self.repo), "cat-file", "--batch"],
-                                              stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                              stderr=subprocess.DEVNULL)
+                self._proc = subprocess.Popen(
+                    [*_GIT, "-C", str(self.repo), "cat-file", "--batch"],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.DEVNULL,
+                )
             except OSError:
                 self._broken = True
                 return None
@@ -170,8 +173,13 @@ class GitTexts:
 
 def _commit_exists(repo: Path, rev: str) -> bool:
     try:
-        proc = subprocess.run([*_GIT, "-C", str(repo), "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"],
-                              capture_output=True, stdin=subprocess.DEVNULL, check=False, timeout=30)
+        proc = subprocess.run(
+            [*_GIT, "-C", str(repo), "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"],
+            capture_output=True,
+            stdin=subprocess.DEVNULL,
+            check=False,
+            timeout=30,
+        )
     except (OSError, subprocess.TimeoutExpired):
         return False
     return proc.returncode == 0

@@ -38,8 +38,30 @@ from lsp_server.explain.facts.symbols import SymbolChange
 SUBJECT_MAX = 72
 CONVENTIONAL = re.compile(r"^(?P<type>[a-z]+)(?:\((?P<scope>[^)\s]{1,40})\))?(?P<bang>!)?:\s*(?P<rest>.*)$")
 # Scopes that name an area, not a file or symbol.
-GENERIC_SCOPES = frozenset({"deps", "deps-dev", "dev-deps", "ci", "docs", "build", "tests", "test", "release", "config",
-                            "core", "api", "cli", "ui", "lint", "types", "security", "perf", "style", "repo"})
+GENERIC_SCOPES = frozenset(
+    {
+        "deps",
+        "deps-dev",
+        "dev-deps",
+        "ci",
+        "docs",
+        "build",
+        "tests",
+        "test",
+        "release",
+        "config",
+        "core",
+        "api",
+        "cli",
+        "ui",
+        "lint",
+        "types",
+        "security",
+        "perf",
+        "style",
+        "repo",
+    }
+)
 
 _BACKTICK = re.compile(r"`([^`]+)`")
 _PATHLIKE = re.compile(r"(?<![\w/.-])((?:[\w.-]+/)+[\w.-]+|[\w-]+(?:\.[\w-]+)*\.[A-Za-z][\w]{0,7})(?![\w/])")
@@ -52,7 +74,8 @@ _FILE_EXT = re.compile(
     r"|rs|java|kt|kts|scala|c|h|cc|cpp|cxx|hh|hpp|hxx|cs|rb|php|swift|m|mm|lua|sh|bash|zsh|ps1|pl|sql|html|htm|css|scss"
     r"|sass|less|vue|svelte|xml|svg|png|jpe?g|gif|ico|pdf|csv|tsv|env|example|sample|tmpl|j2|jinja|proto|graphql|gql"
     r"|gradle|properties|dockerfile|mk|cmake|bzl|tf|tfvars|nix|el|vim|ex|exs|erl|hs|ml|dart|zig|r|jl|ipynb|whl|gz|zip)$",
-    re.I)
+    re.I,
+)
 
 
 def _is_code_name(word: str) -> bool:
@@ -125,8 +148,13 @@ def ungrounded_names(subject: str, facts: ChangeFacts) -> list[str]:
     if m:
         text = m["rest"]
         scope = m["scope"]
-        if scope and scope.lower() not in GENERIC_SCOPES and not _known_path(scope, facts) \
-                and not _known_symbol(scope, facts) and scope.lower() not in {w.lower() for w in facts.vocabulary}:
+        if (
+            scope
+            and scope.lower() not in GENERIC_SCOPES
+            and not _known_path(scope, facts)
+            and not _known_symbol(scope, facts)
+            and scope.lower() not in {w.lower() for w in facts.vocabulary}
+        ):
             missing.append(scope)
     for name in named_things(text):
         if _looks_like_path(name):
@@ -146,8 +174,9 @@ def _display_paths(facts: ChangeFacts) -> dict[str, str]:
     for f in facts.files:
         base = posixpath.basename(f.path)
         bases[base] = bases.get(base, 0) + 1
-    return {f.path: posixpath.basename(f.path) if bases[posixpath.basename(f.path)] == 1 else f.path
-            for f in facts.files}
+    return {
+        f.path: posixpath.basename(f.path) if bases[posixpath.basename(f.path)] == 1 else f.path for f in facts.files
+    }
 
 
 def _join(items: Sequence[str], limit: int = 3) -> str:
@@ -166,7 +195,7 @@ def _fit(prefix: str, phrases: Sequence[str]) -> str:
             return prefix + phrase
     last = phrases[-1]
     room = SUBJECT_MAX - len(prefix)
-    return prefix + (last if len(last) <= room else last[: room].rsplit(" ", 1)[0])
+    return prefix + (last if len(last) <= room else last[:room].rsplit(" ", 1)[0])
 
 
 def _files_phrase(verb: str, paths: Sequence[str], names: dict[str, str]) -> list[str]:
@@ -199,7 +228,9 @@ def factual_subject(facts: ChangeFacts) -> str:
                 return _fit(prefix, [f"require {d.name}{d.new}", f"constrain {d.name}"])
             if not d.new:
                 return _fit(prefix, [f"allow any version of {d.name}", f"unpin {d.name}"])
-            return _fit(prefix, [f"bump {d.name} from {d.old} to {d.new}", f"bump {d.name} to {d.new}", f"bump {d.name}"])
+            return _fit(
+                prefix, [f"bump {d.name} from {d.old} to {d.new}", f"bump {d.name} to {d.new}", f"bump {d.name}"]
+            )
         dep_verbs = {"bumped": "bump", "added": "add", "removed": "remove"}
         groups: dict[str, list[str]] = {}
         for dep in deps:
@@ -238,8 +269,14 @@ def factual_subject(facts: ChangeFacts) -> str:
     by_status: dict[str, list[str]] = {}
     for f in facts.files:
         by_status.setdefault(f.status, []).append(f.path)
-    order = (("added", "add"), ("deleted", "remove"), ("renamed", "move"), ("copied", "copy"), ("modified", "update"),
-             ("mode_changed", "change mode of"))
+    order = (
+        ("added", "add"),
+        ("deleted", "remove"),
+        ("renamed", "move"),
+        ("copied", "copy"),
+        ("modified", "update"),
+        ("mode_changed", "change mode of"),
+    )
     present_files = [(verb, by_status[s]) for s, verb in order if by_status.get(s)]
     if len(present_files) == 1 and present_files[0][0] == "move" and len(present_files[0][1]) == 1:
         f = next(f for f in facts.files if f.status == "renamed")
@@ -250,8 +287,11 @@ def factual_subject(facts: ChangeFacts) -> str:
         verb = "reformat" if natures == {"format"} else "update comments in"
     if len(present_files) > 1:
         phrases.append(" and ".join(f"{v} {_join([names[p] for p in ps], 2)}" for v, ps in present_files[:2]))
-    phrases += _files_phrase(verb if len(present_files) == 1 else "update",
-                             paths if len(present_files) == 1 else [f.path for f in facts.files], names)
+    phrases += _files_phrase(
+        verb if len(present_files) == 1 else "update",
+        paths if len(present_files) == 1 else [f.path for f in facts.files],
+        names,
+    )
     return _fit(prefix, phrases)
 
 
@@ -272,7 +312,7 @@ _DOC_PHRASES = {
 
 
 def _details_phrase(changed: Sequence[SymbolChange]) -> str | None:
-    """"change what total returns and document it", from the details of changed functions;
+    """ "change what total returns and document it", from the details of changed functions;
     None when there are none to tell."""
     if len(changed) == 1:
         s = changed[0]
@@ -283,7 +323,11 @@ def _details_phrase(changed: Sequence[SymbolChange]) -> str | None:
         if BODY in details:
             code = _CODE_PHRASES[BODY][0] if SIGNATURE not in details else "change {n} and its signature"
         elif SIGNATURE in details:
-            code = _CODE_PHRASES[SIGNATURE][0] if RETURN not in details else "change the signature of {n} and what it returns"
+            code = (
+                _CODE_PHRASES[SIGNATURE][0]
+                if RETURN not in details
+                else "change the signature of {n} and what it returns"
+            )
         elif RETURN in details:
             code = _CODE_PHRASES[RETURN][0]
         docs = [d for d in (DOC_ADDED, DOC_CHANGED, DOC_REMOVED, COMMENTS) if d in details]
@@ -315,14 +359,81 @@ def _is_test_path(path: str, facts: ChangeFacts) -> bool:
 # ------------------------------------------------------------------------- anchoring and claims
 
 # Words too common in code and in commit subjects to tie a subject to this change.
-_GENERIC_WORDS = frozenset({
-    "add", "adds", "added", "all", "and", "api", "app", "base", "change", "changes", "check", "checks", "class",
-    "code", "commit", "common", "config", "core", "data", "def", "default", "diff", "doc", "docs", "file", "files",
-    "fix", "for", "from", "function", "get", "helper", "helpers", "impl", "index", "init", "item", "lib", "line",
-    "lines", "list", "main", "make", "method", "misc", "mod", "module", "new", "none", "not", "object", "old", "run",
-    "self", "set", "setup", "src", "test", "tests", "the", "this", "tool", "tools", "type", "types", "update",
-    "util", "utils", "value", "values", "with",
-})
+_GENERIC_WORDS = frozenset(
+    {
+        "add",
+        "adds",
+        "added",
+        "all",
+        "and",
+        "api",
+        "app",
+        "base",
+        "change",
+        "changes",
+        "check",
+        "checks",
+        "class",
+        "code",
+        "commit",
+        "common",
+        "config",
+        "core",
+        "data",
+        "def",
+        "default",
+        "diff",
+        "doc",
+        "docs",
+        "file",
+        "files",
+        "fix",
+        "for",
+        "from",
+        "function",
+        "get",
+        "helper",
+        "helpers",
+        "impl",
+        "index",
+        "init",
+        "item",
+        "lib",
+        "line",
+        "lines",
+        "list",
+        "main",
+        "make",
+        "method",
+        "misc",
+        "mod",
+        "module",
+        "new",
+        "none",
+        "not",
+        "object",
+        "old",
+        "run",
+        "self",
+        "set",
+        "setup",
+        "src",
+        "test",
+        "tests",
+        "the",
+        "this",
+        "tool",
+        "tools",
+        "type",
+        "types",
+        "update",
+        "util",
+        "utils",
+        "value",
+        "values",
+        "with",
+    }
+)
 _SUBWORD = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+")
 
 
@@ -371,7 +482,7 @@ def _symbol_names(facts: ChangeFacts) -> set[str]:
 
 
 def _same_stem(a: str, b: str) -> bool:
-    """"divide" and "division", "parse" and "parser": a common start long enough for both."""
+    """ "divide" and "division", "parse" and "parser": a common start long enough for both."""
     if a == b:
         return True
     n = 0
@@ -385,8 +496,8 @@ def _same_stem(a: str, b: str) -> bool:
 def anchored(subject: str, facts: ChangeFacts) -> bool:
     """Whether a subject names something this change touched: a changed file, directory,
     symbol or dependency (compound names match by their parts), or a code name that occurs on
-    the diff's added or removed lines (not only around them). A subject that names nothing of the change ("checks the diff between two
-    files") says nothing the reader can check."""
+    the diff's added or removed lines (not only around them). A subject that names nothing of
+    the change ("checks the diff between two files") says nothing the reader can check."""
     m = CONVENTIONAL.match(subject.strip())
     text = m["rest"] if m else subject
     scope = m["scope"] if m else None
@@ -407,19 +518,120 @@ def anchored(subject: str, facts: ChangeFacts) -> bool:
 # What a subject's first word is when it states a change ("add", "fixes", "renamed"), rather
 # than describing what the code does ("returns the width", "is a method that", "shows the
 # changes"): a small base model continuing "It ..." writes the latter.
-CHANGE_VERBS = frozenset({
-    "accept", "add", "adjust", "allow", "avoid", "bump", "cache", "change", "clarify", "clean", "convert", "copy",
-    "correct", "cover", "deduplicate", "default", "defer", "delete", "deprecate", "disable", "document", "double",
-    "downgrade", "drop", "enable", "ensure", "expand", "explain", "expose", "extend", "extract", "fix", "format",
-    "guard", "handle", "harden", "hide", "ignore", "implement", "improve", "include", "increase", "inline",
-    "introduce", "keep", "limit", "log", "make", "merge", "migrate", "move", "normalize", "optimize", "pass", "pin",
-    "port", "prefer", "prevent", "raise", "reduce", "refactor", "reformat", "reject", "remove", "rename", "reorder",
-    "replace", "require", "reset", "restore", "restrict", "revert", "reword", "rewrite", "set", "simplify", "skip",
-    "sort", "speed", "split", "stop", "store", "support", "switch", "test", "tidy", "trim", "tweak", "update",
-    "upgrade", "use", "validate", "warn", "wrap",
-})
-_LEADING_ADVERBS = frozenset({"now", "also", "properly", "correctly", "always", "only", "just", "finally",
-                              "explicitly", "further", "no", "longer"})
+CHANGE_VERBS = frozenset(
+    {
+        "accept",
+        "add",
+        "adjust",
+        "allow",
+        "avoid",
+        "bump",
+        "cache",
+        "change",
+        "clarify",
+        "clean",
+        "convert",
+        "copy",
+        "correct",
+        "cover",
+        "deduplicate",
+        "default",
+        "defer",
+        "delete",
+        "deprecate",
+        "disable",
+        "document",
+        "double",
+        "downgrade",
+        "drop",
+        "enable",
+        "ensure",
+        "expand",
+        "explain",
+        "expose",
+        "extend",
+        "extract",
+        "fix",
+        "format",
+        "guard",
+        "handle",
+        "harden",
+        "hide",
+        "ignore",
+        "implement",
+        "improve",
+        "include",
+        "increase",
+        "inline",
+        "introduce",
+        "keep",
+        "limit",
+        "log",
+        "make",
+        "merge",
+        "migrate",
+        "move",
+        "normalize",
+        "optimize",
+        "pass",
+        "pin",
+        "port",
+        "prefer",
+        "prevent",
+        "raise",
+        "reduce",
+        "refactor",
+        "reformat",
+        "reject",
+        "remove",
+        "rename",
+        "reorder",
+        "replace",
+        "require",
+        "reset",
+        "restore",
+        "restrict",
+        "revert",
+        "reword",
+        "rewrite",
+        "set",
+        "simplify",
+        "skip",
+        "sort",
+        "speed",
+        "split",
+        "stop",
+        "store",
+        "support",
+        "switch",
+        "test",
+        "tidy",
+        "trim",
+        "tweak",
+        "update",
+        "upgrade",
+        "use",
+        "validate",
+        "warn",
+        "wrap",
+    }
+)
+_LEADING_ADVERBS = frozenset(
+    {
+        "now",
+        "also",
+        "properly",
+        "correctly",
+        "always",
+        "only",
+        "just",
+        "finally",
+        "explicitly",
+        "further",
+        "no",
+        "longer",
+    }
+)
 
 
 def _lemmas(word: str) -> set[str]:
@@ -451,16 +663,56 @@ def states_a_change(subject: str) -> bool:
     return bool(words) and bool(_lemmas(words[0]) & CHANGE_VERBS)
 
 
-_ADD_VERBS = frozenset({"add", "adds", "added", "adding", "introduce", "introduces", "introduced", "create", "creates",
-                        "created", "implement", "implements", "implemented"})
-_REMOVE_VERBS = frozenset({"remove", "removes", "removed", "removing", "delete", "deletes", "deleted", "drop",
-                           "drops", "dropped"})
+_ADD_VERBS = frozenset(
+    {
+        "add",
+        "adds",
+        "added",
+        "adding",
+        "introduce",
+        "introduces",
+        "introduced",
+        "create",
+        "creates",
+        "created",
+        "implement",
+        "implements",
+        "implemented",
+    }
+)
+_REMOVE_VERBS = frozenset(
+    {"remove", "removes", "removed", "removing", "delete", "deletes", "deleted", "drop", "drops", "dropped"}
+)
 _RENAME_VERBS = frozenset({"rename", "renames", "renamed", "renaming"})
-_VERB_CLASS = {**{v: "added" for v in _ADD_VERBS}, **{v: "removed" for v in _REMOVE_VERBS},
-               **{v: "renamed" for v in _RENAME_VERBS}}
+_VERB_CLASS = {
+    **{v: "added" for v in _ADD_VERBS},
+    **{v: "removed" for v in _REMOVE_VERBS},
+    **{v: "renamed" for v in _RENAME_VERBS},
+}
 # Words between a verb and its object: "add the new `total` function".
-_FILLERS = frozenset({"a", "an", "the", "new", "missing", "optional", "unused", "old", "dead", "deprecated",
-                      "obsolete", "legacy", "function", "method", "class", "module", "file", "helper", "constant"})
+_FILLERS = frozenset(
+    {
+        "a",
+        "an",
+        "the",
+        "new",
+        "missing",
+        "optional",
+        "unused",
+        "old",
+        "dead",
+        "deprecated",
+        "obsolete",
+        "legacy",
+        "function",
+        "method",
+        "class",
+        "module",
+        "file",
+        "helper",
+        "constant",
+    }
+)
 _CLAUSE_BREAK = re.compile(r"[,;:]| and | but | then ")
 
 
@@ -494,8 +746,11 @@ def contradictions(subject: str, facts: ChangeFacts) -> list[str]:
             if verb is None or word.lower() in _FILLERS:
                 continue
             # Only the verb's object is judged: "add tests for total" claims nothing about total.
-            if word in changes_of and verb not in changes_of[word] \
-                    and not (verb == "added" and "renamed" in changes_of[word]):
+            if (
+                word in changes_of
+                and verb not in changes_of[word]
+                and not (verb == "added" and "renamed" in changes_of[word])
+            ):
                 found.append(f"{verb} {word}")
             verb = None
     return found
@@ -525,8 +780,9 @@ def grounded_subject(model_subject: str, facts: ChangeFacts) -> SubjectCheck:
         return SubjectCheck(factual_subject(facts), True, tuple(missing), reason="ungrounded", model_subject=subject)
     refuted = contradictions(subject, facts)
     if refuted:
-        return SubjectCheck(factual_subject(facts), True, (), reason="contradicted", model_subject=subject,
-                            contradicted=tuple(refuted))
+        return SubjectCheck(
+            factual_subject(facts), True, (), reason="contradicted", model_subject=subject, contradicted=tuple(refuted)
+        )
     if not anchored(subject, facts):
         return SubjectCheck(factual_subject(facts), True, (), reason="vague", model_subject=subject)
     if not states_a_change(subject):

@@ -28,7 +28,8 @@ RENAME_SIMILARITY = 0.7
 _WORD = re.compile(r"[A-Za-z_$][\w$]*")
 _SECTION_NAME = re.compile(
     r"\b(?:def|class|func|fn|function|struct|enum|trait|interface|impl|type|module|sub|procedure)\s+"
-    r"(?:\([^)]*\)\s*)?([A-Za-z_$][\w$]*)")
+    r"(?:\([^)]*\)\s*)?([A-Za-z_$][\w$]*)"
+)
 _C_LIKE_NAME = re.compile(r"([A-Za-z_$][\w$:]*)\s*\(")
 
 
@@ -159,7 +160,7 @@ def compare_hunks(path: str, language: str, hunks: Sequence[Hunk]) -> list[Symbo
         lines = hunk.lines()
         sides = {}
         for side in ("old", "new"):
-            text, changed = _fragment(lines, side)  # type: ignore[arg-type]
+            text, changed = _fragment(lines, side)
             sides[side] = (outline(text, language), changed)
         old_parsed, old_changed = sides["old"]
         new_parsed, new_changed = sides["new"]
@@ -175,8 +176,12 @@ def compare_hunks(path: str, language: str, hunks: Sequence[Hunk]) -> list[Symbo
                 if inner:
                     touched = True
                     d = max(inner, key=lambda d: d.line)
-                    if d.qualified_name in old_names and d.qualified_name in {x.qualified_name for x in new_parsed.definitions}:
-                        found.setdefault((d.qualified_name, "changed"), SymbolChange(path, d.qualified_name, d.kind, "changed"))
+                    if d.qualified_name in old_names and d.qualified_name in {
+                        x.qualified_name for x in new_parsed.definitions
+                    }:
+                        found.setdefault(
+                            (d.qualified_name, "changed"), SymbolChange(path, d.qualified_name, d.kind, "changed")
+                        )
         if not touched and (old_changed or new_changed):
             name = _section_symbol(hunk.section)
             if name is not None and not any(c.short_name == name for c in found.values()):
