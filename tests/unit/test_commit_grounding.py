@@ -267,3 +267,23 @@ def test_a_huge_change_names_its_last_files_without_looking_for_symbols(repo: Pa
     assert [f.summarized for f in facts.files] == [None, None, "not analysed: a large change"]
     assert {s.path for s in facts.symbols} == {"m0.py", "m1.py"}
     assert factual_subject(facts) == "feat: add m0.py, m1.py and m2.py"  # files, not a partial list of symbols
+
+
+def test_adding_a_name_no_changed_line_has_is_refuted(repo: Path) -> None:
+    # What the embedded model wrote for a change that added `disp_len` next to `tmap`.
+    commit(repo, {"tqdm/contrib/__init__.py": "def tmap(x):\n    return x\n"})
+    stage(
+        repo,
+        {
+            "tqdm/contrib/__init__.py": "def tmap(x):\n    return x\n\n\ndef disp_len(s, strict=False):\n"
+            "    return len(s)\n"
+        },
+    )
+    facts = staged_facts(repo)
+    subject = "feat: adds a new function called tmap to the list of functions in tqdm"
+    assert contradictions(subject, facts) == ["added tmap"]
+    assert grounded_subject(subject, facts).subject == "feat: add disp_len in __init__.py"
+    assert contradictions("feat: add `strict` to disp_len", facts) == []  # on an added line
+    # A directory is no anchor ("the strict list" is not about `_strict/`), but a scope may name one.
+    assert not anchored("feat: adds the following to the list of files in contrib", facts)
+    assert anchored("feat(contrib): add disp_len", facts)

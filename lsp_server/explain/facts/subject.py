@@ -442,9 +442,9 @@ def _subwords(name: str) -> list[str]:
 
 
 def anchors(facts: ChangeFacts) -> frozenset[str]:
-    """Lower-case words that tie a subject to this change: the changed files' names and the
-    directories they are in, the changed symbols' names and the dependencies', with the parts
-    of compound names ("gather_context" -> gather, context), common words left out."""
+    """Lower-case words that tie a subject to this change: the changed files' names, the
+    changed symbols' names and the dependencies', with the parts of compound names
+    ("gather_context" -> gather, context), common words left out."""
     words: set[str] = set()
 
     def take(name: str) -> None:
@@ -456,10 +456,8 @@ def anchors(facts: ChangeFacts) -> frozenset[str]:
         for path in (f.path, f.old_path):
             if not path:
                 continue
-            parts = path.split("/")
-            for part in parts[:-1]:
-                take(part)
-            name = parts[-1]
+            # Not the directories: "adds files to the strict list" is not about `_strict/`.
+            name = path.split("/")[-1]
             take(name)
             take(name.split(".")[0])
     for sym in facts.symbols:
@@ -510,6 +508,8 @@ def anchored(subject: str, facts: ChangeFacts) -> bool:
     pool = anchors(facts)
     if not pool:
         return True  # nothing to tie to (an empty change): no claim to check
+    if scope and _known_path(scope, facts):
+        return True  # a scope may name the directory of a changed file
     words = [w.lower() for w in _IDENT.findall(text)] + ([scope.lower()] if scope else [])
     words += [part for w in _IDENT.findall(text) for part in _subwords(w)]
     return any(len(w) >= 3 and w not in _GENERIC_WORDS and any(_same_stem(w, a) for a in pool) for w in words)
@@ -711,6 +711,8 @@ _FILLERS = frozenset(
         "file",
         "helper",
         "constant",
+        "called",
+        "named",
     }
 )
 _CLAUSE_BREAK = re.compile(r"[,;:]| and | but | then ")
@@ -718,8 +720,9 @@ _CLAUSE_BREAK = re.compile(r"[,;:]| and | but | then ")
 
 def contradictions(subject: str, facts: ChangeFacts) -> list[str]:
     """Claims the facts refute: "add X" when X already existed (or was removed), "remove X"
-    when X was added, "rename X" when nothing was renamed. Only names the facts know are
-    judged, each against the nearest add/remove/rename verb before it in its clause."""
+    when X was added, "rename X" when nothing was renamed, and "add a function called Y" (or
+    "add `Y`", "add parse_y") when no Y was added. Only a verb's object is judged, against the
+    nearest add/remove/rename verb before it in its clause."""
     m = CONVENTIONAL.match(subject.strip())
     text = m["rest"] if m else subject
     changes_of: dict[str, set[str]] = {}
@@ -738,20 +741,25 @@ def contradictions(subject: str, facts: ChangeFacts) -> list[str]:
     found: list[str] = []
     for clause in _CLAUSE_BREAK.split(text):
         verb: str | None = None
+        named = False  # "a function called X": X is a name, whatever it looks like
         for token in re.findall(r"`[^`]+`|[\w./:#-]+(?:\(\))?", clause):
             word = token.strip("`").rstrip("()").rstrip(".")
             if word.lower() in _VERB_CLASS:
-                verb = _VERB_CLASS[word.lower()]
+                verb, named = _VERB_CLASS[word.lower()], False
                 continue
             if verb is None or word.lower() in _FILLERS:
+                named = named or word.lower() in ("called", "named")
                 continue
             # Only the verb's object is judged: "add tests for total" claims nothing about total.
-            if (
-                word in changes_of
-                and verb not in changes_of[word]
-                and not (verb == "added" and "renamed" in changes_of[word])
+            if word in changes_of:
+                if verb not in changes_of[word] and not (verb == "added" and "renamed" in changes_of[word]):
+                    found.append(f"{verb} {word}")
+            elif (
+                verb in ("added", "removed")
+                and (named or token.startswith("`") or _is_code_name(word))
+                and not all(part in facts.touched for part in _IDENT.findall(word))
             ):
-                found.append(f"{verb} {word}")
+                found.append(f"{verb} {word}")  # a name no added or removed line has
             verb = None
     return found
 
