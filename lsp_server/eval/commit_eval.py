@@ -54,7 +54,7 @@ from lsp_server.explain.facts import (
     factual_subject,
     ungrounded_names,
 )
-from lsp_server.explain.pipeline import staged_commit_message
+from lsp_server.explain.staged import staged_commit_message
 from lsp_server.routing.policy import LoadedPolicy, Rule
 from lsp_server.tiers import TierName
 

@@ -203,7 +203,7 @@ def _generate(repo: Path, deadline: float, policy: str | None) -> tuple[str, boo
     """(the message, whether the facts alone wrote it), or None when nothing is staged."""
     from lsp_server.config import ServerConfig
     from lsp_server.engine.core import Engine
-    from lsp_server.explain.pipeline import generate_commit_message
+    from lsp_server.explain.staged import generate_commit_message
     from lsp_server.ledger import Ledger
     from lsp_server.ledger.outlets import attach
     from lsp_server.routing.policy_lookup import load_policy

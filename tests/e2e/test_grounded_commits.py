@@ -27,7 +27,7 @@ import pytest
 
 from lsp_server.explain.diff import parse_diff, range_diff
 from lsp_server.explain.facts import GitTexts, anchored, extract_facts, ungrounded_names
-from lsp_server.explain.facts.subject import states_a_change
+from lsp_server.explain.facts.claims import states_a_change
 from tests.e2e.test_git_hooks import Listener
 from tests.trusted_policy import trust_policy
 

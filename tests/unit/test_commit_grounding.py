@@ -21,8 +21,8 @@ from lsp_server.explain.facts import (
     grounded_subject,
     prompt_facts,
 )
+from lsp_server.explain.facts.claims import states_a_change
 from lsp_server.explain.facts.facts import ChangeFacts
-from lsp_server.explain.facts.subject import states_a_change
 
 
 def git(root: Path, *args: str) -> str:

@@ -13,20 +13,14 @@ model's subject against them.
 """
 
 from lsp_server.explain.facts.categories import Category, category
+from lsp_server.explain.facts.claims import anchored, contradictions, states_a_change
 from lsp_server.explain.facts.dependencies import DependencyChange
 from lsp_server.explain.facts.edits import EditNature, file_nature, function_details
 from lsp_server.explain.facts.facts import ChangeFacts, FactsBuilder, FileFact, commit_types, extract_facts
 from lsp_server.explain.facts.message import GroundedMessage, fact_bullets, ground_message, prompt_facts
+from lsp_server.explain.facts.names import named_things, ungrounded_names
 from lsp_server.explain.facts.sources import GitTexts, TextSource
-from lsp_server.explain.facts.subject import (
-    SubjectCheck,
-    anchored,
-    contradictions,
-    factual_subject,
-    grounded_subject,
-    named_things,
-    ungrounded_names,
-)
+from lsp_server.explain.facts.subject import SubjectCheck, factual_subject, grounded_subject
 from lsp_server.explain.facts.symbols import SymbolChange
 
 __all__ = [
@@ -54,5 +48,6 @@ __all__ = [
     "grounded_subject",
     "named_things",
     "prompt_facts",
+    "states_a_change",
     "ungrounded_names",
 ]

@@ -13,15 +13,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from lsp_server.explain.facts.claims import contradictions
 from lsp_server.explain.facts.facts import ChangeFacts
-from lsp_server.explain.facts.subject import (
-    SubjectCheck,
-    contradictions,
-    factual_subject,
-    grounded_subject,
-    reported_symbols,
-    ungrounded_names,
-)
+from lsp_server.explain.facts.names import ungrounded_names
+from lsp_server.explain.facts.subject import SubjectCheck, factual_subject, grounded_subject, reported_symbols
 
 # A prompt's facts: enough for a small model to name the right things, short enough to leave
 # the diff its room.
