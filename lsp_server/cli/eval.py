@@ -74,10 +74,11 @@ def register(subparsers: Any) -> None:
     """Add `eval` to the `ninetyten` command's subparsers."""
     evaluate = subparsers.add_parser(
         "eval",
-        help="measure completion quality per tier and the escalation cost-quality curve",
+        help="measure completion quality per tier, the escalation cost-quality curve, and commit messages",
         description="Benchmarks on HumanEval infilling tasks (OpenAI's HumanEval problems), scored by running "
         "each problem's tests on the completed program in a bubblewrap sandbox (read-only system, no network, "
-        "no new processes); without bubblewrap it refuses unless --unsafe-no-sandbox is given.",
+        "no new processes); without bubblewrap it refuses unless --unsafe-no-sandbox is given. `commit` scores "
+        "commit subjects against the facts of real-looking commits (no code runs).",
     )
     actions = evaluate.add_subparsers(dest="eval_command", metavar="ACTION")
     completion = actions.add_parser(
@@ -119,6 +120,29 @@ def register(subparsers: Any) -> None:
         help="where escalations go (default: frontier, else in_house, from the policy; "
         "none: assume a perfect strong tier, an upper bound)",
     )
+    commit = actions.add_parser(
+        "commit",
+        help="commit subjects written by the git hook's pipeline, scored against the diff's facts",
+        description="Build commits from real files of the installed dependencies (a docstring and a changed "
+        "return value, a new, removed or renamed function, a guard, a parameter, a comment, a README section, a "
+        "test, a dependency bump, a moved module, two files), stage each in a temporary git repository and write "
+        "its message as the hook does, with and without the change's facts; score every subject on naming only "
+        "files and symbols of the diff, naming what changed, and its commit type. Runs no model-written code.",
+    )
+    commit.add_argument("--limit", type=int, default=36, metavar="N", help="commits (default 36; kinds in turn)")
+    commit.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
+    commit.add_argument("--no-baseline", action="store_true", help="skip the pipeline without facts")
+    commit.add_argument(
+        "--tier",
+        choices=["local", "in_house", "frontier"],
+        default="local",
+        help="where the commit messages are written (remote tiers come from the policy)",
+    )
+    commit.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
+    commit.add_argument("--out", metavar="DIR", help="write commit.json and the per-case commit_cases.jsonl to DIR")
+    commit.add_argument("--config", metavar="JSON", help="server settings as JSON, e.g. '{\"threads\": 1}'")
+    commit.add_argument("--model", metavar="PATH|ID", help="local model (default: the embedded Gemma 3 270M)")
+    commit.add_argument("--policy", metavar="FILE", help="routing policy (tiers, prices)")
 
 
 @contextlib.contextmanager
@@ -192,7 +216,9 @@ def missing_eval_packages() -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    missing = missing_eval_packages()
+    action = getattr(args, "eval_command", None)
+    # `eval commit` runs no HumanEval task and draws no plot: it needs nothing beyond the server.
+    missing = missing_eval_packages() if action != "commit" else []
     if missing:
         print(
             f"ninetyten: `ninetyten eval` needs {' and '.join(missing)}, which the language server does not: "
@@ -200,12 +226,13 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_FAILURE
-    action = getattr(args, "eval_command", None)
     if action == "completion":
         return _guarded(cmd_completion, args)
     if action == "escalation":
         return _guarded(cmd_escalation, args)
-    print("usage: ninetyten eval completion|escalation [options] (see --help)", file=sys.stderr)
+    if action == "commit":
+        return _guarded(cmd_commit, args)
+    print("usage: ninetyten eval completion|escalation|commit [options] (see --help)", file=sys.stderr)
     return EXIT_USAGE
 
 
@@ -312,4 +339,49 @@ def cmd_escalation(args: argparse.Namespace) -> int:
     else:
         print_escalation(report, _console())
         print(f"results: {out / 'escalation.json'}, escalation_tasks.jsonl")
+    return 0
+
+
+def cmd_commit(args: argparse.Namespace) -> int:
+    from lsp_server.eval.commit_cases import CaseError
+    from lsp_server.eval.commit_eval import CommitOptions, commit_engine, run_commit_eval
+    from lsp_server.eval.completion_eval import machine_label
+    from lsp_server.eval.tables import print_commit, write_json, write_outcomes
+
+    configure_logging(args.verbose)
+    if args.limit < 1:
+        print("ninetyten: --limit must be >= 1", file=sys.stderr)
+        return EXIT_USAGE
+    loaded = load_policy_here(args)
+    if loaded is None:
+        return EXIT_FAILURE
+    engine = commit_engine(load_config(args.config), loaded, tier=args.tier, model=args.model)
+    options = CommitOptions(limit=args.limit, seed=args.seed, baseline=not args.no_baseline)
+
+    async def main():
+        engine.start()
+        try:
+            with _progress_bar(not args.json) as progress:
+                return await run_commit_eval(
+                    options, engine, tier=args.tier, machine=machine_label(), progress=progress
+                )
+        finally:
+            await engine.aclose()
+
+    try:
+        report, outcomes = asyncio.run(main())
+    except CaseError as error:
+        print(f"ninetyten: {error}", file=sys.stderr)
+        return EXIT_FAILURE
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        write_json(out / "commit.json", report.model_dump(mode="json"))
+        write_outcomes(out / "commit_cases.jsonl", outcomes)
+    if args.json:
+        print(json.dumps(report.model_dump(mode="json"), indent=2))
+    else:
+        print_commit(report, _console())
+        if args.out:
+            print(f"results: {Path(args.out) / 'commit.json'} and commit_cases.jsonl")
     return 0

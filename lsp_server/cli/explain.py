@@ -51,22 +51,30 @@ def run(args: argparse.Namespace) -> int:
     import itertools
 
     from lsp_server.engine.core import Engine
-    from lsp_server.explain.diff import DiffError, git_diff_stream, iter_parse_diff
+    from lsp_server.explain.diff import DiffError, git_diff_stream, iter_parse_diff, range_revisions
+    from lsp_server.explain.facts import GitTexts
     from lsp_server.explain.pipeline import explain_changes
     from lsp_server.ledger import Ledger
     from lsp_server.ledger.outlets import attach
 
     configure_logging(args.verbose)
     repo = Path(args.repo)
-    if args.source == "-":
-        source: Any = contextlib.nullcontext(sys.stdin.buffer)
-        what = "the diff on stdin"
-    elif args.source and not args.staged:
-        source = git_diff_stream(repo, rev_range=args.source)
-        what = args.source
-    else:
-        source = git_diff_stream(repo, staged=True)
-        what = "the staged change"
+    texts: GitTexts | None = None  # whole file texts for the change's facts; a piped diff has only its hunks
+    try:
+        if args.source == "-":
+            source: Any = contextlib.nullcontext(sys.stdin.buffer)
+            what = "the diff on stdin"
+        elif args.source and not args.staged:
+            source = git_diff_stream(repo, rev_range=args.source)
+            what = args.source
+            texts = GitTexts.between(repo, *range_revisions(repo, args.source))
+        else:
+            source = git_diff_stream(repo, staged=True)
+            what = "the staged change"
+            texts = GitTexts.staged(repo)
+    except DiffError as error:
+        print(f"ninetyten: {error}", file=sys.stderr)
+        return EXIT_FAILURE
     loaded = load_policy_here(args, repo.resolve())
     if loaded is None:
         return EXIT_FAILURE
@@ -88,11 +96,13 @@ def run(args: argparse.Namespace) -> int:
             try:
                 result = asyncio.run(
                     _explain_with_progress(
-                        engine, itertools.chain([first], changes), args.commit_message, explain_changes
+                        engine, itertools.chain([first], changes), args.commit_message, explain_changes, texts
                     )
                 )
             finally:
                 engine.close()
+                if texts is not None:
+                    texts.close()
     except DiffError as error:
         print(f"ninetyten: {error}", file=sys.stderr)
         return EXIT_FAILURE
@@ -108,10 +118,10 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _explain_with_progress(engine, changes, commit_message, explain_changes):
+async def _explain_with_progress(engine, changes, commit_message, explain_changes, texts=None):
     """A progress bar on a terminal; nothing when stderr is a file or a pipe."""
     if not sys.stderr.isatty():
-        return await explain_changes(engine, changes, commit_message=commit_message)
+        return await explain_changes(engine, changes, commit_message=commit_message, texts=texts)
     from rich.console import Console
     from rich.progress import Progress
 
@@ -121,4 +131,4 @@ async def _explain_with_progress(engine, changes, commit_message, explain_change
         def progress(done: int, total: int, what: str) -> None:
             bar.update(task, completed=done, total=total or None, description=what)
 
-        return await explain_changes(engine, changes, commit_message=commit_message, progress=progress)
+        return await explain_changes(engine, changes, commit_message=commit_message, progress=progress, texts=texts)

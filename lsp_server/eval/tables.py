@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from pydantic import BaseModel
 from rich.console import Console
 from rich.table import Table
 
-from lsp_server.eval.results import CompletionReport, EscalationReport, SweepPoint, TaskOutcome
+from lsp_server.eval.results import CompletionReport, EscalationReport, SweepPoint
 
 
 def _pct(value: float | None) -> str:
@@ -125,7 +127,58 @@ def print_escalation(report: EscalationReport, console: Console) -> None:
     console.print(f"machine: {report.machine} · wall time {report.wall_s:.1f} s")
 
 
-def write_outcomes(path: Path, outcomes: Sequence[TaskOutcome]) -> None:
+if TYPE_CHECKING:
+    from lsp_server.eval.commit_eval import CommitReport
+
+_COMMIT_ROWS = {
+    "before": "before: diff only, not checked",
+    "model": "model's subject, facts in prompt",
+    "after": "after: facts in prompt, checked",
+    "facts": "facts alone (no model)",
+}
+
+
+def print_commit(report: "CommitReport", console: Console) -> None:
+    kinds = ", ".join(f"{kind} {n}" for kind, n in report.kinds.items())
+    table = Table(
+        title=f"Commit subjects · tier {report.tier} · {report.model} · {report.cases} commits (seed {report.seed})"
+    )
+    for column in (
+        "subject",
+        "grounded",
+        "names only diff",
+        "names the change",
+        "mentions target",
+        "type fits",
+        "refuted",
+        "well-formed",
+        "p50 ms",
+    ):
+        table.add_column(column, justify="left" if column == "subject" else "right")
+    for s in report.summaries:
+        table.add_row(
+            _COMMIT_ROWS[s.variant],
+            _pct(s.grounded),
+            _pct(s.names_only_diff),
+            _pct(s.names_change),
+            _pct(s.mentions_target),
+            _pct(s.type_fits),
+            _pct(s.refuted),
+            _pct(s.well_formed),
+            _ms(s.latency_p50_ms),
+        )
+    console.print(table)
+    reasons = ", ".join(f"{reason} {n}" for reason, n in sorted(report.reasons.items(), key=lambda kv: -kv[1]))
+    console.print(f"after: the model's own subject kept in {_pct(report.model_subject_kept)} of commits ({reasons})")
+    console.print(
+        "grounded = names only files and symbols in the diff, and at least one that changed; mentions "
+        "target = names what the commit really changed"
+    )
+    console.print(f"commits: {kinds}")
+    console.print(f"machine: {report.machine} · wall time {report.wall_s:.1f} s")
+
+
+def write_outcomes(path: Path, outcomes: Sequence[BaseModel]) -> None:
     with path.open("w", encoding="utf-8") as out:
         for outcome in outcomes:
             out.write(outcome.model_dump_json() + "\n")

@@ -8,9 +8,19 @@ from collections.abc import Sequence
 from lsp_server.engine.document import DocumentPrompt
 
 
-def explain_document(diff_text: str) -> DocumentPrompt:
+def _facts_note(facts: Sequence[str]) -> str:
+    """The facts as a base model reads them: a list at the top of the review."""
+    if not facts:
+        return ""
+    return "Changes:\n" + "\n".join(f"- {line}" for line in facts if not line.startswith("commit type:")) + "\n\n"
+
+
+def explain_document(diff_text: str, facts: Sequence[str] = ()) -> DocumentPrompt:
     return DocumentPrompt(
-        f"Code review\n\nThe diff:\n{diff_text}\nWhat the diff does: It", ("\n\n",), "It", max_tokens=128
+        f"Code review\n\n{_facts_note(facts)}The diff:\n{diff_text}\nWhat the diff does: It",
+        ("\n\n",),
+        "It",
+        max_tokens=128,
     )
 
 
@@ -25,16 +35,24 @@ def merge_document(parts: Sequence[str]) -> DocumentPrompt:
 COMMIT_DOCUMENT_CHARS = 3000
 
 
-def commit_document(diff_text: str) -> DocumentPrompt:
+def commit_document(diff_text: str, facts: Sequence[str] = ()) -> DocumentPrompt:
     """One line from the diff: the hook's budget is a second or two."""
     if len(diff_text) > COMMIT_DOCUMENT_CHARS:
         diff_text = diff_text[:COMMIT_DOCUMENT_CHARS].rsplit("\n", 1)[0] + "\n..."
     return DocumentPrompt(
-        f"Code review\n\nThe diff:\n{diff_text}\nWhat the diff does: It", ("\n",), "It", max_tokens=40
+        f"Code review\n\n{_facts_note(facts)}The diff:\n{diff_text}\nWhat the diff does: It",
+        ("\n",),
+        "It",
+        max_tokens=40,
     )
 
 
-def commit_from_explanation_document(explanation: str) -> DocumentPrompt:
+def commit_from_explanation_document(explanation: str, facts: Sequence[str] = ()) -> DocumentPrompt:
     # Cued with "It" like the other documents: after a bare colon a base model starts a list on
     # the next line, the "\n" stop cuts it to nothing, and only the fallback subject was left.
-    return DocumentPrompt(f"{explanation.strip()}\n\nOne-line summary of this change: It", ("\n",), "It", max_tokens=40)
+    return DocumentPrompt(
+        f"{_facts_note(facts)}{explanation.strip()}\n\nOne-line summary of this change: It",
+        ("\n",),
+        "It",
+        max_tokens=40,
+    )

@@ -1,7 +1,9 @@
 """The git `prepare-commit-msg` hook: a commit message that explains the staged change.
 
 The hook never blocks a commit: whatever goes wrong (no model, no time, a broken
-policy), it writes nothing or a `#` comment and exits 0. Messages given with `-m`,
+policy), it writes nothing or a `#` comment and exits 0. A model that has not answered when
+the budget runs out is abandoned; the message is then written from the staged change's facts
+alone (with a `#` comment saying so), if they are ready. Messages given with `-m`,
 merges, squashes and amends are left alone.
 """
 
@@ -14,6 +16,7 @@ import shlex
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -24,6 +27,10 @@ DEFAULT_BUDGET_S = 20.0
 BUDGET_ENV = "NINETYTEN_HOOK_TIMEOUT"
 # Sources for which git already has the message: -m/-F, merges, squashes, amend/-c/-C.
 LEAVE_ALONE = {"message", "merge", "squash", "commit"}
+# The hook waits this long past the budget for its worker; the model gets all of it but this
+# margin, in which the facts' message is written when the model did not answer.
+JOIN_GRACE_S = 2.0
+FACTS_MARGIN_S = 0.5
 
 
 class HookError(Exception):
@@ -144,19 +151,29 @@ def run_prepare_commit_msg(
     if _has_message(existing, comment):
         return 0  # a template or a message from elsewhere: the user's words win
     budget = _budget(budget_s)
+    deadline = time.monotonic() + budget
     outcome: dict[str, object] = {}
 
     def work() -> None:
         try:
-            outcome["message"] = _generate(repo, budget, policy)
+            outcome["message"] = _generate(repo, deadline, policy)
         except BaseException as error:  # noqa: BLE001 - the hook must survive anything
             outcome["error"] = error
 
     # A daemon thread: when the budget runs out the commit goes on and the work is abandoned.
     thread = threading.Thread(target=work, name="ninetyten-hook", daemon=True)
     thread.start()
-    thread.join(budget + 2.0)
-    message = outcome.get("message")
+    thread.join(budget + JOIN_GRACE_S)
+    written = outcome.get("message")
+    message: str | None = None
+    if isinstance(written, tuple):
+        message, from_facts = str(written[0]), bool(written[1])
+        if from_facts:  # say so, in a comment git drops
+            note_text = (
+                f"ninetyten: the model did not answer within {budget:g}s; this message was written "
+                "from the diff's facts alone."
+            )
+            message += "\n\n" + _note(comment, note_text).rstrip("\n")
     error = outcome.get("error")
     if thread.is_alive() or isinstance(error, TimeoutError):
         note = _note(comment, f"ninetyten: no message within {budget:g}s; write your own.")
@@ -182,10 +199,11 @@ def run_prepare_commit_msg(
     return 0
 
 
-def _generate(repo: Path, budget_s: float, policy: str | None) -> str | None:
+def _generate(repo: Path, deadline: float, policy: str | None) -> tuple[str, bool] | None:
+    """(the message, whether the facts alone wrote it), or None when nothing is staged."""
     from lsp_server.config import ServerConfig
     from lsp_server.engine.core import Engine
-    from lsp_server.explain.pipeline import generate_commit_message
+    from lsp_server.explain.staged import generate_commit_message
     from lsp_server.ledger import Ledger
     from lsp_server.ledger.outlets import attach
     from lsp_server.routing.policy_lookup import load_policy
@@ -194,6 +212,12 @@ def _generate(repo: Path, budget_s: float, policy: str | None) -> str | None:
     attach(engine.sink, workspace=repo, ship=False)  # the language server or `ledger sync` ships its rows
     try:
         engine.start()
-        return generate_commit_message(repo, engine, timeout_s=budget_s)
+        # What is left after the imports and the engine's set-up, up to the moment the hook stops
+        # waiting for this thread (less a margin to write the facts' message in).
+        left = deadline + JOIN_GRACE_S - FACTS_MARGIN_S - time.monotonic()
+        result = generate_commit_message(repo, engine, timeout_s=max(left, FACTS_MARGIN_S))
+        if result is None or result.commit_message is None:
+            return None
+        return result.commit_message, result.timed_out
     finally:
         engine.close()

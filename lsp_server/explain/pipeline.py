@@ -6,10 +6,8 @@ model call goes through the engine (routing policy, sensitivity gate, ledger).
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from lsp_server.backends.base import CancelToken
@@ -17,13 +15,24 @@ from lsp_server.engine.core import Engine
 from lsp_server.engine.jobs import ChatJob
 from lsp_server.engine.results import AssistResult
 from lsp_server.explain.commit_message import check_commit_message, repair_commit_message
-from lsp_server.explain.diff import DiffChunk, DiffTally, FileChange, chunk_diff, git_diff_stream, iter_parse_diff
+from lsp_server.explain.diff import DiffChunk, DiffTally, FileChange, chunk_diff
 from lsp_server.explain.document_prompts import (
+    COMMIT_DOCUMENT_CHARS,
     commit_document,
     commit_from_explanation_document,
     explain_document,
     merge_document,
 )
+from lsp_server.explain.facts import (
+    ChangeFacts,
+    FactsBuilder,
+    SubjectCheck,
+    TextSource,
+    fact_bullets,
+    ground_message,
+    prompt_facts,
+)
+from lsp_server.explain.facts.message import PROMPT_FACTS_CHARS
 from lsp_server.explain.prompts import (
     commit_message_from_diff_messages,
     commit_message_messages,
@@ -31,12 +40,17 @@ from lsp_server.explain.prompts import (
     merge_messages,
 )
 from lsp_server.routing.policy import LatencyClass
-from lsp_server.token_estimate import chars_for_tokens
+from lsp_server.token_estimate import chars_for_tokens, estimate_tokens
 
 Progress = Callable[[int, int, str], None]  # (done, total, what)
 
 # Room left in the local context for the instructions and the answer.
 PROMPT_OVERHEAD_TOKENS = 300
+# The facts take what room the prompt has left (chunks are cut as without them), up to
+# `PROMPT_FACTS_CHARS`; with less room than a few lines, a prompt goes without them.
+MIN_FACTS_CHARS = 120
+# The explanation ends with the facts, so that it says at least what they say.
+EXPLANATION_FACT_LINES = 8
 # Answer lengths: explanations are short sections, a commit message a few lines.
 EXPLAIN_MAX_TOKENS = 320
 COMMIT_MAX_TOKENS = 96
@@ -50,6 +64,10 @@ class ExplainResult:
     skipped: list[str] = field(default_factory=list)
     chunks: int = 0
     files: int = 0
+    facts: ChangeFacts | None = None  # None: grounding was off
+    subject_check: SubjectCheck | None = None  # how the model's subject fared against the facts
+    model_message: str | None = None  # the model's commit message, well-formed, before the check
+    timed_out: bool = False  # no model answered in time: the commit message is the facts' alone
 
     @property
     def decision(self) -> dict[str, Any] | None:
@@ -77,6 +95,18 @@ class ExplainResult:
         }
         if self.commit_message is not None:
             data["commit_message"] = self.commit_message
+        if self.facts is not None:
+            data["facts"] = self.facts.lines()
+        if self.subject_check is not None:
+            check = self.subject_check
+            data["subject_check"] = {
+                "model_subject": check.model_subject,
+                "replaced": check.replaced,
+                "reason": check.reason,
+                "ungrounded": list(check.ungrounded),
+                "contradicted": list(check.contradicted),
+                "type_fixed": check.type_fixed,
+            }
         return data
 
 
@@ -93,27 +123,53 @@ async def explain_changes(
     progress: Progress | None = None,
     cancel: CancelToken | None = None,
     latency: LatencyClass | None = None,
+    texts: TextSource | None = None,
+    grounded: bool = True,
+    facts_builder: FactsBuilder | None = None,
 ) -> ExplainResult:
     """Map (explain each chunk) then reduce (merge), then optionally the commit message.
 
     With `explanation=False` (the git hook) a diff that fits one chunk gets its commit
     message in a single call, straight from the diff.
+
+    Grounded (the default): the change's facts are extracted as the diff streams past (with
+    whole file texts from `texts` when given, else from the hunks), every prompt carries the
+    facts of what it is about, the commit message is checked against them (`ground_message`)
+    and the explanation ends with them. `grounded=False` is the pipeline without facts (the
+    eval's baseline). `facts_builder` is the one to collect them in (the caller keeps it: when the
+    model runs out of time, the facts can still make the message).
     """
     await engine.wait_ready()
     # Streamed: one file's hunks and one chunk at a time; only names and counts accumulate.
     tally = DiffTally()
     paths: list[str] = []
     every_path: dict[str, None] = {}  # old and new names of every file, sent or summarized
+    builder = (facts_builder or FactsBuilder(texts)) if grounded else None
 
     def sendable() -> Iterable[FileChange]:
         for change in tally.watch(changes):
             paths.append(change.path)
             every_path.update((path, None) for path in (change.old_path, change.new_path) if path)
+            if builder is not None:
+                builder.add(change)  # before the chunk that holds it is yielded
             if not change.summarized_only:
                 yield change
+        if builder is not None:
+            builder.complete = True
 
     max_tokens = min(engine.config.assist.max_tokens, EXPLAIN_MAX_TOKENS)
-    chunk_stream = chunk_diff(sendable(), chunk_budget(engine, max_tokens))
+    budget = chunk_budget(engine, max_tokens)
+
+    def facts_of(alongside: str, chunk: DiffChunk | None = None) -> list[str]:
+        """The facts of `chunk` (else of the whole change), in the room `alongside` leaves."""
+        if builder is None:
+            return []
+        room = min(PROMPT_FACTS_CHARS, chars_for_tokens(budget - estimate_tokens(alongside)))
+        if room < MIN_FACTS_CHARS:
+            return []
+        return prompt_facts(builder.facts(chunk.paths if chunk is not None else None), room)
+
+    chunk_stream = chunk_diff(sendable(), budget)
     first = next(chunk_stream, None)
     second = next(chunk_stream, None) if first is not None else None
     result = ExplainResult("", None)
@@ -132,13 +188,16 @@ async def explain_changes(
         skipped = tally.skipped
         result.skipped, result.files, result.chunks = skipped, stats.files, 1 if first else 0
         diff_text = first.text if first else "\n".join(skipped)
+        prompt_lines = facts_of(diff_text)
         answer = await engine.run_chat(
             ChatJob(
                 task="commit_message",
-                messages=commit_message_from_diff_messages(diff_text, stats_line),
-                document=commit_document(diff_text),
+                messages=commit_message_from_diff_messages(diff_text, stats_line, prompt_lines),
+                # A base model reads the diff's head only: more room for the facts.
+                document=commit_document(diff_text, facts_of(diff_text[:COMMIT_DOCUMENT_CHARS])),
                 path=first.files[0] if first and first.files else None,
-                paths=first.paths if first else tuple(every_path),
+                # The facts name every file, summarized ones too: every path is judged then.
+                paths=tuple(every_path) if builder is not None or first is None else first.paths,
                 kind="prose",
                 extra_check=check_commit_message,
                 latency=latency,
@@ -147,7 +206,7 @@ async def explain_changes(
             cancel=cancel,
         )
         result.results.append(answer)
-        result.commit_message = repair_commit_message(answer.text or "", paths)
+        _finish_message(result, repair_commit_message(answer.text or "", paths), builder)
         result.explanation = ""
         advance("wrote the commit message")
         return result
@@ -155,12 +214,15 @@ async def explain_changes(
     parts: list[_Part] = []
     several = second is not None
     for chunk in _chain(first, second, chunk_stream):
-        # Routed by every file in the chunk, old names of renames included.
+        # Routed by every file in the chunk, old names of renames included; its facts are of those files only.
+        chunk_facts = facts_of(chunk.text, chunk)
         answer = await engine.run_chat(
             ChatJob(
                 task="explain",
-                messages=explain_messages(chunk.text, part=chunk.index + 1, parts=2 if several else 1),
-                document=explain_document(chunk.text),
+                messages=explain_messages(
+                    chunk.text, part=chunk.index + 1, parts=2 if several else 1, facts=chunk_facts
+                ),
+                document=explain_document(chunk.text, chunk_facts),
                 path=chunk.files[0] if chunk.files else None,
                 paths=chunk.paths,
                 kind="prose",
@@ -191,15 +253,15 @@ async def explain_changes(
             if len(group) == 1:
                 merged_parts.append(group[0])
                 continue
-            texts = [part.text for part in group]
+            part_texts = [part.text for part in group]
             joined = _Part.join(group)
             # What the local model wrote about a chunk that was kept home is as sensitive as the chunk.
             merged = await engine.run_chat(
                 ChatJob(
                     task="explain",
-                    messages=merge_messages(texts),
+                    messages=merge_messages(part_texts),
                     kind="prose",
-                    document=merge_document(texts),
+                    document=merge_document(part_texts),
                     latency=latency,
                     max_tokens=max_tokens,
                     paths=joined.paths,
@@ -226,11 +288,12 @@ async def explain_changes(
         )
     result.explanation = written.strip() or f"{stats.files} file(s) changed."
     if commit_message:
+        prompt_lines = facts_of(result.explanation)
         answer = await engine.run_chat(
             ChatJob(
                 task="commit_message",
-                messages=commit_message_messages(result.explanation, stats_line),
-                document=commit_from_explanation_document(result.explanation),
+                messages=commit_message_messages(result.explanation, stats_line, prompt_lines),
+                document=commit_from_explanation_document(result.explanation, prompt_lines),
                 kind="prose",
                 extra_check=check_commit_message,
                 latency=latency,
@@ -241,9 +304,26 @@ async def explain_changes(
             cancel=cancel,
         )
         result.results.append(answer)
-        result.commit_message = repair_commit_message(answer.text or "", paths)
+        _finish_message(result, repair_commit_message(answer.text or "", paths), builder)
         advance("wrote the commit message")
+    if builder is not None:
+        result.facts = builder.facts()
+        bullets = fact_bullets(result.facts, EXPLANATION_FACT_LINES)
+        if bullets:
+            result.explanation += "\n\nChanged (from the diff):\n" + "\n".join(bullets)
     return result
+
+
+def _finish_message(result: ExplainResult, message: str, builder: FactsBuilder | None) -> None:
+    """The commit message: the model's, checked against the facts when there are any."""
+    result.model_message = message
+    if builder is None:
+        result.commit_message = message
+        return
+    result.facts = builder.facts()
+    grounded = ground_message(message, result.facts)
+    result.commit_message = grounded.text
+    result.subject_check = grounded.check
 
 
 @dataclass(frozen=True)
@@ -269,19 +349,3 @@ def _chain(first: DiffChunk | None, second: DiffChunk | None, rest: Iterator[Dif
         if chunk is not None:
             yield chunk
     yield from rest
-
-
-def generate_commit_message(repo: Path, engine: Engine, *, timeout_s: float) -> str | None:
-    """The commit message for the staged change, or None (nothing staged, or out of time)."""
-
-    async def run() -> ExplainResult:
-        with git_diff_stream(repo, staged=True) as stream:
-            return await asyncio.wait_for(
-                explain_changes(
-                    engine, iter_parse_diff(stream), commit_message=True, explanation=False, latency="background"
-                ),
-                timeout_s,
-            )
-
-    result = asyncio.run(run())
-    return result.commit_message if result.files else None

@@ -17,11 +17,21 @@ SYSTEM = (
 )
 
 
-def explain_messages(diff_text: str, *, part: int = 1, parts: int = 1) -> list[ChatMessage]:
+def _facts_block(facts: Sequence[str]) -> str:
+    """The change's facts (extracted from the diff, not written by a model) for a prompt."""
+    if not facts:
+        return ""
+    lines = "\n".join(f"- {line}" for line in facts)
+    return f"Facts about the change, extracted from the diff (reliable):\n{lines}\n\n"
+
+
+def explain_messages(diff_text: str, *, part: int = 1, parts: int = 1, facts: Sequence[str] = ()) -> list[ChatMessage]:
     where = f" (part {part} of {parts} of a larger change)" if parts > 1 else ""
     user = (
         f"Explain this change{where}. Answer in three short sections titled "
-        f"'What changed', 'Why it probably changed' and 'Review carefully'.\n\n```diff\n{diff_text}\n```"
+        f"'What changed', 'Why it probably changed' and 'Review carefully'."
+        f"{' Name only files and symbols that appear in the facts or the diff.' if facts else ''}"
+        f"\n\n{_facts_block(facts)}```diff\n{diff_text}\n```"
     )
     return [ChatMessage("system", SYSTEM), ChatMessage("user", user)]
 
@@ -36,22 +46,33 @@ def merge_messages(parts: Sequence[str]) -> list[ChatMessage]:
     return [ChatMessage("system", SYSTEM), ChatMessage("user", user)]
 
 
-def commit_message_messages(explanation: str, stats_line: str) -> list[ChatMessage]:
-    user = (
-        f"Write the git commit message for this change ({stats_line}).\n\n{explanation.strip()}\n\n"
+def _commit_rules(facts: Sequence[str]) -> str:
+    rules = (
         f"Rules: the first line is 'type(scope): subject' where type is one of {', '.join(COMMIT_TYPES)}; "
         f"at most {SUBJECT_MAX} characters, imperative mood, no period. Then one blank line, then at most "
         "four short lines saying what changed and why. Reply with the commit message only."
     )
+    if facts:
+        rules += (
+            " The subject names the main file or symbol that changed; name only files and symbols from "
+            "the facts or the diff, and use the commit type the facts give unless the diff clearly "
+            "calls for another."
+        )
+    return rules
+
+
+def commit_message_messages(explanation: str, stats_line: str, facts: Sequence[str] = ()) -> list[ChatMessage]:
+    user = (
+        f"Write the git commit message for this change ({stats_line}).\n\n{_facts_block(facts)}"
+        f"{explanation.strip()}\n\n{_commit_rules(facts)}"
+    )
     return [ChatMessage("system", SYSTEM), ChatMessage("user", user)]
 
 
-def commit_message_from_diff_messages(diff_text: str, stats_line: str) -> list[ChatMessage]:
+def commit_message_from_diff_messages(diff_text: str, stats_line: str, facts: Sequence[str] = ()) -> list[ChatMessage]:
     """One call for small diffs: the hook has a second or two, not a map-reduce."""
     user = (
-        f"Write the git commit message for this change ({stats_line}).\n\n```diff\n{diff_text}\n```\n\n"
-        f"Rules: the first line is 'type(scope): subject' where type is one of {', '.join(COMMIT_TYPES)}; "
-        f"at most {SUBJECT_MAX} characters, imperative mood, no period. Then one blank line, then at most "
-        "four short lines saying what changed and why. Reply with the commit message only."
+        f"Write the git commit message for this change ({stats_line}).\n\n{_facts_block(facts)}"
+        f"```diff\n{diff_text}\n```\n\n{_commit_rules(facts)}"
     )
     return [ChatMessage("system", SYSTEM), ChatMessage("user", user)]

@@ -113,7 +113,10 @@ def test_a_secret_in_the_staged_diff_keeps_it_local(repo, endless_model_path, mo
         (repo / "calc.py").write_text("def divide(a, b):\n    return a / b  # plain division\n")
         git(repo, "add", "calc.py")
         clean = json.loads(explain(repo, "--json", model=endless_model_path).stdout)
-        assert clean["usage"]["tiers"] == ["frontier"] and clean["explanation"] == "It changes things."
+        assert clean["usage"]["tiers"] == ["frontier"]
+        assert clean["explanation"] == (
+            "It changes things.\n\nChanged (from the diff):\n- calc.py: function divide changed: comments changed"
+        )
         assert len(frontier.requests) == 1
 
 

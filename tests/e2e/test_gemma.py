@@ -90,16 +90,25 @@ def test_gemma_explains_and_writes_a_commit_message(gemma_model_path, ninetyten_
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)
     explanation, message = data["explanation"], data["commit_message"]
+    # The explanation ends with the change's facts (from the diff, not the model): judge the model's part.
+    explanation, _, facts = explanation.partition("\n\nChanged (from the diff):\n")
+    assert facts == "- calc.py: function divide changed: body changed"
     # The product cues the model with "It" and puts that word back: judge only what follows.
     written = explanation.removeprefix("It ")
     assert len(written.split()) >= 3 and not SPECIAL.search(explanation)
     assert "What the diff does" not in explanation and "Explain this change" not in explanation
     assert re.search(r"divi|zero|error|raise|check", written, re.I), explanation  # about this change
-    # The repair code guarantees a "type: subject" line and falls back to "update <files>" when the
-    # model wrote nothing usable: the subject's words must be the model's.
+    # The repair code guarantees a "type: subject" line; the check against the facts keeps the
+    # model's subject only when it names what changed and nothing else, else puts the facts' in.
     subject = message.split("\n")[0]
     prefix, _, words = subject.partition(": ")
     assert len(subject) <= 72 and prefix.split("(")[0] in COMMIT_TYPES and not SPECIAL.search(message)
-    assert words != "update calc.py" and len(words.split()) >= 3, message
+    check = data["subject_check"]
+    assert check["model_subject"] and not SPECIAL.search(check["model_subject"])
+    if check["replaced"]:
+        assert subject == "fix: change divide in calc.py", message
+    else:
+        assert subject.split(": ", 1)[1] == check["model_subject"].split(": ", 1)[1], message
+        assert "divide" in subject and len(words.split()) >= 3, message
     # llama.cpp's own notes (e.g. about the sliding-window cache) go to logging, not the terminal.
     assert "llama_" not in out.stderr and "SWA" not in out.stderr, out.stderr

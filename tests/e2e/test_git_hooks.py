@@ -576,7 +576,8 @@ def test_time_budget_from_the_environment_is_kept_by_git_commit(repo, env, tmp_p
 
 def test_timeout_option_with_a_server_that_never_answers(repo, env, tmp_path, listener):
     """The policy sends the hook's calls to an in-house server that accepts the connection
-    and never answers (its own timeout is 60 s): `--timeout 1` still ends the hook quickly."""
+    and never answers (its own timeout is 60 s): `--timeout 1` still ends the hook quickly,
+    with the message the staged change's facts make (they were ready: the request was sent)."""
     write(
         repo,
         ".ninetyten/policy.toml",
@@ -608,7 +609,10 @@ route = "in_house"
     elapsed = time.monotonic() - started
     assert result.returncode == 0, result.stderr
     assert listener.accepted, "the hook never reached the in-house server"
-    assert msg.read_text() == "# ninetyten: no message within 1s; write your own.\n# Please enter the commit message.\n"
+    assert msg.read_text() == (
+        "feat: add X in util.py\n\n# ninetyten: the model did not answer within 1s; this message "
+        "was written from the diff's facts alone.\n# Please enter the commit message.\n"
+    )
     assert elapsed < 1 + 8, f"hook took {elapsed:.1f}s with a 1s budget"
 
 

@@ -208,8 +208,9 @@ def test_a_docstring_and_a_doubled_return_value(repo: Repo) -> None:
     facts = repo.staged_facts()
     assert [(s.name, s.change) for s in facts.symbols] == [("total", "changed")]
     assert facts.commit_type == "fix" and "feat" in facts.allowed_types
-    assert factual_subject(facts) == "fix: change total in calc.py"
-    assert "function changed: total in calc.py" in facts.lines()
+    assert facts.symbols[0].details == ("return value changed", "docstring added")
+    assert factual_subject(facts) == "fix: change what total returns and document it in calc.py"
+    assert "function changed: total in calc.py (return value changed, docstring added)" in facts.lines()
 
 
 def test_the_subject_checker(repo: Repo) -> None:
@@ -288,3 +289,43 @@ def test_named_things() -> None:
 )
 def test_categories(path: str, expected: str) -> None:
     assert category(path) == expected
+
+
+def test_a_bare_requirement_that_gets_a_constraint(repo: Repo) -> None:
+    repo.commit(
+        {
+            "pyproject.toml": '[project]\nname = "x"\ndependencies = [\n    "tqdm",\n    "fire",\n]\n\n'
+            '[tool.ruff]\nselect = [\n    "E",\n]\n',
+            "requirements.txt": "requests\n",
+        }
+    )
+    repo.stage(
+        {
+            "pyproject.toml": '[project]\nname = "x"\ndependencies = [\n    "tqdm>=4.70.1",\n    "fire",\n]\n\n'
+            '[tool.ruff]\nselect = [\n    "E",\n]\n'
+        }
+    )
+    facts = repo.staged_facts()
+    assert [(d.name, d.old, d.new) for d in facts.dependencies] == [("tqdm", "", ">=4.70.1")]
+    assert facts.dependencies_only and factual_subject(facts) == "build(deps): require tqdm>=4.70.1"
+    assert "dependency bumped: tqdm any version -> >=4.70.1 in pyproject.toml" in facts.lines()
+    # A quoted name outside a requirements list is not a dependency; a requirements file's bare line is.
+    repo.stage(
+        {
+            "pyproject.toml": '[project]\nname = "x"\ndependencies = [\n    "tqdm",\n    "fire",\n]\n\n'
+            '[tool.ruff]\nselect = [\n    "E",\n    "W",\n]\n',
+            "requirements.txt": "requests\nrich\n",
+        }
+    )
+    facts = repo.staged_facts()
+    assert [(d.name, d.change) for d in facts.dependencies] == [("rich", "added")]
+    assert not facts.dependencies_only  # the ruff setting is not a dependency line
+
+
+def test_a_requirements_list_known_from_the_hunk_header(repo: Repo) -> None:
+    names = [f"pkg{i}" for i in range(9)]
+    before = '[project]\nname = "x"\ndependencies = [\n' + "".join(f'    "{n}",\n' for n in names) + "]\n"
+    repo.commit({"pyproject.toml": before})
+    repo.stage({"pyproject.toml": before.replace('"pkg6",', '"pkg6>=2",')})  # `dependencies = [` is 6 lines up
+    facts = repo.staged_facts()
+    assert [(d.name, d.old, d.new) for d in facts.dependencies] == [("pkg6", "", ">=2")]

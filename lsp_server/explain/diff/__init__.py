@@ -15,7 +15,14 @@ from lsp_server.explain.diff.chunks import (
     summarize_skipped,
     with_totals,
 )
-from lsp_server.explain.diff.git import git_diff_stream, range_diff, read_stdin_diff, staged_diff, working_tree_diff
+from lsp_server.explain.diff.git import (
+    git_diff_stream,
+    range_diff,
+    range_revisions,
+    read_stdin_diff,
+    staged_diff,
+    working_tree_diff,
+)
 from lsp_server.explain.diff.model import DiffError, FileChange, Hunk, Status
 from lsp_server.explain.diff.parse import iter_parse_diff, parse_diff
 from lsp_server.explain.diff.summary_rules import DEFAULT_RULES, SummaryRules
@@ -37,6 +44,7 @@ __all__ = [
     "iter_parse_diff",
     "parse_diff",
     "range_diff",
+    "range_revisions",
     "read_stdin_diff",
     "skipped_line",
     "staged_diff",

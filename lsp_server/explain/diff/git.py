@@ -121,6 +121,12 @@ def _range_revs(repo: Path, rev_range: str) -> list[str]:
     return [parent or _empty_tree(repo), commit]
 
 
+def range_revisions(repo: Path, rev_range: str) -> tuple[str, str]:
+    """The two commits (or the empty tree and a root commit) a `range_diff` compares."""
+    base, tip = _range_revs(repo, rev_range)
+    return base, tip
+
+
 def _repo_relative(repo: Path, path: str) -> str:
     if not os.path.isabs(path):
         return path

@@ -19,6 +19,19 @@ _PEP508 = re.compile(
     r"""(?P<spec>(?:===|==|~=|!=|<=|>=|<|>)\s*[^"',;#\s]+(?:\s*,\s*(?:===|==|~=|!=|<=|>=|<|>)\s*[^"',;#\s]+)*)"""
     r"""\s*(?:;[^"']*)?["']?\s*,?\s*(?:#.*)?$"""
 )
+# A name with no version: a requirements file's whole line, or a quoted item of a dependency list.
+_BARE_REQUIREMENT = re.compile(r"""^\s*(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?\s*(?:;[^#]*)?(?:#.*)?$""")
+_BARE_QUOTED = re.compile(
+    r"""^\s*["'](?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?\s*(?:;[^"']*)?["']\s*,?\s*(?:#.*)?$"""
+)
+# Where a pyproject.toml / setup.cfg list holds requirements (`dependencies = [`, a group of
+# `[project.optional-dependencies]`, `install_requires =`).
+_TABLE = re.compile(r"^\s*\[(?P<table>[^\]]+)\]\s*$")
+_KEY = re.compile(r"^\s*(?P<key>[\w.-]+)\s*=")
+_DEPENDENCY_KEYS = frozenset(
+    {"dependencies", "requires", "install_requires", "setup_requires", "tests_require", "build-requires"}
+)
+_DEPENDENCY_TABLES = frozenset({"project.optional-dependencies", "dependency-groups", "options.extras_require"})
 _JSON_DEP = re.compile(
     r'^\s*"(?P<name>@?[A-Za-z0-9][\w.@/-]*)"\s*:\s*"(?P<spec>[~^<>=*]*\s*v?\d[^"]*|\*|latest)"\s*,?\s*$'
 )
@@ -37,8 +50,16 @@ _CARGO_NOT_DEPS = frozenset({"version", "edition", "name", "rust-version", "lice
 class DependencyChange:
     path: str  # the manifest
     name: str
-    old: str | None  # version constraint before (None: added)
+    old: str | None  # version constraint before (None: added; "": any version)
     new: str | None  # after (None: removed)
+
+    @property
+    def old_label(self) -> str:
+        return self.old or "any version"
+
+    @property
+    def new_label(self) -> str:
+        return self.new or "any version"
 
     @property
     def change(self) -> Literal["bumped", "added", "removed"]:
@@ -49,8 +70,32 @@ class DependencyChange:
         return "bumped"
 
 
-def parse_line(manifest: str, line: str) -> tuple[str, str] | None:
-    """(package, version constraint) if the line specifies a dependency."""
+def _requirements_file(name: str) -> bool:
+    return name.startswith(("requirements", "constraints")) and name.endswith((".txt", ".in"))
+
+
+def dependency_list_lines(lines: list[str]) -> list[bool]:
+    """For each line of a hunk (its marker first), whether it sits in a list of requirements,
+    from the keys and tables the hunk shows above it (none shown: no)."""
+    out = []
+    inside = False
+    requirements_table = False
+    for line in lines:
+        body = line[1:]
+        table = _TABLE.match(body)
+        key = _KEY.match(body)
+        if table:
+            requirements_table = table["table"].strip().lower() in _DEPENDENCY_TABLES
+            inside = False
+        elif key:
+            inside = key["key"].lower() in _DEPENDENCY_KEYS or requirements_table
+        out.append(inside)
+    return out
+
+
+def parse_line(manifest: str, line: str, *, in_list: bool = False) -> tuple[str, str] | None:
+    """(package, version constraint) if the line specifies a dependency; the constraint is ""
+    for a bare name (a requirements file's line, or a quoted item of a requirements list)."""
     name = manifest.rsplit("/", 1)[-1]
     if name.endswith(".json"):
         m = _JSON_DEP.match(line)
@@ -71,6 +116,9 @@ def parse_line(manifest: str, line: str) -> tuple[str, str] | None:
     m = _PEP508.match(line)
     if m and m["name"].lower() not in ("requires-python", "python_requires", "version"):
         return m["name"], re.sub(r"\s+", "", m["spec"])
+    bare = _BARE_REQUIREMENT.match(line) if _requirements_file(name) else _BARE_QUOTED.match(line) if in_list else None
+    if bare and not line.lstrip().startswith(("#", "-")):
+        return bare["name"], ""
     return None
 
 
@@ -78,15 +126,19 @@ def _normal(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def dependency_changes(manifest: str, removed: list[str], added: list[str]) -> tuple[list[DependencyChange], int]:
+def dependency_changes(
+    manifest: str, removed: list[str], added: list[str], *, in_list: tuple[list[bool], list[bool]] | None = None
+) -> tuple[list[DependencyChange], int]:
     """The dependency changes in one manifest's removed and added lines, and how many changed
-    lines were something else (blank lines and comments aside)."""
+    lines were something else (blank lines and comments aside). `in_list` says, line by line,
+    which sit in a list of requirements (where a quoted bare name is one)."""
     old: dict[str, tuple[str, str]] = {}
     new: dict[str, tuple[str, str]] = {}
     other = 0
-    for lines, into in ((removed, old), (added, new)):
-        for line in lines:
-            parsed = parse_line(manifest, line)
+    flags = in_list or ([False] * len(removed), [False] * len(added))
+    for lines, into, listed in ((removed, old, flags[0]), (added, new, flags[1])):
+        for line, in_requirements in zip(lines, listed):
+            parsed = parse_line(manifest, line, in_list=in_requirements)
             if parsed is None:
                 stripped = line.strip()
                 if (

@@ -1,158 +1,35 @@
-"""Commit subjects from facts, and a check that a model's subject names only what the diff has.
+"""Commit subjects from facts, and the check of a model's subject against them.
 
 `factual_subject(facts)` writes a conventional-commit subject from the facts alone: it is
 never wrong, only plain ("feat: add gather_context and ContextBundle in retrieval.py").
-`ungrounded_names(subject, facts)` lists the files and symbols a subject names that the diff
-does not contain; `grounded_subject(model_subject, facts)` keeps the model's subject when it
-names nothing foreign (fixing a type the facts rule out) and otherwise replaces it with the
+`grounded_subject(model_subject, facts)` keeps the model's subject when it names nothing the
+diff lacks (`names.py`), names something that changed, states a change and claims nothing the
+facts refute (`claims.py`), fixing a type the facts rule out; otherwise it is replaced with the
 factual one, so the result is never worse than the facts alone.
-
-What counts as a name: `backticked` text, paths and file names (`a/b.py`, `README.md`),
-calls (`parse()`), dotted names (`Index.build`), and identifiers that cannot be plain words:
-snake_case, camelCase, PascalCase with two humps or more, SCREAMING_CASE. Plain words are
-not names ("parser", "Router"): a subject may describe without naming.
 """
 
 from __future__ import annotations
 
 import posixpath
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from lsp_server.explain.facts.facts import ChangeFacts
-
-SUBJECT_MAX = 72
-CONVENTIONAL = re.compile(r"^(?P<type>[a-z]+)(?:\((?P<scope>[^)\s]{1,40})\))?(?P<bang>!)?:\s*(?P<rest>.*)$")
-# Scopes that name an area, not a file or symbol.
-GENERIC_SCOPES = frozenset(
-    {
-        "deps",
-        "deps-dev",
-        "dev-deps",
-        "ci",
-        "docs",
-        "build",
-        "tests",
-        "test",
-        "release",
-        "config",
-        "core",
-        "api",
-        "cli",
-        "ui",
-        "lint",
-        "types",
-        "security",
-        "perf",
-        "style",
-        "repo",
-    }
+from lsp_server.explain.facts.claims import anchored, contradictions, states_a_change
+from lsp_server.explain.facts.edits import (
+    BODY,
+    COMMENTS,
+    DOC_ADDED,
+    DOC_CHANGED,
+    DOC_DETAILS,
+    DOC_REMOVED,
+    FORMAT,
+    RENAMED_USES,
+    RETURN,
+    SIGNATURE,
 )
-
-_BACKTICK = re.compile(r"`([^`]+)`")
-_PATHLIKE = re.compile(r"(?<![\w/.-])((?:[\w.-]+/)+[\w.-]+|[\w-]+(?:\.[\w-]+)*\.[A-Za-z][\w]{0,7})(?![\w/])")
-_CALL = re.compile(r"\b([A-Za-z_][\w.]*)\(\)")
-_DOTTED = re.compile(r"\b([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+)\b")
-_IDENT = re.compile(r"\b([A-Za-z_$][\w$]*)\b")
-# Extensions that make `name.ext` a file rather than `Class.member`.
-_FILE_EXT = re.compile(
-    r"\.(?:py|pyi|pyx|md|rst|txt|adoc|js|jsx|mjs|cjs|ts|tsx|mts|cts|json|jsonc|toml|ya?ml|ini|cfg|conf|lock|go|mod|sum"
-    r"|rs|java|kt|kts|scala|c|h|cc|cpp|cxx|hh|hpp|hxx|cs|rb|php|swift|m|mm|lua|sh|bash|zsh|ps1|pl|sql|html|htm|css|scss"
-    r"|sass|less|vue|svelte|xml|svg|png|jpe?g|gif|ico|pdf|csv|tsv|env|example|sample|tmpl|j2|jinja|proto|graphql|gql"
-    r"|gradle|properties|dockerfile|mk|cmake|bzl|tf|tfvars|nix|el|vim|ex|exs|erl|hs|ml|dart|zig|r|jl|ipynb|whl|gz|zip)$",
-    re.I,
-)
-
-
-def _is_code_name(word: str) -> bool:
-    if "_" in word.strip("_") or word.startswith("__"):
-        return any(c.isalpha() for c in word)
-    if re.search(r"[a-z][A-Z]", word):  # camelCase, PascalCase with a second hump
-        return True
-    return False
-
-
-def _known_path(name: str, facts: ChangeFacts) -> bool:
-    vocab = facts.vocabulary
-    if name in vocab:
-        return True
-    lowered = name.lower()
-    base = posixpath.basename(name.rstrip("/"))
-    for f in facts.files:
-        for path in (f.path, f.old_path):
-            if not path:
-                continue
-            low = path.lower()
-            if low == lowered or low.endswith("/" + lowered) or posixpath.basename(low) == base.lower():
-                return True
-            if lowered.rstrip("/") and ("/" + low).find("/" + lowered.rstrip("/") + "/") >= 0:
-                return True  # a directory of a changed file
-    return False
-
-
-def named_things(subject: str) -> list[str]:
-    """The files and symbols a subject line names (see the module docstring)."""
-    found: list[str] = []
-    rest = subject
-    for m in _BACKTICK.finditer(subject):
-        found.append(m.group(1).strip().rstrip("()"))
-    rest = _BACKTICK.sub(" ", rest)
-    for m in _PATHLIKE.finditer(rest):
-        token = m.group(1)
-        if _looks_like_path(token):
-            found.append(token)
-    rest = _PATHLIKE.sub(lambda m: " " if _looks_like_path(m.group(1)) else m.group(0), rest)
-    for m in _CALL.finditer(rest):
-        found.append(m.group(1))
-    rest = _CALL.sub(" ", rest)
-    for m in _DOTTED.finditer(rest):
-        found.append(m.group(1))
-    rest = _DOTTED.sub(" ", rest)
-    for m in _IDENT.finditer(rest):
-        if _is_code_name(m.group(1)):
-            found.append(m.group(1))
-    return list(dict.fromkeys(found))
-
-
-def _looks_like_path(token: str) -> bool:
-    return "/" in token or bool(_FILE_EXT.search(token))
-
-
-def _known_symbol(name: str, facts: ChangeFacts) -> bool:
-    vocab = facts.vocabulary
-    if name in vocab:
-        return True
-    parts = [p for p in re.split(r"\.|::|#", name) if p]
-    return bool(parts) and all(p in vocab for p in parts)
-
-
-def ungrounded_names(subject: str, facts: ChangeFacts) -> list[str]:
-    """The names in `subject` (a commit subject, conventional or not) that the diff lacks."""
-    m = CONVENTIONAL.match(subject.strip())
-    text = subject
-    missing: list[str] = []
-    if m:
-        text = m["rest"]
-        scope = m["scope"]
-        if (
-            scope
-            and scope.lower() not in GENERIC_SCOPES
-            and not _known_path(scope, facts)
-            and not _known_symbol(scope, facts)
-            and scope.lower() not in {w.lower() for w in facts.vocabulary}
-        ):
-            missing.append(scope)
-    for name in named_things(text):
-        if _looks_like_path(name):
-            if not _known_path(name, facts):
-                missing.append(name)
-        elif not _known_symbol(name, facts):
-            missing.append(name)
-    return list(dict.fromkeys(missing))
-
-
-# --------------------------------------------------------------------------- the factual subject
+from lsp_server.explain.facts.facts import NOT_ANALYSED, ChangeFacts
+from lsp_server.explain.facts.names import CONVENTIONAL, SUBJECT_MAX, ungrounded_names
+from lsp_server.explain.facts.symbols import SymbolChange
 
 
 def _display_paths(facts: ChangeFacts) -> dict[str, str]:
@@ -190,6 +67,15 @@ def _files_phrase(verb: str, paths: Sequence[str], names: dict[str, str]) -> lis
     return [f"{verb} {_join(shown, 3)}", f"{verb} {_join(shown, 2)}", f"{verb} {len(shown)} files"]
 
 
+def reported_symbols(facts: ChangeFacts) -> list[SymbolChange]:
+    """The symbol changes a subject tells: not the tests of a change to code, not the call
+    sites that changed only to follow a rename, not a class's fields."""
+    symbols = [s for s in facts.symbols if facts.tests_only or not _is_test_path(s.path, facts)]
+    if any(s.change == "renamed" for s in symbols):
+        symbols = [s for s in symbols if s.details != (RENAMED_USES,)]
+    return [s for s in symbols if not (s.kind == "field" and s.change == "changed")]
+
+
 def factual_subject(facts: ChangeFacts) -> str:
     """A conventional-commit subject that states only facts."""
     kind = facts.commit_type
@@ -202,6 +88,10 @@ def factual_subject(facts: ChangeFacts) -> str:
         bumps = facts.dependency_bumps
         if len(deps) == 1 and bumps:
             d = bumps[0]
+            if not d.old:  # any version before: a constraint is new
+                return _fit(prefix, [f"require {d.name}{d.new}", f"constrain {d.name}"])
+            if not d.new:
+                return _fit(prefix, [f"allow any version of {d.name}", f"unpin {d.name}"])
             return _fit(
                 prefix, [f"bump {d.name} from {d.old} to {d.new}", f"bump {d.name} to {d.new}", f"bump {d.name}"]
             )
@@ -212,7 +102,9 @@ def factual_subject(facts: ChangeFacts) -> str:
         phrase = " and ".join(f"{verb} {_join(items, 2)}" for verb, items in groups.items())
         return _fit(prefix, [phrase, f"update {len(deps)} dependencies"])
     phrases: list[str] = []
-    symbols = [s for s in facts.symbols if facts.tests_only or not _is_test_path(s.path, facts)]
+    # Symbols of part of the files would make "add a, b and 9 more" of a change that did more.
+    partial = any(f.summarized == NOT_ANALYSED for f in facts.files)
+    symbols = [] if partial else reported_symbols(facts)
     by_change: dict[str, list[str]] = {}
     for s in symbols:
         if s.kind == "field" and s.change == "changed":
@@ -225,6 +117,11 @@ def factual_subject(facts: ChangeFacts) -> str:
         where = f" in {names.get(files_with[0], files_with[0])}"
     verbs = (("added", "add"), ("renamed", "rename"), ("removed", "remove"), ("changed", "change"))
     present = [(verb, by_change[c]) for c, verb in verbs if by_change.get(c)]
+    changed = [s for s in symbols if s.change == "changed" and not (s.kind == "field")]
+    if present and len(present) == 1 and present[0][0] == "change" and changed:
+        detailed = _details_phrase(changed)
+        if detailed is not None:
+            phrases += [detailed + where, detailed]
     if present:
         first_verb, first_items = present[0]
         for limit in (3, 2, 1):
@@ -249,6 +146,9 @@ def factual_subject(facts: ChangeFacts) -> str:
         f = next(f for f in facts.files if f.status == "renamed")
         return _fit(prefix, [f"move {f.old_path} to {f.path}", f"move {names[f.path]}"])
     verb, paths = present_files[0]
+    natures = {f.nature for f in facts.files}
+    if verb == "update" and len(present_files) == 1 and natures <= {"docs", "format"}:
+        verb = "reformat" if natures == {"format"} else "update comments in"
     if len(present_files) > 1:
         phrases.append(" and ".join(f"{v} {_join([names[p] for p in ps], 2)}" for v, ps in present_files[:2]))
     phrases += _files_phrase(
@@ -259,6 +159,63 @@ def factual_subject(facts: ChangeFacts) -> str:
     return _fit(prefix, phrases)
 
 
+# What a changed function's details say, in a subject: the whole phrase and the part that
+# follows another phrase about the same function ("... and document it").
+_CODE_PHRASES = {
+    SIGNATURE: ("change the signature of {n}", "change its signature"),
+    RETURN: ("change what {n} returns", "change what it returns"),
+    BODY: ("change {n}", "change its body"),
+}
+_DOC_PHRASES = {
+    DOC_ADDED: ("document {n}", "document it"),
+    DOC_CHANGED: ("update the docstring of {n}", "update its docstring"),
+    DOC_REMOVED: ("remove the docstring of {n}", "remove its docstring"),
+    COMMENTS: ("update comments in {n}", "update its comments"),
+    FORMAT: ("reformat {n}", "reformat it"),
+}
+
+
+def _details_phrase(changed: Sequence[SymbolChange]) -> str | None:
+    """ "change what total returns and document it", from the details of changed functions;
+    None when there are none to tell."""
+    if len(changed) == 1:
+        s = changed[0]
+        details = set(s.details)
+        if not details:
+            return None
+        code: str | None = None
+        if BODY in details:
+            code = _CODE_PHRASES[BODY][0] if SIGNATURE not in details else "change {n} and its signature"
+        elif SIGNATURE in details:
+            code = (
+                _CODE_PHRASES[SIGNATURE][0]
+                if RETURN not in details
+                else "change the signature of {n} and what it returns"
+            )
+        elif RETURN in details:
+            code = _CODE_PHRASES[RETURN][0]
+        docs = [d for d in (DOC_ADDED, DOC_CHANGED, DOC_REMOVED, COMMENTS) if d in details]
+        if code is None and not docs:
+            return _DOC_PHRASES[FORMAT][0].format(n=s.name) if FORMAT in details else None
+        if code is None:
+            phrase = _DOC_PHRASES[docs[0]][0]
+            if len(docs) > 1:
+                phrase += " and " + _DOC_PHRASES[docs[1]][1]
+            return phrase.format(n=s.name)
+        if docs:
+            return (code + " and " + _DOC_PHRASES[docs[0]][1]).format(n=s.name)
+        return code.format(n=s.name)
+    kinds = {frozenset(s.details) for s in changed}
+    names = _join([s.name for s in changed], 3)
+    if kinds == {frozenset({DOC_ADDED})}:
+        return f"document {names}"
+    if all(k and k <= DOC_DETAILS for k in kinds):
+        return f"update the docs of {names}"
+    if kinds == {frozenset({FORMAT})}:
+        return f"reformat {names}"
+    return None
+
+
 def _is_test_path(path: str, facts: ChangeFacts) -> bool:
     return any(f.path == path and f.category == "test" for f in facts.files)
 
@@ -266,23 +223,37 @@ def _is_test_path(path: str, facts: ChangeFacts) -> bool:
 @dataclass(frozen=True)
 class SubjectCheck:
     subject: str  # what to use
-    replaced: bool  # the model's subject named something the diff lacks, or was empty
+    replaced: bool  # the model's subject was empty, named something the diff lacks, named nothing of it, or was refuted
     ungrounded: tuple[str, ...]  # what it named that the diff lacks
     type_fixed: bool = False
+    reason: str = "ok"  # ok, empty, ungrounded, contradicted, vague (names nothing changed), no_change_stated
+    model_subject: str = ""  # what the model wrote
+    contradicted: tuple[str, ...] = ()  # claims the facts refute ("add total" when total existed)
 
 
 def grounded_subject(model_subject: str, facts: ChangeFacts) -> SubjectCheck:
-    """The model's subject if it names only what the diff has (with its type corrected when the
-    facts rule it out), otherwise the factual subject."""
+    """The model's subject if it names only what the diff has, names something of the change,
+    claims nothing the facts refute and starts with a verb of change (with its type corrected
+    when the facts rule it out); otherwise the factual subject, so the result is never worse
+    than the facts."""
     subject = model_subject.strip().split("\n", 1)[0].strip()
     if not subject:
-        return SubjectCheck(factual_subject(facts), True, ())
+        return SubjectCheck(factual_subject(facts), True, (), reason="empty")
     missing = ungrounded_names(subject, facts)
     if missing:
-        return SubjectCheck(factual_subject(facts), True, tuple(missing))
+        return SubjectCheck(factual_subject(facts), True, tuple(missing), reason="ungrounded", model_subject=subject)
+    refuted = contradictions(subject, facts)
+    if refuted:
+        return SubjectCheck(
+            factual_subject(facts), True, (), reason="contradicted", model_subject=subject, contradicted=tuple(refuted)
+        )
+    if not anchored(subject, facts):
+        return SubjectCheck(factual_subject(facts), True, (), reason="vague", model_subject=subject)
+    if not states_a_change(subject):
+        return SubjectCheck(factual_subject(facts), True, (), reason="no_change_stated", model_subject=subject)
     m = CONVENTIONAL.match(subject)
     if m and m["type"] not in facts.allowed_types:
         scope = f"({m['scope']})" if m["scope"] else ""
         fixed = f"{facts.commit_type}{scope}{m['bang'] or ''}: {m['rest']}"
-        return SubjectCheck(fixed[:SUBJECT_MAX].rstrip(), False, (), True)
-    return SubjectCheck(subject, False, ())
+        return SubjectCheck(fixed[:SUBJECT_MAX].rstrip(), False, (), True, model_subject=subject)
+    return SubjectCheck(subject, False, (), model_subject=subject)

@@ -20,6 +20,7 @@ from typing import Literal
 from lsp_server.context.languages import CLASS_KINDS
 from lsp_server.context.outline import Definition, FileOutline, outline
 from lsp_server.explain.diff.model import Hunk
+from lsp_server.explain.facts.edits import RENAMED_USES, function_details
 
 ChangeKind = Literal["added", "removed", "renamed", "changed"]
 
@@ -39,6 +40,7 @@ class SymbolChange:
     kind: str  # function, method, class, field, ...
     change: ChangeKind
     old_name: str | None = None  # renamed: what it was called
+    details: tuple[str, ...] = ()  # changed function: which parts (see `edits.py`)
 
     @property
     def short_name(self) -> str:
@@ -49,15 +51,25 @@ def _normal(text: str) -> str:
     return "\n".join(line.rstrip() for line in text.strip().split("\n"))
 
 
-def _table(parsed: FileOutline) -> dict[tuple[str, str], tuple[Definition, str]]:
-    out: dict[tuple[str, str], tuple[Definition, str]] = {}
+_Key = tuple[str, str, int]  # qualified name, kind, which of the definitions with that name (a getter, its setter)
+
+
+def _table(parsed: FileOutline) -> dict[_Key, tuple[Definition, str]]:
+    out: dict[_Key, tuple[Definition, str]] = {}
+    seen: dict[tuple[str, str], int] = {}
     for d in parsed.definitions:
         body = parsed.signature(d) if d.kind in CLASS_KINDS else parsed.text(d)
-        key = (d.qualified_name, d.kind)
-        previous = out.get(key)
-        if previous is None or d.end_byte - d.start_byte > previous[0].end_byte - previous[0].start_byte:
-            out[key] = (d, _normal(body))
+        n = seen.get((d.qualified_name, d.kind), 0)
+        seen[(d.qualified_name, d.kind)] = n + 1
+        out[(d.qualified_name, d.kind, n)] = (d, _normal(body))
     return out
+
+
+def _renamed_uses(old_text: str, new_text: str, renames: dict[str, str]) -> bool:
+    """Whether a definition changed only because names it uses were renamed."""
+    for old, new in renames.items():
+        old_text = re.sub(rf"(?<![\w$]){re.escape(old)}(?![\w$])", new, old_text)
+    return old_text == new_text
 
 
 def _similar(a: str, b: str, name_a: str, name_b: str) -> float:
@@ -79,7 +91,7 @@ def compare_outlines(path: str, old: FileOutline | None, new: FileOutline | None
     added = [key for key in after if key not in before]
     removed = [key for key in before if key not in after]
     changes: list[SymbolChange] = []
-    renamed_from: dict[tuple[str, str], tuple[str, str]] = {}
+    renamed_from: dict[_Key, _Key] = {}
     # Pair renames, most similar first.
     pairs = []
     for a in added:
@@ -92,12 +104,13 @@ def compare_outlines(path: str, old: FileOutline | None, new: FileOutline | None
             if score >= RENAME_SIMILARITY:
                 pairs.append((score, r, a))
     pairs.sort(key=lambda p: (-p[0], p[1], p[2]))
-    used: set[tuple[str, str]] = set()
+    used: set[_Key] = set()
     for _score, r, a in pairs:
         if r in used or a in used:
             continue
         used.update((r, a))
         renamed_from[a] = r
+    renames = {before[r][0].name: after[a][0].name for a, r in renamed_from.items()}
     for key in after:
         d, text = after[key]
         if key in renamed_from:
@@ -105,12 +118,20 @@ def compare_outlines(path: str, old: FileOutline | None, new: FileOutline | None
         elif key not in before:
             changes.append(SymbolChange(path, d.qualified_name, d.kind, "added"))
         elif before[key][1] != text:
-            changes.append(SymbolChange(path, d.qualified_name, d.kind, "changed"))
+            details: tuple[str, ...] = ()
+            if renames and _renamed_uses(before[key][1], text, renames):
+                details = (RENAMED_USES,)
+            elif d.kind not in CLASS_KINDS and old is not None and new is not None:
+                details = function_details(old, before[key][0], new, d)
+            changes.append(SymbolChange(path, d.qualified_name, d.kind, "changed", details=details))
     for key in removed:
         if key not in used:
             d, _ = before[key]
             changes.append(SymbolChange(path, d.qualified_name, d.kind, "removed"))
-    return changes
+    unique: dict[tuple[str, str, str | None], SymbolChange] = {}
+    for change in changes:
+        unique.setdefault((change.name, change.change, change.old_name), change)
+    return list(unique.values())
 
 
 def _fragment(lines: list[str], side: Literal["old", "new"]) -> tuple[str, list[int]]:

@@ -7,6 +7,7 @@ from typing import Any
 from lsprotocol import types
 
 from lsp_server.explain.diff import DiffError, FileChange, parse_diff, staged_diff, working_tree_diff
+from lsp_server.explain.facts import GitTexts
 from lsp_server.explain.pipeline import explain_changes
 from lsp_server.lsp.handlers.lifecycle import begin_progress
 from lsp_server.lsp.ids import EXPLAIN_CHANGE_COMMAND
@@ -50,9 +51,14 @@ async def explain_change(ls: NinetyTenServer, raw: dict[str, Any]) -> dict[str, 
                 token, types.WorkDoneProgressReport(message=what, percentage=int(100 * done / max(total, 1)))
             )
 
+    root = ls.workspace_root
+    assert root is not None  # changes_to_explain answered otherwise
+    # Whole file texts for the change's facts: what is staged, or the working tree.
+    texts = GitTexts.staged(root) if raw.get("staged") is True else GitTexts.worktree(root)
     try:
-        result = await explain_changes(ls.engine, changes, progress=progress)
+        result = await explain_changes(ls.engine, changes, progress=progress, texts=texts)
     finally:
+        texts.close()
         if token:
             ls.work_done_progress.end(token, types.WorkDoneProgressEnd(message="done"))
     return result.to_json()
