@@ -193,7 +193,7 @@ def _generate(repo: Path, budget_s: float, policy: str | None) -> str | None:
     engine = Engine(ServerConfig(), policy=load_policy(policy, repo), ledger=Ledger())
     attach(engine.sink, workspace=repo, ship=False)  # the language server or `ledger sync` ships its rows
     try:
-        engine.start()
+        engine.start(chat_only=True)
         return generate_commit_message(repo, engine, timeout_s=budget_s)
     finally:
         engine.close()

@@ -81,7 +81,7 @@ class ExplainResult:
 
 
 def chunk_budget(engine: Engine, max_tokens: int) -> int:
-    return max(256, engine.local.n_ctx - max_tokens - PROMPT_OVERHEAD_TOKENS)
+    return max(256, engine.chat_local.n_ctx - max_tokens - PROMPT_OVERHEAD_TOKENS)
 
 
 async def explain_changes(
@@ -99,7 +99,7 @@ async def explain_changes(
     With `explanation=False` (the git hook) a diff that fits one chunk gets its commit
     message in a single call, straight from the diff.
     """
-    await engine.wait_ready()
+    await engine.wait_chat_ready()  # the chat model writes explanations (its context sizes the chunks)
     # Streamed: one file's hunks and one chunk at a time; only names and counts accumulate.
     tally = DiffTally()
     paths: list[str] = []
