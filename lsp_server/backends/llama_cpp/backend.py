@@ -137,6 +137,7 @@ class LlamaCppBackend:
                     "off: llama.cpp computes a token differently in a batch than alone "
                     "for this model and build, so drafts could change answers"
                 )
+                log.info("speculative decoding for %s is %s", path.name, self.speculation_note)
                 del llm  # the drafts cannot be used: take the faster repacked weights after all
                 llm = self._construct(path, repack=True)
             elif self.settings.draft_model is not None:

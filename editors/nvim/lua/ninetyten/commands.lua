@@ -374,6 +374,15 @@ local function model_request(buf, method, params, done)
   end, buf)
 end
 
+-- Said when the server's own --model (setup()'s `model`) wins over the choice just saved.
+local function pinned_note(state)
+  local pinned = type(state) == "table" and type(state.pinned) == "table" and state.pinned.completion
+  if type(pinned) == "string" then
+    return " (this server keeps " .. pinned .. " for completions: `model` in setup() wins over the saved choice)"
+  end
+  return ""
+end
+
 local function describe_use(used)
   local parts = {}
   for _, key in ipairs({ "completion", "chat" }) do
@@ -403,7 +412,7 @@ function M.model(opts)
     -- No list at all (an empty Lua table could go out as an object): the server's recommendation.
     local params = { use = true, models = #models > 0 and models or nil }
     model_request(buf, ids.methods.pullModel, params, function(result)
-      notify("pulled; now using " .. describe_use(result.used or {}))
+      notify("pulled; now using " .. describe_use(result.used or {}) .. pinned_note(result.models))
     end)
   elseif action == "use" then
     local task, value = "completion", args[2]
@@ -415,8 +424,9 @@ function M.model(opts)
         vim.log.levels.WARN)
       return
     end
-    model_request(buf, ids.methods.useModel, { [task] = value }, function()
-      notify("now using " .. describe_use({ [task] = value }) .. " (saved in your ninetyten config)")
+    model_request(buf, ids.methods.useModel, { [task] = value }, function(result)
+      local note = task == "completion" and pinned_note(result.models) or ""
+      notify("now using " .. describe_use({ [task] = value }) .. " (saved in your ninetyten config)" .. note)
     end)
   else
     notify("usage: :NinetyTenModel list | pull [MODEL ...] | use [chat] MODEL", vim.log.levels.WARN)
