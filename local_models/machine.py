@@ -16,6 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from local_models.errors import ModelError
 
 GIB = 1024**3
+# Describes the machine instead of detecting it (same syntax as `models recommend --machine`), for
+# containers and VMs whose limits detection cannot see, and wherever the recommendation is made.
+MACHINE_ENV = "NINETYTEN_MACHINE"
 
 # ggml_backend_dev_type in ggml-backend.h
 _DEV_CPU, _DEV_GPU, _DEV_IGPU = 0, 1, 2
@@ -157,8 +160,18 @@ def _ggml_gpus() -> list[tuple[str, int, bool]]:
 
 
 def detect_machine() -> Machine:
-    """This machine, as llama.cpp would use it. Never raises: unknowns become notes and defaults."""
+    """This machine, as llama.cpp would use it (or as NINETYTEN_MACHINE describes it).
+
+    Never raises: unknowns become notes and defaults, and a description that does not parse is
+    a note too."""
+    described = os.environ.get(MACHINE_ENV, "").strip()
     notes: list[str] = []
+    if described:
+        try:
+            machine = parse_machine(described)
+            return machine.model_copy(update={"notes": (f"described by {MACHINE_ENV}",)})
+        except ModelError as error:
+            notes.append(f"{MACHINE_ENV} ignored: {error}")
     ram = _ram_bytes()
     if ram is None:
         ram = 8 * GIB

@@ -281,8 +281,12 @@ def pull(
     progress: bool = True,
     free_bytes: FreeBytes = disk_free,
     report: Report = _print_report,
+    bar: type | None = None,
 ) -> PullResult:
-    """Fetch `target` into the hub cache and verify it. Raises ModelError with a remedy."""
+    """Fetch `target` into the hub cache and verify it. Raises ModelError with a remedy.
+
+    `bar`: a tqdm-like class for the transfer's progress (default: a bar on stderr, see
+    _progress.py); the language server passes one that reports LSP work-done progress."""
     from huggingface_hub import get_hf_file_metadata, hf_hub_download, hf_hub_url, try_to_load_from_cache
     from huggingface_hub.file_download import repo_folder_name
 
@@ -353,7 +357,7 @@ def pull(
                     "to a directory on a larger disk.",
                 )
 
-        bar = tqdm_class_for(_bar_description(target, size), progress=progress)
+        bar = bar or tqdm_class_for(_bar_description(target, size), progress=progress)
         try:
             with _hub_errors(target, endpoint):
                 path = hf_hub_download(

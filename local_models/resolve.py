@@ -24,6 +24,7 @@ from local_models.pulled import find_intact, record_for_path
 from local_models.verify import check_gguf_header
 
 MODEL_ENV = "NINETYTEN_MODEL"
+CHAT_MODEL_ENV = "NINETYTEN_CHAT_MODEL"  # the chat model's own variable (see Engine: per-task models)
 
 Source = Literal["explicit", "env", "configured", "catalog", "pulled", "embedded"]
 Origin = Literal["explicit", "env", "configured", "default"]
@@ -71,12 +72,12 @@ def _size(n: int) -> str:
     return f"{n / 1e9:.1f} GB" if n >= 1e9 else f"{n / 1e6:.0f} MB"
 
 
-def _from_pulled(value: str, origin: Origin) -> ResolvedModel:
+def _from_pulled(value: str, origin: Origin, env_var: str = MODEL_ENV) -> ResolvedModel:
     repo, _, file_name = value.partition(":")
     record = find_intact(repo, file_name)
     if record is None:
         raise ModelError(
-            f"{value} (from {_describe(origin)}) is not pulled, or its file changed since it was verified.",
+            f"{value} (from {_describe(origin, env_var)}) is not pulled, or its file changed since it was verified.",
             f"Run `ninetyten models pull {value}`.",
         )
     check_gguf_header(record.path)
@@ -106,18 +107,19 @@ def _entry_for_file(path: Path) -> CatalogEntry | None:
     return None
 
 
-def _resolve_value(value: str, origin: Origin, progress: bool) -> ResolvedModel:
+def _resolve_value(value: str, origin: Origin, progress: bool, env_var: str = MODEL_ENV) -> ResolvedModel:
     value = value.strip()
     path = Path(value).expanduser()
     if _REPO_FILE.fullmatch(value) and not path.exists():
-        return _from_pulled(value, origin)
+        return _from_pulled(value, origin, env_var)
     # A catalog id wins unless a file of that exact name exists or it clearly is a path.
     if canonical_id(value) is not None and not path.exists() and not _looks_like_path(value):
         return _from_catalog(value, origin, progress)
     if not path.exists() and not _looks_like_path(value):
         known = ", ".join(sorted(load_catalog()))
         raise ModelError(
-            f"{value!r} (from {_describe(origin)}) is neither an existing .gguf file nor a known catalog id ({known}).",
+            f"{value!r} (from {_describe(origin, env_var)}) is neither an existing .gguf file "
+            f"nor a known catalog id ({known}).",
             "Pass --model PATH to an existing .gguf, set NINETYTEN_MODEL, or run `ninetyten models list`.",
         )
     check_gguf_header(path)
@@ -130,20 +132,23 @@ def _resolve_value(value: str, origin: Origin, progress: bool) -> ResolvedModel:
     return ResolvedModel(path=resolved, model_id=entry.id if entry else None, entry=entry, source=source, origin=origin)
 
 
-def _describe(origin: Origin) -> str:
+def _describe(origin: Origin, env_var: str = MODEL_ENV) -> str:
     return {
-        "explicit": "--model",
-        "env": MODEL_ENV,
+        "explicit": "--chat-model" if env_var == CHAT_MODEL_ENV else "--model",
+        "env": env_var,
         "configured": "the configuration",
         "default": "the default",
     }[origin]
 
 
 def resolve_model(
-    explicit: str | None = None, configured: str | None = None, *, progress: bool = True
+    explicit: str | None = None, configured: str | None = None, *, progress: bool = True, env_var: str = MODEL_ENV
 ) -> ResolvedModel:
-    """Pick the model file to load. Raises ModelError (with a remedy) when it cannot."""
-    env_value = os.environ.get(MODEL_ENV, "").strip() or None
+    """Pick the model file to load. Raises ModelError (with a remedy) when it cannot.
+
+    `env_var` is the environment variable that sits between `explicit` and `configured`:
+    NINETYTEN_MODEL for the completion model, NINETYTEN_CHAT_MODEL for the chat model."""
+    env_value = os.environ.get(env_var, "").strip() or None
     candidates: tuple[tuple[str | None, Origin], ...] = (
         (explicit, "explicit"),
         (env_value, "env"),
@@ -151,5 +156,5 @@ def resolve_model(
     )
     for value, origin in candidates:
         if value is not None and value.strip():
-            return _resolve_value(value, origin, progress)
+            return _resolve_value(value, origin, progress, env_var)
     return _from_catalog(EMBEDDED_MODEL_ID, "default", progress)

@@ -45,12 +45,26 @@ class AssistConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     max_tokens: int = Field(512, ge=1, le=32_768, description="Most tokens for an explain/refactor/ask answer.")
+    prompt_lookup: bool = Field(
+        False,
+        description="Speculative decoding from n-grams of the prompt and the answer so far (refactors and "
+        "explanations repeat their input): the answer stays exactly the greedy one.",
+    )
+    draft_tokens: int = Field(6, ge=1, le=16, description="Most tokens drafted per step of speculative decoding.")
 
 
 class ServerConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     model: str | None = Field(None, description="Path to a .gguf file or a catalog id; default: the embedded model.")
+    chat_model: str | None = Field(
+        None,
+        description="A second local model for explain, refactor, ask and commit messages (an instruct model); "
+        "default: the policy's tiers.local.chat_model, else `model` serves them too.",
+    )
+    draft_model: str | None = Field(
+        None, description="A small model with the chat model's vocabulary that drafts tokens for its answers."
+    )
     n_ctx: int = Field(4096, ge=256, le=262_144, description="llama.cpp context window in tokens.")
     threads: int | None = Field(
         None, ge=1, le=256, description="CPU threads for llama.cpp (default: all cores, at most 8)."

@@ -18,6 +18,8 @@ from local_models import build_tiny_model, embedded_model_path
 __all__ = [
     "download_model_path",
     "endless_model_path",
+    "base_endless_model_path",
+    "chat_endless_model_path",
     "gemma_model_path",
     "ninetyten_test_home",
     "tiny_model_path",
@@ -55,6 +57,18 @@ def tiny_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def endless_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Tiny model whose greedy output is "x" forever: never a newline, never EOS."""
     return _tiny(tmp_path_factory, "tiny-qwen2-endless-x.gguf", seed=0, favour="x")
+
+
+@pytest.fixture(scope="session")
+def base_endless_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A "base" model: FIM tokens, no chat template, greedy output "x" for ever."""
+    return _tiny(tmp_path_factory, "tiny-qwen2-base-x.gguf", seed=0, favour="x", chat_template=None)
+
+
+@pytest.fixture(scope="session")
+def chat_endless_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An "instruct" model: a chat template, greedy output "y" for ever (same vocabulary as the others)."""
+    return _tiny(tmp_path_factory, "tiny-qwen2-chat-y.gguf", seed=1, favour="y")
 
 
 @pytest.fixture(scope="session")

@@ -39,6 +39,8 @@ class GenerationRequest:
     max_tokens: int = 64
     time_limit_s: float | None = None
     stop: StopCheck | None = None
+    # Draft tokens (prompt lookup, a draft model) where the backend can check them exactly.
+    speculate: bool = False
 
 
 Role = Literal["system", "user", "assistant"]
@@ -59,6 +61,7 @@ class ChatRequest:
     temperature: float = 0.0
     time_limit_s: float | None = None
     stop: StopCheck | None = None
+    speculate: bool = False  # the local model may draft tokens (the answer stays the same)
 
 
 @dataclass
@@ -82,6 +85,8 @@ class Usage:
     prompt_ms: float = 0.0
     generation_ms: float = 0.0
     queue_ms: float = 0.0  # waiting for the worker thread
+    draft_tokens: int = 0  # speculative decoding: tokens drafted ...
+    accepted_tokens: int = 0  # ... and kept (the model wrote them itself)
 
     @property
     def total_ms(self) -> float:

@@ -80,8 +80,25 @@ def build_remote(name: str, settings: RemoteSettings) -> Any:
 
 
 def build_local(
-    model: Path | Callable[[], Path], *, n_ctx: int, threads: int | None, gpu_layers: int
+    model: Path | Callable[[], Path],
+    *,
+    n_ctx: int,
+    threads: int | None,
+    gpu_layers: int,
+    prompt_lookup: bool = False,
+    draft_model: Path | Callable[[], Path] | None = None,
+    max_draft: int = 6,
 ) -> LlamaCppBackend:
     from lsp_server.backends.llama_cpp.backend import LlamaCppBackend, LlamaSettings
 
-    return LlamaCppBackend(LlamaSettings(model=model, n_ctx=n_ctx, n_threads=threads, n_gpu_layers=gpu_layers))
+    return LlamaCppBackend(
+        LlamaSettings(
+            model=model,
+            n_ctx=n_ctx,
+            n_threads=threads,
+            n_gpu_layers=gpu_layers,
+            prompt_lookup=prompt_lookup,
+            draft_model=draft_model,
+            max_draft=max_draft,
+        )
+    )

@@ -1,4 +1,4 @@
-"""What every command shares: exit codes, the --model and --policy options, logging, and the
+"""What every command shares: exit codes, the --model, --chat-model and --policy options, logging, and the
 loaders of settings and policy (one place, so every command reads them the same way)."""
 
 from __future__ import annotations
@@ -28,6 +28,15 @@ def add_model_option(parser: argparse.ArgumentParser) -> None:
         "--model",
         metavar="PATH|ID",
         help="a .gguf file or a catalog id (beats NINETYTEN_MODEL; default: the embedded Gemma 3 270M)",
+    )
+
+
+def add_chat_model_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--chat-model",
+        metavar="PATH|ID",
+        help="a second local model for explain, refactor and ask, e.g. an instruct model (beats "
+        "NINETYTEN_CHAT_MODEL; default: the settings, `ninetyten models use`, the policy, else the --model one)",
     )
 
 

@@ -32,8 +32,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"home           {ninetyten_home()}  (NINETYTEN_HOME={os.environ.get('NINETYTEN_HOME', 'unset')})")
     print(f"models dir     {models_dir()}")
     print(f"NINETYTEN_MODEL {os.environ.get('NINETYTEN_MODEL', 'unset')}")
+    names = _local_model_names()
     try:
-        resolved = resolve_model(None, None, progress=True)
+        resolved = resolve_model(None, names.completion, progress=True)
         size = resolved.path.stat().st_size / 1e6
         print(f"model          {resolved.path} ({size:.1f} MB, from {resolved.origin})")
         model_path: Path | None = resolved.path
@@ -42,6 +43,7 @@ def run(args: argparse.Namespace) -> int:
         ok = False
         model_path, embedded = None, False
         print(f"model          PROBLEM: {error}")
+    ok = _chat_and_draft(names) and ok
     # llama.cpp runs in a child process first: a build that crashes here is reported, never
     # "ok", and doctor itself asks llama.cpp for its devices only after the build proved safe.
     lines, native_ok = native_check(model_path)
@@ -86,6 +88,42 @@ def run(args: argparse.Namespace) -> int:
     ok = ok and team_ok
     print("status         " + ("ok" if ok else "problems found (see above)"))
     return 0 if ok else EXIT_FAILURE
+
+
+def _local_model_names() -> Any:
+    """Which models the settings name (the user's choice, the policy here)."""
+    from lsp_server.config import ServerConfig
+    from lsp_server.engine.local_tier import local_model_names
+    from lsp_server.routing.policy import PolicyError
+    from lsp_server.routing.policy_lookup import load_policy
+    from lsp_server.tiers import LOCAL
+
+    try:
+        local = load_policy(None, Path.cwd()).policy.tier(LOCAL)
+    except PolicyError:
+        local = None  # reported below, with the policy
+    return local_model_names(ServerConfig(), local)
+
+
+def _chat_and_draft(names: Any) -> bool:
+    """The chat and draft models' lines; False when a named chat model cannot be found."""
+    from local_models import ModelError, resolve_model
+    from local_models.resolve import CHAT_MODEL_ENV
+
+    ok = True
+    if names.separate_chat:
+        try:
+            chat = resolve_model(None, names.chat, progress=True, env_var=CHAT_MODEL_ENV)
+            size = chat.path.stat().st_size / 1e6
+            print(f"chat model     {chat.path} ({size:.1f} MB, from {chat.origin}): explain, refactor, ask, commits")
+        except ModelError as error:
+            ok = False
+            print(f"chat model     PROBLEM: {error}")
+    else:
+        print("chat model     the model above (none of its own: tiers.local.chat_model, `models use --chat`)")
+    if names.draft:
+        print(f"draft model    {names.draft} (speculative decoding of chat answers, where exact)")
+    return ok
 
 
 def _key_in_clear(base_url: str) -> bool:

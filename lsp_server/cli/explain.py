@@ -10,6 +10,7 @@ from typing import Any
 
 from lsp_server.cli.common import (
     EXIT_FAILURE,
+    add_chat_model_option,
     add_model_option,
     add_policy_option,
     configure_logging,
@@ -42,6 +43,7 @@ def register(commands: Any) -> None:
     )
     explain.add_argument("--repo", metavar="DIR", default=".", help="the git repository (default: here)")
     add_model_option(explain)
+    add_chat_model_option(explain)
     add_policy_option(explain)
 
 
@@ -90,9 +92,16 @@ def run(args: argparse.Namespace) -> int:
                     file=sys.stderr,
                 )
                 return 0
-            engine = Engine(ServerConfig(), explicit_model=args.model, policy=loaded, ledger=Ledger(), progress=True)
+            engine = Engine(
+                ServerConfig(),
+                explicit_model=args.model,
+                explicit_chat_model=args.chat_model,
+                policy=loaded,
+                ledger=Ledger(),
+                progress=True,
+            )
             attach(engine.sink, workspace=repo, ship=False)
-            engine.start()
+            engine.start(chat_only=True)
             try:
                 result = asyncio.run(
                     _explain_with_progress(

@@ -1,4 +1,4 @@
-"""`ninetyten models list|path|verify|pull|rm|recommend`: argument parsing and output.
+"""`ninetyten models list|path|verify|pull|use|rm|recommend`: argument parsing and output.
 
 The work is done in local_models (catalog, pull, pulled, recommend, machine); this module
 only parses arguments and prints. Imports stay light at module level: `ninetyten --help`
@@ -13,6 +13,8 @@ import os
 import sys
 from pathlib import Path
 from typing import Any
+
+from lsp_server.cli import models_use
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
@@ -46,6 +48,7 @@ def register(subparsers: Any) -> None:
     pull.add_argument("models", nargs="+", metavar="ID|ID:QUANT|REPO:FILE")
     pull.add_argument("--revision", metavar="REV", help="branch, tag or commit (default: the catalog's, else main)")
     pull.add_argument("--no-progress", action="store_true", help="no progress bar")
+    models_use.register(actions)
     remove = actions.add_parser(
         "rm",
         help="delete pulled models to free space",
@@ -73,7 +76,15 @@ def run(args: argparse.Namespace) -> int:
     from local_models import ModelError
 
     action = getattr(args, "models_command", None) or "list"
-    handlers = {"list": _list, "path": _path, "verify": _verify, "pull": _pull, "rm": _rm, "recommend": _recommend}
+    handlers = {
+        "list": _list,
+        "path": _path,
+        "verify": _verify,
+        "pull": _pull,
+        "use": models_use.run,
+        "rm": _rm,
+        "recommend": _recommend,
+    }
     try:
         return handlers[action](args)
     except ModelError as error:

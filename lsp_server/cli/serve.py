@@ -12,6 +12,7 @@ from lsp_server.cli.common import (
     EXIT_FAILURE,
     EXIT_USAGE,
     CliError,
+    add_chat_model_option,
     add_model_option,
     add_policy_option,
     configure_logging,
@@ -42,6 +43,7 @@ def register(commands: Any) -> None:
     serve.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS, help="log more; repeat for debug")
     serve.add_argument("--config", metavar="JSON", help="server settings as JSON, e.g. '{\"n_ctx\": 8192}'")
     add_model_option(serve)
+    add_chat_model_option(serve)
     add_policy_option(serve)
 
 
@@ -59,7 +61,12 @@ def run(args: argparse.Namespace) -> int:
         print("ninetyten: --token-file applies only with --tcp", file=sys.stderr)
         return EXIT_USAGE
     configure_logging(max(args.verbose, 1), args.log_file)
-    server = create_server(load_config(args.config), explicit_model=args.model, policy_path=args.policy)
+    server = create_server(
+        load_config(args.config),
+        explicit_model=args.model,
+        policy_path=args.policy,
+        explicit_chat_model=args.chat_model,
+    )
     if tcp is not None:
         server.start_tcp(*tcp)
     else:

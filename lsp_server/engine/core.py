@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from local_models import ResolvedModel, resolve_model
+from local_models.resolve import CHAT_MODEL_ENV
 from lsp_server.backends.base import CancelToken, ChatMessage, ChatRequest, Generation, ProviderError, Usage
 from lsp_server.backends.llama_cpp.backend import LlamaCppBackend
 from lsp_server.backends.registry import build_local
@@ -27,6 +28,8 @@ from lsp_server.engine.document import DocumentPrompt
 from lsp_server.engine.jobs import ChatJob, CompletionJob
 from lsp_server.engine.ledger_recorder import LedgerRecorder, price_costs
 from lsp_server.engine.local_chat import continue_document, fit_messages
+from lsp_server.engine.local_tier import LocalModelNames, local_model_names
+from lsp_server.engine.local_tier import Task as LocalTask
 from lsp_server.engine.observers import AttemptEvent, AttemptObserver
 from lsp_server.engine.results import AssistResult, Attempt, CompletionResult
 from lsp_server.ledger import Ledger, LedgerError, LedgerSink, safe_reason, utc_midnight
@@ -42,10 +45,12 @@ log = logging.getLogger(__name__)
 
 
 class Engine:
-    """Owns the local model, the policy in force, the remote tiers and the attempt observers.
+    """Owns the local models, the policy in force, the remote tiers and the attempt observers.
 
-    `local` is injected when given (another way to run the local model); by default it is
-    the registry's local backend, loading the model the settings and the policy name.
+    `local` (the completion model) is injected when given (another way to run the local
+    model); by default it is the registry's local backend, loading the model the settings and
+    the policy name. The chat tasks have a model of their own when one is named
+    (engine/local_tier.py); otherwise `local` serves them too.
     """
 
     def __init__(
@@ -53,6 +58,7 @@ class Engine:
         config: ServerConfig,
         *,
         explicit_model: str | None = None,
+        explicit_chat_model: str | None = None,
         policy: LoadedPolicy | None = None,
         ledger: Ledger | None = None,
         progress: bool = False,
@@ -61,7 +67,9 @@ class Engine:
     ) -> None:
         self.config = config
         self.explicit_model = explicit_model  # --model beats NINETYTEN_MODEL beats settings beats policy
+        self.explicit_chat_model = explicit_chat_model  # the same for the chat model (local_tier.py)
         self.model: ResolvedModel | None = None
+        self.chat_model: ResolvedModel | None = None  # set when a chat model of its own is resolved
         self._progress = progress
         self._loaded = policy or load_policy(None, None)
         self.forced_offline = False  # the editor's "Toggle offline", on top of the policy
@@ -70,23 +78,87 @@ class Engine:
         self.recorder = LedgerRecorder(self.sink, lambda: self.policy)
         self.observers: list[AttemptObserver] = [self.recorder]
         self.on_remote_unreachable = on_remote_unreachable
-        self.local: LlamaCppBackend = (
-            local
-            if local is not None
-            else build_local(self._resolve, n_ctx=config.n_ctx, threads=config.threads, gpu_layers=config.gpu_layers)
-        )
+        self.names = self._model_names()
+        self.local: LlamaCppBackend = local if local is not None else self._new_local("completion")
+        # The chat tasks' own model, when one is named; None: the completion model serves them.
+        self._chat_local = self._new_local("chat") if self.names.separate_chat else None
 
     # -- setup ---------------------------------------------------------------------
 
-    def _resolve(self) -> Path:
-        # Runs on the model thread: the embedded model may need assembling first.
-        configured = self.config.model
-        if configured is None:
-            local = self.policy.tier(LOCAL)
-            configured = local.model if local is not None and local.model != "default" else None
-        self.model = resolve_model(self.explicit_model, configured, progress=self._progress)
-        self.local.catalog_entry = self.model.entry
-        return self.model.path
+    def _model_names(self) -> LocalModelNames:
+        return local_model_names(
+            self.config,
+            self.policy.tier(LOCAL),
+            explicit_completion=self.explicit_model,
+            explicit_chat=self.explicit_chat_model,
+        )
+
+    def _new_local(self, task: LocalTask) -> LlamaCppBackend:
+        """A backend for one task's model; the file is found (maybe assembled) on its own thread."""
+        backend: LlamaCppBackend
+
+        def resolve() -> Path:
+            names = self.names
+            if task == "completion":
+                resolved = self.model = resolve_model(self.explicit_model, names.completion, progress=self._progress)
+            else:
+                resolved = self.chat_model = resolve_model(
+                    self.explicit_chat_model, names.chat, progress=self._progress, env_var=CHAT_MODEL_ENV
+                )
+            backend.catalog_entry = resolved.entry
+            return resolved.path
+
+        # Whichever model answers the chat tasks gets their speculative decoding settings.
+        chat_tasks = task == "chat" or not self.names.separate_chat
+        draft = self.names.draft if chat_tasks else None
+        backend = build_local(
+            resolve,
+            n_ctx=self.config.n_ctx,
+            threads=self.config.threads,
+            gpu_layers=self.config.gpu_layers,
+            prompt_lookup=chat_tasks and self.config.assist.prompt_lookup,
+            draft_model=(lambda: resolve_model(draft, None, progress=False).path) if draft else None,
+            max_draft=self.config.assist.draft_tokens,
+        )
+        return backend
+
+    @property
+    def chat_local(self) -> LlamaCppBackend:
+        """The local model that answers explain, refactor, ask and commit messages."""
+        return self._chat_local or self.local
+
+    def reload_local_models(self) -> list[LocalTask]:
+        """Follow a changed choice of models (the user's `use`): each task whose model is named
+        differently now gets a new backend, loading in the background, and the old one is let go
+        (a generation running on it finishes first). Returns the tasks that changed."""
+        before, after = self.names, self._model_names()
+        self.names = after
+        changed: list[LocalTask] = []
+
+        def shared_draft(names: LocalModelNames) -> str | None:  # carried by the completion model
+            return None if names.separate_chat else names.draft
+
+        if (after.completion, after.explicit_completion, shared_draft(after)) != (
+            before.completion,
+            before.explicit_completion,
+            shared_draft(before),
+        ):
+            old, self.local = self.local, self._new_local("completion")
+            self.model = None
+            self.local.start_loading()
+            old.close()
+            changed.append("completion")
+        chat_names = (after.separate_chat, after.chat, after.explicit_chat, after.draft)
+        if chat_names != (before.separate_chat, before.chat, before.explicit_chat, before.draft) or changed:
+            old_chat = self._chat_local
+            self._chat_local = self._new_local("chat") if after.separate_chat else None
+            self.chat_model = None
+            if self._chat_local is not None:
+                self._chat_local.start_loading()
+            if old_chat is not None:
+                old_chat.close()
+            changed.append("chat")
+        return changed
 
     @property
     def policy(self) -> Policy:
@@ -110,13 +182,26 @@ class Engine:
         self.state = PolicyState.build(loaded)
         old.close_soon()
 
-    def start(self) -> None:
-        self.local.start_loading()
+    def start(self, *, chat_only: bool = False) -> None:
+        """Load the local models in the background; `chat_only` for the explain CLI and the hook."""
+        chat = self._chat_local
+        if chat_only:
+            self.chat_local.start_loading()
+            return
+        loading = self.local.start_loading()
+        if chat is not None:
+            # After the completion model: two loads at once would only compete for the same cores.
+            loading.add_done_callback(lambda _: chat.start_loading() if chat is self._chat_local else None)
 
     async def wait_ready(self, timeout: float | None = None) -> None:
         if self.local.ready:
             return  # the common case: no future wrapping on every keystroke
         await self.local.wait_ready(timeout if timeout is not None else self.config.load_timeout_s)
+
+    async def wait_chat_ready(self, timeout: float | None = None) -> None:
+        backend = self.chat_local
+        if not backend.ready:
+            await backend.wait_ready(timeout if timeout is not None else self.config.load_timeout_s)
 
     # -- observers -----------------------------------------------------------------
 
@@ -202,13 +287,15 @@ class Engine:
         started = time.perf_counter()
         request = ChatRequest(messages, max_tokens=max_tokens, time_limit_s=time_limit_s)
         if tier == LOCAL:
-            await self.wait_ready()
-            backend_name, model = self.local.name, self.local.model_name
-            if document is not None and not self.local.has_chat_template:
-                generation = await continue_document(self.local, document, max_tokens, time_limit_s, cancel)
+            await self.wait_chat_ready()
+            local = self.chat_local
+            backend_name, model = local.name, local.model_name
+            request.speculate = True  # drafts where the local model checks them exactly
+            if document is not None and not local.has_chat_template:
+                generation = await continue_document(local, document, max_tokens, time_limit_s, cancel)
             else:
-                request.messages = await fit_messages(self.local, messages, max_tokens)
-                generation = await self.local.chat(request, cancel)
+                request.messages = await fit_messages(local, messages, max_tokens)
+                generation = await local.chat(request, cancel)
         else:
             backend = self.state.remote[tier]
             backend_name, model = backend.name, backend.model
@@ -233,8 +320,8 @@ class Engine:
             self.on_remote_unreachable(tier, str(error))  # the user hears once per tier (the server de-duplicates)
         return Attempt(
             tier,
-            backend.name if backend else self.local.name,
-            backend.model if backend else self.local.model_name,
+            backend.name if backend else self.chat_local.name,
+            backend.model if backend else self.chat_local.model_name,
             "failed",
             Usage(),
             (time.perf_counter() - started) * 1000.0,
@@ -268,9 +355,14 @@ class Engine:
 
     def close(self) -> None:
         self.sink.close()
-        self.local.close()
+        self._close_local()
 
     async def aclose(self) -> None:
         self.sink.close()
         await self.state.aclose()
+        self._close_local()
+
+    def _close_local(self) -> None:
         self.local.close()
+        if self._chat_local is not None:
+            self._chat_local.close()

@@ -51,6 +51,7 @@ async def continue_document(
             max_tokens=max_tokens,
             time_limit_s=time_limit_s,
             stop=stop_on_repetition(stop_at_blank_line(document.stops)),
+            speculate=True,  # drafts where the local model checks them exactly
         ),
         cancel,
     )

@@ -211,7 +211,7 @@ def _generate(repo: Path, deadline: float, policy: str | None) -> tuple[str, boo
     engine = Engine(ServerConfig(), policy=load_policy(policy, repo), ledger=Ledger())
     attach(engine.sink, workspace=repo, ship=False)  # the language server or `ledger sync` ships its rows
     try:
-        engine.start()
+        engine.start(chat_only=True)
         # What is left after the imports and the engine's set-up, up to the moment the hook stops
         # waiting for this thread (less a margin to write the facts' message in).
         left = deadline + JOIN_GRACE_S - FACTS_MARGIN_S - time.monotonic()

@@ -111,7 +111,7 @@ class ExplainResult:
 
 
 def chunk_budget(engine: Engine, max_tokens: int) -> int:
-    return max(256, engine.local.n_ctx - max_tokens - PROMPT_OVERHEAD_TOKENS)
+    return max(256, engine.chat_local.n_ctx - max_tokens - PROMPT_OVERHEAD_TOKENS)
 
 
 async def explain_changes(
@@ -139,7 +139,7 @@ async def explain_changes(
     eval's baseline). `facts_builder` is the one to collect them in (the caller keeps it: when the
     model runs out of time, the facts can still make the message).
     """
-    await engine.wait_ready()
+    await engine.wait_chat_ready()  # the chat model writes explanations (its context sizes the chunks)
     # Streamed: one file's hunks and one chunk at a time; only names and counts accumulate.
     tally = DiffTally()
     paths: list[str] = []

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 from lsp_server.config import ServerConfig
-from lsp_server.lsp.handlers import assist, commands, completion, documents, explain, lifecycle, policy
+from lsp_server.lsp.handlers import assist, commands, completion, documents, explain, lifecycle, models, policy
 from lsp_server.lsp.server import NinetyTenServer
 
 
 def create_server(
-    config: ServerConfig | None = None, explicit_model: str | None = None, policy_path: str | None = None
+    config: ServerConfig | None = None,
+    explicit_model: str | None = None,
+    policy_path: str | None = None,
+    explicit_chat_model: str | None = None,
 ) -> NinetyTenServer:
-    server = NinetyTenServer(config or ServerConfig(), explicit_model, policy_path)
+    server = NinetyTenServer(config or ServerConfig(), explicit_model, policy_path, explicit_chat_model)
     server.completion_feature = completion.CompletionFeature(server)
     server.policy_feature = policy.PolicyFeature(server)
-    for handlers in (lifecycle, documents, completion, assist, explain, policy, commands):
+    for handlers in (lifecycle, documents, completion, assist, explain, policy, commands, models):
         handlers.register(server)
     return server

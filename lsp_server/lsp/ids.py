@@ -19,6 +19,10 @@ METHODS: dict[str, str] = {
     "refactor": "ninetyten/refactor",
     "ask": "ninetyten/ask",
     "stats": "ninetyten/stats",
+    # Local models: what serves each task and what to pull; pull (with progress); use.
+    "models": "ninetyten/models",
+    "pullModel": "ninetyten/pullModel",
+    "useModel": "ninetyten/useModel",
 }
 
 # workspace/executeCommand ids.
@@ -40,6 +44,9 @@ EXPLAIN_REQUEST = METHODS["explain"]
 REFACTOR_REQUEST = METHODS["refactor"]
 ASK_REQUEST = METHODS["ask"]
 STATS_REQUEST = METHODS["stats"]
+MODELS_REQUEST = METHODS["models"]
+PULL_MODEL_REQUEST = METHODS["pullModel"]
+USE_MODEL_REQUEST = METHODS["useModel"]
 
 EXPLAIN_SELECTION_COMMAND = COMMANDS["explainSelection"]
 REFACTOR_SELECTION_COMMAND = COMMANDS["refactorSelection"]

@@ -35,6 +35,22 @@ class AssistParams(_Params):
     apply: bool = False
 
 
+class PullModelParams(_Params):
+    """Params of ninetyten/pullModel: what to pull (default: this machine's recommendation), and
+    whether to use it afterwards (saved in the user's model choice)."""
+
+    models: list[str] = Field(default_factory=list, max_length=8)
+    use: bool = True
+    work_done_token: str | int | None = Field(None, alias="workDoneToken")
+
+
+class UseModelParams(_Params):
+    """Params of ninetyten/useModel: the model for completions and/or chat tasks ("default" clears)."""
+
+    completion: str | None = Field(None, min_length=1, max_length=1000)
+    chat: str | None = Field(None, min_length=1, max_length=1000)
+
+
 def plain(value: Any) -> Any:
     """pygls hands custom-request params over as namedtuples; pydantic wants dicts."""
     if hasattr(value, "_asdict"):

@@ -65,10 +65,17 @@ class NinetyTenServer(LanguageServer):
     completion_feature: CompletionFeature
     policy_feature: PolicyFeature
 
-    def __init__(self, config: ServerConfig, explicit_model: str | None = None, policy: str | None = None) -> None:
+    def __init__(
+        self,
+        config: ServerConfig,
+        explicit_model: str | None = None,
+        policy: str | None = None,
+        explicit_chat_model: str | None = None,
+    ) -> None:
         super().__init__("ninetyten", __version__, protocol_cls=NinetyTenProtocol)
         self.config = config
         self.explicit_model = explicit_model
+        self.explicit_chat_model = explicit_chat_model
         self.explicit_policy = policy
         self.engine: Engine | None = None  # built in initialize, from the client's settings
         self._told_unreachable: set[str] = set()

@@ -41,7 +41,7 @@ def tier_field_reason(name: str, field: str, mine: TierConfig, wanted: Any) -> s
         return f"would send the value of ${wanted} to {mine.base_url} as the {name} tier's key"
     if field == "keeps_data_home":
         return f"sensitive content would be sent to the {name} tier ({mine.base_url})"
-    if field == "model" and name == "local":
+    if field in ("model", "chat_model", "draft_model") and name == "local":
         return "would load a model file (and its chat template) named by the repository"
     if field == "model":
         return f"would ask {mine.base_url} for another model ({mine.model} -> {wanted}), at its price"

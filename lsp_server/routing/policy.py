@@ -44,6 +44,12 @@ class _Strict(BaseModel):
 class TierConfig(_Strict):
     backend: str = Field(description="a name from lsp_server.backends.registry")
     model: str = Field(min_length=1)
+    # The local tier only. A second local model for explain, refactor, ask and commit messages
+    # (an instruct model beside a fill-in-the-middle base model); without it `model` serves them.
+    chat_model: str | None = Field(None, min_length=1)
+    # The local tier only: a small model with the chat model's vocabulary that drafts tokens
+    # for its answers (speculative decoding; the answers stay exactly the chat model's own).
+    draft_model: str | None = Field(None, min_length=1)
     base_url: str | None = None
     api_key_env: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     keeps_data_home: bool = False
@@ -66,6 +72,9 @@ class TierConfig(_Strict):
 
     @model_validator(mode="after")
     def _remote_needs_url(self) -> "TierConfig":
+        for local_only in ("chat_model", "draft_model"):
+            if is_remote(self.backend) and getattr(self, local_only) is not None:
+                raise ValueError(f"{local_only} is for the local tier (backend = \"llama_cpp\") only")
         if is_remote(self.backend) and not self.base_url:
             raise ValueError(f"a {self.backend} tier needs base_url")
         if self.base_url and not re.match(r"^https?://", self.base_url):

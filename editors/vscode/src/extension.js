@@ -3,7 +3,7 @@
 // this file starts it, shows what it returns and keeps the status bar current.
 
 const vscode = require('vscode');
-const { LanguageClient, State } = require('vscode-languageclient/node');
+const { LanguageClient, State, WorkDoneProgress } = require('vscode-languageclient/node');
 const logic = require('./logic');
 // The server's method and command ids, generated from the server's own list (lsp_server/lsp/ids.py).
 const { METHODS, COMMANDS } = require('./ids');
@@ -22,11 +22,14 @@ const SERVER = {
 };
 const SERVED_NOTIFICATION = METHODS.served;
 const POLICY_TRUST = METHODS.policyTrust;
+const MODELS = METHODS.models;
+const PULL_MODEL = METHODS.pullModel;
+const MODEL_OFFERED = 'ninetyten.modelOffered'; // global state: the first-run offer was shown
 const KEPT_LOCAL = 'ninetyten.keptLocal'; // workspace state: digests the user chose to keep local
 const RESULT_SCHEME = 'ninetyten-result';
 // Settings that change how the server is started or which documents it sees.
-const RESTART_SETTINGS = ['ninetyten.server.path', 'ninetyten.model', 'ninetyten.policy', 'ninetyten.enable',
-  'ninetyten.serverSettings'];
+const RESTART_SETTINGS = ['ninetyten.server.path', 'ninetyten.model', 'ninetyten.chatModel', 'ninetyten.policy',
+  'ninetyten.enable', 'ninetyten.serverSettings'];
 
 let client;
 let clientStarting;
@@ -90,7 +93,8 @@ async function createClient() {
     });
     return undefined;
   }
-  const args = logic.serverArgs({ model: cfg.get('model', ''), policy: cfg.get('policy', ''), folders });
+  const args = logic.serverArgs({ model: cfg.get('model', ''), chatModel: cfg.get('chatModel', ''),
+    policy: cfg.get('policy', ''), folders });
   output.info(`starting ${found.command} ${args.join(' ')}`);
   const serverOptions = { command: found.command, args, options: { cwd: folders[0] } };
   const clientOptions = {
@@ -130,6 +134,7 @@ async function createClient() {
     },
     initialize() {},
     getState() { return { kind: 'static' }; },
+    clear() {}, // called when the connection closes (a restart)
     dispose() {},
   });
   created.onNotification(POLICY_TRUST, (state) => {
@@ -160,6 +165,7 @@ async function startClient() {
       return undefined;
     }
     client = created;
+    offerModels(created, false);
     return client;
   })();
   renderStatus();
@@ -172,6 +178,7 @@ async function startClient() {
 }
 
 async function stopClient() {
+  if (clientStarting) await clientStarting.catch(() => undefined); // a start under way finishes first
   const running = client;
   client = undefined;
   if (running) {
@@ -183,11 +190,17 @@ async function stopClient() {
   }
 }
 
-async function restartClient() {
-  await stopClient();
-  lastServed = undefined;
-  policyTrust = undefined;
-  await startClient();
+let restarting = Promise.resolve();
+
+/** One restart at a time: two clients at once would register the same commands twice. */
+function restartClient() {
+  restarting = restarting.then(async () => {
+    await stopClient();
+    lastServed = undefined;
+    policyTrust = undefined;
+    await startClient();
+  }).catch((error) => output.error(`restarting the server failed: ${error}`));
+  return restarting;
 }
 
 // -- the repository policy's trust ----------------------------------------------------------
@@ -258,6 +271,91 @@ async function untrustPolicyCommand() {
   if (result && result.error) vscode.window.showErrorMessage(`ninetyten: ${result.error}`);
   else vscode.window.showInformationMessage('ninetyten: the repository policy is no longer trusted.');
   return result;
+}
+
+// -- local models: the first-run offer and pulling -------------------------------------------
+
+/**
+ * When completions come from the small built-in model, offers once (per user) to pull what this
+ * machine runs well. The answer is kept in the user's settings: "ninetyten.model" and
+ * "ninetyten.chatModel" after a pull, "ninetyten.offerModels": false to keep the built-in model.
+ * `asked`: from the palette, so it shows again and says so when there is nothing to offer.
+ */
+async function offerModels(running, asked) {
+  const cfg = settings();
+  if (!asked) {
+    if (!cfg.get('offerModels', true) || cfg.get('model', '')) return undefined;
+    if (extensionContext && extensionContext.globalState.get(MODEL_OFFERED, false)) return undefined;
+  }
+  let state;
+  try {
+    state = await running.sendRequest(MODELS, {});
+  } catch (error) {
+    output.warn(`asking the server about its models failed: ${error}`);
+    return undefined;
+  }
+  const offer = logic.modelOffer(state);
+  if (!offer) {
+    if (asked) {
+      const name = state && state.completion ? state.completion.name : 'the configured model';
+      vscode.window.showInformationMessage(state && state.embedded
+        ? 'ninetyten: no catalog model runs well enough on this machine; the built-in model stays.'
+        : `ninetyten: completions already come from ${name}.`);
+    }
+    return undefined;
+  }
+  if (!asked && extensionContext) await extensionContext.globalState.update(MODEL_OFFERED, true);
+  const choice = await vscode.window.showInformationMessage(offer.message, offer.pullLabel, offer.keepLabel);
+  if (choice === offer.keepLabel) {
+    await settings().update('offerModels', false, vscode.ConfigurationTarget.Global);
+    return undefined;
+  }
+  if (choice !== offer.pullLabel) return undefined;
+  return pullModels(running, offer);
+}
+
+/** Pulls with a progress notification (the server's work-done progress on our token), then
+ * saves the models in the user's settings, which restarts the server on them. */
+async function pullModels(running, offer) {
+  const token = `ninetyten-pull-${Date.now()}`;
+  const result = await vscode.window.withProgress(
+    { location: vscode.ProgressLocation.Notification, title: `ninetyten: pulling ${offer.pull.join(', ')}`, cancellable: true },
+    async (progress, cancel) => {
+      let last = 0;
+      const listener = running.onProgress(WorkDoneProgress.type, token, (value) => {
+        const next = logic.progressStep(value, last);
+        last = next.last;
+        progress.report(next.step);
+      });
+      try {
+        return await running.sendRequest(PULL_MODEL, { models: offer.pull, use: false, workDoneToken: token }, cancel);
+      } catch (error) {
+        return cancel.isCancellationRequested ? { cancelled: true } : { error: error && error.message ? error.message : String(error) };
+      } finally {
+        listener.dispose();
+      }
+    });
+  if (!result || result.cancelled) {
+    vscode.window.showInformationMessage('ninetyten: the pull was cancelled; the built-in model stays.');
+    return result;
+  }
+  if (result.error) {
+    vscode.window.showErrorMessage(`ninetyten: ${result.error}`);
+    return result;
+  }
+  const chosen = logic.modelSettings(result);
+  // Saved for every window, never in the workspace; changing them restarts the server on them.
+  if (chosen.chatModel) await settings().update('chatModel', chosen.chatModel, vscode.ConfigurationTarget.Global);
+  if (chosen.model) await settings().update('model', chosen.model, vscode.ConfigurationTarget.Global);
+  vscode.window.showInformationMessage(`ninetyten: now using ${chosen.model || 'the same model'} for completions` +
+    (chosen.chatModel ? ` and ${chosen.chatModel} for explain, refactor and ask.` : '.'));
+  return result;
+}
+
+async function pullModelsCommand() {
+  const running = await startClient();
+  if (!running) return undefined;
+  return offerModels(running, true);
 }
 
 // -- results ---------------------------------------------------------------------------
@@ -441,13 +539,18 @@ function activate(context) {
     'ninetyten.client.restartServer': () => restartClient(),
     'ninetyten.client.trustPolicy': () => trustPolicyCommand(),
     'ninetyten.client.untrustPolicy': () => untrustPolicyCommand(),
+    'ninetyten.client.pullModels': () => pullModelsCommand(),
   };
   for (const [id, handler] of Object.entries(palette)) {
     context.subscriptions.push(vscode.commands.registerCommand(id, handler));
   }
 
+  // Several settings written at once (a pull saves two models) restart the server once.
+  let restartTimer;
   context.subscriptions.push(vscode.workspace.onDidChangeConfiguration((event) => {
-    if (RESTART_SETTINGS.some((key) => event.affectsConfiguration(key))) restartClient();
+    if (!RESTART_SETTINGS.some((key) => event.affectsConfiguration(key))) return;
+    clearTimeout(restartTimer);
+    restartTimer = setTimeout(() => restartClient(), 500);
   }));
   // Trust unlocks the workspace's .venv and its settings: start again with them.
   context.subscriptions.push(vscode.workspace.onDidGrantWorkspaceTrust(() => restartClient()));

@@ -7,7 +7,10 @@ const METHODS = Object.freeze({
   "explain": "ninetyten/explain",
   "refactor": "ninetyten/refactor",
   "ask": "ninetyten/ask",
-  "stats": "ninetyten/stats"
+  "stats": "ninetyten/stats",
+  "models": "ninetyten/models",
+  "pullModel": "ninetyten/pullModel",
+  "useModel": "ninetyten/useModel"
 });
 
 const COMMANDS = Object.freeze({

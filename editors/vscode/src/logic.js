@@ -75,13 +75,15 @@ function installHint(found) {
 }
 
 /** `ninetyten serve` arguments from the settings. */
-function serverArgs({ model = '', policy = '', folders = [] } = {}) {
+function serverArgs({ model = '', chatModel = '', policy = '', folders = [] } = {}) {
   const args = ['serve'];
-  if (model && model.trim()) {
-    const value = model.trim();
-    // A catalog id stays as it is; anything that looks like a path is resolved like the executable.
-    const isPath = /[\\/]/.test(value) || value.endsWith('.gguf') || value.startsWith('~');
-    args.push('--model', isPath ? expandPath(value, folders) : value);
+  for (const [flag, setting] of [['--model', model], ['--chat-model', chatModel]]) {
+    if (!setting || !setting.trim()) continue;
+    const value = setting.trim();
+    // A catalog id or REPO:FILE stays as it is; a path is resolved like the executable.
+    const isPath = (/[\\/]/.test(value) && !/^[\w.-]+\/[\w.-]+:[^/]+\.gguf$/.test(value)) ||
+      (value.endsWith('.gguf') && !value.includes(':')) || value.startsWith('~');
+    args.push(flag, isPath ? expandPath(value, folders) : value);
   }
   if (policy && policy.trim()) args.push('--policy', expandPath(policy, folders));
   return args;
@@ -259,6 +261,60 @@ function trustDetails(state) {
   return out.join('\n');
 }
 
+// -- local models (ninetyten/models, ninetyten/pullModel) -----------------------------------
+
+/** "530 MB", "1.6 GB": a download size as the hub counts it (decimal units). */
+function formatBytes(bytes) {
+  const value = Number(bytes) || 0;
+  if (value >= 1e9) return `${(value / 1e9).toFixed(1)} GB`;
+  if (value >= 1e6) return `${Math.round(value / 1e6)} MB`;
+  return `${Math.max(1, Math.round(value / 1e3))} KB`;
+}
+
+/**
+ * What to offer when completions come from the small built-in model and this machine runs a
+ * catalog model well (ninetyten/models state), or null: {message, pull, bytes, pullLabel, keepLabel}.
+ */
+function modelOffer(state) {
+  if (!state || state.embedded !== true) return null;
+  if (state.pinned && state.pinned.completion) return null; // --model / NINETYTEN_MODEL decide, not us
+  const rec = state.recommendation;
+  if (!rec || !Array.isArray(rec.pull) || !rec.pull.length) return null;
+  const completion = rec.completion || {};
+  const chat = rec.chat || {};
+  const size = formatBytes(rec.download_bytes);
+  const current = state.completion && state.completion.name ? ` (${state.completion.name})` : '';
+  let picks = `${completion.model_id} for completions`;
+  if (chat.pull_spec && chat.pull_spec !== completion.pull_spec) picks += ` and ${chat.model_id} for explain, refactor and ask`;
+  return {
+    pull: rec.pull,
+    bytes: Number(rec.download_bytes) || 0,
+    message: `ninetyten: completions come from the small built-in model${current}, which is there to try things ` +
+      `out. For this machine (${rec.machine}) the recommendation is ${picks}: ${size} to download from Hugging Face.`,
+    pullLabel: `Pull (${size})`,
+    keepLabel: 'Keep the small built-in model',
+  };
+}
+
+/** The model settings to save after a pull: {model, chatModel}, the first pulled file per task. */
+function modelSettings(result) {
+  const settings = {};
+  for (const item of (result && Array.isArray(result.pulled)) ? result.pulled : []) {
+    if (!item || typeof item.use !== 'string') continue;
+    const key = item.task === 'chat' ? 'chatModel' : 'model';
+    if (!(key in settings)) settings[key] = item.use;
+  }
+  return settings;
+}
+
+/** {message, increment} for a progress notification from a $/progress value (percent so far: `last`). */
+function progressStep(value, last) {
+  const percentage = value && typeof value.percentage === 'number' ? Math.max(0, Math.min(100, value.percentage)) : undefined;
+  const step = { message: value && value.message ? String(value.message) : undefined };
+  if (percentage !== undefined && percentage > last) step.increment = percentage - last;
+  return { step, last: percentage !== undefined ? Math.max(last, percentage) : last };
+}
+
 /** Waits `ms` unless the token is cancelled first; resolves to whether to go on. */
 function debounce(ms, token) {
   if (!ms || ms <= 0) return Promise.resolve(!(token && token.isCancellationRequested));
@@ -283,10 +339,14 @@ module.exports = {
   describeRange,
   expandPath,
   findServer,
+  formatBytes,
   formatLatency,
   formatUsd,
   installHint,
   languageEnabled,
+  modelOffer,
+  modelSettings,
+  progressStep,
   reportMarkdown,
   resultMarkdown,
   servedBy,

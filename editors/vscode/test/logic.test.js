@@ -176,3 +176,66 @@ test('trust details: every key, its value and its reason', () => {
   assert.match(text, /built-in default/);
   assert.ok(text.includes(UNTRUSTED.sha256));
 });
+
+// -- local models ------------------------------------------------------------------------------
+
+const EMBEDDED_STATE = {
+  embedded: true,
+  completion: { name: 'gemma-3-270m' },
+  pinned: { completion: null, chat: null },
+  recommendation: {
+    machine: '2 cores, 4.0 GiB RAM, no GPU offload',
+    completion: { model_id: 'qwen2.5-coder-0.5b', pull_spec: 'qwen2.5-coder-0.5b:q4_k_m', download_bytes: 397807936 },
+    chat: { model_id: 'qwen2.5-coder-0.5b-instruct', pull_spec: 'qwen2.5-coder-0.5b-instruct', download_bytes: 675710816 },
+    pull: ['qwen2.5-coder-0.5b:q4_k_m', 'qwen2.5-coder-0.5b-instruct'],
+    download_bytes: 1073518752,
+  },
+};
+
+test('model offer: only on the built-in model, with both picks and the download size', () => {
+  const offer = logic.modelOffer(EMBEDDED_STATE);
+  assert.deepEqual(offer.pull, EMBEDDED_STATE.recommendation.pull);
+  assert.equal(offer.pullLabel, 'Pull (1.1 GB)');
+  assert.equal(offer.keepLabel, 'Keep the small built-in model');
+  assert.match(offer.message, /qwen2\.5-coder-0\.5b for completions and qwen2\.5-coder-0\.5b-instruct for explain/);
+  assert.match(offer.message, /1\.1 GB to download/);
+  assert.equal(logic.modelOffer({ ...EMBEDDED_STATE, embedded: false }), null);
+  assert.equal(logic.modelOffer({ ...EMBEDDED_STATE, pinned: { completion: '/m.gguf' } }), null);
+  const nothing = { ...EMBEDDED_STATE, recommendation: { ...EMBEDDED_STATE.recommendation, pull: [] } };
+  assert.equal(logic.modelOffer(nothing), null);
+  const same = { ...EMBEDDED_STATE, recommendation: { ...EMBEDDED_STATE.recommendation,
+    chat: EMBEDDED_STATE.recommendation.completion, pull: ['qwen2.5-coder-0.5b:q4_k_m'] } };
+  assert.doesNotMatch(logic.modelOffer(same).message, /explain/);
+  assert.equal(logic.modelOffer(undefined), null);
+});
+
+test('model settings after a pull: the first file per task', () => {
+  const result = { pulled: [
+    { task: 'completion', use: 'bartowski/Qwen2.5-Coder-0.5B-GGUF:Qwen2.5-Coder-0.5B-Q4_K_M.gguf' },
+    { task: 'chat', use: 'qwen2.5-coder-0.5b-instruct' },
+    { task: 'chat', use: 'later' },
+    { task: 'chat' },
+  ] };
+  assert.deepEqual(logic.modelSettings(result), {
+    model: 'bartowski/Qwen2.5-Coder-0.5B-GGUF:Qwen2.5-Coder-0.5B-Q4_K_M.gguf', chatModel: 'qwen2.5-coder-0.5b-instruct' });
+  assert.deepEqual(logic.modelSettings({ error: 'x' }), {});
+});
+
+test('progress steps: increments only forward, messages passed on', () => {
+  let state = logic.progressStep({ kind: 'report', message: 'a: 1 of 10 MB', percentage: 10 }, 0);
+  assert.deepEqual(state, { step: { message: 'a: 1 of 10 MB', increment: 10 }, last: 10 });
+  state = logic.progressStep({ kind: 'report', message: 'b', percentage: 5 }, state.last); // a second file
+  assert.deepEqual(state, { step: { message: 'b' }, last: 10 });
+  state = logic.progressStep({ kind: 'report', percentage: 250 }, state.last);
+  assert.equal(state.step.increment, 90);
+  assert.equal(logic.formatBytes(397807936), '398 MB');
+  assert.equal(logic.formatBytes(1660000000), '1.7 GB');
+});
+
+test('server arguments: a chat model, and REPO:FILE is not a path', () => {
+  const spec = 'bartowski/Qwen2.5-Coder-0.5B-GGUF:Qwen2.5-Coder-0.5B-Q4_K_M.gguf';
+  assert.deepEqual(logic.serverArgs({ model: spec, chatModel: 'qwen2.5-coder-0.5b-instruct', folders: ['/w'] }),
+    ['serve', '--model', spec, '--chat-model', 'qwen2.5-coder-0.5b-instruct']);
+  assert.deepEqual(logic.serverArgs({ chatModel: 'models/chat.gguf', folders: ['/w'] }),
+    ['serve', '--chat-model', path.join('/w', 'models/chat.gguf')]);
+});

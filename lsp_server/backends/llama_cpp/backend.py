@@ -2,26 +2,23 @@
 
 One `Llama` per model, driven from one dedicated worker thread: llama.cpp contexts
 are not thread-safe, and pygls reads stdin through its own thread pool, so model
-work must never run there. The generation loop is ours (greedy, token by token)
-so that a cancel flag, stop rules, a time box and token log-probabilities are all
-checked between two tokens, and so that the KV cache is reused for the longest
-common prefix of consecutive prompts.
+work must never run there. The generation loop is ours (decoding.py) so that a cancel
+flag, stop rules, a time box and token log-probabilities are all checked between two
+tokens, and so that the KV cache is reused for the longest common prefix of consecutive
+prompts. Requests that ask for it are decoded speculatively where that is exact
+(speculative.py).
 """
 
 from __future__ import annotations
 
 import asyncio
-import codecs
-import contextlib
 import logging
 import os
-import re
-import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import numpy as np
 
@@ -33,88 +30,14 @@ from lsp_server.backends.base import (
     ChatRequest,
     Generation,
     GenerationRequest,
-    StopReason,
     Usage,
 )
 from lsp_server.backends.llama_cpp.chat_template import render_pieces, stop_at_strings, stop_on_repetition
+from lsp_server.backends.llama_cpp.decoding import Output, decode_greedy, decode_speculative
+from lsp_server.backends.llama_cpp.native import construct_llama, native_log_line
+from lsp_server.backends.llama_cpp.speculative import DraftModel, exact_rows, same_vocabulary
 
 log = logging.getLogger(__name__)
-_native_log = logging.getLogger("ninetyten.llama_cpp")
-_log_callback: Any = None
-
-
-# Models being loaded right now: while one loads, llama.cpp's lines describe the file.
-_loading = 0
-_NATIVE_PREFIX = re.compile(r"^([A-Za-z_][A-Za-z0-9_:]{0,80}):")
-
-
-def native_log_line(text: str, loading: bool) -> str:
-    """What a llama.cpp log line may say in our log.
-
-    While a model loads its lines describe the model file (metadata, tensors, buffers);
-    afterwards a line could carry part of a prompt or of generated text, so only the
-    function that wrote it and its length are kept.
-    """
-    text = text.rstrip()
-    if loading:
-        return text
-    found = _NATIVE_PREFIX.match(text)
-    return f"{found.group(1) if found else 'llama.cpp'}: ({len(text)} characters withheld)"
-
-
-def _route_native_log() -> None:
-    """Send llama.cpp's own log lines to Python logging instead of stderr.
-
-    llama-cpp-python maps ggml's log levels with an older numbering and prints
-    warnings such as the SWA cache note straight to stderr, which ends up in
-    commit hooks and terminals. Installed once; the callback must stay referenced.
-    """
-    global _log_callback
-    if _log_callback is not None:
-        return
-    import ctypes
-
-    import llama_cpp
-
-    @llama_cpp.llama_log_callback
-    def forward(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
-        if _native_log.isEnabledFor(logging.DEBUG):
-            _native_log.debug("%s", native_log_line(text.decode("utf-8", "replace"), _loading > 0))
-
-    _log_callback = forward
-    llama_cpp.llama_log_set(forward, ctypes.c_void_p(0))
-
-
-class _TemplateNotCompiled:
-    """Stands in for llama-cpp-python's chat formatter while a model loads.
-
-    `Llama()` compiles every chat template in the GGUF's metadata, in this process, for
-    chat handlers ninetyten never uses: a broken or deeply nested template would stop the
-    model from loading at all. Templates are rendered by chat_template.py instead,
-    sandboxed and with limits, falling back to a plain layout.
-    """
-
-    def __init__(self, **_: Any) -> None:
-        pass
-
-    def to_chat_handler(self) -> None:
-        return None
-
-
-_formatter_swap = threading.Lock()
-
-
-@contextlib.contextmanager
-def _chat_templates_not_compiled() -> Iterator[None]:
-    from llama_cpp import llama_chat_format
-
-    with _formatter_swap:
-        original = llama_chat_format.Jinja2ChatFormatter
-        llama_chat_format.Jinja2ChatFormatter = _TemplateNotCompiled  # type: ignore[misc,assignment]
-        try:
-            yield
-        finally:
-            llama_chat_format.Jinja2ChatFormatter = original  # type: ignore[misc]
 
 
 # Prompt tokens are fed in slices this size so a cancel lands between slices.
@@ -131,11 +54,20 @@ class LlamaSettings:
     n_threads: int | None = None
     n_batch: int = 512
     n_gpu_layers: int = -1  # -1: every layer, when the build supports GPU offload; 0: none
+    # Speculative decoding (speculative.py): drafts from n-grams of the prompt and answer, and/or
+    # from a small model with the same vocabulary; used only by requests that ask for it
+    # (`speculate`), and only where batched rows are checked to equal token-by-token decoding.
+    prompt_lookup: bool = False
+    draft_model: Path | Callable[[], Path] | None = None
+    max_draft: int = 6  # tokens drafted per step (a batch is one more)
 
 
 def default_threads() -> int:
     count = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 2)
     return max(1, min(count, 8))
+
+
+__all__ = ["LlamaCppBackend", "LlamaSettings", "default_threads", "native_log_line"]
 
 
 class LlamaCppBackend:
@@ -146,7 +78,7 @@ class LlamaCppBackend:
     def __init__(self, settings: LlamaSettings, *, clock: Callable[[], float] = time.perf_counter) -> None:
         self.settings = settings
         # What the time box and the timings read; a test injects its own to drive the time box.
-        self._clock = clock
+        self.clock = clock
         self.model_path: Path | None = settings.model if isinstance(settings.model, Path) else None
         self.model_name = self.model_path.name if self.model_path else "(resolving)"
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ninetyten-llama")
@@ -158,6 +90,11 @@ class LlamaCppBackend:
         self.n_ctx = settings.n_ctx
         self.load_seconds: float | None = None
         self.catalog_entry: Any = None  # FIM template fallback when the GGUF has none
+        # Speculative decoding: rows per batch that decode exactly as alone (1: none), the draft
+        # model, and why speculation is off when it was asked for.
+        self.exact_rows = 1
+        self.draft: DraftModel | None = None
+        self.speculation_note: str | None = None
 
     # -- loading -------------------------------------------------------------
 
@@ -185,37 +122,26 @@ class LlamaCppBackend:
         await asyncio.wait_for(asyncio.shield(future), timeout)
 
     def _load(self) -> None:
-        import llama_cpp
-
         from local_models.fim import detect_fim_tokens, special_token_ids
 
-        global _loading
-        _route_native_log()
         started = time.perf_counter()
         model = self.settings.model
         path = model if isinstance(model, Path) else model()
         self.model_path, self.model_name = path, path.name
-        threads = self.settings.n_threads or default_threads()
-        _loading += 1
-        try:
-            with _chat_templates_not_compiled():
-                llm = llama_cpp.Llama(
-                    model_path=str(path),
-                    n_ctx=self.settings.n_ctx,
-                    n_batch=self.settings.n_batch,
-                    n_threads=threads,
-                    n_threads_batch=threads,
-                    n_gpu_layers=self.settings.n_gpu_layers if llama_cpp.llama_supports_gpu_offload() else 0,
-                    # Keep the whole window for models with sliding-window attention, or
-                    # a shortened prompt could never reuse the cache.
-                    swa_full=True,
-                    logits_all=False,
-                    verbose=False,
+        wants_drafts = self.settings.prompt_lookup or self.settings.draft_model is not None
+        llm = self._construct(path, repack=not wants_drafts)
+        if wants_drafts:
+            self.exact_rows = exact_rows(llm, self.settings.max_draft + 1)
+            if self.exact_rows < 2:
+                self.speculation_note = (
+                    "off: llama.cpp computes a token differently in a batch than alone "
+                    "for this model and build, so drafts could change answers"
                 )
-        except Exception as exc:  # llama.cpp reports load failures as ValueError/RuntimeError
-            raise BackendError(f"llama.cpp could not load {path}: {exc}") from exc
-        finally:
-            _loading -= 1
+                log.info("speculative decoding for %s is %s", path.name, self.speculation_note)
+                del llm  # the drafts cannot be used: take the faster repacked weights after all
+                llm = self._construct(path, repack=True)
+            elif self.settings.draft_model is not None:
+                self._load_draft(llm)
         self._llm = llm
         self.n_ctx = llm.n_ctx()
         self.fim = detect_fim_tokens(llm, self.catalog_entry)
@@ -223,7 +149,47 @@ class LlamaCppBackend:
         add_bos = llm.metadata.get("tokenizer.ggml.add_bos_token", "true") != "false"
         self.bos = llm.token_bos() if add_bos and llm.token_bos() >= 0 else None
         self.load_seconds = time.perf_counter() - started
-        log.info("loaded %s in %.2fs (fim=%s)", path.name, self.load_seconds, self.fim is not None)
+        log.info(
+            "loaded %s in %.2fs (fim=%s, exact rows=%d)",
+            path.name,
+            self.load_seconds,
+            self.fim is not None,
+            self.exact_rows,
+        )
+
+    def _construct(self, path: Path, *, repack: bool) -> Any:
+        settings = self.settings
+        return construct_llama(
+            path,
+            n_ctx=settings.n_ctx,
+            n_batch=settings.n_batch,
+            threads=settings.n_threads or default_threads(),
+            gpu_layers=settings.n_gpu_layers,
+            repack=repack,
+        )
+
+    def _load_draft(self, llm: Any) -> None:
+        """The draft model beside the model; a wrong one is a note, not a failure."""
+        source = self.settings.draft_model
+        assert source is not None
+        try:
+            path = source if isinstance(source, Path) else source()
+            draft = self._construct(path, repack=True)  # its numbers never reach an answer
+        except Exception as error:  # ModelError, BackendError: the model still serves, without drafts
+            self.speculation_note = f"no draft model: {error}"
+            log.warning("%s", self.speculation_note)
+            return
+        mismatch = same_vocabulary(llm, draft)
+        if mismatch is not None:
+            self.speculation_note = f"draft model {path.name} not used: {mismatch}"
+            log.warning("%s", self.speculation_note)
+            return
+        self.draft = DraftModel(draft)
+
+    @property
+    def speculates(self) -> bool:
+        """Whether requests that ask for drafts get them (checked exact, something to draft from)."""
+        return self.exact_rows >= 2 and (self.settings.prompt_lookup or self.draft is not None)
 
     @property
     def llm(self) -> Any:
@@ -279,6 +245,7 @@ class LlamaCppBackend:
                 max_tokens=request.max_tokens,
                 time_limit_s=request.time_limit_s,
                 stop=stop_on_repetition(stop_at_strings(stops, request.stop)),
+                speculate=request.speculate,
             ),
             cancel,
         )
@@ -288,7 +255,7 @@ class LlamaCppBackend:
     async def generate(self, request: GenerationRequest, cancel: CancelToken | None = None) -> Generation:
         """Run a generation on the worker thread; cancelling the awaiting task stops it."""
         token = cancel or CancelToken()
-        submitted = self._clock()
+        submitted = self.clock()
         future = asyncio.wrap_future(self._executor.submit(self._generate_sync, request, token, submitted))
         try:
             return await asyncio.shield(future)
@@ -302,13 +269,11 @@ class LlamaCppBackend:
             raise
 
     def generate_blocking(self, request: GenerationRequest, cancel: CancelToken | None = None) -> Generation:
-        return self._executor.submit(self._generate_sync, request, cancel or CancelToken(), self._clock()).result()
+        return self._executor.submit(self._generate_sync, request, cancel or CancelToken(), self.clock()).result()
 
     def _generate_sync(self, request: GenerationRequest, cancel: CancelToken, submitted: float) -> Generation:
-        import llama_cpp
-
         llm = self.llm
-        started = self._clock()
+        started = self.clock()
         usage = Usage(queue_ms=(started - submitted) * 1000.0)
         tokens = list(request.prompt_tokens)
         if not tokens:
@@ -326,52 +291,27 @@ class LlamaCppBackend:
         pending = tokens[reused:]
         for start in range(0, len(pending), PROMPT_SLICE):
             if cancel.cancelled:
-                usage.prompt_ms = (self._clock() - started) * 1000.0
+                usage.prompt_ms = (self.clock() - started) * 1000.0
                 return Generation("", "cancelled", usage)
             llm.eval(pending[start : start + PROMPT_SLICE])
-        prompt_done = self._clock()
+        prompt_done = self.clock()
         usage.prompt_ms = (prompt_done - started) * 1000.0
 
-        ctx = llm._ctx.ctx
-        n_vocab = llm.n_vocab()
-        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        text = ""
-        logprobs: list[float] = []
-        reason: StopReason = "max_tokens"
-        generated = 0
-        while True:
-            logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(ctx, -1), shape=(n_vocab,))
-            token = int(np.argmax(logits))
-            if token in self.stop_tokens:
-                reason = "eos"
-                break
-            top = float(logits[token])
-            logprobs.append(-float(np.log(np.exp(logits - top, dtype=np.float64).sum())))
-            generated += 1
-            text += decoder.decode(llm.detokenize([token]))
-            if request.stop is not None:
-                cut = request.stop(text)
-                if cut is not None:
-                    text = text[:cut]
-                    reason = "stop_rule"
-                    break
-            if generated >= max_new:
-                reason = "max_tokens"
-                break
-            if cancel.cancelled:
-                reason = "cancelled"
-                break
-            if deadline is not None and self._clock() >= deadline:
-                reason = "time_limit"
-                break
-            if llm.n_tokens >= self.n_ctx:
-                reason = "context_full"
-                break
-            llm.eval([token])
-        text += decoder.decode(b"", final=True)
-        usage.completion_tokens = generated
-        usage.generation_ms = (self._clock() - prompt_done) * 1000.0
-        return Generation(text=text, stop_reason=reason, usage=usage, token_logprobs=logprobs)
+        out = Output(self, request, max_new, cancel, deadline)
+        if request.speculate and self.speculates:
+            decode_speculative(self, out, tokens, usage)
+        else:
+            decode_greedy(self, out)
+        usage.completion_tokens = out.generated
+        usage.generation_ms = (self.clock() - prompt_done) * 1000.0
+        return out.generation(usage)
+
+    def truncate(self, n_tokens: int) -> None:
+        """Forget what the cache holds after the first `n_tokens` (rejected drafts)."""
+        llm = self.llm
+        if llm.n_tokens > n_tokens:
+            llm._ctx.kv_cache_seq_rm(-1, n_tokens, -1)
+            llm.n_tokens = n_tokens
 
     def _reuse_prefix(self, tokens: list[int]) -> int:
         """Keep the cached tokens shared with this prompt; return how many."""
@@ -390,6 +330,16 @@ class LlamaCppBackend:
             return common
         llm.n_tokens = 0
         return 0
+
+    def forget_cache(self) -> None:
+        """Drop the KV cache: the next prompt is evaluated from its first token (benchmarks
+        compare runs that way; a cached prefix can change a model's numbers in the last bits)."""
+
+        def clear() -> None:
+            if self._llm is not None:
+                self.truncate(0)
+
+        self._executor.submit(clear).result()
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)

@@ -47,6 +47,12 @@ class CompletionFeature:
     def stop(self) -> None:
         self.service.stop_running()
 
+    def model_changed(self) -> None:
+        """Another model serves completions now: nothing of the old one is shown again."""
+        self.service.stop_running()
+        self.service.cache.clear()
+        self._completer = None
+
     # -- requests --------------------------------------------------------------
 
     def completion_input(self, uri: str, position: types.Position) -> CompletionInput | None:

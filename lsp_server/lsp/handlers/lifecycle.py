@@ -10,6 +10,7 @@ from typing import Any
 from lsprotocol import types
 from pydantic import ValidationError
 
+from lsp_server.backends.llama_cpp.backend import LlamaCppBackend
 from lsp_server.config import describe_validation_error
 from lsp_server.engine.core import Engine
 from lsp_server.ledger import Ledger
@@ -46,6 +47,7 @@ def start_engine(ls: NinetyTenServer) -> None:
     ls.engine = Engine(
         ls.config,
         explicit_model=ls.explicit_model,
+        explicit_chat_model=ls.explicit_chat_model,
         policy=event.loaded,
         ledger=Ledger(),
         on_remote_unreachable=ls.tier_unreachable,
@@ -103,6 +105,25 @@ async def report_loading(ls: NinetyTenServer) -> None:
         types.LogMessageParams(
             type=types.MessageType.Info,
             message=(f"ninetyten: local model {backend.model_name} ready ({mode}, context {backend.n_ctx} tokens)"),
+        )
+    )
+    chat = engine.chat_local
+    if chat is not backend:
+        await report_chat_loading(ls, chat)
+
+
+async def report_chat_loading(ls: NinetyTenServer, chat: LlamaCppBackend) -> None:
+    """The chat model loads after the completion model: one log line when it is ready."""
+    try:
+        await chat.wait_ready(timeout=None)
+    except Exception as error:
+        ls.notify_user(types.MessageType.Error, f"the chat model failed to load: {error}")
+        return
+    template = "its chat template" if chat.has_chat_template else "no chat template"
+    ls.window_log_message(
+        types.LogMessageParams(
+            type=types.MessageType.Info,
+            message=f"ninetyten: chat model {chat.model_name} ready for explain, refactor and ask ({template})",
         )
     )
 

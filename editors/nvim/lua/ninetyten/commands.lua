@@ -295,6 +295,154 @@ function M.untrust_policy()
   end)
 end
 
+-- -- local models (ninetyten/models, ninetyten/pullModel, ninetyten/useModel) ------------------
+
+local function megabytes(bytes)
+  bytes = tonumber(bytes) or 0
+  if bytes >= 1e9 then
+    return string.format("%.1f GB", bytes / 1e9)
+  end
+  return string.format("%d MB", math.floor(bytes / 1e6 + 0.5))
+end
+
+local function model_line(label, model)
+  if type(model) ~= "table" then
+    return label .. "  ?"
+  end
+  if model.same_as_completion == true then
+    return label .. "  the completion model"
+  end
+  local state = model.load_failed == true and "failed to load" or (model.ready == true and "ready" or "loading")
+  local source = type(model.source) == "string" and (", " .. model.source) or ""
+  return string.format("%s  %s (%s%s)", label, tostring(model.name), state, source)
+end
+
+-- The lines of :NinetyTenModel list: what serves each task, what this machine should run, what is pulled.
+function M.model_lines(state)
+  local lines = { "# Local models", "" }
+  lines[#lines + 1] = model_line("completion", state.completion)
+  lines[#lines + 1] = model_line("chat      ", state.chat)
+  local choice = type(state.choice) == "table" and state.choice or {}
+  lines[#lines + 1] = ""
+  lines[#lines + 1] = "Your choice (" .. tostring(choice.path) .. "): completion "
+    .. (type(choice.completion) == "string" and choice.completion or "-") .. ", chat "
+    .. (type(choice.chat) == "string" and choice.chat or "-")
+  local rec = type(state.recommendation) == "table" and state.recommendation or nil
+  if rec then
+    vim.list_extend(lines, { "", "## Recommended for this machine (" .. tostring(rec.machine) .. ")", "" })
+    for _, key in ipairs({ "completion", "chat" }) do
+      local pick = rec[key]
+      if type(pick) == "table" then
+        local size = tonumber(pick.download_bytes) and pick.download_bytes > 0 and (", " .. megabytes(pick.download_bytes)) or ""
+        lines[#lines + 1] = string.format("- %s: %s (%s%s)", key, tostring(pick.model_id), tostring(pick.quant), size)
+        lines[#lines + 1] = "  " .. tostring(pick.why)
+      end
+    end
+    if type(rec.pull) == "table" and #rec.pull > 0 then
+      lines[#lines + 1] = ""
+      lines[#lines + 1] = ":NinetyTenModel pull  downloads " .. table.concat(rec.pull, " and ") .. " ("
+        .. megabytes(rec.download_bytes) .. ") and uses them"
+    end
+  end
+  vim.list_extend(lines, { "", "## Pulled", "" })
+  local pulled = type(state.pulled) == "table" and state.pulled or {}
+  if #pulled == 0 then
+    lines[#lines + 1] = "nothing yet"
+  end
+  for _, item in ipairs(pulled) do
+    lines[#lines + 1] = string.format("- %s (%s, %s)", tostring(item.spec), tostring(item.quant), megabytes(item.size))
+  end
+  return lines
+end
+
+local function model_request(buf, method, params, done)
+  local client = with_client(buf)
+  if not client then
+    return
+  end
+  lsp.request(client, method, params, function(err, result)
+    M.last_result = { command = method, err = err, result = result }
+    if err or type(result) ~= "table" then
+      notify(method .. " failed: " .. vim.inspect(err), vim.log.levels.ERROR)
+      return
+    end
+    if type(result.error) == "string" then
+      notify(result.error, vim.log.levels.WARN)
+      return
+    end
+    done(result)
+  end, buf)
+end
+
+-- Said when the server's own --model (setup()'s `model`) wins over the choice just saved.
+local function pinned_note(state)
+  local pinned = type(state) == "table" and type(state.pinned) == "table" and state.pinned.completion
+  if type(pinned) == "string" then
+    return " (this server keeps " .. pinned .. " for completions: `model` in setup() wins over the saved choice)"
+  end
+  return ""
+end
+
+local function describe_use(used)
+  local parts = {}
+  for _, key in ipairs({ "completion", "chat" }) do
+    if type(used[key]) == "string" then
+      parts[#parts + 1] = used[key] .. (key == "chat" and " for explain, refactor and ask" or " for completions")
+    end
+  end
+  return table.concat(parts, ", ")
+end
+
+-- :NinetyTenModel list | pull [MODEL ...] | use [chat] MODEL
+--   list   what serves completions and chat tasks, what this machine should run, what is pulled
+--   pull   download (default: the recommended models), with progress, and use them
+--   use    switch to a pulled model (`default`: the built-in one); saved in your ninetyten config
+function M.model(opts)
+  local buf = vim.api.nvim_get_current_buf()
+  local args = opts.fargs or vim.split(opts.args or "", "%s+", { trimempty = true })
+  local action = args[1] or "list"
+  if action == "list" then
+    model_request(buf, ids.methods.models, {}, function(state)
+      M.show_scratch("models", M.model_lines(state))
+    end)
+  elseif action == "pull" then
+    local models = { unpack(args, 2) }
+    vim.api.nvim_echo({ { "ninetyten: pulling " .. (#models > 0 and table.concat(models, ", ")
+      or "the recommended models") .. "…", "MoreMsg" } }, false, {})
+    -- No list at all (an empty Lua table could go out as an object): the server's recommendation.
+    local params = { use = true, models = #models > 0 and models or nil }
+    model_request(buf, ids.methods.pullModel, params, function(result)
+      notify("pulled; now using " .. describe_use(result.used or {}) .. pinned_note(result.models))
+    end)
+  elseif action == "use" then
+    local task, value = "completion", args[2]
+    if args[2] == "chat" or args[2] == "completion" then
+      task, value = args[2], args[3]
+    end
+    if not value then
+      notify("usage: :NinetyTenModel use [chat] MODEL   (MODEL: a pulled id, REPO:FILE, a .gguf path or default)",
+        vim.log.levels.WARN)
+      return
+    end
+    model_request(buf, ids.methods.useModel, { [task] = value }, function(result)
+      local note = task == "completion" and pinned_note(result.models) or ""
+      notify("now using " .. describe_use({ [task] = value }) .. " (saved in your ninetyten config)" .. note)
+    end)
+  else
+    notify("usage: :NinetyTenModel list | pull [MODEL ...] | use [chat] MODEL", vim.log.levels.WARN)
+  end
+end
+
+function M.model_complete(arg_lead, line)
+  local words = vim.split(line, "%s+", { trimempty = true })
+  if #words <= 1 or (#words == 2 and arg_lead ~= "") then
+    return vim.tbl_filter(function(item)
+      return item:find(arg_lead, 1, true) == 1
+    end, { "list", "pull", "use" })
+  end
+  return {}
+end
+
 -- :NinetyTenOffline — toggles offline mode; the server announces the new state itself.
 function M.offline()
   local buf = vim.api.nvim_get_current_buf()

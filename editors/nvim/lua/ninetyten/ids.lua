@@ -8,6 +8,9 @@ M.methods = {
   refactor = "ninetyten/refactor",
   ask = "ninetyten/ask",
   stats = "ninetyten/stats",
+  models = "ninetyten/models",
+  pullModel = "ninetyten/pullModel",
+  useModel = "ninetyten/useModel",
 }
 
 M.commands = {

@@ -209,6 +209,10 @@ local function user_commands()
   create("NinetyTenUntrustPolicy", commands.untrust_policy, {
     nargs = 0, desc = "ninetyten: stop trusting the repository policy",
   })
+  create("NinetyTenModel", commands.model, {
+    nargs = "*", complete = commands.model_complete,
+    desc = "ninetyten: local models: list | pull [MODEL ...] | use [chat] MODEL",
+  })
 end
 
 local function matches(filetype)

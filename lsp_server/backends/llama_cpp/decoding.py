@@ -1,0 +1,133 @@
+"""The generation loop after the prompt: greedy, one token per forward pass or several checked
+drafted tokens per pass (speculative.py), with the same checks between every two tokens.
+
+Our own loop rather than llama-cpp-python's, so that a cancel flag, stop rules, a time box and
+token log-probabilities are all checked between two tokens.
+"""
+
+from __future__ import annotations
+
+import codecs
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from lsp_server.backends.base import CancelToken, Generation, GenerationRequest, StopReason, Usage
+from lsp_server.backends.llama_cpp.speculative import Drafter, decode_rows
+
+if TYPE_CHECKING:
+    from lsp_server.backends.llama_cpp.backend import LlamaCppBackend
+
+
+class Output:
+    """What one generation has written so far, and whether it must stop after a token."""
+
+    def __init__(
+        self,
+        backend: LlamaCppBackend,
+        request: GenerationRequest,
+        max_new: int,
+        cancel: CancelToken,
+        deadline: float | None,
+    ) -> None:
+        import llama_cpp
+
+        self.backend = backend
+        self.request = request
+        self.max_new = max_new
+        self.cancel = cancel
+        self.deadline = deadline
+        self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self.text = ""
+        self.logprobs: list[float] = []
+        self.reason: StopReason = "max_tokens"
+        self.generated = 0
+        self._ctx = backend.llm._ctx.ctx
+        self._n_vocab = backend.llm.n_vocab()
+        self._logits_ith = llama_cpp.llama_get_logits_ith
+
+    @property
+    def remaining(self) -> int:
+        return self.max_new - self.generated
+
+    def best(self, row: int) -> tuple[int, np.ndarray]:
+        """The greedy token after batch row `row` (-1: the last), and that row's logits."""
+        logits = np.ctypeslib.as_array(self._logits_ith(self._ctx, row), shape=(self._n_vocab,))
+        return int(np.argmax(logits)), logits
+
+    def emit(self, token: int, logits: np.ndarray) -> bool:
+        """Add the model's next token; True when the generation ends here."""
+        backend = self.backend
+        if token in backend.stop_tokens:
+            self.reason = "eos"
+            return True
+        top = float(logits[token])
+        self.logprobs.append(-float(np.log(np.exp(logits - top, dtype=np.float64).sum())))
+        self.generated += 1
+        self.text += self.decoder.decode(backend.llm.detokenize([token]))
+        if self.request.stop is not None:
+            cut = self.request.stop(self.text)
+            if cut is not None:
+                self.text = self.text[:cut]
+                self.reason = "stop_rule"
+                return True
+        if self.generated >= self.max_new:
+            self.reason = "max_tokens"
+            return True
+        if self.cancel.cancelled:
+            self.reason = "cancelled"
+            return True
+        if self.deadline is not None and backend.clock() >= self.deadline:
+            self.reason = "time_limit"
+            return True
+        return False
+
+    def generation(self, usage: Usage) -> Generation:
+        self.text += self.decoder.decode(b"", final=True)
+        return Generation(text=self.text, stop_reason=self.reason, usage=usage, token_logprobs=self.logprobs)
+
+
+def decode_greedy(backend: LlamaCppBackend, out: Output) -> None:
+    """One token per forward pass: the plain greedy loop."""
+    llm = backend.llm
+    while True:
+        token, logits = out.best(-1)
+        if out.emit(token, logits):
+            return
+        if llm.n_tokens >= backend.n_ctx:
+            out.reason = "context_full"
+            return
+        llm.eval([token])
+
+
+def decode_speculative(backend: LlamaCppBackend, out: Output, prompt: list[int], usage: Usage) -> None:
+    """Greedy decoding that checks drafted tokens in one batched pass and keeps those the model
+    would have written itself: the same tokens, fewer passes (see speculative.py)."""
+    llm = backend.llm
+    token, logits = out.best(-1)
+    if out.emit(token, logits):
+        return
+    drafter = Drafter([*prompt, token], lookup=backend.settings.prompt_lookup, model=backend.draft)
+    while True:
+        if llm.n_tokens >= backend.n_ctx:
+            out.reason = "context_full"
+            return
+        room = min(backend.exact_rows - 1, backend.n_ctx - llm.n_tokens - 1, out.remaining - 1)
+        draft = drafter.propose(room)
+        start = llm.n_tokens
+        decode_rows(llm, [token, *draft])
+        kept = 0
+        for row in range(len(draft) + 1):
+            token, logits = out.best(row)
+            drafter.history.append(token)
+            finished = out.emit(token, logits)
+            if not finished and row < len(draft) and token == draft[row]:
+                kept += 1  # its row is in the batch already: read the token after it
+                continue
+            # The rest of the draft is not what the model writes (or the answer ends here).
+            backend.truncate(start + row + 1)
+            break
+        drafter.kept(len(draft), kept)
+        usage.draft_tokens, usage.accepted_tokens = drafter.drafted, drafter.accepted
+        if finished:
+            return
