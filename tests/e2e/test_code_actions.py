@@ -212,7 +212,11 @@ async def test_explain_this_change_with_progress(endless_model_path, tmp_path):
     async with lsp_session(model=endless_model_path, home=tmp_path / "home", options=options, root=workspace) as client:
         uri = open_document(client, workspace / "a.py", SOURCE.replace("return 1", "return 2"))
         answer = await execute(client, "ninetyten.explainChange", {"textDocument": {"uri": uri}})
-        assert answer["explanation"] == "x" * 6
+        # The model's answer, then the facts read from the diff (grounded explanations).
+        assert (
+            answer["explanation"]
+            == "x" * 6 + "\n\nChanged (from the diff):\n- a.py: function old changed: return value changed"
+        )
         assert answer["usage"]["chunks"] == 1 and answer["decision"]["task"] == "explain"
         explain_tokens = [t for t in client.progress_reports if str(t).startswith("ninetyten-explain")]
         assert explain_tokens
