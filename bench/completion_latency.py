@@ -5,6 +5,11 @@
 (b) the full LSP path: `ninetyten serve` over stdio, `textDocument/inlineCompletion`
     with triggerKind Invoked, timed by the client from request to response.
 
+Both with repository context on (the default: the spots' modules are copied into a
+workspace folder that the server indexes, and the direct baseline's prompt carries the
+same context, built by the same code) and off, so the ratio covers gathering context
+on every request.
+
 Also: a "one more keystroke" request after a completion at the same spot (KV cache
 reuse) against a cold one, at ~1,500 tokens of context.
 
@@ -19,9 +24,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import shutil
 import statistics
 import sys
 import sysconfig
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,8 +42,15 @@ sys.path.insert(0, str(ROOT))
 
 from local_models import resolve_model  # noqa: E402
 from lsp_server.backends.llama_cpp.backend import LlamaCppBackend, LlamaSettings  # noqa: E402
-from lsp_server.completion.prompt import CompletionInput, PromptBudget, PromptBuilder  # noqa: E402
+from lsp_server.completion.prompt import (  # noqa: E402
+    CompletionInput,
+    ContextFile,  # noqa: E402
+    PromptBudget,
+    PromptBuilder,
+)
 from lsp_server.config import CompletionConfig  # noqa: E402
+from lsp_server.context import IndexLimits  # noqa: E402
+from lsp_server.context.prompt_context import PromptContext  # noqa: E402
 
 MAX_TOKENS = 24
 N_CTX = 4096
@@ -104,12 +118,37 @@ def pick_spots(count: int, min_line: int = 30) -> list[Spot]:
     return spots
 
 
+def context_workspace(spots: list[Spot], root: Path) -> Path:
+    """The spots' modules (and the packages they sit in) copied into a workspace folder."""
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    for spot in spots:
+        top = spot.path.split("/")[0]
+        source = stdlib / top
+        if source.is_dir():
+            if not (root / top).exists():
+                shutil.copytree(source, root / top, ignore=shutil.ignore_patterns("__pycache__", "tests"))
+        else:
+            shutil.copy(stdlib / spot.path, root / spot.path)
+    return root
+
+
+async def wait_indexed(server: "LspClient") -> None:
+    for _ in range(6000):
+        stats = await server.client.protocol.send_request_async("ninetyten/stats", {})
+        stats = stats if isinstance(stats, dict) else stats._asdict()
+        if stats["context_indexed_files"] and not stats["context_indexing"]:
+            return
+        await asyncio.sleep(0.05)
+    raise RuntimeError("the workspace was not indexed")
+
+
 class LspClient:
     """A minimal editor: one server process, documents, timed inline completions."""
 
-    def __init__(self, model: str | None, options: dict[str, Any]) -> None:
+    def __init__(self, model: str | None, options: dict[str, Any], root: Path | None = None) -> None:
         self.model = model
         self.options = options
+        self.root = root
         self.client = LanguageClient("bench", "1")
         self.served: list[dict[str, Any]] = []
         self.ready = asyncio.Event()
@@ -136,6 +175,7 @@ class LspClient:
                     )
                 ),
                 initialization_options=self.options,
+                root_uri=self.root.as_uri() if self.root else None,
             )
         )
         self.client.initialized(types.InitializedParams())
@@ -183,10 +223,12 @@ def summarize(label: str, values: list[float]) -> dict[str, float]:
     return {"label": label, "n": len(values), "p50_ms": percentile(values, 50), "p95_ms": percentile(values, 95)}
 
 
-async def overhead_bench(model_arg: str | None, model_path: Path, rounds: int, spots_count: int) -> dict[str, Any]:
+async def overhead_bench(
+    model_arg: str | None, model_path: Path, rounds: int, spots_count: int, context: bool, threads: int | None
+) -> dict[str, Any]:
     config = CompletionConfig(max_tokens=MAX_TOKENS)
     # The direct baseline: same model, context size and threads as the server.
-    direct = LlamaCppBackend(LlamaSettings(model=model_path, n_ctx=N_CTX))
+    direct = LlamaCppBackend(LlamaSettings(model=model_path, n_ctx=N_CTX, n_threads=threads))
     direct.load()
     llm = direct.llm
     builder = PromptBuilder(
@@ -195,24 +237,62 @@ async def overhead_bench(model_arg: str | None, model_path: Path, rounds: int, s
         budget=PromptBudget(config.prefix_tokens, config.suffix_tokens, config.extra_tokens),
         bos=direct.bos,
     )
-    # No result cache or speculation here: every request must run the model, like the baseline.
-    server = LspClient(model_arg, {"n_ctx": N_CTX, "completion": {"max_tokens": MAX_TOKENS, **NO_CACHE}})
-    await server.start()
     spots = pick_spots(spots_count)
+    scratch = Path(tempfile.mkdtemp(prefix="ninetyten-bench-"))
+    root = context_workspace(spots, scratch / "workspace") if context else None
+    baseline_context = PromptContext(max_edits=0, limits=IndexLimits(worker="inline", watch=False))
+    if root is not None:
+        baseline_context.build([root])
+    # No result cache or speculation here: every request must run the model, like the baseline.
+    options = {"n_ctx": N_CTX, "completion": {"max_tokens": MAX_TOKENS, "repository_context": context, **NO_CACHE}}
+    if threads:
+        options["threads"] = threads
+    server = LspClient(model_arg, options, root)
+    await server.start()
+    if root is not None:
+        await wait_indexed(server)
+
+    def uri_of(index: int, spot: Spot) -> str:
+        return (root / spot.path).as_uri() if root is not None else f"file:///bench/{index}/{spot.path}"
+
+    def baseline_extra(spot: Spot) -> list[ContextFile]:
+        if root is None:
+            return []
+        snippets, _ = baseline_context.snippets(
+            f"bench:{spot.path}",
+            root / spot.path,
+            spot.text,
+            spot.line,
+            spot.character,
+            config.extra_tokens,
+            text_of=lambda uri: None,
+            open_text=lambda path: None,
+        )
+        return [ContextFile(x.path, x.text, x.kind) for x in snippets]
+
     for index, spot in enumerate(spots):
-        server.open(f"file:///bench/{index}/{spot.path}", spot.text)
+        server.open(uri_of(index, spot), spot.text)
 
     lsp_ms: list[float] = []
     direct_ms: list[float] = []
     pairs: list[float] = []
+    mismatched = 0
     for round_index in range(rounds + 1):
         for index, spot in enumerate(spots):
-            uri = f"file:///bench/{index}/{spot.path}"
+            uri = uri_of(index, spot)
             elapsed, served, _ = await server.complete(uri, spot.line, spot.character)
             n_tokens = max(1, int(served["completion_tokens"]))
             prompt = builder.build(
-                CompletionInput(path=spot.path, text=spot.text, line=spot.line, character=spot.character)
+                CompletionInput(
+                    path=spot.path,
+                    text=spot.text,
+                    line=spot.line,
+                    character=spot.character,
+                    extra=baseline_extra(spot),
+                    repo_name=root.name if root is not None else "",
+                )
             )
+            mismatched += len(prompt.tokens) != int(served["prompt_tokens"])
             started = time.perf_counter()
             llm.create_completion(prompt=prompt.tokens, max_tokens=n_tokens, temperature=0.0, top_k=1)
             direct_elapsed = (time.perf_counter() - started) * 1000.0
@@ -223,12 +303,17 @@ async def overhead_bench(model_arg: str | None, model_path: Path, rounds: int, s
             pairs.append(elapsed / direct_elapsed)
     await server.stop()
     direct.close()
+    baseline_context.stop()
+    shutil.rmtree(scratch, ignore_errors=True)
+    label = "with context" if context else "without context"
     return {
-        "direct": summarize("llama.cpp direct", direct_ms),
-        "lsp": summarize("LSP end to end", lsp_ms),
+        "context": context,
+        "direct": summarize(f"llama.cpp direct, {label}", direct_ms),
+        "lsp": summarize(f"LSP end to end, {label}", lsp_ms),
         "ratio_p50": percentile(lsp_ms, 50) / percentile(direct_ms, 50),
         "paired_ratio_p50": statistics.median(pairs),
         "target_ratio_p50": 1.05,
+        "prompt_mismatches": mismatched,  # requests whose prompt differed in length from the baseline's
     }
 
 
@@ -246,9 +331,11 @@ def long_document(min_lines: int = 260) -> tuple[str, int, int]:
     raise RuntimeError("no suitable spot found")
 
 
-async def keystroke_bench(model_arg: str | None, rounds: int) -> dict[str, Any]:
+async def keystroke_bench(model_arg: str | None, rounds: int, threads: int | None = None) -> dict[str, Any]:
     # The cache would answer a typed-through keystroke without the model; this measures KV reuse.
-    options = {"n_ctx": N_CTX, "completion": {"max_tokens": 16, "prefix_tokens": 1536, **NO_CACHE}}
+    options: dict[str, Any] = {"n_ctx": N_CTX, "completion": {"max_tokens": 16, "prefix_tokens": 1536, **NO_CACHE}}
+    if threads:
+        options["threads"] = threads
     server = LspClient(model_arg, options)
     await server.start()
     text, line, character = long_document()
@@ -286,18 +373,22 @@ async def keystroke_bench(model_arg: str | None, rounds: int) -> dict[str, Any]:
 
 
 def print_table(results: dict[str, Any]) -> None:
-    over = results["overhead"]
+    overheads = results["overhead"]
     keys = results["keystroke"]
     print(f"model: {results['model']}   rounds: {results['rounds']}")
     print()
-    print(f"{'':<28}{'p50 ms':>10}{'p95 ms':>10}{'n':>5}")
-    for row in (over["direct"], over["lsp"], keys["cold"], keys["keystroke"]):
-        print(f"{row['label']:<28}{row['p50_ms']:>10.1f}{row['p95_ms']:>10.1f}{row['n']:>5}")
+    print(f"{'':<40}{'p50 ms':>10}{'p95 ms':>10}{'n':>5}")
+    rows = [row for over in overheads for row in (over["direct"], over["lsp"])] + [keys["cold"], keys["keystroke"]]
+    for row in rows:
+        print(f"{row['label']:<40}{row['p50_ms']:>10.1f}{row['p95_ms']:>10.1f}{row['n']:>5}")
     print()
-    print(
-        f"LSP overhead ratio (b)/(a) at p50:   {over['ratio_p50']:.3f}  "
-        f"(paired median {over['paired_ratio_p50']:.3f}; target <= {over['target_ratio_p50']})"
-    )
+    for over in overheads:
+        label = "with context" if over["context"] else "without context"
+        print(
+            f"LSP overhead ratio (b)/(a) at p50, {label}: {over['ratio_p50']:.3f}  "
+            f"(paired median {over['paired_ratio_p50']:.3f}; target <= {over['target_ratio_p50']}; "
+            f"prompts differing from the baseline's: {over['prompt_mismatches']})"
+        )
     print(
         f"keystroke / cold at p50:             {keys['ratio_p50']:.3f}  "
         f"(target <= {keys['target_ratio_p50']}; context {keys['context_tokens']:.0f} tokens, "
@@ -307,8 +398,11 @@ def print_table(results: dict[str, Any]) -> None:
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     resolved = resolve_model(args.model, None, progress=True)
-    overhead = await overhead_bench(args.model, resolved.path, args.rounds, args.spots)
-    keystroke = await keystroke_bench(args.model, args.rounds)
+    overhead = [
+        await overhead_bench(args.model, resolved.path, args.rounds, args.spots, context, args.threads)
+        for context in ((True, False) if not args.no_context else (False,))
+    ]
+    keystroke = await keystroke_bench(args.model, args.rounds, args.threads)
     return {"model": resolved.path.name, "rounds": args.rounds, "overhead": overhead, "keystroke": keystroke}
 
 
@@ -318,6 +412,10 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3, help="measured rounds (after one warm-up round)")
     parser.add_argument("--spots", type=int, default=8, help="cursor positions in the overhead benchmark")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="llama.cpp threads, both sides (default: the server's)"
+    )
+    parser.add_argument("--no-context", action="store_true", help="only the run without repository context")
     args = parser.parse_args()
     results = asyncio.run(main_async(args))
     if args.json:

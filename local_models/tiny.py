@@ -138,6 +138,8 @@ def _tensors(
     n_ff: int,
     favour_id: int | None,
     special_ids: range,
+    runner_up_id: int | None = None,
+    runner_up_weight: float = 0.0,
 ) -> dict[str, npt.NDArray[np.float32]]:
     """Weights in numpy (row-major) shape order: (out, in), i.e. ggml's ne reversed."""
     import numpy as np
@@ -161,6 +163,9 @@ def _tensors(
         output_norm[0] = 1.0
         output[:, 0] = 0.0
         output[favour_id, 0] = 1.0
+        if runner_up_id is not None:
+            # A close second: the model is "unsure" at every step, between these two tokens.
+            output[runner_up_id, 0] = runner_up_weight
     else:
         # Silence special tokens so random text does not stop after a token or two.
         output[special_ids.start : special_ids.stop, :] = 0.0
@@ -238,6 +243,8 @@ def build_tiny_model(
     n_ff: int = 128,
     context_length: int = 4096,
     favour: str | None = None,
+    runner_up: str | None = None,
+    runner_up_weight: float = 0.99,
     fim_metadata: bool = True,
     chat_template: str | None = CHAT_TEMPLATE,
     quantized: bool = False,
@@ -248,7 +255,10 @@ def build_tiny_model(
     the vocab), to exercise detection for GGUFs converted without them. `chat_template`
     is written as tokenizer.chat_template (None: no template), e.g. a hostile one.
     `quantized=True` stores the weight matrices as in QUANTIZED_TYPES; it needs n_embd and
-    n_ff to be multiples of 256 and cannot be combined with `favour`.
+    n_ff to be multiples of 256 and cannot be combined with `favour`. `runner_up` (with
+    `favour`) gives a second token `runner_up_weight` of the favoured one's logit: greedy
+    decoding still emits the favoured token for ever, but at under 50 % probability, with
+    the runner-up next (an "unsure" model, for alternatives).
     """
     import gguf
     import numpy as np
@@ -265,6 +275,9 @@ def build_tiny_model(
     first_special = len(tokens) - n_special
     special = {text: first_special + i for i, text in enumerate(SPECIAL_TOKENS)}
     favour_id = _favoured_token(favour, tokens) if favour is not None else None
+    if runner_up is not None and favour_id is None:
+        raise ValueError("runner_up needs favour")
+    runner_up_id = _favoured_token(runner_up, tokens) if runner_up is not None else None
     rng = np.random.default_rng(seed)
     tensors = _tensors(
         rng,
@@ -276,6 +289,8 @@ def build_tiny_model(
         n_ff=n_ff,
         favour_id=favour_id,
         special_ids=range(first_special, len(tokens)),
+        runner_up_id=runner_up_id,
+        runner_up_weight=runner_up_weight,
     )
 
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -287,6 +302,7 @@ def build_tiny_model(
         writer.add_name(
             "ninetyten tiny qwen2"
             + (f" (favour {favour!r})" if favour is not None else "")
+            + (f" (runner-up {runner_up!r})" if runner_up is not None else "")
             + (" (quantized)" if quantized else "")
         )
         writer.add_file_type(gguf.LlamaFileType.MOSTLY_Q4_K_M if quantized else gguf.LlamaFileType.ALL_F32)
@@ -343,6 +359,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("out", type=Path, help="where to write the .gguf")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--favour", default=None, help="make greedy decoding repeat this token forever (e.g. x)")
+    parser.add_argument("--runner-up", default=None, help="with --favour: a close second token (an unsure model)")
     parser.add_argument("--context-length", type=int, default=4096)
     parser.add_argument(
         "--quantized", action="store_true", help="store the weights as Q8_0/Q4_0/Q4_K/Q6_K (256-wide, for kernel tests)"
@@ -354,6 +371,7 @@ def main(argv: list[str] | None = None) -> int:
             args.out,
             seed=args.seed,
             favour=args.favour,
+            runner_up=args.runner_up,
             context_length=args.context_length,
             quantized=args.quantized,
             n_embd=n_embd,

@@ -15,9 +15,16 @@ class CompletionConfig(BaseModel):
     time_limit_ms: int = Field(2000, ge=10, le=600_000, description="Time box for one generation.")
     prefix_tokens: int = Field(1024, ge=16, description="Token budget for text before the cursor.")
     suffix_tokens: int = Field(128, ge=0, description="Token budget for text after the cursor.")
-    extra_tokens: int = Field(512, ge=0, description="Token budget for other open files (repo-level context).")
+    extra_tokens: int = Field(
+        512, ge=0, description="Token budget for context from other files (repository, recent edits, forwarded)."
+    )
     extra_files: int = Field(
-        4, ge=0, le=64, description="Most chunks of recently opened or edited files offered as context (0: none)."
+        4, ge=0, le=64, description="Most recently edited ranges of other files offered as context (0: none)."
+    )
+    repository_context: bool = Field(
+        True,
+        description="Index the workspace folders in the background and offer definitions of what the code "
+        "at the cursor uses, the enclosing class's members and similar code as context.",
     )
     debounce_min_ms: float = Field(0.0, ge=0, le=2000, description="Shortest wait before an automatic request runs.")
     debounce_max_ms: float = Field(
@@ -35,6 +42,30 @@ class CompletionConfig(BaseModel):
     )
     cache_size: int = Field(64, ge=0, le=10_000, description="Suggestions kept for re-requests and typing through.")
     speculative: bool = Field(True, description="Prepare the next suggestion for after the current one is accepted.")
+    alternatives: int = Field(
+        3,
+        ge=1,
+        le=8,
+        description="Most suggestions in one answer to an explicit request when the model is unsure "
+        "(the editor cycles through them); 1: only the best.",
+    )
+    quiet: bool = Field(
+        True,
+        description="Stay quiet: do not show a suggestion made while typing whose mean token log-probability "
+        "is below quiet_below (the eval shows such suggestions are usually wrong); false shows everything.",
+    )
+    quiet_below: float = Field(
+        -0.6,
+        le=0,
+        description="The mean token log-probability under which a suggestion made while typing is "
+        "held back (calibrated on `ninetyten eval completion`).",
+    )
+    unsure_logprob: float = Field(
+        -0.7,
+        le=0,
+        description="A token chosen with a log-probability below this (p < 0.5) makes the model "
+        "'unsure' there: alternatives branch at the first such token.",
+    )
     classic: Literal["auto", "always", "never"] = Field(
         "auto",
         description="Answer textDocument/completion: 'auto' only for clients without inline completion.",

@@ -23,6 +23,7 @@ __all__ = [
     "gemma_model_path",
     "ninetyten_test_home",
     "tiny_model_path",
+    "unsure_model_path",
 ]
 
 
@@ -69,6 +70,14 @@ def base_endless_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def chat_endless_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An "instruct" model: a chat template, greedy output "y" for ever (same vocabulary as the others)."""
     return _tiny(tmp_path_factory, "tiny-qwen2-chat-y.gguf", seed=1, favour="y")
+
+
+@pytest.fixture(scope="session")
+def unsure_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Tiny model whose greedy output is " x" forever at under 50 % probability, " y" a close
+    second at every step: an unsure model, so alternatives branch at its first token; and its
+    suggestions are words (" x x x"), for partial accepts."""
+    return _tiny(tmp_path_factory, "tiny-qwen2-unsure-xy.gguf", seed=0, favour=" x", runner_up=" y")
 
 
 @pytest.fixture(scope="session")

@@ -41,6 +41,15 @@ class GenerationRequest:
     stop: StopCheck | None = None
     # Draft tokens (prompt lookup, a draft model) where the backend can check them exactly.
     speculate: bool = False
+    # Tokens taken as already generated: evaluated after the prompt, and their text starts
+    # the answer (what the stop rule sees). An alternative continues a fork this way.
+    forced: list[int] = field(default_factory=list)
+    # Record the first step whose chosen token's log-probability is below `fork_below`, with
+    # up to `fork_width` runner-up tokens (see Fork): where the model was unsure.
+    fork_below: float | None = None
+    fork_width: int = 0
+    # Which texts the first generated token may have (None: any); end-of-text is always allowed.
+    first_text_ok: Callable[[str], bool] | None = None
 
 
 Role = Literal["system", "user", "assistant"]
@@ -93,12 +102,23 @@ class Usage:
         return self.queue_ms + self.prompt_ms + self.generation_ms
 
 
+@dataclass(frozen=True)
+class Fork:
+    """The first place a generation was unsure: after `step` generated tokens, the runner-up
+    tokens and their log-probabilities (best first; end-of-text tokens excluded)."""
+
+    step: int
+    alternatives: tuple[tuple[int, float], ...]
+
+
 @dataclass
 class Generation:
     text: str
     stop_reason: StopReason
     usage: Usage
     token_logprobs: list[float] = field(default_factory=list)
+    tokens: list[int] = field(default_factory=list)  # the generated ids (forced ones included)
+    fork: Fork | None = None
 
     @property
     def mean_logprob(self) -> float | None:

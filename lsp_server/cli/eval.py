@@ -7,15 +7,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from lsp_server.cli.common import configure_logging, load_config, load_policy_here
+from lsp_server.cli.eval_output import console, progress_bar
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
@@ -89,6 +88,14 @@ def register(subparsers: Any) -> None:
     )
     _common(completion)
     completion.add_argument(
+        "--suite",
+        choices=["humaneval", "lines", "crossfile"],
+        default="humaneval",
+        help="humaneval: HumanEval infilling, run in the sandbox (default); lines: real lines of the standard "
+        "library; crossfile: call sites in real multi-file packages, with and without repository context "
+        "(these two run no code; see docs/evaluation.md)",
+    )
+    completion.add_argument(
         "--tier",
         choices=["local", "in_house", "frontier"],
         default="local",
@@ -145,40 +152,6 @@ def register(subparsers: Any) -> None:
     commit.add_argument("--policy", metavar="FILE", help="routing policy (tiers, prices)")
 
 
-@contextlib.contextmanager
-def _progress_bar(enabled: bool) -> Iterator[Any]:
-    """A rich progress bar on stderr when it is a terminal; a no-op callback otherwise."""
-    if not enabled or not sys.stderr.isatty():
-        yield lambda phase, done, total: None
-        return
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=Console(stderr=True),
-        transient=True,
-    ) as bar:
-        tasks: dict[str, Any] = {}
-
-        def update(phase: str, done: int, total: int) -> None:
-            if phase not in tasks:
-                tasks[phase] = bar.add_task(phase, total=total)
-            bar.update(tasks[phase], completed=done, total=total)
-
-        yield update
-
-
-def _console():
-    from rich.console import Console
-
-    # Piped output keeps whole rows instead of rich's 80-column default.
-    return Console() if sys.stdout.isatty() else Console(width=150)
-
-
 def _setup(args: argparse.Namespace):
     """(server config, loaded policy, sandbox) or an exit code after saying what is wrong."""
     from lsp_server.eval.sandbox import SandboxUnavailable, UnsandboxedProcess, choose_sandbox, unavailable_reason
@@ -217,7 +190,12 @@ def missing_eval_packages() -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     action = getattr(args, "eval_command", None)
-    # `eval commit` runs no HumanEval task and draws no plot: it needs nothing beyond the server.
+    if action == "completion" and getattr(args, "suite", "humaneval") != "humaneval":
+        from lsp_server.cli.eval_lines import cmd_lines
+
+        return _guarded(cmd_lines, args)
+    # `eval commit` and the real-code suites run no HumanEval task and draw no plot: they need
+    # nothing beyond the server.
     missing = missing_eval_packages() if action != "commit" else []
     if missing:
         print(
@@ -274,7 +252,7 @@ def cmd_completion(args: argparse.Namespace) -> int:
 
     async def main():
         try:
-            with _progress_bar(not args.json) as progress:
+            with progress_bar(not args.json) as progress:
                 return await run_completion_eval(options, runner, progress)
         finally:
             if runner is not None:
@@ -289,7 +267,7 @@ def cmd_completion(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report.model_dump(mode="json"), indent=2))
     else:
-        print_completion(report, _console())
+        print_completion(report, console())
         if args.out:
             print(f"results: {Path(args.out) / 'completion.json'} and completion_tasks.jsonl")
     return 0
@@ -321,7 +299,7 @@ def cmd_escalation(args: argparse.Namespace) -> int:
 
     async def main():
         try:
-            with _progress_bar(not args.json) as progress:
+            with progress_bar(not args.json) as progress:
                 return await run_escalation_eval(options, local, strong, progress)
         finally:
             await local.aclose()
@@ -337,7 +315,7 @@ def cmd_escalation(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report.model_dump(mode="json"), indent=2))
     else:
-        print_escalation(report, _console())
+        print_escalation(report, console())
         print(f"results: {out / 'escalation.json'}, escalation_tasks.jsonl")
     return 0
 
@@ -361,7 +339,7 @@ def cmd_commit(args: argparse.Namespace) -> int:
     async def main():
         engine.start()
         try:
-            with _progress_bar(not args.json) as progress:
+            with progress_bar(not args.json) as progress:
                 return await run_commit_eval(
                     options, engine, tier=args.tier, machine=machine_label(), progress=progress
                 )
@@ -381,7 +359,7 @@ def cmd_commit(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report.model_dump(mode="json"), indent=2))
     else:
-        print_commit(report, _console())
+        print_commit(report, console())
         if args.out:
             print(f"results: {Path(args.out) / 'commit.json'} and commit_cases.jsonl")
     return 0

@@ -35,6 +35,8 @@ class CacheHit:
     text: str  # what is left of the suggestion at the new cursor
     typed: int  # characters typed through since it was made
     origin: str  # request id of the generation that produced it
+    alternatives: tuple[str, ...] = ()  # what is left of the other suggestions that still fit
+    explored: bool = False  # alternatives were looked for (an explicit request), found or not
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,8 @@ class _Entry:
     tail: str  # the last characters before the cursor: a cheap first check before hashing
     text: str
     origin: str
+    alternatives: tuple[str, ...] = ()
+    explored: bool = False
 
 
 TAIL = 64
@@ -61,7 +65,9 @@ class CompletionCache:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def put(self, at: CursorText, text: str, origin: str = "") -> None:
+    def put(
+        self, at: CursorText, text: str, origin: str = "", alternatives: tuple[str, ...] = (), explored: bool = False
+    ) -> None:
         if not text.strip():
             return
         key = (at.uri, len(at.before), hash(at.before))
@@ -69,7 +75,9 @@ class CompletionCache:
             # Re-asked at the same place: drop the old index key too, or the index grows
             # with every repeat and eviction (one key each) never catches up.
             self._forget(key)
-        self._entries[key] = _Entry(len(at.before), key[2], hash(at.after), at.before[-TAIL:], text, origin)
+        self._entries[key] = _Entry(
+            len(at.before), key[2], hash(at.after), at.before[-TAIL:], text, origin, alternatives, explored
+        )
         self._by_uri.setdefault(at.uri, []).append(key)
         while len(self._entries) > self.size:
             old, _ = self._entries.popitem(last=False)
@@ -107,7 +115,12 @@ class CompletionCache:
             if not rest.strip():
                 continue
             self._entries.move_to_end(key)
-            return CacheHit(rest, len(typed), entry.origin)
+            others = tuple(
+                alt[len(typed) :]
+                for alt in entry.alternatives
+                if alt.startswith(typed) and alt[len(typed) :].strip() and alt[len(typed) :] != rest
+            )
+            return CacheHit(rest, len(typed), entry.origin, others, entry.explored)
         return None
 
     def clear(self, uri: str | None = None) -> None:

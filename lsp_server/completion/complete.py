@@ -1,21 +1,26 @@
 """Inline completions on an engine: the local FIM task, routed and escalated by the engine.
 
 The engine knows nothing of prompts; a `Completer` hands it a `CompletionJob` made of this
-feature's pieces: the local task (prompt, stop rules, post-processing), the routing
-window and the remote `<CURSOR>` prompt.
+feature's pieces: the local task (prompt, stop rules, post-processing, alternatives), the
+routing window and the remote `<CURSOR>` prompt. What is shown is the feature's call too: the
+quiet gate holds back an unsure suggestion made while typing.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 from lsp_server.backends.base import CancelToken
 from lsp_server.completion.prompt import CompletionInput
-from lsp_server.completion.remote_prompt import remote_messages, route_window
+from lsp_server.completion.quiet_gate import QuietGate
+from lsp_server.completion.remote_prompt import remote_prompt, route_window
 from lsp_server.completion.task import CompletionOutcome, CompletionTask
+from lsp_server.context.snippets import gate_from_scanner
 from lsp_server.engine.core import Engine
-from lsp_server.engine.jobs import CompletionJob
+from lsp_server.engine.jobs import CompletionJob, RemoteCompletionPrompt
 from lsp_server.engine.results import CompletionResult
+from lsp_server.tiers import TierName
 
 
 class Completer:
@@ -30,24 +35,50 @@ class Completer:
             self._task = CompletionTask(self.engine.local, self.engine.config.completion)
         return self._task
 
-    def job(self, inp: CompletionInput) -> CompletionJob:
+    def job(self, inp: CompletionInput, *, alternatives: bool = False) -> CompletionJob:
         async def run_local(cancel: CancelToken | None) -> CompletionOutcome:
-            return await self.task.run(inp, cancel)
+            return await self.task.run(inp, cancel, alternatives=alternatives)
+
+        def remote(target: TierName) -> RemoteCompletionPrompt:
+            # Context from other files goes to a tier that keeps data home as it is; to any
+            # other, only what the sensitivity gate lets leave.
+            home = self.engine.policy.keeps_data_home(target)
+            return remote_prompt(inp, None if home else gate_from_scanner(self.engine.state.scanner))
 
         return CompletionJob(
             path=inp.path,
             run_local=run_local,
             route_window=lambda: route_window(inp),
-            remote_messages=lambda: remote_messages(inp),
+            remote_prompt=remote,
         )
 
     async def complete(
-        self, inp: CompletionInput, cancel: CancelToken | None = None, *, speculative: bool = False
+        self,
+        inp: CompletionInput,
+        cancel: CancelToken | None = None,
+        *,
+        speculative: bool = False,
+        alternatives: bool = False,
+        quiet: bool = False,
     ) -> CompletionResult:
-        return await self.engine.complete(self.job(inp), cancel, speculative=speculative)
+        """With `quiet` (a request made while typing), a local suggestion the quiet gate holds
+        back comes back without text (`quiet` set): the attempt is still recorded."""
+        result = await self.engine.complete(self.job(inp, alternatives=alternatives), cancel, speculative=speculative)
+        config = self.engine.config.completion
+        if (
+            quiet
+            and config.quiet
+            and result.text is not None
+            and not result.escalated
+            and QuietGate(config.quiet_below).holds_back(result.mean_logprob)
+        ):
+            return dataclasses.replace(result, text=None, alternatives=[], quiet=True)
+        return result
 
     def complete_blocking(self, inp: CompletionInput) -> CompletionResult:
         return asyncio.run(self.complete(inp))
 
-    def cached(self, inp: CompletionInput, text: str, started: float, *, typed: int = 0) -> CompletionResult:
-        return self.engine.cached_completion(inp.path, text, started, typed=typed)
+    def cached(
+        self, inp: CompletionInput, text: str, started: float, *, typed: int = 0, alternatives: tuple[str, ...] = ()
+    ) -> CompletionResult:
+        return self.engine.cached_completion(inp.path, text, started, typed=typed, alternatives=alternatives)

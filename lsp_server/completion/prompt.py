@@ -7,6 +7,14 @@ Token order keeps the stable part first so consecutive keystrokes reuse the KV
 cache: repo header and other files, then the current file's path and the prefix
 lines (whose start only moves in coarse steps), then the cursor line, the suffix
 and the middle token.
+
+Context from other files takes the form the model knows. A FIM model with repository
+tokens (Qwen2.5-Coder) gets its repository-level format: `<|repo_name|>name`, then each
+file as `<|file_sep|>path` and its text, then `<|file_sep|>` and the current file's path
+before `<|fim_prefix|>`. A model without them (the embedded Gemma, any base model) reads
+the same snippets as plain text in front of the document: each under a comment line with
+its path, in the document's own comment syntax, then a comment line with the current
+file's path — files concatenated the way such models saw code in training.
 """
 
 from __future__ import annotations
@@ -39,10 +47,52 @@ class PromptBudget:
 
 @dataclass(frozen=True)
 class ContextFile:
-    """Another document offered as repository-level context."""
+    """A snippet of another file offered as repository-level context."""
 
     path: str
     text: str
+    # Where it came from: "file" (a whole or partial document), "edit", "import", "class",
+    # "base", "usage", "similar", "forwarded" (see lsp_server/context/prompt_context.py).
+    kind: str = "file"
+
+
+_HASH_COMMENT = frozenset(
+    {
+        ".py",
+        ".pyi",
+        ".rb",
+        ".sh",
+        ".bash",
+        ".zsh",
+        ".pl",
+        ".r",
+        ".toml",
+        ".yaml",
+        ".yml",
+        ".cfg",
+        ".ini",
+        ".mk",
+        ".cmake",
+        ".jl",
+        ".ex",
+        ".exs",
+        ".nim",
+        ".tf",
+    }
+)
+_DASH_COMMENT = frozenset({".lua", ".sql", ".hs", ".elm", ".ada", ".vhd"})
+
+
+def comment_line(path: str, text: str) -> str:
+    """`text` as a one-line comment in the syntax of `path`'s language (by extension)."""
+    text = text.replace("\r", " ").replace("\n", " ")
+    dot = path.rfind(".")
+    ext = path[dot:].lower() if dot >= 0 and "/" not in path[dot:] else ""
+    if ext in _HASH_COMMENT or path.rsplit("/", 1)[-1] in ("Makefile", "Dockerfile"):
+        return f"# {text}\n"
+    if ext in _DASH_COMMENT:
+        return f"-- {text}\n"
+    return f"// {text}\n"
 
 
 @dataclass(frozen=True)
@@ -132,13 +182,14 @@ class PromptBuilder:
         prefix_tokens = prefix_tokens + cursor_tokens
         if self.fim is None:
             head = [self.bos] if self.bos is not None else []
+            extra_tokens = self._extra_plain(inp)
             return BuiltPrompt(
-                tokens=head + prefix_tokens,
+                tokens=head + extra_tokens + prefix_tokens,
                 mode="prefix",
                 cursor=cursor,
                 n_prefix=len(prefix_tokens),
                 n_suffix=0,
-                n_extra=0,
+                n_extra=len(extra_tokens),
                 prefix_start_line=start,
             )
         suffix_tokens = self._suffix(line_suffix, after)
@@ -193,6 +244,34 @@ class PromptBuilder:
                 break
             tokens += line_tokens
         return tokens
+
+    def _extra_plain(self, inp: CompletionInput) -> list[int]:
+        """Context for a model without repository tokens: snippets under comment headers,
+        then the current file's header; nothing at all when no snippet fits."""
+        budget = self.budget.extra_tokens
+        if not inp.extra or budget <= 0:
+            return []
+        current = self._lines(comment_line(inp.path, inp.path))
+        room = budget - len(current)
+        tokens: list[int] = []
+        for other in inp.extra:
+            header = self._lines(comment_line(other.path, other.path))
+            if len(tokens) + len(header) >= room:
+                break
+            body: list[int] = []
+            for line in other.text.rstrip("\n").split("\n"):
+                line_tokens = self._lines(line + "\n")
+                if len(tokens) + len(header) + len(body) + len(line_tokens) > room:
+                    break
+                body += line_tokens
+            if not body:
+                continue
+            # A blank line ends each snippet: the next header must not read as part of it.
+            blank = self._lines("\n")
+            if len(tokens) + len(header) + len(body) + len(blank) <= room:
+                body += blank
+            tokens += header + body
+        return tokens + current if tokens else []
 
     def _extra(self, inp: CompletionInput) -> list[int]:
         """Repository-level context: other open files, most relevant first, whole lines."""

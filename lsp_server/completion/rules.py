@@ -6,6 +6,8 @@ token, and the task runs post-processing once on the final text.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 OPENERS = {"(": ")", "[": "]", "{": "}"}
@@ -45,6 +47,118 @@ class CursorContext:
         """Indentation a continuation line may not go below."""
         return indent_width(self.line_prefix)
 
+    @property
+    def unfinished(self) -> bool:
+        """The statement begun on the cursor line is not finished (`x = foo(`, `return `,
+        `a + `): a completion finishes it and stops, whatever the model would write after."""
+        if not self.line_prefix.strip():
+            return False
+        if open_brackets(self.line_prefix) > 0:
+            return True
+        end = self.line_prefix.rstrip()
+        if end != self.line_prefix:  # a space typed after something: more is coming
+            return True
+        if end.endswith(CONTINUERS):
+            return True
+        word = _LAST_WORD.search(end)
+        return word is not None and word.group(0) in CONTINUING_KEYWORDS
+
+
+# A line ending in one of these goes on (an operator, an open bracket, a comma, a dot).
+CONTINUERS = (
+    "=",
+    "+",
+    "-",
+    "*",
+    "/",
+    "%",
+    "&",
+    "|",
+    "^",
+    "<",
+    ">",
+    "!",
+    "~",
+    ",",
+    ".",
+    "(",
+    "[",
+    "{",
+    "\\",
+    "@",
+    "?",
+    "&&",
+    "||",
+)
+CONTINUING_KEYWORDS = frozenset(
+    {
+        "return",
+        "yield",
+        "await",
+        "and",
+        "or",
+        "not",
+        "in",
+        "is",
+        "if",
+        "elif",
+        "while",
+        "for",
+        "import",
+        "from",
+        "as",
+        "lambda",
+        "with",
+        "assert",
+        "raise",
+        "del",
+        "def",
+        "class",
+        "async",
+        "new",
+        "throw",
+        "case",
+        "typeof",
+        "let",
+        "const",
+        "var",
+        "func",
+        "fn",
+        "go",
+        "defer",
+        "instanceof",
+    }
+)
+_LAST_WORD = re.compile(r"[A-Za-z_]+$")
+
+
+def first_text_check(cursor: CursorContext) -> Callable[[str], bool] | None:
+    """What the first generated token may be: not a line break where the line at the cursor
+    wants something written on it (an empty or indented empty line, an unfinished statement).
+    Small models like to open with a line break there, and a suggestion that starts on the
+    next line is not what the cursor asked for. None (anything goes) after a finished line."""
+    if cursor.line_prefix.strip() and not cursor.unfinished:
+        return None
+    if cursor.line_prefix.rstrip().endswith("{"):
+        return None  # a block or a literal: its body may well start on the next line
+    return _not_a_line_break
+
+
+def _not_a_line_break(text: str) -> bool:
+    return not text.lstrip(" \t").startswith(("\n", "\r"))
+
+
+def open_brackets(text: str) -> int:
+    """Brackets opened and not closed in `text` (outside string literals, roughly); negative
+    when it closes more than it opens."""
+    depth = 0
+    for ch in _code_chars(text):
+        if ch in OPENERS:
+            depth += 1
+        elif ch in CLOSERS:
+            depth -= 1
+    return depth
+
 
 @dataclass(frozen=True)
 class StopRule:
@@ -63,6 +177,16 @@ class StopRule:
             return first_nl
         if self.single_line and text[:first_nl].strip():
             return first_nl
+        if self.cursor.unfinished:
+            # The statement ends at the first line break outside the brackets it opened.
+            depth = open_brackets(self.cursor.line_prefix)
+            at = 0
+            for line in text.split("\n")[:-1]:
+                depth += open_brackets(line)
+                at += len(line)
+                if depth <= 0 and text[:at].strip():
+                    return at
+                at += 1
         # A completion that starts on an empty cursor line may start with a newline;
         # the lines after the first are checked against the cursor's indentation.
         lines = text.split("\n")

@@ -16,18 +16,18 @@ import dataclasses
 import logging
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 from lsp_server.backends.base import CancelToken
 from lsp_server.completion.cache import CompletionCache, CursorText
 from lsp_server.completion.complete import Completer
-from lsp_server.completion.context_ring import ContextRing
 from lsp_server.completion.debounce import AdaptiveDebounce
 from lsp_server.completion.prompt import CompletionInput
+from lsp_server.completion.session_context import SessionContext
 from lsp_server.config import CompletionConfig
 from lsp_server.engine.results import CompletionResult
 from lsp_server.tiers import LOCAL
-from lsp_server.token_estimate import chars_for_tokens
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,8 @@ class CompletionStats:
     generations: int = 0  # generations started for requests
     speculative_started: int = 0
     speculative_cached: int = 0
+    quiet: int = 0  # suggestions held back by the quiet gate
+    with_alternatives: int = 0  # answers that offered more than one suggestion
 
     def to_json(self) -> dict[str, int]:
         return dataclasses.asdict(self)
@@ -57,9 +59,7 @@ class CompletionService:
         self.notify = notify
         self.cache = CompletionCache(config.cache_size)
         self.debounce = AdaptiveDebounce(config.debounce_min_ms, config.debounce_max_ms)
-        self.ring = ContextRing(
-            max_chunks=config.extra_files, chunk_lines=24, max_chars=max(chars_for_tokens(config.extra_tokens), 200)
-        )
+        self.context = SessionContext(config)
         self.stats = CompletionStats()
         self._seq = 0
         self._inflight: CancelToken | None = None
@@ -69,33 +69,23 @@ class CompletionService:
         self.config = config
         self.cache = CompletionCache(config.cache_size)
         self.debounce = AdaptiveDebounce(config.debounce_min_ms, config.debounce_max_ms)
-        self.ring = ContextRing(
-            max_chunks=config.extra_files, chunk_lines=24, max_chars=max(chars_for_tokens(config.extra_tokens), 200)
-        )
+        self.context.reconfigure(config)
 
     # -- document events ---------------------------------------------------------
 
-    def opened(self, uri: str, path: str, text: str) -> None:
-        if self.config.extra_files:
-            self.ring.add(uri, path, text, 0)
+    def opened(self, uri: str, path: Path | None, text: str) -> None:
+        self.context.opened(path, text)
 
-    def changed(self, uri: str, line: int, texts: Callable[[str], tuple[str, str] | None]) -> None:
-        """A keystroke in `uri` at `line`; `texts(uri)` gives (path, text) of an open document."""
+    def changed(self, uri: str, rel: str, changes: list[tuple[int, int, str]]) -> None:
+        """A keystroke in `uri`: its incremental changes, (first line, last line replaced, new text)."""
         self.debounce.keystroke()
-        left = self.ring.edited(uri, line)
-        if left is not None and self.config.extra_files:
-            found = texts(left[0])
-            if found is not None:
-                self.ring.add(left[0], found[0], found[1], left[1])
+        self.context.changed(uri, rel, changes)
 
-    def closed(self, uri: str) -> None:
+    def closed(self, uri: str, path: Path | None = None) -> None:
         # A closed file stops being context for the others: the user put it away (it may be one
         # they only glanced at, a secret among them), and its text is no longer kept up to date.
         self.cache.clear(uri)
-        self.ring.forget(uri)
-
-    def context_for(self, uri: str) -> list[Any]:
-        return self.ring.context_for(uri) if self.config.extra_files else []
+        self.context.closed(uri, path)
 
     # -- requests ------------------------------------------------------------------
 
@@ -117,11 +107,14 @@ class CompletionService:
         seq = self._seq
         self.stop_running()
         at = CursorText.of(uri, inp.text, inp.line, inp.character)
+        # An explicit request (the user asked, or cycles through suggestions) gets the
+        # alternatives too, where the model is unsure; typing gets the one best answer.
+        explore = invoked and self.config.alternatives > 1
         if self.config.cache_size:
             hit = self.cache.get(at)
-            if hit is not None:
+            if hit is not None and (hit.explored or not explore):
                 self.stats.cache_hits += 1
-                result = completer.cached(inp, hit.text, started, typed=hit.typed)
+                result = completer.cached(inp, hit.text, started, typed=hit.typed, alternatives=hit.alternatives)
                 engine.feedback(result.request_id, shown=True)
                 self.notify(uri, result.summary(), True)
                 self._speculate(completer, uri, inp, at, hit.text)
@@ -136,7 +129,7 @@ class CompletionService:
         token = self._inflight = CancelToken()
         self.stats.generations += 1
         try:
-            result = await completer.complete(inp, token)
+            result = await completer.complete(inp, token, alternatives=explore, quiet=not invoked)
         except asyncio.CancelledError:
             if token.generation is not None:  # $/cancelRequest: say what was stopped
                 usage = token.generation.usage
@@ -167,9 +160,11 @@ class CompletionService:
         finally:
             if self._inflight is token:
                 self._inflight = None
+        self.stats.quiet += result.quiet
+        self.stats.with_alternatives += bool(result.alternatives)
         if result.text is not None:
             if self.config.cache_size:
-                self.cache.put(at, result.text, result.request_id)
+                self.cache.put(at, result.text, result.request_id, tuple(result.alternatives), explored=explore)
             if result.request_id:
                 engine.feedback(result.request_id, shown=True)
         self.notify(uri, result.summary(), result.text is not None)
@@ -207,7 +202,7 @@ class CompletionService:
             await asyncio.sleep(SPECULATION_DELAY_S)
             if token.cancelled:
                 return
-            result = await completer.complete(inp, token, speculative=True)
+            result = await completer.complete(inp, token, speculative=True, quiet=True)
         except asyncio.CancelledError:
             return
         except Exception:  # speculation is a bonus; a failure is only worth a debug line
@@ -222,3 +217,4 @@ class CompletionService:
 
     async def aclose(self) -> None:
         self.stop_running()
+        self.context.stop()

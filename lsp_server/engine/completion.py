@@ -155,10 +155,13 @@ async def complete(
         escalated=escalated,
         low_confidence=low_confidence,
         request_id=request_id,
+        alternatives=[] if escalated else list(outcome.alternatives),
     )
 
 
-def cached_completion(engine: Engine, path: str, text: str, started: float, *, typed: int = 0) -> CompletionResult:
+def cached_completion(
+    engine: Engine, path: str, text: str, started: float, *, typed: int = 0, alternatives: tuple[str, ...] = ()
+) -> CompletionResult:
     """A suggestion served from the cache: no model ran, but it is a request like any other."""
     request_id = new_request_id()
     decision = decide(
@@ -181,6 +184,7 @@ def cached_completion(engine: Engine, path: str, text: str, started: float, *, t
         prompt_mode="cache",
         extra={"typed_through": float(typed)},
         request_id=request_id,
+        alternatives=list(alternatives),
     )
 
 
@@ -188,7 +192,10 @@ async def escalate_completion(engine: Engine, job: CompletionJob, decision: Deci
     """Ask the decision's stronger tier for the text at the cursor (the attempt is number 2)."""
     target = decision.escalate_to
     assert target is not None
-    messages: list[ChatMessage] = job.remote_messages()
+    prompt = job.remote_prompt(target)
+    messages: list[ChatMessage] = prompt.messages
+    if prompt.withheld is not None:  # the remote attempt's row says what of the context stayed home
+        decision = decision.model_copy(update={"reasons": [*decision.reasons, prompt.withheld]})
     egress = check_egress(engine.policy, messages[-1].content, job.path, target, engine.state.scanner)
     if not egress.allowed:
         return Escalation(None)

@@ -340,8 +340,10 @@ class Engine:
         """An inline completion: local first; escalated only when the policy allows it."""
         return await completion.complete(self, job, cancel, speculative=speculative)
 
-    def cached_completion(self, path: str, text: str, started: float, *, typed: int = 0) -> CompletionResult:
-        return completion.cached_completion(self, path, text, started, typed=typed)
+    def cached_completion(
+        self, path: str, text: str, started: float, *, typed: int = 0, alternatives: tuple[str, ...] = ()
+    ) -> CompletionResult:
+        return completion.cached_completion(self, path, text, started, typed=typed, alternatives=alternatives)
 
     def completion_decision(self, job: CompletionJob) -> Decision:
         return completion.completion_decision(self, job)

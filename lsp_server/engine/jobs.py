@@ -14,6 +14,7 @@ from typing import Literal, Protocol
 from lsp_server.backends.base import CancelToken, ChatMessage, Generation
 from lsp_server.engine.document import DocumentPrompt
 from lsp_server.routing.policy import LatencyClass, TaskType
+from lsp_server.tiers import TierName
 
 
 @dataclass
@@ -70,6 +71,18 @@ class LocalCompletion(Protocol):
     @property
     def build_ms(self) -> float: ...
 
+    @property
+    def alternatives(self) -> list[str]: ...  # other suggestions where the model was unsure
+
+
+@dataclass(frozen=True)
+class RemoteCompletionPrompt:
+    """What a stronger tier gets for a completion, and what of the context stayed home."""
+
+    messages: list[ChatMessage]
+    # A content-free reason for the remote attempt's ledger row ("context_withheld: ...").
+    withheld: str | None = None
+
 
 @dataclass(frozen=True)
 class CompletionJob:
@@ -80,5 +93,6 @@ class CompletionJob:
     run_local: Callable[[CancelToken | None], Awaitable[LocalCompletion]]
     # The text around the cursor a routing scan reads, asked for only when content could leave.
     route_window: Callable[[], str]
-    # The prompt a stronger tier gets when the local answer is not confident enough.
-    remote_messages: Callable[[], list[ChatMessage]]
+    # The prompt the stronger tier `target` gets when the local answer is not confident enough
+    # (context from other files goes only where the sensitivity gate lets it).
+    remote_prompt: Callable[[TierName], RemoteCompletionPrompt]

@@ -48,6 +48,8 @@ class CompletionResult:
     escalated: bool = False
     low_confidence: bool = False
     request_id: str = ""
+    alternatives: list[str] = field(default_factory=list)  # other suggestions, best first
+    quiet: bool = False  # a suggestion was made but held back (see completion/quiet_gate.py)
 
     def summary(self) -> dict[str, object]:
         """The content-free description sent to clients and printed by the CLI."""
@@ -66,6 +68,8 @@ class CompletionResult:
             "mean_logprob": None if self.mean_logprob is None else round(self.mean_logprob, 4),
             "escalated": self.escalated,
             "low_confidence": self.low_confidence,
+            "alternatives": len(self.alternatives),
+            "quiet": self.quiet,
             **{key: round(value, 1) for key, value in self.extra.items()},
         }
 

@@ -156,3 +156,73 @@ class EscalationReport(BaseModel):
     policy_snippet: str
     plot: str | None = None
     outcomes: list[TaskOutcome] = Field(default_factory=list, exclude=True)
+
+
+# --------------------------------------------------------------------------- real-code suites
+
+
+class LineOutcome(BaseModel):
+    """One task of the lines / crossfile suites, one variant (see line_eval.py)."""
+
+    task_id: str
+    suite: Literal["lines", "crossfile"]
+    variant: Literal["pipeline", "context", "no_context", "raw"]
+    completion: str | None
+    expected: str
+    exact_match: bool
+    edit_similarity: float
+    quiet: bool = Field(description="the quiet gate (default threshold) would hold this suggestion back")
+    latency_ms: float
+    prompt_tokens: int
+    completion_tokens: int
+    stop_reason: str
+    mean_logprob: float | None = None
+    min_logprob: float | None = None
+    context_snippets: int = 0
+    package: str = ""
+    symbol: str = ""
+
+
+class LineSummary(BaseModel):
+    variant: str
+    tasks: int
+    exact_match: float = Field(description="every answer shown (quiet gate off)")
+    edit_similarity: float
+    exact_match_quiet: float = Field(description="default settings: answers the quiet gate holds back count as empty")
+    edit_similarity_quiet: float
+    empty: int
+    shown_rate: float = Field(description="share of tasks with a suggestion shown under the default quiet gate")
+    accepted_if_correct: float | None = Field(description="share of shown suggestions that were exactly right")
+    latency_p50_ms: float | None
+    latency_p95_ms: float | None
+    prompt_tokens: int
+    completion_tokens: int
+
+
+class GatePoint(BaseModel):
+    """The quiet gate at one threshold (None: off), on the suite's main variant."""
+
+    threshold: float | None
+    shown_rate: float
+    accepted_if_correct: float | None
+    exact_match: float
+    correct_kept: float = Field(description="share of the right answers still shown")
+
+
+class LineReport(BaseModel):
+    command: Literal["completion"] = "completion"
+    suite: Literal["lines", "crossfile"]
+    model: str
+    prompt_mode: str
+    seed: int
+    limit: int | None
+    tasks: int
+    machine: str
+    wall_s: float
+    quiet_below: float | None
+    summaries: list[LineSummary]
+    gate: list[GatePoint]
+    packages: list[str] = Field(default_factory=list)
+
+    def summary(self, variant: str) -> LineSummary | None:
+        return next((s for s in self.summaries if s.variant == variant), None)

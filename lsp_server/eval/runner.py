@@ -45,6 +45,7 @@ class Produced:
     mean_logprob: float | None = None
     min_logprob: float | None = None
     error: str | None = None
+    context_snippets: int = 0
 
 
 def forced_policy(policy: Policy, tier: TierName) -> Policy:
@@ -137,6 +138,57 @@ class CompletionRunner:
             stop_reason=result.stop_reason,
             mean_logprob=result.mean_logprob,
             min_logprob=result.min_logprob,
+        )
+
+    @property
+    def quiet_below(self) -> float | None:
+        """The quiet gate's threshold as configured (None: the gate is off)."""
+        completion = self.config.completion
+        return completion.quiet_below if completion.quiet else None
+
+    async def complete_input(self, inp: CompletionInput) -> Produced:
+        """The local pipeline on any cursor (the quiet gate is applied by the caller, from the
+        answer's mean log-probability, so that both sides of it are measured)."""
+        result = await self.completer.complete(inp)
+        return Produced(
+            text=result.text,
+            tier=result.tier,
+            latency_ms=result.latency_ms,
+            prompt_tokens=result.usage.prompt_tokens,
+            completion_tokens=result.usage.completion_tokens,
+            stop_reason=result.stop_reason,
+            mean_logprob=result.mean_logprob,
+            min_logprob=result.min_logprob,
+            context_snippets=len(inp.extra),
+        )
+
+    async def raw_first_line(self, before: str) -> Produced:
+        """llama.cpp's own first line on the plain prefix: the text before the cursor, greedy,
+        cut at the first newline (no FIM, no context, no stop rules or clean-up)."""
+        backend = self.engine.local
+        max_tokens = self.config.completion.max_tokens
+        tokens = ([backend.bos] if backend.bos is not None else []) + backend.tokenize_text(before)
+        room = backend.n_ctx - max_tokens - 1
+        if len(tokens) > room:
+            tokens = tokens[len(tokens) - room :]
+        started = time.perf_counter()
+
+        def first_line(text: str) -> int | None:
+            at = text.find("\n")
+            return at if at >= 0 else None
+
+        generation = await backend.generate(
+            GenerationRequest(prompt_tokens=tokens, max_tokens=max_tokens, stop=first_line)
+        )
+        return Produced(
+            text=generation.text,
+            tier="local",
+            latency_ms=(time.perf_counter() - started) * 1000.0,
+            prompt_tokens=generation.usage.prompt_tokens,
+            completion_tokens=generation.usage.completion_tokens,
+            stop_reason=generation.stop_reason,
+            mean_logprob=generation.mean_logprob,
+            min_logprob=generation.min_logprob,
         )
 
     async def _remote_pipeline(self, task: InfillTask) -> Produced:

@@ -11,7 +11,7 @@ from pydantic import BaseModel
 from rich.console import Console
 from rich.table import Table
 
-from lsp_server.eval.results import CompletionReport, EscalationReport, SweepPoint
+from lsp_server.eval.results import CompletionReport, EscalationReport, GatePoint, LineReport, SweepPoint
 
 
 def _pct(value: float | None) -> str:
@@ -176,6 +176,93 @@ def print_commit(report: "CommitReport", console: Console) -> None:
     )
     console.print(f"commits: {kinds}")
     console.print(f"machine: {report.machine} · wall time {report.wall_s:.1f} s")
+
+
+def print_lines(report: LineReport, console: Console) -> None:
+    what = (
+        "real lines of the standard library"
+        if report.suite == "lines"
+        else "cross-file call sites in " + ", ".join(report.packages)
+    )
+    table = Table(
+        title=f"{report.suite}: {what} · {report.model} ({report.prompt_mode} prompt) · "
+        f"{report.tasks} tasks (seed {report.seed})"
+    )
+    for column in (
+        "variant",
+        "exact",
+        "edit sim",
+        "exact (default)",
+        "edit sim (default)",
+        "shown",
+        "right if shown",
+        "empty",
+        "p50 ms",
+        "p95 ms",
+    ):
+        table.add_column(column, justify="left" if column == "variant" else "right")
+    for s in report.summaries:
+        raw = s.variant == "raw"
+        table.add_row(
+            s.variant,
+            _pct(s.exact_match),
+            _num(s.edit_similarity),
+            "-" if raw else _pct(s.exact_match_quiet),
+            "-" if raw else _num(s.edit_similarity_quiet),
+            "-" if raw else _pct(s.shown_rate),
+            "-" if raw else _pct(s.accepted_if_correct),
+            str(s.empty),
+            _ms(s.latency_p50_ms),
+            _ms(s.latency_p95_ms),
+        )
+    console.print(table)
+    notes = {
+        "pipeline": "the server's pipeline, default settings",
+        "context": "the pipeline with repository context "
+        "(the package indexed as the workspace, only the edited file open)",
+        "no_context": "the same pipeline without repository context",
+        "raw": "llama.cpp's first line on the plain prefix",
+    }
+    for s in report.summaries:
+        console.print(f"{s.variant} = {notes[s.variant]}")
+    gate = "off" if report.quiet_below is None else f"mean log-probability below {report.quiet_below:g}"
+    console.print(
+        f"exact / edit sim: every answer shown; (default): the quiet gate on ({gate}), a held-back answer "
+        "counts as empty"
+    )
+    if report.gate:
+        sweep = Table(title="quiet gate: shown rate against accepted-if-correct (main variant)")
+        for column in ("threshold", "shown", "right if shown", "exact", "right ones kept"):
+            sweep.add_column(column, justify="right")
+        for point in _gate_rows(report.gate):
+            style = (
+                "bold"
+                if report.quiet_below is not None
+                and point.threshold is not None
+                and abs(point.threshold - report.quiet_below) < 1e-9
+                else None
+            )
+            sweep.add_row(
+                "off" if point.threshold is None else f"{point.threshold:.3f}",
+                _pct(point.shown_rate),
+                _pct(point.accepted_if_correct),
+                _pct(point.exact_match),
+                _pct(point.correct_kept),
+                style=style,
+            )
+        console.print(sweep)
+    console.print(f"machine: {report.machine} · wall time {report.wall_s:.1f} s")
+
+
+def _gate_rows(points: Sequence[GatePoint], steps: int = 10) -> list[GatePoint]:
+    """About one row per 10 % of shown rate: the full sweep is in the JSON."""
+    chosen: list[GatePoint] = []
+    for step in range(steps, -1, -1):
+        target = step / steps
+        best = min(points, key=lambda p: abs(p.shown_rate - target))
+        if best not in chosen:
+            chosen.append(best)
+    return chosen
 
 
 def write_outcomes(path: Path, outcomes: Sequence[BaseModel]) -> None:

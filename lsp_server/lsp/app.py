@@ -3,7 +3,17 @@
 from __future__ import annotations
 
 from lsp_server.config import ServerConfig
-from lsp_server.lsp.handlers import assist, commands, completion, documents, explain, lifecycle, models, policy
+from lsp_server.lsp.handlers import (
+    assist,
+    commands,
+    completion,
+    context,
+    documents,
+    explain,
+    lifecycle,
+    models,
+    policy,
+)
 from lsp_server.lsp.server import NinetyTenServer
 
 
@@ -16,6 +26,6 @@ def create_server(
     server = NinetyTenServer(config or ServerConfig(), explicit_model, policy_path, explicit_chat_model)
     server.completion_feature = completion.CompletionFeature(server)
     server.policy_feature = policy.PolicyFeature(server)
-    for handlers in (lifecycle, documents, completion, assist, explain, policy, commands, models):
+    for handlers in (lifecycle, documents, completion, context, assist, explain, policy, commands, models):
         handlers.register(server)
     return server

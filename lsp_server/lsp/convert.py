@@ -12,7 +12,9 @@ it, and the text of a selection. No server needed: tests call these directly.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
+from urllib.parse import unquote, urlparse
 
 Encoding = Literal["utf-8", "utf-16", "utf-32"]
 
@@ -132,3 +134,11 @@ def replaced(lines: list[str], start: Point, end: Point, new_text: str) -> str:
 def client_point(lines: list[str], point: Point, encoding: Encoding) -> tuple[int, int]:
     """A code-point point as the client counts it."""
     return point[0], to_client_character(lines[point[0]], point[1], encoding)
+
+
+def file_path(uri: str) -> Path | None:
+    """The file a `file:` URI names; None for other schemes (untitled buffers, remote files)."""
+    parsed = urlparse(uri)
+    if parsed.scheme != "file":
+        return None
+    return Path(unquote(parsed.path))

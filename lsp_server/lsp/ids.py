@@ -19,6 +19,9 @@ METHODS: dict[str, str] = {
     "refactor": "ninetyten/refactor",
     "ask": "ninetyten/ask",
     "stats": "ninetyten/stats",
+    # notification: definitions of the symbols at the cursor, from the editor's other language servers
+    "definitions": "ninetyten/definitions",
+    "context": "ninetyten/context",  # the context and prompt a completion at a position would have
     # Local models: what serves each task and what to pull; pull (with progress); use.
     "models": "ninetyten/models",
     "pullModel": "ninetyten/pullModel",
@@ -44,6 +47,8 @@ EXPLAIN_REQUEST = METHODS["explain"]
 REFACTOR_REQUEST = METHODS["refactor"]
 ASK_REQUEST = METHODS["ask"]
 STATS_REQUEST = METHODS["stats"]
+DEFINITIONS_NOTIFICATION = METHODS["definitions"]
+CONTEXT_REQUEST = METHODS["context"]
 MODELS_REQUEST = METHODS["models"]
 PULL_MODEL_REQUEST = METHODS["pullModel"]
 USE_MODEL_REQUEST = METHODS["useModel"]

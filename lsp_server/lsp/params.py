@@ -35,6 +35,26 @@ class AssistParams(_Params):
     apply: bool = False
 
 
+class Location(_Params):
+    uri: str = Field(max_length=4096)
+    range: Range
+
+
+class DefinitionsParams(_Params):
+    """Params of ninetyten/definitions: definitions of the symbols at the cursor, from the
+    editor's other language servers."""
+
+    text_document: Doc = Field(alias="textDocument")
+    definitions: list[Location] = Field(default_factory=list, max_length=64)
+
+
+class ContextParams(_Params):
+    """Params of ninetyten/context: a position whose completion context is wanted."""
+
+    text_document: Doc = Field(alias="textDocument")
+    position: Pos
+
+
 class PullModelParams(_Params):
     """Params of ninetyten/pullModel: what to pull (default: this machine's recommendation), and
     whether to use it afterwards (saved in the user's model choice)."""

@@ -253,6 +253,49 @@ def test_ghost_text_from_the_embedded_model(nvim, gemma_model_path, ninetyten_te
     assert seen["accept_command"]["result"] == {"accepted": True}
 
 
+def test_alternatives_partial_accepts_and_forwarded_definitions(nvim, unsure_model_path, ninetyten_test_home, tmp_path):
+    """The unsure model writes " x x x ..." with " y" a close second: <M-]> asks explicitly and
+    cycles through both; <M-Right> accepts a word and keeps the rest, <M-C-Right> the line;
+    a second language server's definition of the called function reaches the prompt."""
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / ".git").mkdir()
+    sample = project / "calc.py"
+    sample.write_text("import wirelib\n\n\ntotal =", encoding="utf-8")
+    library = tmp_path / "env" / "site-packages" / "wirelib" / "__init__.py"
+    library.parent.mkdir(parents=True)
+    library.write_text("def checksum(data: bytes, *, seed: int = 7) -> int:\n    return 0\n")
+    setup = {
+        "cmd": [str(server_executable()), "serve", "--model", str(unsure_model_path)],
+        "debounce_ms": 50,
+        # Exact answers: the token limit ends each generation, never a busy machine's time box.
+        "settings": {"completion": {"max_tokens": 6, "time_limit_ms": 60_000, "quiet": False}},
+    }
+    defs = [sys.executable, "-m", "tests.definition_server", str(library), "0"]
+    env = {
+        **os.environ,
+        "NINETYTEN_HOME": str(ninetyten_test_home),
+        "NINETYTEN_TEST_SETUP": json.dumps(setup),
+        "NINETYTEN_TEST_FILE": str(sample),
+        "NINETYTEN_TEST_DEFS": json.dumps(defs),
+        "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
+    }
+    env.pop("NINETYTEN_MODEL", None)
+    seen = run_nvim(nvim, LUA_TESTS / "alternatives.lua", tmp_path, env, cwd=project, timeout=240)["data"]
+
+    first, second = " x" * 6, " y" + " x" * 5
+    assert (seen["first"], seen["second"], seen["cycled_back"]) == (first, second, second)
+    # A word of the second suggestion, the rest still shown (and not asked for again).
+    assert seen["after_word"] == {"line": "total = y", "ghost": " x" * 5}
+    assert seen["after_wait"] == " x" * 5
+    assert seen["after_line"] == "total =" + second
+    assert seen["cursor"] == [4, len("total =" + second)]
+    assert seen["accept_command"]["result"] == {"accepted": True}
+    forwarded = seen["forwarded"]
+    assert forwarded["path"] == "wirelib/__init__.py"
+    assert forwarded["text"] == "def checksum(data: bytes, *, seed: int = 7) -> int: ..."
+
+
 NOT_FOUND_SCENARIO = """
 package.path = %(tests)s .. "/?.lua;" .. package.path
 local H = require("harness")

@@ -315,6 +315,67 @@ def test_ghost_text_commands_and_status_bar_in_vscode(vsix, endless_model_path, 
         print(f"VS Code session took {time.monotonic() - started:.1f} s", file=sys.stderr)
 
 
+# -- alternatives and partial accepts ---------------------------------------------------------
+
+
+def test_cycling_alternatives_and_partial_accepts_in_vscode(vsix, unsure_model_path, tmp_path):
+    """The unsure model writes " x x x ..." at under 50 % probability with " y" a close second:
+    an explicit request (VS Code's Alt+]) gets both, VS Code cycles through them; Ctrl+Right
+    accepts a word and the rest stays; the extension's key accepts the rest of the line."""
+    workspace = tmp_path / "project"
+    (workspace / ".vscode").mkdir(parents=True)
+    calc = workspace / "calc.py"
+    calc.write_text(SOURCE)
+    (workspace / ".vscode" / "settings.json").write_text(
+        json.dumps(
+            {
+                "ninetyten.server.path": str(Path(sys.prefix) / "bin" / "ninetyten"),
+                "ninetyten.model": str(unsure_model_path),
+                # Exact answers: the token limit ends each generation, never the time box of a busy machine.
+                "ninetyten.serverSettings": {"completion": {"max_tokens": 6, "time_limit_ms": 60_000, "quiet": False}},
+                "ninetyten.debounceMs": 30,
+            },
+            indent=2,
+        )
+    )
+    env = {"NINETYTEN_HOME": str(tmp_path / "ninetyten-home")}
+    first, second = " x" * 6, " y" + " x" * 5
+    with VSCode(tmp_path / "vscode", workspace, env=env) as vscode, browser_page(tmp_path) as page:
+        vscode.start(vsix)
+        bench = Workbench(page)
+        try:
+            bench.open(vscode.url)
+            bench.quick_open("calc.py")
+            bench.wait_for_status("waiting for the first request")
+            page.keyboard.press("Control+End")
+            page.keyboard.type("total =", delay=40)
+            assert bench.wait_for_ghost_text(timeout_s=60) == first
+            # Alt+]: VS Code asks again explicitly; the server adds the runner-up branch.
+            page.keyboard.press("Alt+BracketRight")
+            wait_until(lambda: bench.ghost_text() == second, 30, "the second suggestion")
+            page.keyboard.press("Alt+BracketLeft")
+            wait_until(lambda: bench.ghost_text() == first, 10, "back to the first")
+            page.keyboard.press("Alt+BracketLeft")
+            wait_until(lambda: bench.ghost_text() == second, 10, "around to the last")
+            page.keyboard.press("Alt+BracketRight")
+            wait_until(lambda: bench.ghost_text() == first, 10, "and forward to the first")
+            # Ctrl+Right: VS Code takes the space, then the word; the rest stays on screen (the
+            # server answers VS Code's request after each step from its cache: the same rest).
+            page.keyboard.press("Control+ArrowRight")
+            wait_until(lambda: bench.ghost_text() == first[1:], 10, "the rest after the space")
+            page.keyboard.press("Control+ArrowRight")
+            wait_until(lambda: bench.ghost_text() == " x" * 5, 10, "the rest after a word")
+            # The extension's key for "accept next line": the rest of the line.
+            page.keyboard.press("Control+Alt+ArrowRight")
+            wait_until(lambda: not bench.ghost_text().strip(), 10, "the whole line accepted")
+            bench.save()
+            wait_until(lambda: calc.read_text() == SOURCE + "total =" + first, 10, "the accepted line on disk")
+        except BaseException:
+            page.screenshot(path=str(tmp_path / "failure.png"))
+            print(f"screenshot in {tmp_path}", file=sys.stderr)
+            raise
+
+
 # -- a cloned repository whose policy wants out ------------------------------------------------
 
 PROMPT = "ignored until you trust this file"  # the extension's prompt, not the server's notice

@@ -1,4 +1,4 @@
-"""The pieces that make completion fast: cache, adaptive debounce, context ring."""
+"""The pieces that make completion fast: cache and adaptive debounce."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from lsp_server.completion.cache import CompletionCache, CursorText
-from lsp_server.completion.context_ring import ContextRing
 from lsp_server.completion.debounce import AdaptiveDebounce
 
 DOC = "def area(r):\n    return \n\nprint(area(2))\n"
@@ -103,37 +102,3 @@ def test_debounce_is_capped_and_ignores_pauses():
     for t in (0.0, 5.0, 10.0):  # pauses only
         debounce.keystroke(now=t)
     assert debounce.delay_ms(now=10.0) == 5
-
-
-def test_ring_keeps_order_stable_and_appends_new_chunks():
-    ring = ContextRing(max_chunks=3, chunk_lines=4, max_chars=10_000)
-    text = "\n".join(f"line {n}" for n in range(40))
-    assert ring.add("file:///a.py", "a.py", text, 0)
-    assert ring.add("file:///b.py", "b.py", text, 20)
-    assert not ring.add("file:///a.py", "a.py", text, 1)  # the same lines again: no change
-    assert [c.path for c in ring.chunks()] == ["a.py", "b.py"]
-    assert ring.add("file:///c.py", "c.py", text, 0)
-    assert ring.add("file:///d.py", "d.py", text, 0)
-    assert [c.path for c in ring.chunks()] == ["b.py", "c.py", "d.py"]  # oldest evicted first
-    assert ring.chunks()[0].text.splitlines() == ["line 18", "line 19", "line 20", "line 21"]
-    assert [f.path for f in ring.context_for("file:///c.py")] == ["b.py", "d.py"]
-
-
-def test_ring_reports_the_file_left_behind_and_bounds_size():
-    ring = ContextRing(max_chunks=8, chunk_lines=10, max_chars=50)
-    assert ring.edited("file:///a.py", 3) is None
-    assert ring.edited("file:///a.py", 4) is None
-    assert ring.edited("file:///b.py", 1) == ("file:///a.py", 4)
-    long = "\n".join("x" * 20 for _ in range(10))
-    ring.add("file:///a.py", "a.py", long)
-    ring.add("file:///b.py", "b.py", long)
-    assert [c.path for c in ring.chunks()] == ["b.py"]  # over the character budget: oldest goes
-    ring.forget("file:///b.py")
-    assert len(ring) == 0
-
-
-def test_ring_chunks_keep_only_the_start_of_very_long_lines():
-    ring = ContextRing()
-    ring.add("file:///min.js", "min.js", "var a=1;" * 100_000)
-    (chunk,) = ring.chunks()
-    assert len(chunk.text) == 300 and chunk.text.startswith("var a=1;")

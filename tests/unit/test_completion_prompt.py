@@ -120,3 +120,33 @@ def test_prefix_only_mode_without_fim():
 def test_cursor_past_end_is_clamped():
     prompt = builder().build(CompletionInput("a.py", "ab\ncd", 9, 99))
     assert prompt.cursor.line_prefix == "cd"
+
+
+def test_a_model_without_repository_tokens_reads_context_under_comment_headers():
+    b = PromptBuilder(tokenizer=ByteTokenizer(), fim=None, budget=PromptBudget(extra_tokens=200), bos=2)
+    extra = [
+        ContextFile("pkg/util.py", "def helper(a, b): ...", "import"),
+        ContextFile("web/app.js", "function go(x) { ... }\n", "similar"),
+    ]
+    prompt = b.build(CompletionInput("pkg/main.py", "x = helper(", 0, 11, extra=extra))
+    assert prompt.tokens[0] == 2
+    assert decode(prompt.tokens[1:]) == (
+        "# pkg/util.py\ndef helper(a, b): ...\n\n// web/app.js\nfunction go(x) { ... }\n\n# pkg/main.py\nx = helper("
+    )
+    assert prompt.n_extra == len(prompt.tokens) - 1 - prompt.n_prefix
+
+
+def test_plain_context_keeps_to_its_budget_and_is_left_out_when_nothing_fits():
+    b = PromptBuilder(tokenizer=ByteTokenizer(), fim=None, budget=PromptBudget(extra_tokens=40), bos=None)
+    extra = [ContextFile("a.py", "\n".join(f"line_{n} = {n}" for n in range(50)))]
+    prompt = b.build(CompletionInput("m.py", "y = ", 0, 4, extra=extra))
+    assert 0 < prompt.n_extra <= 40
+    assert decode(prompt.tokens).endswith("# m.py\ny = ")
+    tight = PromptBuilder(tokenizer=ByteTokenizer(), fim=None, budget=PromptBudget(extra_tokens=12), bos=None)
+    assert decode(tight.build(CompletionInput("m.py", "y = ", 0, 4, extra=extra)).tokens) == "y = "
+
+
+def test_a_path_with_a_newline_stays_one_comment_line():
+    b = PromptBuilder(tokenizer=ByteTokenizer(), fim=None, budget=PromptBudget(extra_tokens=200), bos=None)
+    prompt = b.build(CompletionInput("m.py", "y = ", 0, 4, extra=[ContextFile("a\nimport os.py", "z = 1")]))
+    assert decode(prompt.tokens).startswith("# a import os.py\nz = 1\n")

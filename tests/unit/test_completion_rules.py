@@ -3,7 +3,9 @@ from lsp_server.completion.rules import (
     StopRule,
     balance_brackets,
     drop_repeats,
+    first_text_check,
     indent_width,
+    open_brackets,
     postprocess,
     trim_next_lines_overlap,
     trim_suffix_overlap,
@@ -127,3 +129,40 @@ def test_a_trailing_block_header_without_a_body_is_dropped():
     cursor = CursorContext(line_prefix="    ", line_suffix="")
     assert postprocess("total = 0\n    for item in items:", cursor) == "total = 0"
     assert postprocess("for item in items:", cursor) == "for item in items:"  # one line: the user goes on
+
+
+def test_an_unfinished_statement_is_told_from_a_finished_line():
+    for prefix in (
+        "x = foo(",
+        "    return ",
+        "total = a +",
+        "items = [1,",
+        "value = obj.",
+        "if x and",
+        "    yield",
+        "foo(a, b",
+        "if (x) {",
+    ):
+        assert cursor(prefix).unfinished, prefix
+    for prefix in ("", "    ", "total = 0", "def f():", "print(x)", "    x.y", "return_value"):
+        assert not cursor(prefix).unfinished, prefix
+    assert open_brackets('f(a, "(", [b') == 2 and open_brackets("a)") == -1
+
+
+def test_an_unfinished_statement_ends_where_its_brackets_close():
+    rule = StopRule(cursor("    data = encode(", next_lines=("    send(data)",)))
+    assert feed(rule, "frame, seed)\n    send(data)\n") == "frame, seed)"
+    # Arguments over several lines: the statement ends when the call closes.
+    assert feed(rule, "frame,\n        seed)\n    more()\n") == "frame,\n        seed)"
+    rule = StopRule(cursor("    return "))
+    assert feed(rule, "a + b\n    print(1)\n") == "a + b"
+    # A finished line may go on with the next lines, as before.
+    assert feed(StopRule(cursor("    total = 0")), "\n    total += 1\n    x\n\ny") == "\n    total += 1\n    x"
+
+
+def test_no_line_break_first_where_the_cursor_line_wants_writing():
+    for prefix in ("x = foo(", "    ", "", "    return "):
+        check = first_text_check(cursor(prefix))
+        assert check is not None and not check("\n") and not check("  \n") and check("a") and check(" b"), prefix
+    for prefix in ("def f():", "total = 0", "if (x) {", "x = {"):
+        assert first_text_check(cursor(prefix)) is None, prefix

@@ -191,7 +191,8 @@ def test_prompt_never_exceeds_its_token_budget(made, data) -> None:
     if builder.fim is None:
         head = [builder.bos] if builder.bos is not None else []
         assert tokens[: len(head)] == head
-        body = tokens[len(head) :]
+        # Context from other files (under comment headers) comes first, then the prefix.
+        body = tokens[len(head) + prompt.n_extra :]
         assert len(body) == prompt.n_prefix
         prefix_text = tokenizer.decode(body)
     else:

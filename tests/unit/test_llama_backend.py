@@ -193,3 +193,22 @@ def test_gpu_layers_setting(monkeypatch, tmp_path):
         ServerConfig().merged({"gpu_layers": -2})
     monkeypatch.setenv("NINETYTEN_HOME", str(tmp_path))
     assert Engine(ServerConfig(gpu_layers=7)).local.settings.n_gpu_layers == 7
+
+
+def test_the_first_token_skips_openings_the_caller_refuses(unsure_model_path):
+    # " x" for ever at under 50 %, " y" a close second: refusing " x" first gives " y", then " x".
+    backend = LlamaCppBackend(LlamaSettings(model=unsure_model_path, n_ctx=512))
+    backend.load()
+    try:
+        prompt = backend.tokenize_text("c =")
+        generation = backend.generate_blocking(
+            GenerationRequest(prompt_tokens=prompt, max_tokens=3, first_text_ok=lambda text: text != " x")
+        )
+        assert generation.text == " y x x"  # only the first token is checked
+        assert generation.token_logprobs[0] < generation.token_logprobs[1]  # a less likely token, honestly scored
+        refused = backend.generate_blocking(
+            GenerationRequest(prompt_tokens=prompt, max_tokens=3, first_text_ok=lambda text: False)
+        )
+        assert refused.text == " x x x"  # nothing acceptable among the best: the model's own choice
+    finally:
+        backend.close()

@@ -237,6 +237,93 @@ test("completion: a newer request cancels the one in flight", function()
   end
 end)
 
+test("completion: where to ask other servers for definitions", function()
+  H.eq({ 13 }, completion.definition_targets("    digest = checksum_for_payload("), "the call being written")
+  H.eq({ 10, 16 }, completion.definition_targets("x = outer(inner(a, "), "innermost call, then the last name")
+  H.eq({ 4, 16 }, completion.definition_targets("x = outer(inner(a), "), "a closed call is not the one written")
+  H.eq({ 0 }, completion.definition_targets("value = compu"), "the name being typed is unfinished")
+  H.eq({}, completion.definition_targets("    "), "nothing")
+end)
+
+test("completion: the next word and the next line of a suggestion", function()
+  H.eq({ " x" }, completion.next_word({ " x x" }), "spaces and a word")
+  H.eq({ "(" }, completion.next_word({ "(a, b)" }), "punctuation")
+  H.eq({ "foo_1" }, completion.next_word({ "foo_1.bar" }), "a word")
+  H.eq({ "", "" }, completion.next_word({ "", "    y = 2" }), "the line break first")
+  H.eq(nil, completion.next_word({ "" }), "nothing left")
+  H.eq({ "a + b" }, completion.next_line({ "a + b", "c" }), "the rest of the line")
+  H.eq({ "", "    c = 3" }, completion.next_line({ "", "    c = 3", "d" }), "the break and the next line")
+end)
+
+test("completion: partial accepts keep the rest; cycling asks for alternatives once", function()
+  vim.cmd("enew")
+  local buf = vim.api.nvim_get_current_buf()
+  vim.api.nvim_buf_set_name(buf, vim.fn.tempname() .. ".py")
+  local requests = {}
+  local fake
+  local function args_of(...)
+    local args = { ... }
+    if args[1] == fake then
+      table.remove(args, 1)
+    end
+    return unpack(args)
+  end
+  fake = {
+    id = 4343, name = "ninetyten", offset_encoding = "utf-16",
+    request = function(...)
+      local method, params, handler = args_of(...)
+      requests[#requests + 1] = { method = method, params = params, handler = handler }
+      return true, #requests
+    end,
+    cancel_request = function() end,
+  }
+  local real_client_for, real_get = lsp.client_for, vim.lsp.get_client_by_id
+  lsp.client_for = function() return fake end
+  vim.lsp.get_client_by_id = function(id) return id == fake.id and fake or real_get(id) end
+  local ok, err = pcall(function()
+    require("ninetyten").setup({ cmd = { "false" }, filetypes = {} })
+    require("ninetyten")._setup_buffer(buf)
+    vim.api.nvim_buf_set_lines(buf, 0, -1, false, { "v = " })
+    vim.api.nvim_win_set_cursor(0, { 1, 4 })
+    vim.api.nvim_input("A")
+    H.wait_for("insert mode", function() return vim.api.nvim_get_mode().mode == "i" end)
+    completion.request(buf)
+    H.eq(2, requests[1].params.context.triggerKind, "typing: an automatic request")
+    requests[1].handler(nil, { items = { { insertText = "foo(a, b)" } } })
+    H.eq({ "foo(a, b)" }, completion.current(buf).lines, "shown")
+    -- Cycling: an explicit request, whose alternatives are then cycled without asking again.
+    require("ninetyten").cycle(1)
+    H.eq(1, requests[2].params.context.triggerKind, "cycling: an explicit request")
+    requests[2].handler(nil, { items = { { insertText = "foo(a, b)" }, { insertText = "bar()" } } })
+    H.eq({ "bar()" }, completion.current(buf).lines, "the second suggestion")
+    require("ninetyten").cycle(1)
+    H.eq({ "foo(a, b)" }, completion.current(buf).lines, "around to the first")
+    require("ninetyten").cycle(-1)
+    H.eq({ "bar()" }, completion.current(buf).lines, "back")
+    H.eq(2, #requests, "no third request")
+    require("ninetyten").cycle(-1)
+    -- Accept by word: "foo", then "(", then the rest of the line.
+    H.eq(true, require("ninetyten").accept_word(), "a word accepted")
+    H.eq("v = foo", vim.api.nvim_buf_get_lines(buf, 0, 1, false)[1], "the word inserted")
+    H.eq({ "(a, b)" }, completion.current(buf).lines, "the rest still shown")
+    H.sleep(60)
+    H.eq({ "(a, b)" }, completion.current(buf) and completion.current(buf).lines, "and kept: no new request")
+    H.eq(2, #requests, "nothing asked")
+    require("ninetyten").accept_word()
+    H.eq("v = foo(", vim.api.nvim_buf_get_lines(buf, 0, 1, false)[1], "punctuation")
+    require("ninetyten").accept_line()
+    H.eq("v = foo(a, b)", vim.api.nvim_buf_get_lines(buf, 0, 1, false)[1], "the rest of the line")
+    H.eq({ 1, 13 }, vim.api.nvim_win_get_cursor(0), "cursor after it")
+    H.eq(false, completion.visible(buf), "nothing left to show")
+    vim.cmd("stopinsert")
+  end)
+  lsp.client_for, vim.lsp.get_client_by_id = real_client_for, real_get
+  vim.cmd("bwipeout!")
+  if not ok then
+    error(err, 0)
+  end
+end)
+
 test("commands: LSP range of a command range", function()
   vim.cmd("enew")
   local buf = vim.api.nvim_get_current_buf()

@@ -21,6 +21,7 @@ const SERVER = {
   untrustPolicy: COMMANDS.untrustPolicy,
 };
 const SERVED_NOTIFICATION = METHODS.served;
+const DEFINITIONS_NOTIFICATION = METHODS.definitions;
 const POLICY_TRUST = METHODS.policyTrust;
 const MODELS = METHODS.models;
 const PULL_MODEL = METHODS.pullModel;
@@ -113,6 +114,7 @@ async function createClient() {
           const wait = Number(settings(document).get('debounceMs', 75));
           if (!(await logic.debounce(wait, token))) return null;
         }
+        await forwardDefinitions(document, position);
         return next(document, position, context, token);
       },
       provideCodeActions: (document, range, context, token, next) =>
@@ -148,6 +150,39 @@ async function createClient() {
   });
   created.onDidChangeState(() => renderStatus());
   return created;
+}
+
+// -- definitions from the other language servers -------------------------------------------
+
+let lastForwarded = ''; // what was sent last, so that typing on one line sends it once
+
+/**
+ * Tells the server where the editor's other language servers (Pylance, gopls, ...) say the
+ * symbols at the cursor are defined: the function being called and the last name before the
+ * cursor. An optional extra: the server works without it, and a slow provider is waited for
+ * at most `ninetyten.forwardDefinitions.timeoutMs` (its answer still goes out when it comes).
+ */
+async function forwardDefinitions(document, position) {
+  const cfg = settings(document);
+  const running = client;
+  if (!running || !cfg.get('forwardDefinitions.enabled', true)) return;
+  const line = document.lineAt(position.line).text.slice(0, position.character);
+  const targets = logic.definitionTargets(line);
+  const key = `${document.uri.toString()}|${position.line}|${targets.map((t) => line.slice(t).match(/^[\w$]+/)).join(',')}`;
+  if (!targets.length || key === lastForwarded) return;
+  lastForwarded = key;
+  const asked = Promise.all(targets.map((character) => Promise.resolve(vscode.commands.executeCommand(
+    'vscode.executeDefinitionProvider', document.uri, new vscode.Position(position.line, character)))
+    .catch(() => undefined)))
+    .then((results) => {
+      const definitions = logic.definitionItems(results)
+        .filter((item) => item.uri !== document.uri.toString() || item.range.start.line !== position.line);
+      if (definitions.length && client === running) {
+        running.sendNotification(DEFINITIONS_NOTIFICATION, { textDocument: { uri: document.uri.toString() }, definitions });
+      }
+    });
+  const wait = Number(cfg.get('forwardDefinitions.timeoutMs', 60));
+  await Promise.race([asked, new Promise((resolve) => setTimeout(resolve, Math.max(0, wait)))]);
 }
 
 async function startClient() {

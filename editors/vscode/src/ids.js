@@ -8,6 +8,8 @@ const METHODS = Object.freeze({
   "refactor": "ninetyten/refactor",
   "ask": "ninetyten/ask",
   "stats": "ninetyten/stats",
+  "definitions": "ninetyten/definitions",
+  "context": "ninetyten/context",
   "models": "ninetyten/models",
   "pullModel": "ninetyten/pullModel",
   "useModel": "ninetyten/useModel"

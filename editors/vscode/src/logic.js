@@ -334,8 +334,67 @@ function debounce(ms, token) {
   });
 }
 
+/**
+ * Where to ask the editor's other language servers for definitions, on the cursor line before
+ * the cursor: the function being called (the name before the innermost unclosed bracket) and
+ * the last complete name before the one being typed. Returns up to two character offsets (each
+ * at a name's first character), innermost call first; none inside a string or comment is told
+ * apart (a cheap scan: a wrong guess costs one definition request that finds nothing).
+ */
+function definitionTargets(linePrefix) {
+  const text = String(linePrefix || '');
+  const names = [];
+  const re = /[A-Za-z_$][A-Za-z0-9_$]*/g;
+  let match;
+  while ((match = re.exec(text)) !== null) names.push({ start: match.index, end: match.index + match[0].length });
+  const targets = [];
+  const stack = [];
+  for (let i = 0; i < text.length; i += 1) {
+    const ch = text[i];
+    if (ch === '(' || ch === '[' || ch === '{') stack.push(i);
+    else if ((ch === ')' || ch === ']' || ch === '}') && stack.length) stack.pop();
+  }
+  for (let k = stack.length - 1; k >= 0 && targets.length < 1; k -= 1) {
+    const open = stack[k];
+    if (text[open] !== '(') continue;
+    const callee = names.filter((n) => n.end <= open && !text.slice(n.end, open).trim()).pop();
+    if (callee) targets.push(callee.start);
+  }
+  // The name right at the cursor is unfinished: asking where it is defined finds nothing.
+  const complete = names.filter((n) => n.end < text.length);
+  const last = complete[complete.length - 1];
+  if (last && !targets.includes(last.start)) targets.push(last.start);
+  return targets.slice(0, 2);
+}
+
+/** Definition results (Location or LocationLink) as `ninetyten/definitions` items. */
+function definitionItems(results, limit = 8) {
+  const out = [];
+  const seen = new Set();
+  for (const result of results || []) {
+    for (const item of Array.isArray(result) ? result : result ? [result] : []) {
+      const uri = item.targetUri || item.uri;
+      const range = item.targetSelectionRange || item.targetRange || item.range;
+      if (!uri || !range) continue;
+      const entry = {
+        uri: uri.toString(),
+        range: { start: { line: range.start.line, character: range.start.character },
+          end: { line: range.end.line, character: range.end.character } },
+      };
+      const key = `${entry.uri}:${entry.range.start.line}`;
+      if (seen.has(key)) continue;
+      seen.add(key);
+      out.push(entry);
+      if (out.length >= limit) return out;
+    }
+  }
+  return out;
+}
+
 module.exports = {
   debounce,
+  definitionItems,
+  definitionTargets,
   describeRange,
   expandPath,
   findServer,

@@ -239,3 +239,24 @@ test('server arguments: a chat model, and REPO:FILE is not a path', () => {
   assert.deepEqual(logic.serverArgs({ chatModel: 'models/chat.gguf', folders: ['/w'] }),
     ['serve', '--chat-model', path.join('/w', 'models/chat.gguf')]);
 });
+
+test('definition targets: the innermost call and the last complete name before the cursor', () => {
+  assert.deepEqual(logic.definitionTargets('    digest = checksum_for_payload('), [13]);
+  assert.deepEqual(logic.definitionTargets('x = outer(inner(a, '), [10, 16]);
+  assert.deepEqual(logic.definitionTargets('x = outer(inner(a), '), [4, 16]);
+  assert.deepEqual(logic.definitionTargets('value = compu'), [0]);
+  assert.deepEqual(logic.definitionTargets('    '), []);
+  assert.deepEqual(logic.definitionTargets(''), []);
+});
+
+test('definition items: locations and location links, de-duplicated and capped', () => {
+  const range = (line) => ({ start: { line, character: 4 }, end: { line, character: 9 } });
+  const items = logic.definitionItems([
+    [{ uri: 'file:///a.py', range: range(3) }, { uri: 'file:///a.py', range: range(3) }],
+    [{ targetUri: 'file:///b.py', targetRange: range(10), targetSelectionRange: range(11) }],
+    undefined,
+  ]);
+  assert.deepEqual(items.map((i) => [i.uri, i.range.start.line]), [['file:///a.py', 3], ['file:///b.py', 11]]);
+  const many = Array.from({ length: 20 }, (_, n) => ({ uri: `file:///${n}.py`, range: range(n) }));
+  assert.equal(logic.definitionItems([many]).length, 8);
+});

@@ -280,6 +280,7 @@ class LlamaCppBackend:
             raise BackendError("empty prompt")
         if cancel.cancelled:
             return Generation("", "cancelled", usage)
+        tokens += request.forced
         max_new = min(request.max_tokens, self.n_ctx - len(tokens))
         if max_new <= 0:
             raise BackendError(f"prompt of {len(tokens)} tokens does not fit the {self.n_ctx}-token context")

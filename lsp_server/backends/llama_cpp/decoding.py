@@ -8,15 +8,19 @@ token log-probabilities are all checked between two tokens.
 from __future__ import annotations
 
 import codecs
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from lsp_server.backends.base import CancelToken, Generation, GenerationRequest, StopReason, Usage
+from lsp_server.backends.base import CancelToken, Fork, Generation, GenerationRequest, StopReason, Usage
 from lsp_server.backends.llama_cpp.speculative import Drafter, decode_rows
 
 if TYPE_CHECKING:
     from lsp_server.backends.llama_cpp.backend import LlamaCppBackend
+
+# How far down the ranking the first token may come from when the caller refuses some openings.
+FIRST_TOKEN_CANDIDATES = 16
 
 
 class Output:
@@ -38,7 +42,12 @@ class Output:
         self.cancel = cancel
         self.deadline = deadline
         self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        self.text = ""
+        forced = list(request.forced)
+        # Forced tokens (an alternative continuing a fork) are the answer's start: the stop
+        # rule reads them, and they count as produced, not as generated.
+        self.text = self.decoder.decode(backend.llm.detokenize(forced)) if forced else ""
+        self.produced: list[int] = forced
+        self.fork: Fork | None = None
         self.logprobs: list[float] = []
         self.reason: StopReason = "max_tokens"
         self.generated = 0
@@ -53,7 +62,12 @@ class Output:
     def best(self, row: int) -> tuple[int, np.ndarray]:
         """The greedy token after batch row `row` (-1: the last), and that row's logits."""
         logits = np.ctypeslib.as_array(self._logits_ith(self._ctx, row), shape=(self._n_vocab,))
-        return int(np.argmax(logits)), logits
+        # Before any text, the caller may refuse some openings (a prefix-only model starting a
+        # new line where the line at the cursor wants finishing): the best one it accepts.
+        check = self.request.first_text_ok if not self.text else None
+        if check is None:
+            return int(np.argmax(logits)), logits
+        return first_token(self.backend, logits, check), logits
 
     def emit(self, token: int, logits: np.ndarray) -> bool:
         """Add the model's next token; True when the generation ends here."""
@@ -61,9 +75,16 @@ class Output:
         if token in backend.stop_tokens:
             self.reason = "eos"
             return True
-        top = float(logits[token])
-        self.logprobs.append(-float(np.log(np.exp(logits - top, dtype=np.float64).sum())))
+        top = float(logits.max())
+        log_total = float(np.log(np.exp(logits - top, dtype=np.float64).sum())) + top
+        self.logprobs.append(float(logits[token]) - log_total)
+        request = self.request
+        if self.fork is None and request.fork_width > 0 and request.fork_below is not None:
+            if self.logprobs[-1] < request.fork_below:
+                check = request.first_text_ok if not self.text else None
+                self.fork = fork_at(backend, logits, log_total, len(self.produced), token, request.fork_width, check)
         self.generated += 1
+        self.produced.append(token)
         self.text += self.decoder.decode(backend.llm.detokenize([token]))
         if self.request.stop is not None:
             cut = self.request.stop(self.text)
@@ -84,7 +105,54 @@ class Output:
 
     def generation(self, usage: Usage) -> Generation:
         self.text += self.decoder.decode(b"", final=True)
-        return Generation(text=self.text, stop_reason=self.reason, usage=usage, token_logprobs=self.logprobs)
+        return Generation(
+            text=self.text,
+            stop_reason=self.reason,
+            usage=usage,
+            token_logprobs=self.logprobs,
+            tokens=self.produced,
+            fork=self.fork,
+        )
+
+
+def ranked(logits: np.ndarray, count: int) -> list[int]:
+    """The `count` most likely tokens, best first (a partial sort)."""
+    count = min(count, len(logits))
+    candidates = np.argpartition(logits, -count)[-count:]
+    return sorted((int(t) for t in candidates), key=lambda t: -float(logits[t]))
+
+
+def first_token(backend: LlamaCppBackend, logits: np.ndarray, check: Callable[[str], bool]) -> int:
+    """The most likely token whose text `check` accepts (end-of-text always is), among the best
+    FIRST_TOKEN_CANDIDATES; the most likely one if none is."""
+    best = ranked(logits, FIRST_TOKEN_CANDIDATES)
+    for token in best:
+        if token in backend.stop_tokens:
+            return token
+        text = backend.detokenize([token])
+        if "\ufffd" not in text and check(text):  # a whole character, and one the caller takes
+            return token
+    return best[0]
+
+
+def fork_at(
+    backend: LlamaCppBackend,
+    logits: np.ndarray,
+    log_total: float,
+    step: int,
+    chosen: int,
+    width: int,
+    check: Callable[[str], bool] | None,
+) -> Fork:
+    """The runner-up tokens at an unsure step (this runs only where the model was unsure)."""
+    stops = backend.stop_tokens
+    candidates = ranked(logits, width + 1 + len(stops) + (8 if check is not None else 0))
+    runners = [
+        (t, float(logits[t]) - log_total)
+        for t in candidates
+        if t != chosen and t not in stops and (check is None or check(backend.detokenize([t])))
+    ]
+    return Fork(step, tuple(runners[:width]))
 
 
 def decode_greedy(backend: LlamaCppBackend, out: Output) -> None:

@@ -3,6 +3,7 @@ stats and the accept command."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from lsprotocol import types
@@ -11,8 +12,9 @@ from lsp_server.completion.complete import Completer
 from lsp_server.completion.prompt import CompletionInput
 from lsp_server.completion.service import CompletionService
 from lsp_server.config import CompletionConfig
+from lsp_server.engine.core import Engine
 from lsp_server.engine.results import CompletionResult
-from lsp_server.lsp.convert import clamp_position, clip_long_lines, split_lines, window
+from lsp_server.lsp.convert import clamp_position, clip_long_lines, file_path, split_lines, window
 from lsp_server.lsp.ids import COMPLETION_ACCEPTED_COMMAND, SERVED_NOTIFICATION, STATS_REQUEST
 from lsp_server.lsp.params import command_params
 from lsp_server.lsp.server import NinetyTenServer
@@ -32,20 +34,35 @@ class CompletionFeature:
     # -- document events -----------------------------------------------------
 
     def opened(self, uri: str, text: str) -> None:
-        self.service.opened(uri, self.ls.relative_path(uri), text)
+        self.service.opened(uri, file_path(uri), text)
 
-    def changed(self, uri: str, line: int) -> None:
-        self.service.changed(uri, line, self.document_text)
+    def changed(self, uri: str, changes: list[tuple[int, int, str]]) -> None:
+        self.service.changed(uri, self.ls.relative_path(uri), changes)
 
     def closed(self, uri: str) -> None:
-        self.service.closed(uri)
+        self.service.closed(uri, file_path(uri))
 
-    def document_text(self, uri: str) -> tuple[str, str] | None:
+    def document_text(self, uri: str) -> str | None:
         document = self.ls.document(uri)
-        return None if document is None else (self.ls.relative_path(uri), document.source)
+        return None if document is None else document.source
+
+    def open_text(self, path: Path) -> str | None:
+        """The editor's text of the file at `path`, if it is open (it may be unsaved)."""
+        return self.document_text(path.as_uri())
+
+    def start_context(self) -> None:
+        """Index the workspace folders in the background (once the client is initialized)."""
+        folders = [file_path(folder.uri) for folder in self.ls.workspace.folders.values()]
+        found = [folder for folder in folders if folder is not None]
+        root = self.ls.workspace_root
+        self.service.context.start(found or ([root] if root is not None else []))
 
     def stop(self) -> None:
         self.service.stop_running()
+
+    def shutdown(self) -> None:
+        self.service.stop_running()
+        self.service.context.stop()
 
     def model_changed(self) -> None:
         """Another model serves completions now: nothing of the old one is shown again."""
@@ -62,6 +79,9 @@ class CompletionFeature:
         limits = self.ls.config.completion
         lines = split_lines(document.source)
         line, column = clamp_position(lines, position.line, position.character, self.ls.encoding)
+        extra = self.service.context.files(
+            uri, file_path(uri), document.source, line, column, text_of=self.document_text, open_text=self.open_text
+        )
         if len(document.source) > limits.max_document_chars:  # only a window around the cursor
             lines, line = window(lines, line, limits.window_lines)
         if max(map(len, lines)) > limits.max_line_chars:
@@ -72,7 +92,7 @@ class CompletionFeature:
             text="\n".join(lines),
             line=line,
             character=column,
-            extra=self.service.context_for(uri),
+            extra=extra,
             repo_name=root.name if root else "",
         )
 
@@ -82,9 +102,12 @@ class CompletionFeature:
         inp = self.completion_input(uri, position) if engine is not None else None
         if engine is None or inp is None:
             return None
+        return await self.service.complete(self.completer(engine), uri, inp, invoked=invoked)
+
+    def completer(self, engine: Engine) -> Completer:
         if self._completer is None or self._completer.engine is not engine:
             self._completer = Completer(engine)
-        return await self.service.complete(self._completer, uri, inp, invoked=invoked)
+        return self._completer
 
     def notify_served(self, uri: str, summary: dict[str, Any], shown: bool) -> None:
         """Tell the client (status bar, demo, tests) what served a request; never its content."""
@@ -111,7 +134,7 @@ class CompletionFeature:
         return {
             **service.stats.to_json(),
             "cache_entries": len(service.cache),
-            "context_chunks": len(service.ring),
+            **service.context.stats(),
             "tracked_requests": self.ls.protocol.requests_in_flight,
         }
 
@@ -123,17 +146,23 @@ class CompletionFeature:
         return mode == "always" or (mode == "auto" and not has_inline)
 
 
-def inline_item(result: CompletionResult, position: types.Position) -> types.InlineCompletionItem:
+def inline_items(result: CompletionResult, position: types.Position) -> list[types.InlineCompletionItem]:
+    """The suggestion and its alternatives; accepting one tells the server which (its index)."""
     assert result.text is not None
-    accepted = types.Command(
-        title="ninetyten: completion accepted",
-        command=COMPLETION_ACCEPTED_COMMAND,
-        arguments=[{"requestId": result.request_id}],
-    )
     # VS Code renders ghost text only for items that carry a range.
-    return types.InlineCompletionItem(
-        insert_text=result.text, range=types.Range(start=position, end=position), command=accepted
-    )
+    here = types.Range(start=position, end=position)
+    return [
+        types.InlineCompletionItem(
+            insert_text=text,
+            range=here,
+            command=types.Command(
+                title="ninetyten: completion accepted",
+                command=COMPLETION_ACCEPTED_COMMAND,
+                arguments=[{"requestId": result.request_id, "index": index}],
+            ),
+        )
+        for index, text in enumerate([result.text, *result.alternatives])
+    ]
 
 
 def completion_item(result: CompletionResult, position: types.Position) -> types.CompletionItem:
@@ -165,7 +194,7 @@ def register(server: NinetyTenServer) -> None:
         result = await ls.completion_feature.complete(params.text_document.uri, params.position, invoked=invoked)
         if result is None or result.text is None:
             return types.InlineCompletionList(items=[])
-        return types.InlineCompletionList(items=[inline_item(result, params.position)])
+        return types.InlineCompletionList(items=inline_items(result, params.position))
 
     @server.feature(types.TEXT_DOCUMENT_COMPLETION, types.CompletionOptions(trigger_characters=[".", "(", " "]))
     async def completion(ls: NinetyTenServer, params: types.CompletionParams) -> types.CompletionList:

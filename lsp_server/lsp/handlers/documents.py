@@ -16,9 +16,13 @@ def register(server: NinetyTenServer) -> None:
 
     @server.feature(types.TEXT_DOCUMENT_DID_CHANGE)
     def did_change(ls: NinetyTenServer, params: types.DidChangeTextDocumentParams) -> None:
-        first = params.content_changes[0] if params.content_changes else None
-        line = first.range.start.line if first is not None and hasattr(first, "range") else 0
-        ls.completion_feature.changed(params.text_document.uri, line)
+        # Incremental changes name the lines they replace: the recently edited ranges.
+        changes = [
+            (change.range.start.line, change.range.end.line, change.text)
+            for change in params.content_changes
+            if isinstance(change, types.TextDocumentContentChangePartial)
+        ]
+        ls.completion_feature.changed(params.text_document.uri, changes)
         ls.policy_feature.check_document(params.text_document.uri)
 
     @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)

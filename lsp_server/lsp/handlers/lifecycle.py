@@ -138,6 +138,7 @@ def register(server: NinetyTenServer) -> None:
     @server.feature(types.INITIALIZED)
     async def initialized(ls: NinetyTenServer, params: types.InitializedParams) -> None:
         ls.spawn(report_loading(ls))
+        ls.completion_feature.start_context()
         if ls.engine is not None and ls.engine.policy.offline:
             ls.notify_user(types.MessageType.Info, "offline policy: everything runs on the local model")
         ls.policy_feature.start_watching()
@@ -145,6 +146,6 @@ def register(server: NinetyTenServer) -> None:
     @server.feature(types.SHUTDOWN)
     async def shutdown(ls: NinetyTenServer, params: Any) -> None:
         ls.policy_feature.stop_watching()
-        ls.completion_feature.stop()
+        ls.completion_feature.shutdown()
         if ls.engine is not None:
             await ls.engine.aclose()

@@ -3,12 +3,14 @@
 local ghost = require("ninetyten.ghost")
 local lsp = require("ninetyten.lsp")
 local position = require("ninetyten.position")
+local ids = require("ninetyten.ids")
 
 local uv = vim.uv or vim.loop -- vim.loop is deprecated from 0.10 on
 
 local M = {}
 
 M.debounce_ms = 150
+M.forward = true -- forward definitions from the buffer's other language servers
 M.last_accept = nil -- { command, err, result } of the last acceptance command, for tests
 
 local states = {} -- buf -> { timer, pending = { client_id, id }, item }
@@ -55,7 +57,7 @@ end
 function M.clear(buf)
   local s = states[buf]
   if s then
-    s.item = nil
+    s.item, s.items, s.index, s.explored = nil, nil, nil, nil
   end
   ghost.clear(buf)
 end
@@ -115,7 +117,7 @@ function M.show(buf, item)
   state(buf).item = item
 end
 
-local function on_result(buf, client, result, row, col, tick)
+local function on_result(buf, client, result, row, col, tick, select)
   if vim.api.nvim_get_current_buf() ~= buf or not in_insert_mode() then
     return
   end
@@ -123,18 +125,29 @@ local function on_result(buf, client, result, row, col, tick)
   if vim.api.nvim_buf_get_changedtick(buf) ~= tick or now_row ~= row or now_col ~= col then
     return -- the user moved on; a newer request is on its way
   end
+  -- Several items: the server's alternatives, best first (cycled with next / previous).
+  local items = {}
   for _, raw in ipairs(result.items or result) do
     local item = M.make_item(buf, raw, row, col, client.offset_encoding)
     if item then
       item.client_id = client.id
-      M.show(buf, item)
-      return
+      items[#items + 1] = item
     end
   end
+  if #items == 0 then
+    return
+  end
+  local index = select and select(#items) or 1
+  local s = state(buf)
+  s.items, s.index = items, index
+  M.show(buf, items[index])
 end
 
 -- Ask the server for a completion at the cursor now; an older request is cancelled.
-function M.request(buf)
+-- `opts.invoked`: an explicit request (the server then adds alternatives where the model is
+-- unsure); `opts.select(count)` picks which of the items to show (default the first).
+function M.request(buf, opts)
+  opts = opts or {}
   buf = buf or vim.api.nvim_get_current_buf()
   if buf ~= vim.api.nvim_get_current_buf() or not in_insert_mode() then
     return
@@ -150,7 +163,7 @@ function M.request(buf)
   local params = {
     textDocument = { uri = vim.uri_from_bufnr(buf) },
     position = { line = row, character = position.to_lsp(line_at(buf, row), col, client.offset_encoding) },
-    context = { triggerKind = 2 }, -- Automatic
+    context = { triggerKind = opts.invoked and 1 or 2 }, -- Invoked / Automatic
   }
   local id
   local ok, request_id = lsp.request(client, "textDocument/inlineCompletion", params, function(err, result)
@@ -159,12 +172,125 @@ function M.request(buf)
     end
     s.pending = nil
     if err == nil and type(result) == "table" then
-      on_result(buf, client, result, row, col, tick)
+      on_result(buf, client, result, row, col, tick, opts.select)
     end
   end, buf)
   if ok and request_id then
     id = request_id
     s.pending = { client_id = client.id, id = request_id }
+  end
+end
+
+-- Definitions from the buffer's other language servers ------------------------------------
+
+-- Where to ask for definitions on the cursor line: the function being called (the name before
+-- the innermost unclosed "(") and the last complete name before the cursor; byte columns
+-- (0-based), innermost call first, at most two. A cheap scan, strings and comments included:
+-- a wrong guess costs one definition request that finds nothing.
+function M.definition_targets(prefix)
+  local names = {}
+  local init = 1
+  while true do
+    local first, last = prefix:find("[%a_][%w_]*", init)
+    if not first then
+      break
+    end
+    names[#names + 1] = { first - 1, last } -- 0-based start, 1-based end (= 0-based end + 1)
+    init = last + 1
+  end
+  local stack = {}
+  for i = 1, #prefix do
+    local ch = prefix:sub(i, i)
+    if ch == "(" or ch == "[" or ch == "{" then
+      stack[#stack + 1] = i
+    elseif (ch == ")" or ch == "]" or ch == "}") and #stack > 0 then
+      stack[#stack] = nil
+    end
+  end
+  local targets = {}
+  for k = #stack, 1, -1 do
+    local open = stack[k]
+    if prefix:sub(open, open) == "(" then
+      for n = #names, 1, -1 do
+        local name = names[n]
+        if name[2] < open and prefix:sub(name[2] + 1, open - 1):match("^%s*$") then
+          targets[1] = name[1]
+          break
+        end
+      end
+      break
+    end
+  end
+  for n = #names, 1, -1 do
+    if names[n][2] < #prefix then -- the name at the cursor is unfinished
+      if names[n][1] ~= targets[1] then
+        targets[#targets + 1] = names[n][1]
+      end
+      break
+    end
+  end
+  return targets
+end
+
+-- Asks the other clients where the symbols at the cursor are defined and forwards the answers
+-- to the ninetyten server (`ninetyten/definitions`); an optional extra, sent without waiting.
+function M.forward_definitions(buf)
+  if not M.forward then
+    return
+  end
+  local client = lsp.client_for(buf)
+  local others = client and lsp.definition_clients(buf) or {}
+  if #others == 0 then
+    return
+  end
+  local s = state(buf)
+  local row, col = cursor()
+  local line = line_at(buf, row)
+  local prefix = line:sub(1, col)
+  local targets = M.definition_targets(prefix)
+  local key = row .. ":" .. table.concat(vim.tbl_map(function(t)
+    return prefix:match("^[%w_]+", t + 1) or ""
+  end, targets), ",")
+  if #targets == 0 or key == s.forwarded then
+    return
+  end
+  s.forwarded = key
+  local uri = vim.uri_from_bufnr(buf)
+  local found, waiting = {}, 0
+  local function done()
+    waiting = waiting - 1
+    if waiting > 0 or #found == 0 then
+      return
+    end
+    local ours = lsp.client_for(buf)
+    if ours then
+      lsp.notify(ours, ids.methods.definitions, { textDocument = { uri = uri }, definitions = found })
+    end
+  end
+  for _, other in ipairs(others) do
+    for _, target in ipairs(targets) do
+      waiting = waiting + 1
+      local params = {
+        textDocument = { uri = uri },
+        position = { line = row, character = position.to_lsp(line, target, other.offset_encoding) },
+      }
+      local ok = pcall(lsp.request, other, "textDocument/definition", params, function(err, result)
+        if err == nil and type(result) == "table" then
+          local list = (result.uri or result.targetUri) and { result } or result -- one, or a list
+          for _, loc in ipairs(list) do
+            local target_uri = loc.targetUri or loc.uri
+            local range = loc.targetSelectionRange or loc.targetRange or loc.range
+            if target_uri and range and #found < 8 then
+              found[#found + 1] = { uri = target_uri, range = range }
+            end
+          end
+        end
+        done()
+      end, buf)
+      if not ok then
+        done()
+      end
+    end
   end
 end
 
@@ -179,6 +305,8 @@ function M.schedule(buf)
       M.request(buf)
     end
   end))
+  -- Asked now, answered (usually) before the debounced request goes out.
+  pcall(M.forward_definitions, buf)
 end
 
 -- Text changed or the cursor moved in insert mode. Typing the ghost text's own next
@@ -198,6 +326,7 @@ function M.on_change(buf, retrigger)
       local rest = ghost.consume(item.lines, typed)
       if rest and line == item.line:sub(1, item.col) .. typed .. item.line:sub(item.col + 1) then
         item.lines, item.col, item.end_col, item.line = rest, col, col, line
+        s.items, s.index, s.explored = { item }, 1, nil
         M.show(buf, item)
         return
       end
@@ -210,16 +339,32 @@ function M.on_change(buf, retrigger)
   end
 end
 
--- Inserts the shown completion; false when there is none (the caller falls back).
-function M.accept(buf)
+-- Shows the next (delta 1) or previous (-1) suggestion. The first time, it asks the server
+-- explicitly, which adds the alternatives where the model is unsure (as VS Code does).
+function M.cycle(buf, delta)
   buf = buf or vim.api.nvim_get_current_buf()
   local s = states[buf]
-  local item = s and s.item
-  if not item then
+  if not (s and s.item) then
+    M.request(buf, { invoked = true })
     return false
   end
-  M.dismiss(buf)
-  ghost.insert(buf, vim.api.nvim_get_current_win(), item.row, item.col, item.end_row, item.end_col, item.lines)
+  if s.items and s.explored then
+    local count = #s.items
+    s.index = ((s.index or 1) - 1 + delta) % count + 1
+    M.show(buf, s.items[s.index])
+    return true
+  end
+  M.request(buf, {
+    invoked = true,
+    select = function(count)
+      return (delta % count) + 1 -- 1 -> the second, -1 -> the last
+    end,
+  })
+  s.explored = true
+  return true
+end
+
+local function run_command(buf, item)
   local command = item.command
   if type(command) == "table" and command.command then
     -- The item's command runs after the insertion (LSP 3.18); ninetyten uses it to learn
@@ -234,6 +379,86 @@ function M.accept(buf)
       end)
     end
   end
+end
+
+-- The next word of `lines` (leading spaces, then a run of word characters or of other
+-- characters), or the line break when the first line is used up; as a list of lines to insert.
+function M.next_word(lines)
+  local first = lines[1] or ""
+  if first == "" then
+    return #lines > 1 and { "", "" } or nil
+  end
+  local word = first:match("^%s*[%w_]+") or first:match("^%s*[^%w_%s]+") or first:match("^%s+")
+  return { word }
+end
+
+-- The rest of the current line of `lines`, or the line break and the next line when the
+-- first line is used up.
+function M.next_line(lines)
+  local first = lines[1] or ""
+  if first ~= "" then
+    return { first }
+  end
+  return #lines > 1 and { "", lines[2] } or nil
+end
+
+-- Inserts part of the shown completion (`pick(lines)` says which) and keeps showing the rest;
+-- false when there is nothing to accept.
+function M.accept_part(buf, pick)
+  buf = buf or vim.api.nvim_get_current_buf()
+  local s = states[buf]
+  local item = s and s.item
+  if not item then
+    return false
+  end
+  local part = pick(item.lines)
+  if not part then
+    return false
+  end
+  local rest = vim.deepcopy(item.lines)
+  if #part == 1 then
+    rest[1] = rest[1]:sub(#part[1] + 1)
+  else
+    table.remove(rest, 1)
+    rest[1] = rest[1]:sub(#part[2] + 1)
+  end
+  stop_timer(s)
+  cancel_pending(s)
+  local win = vim.api.nvim_get_current_win()
+  local row, col = ghost.insert(buf, win, item.row, item.col, item.end_row, item.end_col, part)
+  if #rest == 1 and rest[1] == "" then
+    M.clear(buf)
+    run_command(buf, item) -- all of it was taken, a part at a time
+    return true
+  end
+  -- The rest stays on screen and in hand: the change this insertion causes is not a new edit.
+  item.row, item.col, item.end_row, item.end_col = row, col, row, col
+  item.line = line_at(buf, row)
+  item.lines = rest
+  s.items, s.index, s.explored = { item }, 1, nil
+  M.show(buf, item)
+  return true
+end
+
+function M.accept_word(buf)
+  return M.accept_part(buf, M.next_word)
+end
+
+function M.accept_line(buf)
+  return M.accept_part(buf, M.next_line)
+end
+
+-- Inserts the shown completion; false when there is none (the caller falls back).
+function M.accept(buf)
+  buf = buf or vim.api.nvim_get_current_buf()
+  local s = states[buf]
+  local item = s and s.item
+  if not item then
+    return false
+  end
+  M.dismiss(buf)
+  ghost.insert(buf, vim.api.nvim_get_current_win(), item.row, item.col, item.end_row, item.end_col, item.lines)
+  run_command(buf, item)
   return true
 end
 

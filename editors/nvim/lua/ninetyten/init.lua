@@ -21,10 +21,15 @@ M.defaults = {
   debounce_ms = 150,
   native = false, -- Neovim >= 0.12: use vim.lsp.inline_completion instead of the plugin's ghost text
   progress = true, -- echo the server's $/progress (model loading, explaining a change)
+  forward_definitions = true, -- send the definitions other language servers know (an optional extra)
   keymaps = {
     accept = "<Tab>",
     dismiss = "<C-]>",
     suggest = "<M-\\>", -- request a completion now
+    next = "<M-]>", -- the next suggestion (asks for alternatives the first time)
+    prev = "<M-[>",
+    accept_word = "<M-Right>", -- accept the next word, keep the rest on screen
+    accept_line = "<M-C-Right>", -- accept the rest of the line (or the next line)
   },
 }
 
@@ -53,6 +58,16 @@ local function buffer_keymaps(buf)
   map(keys.accept, "<Cmd>lua require('ninetyten').accept()<CR>", "ninetyten: accept the completion")
   if not use_native() then -- the native ghost text goes away by itself when the cursor moves
     map(keys.dismiss, "<Cmd>lua require('ninetyten').dismiss()<CR>", "ninetyten: dismiss the completion")
+    map(keys.accept_word, "<Cmd>lua require('ninetyten').accept_word()<CR>", "ninetyten: accept the next word")
+    map(keys.accept_line, "<Cmd>lua require('ninetyten').accept_line()<CR>", "ninetyten: accept the next line")
+  end
+  for name, delta in pairs({ next = 1, prev = -1 }) do
+    local lhs = keys[name]
+    if lhs and lhs ~= "" then
+      vim.keymap.set("i", lhs, function()
+        M.cycle(delta)
+      end, { buffer = buf, desc = "ninetyten: " .. (delta > 0 and "next" or "previous") .. " suggestion" })
+    end
   end
   if keys.suggest and keys.suggest ~= "" then
     vim.keymap.set("i", keys.suggest, function()
@@ -157,6 +172,27 @@ function M.dismiss()
   completion.dismiss()
 end
 
+-- Accepts the next word / line of the shown completion and keeps the rest on screen.
+function M.accept_word()
+  return not use_native() and completion.accept_word()
+end
+
+function M.accept_line()
+  return not use_native() and completion.accept_line()
+end
+
+-- The next (1) or previous (-1) suggestion; the first time, the server is asked explicitly,
+-- which adds alternatives where the model was unsure.
+function M.cycle(delta)
+  if use_native() then
+    if vim.lsp.inline_completion.select then
+      vim.lsp.inline_completion.select({ count = delta })
+    end
+    return
+  end
+  completion.cycle(nil, delta)
+end
+
 function M.suggest()
   if use_native() then
     vim.lsp.inline_completion.get()
@@ -234,6 +270,7 @@ function M.setup(opts)
   end
   attached = {}
   completion.debounce_ms = M.config.debounce_ms
+  completion.forward = M.config.forward_definitions ~= false
   vim.cmd("highlight default link " .. ghost.highlight .. " Comment")
   group = vim.api.nvim_create_augroup("ninetyten", { clear = true })
   vim.api.nvim_create_autocmd("FileType", {

@@ -14,6 +14,13 @@ function M.request(client, method, params, handler, bufnr)
   return client.request(method, params, handler, bufnr)
 end
 
+function M.notify(client, method, params)
+  if METHOD_CALLS then
+    return client:notify(method, params)
+  end
+  return client.notify(method, params)
+end
+
 function M.cancel(client, id)
   if METHOD_CALLS then
     return client:cancel_request(id)
@@ -190,20 +197,35 @@ function M.attach(buf, root, cmd, opts)
   return id
 end
 
+local function attached_clients(buf)
+  if vim.lsp.get_clients then
+    return vim.lsp.get_clients({ bufnr = buf })
+  end
+  return vim.lsp.buf_get_clients(buf) -- 0.7-0.9; initialized clients only
+end
+
 -- Our client attached to `buf`, if any.
 function M.client_for(buf)
-  local attached
-  if vim.lsp.get_clients then
-    attached = vim.lsp.get_clients({ bufnr = buf })
-  else
-    attached = vim.lsp.buf_get_clients(buf) -- 0.7-0.9; initialized clients only
-  end
-  for _, client in pairs(attached) do
+  for _, client in pairs(attached_clients(buf)) do
     if client.name == "ninetyten" then
       return client
     end
   end
   return nil
+end
+
+-- The other clients attached to `buf` that answer textDocument/definition.
+function M.definition_clients(buf)
+  local out = {}
+  for _, client in pairs(attached_clients(buf)) do
+    local caps = client.server_capabilities
+    local resolved = client.resolved_capabilities -- 0.7
+    local ok = (caps and caps.definitionProvider) or (resolved and resolved.goto_definition)
+    if client.name ~= "ninetyten" and ok then
+      out[#out + 1] = client
+    end
+  end
+  return out
 end
 
 return M
