@@ -24,6 +24,7 @@ __all__ = [
     "ninetyten_test_home",
     "tiny_model_path",
     "unsure_model_path",
+    "unsure_word_model_path",
 ]
 
 
@@ -78,6 +79,13 @@ def unsure_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     second at every step: an unsure model, so alternatives branch at its first token; and its
     suggestions are words (" x x x"), for partial accepts."""
     return _tiny(tmp_path_factory, "tiny-qwen2-unsure-xy.gguf", seed=0, favour=" x", runner_up=" y")
+
+
+@pytest.fixture(scope="session")
+def unsure_word_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Like unsure_model_path, with "y" (no space) the close second: the alternative shares no
+    start with the best suggestion, so accepting its first word says which one was taken."""
+    return _tiny(tmp_path_factory, "tiny-qwen2-unsure-x-y.gguf", seed=0, favour=" x", runner_up="y")
 
 
 @pytest.fixture(scope="session")

@@ -103,7 +103,14 @@ class CompletionCache:
             if entry is None or entry.before_len > len(at.before):
                 continue
             typed = at.before[entry.before_len :]
-            if len(typed) >= len(entry.text) or not entry.text.startswith(typed):
+            # The rest of every suggestion the typed text fits (the best one first): accepting
+            # a word of an alternative keeps that alternative's rest.
+            fitting = [
+                text[len(typed) :]
+                for text in dict.fromkeys((entry.text, *entry.alternatives))
+                if text.startswith(typed) and text[len(typed) :].strip()
+            ]
+            if not fitting:
                 continue
             if not at.before[: entry.before_len].endswith(entry.tail):
                 continue
@@ -111,16 +118,8 @@ class CompletionCache:
                 after_hash = hash(at.after)
             if entry.after_hash != after_hash or hash(at.before[: entry.before_len]) != entry.before_hash:
                 continue
-            rest = entry.text[len(typed) :]
-            if not rest.strip():
-                continue
             self._entries.move_to_end(key)
-            others = tuple(
-                alt[len(typed) :]
-                for alt in entry.alternatives
-                if alt.startswith(typed) and alt[len(typed) :].strip() and alt[len(typed) :] != rest
-            )
-            return CacheHit(rest, len(typed), entry.origin, others, entry.explored)
+            return CacheHit(fitting[0], len(typed), entry.origin, tuple(fitting[1:]), entry.explored)
         return None
 
     def clear(self, uri: str | None = None) -> None:

@@ -32,7 +32,7 @@ from lsp_server.engine.local_tier import LocalModelNames, local_model_names
 from lsp_server.engine.local_tier import Task as LocalTask
 from lsp_server.engine.observers import AttemptEvent, AttemptObserver
 from lsp_server.engine.results import AssistResult, Attempt, CompletionResult
-from lsp_server.ledger import Ledger, LedgerError, LedgerSink, safe_reason, utc_midnight
+from lsp_server.ledger import Ledger, LedgerError, LedgerSink, PartialAccept, safe_reason, utc_midnight
 from lsp_server.ledger.reservations import BudgetHold
 from lsp_server.routing.policy import LoadedPolicy, Policy, TaskType
 from lsp_server.routing.policy_lookup import load_policy
@@ -227,9 +227,17 @@ class Engine:
     def savings_today_usd(self) -> float:
         return self.recorder.savings_today_usd()
 
-    def feedback(self, request_id: str, *, shown: bool | None = None, accepted: bool | None = None) -> None:
-        """Shown/accepted for a completion, written on the ledger thread after its row."""
-        self.sink.call(lambda ledger: ledger.mark_feedback(request_id, shown=shown, accepted=accepted))
+    def feedback(
+        self,
+        request_id: str,
+        *,
+        shown: bool | None = None,
+        accepted: bool | None = None,
+        partial: PartialAccept | None = None,
+    ) -> None:
+        """Shown/accepted (or what a partial accept kept) for a completion, written on the ledger
+        thread after its row."""
+        self.sink.call(lambda ledger: ledger.mark_feedback(request_id, shown=shown, accepted=accepted, partial=partial))
 
     # -- routing and budget --------------------------------------------------------
 

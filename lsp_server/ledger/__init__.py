@@ -24,7 +24,7 @@ from lsp_server.ledger.guards import safe_reason
 from lsp_server.ledger.journal import JOURNAL_DIRNAME, Journal
 from lsp_server.ledger.prices import Price
 from lsp_server.ledger.reservations import BudgetHold, Reservation
-from lsp_server.ledger.row import FAILURE_OUTCOMES, OUTCOMES, AttemptSummary, LedgerRow, Outcome
+from lsp_server.ledger.row import FAILURE_OUTCOMES, OUTCOMES, AttemptSummary, LedgerRow, Outcome, PartialAccept
 from lsp_server.ledger.schema import SCHEMA_VERSION, migrate
 from lsp_server.ledger.sink import LedgerSink
 from lsp_server.ledger.store import LEDGER_FILENAME, Ledger
@@ -43,6 +43,7 @@ __all__ = [
     "Ledger",
     "LedgerError",
     "LedgerRow",
+    "PartialAccept",
     "LedgerSink",
     "Outcome",
     "Price",

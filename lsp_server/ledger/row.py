@@ -8,7 +8,7 @@ or outcome) still reads. The vocabulary below is what this version writes.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal, NamedTuple, get_args
+from typing import Any, Literal, NamedTuple, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -53,6 +53,12 @@ class LedgerRow(BaseModel):
     shown: bool | None = None
     accepted: bool | None = None
     repo: RepoKey | None = None  # a configured project name or a hash of the remote URL
+    # A partial accept (a word or a line at a time): how much of the suggestion was kept, in
+    # characters and words, of how much was shown. Counts only, never the text.
+    kept_chars: int | None = Field(None, ge=0)
+    shown_chars: int | None = Field(None, ge=0)
+    kept_words: int | None = Field(None, ge=0)
+    shown_words: int | None = Field(None, ge=0)
 
     @field_validator("ts")
     @classmethod
@@ -64,6 +70,51 @@ class LedgerRow(BaseModel):
     def _nano_dollars(cls, value: float) -> float:
         # Quantise to what the database stores so a row reads back equal to what was written.
         return to_nusd(value) / NANO
+
+
+class PartialAccept(BaseModel):
+    """What of a suggestion the user kept by accepting it in parts (so far): content-free counts."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kept_chars: int = Field(ge=0, le=1_000_000)
+    shown_chars: int = Field(ge=0, le=1_000_000)
+    kept_words: int = Field(ge=0, le=1_000_000)
+    shown_words: int = Field(ge=0, le=1_000_000)
+
+    @field_validator("shown_chars")
+    @classmethod
+    def _chars(cls, value: int, info: Any) -> int:
+        if info.data.get("kept_chars", 0) > value:
+            raise ValueError("more characters kept than shown")
+        return value
+
+    @field_validator("shown_words")
+    @classmethod
+    def _words(cls, value: int, info: Any) -> int:
+        if info.data.get("kept_words", 0) > value:
+            raise ValueError("more words kept than shown")
+        return value
+
+    def merged(self, newer: PartialAccept | None) -> PartialAccept:
+        """Parts are accepted one after another: the most that was kept counts."""
+        if newer is None:
+            return self
+        return newer.model_copy(
+            update={
+                "kept_chars": max(self.kept_chars, newer.kept_chars),
+                "kept_words": max(self.kept_words, newer.kept_words),
+            }
+        )
+
+    def row_update(self, row: LedgerRow) -> dict[str, int]:
+        """The fields of `row` this partial accept sets."""
+        return {
+            "kept_chars": max(row.kept_chars or 0, self.kept_chars),
+            "kept_words": max(row.kept_words or 0, self.kept_words),
+            "shown_chars": self.shown_chars,
+            "shown_words": self.shown_words,
+        }
 
 
 def checked(row: LedgerRow) -> LedgerRow:

@@ -20,10 +20,10 @@ from datetime import datetime, timezone
 from typing import Any
 
 from lsp_server.ledger.errors import LedgerError
-from lsp_server.ledger.row import AttemptSummary, LedgerRow
+from lsp_server.ledger.row import AttemptSummary, LedgerRow, PartialAccept
 from lsp_server.ledger.units import NANO, to_nusd
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _QUEUE = "INSERT INTO ship_queue (row_id) VALUES (new.id) ON CONFLICT (row_id) DO UPDATE SET version = version + 1"
 
@@ -77,6 +77,12 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         f"CREATE TRIGGER attempts_queue_insert AFTER INSERT ON attempts BEGIN {_QUEUE}; END",
         f"CREATE TRIGGER attempts_queue_feedback AFTER UPDATE OF shown, accepted ON attempts BEGIN {_QUEUE}; END",
     ),
+    (  # partial accepts: counts of what was kept of what was shown (the team ledger does not ship them)
+        "ALTER TABLE attempts ADD COLUMN kept_chars INTEGER",
+        "ALTER TABLE attempts ADD COLUMN shown_chars INTEGER",
+        "ALTER TABLE attempts ADD COLUMN kept_words INTEGER",
+        "ALTER TABLE attempts ADD COLUMN shown_words INTEGER",
+    ),
 )
 assert len(_MIGRATIONS) == SCHEMA_VERSION
 
@@ -104,7 +110,13 @@ COLUMNS = (
     "accepted",
     "repo",
     "frontier_price",
+    "kept_chars",
+    "shown_chars",
+    "kept_words",
+    "shown_words",
 )
+# Partial accepts stay in the developer's own ledger: the team ledger does not carry them (yet).
+PARTIAL_ACCEPT_COLUMNS = ("kept_chars", "shown_chars", "kept_words", "shown_words")
 INSERT = f"INSERT INTO attempts ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
 SELECT = f"SELECT id, {', '.join(COLUMNS)} FROM attempts"
 SELECT_SUMMARY = f"SELECT {', '.join(AttemptSummary._fields)} FROM attempts"
@@ -167,6 +179,10 @@ def row_values(row: LedgerRow) -> tuple[Any, ...]:
         _flag(row.accepted),
         row.repo,
         row.frontier_price,
+        row.kept_chars,
+        row.shown_chars,
+        row.kept_words,
+        row.shown_words,
     )
 
 
@@ -197,13 +213,28 @@ def insert_missing(conn: sqlite3.Connection, rows: list[LedgerRow]) -> int:
     return stored
 
 
-def update_feedback(conn: sqlite3.Connection, request_id: str, shown: bool | None, accepted: bool | None) -> None:
-    """Shown / accepted on the request's last attempt."""
+_LAST_ATTEMPT = "(SELECT id FROM attempts WHERE request_id = ? ORDER BY attempt DESC, id DESC LIMIT 1)"
+
+
+def update_feedback(
+    conn: sqlite3.Connection,
+    request_id: str,
+    shown: bool | None,
+    accepted: bool | None,
+    partial: PartialAccept | None = None,
+) -> None:
+    """Shown / accepted (and what a partial accept kept) on the request's last attempt."""
     conn.execute(
-        "UPDATE attempts SET shown = COALESCE(?, shown), accepted = COALESCE(?, accepted) WHERE id = "
-        "(SELECT id FROM attempts WHERE request_id = ? ORDER BY attempt DESC, id DESC LIMIT 1)",
+        f"UPDATE attempts SET shown = COALESCE(?, shown), accepted = COALESCE(?, accepted) WHERE id = {_LAST_ATTEMPT}",
         (_flag(shown), _flag(accepted), request_id),
     )
+    if partial is not None:
+        # Parts are accepted one after another: the row keeps the most that was kept.
+        conn.execute(
+            "UPDATE attempts SET kept_chars = MAX(COALESCE(kept_chars, 0), ?), shown_chars = ?, "
+            f"kept_words = MAX(COALESCE(kept_words, 0), ?), shown_words = ? WHERE id = {_LAST_ATTEMPT}",
+            (partial.kept_chars, partial.shown_chars, partial.kept_words, partial.shown_words, request_id),
+        )
 
 
 def tier_filter(tiers: Collection[str] | None) -> tuple[str, list[Any]]:

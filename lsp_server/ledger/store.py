@@ -31,7 +31,7 @@ from lsp_server.ledger.errors import LedgerError
 from lsp_server.ledger.guards import request_id_adapter
 from lsp_server.ledger.reads import LedgerReads
 from lsp_server.ledger.reservations import Reservation
-from lsp_server.ledger.row import LedgerRow, checked
+from lsp_server.ledger.row import LedgerRow, PartialAccept, checked
 from lsp_server.ledger.schema import (
     INSERT,
     insert_missing,
@@ -71,7 +71,7 @@ class Ledger(LedgerReads):
         self._conn: sqlite3.Connection | None = None
         self._pid = os.getpid()
         self._spill: list[LedgerRow] = []
-        self._pending_feedback: dict[str, tuple[bool | None, bool | None]] = {}
+        self._pending_feedback: dict[str, tuple[bool | None, bool | None, PartialAccept | None]] = {}
         self._dropped = 0
         self._failing = False  # an outage is already logged
         self._journal: journals.Journal | None = None
@@ -176,8 +176,8 @@ class Ledger(LedgerReads):
         try:
             for row in self._spill:
                 conn.execute(INSERT, row_values(row))
-            for request_id, (shown, accepted) in self._pending_feedback.items():
-                update_feedback(conn, request_id, shown, accepted)
+            for request_id, (shown, accepted, partial) in self._pending_feedback.items():
+                update_feedback(conn, request_id, shown, accepted, partial)
             result = body(conn)
             conn.execute("COMMIT")
         except BaseException:
@@ -298,33 +298,42 @@ class Ledger(LedgerReads):
             except _UNUSABLE as exc:
                 self._note_failure(exc)  # it will go stale
 
-    def mark_feedback(self, request_id: str, *, shown: bool | None = None, accepted: bool | None = None) -> None:
-        """Record whether the request's answer (its last attempt) was shown / accepted."""
+    def mark_feedback(
+        self,
+        request_id: str,
+        *,
+        shown: bool | None = None,
+        accepted: bool | None = None,
+        partial: PartialAccept | None = None,
+    ) -> None:
+        """Record whether the request's answer (its last attempt) was shown / accepted, and what
+        a partial accept kept of it."""
         request_id = request_id_adapter.validate_python(request_id)
-        if accepted and shown is None:
+        if (accepted or partial is not None) and shown is None:
             shown = True  # accepting implies it was shown
-        if shown is None and accepted is None:
+        if shown is None and accepted is None and partial is None:
             return
         with self._lock:
             kept = [i for i, row in enumerate(self._spill) if row.request_id == request_id]
             if kept:
                 last = max(kept, key=lambda i: self._spill[i].attempt)
                 row = self._spill[last]
-                self._spill[last] = row.model_copy(
-                    update={
-                        "shown": row.shown if shown is None else shown,
-                        "accepted": row.accepted if accepted is None else accepted,
-                    }
-                )
+                update: dict[str, Any] = {
+                    "shown": row.shown if shown is None else shown,
+                    "accepted": row.accepted if accepted is None else accepted,
+                    **(partial.row_update(row) if partial is not None else {}),
+                }
+                self._spill[last] = row.model_copy(update=update)
                 return
             try:
-                self._transaction(lambda conn: update_feedback(conn, request_id, shown, accepted))
+                self._transaction(lambda conn: update_feedback(conn, request_id, shown, accepted, partial))
             except _UNUSABLE as exc:
                 self._note_failure(exc)
-                old_shown, old_accepted = self._pending_feedback.get(request_id, (None, None))
+                old_shown, old_accepted, old_partial = self._pending_feedback.get(request_id, (None, None, None))
                 self._pending_feedback[request_id] = (
                     old_shown if shown is None else shown,
                     old_accepted if accepted is None else accepted,
+                    partial if old_partial is None else old_partial.merged(partial),
                 )
 
     # --- reads ---

@@ -55,6 +55,19 @@ class ContextParams(_Params):
     position: Pos
 
 
+class AcceptedParams(_Params):
+    """Arguments of the ninetyten.completionAccepted command: which suggestion (the request and
+    which of its alternatives), and for a partial accept how much of it was kept so far (counts:
+    characters and words kept of those shown)."""
+
+    request_id: str = Field(alias="requestId", min_length=1, max_length=200)
+    index: int = Field(0, ge=0, le=64)
+    kept_chars: int | None = Field(None, alias="keptChars", ge=0, le=1_000_000)
+    shown_chars: int | None = Field(None, alias="shownChars", ge=0, le=1_000_000)
+    kept_words: int | None = Field(None, alias="keptWords", ge=0, le=1_000_000)
+    shown_words: int | None = Field(None, alias="shownWords", ge=0, le=1_000_000)
+
+
 class PullModelParams(_Params):
     """Params of ninetyten/pullModel: what to pull (default: this machine's recommendation), and
     whether to use it afterwards (saved in the user's model choice)."""

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.hostile_repo import CANARY, CANARY_ENV, canary_in_home, write_hostile_policy
+from tests.ledger_wait import wait_for_row
 from tests.loopback_provider import LoopbackProvider
 from tests.prerequisites import missing
 from tests.trusted_policy import trust_policy
@@ -318,10 +319,11 @@ def test_ghost_text_commands_and_status_bar_in_vscode(vsix, endless_model_path, 
 # -- alternatives and partial accepts ---------------------------------------------------------
 
 
-def test_cycling_alternatives_and_partial_accepts_in_vscode(vsix, unsure_model_path, tmp_path):
-    """The unsure model writes " x x x ..." at under 50 % probability with " y" a close second:
+def test_cycling_alternatives_and_partial_accepts_in_vscode(vsix, unsure_word_model_path, tmp_path):
+    """The unsure model writes " x x x ..." at under 50 % probability with "y" a close second:
     an explicit request (VS Code's Alt+]) gets both, VS Code cycles through them; Ctrl+Right
-    accepts a word and the rest stays; the extension's key accepts the rest of the line."""
+    accepts a word of the alternative and the rest stays; the extension's key accepts the rest
+    of the line; the ledger counts what was kept of which suggestion."""
     workspace = tmp_path / "project"
     (workspace / ".vscode").mkdir(parents=True)
     calc = workspace / "calc.py"
@@ -330,7 +332,7 @@ def test_cycling_alternatives_and_partial_accepts_in_vscode(vsix, unsure_model_p
         json.dumps(
             {
                 "ninetyten.server.path": str(Path(sys.prefix) / "bin" / "ninetyten"),
-                "ninetyten.model": str(unsure_model_path),
+                "ninetyten.model": str(unsure_word_model_path),
                 # Exact answers: the token limit ends each generation, never the time box of a busy machine.
                 "ninetyten.serverSettings": {"completion": {"max_tokens": 6, "time_limit_ms": 60_000, "quiet": False}},
                 "ninetyten.debounceMs": 30,
@@ -339,7 +341,7 @@ def test_cycling_alternatives_and_partial_accepts_in_vscode(vsix, unsure_model_p
         )
     )
     env = {"NINETYTEN_HOME": str(tmp_path / "ninetyten-home")}
-    first, second = " x" * 6, " y" + " x" * 5
+    first, second = " x" * 6, "y" + " x" * 5
     with VSCode(tmp_path / "vscode", workspace, env=env) as vscode, browser_page(tmp_path) as page:
         vscode.start(vsix)
         bench = Workbench(page)
@@ -359,17 +361,26 @@ def test_cycling_alternatives_and_partial_accepts_in_vscode(vsix, unsure_model_p
             wait_until(lambda: bench.ghost_text() == second, 10, "around to the last")
             page.keyboard.press("Alt+BracketRight")
             wait_until(lambda: bench.ghost_text() == first, 10, "and forward to the first")
-            # Ctrl+Right: VS Code takes the space, then the word; the rest stays on screen (the
-            # server answers VS Code's request after each step from its cache: the same rest).
+            page.keyboard.press("Alt+BracketRight")
+            wait_until(lambda: bench.ghost_text() == second, 10, "the alternative again")
+            # Ctrl+Right (the extension's key for VS Code's "accept next word"): the first word of
+            # the alternative; the rest of it stays on screen (the server's cache keeps the rest
+            # of every suggestion, should VS Code ask again).
             page.keyboard.press("Control+ArrowRight")
-            wait_until(lambda: bench.ghost_text() == first[1:], 10, "the rest after the space")
-            page.keyboard.press("Control+ArrowRight")
-            wait_until(lambda: bench.ghost_text() == " x" * 5, 10, "the rest after a word")
-            # The extension's key for "accept next line": the rest of the line.
+            wait_until(lambda: bench.ghost_text() == second[1:], 10, "the rest after a word")
+            # The ledger counts what was kept of the alternative so far, never its text.
+            ledger = tmp_path / "ninetyten-home" / "ledger.sqlite3"
+            query = (
+                "SELECT accepted, kept_chars, shown_chars, kept_words, shown_words FROM attempts "
+                "WHERE kept_chars IS NOT NULL ORDER BY id"
+            )
+            assert wait_for_row(ledger, query, until=lambda row: row[1] == 1) == (None, 1, 11, 1, 6)
+            # The extension's key for "accept next line": the rest of the line, all of it kept.
             page.keyboard.press("Control+Alt+ArrowRight")
             wait_until(lambda: not bench.ghost_text().strip(), 10, "the whole line accepted")
             bench.save()
-            wait_until(lambda: calc.read_text() == SOURCE + "total =" + first, 10, "the accepted line on disk")
+            wait_until(lambda: calc.read_text() == SOURCE + "total =" + second, 10, "the accepted line on disk")
+            assert wait_for_row(ledger, query, until=lambda row: row[0] == 1) == (1, 11, 11, 6, 6)
         except BaseException:
             page.screenshot(path=str(tmp_path / "failure.png"))
             print(f"screenshot in {tmp_path}", file=sys.stderr)

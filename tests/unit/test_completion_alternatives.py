@@ -76,6 +76,10 @@ def test_the_cache_keeps_alternatives_that_still_fit_what_was_typed():
     assert hit is not None and hit.text == "o(1)" and hit.alternatives == ("o(2)",) and hit.explored
     hit = cache.get(CursorText("u", "x = foo(1", "\n"))
     assert hit is not None and hit.text == ")" and hit.alternatives == ()
+    # A word of an alternative accepted: its rest is the suggestion now.
+    hit = cache.get(CursorText("u", "x = ba", "\n"))
+    assert hit is not None and hit.text == "r()" and hit.alternatives == () and hit.typed == 2
+    assert cache.get(CursorText("u", "x = baz", "\n")) is None
 
 
 def test_the_quiet_gate_holds_back_low_confidence_only():

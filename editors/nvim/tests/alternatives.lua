@@ -65,6 +65,13 @@ H.run({
     vim.api.nvim_input("<M-Right>")
     wait_ghost(string.rep(" x", 5), "the rest after a word")
     H.record("after_word", { line = last_line(), ghost = ghost_text() })
+    local function accepted(how)
+      return function()
+        local last = completion.last_accept
+        return last and last.result and last.result.accepted == how and last or nil
+      end
+    end
+    H.record("partial_accept", H.wait_for("the partial accept recorded", accepted("partly"), 10000))
     H.sleep(400) -- longer than the debounce: the rest stays, nothing is asked again
     H.record("after_wait", ghost_text())
     vim.api.nvim_input("<M-Right>")
@@ -73,8 +80,7 @@ H.run({
     H.wait_for("the line accepted", function() return ghost_text() == nil end)
     H.record("after_line", last_line())
     H.record("cursor", vim.api.nvim_win_get_cursor(0))
-    H.record("accept_command", H.wait_for("the acceptance command", function() return completion.last_accept end,
-      10000))
+    H.record("accept_command", H.wait_for("the acceptance command", accepted(true), 10000))
   end },
 
   { "definitions from another language server reach the prompt", function()

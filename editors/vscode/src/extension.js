@@ -115,7 +115,10 @@ async function createClient() {
           if (!(await logic.debounce(wait, token))) return null;
         }
         await forwardDefinitions(document, position);
-        return next(document, position, context, token);
+        const result = await next(document, position, context, token);
+        const shown = logic.shownItems(document.uri.toString(), document.offsetAt(position), result);
+        if (shown) shownInline = shown;
+        return result;
       },
       provideCodeActions: (document, range, context, token, next) =>
         (served(document) ? next(document, range, context, token) : []),
@@ -150,6 +153,38 @@ async function createClient() {
   });
   created.onDidChangeState(() => renderStatus());
   return created;
+}
+
+// -- partial accepts ------------------------------------------------------------------------
+
+let shownInline = null; // the suggestions shown last: { uri, offset, items }
+let acceptSession = null; // a suggestion being accepted a part at a time
+
+/**
+ * Runs VS Code's own partial accept (`builtin`: the next word or the next line of the ghost
+ * text) and tells the server how much of which suggestion has been kept so far: counts only,
+ * never the text (the ledger's partial accepts). VS Code offers no stable API for this, so the
+ * extension's keys for the two commands come through here.
+ */
+async function acceptPart(builtin) {
+  const editor = vscode.window.activeTextEditor;
+  if (!editor) return vscode.commands.executeCommand(builtin);
+  const document = editor.document;
+  const uri = document.uri.toString();
+  const before = document.offsetAt(editor.selection.active);
+  await vscode.commands.executeCommand(builtin);
+  const after = document.offsetAt(editor.selection.active);
+  if (after <= before) return undefined;
+  const inserted = document.getText(new vscode.Range(document.positionAt(before), document.positionAt(after)));
+  const step = logic.partialAccept(acceptSession, shownInline, { uri, offset: before }, inserted);
+  if (!step) return undefined;
+  acceptSession = step.session;
+  const running = client;
+  if (running) {
+    running.sendRequest('workspace/executeCommand', { command: COMMANDS.completionAccepted, arguments: [step.accepted] })
+      .catch((error) => output.warn(`recording a partial accept failed: ${error.message || error}`));
+  }
+  return undefined;
 }
 
 // -- definitions from the other language servers -------------------------------------------
@@ -575,6 +610,8 @@ function activate(context) {
     'ninetyten.client.trustPolicy': () => trustPolicyCommand(),
     'ninetyten.client.untrustPolicy': () => untrustPolicyCommand(),
     'ninetyten.client.pullModels': () => pullModelsCommand(),
+    'ninetyten.client.acceptNextWord': () => acceptPart('editor.action.inlineSuggest.acceptNextWord'),
+    'ninetyten.client.acceptNextLine': () => acceptPart('editor.action.inlineSuggest.acceptNextLine'),
   };
   for (const [id, handler] of Object.entries(palette)) {
     context.subscriptions.push(vscode.commands.registerCommand(id, handler));

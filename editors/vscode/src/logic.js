@@ -391,7 +391,65 @@ function definitionItems(results, limit = 8) {
   return out;
 }
 
+// -- partial accepts ---------------------------------------------------------------------------
+
+/** Words in `text` (runs of letters, digits and underscores): what a partial accept counts. */
+function countWords(text) {
+  return (String(text || '').match(/[A-Za-z0-9_]+/g) || []).length;
+}
+
+/**
+ * The suggestions an inline completion answer showed at a document offset, as partial accepts
+ * need them: the text, the request and which alternative (from the item's accept command).
+ */
+function shownItems(uri, offset, result) {
+  const items = Array.isArray(result) ? result : (result && result.items) || [];
+  const out = [];
+  for (const item of items) {
+    const text = typeof item.insertText === 'string' ? item.insertText : item.insertText && item.insertText.value;
+    const args = item.command && Array.isArray(item.command.arguments) ? item.command.arguments[0] : undefined;
+    if (typeof text !== 'string' || !text || !args || typeof args.requestId !== 'string') continue;
+    out.push({ text, requestId: args.requestId, index: Number(args.index) || 0 });
+  }
+  return out.length ? { uri, offset, items: out } : null;
+}
+
+/**
+ * One partial accept (a word or a line of the ghost text went into the document at `at`).
+ * It continues `session` when it follows on from it; otherwise it starts from the suggestions
+ * `shown` at that offset. The suggestion is the first one that begins with all the text kept so
+ * far (alternatives can share a start; the count kept is the same). Returns the new session
+ * and the counts for the server (never the text), or null when it matches nothing shown.
+ */
+function partialAccept(session, shown, at, inserted) {
+  let current = null;
+  if (session && session.uri === at.uri && session.start + session.kept.length === at.offset) {
+    current = session;
+  } else if (shown && shown.uri === at.uri && shown.offset === at.offset) {
+    current = { uri: at.uri, start: at.offset, kept: '', candidates: shown.items };
+  }
+  if (!current || !inserted) return null;
+  const kept = current.kept + inserted;
+  const candidates = current.candidates.filter((item) => item.text.startsWith(kept));
+  if (!candidates.length) return null;
+  const item = candidates[0];
+  return {
+    session: { ...current, kept, candidates },
+    accepted: {
+      requestId: item.requestId,
+      index: item.index,
+      keptChars: kept.length,
+      shownChars: item.text.length,
+      keptWords: countWords(kept),
+      shownWords: countWords(item.text),
+    },
+  };
+}
+
 module.exports = {
+  countWords,
+  partialAccept,
+  shownItems,
   debounce,
   definitionItems,
   definitionTargets,

@@ -260,3 +260,28 @@ test('definition items: locations and location links, de-duplicated and capped',
   const many = Array.from({ length: 20 }, (_, n) => ({ uri: `file:///${n}.py`, range: range(n) }));
   assert.equal(logic.definitionItems([many]).length, 8);
 });
+
+test('partial accepts: the suggestion the kept text belongs to, counted without its text', () => {
+  const command = (index) => ({ command: 'x', arguments: [{ requestId: 'r1', index }] });
+  const shown = logic.shownItems('file:///a.py', 10, { items: [
+    { insertText: ' x x x', command: command(0) },
+    { insertText: ' y x x', command: command(1) },
+    { insertText: 'no command' },
+  ] });
+  assert.deepEqual(shown.items.map((i) => [i.text, i.index]), [[' x x x', 0], [' y x x', 1]]);
+  // The space is the start of both: the first is counted (the same count either way).
+  let step = logic.partialAccept(null, shown, { uri: 'file:///a.py', offset: 10 }, ' ');
+  assert.deepEqual(step.accepted, { requestId: 'r1', index: 0, keptChars: 1, shownChars: 6, keptWords: 0, shownWords: 3 });
+  // The next word says which: the alternative.
+  step = logic.partialAccept(step.session, shown, { uri: 'file:///a.py', offset: 11 }, 'y');
+  assert.deepEqual(step.accepted, { requestId: 'r1', index: 1, keptChars: 2, shownChars: 6, keptWords: 1, shownWords: 3 });
+  // VS Code asked again after the accept: the session goes on from where it was.
+  const rest = logic.shownItems('file:///a.py', 12, [{ insertText: ' x x', command: { arguments: [{ requestId: 'r2' }] } }]);
+  step = logic.partialAccept(step.session, rest, { uri: 'file:///a.py', offset: 12 }, ' x x');
+  assert.deepEqual([step.accepted.requestId, step.accepted.keptChars, step.accepted.keptWords], ['r1', 6, 3]);
+  // Elsewhere, or text that was not suggested: nothing to record.
+  assert.equal(logic.partialAccept(null, shown, { uri: 'file:///a.py', offset: 3 }, ' '), null);
+  assert.equal(logic.partialAccept(null, shown, { uri: 'file:///a.py', offset: 10 }, ' z'), null);
+  assert.equal(logic.shownItems('file:///a.py', 0, null), null);
+  assert.equal(logic.countWords('foo(bar_1, 2)'), 3);
+});

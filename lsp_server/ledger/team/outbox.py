@@ -18,12 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from lsp_server.ledger.connection import open_connection
-from lsp_server.ledger.schema import COLUMNS, ledger_id
+from lsp_server.ledger.schema import COLUMNS, PARTIAL_ACCEPT_COLUMNS, ledger_id
 
 # What ships of a row: no reason texts, they stay on the machine. Taken as plain tuples
 # (version first, then the values as SQLite holds them) so that shipping a batch is a few C
 # calls per row and barely holds the GIL while the server answers requests.
-SHIPPED_COLUMNS = ("row_id", *(c for c in COLUMNS if c != "reasons"))
+SHIPPED_COLUMNS = ("row_id", *(c for c in COLUMNS if c != "reasons" and c not in PARTIAL_ACCEPT_COLUMNS))
 _TAKE = (
     f"SELECT q.version, q.row_id, {', '.join(f'a.{c}' for c in SHIPPED_COLUMNS[1:])} "
     "FROM ship_queue q JOIN attempts a ON a.id = q.row_id WHERE q.row_id <= ? ORDER BY q.row_id LIMIT ?"

@@ -7,16 +7,18 @@ from pathlib import Path
 from typing import Any
 
 from lsprotocol import types
+from pydantic import ValidationError
 
 from lsp_server.completion.complete import Completer
 from lsp_server.completion.prompt import CompletionInput
 from lsp_server.completion.service import CompletionService
-from lsp_server.config import CompletionConfig
+from lsp_server.config import CompletionConfig, describe_validation_error
 from lsp_server.engine.core import Engine
 from lsp_server.engine.results import CompletionResult
+from lsp_server.ledger.row import PartialAccept
 from lsp_server.lsp.convert import clamp_position, clip_long_lines, file_path, split_lines, window
 from lsp_server.lsp.ids import COMPLETION_ACCEPTED_COMMAND, SERVED_NOTIFICATION, STATS_REQUEST
-from lsp_server.lsp.params import command_params
+from lsp_server.lsp.params import AcceptedParams, command_params
 from lsp_server.lsp.server import NinetyTenServer
 
 
@@ -119,12 +121,22 @@ class CompletionFeature:
         )
         self.ls.protocol.notify(SERVED_NOTIFICATION, {"uri": uri, **summary, **extra, "shown": shown})
 
-    def accepted(self, request_id: Any) -> dict[str, Any]:
+    def accepted(self, raw: dict[str, Any]) -> dict[str, Any]:
+        """A suggestion accepted whole, or in part (a word or a line at a time: the counts of
+        what was kept so far, never the text)."""
         engine = self.ls.engine
-        if engine is None or not isinstance(request_id, str) or not request_id:
+        try:
+            params = AcceptedParams.model_validate(raw)
+            partial = partial_accept(params)
+        except ValidationError as error:
+            return {"error": f"completionAccepted needs a requestId: {describe_validation_error(error)}"}
+        if engine is None:
             return {"error": "completionAccepted needs a requestId"}
         try:
-            engine.feedback(request_id, accepted=True)
+            if partial is not None and partial.kept_chars < partial.shown_chars:
+                engine.feedback(params.request_id, partial=partial)
+                return {"accepted": "partly"}
+            engine.feedback(params.request_id, accepted=True, partial=partial)
         except Exception as error:
             return {"error": f"invalid requestId: {error}"}
         return {"accepted": True}
@@ -144,6 +156,15 @@ class CompletionFeature:
         text_document = self.ls.client_capabilities.text_document
         has_inline = text_document is not None and text_document.inline_completion is not None
         return mode == "always" or (mode == "auto" and not has_inline)
+
+
+def partial_accept(params: AcceptedParams) -> PartialAccept | None:
+    """The counts of a partial accept, when the client sent them (all four or none)."""
+    counts = (params.kept_chars, params.shown_chars, params.kept_words, params.shown_words)
+    if all(count is None for count in counts):
+        return None
+    kept_chars, shown_chars, kept_words, shown_words = (count or 0 for count in counts)
+    return PartialAccept(kept_chars=kept_chars, shown_chars=shown_chars, kept_words=kept_words, shown_words=shown_words)
 
 
 def inline_items(result: CompletionResult, position: types.Position) -> list[types.InlineCompletionItem]:
@@ -213,4 +234,4 @@ def register(server: NinetyTenServer) -> None:
 
     @server.command(COMPLETION_ACCEPTED_COMMAND)
     def completion_accepted_command(ls: NinetyTenServer, *args: Any) -> dict[str, Any]:
-        return ls.completion_feature.accepted(command_params(args, "accepted").get("requestId"))
+        return ls.completion_feature.accepted(command_params(args, "accepted"))

@@ -108,7 +108,17 @@ function M.make_item(buf, raw, row, col, encoding)
   if not lines or (#lines == 1 and lines[1] == "") then
     return nil
   end
-  return { row = row, col = col, end_row = end_row, end_col = end_col, lines = lines, command = raw.command, line = line }
+  return {
+    row = row,
+    col = col,
+    end_row = end_row,
+    end_col = end_col,
+    lines = lines,
+    command = raw.command,
+    line = line,
+    shown = table.concat(lines, "\n"), -- all of it as first shown: partial accepts count against it
+    kept = "",
+  }
 end
 
 function M.show(buf, item)
@@ -364,8 +374,29 @@ function M.cycle(buf, delta)
   return true
 end
 
-local function run_command(buf, item)
+-- Words in `text` (runs of letters, digits and underscores), as partial accepts count them.
+function M.count_words(text)
+  local count = 0
+  for _ in text:gmatch("[%w_]+") do
+    count = count + 1
+  end
+  return count
+end
+
+-- The accept command's arguments for a partial accept: how much of the suggestion was kept so
+-- far, in characters and words, of how much was shown. Counts only, never the text.
+function M.partial_arguments(command, item)
+  local args = vim.deepcopy((command.arguments or {})[1] or {})
+  args.keptChars, args.shownChars = vim.fn.strchars(item.kept), vim.fn.strchars(item.shown)
+  args.keptWords, args.shownWords = M.count_words(item.kept), M.count_words(item.shown)
+  return vim.tbl_extend("force", command, { arguments = { args } })
+end
+
+local function run_command(buf, item, partial)
   local command = item.command
+  if type(command) == "table" and command.command and partial then
+    command = M.partial_arguments(command, item)
+  end
   if type(command) == "table" and command.command then
     -- The item's command runs after the insertion (LSP 3.18); ninetyten uses it to learn
     -- which completions were accepted.
@@ -375,7 +406,7 @@ local function run_command(buf, item)
       local_handler(command, { bufnr = buf, client_id = item.client_id })
     elseif client then
       lsp.execute(client, command, buf, function(err, result)
-        M.last_accept = { command = command.command, err = err, result = result }
+        M.last_accept = { command = command.command, arguments = command.arguments, err = err, result = result }
       end)
     end
   end
@@ -426,11 +457,13 @@ function M.accept_part(buf, pick)
   cancel_pending(s)
   local win = vim.api.nvim_get_current_win()
   local row, col = ghost.insert(buf, win, item.row, item.col, item.end_row, item.end_col, part)
+  item.kept = item.kept .. table.concat(part, "\n")
   if #rest == 1 and rest[1] == "" then
     M.clear(buf)
-    run_command(buf, item) -- all of it was taken, a part at a time
+    run_command(buf, item, true) -- all of it was taken, a part at a time
     return true
   end
+  run_command(buf, item, true) -- the server's ledger counts what was kept so far
   -- The rest stays on screen and in hand: the change this insertion causes is not a new edit.
   item.row, item.col, item.end_row, item.end_col = row, col, row, col
   item.line = line_at(buf, row)
