@@ -12,6 +12,9 @@ Variants:
   the workspace, exactly as the server indexes a workspace folder, and only the edited file
   is open) against `no_context` (the same pipeline without it), and `raw` as above.
 
+Every answer is generated from a clean KV cache, so a variant's answers do not depend on the
+prompts of the others (a cached prefix changes the last bits of the model's numbers).
+
 The quiet gate is applied afterwards, from each answer's mean token log-probability, so one
 run reports both the default (gate on) and every answer (gate off), and a sweep of thresholds
 as shown rate against accepted-if-correct rate (the share of shown suggestions that were
@@ -147,6 +150,10 @@ async def generate(
     progress("generating", 0, total)
     for task in tasks:
         for variant in variants:
+            # Every answer from a clean KV cache: a prefix cached from the previous prompt
+            # changes the model's numbers in the last bits, and so now and then its greedy
+            # choice, which would make one variant's answers depend on the other's prompts.
+            runner.engine.local.forget_cache()
             if variant == "raw":
                 answer = await runner.raw_first_line(before_cursor(task))
             else:
