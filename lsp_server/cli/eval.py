@@ -96,6 +96,13 @@ def register(subparsers: Any) -> None:
         "(these two run no code; see docs/evaluation.md)",
     )
     completion.add_argument(
+        "--split",
+        choices=["test", "dev"],
+        default="test",
+        help="lines/crossfile: test (the seeded sample, what is reported) or dev (as many tasks from other files, "
+        "for tuning)",
+    )
+    completion.add_argument(
         "--tier",
         choices=["local", "in_house", "frontier"],
         default="local",

@@ -36,7 +36,9 @@ def cmd_lines(args: argparse.Namespace) -> int:
         # Quality, not speed, is measured here (bench/ measures latency): a busy machine's
         # time box must not decide what the model writes.
         config = config.merged({"completion": {"time_limit_ms": 600_000}})
-    options = LineEvalOptions(suite=args.suite, limit=args.limit or None, seed=args.seed, raw=not args.no_raw)
+    options = LineEvalOptions(
+        suite=args.suite, limit=args.limit or None, seed=args.seed, raw=not args.no_raw, split=args.split
+    )
     runner = CompletionRunner(config, loaded, tier="local", model=args.model, progress=True)
 
     async def main():
@@ -50,8 +52,9 @@ def cmd_lines(args: argparse.Namespace) -> int:
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
-        write_json(out / f"completion_{args.suite}.json", report.model_dump(mode="json"))
-        write_outcomes(out / f"completion_{args.suite}_tasks.jsonl", outcomes)
+        name = f"completion_{args.suite}" + ("_dev" if args.split == "dev" else "")
+        write_json(out / f"{name}.json", report.model_dump(mode="json"))
+        write_outcomes(out / f"{name}_tasks.jsonl", outcomes)
     if args.json:
         print(json.dumps(report.model_dump(mode="json"), indent=2))
     else:

@@ -42,6 +42,7 @@ from lsp_server.eval.runner import CompletionRunner, Produced
 
 Progress = Callable[[str, int, int], None]
 LineVariant = Literal["pipeline", "context", "no_context", "raw"]
+DEV_SEED_OFFSET = 1  # the dev split's tasks come from this seed (files of the test split left out)
 
 
 def _no_progress(phase: str, done: int, total: int) -> None:
@@ -55,6 +56,9 @@ class LineEvalOptions:
     seed: int = 0
     raw: bool = True
     packages: tuple[str, ...] = CROSSFILE_PACKAGES
+    # "test": the seeded sample; "dev": as many tasks from other files (drawn with another
+    # seed), for tuning without touching the positions that are reported.
+    split: Literal["test", "dev"] = "test"
 
 
 def variants_for(options: LineEvalOptions) -> list[LineVariant]:
@@ -63,9 +67,17 @@ def variants_for(options: LineEvalOptions) -> list[LineVariant]:
 
 
 def tasks_for(options: LineEvalOptions) -> list[LineTask]:
-    if options.suite == "crossfile":
-        return crossfile_tasks(options.limit, options.seed, options.packages)
-    return stdlib_line_tasks(options.limit, options.seed)
+    def sample(limit: int | None, seed: int) -> list[LineTask]:
+        if options.suite == "crossfile":
+            return crossfile_tasks(limit, seed, options.packages)
+        return stdlib_line_tasks(limit, seed)
+
+    test = sample(options.limit, options.seed)
+    if options.split == "test":
+        return test
+    held_out = {task.path for task in test}
+    wanted = len(test)
+    return [task for task in sample(wanted * 3, options.seed + DEV_SEED_OFFSET) if task.path not in held_out][:wanted]
 
 
 class Workspaces:
@@ -255,6 +267,7 @@ async def run_line_eval(
     main: LineVariant = "context" if options.suite == "crossfile" else "pipeline"
     report = LineReport(
         suite=options.suite,
+        split=options.split,
         model=runner.model_name,
         prompt_mode=runner.prompt_mode,
         seed=options.seed,

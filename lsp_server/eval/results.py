@@ -212,6 +212,7 @@ class GatePoint(BaseModel):
 class LineReport(BaseModel):
     command: Literal["completion"] = "completion"
     suite: Literal["lines", "crossfile"]
+    split: Literal["test", "dev"] = "test"
     model: str
     prompt_mode: str
     seed: int

@@ -186,7 +186,7 @@ def print_lines(report: LineReport, console: Console) -> None:
     )
     table = Table(
         title=f"{report.suite}: {what} · {report.model} ({report.prompt_mode} prompt) · "
-        f"{report.tasks} tasks (seed {report.seed})"
+        f"{report.tasks} tasks (seed {report.seed}{', dev split' if report.split == 'dev' else ''})"
     )
     for column in (
         "variant",

@@ -259,3 +259,30 @@ price = {{ input_per_mtok = 2.0, output_per_mtok = 10.0 }}
     assert [r["passed"] for r in strong] == [False, True, True]
     assert report["strong_pass_at_1"] == round(2 / 3, 4)
     assert all(r["cost_usd"] > 0 for r in strong)  # the policy's price applies
+
+
+def test_eval_real_code_suites_report_both_variants_and_the_gate(tiny_model_path, tmp_path):
+    """`--suite crossfile` indexes a real package and compares the pipeline with and without
+    its context; `--suite lines --split dev` draws from other files; no sandbox is needed."""
+    out = tmp_path / "out"
+    crossfile = run(
+        "completion", "--suite", "crossfile", "--limit", "2", "--model", str(tiny_model_path), "--json",
+        "--out", str(out), home=tmp_path,
+    )  # fmt: skip
+    assert crossfile.returncode == 0, crossfile.stderr
+    report = json.loads(crossfile.stdout)
+    assert (report["suite"], report["split"], report["tasks"]) == ("crossfile", "test", 2)
+    assert [s["variant"] for s in report["summaries"]] == ["context", "no_context", "raw"]
+    assert report["quiet_below"] == -0.6 and report["gate"]
+    rows = [json.loads(line) for line in (out / "completion_crossfile_tasks.jsonl").read_text().splitlines()]
+    assert len(rows) == 6
+    assert all(r["context_snippets"] > 0 for r in rows if r["variant"] == "context")  # the sibling's definition
+    assert all(r["context_snippets"] == 0 for r in rows if r["variant"] != "context")
+    lines = run(
+        "completion", "--suite", "lines", "--split", "dev", "--limit", "2", "--no-raw", "--model",
+        str(tiny_model_path), "--out", str(out), home=tmp_path,
+    )  # fmt: skip
+    assert lines.returncode == 0, lines.stderr
+    assert "dev split" in lines.stdout and (out / "completion_lines_dev.json").exists()
+    dev = json.loads((out / "completion_lines_dev.json").read_text())
+    assert [s["variant"] for s in dev["summaries"]] == ["pipeline"]
