@@ -1,7 +1,8 @@
 """Stop rules and post-processing for inline completions.
 
 Pure functions over strings: the backend calls the stop rule after every generated
-token, and the task runs post-processing once on the final text.
+token (in the engine process, rebuilt there from its fields), and the task runs
+post-processing once on the final text.
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+
+from lsp_server.backends.portable import portable
 
 OPENERS = {"(": ")", "[": "]", "{": "}"}
 CLOSERS = {v: k for k, v in OPENERS.items()}
@@ -28,6 +31,7 @@ def indent_width(line: str) -> int:
     return width
 
 
+@portable
 @dataclass(frozen=True)
 class CursorContext:
     """What the stop rules and post-processing need to know about the cursor."""
@@ -160,6 +164,8 @@ def open_brackets(text: str) -> int:
     return depth
 
 
+# Portable: the rule runs in the engine process, between two tokens (backends/portable.py).
+@portable
 @dataclass(frozen=True)
 class StopRule:
     """Decides, after each token, whether and where to cut the generated text."""
