@@ -145,11 +145,16 @@ def first_text_check(cursor: CursorContext) -> Callable[[str], bool] | None:
         return None
     if cursor.line_prefix.rstrip().endswith("{"):
         return None  # a block or a literal: its body may well start on the next line
-    return _not_a_line_break
+    return NotALineBreak()
 
 
-def _not_a_line_break(text: str) -> bool:
-    return not text.lstrip(" \t").startswith(("\n", "\r"))
+@portable
+@dataclass(frozen=True)
+class NotALineBreak:
+    """A first token that does not open with a line break (portable: it runs in the engine)."""
+
+    def __call__(self, text: str) -> bool:
+        return not text.lstrip(" \t").startswith(("\n", "\r"))
 
 
 def open_brackets(text: str) -> int:

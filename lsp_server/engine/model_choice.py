@@ -22,7 +22,7 @@ from local_models.machine import detect_machine
 from local_models.pulled import PulledFile, all_records
 from local_models.recommend import Choice, Recommendation, recommend
 from local_models.resolve import CHAT_MODEL_ENV, MODEL_ENV
-from lsp_server.backends.llama_cpp.backend import LlamaCppBackend
+from lsp_server.backends.local import LocalBackend
 from lsp_server.engine.core import Engine
 from lsp_server.engine.local_tier import user_choice
 
@@ -36,7 +36,7 @@ class PullCancelled(Exception):
     """The user cancelled a pull; huggingface_hub's partial file is not used by anything."""
 
 
-def _describe(resolved: ResolvedModel | None, backend: LlamaCppBackend, named: str | None) -> dict[str, Any]:
+def _describe(resolved: ResolvedModel | None, backend: LocalBackend, named: str | None) -> dict[str, Any]:
     if resolved is None:  # not resolved yet (still loading), or failed
         return {
             "name": named or "default",

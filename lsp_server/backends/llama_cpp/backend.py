@@ -179,8 +179,9 @@ class LlamaCppBackend:
         """Plain text: no BOS, and `<|...|>` read as text, never as a control token."""
         return self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=False)
 
-    def detokenize(self, tokens: list[int]) -> str:
-        return self.llm.detokenize(tokens).decode("utf-8", errors="replace")
+    def detokenize(self, tokens: list[int], *, special: bool = False) -> str:
+        """`special`: control tokens as their markup (`<|fim_prefix|>`), for showing a prompt."""
+        return self.llm.detokenize(tokens, special=special).decode("utf-8", errors="replace")
 
     @property
     def has_chat_template(self) -> bool:
