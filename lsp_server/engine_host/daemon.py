@@ -1,12 +1,13 @@
 """The engine process: one llama.cpp model, served to every client of one user.
 
-Started by the supervisor (supervisor.py) with the listening socket already bound; it
-loads the model once and serves clients over that socket until it has had no client for
+Started by the supervisor (supervisor.py, through worker.py) with the listening socket
+already bound; it loads the model once (with its draft model, when speculative decoding
+names one) and serves clients over that socket until it has had no client for
 the idle period. Threads:
 
 - the main thread accepts connections (only from this user: SO_PEERCRED);
-- one thread per connection reads its requests: tokenizing is answered at once,
-  generations and warm-ups go to the queue, a cancel flips the job's flag;
+- one thread per connection (session.py) reads its requests: tokenizing is answered at
+  once, generations and warm-ups go to the queue (jobs.py), a cancel flips the job's flag;
 - the model thread loads the model, then runs the queue: real requests before warm-ups,
   oldest first; a warm-up steps aside between two slices of its prompt when a real
   request arrives, and what it has read stays in the cache. A cancel is seen between two
@@ -16,8 +17,7 @@ Each client has its own KV-cache slot (slots.py). The process tells the supervis
 it is doing on a pipe (`loading`, `ready`, `busy`, `idle`...), so that when it dies the
 supervisor can say whether it died loading the model or generating.
 
-For tests of the machinery, `NINETYTEN_ENGINE_INJECT_ARMED=SIGNAL@load|generation` (set
-by the supervisor from `NINETYTEN_ENGINE_INJECT`) makes this process raise that signal
+For tests of the machinery, an `Injection` (jobs.py) makes this process raise a signal
 itself: at load, from inside llama.cpp's model loader (its log callback); in a
 generation, after its second token.
 """
