@@ -381,3 +381,35 @@ def test_the_chat_model_runs_and_drafts_in_an_engine_of_its_own(
             assert usage.draft_tokens == 0 and "differently in a batch" in (chat.speculation_note or "")  # type: ignore[attr-defined]
     finally:
         engine.close()
+
+
+def test_alternatives_and_a_clean_cache_cross_to_the_engine(endless_model_path, private_runtime):
+    """What repository-context completions ask of the local model works through the engine:
+    forced tokens, a fork at an unsure step, a first-token check, and forgetting the cache."""
+    from lsp_server.backends.base import GenerationRequest
+    from lsp_server.backends.llama_cpp.settings import LlamaSettings
+    from lsp_server.completion.rules import NotALineBreak
+    from lsp_server.engine_host.client import EngineBackend
+
+    backend = EngineBackend(LlamaSettings(model=endless_model_path, n_ctx=1024))
+    try:
+        backend.load()
+        prompt = backend.tokenize_text("value = " * 30)
+        [x] = backend.tokenize_text("x")
+
+        def generate(**options: Any):  # type: ignore[no-untyped-def]
+            request = GenerationRequest(prompt_tokens=prompt, max_tokens=4, time_limit_s=60.0, **options)
+            return backend.generate_blocking(request)
+
+        # Every token is "below 0": the fork is recorded at the first step, with two runners-up.
+        first = generate(fork_below=0.0, fork_width=2, first_text_ok=NotALineBreak())
+        assert first.text == "xxxx" and first.tokens == [x] * 4
+        assert first.fork is not None and first.fork.step == 0 and len(first.fork.alternatives) == 2
+        assert x not in [token for token, _ in first.fork.alternatives]
+        forced = generate(forced=[first.fork.alternatives[0][0]])
+        assert forced.tokens[0] == first.fork.alternatives[0][0] and forced.tokens[1:] == [x] * 4
+        assert generate().usage.cached_prompt_tokens == len(prompt) - 1
+        backend.forget_cache()
+        assert generate().usage.cached_prompt_tokens == 0  # read from its first token again
+    finally:
+        backend.close()

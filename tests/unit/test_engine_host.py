@@ -18,7 +18,7 @@ from lsp_server.backends.base import BackendError, CancelToken, GenerationReques
 from lsp_server.backends.llama_cpp.chat_template import StopAtBlankLine, stop_at_strings, stop_on_repetition
 from lsp_server.backends.llama_cpp.settings import LlamaSettings
 from lsp_server.backends.portable import NotPortable, from_data, portable, to_data
-from lsp_server.completion.rules import CursorContext, StopRule
+from lsp_server.completion.rules import CursorContext, NotALineBreak, StopRule
 from lsp_server.engine_host.jobs import REAL, WARM, JobQueue, yield_to_requests
 from lsp_server.engine_host.model import HostedModel
 from lsp_server.engine_host.protocol import (
@@ -119,8 +119,9 @@ SAMPLES = [
         stop_on_repetition(stop_at_strings(("<|im_end|>",))),
         stop_on_repetition(StopAtBlankLine(("\n\n", "END"))),
         StopAtBlankLine(("END",)),
+    NotALineBreak(),
     ],
-    ids=["completion", "single-line", "strings", "repetition", "blank-line", "strings-only"],
+    ids=["completion", "single-line", "strings", "repetition", "blank-line", "strings-only", "first-token"],
 )
 def test_a_stop_rule_cuts_the_same_after_crossing_to_the_engine(check):
     data = to_data(check)
