@@ -119,7 +119,7 @@ SAMPLES = [
         stop_on_repetition(stop_at_strings(("<|im_end|>",))),
         stop_on_repetition(StopAtBlankLine(("\n\n", "END"))),
         StopAtBlankLine(("END",)),
-    NotALineBreak(),
+        NotALineBreak(),
     ],
     ids=["completion", "single-line", "strings", "repetition", "blank-line", "strings-only", "first-token"],
 )
