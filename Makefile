@@ -82,6 +82,7 @@ test-fast: setup
 
 bench: model
 	$(BIN)/python bench/completion_latency.py
+	$(BIN)/python bench/engine_process.py
 	$(BIN)/python bench/typing_burst.py
 	$(BIN)/python bench/routing_overhead.py
 	$(BIN)/python bench/secret_detector.py

@@ -66,6 +66,9 @@ class CompletionConfig(BaseModel):
         description="A token chosen with a log-probability below this (p < 0.5) makes the model "
         "'unsure' there: alternatives branch at the first such token.",
     )
+    warm: bool = Field(
+        True, description="Read the prompt at the cursor into the model's cache when a file is opened or focused."
+    )
     classic: Literal["auto", "always", "never"] = Field(
         "auto",
         description="Answer textDocument/completion: 'auto' only for clients without inline completion.",
@@ -107,6 +110,11 @@ class ServerConfig(BaseModel):
         description="Model layers to offload to the GPU when llama.cpp was built with GPU support: -1 all, 0 none.",
     )
     load_timeout_s: float = Field(120.0, gt=0, description="How long a request waits for the model to finish loading.")
+    engine: Literal["shared", "in-process"] = Field(
+        "shared",
+        description="'shared': the user's engine process (one per model, shared by every window, the CLI and the "
+        "git hook); 'in-process': llama.cpp inside this process (a native crash takes it down).",
+    )
     completion: CompletionConfig = Field(default_factory=CompletionConfig)
     assist: AssistConfig = Field(default_factory=AssistConfig)
 

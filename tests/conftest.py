@@ -5,6 +5,7 @@ from collections.abc import Generator
 import pytest
 from hypothesis import settings
 
+from tests.conftest_engine import *  # noqa: F401,F403  (the engine processes of this test run)
 from tests.conftest_models import *  # noqa: F401,F403  (model fixtures)
 from tests.conftest_postgres import *  # noqa: F401,F403  (a real PostgreSQL server)
 from tests.conftest_sandbox import *  # noqa: F401,F403  (the bubblewrap sandbox)

@@ -24,9 +24,25 @@ class CancelToken:
         self._event = threading.Event()
         # What the generation had done when it stopped, for the ledger and the client.
         self.generation: Generation | None = None
+        # Told when the token is cancelled: a generation in another process is stopped by a message.
+        self._listeners: list[Callable[[], None]] = []
 
     def cancel(self) -> None:
         self._event.set()
+        for listener in list(self._listeners):
+            listener()
+
+    def on_cancel(self, listener: Callable[[], None]) -> Callable[[], None]:
+        """Call `listener` when cancelled (at once if already); returns what removes it again."""
+        self._listeners.append(listener)
+        if self.cancelled:
+            listener()
+
+        def remove() -> None:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
+
+        return remove
 
     @property
     def cancelled(self) -> bool:
@@ -50,6 +66,9 @@ class GenerationRequest:
     fork_width: int = 0
     # Which texts the first generated token may have (None: any); end-of-text is always allowed.
     first_text_ok: Callable[[str], bool] | None = None
+    # Work nobody asked for yet (a speculative completion): a shared engine runs it after real
+    # requests and stops it when one arrives.
+    background: bool = False
 
 
 Role = Literal["system", "user", "assistant"]

@@ -8,13 +8,8 @@ Modules are imported only when a backend is built: reading a policy loads no cli
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from lsp_server.backends.llama_cpp.backend import LlamaCppBackend
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -76,29 +71,4 @@ def build_remote(name: str, settings: RemoteSettings) -> Any:
         retry=RetryPolicy(max_attempts=settings.max_retries + 1, deadline_s=max(settings.timeout_s, 5.0) * 2),
         cooldown=Cooldown(failures=3, cooldown_s=30.0),
         max_concurrent=settings.max_concurrent,
-    )
-
-
-def build_local(
-    model: Path | Callable[[], Path],
-    *,
-    n_ctx: int,
-    threads: int | None,
-    gpu_layers: int,
-    prompt_lookup: bool = False,
-    draft_model: Path | Callable[[], Path] | None = None,
-    max_draft: int = 6,
-) -> LlamaCppBackend:
-    from lsp_server.backends.llama_cpp.backend import LlamaCppBackend, LlamaSettings
-
-    return LlamaCppBackend(
-        LlamaSettings(
-            model=model,
-            n_ctx=n_ctx,
-            n_threads=threads,
-            n_gpu_layers=gpu_layers,
-            prompt_lookup=prompt_lookup,
-            draft_model=draft_model,
-            max_draft=max_draft,
-        )
     )

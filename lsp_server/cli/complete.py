@@ -29,6 +29,13 @@ def register(commands: Any) -> None:
     complete.add_argument("location", metavar="FILE:LINE:COL")
     complete.add_argument("--json", action="store_true", help="print one JSON object with the text and its usage")
     complete.add_argument("--max-tokens", type=int, metavar="N", help="most tokens to generate")
+    complete.add_argument(
+        "--time-limit-ms",
+        type=int,
+        metavar="MS",
+        help="stop generating after this long (default: wait for the answer; an editor's time box is "
+        "completion.time_limit_ms)",
+    )
     complete.add_argument("--config", metavar="JSON", help="server settings as JSON")
     add_model_option(complete)
     add_policy_option(complete)
@@ -43,6 +50,18 @@ def parse_location(location: str) -> tuple[Path, int, int]:
     if line < 1 or col < 1:
         raise ValueError("LINE and COL start at 1")
     return Path(parts[0]), line, col
+
+
+def terminal_time_limit_ms(args: argparse.Namespace) -> int:
+    """A terminal waits for the answer: the token limit and the stop rules end it, not an editor's
+    time box, unless one is asked for (--time-limit-ms, or completion.time_limit_ms in --config)."""
+    if args.time_limit_ms:
+        return int(args.time_limit_ms)
+    given = json.loads(args.config) if args.config else {}
+    completion = given.get("completion") if isinstance(given, dict) else None
+    if isinstance(completion, dict) and isinstance(completion.get("time_limit_ms"), int):
+        return int(completion["time_limit_ms"])
+    return 600_000
 
 
 def run(args: argparse.Namespace) -> int:
@@ -70,6 +89,7 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     if args.max_tokens:
         config = config.merged({"completion": {"max_tokens": args.max_tokens}})
+    config = config.merged({"completion": {"time_limit_ms": terminal_time_limit_ms(args)}})
     from lsp_server.ledger import Ledger
     from lsp_server.ledger.outlets import attach
 

@@ -51,6 +51,11 @@ def run(args: argparse.Namespace) -> int:
     ok = ok and native_ok
     if embedded and native_ok:
         print("\n".join(models.doctor_lines()))
+    from lsp_server.engine_host.status import doctor_lines as engine_lines
+
+    lines, engine_ok = engine_lines(model_path)
+    print("\n".join(lines))
+    ok = ok and engine_ok
     from lsp_server.routing.policy import PolicyError
     from lsp_server.routing.policy_lookup import load_policy
     from lsp_server.routing.policy_trust import trust_summary

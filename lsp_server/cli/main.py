@@ -8,12 +8,24 @@ from collections.abc import Callable, Sequence
 from types import ModuleType
 
 from lsp_server import __version__
-from lsp_server.cli import complete, doctor, explain, hook, ledger, models, policy, route, serve
+from lsp_server.cli import complete, doctor, engine, explain, hook, ledger, models, policy, route, serve
 from lsp_server.cli import eval as evaluation
 from lsp_server.cli.common import EXIT_USAGE, configure_logging
 
 # In the order `ninetyten --help` lists them; each module registers its parser and runs it.
-GROUPS: tuple[ModuleType, ...] = (serve, complete, models, explain, hook, route, ledger, policy, doctor, evaluation)
+GROUPS: tuple[ModuleType, ...] = (
+    serve,
+    complete,
+    models,
+    explain,
+    hook,
+    route,
+    ledger,
+    policy,
+    doctor,
+    engine,
+    evaluation,
+)
 RUNNERS: dict[str, ModuleType] = {
     "serve": serve,
     "complete": complete,
@@ -25,6 +37,7 @@ RUNNERS: dict[str, ModuleType] = {
     "ledger": ledger,
     "policy": policy,
     "doctor": doctor,
+    "engine": engine,
     "eval": evaluation,
 }
 

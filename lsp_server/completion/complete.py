@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from concurrent.futures import Future
+from typing import Any
 
 from lsp_server.backends.base import CancelToken
 from lsp_server.completion.prompt import CompletionInput
@@ -35,9 +37,9 @@ class Completer:
             self._task = CompletionTask(self.engine.local, self.engine.config.completion)
         return self._task
 
-    def job(self, inp: CompletionInput, *, alternatives: bool = False) -> CompletionJob:
+    def job(self, inp: CompletionInput, *, alternatives: bool = False, background: bool = False) -> CompletionJob:
         async def run_local(cancel: CancelToken | None) -> CompletionOutcome:
-            return await self.task.run(inp, cancel, alternatives=alternatives)
+            return await self.task.run(inp, cancel, alternatives=alternatives, background=background)
 
         def remote(target: TierName) -> RemoteCompletionPrompt:
             # Context from other files goes to a tier that keeps data home as it is; to any
@@ -63,7 +65,8 @@ class Completer:
     ) -> CompletionResult:
         """With `quiet` (a request made while typing), a local suggestion the quiet gate holds
         back comes back without text (`quiet` set): the attempt is still recorded."""
-        result = await self.engine.complete(self.job(inp, alternatives=alternatives), cancel, speculative=speculative)
+        job = self.job(inp, alternatives=alternatives, background=speculative)
+        result = await self.engine.complete(job, cancel, speculative=speculative)
         config = self.engine.config.completion
         if (
             quiet
@@ -74,6 +77,16 @@ class Completer:
         ):
             return dataclasses.replace(result, text=None, alternatives=[], quiet=True)
         return result
+
+    def warm(self, inp: CompletionInput) -> Future[Any] | None:
+        """Have the local model read the prompt for this cursor ahead of the first request (at
+        lower priority than requests); None when the model is not ready or cannot (in-process)."""
+        local = self.engine.local
+        warm = getattr(local, "warm", None)
+        if warm is None or not local.ready:
+            return None
+        future: Future[Any] | None = warm(self.task.builder.build(inp).tokens)
+        return future
 
     def complete_blocking(self, inp: CompletionInput) -> CompletionResult:
         return asyncio.run(self.complete(inp))

@@ -134,10 +134,24 @@ class LineTokenCache:
             self._cache.move_to_end(text)
             return hit
         tokens = self._tokenizer.tokenize_text(text)
+        self._store(text, tokens)
+        return tokens
+
+    def _store(self, text: str, tokens: list[int]) -> None:
         self._cache[text] = tokens
         if len(self._cache) > self._capacity:
             self._cache.popitem(last=False)
-        return tokens
+
+    def prefetch(self, texts: Sequence[str]) -> None:
+        """Tokenize the lines not cached yet in one call, when the tokenizer takes batches
+        (the engine process: one round trip instead of one per line)."""
+        many = getattr(self._tokenizer, "tokenize_many", None)
+        if many is None:
+            return
+        missing = [text for text in dict.fromkeys(texts) if text and text not in self._cache]
+        if missing:
+            for text, tokens in zip(missing, many(missing)):
+                self._store(text, tokens)
 
 
 def split_at_cursor(inp: CompletionInput) -> tuple[list[str], str, str, list[str]]:
@@ -172,6 +186,7 @@ class PromptBuilder:
     def build(self, inp: CompletionInput) -> BuiltPrompt:
         before, line_prefix, line_suffix, after = split_at_cursor(inp)
         cursor = cursor_context(before, line_prefix, line_suffix, after)
+        self._lines.prefetch(self._likely_lines(inp, before, line_prefix, line_suffix, after))
         cursor_tokens = self._lines(line_prefix)
         # A cursor line longer than the whole prefix budget keeps its end: the text nearest
         # the cursor matters most, and the budget is what fits the context window.
@@ -211,6 +226,33 @@ class PromptBuilder:
             n_extra=len(extra_tokens),
             prefix_start_line=start,
         )
+
+    def _likely_lines(
+        self, inp: CompletionInput, before: list[str], line_prefix: str, line_suffix: str, after: list[str]
+    ) -> list[str]:
+        """The texts this prompt will probably tokenize: enough lines on each side for the
+        budgets (generously: at least one character per token), and the other files' lines."""
+        wanted = [line_prefix, line_suffix + "\n" if after else line_suffix]
+        chars = 0
+        for line in reversed(before):
+            if chars > self.budget.prefix_tokens * 8:
+                break
+            wanted.append(line)
+            chars += len(line)
+        if self.fim is None:
+            return wanted
+        chars = 0
+        for line in after:
+            if chars > self.budget.suffix_tokens * 8:
+                break
+            wanted.append(line)
+            chars += len(line)
+        if inp.extra and self.budget.extra_tokens > 0:
+            wanted += [(inp.repo_name or "workspace") + "\n", inp.path + "\n"]
+            for other in inp.extra:
+                wanted.append(other.path + "\n")
+                wanted += [line + "\n" for line in other.text.split("\n")[: self.budget.extra_tokens]]
+        return wanted
 
     def _prefix_lines(self, before: list[str], budget: int) -> tuple[int, list[int]]:
         """Take whole lines upward from the cursor, then snap the start to a step."""

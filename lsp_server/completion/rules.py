@@ -1,7 +1,8 @@
 """Stop rules and post-processing for inline completions.
 
 Pure functions over strings: the backend calls the stop rule after every generated
-token, and the task runs post-processing once on the final text.
+token (in the engine process, rebuilt there from its fields), and the task runs
+post-processing once on the final text.
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+
+from lsp_server.backends.portable import portable
 
 OPENERS = {"(": ")", "[": "]", "{": "}"}
 CLOSERS = {v: k for k, v in OPENERS.items()}
@@ -28,6 +31,7 @@ def indent_width(line: str) -> int:
     return width
 
 
+@portable
 @dataclass(frozen=True)
 class CursorContext:
     """What the stop rules and post-processing need to know about the cursor."""
@@ -141,11 +145,16 @@ def first_text_check(cursor: CursorContext) -> Callable[[str], bool] | None:
         return None
     if cursor.line_prefix.rstrip().endswith("{"):
         return None  # a block or a literal: its body may well start on the next line
-    return _not_a_line_break
+    return NotALineBreak()
 
 
-def _not_a_line_break(text: str) -> bool:
-    return not text.lstrip(" \t").startswith(("\n", "\r"))
+@portable
+@dataclass(frozen=True)
+class NotALineBreak:
+    """A first token that does not open with a line break (portable: it runs in the engine)."""
+
+    def __call__(self, text: str) -> bool:
+        return not text.lstrip(" \t").startswith(("\n", "\r"))
 
 
 def open_brackets(text: str) -> int:
@@ -160,6 +169,8 @@ def open_brackets(text: str) -> int:
     return depth
 
 
+# Portable: the rule runs in the engine process, between two tokens (backends/portable.py).
+@portable
 @dataclass(frozen=True)
 class StopRule:
     """Decides, after each token, whether and where to cut the generated text."""

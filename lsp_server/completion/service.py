@@ -15,11 +15,12 @@ import asyncio
 import dataclasses
 import logging
 import time
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Coroutine
 
-from lsp_server.backends.base import CancelToken
+from lsp_server.backends.base import BackendError, CancelToken
 from lsp_server.completion.cache import CompletionCache, CursorText
 from lsp_server.completion.complete import Completer
 from lsp_server.completion.debounce import AdaptiveDebounce
@@ -32,8 +33,13 @@ from lsp_server.tiers import LOCAL
 log = logging.getLogger(__name__)
 
 SPECULATION_DELAY_S = 0.04
+# A file opened this soon after a request (the user is typing in another one, or an
+# extension opened it in the background) is not warmed: that would take the cache from
+# the file being typed in. A focus notification from the editor always warms.
+WARM_QUIET_S = 5.0
 
 Notify = Callable[[str, dict[str, Any], bool], None]
+Spawn = Callable[[Coroutine[Any, Any, None]], None]
 
 
 @dataclass
@@ -48,6 +54,9 @@ class CompletionStats:
     speculative_cached: int = 0
     quiet: int = 0  # suggestions held back by the quiet gate
     with_alternatives: int = 0  # answers that offered more than one suggestion
+    warmups: int = 0  # prompts sent to be read ahead of a request
+    warmed: int = 0  # ... and finished (read, or found already cached)
+    warmed_tokens: int = 0  # prompt tokens the warm-ups read
 
     def to_json(self) -> dict[str, int]:
         return dataclasses.asdict(self)
@@ -64,6 +73,8 @@ class CompletionService:
         self._seq = 0
         self._inflight: CancelToken | None = None
         self._speculation: tuple[CancelToken, asyncio.Task[None]] | None = None
+        self._last_request = float("-inf")
+        self._pending_warm: CompletionInput | None = None
 
     def reconfigure(self, config: CompletionConfig) -> None:
         self.config = config
@@ -87,8 +98,6 @@ class CompletionService:
         self.cache.clear(uri)
         self.context.closed(uri, path)
 
-    # -- requests ------------------------------------------------------------------
-
     def stop_running(self) -> None:
         """Newest wins: stop the generation in flight and any speculation."""
         if self._inflight is not None:
@@ -97,11 +106,57 @@ class CompletionService:
             self._speculation[0].cancel()
             self._speculation = None
 
+    # -- warming the model's cache -------------------------------------------------------
+
+    def warm(self, completer: Completer, inp: CompletionInput, *, opened: bool, spawn: Spawn) -> None:
+        """Have the model read the prompt for this cursor before the first request, at lower
+        priority than requests, so that the first suggestion costs what a keystroke costs."""
+        if opened and time.monotonic() - self._last_request < WARM_QUIET_S:
+            return
+        self.stats.warmups += 1
+        if completer.engine.local.ready:
+            self._send_warm(completer, inp)
+            return
+        waiting = self._pending_warm is not None
+        self._pending_warm = inp  # the newest cursor wins while the model loads
+        if not waiting:
+            spawn(self._warm_when_ready(completer))
+
+    async def _warm_when_ready(self, completer: Completer) -> None:
+        try:
+            await completer.engine.wait_ready()
+        except Exception:
+            self._pending_warm = None
+            return  # a model that does not load is reported elsewhere
+        inp, self._pending_warm = self._pending_warm, None
+        if inp is not None:
+            self._send_warm(completer, inp)
+
+    def _send_warm(self, completer: Completer, inp: CompletionInput) -> None:
+        try:
+            future = completer.warm(inp)
+        except Exception:  # a warm-up is a bonus; a failure is only worth a debug line
+            log.debug("warm-up failed", exc_info=True)
+            return
+        if future is not None:
+            future.add_done_callback(self._warm_done)
+
+    def _warm_done(self, finished: Future[Any]) -> None:
+        try:
+            reply = finished.result()
+        except Exception:
+            return
+        self.stats.warmed += 1
+        self.stats.warmed_tokens += int(getattr(reply, "warmed", 0) or 0)
+
+    # -- requests ------------------------------------------------------------------
+
     async def complete(
         self, completer: Completer, uri: str, inp: CompletionInput, *, invoked: bool
     ) -> CompletionResult | None:
         engine = completer.engine
         started = time.perf_counter()
+        self._last_request = time.monotonic()
         self.stats.requests += 1
         self._seq += 1
         seq = self._seq
@@ -155,7 +210,10 @@ class CompletionService:
         except Exception as error:
             if engine.local.load_failed:
                 return None  # reported to the user once, when loading failed
-            log.exception("completion failed: %s", error)
+            if isinstance(error, BackendError):  # the engine died under it: the user was told once
+                log.warning("completion failed: %s", error)
+            else:
+                log.exception("completion failed: %s", error)
             return None
         finally:
             if self._inflight is token:

@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass, field, replace
 
 from lsp_server.backends.base import CancelToken, Generation, GenerationRequest
-from lsp_server.backends.llama_cpp.backend import LlamaCppBackend
+from lsp_server.backends.local import LocalBackend
 from lsp_server.completion.prompt import BuiltPrompt, CompletionInput, PromptBudget, PromptBuilder
 from lsp_server.completion.rules import StopRule, code_follows, first_text_check, postprocess
 from lsp_server.config import CompletionConfig
@@ -39,7 +39,7 @@ class CompletionOutcome:
 class CompletionTask:
     """Knows how to ask a local FIM model for the text at a cursor."""
 
-    def __init__(self, backend: LlamaCppBackend, config: CompletionConfig) -> None:
+    def __init__(self, backend: LocalBackend, config: CompletionConfig) -> None:
         self.backend = backend
         self.config = config
         budget = PromptBudget(
@@ -49,9 +49,12 @@ class CompletionTask:
         )
         self.builder = PromptBuilder(tokenizer=backend, fim=backend.fim, budget=budget, bos=backend.bos)
 
-    def request_for(self, prompt: BuiltPrompt, *, alternatives: bool = False) -> GenerationRequest:
+    def request_for(
+        self, prompt: BuiltPrompt, *, alternatives: bool = False, background: bool = False
+    ) -> GenerationRequest:
         width = max(self.config.alternatives - 1, 0) if alternatives else 0
         return GenerationRequest(
+            background=background,
             prompt_tokens=prompt.tokens,
             max_tokens=self.config.max_tokens,
             time_limit_s=self.config.time_limit_ms / 1000.0,
@@ -78,15 +81,21 @@ class CompletionTask:
         return postprocess(generation.text, prompt.cursor, truncated=truncated)
 
     async def run(
-        self, inp: CompletionInput, cancel: CancelToken | None = None, *, alternatives: bool = False
+        self,
+        inp: CompletionInput,
+        cancel: CancelToken | None = None,
+        *,
+        alternatives: bool = False,
+        background: bool = False,
     ) -> CompletionOutcome:
         """One suggestion; with `alternatives`, where the model was unsure, up to
         `config.alternatives - 1` more, each continuing one of the runner-up tokens (the
-        prompt and the tokens before the fork come from the KV cache)."""
+        prompt and the tokens before the fork come from the KV cache). `background`: nobody
+        asked yet (speculation); a shared engine runs it after requests."""
         started = time.perf_counter()
         prompt = self.builder.build(inp)
         build_ms = (time.perf_counter() - started) * 1000.0
-        request = self.request_for(prompt, alternatives=alternatives)
+        request = self.request_for(prompt, alternatives=alternatives, background=background)
         generation = await self.backend.generate(request, cancel)
         text = self.finish(generation, prompt)
         others: list[str] = []

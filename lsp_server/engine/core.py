@@ -20,8 +20,8 @@ from pathlib import Path
 from local_models import ResolvedModel, resolve_model
 from local_models.resolve import CHAT_MODEL_ENV
 from lsp_server.backends.base import CancelToken, ChatMessage, ChatRequest, Generation, ProviderError, Usage
-from lsp_server.backends.llama_cpp.backend import LlamaCppBackend
-from lsp_server.backends.registry import build_local
+from lsp_server.backends.llama_cpp.settings import LlamaSettings
+from lsp_server.backends.local import LocalBackend
 from lsp_server.config import ServerConfig
 from lsp_server.engine import chat, completion
 from lsp_server.engine.document import DocumentPrompt
@@ -32,6 +32,8 @@ from lsp_server.engine.local_tier import LocalModelNames, local_model_names
 from lsp_server.engine.local_tier import Task as LocalTask
 from lsp_server.engine.observers import AttemptEvent, AttemptObserver
 from lsp_server.engine.results import AssistResult, Attempt, CompletionResult
+from lsp_server.engine_host.client import local_backend
+from lsp_server.engine_host.notices import Notice
 from lsp_server.ledger import Ledger, LedgerError, LedgerSink, PartialAccept, safe_reason, utc_midnight
 from lsp_server.ledger.reservations import BudgetHold
 from lsp_server.routing.policy import LoadedPolicy, Policy, TaskType
@@ -48,9 +50,10 @@ class Engine:
     """Owns the local models, the policy in force, the remote tiers and the attempt observers.
 
     `local` (the completion model) is injected when given (another way to run the local
-    model); by default it is the registry's local backend, loading the model the settings and
-    the policy name. The chat tasks have a model of their own when one is named
-    (engine/local_tier.py); otherwise `local` serves them too.
+    model); by default it is the user's shared engine process for the model the settings and
+    the policy name (engine_host/; llama.cpp in this process with `engine = "in-process"`).
+    The chat tasks have a model of their own when one is named (engine/local_tier.py), in an
+    engine of its own; otherwise `local` serves them too.
     """
 
     def __init__(
@@ -63,7 +66,8 @@ class Engine:
         ledger: Ledger | None = None,
         progress: bool = False,
         on_remote_unreachable: Callable[[TierName, str], None] | None = None,
-        local: LlamaCppBackend | None = None,
+        on_local_notice: Notice | None = None,
+        local: LocalBackend | None = None,
     ) -> None:
         self.config = config
         self.explicit_model = explicit_model  # --model beats NINETYTEN_MODEL beats settings beats policy
@@ -78,8 +82,9 @@ class Engine:
         self.recorder = LedgerRecorder(self.sink, lambda: self.policy)
         self.observers: list[AttemptObserver] = [self.recorder]
         self.on_remote_unreachable = on_remote_unreachable
+        self.on_local_notice = on_local_notice  # the local engine crashed, or a model is marked bad
         self.names = self._model_names()
-        self.local: LlamaCppBackend = local if local is not None else self._new_local("completion")
+        self.local: LocalBackend = local if local is not None else self._new_local("completion")
         # The chat tasks' own model, when one is named; None: the completion model serves them.
         self._chat_local = self._new_local("chat") if self.names.separate_chat else None
 
@@ -93,9 +98,9 @@ class Engine:
             explicit_chat=self.explicit_chat_model,
         )
 
-    def _new_local(self, task: LocalTask) -> LlamaCppBackend:
+    def _new_local(self, task: LocalTask) -> LocalBackend:
         """A backend for one task's model; the file is found (maybe assembled) on its own thread."""
-        backend: LlamaCppBackend
+        backend: LocalBackend
 
         def resolve() -> Path:
             names = self.names
@@ -111,19 +116,21 @@ class Engine:
         # Whichever model answers the chat tasks gets their speculative decoding settings.
         chat_tasks = task == "chat" or not self.names.separate_chat
         draft = self.names.draft if chat_tasks else None
-        backend = build_local(
-            resolve,
+        settings = LlamaSettings(
+            model=resolve,
             n_ctx=self.config.n_ctx,
-            threads=self.config.threads,
-            gpu_layers=self.config.gpu_layers,
+            n_threads=self.config.threads,
+            n_gpu_layers=self.config.gpu_layers,
             prompt_lookup=chat_tasks and self.config.assist.prompt_lookup,
             draft_model=(lambda: resolve_model(draft, None, progress=False).path) if draft else None,
             max_draft=self.config.assist.draft_tokens,
         )
+        # Speculative decoding runs where the model runs: in the engine process by default.
+        backend = local_backend(settings, self.config.engine, on_notice=self.on_local_notice, client=task)
         return backend
 
     @property
-    def chat_local(self) -> LlamaCppBackend:
+    def chat_local(self) -> LocalBackend:
         """The local model that answers explain, refactor, ask and commit messages."""
         return self._chat_local or self.local
 
@@ -323,7 +330,7 @@ class Engine:
 
     def failed_attempt(self, tier: TierName, error: Exception, started: float) -> Attempt:
         backend = self.state.remote.get(tier) if tier != LOCAL else None
-        kind = error.kind if isinstance(error, ProviderError) else type(error).__name__
+        kind = getattr(error, "kind", None) or type(error).__name__  # EngineCrashed has one too
         if isinstance(error, ProviderError) and self.on_remote_unreachable is not None:
             self.on_remote_unreachable(tier, str(error))  # the user hears once per tier (the server de-duplicates)
         return Attempt(

@@ -6,33 +6,14 @@ instructions back; it is given the start of a document to continue instead.
 
 from __future__ import annotations
 
-import re
-
-from lsp_server.backends.base import CancelToken, ChatMessage, Generation, GenerationRequest, StopCheck
-from lsp_server.backends.llama_cpp.backend import LlamaCppBackend
-from lsp_server.backends.llama_cpp.chat_template import stop_at_strings, stop_on_repetition
+from lsp_server.backends.base import CancelToken, ChatMessage, Generation, GenerationRequest
+from lsp_server.backends.llama_cpp.chat_template import stop_at_blank_line, stop_on_repetition
+from lsp_server.backends.local import LocalBackend
 from lsp_server.engine.document import DocumentPrompt
-
-_BLANK_LINE = re.compile(r"\n[ \t]*\n")
-
-
-def stop_at_blank_line(stops: tuple[str, ...]) -> StopCheck | None:
-    """Stop strings, where "\n\n" also means a line holding only spaces (small models write those)."""
-    plain = stop_at_strings(tuple(stop for stop in stops if stop != "\n\n"))
-    if "\n\n" not in stops:
-        return plain
-
-    def check(text: str) -> int | None:
-        match = _BLANK_LINE.search(text.lstrip("\n"))
-        if match:
-            return match.start() + (len(text) - len(text.lstrip("\n")))
-        return plain(text) if plain is not None else None
-
-    return check
 
 
 async def continue_document(
-    backend: LlamaCppBackend,
+    backend: LocalBackend,
     document: DocumentPrompt,
     max_tokens: int,
     time_limit_s: float | None,
@@ -59,7 +40,7 @@ async def continue_document(
     return generation
 
 
-async def fit_messages(backend: LlamaCppBackend, messages: list[ChatMessage], max_tokens: int) -> list[ChatMessage]:
+async def fit_messages(backend: LocalBackend, messages: list[ChatMessage], max_tokens: int) -> list[ChatMessage]:
     """Shorten the longest message (its middle) until the prompt fits the local context."""
     budget = backend.n_ctx - max_tokens - 8
     for _ in range(8):

@@ -22,7 +22,7 @@ from local_models.machine import detect_machine
 from local_models.pulled import PulledFile, all_records
 from local_models.recommend import Choice, Recommendation, recommend
 from local_models.resolve import CHAT_MODEL_ENV, MODEL_ENV
-from lsp_server.backends.llama_cpp.backend import LlamaCppBackend
+from lsp_server.backends.local import LocalBackend
 from lsp_server.engine.core import Engine
 from lsp_server.engine.local_tier import user_choice
 
@@ -36,7 +36,7 @@ class PullCancelled(Exception):
     """The user cancelled a pull; huggingface_hub's partial file is not used by anything."""
 
 
-def _describe(resolved: ResolvedModel | None, backend: LlamaCppBackend, named: str | None) -> dict[str, Any]:
+def _describe(resolved: ResolvedModel | None, backend: LocalBackend, named: str | None) -> dict[str, Any]:
     if resolved is None:  # not resolved yet (still loading), or failed
         return {
             "name": named or "default",
@@ -98,6 +98,15 @@ def _pulled_json(record: PulledFile) -> dict[str, Any]:
     }
 
 
+def _serves_embedded(engine: Engine, pinned: str | None) -> bool:
+    """Whether the embedded model answers completions. A model just switched to is resolved on
+    the loading thread: until then its name says it (nothing named and nothing pinned: the
+    embedded default), so the answer to `use` never depends on which thread ran first."""
+    if engine.model is not None:
+        return engine.model.model_id == EMBEDDED_MODEL_ID
+    return pinned is None and engine.names.completion in (None, EMBEDDED_MODEL_ID)
+
+
 def models_state(engine: Engine) -> dict[str, Any]:
     """Which model serves completions and which serves chat tasks, what this machine should run,
     what is pulled, and the user's saved choice. Reads files: call it off the event loop."""
@@ -120,7 +129,7 @@ def models_state(engine: Engine) -> dict[str, Any]:
         "completion": completion,
         "chat": chat,
         # The embedded model answers completions: what a first run offers to change.
-        "embedded": engine.model is not None and engine.model.model_id == EMBEDDED_MODEL_ID,
+        "embedded": _serves_embedded(engine, pinned),
         # --model / NINETYTEN_MODEL win over any choice made here.
         "pinned": {"completion": pinned, "chat": pinned_chat},
         "choice": {"completion": choice.completion, "chat": choice.chat, "path": str(choice_path())},

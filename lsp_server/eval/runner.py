@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass, field
 
 from lsp_server.backends.base import GenerationRequest
+from lsp_server.backends.llama_cpp.chat_template import stop_at_strings
 from lsp_server.completion.complete import Completer
 from lsp_server.completion.prompt import CompletionInput
 from lsp_server.config import ServerConfig
@@ -172,11 +173,8 @@ class CompletionRunner:
         if len(tokens) > room:
             tokens = tokens[len(tokens) - room :]
         started = time.perf_counter()
-
-        def first_line(text: str) -> int | None:
-            at = text.find("\n")
-            return at if at >= 0 else None
-
+        # Cut at the first newline; a portable rule, so that it runs in the engine process too.
+        first_line = stop_at_strings(("\n",))
         generation = await backend.generate(
             GenerationRequest(prompt_tokens=tokens, max_tokens=max_tokens, stop=first_line)
         )

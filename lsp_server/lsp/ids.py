@@ -22,6 +22,8 @@ METHODS: dict[str, str] = {
     # notification: definitions of the symbols at the cursor, from the editor's other language servers
     "definitions": "ninetyten/definitions",
     "context": "ninetyten/context",  # the context and prompt a completion at a position would have
+    # notification: the editor focused a document; the model reads the prompt at its cursor ahead of time
+    "warm": "ninetyten/warm",
     # Local models: what serves each task and what to pull; pull (with progress); use.
     "models": "ninetyten/models",
     "pullModel": "ninetyten/pullModel",
@@ -49,6 +51,7 @@ ASK_REQUEST = METHODS["ask"]
 STATS_REQUEST = METHODS["stats"]
 DEFINITIONS_NOTIFICATION = METHODS["definitions"]
 CONTEXT_REQUEST = METHODS["context"]
+WARM_NOTIFICATION = METHODS["warm"]
 MODELS_REQUEST = METHODS["models"]
 PULL_MODEL_REQUEST = METHODS["pullModel"]
 USE_MODEL_REQUEST = METHODS["useModel"]

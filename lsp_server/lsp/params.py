@@ -35,6 +35,13 @@ class AssistParams(_Params):
     apply: bool = False
 
 
+class WarmParams(_Params):
+    """Params of ninetyten/warm: the focused document and its cursor."""
+
+    text_document: Doc = Field(alias="textDocument")
+    position: Pos
+
+
 class Location(_Params):
     uri: str = Field(max_length=4096)
     range: Range

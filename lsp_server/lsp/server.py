@@ -80,6 +80,7 @@ class NinetyTenServer(LanguageServer):
         self.engine: Engine | None = None  # built in initialize, from the client's settings
         self._told_unreachable: set[str] = set()
         self._background: set[asyncio.Task[Any]] = set()
+        self.event_loop: asyncio.AbstractEventLoop | None = None  # set in initialize
 
     # -- transport: our own frame reader (see transport.py) -----------------
 
@@ -162,6 +163,13 @@ class NinetyTenServer(LanguageServer):
         self.notify_user(
             types.MessageType.Warning, f"the {tier} tier is failing ({detail}); working on the local model"
         )
+
+    def local_notice(self, severity: str, message: str) -> None:
+        """From the local engine's client (any thread): it crashed, or a model is marked bad."""
+        kind = types.MessageType.Error if severity == "error" else types.MessageType.Warning
+        loop = self.event_loop
+        if loop is not None:
+            loop.call_soon_threadsafe(self.notify_user, kind, message)
 
     def policy_reloaded(self) -> None:
         self._told_unreachable.clear()

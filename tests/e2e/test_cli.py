@@ -79,6 +79,20 @@ def test_complete_json(endless_model_path, tmp_path):
     assert data["model"] == endless_model_path.name
 
 
+def test_complete_waits_for_the_answer_unless_given_a_time_box(endless_model_path, tmp_path):
+    source = tmp_path / "w.py"
+    source.write_text("".join(f"value_{i} = {i}\n" for i in range(200)) + "total = \n", encoding="utf-8")
+    common = ("--json", "--max-tokens", "3000", "--config", json.dumps({"n_ctx": 8192}))
+    model = {"NINETYTEN_MODEL": str(endless_model_path)}
+    # 3,000 tokens take longer than an editor's two-second box: only a terminal that waits gets them all.
+    waited = run("complete", f"{source}:201:9", *common, home=tmp_path, env=model, timeout=600)
+    assert waited.returncode == 0, waited.stderr
+    data = json.loads(waited.stdout)
+    assert data["stop_reason"] == "max_tokens" and data["completion_tokens"] == 3000
+    boxed = run("complete", f"{source}:201:9", *common, "--time-limit-ms", "10", home=tmp_path, env=model)
+    assert json.loads(boxed.stdout)["stop_reason"] == "time_limit"
+
+
 @pytest.mark.parametrize("location", ["nofile", "a.py:0:1", "a.py:x:1", "a.py:1"])
 def test_complete_rejects_bad_locations(location, tmp_path):
     result = run("complete", location, home=tmp_path)

@@ -34,6 +34,7 @@ from pathlib import Path
 import pytest
 
 from lsp_server.explain.hooks import MARKER
+from tests.conftest_engine import engine_env
 from tests.prerequisites import missing
 from tests.trusted_policy import trust_policy
 
@@ -74,6 +75,7 @@ def env(tmp_path: Path, endless_model_path: Path) -> dict[str, str]:
         "PRE_COMMIT_HOME": str(tmp_path / "pre-commit-cache"),
         "PATH": os.pathsep.join([str(VENV_BIN), base.get("PATH", os.defpath)]),
         "LC_ALL": "C",
+        **engine_env(),
     }
 
 

@@ -28,6 +28,7 @@ import pytest
 from lsp_server.explain.diff import parse_diff, range_diff
 from lsp_server.explain.facts import GitTexts, anchored, extract_facts, ungrounded_names
 from lsp_server.explain.facts.claims import states_a_change
+from tests.conftest_engine import engine_env
 from tests.e2e.test_git_hooks import Listener
 from tests.trusted_policy import trust_policy
 
@@ -51,6 +52,7 @@ def base_env(tmp_path: Path, home: Path, model: Path | None) -> dict[str, str]:
             "NINETYTEN_HOME": str(home),
             "NINETYTEN_HOOK_TIMEOUT": "240",
             "LC_ALL": "C",
+            **engine_env(),
         }
     )
     if model is not None:

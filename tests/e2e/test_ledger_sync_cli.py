@@ -14,13 +14,14 @@ from pathlib import Path
 import psycopg
 
 from lsp_server.ledger import Ledger, LedgerRow
+from tests.conftest_engine import engine_env
 from tests.postgres_server import PostgresServer, free_port
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 def _env(home: Path, url: str | None) -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith("NINETYTEN_")}
+    env = {**{key: value for key, value in os.environ.items() if not key.startswith("NINETYTEN_")}, **engine_env()}
     env.update(NINETYTEN_HOME=str(home), XDG_CONFIG_HOME=str(home / "config"), PYTHONPATH=str(PROJECT_ROOT))
     if url is not None:
         env["NINETYTEN_TEAM_LEDGER_URL"] = url

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest_engine import engine_env
 from tests.loopback_hub import LoopbackHub, loopback_hub
 
 hub = pytest.fixture(loopback_hub)
@@ -38,7 +39,7 @@ _PROXY_VARS = (
 
 def command_env(home: Path, hub: LoopbackHub | None, extra: dict[str, str] | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in _PROXY_VARS and not k.startswith(("HF_", "NINETYTEN_"))}
-    env.update({"NINETYTEN_HOME": str(home), "HF_HOME": str(home / "hf-home")})
+    env.update({"NINETYTEN_HOME": str(home), "HF_HOME": str(home / "hf-home"), **engine_env()})
     if hub is not None:
         env["HF_ENDPOINT"] = hub.endpoint
     env.update(extra or {})

@@ -19,6 +19,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from tests.conftest_engine import engine_env
 from tests.postgres_server import PostgresServer, wait_until
 from tests.tcp_proxy import TcpProxy, tcp_proxy
 
@@ -32,7 +33,10 @@ def _env(home: Path, url: str, password: str) -> dict[str, str]:
     config.mkdir(parents=True, exist_ok=True)
     project = "" if home.name == "cho" else f'project = "proj-{home.name}"\n'
     (config / "config.toml").write_text(f'[team_ledger]\nurl = "{url}"\n{project}batch_rows = 40\n')
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("NINETYTEN_", "PG"))}
+    env = {
+        **{key: value for key, value in os.environ.items() if not key.startswith(("NINETYTEN_", "PG"))},
+        **engine_env(),
+    }
     env.update(
         NINETYTEN_HOME=str(home),
         XDG_CONFIG_HOME=str(home / "config"),

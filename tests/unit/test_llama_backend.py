@@ -103,6 +103,39 @@ def test_time_limit_stops_at_the_deadline_on_an_injected_clock(endless_model_pat
     assert generation.usage.generation_ms == 1000.0
 
 
+def test_the_time_box_counts_generation_not_reading_the_prompt(endless_model_path):
+    class SlowPromptClock(StepClock):
+        """Reads: submitted, started, prompt done (ten seconds later: a long cold prompt), then per token."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.reads = 0
+
+        def __call__(self) -> float:
+            self.reads += 1
+            if self.reads == 3:
+                self.step(10.0)
+            return self.now
+
+    clock = SlowPromptClock()
+    backend = LlamaCppBackend(LlamaSettings(model=endless_model_path, n_ctx=1024), clock=clock)
+    backend.load()
+    try:
+        generation = backend.generate_blocking(
+            GenerationRequest(
+                prompt_tokens=backend.tokenize_text("e = " * 40),
+                max_tokens=900,
+                time_limit_s=1.0,
+                stop=lambda text: clock.step(0.125),
+            )
+        )
+    finally:
+        backend.close()
+    # The ten seconds of prompt do not eat the one-second box: eight tokens still fit.
+    assert generation.usage.prompt_ms == 10_000.0
+    assert generation.stop_reason == "time_limit" and generation.text == "x" * 8
+
+
 def test_time_limit_fires_on_the_real_clock_before_the_token_limit(endless_model_path):
     # 4,000 tokens take a second or more on any CPU; a 50 ms box must end the generation long before.
     backend = LlamaCppBackend(LlamaSettings(model=endless_model_path, n_ctx=4096))

@@ -25,6 +25,9 @@ const DEFINITIONS_NOTIFICATION = METHODS.definitions;
 const POLICY_TRUST = METHODS.policyTrust;
 const MODELS = METHODS.models;
 const PULL_MODEL = METHODS.pullModel;
+// Sent when an editor gets the focus: the server reads the prompt at its cursor into the
+// model's cache before the first keystroke.
+const WARM_NOTIFICATION = METHODS.warm;
 const MODEL_OFFERED = 'ninetyten.modelOffered'; // global state: the first-run offer was shown
 const KEPT_LOCAL = 'ninetyten.keptLocal'; // workspace state: digests the user chose to keep local
 const RESULT_SCHEME = 'ninetyten-result';
@@ -245,6 +248,14 @@ async function startClient() {
     clientStarting = undefined;
     renderStatus();
   }
+}
+
+function warm(editor) {
+  if (!client || !editor || editor.document.uri.scheme !== 'file' || !served(editor.document)) return;
+  client.sendNotification(WARM_NOTIFICATION, {
+    textDocument: { uri: client.code2ProtocolConverter.asUri(editor.document.uri) },
+    position: client.code2ProtocolConverter.asPosition(editor.selection.active),
+  }).catch(() => undefined);
 }
 
 async function stopClient() {
@@ -627,8 +638,10 @@ function activate(context) {
   // Trust unlocks the workspace's .venv and its settings: start again with them.
   context.subscriptions.push(vscode.workspace.onDidGrantWorkspaceTrust(() => restartClient()));
 
+  context.subscriptions.push(vscode.window.onDidChangeActiveTextEditor((editor) => warm(editor)));
+
   renderStatus();
-  startClient();
+  startClient().then(() => warm(vscode.window.activeTextEditor));
 }
 
 async function deactivate() {

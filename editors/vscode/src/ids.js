@@ -10,6 +10,7 @@ const METHODS = Object.freeze({
   "stats": "ninetyten/stats",
   "definitions": "ninetyten/definitions",
   "context": "ninetyten/context",
+  "warm": "ninetyten/warm",
   "models": "ninetyten/models",
   "pullModel": "ninetyten/pullModel",
   "useModel": "ninetyten/useModel"

@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -35,6 +33,7 @@ from lsp_server.backends.base import (
 from lsp_server.backends.llama_cpp.chat_template import render_pieces, stop_at_strings, stop_on_repetition
 from lsp_server.backends.llama_cpp.decoding import Output, decode_greedy, decode_speculative
 from lsp_server.backends.llama_cpp.native import construct_llama, native_log_line
+from lsp_server.backends.llama_cpp.settings import CANCEL_GRACE_S, LlamaSettings, default_threads
 from lsp_server.backends.llama_cpp.speculative import DraftModel, exact_rows, same_vocabulary
 
 log = logging.getLogger(__name__)
@@ -42,29 +41,6 @@ log = logging.getLogger(__name__)
 
 # Prompt tokens are fed in slices this size so a cancel lands between slices.
 PROMPT_SLICE = 256
-CANCEL_GRACE_S = 5.0
-
-
-@dataclass(frozen=True)
-class LlamaSettings:
-    # A path, or a function that finds one (it may assemble a file: run it on the
-    # model thread, not in the LSP initialize handler).
-    model: Path | Callable[[], Path]
-    n_ctx: int = 4096
-    n_threads: int | None = None
-    n_batch: int = 512
-    n_gpu_layers: int = -1  # -1: every layer, when the build supports GPU offload; 0: none
-    # Speculative decoding (speculative.py): drafts from n-grams of the prompt and answer, and/or
-    # from a small model with the same vocabulary; used only by requests that ask for it
-    # (`speculate`), and only where batched rows are checked to equal token-by-token decoding.
-    prompt_lookup: bool = False
-    draft_model: Path | Callable[[], Path] | None = None
-    max_draft: int = 6  # tokens drafted per step (a batch is one more)
-
-
-def default_threads() -> int:
-    count = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 2)
-    return max(1, min(count, 8))
 
 
 __all__ = ["LlamaCppBackend", "LlamaSettings", "default_threads", "native_log_line"]
@@ -203,8 +179,9 @@ class LlamaCppBackend:
         """Plain text: no BOS, and `<|...|>` read as text, never as a control token."""
         return self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=False)
 
-    def detokenize(self, tokens: list[int]) -> str:
-        return self.llm.detokenize(tokens).decode("utf-8", errors="replace")
+    def detokenize(self, tokens: list[int], *, special: bool = False) -> str:
+        """`special`: control tokens as their markup (`<|fim_prefix|>`), for showing a prompt."""
+        return self.llm.detokenize(tokens, special=special).decode("utf-8", errors="replace")
 
     @property
     def has_chat_template(self) -> bool:
@@ -285,7 +262,6 @@ class LlamaCppBackend:
         if max_new <= 0:
             raise BackendError(f"prompt of {len(tokens)} tokens does not fit the {self.n_ctx}-token context")
 
-        deadline = started + request.time_limit_s if request.time_limit_s else None
         reused = self._reuse_prefix(tokens)
         usage.prompt_tokens = len(tokens)
         usage.cached_prompt_tokens = reused
@@ -297,6 +273,10 @@ class LlamaCppBackend:
             llm.eval(pending[start : start + PROMPT_SLICE])
         prompt_done = self.clock()
         usage.prompt_ms = (prompt_done - started) * 1000.0
+        # The time box limits generation, not reading the prompt: a cold prompt of a thousand
+        # tokens on a slow CPU would otherwise leave no time for a single useful token, and
+        # the prompt it read stays in the KV cache for the next request anyway.
+        deadline = prompt_done + request.time_limit_s if request.time_limit_s else None
 
         out = Output(self, request, max_new, cancel, deadline)
         if request.speculate and self.speculates:

@@ -30,14 +30,19 @@ from lsp_server.backends.llama_cpp.template_sandbox import (
     render_untrusted,
     sandbox_environment,
 )
+from lsp_server.backends.portable import portable
 
 __all__ = [
     "PLAIN",
     "PLAIN_STOPS",
     "Piece",
     "RenderedChat",
+    "StopAtBlankLine",
+    "StopAtStrings",
+    "StopOnRepetition",
     "TemplateError",
     "render_pieces",
+    "stop_at_blank_line",
     "stop_at_strings",
     "stop_on_repetition",
 ]
@@ -169,34 +174,79 @@ def render_pieces(
     return RenderedChat(pieces, stops)
 
 
-def stop_on_repetition(inner: StopCheck | None = None, *, times: int = 3) -> StopCheck:
+# The stop checks are small frozen classes, not closures: what they are made of is data, so a
+# generation can run in the engine process with the same rules (backends/portable.py).
+
+
+def _line_key(line: str) -> str:
+    # "2. Explain it" and "3. Explain it" are the same line, numbered.
+    return _LIST_MARKER.sub("", line.strip())
+
+
+@portable
+@dataclass(frozen=True)
+class StopOnRepetition:
     """Cut at the start of a line that repeats an earlier one `times` times: small models loop."""
 
-    def key(line: str) -> str:
-        # "2. Explain it" and "3. Explain it" are the same line, numbered.
-        return _LIST_MARKER.sub("", line.strip())
+    inner: StopCheck | None = None
+    times: int = 3
 
-    def check(text: str) -> int | None:
+    def __call__(self, text: str) -> int | None:
         if text.endswith("\n"):
             lines = text.split("\n")[:-1]
-            last = key(lines[-1]) if lines else ""
-            if last and sum(1 for line in lines if key(line) == last) >= times:
-                first_repeat = [i for i, line in enumerate(lines) if key(line) == last][1]
+            last = _line_key(lines[-1]) if lines else ""
+            if last and sum(1 for line in lines if _line_key(line) == last) >= self.times:
+                first_repeat = [i for i, line in enumerate(lines) if _line_key(line) == last][1]
                 return len("\n".join(lines[:first_repeat]))
-        return inner(text) if inner is not None else None
+        return self.inner(text) if self.inner is not None else None
 
-    return check
+
+@portable
+@dataclass(frozen=True)
+class StopAtStrings:
+    """Cut before the first stop string, then defer to `inner`."""
+
+    stops: tuple[str, ...]
+    inner: StopCheck | None = None
+
+    def __call__(self, text: str) -> int | None:
+        cuts = [index for stop in self.stops if (index := text.find(stop)) >= 0]
+        if cuts:
+            return min(cuts)
+        return self.inner(text) if self.inner is not None else None
+
+
+_BLANK_LINE = re.compile(r"\n[ \t]*\n")
+
+
+@portable
+@dataclass(frozen=True)
+class StopAtBlankLine:
+    """Stop strings, where "\\n\\n" also means a line holding only spaces (small models write those)."""
+
+    stops: tuple[str, ...]
+
+    def __call__(self, text: str) -> int | None:
+        if "\n\n" in self.stops:
+            match = _BLANK_LINE.search(text.lstrip("\n"))
+            if match:
+                return match.start() + (len(text) - len(text.lstrip("\n")))
+        plain = [index for stop in self.stops if stop != "\n\n" and (index := text.find(stop)) >= 0]
+        return min(plain) if plain else None
+
+
+def stop_on_repetition(inner: StopCheck | None = None, *, times: int = 3) -> StopCheck:
+    """Cut at the start of a line that repeats an earlier one `times` times: small models loop."""
+    return StopOnRepetition(inner, times)
 
 
 def stop_at_strings(stops: Sequence[str], inner: StopCheck | None = None) -> StopCheck | None:
     """A stop check that cuts before the first stop string, then defers to `inner`."""
     if not stops:
         return inner
+    return StopAtStrings(tuple(stops), inner)
 
-    def check(text: str) -> int | None:
-        cuts = [index for stop in stops if (index := text.find(stop)) >= 0]
-        if cuts:
-            return min(cuts)
-        return inner(text) if inner is not None else None
 
-    return check
+def stop_at_blank_line(stops: Sequence[str]) -> StopCheck | None:
+    """Stop strings, where "\\n\\n" also means a line holding only spaces; None when there are none."""
+    return StopAtBlankLine(tuple(stops)) if stops else None

@@ -8,7 +8,7 @@ import contextlib
 import logging
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,9 @@ _log_callback: Any = None
 
 # Models being loaded right now: while one loads, llama.cpp's lines describe the file.
 _loading = 0
+# Also given every llama.cpp log line (text, loading): the engine process reads the load's
+# report from them (a damaged file's complaint, the layers offloaded to the GPU).
+native_log_hook: Callable[[str, bool], None] | None = None
 _NATIVE_PREFIX = re.compile(r"^([A-Za-z_][A-Za-z0-9_:]{0,80}):")
 
 
@@ -52,6 +55,8 @@ def route_native_log() -> None:
 
     @llama_cpp.llama_log_callback
     def forward(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
+        if native_log_hook is not None:
+            native_log_hook(text.decode("utf-8", "replace"), _loading > 0)
         if _native_log.isEnabledFor(logging.DEBUG):
             _native_log.debug("%s", native_log_line(text.decode("utf-8", "replace"), _loading > 0))
 

@@ -3,6 +3,7 @@ stats and the accept command."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +18,11 @@ from lsp_server.engine.core import Engine
 from lsp_server.engine.results import CompletionResult
 from lsp_server.ledger.row import PartialAccept
 from lsp_server.lsp.convert import clamp_position, clip_long_lines, file_path, split_lines, window
-from lsp_server.lsp.ids import COMPLETION_ACCEPTED_COMMAND, SERVED_NOTIFICATION, STATS_REQUEST
-from lsp_server.lsp.params import AcceptedParams, command_params
+from lsp_server.lsp.ids import COMPLETION_ACCEPTED_COMMAND, SERVED_NOTIFICATION, STATS_REQUEST, WARM_NOTIFICATION
+from lsp_server.lsp.params import AcceptedParams, WarmParams, command_params, plain
 from lsp_server.lsp.server import NinetyTenServer
+
+log = logging.getLogger(__name__)
 
 
 class CompletionFeature:
@@ -110,6 +113,26 @@ class CompletionFeature:
         if self._completer is None or self._completer.engine is not engine:
             self._completer = Completer(engine)
         return self._completer
+
+    def warm(self, uri: str, position: types.Position, *, opened: bool = False) -> None:
+        """Warm the model's cache for a cursor (see CompletionService.warm); never waits."""
+        engine = self.ls.engine
+        if engine is None or not self.ls.config.completion.warm:
+            return
+        inp = self.completion_input(uri, position)
+        if inp is None:
+            return
+        self.service.warm(self.completer(engine), inp, opened=opened, spawn=self.ls.spawn)
+
+    def warm_focused(self, params: Any) -> None:
+        """ninetyten/warm from the editor: a document got the focus, with its cursor."""
+        try:
+            request = WarmParams.model_validate(plain(params))
+        except ValidationError as error:
+            log.warning("ignoring a malformed %s: %s", WARM_NOTIFICATION, describe_validation_error(error))
+            return
+        position = types.Position(line=request.position.line, character=request.position.character)
+        self.warm(request.text_document.uri, position)
 
     def notify_served(self, uri: str, summary: dict[str, Any], shown: bool) -> None:
         """Tell the client (status bar, demo, tests) what served a request; never its content."""
@@ -227,6 +250,10 @@ def register(server: NinetyTenServer) -> None:
         if result is None or result.text is None:
             return empty
         return types.CompletionList(is_incomplete=True, items=[completion_item(result, params.position)])
+
+    @server.feature(WARM_NOTIFICATION)
+    def warm(ls: NinetyTenServer, params: Any) -> None:
+        ls.completion_feature.warm_focused(params)
 
     @server.feature(STATS_REQUEST)
     def stats(ls: NinetyTenServer, params: Any) -> dict[str, Any]:

@@ -58,7 +58,7 @@ def describe_context(ls: NinetyTenServer, raw: Any) -> dict[str, Any]:
     if engine is not None and engine.local.ready:
         completer = feature.completer(engine)
         prompt = completer.task.builder.build(inp)
-        answer["prompt"] = engine.local.llm.detokenize(prompt.tokens, special=True).decode("utf-8", "replace")
+        answer["prompt"] = engine.local.detokenize(prompt.tokens, special=True)
         answer["prompt_tokens"] = len(prompt.tokens)
         answer["context_tokens"] = prompt.n_extra
     return answer

@@ -13,6 +13,7 @@ def register(server: NinetyTenServer) -> None:
         document = params.text_document
         ls.completion_feature.opened(document.uri, document.text)
         ls.policy_feature.check_document(document.uri)
+        ls.completion_feature.warm(document.uri, types.Position(line=0, character=0), opened=True)
 
     @server.feature(types.TEXT_DOCUMENT_DID_CHANGE)
     def did_change(ls: NinetyTenServer, params: types.DidChangeTextDocumentParams) -> None:

@@ -10,9 +10,10 @@ from typing import Any
 from lsprotocol import types
 from pydantic import ValidationError
 
-from lsp_server.backends.llama_cpp.backend import LlamaCppBackend
+from lsp_server.backends.local import LocalBackend
 from lsp_server.config import describe_validation_error
 from lsp_server.engine.core import Engine
+from lsp_server.engine_host.connection import EngineCrashed, ModelMarkedBad
 from lsp_server.ledger import Ledger
 from lsp_server.ledger.outlets import attach as attach_ledger_outlets
 from lsp_server.lsp.params import plain
@@ -44,6 +45,7 @@ def start_engine(ls: NinetyTenServer) -> None:
     """The engine on the policy that applies here; the model loads on its own thread."""
     event = initial_policy(ls.explicit_policy, ls.workspace_root)
     ls.policy_feature.loaded = event.loaded
+    ls.event_loop = asyncio.get_running_loop()
     ls.engine = Engine(
         ls.config,
         explicit_model=ls.explicit_model,
@@ -51,6 +53,7 @@ def start_engine(ls: NinetyTenServer) -> None:
         policy=event.loaded,
         ledger=Ledger(),
         on_remote_unreachable=ls.tier_unreachable,
+        on_local_notice=ls.local_notice,
     )
     loop = asyncio.get_running_loop()
 
@@ -81,6 +84,17 @@ async def begin_progress(
     return token
 
 
+async def wait_for_engine(engine: Engine) -> None:
+    """Until the completion model is ready; an engine that crashes while loading is restarted by
+    its supervisor (the user was told), and the next attempt attaches to the new one."""
+    while True:
+        try:
+            await engine.wait_ready(timeout=None)
+            return
+        except EngineCrashed:
+            continue
+
+
 async def report_loading(ls: NinetyTenServer) -> None:
     """Work-done progress while the model loads, then one log line (or one error)."""
     engine = ls.engine
@@ -89,11 +103,12 @@ async def report_loading(ls: NinetyTenServer) -> None:
     token = await begin_progress(ls, "load", "ninetyten", "loading the local model")
     started = time.perf_counter()
     try:
-        await engine.wait_ready(timeout=None)
+        await wait_for_engine(engine)
     except Exception as error:
         if token:
             ls.work_done_progress.end(token, types.WorkDoneProgressEnd(message="model failed to load"))
-        ls.notify_user(types.MessageType.Error, str(error))
+        if not isinstance(error, ModelMarkedBad):  # that one the engine's client told already
+            ls.notify_user(types.MessageType.Error, str(error))
         return
     if token:
         ls.work_done_progress.end(
@@ -112,7 +127,7 @@ async def report_loading(ls: NinetyTenServer) -> None:
         await report_chat_loading(ls, chat)
 
 
-async def report_chat_loading(ls: NinetyTenServer, chat: LlamaCppBackend) -> None:
+async def report_chat_loading(ls: NinetyTenServer, chat: LocalBackend) -> None:
     """The chat model loads after the completion model: one log line when it is ready."""
     try:
         await chat.wait_ready(timeout=None)

@@ -304,6 +304,21 @@ function M.forward_definitions(buf)
   end
 end
 
+-- The buffer got the focus: the server reads the prompt at the cursor into the model's cache
+-- before the first keystroke.
+function M.warm(buf)
+  buf = buf or vim.api.nvim_get_current_buf()
+  local client = lsp.client_for(buf)
+  if not client or buf ~= vim.api.nvim_get_current_buf() then
+    return
+  end
+  local row, col = cursor()
+  lsp.notify(client, ids.methods.warm, {
+    textDocument = { uri = vim.uri_from_bufnr(buf) },
+    position = { line = row, character = position.to_lsp(line_at(buf, row), col, client.offset_encoding) },
+  })
+end
+
 function M.schedule(buf)
   local s = state(buf)
   if not s.timer then

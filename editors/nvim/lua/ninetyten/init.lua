@@ -136,6 +136,9 @@ function M._setup_buffer(buf)
     return
   end
   attached[buf] = true
+  vim.api.nvim_create_autocmd("BufEnter", { group = group, buffer = buf, callback = function()
+    completion.warm(buf)
+  end })
   if use_native() then
     vim.lsp.inline_completion.enable(true, { bufnr = buf })
   else
