@@ -90,12 +90,42 @@ def write_choice(choice: ModelChoice, path: Path | None = None) -> Path:
 
 def update_choice(task: Task, value: str | None, path: Path | None = None) -> ModelChoice:
     """Set (or, with None or "default", clear) the model for one task; returns the new choice."""
+    return _update({task: value}, path)
+
+
+def save_choices(choices: dict[Task, str], path: Path | None = None) -> ModelChoice:
+    """Set the model of several tasks in one write, once every value is usable here: a value
+    other than "default" must resolve to a file (pulled, or a path, kept absolute). ModelError
+    (not pulled, not a GGUF, unknown) propagates and nothing is saved."""
+    from local_models.resolve import resolve_model
+
+    checked: dict[Task, str | None] = {}
+    for task, value in choices.items():
+        if value.strip() != "default":
+            resolved = resolve_model(value, None, progress=False)
+            value = str(resolved.path) if resolved.source == "explicit" else value  # a path, from anywhere
+        checked[task] = value
+    return _update(checked, path)
+
+
+def _update(values: dict[Task, str | None], path: Path | None) -> ModelChoice:
     current = read_choice(path)
-    cleared = value is None or value.strip() in ("", "default")
-    updated = current.model_copy(update={task: None if cleared else value.strip()})  # type: ignore[union-attr]
-    updated = ModelChoice.model_validate(updated.model_dump())
+    changes = {
+        task: None if value is None or value.strip() in ("", "default") else value.strip()
+        for task, value in values.items()
+    }
+    updated = ModelChoice.model_validate({**current.model_dump(), **changes})
     write_choice(updated, path)
     return updated
 
 
-__all__ = ["CHOICE_FILE", "ModelChoice", "Task", "choice_path", "read_choice", "update_choice", "write_choice"]
+__all__ = [
+    "CHOICE_FILE",
+    "ModelChoice",
+    "Task",
+    "choice_path",
+    "read_choice",
+    "save_choices",
+    "update_choice",
+    "write_choice",
+]

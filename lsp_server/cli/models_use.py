@@ -26,26 +26,18 @@ def register(actions: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """ModelError (a model that is not pulled, not a GGUF) propagates: nothing is saved then."""
-    from local_models import resolve_model
-    from local_models.choice import ModelChoice, choice_path, update_choice
+    from local_models.choice import choice_path, save_choices
+    from local_models.resolve import CHAT_MODEL_ENV, MODEL_ENV
 
     wanted = [(task, value) for task, value in (("completion", args.model), ("chat", args.chat)) if value]
     if not wanted:
         print("ninetyten: name a model: `ninetyten models use ID` (completions) and/or --chat ID", file=sys.stderr)
         return EXIT_USAGE
-    saved = []
-    for task, value in wanted:  # every value must be usable before anything is saved
-        if value.strip() != "default":
-            resolved = resolve_model(value, None, progress=False)
-            value = str(resolved.path) if resolved.source == "explicit" else value  # a path, from anywhere
-        saved.append((task, value))
-    choice = ModelChoice()
-    for task, value in saved:
-        choice = update_choice(task, value)  # type: ignore[arg-type]
+    choice = save_choices(dict(wanted))  # type: ignore[arg-type]
     print(f"completion  {choice.completion or 'the built-in model'}")
     print(f"chat        {choice.chat or 'the completion model'}")
     print(f"saved in {choice_path()}")
-    pinned = [name for name in ("NINETYTEN_MODEL", "NINETYTEN_CHAT_MODEL") if os.environ.get(name, "").strip()]
+    pinned = [name for name in (MODEL_ENV, CHAT_MODEL_ENV) if os.environ.get(name, "").strip()]
     if pinned:
         print(f"note: {' and '.join(pinned)} in this environment win over this choice")
     return 0

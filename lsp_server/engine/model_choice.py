@@ -15,9 +15,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from local_models import ModelError, ResolvedModel, get_entry, parse_target, pull, resolve_model
+from local_models import ModelError, ResolvedModel, get_entry, parse_target, pull
 from local_models.catalog import EMBEDDED_MODEL_ID, Role, canonical_id
-from local_models.choice import Task, choice_path, update_choice
+from local_models.choice import Task, choice_path, save_choices
 from local_models.machine import detect_machine
 from local_models.pulled import PulledFile, all_records
 from local_models.recommend import Choice, Recommendation, recommend
@@ -85,6 +85,11 @@ def recommendation_json(rec: Recommendation) -> dict[str, Any]:
         "download_bytes": sum(specs.values()),
         "command": rec.command,
     }
+
+
+def recommended_pulls() -> list[str]:
+    """The specs a first run offers to pull on this machine (probes the machine: off the event loop)."""
+    return recommendation_json(recommend(detect_machine()))["pull"]
 
 
 def _pulled_json(record: PulledFile) -> dict[str, Any]:
@@ -215,14 +220,7 @@ def use_models(engine: Engine, choices: dict[Task, str]) -> list[Task]:
     "default" clears the choice (the embedded model for completions, the completion model for
     chat). Blocking (it checks files): call it off the event loop. Returns the tasks whose
     model changed in this process (--model / NINETYTEN_MODEL still win over a choice)."""
-    saved: dict[Task, str] = {}
-    for task, value in choices.items():
-        if value.strip() != "default":
-            resolved = resolve_model(value, None, progress=False)  # ModelError: not pulled, not a GGUF, unknown
-            value = str(resolved.path) if resolved.source == "explicit" else value  # a path, from anywhere
-        saved[task] = value
-    for task, value in saved.items():
-        update_choice(task, value)
+    save_choices(choices)
     return engine.reload_local_models()
 
 

@@ -16,6 +16,7 @@ from lsp_server.engine.model_choice import (
     PullCancelled,
     models_state,
     pull_models,
+    recommended_pulls,
     task_of,
     use_models,
     use_value,
@@ -92,7 +93,8 @@ async def pull(ls: NinetyTenServer, raw: Any) -> dict[str, Any]:
     engine = ls.engine
     if engine is None:
         return {"error": "the server is not initialized"}
-    specs = params.models or (await asyncio.to_thread(models_state, engine))["recommendation"]["pull"]
+    # Only the recommendation is needed here, not the whole state (pulled records, the saved choice).
+    specs = params.models or await asyncio.to_thread(recommended_pulls)
     if not specs:
         return {"error": "no catalog model runs well enough on this machine: the built-in model stays"}
     cancel = threading.Event()
