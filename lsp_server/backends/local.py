@@ -7,12 +7,18 @@ shared by every editor window, the CLI and the git hook).
 
 from __future__ import annotations
 
+import asyncio
 from concurrent.futures import Future
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol, TypeVar
 
 from local_models.fim import FimTokens
 from lsp_server.backends.base import CancelToken, ChatMessage, ChatRequest, Generation, GenerationRequest
+
+# How long a cancelled generation is waited for, so that its caller can report what it did.
+CANCEL_GRACE_S = 5.0
+
+T = TypeVar("T")
 
 
 class LocalBackend(Protocol):
@@ -59,4 +65,21 @@ class LocalBackend(Protocol):
     def close(self) -> None: ...
 
 
-__all__ = ["LocalBackend"]
+async def await_generation(
+    waiting: asyncio.Future[T], token: CancelToken, finish: Callable[[T], Generation]
+) -> Generation:
+    """`finish` of what `waiting` (a generation running elsewhere) gives. When the awaiting task
+    is cancelled, the generation is cancelled too and, as it stops within one token, waited for
+    a moment: what it had done goes to `token.generation`, for the caller's report."""
+    try:
+        return finish(await asyncio.shield(waiting))
+    except asyncio.CancelledError:
+        token.cancel()
+        try:
+            token.generation = finish(await asyncio.wait_for(asyncio.shield(waiting), CANCEL_GRACE_S))
+        except Exception:
+            pass
+        raise
+
+
+__all__ = ["CANCEL_GRACE_S", "LocalBackend", "await_generation"]

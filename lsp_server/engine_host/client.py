@@ -29,9 +29,9 @@ from typing import Any, Callable
 
 from local_models.fim import FimTokens
 from lsp_server.backends.base import BackendError, CancelToken, ChatMessage, ChatRequest, Generation, GenerationRequest
-from lsp_server.backends.llama_cpp.chat_template import render_pieces, stop_at_strings, stop_on_repetition
-from lsp_server.backends.llama_cpp.settings import CANCEL_GRACE_S, LlamaSettings
-from lsp_server.backends.local import LocalBackend
+from lsp_server.backends.llama_cpp.chat_template import chat_prompt, run_chat
+from lsp_server.backends.llama_cpp.settings import LlamaSettings
+from lsp_server.backends.local import LocalBackend, await_generation
 from lsp_server.backends.portable import to_data
 from lsp_server.engine_host.connection import (
     EngineConnection,
@@ -257,14 +257,14 @@ class EngineBackend:
         info = self.info
         if info is None:
             raise EngineUnavailable("the local engine is not connected")
-        rendered = render_pieces(info.chat_template, messages, bos_token=info.bos_text, eos_token=info.eos_text)
-        pieces = self.tokenize_many(
-            [piece.text for piece in rendered.pieces], [not piece.is_content for piece in rendered.pieces]
+        return chat_prompt(
+            info.chat_template,
+            messages,
+            self.tokenize_many,
+            bos=self.bos,
+            bos_text=info.bos_text,
+            eos_text=info.eos_text,
         )
-        tokens = [token for piece in pieces for token in piece]
-        if self.bos is not None and (not tokens or tokens[0] != self.bos):
-            tokens.insert(0, self.bos)
-        return tokens, rendered.stop_strings
 
     async def chat_tokens_async(self, messages: list[ChatMessage]) -> tuple[list[int], tuple[str, ...]]:
         return await asyncio.to_thread(self.chat_tokens, messages)
@@ -272,17 +272,7 @@ class EngineBackend:
     # -- generating --------------------------------------------------------------------
 
     async def chat(self, request: ChatRequest, cancel: CancelToken | None = None) -> Generation:
-        prompt, stops = await self.chat_tokens_async(request.messages)
-        return await self.generate(
-            GenerationRequest(
-                prompt_tokens=prompt,
-                max_tokens=request.max_tokens,
-                time_limit_s=request.time_limit_s,
-                stop=stop_on_repetition(stop_at_strings(stops, request.stop)),
-                speculate=request.speculate,
-            ),
-            cancel,
-        )
+        return await run_chat(self, request, cancel)
 
     def _submit(self, request: GenerationRequest, token: CancelToken) -> tuple[Future[Reply], Callable[[], None]]:
         if not request.prompt_tokens:
@@ -322,16 +312,8 @@ class EngineBackend:
         within one token."""
         token = cancel or CancelToken()
         future, remove = self._submit(request, token)
-        waiting = asyncio.wrap_future(future)
         try:
-            return self._result(await asyncio.shield(waiting))
-        except asyncio.CancelledError:
-            token.cancel()
-            try:
-                token.generation = self._result(await asyncio.wait_for(asyncio.shield(waiting), CANCEL_GRACE_S))
-            except Exception:
-                pass
-            raise
+            return await await_generation(asyncio.wrap_future(future), token, self._result)
         finally:
             remove()
 

@@ -30,11 +30,12 @@ from lsp_server.backends.base import (
     GenerationRequest,
     Usage,
 )
-from lsp_server.backends.llama_cpp.chat_template import render_pieces, stop_at_strings, stop_on_repetition
+from lsp_server.backends.llama_cpp.chat_template import chat_prompt, run_chat
 from lsp_server.backends.llama_cpp.decoding import Output, decode_greedy, decode_speculative
 from lsp_server.backends.llama_cpp.native import construct_llama, native_log_line
-from lsp_server.backends.llama_cpp.settings import CANCEL_GRACE_S, LlamaSettings, default_threads
+from lsp_server.backends.llama_cpp.settings import LlamaSettings, default_threads
 from lsp_server.backends.llama_cpp.speculative import DraftModel, exact_rows, same_vocabulary
+from lsp_server.backends.local import await_generation
 
 log = logging.getLogger(__name__)
 
@@ -179,13 +180,28 @@ class LlamaCppBackend:
         """Plain text: no BOS, and `<|...|>` read as text, never as a control token."""
         return self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=False)
 
+    def tokenize_many(self, texts: list[str], special: list[bool] | None = None) -> list[list[int]]:
+        """Each text without BOS; `special[i]`: `<|...|>` in text i may be a control token."""
+        llm = self.llm
+        flags = special or [False] * len(texts)
+        return [llm.tokenize(text.encode("utf-8"), add_bos=False, special=flag) for text, flag in zip(texts, flags)]
+
     def detokenize(self, tokens: list[int], *, special: bool = False) -> str:
         """`special`: control tokens as their markup (`<|fim_prefix|>`), for showing a prompt."""
         return self.llm.detokenize(tokens, special=special).decode("utf-8", errors="replace")
 
+    def special_text(self, token: int) -> str:
+        """A vocabulary token's markup (`<bos>`); "" for a token the model has none of (-1)."""
+        return self.detokenize([token], special=True) if token >= 0 else ""
+
+    @property
+    def chat_template(self) -> str | None:
+        """The model file's own chat template (untrusted: see chat_template.py)."""
+        return self.llm.metadata.get("tokenizer.chat_template") or None
+
     @property
     def has_chat_template(self) -> bool:
-        return bool(self.llm.metadata.get("tokenizer.chat_template"))
+        return self.chat_template is not None
 
     def chat_tokens(self, messages: list[ChatMessage]) -> tuple[list[int], tuple[str, ...]]:
         """The model's chat template around the messages (contents tokenized as plain
@@ -195,37 +211,21 @@ class LlamaCppBackend:
         rendered this waits for a sandboxed child process. Use `chat_tokens_async` on the
         event loop."""
         llm = self.llm
-        template = llm.metadata.get("tokenizer.chat_template")
-
-        def vocab_text(token: int) -> str:
-            return llm.detokenize([token], special=True).decode("utf-8", "replace") if token >= 0 else ""
-
-        rendered = render_pieces(
-            template, messages, bos_token=vocab_text(llm.token_bos()), eos_token=vocab_text(llm.token_eos())
+        return chat_prompt(
+            self.chat_template,
+            messages,
+            self.tokenize_many,
+            bos=self.bos,
+            bos_text=self.special_text(llm.token_bos()),
+            eos_text=self.special_text(llm.token_eos()),
         )
-        tokens: list[int] = []
-        for piece in rendered.pieces:
-            tokens += llm.tokenize(piece.text.encode("utf-8"), add_bos=False, special=not piece.is_content)
-        if self.bos is not None and (not tokens or tokens[0] != self.bos):
-            tokens.insert(0, self.bos)
-        return tokens, rendered.stop_strings
 
     async def chat_tokens_async(self, messages: list[ChatMessage]) -> tuple[list[int], tuple[str, ...]]:
         """`chat_tokens` on a worker thread: a slow or hostile template never stalls the event loop."""
         return await asyncio.to_thread(self.chat_tokens, messages)
 
     async def chat(self, request: ChatRequest, cancel: CancelToken | None = None) -> Generation:
-        prompt, stops = await self.chat_tokens_async(request.messages)
-        return await self.generate(
-            GenerationRequest(
-                prompt_tokens=prompt,
-                max_tokens=request.max_tokens,
-                time_limit_s=request.time_limit_s,
-                stop=stop_on_repetition(stop_at_strings(stops, request.stop)),
-                speculate=request.speculate,
-            ),
-            cancel,
-        )
+        return await run_chat(self, request, cancel)
 
     # -- generating ----------------------------------------------------------
 
@@ -234,16 +234,7 @@ class LlamaCppBackend:
         token = cancel or CancelToken()
         submitted = self.clock()
         future = asyncio.wrap_future(self._executor.submit(self._generate_sync, request, token, submitted))
-        try:
-            return await asyncio.shield(future)
-        except asyncio.CancelledError:
-            token.cancel()
-            # The worker stops within one token; wait for it so the caller can report it.
-            try:
-                token.generation = await asyncio.wait_for(asyncio.shield(future), CANCEL_GRACE_S)
-            except Exception:
-                pass
-            raise
+        return await await_generation(future, token, lambda generation: generation)
 
     def generate_blocking(self, request: GenerationRequest, cancel: CancelToken | None = None) -> Generation:
         return self._executor.submit(self._generate_sync, request, cancel or CancelToken(), self.clock()).result()

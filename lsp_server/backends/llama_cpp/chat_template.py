@@ -17,10 +17,11 @@ import logging
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from lsp_server.backends.base import ChatMessage, StopCheck
+from lsp_server.backends.base import CancelToken, ChatMessage, ChatRequest, Generation, GenerationRequest, StopCheck
 from lsp_server.backends.llama_cpp.template_sandbox import (
     DEFAULT_LIMITS,
     RenderFailed,
@@ -32,6 +33,9 @@ from lsp_server.backends.llama_cpp.template_sandbox import (
 )
 from lsp_server.backends.portable import portable
 
+if TYPE_CHECKING:
+    from lsp_server.backends.local import LocalBackend
+
 __all__ = [
     "PLAIN",
     "PLAIN_STOPS",
@@ -41,7 +45,9 @@ __all__ = [
     "StopAtStrings",
     "StopOnRepetition",
     "TemplateError",
+    "chat_prompt",
     "render_pieces",
+    "run_chat",
     "stop_at_blank_line",
     "stop_at_strings",
     "stop_on_repetition",
@@ -176,6 +182,44 @@ def render_pieces(
 
 # The stop checks are small frozen classes, not closures: what they are made of is data, so a
 # generation can run in the engine process with the same rules (backends/portable.py).
+
+
+# Tokenizes texts, each with special tokens on or off (one flag per text).
+TokenizePieces = Callable[[list[str], list[bool]], list[list[int]]]
+
+
+def chat_prompt(
+    template: str | None,
+    messages: Sequence[ChatMessage],
+    tokenize: TokenizePieces,
+    *,
+    bos: int | None,
+    bos_text: str,
+    eos_text: str,
+) -> tuple[list[int], tuple[str, ...]]:
+    """The prompt's tokens (the template's markup with special tokens, the contents without;
+    BOS first when the model wants one and the template did not write it) and its stop strings."""
+    rendered = render_pieces(template, messages, bos_token=bos_text, eos_token=eos_text)
+    pieces = tokenize([piece.text for piece in rendered.pieces], [not piece.is_content for piece in rendered.pieces])
+    tokens = [token for piece in pieces for token in piece]
+    if bos is not None and (not tokens or tokens[0] != bos):
+        tokens.insert(0, bos)
+    return tokens, rendered.stop_strings
+
+
+async def run_chat(backend: LocalBackend, request: ChatRequest, cancel: CancelToken | None) -> Generation:
+    """A chat request on a local model: the template's stop strings end it too, and so does a loop."""
+    prompt, stops = await backend.chat_tokens_async(request.messages)
+    return await backend.generate(
+        GenerationRequest(
+            prompt_tokens=prompt,
+            max_tokens=request.max_tokens,
+            time_limit_s=request.time_limit_s,
+            stop=stop_on_repetition(stop_at_strings(stops, request.stop)),
+            speculate=request.speculate,
+        ),
+        cancel,
+    )
 
 
 def _line_key(line: str) -> str:

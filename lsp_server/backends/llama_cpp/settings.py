@@ -8,9 +8,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-# How long a cancelled generation is waited for, so that its caller can report what it did.
-CANCEL_GRACE_S = 5.0
-
 
 @dataclass(frozen=True)
 class LlamaSettings:
@@ -34,4 +31,4 @@ def default_threads() -> int:
     return max(1, min(count, 8))
 
 
-__all__ = ["CANCEL_GRACE_S", "LlamaSettings", "default_threads"]
+__all__ = ["LlamaSettings", "default_threads"]
