@@ -14,8 +14,6 @@ from __future__ import annotations
 import ctypes
 from typing import Callable
 
-import numpy as np
-
 from lsp_server.backends.base import CancelToken, Generation, GenerationRequest
 from lsp_server.backends.llama_cpp.backend import LlamaCppBackend
 from lsp_server.engine_host.slots import SavedState
@@ -55,15 +53,6 @@ class HostedModel(LlamaCppBackend):
     def cached_tokens(self) -> list[int]:
         llm = self.llm
         return [int(t) for t in llm.input_ids[: llm.n_tokens]]
-
-    def common_prefix(self, tokens: list[int]) -> int:
-        llm = self.llm
-        cached = llm.input_ids[: llm.n_tokens]
-        limit = min(len(cached), len(tokens))
-        if limit == 0:
-            return 0
-        mismatch = np.nonzero(cached[:limit] != np.asarray(tokens[:limit], dtype=cached.dtype))[0]
-        return int(mismatch[0]) if mismatch.size else limit
 
     def save_state(self) -> SavedState | None:
         import llama_cpp

@@ -285,18 +285,21 @@ class LlamaCppBackend:
             llm._ctx.kv_cache_seq_rm(-1, n_tokens, -1)
             llm.n_tokens = n_tokens
 
-    def _reuse_prefix(self, tokens: list[int]) -> int:
-        """Keep the cached tokens shared with this prompt; return how many."""
-        llm = self._llm
+    def common_prefix(self, tokens: list[int]) -> int:
+        """How many of `tokens` the KV cache holds already, from the first."""
+        llm = self.llm
         cached = llm.input_ids[: llm.n_tokens]
         limit = min(len(cached), len(tokens))
         if limit == 0:
-            llm.n_tokens = 0
             return 0
         mismatch = np.nonzero(cached[:limit] != np.asarray(tokens[:limit], dtype=cached.dtype))[0]
-        common = int(mismatch[0]) if mismatch.size else limit
+        return int(mismatch[0]) if mismatch.size else limit
+
+    def _reuse_prefix(self, tokens: list[int]) -> int:
+        """Keep the cached tokens shared with this prompt; return how many."""
+        llm = self._llm
         # Decode at least one token so the logits belong to this prompt.
-        common = min(common, len(tokens) - 1)
+        common = min(self.common_prefix(tokens), len(tokens) - 1)
         if common > 0 and llm._ctx.kv_cache_seq_rm(-1, common, -1):
             llm.n_tokens = common
             return common
