@@ -24,6 +24,7 @@ generation, after its second token.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 import os
@@ -31,7 +32,7 @@ import socket
 import threading
 import time
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Literal, TextIO
 
 from lsp_server.backends.base import BackendError, GenerationRequest
 from lsp_server.backends.llama_cpp import native
@@ -53,11 +54,9 @@ from lsp_server.engine_host.protocol import (
 from lsp_server.engine_host.runtime import EngineSpec
 from lsp_server.engine_host.session import Connection, peer_uid
 from lsp_server.engine_host.slots import DEFAULT_LIMIT_BYTES, Slots
-from lsp_server.llama_build.selftest import _OFFLOADED
+from lsp_server.llama_build.selftest import parse_load_log
 
 log = logging.getLogger(__name__)
-
-SLOT_LIMIT_ENV = "NINETYTEN_ENGINE_SLOT_MB"
 
 
 class Daemon:
@@ -124,13 +123,19 @@ class Daemon:
 
     # -- what clients ask ------------------------------------------------------------
 
+    def _state(self) -> Literal["loading", "ready", "failed"]:
+        if not self.loaded.is_set():
+            return "loading"
+        return "failed" if self.load_error is not None else "ready"
+
     def info(self) -> EngineInfo:
         model = self.model
-        if not self.loaded.is_set():
+        state = self._state()
+        if state == "loading":
             return EngineInfo(
                 state="loading", pid=os.getpid(), model_path=self.spec.model.path, clients=len(self._connections)
             )
-        if self.load_error is not None:
+        if state == "failed":
             return EngineInfo(
                 state="failed",
                 pid=os.getpid(),
@@ -140,30 +145,16 @@ class Daemon:
             )
         llm = model.llm
         fim = model.fim
-
-        def special(token: int) -> str:
-            return llm.detokenize([token], special=True).decode("utf-8", "replace") if token >= 0 else ""
-
         return EngineInfo(
             state="ready",
             pid=os.getpid(),
             model_path=self.spec.model.path,
             n_ctx=model.n_ctx,
-            fim=FimIds(
-                prefix=fim.prefix,
-                suffix=fim.suffix,
-                middle=fim.middle,
-                pad=fim.pad,
-                repo_name=fim.repo_name,
-                file_sep=fim.file_sep,
-                source=fim.source,
-            )
-            if fim
-            else None,
+            fim=FimIds(**dataclasses.asdict(fim)) if fim else None,
             bos=model.bos,
-            chat_template=llm.metadata.get("tokenizer.chat_template") or None,
-            bos_text=special(llm.token_bos()),
-            eos_text=special(llm.token_eos()),
+            chat_template=model.chat_template,
+            bos_text=model.special_text(llm.token_bos()),
+            eos_text=model.special_text(llm.token_eos()),
             load_seconds=model.load_seconds,
             clients=len(self._connections),
             exact_rows=model.exact_rows,
@@ -180,15 +171,9 @@ class Daemon:
         failed = self._wait_loaded(request.id)
         if failed is not None:
             return failed
-        llm = self.model.llm
-        special = request.special or [False] * len(request.texts)
-        if len(special) != len(request.texts):
+        if request.special and len(request.special) != len(request.texts):
             return Reply(id=request.id, error="tokenize: one 'special' flag per text")
-        tokens = [
-            llm.tokenize(text.encode("utf-8"), add_bos=False, special=flag)
-            for text, flag in zip(request.texts, special)
-        ]
-        return Reply(id=request.id, tokens=tokens)
+        return Reply(id=request.id, tokens=self.model.tokenize_many(request.texts, request.special))
 
     def detokenize(self, request: Detokenize) -> Reply:
         failed = self._wait_loaded(request.id)
@@ -197,8 +182,7 @@ class Daemon:
         n_vocab = self.model.llm.n_vocab()
         if any(not 0 <= token < n_vocab for token in request.tokens):
             return Reply(id=request.id, error=f"detokenize: a token outside the vocabulary of {n_vocab}")
-        text = self.model.llm.detokenize(request.tokens, special=request.special).decode("utf-8", "replace")
-        return Reply(id=request.id, text=text)
+        return Reply(id=request.id, text=self.model.detokenize(request.tokens, special=request.special))
 
     def status(self) -> dict[str, Any]:
         with self._lock:
@@ -206,7 +190,7 @@ class Daemon:
         return {
             "pid": os.getpid(),
             "model": self.spec.model.path,
-            "state": self.info().state,
+            "state": self._state(),
             "clients": clients,
             "queued": len(self.queue),
             "running": self.running,
@@ -283,9 +267,9 @@ class Daemon:
         line = text.strip()
         if line and any(word in line.lower() for word in ("error", "failed", "invalid", "corrupt")):
             self._load_complaint = line[:300]
-        offloaded = _OFFLOADED.search(line)
+        offloaded, _ = parse_load_log(line)
         if offloaded:
-            self.offloaded = f"{offloaded.group(1)}/{offloaded.group(2)}"
+            self.offloaded = offloaded
 
     def _model_thread(self) -> None:
         self.tell("loading")
