@@ -16,19 +16,17 @@ import signal
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
-from lsp_server.backends.base import CancelToken
+from lsp_server.backends.base import CancelToken, StopCheck
 from lsp_server.engine_host.protocol import Forget, Generate, Warm
+from lsp_server.engine_host.supervisor import ARMED_ENV
 
 if TYPE_CHECKING:
     from lsp_server.engine_host.session import Connection
 
-ARMED_ENV = "NINETYTEN_ENGINE_INJECT_ARMED"
 REAL, WARM = 0, 1  # queue priorities
 INJECT_AFTER_TOKENS = 2
-
-StopCheck = Callable[[str], "int | None"]
 
 
 @dataclass(order=True)
