@@ -40,9 +40,8 @@ class SavedState:
 
 
 class StatefulModel(Protocol):
-    def cached_tokens(self) -> list[int]: ...
     def common_prefix(self, tokens: list[int]) -> int: ...
-    def save_state(self) -> SavedState | None: ...
+    def save_state(self) -> SavedState | None: ...  # None when the context holds no tokens
     def restore_state(self, saved: SavedState) -> bool: ...
 
 
@@ -77,16 +76,15 @@ class Slots:
         if self.active == client:
             return
         self.swaps += 1
-        if self.active is not None or self.model.cached_tokens():
-            outgoing = self.model.save_state()
-            if outgoing is not None:
-                if self.active is not None and self.active_present:
-                    self.owned[self.active] = outgoing
-                elif len(outgoing.tokens) >= MIN_KEPT_TOKENS:
-                    self._orphan_seq += 1
-                    self.orphans[self._orphan_seq] = outgoing
-                    while len(self.orphans) > MAX_ORPHANS:
-                        self.orphans.popitem(last=False)
+        outgoing = self.model.save_state()
+        if outgoing is not None:
+            if self.active is not None and self.active_present:
+                self.owned[self.active] = outgoing
+            elif len(outgoing.tokens) >= MIN_KEPT_TOKENS:
+                self._orphan_seq += 1
+                self.orphans[self._orphan_seq] = outgoing
+                while len(self.orphans) > MAX_ORPHANS:
+                    self.orphans.popitem(last=False)
         mine = self.owned.pop(client, None)
         if mine is None:
             # A new client: start from whatever shares the longest prefix with its prompt.
