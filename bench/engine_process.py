@@ -46,16 +46,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from completion_latency import LspClient, percentile  # noqa: E402
 
-from lsp_server.engine_host.runtime import RUNTIME_ENV, EngineStatus, pid_alive, running_engines  # noqa: E402
-
-
-def stop_engines(directory: Path) -> None:
-    engines = running_engines(directory)
-    for status in engines:
-        os.kill(status.supervisor_pid, signal.SIGTERM)
-    deadline = time.monotonic() + 20
-    while any(pid_alive(s.supervisor_pid) for s in engines) and time.monotonic() < deadline:
-        time.sleep(0.05)
+from lsp_server.engine_host.runtime import (  # noqa: E402
+    RUNTIME_ENV,
+    EnginePaths,
+    EngineStatus,
+    running_engines,
+    stop_engines,
+)
 
 
 def engine(directory: Path) -> EngineStatus:
@@ -110,7 +107,7 @@ class Runtime:
         return self.directory
 
     def __exit__(self, *exc: object) -> None:
-        stop_engines(self.directory)
+        stop_engines(self.directory, timeout_s=20.0)
         if self._saved is None:
             os.environ.pop(RUNTIME_ENV, None)
         else:
@@ -442,9 +439,11 @@ async def recovery_bench(model: str | None, rounds: int, root: Path) -> dict[str
             os.kill(status.worker_pid, signal.SIGKILL)  # type: ignore[arg-type]
             ready_at: list[float] = []
 
+            status_file = EnginePaths(status.key, runtime).status
+
             async def watch_ready() -> None:
                 while True:
-                    now = EngineStatus.read(runtime / f"engine-{status.key}.json")
+                    now = EngineStatus.read(status_file)
                     if now is not None and now.state == "ready" and now.worker_pid != status.worker_pid:
                         ready_at.append(time.perf_counter())
                         return
@@ -491,7 +490,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         for directory in root.iterdir():
             if directory.is_dir():
-                stop_engines(directory)
+                stop_engines(directory, timeout_s=20.0)
         shutil.rmtree(root, ignore_errors=True)
 
 

@@ -10,14 +10,12 @@ sharing) uses `private_runtime`.
 from __future__ import annotations
 
 import os
-import signal
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from lsp_server.engine_host.runtime import IDLE_ENV, RUNTIME_ENV, pid_alive, running_engines
+from lsp_server.engine_host.runtime import IDLE_ENV, RUNTIME_ENV, stop_engines
 
 __all__ = ["engine_env", "engine_runtime", "private_runtime", "stop_engines"]
 
@@ -28,19 +26,6 @@ def engine_env() -> dict[str, str]:
     """The engine settings of this test run, for a test that builds a subprocess's environment
     from scratch (without NINETYTEN_*): its engines must stay in the run's runtime directory."""
     return {key: os.environ[key] for key in (RUNTIME_ENV, IDLE_ENV) if key in os.environ}
-
-
-def stop_engines(directory: Path, timeout_s: float = 10.0) -> None:
-    """SIGTERM every engine supervisor whose status file is in `directory` (they started there)."""
-    engines = running_engines(directory)
-    for status in engines:
-        try:
-            os.kill(status.supervisor_pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-    deadline = time.monotonic() + timeout_s
-    while any(pid_alive(s.supervisor_pid) for s in engines) and time.monotonic() < deadline:
-        time.sleep(0.05)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import signal
-import time
 from typing import Any
 
-from lsp_server.engine_host.runtime import BadModels, pid_alive, running_engines, runtime_dir
+from lsp_server.engine_host.runtime import BadModels, running_engines, runtime_dir, stop_engines
 from lsp_server.engine_host.status import query, status_lines
 
 
@@ -43,14 +40,8 @@ def run(args: argparse.Namespace) -> int:
             print("\n".join(status_lines()))
         return 0
     if args.action == "stop":
-        engines = running_engines()
-        for status in engines:
-            os.kill(status.supervisor_pid, signal.SIGTERM)
-        deadline = time.monotonic() + 10
-        while any(pid_alive(s.supervisor_pid) for s in engines) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        left = [s for s in engines if pid_alive(s.supervisor_pid)]
-        print(f"stopped {len(engines) - len(left)} engine(s)" + (f"; {len(left)} still running" if left else ""))
+        stopped, left = stop_engines()
+        print(f"stopped {stopped} engine(s)" + (f"; {left} still running" if left else ""))
         return 1 if left else 0
     removed = BadModels().clear()
     print(f"forgot {removed} model(s) marked bad")

@@ -19,6 +19,7 @@ import fcntl
 import hashlib
 import json
 import os
+import signal
 import stat
 import tempfile
 import time
@@ -266,6 +267,22 @@ def running_engines(directory: Path | None = None) -> list[EngineStatus]:
         if status is not None and status.state != "stopped" and pid_alive(status.supervisor_pid):
             found.append(status)
     return found
+
+
+def stop_engines(directory: Path | None = None, timeout_s: float = 10.0) -> tuple[int, int]:
+    """SIGTERM every running engine's supervisor (it stops its engine) and wait up to `timeout_s`
+    for them to exit; how many stopped, and how many still run."""
+    engines = running_engines(directory)
+    for status in engines:
+        try:
+            os.kill(status.supervisor_pid, signal.SIGTERM)
+        except ProcessLookupError:  # exited since its status file was read
+            pass
+    deadline = time.monotonic() + timeout_s
+    while any(pid_alive(s.supervisor_pid) for s in engines) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    left = sum(1 for s in engines if pid_alive(s.supervisor_pid))
+    return len(engines) - left, left
 
 
 # -- models that crash the engine on load -------------------------------------------------
