@@ -22,7 +22,7 @@ from typing import Any, Callable
 
 from lsp_server.backends.base import BackendError
 from lsp_server.engine_host.protocol import EngineInfo, Event, FrameReader, ProtocolError, Reply, encode, parse_incoming
-from lsp_server.engine_host.runtime import BadModels, CrashRecord, EnginePaths, EngineSpec, EngineStatus
+from lsp_server.engine_host.runtime import BadModels, CrashRecord, EnginePaths, EngineSpec, EngineStatus, pid_alive
 
 log = logging.getLogger(__name__)
 
@@ -146,9 +146,7 @@ def attach(spec: EngineSpec, paths: EnginePaths, *, timeout_s: float = SPAWN_TIM
             status = EngineStatus.read(paths.status)
             if status is not None and status.supervisor_pid == pid and status.state in ("bad", "stopped"):
                 break
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
+            if not pid_alive(pid):
                 break
             time.sleep(0.01)
     raise EngineUnavailable(f"the local engine did not start; its log ({paths.log}) says:\n{_log_tail(paths.log)}")
