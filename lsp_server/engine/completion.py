@@ -17,7 +17,6 @@ from lsp_server.backends.base import BackendError, CancelToken, ChatMessage, Usa
 from lsp_server.engine.jobs import CompletionJob
 from lsp_server.engine.request_ids import new_request_id
 from lsp_server.engine.results import Attempt, CompletionResult
-from lsp_server.ledger import safe_reason
 from lsp_server.routing.escalation import completion_confident
 from lsp_server.routing.router import Decision, RouteRequest, check_egress, decide, redact_for
 from lsp_server.sensitivity.findings import SensitivityReport
@@ -107,7 +106,9 @@ async def complete(
     except (BackendError, OSError) as error:
         # The engine died under this request, or refused it: the failure gets its row too.
         if not speculative:
-            engine.settle(request_id, 1, "completion", local_failure(engine, error, started), decision)
+            engine.settle(
+                request_id, 1, "completion", engine.failed_attempt(LOCAL, error, started, local=local), decision
+            )
         raise
     generation = outcome.generation
     text = outcome.text
@@ -163,21 +164,6 @@ async def complete(
         low_confidence=low_confidence,
         request_id=request_id,
         alternatives=[] if escalated else list(outcome.alternatives),
-    )
-
-
-def local_failure(engine: Engine, error: Exception, started: float) -> Attempt:
-    """The completion model's failed attempt (the engine process crashed: `engine_crashed_sigsegv`...)."""
-    kind = getattr(error, "kind", None) or type(error).__name__
-    local = engine.local
-    return Attempt(
-        LOCAL,
-        local.name,
-        local.model_name,
-        "failed",
-        Usage(),
-        (time.perf_counter() - started) * 1000.0,
-        error_kind=safe_reason(kind).replace(" ", "_"),
     )
 
 

@@ -328,15 +328,20 @@ class Engine:
         )
         return generation, attempt
 
-    def failed_attempt(self, tier: TierName, error: Exception, started: float) -> Attempt:
+    def failed_attempt(
+        self, tier: TierName, error: Exception, started: float, *, local: LocalBackend | None = None
+    ) -> Attempt:
+        """`local`: the local model that failed when it is not the chat model (the completion model)."""
         backend = self.state.remote.get(tier) if tier != LOCAL else None
+        if local is None:
+            local = self.chat_local
         kind = getattr(error, "kind", None) or type(error).__name__  # EngineCrashed has one too
         if isinstance(error, ProviderError) and self.on_remote_unreachable is not None:
             self.on_remote_unreachable(tier, str(error))  # the user hears once per tier (the server de-duplicates)
         return Attempt(
             tier,
-            backend.name if backend else self.chat_local.name,
-            backend.model if backend else self.chat_local.model_name,
+            backend.name if backend else local.name,
+            backend.model if backend else local.model_name,
             "failed",
             Usage(),
             (time.perf_counter() - started) * 1000.0,
