@@ -54,15 +54,17 @@ def configure_logging(verbosity: int, log_file: str | None = None) -> None:
     configure(verbosity, log_file)
 
 
-def load_config(raw: str | None) -> ServerConfig:
+def load_config(raw: str | None, *, base: ServerConfig | None = None) -> ServerConfig:
+    """--config laid over `base` (a command's own defaults; else the server's)."""
+    base = base or ServerConfig()
     if not raw:
-        return ServerConfig()
+        return base
     try:
         data = json.loads(raw)
     except json.JSONDecodeError as error:
         raise SystemExit(f"ninetyten: --config is not valid JSON: {error}") from None
     try:
-        return ServerConfig().merged(data)
+        return base.merged(data)
     except ValidationError as error:
         raise SystemExit(f"ninetyten: invalid --config: {describe_validation_error(error)}") from None
 

@@ -17,6 +17,11 @@ from lsp_server.cli.common import (
     load_config,
     load_policy_here,
 )
+from lsp_server.config import ServerConfig
+
+# A terminal waits for the answer: the token limit and the stop rules end it, not an editor's
+# time box, unless one is asked for (--time-limit-ms, or completion.time_limit_ms in --config).
+TERMINAL_TIME_LIMIT_MS = 600_000
 
 
 def register(commands: Any) -> None:
@@ -52,18 +57,6 @@ def parse_location(location: str) -> tuple[Path, int, int]:
     return Path(parts[0]), line, col
 
 
-def terminal_time_limit_ms(args: argparse.Namespace) -> int:
-    """A terminal waits for the answer: the token limit and the stop rules end it, not an editor's
-    time box, unless one is asked for (--time-limit-ms, or completion.time_limit_ms in --config)."""
-    if args.time_limit_ms:
-        return int(args.time_limit_ms)
-    given = json.loads(args.config) if args.config else {}
-    completion = given.get("completion") if isinstance(given, dict) else None
-    if isinstance(completion, dict) and isinstance(completion.get("time_limit_ms"), int):
-        return int(completion["time_limit_ms"])
-    return 600_000
-
-
 def run(args: argparse.Namespace) -> int:
     from local_models import ModelError
     from lsp_server.completion.complete import Completer
@@ -86,10 +79,12 @@ def run(args: argparse.Namespace) -> int:
     if line > len(lines):
         print(f"ninetyten: {path} has {len(lines)} lines; line {line} is past the end", file=sys.stderr)
         return EXIT_USAGE
-    config = load_config(args.config)
+    terminal = ServerConfig().merged({"completion": {"time_limit_ms": TERMINAL_TIME_LIMIT_MS}})
+    config = load_config(args.config, base=terminal)
     if args.max_tokens:
         config = config.merged({"completion": {"max_tokens": args.max_tokens}})
-    config = config.merged({"completion": {"time_limit_ms": terminal_time_limit_ms(args)}})
+    if args.time_limit_ms:
+        config = config.merged({"completion": {"time_limit_ms": args.time_limit_ms}})
     from lsp_server.ledger import Ledger
     from lsp_server.ledger.outlets import attach
 
