@@ -7,13 +7,16 @@ import os
 import platform
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lsp_server import __version__
 from lsp_server.cli import models
 from lsp_server.cli.common import (
     EXIT_FAILURE,
 )
+
+if TYPE_CHECKING:
+    from lsp_server.routing.policy import LoadedPolicy
 
 
 def register(commands: Any) -> None:
@@ -23,6 +26,9 @@ def register(commands: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from local_models import ModelError, models_dir, ninetyten_home, resolve_model
     from lsp_server.llama_build.doctor import native_check
+    from lsp_server.routing.policy import PolicyError
+    from lsp_server.routing.policy_lookup import load_policy
+    from lsp_server.routing.policy_trust import trust_summary
 
     ok = True
     print(f"ninetyten      {__version__}")
@@ -32,7 +38,14 @@ def run(args: argparse.Namespace) -> int:
     print(f"home           {ninetyten_home()}  (NINETYTEN_HOME={os.environ.get('NINETYTEN_HOME', 'unset')})")
     print(f"models dir     {models_dir()}")
     print(f"NINETYTEN_MODEL {os.environ.get('NINETYTEN_MODEL', 'unset')}")
-    names = _local_model_names()
+    # Read once: it names the local models (checked first) and is reported further down.
+    loaded: LoadedPolicy | None = None
+    policy_error: PolicyError | None = None
+    try:
+        loaded = load_policy(None, Path.cwd())
+    except PolicyError as error:
+        policy_error = error
+    names = _local_model_names(loaded)
     try:
         resolved = resolve_model(None, names.completion, progress=True)
         size = resolved.path.stat().st_size / 1e6
@@ -56,12 +69,7 @@ def run(args: argparse.Namespace) -> int:
     lines, engine_ok = engine_lines(model_path)
     print("\n".join(lines))
     ok = ok and engine_ok
-    from lsp_server.routing.policy import PolicyError
-    from lsp_server.routing.policy_lookup import load_policy
-    from lsp_server.routing.policy_trust import trust_summary
-
-    try:
-        loaded = load_policy(None, Path.cwd())
+    if loaded is not None:
         print(
             f"policy         {loaded.path or 'built-in default (everything local)'} "
             f"(from {loaded.source}, hash {loaded.digest})"
@@ -82,9 +90,9 @@ def run(args: argparse.Namespace) -> int:
                 )
         if loaded.policy.offline:
             print("  offline: nothing leaves the machine")
-    except PolicyError as error:
+    else:
         ok = False
-        print(f"policy         PROBLEM: {error}")
+        print(f"policy         PROBLEM: {policy_error}")
     print(f"ledger         {ninetyten_home() / 'ledger.sqlite3'}")
     from lsp_server.cli.ledger import doctor_lines as ledger_lines
 
@@ -95,19 +103,13 @@ def run(args: argparse.Namespace) -> int:
     return 0 if ok else EXIT_FAILURE
 
 
-def _local_model_names() -> Any:
-    """Which models the settings name (the user's choice, the policy here)."""
+def _local_model_names(loaded: LoadedPolicy | None) -> Any:
+    """Which models the settings name (the user's choice, the policy here: None when it is broken)."""
     from lsp_server.config import ServerConfig
     from lsp_server.engine.local_tier import local_model_names
-    from lsp_server.routing.policy import PolicyError
-    from lsp_server.routing.policy_lookup import load_policy
     from lsp_server.tiers import LOCAL
 
-    try:
-        local = load_policy(None, Path.cwd()).policy.tier(LOCAL)
-    except PolicyError:
-        local = None  # reported below, with the policy
-    return local_model_names(ServerConfig(), local)
+    return local_model_names(ServerConfig(), loaded.policy.tier(LOCAL) if loaded is not None else None)
 
 
 def _chat_and_draft(names: Any) -> bool:
