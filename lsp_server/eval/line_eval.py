@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Literal
 
 from lsp_server.completion.prompt import CompletionInput, ContextFile
+from lsp_server.completion.quiet_gate import QuietGate
 from lsp_server.completion.session_context import prompt_files
 from lsp_server.context import ContextOptions, IndexLimits
 from lsp_server.context.prompt_context import PromptContext
@@ -171,10 +172,7 @@ async def generate(
 
 def _outcome(task: LineTask, variant: LineVariant, answer: Produced, quiet_below: float | None) -> LineOutcome:
     quiet = (
-        quiet_below is not None
-        and answer.text is not None
-        and answer.mean_logprob is not None
-        and answer.mean_logprob < quiet_below
+        quiet_below is not None and answer.text is not None and QuietGate(quiet_below).holds_back(answer.mean_logprob)
     )
     return LineOutcome(
         task_id=task.task_id,
