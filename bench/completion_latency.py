@@ -48,6 +48,7 @@ from lsp_server.completion.prompt import (  # noqa: E402
     PromptBudget,
     PromptBuilder,
 )
+from lsp_server.completion.session_context import prompt_files  # noqa: E402
 from lsp_server.config import CompletionConfig  # noqa: E402
 from lsp_server.context import IndexLimits  # noqa: E402
 from lsp_server.context.prompt_context import PromptContext  # noqa: E402
@@ -258,17 +259,15 @@ async def overhead_bench(
     def baseline_extra(spot: Spot) -> list[ContextFile]:
         if root is None:
             return []
-        snippets, _ = baseline_context.snippets(
+        return prompt_files(
+            baseline_context,
             f"bench:{spot.path}",
             root / spot.path,
             spot.text,
             spot.line,
             spot.character,
             config.extra_tokens,
-            text_of=lambda uri: None,
-            open_text=lambda path: None,
         )
-        return [ContextFile(x.path, x.text, x.kind) for x in snippets]
 
     for index, spot in enumerate(spots):
         server.open(uri_of(index, spot), spot.text)

@@ -239,19 +239,36 @@ class PromptBuilder:
                 break
             wanted.append(line)
             chars += len(line)
-        if self.fim is None:
-            return wanted
-        chars = 0
-        for line in after:
-            if chars > self.budget.suffix_tokens * 8:
-                break
-            wanted.append(line)
-            chars += len(line)
+        if self.fim is not None:
+            chars = 0
+            for line in after:
+                if chars > self.budget.suffix_tokens * 8:
+                    break
+                wanted.append(line)
+                chars += len(line)
         if inp.extra and self.budget.extra_tokens > 0:
-            wanted += [(inp.repo_name or "workspace") + "\n", inp.path + "\n"]
+            wanted += self._likely_extra(inp)
+        return wanted
+
+    def _likely_extra(self, inp: CompletionInput) -> list[str]:
+        """The texts `_extra_plain` or `_extra` may tokenize for the other files (generously:
+        at least one token per line), in the form each of them tokenizes."""
+        most = self.budget.extra_tokens
+        fim = self.fim
+        if fim is None:
+            wanted = [comment_line(inp.path, inp.path), "\n"]
             for other in inp.extra:
-                wanted.append(other.path + "\n")
-                wanted += [line + "\n" for line in other.text.split("\n")[: self.budget.extra_tokens]]
+                wanted.append(comment_line(other.path, other.path))
+                wanted += [line + "\n" for line in other.text.rstrip("\n").split("\n")[:most]]
+            return wanted
+        if fim.file_sep is None:
+            return []  # this model gets no other files
+        wanted = [inp.path + "\n"]
+        if fim.repo_name is not None:
+            wanted.append((inp.repo_name or "workspace") + "\n")
+        for other in inp.extra:
+            wanted.append(other.path + "\n")
+            wanted += [line + "\n" for line in other.text.split("\n")[:most]]
         return wanted
 
     def _prefix_lines(self, before: list[str], budget: int) -> tuple[int, list[int]]:
@@ -300,12 +317,7 @@ class PromptBuilder:
             header = self._lines(comment_line(other.path, other.path))
             if len(tokens) + len(header) >= room:
                 break
-            body: list[int] = []
-            for line in other.text.rstrip("\n").split("\n"):
-                line_tokens = self._lines(line + "\n")
-                if len(tokens) + len(header) + len(body) + len(line_tokens) > room:
-                    break
-                body += line_tokens
+            body = self._fit_lines(other.text.rstrip("\n").split("\n"), room - len(tokens) - len(header))
             if not body:
                 continue
             # A blank line ends each snippet: the next header must not read as part of it.
@@ -330,11 +342,16 @@ class PromptBuilder:
             header = [fim.file_sep] + self._lines(other.path + "\n")
             if len(tokens) + len(header) >= budget:
                 break
-            body: list[int] = []
-            for line in other.text.split("\n"):
-                line_tokens = self._lines(line + "\n")
-                if len(tokens) + len(header) + len(body) + len(line_tokens) > budget:
-                    break
-                body += line_tokens
-            tokens += header + body
+            tokens += header + self._fit_lines(other.text.split("\n"), budget - len(tokens) - len(header))
+        return tokens
+
+    def _fit_lines(self, lines: list[str], room: int) -> list[int]:
+        """The tokens of as many whole lines (each with its newline) as fit in `room`, from the
+        first: a snippet cut inside a line would read as code that does not exist."""
+        tokens: list[int] = []
+        for line in lines:
+            line_tokens = self._lines(line + "\n")
+            if len(tokens) + len(line_tokens) > room:
+                break
+            tokens += line_tokens
         return tokens

@@ -35,8 +35,7 @@ def remote_prompt(inp: CompletionInput, gate: Gate | None) -> RemoteCompletionPr
     a context snippet from a sensitive path or holding a secret stays home, and the prompt
     says so in a content-free reason for the ledger."""
     kept = withhold(inp.extra, gate) if gate is not None and inp.extra else Kept(list(inp.extra), [])
-    files = [item for item in kept.files if isinstance(item, ContextFile)]
-    return RemoteCompletionPrompt(remote_messages(inp, files), kept.ledger_reason())
+    return RemoteCompletionPrompt(remote_messages(inp, kept.files), kept.ledger_reason())
 
 
 def route_window(inp: CompletionInput) -> str:

@@ -106,6 +106,11 @@ class CompletionService:
             self._speculation[0].cancel()
             self._speculation = None
 
+    def close(self) -> None:
+        """The session ends: nothing runs on, and the repository index stops."""
+        self.stop_running()
+        self.context.stop()
+
     # -- warming the model's cache -------------------------------------------------------
 
     def warm(self, completer: Completer, inp: CompletionInput, *, opened: bool, spawn: Spawn) -> None:
@@ -272,7 +277,3 @@ class CompletionService:
         if result.text is not None and not token.cancelled:
             self.cache.put(at, result.text, "speculative")
             self.stats.speculative_cached += 1
-
-    async def aclose(self) -> None:
-        self.stop_running()
-        self.context.stop()

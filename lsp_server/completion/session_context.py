@@ -97,7 +97,28 @@ class SessionContext:
         budget = self.config.extra_tokens
         if budget <= 0:
             return []
-        snippets, _ = self.context.snippets(
-            uri, path, text, line, character, budget, text_of=text_of, open_text=open_text
+        return prompt_files(
+            self.context, uri, path, text, line, character, budget, text_of=text_of, open_text=open_text
         )
-        return [ContextFile(s.path, s.text, s.kind) for s in snippets]
+
+
+def _no_text(_: object) -> str | None:
+    return None
+
+
+def prompt_files(
+    context: PromptContext,
+    uri: str,
+    path: Path | None,
+    text: str,
+    line: int,
+    character: int,
+    budget: int,
+    *,
+    text_of: Callable[[str], str | None] = _no_text,
+    open_text: Callable[[Path], str | None] = _no_text,
+) -> list[ContextFile]:
+    """`context`'s snippets for a cursor as prompt files: what the server, the eval and the
+    benchmark put in a prompt (without an editor, no other document is open)."""
+    snippets, _ = context.snippets(uri, path, text, line, character, budget, text_of=text_of, open_text=open_text)
+    return [ContextFile(s.path, s.text, s.kind) for s in snippets]

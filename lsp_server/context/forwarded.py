@@ -16,6 +16,7 @@ sensitivity gate as any other context before a remote tier sees it.
 from __future__ import annotations
 
 import os
+import stat
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from pathlib import Path, PurePosixPath
 
 from lsp_server.context.languages import CLASS_KINDS, FUNCTION_KINDS, language_for_path
 from lsp_server.context.outline import Definition, FileOutline, outline
+from lsp_server.context.records import looks_binary
 from lsp_server.context.snippets import stub
 
 MAX_LOCATIONS = 8  # per document: the symbols around one cursor
@@ -61,14 +63,15 @@ def display_path(path: Path, roots: Sequence[Path]) -> str:
     return PurePosixPath(*parts[-2:]).as_posix()
 
 
-def _read(path: Path) -> str | None:
+def _read(path: Path, info: os.stat_result) -> str | None:
+    """The file's text, given the stat the caller already took of it."""
+    if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_FILE_BYTES:
+        return None
     try:
-        if not path.is_file() or os.path.getsize(path) > MAX_FILE_BYTES:
-            return None
         data = path.read_bytes()
     except OSError:
         return None
-    if b"\0" in data[:8192]:
+    if looks_binary(data):
         return None
     return data.decode("utf-8", "replace")
 
@@ -146,6 +149,7 @@ class ForwardedDefinitions:
     def _render(self, location: Location, open_text: Callable[[Path], str | None]) -> str | None:
         # Consecutive keystrokes ask for the same definitions: render each file version once.
         text = open_text(location.path)
+        info: os.stat_result | None = None
         if text is not None:
             key = (location.path, location.line, len(text), hash(text))
         else:
@@ -157,8 +161,8 @@ class ForwardedDefinitions:
         if key in self._rendered:
             self._rendered.move_to_end(key)
             return self._rendered[key]
-        if text is None:
-            text = _read(location.path)
+        if info is not None:
+            text = _read(location.path, info)
         snippet = definition_snippet(text, language_for_path(location.path.name), location.line) if text else None
         self._rendered[key] = snippet
         while len(self._rendered) > 256:

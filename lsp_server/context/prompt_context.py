@@ -28,6 +28,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Generic, TypeVar
 
 from lsp_server.context.edits import RecentEdits
 from lsp_server.context.entries import IndexLimits
@@ -46,6 +47,8 @@ EDITS_SHARE = 0.3
 FORWARDED_SHARE = 0.25
 FILE_HEADER_TOKENS = 8
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+Item = TypeVar("Item")
 
 SnippetSource = str  # "edit" | "import" | "class" | "base" | "usage" | "similar" | "forwarded"
 
@@ -158,16 +161,15 @@ class PromptContext:
         *,
         text_of: Callable[[str], str | None],
         open_text: Callable[[Path], str | None],
-        gate: Gate | None = None,
     ) -> tuple[list[PromptSnippet], ContextBundle]:
         """The snippets for a cursor, in prompt order, within `budget` tokens (estimated), and
-        the repository bundle they came from (its `withheld` lists what `gate` kept out)."""
+        the repository bundle they came from."""
         if budget <= 0:
             return [], ContextBundle()
         edits = self._edit_snippets(uri, text_of, int(budget * EDITS_SHARE)) if self.max_edits else []
         forwarded = self._forwarded_snippets(uri, open_text, int(budget * FORWARDED_SHARE))
         used = sum(s.tokens for s in edits) + sum(s.tokens for s in forwarded)
-        bundle = self._repository_bundle(uri, path, text, line, character, budget - used, gate)
+        bundle = self._repository_bundle(uri, path, text, line, character, budget - used)
         repo = [PromptSnippet(s.path, s.text, s.kind, s.start_line, s.symbol, s.tokens) for s in bundle.snippets]
         return [*edits, *repo, *forwarded], bundle
 
@@ -203,18 +205,16 @@ class PromptContext:
         return out
 
     def _repository_bundle(
-        self, uri: str, path: Path | None, text: str, line: int, character: int, budget: int, gate: Gate | None
+        self, uri: str, path: Path | None, text: str, line: int, character: int, budget: int
     ) -> ContextBundle:
         repository = self.repository
         if repository is None or path is None or budget <= 0:
             return ContextBundle()
         try:
-            fresh = repository.gather(path, text, line, character, budget_tokens=budget, gate=gate)
+            fresh = repository.gather(path, text, line, character, budget_tokens=budget)
         except Exception:  # context is a bonus: a failure costs it, never the completion
             log.exception("context: gathering failed for %s", path)
             return ContextBundle()
-        if gate is not None:
-            return fresh  # for a remote tier: exactly what passes, no keeping
         block = (str(path), line // BLOCK_LINES)
         symbols = frozenset(_short(s.symbol) for s in fresh.snippets if s.symbol)
         kept = self._kept.get(uri)
@@ -242,10 +242,10 @@ def cursor_line_prefix(text: str, line: int, character: int) -> str:
 
 
 @dataclass(frozen=True)
-class Kept:
+class Kept(Generic[Item]):
     """What of a prompt's context may go to a remote tier, and what the gate kept home."""
 
-    files: list  # the items that passed, in their order
+    files: list[Item]  # the items that passed, in their order
     withheld: list[tuple[str, str, str]]  # (path, kind, reason) of each one kept home
 
     def ledger_reason(self) -> str | None:
@@ -257,10 +257,10 @@ class Kept:
         return f"context_withheld: {count} snippet{'s' if count != 1 else ''} kept home ({', '.join(kinds)})"
 
 
-def withhold(files: Sequence[object], gate: Gate) -> Kept:
+def withhold(files: Sequence[Item], gate: Gate) -> Kept[Item]:
     """Split context items (anything with `path`, `text` and `kind`) by the sensitivity gate:
     a snippet from a sensitive path or holding a secret never goes to a remote tier."""
-    kept: list[object] = []
+    kept: list[Item] = []
     withheld: list[tuple[str, str, str]] = []
     for item in files:
         path, text, kind = getattr(item, "path"), getattr(item, "text"), getattr(item, "kind", "file")

@@ -32,6 +32,8 @@ from pathlib import Path
 from typing import Literal
 
 from lsp_server.completion.prompt import CompletionInput, ContextFile
+from lsp_server.completion.quiet_gate import QuietGate
+from lsp_server.completion.session_context import prompt_files
 from lsp_server.context import ContextOptions, IndexLimits
 from lsp_server.context.prompt_context import PromptContext
 from lsp_server.eval.code_lines import CROSSFILE_PACKAGES, LineTask, Suite, crossfile_tasks, stdlib_line_tasks
@@ -116,17 +118,9 @@ class Workspaces:
         context = self.context_for(task)
         assert context.repository is not None
         path = context.repository.index.roots[0] / task.path
-        snippets, _ = context.snippets(
-            f"eval:{task.task_id}",
-            path,
-            task.text,
-            task.line,
-            task.character,
-            self.budget_tokens,
-            text_of=lambda uri: None,
-            open_text=lambda p: None,
+        return prompt_files(
+            context, f"eval:{task.task_id}", path, task.text, task.line, task.character, self.budget_tokens
         )
-        return [ContextFile(s.path, s.text, s.kind) for s in snippets]
 
     def close(self) -> None:
         for context in self._contexts.values():
@@ -178,10 +172,7 @@ async def generate(
 
 def _outcome(task: LineTask, variant: LineVariant, answer: Produced, quiet_below: float | None) -> LineOutcome:
     quiet = (
-        quiet_below is not None
-        and answer.text is not None
-        and answer.mean_logprob is not None
-        and answer.mean_logprob < quiet_below
+        quiet_below is not None and answer.text is not None and QuietGate(quiet_below).holds_back(answer.mean_logprob)
     )
     return LineOutcome(
         task_id=task.task_id,

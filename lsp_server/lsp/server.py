@@ -15,7 +15,7 @@ import sys
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Awaitable, Coroutine, TypeVar
-from urllib.parse import unquote, urlparse
+from urllib.parse import urlparse
 
 from lsprotocol import types
 from pygls.exceptions import JsonRpcException
@@ -25,7 +25,7 @@ from pygls.workspace import TextDocument
 from lsp_server import __version__
 from lsp_server.config import ServerConfig
 from lsp_server.engine.core import Engine
-from lsp_server.lsp.convert import Encoding, normalize_encoding
+from lsp_server.lsp.convert import Encoding, file_path, normalize_encoding
 from lsp_server.lsp.protocol import NinetyTenProtocol, handle_body, own_stop_event
 from lsp_server.lsp.transport import serve_stream
 from lsp_server.tiers import TierName
@@ -142,8 +142,9 @@ class NinetyTenServer(LanguageServer):
         return self.workspace.text_documents.get(uri)
 
     def relative_path(self, uri: str) -> str:
-        parsed = urlparse(uri)
-        path = Path(unquote(parsed.path)) if parsed.scheme == "file" else Path(parsed.path or uri)
+        path = file_path(uri)
+        if path is None:  # another scheme (an untitled buffer, a remote file): its path part, as is
+            path = Path(urlparse(uri).path or uri)
         root = self.workspace.root_path
         if root:
             try:

@@ -62,12 +62,8 @@ class CompletionFeature:
         root = self.ls.workspace_root
         self.service.context.start(found or ([root] if root is not None else []))
 
-    def stop(self) -> None:
-        self.service.stop_running()
-
     def shutdown(self) -> None:
-        self.service.stop_running()
-        self.service.context.stop()
+        self.service.close()
 
     def model_changed(self) -> None:
         """Another model serves completions now: nothing of the old one is shown again."""
