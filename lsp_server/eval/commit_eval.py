@@ -257,12 +257,16 @@ async def run_case(case: CommitCase, engine: Engine, *, baseline: bool = True) -
     with tempfile.TemporaryDirectory(prefix="ninetyten-commit-eval-") as tmp:
         repo = Path(tmp) / "repo"
         await asyncio.to_thread(stage_case, case, repo)
-        facts = await asyncio.to_thread(case_facts, repo)
-        out = [score(case, facts, "facts", factual_subject(facts))]
+        before = None
         if baseline:
-            before, ms = await _timed(staged_commit_message(repo, engine, grounded=False, latency=None))
-            out.append(score(case, facts, "before", before.commit_message or "", latency_ms=ms))
+            before, before_ms = await _timed(staged_commit_message(repo, engine, grounded=False, latency=None))
         after, ms = await _timed(staged_commit_message(repo, engine, grounded=True, latency=None))
+        # The grounded run extracts the staged change's facts the way `case_facts` does (the
+        # same staged diff, whole texts and builder): scored against those, not extracted again.
+        facts = after.facts if after.facts is not None else await asyncio.to_thread(case_facts, repo)
+        out = [score(case, facts, "facts", factual_subject(facts))]
+        if before is not None:
+            out.append(score(case, facts, "before", before.commit_message or "", latency_ms=before_ms))
         check = after.subject_check
         out.append(score(case, facts, "model", after.model_message or ""))
         out.append(
