@@ -269,11 +269,6 @@ def _file_texts(change: FileChange, texts: TextSource | None) -> tuple[str | Non
     return old_text, new_text, have_old and have_new
 
 
-def file_symbols(change: FileChange, texts: TextSource | None) -> list[SymbolChange]:
-    """Symbol changes in one file: whole texts when there are any, else the hunks."""
-    return _analyse(change, texts)[0]
-
-
 def _parsed(text: str | None, language: str) -> tuple[FileOutline | None, Tree | None]:
     """One side's outline and its tree: parsed once, for the outline and the edit nature both."""
     if text is None:
