@@ -76,6 +76,14 @@ def task_input(task: InfillTask) -> CompletionInput:
     )
 
 
+def model_label(engine: Engine, tier: TierName) -> str:
+    """The model a tier's answers come from, as a report names it."""
+    if tier == "local":
+        return engine.local.model_name
+    backend = engine.state.remote.get(tier)
+    return backend.model if backend else tier
+
+
 @dataclass
 class CompletionRunner:
     config: ServerConfig
@@ -112,10 +120,7 @@ class CompletionRunner:
 
     @property
     def model_name(self) -> str:
-        if self.tier == "local":
-            return self.engine.local.model_name
-        backend = self.engine.state.remote.get(self.tier)
-        return backend.model if backend else self.tier
+        return model_label(self.engine, self.tier)
 
     @property
     def prompt_mode(self) -> str:
