@@ -131,12 +131,7 @@ class ChangeFacts:
             details = f" ({', '.join(s.details)})" if s.details else ""
             out.append(f"{s.kind} {s.change}: {s.name}{was} in {s.path}{details}")
         for d in self.dependencies:
-            if d.change == "bumped":
-                out.append(f"dependency bumped: {d.name} {d.old_label} -> {d.new_label} in {d.path}")
-            else:
-                out.append(
-                    f"dependency {d.change}: {d.name} {d.new_label if d.new is not None else d.old_label} in {d.path}"
-                )
+            out.append(f"dependency {d.change}: {d.name} {d.label} in {d.path}")
         flags = [
             name
             for name, on in (
