@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from lsp_server.cli.common import configure_logging, load_config, load_policy_here
-from lsp_server.cli.eval_output import console, progress_bar
+from lsp_server.cli.eval_output import console, emit, progress_bar
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
@@ -236,7 +236,7 @@ def _guarded(handler, args: argparse.Namespace) -> int:
 def cmd_completion(args: argparse.Namespace) -> int:
     from lsp_server.eval.completion_eval import CompletionOptions, run_completion_eval
     from lsp_server.eval.runner import CompletionRunner
-    from lsp_server.eval.tables import print_completion, write_json, write_outcomes
+    from lsp_server.eval.tables import print_completion
 
     setup = _setup(args)
     if isinstance(setup, int):
@@ -266,17 +266,15 @@ def cmd_completion(args: argparse.Namespace) -> int:
                 await runner.aclose()
 
     report, outcomes = asyncio.run(main())
-    if args.out:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        write_json(out / "completion.json", report.model_dump(mode="json"))
-        write_outcomes(out / "completion_tasks.jsonl", outcomes)
-    if args.json:
-        print(json.dumps(report.model_dump(mode="json"), indent=2))
-    else:
-        print_completion(report, console())
-        if args.out:
-            print(f"results: {Path(args.out) / 'completion.json'} and completion_tasks.jsonl")
+    emit(
+        report,
+        outcomes,
+        out=args.out,
+        name="completion",
+        outcomes_name="completion_tasks",
+        as_json=args.json,
+        show=print_completion,
+    )
     return 0
 
 
@@ -331,7 +329,7 @@ def cmd_commit(args: argparse.Namespace) -> int:
     from lsp_server.eval.commit_cases import CaseError
     from lsp_server.eval.commit_eval import CommitOptions, commit_engine, run_commit_eval
     from lsp_server.eval.completion_eval import machine_label
-    from lsp_server.eval.tables import print_commit, write_json, write_outcomes
+    from lsp_server.eval.tables import print_commit
 
     configure_logging(args.verbose)
     if args.limit < 1:
@@ -358,15 +356,13 @@ def cmd_commit(args: argparse.Namespace) -> int:
     except CaseError as error:
         print(f"ninetyten: {error}", file=sys.stderr)
         return EXIT_FAILURE
-    if args.out:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        write_json(out / "commit.json", report.model_dump(mode="json"))
-        write_outcomes(out / "commit_cases.jsonl", outcomes)
-    if args.json:
-        print(json.dumps(report.model_dump(mode="json"), indent=2))
-    else:
-        print_commit(report, console())
-        if args.out:
-            print(f"results: {Path(args.out) / 'commit.json'} and commit_cases.jsonl")
+    emit(
+        report,
+        outcomes,
+        out=args.out,
+        name="commit",
+        outcomes_name="commit_cases",
+        as_json=args.json,
+        show=print_commit,
+    )
     return 0

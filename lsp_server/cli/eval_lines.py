@@ -9,16 +9,15 @@ import argparse
 import asyncio
 import json
 import sys
-from pathlib import Path
 
 from lsp_server.cli.common import EXIT_FAILURE, EXIT_USAGE, configure_logging, load_config, load_policy_here
-from lsp_server.cli.eval_output import console, progress_bar
+from lsp_server.cli.eval_output import emit, progress_bar
 
 
 def cmd_lines(args: argparse.Namespace) -> int:
     from lsp_server.eval.line_eval import LineEvalOptions, run_line_eval
     from lsp_server.eval.runner import CompletionRunner
-    from lsp_server.eval.tables import print_lines, write_json, write_outcomes
+    from lsp_server.eval.tables import print_lines
 
     configure_logging(args.verbose)
     if args.limit < 0:
@@ -49,18 +48,6 @@ def cmd_lines(args: argparse.Namespace) -> int:
             await runner.aclose()
 
     report, outcomes = asyncio.run(main())
-    if args.out:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        name = f"completion_{args.suite}" + ("_dev" if args.split == "dev" else "")
-        write_json(out / f"{name}.json", report.model_dump(mode="json"))
-        write_outcomes(out / f"{name}_tasks.jsonl", outcomes)
-    if args.json:
-        print(json.dumps(report.model_dump(mode="json"), indent=2))
-    else:
-        print_lines(report, console())
-        if args.out:
-            print(
-                f"results: {Path(args.out) / f'completion_{args.suite}.json'} and completion_{args.suite}_tasks.jsonl"
-            )
+    name = f"completion_{args.suite}" + ("_dev" if args.split == "dev" else "")
+    emit(report, outcomes, out=args.out, name=name, outcomes_name=f"{name}_tasks", as_json=args.json, show=print_lines)
     return 0

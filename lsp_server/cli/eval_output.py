@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import sys
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
+
+R = TypeVar("R", bound=BaseModel)
 
 
 @contextlib.contextmanager
@@ -40,3 +46,32 @@ def console() -> Any:
 
     # Piped output keeps whole rows instead of rich's 80-column default.
     return Console() if sys.stdout.isatty() else Console(width=150)
+
+
+def emit(
+    report: R,
+    outcomes: Sequence[BaseModel],
+    *,
+    out: str | None,
+    name: str,
+    outcomes_name: str,
+    as_json: bool,
+    show: Callable[[R, Any], None],
+) -> None:
+    """A finished eval: `name`.json and `outcomes_name`.jsonl under `out` when given, then the
+    report as JSON or as `show`'s table (with where the files went)."""
+    from lsp_server.eval.tables import write_json, write_outcomes
+
+    report_path = outcomes_path = None
+    if out:
+        folder = Path(out)
+        folder.mkdir(parents=True, exist_ok=True)
+        report_path, outcomes_path = folder / f"{name}.json", folder / f"{outcomes_name}.jsonl"
+        write_json(report_path, report.model_dump(mode="json"))
+        write_outcomes(outcomes_path, outcomes)
+    if as_json:
+        print(json.dumps(report.model_dump(mode="json"), indent=2))
+        return
+    show(report, console())
+    if report_path is not None and outcomes_path is not None:
+        print(f"results: {report_path} and {outcomes_path.name}")

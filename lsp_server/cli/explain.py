@@ -67,9 +67,10 @@ def run(args: argparse.Namespace) -> int:
             source: Any = contextlib.nullcontext(sys.stdin.buffer)
             what = "the diff on stdin"
         elif args.source and not args.staged:
-            source = git_diff_stream(repo, rev_range=args.source)
+            revs = range_revisions(repo, args.source)
+            source = git_diff_stream(repo, revs=revs)
             what = args.source
-            texts = GitTexts.between(repo, *range_revisions(repo, args.source))
+            texts = GitTexts.between(repo, *revs)
         else:
             source = git_diff_stream(repo, staged=True)
             what = "the staged change"

@@ -16,12 +16,11 @@ from __future__ import annotations
 
 import ast
 import random
-import textwrap
 
 from lsp_server.eval.commit_kinds import MAKERS
 from lsp_server.eval.commit_material import CaseError, CommitCase, Pool
 
-__all__ = ["KINDS", "CaseError", "CommitCase", "build_cases", "describe"]
+__all__ = ["KINDS", "CaseError", "CommitCase", "build_cases"]
 
 ATTEMPTS_PER_CASE = 25
 KINDS = (
@@ -73,7 +72,3 @@ def _valid(case: CommitCase) -> bool:
             except SyntaxError:
                 return False
     return case.after != {p: case.before.get(p) for p in case.after}
-
-
-def describe(case: CommitCase) -> str:
-    return textwrap.shorten(f"{case.kind}: {', '.join(case.targets)} ({', '.join(case.after)})", 100)

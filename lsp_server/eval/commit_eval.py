@@ -31,7 +31,7 @@ import re
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -41,8 +41,9 @@ from pydantic import BaseModel, Field
 from lsp_server.config import ServerConfig
 from lsp_server.engine.core import Engine
 from lsp_server.eval.commit_cases import KINDS, CommitCase, build_cases
+from lsp_server.eval.completion_eval import Progress, _no_progress
 from lsp_server.eval.metrics import percentile
-from lsp_server.eval.runner import EvalError
+from lsp_server.eval.runner import EvalError, model_label
 from lsp_server.explain.commit_message import check_commit_message
 from lsp_server.explain.diff import parse_diff, staged_diff
 from lsp_server.explain.facts import (
@@ -61,12 +62,7 @@ from lsp_server.tiers import TierName
 EVAL_DEADLINE_MS = 600_000
 CommitVariant = Literal["before", "model", "after", "facts"]
 VARIANTS: tuple[CommitVariant, ...] = ("before", "model", "after", "facts")
-Progress = Callable[[str, int, int], None]
 _CONVENTIONAL = re.compile(r"^(?P<type>[a-z]+)(?:\([^)]*\))?!?:\s")
-
-
-def _no_progress(phase: str, done: int, total: int) -> None:
-    return None
 
 
 class CommitOutcome(BaseModel):
@@ -257,12 +253,16 @@ async def run_case(case: CommitCase, engine: Engine, *, baseline: bool = True) -
     with tempfile.TemporaryDirectory(prefix="ninetyten-commit-eval-") as tmp:
         repo = Path(tmp) / "repo"
         await asyncio.to_thread(stage_case, case, repo)
-        facts = await asyncio.to_thread(case_facts, repo)
-        out = [score(case, facts, "facts", factual_subject(facts))]
+        before = None
         if baseline:
-            before, ms = await _timed(staged_commit_message(repo, engine, grounded=False, latency=None))
-            out.append(score(case, facts, "before", before.commit_message or "", latency_ms=ms))
+            before, before_ms = await _timed(staged_commit_message(repo, engine, grounded=False, latency=None))
         after, ms = await _timed(staged_commit_message(repo, engine, grounded=True, latency=None))
+        # The grounded run extracts the staged change's facts the way `case_facts` does (the
+        # same staged diff, whole texts and builder): scored against those, not extracted again.
+        facts = after.facts if after.facts is not None else await asyncio.to_thread(case_facts, repo)
+        out = [score(case, facts, "facts", factual_subject(facts))]
+        if before is not None:
+            out.append(score(case, facts, "before", before.commit_message or "", latency_ms=before_ms))
         check = after.subject_check
         out.append(score(case, facts, "model", after.model_message or ""))
         out.append(
@@ -296,13 +296,6 @@ def commit_engine(
         loaded.policy.model_copy(update={"rules": [rule], "escalation": escalation}), loaded.source, loaded.path
     )
     return Engine(config, explicit_model=model, policy=forced, ledger=None)
-
-
-def model_label(engine: Engine, tier: TierName) -> str:
-    if tier == "local":
-        return str(engine.local.model_name)
-    backend = engine.state.remote.get(tier)
-    return str(backend.model) if backend else tier
 
 
 async def run_commit_eval(

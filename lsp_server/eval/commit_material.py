@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import ast
 import importlib.metadata
-import importlib.util
 import random
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
+
+from lsp_server.eval.code_lines import package_dir
 
 _T = TypeVar("_T")
 
@@ -88,19 +89,9 @@ class Function:
         return min(lines) - 1
 
 
-def _package_dir(name: str) -> Path | None:
-    try:
-        spec = importlib.util.find_spec(name)
-    except (ImportError, ValueError):
-        return None
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    return Path(next(iter(spec.submodule_search_locations)))
-
-
 def _module_files(package: str, *, tests: bool = False) -> list[tuple[str, Path]]:
     """(path in the repository, file) of a package's modules, or of its test files."""
-    root = _package_dir(package)
+    root = package_dir(package)
     if root is None:
         return []
     out = []

@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from lsp_server.backends.base import GenerationRequest
+from lsp_server.backends.base import GenerationRequest, StopCheck
 from lsp_server.backends.llama_cpp.chat_template import stop_at_strings
 from lsp_server.completion.complete import Completer
 from lsp_server.completion.prompt import CompletionInput
@@ -76,6 +76,14 @@ def task_input(task: InfillTask) -> CompletionInput:
     )
 
 
+def model_label(engine: Engine, tier: TierName) -> str:
+    """The model a tier's answers come from, as a report names it."""
+    if tier == "local":
+        return engine.local.model_name
+    backend = engine.state.remote.get(tier)
+    return backend.model if backend else tier
+
+
 @dataclass
 class CompletionRunner:
     config: ServerConfig
@@ -112,10 +120,7 @@ class CompletionRunner:
 
     @property
     def model_name(self) -> str:
-        if self.tier == "local":
-            return self.engine.local.model_name
-        backend = self.engine.state.remote.get(self.tier)
-        return backend.model if backend else self.tier
+        return model_label(self.engine, self.tier)
 
     @property
     def prompt_mode(self) -> str:
@@ -129,17 +134,7 @@ class CompletionRunner:
         return await self._remote_pipeline(task)
 
     async def _local_pipeline(self, task: InfillTask) -> Produced:
-        result = await self.completer.complete(task_input(task))
-        return Produced(
-            text=result.text,
-            tier=result.tier,
-            latency_ms=result.latency_ms,
-            prompt_tokens=result.usage.prompt_tokens,
-            completion_tokens=result.usage.completion_tokens,
-            stop_reason=result.stop_reason,
-            mean_logprob=result.mean_logprob,
-            min_logprob=result.min_logprob,
-        )
+        return await self.complete_input(task_input(task))
 
     @property
     def quiet_below(self) -> float | None:
@@ -167,27 +162,9 @@ class CompletionRunner:
         """llama.cpp's own first line on the plain prefix: the text before the cursor, greedy,
         cut at the first newline (no FIM, no context, no stop rules or clean-up)."""
         backend = self.engine.local
-        max_tokens = self.config.completion.max_tokens
         tokens = ([backend.bos] if backend.bos is not None else []) + backend.tokenize_text(before)
-        room = backend.n_ctx - max_tokens - 1
-        if len(tokens) > room:
-            tokens = tokens[len(tokens) - room :]
-        started = time.perf_counter()
         # Cut at the first newline; a portable rule, so that it runs in the engine process too.
-        first_line = stop_at_strings(("\n",))
-        generation = await backend.generate(
-            GenerationRequest(prompt_tokens=tokens, max_tokens=max_tokens, stop=first_line)
-        )
-        return Produced(
-            text=generation.text,
-            tier="local",
-            latency_ms=(time.perf_counter() - started) * 1000.0,
-            prompt_tokens=generation.usage.prompt_tokens,
-            completion_tokens=generation.usage.completion_tokens,
-            stop_reason=generation.stop_reason,
-            mean_logprob=generation.mean_logprob,
-            min_logprob=generation.min_logprob,
-        )
+        return await self._raw_generate(tokens, stop=stop_at_strings(("\n",)))
 
     async def _remote_pipeline(self, task: InfillTask) -> Produced:
         # Straight to the engine's escalation step: the prompt and clean-up a stronger tier
@@ -219,17 +196,22 @@ class CompletionRunner:
     async def raw(self, task: InfillTask) -> Produced:
         """The bare model: plain FIM (or prefix) prompt, max_tokens, no stop rule, no clean-up."""
         backend = self.engine.local
-        max_tokens = self.config.completion.max_tokens
         prefix = backend.tokenize_text(task.prefix)
         if backend.fim is not None:
             tokens = backend.fim.psm_prompt(prefix, backend.tokenize_text(task.suffix))
         else:
             tokens = ([backend.bos] if backend.bos is not None else []) + prefix
+        return await self._raw_generate(tokens)
+
+    async def _raw_generate(self, tokens: list[int], stop: StopCheck | None = None) -> Produced:
+        """Greedy generation on a prompt cut to fit the context, reported as a local answer."""
+        backend = self.engine.local
+        max_tokens = self.config.completion.max_tokens
         room = backend.n_ctx - max_tokens - 1
         if len(tokens) > room:  # keep the end: the text nearest the cursor
             tokens = tokens[len(tokens) - room :]
         started = time.perf_counter()
-        generation = await backend.generate(GenerationRequest(prompt_tokens=tokens, max_tokens=max_tokens))
+        generation = await backend.generate(GenerationRequest(prompt_tokens=tokens, max_tokens=max_tokens, stop=stop))
         return Produced(
             text=generation.text,
             tier="local",

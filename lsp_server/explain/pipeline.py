@@ -160,6 +160,16 @@ async def explain_changes(
     max_tokens = min(engine.config.assist.max_tokens, EXPLAIN_MAX_TOKENS)
     budget = chunk_budget(engine, max_tokens)
 
+    whole: ChangeFacts | None = None
+
+    def change_facts() -> ChangeFacts | None:
+        """The whole change's facts (None: grounding is off), built once: asked for only after
+        the stream is drained, when no file can be added to them any more."""
+        nonlocal whole
+        if whole is None and builder is not None:
+            whole = builder.facts()
+        return whole
+
     def facts_of(alongside: str, chunk: DiffChunk | None = None) -> list[str]:
         """The facts of `chunk` (else of the whole change), in the room `alongside` leaves."""
         if builder is None:
@@ -167,7 +177,8 @@ async def explain_changes(
         room = min(PROMPT_FACTS_CHARS, chars_for_tokens(budget - estimate_tokens(alongside)))
         if room < MIN_FACTS_CHARS:
             return []
-        return prompt_facts(builder.facts(chunk.paths if chunk is not None else None), room)
+        facts = builder.facts(chunk.paths) if chunk is not None else change_facts()
+        return prompt_facts(facts, room) if facts is not None else []
 
     chunk_stream = chunk_diff(sendable(), budget)
     first = next(chunk_stream, None)
@@ -206,7 +217,7 @@ async def explain_changes(
             cancel=cancel,
         )
         result.results.append(answer)
-        _finish_message(result, repair_commit_message(answer.text or "", paths), builder)
+        _finish_message(result, repair_commit_message(answer.text or "", paths), change_facts())
         result.explanation = ""
         advance("wrote the commit message")
         return result
@@ -304,23 +315,23 @@ async def explain_changes(
             cancel=cancel,
         )
         result.results.append(answer)
-        _finish_message(result, repair_commit_message(answer.text or "", paths), builder)
+        _finish_message(result, repair_commit_message(answer.text or "", paths), change_facts())
         advance("wrote the commit message")
-    if builder is not None:
-        result.facts = builder.facts()
-        bullets = fact_bullets(result.facts, EXPLANATION_FACT_LINES)
+    if (facts := change_facts()) is not None:
+        result.facts = facts
+        bullets = fact_bullets(facts, EXPLANATION_FACT_LINES)
         if bullets:
             result.explanation += "\n\nChanged (from the diff):\n" + "\n".join(bullets)
     return result
 
 
-def _finish_message(result: ExplainResult, message: str, builder: FactsBuilder | None) -> None:
+def _finish_message(result: ExplainResult, message: str, facts: ChangeFacts | None) -> None:
     """The commit message: the model's, checked against the facts when there are any."""
     result.model_message = message
-    if builder is None:
+    if facts is None:
         result.commit_message = message
         return
-    result.facts = builder.facts()
+    result.facts = facts
     grounded = ground_message(message, result.facts)
     result.commit_message = grounded.text
     result.subject_check = grounded.check

@@ -36,7 +36,6 @@ async def staged_commit_message(
             commit_message=True,
             explanation=False,
             latency=latency,
-            texts=texts if grounded else None,
             grounded=grounded,
             facts_builder=builder,
         )

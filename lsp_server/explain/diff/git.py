@@ -100,8 +100,9 @@ def _empty_tree(repo: Path) -> str:
     return _git(repo, ["hash-object", "-t", "tree", "--stdin"]).decode("ascii").strip()
 
 
-def _range_revs(repo: Path, rev_range: str) -> list[str]:
-    """`A..B` -> A B; `A...B` -> merge-base(A, B) B; a single rev -> that commit's own change
+def range_revisions(repo: Path, rev_range: str) -> tuple[str, str]:
+    """The two commits (or the empty tree and a root commit) a `range_diff` compares:
+    `A..B` -> A B; `A...B` -> merge-base(A, B) B; a single rev -> that commit's own change
     (against its first parent, like `git show`; a root commit against the empty tree)."""
     spec = rev_range.strip()
     if not spec:
@@ -115,16 +116,10 @@ def _range_revs(repo: Path, rev_range: str) -> list[str]:
                 if not merge_base:
                     raise DiffError(f"{left or 'HEAD'!r} and {right or 'HEAD'!r} have no common ancestor: use A..B")
                 base = merge_base
-            return [base, tip]
+            return base, tip
     commit = _require(repo, spec)
     parent = _commit(repo, f"{commit}^1")
-    return [parent or _empty_tree(repo), commit]
-
-
-def range_revisions(repo: Path, rev_range: str) -> tuple[str, str]:
-    """The two commits (or the empty tree and a root commit) a `range_diff` compares."""
-    base, tip = _range_revs(repo, rev_range)
-    return base, tip
+    return parent or _empty_tree(repo), commit
 
 
 def _repo_relative(repo: Path, path: str) -> str:
@@ -140,14 +135,23 @@ def _repo_relative(repo: Path, path: str) -> str:
 # --------------------------------------------------------------------------- the diffs
 
 
-def _plan(repo: Path, *, staged: bool, rev_range: str | None, path: str | None) -> tuple[list[str], tuple[int, ...]]:
+def _plan(
+    repo: Path,
+    *,
+    staged: bool,
+    rev_range: str | None,
+    path: str | None,
+    revs: tuple[str, str] | None = None,
+) -> tuple[list[str], tuple[int, ...]]:
     """The git arguments for one kind of diff, and the exit codes that mean success."""
     # Outside a repository `git diff` silently turns into `diff --no-index`: ask first.
     _git(repo, ["rev-parse", "--git-dir"])
     if staged:
         return ["diff", "--cached", *_DIFF_OPTS, "--"], (0,)
+    if revs is not None:
+        return ["diff", *_DIFF_OPTS, *revs, "--"], (0,)
     if rev_range is not None:
-        return ["diff", *_DIFF_OPTS, *_range_revs(repo, rev_range), "--"], (0,)
+        return ["diff", *_DIFF_OPTS, *range_revisions(repo, rev_range), "--"], (0,)
     base = _commit(repo, "HEAD") or _empty_tree(repo)  # an unborn branch diffs against nothing
     if path is None:
         return ["diff", *_DIFF_OPTS, base, "--"], (0,)
@@ -180,15 +184,21 @@ def working_tree_diff(repo: Path, path: str | None = None) -> bytes:
 
 @contextmanager
 def git_diff_stream(
-    repo: Path, *, staged: bool = False, rev_range: str | None = None, path: str | None = None
+    repo: Path,
+    *,
+    staged: bool = False,
+    rev_range: str | None = None,
+    path: str | None = None,
+    revs: tuple[str, str] | None = None,
 ) -> Iterator[BinaryIO]:
     """The same diffs as a stream, for `iter_parse_diff` on diffs too big to hold:
 
         with git_diff_stream(repo, staged=True) as stream:
             for chunk in chunk_diff(iter_parse_diff(stream), budget): ...
 
+    `revs`: a range already resolved by `range_revisions`, so git is not asked again.
     Leaving the block early stops git. A git failure after the output was read raises DiffError."""
-    args, ok = _plan(repo, staged=staged, rev_range=rev_range, path=path)
+    args, ok = _plan(repo, staged=staged, rev_range=rev_range, path=path, revs=revs)
     cmd = _command(repo, args)
     with tempfile.TemporaryFile() as err:  # a file, not a pipe: a chatty stderr cannot block git
         try:

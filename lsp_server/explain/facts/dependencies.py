@@ -69,6 +69,13 @@ class DependencyChange:
             return "removed"
         return "bumped"
 
+    @property
+    def label(self) -> str:
+        """The versions as a fact states them: `old -> new` for a bump, else the one there is."""
+        if self.change == "bumped":
+            return f"{self.old_label} -> {self.new_label}"
+        return self.new_label if self.new is not None else self.old_label
+
 
 def _requirements_file(name: str) -> bool:
     return name.startswith(("requirements", "constraints")) and name.endswith((".txt", ".in"))

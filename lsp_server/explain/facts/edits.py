@@ -16,7 +16,7 @@ import textwrap
 from collections.abc import Iterator
 from typing import Literal
 
-from tree_sitter import Node
+from tree_sitter import Node, Tree
 
 from lsp_server.context.outline import Definition, FileOutline, parse
 
@@ -70,24 +70,33 @@ def _leaves(node: Node, language: str) -> Iterator[bytes]:
         stack.extend(reversed(current.children))
 
 
-def code_tokens(text: str, language: str) -> list[bytes] | None:
-    """The file's tokens without comments (and Python docstrings), or None if it cannot be parsed."""
+def code_tokens(text: str, language: str, tree: Tree | None = None) -> list[bytes] | None:
+    """The file's tokens without comments (and Python docstrings), or None if it cannot be parsed.
+    `tree`: the text already parsed (as UTF-8 with surrogatepass), so it is not parsed again."""
     data = text.encode("utf-8", "surrogatepass")
     if len(data) > MAX_COMPARE_BYTES:
         return None
-    tree = parse(data, language)
+    if tree is None:
+        tree = parse(data, language)
     if tree is None:
         return None
     return list(_leaves(tree.root_node, language))
 
 
-def file_nature(old_text: str, new_text: str, language: str) -> EditNature:
+def file_nature(
+    old_text: str,
+    new_text: str,
+    language: str,
+    *,
+    old_tree: Tree | None = None,
+    new_tree: Tree | None = None,
+) -> EditNature:
     """Whether a modified source file changed in its code, only in comments and docstrings, or
-    only in layout."""
+    only in layout. The trees, when given, are the texts already parsed (see `code_tokens`)."""
     if "".join(old_text.split()) == "".join(new_text.split()):
         return "format"
-    old_tokens = code_tokens(old_text, language)
-    new_tokens = code_tokens(new_text, language)
+    old_tokens = code_tokens(old_text, language, old_tree)
+    new_tokens = code_tokens(new_text, language, new_tree)
     if old_tokens is None or new_tokens is None or old_tokens != new_tokens:
         return "code"
     return "docs"

@@ -24,8 +24,10 @@ import posixpath
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from tree_sitter import Tree
+
 from lsp_server.context.languages import language_for_path
-from lsp_server.context.outline import outline
+from lsp_server.context.outline import FileOutline, outline, parse
 from lsp_server.context.tokens import IDENTIFIER
 from lsp_server.explain.diff.model import FileChange, Status
 from lsp_server.explain.facts.categories import Category, category
@@ -129,12 +131,7 @@ class ChangeFacts:
             details = f" ({', '.join(s.details)})" if s.details else ""
             out.append(f"{s.kind} {s.change}: {s.name}{was} in {s.path}{details}")
         for d in self.dependencies:
-            if d.change == "bumped":
-                out.append(f"dependency bumped: {d.name} {d.old_label} -> {d.new_label} in {d.path}")
-            else:
-                out.append(
-                    f"dependency {d.change}: {d.name} {d.new_label if d.new is not None else d.old_label} in {d.path}"
-                )
+            out.append(f"dependency {d.change}: {d.name} {d.label} in {d.path}")
         flags = [
             name
             for name, on in (
@@ -267,9 +264,13 @@ def _file_texts(change: FileChange, texts: TextSource | None) -> tuple[str | Non
     return old_text, new_text, have_old and have_new
 
 
-def file_symbols(change: FileChange, texts: TextSource | None) -> list[SymbolChange]:
-    """Symbol changes in one file: whole texts when there are any, else the hunks."""
-    return _analyse(change, texts)[0]
+def _parsed(text: str | None, language: str) -> tuple[FileOutline | None, Tree | None]:
+    """One side's outline and its tree: parsed once, for the outline and the edit nature both."""
+    if text is None:
+        return None, None
+    data = text.encode("utf-8", "surrogatepass")
+    tree = parse(data, language)
+    return outline(data, language, tree=tree), tree
 
 
 def _analyse(change: FileChange, texts: TextSource | None) -> tuple[list[SymbolChange], EditNature | None]:
@@ -279,11 +280,11 @@ def _analyse(change: FileChange, texts: TextSource | None) -> tuple[list[SymbolC
         return [], None  # lock files, generated, vendored or huge files are named, not analysed
     old_text, new_text, whole = _file_texts(change, texts)
     if whole:
-        old = outline(old_text, language) if old_text is not None else None
-        new = outline(new_text, language) if new_text is not None else None
+        old, old_tree = _parsed(old_text, language)
+        new, new_tree = _parsed(new_text, language)
         nature = None
         if change.status == "modified" and old_text is not None and new_text is not None:
-            nature = file_nature(old_text, new_text, language)
+            nature = file_nature(old_text, new_text, language, old_tree=old_tree, new_tree=new_tree)
         return compare_outlines(path, old, new), nature
     return compare_hunks(path, language, change.hunks), None
 

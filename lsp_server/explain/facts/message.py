@@ -49,12 +49,7 @@ def fact_bullets(facts: ChangeFacts, limit: int = BODY_FACT_LINES) -> list[str]:
         bullets.append(f"- {s.path}: {s.kind} {s.name}{was} {s.change}{details}")
         covered.add(s.path)
     for d in facts.dependencies:
-        change = (
-            f"{d.old_label} -> {d.new_label}"
-            if d.change == "bumped"
-            else (d.new_label if d.new is not None else d.old_label)
-        )
-        bullets.append(f"- {d.path}: {d.name} {d.change} {change}".rstrip())
+        bullets.append(f"- {d.path}: {d.name} {d.change} {d.label}".rstrip())
         covered.add(d.path)
     for f in facts.files:
         if f.path in covered:

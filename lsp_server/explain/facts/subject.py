@@ -107,8 +107,6 @@ def factual_subject(facts: ChangeFacts) -> str:
     symbols = [] if partial else reported_symbols(facts)
     by_change: dict[str, list[str]] = {}
     for s in symbols:
-        if s.kind == "field" and s.change == "changed":
-            continue
         label = f"{s.old_name} to {s.name}" if s.change == "renamed" and s.old_name else s.name
         by_change.setdefault(s.change, []).append(label)
     files_with = list(dict.fromkeys(s.path for s in symbols))
@@ -117,7 +115,7 @@ def factual_subject(facts: ChangeFacts) -> str:
         where = f" in {names.get(files_with[0], files_with[0])}"
     verbs = (("added", "add"), ("renamed", "rename"), ("removed", "remove"), ("changed", "change"))
     present = [(verb, by_change[c]) for c, verb in verbs if by_change.get(c)]
-    changed = [s for s in symbols if s.change == "changed" and not (s.kind == "field")]
+    changed = [s for s in symbols if s.change == "changed"]  # changed fields are not reported
     if present and len(present) == 1 and present[0][0] == "change" and changed:
         detailed = _details_phrase(changed)
         if detailed is not None:
