@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from datetime import datetime, timezone
-from typing import Literal
+from typing import Any, Literal
 
 from lsp_server.ledger.latency_ranks import LatencyRanks
 from lsp_server.ledger.report import DIMENSIONS, GroupStats, Report, make_stats, order_groups, price_uses, reason_counts
@@ -43,6 +43,25 @@ def unit_groups(whole: bool, keys: tuple[str | None, ...]) -> tuple[Group, ...]:
     """The groups a unit counts in: the total when it is a whole request, and each dimension
     whose key it has (None: the unit does not count there; its request's other unit does)."""
     return ((TOTAL,) if whole else ()) + tuple((d, k) for d, k in zip(DIMENSIONS, keys) if k is not None)
+
+
+class UnitGroups:
+    """`unit_groups` of the units a database hands in as (whole, *keys), worked out once per
+    combination of keys: a report has few, and many units. `week` names a week key as the
+    report does, when the database hands it in another form."""
+
+    def __init__(self, week: Callable[[Any], str] | None = None) -> None:
+        self._week = week
+        self._known: dict[tuple[Any, ...], tuple[Group, ...]] = {}
+
+    def __call__(self, whole: int, *keys: Any) -> tuple[Group, ...]:
+        found = self._known.get((whole, *keys))
+        if found is None:
+            week = keys[4]
+            if week is not None and self._week is not None:
+                week = self._week(week)
+            found = self._known[(whole, *keys)] = unit_groups(bool(whole), (*keys[:4], week))
+        return found
 
 
 # The keys of a unit, in DIMENSIONS order.
@@ -140,13 +159,14 @@ class ReportFigures:
         entry[1] += int(escalated)
         self.ranks.count(group, latency_bucket, int(units))
 
-    def requests_of_rows(self, rows: Iterable[tuple[Hashable, RowKeys, float, bool]]) -> None:
+    def requests_of_rows(self, rows: Iterable[tuple[Hashable, RowKeys, float, bool, Sequence[int]]]) -> None:
         """Requests the database did not count, as their rows: (request, keys, latency,
-        escalated), a request's rows in the order they were stored."""
+        escalated, attempt sums), a request's rows in the order they were stored."""
         latency: dict[tuple[Group, Hashable], float] = {}
         escalated: dict[tuple[Group, Hashable], bool] = {}
-        for request, keys, latency_ms, was_escalated in rows:
+        for request, keys, latency_ms, was_escalated, sums in rows:
             for group in row_groups(keys):
+                self.add_sums(group, sums)
                 key = (group, request)
                 latency[key] = latency.get(key, 0.0) + latency_ms  # a float sum depends on the order
                 escalated[key] = escalated.get(key, False) or bool(was_escalated)
@@ -201,4 +221,4 @@ class ReportFigures:
         )
 
 
-__all__ = ["SUMS", "TOTAL", "UNIT_KEYS", "Group", "ReportFigures", "RowKeys", "row_groups", "unit_groups"]
+__all__ = ["SUMS", "TOTAL", "UNIT_KEYS", "Group", "ReportFigures", "RowKeys", "UnitGroups", "row_groups", "unit_groups"]

@@ -27,9 +27,8 @@ from lsp_server.ledger.figures import (
     TOTAL,
     Group,
     ReportFigures,
+    UnitGroups,
     pairs_sql,
-    row_groups,
-    unit_groups,
     units_sql,
 )
 from lsp_server.ledger.latency_ranks import bucket_sql
@@ -157,25 +156,19 @@ def _aggregate(cur: Any, params: dict[str, Any]) -> ReportFigures:
     # 4. The other requests, row by row.
     if any(n > 2 for _, _, n, *_ in several):
         cur.execute(OTHERS_SQL, params)
-        requests = []
-        for ledger, request, task, tier, model, repo, week, latency, escalated, *sums in cur:
-            keys = (task, tier, model, repo, week)
-            for group in row_groups(keys):
-                figures.add_sums(group, sums)
-            requests.append(((ledger, request), keys, latency, escalated))
-        figures.requests_of_rows(requests)
+        figures.requests_of_rows(
+            ((ledger, request), (task, tier, model, repo, week), latency, escalated, sums)
+            for ledger, request, task, tier, model, repo, week, latency, escalated, *sums in cur
+        )
 
     # 5. The latencies of the buckets where the percentiles fall.
     wanted = figures.ranks.wanted_buckets()
     if wanted:
         cur.execute(LATENCIES_SQL, {**params, "buckets": sorted(wanted)})
         ranks = figures.ranks
-        known: dict[tuple[Any, ...], tuple[Group, ...]] = {}
+        of_unit = UnitGroups()
         for whole, *keys, latency_bucket, latency in cur:
-            groups = known.get((whole, *keys))
-            if groups is None:
-                groups = known[(whole, *keys)] = unit_groups(bool(whole), tuple(keys))
-            for group in groups:
+            for group in of_unit(whole, *keys):
                 ranks.candidate(group, latency_bucket, latency)
     return figures
 
