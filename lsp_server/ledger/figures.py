@@ -64,11 +64,6 @@ class UnitGroups:
         return found
 
 
-# The keys of a unit, in DIMENSIONS order.
-UNIT_KEYS = ("task", "tier", "model", "repo", "week")
-assert UNIT_KEYS == DIMENSIONS
-
-
 # What a unit adds to its groups' attempt sums (columns of the rows, summed for a pair), in
 # the order of SUMS: attempts (1 a row), tokens, money, failed (0 / 1), shown or accepted, accepted.
 ADDITIVE = (
@@ -91,7 +86,7 @@ def pairs_sql(*, rows: str, request: tuple[str, ...], order: str) -> str:
     naming a request, `order` the column that orders its rows."""
     same = " AND ".join(f"b.{c} = a.{c}" for c in request)
     columns = ", ".join(
-        f"a.{c} AS a_{c}, b.{c} AS b_{c}" for c in (*UNIT_KEYS, "bucket", "latency_ms", "escalated", *ADDITIVE)
+        f"a.{c} AS a_{c}, b.{c} AS b_{c}" for c in (*DIMENSIONS, "bucket", "latency_ms", "escalated", *ADDITIVE)
     )
     return f"""
     WITH pair_rows AS ({rows})
@@ -108,13 +103,13 @@ def units_sql(*, rows: str, singles: str, pairs: str, bucket_of: Callable[[str],
     A pair of rows is one unit (whole) with the keys the two share and the sums of both, and
     one unit per row with the keys where they differ; a NULL key: the unit does not count in
     that dimension (its request's other unit does)."""
-    shared = ", ".join(f"CASE WHEN a_{k} = b_{k} THEN a_{k} END" for k in UNIT_KEYS)
-    only_a = ", ".join(f"CASE WHEN a_{k} <> b_{k} THEN a_{k} END" for k in UNIT_KEYS)
-    only_b = ", ".join(f"CASE WHEN a_{k} <> b_{k} THEN b_{k} END" for k in UNIT_KEYS)
+    shared = ", ".join(f"CASE WHEN a_{k} = b_{k} THEN a_{k} END" for k in DIMENSIONS)
+    only_a = ", ".join(f"CASE WHEN a_{k} <> b_{k} THEN a_{k} END" for k in DIMENSIONS)
+    only_b = ", ".join(f"CASE WHEN a_{k} <> b_{k} THEN b_{k} END" for k in DIMENSIONS)
     return f"""
     r AS NOT MATERIALIZED ({rows}),  -- scanned once per use: cheaper than keeping a copy
     units AS (
-      SELECT 1 AS whole, {', '.join(UNIT_KEYS)}, bucket, latency_ms AS latency, escalated, {', '.join(ADDITIVE)}
+      SELECT 1 AS whole, {', '.join(DIMENSIONS)}, bucket, latency_ms AS latency, escalated, {', '.join(ADDITIVE)}
       FROM r WHERE {singles}
       UNION ALL SELECT 1, {shared}, {bucket_of('latency')}, latency, a_escalated OR b_escalated,
                        {', '.join(f'a_{c} + b_{c}' for c in ADDITIVE)} FROM {pairs}
@@ -221,4 +216,4 @@ class ReportFigures:
         )
 
 
-__all__ = ["SUMS", "TOTAL", "UNIT_KEYS", "Group", "ReportFigures", "RowKeys", "UnitGroups", "row_groups", "unit_groups"]
+__all__ = ["SUMS", "TOTAL", "Group", "ReportFigures", "RowKeys", "UnitGroups", "row_groups", "unit_groups"]
