@@ -86,6 +86,8 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
 )
 assert len(_MIGRATIONS) == SCHEMA_VERSION
 
+# Partial accepts stay in the developer's own ledger: the team ledger does not carry them (yet).
+PARTIAL_ACCEPT_COLUMNS = ("kept_chars", "shown_chars", "kept_words", "shown_words")
 COLUMNS = (
     "ts",
     "request_id",
@@ -110,13 +112,8 @@ COLUMNS = (
     "accepted",
     "repo",
     "frontier_price",
-    "kept_chars",
-    "shown_chars",
-    "kept_words",
-    "shown_words",
+    *PARTIAL_ACCEPT_COLUMNS,
 )
-# Partial accepts stay in the developer's own ledger: the team ledger does not carry them (yet).
-PARTIAL_ACCEPT_COLUMNS = ("kept_chars", "shown_chars", "kept_words", "shown_words")
 INSERT = f"INSERT INTO attempts ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
 SELECT = f"SELECT id, {', '.join(COLUMNS)} FROM attempts"
 
