@@ -71,16 +71,13 @@ def _choice_json(choice: Choice) -> dict[str, Any]:
 
 def recommendation_json(rec: Recommendation) -> dict[str, Any]:
     """What to offer: the two picks, the specs to pull (once each) and the bytes to download."""
-    specs: dict[str, int] = {}
-    for choice in (rec.completion, rec.chat):
-        if choice.pull_spec:
-            specs.setdefault(choice.pull_spec, choice.download_bytes)
+    download = {c.pull_spec: c.download_bytes for c in (rec.completion, rec.chat)}  # a spec is one file: one size
     return {
         "machine": rec.machine.summary(),
         "completion": _choice_json(rec.completion),
         "chat": _choice_json(rec.chat),
-        "pull": list(specs),
-        "download_bytes": sum(specs.values()),
+        "pull": rec.pull_specs,
+        "download_bytes": sum(download[spec] for spec in rec.pull_specs),
         "command": rec.command,
     }
 
