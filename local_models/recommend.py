@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, computed_field
 
 from local_models.catalog import EMBEDDED_MODEL_ID, CatalogEntry, ModelFile, Role, load_catalog
 from local_models.machine import Machine
@@ -93,7 +93,17 @@ class Recommendation(BaseModel):
     # The best candidates that did not make it, and why: "why not something bigger?"
     completion_rejected: list[Rejected]
     chat_rejected: list[Rejected]
-    command: str | None
+
+    @property
+    def pull_specs(self) -> list[str]:
+        """What to pull for the two choices, once each (chat may share the completion model)."""
+        return list(dict.fromkeys(c.pull_spec for c in (self.completion, self.chat) if c.pull_spec))
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def command(self) -> str | None:
+        specs = self.pull_specs
+        return f"ninetyten models pull {' '.join(specs)}" if specs else None
 
 
 @dataclass(frozen=True)
@@ -320,7 +330,6 @@ def recommend(
             + ("; the same loaded model as completion" if shared else ""),
         )
 
-    specs = list(dict.fromkeys(c.pull_spec for c in (completion, chat) if c.pull_spec))
     return Recommendation(
         machine=machine,
         budget={k: float(v) for k, v in asdict(budget).items()},
@@ -328,7 +337,6 @@ def recommend(
         chat=chat,
         completion_rejected=_above(completion_rejected, catalog, completion),
         chat_rejected=_above(chat_rejected, catalog, chat),
-        command=f"ninetyten models pull {' '.join(specs)}" if specs else None,
     )
 
 

@@ -14,7 +14,7 @@ import math
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, NamedTuple
 
 from lsp_server.ledger import Ledger
 from lsp_server.ledger.report import (
@@ -29,10 +29,42 @@ from lsp_server.ledger.report import (
     price_uses,
     reason_counts,
 )
-from lsp_server.ledger.row import FAILURE_OUTCOMES, AttemptSummary
-from lsp_server.ledger.schema import SELECT_SUMMARY, summary_values
+from lsp_server.ledger.row import FAILURE_OUTCOMES, LedgerRow
+from lsp_server.ledger.schema import COLUMNS, row_values
 from lsp_server.ledger.team.schema import SCHEMA
 from lsp_server.ledger.units import as_utc, week_start
+
+
+class AttemptSummary(NamedTuple):
+    """The part of a row a report aggregates. Money in nano-dollars; flags as 0 / 1 / None;
+    `ts` in unix seconds."""
+
+    request_id: str
+    ts: float
+    task: str
+    tier: str
+    model: str
+    repo: str | None
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int
+    latency_ms: float
+    cost_nusd: int
+    frontier_cost_nusd: int
+    frontier_price: str | None
+    outcome: str
+    escalated: int
+    escalation_reason: str | None
+    shown: int | None
+    accepted: int | None
+
+
+SELECT_SUMMARY = f"SELECT {', '.join(AttemptSummary._fields)} FROM attempts"
+
+
+def summary_values(row: LedgerRow) -> AttemptSummary:
+    values = dict(zip(COLUMNS, row_values(row)))
+    return AttemptSummary._make(values[name] for name in AttemptSummary._fields)
 
 
 def _stats(key: str, rows: Iterable[AttemptSummary]) -> GroupStats:

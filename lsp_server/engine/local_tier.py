@@ -25,17 +25,14 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
-from typing import Literal
 
-from local_models.choice import ModelChoice, read_choice
+from local_models.choice import ModelChoice, Task, read_choice
 from local_models.errors import ModelError
 from local_models.resolve import CHAT_MODEL_ENV, MODEL_ENV
 from lsp_server.config import ServerConfig
 from lsp_server.routing.policy import TierConfig
 
 log = logging.getLogger(__name__)
-
-Task = Literal["completion", "chat"]
 
 
 def user_choice() -> ModelChoice:
@@ -65,13 +62,19 @@ class LocalModelNames:
     explicit_chat: str | None
     draft: str | None
 
+    def pinned(self, task: Task) -> str | None:
+        """The model `--model` / `--chat-model` or the environment names for `task`: it wins over
+        every other name."""
+        if task == "completion":
+            return self.explicit_completion or os.environ.get(MODEL_ENV, "").strip() or None
+        return self.explicit_chat or os.environ.get(CHAT_MODEL_ENV, "").strip() or None
+
     @property
     def separate_chat(self) -> bool:
-        chat = self.explicit_chat or os.environ.get(CHAT_MODEL_ENV, "").strip() or self.chat
+        chat = self.pinned("chat") or self.chat
         if not chat:
             return False
-        completion = self.explicit_completion or os.environ.get(MODEL_ENV, "").strip() or self.completion
-        return chat != completion
+        return chat != (self.pinned("completion") or self.completion)
 
 
 def local_model_names(

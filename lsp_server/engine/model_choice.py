@@ -9,7 +9,6 @@ callback, cancelling is an event). A choice made here is saved in the user's con
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -21,7 +20,6 @@ from local_models.choice import Task, choice_path, save_choices
 from local_models.machine import detect_machine
 from local_models.pulled import PulledFile, all_records
 from local_models.recommend import Choice, Recommendation, recommend
-from local_models.resolve import CHAT_MODEL_ENV, MODEL_ENV
 from lsp_server.backends.local import LocalBackend
 from lsp_server.engine.core import Engine
 from lsp_server.engine.local_tier import user_choice
@@ -73,16 +71,13 @@ def _choice_json(choice: Choice) -> dict[str, Any]:
 
 def recommendation_json(rec: Recommendation) -> dict[str, Any]:
     """What to offer: the two picks, the specs to pull (once each) and the bytes to download."""
-    specs: dict[str, int] = {}
-    for choice in (rec.completion, rec.chat):
-        if choice.pull_spec:
-            specs.setdefault(choice.pull_spec, choice.download_bytes)
+    download = {c.pull_spec: c.download_bytes for c in (rec.completion, rec.chat)}  # a spec is one file: one size
     return {
         "machine": rec.machine.summary(),
         "completion": _choice_json(rec.completion),
         "chat": _choice_json(rec.chat),
-        "pull": list(specs),
-        "download_bytes": sum(specs.values()),
+        "pull": rec.pull_specs,
+        "download_bytes": sum(download[spec] for spec in rec.pull_specs),
         "command": rec.command,
     }
 
@@ -123,8 +118,7 @@ def models_state(engine: Engine) -> dict[str, Any]:
         if chat_backend is not engine.local
         else {**completion, "same_as_completion": True}
     )
-    pinned = engine.explicit_model or os.environ.get(MODEL_ENV, "").strip() or None
-    pinned_chat = engine.explicit_chat_model or os.environ.get(CHAT_MODEL_ENV, "").strip() or None
+    pinned, pinned_chat = names.pinned("completion"), names.pinned("chat")
     try:
         records = all_records()
     except (ModelError, OSError):

@@ -4,7 +4,7 @@ Modules, one concept each:
 
 - `units`: nano-dollars and UTC days / weeks.
 - `guards`: the string types a row may hold (no content can get in), `safe_reason`.
-- `row`: `LedgerRow`, the outcome vocabulary, `AttemptSummary`.
+- `row`: `LedgerRow`, the outcome vocabulary.
 - `prices`: `Price` and the frontier counterfactual (with a dated reference price).
 - `schema`, `connection`: the SQLite schema with its migrations; opening it for many writers.
 - `journal`: the crash journal of answered rows.
@@ -24,7 +24,7 @@ from lsp_server.ledger.guards import safe_reason
 from lsp_server.ledger.journal import JOURNAL_DIRNAME, Journal
 from lsp_server.ledger.prices import Price
 from lsp_server.ledger.reservations import BudgetHold, Reservation
-from lsp_server.ledger.row import FAILURE_OUTCOMES, OUTCOMES, AttemptSummary, LedgerRow, Outcome, PartialAccept
+from lsp_server.ledger.row import FAILURE_OUTCOMES, OUTCOMES, LedgerRow, Outcome, PartialAccept
 from lsp_server.ledger.schema import SCHEMA_VERSION, migrate
 from lsp_server.ledger.sink import LedgerSink
 from lsp_server.ledger.store import LEDGER_FILENAME, Ledger
@@ -37,7 +37,6 @@ __all__ = [
     "NANO",
     "OUTCOMES",
     "SCHEMA_VERSION",
-    "AttemptSummary",
     "BudgetHold",
     "Journal",
     "Ledger",

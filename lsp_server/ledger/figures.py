@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from datetime import datetime, timezone
-from typing import Literal
+from typing import Any, Literal
 
 from lsp_server.ledger.latency_ranks import LatencyRanks
 from lsp_server.ledger.report import DIMENSIONS, GroupStats, Report, make_stats, order_groups, price_uses, reason_counts
@@ -45,9 +45,23 @@ def unit_groups(whole: bool, keys: tuple[str | None, ...]) -> tuple[Group, ...]:
     return ((TOTAL,) if whole else ()) + tuple((d, k) for d, k in zip(DIMENSIONS, keys) if k is not None)
 
 
-# The keys of a unit, in DIMENSIONS order.
-UNIT_KEYS = ("task", "tier", "model", "repo", "week")
-assert UNIT_KEYS == DIMENSIONS
+class UnitGroups:
+    """`unit_groups` of the units a database hands in as (whole, *keys), worked out once per
+    combination of keys: a report has few, and many units. `week` names a week key as the
+    report does, when the database hands it in another form."""
+
+    def __init__(self, week: Callable[[Any], str] | None = None) -> None:
+        self._week = week
+        self._known: dict[tuple[Any, ...], tuple[Group, ...]] = {}
+
+    def __call__(self, whole: int, *keys: Any) -> tuple[Group, ...]:
+        found = self._known.get((whole, *keys))
+        if found is None:
+            week = keys[4]
+            if week is not None and self._week is not None:
+                week = self._week(week)
+            found = self._known[(whole, *keys)] = unit_groups(bool(whole), (*keys[:4], week))
+        return found
 
 
 # What a unit adds to its groups' attempt sums (columns of the rows, summed for a pair), in
@@ -72,7 +86,7 @@ def pairs_sql(*, rows: str, request: tuple[str, ...], order: str) -> str:
     naming a request, `order` the column that orders its rows."""
     same = " AND ".join(f"b.{c} = a.{c}" for c in request)
     columns = ", ".join(
-        f"a.{c} AS a_{c}, b.{c} AS b_{c}" for c in (*UNIT_KEYS, "bucket", "latency_ms", "escalated", *ADDITIVE)
+        f"a.{c} AS a_{c}, b.{c} AS b_{c}" for c in (*DIMENSIONS, "bucket", "latency_ms", "escalated", *ADDITIVE)
     )
     return f"""
     WITH pair_rows AS ({rows})
@@ -89,13 +103,13 @@ def units_sql(*, rows: str, singles: str, pairs: str, bucket_of: Callable[[str],
     A pair of rows is one unit (whole) with the keys the two share and the sums of both, and
     one unit per row with the keys where they differ; a NULL key: the unit does not count in
     that dimension (its request's other unit does)."""
-    shared = ", ".join(f"CASE WHEN a_{k} = b_{k} THEN a_{k} END" for k in UNIT_KEYS)
-    only_a = ", ".join(f"CASE WHEN a_{k} <> b_{k} THEN a_{k} END" for k in UNIT_KEYS)
-    only_b = ", ".join(f"CASE WHEN a_{k} <> b_{k} THEN b_{k} END" for k in UNIT_KEYS)
+    shared = ", ".join(f"CASE WHEN a_{k} = b_{k} THEN a_{k} END" for k in DIMENSIONS)
+    only_a = ", ".join(f"CASE WHEN a_{k} <> b_{k} THEN a_{k} END" for k in DIMENSIONS)
+    only_b = ", ".join(f"CASE WHEN a_{k} <> b_{k} THEN b_{k} END" for k in DIMENSIONS)
     return f"""
     r AS NOT MATERIALIZED ({rows}),  -- scanned once per use: cheaper than keeping a copy
     units AS (
-      SELECT 1 AS whole, {', '.join(UNIT_KEYS)}, bucket, latency_ms AS latency, escalated, {', '.join(ADDITIVE)}
+      SELECT 1 AS whole, {', '.join(DIMENSIONS)}, bucket, latency_ms AS latency, escalated, {', '.join(ADDITIVE)}
       FROM r WHERE {singles}
       UNION ALL SELECT 1, {shared}, {bucket_of('latency')}, latency, a_escalated OR b_escalated,
                        {', '.join(f'a_{c} + b_{c}' for c in ADDITIVE)} FROM {pairs}
@@ -140,13 +154,14 @@ class ReportFigures:
         entry[1] += int(escalated)
         self.ranks.count(group, latency_bucket, int(units))
 
-    def requests_of_rows(self, rows: Iterable[tuple[Hashable, RowKeys, float, bool]]) -> None:
+    def requests_of_rows(self, rows: Iterable[tuple[Hashable, RowKeys, float, bool, Sequence[int]]]) -> None:
         """Requests the database did not count, as their rows: (request, keys, latency,
-        escalated), a request's rows in the order they were stored."""
+        escalated, attempt sums), a request's rows in the order they were stored."""
         latency: dict[tuple[Group, Hashable], float] = {}
         escalated: dict[tuple[Group, Hashable], bool] = {}
-        for request, keys, latency_ms, was_escalated in rows:
+        for request, keys, latency_ms, was_escalated, sums in rows:
             for group in row_groups(keys):
+                self.add_sums(group, sums)
                 key = (group, request)
                 latency[key] = latency.get(key, 0.0) + latency_ms  # a float sum depends on the order
                 escalated[key] = escalated.get(key, False) or bool(was_escalated)
@@ -201,4 +216,4 @@ class ReportFigures:
         )
 
 
-__all__ = ["SUMS", "TOTAL", "UNIT_KEYS", "Group", "ReportFigures", "RowKeys", "row_groups", "unit_groups"]
+__all__ = ["SUMS", "TOTAL", "Group", "ReportFigures", "RowKeys", "UnitGroups", "row_groups", "unit_groups"]

@@ -67,18 +67,17 @@ class LatencyRanks:
         self._percentiles = percentiles
         self._counts: dict[Hashable, dict[int, int]] = defaultdict(lambda: defaultdict(int))
         self._values: dict[Hashable, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
-        # group -> {bucket: [place in the bucket (1-based) of each wanted rank]}, from wanted_buckets()
-        self._targets: dict[Hashable, dict[int, list[int]]] | None = None
+        # group -> {bucket: [(wanted rank, its place in the bucket, 1-based)]}, from wanted_buckets()
+        self._targets: dict[Hashable, dict[int, list[tuple[int, int]]]] | None = None
         self._candidates: dict[tuple[Hashable, int], list[float]] = {}
 
     def count(self, group: Hashable, bucket_: int, n: int) -> None:
-        """`n` latencies of `group` that only the database holds fall in `bucket_` (n may be
-        negative, to take back what the database counted of latencies given with `value`)."""
+        """`n` latencies of `group` that only the database holds fall in `bucket_`."""
         self._counts[group][bucket_] += n
 
-    def value(self, group: Hashable, latency_ms: float, bucket_: int | None = None) -> None:
-        """One latency of `group` that is known here (`bucket_`: its bucket, if known)."""
-        self._values[group][bucket(latency_ms, self.digits) if bucket_ is None else bucket_].append(latency_ms)
+    def value(self, group: Hashable, latency_ms: float) -> None:
+        """One latency of `group` that is known here."""
+        self._values[group][bucket(latency_ms, self.digits)].append(latency_ms)
 
     def groups(self) -> set[Hashable]:
         return set(self._counts) | set(self._values)
@@ -98,12 +97,13 @@ class LatencyRanks:
             if n == 0:
                 continue
             ranks = sorted({nearest_rank(p, n) for p in self._percentiles})
-            targets: dict[int, list[int]] = {}
+            targets: dict[int, list[tuple[int, int]]] = {}
             below = 0
-            for b in sorted(set(self._counts.get(group, ())) | set(self._values.get(group, ()))):
+            for b in sorted(self._buckets(group)):
                 here = self._here(group, b)
                 while ranks and ranks[0] <= below + here:
-                    targets.setdefault(b, []).append(ranks.pop(0) - below)
+                    rank = ranks.pop(0)
+                    targets.setdefault(b, []).append((rank, rank - below))
                     if self._counts.get(group, {}).get(b):
                         wanted.add(b)
                         self._candidates[(group, b)] = []
@@ -131,9 +131,8 @@ class LatencyRanks:
                     f"latency bucket {b} of {group!r}: {len(pool)} latencies fetched, {self._here(group, b)} counted"
                 )
             pool.sort()
-            below = n - sum(self._here(group, other) for other in self._buckets(group) if other >= b)
-            for place in places:
-                picked[below + place] = pool[place - 1]
+            for rank, place in places:
+                picked[rank] = pool[place - 1]
         # `+ 0.0`: a -0.0 reads as 0.0, as a sum that starts from 0.0 gives it.
         return tuple(picked[nearest_rank(p, n)] + 0.0 for p in self._percentiles)
 

@@ -20,19 +20,11 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Sequence
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from lsp_server.ledger.figures import (
-    ADDITIVE,
-    Group,
-    ReportFigures,
-    RowKeys,
-    pairs_sql,
-    row_groups,
-    unit_groups,
-    units_sql,
-)
+from lsp_server.ledger.figures import ADDITIVE, ReportFigures, RowKeys, UnitGroups, pairs_sql, units_sql
 from lsp_server.ledger.latency_ranks import bucket_sql
 from lsp_server.ledger.report import NO_REPO, Report
 from lsp_server.ledger.row import FAILURE_OUTCOMES, LedgerRow
@@ -118,11 +110,11 @@ def _rows_of(since: datetime | None) -> str:
 
 
 class _Groups:
-    """Group keys as the report names them (ISO week dates), once per combination of keys."""
+    """Group keys as the report names them (ISO week dates, from SQLite's day numbers)."""
 
     def __init__(self) -> None:
-        self._units: dict[tuple[Any, ...], tuple[Group, ...]] = {}
         self._weeks: dict[int, str] = {}
+        self.of_unit = UnitGroups(self.week)
 
     def week(self, day: int) -> str:
         name = self._weeks.get(day)
@@ -132,15 +124,6 @@ class _Groups:
 
     def keys(self, task: str, tier: str, model: str, repo: str, week: int) -> RowKeys:
         return task, tier, model, repo, self.week(week)
-
-    def of_unit(self, whole: int, *keys: Any) -> tuple[Group, ...]:
-        found = self._units.get((whole, *keys))
-        if found is None:
-            week = keys[4]
-            found = self._units[(whole, *keys)] = unit_groups(
-                bool(whole), (*keys[:4], None if week is None else self.week(week))
-            )
-        return found
 
 
 def _kept_keys(row: LedgerRow) -> RowKeys:
@@ -195,20 +178,17 @@ def _aggregate(conn: sqlite3.Connection, kept: list[LedgerRow], since: datetime 
         figures.add_price(price, n, frontier)
 
     # 5. The other requests, row by row, and rows kept in memory.
-    rows = conn.execute(_rows_of(since), params).fetchall()
-    requests: list[tuple[Any, RowKeys, float, bool]] = []
-    for request_id, task, tier, model, repo, week, latency, escalated, *sums in rows:
-        keys = groups.keys(task, tier, model, repo, week)
-        for group in row_groups(keys):
-            figures.add_sums(group, sums)
-        requests.append((request_id, keys, latency, bool(escalated)))
+    requests: list[tuple[Any, RowKeys, float, bool, Sequence[int]]] = [
+        (request_id, groups.keys(task, tier, model, repo, week), latency, bool(escalated), sums)
+        for request_id, task, tier, model, repo, week, latency, escalated, *sums in conn.execute(
+            _rows_of(since), params
+        )
+    ]
     for row in kept:
-        for group in row_groups(_kept_keys(row)):
-            figures.add_sums(group, _kept_sums(row))
         if row.escalated:
             figures.add_reason(row.escalation_reason, 1)
         figures.add_price(row.frontier_price, 1, to_nusd(row.frontier_cost_usd))
-        requests.append((row.request_id, _kept_keys(row), row.latency_ms, row.escalated))
+        requests.append((row.request_id, _kept_keys(row), row.latency_ms, row.escalated, _kept_sums(row)))
     figures.requests_of_rows(requests)
 
     # 6. The latencies of the buckets where the percentiles fall.

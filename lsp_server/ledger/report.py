@@ -18,7 +18,6 @@ Definitions (the same for every group, and for both sources):
 
 from __future__ import annotations
 
-import math
 import re
 from collections import Counter
 from collections.abc import Iterable
@@ -27,6 +26,7 @@ from typing import Literal
 
 from pydantic import BaseModel
 
+from lsp_server.ledger.latency_ranks import nearest_rank
 from lsp_server.ledger.prices import describe_price_code
 from lsp_server.ledger.units import NANO, utc_midnight
 from lsp_server.tiers import TIER_ORDER
@@ -93,8 +93,7 @@ def percentile(sorted_values: list[float], p: float) -> float | None:
     percentile_disc computes it, so both sources pick the same request."""
     if not sorted_values:
         return None
-    rank = max(1, math.ceil(p / 100 * len(sorted_values)))
-    return sorted_values[rank - 1]
+    return sorted_values[nearest_rank(p, len(sorted_values)) - 1]
 
 
 def make_stats(

@@ -8,7 +8,7 @@ or outcome) still reads. The vocabulary below is what this version writes.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal, NamedTuple, get_args
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -123,35 +123,10 @@ def checked(row: LedgerRow) -> LedgerRow:
     return LedgerRow.model_validate(data)
 
 
-class AttemptSummary(NamedTuple):
-    """The part of a row a report aggregates. Money in nano-dollars; flags as 0 / 1 / None;
-    `ts` in unix seconds."""
-
-    request_id: str
-    ts: float
-    task: str
-    tier: str
-    model: str
-    repo: str | None
-    prompt_tokens: int
-    completion_tokens: int
-    cached_tokens: int
-    latency_ms: float
-    cost_nusd: int
-    frontier_cost_nusd: int
-    frontier_price: str | None
-    outcome: str
-    escalated: int
-    escalation_reason: str | None
-    shown: int | None
-    accepted: int | None
-
-
 __all__ = [
     "FAILURE_OUTCOMES",
     "OUTCOMES",
     "SERVED_OUTCOMES",
-    "AttemptSummary",
     "LedgerRow",
     "Outcome",
     "checked",

@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from lsp_server.ledger.errors import LedgerError
-from lsp_server.ledger.row import AttemptSummary, LedgerRow, PartialAccept
+from lsp_server.ledger.row import LedgerRow, PartialAccept
 from lsp_server.ledger.units import NANO, to_nusd
 
 SCHEMA_VERSION = 3
@@ -86,6 +86,8 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
 )
 assert len(_MIGRATIONS) == SCHEMA_VERSION
 
+# Partial accepts stay in the developer's own ledger: the team ledger does not carry them (yet).
+PARTIAL_ACCEPT_COLUMNS = ("kept_chars", "shown_chars", "kept_words", "shown_words")
 COLUMNS = (
     "ts",
     "request_id",
@@ -110,16 +112,10 @@ COLUMNS = (
     "accepted",
     "repo",
     "frontier_price",
-    "kept_chars",
-    "shown_chars",
-    "kept_words",
-    "shown_words",
+    *PARTIAL_ACCEPT_COLUMNS,
 )
-# Partial accepts stay in the developer's own ledger: the team ledger does not carry them (yet).
-PARTIAL_ACCEPT_COLUMNS = ("kept_chars", "shown_chars", "kept_words", "shown_words")
 INSERT = f"INSERT INTO attempts ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
 SELECT = f"SELECT id, {', '.join(COLUMNS)} FROM attempts"
-SELECT_SUMMARY = f"SELECT {', '.join(AttemptSummary._fields)} FROM attempts"
 
 
 def migrate(conn: sqlite3.Connection) -> int:
@@ -247,23 +243,16 @@ def tier_filter(tiers: Collection[str] | None) -> tuple[str, list[Any]]:
     return f" AND tier IN ({', '.join('?' * len(tiers))})", tiers
 
 
-def summary_values(row: LedgerRow) -> AttemptSummary:
-    values = dict(zip(COLUMNS, row_values(row)))
-    return AttemptSummary._make(values[name] for name in AttemptSummary._fields)
-
-
 __all__ = [
     "COLUMNS",
     "INSERT",
     "SCHEMA_VERSION",
     "SELECT",
-    "SELECT_SUMMARY",
     "insert_missing",
     "ledger_id",
     "migrate",
     "row_from_db",
     "row_values",
-    "summary_values",
     "tier_filter",
     "update_feedback",
 ]

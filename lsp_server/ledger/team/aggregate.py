@@ -27,13 +27,12 @@ from lsp_server.ledger.figures import (
     TOTAL,
     Group,
     ReportFigures,
+    UnitGroups,
     pairs_sql,
-    row_groups,
-    unit_groups,
     units_sql,
 )
 from lsp_server.ledger.latency_ranks import bucket_sql
-from lsp_server.ledger.report import NO_REPO, Report
+from lsp_server.ledger.report import DIMENSIONS, NO_REPO, Report
 from lsp_server.ledger.row import FAILURE_OUTCOMES
 from lsp_server.ledger.settings import TeamLedgerSettings
 from lsp_server.ledger.team.pg import connect, describe, scrub
@@ -42,7 +41,6 @@ from lsp_server.ledger.team.schema import SCHEMA, ensure_schema
 # Two leading digits, about 90 buckets a decade: the groups' buckets stay few, and a pick
 # fetches a few percent of a group's requests at most.
 BUCKET_DIGITS = 2
-_DIMS = ("task", "tier", "model", "repo", "week")
 _ROWS = f"""
 SELECT uid, ledger_id, request_id, row_id, task, tier, model, COALESCE(NULLIF(repo, ''), '{NO_REPO}') AS repo,
        date_trunc('week', ts AT TIME ZONE 'UTC')::date AS week, latency_ms, escalated,
@@ -53,7 +51,8 @@ SELECT uid, ledger_id, request_id, row_id, task, tier, model, COALESCE(NULLIF(re
 FROM {SCHEMA}.attempts
 """
 _PERIOD = "WHERE ts >= %(since)s"
-_KEYS = "task, tier, model, repo, to_char(week, 'YYYY-MM-DD')"
+_WEEK = "to_char(week, 'YYYY-MM-DD')"  # the report's name of a week
+_KEYS = ", ".join(_WEEK if c == "week" else c for c in DIMENSIONS)
 
 SEVERAL_SQL = f"""
 SELECT ledger_id, request_id, count(*), min(row_id), max(row_id) FROM {SCHEMA}.attempts WHERE ts >= %(since)s
@@ -80,26 +79,23 @@ _UNITS = units_sql(
 # The total counts whole requests only; a dimension counts units that have its key.
 _UNIT_DIM = (
     "CASE WHEN grouping(whole) = 0 THEN CASE WHEN whole = 1 THEN 'total' END "
-    + " ".join(f"WHEN grouping({c}) = 0 THEN '{c}'" for c in _DIMS)
+    + " ".join(f"WHEN grouping({c}) = 0 THEN '{c}'" for c in DIMENSIONS)
     + " END"
 )
 _UNIT_KEY = (
     "CASE WHEN grouping(whole) = 0 THEN 'total' "
-    + " ".join(
-        f"WHEN grouping({c}) = 0 THEN {'to_char(week, ' + repr('YYYY-MM-DD') + ')' if c == 'week' else c}"
-        for c in _DIMS
-    )
+    + " ".join(f"WHEN grouping({c}) = 0 THEN {_WEEK if c == 'week' else c}" for c in DIMENSIONS)
     + " END"
 )
 # Grouping sets multiply the work per row by their number: the units are first grouped by
 # every key at once into cells (one hash table), then the cells by each key.
 UNITS_SQL = f"""
 WITH {_SEVERAL}, {_PAIRS}, {_UNITS},
-cells AS (SELECT whole, {', '.join(_DIMS)}, bucket, count(*) AS n, count(*) FILTER (WHERE escalated) AS escalated,
+cells AS (SELECT whole, {', '.join(DIMENSIONS)}, bucket, count(*) AS n, count(*) FILTER (WHERE escalated) AS escalated,
                  {', '.join(f'sum({c}) AS {c}' for c in ADDITIVE)}
-          FROM units GROUP BY whole, {', '.join(_DIMS)}, bucket)
+          FROM units GROUP BY whole, {', '.join(DIMENSIONS)}, bucket)
 SELECT {_UNIT_DIM}, {_UNIT_KEY}, bucket, sum(n), sum(escalated), {', '.join(f'sum({c})' for c in ADDITIVE)}
-FROM cells GROUP BY GROUPING SETS ((whole, bucket), {', '.join(f'({c}, bucket)' for c in _DIMS)})
+FROM cells GROUP BY GROUPING SETS ((whole, bucket), {', '.join(f'({c}, bucket)' for c in DIMENSIONS)})
 """
 ATTEMPTS_SQL = f"""
 SELECT grouping(frontier_price) = 1, frontier_price, escalated, escalation_reason, count(*),
@@ -115,7 +111,7 @@ ORDER BY ledger_id, request_id, row_id
 """
 LATENCIES_SQL = f"""
 WITH {_SEVERAL}, {_PAIRS}, {_UNITS}
-SELECT whole, {', '.join(_DIMS[:4])}, to_char(week, 'YYYY-MM-DD'), bucket, latency FROM units
+SELECT whole, {_KEYS}, bucket, latency FROM units
 WHERE bucket = ANY(%(buckets)s)
 """
 
@@ -157,25 +153,19 @@ def _aggregate(cur: Any, params: dict[str, Any]) -> ReportFigures:
     # 4. The other requests, row by row.
     if any(n > 2 for _, _, n, *_ in several):
         cur.execute(OTHERS_SQL, params)
-        requests = []
-        for ledger, request, task, tier, model, repo, week, latency, escalated, *sums in cur:
-            keys = (task, tier, model, repo, week)
-            for group in row_groups(keys):
-                figures.add_sums(group, sums)
-            requests.append(((ledger, request), keys, latency, escalated))
-        figures.requests_of_rows(requests)
+        figures.requests_of_rows(
+            ((ledger, request), (task, tier, model, repo, week), latency, escalated, sums)
+            for ledger, request, task, tier, model, repo, week, latency, escalated, *sums in cur
+        )
 
     # 5. The latencies of the buckets where the percentiles fall.
     wanted = figures.ranks.wanted_buckets()
     if wanted:
         cur.execute(LATENCIES_SQL, {**params, "buckets": sorted(wanted)})
         ranks = figures.ranks
-        known: dict[tuple[Any, ...], tuple[Group, ...]] = {}
+        of_unit = UnitGroups()
         for whole, *keys, latency_bucket, latency in cur:
-            groups = known.get((whole, *keys))
-            if groups is None:
-                groups = known[(whole, *keys)] = unit_groups(bool(whole), tuple(keys))
-            for group in groups:
+            for group in of_unit(whole, *keys):
                 ranks.candidate(group, latency_bucket, latency)
     return figures
 

@@ -106,7 +106,7 @@ class TeamBudget:
         self._conn: Any = None
         self._user_key = ""
         self._lock = threading.Lock()  # one connection, used by the callers' threads and the worker
-        self._jobs: queue.Queue[tuple[Callable[..., None], tuple[Any, ...]] | None] = queue.Queue()
+        self._jobs: queue.Queue[tuple[Callable[..., object], tuple[Any, ...]] | None] = queue.Queue()
         self._worker: threading.Thread | None = None
         self._refresh_after_s = refresh_after_s
         self._today = today
@@ -180,24 +180,21 @@ class TeamBudget:
         when it does not fit. TeamLedgerError when the team ledger cannot be used."""
         amount, cap = to_nusd(amount_usd), to_nusd(cap_usd)
         start = as_utc(since)
-        params = {"day": start.date(), "start": start, "end": start + timedelta(days=1), "stale": self._stale}
 
         def body(cur: Any) -> int | None:
             cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (_LOCK,))
             # Stale holds (a crashed process's) and last week's settled ones stop mattering.
             cur.execute(
                 f"DELETE FROM {SCHEMA}.budget_holds WHERE (NOT settled AND created < now() - %s) OR day < %s::date - 7",
-                (self._stale, params["day"]),
+                (self._stale, start.date()),
             )
-            cur.execute(_SPENT, params)
-            spent = int(cur.fetchone()[0])
-            self._spent = (start, self._clock(), spent)
+            spent = self._refresh(cur, start)
             if spent + amount > cap:
                 return None
             self._spent = (start, self._clock(), spent + amount)
             cur.execute(
                 f"INSERT INTO {SCHEMA}.budget_holds (day, amount_nusd, user_key) VALUES (%s, %s, %s) RETURNING id",
-                (params["day"], amount, self._user_key),
+                (start.date(), amount, self._user_key),
             )
             return int(cur.fetchone()[0])
 
@@ -206,16 +203,7 @@ class TeamBudget:
 
     def spent_usd(self, since: datetime) -> float:
         """Today's team spend as the cap sees it (settled and live holds, unheld shipped rows)."""
-        start = as_utc(since)
-        params = {"day": start.date(), "start": start, "end": start + timedelta(days=1), "stale": self._stale}
-
-        def body(cur: Any) -> int:
-            cur.execute(_SPENT, params)
-            return int(cur.fetchone()[0])
-
-        spent = int(self._run(body))
-        self._spent = (start, self._clock(), spent)
-        return spent / NANO
+        return int(self._run(functools.partial(self._refresh, day=as_utc(since)))) / NANO
 
     def spent_today_usd(self) -> float | None:
         """Today's team spend as last read; None until it was read once today, or while the
@@ -235,14 +223,17 @@ class TeamBudget:
             return None
         return known[2] / NANO
 
-    def _refresh(self, cur: Any, today: datetime) -> None:
-        params = {"day": today.date(), "start": today, "end": today + timedelta(days=1), "stale": self._stale}
-        cur.execute(_SPENT, params)
-        self._spent = (today, self._clock(), int(cur.fetchone()[0]))
+    def _refresh(self, cur: Any, day: datetime) -> int:
+        """The team's spend on the UTC day starting at `day`, kept as the last figure read."""
+        cur.execute(_SPENT, {"day": day.date(), "start": day, "end": day + timedelta(days=1), "stale": self._stale})
+        spent = int(cur.fetchone()[0])
+        self._spent = (day, self._clock(), spent)
+        return spent
 
     # --- settling off the ledger thread ---
 
-    def _later(self, action: Callable[..., None], *args: Any) -> None:
+    def _later(self, action: Callable[..., object], *args: Any) -> None:
+        """Run `action(cursor, *args)` on the worker thread; what it returns is dropped."""
         with self._quick_lock:
             if self._worker is None:
                 self._worker = threading.Thread(target=self._work, name="ninetyten-team-budget", daemon=True)
@@ -276,5 +267,5 @@ class TeamBudget:
 __all__ = ["TeamBudget", "TeamHold"]
 
 
-def _call(action: Callable[..., None], args: tuple[Any, ...], cur: Any) -> None:
+def _call(action: Callable[..., object], args: tuple[Any, ...], cur: Any) -> None:
     action(cur, *args)

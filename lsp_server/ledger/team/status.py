@@ -16,7 +16,7 @@ from typing import Any
 from lsp_server.ledger.errors import LedgerError, TeamLedgerError
 from lsp_server.ledger.settings import TeamLedgerSettings
 from lsp_server.ledger.team.outbox import Outbox
-from lsp_server.ledger.team.pg import connect, describe, driver, scrub
+from lsp_server.ledger.team.pg import connect, describe, scrub
 from lsp_server.ledger.team.schema import PG_SCHEMA_VERSION, SCHEMA, ensure_schema, read_schema
 
 
@@ -95,13 +95,12 @@ def doctor_lines(
         except LedgerError as error:
             return [*lines, f"  PROBLEM: {error}"], False
         ledger_id, queued = local["ledger_id"], f"{local['queued_rows']:,} rows waiting to be shipped"
+    ok = settings.pseudonym_key_env is None or bool(os.environ.get(settings.pseudonym_key_env))
     if settings.pseudonym_key_env:
         lines.append(
-            f"  pseudonyms     keyed by ${settings.pseudonym_key_env}, "
-            f"{'set' if os.environ.get(settings.pseudonym_key_env) else 'NOT SET: rows cannot ship'}"
+            f"  pseudonyms     keyed by ${settings.pseudonym_key_env}, {'set' if ok else 'NOT SET: rows cannot ship'}"
         )
     try:
-        driver()
         conn = connect(settings, role="doctor")
         try:
             state = read_schema(conn)
@@ -116,7 +115,6 @@ def doctor_lines(
             f"  PROBLEM: the team ledger answered with an error: {_one_line(scrub(str(error), settings.url))}",
             f"  backlog        {queued}",
         ], False
-    ok = settings.pseudonym_key_env is None or bool(os.environ.get(settings.pseudonym_key_env))
     if state is None:
         lines.append(f"  schema         none yet: reachable, the first shipment creates schema {PG_SCHEMA_VERSION}")
     else:
