@@ -50,7 +50,7 @@ from lsp_server.completion.prompt import (  # noqa: E402
 )
 from lsp_server.completion.session_context import prompt_files  # noqa: E402
 from lsp_server.config import CompletionConfig  # noqa: E402
-from lsp_server.context import IndexLimits  # noqa: E402
+from lsp_server.context.entries import IndexLimits  # noqa: E402
 from lsp_server.context.prompt_context import PromptContext  # noqa: E402
 
 MAX_TOKENS = 24

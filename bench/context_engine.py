@@ -54,9 +54,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from lsp_server.context import ContextOptions, IndexLimits, RepositoryContext  # noqa: E402
 from lsp_server.context.discovery import SKIP_DIRS  # noqa: E402
+from lsp_server.context.entries import IndexLimits  # noqa: E402
 from lsp_server.context.languages import language_for_path  # noqa: E402
+from lsp_server.context.retrieval import ContextOptions  # noqa: E402
+from lsp_server.context.service import RepositoryContext  # noqa: E402
 
 MAX_FILE_BYTES = 512 * 1024
 

@@ -6,9 +6,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any, Sequence
-
-from rich.console import Console
+from typing import TYPE_CHECKING, Any, Sequence
 
 from local_models.errors import ModelError
 from lsp_server.ledger.errors import LedgerError, TeamLedgerError
@@ -16,6 +14,9 @@ from lsp_server.ledger.local_report import build_report
 from lsp_server.ledger.report import DIMENSIONS, Dimension, Report, parse_since, report_json
 from lsp_server.ledger.settings import SettingsError, TeamLedgerSettings, load_user_settings, user_config_path
 from lsp_server.ledger.store import Ledger
+
+if TYPE_CHECKING:  # rich is loaded by the commands that print with it, not by every command
+    from rich.console import Console
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -133,6 +134,8 @@ def run_report(
     if as_json:
         sys.stdout.write(report_json(report) + "\n")
     elif not html:
+        from rich.console import Console
+
         from lsp_server.ledger.terminal import render_report
 
         render_report(report, console or Console(), by=tuple(dict.fromkeys(by or ("task", "tier"))))
@@ -165,6 +168,7 @@ def run_sync(ledger_path: Path | None = None) -> int:
 
 
 def _ship_with_bar(shipper: Any, pending: int) -> int:
+    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     columns = (TextColumn("shipping"), BarColumn(), MofNCompleteColumn(), TextColumn("rows"), TimeRemainingColumn())

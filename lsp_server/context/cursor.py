@@ -20,10 +20,11 @@ from lsp_server.context.documents import (
     _ClassMemo,
     _ImportsMemo,
 )
+from lsp_server.context.identifiers import IDENTIFIER, STOPWORDS
 from lsp_server.context.imports import Import, read_imports
 from lsp_server.context.languages import CLASS_KINDS, TOOLS
 from lsp_server.context.outline import FileOutline, outline, read_definitions, signature_text
-from lsp_server.context.tokens import IDENTIFIER, STOPWORDS, keys
+from lsp_server.context.tokens import keys
 
 
 @dataclass(frozen=True)

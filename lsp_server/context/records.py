@@ -15,10 +15,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from lsp_server.context.identifiers import IDENTIFIER, STOPWORDS, key
 from lsp_server.context.imports import Import
 from lsp_server.context.languages import CLASS_KINDS
 from lsp_server.context.outline import Definition, FileOutline, outline
-from lsp_server.context.tokens import IDENTIFIER, STOPWORDS, key
 
 KINDS = (
     "function",

@@ -34,8 +34,9 @@ from typing import Literal
 from lsp_server.completion.prompt import CompletionInput, ContextFile
 from lsp_server.completion.quiet_gate import QuietGate
 from lsp_server.completion.session_context import prompt_files
-from lsp_server.context import ContextOptions, IndexLimits
+from lsp_server.context.entries import IndexLimits
 from lsp_server.context.prompt_context import PromptContext
+from lsp_server.context.retrieval import ContextOptions
 from lsp_server.eval.code_lines import CROSSFILE_PACKAGES, LineTask, Suite, crossfile_tasks, stdlib_line_tasks
 from lsp_server.eval.completion_eval import machine_label
 from lsp_server.eval.metrics import edit_similarity, exact_match, percentile

@@ -5,18 +5,18 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from lsp_server.backends.http.client import HttpBackend
 from lsp_server.backends.registry import RemoteSettings, build_remote
 from lsp_server.routing.policy import LoadedPolicy, Policy, TierConfig
 from lsp_server.routing.router import scanner_for
 from lsp_server.sensitivity.scanner import SensitivityScanner
 from lsp_server.tiers import REMOTE_TIERS, TierName
 
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:  # the registry imports a client (and httpx) only when a policy has a remote tier
+    from lsp_server.backends.http.client import HttpBackend as RemoteBackend
 
-# Every remote tier speaks HTTP through the shared client (retries, cooldown, streaming).
-RemoteBackend = HttpBackend
+log = logging.getLogger(__name__)
 
 
 def remote_for(config: TierConfig) -> RemoteBackend:

@@ -36,6 +36,19 @@ def hostile_templates(marker: Path) -> list[str]:
     ]
 
 
+@pytest.mark.parametrize("roles", [("user",), ("system", "user"), ("system", "user", "assistant", "user")])
+def test_the_plain_layout_is_what_the_plain_template_renders(roles: tuple[str, ...]):
+    # The plain layout is written out in Python (no jinja2 in processes that never meet a
+    # model's template); it must stay exactly what PLAIN renders in the sandbox.
+    from lsp_server.backends.llama_cpp.template_sandbox import render_limited
+
+    messages = [ChatMessage(role, f"text {number}") for number, role in enumerate(roles)]
+    by_jinja = render_limited(PLAIN, chat_template._context(roles, "", ""), 10_000)
+    assert chat_template._plain_layout(roles) == by_jinja
+    expected = "".join(f"{role.capitalize()}: text {number}\n\n" for number, role in enumerate(roles))
+    assert "".join(piece.text for piece in render_pieces(None, messages).pieces) == expected + "Assistant: "
+
+
 @pytest.mark.parametrize("index", range(5))
 def test_hostile_templates_fall_back_to_the_plain_template(tmp_path: Path, index: int):
     marker = tmp_path / "pwned"

@@ -6,9 +6,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lsp_server.context import ContextOptions, IndexLimits, RepositoryContext, gate_from_scanner
 from lsp_server.context.cursor import scope_at
 from lsp_server.context.documents import DocumentCache
+from lsp_server.context.entries import IndexLimits
+from lsp_server.context.retrieval import ContextOptions
+from lsp_server.context.service import RepositoryContext
+from lsp_server.context.snippets import gate_from_scanner
 from lsp_server.sensitivity.scanner import SensitivityScanner
 
 from .test_context_index import write

@@ -6,10 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from lsp_server.completion.prompt import ContextFile
-from lsp_server.context import ContextOptions, IndexLimits
 from lsp_server.context.edits import RecentEdits
+from lsp_server.context.entries import IndexLimits
 from lsp_server.context.forwarded import ForwardedDefinitions, Location, definition_snippet, display_path
 from lsp_server.context.prompt_context import PromptContext, withhold
+from lsp_server.context.retrieval import ContextOptions
 from lsp_server.context.snippets import gate_from_scanner
 from lsp_server.sensitivity.scanner import SensitivityScanner
 

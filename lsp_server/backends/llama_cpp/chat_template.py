@@ -27,9 +27,7 @@ from lsp_server.backends.llama_cpp.template_sandbox import (
     RenderFailed,
     RenderLimits,
     TemplateError,
-    render_limited,
     render_untrusted,
-    sandbox_environment,
 )
 from lsp_server.backends.portable import portable
 
@@ -67,8 +65,11 @@ PLAIN = (
 )
 
 
-# Compiled once, at import: Python's compiler is best kept off worker threads.
-_PLAIN_COMPILED = sandbox_environment().from_string(PLAIN)
+def _plain_layout(roles: Sequence[str]) -> str:
+    """What PLAIN renders to, written out in Python: our own layout needs no template engine,
+    so a process that never meets a model's template never imports jinja2."""
+    turns = "".join(f"{role.capitalize()}: {_SENTINEL.format(index=index)}\n\n" for index, role in enumerate(roles))
+    return turns + "Assistant: "
 
 
 @dataclass(frozen=True)
@@ -165,8 +166,7 @@ def render_pieces(
     if template and template != PLAIN:
         rendered = _LAYOUTS.get((template, roles, bos_token, eos_token, limits))
     if rendered is None:
-        # Our own template: trusted, rendered here.
-        rendered = render_limited(_PLAIN_COMPILED, _context(roles, bos_token, eos_token), DEFAULT_LIMITS.output_chars)
+        rendered = _plain_layout(roles)
         stops = PLAIN_STOPS
     pieces: list[Piece] = []
     position = 0

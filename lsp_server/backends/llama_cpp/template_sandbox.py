@@ -21,10 +21,11 @@ import signal
 import subprocess
 import sys
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jinja2
-from jinja2.sandbox import ImmutableSandboxedEnvironment
+if TYPE_CHECKING:  # jinja2 is imported where a template is rendered: the child, and tests
+    import jinja2
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 
 class TemplateError(Exception):
@@ -41,6 +42,9 @@ def _raise(message: str) -> None:
 
 def sandbox_environment() -> ImmutableSandboxedEnvironment:
     """The environment chat templates expect (Hugging Face's conventions), sandboxed."""
+    import jinja2
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
     env = ImmutableSandboxedEnvironment(
         loader=jinja2.BaseLoader(), trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.loopcontrols"]
     )

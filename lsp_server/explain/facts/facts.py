@@ -26,9 +26,9 @@ from dataclasses import dataclass, field
 
 from tree_sitter import Tree
 
+from lsp_server.context.identifiers import IDENTIFIER
 from lsp_server.context.languages import language_for_path
 from lsp_server.context.outline import FileOutline, outline, parse
-from lsp_server.context.tokens import IDENTIFIER
 from lsp_server.explain.diff.model import FileChange, Status
 from lsp_server.explain.facts.categories import Category, category
 from lsp_server.explain.facts.dependencies import DependencyChange, dependency_changes, dependency_list_lines
