@@ -49,6 +49,14 @@ def models_dir() -> Path:
     return _ensure_dir(Path(platformdirs.user_cache_dir(APP_NAME, appauthor=False)) / "models")
 
 
+def cache_dir() -> Path:
+    """Re-creatable files that are better on disk than in memory (created on first use)."""
+    override = _home_override()
+    if override is not None:
+        return _ensure_dir(override / "cache")
+    return _ensure_dir(Path(platformdirs.user_cache_dir(APP_NAME, appauthor=False)))
+
+
 def hub_cache_dir() -> Path:
     """Where pulled models live: a Hugging Face hub cache (blobs/, snapshots/, refs/ per repo).
 

@@ -32,7 +32,7 @@ import socket
 import threading
 import time
 from pathlib import Path
-from typing import Any, Literal, TextIO
+from typing import Any, Literal, NoReturn, TextIO
 
 from lsp_server.backends.base import BackendError, GenerationRequest
 from lsp_server.backends.llama_cpp import native
@@ -51,7 +51,7 @@ from lsp_server.engine_host.protocol import (
     Tokenize,
     Warm,
 )
-from lsp_server.engine_host.runtime import EngineSpec
+from lsp_server.engine_host.runtime import EngineSpec, state_dir
 from lsp_server.engine_host.session import Connection, peer_uid
 from lsp_server.engine_host.slots import DEFAULT_LIMIT_BYTES, Slots
 from lsp_server.llama_build.selftest import parse_load_log
@@ -92,7 +92,7 @@ class Daemon:
                 self.model.catalog_entry = get_entry(spec.catalog_id)
             except Exception:
                 log.warning("catalog id %s is unknown; FIM detection uses the file only", spec.catalog_id)
-        self.slots = Slots(self.model, slot_limit_bytes)
+        self.slots = Slots(self.model, state_dir(spec.key()), slot_limit_bytes)
         self.queue = JobQueue()
         self.loaded = threading.Event()
         self.load_error: str | None = None
@@ -215,7 +215,7 @@ class Daemon:
                 continue
             except OSError as error:
                 log.error("the engine's socket failed: %s", error)
-                os._exit(1)
+                self.exit(1)
             peer = peer_uid(sock)
             if peer is not None and peer != uid:
                 log.warning("refused a connection from uid %d", peer)
@@ -225,6 +225,12 @@ class Daemon:
             with self._lock:
                 self._connections.add(connection)
             threading.Thread(target=connection.serve, name=connection.client_id, daemon=True).start()
+
+    def exit(self, code: int) -> NoReturn:
+        """End the process now (threads and all), leaving no saved prompt state behind."""
+        self.slots.close()
+        logging.shutdown()
+        os._exit(code)
 
     def closed(self, connection: Connection) -> None:
         for job in list(connection.jobs.values()):
@@ -252,8 +258,7 @@ class Daemon:
             if empty and since >= idle_s and not len(self.queue):
                 log.info("no client for %.0f s: exiting", since)
                 self.tell("exit-idle")
-                logging.shutdown()
-                os._exit(0)
+                self.exit(0)
 
     # -- the model thread --------------------------------------------------------------
 

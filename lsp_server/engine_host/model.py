@@ -12,6 +12,7 @@ other (see slots.py).
 from __future__ import annotations
 
 import ctypes
+from pathlib import Path
 from typing import Callable
 
 from lsp_server.backends.base import CancelToken, Generation, GenerationRequest
@@ -54,21 +55,22 @@ class HostedModel(LlamaCppBackend):
         llm = self.llm
         return [int(t) for t in llm.input_ids[: llm.n_tokens]]
 
-    def save_state(self) -> SavedState | None:
+    def save_state(self, path: Path) -> SavedState | None:
+        """Write the context's KV cells to `path`; None when it holds nothing (or the write failed)."""
         import llama_cpp
 
         llm = self.llm
-        if llm.n_tokens == 0:
+        count = llm.n_tokens
+        if count == 0:
             return None
-        ctx = llm._ctx.ctx
-        size = llama_cpp.llama_state_seq_get_size(ctx, 0)
-        if size <= 0:
-            return None
-        data = (ctypes.c_uint8 * size)()
-        written = llama_cpp.llama_state_seq_get_data(ctx, data, size, 0)
+        tokens = self.cached_tokens()
+        written = llama_cpp.llama_state_seq_save_file(
+            llm._ctx.ctx, str(path).encode(), 0, (llama_cpp.llama_token * count)(*tokens), count
+        )
         if written <= 0:
+            path.unlink(missing_ok=True)
             return None
-        return SavedState(self.cached_tokens(), data)
+        return SavedState(tokens, path, int(written))
 
     def clear_state(self) -> None:
         llm = self.llm
@@ -80,11 +82,15 @@ class HostedModel(LlamaCppBackend):
 
         llm = self.llm
         self.clear_state()
-        read = llama_cpp.llama_state_seq_set_data(llm._ctx.ctx, saved.data, saved.size, 0)
-        if read <= 0:
+        capacity = len(saved.tokens)
+        tokens = (llama_cpp.llama_token * capacity)()
+        count = ctypes.c_size_t(0)
+        read = llama_cpp.llama_state_seq_load_file(
+            llm._ctx.ctx, str(saved.path).encode(), 0, tokens, capacity, ctypes.byref(count)
+        )
+        if read <= 0 or list(tokens[: count.value]) != saved.tokens:
             self.clear_state()
             return False
-        count = len(saved.tokens)
-        llm.input_ids[:count] = saved.tokens
-        llm.n_tokens = count
+        llm.input_ids[:capacity] = saved.tokens
+        llm.n_tokens = capacity
         return True

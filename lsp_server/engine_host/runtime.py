@@ -73,6 +73,14 @@ def runtime_dir() -> Path:
     return _private_dir(ninetyten_home() / "run")
 
 
+def state_dir(key: str) -> Path:
+    """Where the engine for `key` writes its clients' saved prompt states: on disk, in the
+    user's cache (the runtime directory is often a RAM disk, which would save nothing)."""
+    from local_models.paths import cache_dir
+
+    return cache_dir() / "engine-states" / key
+
+
 def idle_seconds() -> float:
     try:
         return max(float(os.environ.get(IDLE_ENV, DEFAULT_IDLE_S)), 0.1)

@@ -37,19 +37,20 @@ def main(argv: list[str] | None = None) -> int:
     listener = socket.socket(fileno=args.listen_fd)
     report = os.fdopen(args.report_fd, "w", buffering=1)
 
-    def lifeline() -> None:
-        # stdin is a pipe from the supervisor: when it ends, the supervisor is gone, and so are we.
-        try:
-            sys.stdin.buffer.read()
-        finally:
-            os._exit(0)
-
-    threading.Thread(target=lifeline, name="engine-lifeline", daemon=True).start()
     try:
         limit = int(os.environ.get(SLOT_LIMIT_ENV, DEFAULT_LIMIT_BYTES >> 20)) << 20
     except ValueError:
         limit = DEFAULT_LIMIT_BYTES
     daemon = Daemon(spec, listener, report, injection=Injection.from_env(), slot_limit_bytes=limit)
+
+    def lifeline() -> None:
+        # stdin is a pipe from the supervisor: when it ends, the supervisor is gone, and so are we.
+        try:
+            sys.stdin.buffer.read()
+        finally:
+            daemon.exit(0)
+
+    threading.Thread(target=lifeline, name="engine-lifeline", daemon=True).start()
     log.info("engine for %s (n_ctx %d, key %s)", spec.model.path, spec.n_ctx, spec.key())
     daemon.serve_forever()
     return 0

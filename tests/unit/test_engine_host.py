@@ -43,7 +43,7 @@ from lsp_server.engine_host.runtime import (
     runtime_dir,
 )
 from lsp_server.engine_host.session import Connection
-from lsp_server.engine_host.slots import Slots
+from lsp_server.engine_host.slots import Slots, scratch_directory
 from lsp_server.engine_host.supervisor import bind_private
 
 # -- frames -------------------------------------------------------------------------------
@@ -293,7 +293,7 @@ def _generate(model: HostedModel, tokens: list[int]):
 
 
 def test_each_client_finds_its_own_prompt_after_another_ran(hosted):
-    slots = Slots(hosted)
+    slots = Slots(hosted, scratch_directory())
     one = hosted.tokenize_text("alpha = [1, 2, 3]\n" * 20)
     two = hosted.tokenize_text("beta: str = 'b'\n" * 20)
     for client, prompt in (("one", one), ("two", two)):
@@ -306,8 +306,32 @@ def test_each_client_finds_its_own_prompt_after_another_ran(hosted):
     assert slots.restored == 4 and set(slots.owned) == {"one"}
 
 
+def test_saved_prompts_wait_in_private_files_that_go_when_they_are_used_or_dropped(hosted, tmp_path):
+    directory = tmp_path / "states"
+    directory.mkdir()
+    (directory / "left-by-a-crashed-engine.bin").write_bytes(b"old")
+    slots = Slots(hosted, directory)
+    assert list(directory.iterdir()) == [] and directory.stat().st_mode & 0o777 == 0o700
+    one = hosted.tokenize_text("alpha = [1, 2, 3]\n" * 20)
+    two = hosted.tokenize_text("beta: str = 'b'\n" * 20)
+    slots.activate("one", one)
+    _generate(hosted, one)
+    slots.activate("two", two)  # one's state goes to a file, whose size the slots count
+    [saved] = list(directory.iterdir())
+    assert slots.owned["one"].path == saved and saved.stat().st_size == slots.saved_bytes > 0
+    _generate(hosted, two)
+    slots.activate("one", one)  # read back into the context: one's file goes, two's is written
+    assert [path.name for path in directory.iterdir()] == [slots.owned["two"].path.name]
+    assert _generate(hosted, one).usage.cached_prompt_tokens == len(one) - 1
+    slots.client_left("two")
+    assert list(directory.iterdir()) == []
+    slots.activate("three", two)
+    slots.close()
+    assert list(directory.iterdir()) == [] and not slots.owned and not slots.orphans
+
+
 def test_a_departed_clients_prompt_serves_the_next_client_that_shares_it(hosted):
-    slots = Slots(hosted)
+    slots = Slots(hosted, scratch_directory())
     shared = hosted.tokenize_text("SYSTEM: explain the change.\n" * 8)
     slots.activate("hook-1", shared + hosted.tokenize_text("diff one"))
     _generate(hosted, shared + hosted.tokenize_text("diff one"))
@@ -322,7 +346,9 @@ def test_a_departed_clients_prompt_serves_the_next_client_that_shares_it(hosted)
 
 
 def test_saved_prompts_stay_within_their_memory_limit(hosted):
-    slots = Slots(hosted, limit_bytes=1)  # nothing fits: states are dropped, never kept past the limit
+    slots = Slots(
+        hosted, scratch_directory(), limit_bytes=1
+    )  # nothing fits: states are dropped, never kept past the limit
     one = hosted.tokenize_text("delta = 4\n" * 20)
     slots.activate("one", one)
     _generate(hosted, one)
@@ -335,7 +361,7 @@ def test_saved_prompts_stay_within_their_memory_limit(hosted):
 
 
 def test_a_warm_up_steps_aside_for_a_request_and_keeps_what_it_read(hosted):
-    slots = Slots(hosted)
+    slots = Slots(hosted, scratch_directory())
     prompt = hosted.tokenize_text("zeta = 6\n" * 60)
     slots.activate("warm", prompt)
     asked = iter([False, False, True])  # a request arrives after two slices
