@@ -19,6 +19,7 @@ import fcntl
 import hashlib
 import json
 import os
+import shutil
 import signal
 import stat
 import tempfile
@@ -74,11 +75,17 @@ def runtime_dir() -> Path:
 
 
 def state_dir(key: str) -> Path:
-    """Where the engine for `key` writes its clients' saved prompt states: on disk, in the
-    user's cache (the runtime directory is often a RAM disk, which would save nothing)."""
+    """Where this engine process writes its clients' saved prompt states: on disk, in the
+    user's cache (the runtime directory is often a RAM disk, which would save nothing), one
+    directory per process; those of engines that are gone (a crash leaves its files) go."""
     from local_models.paths import cache_dir
 
-    return cache_dir() / "engine-states" / key
+    engines = cache_dir() / "engine-states" / key
+    if engines.is_dir():
+        for stale in engines.iterdir():
+            if not (stale.name.isdigit() and pid_alive(int(stale.name))):
+                shutil.rmtree(stale, ignore_errors=True)
+    return engines / str(os.getpid())
 
 
 def idle_seconds() -> float:

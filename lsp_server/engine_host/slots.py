@@ -139,10 +139,10 @@ class Slots:
                 self.owned.popitem(last=False)[1].discard()
 
     def close(self) -> None:
-        """Forget every saved state, and their files."""
+        """Forget every saved state, and their directory."""
         self.owned.clear()
         self.orphans.clear()
-        empty_directory(self.directory)
+        shutil.rmtree(self.directory, ignore_errors=True)
 
     def describe(self) -> dict[str, object]:
         return {
@@ -156,9 +156,10 @@ class Slots:
 
 
 def empty_directory(directory: Path) -> None:
-    """`directory` private (0700) and empty: states of an engine that crashed are not reused."""
+    """`directory` private (0700) and empty."""
     shutil.rmtree(directory, ignore_errors=True)
-    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    directory.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    directory.mkdir(mode=0o700)
 
 
 def scratch_directory() -> Path:

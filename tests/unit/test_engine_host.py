@@ -41,6 +41,7 @@ from lsp_server.engine_host.runtime import (
     EngineSpec,
     ModelIdentity,
     runtime_dir,
+    state_dir,
 )
 from lsp_server.engine_host.session import Connection
 from lsp_server.engine_host.slots import Slots, scratch_directory
@@ -327,7 +328,18 @@ def test_saved_prompts_wait_in_private_files_that_go_when_they_are_used_or_dropp
     assert list(directory.iterdir()) == []
     slots.activate("three", two)
     slots.close()
-    assert list(directory.iterdir()) == [] and not slots.owned and not slots.orphans
+    assert not directory.exists() and not slots.owned and not slots.orphans
+
+
+def test_each_engine_process_has_its_own_state_directory_and_a_dead_ones_goes(tmp_path, monkeypatch):
+    monkeypatch.setenv("NINETYTEN_HOME", str(tmp_path))
+    engines = tmp_path / "cache" / "engine-states" / "k"
+    dead, alive = engines / "999999999", engines / str(os.getppid())
+    for directory in (dead, alive):
+        directory.mkdir(parents=True)
+        (directory / "state-1.bin").write_bytes(b"kv")
+    assert state_dir("k") == engines / str(os.getpid())
+    assert not dead.exists() and (alive / "state-1.bin").exists()
 
 
 def test_a_departed_clients_prompt_serves_the_next_client_that_shares_it(hosted):
