@@ -6,6 +6,7 @@
     engine. Target: warm <= 0.3 x cold, and the warm suggestion is not empty.
 (2) Memory: three language servers and a git hook at once against one server, as total PSS
     of every process involved (servers, hook, the engine and its supervisor). Target <= 1.3.
+    The other clients' saved prompt states wait in files (page cache): their size is printed.
     The same three servers with llama.cpp in each process (`engine: in-process`, what every
     window did before) are measured too.
 (3) `git commit` with the prepare-commit-msg hook while an editor's server runs (the engine
@@ -342,6 +343,11 @@ async def memory_bench(model: str | None, root: Path) -> dict[str, Any]:
             time.sleep(0.05)
         results["three_servers_and_hook_kb"] = peak
         results["hook_wrote_message"] = bool(message.read_text().strip())
+        # The other clients' prompt states wait in files (page cache, in no process's PSS): say how much.
+        from lsp_server.engine_host.status import query
+
+        details = query(status) or {}
+        results["saved_states_on_disk_kb"] = int(details.get("slots", {}).get("saved_bytes", 0)) // 1024
         for server in servers:
             await server.stop()
     with Runtime(root, "mem-inproc"):
@@ -512,7 +518,8 @@ def print_table(results: dict[str, Any]) -> None:
         f"(2) PSS: one server {memory['one_server_kb'] / 1024:.0f} MB; three servers + hook "
         f"{memory['three_servers_and_hook_kb'] / 1024:.0f} MB: ratio {memory['ratio']:.2f} (target <= "
         f"{memory['target']}); three in-process servers {memory['three_in_process_servers_kb'] / 1024:.0f} MB "
-        f"(one: {memory['one_in_process_server_kb'] / 1024:.0f} MB)"
+        f"(one: {memory['one_in_process_server_kb'] / 1024:.0f} MB); the other clients' saved prompt states on "
+        f"disk: {memory['saved_states_on_disk_kb'] / 1024:.0f} MB"
     )
     print(
         f"(3) git commit with the hook: no engine {hook['no_engine_p50_ms']:.0f} ms, editor running "
