@@ -283,7 +283,8 @@ def _stage_change(repo: Path, env: dict[str, str], number: int) -> None:
     subprocess.run(["git", "add", "."], cwd=repo, env=env, check=True)
 
 
-def _hook_env(home: Path, model: str | None) -> dict[str, str]:
+def _hook_env(model: str | None) -> dict[str, str]:
+    """The environment the hook runs in: this process's, so take it inside the scenario's Runtime."""
     env = {
         **os.environ,
         "GIT_CONFIG_GLOBAL": os.devnull,
@@ -326,7 +327,7 @@ async def memory_bench(model: str | None, root: Path) -> dict[str, Any]:
         await engine_idle(runtime)
         status = engine(runtime)
         base = [s.client._server.pid for s in servers] + [status.supervisor_pid, status.worker_pid]  # type: ignore
-        env = _hook_env(root / "mem-home", model)
+        env = _hook_env(model)
         repo = _git_repo(root / "mem-git", env)
         _stage_change(repo, env, 1)
         message = repo / "MSG"
@@ -376,23 +377,35 @@ def _timed_commit(repo: Path, env: dict[str, str], number: int) -> tuple[float, 
     return elapsed * 1000.0, subject
 
 
+def _served(runtime: Path) -> int:
+    from lsp_server.engine_host.status import query
+
+    return int((query(engine(runtime)) or {}).get("served", 0))
+
+
 async def hook_bench(model: str | None, rounds: int, root: Path) -> dict[str, Any]:
-    env = _hook_env(root / "hook-home", model)
-    repo = _git_repo(root / "hook-git", env)
+    repo = _git_repo(root / "hook-git", _hook_env(model))
     cold_ms, warm_ms, subjects = [], [], []
     number = 0
     for _ in range(rounds):
+        # The hook's environment is taken inside each Runtime: it must look for engines in that
+        # scenario's runtime directory (none running, or the editor's), not in one shared by all.
         with Runtime(root, "hook-none"):
+            env = _hook_env(model)
             number += 1
             elapsed, subject = _timed_commit(repo, env, number)  # the hook starts the engine itself
             cold_ms.append(elapsed)
             subjects.append(subject)
             print(f"  no engine: {elapsed:.0f} ms ({subject!r})", file=sys.stderr)
-        with Runtime(root, "hook-editor"):
+        with Runtime(root, "hook-editor") as runtime:
+            env = _hook_env(model)
             [server] = await _servers_with_completions(model, 1, {})
-            await engine_idle(Path(os.environ[RUNTIME_ENV]))  # the user stopped typing; now commits
+            await engine_idle(runtime)  # the user stopped typing; now commits
+            served = _served(runtime)
             number += 1
             elapsed, subject = _timed_commit(repo, env, number)
+            if _served(runtime) == served:
+                raise RuntimeError("the hook did not use the editor's engine")
             warm_ms.append(elapsed)
             subjects.append(subject)
             print(f"  editor running: {elapsed:.0f} ms ({subject!r})", file=sys.stderr)
