@@ -7,6 +7,7 @@ import argparse
 import faulthandler
 import logging
 import os
+import signal
 import socket
 import sys
 import threading
@@ -51,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
             daemon.exit(0)
 
     threading.Thread(target=lifeline, name="engine-lifeline", daemon=True).start()
+    # `ninetyten engine stop` reaches the engine as the supervisor's SIGTERM: leave nothing behind.
+    signal.signal(signal.SIGTERM, lambda *_: daemon.exit(0))
     log.info("engine for %s (n_ctx %d, key %s)", spec.model.path, spec.n_ctx, spec.key())
     daemon.serve_forever()
     return 0

@@ -250,6 +250,9 @@ async def test_two_servers_and_the_hook_share_one_engine_each_with_its_own_cache
                 last = served[name][-1]
                 assert last["prompt_tokens"] > 500
                 assert last["cached_prompt_tokens"] >= last["prompt_tokens"] - 4, (name, last)
+        # The window not typing has its prompt waiting in a file, not in the engine's memory.
+        [states] = (home / "cache" / "engine-states").glob(f"*/{engine}")
+        assert len(list(states.glob("state-*.bin"))) == 1 and states.stat().st_mode & 0o777 == 0o700
 
         # Meanwhile, a commit's hook explains the change on the same engine.
         repo = tmp_path / "repo"
@@ -292,6 +295,8 @@ async def test_two_servers_and_the_hook_share_one_engine_each_with_its_own_cache
         assert before is not None and after is not None and after["served"] > before["served"]
         assert message_file.read_text().strip()
         assert mapping_pids(model) == {engine}
+    stop_engines(private_runtime)  # `ninetyten engine stop`: the saved prompts go with the engine
+    assert not states.exists()
 
 
 async def test_opening_a_file_warms_the_cache_for_the_first_suggestion(endless_model_path, tmp_path, private_runtime):
