@@ -24,7 +24,7 @@ from lsp_server.backends.base import BackendError, CancelToken
 from lsp_server.completion.cache import CompletionCache, CursorText
 from lsp_server.completion.complete import Completer
 from lsp_server.completion.debounce import AdaptiveDebounce
-from lsp_server.completion.prompt import CompletionInput
+from lsp_server.completion.prompt import CompletionInput, ContextFile
 from lsp_server.completion.session_context import SessionContext
 from lsp_server.config import CompletionConfig
 from lsp_server.engine.results import CompletionResult
@@ -40,6 +40,7 @@ WARM_QUIET_S = 5.0
 
 Notify = Callable[[str, dict[str, Any], bool], None]
 Spawn = Callable[[Coroutine[Any, Any, None]], None]
+Gather = Callable[[], list[ContextFile]]  # a request's repository context, gathered when needed
 
 
 @dataclass
@@ -157,8 +158,16 @@ class CompletionService:
     # -- requests ------------------------------------------------------------------
 
     async def complete(
-        self, completer: Completer, uri: str, inp: CompletionInput, *, invoked: bool
+        self,
+        completer: Completer,
+        uri: str,
+        inp: CompletionInput,
+        *,
+        invoked: bool,
+        gather: Gather | None = None,
     ) -> CompletionResult | None:
+        """Answer from the cache, or wait out the debounce and generate. `gather`, when given,
+        adds the repository context to `inp`: only once the request is known to need the model."""
         engine = completer.engine
         started = time.perf_counter()
         self._last_request = time.monotonic()
@@ -177,7 +186,7 @@ class CompletionService:
                 result = completer.cached(inp, hit.text, started, typed=hit.typed, alternatives=hit.alternatives)
                 engine.feedback(result.request_id, shown=True)
                 self.notify(uri, result.summary(), True)
-                self._speculate(completer, uri, inp, at, hit.text)
+                self._speculate(completer, uri, inp, at, hit.text, gather)
                 return result
         if not invoked:
             delay = self.debounce.delay_ms()
@@ -186,6 +195,9 @@ class CompletionService:
                 if seq != self._seq:
                     self.stats.superseded += 1
                     return None
+        if gather is not None:
+            inp = dataclasses.replace(inp, extra=gather())
+            gather = None  # gathered: speculation reuses it
         token = self._inflight = CancelToken()
         self.stats.generations += 1
         try:
@@ -237,7 +249,15 @@ class CompletionService:
 
     # -- speculation ---------------------------------------------------------------
 
-    def _speculate(self, completer: Completer, uri: str, inp: CompletionInput, at: CursorText, text: str) -> None:
+    def _speculate(
+        self,
+        completer: Completer,
+        uri: str,
+        inp: CompletionInput,
+        at: CursorText,
+        text: str,
+        gather: Gather | None = None,
+    ) -> None:
         """Prepare the suggestion for the cursor after `text` is accepted (local model only)."""
         if not (self.config.speculative and self.config.cache_size):
             return
@@ -250,6 +270,7 @@ class CompletionService:
             text=accepted.before + accepted.after,
             line=accepted.before.count("\n"),
             character=len(accepted.before) - (last_newline + 1),
+            extra=gather() if gather is not None else inp.extra,
         )
         token = CancelToken()
         task = asyncio.ensure_future(self._run_speculation(completer, following, accepted, token))

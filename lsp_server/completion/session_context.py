@@ -25,6 +25,7 @@ class SessionContext:
     def __init__(self, config: CompletionConfig) -> None:
         self.config = config
         self._context: PromptContext | None = None
+        self.gathered = 0  # requests that gathered context (those the model answered, not the cache)
 
     def reconfigure(self, config: CompletionConfig) -> None:
         self.config = config
@@ -54,9 +55,16 @@ class SessionContext:
     def stats(self) -> dict[str, Any]:
         context = self._context
         if context is None:
-            return {"context_chunks": 0, "context_forwarded": 0, "context_indexed_files": 0, "context_indexing": False}
+            return {
+                "context_chunks": 0,
+                "context_forwarded": 0,
+                "context_indexed_files": 0,
+                "context_indexing": False,
+                "context_gathered": self.gathered,
+            }
         repository = context.repository
         return {
+            "context_gathered": self.gathered,
             "context_chunks": len(context.edits),
             "context_forwarded": len(context.forwarded),
             "context_indexed_files": repository.index.stats.files if repository is not None else 0,
@@ -97,6 +105,7 @@ class SessionContext:
         budget = self.config.extra_tokens
         if budget <= 0:
             return []
+        self.gathered += 1
         return prompt_files(
             self.context, uri, path, text, line, character, budget, text_of=text_of, open_text=open_text
         )

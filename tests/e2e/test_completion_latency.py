@@ -55,6 +55,9 @@ async def test_a_typing_burst_starts_at_most_two_generations(endless_model_path,
         assert counters["requests"] == 20
         assert counters["generations"] <= 2, counters
         assert counters["superseded"] >= 18
+        # Repository context is gathered only for the requests that reached the model (and for
+        # the warm-up when the file opened), not for the 18 that the next keystroke replaced.
+        assert 1 <= counters["context_gathered"] <= counters["generations"] + 1, counters
         assert results[-1].items and results[-1].items[0].insert_text.startswith("x")
 
 
@@ -88,6 +91,7 @@ async def test_typed_through_and_accepted_suggestions_come_from_the_cache(endles
         assert rest.items[0].insert_text == suggestion[2:]
         counters = await stats(client)
         assert counters["generations"] == 1 and counters["cache_hits"] == 2, counters
+        assert counters["context_gathered"] <= 1 + counters["speculative_started"], counters  # none for a hit
         assert served[-1]["backend"] == "cache" and served[-1]["completion_tokens"] == 0
         assert hit_ms < 1000  # generous: the benchmark measures it properly
         # Accept the rest: the speculative request has the next suggestion ready.

@@ -3,7 +3,9 @@ stats and the accept command."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +13,7 @@ from lsprotocol import types
 from pydantic import ValidationError
 
 from lsp_server.completion.complete import Completer
-from lsp_server.completion.prompt import CompletionInput
+from lsp_server.completion.prompt import CompletionInput, ContextFile
 from lsp_server.completion.service import CompletionService
 from lsp_server.config import CompletionConfig, describe_validation_error
 from lsp_server.engine.core import Engine
@@ -74,36 +76,56 @@ class CompletionFeature:
     # -- requests --------------------------------------------------------------
 
     def completion_input(self, uri: str, position: types.Position) -> CompletionInput | None:
+        """The prompt's input for a cursor, repository context included."""
+        prepared = self.prepare_input(uri, position)
+        if prepared is None:
+            return None
+        inp, gather = prepared
+        return dataclasses.replace(inp, extra=gather())
+
+    def prepare_input(
+        self, uri: str, position: types.Position
+    ) -> tuple[CompletionInput, Callable[[], list[ContextFile]]] | None:
+        """The input without its repository context, and how to gather that context: a request
+        answered from the cache, or replaced by the next keystroke while it waits out the
+        debounce, never needs it."""
         document = self.ls.document(uri)
         if document is None:
             return None
         limits = self.ls.config.completion
-        lines = split_lines(document.source)
+        source = document.source
+        lines = split_lines(source)
         line, column = clamp_position(lines, position.line, position.character, self.ls.encoding)
-        extra = self.service.context.files(
-            uri, file_path(uri), document.source, line, column, text_of=self.document_text, open_text=self.open_text
-        )
-        if len(document.source) > limits.max_document_chars:  # only a window around the cursor
+
+        at_line, at_column = line, column  # in the whole document (the prompt may get a window of it)
+
+        def gather() -> list[ContextFile]:
+            return self.service.context.files(
+                uri, file_path(uri), source, at_line, at_column, text_of=self.document_text, open_text=self.open_text
+            )
+
+        if len(source) > limits.max_document_chars:  # only a window around the cursor
             lines, line = window(lines, line, limits.window_lines)
         if max(map(len, lines)) > limits.max_line_chars:
             lines, column = clip_long_lines(lines, line, column, limits.max_line_chars)
         root = self.ls.workspace_root
-        return CompletionInput(
+        inp = CompletionInput(
             path=self.ls.relative_path(uri),
             text="\n".join(lines),
             line=line,
             character=column,
-            extra=extra,
             repo_name=root.name if root else "",
         )
+        return inp, gather
 
     async def complete(self, uri: str, position: types.Position, *, invoked: bool) -> CompletionResult | None:
         """One completion through the cache / debounce / newest-wins pipeline."""
         engine = self.ls.engine
-        inp = self.completion_input(uri, position) if engine is not None else None
-        if engine is None or inp is None:
+        prepared = self.prepare_input(uri, position) if engine is not None else None
+        if engine is None or prepared is None:
             return None
-        return await self.service.complete(self.completer(engine), uri, inp, invoked=invoked)
+        inp, gather = prepared
+        return await self.service.complete(self.completer(engine), uri, inp, invoked=invoked, gather=gather)
 
     def completer(self, engine: Engine) -> Completer:
         if self._completer is None or self._completer.engine is not engine:
