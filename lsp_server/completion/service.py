@@ -114,11 +114,21 @@ class CompletionService:
 
     # -- warming the model's cache -------------------------------------------------------
 
-    def warm(self, completer: Completer, inp: CompletionInput, *, opened: bool, spawn: Spawn) -> None:
+    def warm(
+        self,
+        completer: Completer,
+        inp: CompletionInput,
+        *,
+        opened: bool,
+        spawn: Spawn,
+        gather: Gather | None = None,
+    ) -> None:
         """Have the model read the prompt for this cursor before the first request, at lower
         priority than requests, so that the first suggestion costs what a keystroke costs."""
         if opened and time.monotonic() - self._last_request < WARM_QUIET_S:
             return
+        if gather is not None:  # the prompt must be the one the first request will send
+            inp = dataclasses.replace(inp, extra=gather())
         self.stats.warmups += 1
         if completer.engine.local.ready:
             self._send_warm(completer, inp)

@@ -137,10 +137,11 @@ class CompletionFeature:
         engine = self.ls.engine
         if engine is None or not self.ls.config.completion.warm:
             return
-        inp = self.completion_input(uri, position)
-        if inp is None:
+        prepared = self.prepare_input(uri, position)
+        if prepared is None:
             return
-        self.service.warm(self.completer(engine), inp, opened=opened, spawn=self.ls.spawn)
+        inp, gather = prepared
+        self.service.warm(self.completer(engine), inp, opened=opened, spawn=self.ls.spawn, gather=gather)
 
     def warm_focused(self, params: Any) -> None:
         """ninetyten/warm from the editor: a document got the focus, with its cursor."""
