@@ -18,6 +18,11 @@ if TYPE_CHECKING:  # the registry imports a client (and httpx) only when a polic
 
 log = logging.getLogger(__name__)
 
+# A request that took the policy snapshot before a reload keeps using its clients: closing
+# them at once made it fail as a lost connection. They are closed once the longest call that
+# could have started on them is over, and never sooner than this.
+MIN_GRACE_S = 30.0
+
 
 def remote_for(config: TierConfig) -> RemoteBackend:
     """The client a remote tier describes, built by the backend registry."""
@@ -69,10 +74,19 @@ class PolicyState:
             except Exception:  # closing must never take the server down
                 log.debug("closing a backend failed", exc_info=True)
 
-    def close_soon(self) -> None:
-        """Close from synchronous code (old snapshots after a reload)."""
+    def close_soon(self, grace_s: float | None = None) -> None:
+        """Close from synchronous code (old snapshots after a reload), once the requests that
+        took this snapshot before the swap have had time to finish on it."""
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             return
-        loop.create_task(self.aclose())
+        if grace_s is None:
+            grace_s = self.longest_call_s()
+        loop.call_later(grace_s, lambda: loop.create_task(self.aclose()))
+
+    def longest_call_s(self) -> float:
+        """How long a call that started on this snapshot may still run: its retries' deadline
+        and one more time box."""
+        calls = [backend.retry.deadline_s + backend.timeout_s for backend in self.remote.values()]
+        return max([MIN_GRACE_S, *calls])

@@ -125,3 +125,32 @@ def test_where_the_policy_comes_from(tmp_path, monkeypatch):
     with pytest.raises(PolicyError, match="does not exist"):
         load_policy(flag, workspace)
     assert load_policy(None, workspace).source == "env"
+
+
+FRONTIER_POLICY = """version = 1
+[tiers.local]
+backend = "llama_cpp"
+model = "default"
+[tiers.frontier]
+backend = "anthropic"
+base_url = "http://127.0.0.1:9"
+model = "claude-test"
+timeout_s = 20
+"""
+
+
+async def test_a_reload_closes_the_old_clients_only_after_calls_on_them_could_have_ended():
+    import asyncio
+
+    from lsp_server.routing.policy import LoadedPolicy
+    from lsp_server.routing.runtime import MIN_GRACE_S, PolicyState
+
+    old = PolicyState.build(LoadedPolicy(parse_policy(FRONTIER_POLICY), "user", None))
+    client = old.remote["frontier"]._client
+    # A call that took this snapshot just before the reload still has its whole time box.
+    assert old.longest_call_s() >= 20 + old.remote["frontier"].retry.deadline_s >= MIN_GRACE_S
+    old.close_soon(grace_s=0.2)
+    await asyncio.sleep(0.05)
+    assert not client.is_closed  # still usable by the request that took it
+    await asyncio.sleep(0.3)
+    assert client.is_closed  # and not left open for good
