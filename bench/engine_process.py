@@ -54,6 +54,7 @@ from lsp_server.engine_host.runtime import (  # noqa: E402
     running_engines,
     stop_engines,
 )
+from lsp_server.engine_host.status import query  # noqa: E402
 
 
 def engine(directory: Path) -> EngineStatus:
@@ -63,8 +64,6 @@ def engine(directory: Path) -> EngineStatus:
 
 async def engine_idle(directory: Path, timeout_s: float = 600.0) -> None:
     """Until the engine has nothing running or queued (a server's speculation, a warm-up)."""
-    from lsp_server.engine_host.status import query
-
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         details = query(engine(directory))
@@ -345,8 +344,6 @@ async def memory_bench(model: str | None, root: Path) -> dict[str, Any]:
         results["three_servers_and_hook_kb"] = peak
         results["hook_wrote_message"] = bool(message.read_text().strip())
         # The other clients' prompt states wait in files (page cache, in no process's PSS): say how much.
-        from lsp_server.engine_host.status import query
-
         details = query(status) or {}
         results["saved_states_on_disk_kb"] = int(details.get("slots", {}).get("saved_bytes", 0)) // 1024
         for server in servers:
@@ -378,8 +375,6 @@ def _timed_commit(repo: Path, env: dict[str, str], number: int) -> tuple[float, 
 
 
 def _served(runtime: Path) -> int:
-    from lsp_server.engine_host.status import query
-
     return int((query(engine(runtime)) or {}).get("served", 0))
 
 

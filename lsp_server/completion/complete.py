@@ -78,14 +78,18 @@ class Completer:
             return dataclasses.replace(result, text=None, alternatives=[], quiet=True)
         return result
 
+    @property
+    def can_warm(self) -> bool:
+        """Whether the local model can read a prompt ahead of a request (not in-process)."""
+        return getattr(self.engine.local, "warm", None) is not None
+
     def warm(self, inp: CompletionInput) -> Future[Any] | None:
         """Have the local model read the prompt for this cursor ahead of the first request (at
         lower priority than requests); None when the model is not ready or cannot (in-process)."""
         local = self.engine.local
-        warm = getattr(local, "warm", None)
-        if warm is None or not local.ready:
+        if not self.can_warm or not local.ready:
             return None
-        future: Future[Any] | None = warm(self.task.builder.build(inp).tokens)
+        future: Future[Any] | None = local.warm(self.task.builder.build(inp).tokens)  # type: ignore[attr-defined]
         return future
 
     def complete_blocking(self, inp: CompletionInput) -> CompletionResult:

@@ -75,7 +75,7 @@ class CompletionService:
         self._inflight: CancelToken | None = None
         self._speculation: tuple[CancelToken, asyncio.Task[None]] | None = None
         self._last_request = float("-inf")
-        self._pending_warm: CompletionInput | None = None
+        self._pending_warm: tuple[CompletionInput, Gather | None] | None = None
 
     def reconfigure(self, config: CompletionConfig) -> None:
         self.config = config
@@ -125,16 +125,14 @@ class CompletionService:
     ) -> None:
         """Have the model read the prompt for this cursor before the first request, at lower
         priority than requests, so that the first suggestion costs what a keystroke costs."""
-        if opened and time.monotonic() - self._last_request < WARM_QUIET_S:
+        if not completer.can_warm or (opened and time.monotonic() - self._last_request < WARM_QUIET_S):
             return
-        if gather is not None:  # the prompt must be the one the first request will send
-            inp = dataclasses.replace(inp, extra=gather())
         self.stats.warmups += 1
         if completer.engine.local.ready:
-            self._send_warm(completer, inp)
+            self._send_warm(completer, inp, gather)
             return
         waiting = self._pending_warm is not None
-        self._pending_warm = inp  # the newest cursor wins while the model loads
+        self._pending_warm = (inp, gather)  # the newest cursor wins while the model loads
         if not waiting:
             spawn(self._warm_when_ready(completer))
 
@@ -144,11 +142,13 @@ class CompletionService:
         except Exception:
             self._pending_warm = None
             return  # a model that does not load is reported elsewhere
-        inp, self._pending_warm = self._pending_warm, None
-        if inp is not None:
-            self._send_warm(completer, inp)
+        pending, self._pending_warm = self._pending_warm, None
+        if pending is not None:
+            self._send_warm(completer, *pending)
 
-    def _send_warm(self, completer: Completer, inp: CompletionInput) -> None:
+    def _send_warm(self, completer: Completer, inp: CompletionInput, gather: Gather | None = None) -> None:
+        if gather is not None:  # the prompt must be the one the first request will send
+            inp = dataclasses.replace(inp, extra=gather())
         try:
             future = completer.warm(inp)
         except Exception:  # a warm-up is a bonus; a failure is only worth a debug line

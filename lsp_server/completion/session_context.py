@@ -53,18 +53,19 @@ class SessionContext:
             self._context.stop()
 
     def stats(self) -> dict[str, Any]:
+        counts: dict[str, Any] = {"context_gathered": self.gathered}
         context = self._context
         if context is None:
             return {
+                **counts,
                 "context_chunks": 0,
                 "context_forwarded": 0,
                 "context_indexed_files": 0,
                 "context_indexing": False,
-                "context_gathered": self.gathered,
             }
         repository = context.repository
         return {
-            "context_gathered": self.gathered,
+            **counts,
             "context_chunks": len(context.edits),
             "context_forwarded": len(context.forwarded),
             "context_indexed_files": repository.index.stats.files if repository is not None else 0,

@@ -84,7 +84,7 @@ def recommendation_json(rec: Recommendation) -> dict[str, Any]:
 
 def recommended_pulls() -> list[str]:
     """The specs a first run offers to pull on this machine (probes the machine: off the event loop)."""
-    return recommendation_json(recommend(detect_machine()))["pull"]
+    return recommend(detect_machine()).pull_specs
 
 
 def _pulled_json(record: PulledFile) -> dict[str, Any]:

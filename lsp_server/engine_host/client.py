@@ -50,7 +50,6 @@ from lsp_server.engine_host.protocol import (
     Generate,
     Hello,
     Reply,
-    Status,
     Tokenize,
     Warm,
 )
@@ -334,10 +333,6 @@ class EngineBackend:
         except BackendError:
             return None
         return future
-
-    def engine_status(self) -> dict[str, Any]:
-        reply = self._live().request(lambda n: Status(id=n))
-        return reply.status or {}
 
     def close(self) -> None:
         self._closing = True

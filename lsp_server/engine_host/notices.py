@@ -21,10 +21,8 @@ class Notices:
     def __init__(self, on_notice: Notice | None) -> None:
         self.on_notice = on_notice
         self._told = False  # the user heard about the current run of crashes
-        self.crashes_seen = 0
 
     def crashed(self, crash: CrashRecord, model: str) -> None:
-        self.crashes_seen += 1
         if self._told:
             return
         self._told = True

@@ -28,7 +28,7 @@ def query(status: EngineStatus) -> dict[str, Any] | None:
         sock.close()
 
 
-def status_lines(*, ask: bool = True) -> list[str]:
+def status_lines() -> list[str]:
     lines: list[str] = []
     directory = runtime_dir()
     engines = running_engines(directory)
@@ -38,7 +38,7 @@ def status_lines(*, ask: bool = True) -> list[str]:
         pids = f"pid {status.worker_pid or '-'} (supervisor {status.supervisor_pid})"
         lines.append(f"engine         {status.state}, {pids}, model {status.model_path}")
         lines.append(f"  socket       {status.socket}")
-        details = query(status) if ask and status.state == "ready" else None
+        details = query(status) if status.state == "ready" else None
         if details:
             clients = details.get("clients") or []
             lines.append(f"  clients      {len(clients)}" + (f": {', '.join(clients)}" if clients else ""))

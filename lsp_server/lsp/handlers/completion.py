@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,7 @@ from pydantic import ValidationError
 
 from lsp_server.completion.complete import Completer
 from lsp_server.completion.prompt import CompletionInput, ContextFile
-from lsp_server.completion.service import CompletionService
+from lsp_server.completion.service import CompletionService, Gather
 from lsp_server.config import CompletionConfig, describe_validation_error
 from lsp_server.engine.core import Engine
 from lsp_server.engine.results import CompletionResult
@@ -83,9 +82,7 @@ class CompletionFeature:
         inp, gather = prepared
         return dataclasses.replace(inp, extra=gather())
 
-    def prepare_input(
-        self, uri: str, position: types.Position
-    ) -> tuple[CompletionInput, Callable[[], list[ContextFile]]] | None:
+    def prepare_input(self, uri: str, position: types.Position) -> tuple[CompletionInput, Gather] | None:
         """The input without its repository context, and how to gather that context: a request
         answered from the cache, or replaced by the next keystroke while it waits out the
         debounce, never needs it."""
