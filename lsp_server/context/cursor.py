@@ -52,6 +52,18 @@ def byte_offset(data: bytes, line: int, character: int, starts: np.ndarray | Non
     return start + len(prefix.encode("utf-8", "surrogatepass"))
 
 
+def cursor_line_prefix(text: str, line: int, character: int) -> str:
+    """The cursor line's text before the cursor (`line` and `character` 0-based, code points)."""
+    start = 0
+    for _ in range(line):
+        start = text.find("\n", start) + 1
+        if start == 0:
+            return ""
+    end = text.find("\n", start)
+    row = text[start : end if end >= 0 else len(text)]
+    return row[:character]
+
+
 def line_starts(data: bytes) -> np.ndarray:
     return np.concatenate(([0], np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 10) + 1))
 

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Generic, TypeVar
 
+from lsp_server.context.cursor import cursor_line_prefix
 from lsp_server.context.edits import RecentEdits
 from lsp_server.context.entries import IndexLimits
 from lsp_server.context.forwarded import ForwardedDefinitions, Location
@@ -50,7 +51,7 @@ _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 Item = TypeVar("Item")
 
-SnippetSource = str  # "edit" | "import" | "class" | "base" | "usage" | "similar" | "forwarded"
+SnippetSource = str  # "edit" | "import" | "class" | "base" | "usage" | "similar" | "call" | "forwarded"
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,7 @@ class PromptSnippet:
 class _Kept:
     block: tuple[str, int]
     bundle: ContextBundle
-    symbols: frozenset[str]
+    symbols: frozenset[tuple[str, str]]  # (kind, short name) of each snippet that shows a symbol
 
 
 class PromptContext:
@@ -216,11 +217,12 @@ class PromptContext:
             log.exception("context: gathering failed for %s", path)
             return ContextBundle()
         block = (str(path), line // BLOCK_LINES)
-        symbols = frozenset(_short(s.symbol) for s in fresh.snippets if s.symbol)
+        # By kind too: the other calls of a name whose definition is already kept are news.
+        symbols = frozenset((s.kind, _short(s.symbol)) for s in fresh.snippets if s.symbol)
         kept = self._kept.get(uri)
         if kept is not None and kept.block == block and kept.bundle.budget == fresh.budget:
             wanted = set(_NAME.findall(cursor_line_prefix(text, line, character)))
-            if not ((symbols - kept.symbols) & wanted):
+            if not ({name for _, name in symbols - kept.symbols} & wanted):
                 return kept.bundle  # same block, nothing new for the cursor line: keep the KV cache
         self._kept[uri] = _Kept(block, fresh, symbols)
         return fresh
@@ -228,17 +230,6 @@ class PromptContext:
 
 def _short(symbol: str) -> str:
     return symbol.rsplit(".", 1)[-1]
-
-
-def cursor_line_prefix(text: str, line: int, character: int) -> str:
-    start = 0
-    for _ in range(line):
-        start = text.find("\n", start) + 1
-        if start == 0:
-            return ""
-    end = text.find("\n", start)
-    row = text[start : end if end >= 0 else len(text)]
-    return row[:character]
 
 
 @dataclass(frozen=True)

@@ -68,6 +68,34 @@ class IndexQueries:
                 out.append(entry.definition(index))
         return out
 
+    def chunks_naming(
+        self, name: str, *, exclude_file: int | None = None
+    ) -> list[tuple[FileEntry, list[tuple[int, int]]]]:
+        """The live chunks whose identifiers include `name`, by file: (file, [(first line, end
+        line), ...]), files unordered, chunks in line order (a hash collision gives a chunk
+        that does not name it, which the caller's reading rules out)."""
+        hits = self.chunks.lookup(np.array([zlib.crc32(name.encode("utf-8"))], dtype=np.uint32))
+        out: list[tuple[FileEntry, list[tuple[int, int]]]] = []
+        with self._lock:
+            hits = np.unique(hits[hits < self._n_chunks])
+            files = self._chunk_file[hits]
+            keep = self._alive[files]
+            if exclude_file is not None:
+                keep &= files != exclude_file
+            by_file: dict[int, list[int]] = {}
+            for chunk_id, file_id in zip(hits[keep].tolist(), files[keep].tolist(), strict=True):
+                by_file.setdefault(file_id, []).append(chunk_id)
+            for file_id, chunk_ids in by_file.items():
+                entry = self._files[file_id]
+                if entry is None:
+                    continue
+                spans = []
+                for chunk_id in chunk_ids:
+                    k = chunk_id - entry.first_chunk
+                    spans.append((entry.chunk_lines[2 * k], entry.chunk_lines[2 * k + 1]))
+                out.append((entry, spans))
+        return out
+
     def similar_chunks(
         self,
         query: npt.NDArray[np.uint32],

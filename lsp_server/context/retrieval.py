@@ -10,17 +10,18 @@ Candidates, from the document's own structure outwards:
 4. `usage`: definitions of other names used near the cursor (in the spirit of Continue's
    "root path" context, by name),
 5. `similar`: the workspace chunks most similar to the text around the cursor (Jaccard over
-   identifiers; llama.vim picks its ring chunks this way).
+   identifiers; llama.vim picks its ring chunks this way),
+6. `call`: when the cursor is in an argument list, other lines of the workspace that call the
+   same function (calls.py): the arguments it is usually given.
 
-Which candidates fit the budget is decided by relevance (imported names used near the cursor
-first, then the class, its bases, other nearby names, the file's other imports, similar
-chunks). Where they are placed is decided by stability: the groups above in that order, and
-inside a group by import order or by path and line, never by score. A file's imports change
-rarely and come first; what depends on the text around the cursor comes last. So consecutive
-keystrokes give the same context (the identifier being typed is ignored), and when the
-cursor moves the context's beginning usually stays the same: llama.cpp re-uses the KV cache
-for the longest common prefix.
-"""
+Which candidates fit the budget is decided by relevance (other calls of the function at the
+cursor first, then imported names used near the cursor, then the class, its bases, other nearby
+names, the file's other imports, similar chunks). Where they are placed is decided by
+stability: the groups above in that order, and inside a group by import order or by path and
+line, never by score. A file's imports change rarely and come first; what depends on the text
+around the cursor comes last. So consecutive keystrokes give the same context (the identifier
+being typed is ignored), and when the cursor moves the context's beginning usually stays the
+same: llama.cpp re-uses the KV cache for the longest common prefix."""
 
 from __future__ import annotations
 
@@ -28,7 +29,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lsp_server.context.cursor import CursorScope, scope_at
+from lsp_server.context.calls import call_sites, callee_at
+from lsp_server.context.cursor import CursorScope, cursor_line_prefix, scope_at
 from lsp_server.context.documents import ClassScope, DocumentCache
 from lsp_server.context.entries import DefinitionRef
 from lsp_server.context.index import WorkspaceIndex
@@ -47,7 +49,7 @@ from lsp_server.context.snippets import (
 from lsp_server.context.tokens import KeyArray, text_keys
 from lsp_server.token_estimate import estimate_tokens
 
-_GROUP = {"import": 0, "class": 1, "base": 2, "usage": 3, "similar": 4}
+_GROUP = {"import": 0, "class": 1, "base": 2, "usage": 3, "similar": 4, "call": 5}
 # Candidates that did not fit before the filling stops looking for smaller ones.
 MAX_MISFITS = 6
 
@@ -57,6 +59,7 @@ class ContextOptions:
     budget_tokens: int = 512
     max_usages: int = 8
     max_similar: int = 3
+    max_calls: int = 5
     min_similarity: float = 0.1
     # Members of the enclosing class this close to the cursor are in the prompt's own window.
     class_window_lines: int = 60
@@ -148,7 +151,49 @@ def gather_context(
         lines = text.split("\n")
         window_keys = text_keys("\n".join(lines[max(0, line - 40) : line + 10]))
     candidates += _similar(index, sources, window_keys, current_id, options, seen)
+    candidates += _calls(index, sources, cursor_line_prefix(text, line, character), rel, current_id, options)
     return _fill(candidates, options, gate)
+
+
+def _calls(
+    index: WorkspaceIndex,
+    sources: SourceLines,
+    line_prefix: str,
+    rel: str | None,
+    current_id: int | None,
+    options: ContextOptions,
+) -> list[_Candidate]:
+    """Other calls of the function at the cursor, one candidate per file (its lines in order)."""
+    name = callee_at(line_prefix) if options.max_calls > 0 else None
+    if name is None:
+        return []
+    sites = call_sites(index, sources, name, exclude_file=current_id, near=rel, limit=options.max_calls)
+    by_file: dict[tuple[int, str], list[int]] = {}
+    for i, site in enumerate(sites):
+        by_file.setdefault((site.entry.root, site.entry.path), []).append(i)
+    out = []
+    for rank, members in enumerate(by_file.values()):
+        group = [sites[i] for i in members]
+        text = "\n".join(site.text for site in group)
+
+        def render(text: str = text) -> str | None:
+            return text
+
+        first = group[0]
+        out.append(
+            _Candidate(
+                "call",
+                (0, -1, rank),
+                (rank,),
+                str(first.root),
+                first.entry.path,
+                first.line,
+                group[-1].line,
+                name,
+                render,
+            )
+        )
+    return out
 
 
 def _structural(

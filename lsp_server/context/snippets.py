@@ -20,7 +20,7 @@ from typing import Literal, Protocol
 from lsp_server.context.entries import DefinitionRef, FileEntry
 from lsp_server.context.languages import CLASS_KINDS, FUNCTION_KINDS
 
-SnippetKind = Literal["import", "class", "base", "usage", "similar"]
+SnippetKind = Literal["import", "class", "base", "usage", "similar", "call"]
 
 # (workspace-relative path, snippet text) -> why it must not leave the machine, or None.
 Gate = Callable[[str, str], str | None]

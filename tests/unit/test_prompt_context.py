@@ -234,6 +234,36 @@ def test_typing_in_one_block_keeps_the_context_until_the_cursor_line_needs_more(
         context.stop()
 
 
+def test_the_other_calls_of_a_kept_definition_still_reach_the_cursor(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        {
+            "pkg/__init__.py": "",
+            "pkg/util.py": "def flatten(items: list, depth: int = 1) -> list:\n    return items\n",
+            "pkg/user.py": "from .util import flatten\n\n\ndef go(rows):\n    return flatten(rows, depth=2)\n",
+        },
+    )
+    app = "from .util import flatten\n\n\ndef send(payload):\n    x = flatten\n"
+    context = context_for(tmp_path)
+    path = tmp_path / "pkg/app.py"
+
+    def at(text: str, character: int) -> list[tuple[str, str]]:
+        snippets, _ = context.snippets(
+            "file:///app.py", path, text, 4, character, 256, text_of=no_open, open_text=no_open
+        )
+        return [(s.kind, s.text) for s in snippets]
+
+    try:
+        first = at(app, 15)
+        assert first[0] == ("import", "def flatten(items: list, depth: int = 1) -> list: ...")
+        assert "call" not in [kind for kind, _ in first]
+        # The same block, the same name, but now its argument list is open: its calls are new.
+        typed = app.replace("flatten\n", "flatten(\n")
+        assert at(typed, 16) == [*first, ("call", "return flatten(rows, depth=2)")]
+    finally:
+        context.stop()
+
+
 def test_a_closed_document_stops_feeding_other_prompts(tmp_path: Path) -> None:
     context = PromptContext()
     context.changed("file:///a.py", "a.py", [(1, 1, "x")])
