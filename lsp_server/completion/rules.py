@@ -220,13 +220,22 @@ class StopRule:
 
 
 def code_follows(cursor: CursorContext) -> bool:
-    """The next non-blank line continues the cursor's block (same or deeper indentation).
+    """Code follows the empty cursor line, and the cursor is not in a block just opened.
 
-    A model that cannot see that code (prefix-only prompts) writes into it: it should
-    fill in the cursor line and stop.
+    A model that cannot see that code (prefix-only prompts) writes into it: it should fill in
+    the cursor line and stop. Whether the next line continues the cursor's block or is the
+    start of the next one (the cursor on a block's last line), the model's second line is a
+    guess at code that is already there. Only a body just opened (`def f():` above, the next
+    definition below) is written whole.
     """
+    if cursor.line_prefix.strip():
+        return False
     following = next((line for line in cursor.next_lines if line.strip()), None)
-    return following is not None and indent_width(following) >= cursor.indent and cursor.line_prefix.strip() == ""
+    if following is None:
+        return False
+    if indent_width(following) >= cursor.indent:
+        return True
+    return not cursor.prev_line.rstrip().endswith((":", "{"))
 
 
 def trim_suffix_overlap(completion: str, line_suffix: str) -> str:

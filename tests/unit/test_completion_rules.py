@@ -120,7 +120,12 @@ def test_prefix_only_models_fill_one_line_when_the_block_continues_below():
     assert rule("total = a + b\n    return") == len("total = a + b")
     assert rule("\n") is None  # the model may start with a newline before the line itself
     at_end = CursorContext(line_prefix="    ", line_suffix="", next_lines=("", "def other():"))
-    assert not code_follows(at_end)
+    assert code_follows(at_end)  # the block's last line: what comes after it is there already
+    opened = CursorContext(
+        line_prefix="    ", line_suffix="", next_lines=("", "def other():"), prev_line="def total(items):"
+    )
+    assert not code_follows(opened)  # a body just opened is written whole
+    assert not code_follows(CursorContext(line_prefix="    ", line_suffix="", next_lines=("", "")))
     typed = CursorContext(line_prefix="    total = ", line_suffix="", next_lines=("    return total",))
     assert not code_follows(typed)  # mid-statement: the rest of the line is the suggestion anyway
 
