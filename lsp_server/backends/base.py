@@ -66,6 +66,10 @@ class GenerationRequest:
     fork_width: int = 0
     # Which texts the first generated token may have (None: any); end-of-text is always allowed.
     first_text_ok: Callable[[str], bool] | None = None
+    # Token healing: the text the prompt was cut short of (its end, left out so that the model
+    # may choose the tokens that cover it, as it saw such text tokenized in training). The
+    # generation must start with it; the answer is what comes after it.
+    heal: str = ""
     # Work nobody asked for yet (a speculative completion): a shared engine runs it after real
     # requests and stops it when one arrives.
     background: bool = False

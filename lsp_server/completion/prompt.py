@@ -52,7 +52,7 @@ class ContextFile:
     path: str
     text: str
     # Where it came from: "file" (a whole or partial document), "edit", "import", "class",
-    # "base", "usage", "similar", "forwarded" (see lsp_server/context/prompt_context.py).
+    # "base", "usage", "similar", "call", "forwarded" (see lsp_server/context/prompt_context.py).
     kind: str = "file"
 
 
@@ -116,6 +116,44 @@ class BuiltPrompt:
     n_suffix: int
     n_extra: int
     prefix_start_line: int = 0
+    heal: str = ""  # the cursor line's end, left out of `tokens` (see healed_tail)
+
+
+# The longest word or run of punctuation at the cursor that is healed (a longer one is kept).
+MAX_HEALED_RUN = 24
+
+
+def healed_tail(line_prefix: str) -> str:
+    """The end of the cursor line that a prefix-only prompt leaves out, for the model to write
+    (token healing): the trailing spaces, the word or run of punctuation before them, and one
+    space before that.
+
+    Text cut at the cursor ends where no training text ever stopped a token: `foo(` is
+    tokenized as `foo` `(`, but the code the model learnt from had `(__`, `("`, `()` as single
+    tokens far more often; an indented empty line ends in the whole indentation, where the
+    model saw it one space short with the next word carrying the last space. A prompt that
+    ends there makes the model continue from a tokenization it rarely saw, and it answers
+    worse. Leaving the tail out and requiring the answer to start with it lets the model pick
+    the tokens it knows (GenerationRequest.heal)."""
+    end = len(line_prefix)
+    i = end
+    while i > 0 and line_prefix[i - 1] in " \t":
+        i -= 1
+    if i < end and (i == 0 or line_prefix[i - 1] in " \t"):
+        return line_prefix[i:]
+    j = i
+    word = line_prefix[i - 1].isalnum() or line_prefix[i - 1] == "_" if i > 0 else False
+    while (
+        j > 0
+        and line_prefix[j - 1] not in " \t"
+        and (line_prefix[j - 1].isalnum() or line_prefix[j - 1] == "_") == word
+    ):
+        j -= 1
+    if i - j > MAX_HEALED_RUN:
+        return line_prefix[i:]
+    if j > 0 and line_prefix[j - 1] == " ":
+        j -= 1
+    return line_prefix[j:]
 
 
 class LineTokenCache:
@@ -186,8 +224,10 @@ class PromptBuilder:
     def build(self, inp: CompletionInput) -> BuiltPrompt:
         before, line_prefix, line_suffix, after = split_at_cursor(inp)
         cursor = cursor_context(before, line_prefix, line_suffix, after)
-        self._lines.prefetch(self._likely_lines(inp, before, line_prefix, line_suffix, after))
-        cursor_tokens = self._lines(line_prefix)
+        heal = healed_tail(line_prefix) if self.fim is None else ""
+        kept_prefix = line_prefix[: len(line_prefix) - len(heal)]
+        self._lines.prefetch(self._likely_lines(inp, before, kept_prefix, line_suffix, after))
+        cursor_tokens = self._lines(kept_prefix)
         # A cursor line longer than the whole prefix budget keeps its end: the text nearest
         # the cursor matters most, and the budget is what fits the context window.
         keep = min(len(cursor_tokens), max(self.budget.prefix_tokens, 0))
@@ -206,6 +246,7 @@ class PromptBuilder:
                 n_suffix=0,
                 n_extra=len(extra_tokens),
                 prefix_start_line=start,
+                heal=heal,
             )
         suffix_tokens = self._suffix(line_suffix, after)
         extra_tokens = self._extra(inp)

@@ -145,16 +145,26 @@ def first_text_check(cursor: CursorContext) -> Callable[[str], bool] | None:
         return None
     if cursor.line_prefix.rstrip().endswith("{"):
         return None  # a block or a literal: its body may well start on the next line
-    return NotALineBreak()
+    # Right after `(` or `[` the cursor asks for what goes inside: an empty call is finished
+    # by typing `)`. (With token healing the model would otherwise often pick `()`, the
+    # commonest token there is for this spot.)
+    return NotALineBreak(_CLOSING.get(cursor.line_prefix[-1:], ""))
+
+
+_CLOSING = {"(": ")", "[": "]"}
 
 
 @portable
 @dataclass(frozen=True)
 class NotALineBreak:
-    """A first token that does not open with a line break (portable: it runs in the engine)."""
+    """A first token that does not open with a line break, nor with `closing` (portable: it
+    runs in the engine)."""
+
+    closing: str = ""
 
     def __call__(self, text: str) -> bool:
-        return not text.lstrip(" \t").startswith(("\n", "\r"))
+        text = text.lstrip(" \t")
+        return not text.startswith(("\n", "\r")) and not (self.closing and text.startswith(self.closing))
 
 
 def open_brackets(text: str) -> int:

@@ -66,6 +66,7 @@ class CompletionTask:
             fork_below=self.config.unsure_logprob if width else None,
             fork_width=width,
             first_text_ok=first_text_check(prompt.cursor),
+            heal=prompt.heal,
         )
 
     def finish(self, generation: Generation, prompt: BuiltPrompt) -> str | None:

@@ -292,6 +292,7 @@ class EngineBackend:
                 fork_below=request.fork_below,
                 fork_width=request.fork_width,
                 first_text_ok=first_text_ok,
+                heal=request.heal,
             )
         )
         remove = token.on_cancel(lambda: connection.send(lambda n: Cancel(id=n, target=number)))

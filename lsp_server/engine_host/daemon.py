@@ -368,6 +368,7 @@ class Daemon:
                     fork_below=request.fork_below,
                     fork_width=request.fork_width,
                     first_text_ok=first_text_ok,
+                    heal=request.heal,
                 ),
                 job.cancel,
                 job.submitted,

@@ -77,6 +77,7 @@ class Generate(_Message):
     fork_below: float | None = None
     fork_width: int = Field(0, ge=0, le=64)
     first_text_ok: dict[str, Any] | None = None
+    heal: str = Field("", max_length=256)  # token healing (GenerationRequest.heal)
 
 
 class Warm(_Message):

@@ -35,7 +35,7 @@ from lsp_server.backends.llama_cpp.settings import LlamaSettings
 
 # Bumped whenever a message of protocol.py changes shape; an engine and a client of different
 # versions never meet, because the version is part of the socket's name.
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
 RUNTIME_ENV = "NINETYTEN_RUNTIME_DIR"
 IDLE_ENV = "NINETYTEN_ENGINE_IDLE_S"
 DEFAULT_IDLE_S = 300.0

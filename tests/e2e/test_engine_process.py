@@ -390,7 +390,8 @@ def test_the_chat_model_runs_and_drafts_in_an_engine_of_its_own(
 
 def test_alternatives_and_a_clean_cache_cross_to_the_engine(endless_model_path, private_runtime):
     """What repository-context completions ask of the local model works through the engine:
-    forced tokens, a fork at an unsure step, a first-token check, and forgetting the cache."""
+    forced tokens, a fork at an unsure step, a first-token check, token healing and forgetting
+    the cache."""
     from lsp_server.backends.base import GenerationRequest
     from lsp_server.backends.llama_cpp.settings import LlamaSettings
     from lsp_server.completion.rules import NotALineBreak
@@ -414,6 +415,9 @@ def test_alternatives_and_a_clean_cache_cross_to_the_engine(endless_model_path, 
         forced = generate(forced=[first.fork.alternatives[0][0]])
         assert forced.tokens[0] == first.fork.alternatives[0][0] and forced.tokens[1:] == [x] * 4
         assert generate().usage.cached_prompt_tokens == len(prompt) - 1
+        healed = generate(heal=" (")  # the engine writes the healed text first, and answers after it
+        assert backend.detokenize(healed.tokens).startswith(" (") and healed.text == "xxxx"[: len(healed.text)]
+        assert backend.detokenize(healed.tokens) == " (" + healed.text
         backend.forget_cache()
         assert generate().usage.cached_prompt_tokens == 0  # read from its first token again
     finally:

@@ -114,7 +114,10 @@ def test_prefix_only_mode_without_fim():
     prompt = b.build(CompletionInput("a.py", "x = 1\ny = ", 1, 4))
     assert prompt.mode == "prefix"
     assert prompt.tokens[0] == 2
-    assert decode(prompt.tokens[1:]) == "x = 1\ny = "
+    # The cursor line's last word or run of punctuation, with the space before and after it,
+    # is left for the model to write (token healing).
+    assert decode(prompt.tokens[1:]) == "x = 1\ny"
+    assert prompt.heal == " = "
 
 
 def test_cursor_past_end_is_clamped():
@@ -131,8 +134,9 @@ def test_a_model_without_repository_tokens_reads_context_under_comment_headers()
     prompt = b.build(CompletionInput("pkg/main.py", "x = helper(", 0, 11, extra=extra))
     assert prompt.tokens[0] == 2
     assert decode(prompt.tokens[1:]) == (
-        "# pkg/util.py\ndef helper(a, b): ...\n\n// web/app.js\nfunction go(x) { ... }\n\n# pkg/main.py\nx = helper("
+        "# pkg/util.py\ndef helper(a, b): ...\n\n// web/app.js\nfunction go(x) { ... }\n\n# pkg/main.py\nx = helper"
     )
+    assert prompt.heal == "("
     assert prompt.n_extra == len(prompt.tokens) - 1 - prompt.n_prefix
 
 
@@ -141,9 +145,9 @@ def test_plain_context_keeps_to_its_budget_and_is_left_out_when_nothing_fits():
     extra = [ContextFile("a.py", "\n".join(f"line_{n} = {n}" for n in range(50)))]
     prompt = b.build(CompletionInput("m.py", "y = ", 0, 4, extra=extra))
     assert 0 < prompt.n_extra <= 40
-    assert decode(prompt.tokens).endswith("# m.py\ny = ")
+    assert decode(prompt.tokens).endswith("# m.py\ny")
     tight = PromptBuilder(tokenizer=ByteTokenizer(), fim=None, budget=PromptBudget(extra_tokens=12), bos=None)
-    assert decode(tight.build(CompletionInput("m.py", "y = ", 0, 4, extra=extra)).tokens) == "y = "
+    assert decode(tight.build(CompletionInput("m.py", "y = ", 0, 4, extra=extra)).tokens) == "y"
 
 
 def test_a_path_with_a_newline_stays_one_comment_line():

@@ -171,3 +171,13 @@ def test_no_line_break_first_where_the_cursor_line_wants_writing():
         assert check is not None and not check("\n") and not check("  \n") and check("a") and check(" b"), prefix
     for prefix in ("def f():", "total = 0", "if (x) {", "x = {"):
         assert first_text_check(cursor(prefix)) is None, prefix
+
+
+def test_no_closing_bracket_first_right_after_an_opening_one():
+    for prefix, closing in (("x = foo(", ")"), ("    items[", "]")):
+        check = first_text_check(cursor(prefix))
+        assert check is not None and not check(closing) and not check(closing + ":") and check("a" + closing), prefix
+    # Not where the bracket is not the last thing typed, nor at the start of a line.
+    for prefix in ("x = foo(a, ", "    "):
+        check = first_text_check(cursor(prefix))
+        assert check is not None and check(")"), prefix

@@ -194,8 +194,11 @@ def test_prompt_never_exceeds_its_token_budget(made, data) -> None:
         # Context from other files (under comment headers) comes first, then the prefix.
         body = tokens[len(head) + prompt.n_extra :]
         assert len(body) == prompt.n_prefix
-        prefix_text = tokenizer.decode(body)
+        # The cursor line's end is the model's to write (token healing), never lost.
+        assert line_prefix.endswith(prompt.heal)
+        prefix_text = tokenizer.decode(body) + prompt.heal
     else:
+        assert prompt.heal == ""
         fim = builder.fim
         # Only the structural tokens are special, each where the layout puts it.
         assert tokens[-1] == fim.middle and tokens.count(fim.prefix) == 1 and tokens.count(fim.suffix) == 1

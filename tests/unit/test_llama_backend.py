@@ -245,3 +245,32 @@ def test_the_first_token_skips_openings_the_caller_refuses(unsure_model_path):
         assert refused.text == " x x x"  # nothing acceptable among the best: the model's own choice
     finally:
         backend.close()
+
+
+def test_token_healing_writes_the_left_out_text_first_and_answers_after_it(unsure_model_path):
+    # " x" for ever, " y" a close second.
+    backend = LlamaCppBackend(LlamaSettings(model=unsure_model_path, n_ctx=512))
+    backend.load()
+    try:
+        prompt = backend.tokenize_text("c =")
+        healed = backend.generate_blocking(GenerationRequest(prompt_tokens=prompt, max_tokens=3, heal=" y"))
+        assert backend.detokenize(healed.tokens) == " y x x"  # the model's second choice, because it spells it
+        assert healed.text == " x x"  # the answer is what follows the healed text
+        # The stop rule and the check of the answer's first text see the answer, not the healed text.
+        seen: list[str] = []
+
+        def stop(text: str) -> int | None:
+            seen.append(text)
+            return None
+
+        checked = backend.generate_blocking(
+            GenerationRequest(
+                prompt_tokens=prompt, max_tokens=3, heal=" y", stop=stop, first_text_ok=lambda t: t != " x"
+            )
+        )
+        assert checked.text == " y x" and seen == ["", " y", " y x"]
+        # Text no likely token spells is written as the tokenizer would write it.
+        odd = backend.generate_blocking(GenerationRequest(prompt_tokens=prompt, max_tokens=8, heal=" qz("))
+        assert backend.detokenize(odd.tokens).startswith(" qz(") and not odd.text.startswith(" qz(")
+    finally:
+        backend.close()

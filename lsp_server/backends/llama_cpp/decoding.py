@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import codecs
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal, overload
 
 import numpy as np
 
@@ -21,6 +21,9 @@ if TYPE_CHECKING:
 
 # How far down the ranking the first token may come from when the caller refuses some openings.
 FIRST_TOKEN_CANDIDATES = 16
+# ... and a token that covers the healed text (GenerationRequest.heal): the model's favourite
+# ways to go on are usually not among the tokens that spell it, but a few dozen down they are.
+HEAL_CANDIDATES = 64
 
 
 class Output:
@@ -46,6 +49,7 @@ class Output:
         # Forced tokens (an alternative continuing a fork) are the answer's start: the stop
         # rule reads them, and they count as produced, not as generated.
         self.text = self.decoder.decode(backend.llm.detokenize(forced)) if forced else ""
+        self.heal = request.heal
         self.produced: list[int] = forced
         self.fork: Fork | None = None
         self.logprobs: list[float] = []
@@ -59,15 +63,49 @@ class Output:
     def remaining(self) -> int:
         return self.max_new - self.generated
 
+    @property
+    def healing(self) -> bool:
+        """The text written so far has not covered the healed text yet."""
+        return len(self.text) < len(self.heal)
+
+    @property
+    def answer(self) -> str:
+        """The text after the healed part: what the caller gets."""
+        return self.text[len(self.heal) :] if not self.healing else ""
+
+    def acceptable(self, piece: str) -> bool:
+        """Whether the next token may have this text: while healing, it must go on spelling the
+        healed text (or finish it); the answer's first text must pass the caller's check."""
+        check = self.request.first_text_ok if not self.answer else None
+        if self.healing:
+            remaining = self.heal[len(self.text) :]
+            if piece and remaining.startswith(piece):
+                return True
+            if not piece.startswith(remaining):
+                return False
+            piece = piece[len(remaining) :]
+            if not piece:
+                return True
+        return check is None or check(piece)
+
+    def checks(self) -> bool:
+        return self.healing or (self.request.first_text_ok is not None and not self.answer)
+
     def best(self, row: int) -> tuple[int, np.ndarray]:
         """The greedy token after batch row `row` (-1: the last), and that row's logits."""
         logits = np.ctypeslib.as_array(self._logits_ith(self._ctx, row), shape=(self._n_vocab,))
         # Before any text, the caller may refuse some openings (a prefix-only model starting a
         # new line where the line at the cursor wants finishing): the best one it accepts.
-        check = self.request.first_text_ok if not self.text else None
-        if check is None:
+        if not self.checks():
             return int(np.argmax(logits)), logits
-        return first_token(self.backend, logits, check), logits
+        if not self.healing:
+            return first_token(self.backend, logits, self.acceptable), logits
+        # The healed text is the user's: the answer cannot end before it is written.
+        token = first_token(self.backend, logits, self.acceptable, HEAL_CANDIDATES, fallback=False, may_stop=False)
+        if token is None:
+            # None of the likely tokens spells it: the tokenizer's own first token for it does.
+            token = self.backend.tokenize_text(self.heal[len(self.text) :])[0]
+        return token, logits
 
     def emit(self, token: int, logits: np.ndarray) -> bool:
         """Add the model's next token; True when the generation ends here."""
@@ -81,15 +119,15 @@ class Output:
         request = self.request
         if self.fork is None and request.fork_width > 0 and request.fork_below is not None:
             if self.logprobs[-1] < request.fork_below:
-                check = request.first_text_ok if not self.text else None
+                check = self.acceptable if self.checks() else None
                 self.fork = fork_at(backend, logits, log_total, len(self.produced), token, request.fork_width, check)
         self.generated += 1
         self.produced.append(token)
         self.text += self.decoder.decode(backend.llm.detokenize([token]))
-        if self.request.stop is not None:
-            cut = self.request.stop(self.text)
+        if self.request.stop is not None and not self.healing:
+            cut = self.request.stop(self.answer)
             if cut is not None:
-                self.text = self.text[:cut]
+                self.text = self.text[: len(self.heal) + cut]
                 self.reason = "stop_rule"
                 return True
         if self.generated >= self.max_new:
@@ -106,7 +144,7 @@ class Output:
     def generation(self, usage: Usage) -> Generation:
         self.text += self.decoder.decode(b"", final=True)
         return Generation(
-            text=self.text,
+            text=self.answer,
             stop_reason=self.reason,
             usage=usage,
             token_logprobs=self.logprobs,
@@ -122,17 +160,47 @@ def ranked(logits: np.ndarray, count: int) -> list[int]:
     return sorted((int(t) for t in candidates), key=lambda t: -float(logits[t]))
 
 
-def first_token(backend: LlamaCppBackend, logits: np.ndarray, check: Callable[[str], bool]) -> int:
-    """The most likely token whose text `check` accepts (end-of-text always is), among the best
-    FIRST_TOKEN_CANDIDATES; the most likely one if none is."""
-    best = ranked(logits, FIRST_TOKEN_CANDIDATES)
+@overload
+def first_token(
+    backend: LlamaCppBackend,
+    logits: np.ndarray,
+    check: Callable[[str], bool],
+    count: int = ...,
+    *,
+    fallback: Literal[True] = ...,
+    may_stop: bool = ...,
+) -> int: ...
+@overload
+def first_token(
+    backend: LlamaCppBackend,
+    logits: np.ndarray,
+    check: Callable[[str], bool],
+    count: int,
+    *,
+    fallback: bool,
+    may_stop: bool = ...,
+) -> int | None: ...
+def first_token(
+    backend: LlamaCppBackend,
+    logits: np.ndarray,
+    check: Callable[[str], bool],
+    count: int = FIRST_TOKEN_CANDIDATES,
+    *,
+    fallback: bool = True,
+    may_stop: bool = True,
+) -> int | None:
+    """The most likely token whose text `check` accepts (end-of-text always is, if `may_stop`),
+    among the best `count`; if none is, the most likely one (or None without `fallback`)."""
+    best = ranked(logits, count)
     for token in best:
         if token in backend.stop_tokens:
-            return token
+            if may_stop:
+                return token
+            continue
         text = backend.detokenize([token])
         if "\ufffd" not in text and check(text):  # a whole character, and one the caller takes
             return token
-    return best[0]
+    return best[0] if fallback else None
 
 
 def fork_at(
