@@ -16,6 +16,7 @@ from pathlib import Path
 from lsp_server.context.entries import FileEntry
 from lsp_server.context.identifiers import STOPWORDS
 from lsp_server.context.index import WorkspaceIndex
+from lsp_server.context.resolve import GenerationMemo
 from lsp_server.context.snippets import MAX_LINE_CHARS, SourceLines
 
 # Lines that define a name rather than call it, in the common languages.
@@ -29,6 +30,9 @@ _OPEN, _CLOSE = "([{", ")]}"
 # a common constructor) must not make one keystroke read half the workspace.
 MAX_CHUNKS = 48
 MAX_FILES = 12
+
+# Every keystroke in an argument list asks again for the same callee's sites.
+_MEMO = GenerationMemo(size=256)
 
 
 @dataclass(frozen=True)
@@ -92,6 +96,24 @@ def call_sites(
     """Up to `limit` distinct lines of other files that call `name`: files in the folders
     nearest `near` (the edited file's path) first, then by path, lines in order. The same
     callee gives the same sites on every keystroke."""
+    key = ("calls", name, exclude_file, near, limit)
+    hit, sites = _MEMO.get(index, key)
+    if hit:
+        return sites  # type: ignore[return-value]
+    sites = _find_sites(index, sources, name, exclude_file=exclude_file, near=near, limit=limit)
+    _MEMO.put(index, key, sites)
+    return sites
+
+
+def _find_sites(
+    index: WorkspaceIndex,
+    sources: SourceLines,
+    name: str,
+    *,
+    exclude_file: int | None,
+    near: str | None,
+    limit: int,
+) -> list[CallSite]:
     pattern = re.compile(r"(?<![A-Za-z0-9_$])" + re.escape(name) + r"\s*\(")
     found = index.chunks_naming(name, exclude_file=exclude_file)
     found.sort(key=lambda item: (item[0].root, _nearness(item[0].path, near), item[0].path))

@@ -134,7 +134,7 @@ def _path_affinity(path: str, hint_parts: list[str], importer_dir: str) -> tuple
     return shared, same_dir, -path.count("/")
 
 
-class _Memo:
+class GenerationMemo:
     """Answers of one index generation (a fold of new records starts a new one): the names near
     the cursor and the file's imports are asked again on every keystroke."""
 
@@ -167,7 +167,7 @@ class _Memo:
                 table.popitem(last=False)
 
 
-_MEMO = _Memo()
+_MEMO = GenerationMemo()
 
 
 def by_name(
