@@ -123,6 +123,10 @@ class BuiltPrompt:
 MAX_HEALED_RUN = 24
 
 
+def _is_word(ch: str) -> bool:
+    return ch.isalnum() or ch == "_"
+
+
 def healed_tail(line_prefix: str) -> str:
     """The end of the cursor line that a prefix-only prompt leaves out, for the model to write
     (token healing): the trailing spaces, the word or run of punctuation before them, and one
@@ -142,12 +146,8 @@ def healed_tail(line_prefix: str) -> str:
     if i < end and (i == 0 or line_prefix[i - 1] in " \t"):
         return line_prefix[i:]
     j = i
-    word = line_prefix[i - 1].isalnum() or line_prefix[i - 1] == "_" if i > 0 else False
-    while (
-        j > 0
-        and line_prefix[j - 1] not in " \t"
-        and (line_prefix[j - 1].isalnum() or line_prefix[j - 1] == "_") == word
-    ):
+    word = i > 0 and _is_word(line_prefix[i - 1])
+    while j > 0 and line_prefix[j - 1] not in " \t" and _is_word(line_prefix[j - 1]) == word:
         j -= 1
     if i - j > MAX_HEALED_RUN:
         return line_prefix[i:]

@@ -46,7 +46,6 @@ class CallSite:
 def callee_at(line_prefix: str) -> str | None:
     """The name whose argument list the cursor is in, on the cursor's line: `f(a, g(b), ` -> `f`.
     None when the cursor is not inside a call opened on this line, or inside a string."""
-    depth = 0
     quote: str | None = None
     opens: list[int] = []
     for i, ch in enumerate(line_prefix):
@@ -60,10 +59,8 @@ def callee_at(line_prefix: str) -> str | None:
             return None  # a comment (in the languages that use `#`; harmless elsewhere)
         elif ch in _OPEN:
             opens.append(i)
-            depth += 1
         elif ch in _CLOSE and opens:
             opens.pop()
-            depth -= 1
     if quote is not None or not opens or line_prefix[opens[-1]] != "(":
         return None
     found = _CALLEE.search(line_prefix[: opens[-1]])

@@ -4,13 +4,13 @@ chunks similar to the code at the cursor. Readers never wait for parsing."""
 from __future__ import annotations
 
 import threading
-import zlib
 from collections.abc import Iterable
 
 import numpy as np
 import numpy.typing as npt
 
 from lsp_server.context.entries import DefinitionRef, FileEntry, IndexStats
+from lsp_server.context.identifiers import key
 from lsp_server.context.postings import Postings
 
 
@@ -38,7 +38,7 @@ class IndexQueries:
         """Live definitions called `name` (only those without a parent when `top_level`, only
         those in one (folder, directory) when `directory`). None when more than `limit` match:
         a name defined in hundreds of files (`get`, `run`) is not worth ranking."""
-        ids = self.symbols.lookup(np.array([zlib.crc32(name.encode("utf-8"))], dtype=np.uint32))
+        ids = self.symbols.lookup(np.array([key(name)], dtype=np.uint32))
         if not len(ids):
             return []
         with self._lock:
@@ -74,7 +74,7 @@ class IndexQueries:
         """The live chunks whose identifiers include `name`, by file: (file, [(first line, end
         line), ...]), files unordered, chunks in line order (a hash collision gives a chunk
         that does not name it, which the caller's reading rules out)."""
-        hits = self.chunks.lookup(np.array([zlib.crc32(name.encode("utf-8"))], dtype=np.uint32))
+        hits = self.chunks.lookup(np.array([key(name)], dtype=np.uint32))
         out: list[tuple[FileEntry, list[tuple[int, int]]]] = []
         with self._lock:
             hits = np.unique(hits[hits < self._n_chunks])

@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lsp_server.context.calls import call_sites, callee_at
+from lsp_server.context.calls import CallSite, call_sites, callee_at
 from lsp_server.context.cursor import CursorScope, cursor_line_prefix, scope_at
 from lsp_server.context.documents import ClassScope, DocumentCache
 from lsp_server.context.entries import DefinitionRef
@@ -168,12 +168,11 @@ def _calls(
     if name is None:
         return []
     sites = call_sites(index, sources, name, exclude_file=current_id, near=rel, limit=options.max_calls)
-    by_file: dict[tuple[int, str], list[int]] = {}
-    for i, site in enumerate(sites):
-        by_file.setdefault((site.entry.root, site.entry.path), []).append(i)
+    by_file: dict[tuple[int, str], list[CallSite]] = {}
+    for site in sites:
+        by_file.setdefault((site.entry.root, site.entry.path), []).append(site)
     out = []
-    for rank, members in enumerate(by_file.values()):
-        group = [sites[i] for i in members]
+    for rank, group in enumerate(by_file.values()):
         text = "\n".join(site.text for site in group)
 
         def render(text: str = text) -> str | None:
